@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Copies the third-party .proto files that kontakt's API imports into
+# third_party/proto. The Buf Schema Registry is not reachable from every
+# build machine, so the imports come from pinned Go modules instead:
+#   google/api/{annotations,http}.proto  from grpc-gateway v1.16.0
+#   buf/validate/validate.proto          from protovalidate v1.2.2
+# The copies are committed; run this only to change a pinned version.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+gateway=github.com/grpc-ecosystem/grpc-gateway@v1.16.0
+validate=github.com/bufbuild/protovalidate@v1.2.2
+
+dir_of() { (cd pkg && go mod download -json "$1" | awk -F'"' '/"Dir"/{print $4}'); }
+gw=$(dir_of "$gateway")
+pv=$(dir_of "$validate")
+
+out=third_party/proto
+rm -rf "$out"
+mkdir -p "$out/google/api" "$out/buf/validate"
+install -m 0644 "$gw/third_party/googleapis/google/api/annotations.proto" "$out/google/api/"
+install -m 0644 "$gw/third_party/googleapis/google/api/http.proto" "$out/google/api/"
+install -m 0644 "$gw/third_party/googleapis/LICENSE" "$out/google/LICENSE"
+install -m 0644 "$pv/proto/protovalidate/buf/validate/validate.proto" "$out/buf/validate/"
+install -m 0644 "$pv/LICENSE" "$out/buf/LICENSE"
+echo "third_party/proto synced from $gateway and $validate"
