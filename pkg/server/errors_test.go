@@ -1,0 +1,103 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+)
+
+func TestToStatus(t *testing.T) {
+	errConflict := errors.New("case was changed by someone else")
+	mappings := []ErrorMapping{
+		{Target: errCaseNotFound, Code: codes.NotFound},
+		{Target: errConflict, Code: codes.Aborted},
+		{Target: nil, Code: codes.NotFound},       // ignored
+		{Target: errors.New("x"), Code: codes.OK}, // ignored
+	}
+
+	tests := []struct {
+		name     string
+		err      error
+		wantNil  bool
+		wantCode codes.Code
+		wantMsg  string
+		wantLog  bool
+	}{
+		{name: "nil", err: nil, wantNil: true},
+		{name: "sentinel", err: errCaseNotFound, wantCode: codes.NotFound, wantMsg: "case not found"},
+		{name: "wrapped sentinel keeps only the sentinel's message",
+			err:      fmt.Errorf("case 4711 for 19121212-1212: %w", errCaseNotFound),
+			wantCode: codes.NotFound, wantMsg: "case not found"},
+		{name: "second mapping", err: fmt.Errorf("save: %w", errConflict), wantCode: codes.Aborted, wantMsg: "case was changed by someone else"},
+		{name: "joined errors match", err: errors.Join(errors.New("a"), errConflict), wantCode: codes.Aborted, wantMsg: "case was changed by someone else"},
+		{name: "status passes through", err: status.Error(codes.PermissionDenied, "not your case"), wantCode: codes.PermissionDenied, wantMsg: "not your case"},
+		{name: "wrapped status passes through without wrapping text",
+			err:      fmt.Errorf("call routing for 19121212-1212: %w", status.Error(codes.Unavailable, "routing unavailable")),
+			wantCode: codes.Unavailable, wantMsg: "routing unavailable"},
+		{name: "context canceled", err: fmt.Errorf("read stream: %w", context.Canceled), wantCode: codes.Canceled, wantMsg: "context canceled"},
+		{name: "deadline", err: fmt.Errorf("read stream: %w", context.DeadlineExceeded), wantCode: codes.DeadlineExceeded, wantMsg: "context deadline exceeded"},
+		{name: "unknown error is hidden and logged", err: errors.New(internalText), wantCode: codes.Internal, wantMsg: "internal error", wantLog: true},
+		{name: "unmatched sentinel of an ignored mapping", err: errors.New("x"), wantCode: codes.Internal, wantMsg: "internal error", wantLog: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			logs := &syncBuffer{}
+			logger := slog.New(slog.NewJSONHandler(logs, nil))
+
+			got := ToStatus(tt.err, mappings, logger)
+			if tt.wantNil {
+				require.NoError(t, got)
+				return
+			}
+			st, ok := status.FromError(got)
+			require.True(t, ok, "result must be a gRPC status, got %T", got)
+			require.Equal(t, tt.wantCode, st.Code())
+			require.Equal(t, tt.wantMsg, st.Message())
+			require.NotContains(t, st.Message(), "19121212")
+			if tt.wantLog {
+				require.Contains(t, logs.String(), tt.err.Error())
+			} else {
+				require.Empty(t, logs.String())
+			}
+		})
+	}
+}
+
+func TestInvalidArgument(t *testing.T) {
+	tests := []struct {
+		name       string
+		violations []FieldViolation
+	}{
+		{name: "no violations"},
+		{name: "violations", violations: []FieldViolation{
+			{Field: "contact.email", Description: "must be an e-mail address"},
+			{Field: "description", Description: "must not be empty"},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st := status.Convert(InvalidArgument("invalid request", tt.violations...))
+			require.Equal(t, codes.InvalidArgument, st.Code())
+			require.Equal(t, "invalid request", st.Message())
+
+			var got []*errdetails.BadRequest_FieldViolation
+			for _, d := range st.Details() {
+				br, ok := d.(*errdetails.BadRequest)
+				require.True(t, ok, "unexpected detail %T", d)
+				got = append(got, br.GetFieldViolations()...)
+			}
+			require.Len(t, got, len(tt.violations))
+			for i, v := range tt.violations {
+				require.True(t, proto.Equal(&errdetails.BadRequest_FieldViolation{Field: v.Field, Description: v.Description}, got[i]))
+			}
+		})
+	}
+}

@@ -1,0 +1,151 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+)
+
+// recoveryHandler turns a panic into codes.Internal. The panic value and the
+// stack go to the log only: a panic message can contain anything, including
+// personal data from the request being handled.
+func recoveryHandler(logger *slog.Logger) func(ctx context.Context, p any) error {
+	return func(ctx context.Context, p any) error {
+		method, _ := grpc.Method(ctx)
+		logger.ErrorContext(ctx, "panic in gRPC handler",
+			slog.String("grpc.method", method),
+			slog.String("panic", fmt.Sprint(p)),
+			slog.String("stack", string(debug.Stack())),
+		)
+		return status.Error(codes.Internal, internalMessage)
+	}
+}
+
+// unaryLogging logs one line per finished unary call. It deliberately logs
+// only the method, the status code and message, the duration and the peer
+// address: never request or response bodies, never metadata, because those
+// carry personal data and bearer tokens.
+func unaryLogging(logger *slog.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		start := time.Now()
+		resp, err := handler(ctx, req)
+		logCall(ctx, logger, info.FullMethod, err, time.Since(start))
+		return resp, err
+	}
+}
+
+// streamLogging is the streaming counterpart of unaryLogging; it logs once,
+// when the stream ends.
+func streamLogging(logger *slog.Logger) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		start := time.Now()
+		err := handler(srv, ss)
+		logCall(ss.Context(), logger, info.FullMethod, err, time.Since(start))
+		return err
+	}
+}
+
+func logCall(ctx context.Context, logger *slog.Logger, method string, err error, d time.Duration) {
+	st := status.Convert(err)
+	level := callLevel(method, st.Code())
+	if !logger.Enabled(ctx, level) {
+		return
+	}
+	attrs := make([]slog.Attr, 0, 5)
+	attrs = append(attrs,
+		slog.String("grpc.method", method),
+		slog.String("grpc.code", st.Code().String()),
+		slog.Duration("duration", d),
+	)
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+		attrs = append(attrs, slog.String("peer", p.Addr.String()))
+	}
+	if err != nil {
+		// The status message is what the client was told, so it is no
+		// more sensitive than the response itself.
+		attrs = append(attrs, slog.String("grpc.message", st.Message()))
+	}
+	logger.LogAttrs(ctx, level, "gRPC call", attrs...)
+}
+
+// callLevel keeps health probes and reflection out of the info log (a probe
+// every few seconds would drown everything else) and raises server-side
+// failures so that they can be alerted on.
+func callLevel(method string, code codes.Code) slog.Level {
+	switch code {
+	case codes.OK:
+		if strings.HasPrefix(method, "/grpc.health.v1.Health/") || strings.HasPrefix(method, "/grpc.reflection.") {
+			return slog.LevelDebug
+		}
+		return slog.LevelInfo
+	case codes.Internal, codes.Unknown, codes.DataLoss, codes.Unimplemented:
+		return slog.LevelError
+	case codes.DeadlineExceeded, codes.Unavailable, codes.ResourceExhausted, codes.PermissionDenied, codes.Aborted:
+		return slog.LevelWarn
+	default:
+		return slog.LevelInfo
+	}
+}
+
+// unaryErrorMapping applies ToStatus to every error a handler returns. grpc-go
+// would otherwise send a plain error's full text to the client as
+// codes.Unknown.
+func unaryErrorMapping(mappings []ErrorMapping, logger *slog.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		resp, err := handler(ctx, req)
+		if err != nil {
+			return nil, ToStatus(err, mappings, logger.With(slog.String("grpc.method", info.FullMethod)))
+		}
+		return resp, nil
+	}
+}
+
+// streamErrorMapping is the streaming counterpart of unaryErrorMapping.
+func streamErrorMapping(mappings []ErrorMapping, logger *slog.Logger) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		if err := handler(srv, ss); err != nil {
+			return ToStatus(err, mappings, logger.With(slog.String("grpc.method", info.FullMethod)))
+		}
+		return nil
+	}
+}
+
+// endWatchesOnShutdown ends grpc.health.v1.Health/Watch streams when shutdown
+// begins. Such a stream never ends by itself, so a single client doing
+// client-side health checking would otherwise hold every graceful shutdown
+// for the full ShutdownTimeout. Ending the stream is also the right signal:
+// the server is going away.
+func endWatchesOnShutdown(stopping <-chan struct{}) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		if info.FullMethod != healthpb.Health_Watch_FullMethodName {
+			return handler(srv, ss)
+		}
+		ctx, cancel := context.WithCancel(ss.Context())
+		defer cancel()
+		go func() {
+			select {
+			case <-stopping:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		return handler(srv, &contextStream{ServerStream: ss, ctx: ctx})
+	}
+}
+
+// contextStream replaces a stream's context.
+type contextStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s *contextStream) Context() context.Context { return s.ctx }

@@ -1,0 +1,455 @@
+// Package server is the bootstrap every kontakt service uses to serve its API.
+//
+// One Server serves, on one port, native gRPC (for other services and
+// grpcurl), gRPC-web and Connect (for the browser UI) and REST/JSON from
+// google.api.http annotations (for public e-service forms), plus any plain
+// HTTP routes a service mounts. Every call passes the same interceptor chain:
+// recovery, logging, metrics, edge error mapping (ToStatus), the caller's own
+// interceptors (authentication), validation (protovalidate), and recovery
+// again around the handler. Keeping this in one place means every service,
+// and the single binary that runs them all, gets the same edge behaviour:
+// the same limits, the same CORS policy, the same error hygiene.
+//
+// Typical use:
+//
+//	srv, err := server.New(cfg, logger, server.WithUnaryInterceptors(auth))
+//	if err != nil { ... }
+//	if err := srv.Listen(); err != nil { ... } // fail fast on a busy port
+//	casev1.RegisterCaseServiceServer(srv, svc)
+//	return srv.Run(ctx) // until ctx is cancelled, then graceful shutdown
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"buf.build/go/protovalidate"
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
+	protovalidatemw "github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/protovalidate"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+)
+
+// tracerFlushTimeout bounds how long shutdown waits for buffered spans to be
+// exported, so that an unreachable collector cannot hold up a restart.
+const tracerFlushTimeout = 5 * time.Second
+
+type state int
+
+const (
+	stateNew state = iota
+	stateRunning
+	stateClosed
+)
+
+var _ grpc.ServiceRegistrar = (*Server)(nil)
+
+// Server serves one kontakt process's gRPC services on a single port. Create
+// it with New, register services on it (it is a grpc.ServiceRegistrar, so
+// generated RegisterXxxServer functions accept it), then call Run.
+type Server struct {
+	cfg         Config
+	logger      *slog.Logger
+	grpc        *grpc.Server
+	health      *health.Server
+	registry    *prometheus.Registry
+	grpcMetrics *grpcprom.ServerMetrics
+	tracer      *sdktrace.TracerProvider // nil when tracing is off
+	stopping    chan struct{}            // closed when shutdown begins
+	handler     http.Handler             // everything served on the API port
+	rpc         http.Handler             // the transcoder; set by Run before serving
+
+	mu        sync.Mutex
+	state     state
+	ln        net.Listener
+	metricsLn net.Listener
+}
+
+// New builds a Server from cfg. It validates the configuration, builds the
+// interceptor chain and registers the health and reflection services, but
+// opens no port; see Listen and Run. A nil logger means slog.Default().
+func New(cfg Config, logger *slog.Logger, opts ...Option) (*Server, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.Default()
+	}
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+
+	validator, err := protovalidate.New()
+	if err != nil {
+		return nil, fmt.Errorf("server: protovalidate: %w", err)
+	}
+
+	s := &Server{
+		cfg:      cfg,
+		logger:   logger,
+		health:   health.NewServer(),
+		stopping: make(chan struct{}),
+		registry: prometheus.NewRegistry(),
+		grpcMetrics: grpcprom.NewServerMetrics(
+			grpcprom.WithServerHandlingTimeHistogram(),
+		),
+	}
+	for _, c := range []prometheus.Collector{
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		s.grpcMetrics,
+	} {
+		if err := s.registry.Register(c); err != nil {
+			return nil, fmt.Errorf("server: register metrics: %w", err)
+		}
+	}
+
+	recoverOpt := recovery.WithRecoveryHandlerContext(recoveryHandler(logger))
+	// Recovery is outermost so that a panic anywhere in the chain, including
+	// in the caller's interceptors, becomes codes.Internal. It is repeated
+	// innermost so that a panic in a handler is turned into an error that
+	// logging and metrics see, rather than unwinding past them.
+	unary := []grpc.UnaryServerInterceptor{
+		recovery.UnaryServerInterceptor(recoverOpt),
+		unaryLogging(logger),
+		s.grpcMetrics.UnaryServerInterceptor(),
+		unaryErrorMapping(o.mappings, logger),
+	}
+	unary = append(unary, o.unary...)
+	unary = append(unary,
+		protovalidatemw.UnaryServerInterceptor(validator),
+		recovery.UnaryServerInterceptor(recoverOpt),
+	)
+	stream := []grpc.StreamServerInterceptor{
+		recovery.StreamServerInterceptor(recoverOpt),
+		endWatchesOnShutdown(s.stopping),
+		streamLogging(logger),
+		s.grpcMetrics.StreamServerInterceptor(),
+		streamErrorMapping(o.mappings, logger),
+	}
+	stream = append(stream, o.stream...)
+	stream = append(stream,
+		protovalidatemw.StreamServerInterceptor(validator),
+		recovery.StreamServerInterceptor(recoverOpt),
+	)
+
+	grpcOpts := []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(cfg.MaxRequestBytes),
+		grpc.ChainUnaryInterceptor(unary...),
+		grpc.ChainStreamInterceptor(stream...),
+	}
+	if cfg.Tracing.OTLPEndpoint != "" {
+		tp, statsOpt, err := newTracing(cfg.Tracing)
+		if err != nil {
+			return nil, err
+		}
+		s.tracer = tp
+		grpcOpts = append(grpcOpts, statsOpt)
+	}
+	s.grpc = grpc.NewServer(grpcOpts...)
+
+	// Not serving until Run has a listener; probes must not pass before.
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	reflection.Register(s.grpc)
+
+	s.handler, err = s.newHTTPHandler(o.httpRoutes)
+	if err != nil {
+		s.shutdownTracing()
+		return nil, err
+	}
+	return s, nil
+}
+
+// RegisterService registers a gRPC service implementation. It makes Server a
+// grpc.ServiceRegistrar so that generated RegisterXxxServer functions take
+// it directly. Services must be registered before Run: the transcoder for
+// gRPC-web, Connect and REST is built from the services registered then, so
+// a later registration panics rather than being silently unreachable from
+// browsers.
+func (s *Server) RegisterService(desc *grpc.ServiceDesc, impl any) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state != stateNew {
+		panic(fmt.Sprintf("server: RegisterService(%s) called after Run or Close", desc.ServiceName))
+	}
+	s.grpc.RegisterService(desc, impl)
+}
+
+// SetServing reports whether service (a fully qualified gRPC service name,
+// or "" for the whole process) can take traffic, as seen by grpc.health.v1
+// Check and Watch. Services call it when a dependency such as the event
+// store is lost or regained. After shutdown has begun, every service reports
+// NOT_SERVING and further calls have no effect.
+func (s *Server) SetServing(service string, serving bool) {
+	st := healthpb.HealthCheckResponse_NOT_SERVING
+	if serving {
+		st = healthpb.HealthCheckResponse_SERVING
+	}
+	s.health.SetServingStatus(service, st)
+}
+
+// Metrics returns the registry that /metrics exposes, so that services can
+// add their own collectors next to the gRPC ones. It is per Server, not the
+// global Prometheus registry, so that several Servers (tests, the single
+// binary) never collide.
+func (s *Server) Metrics() prometheus.Registerer {
+	return s.registry
+}
+
+// ShuttingDown returns a channel that is closed when graceful shutdown
+// begins. Handlers of long-lived streams (subscriptions, watches) should
+// return when it closes: shutdown waits for every in-flight call, so an
+// endless stream would hold it for the full Config.ShutdownTimeout and then
+// be cut off.
+func (s *Server) ShuttingDown() <-chan struct{} {
+	return s.stopping
+}
+
+// Listen opens the API port and, if configured, the metrics port, without
+// serving yet. The binary calls it before slow start-up work so that a port
+// already in use is reported at once. Run calls it if it has not been
+// called. Calling it again after success does nothing.
+func (s *Server) Listen() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.listenLocked()
+}
+
+func (s *Server) listenLocked() error {
+	if s.state == stateClosed {
+		return errors.New("server: Listen after Close")
+	}
+	if s.ln != nil {
+		return nil
+	}
+	ln, err := listen(s.cfg.ListenAddr, "")
+	if err != nil {
+		return err
+	}
+	if s.cfg.MetricsAddr != "" {
+		mln, err := listen(s.cfg.MetricsAddr, " (metrics)")
+		if err != nil {
+			_ = ln.Close()
+			return err
+		}
+		s.metricsLn = mln
+	}
+	s.ln = ln
+	return nil
+}
+
+// listen opens a TCP listener and words the error as "listen ADDR: REASON",
+// e.g. "listen 127.0.0.1:8080: address already in use", which is what an
+// operator needs to see, rather than net's longer nested message.
+func listen(addr, what string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		var se *os.SyscallError
+		if errors.As(err, &se) {
+			return nil, fmt.Errorf("listen %s%s: %w", addr, what, se.Err)
+		}
+		return nil, fmt.Errorf("listen %s%s: %w", addr, what, err)
+	}
+	return ln, nil
+}
+
+// Addr returns the address the API port listens on, or nil before Listen.
+// Tests use it after listening on port 0.
+func (s *Server) Addr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln == nil {
+		return nil
+	}
+	return s.ln.Addr()
+}
+
+// MetricsAddr returns the address /metrics listens on, or nil before Listen
+// or when the metrics endpoint is off.
+func (s *Server) MetricsAddr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.metricsLn == nil {
+		return nil
+	}
+	return s.metricsLn.Addr()
+}
+
+// Run serves until ctx is cancelled, then shuts down gracefully: health
+// turns NOT_SERVING, the ports stop accepting, and in-flight calls get up to
+// Config.ShutdownTimeout to finish before they are cut off. It returns nil
+// after a clean shutdown, and an error if the server could not start, failed
+// while serving, or had to cut calls off. A Server runs at most once.
+func (s *Server) Run(ctx context.Context) error {
+	s.mu.Lock()
+	switch s.state {
+	case stateRunning:
+		s.mu.Unlock()
+		return errors.New("server: Run called twice")
+	case stateClosed:
+		s.mu.Unlock()
+		return errors.New("server: Run after Close")
+	}
+	if err := s.listenLocked(); err != nil {
+		s.mu.Unlock()
+		return err
+	}
+	s.state = stateRunning
+	ln, metricsLn := s.ln, s.metricsLn
+	s.mu.Unlock()
+
+	rpc, err := s.newTranscoder()
+	if err != nil {
+		_ = ln.Close()
+		if metricsLn != nil {
+			_ = metricsLn.Close()
+		}
+		s.grpc.Stop()
+		s.shutdownTracing()
+		s.mu.Lock()
+		s.state = stateClosed
+		s.mu.Unlock()
+		return err
+	}
+	s.rpc = rpc
+	s.grpcMetrics.InitializeMetrics(s.grpc)
+
+	errc := make(chan error, 2)
+	api := newHTTPServer(s.handler, s.logger)
+	go func() { errc <- fmt.Errorf("server: serve %s: %w", ln.Addr(), api.Serve(ln)) }()
+	var metrics *http.Server
+	if metricsLn != nil {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{Registry: s.registry}))
+		metrics = &http.Server{
+			Handler:           mux,
+			ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
+		}
+		go func() { errc <- fmt.Errorf("server: serve metrics %s: %w", metricsLn.Addr(), metrics.Serve(metricsLn)) }()
+	}
+
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	attrs := []any{slog.String("addr", ln.Addr().String())}
+	if metricsLn != nil {
+		attrs = append(attrs, slog.String("metrics_addr", metricsLn.Addr().String()))
+	}
+	s.logger.Info("serving gRPC, gRPC-web, Connect and REST", attrs...)
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+		// Serve returns only on failure until Shutdown is called.
+		s.logger.Error("serving failed; shutting down", slog.String("error", serveErr.Error()))
+	}
+	return errors.Join(serveErr, s.shutdown(api, metrics))
+}
+
+// shutdown stops serving in the order that lets in-flight calls finish.
+//
+// grpc.Server.GracefulStop alone is not enough here: calls arrive through
+// ServeHTTP, and grpc-go "drains" such a call by closing it, which cancels
+// its context. So the HTTP server is shut down first; it stops accepting and
+// waits for every active request, gRPC included, to complete. Only then is
+// the gRPC server stopped, by which time it has nothing in flight.
+func (s *Server) shutdown(api, metrics *http.Server) error {
+	s.health.Shutdown()
+	close(s.stopping)
+	s.logger.Info("shutting down", slog.Duration("timeout", s.cfg.ShutdownTimeout))
+
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+
+	var errs []error
+	if err := api.Shutdown(ctx); err != nil {
+		_ = api.Close()
+		s.grpc.Stop()
+		errs = append(errs, fmt.Errorf("server: in-flight calls did not finish within %s and were cut off: %w", s.cfg.ShutdownTimeout, err))
+	} else {
+		stopped := make(chan struct{})
+		go func() {
+			s.grpc.GracefulStop()
+			close(stopped)
+		}()
+		select {
+		case <-stopped:
+		case <-ctx.Done():
+			// A handler is still running although its HTTP request has
+			// ended; do not wait for it.
+			s.grpc.Stop()
+		}
+	}
+	if metrics != nil {
+		if err := metrics.Shutdown(ctx); err != nil {
+			_ = metrics.Close()
+		}
+	}
+	s.shutdownTracing()
+
+	s.mu.Lock()
+	s.state = stateClosed
+	s.mu.Unlock()
+
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	s.logger.Info("shut down cleanly")
+	return nil
+}
+
+// Close releases the ports and the tracer of a Server that will not Run, for
+// example when start-up fails after Listen. It is a no-op on a closed Server
+// and an error on a running one, which is stopped by cancelling Run's
+// context instead.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch s.state {
+	case stateRunning:
+		return errors.New("server: Close on a running server; cancel Run's context instead")
+	case stateClosed:
+		return nil
+	}
+	s.state = stateClosed
+	var errs []error
+	if s.ln != nil {
+		errs = append(errs, s.ln.Close())
+	}
+	if s.metricsLn != nil {
+		errs = append(errs, s.metricsLn.Close())
+	}
+	s.grpc.Stop()
+	s.shutdownTracing()
+	return errors.Join(errs...)
+}
+
+// shutdownTracing flushes buffered spans so that the last calls before a
+// restart are not lost.
+func (s *Server) shutdownTracing() {
+	if s.tracer == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), tracerFlushTimeout)
+	defer cancel()
+	if err := s.tracer.Shutdown(ctx); err != nil {
+		s.logger.Warn("flushing traces failed", slog.String("error", err.Error()))
+	}
+}
