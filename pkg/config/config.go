@@ -1,0 +1,358 @@
+// Package config loads kontakt's configuration: one YAML file plus
+// environment overrides, with defaults that make a zero-configuration start
+// work. Every problem is reported with the key that caused it, because the
+// person reading the message is an operator at start-up, not a developer.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Mode says whether kontakt runs for development or production. The
+// difference matters for identity (local signing key or OIDC) and for
+// anything that would weaken protection, such as a moved clock.
+type Mode string
+
+const (
+	// Development accepts tokens minted by `kontakt token` and creates
+	// missing secrets under the data directory.
+	Development Mode = "development"
+	// Production requires OIDC and refuses development shortcuts.
+	Production Mode = "production"
+)
+
+// Config is the whole configuration. The yaml tags are the file's keys; the
+// environment variable for a key is KONTAKT_ followed by its dotted path in
+// upper case with dots as underscores (nats.url -> KONTAKT_NATS_URL).
+type Config struct {
+	Mode    Mode   `yaml:"mode"`
+	DataDir string `yaml:"data_dir"`
+	// Listen is the one address that serves gRPC, gRPC-web, Connect and
+	// REST/JSON.
+	Listen string `yaml:"listen"`
+	// MetricsListen serves Prometheus metrics; empty turns them off.
+	MetricsListen   string        `yaml:"metrics_listen"`
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	Log             Log           `yaml:"log"`
+	CORS            CORS          `yaml:"cors"`
+	Limits          Limits        `yaml:"limits"`
+	NATS            NATS          `yaml:"nats"`
+	Auth            Auth          `yaml:"auth"`
+	Tracing         Tracing       `yaml:"tracing"`
+	Routing         Routing       `yaml:"routing"`
+}
+
+// Log configures structured logging.
+type Log struct {
+	// Level is debug, info, warn or error.
+	Level string `yaml:"level"`
+	// Format is json or text.
+	Format string `yaml:"format"`
+}
+
+// CORS lists the browser origins allowed to call the API. There is no
+// wildcard default: an agent UI's origin must be named.
+type CORS struct {
+	AllowedOrigins []string `yaml:"allowed_origins"`
+}
+
+// Limits bounds what one request may cost.
+type Limits struct {
+	MaxRequestBytes int `yaml:"max_request_bytes"`
+}
+
+// NATS says where the event store lives.
+type NATS struct {
+	// URL of an external NATS cluster; empty starts the embedded server.
+	URL string `yaml:"url"`
+	// EmbeddedListen is where the embedded server accepts NATS clients
+	// (for example the nats CLI reading the statistics stream); empty
+	// keeps it in-process only.
+	EmbeddedListen string `yaml:"embedded_listen"`
+	// Replicas of each JetStream stream: 1 on one machine, 3 on a cluster.
+	Replicas int `yaml:"replicas"`
+	// CredentialsFile authenticates to an external cluster.
+	CredentialsFile string `yaml:"credentials_file"`
+}
+
+// Auth configures identity. In production OIDC is required.
+type Auth struct {
+	OIDC OIDC `yaml:"oidc"`
+	// DevKeyFile is the local signing key of development mode; empty means
+	// <data_dir>/dev-signing-key.pem.
+	DevKeyFile string `yaml:"dev_key_file"`
+}
+
+// OIDC configures bearer-token verification against an identity provider.
+type OIDC struct {
+	Issuer     string `yaml:"issuer"`
+	Audience   string `yaml:"audience"`
+	JWKSURL    string `yaml:"jwks_url"`
+	RolesClaim string `yaml:"roles_claim"`
+}
+
+// Tracing turns on OpenTelemetry export; it is off unless an endpoint is
+// set.
+type Tracing struct {
+	OTLPEndpoint string `yaml:"otlp_endpoint"`
+	Insecure     bool   `yaml:"insecure"`
+}
+
+// Routing holds the queues agents work in.
+type Routing struct {
+	Queues []Queue `yaml:"queues"`
+}
+
+// Queue is a work queue. Members are subject ids of agents who belong to
+// it (token claims may add more).
+type Queue struct {
+	Name       string   `yaml:"name"`
+	Title      string   `yaml:"title"`
+	Department string   `yaml:"department"`
+	Members    []string `yaml:"members"`
+}
+
+// Default returns the configuration used when nothing is configured: the
+// single binary on 127.0.0.1:8080 with embedded NATS under ./data.
+func Default() Config {
+	return Config{
+		Mode:            Development,
+		DataDir:         "./data",
+		Listen:          "127.0.0.1:8080",
+		MetricsListen:   "127.0.0.1:9090",
+		ShutdownTimeout: 15 * time.Second,
+		Log:             Log{Level: "info", Format: "text"},
+		Limits:          Limits{MaxRequestBytes: 4 << 20},
+		NATS:            NATS{Replicas: 1},
+		Auth:            Auth{OIDC: OIDC{RolesClaim: "roles"}},
+		Routing: Routing{Queues: []Queue{
+			{Name: "kontaktcenter", Title: "Kontaktcenter"},
+			{Name: "felanmalan", Title: "Felanmälan"},
+			{Name: "synpunkter", Title: "Synpunkter och klagomål"},
+		}},
+	}
+}
+
+// Load reads the file at path (none when path is empty), applies the
+// environment, and validates the result. A missing or unreadable file, an
+// unknown key, a value of the wrong type and an invalid value are all
+// errors that name the file and the key.
+func Load(path string, env func(string) (string, bool)) (Config, error) {
+	cfg := Default()
+	if path != "" {
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			return Config{}, fmt.Errorf("config %s: %w", path, unwrapPathError(err))
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(raw))
+		dec.KnownFields(true)
+		if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+			var te *yaml.TypeError
+			if errors.As(err, &te) {
+				// One line per problem would scatter a start-up failure over
+				// several log lines; keep it to one.
+				return Config{}, fmt.Errorf("config %s: %s", path, strings.Join(te.Errors, "; "))
+			}
+			return Config{}, fmt.Errorf("config %s: %s", path, strings.TrimPrefix(err.Error(), "yaml: "))
+		}
+	}
+	if env != nil {
+		if err := applyEnv(reflect.ValueOf(&cfg).Elem(), "KONTAKT", "", env); err != nil {
+			return Config{}, err
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+func unwrapPathError(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// Validate checks values that a type alone cannot, and names the key.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("config key %s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	switch c.Mode {
+	case Development, Production:
+	default:
+		bad("mode", "must be %q or %q, not %q", Development, Production, c.Mode)
+	}
+	if strings.TrimSpace(c.DataDir) == "" {
+		bad("data_dir", "must not be empty")
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		bad("listen", "must be host:port, not %q", c.Listen)
+	}
+	if c.MetricsListen != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
+			bad("metrics_listen", "must be host:port or empty, not %q", c.MetricsListen)
+		}
+	}
+	if c.NATS.EmbeddedListen != "" {
+		if _, _, err := net.SplitHostPort(c.NATS.EmbeddedListen); err != nil {
+			bad("nats.embedded_listen", "must be host:port or empty, not %q", c.NATS.EmbeddedListen)
+		}
+	}
+	if c.ShutdownTimeout <= 0 {
+		bad("shutdown_timeout", "must be positive")
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "must be debug, info, warn or error, not %q", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "json", "text":
+	default:
+		bad("log.format", "must be json or text, not %q", c.Log.Format)
+	}
+	for i, o := range c.CORS.AllowedOrigins {
+		if o == "*" {
+			bad(fmt.Sprintf("cors.allowed_origins[%d]", i), "a wildcard is not allowed: name each origin")
+		} else if !strings.HasPrefix(o, "http://") && !strings.HasPrefix(o, "https://") {
+			bad(fmt.Sprintf("cors.allowed_origins[%d]", i), "must start with http:// or https://, not %q", o)
+		}
+	}
+	if c.Limits.MaxRequestBytes < 1024 || c.Limits.MaxRequestBytes > 64<<20 {
+		bad("limits.max_request_bytes", "must be between 1024 and 67108864, not %d", c.Limits.MaxRequestBytes)
+	}
+	switch c.NATS.Replicas {
+	case 1, 3, 5:
+	default:
+		bad("nats.replicas", "must be 1, 3 or 5, not %d", c.NATS.Replicas)
+	}
+	if c.NATS.Replicas > 1 && c.NATS.URL == "" {
+		bad("nats.replicas", "more than one replica needs an external cluster (nats.url)")
+	}
+	if c.Mode == Production {
+		if c.Auth.OIDC.Issuer == "" {
+			bad("auth.oidc.issuer", "is required in production mode")
+		}
+		if c.Auth.OIDC.Audience == "" {
+			bad("auth.oidc.audience", "is required in production mode")
+		}
+	}
+	seen := map[string]bool{}
+	for i, q := range c.Routing.Queues {
+		key := fmt.Sprintf("routing.queues[%d].name", i)
+		switch {
+		case q.Name == "":
+			bad(key, "must not be empty")
+		case !validQueueName(q.Name):
+			bad(key, "%q may hold only a-z, 0-9, '-' and '_'", q.Name)
+		case seen[q.Name]:
+			bad(key, "queue %q is defined twice", q.Name)
+		}
+		seen[q.Name] = true
+	}
+	return errors.Join(errs...)
+}
+
+func validQueueName(s string) bool {
+	if len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if (r < 'a' || r > 'z') && (r < '0' || r > '9') && r != '-' && r != '_' {
+			return false
+		}
+	}
+	return true
+}
+
+// DevKeyPath is where development mode keeps its token-signing key.
+func (c Config) DevKeyPath() string {
+	if c.Auth.DevKeyFile != "" {
+		return c.Auth.DevKeyFile
+	}
+	return filepath.Join(c.DataDir, "dev-signing-key.pem")
+}
+
+// applyEnv walks the configuration struct and overrides every scalar,
+// duration and string-list field whose environment variable is set.
+func applyEnv(v reflect.Value, prefix, keyPrefix string, env func(string) (string, bool)) error {
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		tag := strings.Split(f.Tag.Get("yaml"), ",")[0]
+		if tag == "" || tag == "-" {
+			continue
+		}
+		name := prefix + "_" + strings.ToUpper(tag)
+		key := keyPrefix + tag
+		fv := v.Field(i)
+		if fv.Kind() == reflect.Struct {
+			if err := applyEnv(fv, name, key+".", env); err != nil {
+				return err
+			}
+			continue
+		}
+		raw, ok := env(name)
+		if !ok {
+			continue
+		}
+		if err := setFromString(fv, raw); err != nil {
+			return fmt.Errorf("environment %s (config key %s): %w", name, key, err)
+		}
+	}
+	return nil
+}
+
+var durationType = reflect.TypeOf(time.Duration(0))
+
+func setFromString(fv reflect.Value, raw string) error {
+	switch {
+	case fv.Type() == durationType:
+		d, err := time.ParseDuration(raw)
+		if err != nil {
+			return fmt.Errorf("%q is not a duration (for example 15s)", raw)
+		}
+		fv.SetInt(int64(d))
+	case fv.Kind() == reflect.String:
+		fv.SetString(raw)
+	case fv.Kind() == reflect.Int:
+		n, err := strconv.Atoi(raw)
+		if err != nil {
+			return fmt.Errorf("%q is not a whole number", raw)
+		}
+		fv.SetInt(int64(n))
+	case fv.Kind() == reflect.Bool:
+		b, err := strconv.ParseBool(raw)
+		if err != nil {
+			return fmt.Errorf("%q is not true or false", raw)
+		}
+		fv.SetBool(b)
+	case fv.Kind() == reflect.Slice && fv.Type().Elem().Kind() == reflect.String:
+		var items []string
+		for _, s := range strings.Split(raw, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				items = append(items, s)
+			}
+		}
+		fv.Set(reflect.ValueOf(items))
+	default:
+		return fmt.Errorf("cannot be set from the environment")
+	}
+	return nil
+}

@@ -1,0 +1,88 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func writeFile(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "kontakt.yaml")
+	require.NoError(t, os.WriteFile(p, []byte(body), 0o600))
+	return p
+}
+
+func envOf(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func TestLoadDefaultsWithoutFile(t *testing.T) {
+	cfg, err := Load("", envOf(nil))
+	require.NoError(t, err)
+	require.Equal(t, "127.0.0.1:8080", cfg.Listen)
+	require.Equal(t, "./data", cfg.DataDir)
+	require.Equal(t, Development, cfg.Mode)
+	require.Empty(t, cfg.CORS.AllowedOrigins, "no browser origin is allowed by default")
+	require.Equal(t, filepath.Join("data", "dev-signing-key.pem"), filepath.Clean(cfg.DevKeyPath()))
+}
+
+func TestLoadFileAndEnvironment(t *testing.T) {
+	p := writeFile(t, "listen: 127.0.0.1:9000\ncors:\n  allowed_origins: [\"https://agent.example.se\"]\nshutdown_timeout: 3s\n")
+	cfg, err := Load(p, envOf(map[string]string{
+		"KONTAKT_DATA_DIR":                 "/tmp/k",
+		"KONTAKT_NATS_URL":                 "nats://127.0.0.1:4222",
+		"KONTAKT_CORS_ALLOWED_ORIGINS":     "https://a.example.se, https://b.example.se",
+		"KONTAKT_LIMITS_MAX_REQUEST_BYTES": "8192",
+	}))
+	require.NoError(t, err)
+	require.Equal(t, "127.0.0.1:9000", cfg.Listen)
+	require.Equal(t, "/tmp/k", cfg.DataDir)
+	require.Equal(t, "nats://127.0.0.1:4222", cfg.NATS.URL)
+	require.Equal(t, []string{"https://a.example.se", "https://b.example.se"}, cfg.CORS.AllowedOrigins)
+	require.Equal(t, 8192, cfg.Limits.MaxRequestBytes)
+	require.Equal(t, 3*time.Second, cfg.ShutdownTimeout)
+}
+
+func TestLoadEmptyFileIsDefaults(t *testing.T) {
+	cfg, err := Load(writeFile(t, ""), envOf(nil))
+	require.NoError(t, err)
+	require.Equal(t, Default().Listen, cfg.Listen)
+}
+
+func TestLoadErrorsNameTheKey(t *testing.T) {
+	tests := []struct {
+		name string
+		file string
+		env  map[string]string
+		want string
+	}{
+		{"unknown key", "listne: 1.2.3.4:5\n", nil, "field listne not found"},
+		{"wrong type", "limits:\n  max_request_bytes: lots\n", nil, "line 2"},
+		{"bad mode", "mode: testing\n", nil, "config key mode"},
+		{"bad listen", "listen: 8080\n", nil, "config key listen"},
+		{"wildcard origin", "cors:\n  allowed_origins: ['*']\n", nil, "config key cors.allowed_origins[0]: a wildcard is not allowed"},
+		{"production without oidc", "mode: production\n", nil, "config key auth.oidc.issuer"},
+		{"replicas without cluster", "nats:\n  replicas: 3\n", nil, "config key nats.replicas"},
+		{"duplicate queue", "routing:\n  queues: [{name: a}, {name: a}]\n", nil, "config key routing.queues[1].name"},
+		{"env not a number", "", map[string]string{"KONTAKT_LIMITS_MAX_REQUEST_BYTES": "x"}, "KONTAKT_LIMITS_MAX_REQUEST_BYTES (config key limits.max_request_bytes)"},
+		{"env bad duration", "", map[string]string{"KONTAKT_SHUTDOWN_TIMEOUT": "soon"}, "KONTAKT_SHUTDOWN_TIMEOUT"},
+		{"env on a list of structs", "", map[string]string{"KONTAKT_ROUTING_QUEUES": "a"}, "cannot be set from the environment"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Load(writeFile(t, tt.file), envOf(tt.env))
+			require.Error(t, err)
+			require.Contains(t, err.Error(), tt.want)
+		})
+	}
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	_, err := Load(filepath.Join(t.TempDir(), "nope.yaml"), envOf(nil))
+	require.ErrorContains(t, err, "no such file or directory")
+	require.ErrorContains(t, err, "nope.yaml")
+}
