@@ -1,0 +1,103 @@
+# kontakt: event-sourced case handling for municipal contact centres.
+# `make help` lists the targets. Everything the build and the tests need is
+# installed by `make tools` into ./bin and ./tools/node_modules.
+
+SHELL := /usr/bin/env bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+GO        ?= go
+BIN       := $(CURDIR)/bin
+BUF       := $(CURDIR)/tools/node_modules/.bin/buf
+MODULES   := pkg services/intake services/routing services/retention services/statistics services/kontakt test
+FUZZTIME  ?= 5s
+FUZZLONG  ?= 5m
+BENCHTIME ?= 2000x
+CONFIG    ?=
+
+PROTOC_GEN_GO_VERSION      := v1.36.12
+PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
+
+export KONTAKT_NATS_SERVER_BIN := $(BIN)/nats-server
+export KONTAKT_BIN             := $(BIN)/kontakt
+export KONTAKT_GRPCURL_BIN     := $(BIN)/grpcurl
+
+.PHONY: help
+help: ## List the targets.
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: tools
+tools: $(BUF) $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc ## Install the pinned build tools (buf, protoc plugins).
+
+$(BUF): tools/package.json tools/package-lock.json
+	cd tools && npm ci --no-audit --no-fund --loglevel=error
+	@touch $(BUF)
+
+$(BIN)/protoc-gen-go:
+	GOBIN=$(BIN) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+
+$(BIN)/protoc-gen-go-grpc:
+	GOBIN=$(BIN) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+
+$(BIN)/nats-server: pkg/go.mod pkg/go.sum
+	cd pkg && $(GO) build -o $(BIN)/nats-server github.com/nats-io/nats-server/v2
+
+$(BIN)/grpcurl: test/go.mod test/go.sum
+	cd test && $(GO) build -o $(BIN)/grpcurl github.com/fullstorydev/grpcurl/cmd/grpcurl
+
+.PHONY: build
+build: ## Build the single binary into bin/kontakt.
+	cd services/kontakt && CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/kontakt .
+
+.PHONY: run
+run: build ## Run the single binary: embedded NATS under ./data, every service on 127.0.0.1:8080.
+	$(BIN)/kontakt serve $(if $(CONFIG),--config $(CONFIG))
+
+.PHONY: generate
+generate: tools ## Regenerate the Go code from proto/ (committed; must reproduce byte for byte).
+	$(BUF) generate
+
+.PHONY: verify-generate
+verify-generate: generate ## Fail when the committed generated code differs from a fresh `make generate`.
+	@if ! git diff --quiet -- pkg/api || [ -n "$$(git ls-files --others --exclude-standard -- pkg/api)" ]; then \
+	  echo "generated code in pkg/api differs from a fresh make generate: run it and commit the result" >&2; \
+	  git status --short -- pkg/api >&2; exit 1; fi
+
+.PHONY: workspace
+workspace: ## Regenerate go.work from the modules in the tree.
+	./scripts/gen-workspace.sh
+
+.PHONY: verify-workspace
+verify-workspace: ## Fail when go.work does not list exactly the modules in the tree.
+	./scripts/gen-workspace.sh --check
+
+.PHONY: lint
+lint: tools ## buf lint, gofmt and go vet on every module.
+	$(BUF) lint
+	@unformatted=$$(gofmt -l $(MODULES)); if [ -n "$$unformatted" ]; then echo "gofmt would change:" >&2; echo "$$unformatted" >&2; exit 1; fi
+	for m in $(MODULES); do (cd $$m && $(GO) vet ./...); done
+
+.PHONY: breaking
+breaking: tools ## Check the API for breaking changes against the previous commit on main.
+	$(BUF) breaking --against '.git#branch=main,ref=HEAD~1'
+
+.PHONY: test
+test: verify-workspace verify-generate lint build $(BIN)/nats-server $(BIN)/grpcurl ## Run every check and test (what CI runs).
+	for m in $(MODULES); do (cd $$m && $(GO) test -count=1 -timeout 10m ./...); done
+	$(MAKE) --no-print-directory fuzz-short
+
+.PHONY: fuzz-short
+fuzz-short: ## Run each fuzz target for FUZZTIME (default 5s).
+	@echo "no fuzz targets yet"
+
+.PHONY: fuzz
+fuzz: ## Run each fuzz target for FUZZLONG (default 5m).
+	$(MAKE) --no-print-directory fuzz-short FUZZTIME=$(FUZZLONG)
+
+.PHONY: bench
+bench: $(BIN)/nats-server ## Run the benchmarks; each reports against raw JetStream in the same run.
+	cd pkg && $(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) ./eventstore/...
+
+.PHONY: clean
+clean: ## Remove built binaries and tool installs (not ./data).
+	rm -rf $(BIN) tools/node_modules

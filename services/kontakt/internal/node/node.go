@@ -1,0 +1,261 @@
+// Package node builds one kontakt process: the event store (embedded NATS
+// or an external cluster), identity, the one-port server, and the four
+// services. It is the composition root, the only place that imports the
+// service modules; the services themselves never import each other.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	natsgo "github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/kontakt-se/kontakt/pkg/accesspolicy"
+	intakev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/intake/v1"
+	retentionv1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/retention/v1"
+	routingv1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/routing/v1"
+	statisticsv1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/statistics/v1"
+	"github.com/kontakt-se/kontakt/pkg/auth"
+	"github.com/kontakt-se/kontakt/pkg/config"
+	"github.com/kontakt-se/kontakt/pkg/eventstore/jetstream"
+	"github.com/kontakt-se/kontakt/pkg/natsserver"
+	"github.com/kontakt-se/kontakt/pkg/server"
+	intakeports "github.com/kontakt-se/kontakt/services/intake/ports"
+	retentionports "github.com/kontakt-se/kontakt/services/retention/ports"
+	routingapp "github.com/kontakt-se/kontakt/services/routing/app"
+	routingports "github.com/kontakt-se/kontakt/services/routing/ports"
+	statisticsports "github.com/kontakt-se/kontakt/services/statistics/ports"
+)
+
+// Node is a built process, ready to run.
+type Node struct {
+	cfg    config.Config
+	logger *slog.Logger
+	srv    *server.Server
+	nats   *natsserver.Server
+	conn   *natsgo.Conn
+}
+
+// services are the four kontakt services, for the access policy and for
+// health reporting.
+func services() []protoreflect.ServiceDescriptor {
+	return []protoreflect.ServiceDescriptor{
+		intakev1.File_kontakt_intake_v1_intake_proto.Services().Get(0),
+		routingv1.File_kontakt_routing_v1_routing_proto.Services().Get(0),
+		retentionv1.File_kontakt_retention_v1_retention_proto.Services().Get(0),
+		statisticsv1.File_kontakt_statistics_v1_statistics_proto.Services().Get(0),
+	}
+}
+
+// NewLogger builds the structured logger. Handlers never log request
+// bodies, so personal data cannot reach it through the server.
+func NewLogger(cfg config.Log, w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.Level)); err != nil {
+		return nil, fmt.Errorf("config key log.level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return slog.New(slog.NewTextHandler(w, opts)), nil
+}
+
+// Build checks the environment and constructs everything. It fails fast
+// and with one clear message on the usual start-up mistakes: a data
+// directory that cannot be written, a port in use, an unreachable NATS.
+func Build(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Node, err error) {
+	n := &Node{cfg: cfg, logger: logger}
+	defer func() {
+		if err != nil {
+			n.close()
+		}
+	}()
+	if err := checkWritableDir(cfg.DataDir); err != nil {
+		return nil, err
+	}
+
+	verifier, err := newVerifier(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	policy, err := accesspolicy.FromServices(services()...)
+	if err != nil {
+		return nil, err
+	}
+	authn := auth.NewInterceptor(verifier, auth.PublicMethods(policy), logger)
+
+	n.srv, err = server.New(server.Config{
+		ListenAddr:      cfg.Listen,
+		MetricsAddr:     cfg.MetricsListen,
+		AllowedOrigins:  cfg.CORS.AllowedOrigins,
+		MaxRequestBytes: cfg.Limits.MaxRequestBytes,
+		ShutdownTimeout: cfg.ShutdownTimeout,
+		Tracing: server.TracingConfig{
+			OTLPEndpoint: cfg.Tracing.OTLPEndpoint,
+			Insecure:     cfg.Tracing.Insecure,
+			ServiceName:  "kontakt",
+		},
+	}, logger,
+		server.WithUnaryInterceptors(authn.Unary()),
+		server.WithStreamInterceptors(authn.Stream()),
+	)
+	if err != nil {
+		return nil, err
+	}
+	// Take the port before starting NATS, so a port in use is reported at
+	// once and nothing is left half-started.
+	if err := n.srv.Listen(); err != nil {
+		return nil, err
+	}
+
+	if err := n.connectNATS(ctx); err != nil {
+		return nil, err
+	}
+	js, err := natsjs.New(n.conn)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	if _, err := jetstream.New(ctx, js, jetstream.Config{Replicas: cfg.NATS.Replicas}); err != nil {
+		return nil, fmt.Errorf("event store: %w", err)
+	}
+
+	queues := make([]routingapp.Queue, 0, len(cfg.Routing.Queues))
+	for _, q := range cfg.Routing.Queues {
+		queues = append(queues, routingapp.Queue{Name: q.Name, Title: q.Title, Department: q.Department, Members: q.Members})
+	}
+	reg := n.srv // the server is a grpc.ServiceRegistrar
+	intakeports.Register(reg, &intakeports.Server{})
+	routingports.Register(reg, routingports.NewServer(routingapp.NewQueues(queues)))
+	retentionports.Register(reg, &retentionports.Server{})
+	statisticsports.Register(reg, &statisticsports.Server{})
+	for _, svc := range services() {
+		n.srv.SetServing(string(svc.FullName()), true)
+	}
+	return n, nil
+}
+
+// Run serves until ctx is cancelled, then drains in-flight calls and stops
+// NATS last, so no call loses its store half-way.
+func (n *Node) Run(ctx context.Context) error {
+	defer n.close()
+	n.logger.Info("kontakt serving", "listen", n.srv.Addr().String(), "mode", string(n.cfg.Mode), "data_dir", n.cfg.DataDir)
+	return n.srv.Run(ctx)
+}
+
+// Addr is the address the server listens on.
+func (n *Node) Addr() net.Addr { return n.srv.Addr() }
+
+func (n *Node) close() {
+	if n.conn != nil {
+		_ = n.conn.Drain()
+		n.conn = nil
+	}
+	if n.nats != nil {
+		n.nats.Shutdown()
+		n.nats = nil
+	}
+}
+
+func (n *Node) connectNATS(ctx context.Context) error {
+	if n.cfg.NATS.URL != "" {
+		opts := []natsgo.Option{natsgo.Name("kontakt"), natsgo.MaxReconnects(-1)}
+		if n.cfg.NATS.CredentialsFile != "" {
+			opts = append(opts, natsgo.UserCredentials(n.cfg.NATS.CredentialsFile))
+		}
+		conn, err := natsgo.Connect(n.cfg.NATS.URL, opts...)
+		if err != nil {
+			return fmt.Errorf("connect to NATS at %s: %w", redactURL(n.cfg.NATS.URL), err)
+		}
+		n.conn = conn
+		return nil
+	}
+	ncfg := natsserver.Config{
+		StoreDir:   filepath.Join(n.cfg.DataDir, "nats"),
+		ServerName: "kontakt",
+		Logger:     n.logger.With("component", "nats"),
+	}
+	if n.cfg.NATS.EmbeddedListen == "" {
+		ncfg.InProcessOnly = true
+	} else {
+		host, port, err := net.SplitHostPort(n.cfg.NATS.EmbeddedListen)
+		if err != nil {
+			return fmt.Errorf("config key nats.embedded_listen: %w", err)
+		}
+		ncfg.Host = host
+		if _, err := fmt.Sscanf(port, "%d", &ncfg.Port); err != nil {
+			return fmt.Errorf("config key nats.embedded_listen: port %q is not a number", port)
+		}
+	}
+	ns, err := natsserver.Start(ctx, ncfg)
+	if err != nil {
+		return err
+	}
+	n.nats = ns
+	conn, err := ns.Connect(natsgo.Name("kontakt"))
+	if err != nil {
+		return fmt.Errorf("connect to embedded NATS: %w", err)
+	}
+	n.conn = conn
+	return nil
+}
+
+func newVerifier(ctx context.Context, cfg config.Config) (auth.Verifier, error) {
+	if cfg.Mode == config.Production || cfg.Auth.OIDC.Issuer != "" {
+		return auth.NewOIDCVerifier(ctx, auth.OIDCConfig{
+			Issuer:     cfg.Auth.OIDC.Issuer,
+			Audience:   cfg.Auth.OIDC.Audience,
+			JWKSURL:    cfg.Auth.OIDC.JWKSURL,
+			RolesClaim: cfg.Auth.OIDC.RolesClaim,
+		})
+	}
+	key, err := auth.LoadOrCreateDevKey(cfg.DevKeyPath())
+	if err != nil {
+		return nil, err
+	}
+	return key.Verifier(time.Now), nil
+}
+
+// checkWritableDir creates the data directory if needed and proves that it
+// can be written, so a permission problem is one clear line at start-up
+// rather than a failure deep inside JetStream.
+func checkWritableDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return fmt.Errorf("data directory %s: %w", dir, unwrapPath(err))
+	}
+	f, err := os.CreateTemp(dir, ".write-check-*")
+	if err != nil {
+		return fmt.Errorf("data directory %s is not writable: %w", dir, unwrapPath(err))
+	}
+	name := f.Name()
+	_ = f.Close()
+	return os.Remove(name)
+}
+
+func unwrapPath(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// redactURL drops credentials from a NATS URL before it is printed.
+func redactURL(u string) string {
+	if at := strings.LastIndex(u, "@"); at >= 0 {
+		if scheme := strings.Index(u, "://"); scheme >= 0 && scheme < at {
+			return u[:scheme+3] + "***" + u[at:]
+		}
+	}
+	return u
+}
