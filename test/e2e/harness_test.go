@@ -1,0 +1,224 @@
+// Package e2e drives the real kontakt binary with real clients: grpc-go,
+// connect-go in gRPC-web mode, grpcurl and plain HTTP. Nothing here reaches
+// into the process; what the tests see is what a user would see.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+)
+
+// repoRoot finds the repository from this file's location.
+func repoRoot(t testing.TB) string {
+	t.Helper()
+	_, file, _, ok := runtime.Caller(0)
+	require.True(t, ok)
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+}
+
+var buildOnce = map[string]*sync.Once{"kontakt": {}, "grpcurl": {}}
+var builtPath = map[string]string{}
+var buildErr = map[string]error{}
+
+// binary returns the path of a tool the tests run: $KONTAKT_BIN (or
+// $KONTAKT_GRPCURL_BIN) when set, as `make test` does, otherwise it is
+// built once into the repository's bin/ directory.
+func binary(t testing.TB, name string) string {
+	t.Helper()
+	envName := map[string]string{"kontakt": "KONTAKT_BIN", "grpcurl": "KONTAKT_GRPCURL_BIN"}[name]
+	if p := os.Getenv(envName); p != "" {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	root := repoRoot(t)
+	buildOnce[name].Do(func() {
+		out := filepath.Join(root, "bin", name)
+		var cmd *exec.Cmd
+		switch name {
+		case "kontakt":
+			cmd = exec.Command("go", "build", "-o", out, ".")
+			cmd.Dir = filepath.Join(root, "services", "kontakt")
+		case "grpcurl":
+			cmd = exec.Command("go", "build", "-o", out, "github.com/fullstorydev/grpcurl/cmd/grpcurl")
+			cmd.Dir = filepath.Join(root, "test")
+		}
+		if b, err := cmd.CombinedOutput(); err != nil {
+			buildErr[name] = fmt.Errorf("build %s: %v\n%s", name, err, b)
+		}
+		builtPath[name] = out
+	})
+	require.NoError(t, buildErr[name])
+	return builtPath[name]
+}
+
+// freeAddr returns a loopback address with a port nobody listens on now.
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := l.Addr().String()
+	require.NoError(t, l.Close())
+	return addr
+}
+
+// Kontakt is a running `kontakt serve` process.
+type Kontakt struct {
+	Addr    string
+	Metrics string
+	DataDir string
+	Config  string
+	cmd     *exec.Cmd
+	stderr  *syncBuffer
+	done    chan error
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// Options configure a started binary.
+type Options struct {
+	// ExtraConfig is appended to the generated YAML configuration.
+	ExtraConfig string
+	// DataDir reuses a data directory (for restarts); empty makes one.
+	DataDir string
+}
+
+// Start runs `kontakt serve` with a fresh data directory and free ports,
+// waits until every service reports SERVING, and stops it at cleanup.
+func Start(t *testing.T, opts Options) *Kontakt {
+	t.Helper()
+	dataDir := opts.DataDir
+	if dataDir == "" {
+		dataDir = filepath.Join(t.TempDir(), "data")
+	}
+	k := &Kontakt{Addr: freeAddr(t), Metrics: freeAddr(t), DataDir: dataDir, stderr: &syncBuffer{}, done: make(chan error, 1)}
+	k.Config = filepath.Join(t.TempDir(), "kontakt.yaml")
+	cfg := fmt.Sprintf("data_dir: %s\nlisten: %s\nmetrics_listen: %s\nshutdown_timeout: 5s\n%s", dataDir, k.Addr, k.Metrics, opts.ExtraConfig)
+	require.NoError(t, os.WriteFile(k.Config, []byte(cfg), 0o600))
+
+	k.cmd = exec.Command(binary(t, "kontakt"), "serve", "--config", k.Config)
+	k.cmd.Stderr = k.stderr
+	k.cmd.Stdout = k.stderr
+	require.NoError(t, k.cmd.Start())
+	go func() { k.done <- k.cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = k.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-k.done:
+		case <-time.After(20 * time.Second):
+			_ = k.cmd.Process.Kill()
+		}
+		if t.Failed() {
+			t.Logf("kontakt output:\n%s", k.stderr.String())
+		}
+	})
+	k.waitServing(t)
+	return k
+}
+
+func (k *Kontakt) waitServing(t *testing.T) {
+	t.Helper()
+	conn := k.Dial(t)
+	client := healthpb.NewHealthClient(conn)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		select {
+		case err := <-k.done:
+			t.Fatalf("kontakt exited before serving: %v\n%s", err, k.stderr.String())
+		default:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		resp, err := client.Check(ctx, &healthpb.HealthCheckRequest{Service: "kontakt.intake.v1.IntakeService"})
+		cancel()
+		if err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("kontakt not serving after 60s (last error %v)\n%s", err, k.stderr.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Dial opens a grpc-go client connection to the server.
+func (k *Kontakt) Dial(t *testing.T) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient(k.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn
+}
+
+// Token mints a development token with the binary's own CLI, as a person
+// would: `kontakt token --role ROLE --subject ID`.
+func (k *Kontakt) Token(t *testing.T, subject string, roles ...string) string {
+	t.Helper()
+	args := []string{"token", "--config", k.Config, "--subject", subject}
+	for _, r := range roles {
+		args = append(args, "--role", r)
+	}
+	out, err := exec.Command(binary(t, "kontakt"), args...).Output()
+	require.NoError(t, err)
+	return strings.TrimSpace(string(out))
+}
+
+// Stop sends SIGTERM and returns the exit error (nil for exit code 0).
+func (k *Kontakt) Stop(t *testing.T) error {
+	t.Helper()
+	require.NoError(t, k.cmd.Process.Signal(syscall.SIGTERM))
+	select {
+	case err := <-k.done:
+		k.done <- err
+		return err
+	case <-time.After(30 * time.Second):
+		t.Fatal("kontakt did not stop within 30s of SIGTERM")
+		return nil
+	}
+}
+
+// runKontakt runs the binary to completion and returns its exit code and
+// combined output.
+func runKontakt(t *testing.T, args ...string) (int, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary(t, "kontakt"), args...)
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		return 0, string(out)
+	}
+	ee, ok := err.(*exec.ExitError)
+	require.True(t, ok, "run kontakt: %v", err)
+	return ee.ExitCode(), string(out)
+}
