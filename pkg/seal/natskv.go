@@ -1,0 +1,254 @@
+package seal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// DefaultBucket is the name of the KV bucket that holds the wrapped data
+// keys. Its stream is "KV_" + DefaultBucket.
+const DefaultBucket = "KONTAKT_KEYS"
+
+// kvOperationHeader and kvPurge are the NATS KV conventions for a purge
+// marker (nats.go keeps them unexported). Using them makes a destroyed key
+// look purged to every KV client, including the nats CLI.
+const (
+	kvOperationHeader = "KV-Operation"
+	kvPurge           = "PURGE"
+)
+
+// maxKeyMsgSize bounds a message in the key bucket. A wrapped key is
+// WrappedKeySize bytes and a tombstone a few headers; the limit stops the
+// bucket being used for anything else.
+const maxKeyMsgSize = 4096
+
+// maxDestroyAttempts bounds Destroy's retries when it races with
+// concurrent Creates or Destroys of the same key id. Each retry makes
+// progress, so a handful is plenty.
+const maxDestroyAttempts = 8
+
+// NATSKeyStoreConfig configures NewNATSKeyStore.
+type NATSKeyStoreConfig struct {
+	// Bucket is the KV bucket name; empty means DefaultBucket.
+	Bucket string
+	// Replicas is the number of stream replicas: 1 on a single server
+	// (the embedded one), 3 on a cluster. Zero means 1.
+	Replicas int
+}
+
+// NATSKeyStore is the KeyStore kept in a NATS JetStream KV bucket, one
+// key per key id, history 1, file storage.
+//
+// The bucket's stream is created by this package rather than by
+// jetstream.CreateKeyValue, for one reason: a plain KV purge only marks the
+// old message deleted, and the file store keeps its bytes in the block file
+// until that block happens to be compacted (for a small bucket: never,
+// because the last block is never compacted). So Destroy first
+// overwrites the wrapped key in place with the stream's secure-delete
+// (which needs a stream that allows message deletes, unlike a standard KV
+// bucket) and then writes a KV purge marker as the tombstone. The stream is
+// otherwise configured like a KV bucket, so KV clients can read it. Gets
+// go to the stream leader (no direct get), because a destroyed key must not
+// be served by a lagging replica.
+//
+// The tombstones must stay: never run a KV "purge deletes" (nats kv
+// compact, PurgeDeletes) on this bucket, or destroyed key ids become
+// "never existed" and a deleted case could be given a new key.
+type NATSKeyStore struct {
+	js      jetstream.JetStream
+	stream  jetstream.Stream
+	kv      jetstream.KeyValue
+	bucket  string
+	subject string // subject prefix, "$KV.<bucket>."
+}
+
+// NewNATSKeyStore opens the key bucket, creating its stream if needed or
+// updating it to cfg (for instance a new replica count). It refuses a
+// bucket whose stream denies message deletes (such as one made with
+// jetstream.CreateKeyValue), because Destroy could not erase keys in it;
+// such a stream cannot be changed and must be recreated.
+func NewNATSKeyStore(ctx context.Context, js jetstream.JetStream, cfg NATSKeyStoreConfig) (*NATSKeyStore, error) {
+	if js == nil {
+		return nil, errors.New("seal: NewNATSKeyStore: nil JetStream")
+	}
+	bucket := cfg.Bucket
+	if bucket == "" {
+		bucket = DefaultBucket
+	}
+	replicas := cfg.Replicas
+	if replicas == 0 {
+		replicas = 1
+	}
+	if replicas < 0 {
+		return nil, fmt.Errorf("seal: key bucket %s: negative replica count %d", bucket, replicas)
+	}
+	name := "KV_" + bucket
+	if st, err := js.Stream(ctx, name); err == nil {
+		if err := checkExistingKeyStream(st.CachedInfo().Config); err != nil {
+			return nil, fmt.Errorf("seal: key bucket %s: %w", bucket, err)
+		}
+	} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, fmt.Errorf("seal: key bucket %s: %w", bucket, err)
+	}
+	st, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:              name,
+		Description:       "kontakt data keys, wrapped with the master key; destroyed keys are erased and tombstoned",
+		Subjects:          []string{"$KV." + bucket + ".>"},
+		MaxMsgsPerSubject: 1,
+		MaxMsgs:           -1,
+		MaxBytes:          -1,
+		MaxMsgSize:        maxKeyMsgSize,
+		MaxConsumers:      -1,
+		Storage:           jetstream.FileStorage,
+		Replicas:          replicas,
+		Discard:           jetstream.DiscardNew,
+		Duplicates:        2 * time.Minute,
+		AllowRollup:       true,
+		DenyDelete:        false,
+		DenyPurge:         false,
+		AllowDirect:       false,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("seal: key bucket %s: create or update stream %s: %w", bucket, name, err)
+	}
+	kv, err := js.KeyValue(ctx, bucket)
+	if err != nil {
+		return nil, fmt.Errorf("seal: key bucket %s: %w", bucket, err)
+	}
+	return &NATSKeyStore{js: js, stream: st, kv: kv, bucket: bucket, subject: "$KV." + bucket + "."}, nil
+}
+
+// checkExistingKeyStream refuses a stream that would break Destroy's
+// guarantees.
+func checkExistingKeyStream(c jetstream.StreamConfig) error {
+	switch {
+	case c.DenyDelete:
+		return fmt.Errorf("stream %s denies message deletes (was it made with CreateKeyValue?), so destroyed keys could not be erased from disk; recreate it with this package", c.Name)
+	case c.DenyPurge || !c.AllowRollup:
+		return fmt.Errorf("stream %s does not allow KV purge markers, so destroyed keys could not be tombstoned", c.Name)
+	case c.MaxMsgsPerSubject != 1:
+		return fmt.Errorf("stream %s keeps %d revisions per key, want 1", c.Name, c.MaxMsgsPerSubject)
+	case c.Storage != jetstream.FileStorage:
+		return fmt.Errorf("stream %s is not file-backed, so keys would not survive a restart", c.Name)
+	}
+	return nil
+}
+
+// StreamName returns the name of the bucket's stream, for operators and
+// tests that inspect it.
+func (s *NATSKeyStore) StreamName() string { return "KV_" + s.bucket }
+
+// Create implements KeyStore. It publishes with "expected last subject
+// sequence 0", which the server checks atomically: it succeeds only if the
+// key id has no message at all, neither a key nor a tombstone.
+func (s *NATSKeyStore) Create(ctx context.Context, keyID string, wrapped []byte) error {
+	if _, _, err := ParseKeyID(keyID); err != nil {
+		return err
+	}
+	_, err := s.kv.Update(ctx, keyID, wrapped, 0)
+	if err == nil {
+		return nil
+	}
+	if !isWrongLastSeq(err) {
+		return fmt.Errorf("seal: store key %s: %w", keyID, err)
+	}
+	// Something is there already: a key or a tombstone.
+	_, gerr := s.Get(ctx, keyID)
+	switch {
+	case gerr == nil:
+		return fmt.Errorf("seal: store key %s: %w", keyID, ErrKeyExists)
+	case errors.Is(gerr, ErrKeyDestroyed):
+		return gerr
+	case errors.Is(gerr, ErrKeyNotFound):
+		// The only way a key id stops having messages is Destroy erasing
+		// the key just before it writes the tombstone.
+		return fmt.Errorf("seal: store key %s: destroy in progress: %w", keyID, ErrKeyDestroyed)
+	default:
+		return gerr
+	}
+}
+
+// Get implements KeyStore. A KV delete or purge marker, or a server marker
+// (such as a TTL expiry), counts as destroyed.
+func (s *NATSKeyStore) Get(ctx context.Context, keyID string) ([]byte, error) {
+	if _, _, err := ParseKeyID(keyID); err != nil {
+		return nil, err
+	}
+	m, err := s.stream.GetLastMsgForSubject(ctx, s.subject+keyID)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, fmt.Errorf("seal: key %s: %w", keyID, ErrKeyNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("seal: get key %s: %w", keyID, err)
+	}
+	if isTombstone(m.Header) {
+		return nil, fmt.Errorf("seal: key %s: %w", keyID, ErrKeyDestroyed)
+	}
+	return m.Data, nil
+}
+
+// Destroy implements KeyStore. It overwrites the stored wrapped key with
+// random bytes on disk (stream secure delete), then writes a KV purge
+// marker as the tombstone. The marker is written with "expected last
+// subject sequence 0", so if a concurrent Create slipped in a new key
+// between the two steps, the marker is refused and the loop erases that key
+// too.
+func (s *NATSKeyStore) Destroy(ctx context.Context, keyID string) error {
+	if _, _, err := ParseKeyID(keyID); err != nil {
+		return err
+	}
+	subject := s.subject + keyID
+	var lastErr error
+	for range maxDestroyAttempts {
+		m, err := s.stream.GetLastMsgForSubject(ctx, subject)
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+			// Nothing stored (never created, or erased): write the tombstone.
+		case err != nil:
+			return fmt.Errorf("seal: destroy key %s: %w", keyID, err)
+		case isTombstone(m.Header):
+			return nil
+		default:
+			if err := s.stream.SecureDeleteMsg(ctx, m.Sequence); err != nil {
+				// Perhaps a concurrent Destroy erased it first; look again.
+				lastErr = fmt.Errorf("erase revision %d: %w", m.Sequence, err)
+				continue
+			}
+		}
+		marker := nats.NewMsg(subject)
+		marker.Header.Set(kvOperationHeader, kvPurge)
+		marker.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
+		_, err = s.js.PublishMsg(ctx, marker, jetstream.WithExpectLastSequencePerSubject(0))
+		if err == nil {
+			return nil
+		}
+		if !isWrongLastSeq(err) {
+			return fmt.Errorf("seal: destroy key %s: write tombstone: %w", keyID, err)
+		}
+		lastErr = fmt.Errorf("write tombstone: %w", err)
+	}
+	return fmt.Errorf("seal: destroy key %s: no progress after %d attempts: %w", keyID, maxDestroyAttempts, lastErr)
+}
+
+// isTombstone reports whether a message of the key bucket marks its key id
+// as destroyed rather than holding a key.
+func isTombstone(h nats.Header) bool {
+	return h.Get(kvOperationHeader) != "" || h.Get(jetstream.MarkerReasonHeader) != ""
+}
+
+// isWrongLastSeq reports whether err is JetStream's "wrong last sequence"
+// refusal, which single servers report as 10071 and replicated streams as
+// 10164.
+func isWrongLastSeq(err error) bool {
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) {
+		return false
+	}
+	return apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant
+}
