@@ -32,7 +32,6 @@ import (
 
 	"buf.build/go/protovalidate"
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
-	protovalidatemw "github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/protovalidate"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -133,7 +132,7 @@ func New(cfg Config, logger *slog.Logger, opts ...Option) (*Server, error) {
 	}
 	unary = append(unary, o.unary...)
 	unary = append(unary,
-		protovalidatemw.UnaryServerInterceptor(validator),
+		unaryValidation(validator),
 		recovery.UnaryServerInterceptor(recoverOpt),
 	)
 	stream := []grpc.StreamServerInterceptor{
@@ -145,7 +144,7 @@ func New(cfg Config, logger *slog.Logger, opts ...Option) (*Server, error) {
 	}
 	stream = append(stream, o.stream...)
 	stream = append(stream,
-		protovalidatemw.StreamServerInterceptor(validator),
+		streamValidation(validator),
 		recovery.StreamServerInterceptor(recoverOpt),
 	)
 
