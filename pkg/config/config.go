@@ -52,6 +52,27 @@ type Config struct {
 	Auth            Auth          `yaml:"auth"`
 	Tracing         Tracing       `yaml:"tracing"`
 	Routing         Routing       `yaml:"routing"`
+	Intake          Intake        `yaml:"intake"`
+	// MasterKeyFile holds the master key that wraps every case's data key;
+	// empty means <data_dir>/master.key. KONTAKT_MASTER_KEY (base64) takes
+	// precedence. Development mode creates the file when it is missing;
+	// production refuses to start without a key.
+	MasterKeyFile string `yaml:"master_key_file"`
+}
+
+// Intake configures case intake.
+type Intake struct {
+	// Open311Services are the fault types a GeoReport v2 app may report.
+	Open311Services []Open311Service `yaml:"open311_services"`
+}
+
+// Open311Service is one GeoReport v2 service: its code becomes the
+// category of the felanmälan case.
+type Open311Service struct {
+	Code        string `yaml:"code"`
+	Name        string `yaml:"name"`
+	Description string `yaml:"description"`
+	Group       string `yaml:"group"`
 }
 
 // Log configures structured logging.
@@ -141,6 +162,13 @@ func Default() Config {
 			{Name: "kontaktcenter", Title: "Kontaktcenter"},
 			{Name: "felanmalan", Title: "Felanmälan"},
 			{Name: "synpunkter", Title: "Synpunkter och klagomål"},
+		}},
+		Intake: Intake{Open311Services: []Open311Service{
+			{Code: "gatubelysning", Name: "Gatubelysning", Description: "Trasig eller släckt gatubelysning", Group: "Gata och trafik"},
+			{Code: "vag-och-gata", Name: "Väg och gata", Description: "Hål i vägen, skador på gata eller gångbana", Group: "Gata och trafik"},
+			{Code: "klotter", Name: "Klotter", Description: "Klotter och skadegörelse", Group: "Stadsmiljö"},
+			{Code: "park-och-lek", Name: "Park och lekplats", Description: "Fel i park, lekplats eller grönområde", Group: "Stadsmiljö"},
+			{Code: "avfall", Name: "Avfall och nedskräpning", Description: "Full papperskorg, nedskräpning", Group: "Stadsmiljö"},
 		}},
 	}
 }
@@ -266,11 +294,25 @@ func (c Config) Validate() error {
 		}
 		seen[q.Name] = true
 	}
+	codes := map[string]bool{}
+	for i, svc := range c.Intake.Open311Services {
+		key := fmt.Sprintf("intake.open311_services[%d].code", i)
+		switch {
+		case !validQueueName(svc.Code):
+			bad(key, "%q must be 1-64 of a-z, 0-9, '-' and '_'", svc.Code)
+		case codes[svc.Code]:
+			bad(key, "service %q is defined twice", svc.Code)
+		}
+		codes[svc.Code] = true
+		if strings.TrimSpace(svc.Name) == "" {
+			bad(fmt.Sprintf("intake.open311_services[%d].name", i), "must not be empty")
+		}
+	}
 	return errors.Join(errs...)
 }
 
 func validQueueName(s string) bool {
-	if len(s) > 64 {
+	if s == "" || len(s) > 64 {
 		return false
 	}
 	for _, r := range s {
@@ -279,6 +321,15 @@ func validQueueName(s string) bool {
 		}
 	}
 	return true
+}
+
+// MasterKeyPath is where the master key file is read (and, in
+// development mode, created).
+func (c Config) MasterKeyPath() string {
+	if c.MasterKeyFile != "" {
+		return c.MasterKeyFile
+	}
+	return filepath.Join(c.DataDir, "master.key")
 }
 
 // DevKeyPath is where development mode keeps its token-signing key.
