@@ -1,0 +1,370 @@
+// Package casenumber allocates intake's human case numbers (KC-2026-000123)
+// in a NATS JetStream key-value bucket, so that every intake instance, in
+// one process or on several machines, draws from the same sequence.
+//
+// # Layout
+//
+// The bucket holds two kinds of keys:
+//
+//   - "counter.<year>" holds the last number allocated in that year as
+//     decimal text. It is only ever changed with compare-and-set, so two
+//     instances can never hand out the same number.
+//   - "number.<case number>" holds the id of the case the number was
+//     allocated to, so that an Open311 client can look a case up by the
+//     number printed on its receipt.
+//
+// The year is the calendar year in Europe/Stockholm, because that is the
+// year the agent and the resident see on the number; a case registered at
+// 00:30 on New Year's Day Swedish time belongs to the new year even though
+// it is still the old year in UTC.
+//
+// # Durability
+//
+// The bucket has no TTL: an expired counter would restart its year at 1 and
+// hand out numbers that are already printed on receipts. For the same
+// reason Next refuses to overwrite an existing "number." key, so even a
+// counter that an operator reset by hand leads to errors, never to a
+// duplicate number.
+package casenumber
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"time"
+	// Embedded zone data, so that Europe/Stockholm can be loaded in minimal
+	// containers (distroless, scratch) that have no /usr/share/zoneinfo.
+	_ "time/tzdata"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/kontakt-se/kontakt/services/intake/app"
+)
+
+// Defaults for Config fields left at their zero value.
+const (
+	// DefaultBucket is the key-value bucket that holds counters and numbers.
+	DefaultBucket = "KONTAKT_CASENUMBERS"
+	// DefaultPrefix starts every case number ("Kontaktcenter").
+	DefaultPrefix = "KC"
+	// DefaultLocation names the time zone whose calendar year a number
+	// carries.
+	DefaultLocation = "Europe/Stockholm"
+)
+
+const (
+	// maxPrefixLen keeps numbers short enough to read out on the phone.
+	maxPrefixLen = 10
+	// minDigits is the zero-padded width of the sequence part; larger
+	// numbers simply get more digits.
+	minDigits = 6
+	// maxAttempts bounds how often Next re-reads the counter after losing a
+	// compare-and-set to another allocation. Under normal load a handful is
+	// plenty; the bound only stops a pathological livelock from holding a
+	// request forever when its context has no deadline.
+	maxAttempts = 100
+	// backoffBase and backoffMax shape the jittered exponential pause after
+	// a lost compare-and-set, so that contending instances spread out
+	// instead of colliding again in lock step.
+	backoffBase = time.Millisecond
+	backoffMax  = 50 * time.Millisecond
+
+	counterKeyPrefix = "counter."
+	numberKeyPrefix  = "number."
+)
+
+// Config configures Numbers. The zero value is valid for a single server.
+type Config struct {
+	// Bucket is the key-value bucket; empty means DefaultBucket.
+	Bucket string
+	// Replicas is the JetStream replica count: zero means 1 (a single
+	// server); clusters should use 3, because a number must not be handed
+	// out twice after the loss of a node.
+	Replicas int
+	// Prefix starts every number; empty means DefaultPrefix. It must be 1
+	// to 10 upper-case ASCII letters, so that numbers are easy to read out
+	// and can be parsed back without ambiguity.
+	Prefix string
+	// Location is the time zone whose calendar year a number carries; nil
+	// means Europe/Stockholm.
+	Location *time.Location
+}
+
+// Numbers implements app.CaseNumbers on a JetStream key-value bucket. It is
+// safe for concurrent use, and any number of instances (on any number of
+// connections) may share one bucket. It does not own the connection.
+type Numbers struct {
+	kv     jetstream.KeyValue
+	prefix string
+	loc    *time.Location
+}
+
+// New creates the bucket, or updates it to the configuration Numbers needs,
+// and returns Numbers that allocate from it. Updating an existing bucket
+// means that a TTL someone set on it by hand is removed again, because an
+// expiring counter would produce duplicate numbers.
+func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Numbers, error) {
+	if js == nil {
+		return nil, errors.New("casenumber: JetStream context is nil")
+	}
+	if cfg.Bucket == "" {
+		cfg.Bucket = DefaultBucket
+	}
+	if cfg.Prefix == "" {
+		cfg.Prefix = DefaultPrefix
+	}
+	if cfg.Replicas == 0 {
+		cfg.Replicas = 1
+	}
+	if err := validatePrefix(cfg.Prefix); err != nil {
+		return nil, err
+	}
+	if cfg.Replicas < 1 || cfg.Replicas > 5 {
+		return nil, fmt.Errorf("casenumber: replicas %d out of range 1..5", cfg.Replicas)
+	}
+	if cfg.Location == nil {
+		loc, err := time.LoadLocation(DefaultLocation)
+		if err != nil {
+			// Unreachable in practice: time/tzdata is linked in.
+			return nil, fmt.Errorf("casenumber: load time zone %s: %w", DefaultLocation, err)
+		}
+		cfg.Location = loc
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      cfg.Bucket,
+		Description: "kontakt intake case numbers: per-year counters and number-to-case mapping",
+		// One value per key is enough: counters only move forward and
+		// number keys are written once.
+		History:  1,
+		TTL:      0,
+		Storage:  jetstream.FileStorage,
+		Replicas: cfg.Replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("casenumber: create or update key-value bucket %q: %w", cfg.Bucket, err)
+	}
+	return &Numbers{kv: kv, prefix: cfg.Prefix, loc: cfg.Location}, nil
+}
+
+// validatePrefix accepts 1 to maxPrefixLen upper-case ASCII letters, which
+// are KV-safe and never contain the '-' that separates a number's parts.
+func validatePrefix(p string) error {
+	if len(p) > maxPrefixLen {
+		return fmt.Errorf("casenumber: prefix %q is longer than %d letters", p, maxPrefixLen)
+	}
+	for i := range len(p) {
+		if p[i] < 'A' || p[i] > 'Z' {
+			return fmt.Errorf("casenumber: prefix %q must consist of upper-case ASCII letters", p)
+		}
+	}
+	return nil
+}
+
+// Next allocates the next number of the year that at falls in (in the
+// configured time zone) and records that it belongs to caseID.
+//
+// Numbers are unique and increasing within a year across all instances,
+// and a year's numbers have no gaps as long as every allocation succeeds.
+// A number is never reused: if Next fails after the counter moved (the
+// number-to-case record could not be stored, or the acknowledgement of the
+// counter update was lost), or the caller's registration fails after Next
+// returned, that number stays unused and leaves a gap. Reusing it would
+// risk two cases with one number, which is worse than a gap.
+//
+// When Next keeps losing the compare-and-set to other allocations it gives
+// up with an error wrapping app.ErrRevisionMismatch; it also stops when ctx
+// is done.
+func (n *Numbers) Next(ctx context.Context, at time.Time, caseID string) (string, error) {
+	if caseID == "" {
+		return "", errors.New("casenumber: next: case id is empty")
+	}
+	year := at.In(n.loc).Year()
+	if year < 1000 || year > 9999 {
+		// A zero or absurd time is a caller bug; a number with a year of a
+		// different width could not be parsed back by Lookup.
+		return "", fmt.Errorf("casenumber: next: year %d of %s is outside 1000..9999", year, at.Format(time.RFC3339))
+	}
+	seq, err := n.allocate(ctx, year)
+	if err != nil {
+		return "", err
+	}
+	number := n.format(year, seq)
+	if err := n.remember(ctx, number, caseID); err != nil {
+		return "", err
+	}
+	return number, nil
+}
+
+// allocate moves the year's counter forward by one with compare-and-set
+// and returns the new value.
+func (n *Numbers) allocate(ctx context.Context, year int) (uint64, error) {
+	key := counterKeyPrefix + strconv.Itoa(year)
+	for attempt := 1; ; attempt++ {
+		if err := ctx.Err(); err != nil {
+			return 0, fmt.Errorf("casenumber: allocate number for %d: %w", year, err)
+		}
+		seq, lost, err := n.tryAllocate(ctx, key)
+		if err != nil {
+			return 0, fmt.Errorf("casenumber: allocate number for %d: %w", year, err)
+		}
+		if !lost {
+			return seq, nil
+		}
+		if attempt >= maxAttempts {
+			return 0, fmt.Errorf("casenumber: allocate number for %d: lost the counter to other allocations %d times: %w",
+				year, attempt, app.ErrRevisionMismatch)
+		}
+		if err := sleep(ctx, backoff(attempt)); err != nil {
+			return 0, fmt.Errorf("casenumber: allocate number for %d: %w", year, err)
+		}
+	}
+}
+
+// tryAllocate makes one compare-and-set attempt on the counter. lost
+// reports that another allocation changed the counter first.
+func (n *Numbers) tryAllocate(ctx context.Context, key string) (seq uint64, lost bool, err error) {
+	entry, err := n.kv.Get(ctx, key)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		// The first number of the year: Create fails if another instance
+		// created the counter in the meantime.
+		if _, err := n.kv.Create(ctx, key, []byte("1")); err != nil {
+			if errors.Is(err, jetstream.ErrKeyExists) {
+				return 0, true, nil
+			}
+			return 0, false, fmt.Errorf("create counter %q: %w", key, err)
+		}
+		return 1, false, nil
+	case err != nil:
+		return 0, false, fmt.Errorf("read counter %q: %w", key, err)
+	}
+	last, err := strconv.ParseUint(string(entry.Value()), 10, 64)
+	if err != nil {
+		// Never overwrite a counter we cannot read: guessing could reuse
+		// numbers.
+		return 0, false, fmt.Errorf("counter %q holds %q, not a number: %w", key, entry.Value(), err)
+	}
+	seq = last + 1
+	if _, err := n.kv.Update(ctx, key, []byte(strconv.FormatUint(seq, 10)), entry.Revision()); err != nil {
+		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			return 0, true, nil
+		}
+		return 0, false, fmt.Errorf("update counter %q: %w", key, err)
+	}
+	return seq, false, nil
+}
+
+// remember stores which case number belongs to. It refuses to overwrite a
+// number that is already taken, so a counter that went backwards shows up
+// as errors instead of duplicate numbers. If a previous attempt stored the
+// same case id (its acknowledgement was lost), that counts as success.
+func (n *Numbers) remember(ctx context.Context, number, caseID string) error {
+	key := numberKeyPrefix + number
+	_, err := n.kv.Create(ctx, key, []byte(caseID))
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, jetstream.ErrKeyExists) {
+		return fmt.Errorf("casenumber: store case of number %s (the number stays unused): %w", number, err)
+	}
+	entry, getErr := n.kv.Get(ctx, key)
+	if getErr != nil {
+		return fmt.Errorf("casenumber: store case of number %s (the number stays unused): %w", number, errors.Join(err, getErr))
+	}
+	if string(entry.Value()) != caseID {
+		return fmt.Errorf("casenumber: number %s is already taken by another case; was the counter reset? %w", number, err)
+	}
+	return nil
+}
+
+// Lookup returns the id of the case number was allocated to. Because the
+// number comes from the public Open311 API, it is checked strictly against
+// the canonical format first (this prefix, a four-digit year, at least six
+// digits with no superfluous leading zero); anything else, and any number
+// that was never allocated, gives an error wrapping app.ErrNotFound.
+func (n *Numbers) Lookup(ctx context.Context, number string) (string, error) {
+	if !n.valid(number) {
+		// The input is not echoed: it comes from the internet and may be
+		// anything, including a resident's personal data.
+		return "", fmt.Errorf("casenumber: lookup: malformed case number: %w", app.ErrNotFound)
+	}
+	entry, err := n.kv.Get(ctx, numberKeyPrefix+number)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return "", fmt.Errorf("casenumber: lookup %s: %w", number, app.ErrNotFound)
+	}
+	if err != nil {
+		return "", fmt.Errorf("casenumber: lookup %s: %w", number, err)
+	}
+	return string(entry.Value()), nil
+}
+
+// format renders a number in its canonical form.
+func (n *Numbers) format(year int, seq uint64) string {
+	return fmt.Sprintf("%s-%04d-%0*d", n.prefix, year, minDigits, seq)
+}
+
+// valid reports whether number is in canonical form: parsing it and
+// formatting the result again must give back exactly the same string, which
+// rules out signs, spaces, non-ASCII digits and extra leading zeros.
+func (n *Numbers) valid(number string) bool {
+	// Prefix, two dashes, four year digits, at most 20 sequence digits.
+	if len(number) > len(n.prefix)+2+4+20 {
+		return false
+	}
+	rest, ok := strings.CutPrefix(number, n.prefix+"-")
+	if !ok {
+		return false
+	}
+	yearPart, seqPart, ok := strings.Cut(rest, "-")
+	if !ok || !digits(yearPart) || !digits(seqPart) {
+		return false
+	}
+	year, err := strconv.Atoi(yearPart)
+	if err != nil || year < 1000 || year > 9999 {
+		return false
+	}
+	seq, err := strconv.ParseUint(seqPart, 10, 64)
+	if err != nil || seq == 0 {
+		return false
+	}
+	return n.format(year, seq) == number
+}
+
+// digits reports whether s is a non-empty string of ASCII digits.
+func digits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := range len(s) {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// backoff returns a random pause ("full jitter") below an exponentially
+// growing ceiling, so that instances that just collided do not collide
+// again at once.
+func backoff(attempt int) time.Duration {
+	ceiling := backoffMax
+	if attempt < 16 {
+		ceiling = min(backoffBase<<attempt, backoffMax)
+	}
+	return rand.N(ceiling) + 1
+}
+
+// sleep waits for d or until ctx is done.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
