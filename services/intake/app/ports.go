@@ -1,0 +1,57 @@
+package app
+
+import (
+	"context"
+	"time"
+
+	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
+	"github.com/kontakt-se/kontakt/pkg/seal"
+)
+
+// CaseNumbers allocates the human case numbers agents read on the phone
+// (KC-2026-000123): unique and increasing within a year, shared by every
+// intake instance.
+type CaseNumbers interface {
+	// Next allocates the next number of the year that at falls in and
+	// remembers which case it belongs to.
+	Next(ctx context.Context, at time.Time, caseID string) (string, error)
+	// Lookup returns the case id a number was allocated to.
+	Lookup(ctx context.Context, number string) (string, error)
+}
+
+// Sealer encrypts personal data with the case's own data key.
+type Sealer interface {
+	Seal(ctx context.Context, caseID string, class seal.Class, plaintext []byte) (*casev1.SealedPersonalData, error)
+}
+
+// IdempotencyRecord is what intake remembers about one form submission.
+type IdempotencyRecord struct {
+	// PayloadHash identifies the submitted payload (a keyed hash, so the
+	// record holds nothing readable).
+	PayloadHash string
+	// CaseID is the case the submission creates; derived from the key.
+	CaseID string
+	// Done is set once the case is registered; then the fields below hold
+	// the answer to repeat.
+	Done         bool
+	CaseNumber   string
+	RegisteredAt time.Time
+	// ClaimedAt is when the first request took the key; a claim that never
+	// completes (its request crashed) may be taken over after a while.
+	ClaimedAt time.Time
+	// Revision is the store's revision of this record, for compare-and-set.
+	Revision uint64
+}
+
+// Idempotency keeps form submissions for at least seven days, so a form
+// that retries gets the first answer instead of a second case.
+type Idempotency interface {
+	// Claim stores rec under key if no record exists and returns (rec,
+	// true); if one exists it returns it and false.
+	Claim(ctx context.Context, key string, rec IdempotencyRecord) (IdempotencyRecord, bool, error)
+	// Complete marks the record done with the answer, if its revision is
+	// still rec.Revision.
+	Complete(ctx context.Context, key string, rec IdempotencyRecord) error
+	// Get returns the record under key.
+	Get(ctx context.Context, key string) (IdempotencyRecord, error)
+}

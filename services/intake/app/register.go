@@ -1,0 +1,295 @@
+package app
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/google/uuid"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
+	intakev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/intake/v1"
+	"github.com/kontakt-se/kontakt/pkg/eventstore"
+	"github.com/kontakt-se/kontakt/pkg/seal"
+	"github.com/kontakt-se/kontakt/services/intake/domain"
+)
+
+// EventStore is the part of the event store intake uses.
+type EventStore interface {
+	Append(ctx context.Context, stream string, expected eventstore.ExpectedRevision, ev eventstore.Event) (eventstore.Revision, error)
+	Read(ctx context.Context, stream string) ([]eventstore.RecordedEvent, error)
+}
+
+// Registered is what a registration returns; it holds no personal data.
+type Registered struct {
+	CaseID       string
+	CaseNumber   string
+	RegisteredAt time.Time
+	// Replayed is true when a form submission repeated an earlier one.
+	Replayed bool
+}
+
+// Config holds intake's tunables.
+type Config struct {
+	// PayloadKey keys the hash that tells two submissions with one
+	// idempotency key apart, so the stored hash reveals nothing.
+	PayloadKey []byte
+	// StaleClaim is how long a form submission may stay unfinished before
+	// a retry takes it over (its first request is presumed dead).
+	StaleClaim time.Duration
+	// WaitForClaim bounds how long a concurrent retry waits for the first
+	// request to finish before answering "in progress".
+	WaitForClaim time.Duration
+}
+
+// Service registers cases.
+type Service struct {
+	store   EventStore
+	sealer  Sealer
+	numbers CaseNumbers
+	idem    Idempotency
+	clock   func() time.Time
+	logger  *slog.Logger
+	cfg     Config
+}
+
+// NewService builds the intake commands from their dependencies.
+func NewService(store EventStore, sealer Sealer, numbers CaseNumbers, idem Idempotency, clock func() time.Time, logger *slog.Logger, cfg Config) (*Service, error) {
+	if len(cfg.PayloadKey) < 32 {
+		return nil, errors.New("intake: payload key must be at least 32 bytes")
+	}
+	if cfg.StaleClaim <= 0 {
+		cfg.StaleClaim = 30 * time.Second
+	}
+	if cfg.WaitForClaim <= 0 {
+		cfg.WaitForClaim = 10 * time.Second
+	}
+	return &Service{store: store, sealer: sealer, numbers: numbers, idem: idem, clock: clock, logger: logger, cfg: cfg}, nil
+}
+
+// EventTypeCaseRegistered is the store's type name of CaseRegistered.
+func EventTypeCaseRegistered() string { return typeName(&casev1.CaseRegistered{}) }
+
+// Register registers a case an agent took. actor is the agent's subject id.
+func (s *Service) Register(ctx context.Context, in *intakev1.CaseInput, actor string) (Registered, error) {
+	now := s.clock()
+	reg, err := domain.Validate(in, domain.FromAgent, now)
+	if err != nil {
+		return Registered{}, err
+	}
+	caseID := uuid.NewString()
+	return s.register(ctx, reg, caseID, uuid.NewString(), actor, now)
+}
+
+// SubmitForm registers a case from an e-service form. client identifies
+// the e-service; key is the form's idempotency key. The same key with the
+// same payload returns the first answer for at least seven days; with a
+// different payload it fails with ErrPayloadMismatch; concurrent
+// submissions with one key create one case.
+func (s *Service) SubmitForm(ctx context.Context, client, key string, in *intakev1.CaseInput) (Registered, error) {
+	now := s.clock()
+	reg, err := domain.Validate(in, domain.FromForm, now)
+	if err != nil {
+		return Registered{}, err
+	}
+	recKey := idempotencyKey(client, key)
+	payload := s.payloadHash(in)
+	// The case id and the event id come from the key, a second guard: even
+	// a submission that slipped past the idempotency record would append to
+	// the same case stream, where "no stream yet" lets only one win.
+	caseID := uuid.NewSHA1(uuid.MustParse(formNamespace), []byte(recKey)).String()
+	eventID := "form-" + recKey[:40]
+
+	rec, claimed, err := s.idem.Claim(ctx, recKey, IdempotencyRecord{PayloadHash: payload, CaseID: caseID, ClaimedAt: now})
+	if err != nil {
+		return Registered{}, fmt.Errorf("claim idempotency key: %w", err)
+	}
+	if !claimed {
+		if !hmac.Equal([]byte(rec.PayloadHash), []byte(payload)) {
+			return Registered{}, ErrPayloadMismatch
+		}
+		rec, err = s.awaitClaim(ctx, recKey, rec)
+		if err != nil {
+			return Registered{}, err
+		}
+		if rec.Done {
+			return Registered{CaseID: rec.CaseID, CaseNumber: rec.CaseNumber, RegisteredAt: rec.RegisteredAt, Replayed: true}, nil
+		}
+		// The first request died before finishing: take it over. The case
+		// may already be in the store.
+		if r, ok, err := s.registeredCase(ctx, caseID); err != nil {
+			return Registered{}, err
+		} else if ok {
+			s.complete(ctx, recKey, rec, r)
+			r.Replayed = true
+			return r, nil
+		}
+	}
+	r, err := s.register(ctx, reg, caseID, eventID, "form:"+client, now)
+	if errors.Is(err, eventstore.ErrConflict) {
+		// Another request registered this very case first.
+		if got, ok, rerr := s.registeredCase(ctx, caseID); rerr == nil && ok {
+			got.Replayed = true
+			r, err = got, nil
+		}
+	}
+	if err != nil {
+		return Registered{}, err
+	}
+	s.complete(ctx, recKey, rec, r)
+	return r, nil
+}
+
+// awaitClaim waits for a concurrent first request to finish; it returns
+// the record once done, or once stale enough to take over.
+func (s *Service) awaitClaim(ctx context.Context, key string, rec IdempotencyRecord) (IdempotencyRecord, error) {
+	deadline := time.Now().Add(s.cfg.WaitForClaim)
+	for wait := 20 * time.Millisecond; ; wait = min(wait*2, 500*time.Millisecond) {
+		if rec.Done || s.clock().Sub(rec.ClaimedAt) > s.cfg.StaleClaim {
+			return rec, nil
+		}
+		if time.Now().After(deadline) {
+			return IdempotencyRecord{}, ErrInProgress
+		}
+		select {
+		case <-ctx.Done():
+			return IdempotencyRecord{}, ctx.Err()
+		case <-time.After(wait):
+		}
+		var err error
+		if rec, err = s.idem.Get(ctx, key); err != nil {
+			return IdempotencyRecord{}, fmt.Errorf("read idempotency record: %w", err)
+		}
+	}
+}
+
+// complete records the answer for later retries. Failing to record it is
+// logged, not returned: the case is registered, and a retry finds it in
+// the store through the derived case id.
+func (s *Service) complete(ctx context.Context, key string, rec IdempotencyRecord, r Registered) {
+	rec.Done, rec.CaseNumber, rec.RegisteredAt = true, r.CaseNumber, r.RegisteredAt
+	if err := s.idem.Complete(ctx, key, rec); err != nil {
+		s.logger.Warn("could not record the answer to a form submission", "case_id", r.CaseID, "error", err)
+	}
+}
+
+// registeredCase reads a case's CaseRegistered event, if it has one.
+func (s *Service) registeredCase(ctx context.Context, caseID string) (Registered, bool, error) {
+	evs, err := s.store.Read(ctx, caseID)
+	if errors.Is(err, eventstore.ErrStreamNotFound) {
+		return Registered{}, false, nil
+	}
+	if err != nil {
+		return Registered{}, false, fmt.Errorf("read case: %w", err)
+	}
+	for _, ev := range evs {
+		if ev.Type != EventTypeCaseRegistered() {
+			continue
+		}
+		var cr casev1.CaseRegistered
+		if err := proto.Unmarshal(ev.Data, &cr); err != nil {
+			return Registered{}, false, fmt.Errorf("decode CaseRegistered: %w", err)
+		}
+		return Registered{CaseID: caseID, CaseNumber: cr.GetCaseNumber(), RegisteredAt: cr.GetRegisteredAt().AsTime()}, true, nil
+	}
+	return Registered{}, false, nil
+}
+
+// register seals the personal data, allocates the case number and appends
+// CaseRegistered. The number is allocated last, after everything that can
+// fail on bad luck, so that numbers are rarely skipped.
+func (s *Service) register(ctx context.Context, reg domain.Registration, caseID, eventID, actor string, now time.Time) (Registered, error) {
+	ev := &casev1.CaseRegistered{
+		CaseId:               caseID,
+		Type:                 reg.Type,
+		Channel:              reg.Channel,
+		Category:             reg.Category,
+		RegisteredAt:         timestamppb.New(now),
+		RegisteredBy:         actor,
+		Attachments:          reg.Attachments,
+		CoarseLocation:       reg.Coarse,
+		CallerNumberWithheld: reg.CallerNumberWithheld,
+	}
+	var err error
+	if reg.Contact != nil {
+		if ev.Contact, err = s.sealMessage(ctx, caseID, seal.ClassContact, reg.Contact); err != nil {
+			return Registered{}, err
+		}
+	}
+	if reg.Identity != nil {
+		if ev.Identity, err = s.sealMessage(ctx, caseID, seal.ClassIdentity, reg.Identity); err != nil {
+			return Registered{}, err
+		}
+	}
+	if reg.FreeText != nil {
+		if ev.FreeText, err = s.sealMessage(ctx, caseID, seal.ClassFreeText, reg.FreeText); err != nil {
+			return Registered{}, err
+		}
+	}
+	if len(reg.AttachmentNames) > 0 {
+		if ev.AttachmentNames, err = s.sealMessage(ctx, caseID, seal.ClassAttachments, &casev1.AttachmentNames{Names: reg.AttachmentNames}); err != nil {
+			return Registered{}, err
+		}
+	}
+	if ev.CaseNumber, err = s.numbers.Next(ctx, now, caseID); err != nil {
+		return Registered{}, fmt.Errorf("allocate case number: %w", err)
+	}
+	data, err := proto.Marshal(ev)
+	if err != nil {
+		return Registered{}, fmt.Errorf("encode CaseRegistered: %w", err)
+	}
+	event := eventstore.Event{ID: eventID, Type: EventTypeCaseRegistered(), Data: data}
+	// An unknown outcome is retried with the same event id: the store
+	// recognises a write that landed, so this never registers twice.
+	for attempt := 0; ; attempt++ {
+		_, err = s.store.Append(ctx, caseID, eventstore.NoStream(), event)
+		if err == nil || !errors.Is(err, eventstore.ErrUnavailable) || attempt == 2 || ctx.Err() != nil {
+			break
+		}
+	}
+	if err != nil {
+		return Registered{}, fmt.Errorf("append CaseRegistered: %w", err)
+	}
+	return Registered{CaseID: caseID, CaseNumber: ev.CaseNumber, RegisteredAt: now}, nil
+}
+
+func (s *Service) sealMessage(ctx context.Context, caseID string, class seal.Class, m proto.Message) (*casev1.SealedPersonalData, error) {
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s: %w", class, err)
+	}
+	sealed, err := s.sealer.Seal(ctx, caseID, class, b)
+	if err != nil {
+		return nil, fmt.Errorf("seal %s: %w", class, err)
+	}
+	return sealed, nil
+}
+
+// formNamespace makes case ids derived from idempotency keys differ from
+// any other name-based UUID.
+const formNamespace = "6f9c7a52-3f0e-4c55-9a57-2b8f0f6a0d11"
+
+// idempotencyKey names a form submission in the idempotency store: the
+// e-service and its key, hashed so the stored name is KV-safe and bounded.
+func idempotencyKey(client, key string) string {
+	sum := sha256.Sum256([]byte(client + "\x00" + key))
+	return hex.EncodeToString(sum[:])
+}
+
+// payloadHash is a keyed hash of the submitted case, so that a retry with
+// the same payload is recognised while the record reveals nothing.
+func (s *Service) payloadHash(in *intakev1.CaseInput) string {
+	c := proto.Clone(in).(*intakev1.CaseInput)
+	c.Channel = casev1.Channel_CHANNEL_FORM
+	b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(c)
+	m := hmac.New(sha256.New, s.cfg.PayloadKey)
+	m.Write(b)
+	return hex.EncodeToString(m.Sum(nil))
+}

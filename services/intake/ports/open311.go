@@ -1,0 +1,338 @@
+package ports
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
+	intakev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/intake/v1"
+	"github.com/kontakt-se/kontakt/pkg/auth"
+	"github.com/kontakt-se/kontakt/services/intake/app"
+	"github.com/kontakt-se/kontakt/services/intake/domain"
+)
+
+// Open311Service is one kind of fault a fault-reporting app can report
+// (GeoReport v2 "service"); its code becomes the case's category.
+type Open311Service struct {
+	Code        string
+	Name        string
+	Description string
+	Group       string
+}
+
+// Open311 serves the GeoReport v2 JSON endpoints under a prefix (for
+// example /open311/v2): GET services.json, POST requests.json and GET
+// requests/{id}.json. Reports become felanmälan cases from the form
+// channel. Answers carry the case number and status, never personal data.
+type Open311 struct {
+	prefix   string
+	app      Registrar
+	verifier auth.Verifier
+	services []Open311Service
+	clock    func() time.Time
+	logger   *slog.Logger
+	maxBody  int64
+}
+
+// NewOpen311 builds the handler. verifier checks the caller's token (the
+// api_key parameter or an Authorization bearer), which must carry the
+// form-client role, because this path bypasses the gRPC interceptors.
+func NewOpen311(prefix string, a Registrar, verifier auth.Verifier, services []Open311Service, clock func() time.Time, logger *slog.Logger) *Open311 {
+	return &Open311{prefix: strings.TrimSuffix(prefix, "/"), app: a, verifier: verifier, services: services, clock: clock, logger: logger, maxBody: 64 << 10}
+}
+
+// Pattern is where to mount the handler on an http.ServeMux.
+func (o *Open311) Pattern() string { return o.prefix + "/" }
+
+// open311Error is GeoReport v2's error shape.
+type open311Error struct {
+	Code        int    `json:"code"`
+	Description string `json:"description"`
+}
+
+// ServeHTTP routes the three endpoints.
+func (o *Open311) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	path := strings.TrimPrefix(r.URL.Path, o.prefix)
+	switch {
+	case path == "/services.json" && r.Method == http.MethodGet:
+		o.listServices(w)
+	case path == "/requests.json" && r.Method == http.MethodPost:
+		o.postRequest(w, r)
+	case strings.HasPrefix(path, "/requests/") && strings.HasSuffix(path, ".json") && r.Method == http.MethodGet:
+		o.getRequest(w, r, strings.TrimSuffix(strings.TrimPrefix(path, "/requests/"), ".json"))
+	case path == "/services.json" || path == "/requests.json" || strings.HasPrefix(path, "/requests/"):
+		writeOpen311Error(w, http.StatusMethodNotAllowed, "method not allowed")
+	default:
+		writeOpen311Error(w, http.StatusNotFound, "no such endpoint; this server speaks GeoReport v2 JSON (.json)")
+	}
+}
+
+func (o *Open311) listServices(w http.ResponseWriter) {
+	type service struct {
+		ServiceCode string `json:"service_code"`
+		ServiceName string `json:"service_name"`
+		Description string `json:"description"`
+		Metadata    bool   `json:"metadata"`
+		Type        string `json:"type"`
+		Keywords    string `json:"keywords"`
+		Group       string `json:"group"`
+	}
+	out := make([]service, 0, len(o.services))
+	for _, s := range o.services {
+		out = append(out, service{ServiceCode: s.Code, ServiceName: s.Name, Description: s.Description, Type: "realtime", Group: s.Group})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// authenticate accepts the token as an Authorization bearer or as the
+// api_key parameter GeoReport clients send.
+func (o *Open311) authenticate(ctx context.Context, r *http.Request, apiKey string) (auth.Principal, int, string) {
+	token := apiKey
+	if h := r.Header.Get("Authorization"); h != "" {
+		scheme, value, ok := strings.Cut(h, " ")
+		if !ok || !strings.EqualFold(scheme, "Bearer") {
+			return auth.Principal{}, http.StatusUnauthorized, "malformed Authorization header"
+		}
+		token = strings.TrimSpace(value)
+	}
+	if token == "" {
+		return auth.Principal{}, http.StatusUnauthorized, "api_key is required"
+	}
+	p, err := o.verifier.Verify(ctx, token)
+	if err != nil {
+		return auth.Principal{}, http.StatusUnauthorized, "invalid api_key"
+	}
+	if !p.HasRole(auth.RoleFormClient) || p.Client == "" {
+		return auth.Principal{}, http.StatusForbidden, "requires a form-client credential"
+	}
+	return p, 0, ""
+}
+
+// open311Request holds the GeoReport v2 POST parameters kontakt uses.
+type open311Request struct {
+	APIKey        string
+	ServiceCode   string
+	Lat, Long     string
+	AddressString string
+	Email         string
+	Phone         string
+	FirstName     string
+	LastName      string
+	Description   string
+	MediaURL      string
+}
+
+func (o *Open311) decode(r *http.Request) (open311Request, error) {
+	body := http.MaxBytesReader(nil, r.Body, o.maxBody)
+	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	var get func(string) string
+	switch ct {
+	case "application/json":
+		var m map[string]any
+		dec := json.NewDecoder(body)
+		dec.UseNumber()
+		if err := dec.Decode(&m); err != nil {
+			return open311Request{}, errors.New("body is not a JSON object")
+		}
+		get = func(k string) string {
+			switch v := m[k].(type) {
+			case string:
+				return v
+			case json.Number:
+				return v.String()
+			default:
+				return ""
+			}
+		}
+	case "application/x-www-form-urlencoded", "":
+		raw, err := io.ReadAll(body)
+		if err != nil {
+			return open311Request{}, errors.New("body too large or unreadable")
+		}
+		vals, err := url.ParseQuery(string(raw))
+		if err != nil {
+			return open311Request{}, errors.New("body is not form-encoded")
+		}
+		get = vals.Get
+	default:
+		return open311Request{}, errors.New("Content-Type must be application/x-www-form-urlencoded or application/json")
+	}
+	return open311Request{
+		APIKey: get("api_key"), ServiceCode: get("service_code"),
+		Lat: get("lat"), Long: get("long"), AddressString: get("address_string"),
+		Email: get("email"), Phone: get("phone"), FirstName: get("first_name"), LastName: get("last_name"),
+		Description: get("description"), MediaURL: get("media_url"),
+	}, nil
+}
+
+func (o *Open311) postRequest(w http.ResponseWriter, r *http.Request) {
+	req, err := o.decode(r)
+	if err != nil {
+		writeOpen311Error(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	p, code, msg := o.authenticate(r.Context(), r, req.APIKey)
+	if code != 0 {
+		writeOpen311Error(w, code, msg)
+		return
+	}
+	if !o.knownService(req.ServiceCode) {
+		writeOpen311Error(w, http.StatusBadRequest, "service_code: unknown service; see services.json")
+		return
+	}
+	in := &intakev1.CaseInput{
+		Type:        casev1.CaseType_CASE_TYPE_FELANMALAN,
+		Channel:     casev1.Channel_CHANNEL_FORM,
+		Category:    req.ServiceCode,
+		Description: req.Description,
+		Contact: &intakev1.Contact{
+			Name:  strings.TrimSpace(req.FirstName + " " + req.LastName),
+			Email: req.Email,
+			Phone: req.Phone,
+		},
+		Location: &intakev1.LocationInput{Address: req.AddressString},
+	}
+	var coordErrs []string
+	if req.Lat != "" || req.Long != "" {
+		lat, err1 := strconv.ParseFloat(req.Lat, 64)
+		lon, err2 := strconv.ParseFloat(req.Long, 64)
+		switch {
+		case err1 != nil || lat < -90 || lat > 90:
+			coordErrs = append(coordErrs, "lat: must be a latitude in decimal degrees")
+		case err2 != nil || lon < -180 || lon > 180:
+			coordErrs = append(coordErrs, "long: must be a longitude in decimal degrees")
+		default:
+			in.Location.Latitude, in.Location.Longitude = lat, lon
+		}
+	}
+	if len([]rune(req.Description)) > 4000 {
+		coordErrs = append(coordErrs, "description: at most 4000 characters")
+	}
+	if len(coordErrs) > 0 {
+		writeOpen311Error(w, http.StatusBadRequest, strings.Join(coordErrs, "; "))
+		return
+	}
+	key := r.Header.Get("Idempotency-Key")
+	if key == "" {
+		// GeoReport has no idempotency key; an identical report from the
+		// same client is the same report, so a retried POST is recognised.
+		key = "open311-auto"
+	}
+	res, err := o.app.SubmitForm(r.Context(), p.Client+"/open311", key+"\x00"+open311Fingerprint(req), in)
+	if err != nil {
+		o.writeAppError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, []map[string]any{{
+		"service_request_id": res.CaseNumber,
+		"service_notice":     "Tack! Din felanmälan är registrerad med ärendenummer " + res.CaseNumber + ".",
+		"account_id":         nil,
+	}})
+}
+
+// open311Fingerprint identifies a report by its content (not stored as
+// such: the idempotency layer hashes it).
+func open311Fingerprint(r open311Request) string {
+	return strings.Join([]string{r.ServiceCode, r.Lat, r.Long, r.AddressString, r.Email, r.Phone, r.FirstName, r.LastName, r.Description, r.MediaURL}, "\x1f")
+}
+
+func (o *Open311) getRequest(w http.ResponseWriter, r *http.Request, id string) {
+	apiKey := r.URL.Query().Get("api_key")
+	if _, code, msg := o.authenticate(r.Context(), r, apiKey); code != 0 {
+		writeOpen311Error(w, code, msg)
+		return
+	}
+	st, err := o.app.Status(r.Context(), id)
+	if err != nil {
+		o.writeAppError(w, err)
+		return
+	}
+	status := "open"
+	if st.Closed {
+		status = "closed"
+	}
+	writeJSON(w, http.StatusOK, []map[string]any{{
+		"service_request_id": st.CaseNumber,
+		"status":             status,
+		"service_code":       st.Category,
+		"service_name":       o.serviceName(st.Category),
+		"requested_datetime": st.RequestedAt.UTC().Format(time.RFC3339),
+		"updated_datetime":   st.UpdatedAt.UTC().Format(time.RFC3339),
+	}})
+}
+
+func (o *Open311) writeAppError(w http.ResponseWriter, err error) {
+	var ve *domain.ValidationError
+	switch {
+	case errors.As(err, &ve):
+		parts := make([]string, 0, len(ve.Violations))
+		for _, v := range ve.Violations {
+			parts = append(parts, open311Field(v.Field)+": "+v.Description)
+		}
+		writeOpen311Error(w, http.StatusBadRequest, strings.Join(parts, "; "))
+	case errors.Is(err, app.ErrNotFound):
+		writeOpen311Error(w, http.StatusNotFound, "no such service request")
+	case errors.Is(err, app.ErrPayloadMismatch):
+		writeOpen311Error(w, http.StatusConflict, err.Error())
+	case errors.Is(err, app.ErrInProgress):
+		writeOpen311Error(w, http.StatusConflict, err.Error())
+	default:
+		o.logger.Error("open311 request failed", "error", err)
+		writeOpen311Error(w, http.StatusServiceUnavailable, "temporarily unavailable; retry later")
+	}
+}
+
+// open311Field names a case field by its GeoReport parameter.
+func open311Field(f string) string {
+	switch f {
+	case "case.contact.email":
+		return "email"
+	case "case.contact.phone":
+		return "phone"
+	case "case.description":
+		return "description"
+	case "case.location":
+		return "lat/long or address_string"
+	case "case.contact.name":
+		return "first_name/last_name"
+	}
+	return f
+}
+
+func (o *Open311) knownService(code string) bool {
+	for _, s := range o.services {
+		if s.Code == code {
+			return true
+		}
+	}
+	return false
+}
+
+func (o *Open311) serviceName(code string) string {
+	for _, s := range o.services {
+		if s.Code == code {
+			return s.Name
+		}
+	}
+	return code
+}
+
+func writeOpen311Error(w http.ResponseWriter, code int, description string) {
+	writeJSON(w, code, []open311Error{{Code: code, Description: description}})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(code)
+	// A failed write means the client went away; there is nobody to tell.
+	_ = json.NewEncoder(w).Encode(v)
+}
