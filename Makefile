@@ -86,9 +86,19 @@ test: verify-workspace verify-generate lint build $(BIN)/nats-server $(BIN)/grpc
 	for m in $(MODULES); do (cd $$m && $(GO) test -count=1 -timeout 10m ./...); done
 	$(MAKE) --no-print-directory fuzz-short
 
+# Fuzz targets as module-dir:package:target.
+FUZZ_TARGETS := \
+	pkg:./identity:FuzzParsePersonalNumber \
+	pkg:./identity:FuzzNormalisePhone \
+	pkg:./identity:FuzzNormaliseEmail \
+	services/intake:./ports:FuzzFormJSON
+
 .PHONY: fuzz-short
 fuzz-short: ## Run each fuzz target for FUZZTIME (default 5s).
-	@echo "no fuzz targets yet"
+	for t in $(FUZZ_TARGETS); do \
+	  IFS=: read -r dir pkg target <<< "$$t"; \
+	  (cd $$dir && $(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) $$pkg) || exit 1; \
+	done
 
 .PHONY: fuzz
 fuzz: ## Run each fuzz target for FUZZLONG (default 5m).

@@ -29,7 +29,7 @@ func newServeCmd(g *globalFlags, lookupEnv env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			n, err := node.Build(ctx, cfg, logger)
+			n, err := node.Build(ctx, cfg, logger, lookupEnv)
 			if err != nil {
 				return err
 			}

@@ -11,10 +11,14 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
+
+	"buf.build/go/protovalidate"
 
 	natsgo "github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
@@ -29,7 +33,11 @@ import (
 	"github.com/kontakt-se/kontakt/pkg/config"
 	"github.com/kontakt-se/kontakt/pkg/eventstore/jetstream"
 	"github.com/kontakt-se/kontakt/pkg/natsserver"
+	"github.com/kontakt-se/kontakt/pkg/seal"
 	"github.com/kontakt-se/kontakt/pkg/server"
+	"github.com/kontakt-se/kontakt/services/intake/adapters/casenumber"
+	"github.com/kontakt-se/kontakt/services/intake/adapters/idempotency"
+	intakeapp "github.com/kontakt-se/kontakt/services/intake/app"
 	intakeports "github.com/kontakt-se/kontakt/services/intake/ports"
 	retentionports "github.com/kontakt-se/kontakt/services/retention/ports"
 	routingapp "github.com/kontakt-se/kontakt/services/routing/app"
@@ -74,7 +82,7 @@ func NewLogger(cfg config.Log, w io.Writer) (*slog.Logger, error) {
 // Build checks the environment and constructs everything. It fails fast
 // and with one clear message on the usual start-up mistakes: a data
 // directory that cannot be written, a port in use, an unreachable NATS.
-func Build(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Node, err error) {
+func Build(ctx context.Context, cfg config.Config, logger *slog.Logger, lookupEnv func(string) (string, bool)) (_ *Node, err error) {
 	n := &Node{cfg: cfg, logger: logger}
 	defer func() {
 		if err != nil {
@@ -94,6 +102,16 @@ func Build(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Node
 		return nil, err
 	}
 	authn := auth.NewInterceptor(verifier, auth.PublicMethods(policy), logger)
+	master, err := seal.LoadMasterKey(cfg.MasterKeyPath(), lookupEnv, cfg.Mode == config.Development)
+	if err != nil {
+		return nil, err
+	}
+	if master.Created() {
+		logger.Warn("created a development master key; losing it makes all sealed personal data unreadable", "origin", master.Origin())
+	}
+	// Plain HTTP routes (Open311) are mounted now and bound once the
+	// services exist, so the port can be taken before NATS starts.
+	open311 := &deferredHandler{}
 
 	n.srv, err = server.New(server.Config{
 		ListenAddr:      cfg.Listen,
@@ -109,6 +127,7 @@ func Build(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Node
 	}, logger,
 		server.WithUnaryInterceptors(authn.Unary()),
 		server.WithStreamInterceptors(authn.Stream()),
+		server.WithHTTPHandler(open311Prefix+"/", open311),
 	)
 	if err != nil {
 		return nil, err
@@ -126,8 +145,26 @@ func Build(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Node
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	if _, err := jetstream.New(ctx, js, jetstream.Config{Replicas: cfg.NATS.Replicas}); err != nil {
+	store, err := jetstream.New(ctx, js, jetstream.Config{Replicas: cfg.NATS.Replicas})
+	if err != nil {
 		return nil, fmt.Errorf("event store: %w", err)
+	}
+	keys, err := seal.NewNATSKeyStore(ctx, js, seal.NATSKeyStoreConfig{Replicas: cfg.NATS.Replicas})
+	if err != nil {
+		return nil, fmt.Errorf("key store: %w", err)
+	}
+	sealer, err := seal.NewSealer(keys, master)
+	if err != nil {
+		return nil, err
+	}
+	validator, err := protovalidate.New()
+	if err != nil {
+		return nil, fmt.Errorf("protovalidate: %w", err)
+	}
+	clock := time.Now
+	intake, err := n.buildIntake(ctx, js, store, sealer, master, clock)
+	if err != nil {
+		return nil, err
 	}
 
 	queues := make([]routingapp.Queue, 0, len(cfg.Routing.Queues))
@@ -135,7 +172,12 @@ func Build(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Node
 		queues = append(queues, routingapp.Queue{Name: q.Name, Title: q.Title, Department: q.Department, Members: q.Members})
 	}
 	reg := n.srv // the server is a grpc.ServiceRegistrar
-	intakeports.Register(reg, &intakeports.Server{})
+	intakeports.Register(reg, intakeports.NewServer(intake, validator, clock, logger))
+	open311Services := make([]intakeports.Open311Service, 0, len(cfg.Intake.Open311Services))
+	for _, s := range cfg.Intake.Open311Services {
+		open311Services = append(open311Services, intakeports.Open311Service{Code: s.Code, Name: s.Name, Description: s.Description, Group: s.Group})
+	}
+	open311.set(intakeports.NewOpen311(open311Prefix, intake, verifier, open311Services, clock, logger))
 	routingports.Register(reg, routingports.NewServer(routingapp.NewQueues(queues)))
 	retentionports.Register(reg, &retentionports.Server{})
 	statisticsports.Register(reg, &statisticsports.Server{})
@@ -143,6 +185,41 @@ func Build(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Node
 		n.srv.SetServing(string(svc.FullName()), true)
 	}
 	return n, nil
+}
+
+// open311Prefix is where the GeoReport v2 endpoints live.
+const open311Prefix = "/open311/v2"
+
+func (n *Node) buildIntake(ctx context.Context, js natsjs.JetStream, store intakeapp.EventStore, sealer *seal.Sealer, master seal.MasterKey, clock func() time.Time) (*intakeapp.Service, error) {
+	numbers, err := casenumber.New(ctx, js, casenumber.Config{Replicas: n.cfg.NATS.Replicas})
+	if err != nil {
+		return nil, fmt.Errorf("case numbers: %w", err)
+	}
+	idem, err := idempotency.New(ctx, js, idempotency.Config{Replicas: n.cfg.NATS.Replicas})
+	if err != nil {
+		return nil, fmt.Errorf("idempotency records: %w", err)
+	}
+	payloadKey, err := master.DeriveKey("kontakt/intake/idempotency-payload")
+	if err != nil {
+		return nil, err
+	}
+	return intakeapp.NewService(store, sealer, numbers, idem, clock, n.logger.With("service", "intake"), intakeapp.Config{PayloadKey: payloadKey})
+}
+
+// deferredHandler lets an HTTP route be mounted before the handler behind
+// it can be built; until then it answers 503.
+type deferredHandler struct {
+	h atomic.Pointer[http.Handler]
+}
+
+func (d *deferredHandler) set(h http.Handler) { d.h.Store(&h) }
+
+func (d *deferredHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h := d.h.Load(); h != nil {
+		(*h).ServeHTTP(w, r)
+		return
+	}
+	http.Error(w, "starting", http.StatusServiceUnavailable)
 }
 
 // Run serves until ctx is cancelled, then drains in-flight calls and stops

@@ -520,13 +520,13 @@ func (x *SubmitFormRequest) GetCase() *CaseInput {
 }
 
 // SubmitFormResponse is what the form shows the citizen; it holds no
-// personal data.
+// personal data. A retry with the same idempotency key gets the same
+// answer, byte for byte; the response header "idempotent-replayed: true"
+// tells it apart.
 type SubmitFormResponse struct {
-	state        protoimpl.MessageState `protogen:"open.v1"`
-	CaseNumber   string                 `protobuf:"bytes,1,opt,name=case_number,json=caseNumber,proto3" json:"case_number,omitempty"`
-	RegisteredAt *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=registered_at,json=registeredAt,proto3" json:"registered_at,omitempty"`
-	// True when this answer repeats an earlier submission with the same key.
-	Replayed      bool `protobuf:"varint,3,opt,name=replayed,proto3" json:"replayed,omitempty"`
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	CaseNumber    string                 `protobuf:"bytes,1,opt,name=case_number,json=caseNumber,proto3" json:"case_number,omitempty"`
+	RegisteredAt  *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=registered_at,json=registeredAt,proto3" json:"registered_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -575,13 +575,6 @@ func (x *SubmitFormResponse) GetRegisteredAt() *timestamppb.Timestamp {
 	return nil
 }
 
-func (x *SubmitFormResponse) GetReplayed() bool {
-	if x != nil {
-		return x.Replayed
-	}
-	return false
-}
-
 var File_kontakt_intake_v1_intake_proto protoreflect.FileDescriptor
 
 const file_kontakt_intake_v1_intake_proto_rawDesc = "" +
@@ -627,12 +620,11 @@ const file_kontakt_intake_v1_intake_proto_rawDesc = "" +
 	"\rregistered_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\fregisteredAt\"\x96\x01\n" +
 	"\x11SubmitFormRequest\x12G\n" +
 	"\x0fidempotency_key\x18\x01 \x01(\tB\x1e\xbaH\x1br\x19\x10\b\x18\x80\x012\x12^[A-Za-z0-9._:-]+$R\x0eidempotencyKey\x128\n" +
-	"\x04case\x18\x02 \x01(\v2\x1c.kontakt.intake.v1.CaseInputB\x06\xbaH\x03\xc8\x01\x01R\x04case\"\x92\x01\n" +
+	"\x04case\x18\x02 \x01(\v2\x1c.kontakt.intake.v1.CaseInputB\x06\xbaH\x03\xc8\x01\x01R\x04case\"\x86\x01\n" +
 	"\x12SubmitFormResponse\x12\x1f\n" +
 	"\vcase_number\x18\x01 \x01(\tR\n" +
 	"caseNumber\x12?\n" +
-	"\rregistered_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\fregisteredAt\x12\x1a\n" +
-	"\breplayed\x18\x03 \x01(\bR\breplayed2\x8c\x02\n" +
+	"\rregistered_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\fregisteredAtJ\x04\b\x03\x10\x04R\breplayed2\x8c\x02\n" +
 	"\rIntakeService\x12}\n" +
 	"\fRegisterCase\x12&.kontakt.intake.v1.RegisterCaseRequest\x1a'.kontakt.intake.v1.RegisterCaseResponse\"\x1c\xc2\xf3\x18\x04\n" +
 	"\x02\x01\x03\x82\xd3\xe4\x93\x02\x0e:\x01*\"\t/v1/cases\x12|\n" +
