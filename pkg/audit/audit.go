@@ -1,0 +1,164 @@
+// Package audit is the log of every read of personal data: who read which
+// case's data, which data classes, when, why and through which call. It is
+// a JetStream stream kept five years by default (seed 004: activity logs
+// five years), written synchronously before the data is returned, so a
+// read that cannot be logged does not happen.
+package audit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+
+	routingv1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/routing/v1"
+)
+
+// ErrUnavailable means the audit record could not be written or read; the
+// caller must then refuse the read it was about to log.
+var ErrUnavailable = errors.New("audit log unavailable")
+
+// Defaults.
+const (
+	DefaultStream    = "KONTAKT_AUDIT"
+	DefaultPrefix    = "kontakt.audit"
+	DefaultRetention = 5 * 365 * 24 * time.Hour
+)
+
+// Config configures the audit stream.
+type Config struct {
+	Stream    string
+	Prefix    string
+	Retention time.Duration
+	Replicas  int
+	// Timeout bounds one write; zero means five seconds.
+	Timeout time.Duration
+}
+
+// Log writes and reads audit records.
+type Log struct {
+	js  jetstream.JetStream
+	cfg Config
+}
+
+// validCaseID accepts what the event store accepts as a stream id, which
+// keeps the id one subject token.
+func validCaseID(id string) bool {
+	if id == "" || len(id) > 128 {
+		return false
+	}
+	for _, c := range []byte(id) {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// New creates or updates the audit stream. Single messages cannot be
+// deleted from it, so the trail cannot be edited quietly; it ages out by
+// the retention period only.
+func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Log, error) {
+	if cfg.Stream == "" {
+		cfg.Stream = DefaultStream
+	}
+	if cfg.Prefix == "" {
+		cfg.Prefix = DefaultPrefix
+	}
+	if cfg.Retention == 0 {
+		cfg.Retention = DefaultRetention
+	}
+	if cfg.Replicas == 0 {
+		cfg.Replicas = 1
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 5 * time.Second
+	}
+	if cfg.Retention < 24*time.Hour {
+		return nil, fmt.Errorf("audit: retention %s is shorter than a day", cfg.Retention)
+	}
+	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        cfg.Stream,
+		Description: "kontakt audit trail of personal-data reads",
+		Subjects:    []string{cfg.Prefix + ".>"},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardNew,
+		MaxAge:      cfg.Retention,
+		Replicas:    cfg.Replicas,
+		DenyDelete:  true,
+		Duplicates:  2 * time.Minute,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("audit: create stream %s: %w", cfg.Stream, err)
+	}
+	return &Log{js: js, cfg: cfg}, nil
+}
+
+// Record writes one audit record and waits until the server has stored
+// it. The record's audit id is its de-duplication id, so a retried write
+// is stored once.
+func (l *Log) Record(ctx context.Context, rec *routingv1.AuditRecord) error {
+	if rec.GetAuditId() == "" || !validCaseID(rec.GetCaseId()) || rec.GetActor() == "" {
+		return fmt.Errorf("audit: record needs an audit id, a case id and an actor")
+	}
+	data, err := proto.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("audit: encode: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, l.cfg.Timeout)
+	defer cancel()
+	msg := &nats.Msg{Subject: l.cfg.Prefix + "." + rec.GetCaseId(), Data: data, Header: nats.Header{}}
+	msg.Header.Set(jetstream.MsgIDHeader, rec.GetAuditId())
+	if _, err := l.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(l.cfg.Stream)); err != nil {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return nil
+}
+
+// ForCase returns the audit trail of one case, oldest first.
+func (l *Log) ForCase(ctx context.Context, caseID string) ([]*routingv1.AuditRecord, error) {
+	if !validCaseID(caseID) {
+		return nil, fmt.Errorf("audit: invalid case id")
+	}
+	cons, err := l.js.OrderedConsumer(ctx, l.cfg.Stream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{l.cfg.Prefix + "." + caseID},
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	pending := info.NumPending
+	var out []*routingv1.AuditRecord
+	for pending > 0 {
+		batch, err := cons.Fetch(int(min(pending, 256)), jetstream.FetchMaxWait(l.cfg.Timeout))
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+		n := 0
+		for msg := range batch.Messages() {
+			n++
+			var rec routingv1.AuditRecord
+			if err := proto.Unmarshal(msg.Data(), &rec); err != nil {
+				return nil, fmt.Errorf("audit: decode record: %w", err)
+			}
+			out = append(out, &rec)
+		}
+		if err := batch.Error(); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+		if n == 0 {
+			break
+		}
+		pending -= uint64(n)
+	}
+	return out, nil
+}
