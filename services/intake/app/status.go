@@ -15,12 +15,15 @@ import (
 // CaseState is what a public client may learn about a case it reported:
 // whether it is open, and when it changed. It holds no personal data.
 type CaseState struct {
-	CaseNumber  string
-	Type        casev1.CaseType
-	Category    string
-	Closed      bool
-	RequestedAt time.Time
-	UpdatedAt   time.Time
+	CaseNumber string
+	Type       casev1.CaseType
+	Category   string
+	Closed     bool
+	// RegisteredBy is who registered the case (an agent's subject, or
+	// "form:<client>" for forms), so a public client sees only its own.
+	RegisteredBy string
+	RequestedAt  time.Time
+	UpdatedAt    time.Time
 }
 
 // Status looks a case up by its number and folds its events into the
@@ -47,6 +50,7 @@ func (s *Service) Status(ctx context.Context, caseNumber string) (CaseState, err
 			}
 			st.Type, st.Category = cr.GetType(), cr.GetCategory()
 			st.RequestedAt = cr.GetRegisteredAt().AsTime()
+			st.RegisteredBy = cr.GetRegisteredBy()
 		case typeName(&casev1.CaseClosed{}):
 			st.Closed = true
 		case typeName(&casev1.CaseReopened{}):

@@ -123,10 +123,15 @@ func Validate(in *intakev1.CaseInput, src Source, now time.Time) (Registration, 
 		}
 		r.Channel = casev1.Channel_CHANNEL_FORM
 	default:
-		if r.Channel == casev1.Channel_CHANNEL_UNSPECIFIED {
+		switch _, known := casev1.Channel_name[int32(r.Channel)]; {
+		case r.Channel == casev1.Channel_CHANNEL_UNSPECIFIED:
 			v.add("case.channel", "is required")
-		} else if _, ok := casev1.Channel_name[int32(r.Channel)]; !ok {
+		case !known:
 			v.add("case.channel", "is not a known channel")
+		case r.Channel == casev1.Channel_CHANNEL_FORM:
+			// Form cases come through SubmitForm with an idempotency key;
+			// an agent typing one in would skew the channel statistics.
+			v.add("case.channel", "agents register phone, e-mail, letter, visit or chat cases; forms use SubmitForm")
 		}
 	}
 	if r.Category == "" {
@@ -145,7 +150,9 @@ func Validate(in *intakev1.CaseInput, src Source, now time.Time) (Registration, 
 		v.add("case.chat_transcript", "is required for chat cases")
 	}
 
-	if loc := in.GetLocation(); loc != nil && hasCoordinates(loc) {
+	if loc := in.GetLocation(); loc != nil && !validCoordinates(loc) {
+		v.add("case.location", "coordinates must be a latitude from -90 to 90 and a longitude from -180 to 180")
+	} else if loc != nil && hasCoordinates(loc) {
 		r.Coarse = &casev1.CoarseLocation{Latitude: round(loc.GetLatitude()), Longitude: round(loc.GetLongitude())}
 	}
 	if r.Type == casev1.CaseType_CASE_TYPE_FELANMALAN {
@@ -228,7 +235,7 @@ func validateContact(v *violations, c *intakev1.Contact, ch casev1.Channel, now 
 		}
 	}
 	var id *casev1.IdentityNumber
-	if pnr != "" {
+	if pnr != "" && ch != casev1.Channel_CHANNEL_VISIT {
 		pn, err := identity.ParsePersonalNumber(pnr, now)
 		if err != nil {
 			v.add("case.contact.identity_number", "is not a valid personnummer or samordningsnummer: "+reason(err))
@@ -304,6 +311,14 @@ func validateAttachments(v *violations, in []*intakev1.AttachmentInput) ([]strin
 
 func hasCoordinates(l *intakev1.LocationInput) bool {
 	return l.GetLatitude() != 0 || l.GetLongitude() != 0
+}
+
+// validCoordinates refuses what the field rules cannot: NaN and infinities
+// compare false with every bound, so a range check alone lets them through.
+func validCoordinates(l *intakev1.LocationInput) bool {
+	lat, lon := l.GetLatitude(), l.GetLongitude()
+	return !math.IsNaN(lat) && !math.IsNaN(lon) && !math.IsInf(lat, 0) && !math.IsInf(lon, 0) &&
+		lat >= -90 && lat <= 90 && lon >= -180 && lon <= 180
 }
 
 func round(x float64) float64 {

@@ -2,6 +2,7 @@ package domain
 
 import (
 	"errors"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -67,6 +68,10 @@ func TestValidateRefusesWithTheFieldNamed(t *testing.T) {
 		{"bad check digit", with(base(casev1.Channel_CHANNEL_LETTER), func(c *intakev1.CaseInput) { c.Contact.IdentityNumber = "19121212-1213" }), FromAgent, []string{"case.contact.identity_number"}},
 		{"future date", with(base(casev1.Channel_CHANNEL_LETTER), func(c *intakev1.CaseInput) { c.Contact.IdentityNumber = "20991212-1212" }), FromAgent, []string{"case.contact.identity_number"}},
 		{"no channel from an agent", base(casev1.Channel_CHANNEL_UNSPECIFIED), FromAgent, []string{"case.channel"}},
+		{"form channel from an agent", base(casev1.Channel_CHANNEL_FORM), FromAgent, []string{"case.channel"}},
+		{"NaN coordinates", with(base(casev1.Channel_CHANNEL_LETTER), func(c *intakev1.CaseInput) {
+			c.Location = &intakev1.LocationInput{Latitude: math.NaN(), Longitude: 12}
+		}), FromAgent, []string{"case.location"}},
 		{"phone channel from a form", base(casev1.Channel_CHANNEL_PHONE), FromForm, []string{"case.channel"}},
 		{"blank category", with(base(casev1.Channel_CHANNEL_LETTER), func(c *intakev1.CaseInput) { c.Category = "  " }), FromAgent, []string{"case.category"}},
 		{"no text", with(base(casev1.Channel_CHANNEL_LETTER), func(c *intakev1.CaseInput) { c.Subject, c.Description = "", " " }), FromAgent, []string{"case.description"}},

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strings"
 	"time"
 
 	"buf.build/go/protovalidate"
@@ -144,14 +145,19 @@ func (s *Server) edge(err error) error {
 }
 
 // mergeViolations adds the domain's violations for fields the field rules
-// did not already name.
+// did not already name, themselves or through a part of them (a broken
+// case.location.latitude already explains case.location).
 func mergeViolations(fieldRules []server.FieldViolation, dom []domain.Violation) []server.FieldViolation {
-	named := map[string]bool{}
-	for _, v := range fieldRules {
-		named[v.Field] = true
+	named := func(field string) bool {
+		for _, v := range fieldRules {
+			if v.Field == field || strings.HasPrefix(v.Field, field+".") {
+				return true
+			}
+		}
+		return false
 	}
 	for _, v := range dom {
-		if named[v.Field] {
+		if named(v.Field) {
 			continue
 		}
 		fieldRules = append(fieldRules, server.FieldViolation{Field: v.Field, Description: v.Description})

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"math"
 	"mime"
 	"net/http"
 	"net/url"
@@ -13,9 +14,12 @@ import (
 	"strings"
 	"time"
 
+	"buf.build/go/protovalidate"
+
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
 	intakev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/intake/v1"
 	"github.com/kontakt-se/kontakt/pkg/auth"
+	"github.com/kontakt-se/kontakt/pkg/server"
 	"github.com/kontakt-se/kontakt/services/intake/app"
 	"github.com/kontakt-se/kontakt/services/intake/domain"
 )
@@ -34,20 +38,21 @@ type Open311Service struct {
 // requests/{id}.json. Reports become felanmälan cases from the form
 // channel. Answers carry the case number and status, never personal data.
 type Open311 struct {
-	prefix   string
-	app      Registrar
-	verifier auth.Verifier
-	services []Open311Service
-	clock    func() time.Time
-	logger   *slog.Logger
-	maxBody  int64
+	prefix    string
+	validator protovalidate.Validator
+	app       Registrar
+	verifier  auth.Verifier
+	services  []Open311Service
+	clock     func() time.Time
+	logger    *slog.Logger
+	maxBody   int64
 }
 
 // NewOpen311 builds the handler. verifier checks the caller's token (the
 // api_key parameter or an Authorization bearer), which must carry the
 // form-client role, because this path bypasses the gRPC interceptors.
-func NewOpen311(prefix string, a Registrar, verifier auth.Verifier, services []Open311Service, clock func() time.Time, logger *slog.Logger) *Open311 {
-	return &Open311{prefix: strings.TrimSuffix(prefix, "/"), app: a, verifier: verifier, services: services, clock: clock, logger: logger, maxBody: 64 << 10}
+func NewOpen311(prefix string, a Registrar, v protovalidate.Validator, verifier auth.Verifier, services []Open311Service, clock func() time.Time, logger *slog.Logger) *Open311 {
+	return &Open311{prefix: strings.TrimSuffix(prefix, "/"), validator: v, app: a, verifier: verifier, services: services, clock: clock, logger: logger, maxBody: 64 << 10}
 }
 
 // Pattern is where to mount the handler on an http.ServeMux.
@@ -206,9 +211,9 @@ func (o *Open311) postRequest(w http.ResponseWriter, r *http.Request) {
 		lat, err1 := strconv.ParseFloat(req.Lat, 64)
 		lon, err2 := strconv.ParseFloat(req.Long, 64)
 		switch {
-		case err1 != nil || lat < -90 || lat > 90:
+		case err1 != nil || math.IsNaN(lat) || lat < -90 || lat > 90:
 			coordErrs = append(coordErrs, "lat: must be a latitude in decimal degrees")
-		case err2 != nil || lon < -180 || lon > 180:
+		case err2 != nil || math.IsNaN(lon) || lon < -180 || lon > 180:
 			coordErrs = append(coordErrs, "long: must be a longitude in decimal degrees")
 		default:
 			in.Location.Latitude, in.Location.Longitude = lat, lon
@@ -224,10 +229,25 @@ func (o *Open311) postRequest(w http.ResponseWriter, r *http.Request) {
 	key := r.Header.Get("Idempotency-Key")
 	if key == "" {
 		// GeoReport has no idempotency key; an identical report from the
-		// same client is the same report, so a retried POST is recognised.
-		key = "open311-auto"
+		// same client is taken as a retry of the same report.
+		key = "content\x00" + open311Fingerprint(req)
+	} else {
+		key = "key\x00" + key
 	}
-	res, err := o.app.SubmitForm(r.Context(), p.Client+"/open311", key+"\x00"+open311Fingerprint(req), in)
+	// The same field rules as the gRPC path, so no protocol is a way
+	// around them.
+	if viols, err := server.Violations(o.validator, &intakev1.SubmitFormRequest{IdempotencyKey: "open311-request", Case: in}); err != nil {
+		o.writeAppError(w, err)
+		return
+	} else if len(viols) > 0 {
+		parts := make([]string, 0, len(viols))
+		for _, v := range viols {
+			parts = append(parts, open311Field(v.Field)+": "+v.Description)
+		}
+		writeOpen311Error(w, http.StatusBadRequest, strings.Join(parts, "; "))
+		return
+	}
+	res, err := o.app.SubmitForm(r.Context(), p.Client+"/open311", key, in)
 	if err != nil {
 		o.writeAppError(w, err)
 		return
@@ -247,13 +267,20 @@ func open311Fingerprint(r open311Request) string {
 
 func (o *Open311) getRequest(w http.ResponseWriter, r *http.Request, id string) {
 	apiKey := r.URL.Query().Get("api_key")
-	if _, code, msg := o.authenticate(r.Context(), r, apiKey); code != 0 {
+	p, code, msg := o.authenticate(r.Context(), r, apiKey)
+	if code != 0 {
 		writeOpen311Error(w, code, msg)
 		return
 	}
 	st, err := o.app.Status(r.Context(), id)
 	if err != nil {
 		o.writeAppError(w, err)
+		return
+	}
+	// A client sees only the reports it filed: case numbers are
+	// sequential, and nobody may walk through other cases' status.
+	if st.RegisteredBy != "form:"+p.Client+"/open311" {
+		writeOpen311Error(w, http.StatusNotFound, "no such service request")
 		return
 	}
 	status := "open"
@@ -304,6 +331,12 @@ func open311Field(f string) string {
 		return "lat/long or address_string"
 	case "case.contact.name":
 		return "first_name/last_name"
+	case "case.location.address":
+		return "address_string"
+	case "case.location.latitude":
+		return "lat"
+	case "case.location.longitude":
+		return "long"
 	}
 	return f
 }

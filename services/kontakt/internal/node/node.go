@@ -102,13 +102,6 @@ func Build(ctx context.Context, cfg config.Config, logger *slog.Logger, lookupEn
 		return nil, err
 	}
 	authn := auth.NewInterceptor(verifier, auth.PublicMethods(policy), logger)
-	master, err := seal.LoadMasterKey(cfg.MasterKeyPath(), lookupEnv, cfg.Mode == config.Development)
-	if err != nil {
-		return nil, err
-	}
-	if master.Created() {
-		logger.Warn("created a development master key; losing it makes all sealed personal data unreadable", "origin", master.Origin())
-	}
 	// Plain HTTP routes (Open311) are mounted now and bound once the
 	// services exist, so the port can be taken before NATS starts.
 	open311 := &deferredHandler{}
@@ -136,6 +129,15 @@ func Build(ctx context.Context, cfg config.Config, logger *slog.Logger, lookupEn
 	// once and nothing is left half-started.
 	if err := n.srv.Listen(); err != nil {
 		return nil, err
+	}
+	// The master key is read (or, in development, created) only once the
+	// port is ours, so a failed start leaves nothing behind.
+	master, err := seal.LoadMasterKey(cfg.MasterKeyPath(), lookupEnv, cfg.Mode == config.Development)
+	if err != nil {
+		return nil, err
+	}
+	if master.Created() {
+		logger.Warn("created a development master key; losing it makes all sealed personal data unreadable", "origin", master.Origin())
 	}
 
 	if err := n.connectNATS(ctx); err != nil {
@@ -177,7 +179,7 @@ func Build(ctx context.Context, cfg config.Config, logger *slog.Logger, lookupEn
 	for _, s := range cfg.Intake.Open311Services {
 		open311Services = append(open311Services, intakeports.Open311Service{Code: s.Code, Name: s.Name, Description: s.Description, Group: s.Group})
 	}
-	open311.set(intakeports.NewOpen311(open311Prefix, intake, verifier, open311Services, clock, logger))
+	open311.set(intakeports.NewOpen311(open311Prefix, intake, validator, verifier, open311Services, clock, logger))
 	routingports.Register(reg, routingports.NewServer(routingapp.NewQueues(queues)))
 	retentionports.Register(reg, &retentionports.Server{})
 	statisticsports.Register(reg, &statisticsports.Server{})
