@@ -1,0 +1,196 @@
+package bench
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+
+	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
+	intakev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/intake/v1"
+)
+
+const (
+	// writers is how many goroutines append, or call, at once.
+	writers = 64
+	// opsPerIteration: each b.N iteration is this many raw appends and
+	// this many registered cases.
+	opsPerIteration = 64
+	// payloadBytes is about the size of a sealed CaseRegistered of a
+	// phone case with contact details and a description.
+	payloadBytes = 1536
+	// connections the API clients share.
+	connections = 4
+)
+
+var round atomic.Int64 // fresh raw subjects per benchmark run
+
+// BenchmarkRegisterCaseVsRawJetStream measures, in one run against one
+// kontakt binary with its embedded sync-always NATS server:
+//
+//   - raw: 64 goroutines doing synchronous JetStream publishes (each waits
+//     for the ack, so for the fsync) of a 1.5 KiB payload to a separate
+//     file-storage stream, each goroutine to its own subject;
+//   - api: 64 goroutines calling IntakeService/RegisterCase over grpc-go
+//     (sharing a few connections) with a valid phone case; kontakt answers
+//     only after the CaseRegistered append is acknowledged.
+//
+// Each iteration is 64 operations of each kind. It reports raw_appends/s,
+// cases/s, their ratio and the p50/p99 latency of RegisterCase.
+func BenchmarkRegisterCaseVsRawJetStream(b *testing.B) {
+	k := server(b)
+	ctx := context.Background()
+
+	nc, err := nats.Connect("nats://"+k.natsAddr, nats.Name("kontakt-bench"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name: "BENCHRAW", Subjects: []string{"benchraw.>"}, Storage: jetstream.FileStorage, Replicas: 1,
+	}); err != nil {
+		b.Fatal(err)
+	}
+	payload := make([]byte, payloadBytes)
+	_, _ = rand.Read(payload)
+
+	token, err := k.token("bench-agent", "agent")
+	if err != nil {
+		b.Fatal(err)
+	}
+	clients := make([]intakev1.IntakeServiceClient, connections)
+	for i := range clients {
+		conn, err := grpc.NewClient(k.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer conn.Close()
+		clients[i] = intakev1.NewIntakeServiceClient(conn)
+	}
+	authCtx := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+	req := &intakev1.RegisterCaseRequest{Case: &intakev1.CaseInput{
+		Type: casev1.CaseType_CASE_TYPE_FRAGA, Channel: casev1.Channel_CHANNEL_PHONE, Category: "Bygglov",
+		Subject:     "Fråga om bygglov för altan",
+		Description: "Invånaren undrar om det krävs bygglov för en altan på 25 kvadratmeter som ligger närmare tomtgränsen än 4,5 meter, och hur lång handläggningstiden är just nu.",
+		Contact: &intakev1.Contact{
+			Name: "Sven Svensson", Phone: "070-123 45 67",
+			PostalAddress: &casev1.PostalAddress{Street: "Storgatan 1", PostalCode: "431 82", City: "Mölndal"},
+		},
+	}}
+
+	ops := int64(b.N) * opsPerIteration
+	r := round.Add(1)
+	b.ResetTimer()
+
+	// (a) Raw JetStream.
+	var next atomic.Int64
+	rawErr := make(chan error, writers)
+	rawStart := time.Now()
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			subject := fmt.Sprintf("benchraw.r%d.w%d", r, w)
+			for next.Add(1) <= ops {
+				if _, err := js.Publish(ctx, subject, payload); err != nil {
+					rawErr <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	rawElapsed := time.Since(rawStart)
+	close(rawErr)
+	for err := range rawErr {
+		b.Fatal("raw publish: ", err)
+	}
+
+	// (b) The API.
+	next.Store(0)
+	apiErr := make(chan error, writers)
+	latencies := make([][]time.Duration, writers)
+	apiStart := time.Now()
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			client := clients[w%len(clients)]
+			for next.Add(1) <= ops {
+				t0 := time.Now()
+				if _, err := client.RegisterCase(authCtx, req); err != nil {
+					apiErr <- err
+					return
+				}
+				latencies[w] = append(latencies[w], time.Since(t0))
+			}
+		}()
+	}
+	wg.Wait()
+	apiElapsed := time.Since(apiStart)
+	b.StopTimer()
+	close(apiErr)
+	failed := 0
+	var firstErr error
+	for err := range apiErr {
+		if firstErr == nil {
+			firstErr = err
+		}
+		failed++
+	}
+	if firstErr != nil {
+		b.Fatalf("RegisterCase: %d of %d writers stopped; first error: %v", failed, writers, firstErr)
+	}
+
+	all := slices.Concat(latencies...)
+	slices.Sort(all)
+	pct := func(p float64) float64 {
+		i := min(len(all)-1, int(p*float64(len(all))))
+		return float64(all[i].Microseconds()) / 1000
+	}
+	rawRate := float64(ops) / rawElapsed.Seconds()
+	apiRate := float64(ops) / apiElapsed.Seconds()
+	b.ReportMetric(0, "ns/op") // an iteration is two different things
+	b.ReportMetric(rawRate, "raw_appends/s")
+	b.ReportMetric(apiRate, "cases/s")
+	b.ReportMetric(apiRate/rawRate, "ratio")
+	b.ReportMetric(pct(0.50), "p50_ms")
+	b.ReportMetric(pct(0.99), "p99_ms")
+
+	stored := lastCaseEventSize(ctx, js)
+	b.Logf("N=%d ops each, %d writers: raw JetStream %.0f appends/s; RegisterCase %.0f cases/s (ratio %.3f), p50 %.1f ms, p99 %.1f ms, max %.1f ms; stored CaseRegistered %d bytes vs raw payload %d bytes",
+		ops, writers, rawRate, apiRate, apiRate/rawRate, pct(0.50), pct(0.99), float64(all[len(all)-1].Microseconds())/1000, stored, payloadBytes)
+}
+
+// lastCaseEventSize is the size of the newest CaseRegistered, to compare
+// with the raw payload.
+func lastCaseEventSize(ctx context.Context, js jetstream.JetStream) int {
+	s, err := js.Stream(ctx, "KONTAKT_CASES")
+	if err != nil {
+		return -1
+	}
+	info, err := s.Info(ctx)
+	if err != nil || info.State.LastSeq == 0 {
+		return -1
+	}
+	m, err := s.GetMsg(ctx, info.State.LastSeq)
+	if err != nil {
+		return -1
+	}
+	return len(m.Data)
+}
