@@ -1,0 +1,484 @@
+package domain
+
+import (
+	"bytes"
+	"cmp"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
+)
+
+// DefaultRuleName is the rule name that CaseRouted records when no rule
+// matched and the case went to the default queue. A rule file may not
+// use it, so statistics can tell the two apart.
+const DefaultRuleName = "default"
+
+// BuiltinRulesVersion is the version of the rules from DefaultRules.
+const BuiltinRulesVersion = "builtin"
+
+// defaultRulesFile names the rule file in errors when the caller gives
+// no name.
+const defaultRulesFile = "rules.yaml"
+
+// Rules routes new cases to queues. They are data rather than code, so a
+// municipality changes its routing without a release; every CaseRouted
+// records the file's version and the rule that matched, so a routing can
+// be explained afterwards. Rules are immutable once parsed and safe for
+// concurrent use.
+type Rules struct {
+	version      string
+	defaultQueue string
+	rules        []rule
+}
+
+// rule is one entry of the file; an empty criterion matches anything.
+type rule struct {
+	name       string
+	queue      string
+	types      []casev1.CaseType
+	channels   []casev1.Channel
+	categories []string
+	// keywords are lower-cased once at parse time.
+	keywords []string
+}
+
+// Version is the rule file's version, recorded in every CaseRouted.
+func (r *Rules) Version() string { return r.version }
+
+// DefaultQueue is where cases go that no rule matches.
+func (r *Rules) DefaultQueue() string { return r.defaultQueue }
+
+// Route chooses the queue for a new case: the first rule, in file order,
+// whose every given criterion matches (type, channel, category; see
+// matches), so a file reads top-down from the most specific rule to the
+// most general. When none matches, the case goes
+// to the default queue with the rule name "default".
+func (r *Rules) Route(t casev1.CaseType, ch casev1.Channel, category string) (queue, ruleName string) {
+	lower := strings.ToLower(category)
+	for _, ru := range r.rules {
+		if ru.matches(t, ch, category, lower) {
+			return ru.queue, ru.name
+		}
+	}
+	return r.defaultQueue, DefaultRuleName
+}
+
+// matches reports whether every criterion the rule gives holds. The
+// criteria are the type, the channel and the category; categories and
+// category_keywords are two ways of naming the category criterion, so the
+// category matches when it is one of the codes or contains one of the
+// keywords. (Requiring both would make a rule such as "categories:
+// [gatubelysning], category_keywords: [gata, väg]" match nothing.)
+func (ru rule) matches(t casev1.CaseType, ch casev1.Channel, category, lowerCategory string) bool {
+	if len(ru.types) > 0 && !slices.Contains(ru.types, t) {
+		return false
+	}
+	if len(ru.channels) > 0 && !slices.Contains(ru.channels, ch) {
+		return false
+	}
+	if len(ru.categories) == 0 && len(ru.keywords) == 0 {
+		return true
+	}
+	return slices.Contains(ru.categories, category) ||
+		slices.ContainsFunc(ru.keywords, func(k string) bool { return strings.Contains(lowerCategory, k) })
+}
+
+// DefaultRules are the rules of an installation without a rule file, so
+// that a new user's first cases land somewhere sensible: felanmälan goes
+// to the queue "felanmalan" and synpunkt to "synpunkter" when those queues
+// are among knownQueues, and everything else to defaultQueue. Their
+// version is "builtin". The caller passes a configured defaultQueue; an
+// empty one makes Route refuse every case, which is louder than losing
+// them.
+func DefaultRules(defaultQueue string, knownQueues ...string) *Rules {
+	r := &Rules{version: BuiltinRulesVersion, defaultQueue: defaultQueue}
+	builtins := []struct {
+		queue string
+		t     casev1.CaseType
+	}{
+		{"felanmalan", casev1.CaseType_CASE_TYPE_FELANMALAN},
+		{"synpunkter", casev1.CaseType_CASE_TYPE_SYNPUNKT},
+	}
+	for _, b := range builtins {
+		if b.queue != defaultQueue && slices.Contains(knownQueues, b.queue) {
+			r.rules = append(r.rules, rule{name: b.queue, queue: b.queue, types: []casev1.CaseType{b.t}})
+		}
+	}
+	return r
+}
+
+// ParseError is one problem of a rule file, at the line where it is, so
+// whoever edits the file can find it. Errors from ParseRules join one
+// ParseError per problem; errors.Is(err, ErrInvalidRules) holds for them.
+type ParseError struct {
+	// File names the rule file ("rules.yaml" unless the caller named it).
+	File string
+	// Line is 1-based; 0 when the YAML parser gave no line.
+	Line int
+	// Reason says what is wrong.
+	Reason string
+}
+
+// Error reads "rules.yaml line 7: rule "x": unknown queue "bygglov"".
+func (e *ParseError) Error() string {
+	if e.Line <= 0 {
+		return fmt.Sprintf("%s: %s", e.File, e.Reason)
+	}
+	return fmt.Sprintf("%s line %d: %s", e.File, e.Line, e.Reason)
+}
+
+// Unwrap lets errors.Is(err, ErrInvalidRules) hold.
+func (e *ParseError) Unwrap() error { return ErrInvalidRules }
+
+// ParseRules reads a rule file:
+//
+//	version: "2026-11-01"
+//	default_queue: kontaktcenter
+//	rules:
+//	  - name: felanmalan-gata
+//	    queue: felanmalan
+//	    types: [felanmalan]             # fraga, felanmalan, synpunkt, brev
+//	    channels: [form, phone]         # phone, email, form, letter, visit, chat
+//	    categories: [gatubelysning]     # exact category codes
+//	    category_keywords: [gata, väg]  # substrings, case-insensitive
+//
+// A rule matches a case when the case's type is among types, its channel
+// among channels, and its category is one of categories or contains one
+// of category_keywords (ignoring case); an empty or missing list matches
+// anything. The first matching rule wins; no match routes to
+// default_queue with the rule name "default".
+//
+// It is strict, because a mistyped key or name would otherwise route cases
+// silently to the wrong queue: unknown keys, duplicate keys, unknown
+// types, channels and queues, a missing version or default queue, rules
+// without a name or queue, duplicate rule names, the reserved name
+// "default", empty list entries and a rule without any criterion (it would
+// catch every case; that is what default_queue is for) are all refused.
+// Every queue must be in knownQueues, the configured queues, so no case is
+// routed to a queue nobody sees. All problems are reported together, in
+// line order, each as a *ParseError naming its line. Types may also be
+// written in Swedish (fråga, felanmälan); criteria lists may be empty,
+// which means any.
+func ParseRules(data []byte, knownQueues []string) (*Rules, error) {
+	return ParseRulesFile(defaultRulesFile, data, knownQueues)
+}
+
+// ParseRulesFile is ParseRules with the file's name for the error
+// messages, so an operator sees the path that was loaded.
+func ParseRulesFile(name string, data []byte, knownQueues []string) (*Rules, error) {
+	p := &ruleParser{file: name, known: knownQueues}
+	r := p.parse(data)
+	if len(p.errs) > 0 {
+		slices.SortStableFunc(p.errs, func(a, b *ParseError) int { return cmp.Compare(a.Line, b.Line) })
+		errs := make([]error, len(p.errs))
+		for i, e := range p.errs {
+			errs[i] = e
+		}
+		return nil, errors.Join(errs...)
+	}
+	return r, nil
+}
+
+// ruleParser walks the YAML node tree, which keeps every value's line,
+// and collects every problem instead of stopping at the first.
+type ruleParser struct {
+	file  string
+	known []string
+	errs  []*ParseError
+}
+
+func (p *ruleParser) errorf(line int, format string, args ...any) {
+	p.errs = append(p.errs, &ParseError{File: p.file, Line: line, Reason: fmt.Sprintf(format, args...)})
+}
+
+func (p *ruleParser) parse(data []byte) *Rules {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			p.errorf(1, "the file is empty: version and default_queue are required")
+			return nil
+		}
+		p.syntaxError(err)
+		return nil
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err == nil {
+		p.errorf(extra.Line, "a rule file holds one YAML document; remove the second")
+	} else if !errors.Is(err, io.EOF) {
+		p.syntaxError(err)
+	}
+	root := deref(&doc)
+	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
+		root = deref(root.Content[0])
+	}
+	if root.Kind != yaml.MappingNode {
+		p.errorf(root.Line, "the file must be a mapping with version, default_queue and rules")
+		return nil
+	}
+
+	r := &Rules{}
+	fields := p.mapping(root, "", "version", "default_queue", "rules")
+	if v, ok := fields["version"]; ok {
+		r.version = p.scalar(v.value, "", "version")
+	} else {
+		p.errorf(root.Line, "missing version")
+	}
+	if v, ok := fields["default_queue"]; ok {
+		if q := p.scalar(v.value, "", "default_queue"); q != "" {
+			if !slices.Contains(p.known, q) {
+				p.errorf(v.value.Line, "unknown default_queue %q", q)
+			}
+			r.defaultQueue = q
+		}
+	} else {
+		p.errorf(root.Line, "missing default_queue")
+	}
+	if v, ok := fields["rules"]; ok {
+		r.rules = p.rules(v.value)
+	}
+	return r
+}
+
+// syntaxError turns the YAML parser's "yaml: line 3: ..." into a
+// ParseError with that line.
+func (p *ruleParser) syntaxError(err error) {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	if rest, ok := strings.CutPrefix(msg, "line "); ok {
+		if num, reason, ok := strings.Cut(rest, ": "); ok {
+			if line, err := strconv.Atoi(num); err == nil {
+				p.errorf(line, "invalid YAML: %s", reason)
+				return
+			}
+		}
+	}
+	p.errorf(0, "invalid YAML: %s", msg)
+}
+
+// field is one key of a mapping with its value.
+type field struct {
+	key   *yaml.Node
+	value *yaml.Node
+}
+
+// mapping returns a mapping's fields by key, refusing keys outside allowed
+// and keys given twice. where prefixes the messages ("rule \"x\": ").
+func (p *ruleParser) mapping(n *yaml.Node, where string, allowed ...string) map[string]field {
+	out := make(map[string]field)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := deref(n.Content[i]), deref(n.Content[i+1])
+		if k.Kind != yaml.ScalarNode {
+			p.errorf(k.Line, "%skeys must be names", where)
+			continue
+		}
+		if prev, dup := out[k.Value]; dup {
+			p.errorf(k.Line, "%sduplicate key %q (first at line %d)", where, k.Value, prev.key.Line)
+			continue
+		}
+		if !slices.Contains(allowed, k.Value) {
+			p.errorf(k.Line, "%sunknown key %q (allowed: %s)", where, k.Value, strings.Join(allowed, ", "))
+			continue
+		}
+		out[k.Value] = field{key: k, value: v}
+	}
+	return out
+}
+
+// scalar returns a scalar's text. A date or number that YAML would type
+// (version: 2026-11-01) is taken as written. Null, a list or a mapping is
+// refused and gives "".
+func (p *ruleParser) scalar(n *yaml.Node, where, key string) string {
+	if n.Kind != yaml.ScalarNode {
+		p.errorf(n.Line, "%s%s must be a single value", where, key)
+		return ""
+	}
+	v := strings.TrimSpace(n.Value)
+	if n.Tag == "!!null" || v == "" {
+		p.errorf(n.Line, "%s%s is empty", where, key)
+		return ""
+	}
+	return v
+}
+
+// list returns a list's entries with their nodes; null means an empty
+// list.
+func (p *ruleParser) list(n *yaml.Node, where, key string) []*yaml.Node {
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return nil
+	}
+	if n.Kind != yaml.SequenceNode {
+		p.errorf(n.Line, "%s%s must be a list", where, key)
+		return nil
+	}
+	out := make([]*yaml.Node, 0, len(n.Content))
+	for _, item := range n.Content {
+		out = append(out, deref(item))
+	}
+	return out
+}
+
+func (p *ruleParser) rules(n *yaml.Node) []rule {
+	items := p.list(n, "", "rules")
+	var out []rule
+	firstName := make(map[string]int)
+	for i, item := range items {
+		if item.Kind != yaml.MappingNode {
+			p.errorf(item.Line, "rule %d must be a mapping with name, queue and criteria", i+1)
+			continue
+		}
+		where := fmt.Sprintf("rule %d: ", i+1)
+		if name := peekName(item); name != "" {
+			where = fmt.Sprintf("rule %q: ", name)
+		}
+		fields := p.mapping(item, where,
+			"name", "queue", "types", "channels", "categories", "category_keywords")
+		var ru rule
+		if f, ok := fields["name"]; ok {
+			ru.name = p.scalar(f.value, where, "name")
+		} else {
+			p.errorf(item.Line, "rule %d has no name", i+1)
+		}
+		if ru.name != "" {
+			switch line, dup := firstName[ru.name]; {
+			case dup:
+				p.errorf(fields["name"].value.Line, "duplicate rule name %q (first at line %d)", ru.name, line)
+			case ru.name == DefaultRuleName:
+				p.errorf(fields["name"].value.Line, "rule name %q is reserved for cases that no rule matches", DefaultRuleName)
+			default:
+				firstName[ru.name] = fields["name"].value.Line
+			}
+		}
+		if f, ok := fields["queue"]; ok {
+			if q := p.scalar(f.value, where, "queue"); q != "" {
+				if !slices.Contains(p.known, q) {
+					p.errorf(f.value.Line, "%sunknown queue %q", where, q)
+				}
+				ru.queue = q
+			}
+		} else {
+			p.errorf(item.Line, "%sno queue", where)
+		}
+		if f, ok := fields["types"]; ok {
+			for _, e := range p.list(f.value, where, "types") {
+				name := p.scalar(e, where, "a type")
+				if name == "" {
+					continue
+				}
+				t, known := caseTypeByName(name)
+				if !known {
+					p.errorf(e.Line, "%sunknown type %q (known: fraga, felanmalan, synpunkt, brev)", where, name)
+					continue
+				}
+				ru.types = append(ru.types, t)
+			}
+		}
+		if f, ok := fields["channels"]; ok {
+			for _, e := range p.list(f.value, where, "channels") {
+				name := p.scalar(e, where, "a channel")
+				if name == "" {
+					continue
+				}
+				ch, known := channelByName(name)
+				if !known {
+					p.errorf(e.Line, "%sunknown channel %q (known: phone, email, form, letter, visit, chat)", where, name)
+					continue
+				}
+				ru.channels = append(ru.channels, ch)
+			}
+		}
+		if f, ok := fields["categories"]; ok {
+			for _, e := range p.list(f.value, where, "categories") {
+				if code := p.scalar(e, where, "a category"); code != "" {
+					ru.categories = append(ru.categories, code)
+				}
+			}
+		}
+		if f, ok := fields["category_keywords"]; ok {
+			for _, e := range p.list(f.value, where, "category_keywords") {
+				if kw := p.scalar(e, where, "a keyword"); kw != "" {
+					ru.keywords = append(ru.keywords, strings.ToLower(kw))
+				}
+			}
+		}
+		if !hasCriterion(fields) {
+			p.errorf(item.Line, "%sno criteria: it would match every case; use default_queue for that", where)
+		}
+		out = append(out, ru)
+	}
+	return out
+}
+
+// peekName finds a rule's name before its fields are checked, so every
+// message about the rule can name it, whatever the order of its keys.
+func peekName(n *yaml.Node) string {
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := deref(n.Content[i]), deref(n.Content[i+1])
+		if k.Kind == yaml.ScalarNode && k.Value == "name" && v.Kind == yaml.ScalarNode && v.Tag != "!!null" {
+			return strings.TrimSpace(v.Value)
+		}
+	}
+	return ""
+}
+
+// hasCriterion reports whether a rule names any criterion with at least
+// one entry. It looks at the nodes, not the parsed values, so that a rule
+// whose only entries were refused is not reported twice.
+func hasCriterion(fields map[string]field) bool {
+	for _, k := range []string{"types", "channels", "categories", "category_keywords"} {
+		if f, ok := fields[k]; ok && (f.value.Kind != yaml.SequenceNode || len(f.value.Content) > 0) && f.value.Tag != "!!null" {
+			return true
+		}
+	}
+	return false
+}
+
+// deref follows a YAML alias to the node it names.
+func deref(n *yaml.Node) *yaml.Node {
+	for n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	return n
+}
+
+// caseTypeByName maps the file's type names to case types. The ASCII
+// names are canonical; the Swedish spellings are accepted because that is
+// how the people who edit the file write them.
+func caseTypeByName(name string) (casev1.CaseType, bool) {
+	switch name {
+	case "fraga", "fråga":
+		return casev1.CaseType_CASE_TYPE_FRAGA, true
+	case "felanmalan", "felanmälan":
+		return casev1.CaseType_CASE_TYPE_FELANMALAN, true
+	case "synpunkt":
+		return casev1.CaseType_CASE_TYPE_SYNPUNKT, true
+	case "brev":
+		return casev1.CaseType_CASE_TYPE_BREV, true
+	}
+	return casev1.CaseType_CASE_TYPE_UNSPECIFIED, false
+}
+
+// channelByName maps the file's channel names to channels.
+func channelByName(name string) (casev1.Channel, bool) {
+	switch name {
+	case "phone":
+		return casev1.Channel_CHANNEL_PHONE, true
+	case "email":
+		return casev1.Channel_CHANNEL_EMAIL, true
+	case "form":
+		return casev1.Channel_CHANNEL_FORM, true
+	case "letter":
+		return casev1.Channel_CHANNEL_LETTER, true
+	case "visit":
+		return casev1.Channel_CHANNEL_VISIT, true
+	case "chat":
+		return casev1.Channel_CHANNEL_CHAT, true
+	}
+	return casev1.Channel_CHANNEL_UNSPECIFIED, false
+}
