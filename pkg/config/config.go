@@ -131,9 +131,14 @@ type Tracing struct {
 	Insecure     bool   `yaml:"insecure"`
 }
 
-// Routing holds the queues agents work in.
+// Routing holds the queues agents work in and the rules that route new
+// cases to them.
 type Routing struct {
 	Queues []Queue `yaml:"queues"`
+	// RulesFile is a versioned YAML rule file; empty uses built-in rules
+	// (fault reports to "felanmalan", feedback to "synpunkter" when those
+	// queues exist, the rest to the first queue).
+	RulesFile string `yaml:"rules_file"`
 }
 
 // Queue is a work queue. Members are subject ids of agents who belong to
@@ -280,6 +285,9 @@ func (c Config) Validate() error {
 		if c.Auth.OIDC.Audience == "" {
 			bad("auth.oidc.audience", "is required in production mode")
 		}
+	}
+	if len(c.Routing.Queues) == 0 {
+		bad("routing.queues", "at least one queue is needed")
 	}
 	seen := map[string]bool{}
 	for i, q := range c.Routing.Queues {

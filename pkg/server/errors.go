@@ -24,6 +24,11 @@ type ErrorMapping struct {
 	Target error
 	// Code is the gRPC code returned for Target.
 	Code codes.Code
+	// Explain returns the whole error text instead of the sentinel's, for
+	// domain errors whose wrapping says why in words fit for the caller
+	// ("only the assignee or a supervisor may answer", "already assigned to
+	// anna"). Use it only where the wrapping never holds personal data.
+	Explain bool
 }
 
 // ToStatus converts err into an error carrying a gRPC status, deciding what a
@@ -52,6 +57,9 @@ func ToStatus(err error, mappings []ErrorMapping, logger *slog.Logger) error {
 			continue
 		}
 		if errors.Is(err, m.Target) {
+			if m.Explain {
+				return status.Error(m.Code, err.Error())
+			}
 			return status.Error(m.Code, m.Target.Error())
 		}
 	}

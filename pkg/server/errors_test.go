@@ -16,7 +16,9 @@ import (
 
 func TestToStatus(t *testing.T) {
 	errConflict := errors.New("case was changed by someone else")
+	errPrecondition := errors.New("precondition failed")
 	mappings := []ErrorMapping{
+		{Target: errPrecondition, Code: codes.FailedPrecondition, Explain: true},
 		{Target: errCaseNotFound, Code: codes.NotFound},
 		{Target: errConflict, Code: codes.Aborted},
 		{Target: nil, Code: codes.NotFound},       // ignored
@@ -36,6 +38,9 @@ func TestToStatus(t *testing.T) {
 		{name: "wrapped sentinel keeps only the sentinel's message",
 			err:      fmt.Errorf("case 4711 for 19121212-1212: %w", errCaseNotFound),
 			wantCode: codes.NotFound, wantMsg: "case not found"},
+		{name: "explained mapping shows the reason",
+			err:      fmt.Errorf("%w: a closed case cannot be forwarded until reopened", errPrecondition),
+			wantCode: codes.FailedPrecondition, wantMsg: "precondition failed: a closed case cannot be forwarded until reopened"},
 		{name: "second mapping", err: fmt.Errorf("save: %w", errConflict), wantCode: codes.Aborted, wantMsg: "case was changed by someone else"},
 		{name: "joined errors match", err: errors.Join(errors.New("a"), errConflict), wantCode: codes.Aborted, wantMsg: "case was changed by someone else"},
 		{name: "status passes through", err: status.Error(codes.PermissionDenied, "not your case"), wantCode: codes.PermissionDenied, wantMsg: "not your case"},

@@ -777,3 +777,13 @@ func checkHeaderValue(v string) error {
 }
 
 func isBlank(c byte) bool { return c == ' ' || c == '\t' }
+
+// Head returns the position of the newest event in the log (zero when it
+// is empty), so a rebuild knows when it has caught up.
+func (s *Store) Head(ctx context.Context) (eventstore.Position, error) {
+	info, err := s.stream.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("eventstore/jetstream: stream info: %w", wrapErr(err))
+	}
+	return eventstore.Position(info.State.LastSeq), nil
+}

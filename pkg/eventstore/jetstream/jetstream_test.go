@@ -358,3 +358,21 @@ func TestSubscribeSurvivesRestart(t *testing.T) {
 	cancel()
 	require.True(t, errors.Is(<-done, context.Canceled))
 }
+
+// TestHead reports the newest position, so a rebuild knows where the log
+// ends.
+func TestHead(t *testing.T) {
+	_, nc := startEmbedded(t)
+	s := newStore(t, nc, Config{})
+	head, err := s.Head(t.Context())
+	require.NoError(t, err)
+	require.Zero(t, head)
+	var last eventstore.Revision
+	for range 3 {
+		last, err = s.Append(t.Context(), "h", eventstore.Any(), eventstore.Event{ID: uuid.NewString(), Type: "T"})
+		require.NoError(t, err)
+	}
+	head, err = s.Head(t.Context())
+	require.NoError(t, err)
+	require.Equal(t, eventstore.Position(last), head)
+}

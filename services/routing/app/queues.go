@@ -50,3 +50,32 @@ func (q *Queues) Visible(c Caller) []Queue {
 	}
 	return out
 }
+
+// Known reports whether a queue is configured.
+func (q *Queues) Known(name string) bool {
+	for _, queue := range q.queues {
+		if queue.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// Department returns the department a queue belongs to, if any.
+func (q *Queues) Department(name string) string {
+	for _, queue := range q.queues {
+		if queue.Name == name {
+			return queue.Department
+		}
+	}
+	return ""
+}
+
+// Names lists the configured queues' names.
+func (q *Queues) Names() []string {
+	out := make([]string, 0, len(q.queues))
+	for _, queue := range q.queues {
+		out = append(out, queue.Name)
+	}
+	return out
+}

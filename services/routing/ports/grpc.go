@@ -1,36 +1,62 @@
 // Package ports holds the routing service's gRPC handlers: the edge where
-// requests become queries and commands, and errors become status codes.
+// requests become queries and commands, and errors become status codes in
+// one table.
 package ports
 
 import (
 	"context"
+	"log/slog"
+	"slices"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	routingv1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/routing/v1"
 	"github.com/kontakt-se/kontakt/pkg/auth"
+	"github.com/kontakt-se/kontakt/pkg/eventstore"
+	"github.com/kontakt-se/kontakt/pkg/server"
+	"github.com/kontakt-se/kontakt/services/routing/adapters/readmodel"
 	"github.com/kontakt-se/kontakt/services/routing/app"
+	"github.com/kontakt-se/kontakt/services/routing/domain"
 )
 
-// QueueLister is what the handlers need to list queues.
-type QueueLister interface {
-	Visible(c app.Caller) []app.Queue
+// ErrorMappings is the one table from routing's errors to gRPC codes.
+// Domain refusals explain themselves (they name no personal data); the
+// rest show only the sentinel's text.
+func ErrorMappings() []server.ErrorMapping {
+	return []server.ErrorMapping{
+		{Target: domain.ErrAlreadyAssigned, Code: codes.Aborted, Explain: true},
+		{Target: domain.ErrPrecondition, Code: codes.FailedPrecondition, Explain: true},
+		{Target: domain.ErrAlreadyRouted, Code: codes.FailedPrecondition, Explain: true},
+		{Target: domain.ErrNotPermitted, Code: codes.PermissionDenied, Explain: true},
+		{Target: domain.ErrInvalidArgument, Code: codes.InvalidArgument, Explain: true},
+		{Target: app.ErrNotPermitted, Code: codes.PermissionDenied, Explain: true},
+		{Target: app.ErrInvalidKey, Code: codes.InvalidArgument, Explain: true},
+		{Target: readmodel.ErrInvalidPageToken, Code: codes.InvalidArgument},
+		{Target: app.ErrNotFound, Code: codes.NotFound},
+		{Target: app.ErrAuditUnavailable, Code: codes.Unavailable},
+		{Target: eventstore.ErrUnavailable, Code: codes.Unavailable},
+		{Target: eventstore.ErrConflict, Code: codes.Aborted},
+	}
 }
 
-// Server implements kontakt.routing.v1.RoutingService. ListQueues works
-// from the configured queues; the agent workflow (claim, forward, answer,
-// close, live queues, audited reads) is delivered by the routing issue and
-// answers Unimplemented until then.
+// Server implements kontakt.routing.v1.RoutingService.
 type Server struct {
 	routingv1.UnimplementedRoutingServiceServer
-	queues QueueLister
+	queues   *app.Queues
+	cmds     *app.Commands
+	queries  *app.Queries
+	broker   *app.Broker
+	stopping <-chan struct{}
+	logger   *slog.Logger
 }
 
-// NewServer builds the handlers.
-func NewServer(queues QueueLister) *Server {
-	return &Server{queues: queues}
+// NewServer builds the handlers. stopping closes when the server shuts
+// down, so live queue streams end and do not hold up the drain.
+func NewServer(queues *app.Queues, cmds *app.Commands, queries *app.Queries, broker *app.Broker, stopping <-chan struct{}, logger *slog.Logger) *Server {
+	return &Server{queues: queues, cmds: cmds, queries: queries, broker: broker, stopping: stopping, logger: logger}
 }
 
 // Register adds the routing service to a gRPC server.
@@ -38,22 +64,277 @@ func Register(reg grpc.ServiceRegistrar, s *Server) {
 	routingv1.RegisterRoutingServiceServer(reg, s)
 }
 
-// ListQueues lists the queues the caller belongs to. Case counts are not
-// filled in yet: they come from the routing read model.
-func (s *Server) ListQueues(ctx context.Context, _ *routingv1.ListQueuesRequest) (*routingv1.ListQueuesResponse, error) {
+func (s *Server) edge(err error) error { return server.ToStatus(err, ErrorMappings(), s.logger) }
+
+// reader builds the caller as the domain and queries see it: queue
+// membership from the token and from configuration together.
+func (s *Server) reader(ctx context.Context) (app.Reader, string, error) {
 	p, ok := auth.FromContext(ctx)
 	if !ok {
-		return nil, status.Error(codes.Unauthenticated, "no caller")
+		return app.Reader{}, "", status.Error(codes.Unauthenticated, "no caller")
 	}
-	caller := app.Caller{
+	r := app.Reader{Actor: domain.Actor{
 		Subject:    p.Subject,
+		Agent:      p.HasRole(auth.RoleAgent),
+		Officer:    p.HasRole(auth.RoleOfficer),
 		Supervisor: p.HasRole(auth.RoleSupervisor),
-		Queues:     p.Queues,
 		Department: p.Department,
+	}, DPO: p.HasRole(auth.RoleDPO)}
+	for _, q := range s.queues.Visible(app.Caller{Subject: p.Subject, Supervisor: r.Supervisor, Queues: p.Queues, Department: p.Department}) {
+		r.Queues = append(r.Queues, q.Name)
 	}
-	resp := &routingv1.ListQueuesResponse{}
-	for _, q := range s.queues.Visible(caller) {
-		resp.Queues = append(resp.Queues, &routingv1.Queue{Name: q.Name, Title: q.Title, Department: q.Department})
+	for _, q := range p.Queues {
+		if !slices.Contains(r.Queues, q) {
+			r.Queues = append(r.Queues, q)
+		}
+	}
+	role := ""
+	for _, candidate := range []auth.Role{auth.RoleDPO, auth.RoleSupervisor, auth.RoleOfficer, auth.RoleAgent} {
+		if p.HasRole(candidate) {
+			role = string(candidate)
+			break
+		}
+	}
+	return r, role, nil
+}
+
+// ListQueues lists the caller's queues with their load.
+func (s *Server) ListQueues(ctx context.Context, _ *routingv1.ListQueuesRequest) (*routingv1.ListQueuesResponse, error) {
+	r, _, err := s.reader(ctx)
+	if err != nil {
+		return nil, err
+	}
+	qs, err := s.queries.ListQueues(r)
+	if err != nil {
+		return nil, s.edge(err)
+	}
+	return &routingv1.ListQueuesResponse{Queues: qs}, nil
+}
+
+// ListQueueCases pages through a queue.
+func (s *Server) ListQueueCases(ctx context.Context, req *routingv1.ListQueueCasesRequest) (*routingv1.ListQueueCasesResponse, error) {
+	r, _, err := s.reader(ctx)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := s.queries.ListQueueCases(ctx, r, req)
+	if err != nil {
+		return nil, s.edge(err)
 	}
 	return resp, nil
+}
+
+// WatchQueue streams the queue's changes until the client goes away or
+// the server shuts down. A client that falls behind is ended with
+// ResourceExhausted so the UI reloads the list.
+func (s *Server) WatchQueue(req *routingv1.WatchQueueRequest, stream grpc.ServerStreamingServer[routingv1.WatchQueueResponse]) error {
+	ctx := stream.Context()
+	r, _, err := s.reader(ctx)
+	if err != nil {
+		return err
+	}
+	if !s.queries.MayWatch(r, req.GetQueue()) {
+		return status.Errorf(codes.PermissionDenied, "not permitted: you are not a member of queue %q", req.GetQueue())
+	}
+	changes, stop := s.broker.Subscribe(req.GetQueue())
+	defer stop()
+	// Tell the client the stream is open, so it knows that every change
+	// from now on will arrive.
+	if err := stream.SendHeader(nil); err != nil {
+		return err
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.stopping:
+			return status.Error(codes.Unavailable, "server shutting down; reconnect")
+		case c, ok := <-changes:
+			if !ok {
+				return status.Error(codes.ResourceExhausted, "fell behind the queue's changes; reload the list")
+			}
+			kind := c.Kind
+			if c.PreviousQueue == req.GetQueue() && c.Queue != req.GetQueue() {
+				kind = "left"
+			}
+			msg := &routingv1.WatchQueueResponse{
+				Change: kind,
+				Case:   s.queries.Summary(ctx, c.Row, true),
+				At:     timestamppb.New(c.At),
+			}
+			if err := stream.Send(msg); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// GetCase returns a case with its personal data, after logging the read.
+func (s *Server) GetCase(ctx context.Context, req *routingv1.GetCaseRequest) (*routingv1.GetCaseResponse, error) {
+	r, role, err := s.reader(ctx)
+	if err != nil {
+		return nil, err
+	}
+	view, err := s.queries.GetCase(ctx, r, role, routingv1.RoutingService_GetCase_FullMethodName, req.GetCaseId(), req.GetPurpose())
+	if err != nil {
+		return nil, s.edge(err)
+	}
+	return &routingv1.GetCaseResponse{Case: view}, nil
+}
+
+// FindCases finds cases by number or by a person's identifiers.
+func (s *Server) FindCases(ctx context.Context, req *routingv1.FindCasesRequest) (*routingv1.FindCasesResponse, error) {
+	r, _, err := s.reader(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cases, err := s.queries.FindCases(ctx, r, req)
+	if err != nil {
+		return nil, s.edge(err)
+	}
+	return &routingv1.FindCasesResponse{Cases: cases}, nil
+}
+
+// ListAuditTrail lists the reads of a case's or a person's data.
+func (s *Server) ListAuditTrail(ctx context.Context, req *routingv1.ListAuditTrailRequest) (*routingv1.ListAuditTrailResponse, error) {
+	recs, err := s.queries.AuditTrail(ctx, req)
+	if err != nil {
+		return nil, s.edge(err)
+	}
+	return &routingv1.ListAuditTrailResponse{Records: recs}, nil
+}
+
+// summaryOf answers a command with the case as it is after it.
+func summaryOf(c *domain.Case) *routingv1.CaseSummary {
+	s := &routingv1.CaseSummary{
+		CaseId: c.ID, CaseNumber: c.Number, Type: c.Type, Channel: c.Channel, Category: c.Category,
+		Queue: c.Queue, Status: c.Status, Assignee: c.Assignee, RegisteredAt: timestamppb.New(c.RegisteredAt),
+		Redacted: c.IsRedacted(),
+	}
+	return s
+}
+
+type command func(ctx context.Context, a domain.Actor) (*domain.Case, error)
+
+func (s *Server) run(ctx context.Context, f command) (*routingv1.CaseSummary, error) {
+	r, _, err := s.reader(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c, err := f(ctx, r.Actor)
+	if err != nil {
+		return nil, s.edge(err)
+	}
+	return summaryOf(c), nil
+}
+
+// ClaimCase assigns the case to the caller.
+func (s *Server) ClaimCase(ctx context.Context, req *routingv1.ClaimCaseRequest) (*routingv1.ClaimCaseResponse, error) {
+	c, err := s.run(ctx, func(ctx context.Context, a domain.Actor) (*domain.Case, error) {
+		return s.cmds.Claim(ctx, a, req.GetCaseId())
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &routingv1.ClaimCaseResponse{Case: c}, nil
+}
+
+// ReleaseCase puts the case back in its queue.
+func (s *Server) ReleaseCase(ctx context.Context, req *routingv1.ReleaseCaseRequest) (*routingv1.ReleaseCaseResponse, error) {
+	c, err := s.run(ctx, func(ctx context.Context, a domain.Actor) (*domain.Case, error) {
+		return s.cmds.Release(ctx, a, req.GetCaseId())
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &routingv1.ReleaseCaseResponse{Case: c}, nil
+}
+
+// AssignCase reassigns a case (supervisor).
+func (s *Server) AssignCase(ctx context.Context, req *routingv1.AssignCaseRequest) (*routingv1.AssignCaseResponse, error) {
+	c, err := s.run(ctx, func(ctx context.Context, a domain.Actor) (*domain.Case, error) {
+		return s.cmds.Assign(ctx, a, req.GetCaseId(), req.GetAssignee())
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &routingv1.AssignCaseResponse{Case: c}, nil
+}
+
+// MoveCase moves a case to another queue (supervisor).
+func (s *Server) MoveCase(ctx context.Context, req *routingv1.MoveCaseRequest) (*routingv1.MoveCaseResponse, error) {
+	if !s.queues.Known(req.GetToQueue()) {
+		return nil, server.InvalidArgument("unknown queue", server.FieldViolation{Field: "to_queue", Description: "is not a configured queue"})
+	}
+	c, err := s.run(ctx, func(ctx context.Context, a domain.Actor) (*domain.Case, error) {
+		return s.cmds.Move(ctx, a, req.GetCaseId(), req.GetToQueue())
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &routingv1.MoveCaseResponse{Case: c}, nil
+}
+
+// AddNote adds an internal note.
+func (s *Server) AddNote(ctx context.Context, req *routingv1.AddNoteRequest) (*routingv1.AddNoteResponse, error) {
+	r, _, err := s.reader(ctx)
+	if err != nil {
+		return nil, err
+	}
+	id, err := s.cmds.AddNote(ctx, r.Actor, req.GetCaseId(), req.GetText())
+	if err != nil {
+		return nil, s.edge(err)
+	}
+	return &routingv1.AddNoteResponse{NoteId: id}, nil
+}
+
+// ForwardCase forwards a case to a department's queue or an officer.
+func (s *Server) ForwardCase(ctx context.Context, req *routingv1.ForwardCaseRequest) (*routingv1.ForwardCaseResponse, error) {
+	dept := ""
+	if q := req.GetToQueue(); q != "" {
+		if !s.queues.Known(q) {
+			return nil, server.InvalidArgument("unknown queue", server.FieldViolation{Field: "to_queue", Description: "is not a configured queue"})
+		}
+		dept = s.queues.Department(q)
+	}
+	c, err := s.run(ctx, func(ctx context.Context, a domain.Actor) (*domain.Case, error) {
+		return s.cmds.Forward(ctx, a, req.GetCaseId(), req.GetToQueue(), dept, req.GetToOfficer(), req.GetComment())
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &routingv1.ForwardCaseResponse{Case: c}, nil
+}
+
+// AnswerCase records the answer to the citizen.
+func (s *Server) AnswerCase(ctx context.Context, req *routingv1.AnswerCaseRequest) (*routingv1.AnswerCaseResponse, error) {
+	c, err := s.run(ctx, func(ctx context.Context, a domain.Actor) (*domain.Case, error) {
+		return s.cmds.Answer(ctx, a, req.GetCaseId(), req.GetAnswer())
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &routingv1.AnswerCaseResponse{Case: c}, nil
+}
+
+// CloseCase closes a case.
+func (s *Server) CloseCase(ctx context.Context, req *routingv1.CloseCaseRequest) (*routingv1.CloseCaseResponse, error) {
+	c, err := s.run(ctx, func(ctx context.Context, a domain.Actor) (*domain.Case, error) {
+		return s.cmds.Close(ctx, a, req.GetCaseId(), req.GetResolution(), req.GetFirstContactResolution())
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &routingv1.CloseCaseResponse{Case: c}, nil
+}
+
+// ReopenCase reopens a closed case.
+func (s *Server) ReopenCase(ctx context.Context, req *routingv1.ReopenCaseRequest) (*routingv1.ReopenCaseResponse, error) {
+	c, err := s.run(ctx, func(ctx context.Context, a domain.Actor) (*domain.Case, error) {
+		return s.cmds.Reopen(ctx, a, req.GetCaseId())
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &routingv1.ReopenCaseResponse{Case: c}, nil
 }

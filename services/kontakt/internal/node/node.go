@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -29,7 +30,9 @@ import (
 	retentionv1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/retention/v1"
 	routingv1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/routing/v1"
 	statisticsv1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/statistics/v1"
+	"github.com/kontakt-se/kontakt/pkg/audit"
 	"github.com/kontakt-se/kontakt/pkg/auth"
+	"github.com/kontakt-se/kontakt/pkg/blindindex"
 	"github.com/kontakt-se/kontakt/pkg/config"
 	"github.com/kontakt-se/kontakt/pkg/eventstore/jetstream"
 	"github.com/kontakt-se/kontakt/pkg/natsserver"
@@ -40,7 +43,9 @@ import (
 	intakeapp "github.com/kontakt-se/kontakt/services/intake/app"
 	intakeports "github.com/kontakt-se/kontakt/services/intake/ports"
 	retentionports "github.com/kontakt-se/kontakt/services/retention/ports"
+	"github.com/kontakt-se/kontakt/services/routing/adapters/readmodel"
 	routingapp "github.com/kontakt-se/kontakt/services/routing/app"
+	routingdomain "github.com/kontakt-se/kontakt/services/routing/domain"
 	routingports "github.com/kontakt-se/kontakt/services/routing/ports"
 	statisticsports "github.com/kontakt-se/kontakt/services/statistics/ports"
 )
@@ -52,6 +57,9 @@ type Node struct {
 	srv    *server.Server
 	nats   *natsserver.Server
 	conn   *natsgo.Conn
+	// background runs beside the server: projectors and the router.
+	background []func(context.Context) error
+	closers    []func() error
 }
 
 // services are the four kontakt services, for the access policy and for
@@ -169,9 +177,9 @@ func Build(ctx context.Context, cfg config.Config, logger *slog.Logger, lookupEn
 		return nil, err
 	}
 
-	queues := make([]routingapp.Queue, 0, len(cfg.Routing.Queues))
-	for _, q := range cfg.Routing.Queues {
-		queues = append(queues, routingapp.Queue{Name: q.Name, Title: q.Title, Department: q.Department, Members: q.Members})
+	routing, err := n.buildRouting(ctx, store, sealer, master, js, clock)
+	if err != nil {
+		return nil, err
 	}
 	reg := n.srv // the server is a grpc.ServiceRegistrar
 	intakeports.Register(reg, intakeports.NewServer(intake, validator, clock, logger))
@@ -180,7 +188,7 @@ func Build(ctx context.Context, cfg config.Config, logger *slog.Logger, lookupEn
 		open311Services = append(open311Services, intakeports.Open311Service{Code: s.Code, Name: s.Name, Description: s.Description, Group: s.Group})
 	}
 	open311.set(intakeports.NewOpen311(open311Prefix, intake, validator, verifier, open311Services, clock, logger))
-	routingports.Register(reg, routingports.NewServer(routingapp.NewQueues(queues)))
+	routingports.Register(reg, routing)
 	retentionports.Register(reg, &retentionports.Server{})
 	statisticsports.Register(reg, &statisticsports.Server{})
 	for _, svc := range services() {
@@ -224,18 +232,119 @@ func (d *deferredHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	http.Error(w, "starting", http.StatusServiceUnavailable)
 }
 
-// Run serves until ctx is cancelled, then drains in-flight calls and stops
-// NATS last, so no call loses its store half-way.
+// Run serves until ctx is cancelled, then drains in-flight calls, stops
+// the projectors, and stops NATS last, so no call loses its store
+// half-way.
 func (n *Node) Run(ctx context.Context) error {
 	defer n.close()
+	bg, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, run := range n.background {
+		wg.Go(func() {
+			if err := run(bg); err != nil {
+				n.logger.Error("background worker stopped", "error", err)
+			}
+		})
+	}
 	n.logger.Info("kontakt serving", "listen", n.srv.Addr().String(), "mode", string(n.cfg.Mode), "data_dir", n.cfg.DataDir)
-	return n.srv.Run(ctx)
+	err := n.srv.Run(ctx)
+	stop()
+	wg.Wait()
+	return err
+}
+
+// Routing is the routing service's read side and workers, built apart
+// from the server so `kontakt rebuild routing` can use them offline.
+type Routing struct {
+	ReadModel *readmodel.Store
+	Projector *readmodel.Projector
+}
+
+// OpenRouting opens routing's read model and its projector. onChange
+// receives every applied change (nil: none).
+func OpenRouting(cfg config.Config, store *jetstream.Store, sealer *seal.Sealer, master seal.MasterKey, clock func() time.Time, logger *slog.Logger, onChange func(readmodel.Change)) (*Routing, *blindindex.Index, error) {
+	blindKey, err := master.DeriveKey(blindindex.KeyPurpose)
+	if err != nil {
+		return nil, nil, err
+	}
+	blind, err := blindindex.New(blindKey)
+	if err != nil {
+		return nil, nil, err
+	}
+	dir := filepath.Join(cfg.DataDir, "routing")
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, nil, fmt.Errorf("routing read model directory %s: %w", dir, unwrapPath(err))
+	}
+	rm, err := readmodel.Open(filepath.Join(dir, "readmodel.db"), readmodel.Options{
+		Tokenizer: routingapp.NewTokenizer(sealer, blind, clock),
+		OnChange:  onChange,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	proj := readmodel.NewProjector(store, rm, logger.With("component", "routing-projector"), readmodel.WithHead(store.Head))
+	return &Routing{ReadModel: rm, Projector: proj}, blind, nil
+}
+
+func (n *Node) buildRouting(ctx context.Context, store *jetstream.Store, sealer *seal.Sealer, master seal.MasterKey, js natsjs.JetStream, clock func() time.Time) (*routingports.Server, error) {
+	queueCfg := make([]routingapp.Queue, 0, len(n.cfg.Routing.Queues))
+	for _, q := range n.cfg.Routing.Queues {
+		queueCfg = append(queueCfg, routingapp.Queue{Name: q.Name, Title: q.Title, Department: q.Department, Members: q.Members})
+	}
+	queues := routingapp.NewQueues(queueCfg)
+	rules, err := loadRules(n.cfg, queues.Names())
+	if err != nil {
+		return nil, err
+	}
+	auditLog, err := audit.New(ctx, js, audit.Config{Replicas: n.cfg.NATS.Replicas})
+	if err != nil {
+		return nil, err
+	}
+	logger := n.logger.With("service", "routing")
+	cmds := routingapp.NewCommands(store, sealer, clock, logger)
+	broker := routingapp.NewBroker()
+	var router *routingapp.Router
+	r, blind, err := OpenRouting(n.cfg, store, sealer, master, clock, logger, func(c readmodel.Change) {
+		broker.Publish(c)
+		router.Observe(c)
+	})
+	if err != nil {
+		return nil, err
+	}
+	n.closers = append(n.closers, r.ReadModel.Close)
+	router = routingapp.NewRouter(cmds, rules, r.ReadModel, logger)
+	n.background = append(n.background, r.Projector.Run, router.Run)
+	queries := routingapp.NewQueries(r.ReadModel, sealer, auditLog, blind, queues, clock)
+	return routingports.NewServer(queues, cmds, queries, broker, n.srv.ShuttingDown(), logger), nil
+}
+
+// loadRules reads the routing rule file, or uses the built-in rules.
+func loadRules(cfg config.Config, queues []string) (*routingdomain.Rules, error) {
+	if cfg.Routing.RulesFile == "" {
+		return routingdomain.DefaultRules(queues[0], queues...), nil
+	}
+	data, err := os.ReadFile(cfg.Routing.RulesFile)
+	if err != nil {
+		return nil, fmt.Errorf("config key routing.rules_file: %w", err)
+	}
+	rules, err := routingdomain.ParseRulesFile(cfg.Routing.RulesFile, data, queues)
+	if err != nil {
+		// One line: the rule file's problems, joined.
+		return nil, errors.New(strings.ReplaceAll(err.Error(), "\n", "; "))
+	}
+	return rules, nil
 }
 
 // Addr is the address the server listens on.
 func (n *Node) Addr() net.Addr { return n.srv.Addr() }
 
 func (n *Node) close() {
+	for _, c := range n.closers {
+		if err := c(); err != nil {
+			n.logger.Warn("close", "error", err)
+		}
+	}
+	n.closers = nil
 	if n.conn != nil {
 		_ = n.conn.Drain()
 		n.conn = nil

@@ -1,0 +1,224 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/google/uuid"
+	"google.golang.org/protobuf/proto"
+
+	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
+	"github.com/kontakt-se/kontakt/pkg/eventstore"
+	"github.com/kontakt-se/kontakt/pkg/seal"
+	"github.com/kontakt-se/kontakt/services/routing/domain"
+)
+
+// EventStore is the part of the event store the commands use.
+type EventStore interface {
+	Append(ctx context.Context, stream string, expected eventstore.ExpectedRevision, ev eventstore.Event) (eventstore.Revision, error)
+	Read(ctx context.Context, stream string) ([]eventstore.RecordedEvent, error)
+}
+
+// Sealer seals and opens personal data with the case's keys.
+type Sealer interface {
+	Seal(ctx context.Context, caseID string, class seal.Class, plaintext []byte) (*casev1.SealedPersonalData, error)
+	Open(ctx context.Context, caseID string, sealed *casev1.SealedPersonalData) ([]byte, error)
+}
+
+// ErrNotFound means there is no such case (or it was deleted).
+var ErrNotFound = errors.New("case not found")
+
+// Commands carries out the agent workflow: every command loads the case's
+// stream, lets the domain decide, and appends with the expected revision;
+// a conflict (somebody else acted first) reloads and decides again.
+type Commands struct {
+	store  EventStore
+	sealer Sealer
+	clock  func() time.Time
+	logger *slog.Logger
+}
+
+// NewCommands builds the command side.
+func NewCommands(store EventStore, sealer Sealer, clock func() time.Time, logger *slog.Logger) *Commands {
+	return &Commands{store: store, sealer: sealer, clock: clock, logger: logger}
+}
+
+// maxAttempts bounds the reload-and-retry loop on conflicts.
+const maxAttempts = 5
+
+// Load folds a case's events into the aggregate.
+func (c *Commands) Load(ctx context.Context, caseID string) (*domain.Case, error) {
+	recs, err := c.store.Read(ctx, caseID)
+	if errors.Is(err, eventstore.ErrStreamNotFound) {
+		return nil, fmt.Errorf("case %s: %w", caseID, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read case: %w", err)
+	}
+	evs := make([]domain.Event, 0, len(recs))
+	for _, r := range recs {
+		msg, err := domain.Decode(r.Type, r.Data)
+		if errors.Is(err, domain.ErrUnknownEvent) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("decode %s: %w", r.Type, err)
+		}
+		evs = append(evs, domain.Event{Type: r.Type, Message: msg, Revision: uint64(r.Revision), Recorded: r.Recorded})
+	}
+	cs, err := domain.Fold(evs)
+	if err != nil {
+		return nil, fmt.Errorf("case %s: %w", caseID, err)
+	}
+	return cs, nil
+}
+
+// decide is one command: given the current case, the event to append.
+type decide func(cs *domain.Case, now time.Time) (proto.Message, error)
+
+// execute runs a command with optimistic concurrency and returns the case
+// as it is after the command.
+func (c *Commands) execute(ctx context.Context, caseID string, d decide) (*domain.Case, error) {
+	for attempt := 1; ; attempt++ {
+		cs, err := c.Load(ctx, caseID)
+		if err != nil {
+			return nil, err
+		}
+		now := c.clock()
+		ev, err := d(cs, now)
+		if err != nil {
+			return nil, err
+		}
+		data, err := proto.Marshal(ev)
+		if err != nil {
+			return nil, fmt.Errorf("encode event: %w", err)
+		}
+		name := string(ev.ProtoReflect().Descriptor().FullName())
+		rev, err := c.appendOnce(ctx, caseID, eventstore.Exact(eventstore.Revision(cs.Version)), eventstore.Event{ID: uuid.NewString(), Type: name, Data: data})
+		if errors.Is(err, eventstore.ErrConflict) && attempt < maxAttempts {
+			continue
+		}
+		if errors.Is(err, eventstore.ErrStreamDeleted) {
+			return nil, fmt.Errorf("case %s: %w", caseID, ErrNotFound)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if err := cs.Apply(domain.Event{Type: name, Message: ev, Revision: uint64(rev), Recorded: now}); err != nil {
+			return nil, err
+		}
+		return cs, nil
+	}
+}
+
+// appendOnce appends, retrying an unknown outcome with the same event id
+// (the store recognises a write that landed).
+func (c *Commands) appendOnce(ctx context.Context, caseID string, exp eventstore.ExpectedRevision, ev eventstore.Event) (eventstore.Revision, error) {
+	var rev eventstore.Revision
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		rev, err = c.store.Append(ctx, caseID, exp, ev)
+		if !errors.Is(err, eventstore.ErrUnavailable) || ctx.Err() != nil {
+			break
+		}
+	}
+	if err != nil {
+		return 0, fmt.Errorf("append %s: %w", ev.Type, err)
+	}
+	return rev, nil
+}
+
+func (c *Commands) sealText(ctx context.Context, caseID, text string) (*casev1.SealedPersonalData, error) {
+	if text == "" {
+		return nil, nil
+	}
+	b, err := proto.Marshal(&casev1.AnswerText{Text: text})
+	if err != nil {
+		return nil, err
+	}
+	s, err := c.sealer.Seal(ctx, caseID, seal.ClassAnswer, b)
+	if err != nil {
+		return nil, fmt.Errorf("seal text: %w", err)
+	}
+	return s, nil
+}
+
+// Claim assigns the case to the caller.
+func (c *Commands) Claim(ctx context.Context, a domain.Actor, caseID string) (*domain.Case, error) {
+	return c.execute(ctx, caseID, func(cs *domain.Case, now time.Time) (proto.Message, error) { return cs.Claim(a, now) })
+}
+
+// Release puts the case back in its queue.
+func (c *Commands) Release(ctx context.Context, a domain.Actor, caseID string) (*domain.Case, error) {
+	return c.execute(ctx, caseID, func(cs *domain.Case, now time.Time) (proto.Message, error) { return cs.Release(a, now) })
+}
+
+// Assign gives the case to someone (a supervisor's reassignment).
+func (c *Commands) Assign(ctx context.Context, a domain.Actor, caseID, assignee string) (*domain.Case, error) {
+	return c.execute(ctx, caseID, func(cs *domain.Case, now time.Time) (proto.Message, error) { return cs.Assign(a, assignee, now) })
+}
+
+// Move moves the case to another queue.
+func (c *Commands) Move(ctx context.Context, a domain.Actor, caseID, toQueue string) (*domain.Case, error) {
+	return c.execute(ctx, caseID, func(cs *domain.Case, now time.Time) (proto.Message, error) { return cs.Move(a, toQueue, now) })
+}
+
+// AddNote adds an internal note (sealed like the citizen's text).
+func (c *Commands) AddNote(ctx context.Context, a domain.Actor, caseID, text string) (string, error) {
+	sealed, err := c.sealText(ctx, caseID, text)
+	if err != nil {
+		return "", err
+	}
+	noteID := uuid.NewString()
+	_, err = c.execute(ctx, caseID, func(cs *domain.Case, now time.Time) (proto.Message, error) {
+		return cs.AddNote(a, noteID, sealed, now)
+	})
+	return noteID, err
+}
+
+// Forward forwards the case to a department's queue or a named officer.
+func (c *Commands) Forward(ctx context.Context, a domain.Actor, caseID, toQueue, toDepartment, toOfficer, comment string) (*domain.Case, error) {
+	sealed, err := c.sealText(ctx, caseID, comment)
+	if err != nil {
+		return nil, err
+	}
+	return c.execute(ctx, caseID, func(cs *domain.Case, now time.Time) (proto.Message, error) {
+		return cs.Forward(a, toQueue, toDepartment, toOfficer, sealed, now)
+	})
+}
+
+// Answer records the answer given to the citizen (sealed).
+func (c *Commands) Answer(ctx context.Context, a domain.Actor, caseID, answer string) (*domain.Case, error) {
+	sealed, err := c.sealText(ctx, caseID, answer)
+	if err != nil {
+		return nil, err
+	}
+	return c.execute(ctx, caseID, func(cs *domain.Case, now time.Time) (proto.Message, error) { return cs.Answer(a, sealed, now) })
+}
+
+// Close closes the case with a resolution.
+func (c *Commands) Close(ctx context.Context, a domain.Actor, caseID string, r casev1.Resolution, fcr bool) (*domain.Case, error) {
+	return c.execute(ctx, caseID, func(cs *domain.Case, now time.Time) (proto.Message, error) { return cs.Close(a, r, fcr, now) })
+}
+
+// Reopen opens a closed case again.
+func (c *Commands) Reopen(ctx context.Context, a domain.Actor, caseID string) (*domain.Case, error) {
+	return c.execute(ctx, caseID, func(cs *domain.Case, now time.Time) (proto.Message, error) { return cs.Reopen(a, now) })
+}
+
+// Route puts a new case in a queue by the rules, exactly once: the append
+// expects the revision the decision was made on, so of two routers only
+// one succeeds, and the other finds the case routed.
+func (c *Commands) Route(ctx context.Context, caseID string, rules *domain.Rules) error {
+	_, err := c.execute(ctx, caseID, func(cs *domain.Case, now time.Time) (proto.Message, error) {
+		queue, rule := rules.Route(cs.Type, cs.Channel, cs.Category)
+		return cs.Route(queue, rule, rules.Version(), now)
+	})
+	if errors.Is(err, domain.ErrAlreadyRouted) {
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,395 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/google/uuid"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
+	routingv1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/routing/v1"
+	"github.com/kontakt-se/kontakt/pkg/blindindex"
+	"github.com/kontakt-se/kontakt/pkg/identity"
+	"github.com/kontakt-se/kontakt/pkg/seal"
+	"github.com/kontakt-se/kontakt/services/routing/adapters/readmodel"
+	"github.com/kontakt-se/kontakt/services/routing/domain"
+)
+
+// ReadModel is what the queries read.
+type ReadModel interface {
+	Get(caseID string) (readmodel.CaseRow, error)
+	FindByNumber(number string) (readmodel.CaseRow, error)
+	FindByToken(token string) ([]readmodel.CaseRow, error)
+	History(caseID string) ([]readmodel.HistoryEntry, error)
+	QueueLoad(queue string) (readmodel.Load, error)
+	ListQueue(queue string, order routingv1.QueueOrder, types []casev1.CaseType, channels []casev1.Channel, pageSize int, pageToken string) ([]readmodel.CaseRow, string, error)
+}
+
+// AuditLog records reads of personal data before they happen.
+type AuditLog interface {
+	Record(ctx context.Context, rec *routingv1.AuditRecord) error
+	ForCase(ctx context.Context, caseID string) ([]*routingv1.AuditRecord, error)
+}
+
+// Sentinel errors of the query side.
+var (
+	// ErrAuditUnavailable means the read could not be logged, so it is
+	// refused.
+	ErrAuditUnavailable = errors.New("the audit log is unavailable, so personal data cannot be read now")
+	// ErrNotPermitted means the caller may not see this case or queue.
+	ErrNotPermitted = errors.New("not permitted")
+	// ErrInvalidKey means a search key is not a valid e-mail, phone or
+	// identity number.
+	ErrInvalidKey = errors.New("invalid search key")
+)
+
+// Queries serves the agent UI's reads.
+type Queries struct {
+	rm     ReadModel
+	sealer Sealer
+	audit  AuditLog
+	blind  *blindindex.Index
+	queues *Queues
+	clock  func() time.Time
+}
+
+// NewQueries builds the query side.
+func NewQueries(rm ReadModel, sealer Sealer, audit AuditLog, blind *blindindex.Index, queues *Queues, clock func() time.Time) *Queries {
+	return &Queries{rm: rm, sealer: sealer, audit: audit, blind: blind, queues: queues, clock: clock}
+}
+
+// Reader is who asks, with every role that matters to reads.
+type Reader struct {
+	domain.Actor
+	DPO bool
+}
+
+// mayRead says whether a reader may see a case: a supervisor or the DPO
+// always, others when the case is in one of their queues, assigned to
+// them, or forwarded to them or their department.
+func mayRead(r Reader, row readmodel.CaseRow) bool {
+	switch {
+	case r.Supervisor || r.DPO:
+		return true
+	case row.Assignee != "" && row.Assignee == r.Subject:
+		return true
+	case row.ForwardedOfficer != "" && row.ForwardedOfficer == r.Subject:
+		return true
+	case row.ForwardedDepartment != "" && row.ForwardedDepartment == r.Department:
+		return true
+	case (r.Agent || r.Officer) && slices.Contains(r.Queues, row.Queue):
+		return true
+	}
+	return false
+}
+
+// Summary turns a row into what a queue list shows: the subject line is
+// decrypted (empty once redacted), nothing else personal.
+func (q *Queries) Summary(ctx context.Context, row readmodel.CaseRow, withSubject bool) *routingv1.CaseSummary {
+	s := &routingv1.CaseSummary{
+		CaseId: row.CaseID, CaseNumber: row.Number, Type: row.Type, Channel: row.Channel,
+		Category: row.Category, Queue: row.Queue, Status: row.Status, Assignee: row.Assignee,
+		RegisteredAt: timestamppb.New(row.RegisteredAt), Redacted: len(row.Redacted) > 0,
+	}
+	if !row.DueAt.IsZero() {
+		s.DueAt = timestamppb.New(row.DueAt)
+	}
+	if withSubject && row.FreeText != nil {
+		var ft casev1.FreeText
+		if err := q.openMessage(ctx, row.CaseID, row.FreeText, &ft); err == nil {
+			s.Subject = ft.GetSubject()
+		}
+	}
+	return s
+}
+
+func (q *Queries) openMessage(ctx context.Context, caseID string, sealed *casev1.SealedPersonalData, m proto.Message) error {
+	b, err := q.sealer.Open(ctx, caseID, sealed)
+	if err != nil {
+		return err
+	}
+	return proto.Unmarshal(b, m)
+}
+
+// ListQueues lists the caller's queues with their load.
+func (q *Queries) ListQueues(r Reader) ([]*routingv1.Queue, error) {
+	var out []*routingv1.Queue
+	for _, queue := range q.queues.Visible(callerOf(r)) {
+		load, err := q.rm.QueueLoad(queue.Name)
+		if err != nil {
+			return nil, err
+		}
+		pq := &routingv1.Queue{Name: queue.Name, Title: queue.Title, Department: queue.Department, OpenCases: load.Open, UnassignedCases: load.Unassigned}
+		if !load.OldestOpenAt.IsZero() {
+			pq.OldestOpenAt = timestamppb.New(load.OldestOpenAt)
+		}
+		out = append(out, pq)
+	}
+	return out, nil
+}
+
+func callerOf(r Reader) Caller {
+	return Caller{Subject: r.Subject, Supervisor: r.Supervisor, Queues: r.Queues, Department: r.Department}
+}
+
+// MayWatch says whether the reader may see a queue.
+func (q *Queries) MayWatch(r Reader, queue string) bool {
+	for _, v := range q.queues.Visible(callerOf(r)) {
+		if v.Name == queue {
+			return true
+		}
+	}
+	return false
+}
+
+// ListQueueCases pages through a queue's open cases.
+func (q *Queries) ListQueueCases(ctx context.Context, r Reader, req *routingv1.ListQueueCasesRequest) (*routingv1.ListQueueCasesResponse, error) {
+	if !q.MayWatch(r, req.GetQueue()) {
+		return nil, fmt.Errorf("%w: you are not a member of queue %q", ErrNotPermitted, req.GetQueue())
+	}
+	rows, next, err := q.rm.ListQueue(req.GetQueue(), req.GetOrder(), req.GetTypes(), req.GetChannels(), int(req.GetPageSize()), req.GetPageToken())
+	if err != nil {
+		return nil, err
+	}
+	resp := &routingv1.ListQueueCasesResponse{NextPageToken: next}
+	for _, row := range rows {
+		resp.Cases = append(resp.Cases, q.Summary(ctx, row, true))
+	}
+	return resp, nil
+}
+
+// GetCase returns a case with its decrypted personal data. The read is
+// written to the audit log first; if that fails the read is refused.
+func (q *Queries) GetCase(ctx context.Context, r Reader, role, rpc, caseID, purpose string) (*routingv1.CaseView, error) {
+	row, err := q.rm.Get(caseID)
+	if errors.Is(err, readmodel.ErrNotFound) {
+		return nil, fmt.Errorf("case %s: %w", caseID, ErrNotFound)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !mayRead(r, row) {
+		return nil, fmt.Errorf("%w: the case is not in your queues and not forwarded to you", ErrNotPermitted)
+	}
+	var classes []casev1.DataClass
+	for class, sealed := range map[casev1.DataClass]*casev1.SealedPersonalData{
+		casev1.DataClass_DATA_CLASS_CONTACT_DETAILS: row.Contact,
+		casev1.DataClass_DATA_CLASS_IDENTITY_NUMBER: row.Identity,
+		casev1.DataClass_DATA_CLASS_FREE_TEXT:       row.FreeText,
+		casev1.DataClass_DATA_CLASS_ATTACHMENTS:     row.AttachmentNames,
+	} {
+		if sealed != nil {
+			classes = append(classes, class)
+		}
+	}
+	history, err := q.rm.History(caseID)
+	if err != nil && !errors.Is(err, readmodel.ErrNotFound) {
+		return nil, err
+	}
+	for _, h := range history {
+		if h.Text != nil {
+			classes = append(classes, casev1.DataClass_DATA_CLASS_ANSWER)
+			break
+		}
+	}
+	slices.Sort(classes)
+	if len(classes) > 0 {
+		rec := &routingv1.AuditRecord{
+			AuditId: uuid.NewString(), Actor: r.Subject, Role: role, CaseId: caseID,
+			DataClasses: classes, Purpose: purpose, ReadAt: timestamppb.New(q.clock()), Rpc: rpc,
+		}
+		if err := q.audit.Record(ctx, rec); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrAuditUnavailable, err)
+		}
+	}
+	view := &routingv1.CaseView{
+		Summary: q.Summary(ctx, row, true), PersonalData: &routingv1.PersonalDataView{Redacted: row.Redacted},
+		Attachments: row.Attachments, OnHold: row.OnHold,
+		ForwardedToDepartment: row.ForwardedDepartment, ForwardedToOfficer: row.ForwardedOfficer,
+	}
+	pd := view.PersonalData
+	redact := func(c casev1.DataClass) {
+		if !slices.Contains(pd.Redacted, c) {
+			pd.Redacted = append(pd.Redacted, c)
+		}
+	}
+	open := func(c casev1.DataClass, sealed *casev1.SealedPersonalData, m proto.Message) bool {
+		if sealed == nil {
+			return false
+		}
+		if err := q.openMessage(ctx, caseID, sealed, m); err != nil {
+			if errors.Is(err, seal.ErrKeyDestroyed) {
+				redact(c)
+				return false
+			}
+			return false
+		}
+		return true
+	}
+	var contact casev1.ContactDetails
+	if open(casev1.DataClass_DATA_CLASS_CONTACT_DETAILS, row.Contact, &contact) {
+		pd.Contact = &contact
+	}
+	var id casev1.IdentityNumber
+	if open(casev1.DataClass_DATA_CLASS_IDENTITY_NUMBER, row.Identity, &id) {
+		pd.Identity = &id
+	}
+	var ft casev1.FreeText
+	if open(casev1.DataClass_DATA_CLASS_FREE_TEXT, row.FreeText, &ft) {
+		pd.FreeText = &ft
+	}
+	var names casev1.AttachmentNames
+	if open(casev1.DataClass_DATA_CLASS_ATTACHMENTS, row.AttachmentNames, &names) {
+		pd.AttachmentNames = names.GetNames()
+	}
+	for _, h := range history {
+		e := &routingv1.CaseEntry{Kind: h.Kind, Actor: h.Actor, At: timestamppb.New(h.At), Queue: h.Queue, Resolution: h.Resolution}
+		var t casev1.AnswerText
+		if open(casev1.DataClass_DATA_CLASS_ANSWER, h.Text, &t) {
+			e.Text = t.GetText()
+		}
+		view.History = append(view.History, e)
+	}
+	return view, nil
+}
+
+// FindCases finds cases by number or, through the blind index, by a
+// person's e-mail, phone or identity number. Subject lines are shown only
+// for cases the caller may read.
+func (q *Queries) FindCases(ctx context.Context, r Reader, req *routingv1.FindCasesRequest) ([]*routingv1.CaseSummary, error) {
+	var rows []readmodel.CaseRow
+	switch key := req.GetKey().(type) {
+	case *routingv1.FindCasesRequest_CaseNumber:
+		row, err := q.rm.FindByNumber(key.CaseNumber)
+		if errors.Is(err, readmodel.ErrNotFound) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		rows = []readmodel.CaseRow{row}
+	default:
+		token, err := q.SearchToken(req.GetEmail(), req.GetPhone(), req.GetIdentityNumber())
+		if err != nil {
+			return nil, err
+		}
+		if rows, err = q.rm.FindByToken(token); err != nil {
+			return nil, err
+		}
+	}
+	out := make([]*routingv1.CaseSummary, 0, len(rows))
+	for _, row := range rows {
+		out = append(out, q.Summary(ctx, row, mayRead(r, row)))
+	}
+	return out, nil
+}
+
+// SearchToken normalises one search key and returns its blind-index token.
+func (q *Queries) SearchToken(email, phone, pnr string) (string, error) {
+	switch {
+	case email != "":
+		n, err := identity.NormaliseEmail(email)
+		if err != nil {
+			return "", fmt.Errorf("%w: e-mail", ErrInvalidKey)
+		}
+		return q.blind.Token(blindindex.Email, n), nil
+	case phone != "":
+		n, err := identity.NormalisePhone(phone)
+		if err != nil {
+			return "", fmt.Errorf("%w: phone", ErrInvalidKey)
+		}
+		return q.blind.Token(blindindex.Phone, n), nil
+	case pnr != "":
+		n, err := identity.ParsePersonalNumber(pnr, q.clock())
+		if err != nil {
+			return "", fmt.Errorf("%w: identity number", ErrInvalidKey)
+		}
+		return q.blind.Token(blindindex.IdentityNumber, n.Normalised()), nil
+	}
+	return "", fmt.Errorf("%w: give a case number, e-mail, phone or identity number", ErrInvalidKey)
+}
+
+// AuditTrail lists the reads of one case, or of every case of a person.
+func (q *Queries) AuditTrail(ctx context.Context, req *routingv1.ListAuditTrailRequest) ([]*routingv1.AuditRecord, error) {
+	if id := req.GetCaseId(); id != "" {
+		return q.audit.ForCase(ctx, id)
+	}
+	token, err := q.SearchToken(req.GetEmail(), req.GetPhone(), req.GetIdentityNumber())
+	if err != nil {
+		return nil, err
+	}
+	rows, err := q.rm.FindByToken(token)
+	if err != nil {
+		return nil, err
+	}
+	var out []*routingv1.AuditRecord
+	for _, row := range rows {
+		recs, err := q.audit.ForCase(ctx, row.CaseID)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, recs...)
+	}
+	slices.SortFunc(out, func(a, b *routingv1.AuditRecord) int { return a.GetReadAt().AsTime().Compare(b.GetReadAt().AsTime()) })
+	return out, nil
+}
+
+// Tokenizer computes a case's blind-index tokens from its sealed contact
+// details and identity number, for the read model. A destroyed key means
+// the data was redacted: no tokens.
+type Tokenizer struct {
+	sealer Sealer
+	blind  *blindindex.Index
+	clock  func() time.Time
+}
+
+// NewTokenizer builds the tokenizer.
+func NewTokenizer(sealer Sealer, blind *blindindex.Index, clock func() time.Time) *Tokenizer {
+	return &Tokenizer{sealer: sealer, blind: blind, clock: clock}
+}
+
+// Tokens implements readmodel.Tokenizer.
+func (t *Tokenizer) Tokens(ctx context.Context, caseID string, contact, id *casev1.SealedPersonalData) ([]string, error) {
+	var out []string
+	if contact != nil {
+		b, err := t.sealer.Open(ctx, caseID, contact)
+		if errors.Is(err, seal.ErrKeyDestroyed) || errors.Is(err, seal.ErrKeyNotFound) {
+			return nil, fmt.Errorf("%w: %w", readmodel.ErrSkipTokens, err)
+		}
+		if err != nil {
+			return nil, err
+		}
+		var c casev1.ContactDetails
+		if err := proto.Unmarshal(b, &c); err != nil {
+			return nil, err
+		}
+		if e, err := identity.NormaliseEmail(c.GetEmail()); err == nil {
+			out = append(out, t.blind.Token(blindindex.Email, e))
+		}
+		if p, err := identity.NormalisePhone(c.GetPhone()); err == nil {
+			out = append(out, t.blind.Token(blindindex.Phone, p))
+		}
+	}
+	if id != nil {
+		b, err := t.sealer.Open(ctx, caseID, id)
+		if errors.Is(err, seal.ErrKeyDestroyed) || errors.Is(err, seal.ErrKeyNotFound) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		var n casev1.IdentityNumber
+		if err := proto.Unmarshal(b, &n); err != nil {
+			return nil, err
+		}
+		if n.GetNumber() != "" {
+			out = append(out, t.blind.Token(blindindex.IdentityNumber, n.GetNumber()))
+		}
+	}
+	return out, nil
+}
