@@ -1,0 +1,351 @@
+// Package readmodel is the routing service's read model: the cases, the
+// open cases of each queue in age and due order, the queues' load and the
+// blind index, kept in a bbolt file by a projector that follows the log of
+// all case events.
+//
+// Every batch of events is applied in one bbolt transaction together with
+// the checkpoint (the position of the batch's last event), so after a
+// crash the file holds exactly the events up to its checkpoint and the
+// projector resumes from there: nothing is applied twice and nothing is
+// lost. Events at or before the checkpoint are skipped, which makes
+// re-delivery harmless.
+//
+// The file never holds plain personal data. Contact details, identity
+// numbers, free text, attachment names and answer texts are kept sealed,
+// exactly as the events carry them, so destroying a case's keys
+// (crypto-shredding) makes the read model's copies unreadable as well;
+// redaction also drops the copies, and deletion drops the case entirely.
+// The blind index holds only the opaque tokens a Tokenizer returns.
+// (bbolt does not zero the pages it frees, so bytes of dropped rows and
+// tokens can stay in the file until those pages are reused: the rows are
+// sealed, and tokens are useless without the blind-index key.)
+package readmodel
+
+import (
+	"cmp"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
+	"github.com/kontakt-se/kontakt/pkg/eventstore"
+)
+
+// Sentinel errors.
+var (
+	// ErrNotFound means there is no such case (or it was deleted).
+	ErrNotFound = errors.New("readmodel: not found")
+	// ErrSkipTokens is what a Tokenizer wraps when it cannot compute a
+	// case's tokens and never will, typically because the case's keys
+	// were destroyed: the case then gets no tokens and projection goes on,
+	// instead of retrying an event that can never succeed.
+	ErrSkipTokens = errors.New("readmodel: no blind-index tokens for this case")
+	// ErrMalformedEvent means an event of a known type could not be
+	// decoded. The batch is not applied, so the projector stops at the
+	// event (and retries) instead of silently diverging from the log.
+	ErrMalformedEvent = errors.New("readmodel: malformed event")
+	// ErrInvalidPageToken means a page token was not issued by ListQueue
+	// for the same queue and order.
+	ErrInvalidPageToken = errors.New("readmodel: invalid page token")
+	// ErrRebuilding means a rebuild is running: live batches are refused
+	// until it is done, and a live projector resumes after the rebuilt
+	// checkpoint, so the two never write over each other.
+	ErrRebuilding = errors.New("readmodel: rebuild in progress")
+)
+
+// schemaVersion names the layout of the file. A file written with another
+// version needs a rebuild (see NeedsRebuild).
+const schemaVersion = 1
+
+// Page sizes of ListQueue, the same bounds as ListQueueCasesRequest's
+// validation, so a page never costs more than the API promises.
+const (
+	DefaultPageSize = 50
+	MaxPageSize     = 500
+)
+
+// Tokenizer computes a case's blind-index tokens from its sealed contact
+// details and identity number. The application implements it: it unseals
+// the values, normalises them and computes HMAC tokens, so the read model
+// never holds the values nor the index key, only the opaque tokens.
+// Either argument may be nil (the case has no such data, or it was
+// redacted). A Tokenizer that can never compute the tokens (the keys are
+// destroyed) returns an error wrapping ErrSkipTokens; any other error
+// aborts the batch, and the projector retries it.
+type Tokenizer interface {
+	Tokens(ctx context.Context, caseID string, contact, identity *casev1.SealedPersonalData) ([]string, error)
+}
+
+// DefaultSLA returns the default time from registration to due date per
+// case type: a question in two days, a fault report in one, feedback and
+// letters in ten. It returns a fresh map, so callers may change it.
+func DefaultSLA() map[casev1.CaseType]time.Duration {
+	const day = 24 * time.Hour
+	return map[casev1.CaseType]time.Duration{
+		casev1.CaseType_CASE_TYPE_FRAGA:      2 * day,
+		casev1.CaseType_CASE_TYPE_FELANMALAN: 1 * day,
+		casev1.CaseType_CASE_TYPE_SYNPUNKT:   10 * day,
+		casev1.CaseType_CASE_TYPE_BREV:       10 * day,
+	}
+}
+
+// Options configures a Store.
+type Options struct {
+	// Tokenizer computes blind-index tokens; nil keeps no tokens.
+	Tokenizer Tokenizer
+	// OnChange, when set, is called once per applied event, in log
+	// order, after the transaction that applied it committed and outside
+	// it, so live queue watchers can be told. It runs on the applying
+	// goroutine and delays the next batch, so it must not block, and it
+	// must not call Apply (queries are fine). It is not called during
+	// Projector.Rebuild (watchers should list again after a rebuild).
+	OnChange func(Change)
+	// SLA is the time from registration to due date per case type; nil
+	// means DefaultSLA. A type without an entry gets no due time (it sorts
+	// last in due order). The due time is computed when a case is
+	// projected and stored: after changing the SLA, rebuild (Open reports
+	// it through NeedsRebuild).
+	SLA map[casev1.CaseType]time.Duration
+	// OpenTimeout bounds how long Open waits for the file lock another
+	// process holds; zero means one second.
+	OpenTimeout time.Duration
+}
+
+// Store is the routing read model in a bbolt file. It is safe for
+// concurrent use: queries run in parallel with each other and with one
+// writer.
+type Store struct {
+	db        *bolt.DB
+	tokenizer Tokenizer
+	onChange  func(Change)
+	sla       map[casev1.CaseType]time.Duration
+	config    string
+	// applyMu serialises batches, so OnChange sees events in log order
+	// even if two goroutines apply.
+	applyMu      sync.Mutex
+	needsRebuild bool
+	// rebuilding is set while a Projector rebuilds this store.
+	rebuilding atomic.Bool
+}
+
+// Open opens or creates the read model file at path. The file is created
+// with mode 0600: it holds sealed personal data and blind-index tokens,
+// which are nobody else's business even encrypted.
+func Open(path string, opts Options) (*Store, error) {
+	timeout := opts.OpenTimeout
+	if timeout <= 0 {
+		timeout = time.Second
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout: timeout,
+		// The hashmap freelist stays fast when a large file is
+		// fragmented by redactions and deletions.
+		FreelistType: bolt.FreelistMapType,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("readmodel: open %s: %w", path, err)
+	}
+	s := &Store{db: db, tokenizer: opts.Tokenizer, onChange: opts.OnChange, sla: opts.SLA}
+	if s.sla == nil {
+		s.sla = DefaultSLA()
+	} else {
+		s.sla = maps.Clone(s.sla)
+	}
+	s.config = configString(s.sla)
+	err = db.Update(func(tx *bolt.Tx) error {
+		meta := tx.Bucket([]byte(bucketMeta))
+		if meta == nil {
+			// A new file: nothing stored yet, so nothing was computed with
+			// another configuration.
+			return createBuckets(tx, s.config)
+		}
+		for _, name := range allBuckets() {
+			if tx.Bucket([]byte(name)) == nil {
+				s.needsRebuild = true
+			}
+		}
+		if string(meta.Get([]byte(keyConfig))) != s.config {
+			s.needsRebuild = true
+		}
+		return nil
+	})
+	if err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("readmodel: initialise %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// configString describes what stored rows depend on besides the events:
+// the file layout and the SLA.
+func configString(sla map[casev1.CaseType]time.Duration) string {
+	var b strings.Builder
+	b.WriteString("schema=" + strconv.Itoa(schemaVersion))
+	for _, t := range slices.Sorted(maps.Keys(sla)) {
+		fmt.Fprintf(&b, ";sla.%d=%d", t, int64(sla[t]))
+	}
+	return b.String()
+}
+
+func createBuckets(tx *bolt.Tx, config string) error {
+	for _, name := range allBuckets() {
+		if _, err := tx.CreateBucketIfNotExists([]byte(name)); err != nil {
+			return fmt.Errorf("create bucket %s: %w", name, err)
+		}
+	}
+	return tx.Bucket([]byte(bucketMeta)).Put([]byte(keyConfig), []byte(config))
+}
+
+// Close closes the file. Queries and Apply fail afterwards.
+func (s *Store) Close() error {
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("readmodel: close: %w", err)
+	}
+	return nil
+}
+
+// NeedsRebuild reports whether the file was written with another layout
+// or SLA than this Store uses, so its rows must be rebuilt from the log
+// before they can be trusted.
+func (s *Store) NeedsRebuild() bool {
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	return s.needsRebuild
+}
+
+// Checkpoint returns the position of the last applied event: projection
+// resumes after it.
+func (s *Store) Checkpoint() (eventstore.Position, error) {
+	var pos eventstore.Position
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		pos, err = readCheckpoint(tx)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("readmodel: read checkpoint: %w", err)
+	}
+	return pos, nil
+}
+
+func readCheckpoint(tx *bolt.Tx) (eventstore.Position, error) {
+	meta := tx.Bucket([]byte(bucketMeta))
+	if meta == nil {
+		return 0, nil
+	}
+	v := meta.Get([]byte(keyCheckpoint))
+	switch len(v) {
+	case 0:
+		return 0, nil
+	case 8:
+		return eventstore.Position(binary.BigEndian.Uint64(v)), nil
+	default:
+		return 0, fmt.Errorf("checkpoint: %w", errCorrupt)
+	}
+}
+
+func writeCheckpoint(tx *bolt.Tx, pos eventstore.Position) error {
+	return tx.Bucket([]byte(bucketMeta)).Put([]byte(keyCheckpoint), binary.BigEndian.AppendUint64(nil, uint64(pos)))
+}
+
+// wipe drops everything in one transaction: all buckets, the checkpoint
+// and the recorded configuration, which is set to the current one. Either
+// the whole file is empty afterwards or nothing changed.
+func (s *Store) wipe() error {
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		for _, name := range allBuckets() {
+			if err := tx.DeleteBucket([]byte(name)); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
+				return fmt.Errorf("drop bucket %s: %w", name, err)
+			}
+		}
+		return createBuckets(tx, s.config)
+	})
+	if err != nil {
+		return fmt.Errorf("readmodel: wipe: %w", err)
+	}
+	s.needsRebuild = false
+	return nil
+}
+
+// Apply applies a batch of events, in log order, in one transaction that
+// also stores the position of the last one as the checkpoint. Events at
+// or before the stored checkpoint are skipped, so applying a batch again
+// changes nothing. Event types the read model does not know are skipped
+// too, but the checkpoint moves past them. If anything fails (a malformed
+// event, a Tokenizer error, the file) nothing of the batch is applied and
+// the checkpoint stays. OnChange is called for each applied event after
+// the commit. While a Projector rebuilds the store, Apply refuses with
+// ErrRebuilding.
+func (s *Store) Apply(ctx context.Context, evs ...eventstore.RecordedEvent) error {
+	return s.apply(ctx, false, evs)
+}
+
+func byPosition(a, b eventstore.RecordedEvent) int { return cmp.Compare(a.Position, b.Position) }
+
+// apply applies a batch, for a rebuild or live. Rebuild batches tell no
+// watcher, and live ones are refused while a rebuild runs.
+func (s *Store) apply(ctx context.Context, rebuild bool, evs []eventstore.RecordedEvent) error {
+	if len(evs) == 0 {
+		return nil
+	}
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	if !rebuild && s.rebuilding.Load() {
+		return ErrRebuilding
+	}
+	// A batch that was applied already needs no write transaction (which
+	// would cost an fsync).
+	if cp, err := s.Checkpoint(); err == nil && evs[len(evs)-1].Position <= cp && slices.IsSortedFunc(evs, byPosition) {
+		return nil
+	}
+	notify := !rebuild && s.onChange != nil
+	var changes []Change
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		cp, err := readCheckpoint(tx)
+		if err != nil {
+			return err
+		}
+		b := newBatch(s, tx, notify)
+		last := cp
+		for i := range evs {
+			ev := &evs[i]
+			if ev.Position <= last {
+				continue // Applied already (or out of order): never twice.
+			}
+			if err := b.apply(ev); err != nil {
+				return fmt.Errorf("event at position %d (%s): %w", ev.Position, ev.Type, err)
+			}
+			last = ev.Position
+		}
+		if last == cp {
+			return nil
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := b.flush(ctx); err != nil {
+			return err
+		}
+		changes = b.changes
+		return writeCheckpoint(tx, last)
+	})
+	if err != nil {
+		return fmt.Errorf("readmodel: apply %d events: %w", len(evs), err)
+	}
+	for _, c := range changes {
+		s.onChange(c)
+	}
+	return nil
+}
