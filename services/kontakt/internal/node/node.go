@@ -148,25 +148,11 @@ func Build(ctx context.Context, cfg config.Config, logger *slog.Logger, lookupEn
 		logger.Warn("created a development master key; losing it makes all sealed personal data unreadable", "origin", master.Origin())
 	}
 
-	if err := n.connectNATS(ctx); err != nil {
-		return nil, err
-	}
-	js, err := natsjs.New(n.conn)
-	if err != nil {
-		return nil, fmt.Errorf("jetstream: %w", err)
-	}
-	store, err := jetstream.New(ctx, js, jetstream.Config{Replicas: cfg.NATS.Replicas})
-	if err != nil {
-		return nil, fmt.Errorf("event store: %w", err)
-	}
-	keys, err := seal.NewNATSKeyStore(ctx, js, seal.NATSKeyStoreConfig{Replicas: cfg.NATS.Replicas})
-	if err != nil {
-		return nil, fmt.Errorf("key store: %w", err)
-	}
-	sealer, err := seal.NewSealer(keys, master)
+	b, err := n.openBackends(ctx, master)
 	if err != nil {
 		return nil, err
 	}
+	store, sealer, js := b.Store, b.Sealer, b.JS
 	validator, err := protovalidate.New()
 	if err != nil {
 		return nil, fmt.Errorf("protovalidate: %w", err)
@@ -312,6 +298,14 @@ func (n *Node) buildRouting(ctx context.Context, store *jetstream.Store, sealer 
 		return nil, err
 	}
 	n.closers = append(n.closers, r.ReadModel.Close)
+	if r.ReadModel.NeedsRebuild() {
+		// The file was written with another layout or SLA; its due times
+		// and indexes cannot be trusted, so replay the log before serving.
+		logger.Warn("routing read model was built with other settings; rebuilding it from the event log")
+		if err := r.Projector.Rebuild(ctx, nil); err != nil {
+			return nil, fmt.Errorf("rebuild routing read model: %w", err)
+		}
+	}
 	router = routingapp.NewRouter(cmds, rules, r.ReadModel, logger)
 	n.background = append(n.background, r.Projector.Run, router.Run)
 	queries := routingapp.NewQueries(r.ReadModel, sealer, auditLog, blind, queues, clock)
@@ -346,7 +340,15 @@ func (n *Node) close() {
 	}
 	n.closers = nil
 	if n.conn != nil {
-		_ = n.conn.Drain()
+		// Drain is asynchronous: wait until it has flushed and closed, so
+		// the server is not shut down under a live connection.
+		if err := n.conn.Drain(); err == nil {
+			deadline := time.Now().Add(5 * time.Second)
+			for !n.conn.IsClosed() && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+		n.conn.Close()
 		n.conn = nil
 	}
 	if n.nats != nil {
