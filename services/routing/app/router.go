@@ -43,43 +43,70 @@ func (r *Router) Observe(c readmodel.Change) {
 	select {
 	case r.wake <- c.Row.CaseID:
 	default:
-		// The sweep below picks it up.
+		// The periodic sweep picks it up.
 	}
 }
 
-// Run routes until ctx ends.
+// retry remembers a case whose routing failed and when to try again.
+type retry struct {
+	at      time.Time
+	backoff time.Duration
+}
+
+// Run routes until ctx ends. A case whose routing failed (the store was
+// away, say) is retried with a growing back-off, from one second up to
+// half a minute; a sweep every few minutes catches anything the change
+// feed dropped.
 func (r *Router) Run(ctx context.Context) error {
 	sweep := time.NewTicker(5 * time.Minute)
 	defer sweep.Stop()
-	r.sweep(ctx)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	failed := map[string]retry{}
+	attempt := func(id string) {
+		err := r.route(ctx, id)
+		if err == nil || ctx.Err() != nil {
+			delete(failed, id)
+			return
+		}
+		next := retry{backoff: time.Second}
+		if prev, ok := failed[id]; ok {
+			next.backoff = min(2*prev.backoff, 30*time.Second)
+		}
+		next.at = time.Now().Add(next.backoff)
+		failed[id] = next
+		r.logger.Warn("routing failed; retrying", "case_id", id, "retry_in", next.backoff, "error", err)
+	}
+	for _, id := range r.unrouted() {
+		attempt(id)
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case id := <-r.wake:
-			if err := r.route(ctx, id); err != nil {
-				r.logger.Warn("routing failed; the next sweep retries", "case_id", id, "error", err)
+			attempt(id)
+		case now := <-tick.C:
+			for id, f := range failed {
+				if !now.Before(f.at) {
+					attempt(id)
+				}
 			}
 		case <-sweep.C:
-			r.sweep(ctx)
+			for _, id := range r.unrouted() {
+				attempt(id)
+			}
 		}
 	}
 }
 
-func (r *Router) sweep(ctx context.Context) {
+// unrouted lists the cases still waiting for a queue.
+func (r *Router) unrouted() []string {
 	ids, err := r.pending.Unrouted()
 	if err != nil {
 		r.logger.Warn("listing unrouted cases failed", "error", err)
-		return
 	}
-	for _, id := range ids {
-		if ctx.Err() != nil {
-			return
-		}
-		if err := r.route(ctx, id); err != nil {
-			r.logger.Warn("routing failed; the next sweep retries", "case_id", id, "error", err)
-		}
-	}
+	return ids
 }
 
 func (r *Router) route(ctx context.Context, caseID string) error {

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	routingv1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/routing/v1"
+	"github.com/kontakt-se/kontakt/pkg/audit"
 	"github.com/kontakt-se/kontakt/pkg/auth"
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
 	"github.com/kontakt-se/kontakt/pkg/server"
@@ -37,6 +38,7 @@ func ErrorMappings() []server.ErrorMapping {
 		{Target: readmodel.ErrInvalidPageToken, Code: codes.InvalidArgument},
 		{Target: app.ErrNotFound, Code: codes.NotFound},
 		{Target: app.ErrAuditUnavailable, Code: codes.Unavailable},
+		{Target: audit.ErrUnavailable, Code: codes.Unavailable},
 		{Target: eventstore.ErrUnavailable, Code: codes.Unavailable},
 		{Target: eventstore.ErrConflict, Code: codes.Aborted},
 	}
@@ -139,8 +141,9 @@ func (s *Server) WatchQueue(req *routingv1.WatchQueueRequest, stream grpc.Server
 	changes, stop := s.broker.Subscribe(req.GetQueue())
 	defer stop()
 	// Tell the client the stream is open, so it knows that every change
-	// from now on will arrive.
-	if err := stream.SendHeader(nil); err != nil {
+	// from now on will arrive. A message, not only headers: gRPC-web
+	// proxies and transcoders may hold headers back until the first one.
+	if err := stream.Send(&routingv1.WatchQueueResponse{Change: "watching", At: timestamppb.Now()}); err != nil {
 		return err
 	}
 	for {

@@ -99,6 +99,7 @@ func (r *record) cloneRecord() *record {
 	c := &record{CaseRow: r.CaseRow.clone()}
 	c.holds = slices.Clone(r.holds)
 	c.tokens = slices.Clone(r.tokens)
+	c.forwarded = r.forwarded
 	return c
 }
 
@@ -245,6 +246,23 @@ func (b *batch) register(p *pending, ev *eventstore.RecordedEvent, m *casev1.Cas
 // update applies an event other than registration and deletion to an
 // existing case. Event types it does not know leave the case as it is but
 // for the revision, which commands compare with the stream's.
+// settle sets the status of an open, routed case from who holds it, the
+// same rule as the domain's fold: assigned, else forwarded, else queued.
+func settle(r *record) {
+	switch r.Status {
+	case casev1.CaseStatus_CASE_STATUS_CLOSED, casev1.CaseStatus_CASE_STATUS_REGISTERED:
+		return
+	}
+	switch {
+	case r.Assignee != "":
+		r.Status = casev1.CaseStatus_CASE_STATUS_ASSIGNED
+	case r.forwarded:
+		r.Status = casev1.CaseStatus_CASE_STATUS_FORWARDED
+	default:
+		r.Status = casev1.CaseStatus_CASE_STATUS_QUEUED
+	}
+}
+
 func (b *batch) update(p *pending, ev *eventstore.RecordedEvent) (step, error) {
 	r := p.cur
 	switch ev.Type {
@@ -272,8 +290,8 @@ func (b *batch) update(p *pending, ev *eventstore.RecordedEvent) (step, error) {
 		if err := decode(ev, m); err != nil {
 			return step{}, err
 		}
-		r.Status = casev1.CaseStatus_CASE_STATUS_QUEUED
 		r.Assignee = ""
+		settle(p.cur)
 		return step{kind: ChangeReleased, at: eventTime(m.GetReleasedAt(), ev), entry: HistoryEntry{Actor: m.GetReleasedBy()}}, nil
 
 	case typeCaseMoved:
@@ -281,10 +299,15 @@ func (b *batch) update(p *pending, ev *eventstore.RecordedEvent) (step, error) {
 		if err := decode(ev, m); err != nil {
 			return step{}, err
 		}
+		// A move takes the case out of any forwarding and away from its
+		// assignee, as the domain's fold does.
 		r.Queue = m.GetToQueue()
+		r.Assignee = ""
+		r.ForwardedDepartment, r.ForwardedOfficer, p.cur.forwarded = "", "", false
 		if r.Status == casev1.CaseStatus_CASE_STATUS_REGISTERED {
 			r.Status = casev1.CaseStatus_CASE_STATUS_QUEUED
 		}
+		settle(p.cur)
 		return step{kind: ChangeMoved, at: eventTime(m.GetMovedAt(), ev), entry: HistoryEntry{Actor: m.GetMovedBy(), Queue: r.Queue}}, nil
 
 	case typeCaseForwarded:
@@ -299,6 +322,7 @@ func (b *batch) update(p *pending, ev *eventstore.RecordedEvent) (step, error) {
 		r.Assignee = ""
 		r.ForwardedDepartment = m.GetToDepartment()
 		r.ForwardedOfficer = m.GetToOfficer()
+		p.cur.forwarded = true
 		return step{kind: ChangeForwarded, at: eventTime(m.GetForwardedAt(), ev), entry: HistoryEntry{
 			Actor: m.GetForwardedBy(), Text: sealed(m.GetComment()), Queue: m.GetToQueue(),
 			Department: r.ForwardedDepartment, Officer: r.ForwardedOfficer,
@@ -325,6 +349,7 @@ func (b *batch) update(p *pending, ev *eventstore.RecordedEvent) (step, error) {
 		}
 		at := eventTime(m.GetClosedAt(), ev)
 		r.Status = casev1.CaseStatus_CASE_STATUS_CLOSED
+		r.Assignee = ""
 		r.ClosedAt = at
 		r.Resolution = m.GetResolution()
 		return step{kind: ChangeClosed, at: at, entry: HistoryEntry{Actor: m.GetClosedBy(), Resolution: r.Resolution}}, nil
@@ -334,11 +359,12 @@ func (b *batch) update(p *pending, ev *eventstore.RecordedEvent) (step, error) {
 		if err := decode(ev, m); err != nil {
 			return step{}, err
 		}
-		// Back in the queue for anyone to take: whoever had it may be
-		// gone by now.
+		// Back in the queue (or with the department it was forwarded to)
+		// for anyone to take: whoever had it may be gone by now.
 		r.Status = casev1.CaseStatus_CASE_STATUS_QUEUED
 		r.Assignee = ""
 		r.ClosedAt = time.Time{}
+		settle(p.cur)
 		r.Reopenings++
 		return step{kind: ChangeReopened, at: eventTime(m.GetReopenedAt(), ev), entry: HistoryEntry{Actor: m.GetReopenedBy()}}, nil
 

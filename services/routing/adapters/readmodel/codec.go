@@ -27,6 +27,10 @@ type record struct {
 	// tokens are the case's blind-index tokens, so they can be removed
 	// without recomputing them (the key may be destroyed by then).
 	tokens []string
+	// forwarded says a forwarding is in force (also one to a queue with
+	// no department), which decides the status after a release or a
+	// reopening exactly as the domain's fold does.
+	forwarded bool
 }
 
 const (
@@ -55,6 +59,7 @@ const (
 	fHolds               = 23
 	fTokens              = 24
 	fResolution          = 25
+	fForwarded           = 26
 )
 
 const (
@@ -168,6 +173,9 @@ func encodeRecord(r *record) []byte {
 		b = protowire.AppendString(b, t)
 	}
 	b = appendEnum(b, fResolution, int32(r.Resolution))
+	if r.forwarded {
+		b = appendUint(b, fForwarded, 1)
+	}
 	return b
 }
 
@@ -302,6 +310,8 @@ func decodeRecord(b []byte) (*record, error) {
 			r.tokens = append(r.tokens, string(f.bytes))
 		case fResolution:
 			r.Resolution = casev1.Resolution(int32(f.v))
+		case fForwarded:
+			r.forwarded = f.v != 0
 		}
 		return err
 	})

@@ -65,7 +65,7 @@ var (
 
 // schemaVersion names the layout of the file. A file written with another
 // version needs a rebuild (see NeedsRebuild).
-const schemaVersion = 1
+const schemaVersion = 2
 
 // Page sizes of ListQueue, the same bounds as ListQueueCasesRequest's
 // validation, so a page never costs more than the API promises.

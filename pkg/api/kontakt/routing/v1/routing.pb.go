@@ -566,7 +566,10 @@ func (x *WatchQueueRequest) GetQueue() string {
 // WatchQueueResponse is one change in the queue.
 type WatchQueueResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// What happened, for example "routed", "assigned", "closed", "left".
+	// What happened: "watching" (the first message), "registered",
+	// "routed", "assigned", "released", "moved", "forwarded", "answered",
+	// "noted", "closed", "reopened", "redacted", "rectified", "held",
+	// "deleted", or "left" when the case moved to another queue.
 	Change        string                 `protobuf:"bytes,1,opt,name=change,proto3" json:"change,omitempty"`
 	Case          *CaseSummary           `protobuf:"bytes,2,opt,name=case,proto3" json:"case,omitempty"`
 	At            *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=at,proto3" json:"at,omitempty"`

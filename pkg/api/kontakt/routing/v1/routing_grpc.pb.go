@@ -50,7 +50,10 @@ type RoutingServiceClient interface {
 	// ListQueueCases pages through the open cases of one queue. It shows no
 	// personal data beyond what is needed to pick a case.
 	ListQueueCases(ctx context.Context, in *ListQueueCasesRequest, opts ...grpc.CallOption) (*ListQueueCasesResponse, error)
-	// WatchQueue streams changes in a queue as they happen.
+	// WatchQueue streams changes in a queue as they happen. The first
+	// message has change "watching" and no case: from then on every change
+	// arrives. A client that falls behind is ended with RESOURCE_EXHAUSTED
+	// and should reload the list.
 	WatchQueue(ctx context.Context, in *WatchQueueRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchQueueResponse], error)
 	// GetCase returns one case. Decrypted personal data is returned only to
 	// roles that need it, and every such read is written to the audit log
@@ -264,7 +267,10 @@ type RoutingServiceServer interface {
 	// ListQueueCases pages through the open cases of one queue. It shows no
 	// personal data beyond what is needed to pick a case.
 	ListQueueCases(context.Context, *ListQueueCasesRequest) (*ListQueueCasesResponse, error)
-	// WatchQueue streams changes in a queue as they happen.
+	// WatchQueue streams changes in a queue as they happen. The first
+	// message has change "watching" and no case: from then on every change
+	// arrives. A client that falls behind is ended with RESOURCE_EXHAUSTED
+	// and should reload the list.
 	WatchQueue(*WatchQueueRequest, grpc.ServerStreamingServer[WatchQueueResponse]) error
 	// GetCase returns one case. Decrypted personal data is returned only to
 	// roles that need it, and every such read is written to the audit log
