@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/kontakt-se/kontakt/services/routing/adapters/readmodel"
@@ -16,8 +17,8 @@ type Unrouted interface {
 }
 
 // Router puts every new case in a queue by the rules. It learns of new
-// cases from the read model's change feed and, at start and after every
-// failure, from the read model's list of unrouted cases, so a case
+// cases from the read model's change feed and, at start and every few
+// minutes, from the read model's list of unrouted cases, so a case
 // registered while no router ran is routed when one starts. Exactly once
 // holds because Commands.Route appends with the expected revision: of two
 // routers deciding on one case, one append wins and the other finds the
@@ -26,25 +27,55 @@ type Router struct {
 	cmds    *Commands
 	rules   *domain.Rules
 	pending Unrouted
-	wake    chan string
 	logger  *slog.Logger
+	workers int
+
+	mu     sync.Mutex
+	queued map[string]bool
+	wake   chan struct{}
 }
 
 // NewRouter builds a router.
 func NewRouter(cmds *Commands, rules *domain.Rules, pending Unrouted, logger *slog.Logger) *Router {
-	return &Router{cmds: cmds, rules: rules, pending: pending, wake: make(chan string, 4096), logger: logger}
+	return &Router{cmds: cmds, rules: rules, pending: pending, logger: logger, workers: 4,
+		queued: map[string]bool{}, wake: make(chan struct{}, 1)}
 }
 
 // Observe is the read model's change hook: a registered case is routed.
+// It never blocks and never drops: the id goes into a set that the
+// workers drain, however large a burst is.
 func (r *Router) Observe(c readmodel.Change) {
 	if c.Kind != readmodel.ChangeRegistered {
 		return
 	}
-	select {
-	case r.wake <- c.Row.CaseID:
-	default:
-		// The periodic sweep picks it up.
+	r.enqueue(c.Row.CaseID)
+}
+
+func (r *Router) enqueue(ids ...string) {
+	r.mu.Lock()
+	for _, id := range ids {
+		r.queued[id] = true
 	}
+	r.mu.Unlock()
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// take removes up to n queued ids.
+func (r *Router) take(n int) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]string, 0, n)
+	for id := range r.queued {
+		if len(out) == n {
+			break
+		}
+		out = append(out, id)
+		delete(r.queued, id)
+	}
+	return out
 }
 
 // retry remembers a case whose routing failed and when to try again.
@@ -53,18 +84,21 @@ type retry struct {
 	backoff time.Duration
 }
 
-// Run routes until ctx ends. A case whose routing failed (the store was
-// away, say) is retried with a growing back-off, from one second up to
-// half a minute; a sweep every few minutes catches anything the change
-// feed dropped.
+// Run routes until ctx ends, with a few workers in parallel. A case whose
+// routing failed (the store was away, say) is retried with a growing
+// back-off, from one second up to half a minute; a sweep every few minutes
+// catches anything else.
 func (r *Router) Run(ctx context.Context) error {
 	sweep := time.NewTicker(5 * time.Minute)
 	defer sweep.Stop()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	var fmu sync.Mutex
 	failed := map[string]retry{}
 	attempt := func(id string) {
 		err := r.route(ctx, id)
+		fmu.Lock()
+		defer fmu.Unlock()
 		if err == nil || ctx.Err() != nil {
 			delete(failed, id)
 			return
@@ -77,25 +111,47 @@ func (r *Router) Run(ctx context.Context) error {
 		failed[id] = next
 		r.logger.Warn("routing failed; retrying", "case_id", id, "retry_in", next.backoff, "error", err)
 	}
-	for _, id := range r.unrouted() {
-		attempt(id)
+	drain := func() {
+		for ctx.Err() == nil {
+			ids := r.take(64)
+			if len(ids) == 0 {
+				return
+			}
+			var wg sync.WaitGroup
+			work := make(chan string)
+			for range r.workers {
+				wg.Go(func() {
+					for id := range work {
+						attempt(id)
+					}
+				})
+			}
+			for _, id := range ids {
+				work <- id
+			}
+			close(work)
+			wg.Wait()
+		}
 	}
+	r.enqueue(r.unrouted()...)
 	for {
+		drain()
 		select {
 		case <-ctx.Done():
 			return nil
-		case id := <-r.wake:
-			attempt(id)
+		case <-r.wake:
 		case now := <-tick.C:
+			fmu.Lock()
+			var due []string
 			for id, f := range failed {
 				if !now.Before(f.at) {
-					attempt(id)
+					due = append(due, id)
 				}
 			}
+			fmu.Unlock()
+			r.enqueue(due...)
 		case <-sweep.C:
-			for _, id := range r.unrouted() {
-				attempt(id)
-			}
+			r.enqueue(r.unrouted()...)
 		}
 	}
 }
