@@ -1,20 +1,100 @@
-// Package ports holds the statistics service's gRPC handlers.
+// Package ports holds the statistics service's gRPC handlers: the edge
+// where requests become queries, and errors become status codes in one
+// table.
 package ports
 
 import (
+	"context"
+	"log/slog"
+
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	statisticsv1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/statistics/v1"
+	"github.com/kontakt-se/kontakt/pkg/server"
+	"github.com/kontakt-se/kontakt/services/statistics/adapters/stream"
+	"github.com/kontakt-se/kontakt/services/statistics/app"
+	"github.com/kontakt-se/kontakt/services/statistics/domain"
 )
 
-// Server implements kontakt.statistics.v1.StatisticsService. Aggregates and
-// the record stream are delivered by the statistics issue; until then its
-// RPCs answer Unimplemented.
+// ErrorMappings is the one table from the statistics service's errors to
+// gRPC codes. A query's refusal explains itself (it names no personal
+// data, only the range and the dimensions); the rest show only the
+// sentinel's text.
+func ErrorMappings() []server.ErrorMapping {
+	return []server.ErrorMapping{
+		{Target: domain.ErrInvalidQuery, Code: codes.InvalidArgument, Explain: true},
+		{Target: app.ErrUnavailable, Code: codes.Unavailable},
+		{Target: stream.ErrUnavailable, Code: codes.Unavailable},
+	}
+}
+
+// Server implements kontakt.statistics.v1.StatisticsService. The zero
+// Server answers Unimplemented, so a binary that does not run the
+// statistics service still serves its descriptor.
 type Server struct {
 	statisticsv1.UnimplementedStatisticsServiceServer
+	queries  *app.Queries
+	stopping <-chan struct{}
+	logger   *slog.Logger
+}
+
+// NewServer builds the handlers. stopping, if not nil, closes when the
+// server shuts down, so record streams end and do not hold up the drain.
+func NewServer(queries *app.Queries, stopping <-chan struct{}, logger *slog.Logger) *Server {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Server{queries: queries, stopping: stopping, logger: logger}
 }
 
 // Register adds the statistics service to a gRPC server.
 func Register(reg grpc.ServiceRegistrar, s *Server) {
 	statisticsv1.RegisterStatisticsServiceServer(reg, s)
+}
+
+func (s *Server) edge(err error) error { return server.ToStatus(err, ErrorMappings(), s.logger) }
+
+// Query returns counts and durations grouped by the requested dimensions.
+func (s *Server) Query(ctx context.Context, req *statisticsv1.QueryRequest) (*statisticsv1.QueryResponse, error) {
+	if s.queries == nil {
+		return s.UnimplementedStatisticsServiceServer.Query(ctx, req)
+	}
+	resp, err := s.queries.Query(ctx, req)
+	if err != nil {
+		return nil, s.edge(err)
+	}
+	return resp, nil
+}
+
+// StreamRecords streams record versions after the requested stream
+// sequence, then follows new ones until the client goes away or the
+// server shuts down.
+func (s *Server) StreamRecords(req *statisticsv1.StreamRecordsRequest, st grpc.ServerStreamingServer[statisticsv1.StreamRecordsResponse]) error {
+	if s.queries == nil {
+		return s.UnimplementedStatisticsServiceServer.StreamRecords(req, st)
+	}
+	ctx, cancel := context.WithCancel(st.Context())
+	defer cancel()
+	if s.stopping != nil {
+		go func() {
+			select {
+			case <-s.stopping:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+	}
+	err := s.queries.StreamRecords(ctx, req.GetAfterSequence(), st.Send)
+	switch {
+	case err == nil:
+		return nil
+	case st.Context().Err() != nil:
+		// The client went away: nobody is left to tell.
+		return status.FromContextError(st.Context().Err()).Err()
+	case ctx.Err() != nil:
+		return status.Error(codes.Unavailable, "server shutting down")
+	}
+	return s.edge(err)
 }

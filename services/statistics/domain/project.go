@@ -1,0 +1,250 @@
+package domain
+
+import (
+	"fmt"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
+	"github.com/kontakt-se/kontakt/pkg/eventstore"
+)
+
+// Default retention periods, from Mölndal's plan (seed 000): personal data
+// is culled 90 days after registration, the whole case deleted after two
+// years. The retention plan will configure them later.
+const (
+	DefaultRedactAfter = 90 * 24 * time.Hour
+	DefaultDeleteAfter = 730 * 24 * time.Hour
+	// Grace is added to each period before an action counts as late, so a
+	// retention run that happens once a day is not reported as late.
+	Grace = 24 * time.Hour
+)
+
+// Policy holds the periods the on-time flags are measured against.
+type Policy struct {
+	// RedactAfter is the time from registration by which personal data
+	// must be redacted (plus Grace).
+	RedactAfter time.Duration
+	// DeleteAfter is the time from registration by which the case must be
+	// deleted (plus Grace).
+	DeleteAfter time.Duration
+}
+
+// DefaultPolicy returns the default periods.
+func DefaultPolicy() Policy {
+	return Policy{RedactAfter: DefaultRedactAfter, DeleteAfter: DefaultDeleteAfter}
+}
+
+// Case is what the projector keeps about a live case: the case's record
+// and the exact registration time that durations are measured from. It is
+// dropped when the case is deleted, and with it the only link between the
+// case and its record.
+type Case struct {
+	RegisteredAt time.Time
+	Record       Record
+}
+
+// Step is the outcome of one event for one case.
+type Step struct {
+	// Case is the case's state after the event: nil when the event was
+	// for a case the projector does not know (and did not create it).
+	Case *Case
+	// Changed says the event made a new version of the record:
+	// Case.Record, with Version set to the event's position.
+	Changed bool
+	// Forget says the case is gone: drop its state and its mapping to the
+	// record (the record itself stays for ever).
+	Forget bool
+}
+
+// Event type names: the full proto names the writers use (a test checks
+// them against the generated descriptors).
+const (
+	typeRegistered = "kontakt.case.v1.CaseRegistered"
+	typeRouted     = "kontakt.case.v1.CaseRouted"
+	typeMoved      = "kontakt.case.v1.CaseMoved"
+	typeForwarded  = "kontakt.case.v1.CaseForwarded"
+	typeAnswered   = "kontakt.case.v1.CaseAnswered"
+	typeClosed     = "kontakt.case.v1.CaseClosed"
+	typeReopened   = "kontakt.case.v1.CaseReopened"
+	typeRedacted   = "kontakt.case.v1.PersonalDataRedacted"
+	typeDeleted    = "kontakt.case.v1.CaseDeleted"
+)
+
+// IsRegistration reports whether an event type is CaseRegistered, the one
+// event that creates a record (and so needs a statistics id).
+func IsRegistration(eventType string) bool { return eventType == typeRegistered }
+
+// Project applies one case event to the case's state c (nil when the
+// projector knows no such case) and says what changed. newID is called
+// only when the event registers a new case; it returns that case's
+// statistics id.
+//
+// Project is deterministic: the same state and event give the same step,
+// which is what makes re-projection produce the same record versions. An
+// event at or before the record's version was applied already and changes
+// nothing. Events the statistics do not use (assignments, notes, holds,
+// rectifications, unknown types) change nothing either.
+func Project(c *Case, ev eventstore.RecordedEvent, p Policy, newID func() string) (Step, error) {
+	pos := int64(ev.Position)
+	if ev.Type == eventstore.TypeStreamDeleted {
+		if c == nil {
+			return Step{}, nil
+		}
+		// The stream was deleted without the projector seeing a
+		// CaseDeleted (it was purged before the projector got to it, or
+		// the stream was removed without one): the tombstone's time is
+		// when the case was deleted.
+		next := *c
+		next.Record.DeletedOnTime = !ev.Recorded.After(c.RegisteredAt.Add(p.DeleteAfter + Grace))
+		return finish(c, &next, pos, true), nil
+	}
+	if ev.Type == typeRegistered {
+		if c != nil {
+			return Step{Case: c}, nil // Registered twice: the first one counts.
+		}
+		m := &casev1.CaseRegistered{}
+		if err := decode(ev, m); err != nil {
+			return Step{}, err
+		}
+		at := eventTime(m.GetRegisteredAt(), ev.Recorded)
+		r := Record{
+			StatisticsID:   newID(),
+			Version:        pos,
+			Type:           m.GetType(),
+			Channel:        m.GetChannel(),
+			Category:       m.GetCategory(),
+			RegisteredHour: at.Truncate(time.Hour),
+		}
+		if loc := m.GetCoarseLocation(); loc != nil {
+			r.Area = Area{Latitude: roundCoordinate(loc.GetLatitude()), Longitude: roundCoordinate(loc.GetLongitude())}
+			r.HasArea = true
+		}
+		return Step{Case: &Case{RegisteredAt: at, Record: r}, Changed: true}, nil
+	}
+	if c == nil {
+		return Step{}, nil
+	}
+	if pos <= c.Record.Version {
+		return Step{Case: c}, nil // Applied already.
+	}
+	next := *c
+	r := &next.Record
+	switch ev.Type {
+	case typeRouted:
+		m := &casev1.CaseRouted{}
+		if err := decode(ev, m); err != nil {
+			return Step{}, err
+		}
+		if m.GetQueue() != "" {
+			r.Queue = m.GetQueue()
+		}
+	case typeMoved:
+		m := &casev1.CaseMoved{}
+		if err := decode(ev, m); err != nil {
+			return Step{}, err
+		}
+		if m.GetToQueue() != "" {
+			r.Queue = m.GetToQueue()
+		}
+	case typeForwarded:
+		m := &casev1.CaseForwarded{}
+		if err := decode(ev, m); err != nil {
+			return Step{}, err
+		}
+		if m.GetToQueue() != "" {
+			r.Queue = m.GetToQueue()
+		}
+		// A forward to a named officer alone keeps the department.
+		if m.GetToDepartment() != "" {
+			r.Department = m.GetToDepartment()
+		}
+	case typeAnswered:
+		m := &casev1.CaseAnswered{}
+		if err := decode(ev, m); err != nil {
+			return Step{}, err
+		}
+		if !r.HasFirstResponse {
+			r.TimeToFirstResponse = since(c.RegisteredAt, eventTime(m.GetAnsweredAt(), ev.Recorded))
+			r.HasFirstResponse = true
+		}
+	case typeClosed:
+		m := &casev1.CaseClosed{}
+		if err := decode(ev, m); err != nil {
+			return Step{}, err
+		}
+		r.Closed = true
+		r.TimeToClose = since(c.RegisteredAt, eventTime(m.GetClosedAt(), ev.Recorded))
+		r.HasClose = true
+		r.FirstContactResolution = m.GetFirstContactResolution() && r.Reopenings == 0
+	case typeReopened:
+		m := &casev1.CaseReopened{}
+		if err := decode(ev, m); err != nil {
+			return Step{}, err
+		}
+		r.Closed = false
+		r.Reopenings++
+		r.FirstContactResolution = false
+	case typeRedacted:
+		m := &casev1.PersonalDataRedacted{}
+		if err := decode(ev, m); err != nil {
+			return Step{}, err
+		}
+		// The latest redaction decides: personal data that stayed past
+		// the deadline was not redacted on time, however much of it went
+		// earlier (an erasure request, say).
+		at := eventTime(m.GetRedactedAt(), ev.Recorded)
+		r.PersonalDataRedactedOnTime = !at.After(c.RegisteredAt.Add(p.RedactAfter + Grace))
+	case typeDeleted:
+		m := &casev1.CaseDeleted{}
+		if err := decode(ev, m); err != nil {
+			return Step{}, err
+		}
+		at := eventTime(m.GetDeletedAt(), ev.Recorded)
+		r.DeletedOnTime = !at.After(c.RegisteredAt.Add(p.DeleteAfter + Grace))
+		// The deletion always makes a version, even when no field
+		// changes (a late deletion): the record's last version then says
+		// the deletion was projected, which a read model restored from an
+		// older copy needs to know when it meets the case's tombstone
+		// without the purged CaseDeleted (see the projector).
+		next.Record.Version = pos
+		return Step{Case: &next, Changed: true, Forget: true}, nil
+	default:
+		return Step{Case: c}, nil
+	}
+	return finish(c, &next, pos, false), nil
+}
+
+// finish sets the version when the record changed.
+func finish(before, after *Case, pos int64, forget bool) Step {
+	if after.Record == before.Record {
+		return Step{Case: before, Forget: forget}
+	}
+	after.Record.Version = pos
+	return Step{Case: after, Changed: true, Forget: forget}
+}
+
+func decode(ev eventstore.RecordedEvent, m proto.Message) error {
+	if err := proto.Unmarshal(ev.Data, m); err != nil {
+		// The position names the event; the payload is never repeated.
+		return fmt.Errorf("%w: %s at position %d: %w", ErrMalformedEvent, ev.Type, ev.Position, err)
+	}
+	return nil
+}
+
+// eventTime is the time the event states, or when the store accepted it
+// if the event states none.
+func eventTime(ts *timestamppb.Timestamp, recorded time.Time) time.Time {
+	if ts != nil {
+		return ts.AsTime().UTC()
+	}
+	return recorded.UTC()
+}
+
+// since is the time from registration to t, never negative: a clock that
+// was slightly wrong must not make a response arrive before the question.
+func since(registered, t time.Time) time.Duration {
+	return max(t.Sub(registered), 0)
+}

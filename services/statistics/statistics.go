@@ -1,0 +1,209 @@
+// Package statistics is the statistics service, assembled: a projector
+// that builds one anonymous record per case from the case events, keeps
+// them in a bbolt read model and publishes every record version on the
+// JetStream stream KONTAKT_STATS (kept for ever), and the gRPC
+// StatisticsService that answers aggregate queries and streams records to
+// analysts. The composition root (services/kontakt) builds it with New,
+// registers Server, runs Run beside the server and calls Close at the end.
+package statistics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+	// The Stockholm time zone must not depend on the host's zoneinfo:
+	// buckets would silently shift on a host without it.
+	_ "time/tzdata"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/grpc"
+
+	statisticsv1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/statistics/v1"
+	"github.com/kontakt-se/kontakt/pkg/eventstore"
+	"github.com/kontakt-se/kontakt/services/statistics/adapters/store"
+	"github.com/kontakt-se/kontakt/services/statistics/adapters/stream"
+	"github.com/kontakt-se/kontakt/services/statistics/app"
+	"github.com/kontakt-se/kontakt/services/statistics/domain"
+	"github.com/kontakt-se/kontakt/services/statistics/ports"
+)
+
+// ErrConfig means the configuration is unusable.
+var ErrConfig = errors.New("statistics: invalid configuration")
+
+// FileName is the read model's file under Config.DataDir.
+const FileName = "statistics.db"
+
+// TimeZone is where query buckets (days, ISO weeks, months) begin.
+const TimeZone = "Europe/Stockholm"
+
+// Config configures the service. Zero values mean the defaults.
+type Config struct {
+	// DataDir is the service's own directory; the bbolt read model is
+	// DataDir/statistics.db. Required. It is created with mode 0750.
+	DataDir string
+	// Replicas is the statistics stream's replica count: 0 means 1; a
+	// cluster must use 3, because the stream is the only copy of the
+	// records of deleted cases.
+	Replicas int
+	// SuppressBelow is k of small-cell suppression in publishable
+	// queries: rows with fewer cases show no numbers. 0 means 5.
+	SuppressBelow int
+	// RedactAfter is the period from registration within which personal
+	// data must be redacted (a day's grace is added) for a record to
+	// count as redacted on time. 0 means 90 days.
+	RedactAfter time.Duration
+	// DeleteAfter is the same for deletion of the whole case. 0 means
+	// 730 days.
+	DeleteAfter time.Duration
+}
+
+// Option adjusts what New builds; the defaults suit production.
+type Option func(*options)
+
+type options struct {
+	stopping  <-chan struct{}
+	hooks     app.Hooks
+	batchSize int
+	// duplicateWindow shrinks the stream's de-duplication window, so
+	// tests can show that recovery does not depend on it.
+	duplicateWindow time.Duration
+	// idleFlush is how long the projector waits to fill a batch.
+	idleFlush time.Duration
+}
+
+// WithShutdown gives the channel that closes when the gRPC server shuts
+// down, so open StreamRecords calls end and do not hold up the drain.
+func WithShutdown(stopping <-chan struct{}) Option {
+	return func(o *options) { o.stopping = stopping }
+}
+
+// WithHooks installs the projector's crash-test hooks (tests only).
+func WithHooks(h app.Hooks) Option {
+	return func(o *options) { o.hooks = h }
+}
+
+// WithBatchSize sets how many events the projector applies per
+// transaction; 0 keeps app.DefaultBatchSize.
+func WithBatchSize(n int) Option {
+	return func(o *options) { o.batchSize = n }
+}
+
+// Service is the running statistics service.
+type Service struct {
+	store     *store.Store
+	stream    *stream.Stream
+	projector *app.Projector
+	queries   *app.Queries
+	server    *ports.Server
+}
+
+// New opens the read model, creates or updates the statistics stream and
+// builds the projector and the gRPC handlers. Nothing runs until Run.
+// The read model's file lock keeps a second process from using the same
+// file; running two services with different files against one stream is
+// a configuration error that would double the records, so each
+// installation runs exactly one statistics service.
+func New(ctx context.Context, cfg Config, es eventstore.Store, js jetstream.JetStream, logger *slog.Logger, opts ...Option) (*Service, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	policy, err := cfg.policy()
+	if err != nil {
+		return nil, err
+	}
+	if cfg.SuppressBelow < 0 {
+		return nil, fmt.Errorf("%w: suppress_below %d is negative", ErrConfig, cfg.SuppressBelow)
+	}
+	if cfg.DataDir == "" {
+		return nil, fmt.Errorf("%w: a data directory is required", ErrConfig)
+	}
+	loc, err := time.LoadLocation(TimeZone)
+	if err != nil {
+		return nil, fmt.Errorf("statistics: time zone %s: %w", TimeZone, err)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("statistics: data directory: %w", err)
+	}
+	out, err := stream.New(ctx, js, stream.Config{Replicas: cfg.Replicas, DuplicateWindow: o.duplicateWindow})
+	if err != nil {
+		return nil, err
+	}
+	st, err := store.Open(filepath.Join(cfg.DataDir, FileName), store.Options{})
+	if err != nil {
+		return nil, err
+	}
+	logger = logger.With("service", "statistics")
+	proj := app.NewProjector(es, st, out, app.ProjectorConfig{
+		Policy:    policy,
+		BatchSize: o.batchSize,
+		IdleFlush: o.idleFlush,
+		Hooks:     o.hooks,
+	}, logger.With("component", "statistics-projector"))
+	queries := app.NewQueries(st, out, loc, cfg.SuppressBelow)
+	return &Service{
+		store:     st,
+		stream:    out,
+		projector: proj,
+		queries:   queries,
+		server:    ports.NewServer(queries, o.stopping, logger),
+	}, nil
+}
+
+func (c Config) policy() (domain.Policy, error) {
+	p := domain.DefaultPolicy()
+	if c.RedactAfter < 0 || c.DeleteAfter < 0 {
+		return p, fmt.Errorf("%w: negative retention period", ErrConfig)
+	}
+	if c.RedactAfter > 0 {
+		p.RedactAfter = c.RedactAfter
+	}
+	if c.DeleteAfter > 0 {
+		p.DeleteAfter = c.DeleteAfter
+	}
+	return p, nil
+}
+
+// Server returns the gRPC handlers.
+func (s *Service) Server() statisticsv1.StatisticsServiceServer { return s.server }
+
+// Register adds the handlers to a gRPC server.
+func (s *Service) Register(reg grpc.ServiceRegistrar) { ports.Register(reg, s.server) }
+
+// Run runs the projector until ctx ends, then returns nil. Run it once,
+// beside the server; queries are answered whether or not it runs.
+func (s *Service) Run(ctx context.Context) error { return s.projector.Run(ctx) }
+
+// Close closes the read model. Call it after Run has returned.
+func (s *Service) Close() error { return s.store.Close() }
+
+// Checkpoint returns the position of the last case event the read model
+// reflects, for readiness checks and tests.
+func (s *Service) Checkpoint() (eventstore.Position, error) { return s.store.Checkpoint() }
+
+// Recount reads the whole statistics stream through js, keeps the newest
+// version per statistics id and returns those records in statistics id
+// order: what an analyst gets from the stream alone, and what Query must
+// agree with.
+func Recount(ctx context.Context, js jetstream.JetStream) ([]*statisticsv1.StatisticsRecord, error) {
+	out, err := stream.Open(ctx, js)
+	if err != nil {
+		return nil, err
+	}
+	recs, err := out.Recount(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res := make([]*statisticsv1.StatisticsRecord, len(recs))
+	for i, r := range recs {
+		res[i] = r.ToProto()
+	}
+	return res, nil
+}
