@@ -21,6 +21,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 export KONTAKT_NATS_SERVER_BIN := $(BIN)/nats-server
 export KONTAKT_BIN             := $(BIN)/kontakt
 export KONTAKT_GRPCURL_BIN     := $(BIN)/grpcurl
+export KONTAKT_NATSCLI_BIN     := $(BIN)/nats
 
 .PHONY: help
 help: ## List the targets.
@@ -44,6 +45,9 @@ $(BIN)/nats-server: pkg/go.mod pkg/go.sum
 
 $(BIN)/grpcurl: test/go.mod test/go.sum
 	cd test && $(GO) build -o $(BIN)/grpcurl github.com/fullstorydev/grpcurl/cmd/grpcurl
+
+$(BIN)/nats: test/go.mod test/go.sum
+	cd test && $(GO) build -o $(BIN)/nats github.com/nats-io/natscli/nats
 
 .PHONY: build
 build: ## Build the single binary into bin/kontakt.
@@ -82,7 +86,7 @@ breaking: tools ## Check the API for breaking changes against the previous commi
 	$(BUF) breaking --against '.git#branch=main,ref=HEAD~1'
 
 .PHONY: test
-test: verify-workspace verify-generate lint build $(BIN)/nats-server $(BIN)/grpcurl ## Run every check and test (what CI runs).
+test: verify-workspace verify-generate lint build $(BIN)/nats-server $(BIN)/grpcurl $(BIN)/nats ## Run every check and test (what CI runs).
 	for m in $(MODULES); do (cd $$m && $(GO) test -count=1 -timeout 10m ./...); done
 	$(MAKE) --no-print-directory fuzz-short
 
@@ -107,6 +111,9 @@ fuzz: ## Run each fuzz target for FUZZLONG (default 5m).
 .PHONY: bench
 bench: $(BIN)/nats-server ## Run the benchmarks; each reports against raw JetStream in the same run.
 	cd pkg && $(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) ./eventstore/...
+	cd services/routing && $(GO) test -run '^$$' -bench . ./adapters/readmodel/
+	cd services/statistics && $(GO) test -run '^$$' -bench . .
+	cd test && $(GO) test -run '^$$' -bench . -benchtime 20x ./bench/
 
 .PHONY: clean
 clean: ## Remove built binaries and tool installs (not ./data).

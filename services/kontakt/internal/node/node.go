@@ -47,7 +47,7 @@ import (
 	routingapp "github.com/kontakt-se/kontakt/services/routing/app"
 	routingdomain "github.com/kontakt-se/kontakt/services/routing/domain"
 	routingports "github.com/kontakt-se/kontakt/services/routing/ports"
-	statisticsports "github.com/kontakt-se/kontakt/services/statistics/ports"
+	"github.com/kontakt-se/kontakt/services/statistics"
 )
 
 // Node is a built process, ready to run.
@@ -176,7 +176,16 @@ func Build(ctx context.Context, cfg config.Config, logger *slog.Logger, lookupEn
 	open311.set(intakeports.NewOpen311(open311Prefix, intake, validator, verifier, open311Services, clock, logger))
 	routingports.Register(reg, routing)
 	retentionports.Register(reg, &retentionports.Server{})
-	statisticsports.Register(reg, &statisticsports.Server{})
+	stats, err := statistics.New(ctx, statistics.Config{
+		DataDir:  filepath.Join(cfg.DataDir, "statistics"),
+		Replicas: cfg.NATS.Replicas,
+	}, store, js, logger.With("service", "statistics"), statistics.WithShutdown(n.srv.ShuttingDown()))
+	if err != nil {
+		return nil, fmt.Errorf("statistics: %w", err)
+	}
+	n.closers = append(n.closers, stats.Close)
+	n.background = append(n.background, stats.Run)
+	stats.Register(reg)
 	for _, svc := range services() {
 		n.srv.SetServing(string(svc.FullName()), true)
 	}
