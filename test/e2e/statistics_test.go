@@ -228,4 +228,37 @@ func TestStatisticsAreAnonymousAndComplete(t *testing.T) {
 		require.Equal(t, r.GetRegisteredHour().AsTime(), r.GetRegisteredHour().AsTime().Truncate(time.Hour))
 	}
 	require.Equal(t, wantClosed, closed)
+
+	// The exports an analyst or a manager takes away: the CSV and the HTML
+	// report (with its charts) hold no marker, case id or number either.
+	dir := t.TempDir()
+	from, to := day.Add(-48*time.Hour).Format("2006-01-02"), day.Add(48*time.Hour).Format("2006-01-02")
+	csvPath := filepath.Join(dir, "export.csv")
+	code, out2 := runKontakt(t, "stats", "export", "--config", e.k.Config, "--addr", e.k.Addr,
+		"--from", from, "--to", to, "--group-by", "type,channel,category,queue,department", "--granularity", "day",
+		"--format", "csv", "--out", csvPath)
+	require.Equal(t, 0, code, out2)
+	report := filepath.Join(dir, "report", "report.html")
+	code, out2 = runKontakt(t, "stats", "report", "--config", e.k.Config, "--addr", e.k.Addr,
+		"--month", day.Format("2006-01"), "--out", report)
+	require.Equal(t, 0, code, out2)
+	csvData, err := os.ReadFile(csvPath)
+	require.NoError(t, err)
+	var csvTotal int
+	for _, line := range strings.Split(strings.TrimSpace(string(csvData)), "\n")[1:] {
+		var n int
+		_, _ = fmt.Sscan(strings.Split(line, ",")[6], &n)
+		csvTotal += n
+	}
+	require.Equal(t, len(cases), csvTotal, "the CSV counts every case:\n%s", csvData)
+	files, err := filepath.Glob(filepath.Join(dir, "report", "*"))
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, len(files), 5, "the report and its charts")
+	for _, f := range append(files, csvPath) {
+		data, err := os.ReadFile(f)
+		require.NoError(t, err)
+		for _, forbidden := range append(append(append([]string{}, ids...), numbers...), markers...) {
+			require.NotContains(t, string(data), forbidden, "%s holds personal data or a case key", f)
+		}
+	}
 }
