@@ -10,7 +10,7 @@ GO        ?= go
 BIN       := $(CURDIR)/bin
 BUF       := $(CURDIR)/tools/node_modules/.bin/buf
 MODULES   := pkg services/intake services/routing services/retention services/statistics services/kontakt test
-FUZZTIME  ?= 5s
+FUZZTIME  ?= 20000x
 FUZZLONG  ?= 5m
 BENCHTIME ?= 2000x
 CONFIG    ?=
@@ -98,7 +98,7 @@ FUZZ_TARGETS := \
 	services/intake:./ports:FuzzFormJSON
 
 .PHONY: fuzz-short
-fuzz-short: ## Run each fuzz target for FUZZTIME (default 5s).
+fuzz-short: ## Run each fuzz target for FUZZTIME (default 20000 inputs each, so a slow start cannot time out).
 	for t in $(FUZZ_TARGETS); do \
 	  IFS=: read -r dir pkg target <<< "$$t"; \
 	  (cd $$dir && $(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) $$pkg) || exit 1; \
