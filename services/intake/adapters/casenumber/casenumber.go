@@ -34,6 +34,7 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	// Embedded zone data, so that Europe/Stockholm can be loaded in minimal
 	// containers (distroless, scratch) that have no /usr/share/zoneinfo.
@@ -100,6 +101,10 @@ type Numbers struct {
 	kv     jetstream.KeyValue
 	prefix string
 	loc    *time.Location
+	// local serialises this process's allocations: compare-and-set is
+	// only needed between instances, and letting one process's own
+	// requests race for the counter makes most of them lose and back off.
+	local sync.Mutex
 }
 
 // New creates the bucket, or updates it to the configuration Numbers needs,
@@ -187,7 +192,9 @@ func (n *Numbers) Next(ctx context.Context, at time.Time, caseID string) (string
 		// different width could not be parsed back by Lookup.
 		return "", fmt.Errorf("casenumber: next: year %d of %s is outside 1000..9999", year, at.Format(time.RFC3339))
 	}
+	n.local.Lock()
 	seq, err := n.allocate(ctx, year)
+	n.local.Unlock()
 	if err != nil {
 		return "", err
 	}
