@@ -14,20 +14,12 @@ import (
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
 	routingv1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/routing/v1"
 	"github.com/kontakt-se/kontakt/pkg/audit"
-	"github.com/kontakt-se/kontakt/pkg/natsserver"
+	"github.com/kontakt-se/kontakt/pkg/natstest"
 )
 
 func start(t *testing.T) jetstream.JetStream {
 	t.Helper()
-	srv, err := natsserver.Start(t.Context(), natsserver.Config{StoreDir: t.TempDir(), InProcessOnly: true})
-	require.NoError(t, err)
-	t.Cleanup(srv.Shutdown)
-	nc, err := srv.Connect()
-	require.NoError(t, err)
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	require.NoError(t, err)
-	return js
+	return natstest.JetStream(t, natstest.Embedded(t, 0))
 }
 
 func rec(id, caseID string) *routingv1.AuditRecord {

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/kontakt-se/kontakt/pkg/natsserver"
+	"github.com/kontakt-se/kontakt/pkg/natstest"
 	"github.com/kontakt-se/kontakt/pkg/seal"
 )
 
@@ -16,22 +17,14 @@ import (
 // store directory; it is shut down when the test ends.
 func startServer(t testing.TB) *natsserver.Server {
 	t.Helper()
-	srv, err := natsserver.Start(t.Context(), natsserver.Config{StoreDir: t.TempDir(), InProcessOnly: true})
-	require.NoError(t, err)
-	t.Cleanup(srv.Shutdown)
-	return srv
+	return natstest.Embedded(t, 0)
 }
 
 // connect opens a connection of its own, as a separate service instance
 // would.
 func connect(t testing.TB, srv *natsserver.Server) jetstream.JetStream {
 	t.Helper()
-	nc, err := srv.Connect()
-	require.NoError(t, err)
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	require.NoError(t, err)
-	return js
+	return natstest.JetStream(t, srv)
 }
 
 // newSealer returns a Sealer with its own connection and key store.

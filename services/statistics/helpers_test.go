@@ -29,6 +29,7 @@ import (
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
 	esjs "github.com/kontakt-se/kontakt/pkg/eventstore/jetstream"
 	"github.com/kontakt-se/kontakt/pkg/natsserver"
+	"github.com/kontakt-se/kontakt/pkg/natstest"
 	"github.com/kontakt-se/kontakt/services/statistics/adapters/stream"
 	"github.com/kontakt-se/kontakt/services/statistics/domain"
 )
@@ -57,11 +58,7 @@ func startHarness(t testing.TB) *harness { return startHarnessSync(t, 0) }
 // zero keeps sync-always (benchmarks compare both).
 func startHarnessSync(t testing.TB, syncInterval time.Duration) *harness {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	srv, err := natsserver.Start(ctx, natsserver.Config{StoreDir: t.TempDir(), InProcessOnly: true, SyncInterval: syncInterval})
-	require.NoError(t, err)
-	t.Cleanup(srv.Shutdown)
+	srv := natstest.Embedded(t, syncInterval)
 	nc, err := srv.Connect()
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
@@ -373,11 +370,12 @@ func (h *harness) randomHistory(t testing.TB, rng *rand.Rand, n int, svc *Servic
 	return ids
 }
 
-// newSelfCommand runs one test of this test binary in a subprocess with
-// extra environment, and kills it when the test ends.
-func newSelfCommand(t *testing.T, test string, env ...string) *exec.Cmd {
+// newSelfCommand runs this test binary as a child process with extra
+// environment (TestMain sees it and runs the child instead of tests), and
+// kills it when the test ends.
+func newSelfCommand(t *testing.T, env ...string) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^"+test+"$", "-test.count=1")
+	cmd := exec.Command(os.Args[0], "-test.run=^$", "-test.count=1")
 	cmd.Env = append(os.Environ(), env...)
 	if os.Getenv(envChildLog) != "" {
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -267,25 +268,44 @@ func (h *harness) rawMessagesOrNone(t testing.TB) []rawMessage {
 	return h.rawMessages(t)
 }
 
-// TestKill9Child is the child process of TestKill9: it runs the service
-// until it is killed.
-func TestKill9Child(t *testing.T) {
-	if !isChild() {
-		t.Skip("run by TestKill9")
+// TestMain runs this test binary as the child process of TestKill9 when
+// the parent asks for it: the service then runs until it is killed, and no
+// test runs in that process.
+func TestMain(m *testing.M) {
+	if isChild() {
+		if err := runKill9Child(); err != nil {
+			fmt.Fprintln(os.Stderr, "kill -9 child:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
 	}
+	os.Exit(m.Run())
+}
+
+// runKill9Child runs the statistics projector against the parent's NATS
+// server until the parent kills the process.
+func runKill9Child() error {
 	nc, err := nats.Connect(os.Getenv(envNATSURL), nats.MaxReconnects(-1))
-	require.NoError(t, err)
+	if err != nil {
+		return err
+	}
 	js, err := jetstream.New(nc)
-	require.NoError(t, err)
+	if err != nil {
+		return err
+	}
 	es, err := esjs.New(context.Background(), js, esjs.Config{})
-	require.NoError(t, err)
+	if err != nil {
+		return err
+	}
 	// Small batches make many commit/publish boundaries to be killed at.
 	// The parent counts the recoveries in this log.
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	svc, err := New(context.Background(), Config{DataDir: os.Getenv(envDataDir)}, es, js, logger,
 		WithBatchSize(1+rand.IntN(8)), withDuplicateWindow(100*time.Millisecond))
-	require.NoError(t, err)
-	_ = svc.Run(context.Background()) // Until killed.
+	if err != nil {
+		return err
+	}
+	return svc.Run(context.Background()) // Until killed.
 }
 
 // TestKill9 kills the projector's process with SIGKILL at random moments
@@ -293,9 +313,6 @@ func TestKill9Child(t *testing.T) {
 // end every case has exactly one record, equal to what the pure domain
 // makes of the whole log, and that Query agrees with a recount.
 func TestKill9(t *testing.T) {
-	if isChild() {
-		t.Skip("child")
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	srv, err := natsserver.Start(ctx, natsserver.Config{StoreDir: t.TempDir(), Port: natsserver.RandomPort})
@@ -326,7 +343,7 @@ func TestKill9(t *testing.T) {
 	kills := 0
 	var childLog bytes.Buffer
 	for range 6 {
-		cmd := newSelfCommand(t, "TestKill9Child", envChild+"=1", envNATSURL+"="+srv.ClientURL(), envDataDir+"="+h.dir)
+		cmd := newSelfCommand(t, envChild+"=1", envNATSURL+"="+srv.ClientURL(), envDataDir+"="+h.dir)
 		if os.Getenv(envChildLog) == "" {
 			cmd.Stdout, cmd.Stderr = io.Discard, &childLog
 		}

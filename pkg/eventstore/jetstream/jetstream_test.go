@@ -228,9 +228,6 @@ func TestInvalidMetadata(t *testing.T) {
 // store directory and checks that every acknowledged event is there with
 // the acknowledged revision.
 func TestDurabilityKill9(t *testing.T) {
-	if testing.Short() {
-		t.Skip("durability test skipped in -short mode")
-	}
 	p := natstest.StartProcess(t, natstest.Options{ServerName: "durability"})
 	nc, err := nats.Connect(p.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
 	require.NoError(t, err)

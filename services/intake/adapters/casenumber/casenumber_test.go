@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/kontakt-se/kontakt/pkg/natsserver"
+	"github.com/kontakt-se/kontakt/pkg/natstest"
 	"github.com/kontakt-se/kontakt/services/intake/adapters/casenumber"
 	"github.com/kontakt-se/kontakt/services/intake/app"
 )
@@ -25,28 +26,14 @@ func midsummer() time.Time { return time.Date(2026, time.June, 19, 12, 0, 0, 0, 
 
 func startServer(t *testing.T) *natsserver.Server {
 	t.Helper()
-	srv, err := natsserver.Start(t.Context(), natsserver.Config{StoreDir: t.TempDir(), InProcessOnly: true})
-	if err != nil {
-		t.Fatalf("start embedded NATS: %v", err)
-	}
-	t.Cleanup(srv.Shutdown)
-	return srv
+	return natstest.Embedded(t, 0)
 }
 
 // jetStream opens a new connection to srv, so that each caller gets its own
 // client as separate intake instances would.
 func jetStream(t *testing.T, srv *natsserver.Server) jetstream.JetStream {
 	t.Helper()
-	nc, err := srv.Connect()
-	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatalf("jetstream: %v", err)
-	}
-	return js
+	return natstest.JetStream(t, srv)
 }
 
 func newNumbers(t *testing.T, js jetstream.JetStream, cfg casenumber.Config) *casenumber.Numbers {

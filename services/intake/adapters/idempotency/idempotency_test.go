@@ -10,7 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/kontakt-se/kontakt/pkg/natsserver"
+	"github.com/kontakt-se/kontakt/pkg/natstest"
 	"github.com/kontakt-se/kontakt/services/intake/adapters/idempotency"
 	"github.com/kontakt-se/kontakt/services/intake/app"
 )
@@ -23,21 +23,7 @@ const key = "form.3f79bb7b435b05321651daefd374cdc681dc06faa65e374e38337b88ca046d
 
 func startJetStream(t *testing.T) jetstream.JetStream {
 	t.Helper()
-	srv, err := natsserver.Start(t.Context(), natsserver.Config{StoreDir: t.TempDir(), InProcessOnly: true})
-	if err != nil {
-		t.Fatalf("start embedded NATS: %v", err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, err := srv.Connect()
-	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatalf("jetstream: %v", err)
-	}
-	return js
+	return natstest.JetStream(t, natstest.Embedded(t, 0))
 }
 
 func newStore(t *testing.T, js jetstream.JetStream, cfg idempotency.Config) *idempotency.Store {

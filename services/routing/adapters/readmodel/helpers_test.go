@@ -27,7 +27,7 @@ import (
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
 	"github.com/kontakt-se/kontakt/pkg/eventstore/jetstream"
-	"github.com/kontakt-se/kontakt/pkg/natsserver"
+	"github.com/kontakt-se/kontakt/pkg/natstest"
 )
 
 // t0 is the start of the test histories.
@@ -246,11 +246,7 @@ type natsHarness struct {
 // trades durability for speed (benchmarks only).
 func startNATS(t testing.TB, syncInterval time.Duration) *natsHarness {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	srv, err := natsserver.Start(ctx, natsserver.Config{StoreDir: t.TempDir(), InProcessOnly: true, SyncInterval: syncInterval})
-	require.NoError(t, err)
-	t.Cleanup(srv.Shutdown)
+	srv := natstest.Embedded(t, syncInterval)
 	nc, err := srv.Connect()
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)

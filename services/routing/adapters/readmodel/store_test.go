@@ -277,9 +277,6 @@ func TestCrashMidTransaction(t *testing.T) {
 		crashWriter(t, path)
 		return
 	}
-	if testing.Short() {
-		t.Skip("starts a subprocess")
-	}
 	for round := range 3 {
 		t.Run(fmt.Sprint(round), func(t *testing.T) {
 			path := t.TempDir() + "/crash.db"
