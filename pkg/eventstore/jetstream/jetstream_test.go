@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -372,4 +373,56 @@ func TestHead(t *testing.T) {
 	head, err = s.Head(t.Context())
 	require.NoError(t, err)
 	require.Equal(t, eventstore.Position(last), head)
+}
+
+// TestSubscribeBatches checks the batching read models rely on: full
+// batches, a partial batch after the idle time, log order without gaps, and
+// stopping once Until is applied.
+func TestSubscribeBatches(t *testing.T) {
+	_, nc := startEmbedded(t)
+	s := newStore(t, nc, Config{})
+	var last eventstore.Revision
+	for i := range 10 {
+		var err error
+		last, err = s.Append(t.Context(), "b"+strconv.Itoa(i%3), eventstore.Any(), eventstore.Event{ID: uuid.NewString(), Type: "T"})
+		require.NoError(t, err)
+	}
+	var sizes []int
+	var seen []eventstore.Position
+	progressed, err := eventstore.SubscribeBatches(t.Context(), s, 0,
+		eventstore.BatchOptions{Size: 4, Idle: 20 * time.Millisecond, Until: eventstore.Position(last)},
+		func(_ context.Context, batch []eventstore.RecordedEvent) error {
+			sizes = append(sizes, len(batch))
+			for _, ev := range batch {
+				seen = append(seen, ev.Position)
+			}
+			return nil
+		})
+	require.NoError(t, err)
+	require.True(t, progressed)
+	require.Len(t, seen, 10)
+	require.True(t, slices.IsSorted(seen))
+	require.Equal(t, eventstore.Position(last), seen[len(seen)-1])
+	require.Equal(t, 4, sizes[0], "a full batch first")
+
+	// Without Until it runs until the context ends, applying a partial
+	// batch after the idle time.
+	ctx, cancel := context.WithCancel(t.Context())
+	got := make(chan int, 4)
+	done := make(chan error, 1)
+	go func() {
+		_, err := eventstore.SubscribeBatches(ctx, s, eventstore.Position(last), eventstore.BatchOptions{Size: 100, Idle: 20 * time.Millisecond},
+			func(_ context.Context, batch []eventstore.RecordedEvent) error { got <- len(batch); return nil })
+		done <- err
+	}()
+	_, err = s.Append(t.Context(), "b0", eventstore.Any(), eventstore.Event{ID: uuid.NewString(), Type: "T"})
+	require.NoError(t, err)
+	select {
+	case n := <-got:
+		require.Equal(t, 1, n)
+	case <-time.After(10 * time.Second):
+		t.Fatal("a partial batch was not applied after the idle time")
+	}
+	cancel()
+	require.ErrorIs(t, <-done, context.Canceled)
 }

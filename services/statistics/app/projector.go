@@ -309,78 +309,7 @@ func (p *Projector) recover(ctx context.Context) error {
 
 // follow subscribes after from and applies events in batches.
 func (p *Projector) follow(ctx context.Context, from eventstore.Position) (progressed bool, err error) {
-	sctx, cancel := context.WithCancel(ctx)
-	events := make(chan eventstore.RecordedEvent, p.cfg.BatchSize)
-	subErr := make(chan error, 1)
-	go func() {
-		subErr <- p.es.Subscribe(sctx, from, func(ctx context.Context, ev eventstore.RecordedEvent) error {
-			select {
-			case events <- ev:
-				return nil
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		})
-	}()
-	subDone := false
-	defer func() {
-		cancel()
-		if !subDone {
-			<-subErr
-		}
-	}()
-
-	batch := make([]eventstore.RecordedEvent, 0, p.cfg.BatchSize)
-	flush := func() error {
-		if len(batch) == 0 {
-			return nil
-		}
-		if err := p.apply(ctx, batch); err != nil {
-			return err
-		}
-		progressed = true
-		batch = batch[:0]
-		return nil
-	}
-	idle := time.NewTimer(p.cfg.IdleFlush)
-	idle.Stop()
-	defer idle.Stop()
-	for {
-		select {
-		case ev := <-events:
-			batch = append(batch, ev)
-			if len(batch) >= p.cfg.BatchSize {
-				if err := flush(); err != nil {
-					return progressed, err
-				}
-				continue
-			}
-			idle.Reset(p.cfg.IdleFlush)
-		case <-idle.C:
-			if err := flush(); err != nil {
-				return progressed, err
-			}
-		case err := <-subErr:
-			subDone = true
-			for drained := false; !drained; {
-				select {
-				case ev := <-events:
-					batch = append(batch, ev)
-				default:
-					drained = true
-				}
-			}
-			if ferr := flush(); ferr != nil {
-				return progressed, ferr
-			}
-			if err == nil {
-				err = errors.New("subscription ended")
-			}
-			return progressed, fmt.Errorf("subscription: %w", err)
-		case <-ctx.Done():
-			return progressed, ctx.Err()
-		}
-	}
+	return eventstore.SubscribeBatches(ctx, p.es, from, eventstore.BatchOptions{Size: p.cfg.BatchSize, Idle: p.cfg.IdleFlush}, p.apply)
 }
 
 // apply applies one batch in one transaction, then publishes the record

@@ -192,87 +192,16 @@ func (p *Projector) Rebuild(ctx context.Context, progress func(done, total uint6
 // positive until it returns nil once an event at or after until is
 // applied. It reports whether any batch was applied.
 func (p *Projector) follow(ctx context.Context, from, until eventstore.Position, size int, rebuild bool, applied func(eventstore.Position)) (progressed bool, err error) {
-	sctx, cancel := context.WithCancel(ctx)
-	events := make(chan eventstore.RecordedEvent, size)
-	subErr := make(chan error, 1)
-	go func() {
-		subErr <- p.es.Subscribe(sctx, from, func(ctx context.Context, ev eventstore.RecordedEvent) error {
-			select {
-			case events <- ev:
-				return nil
-			case <-ctx.Done():
-				return ctx.Err()
+	return eventstore.SubscribeBatches(ctx, p.es, from, eventstore.BatchOptions{Size: size, Idle: p.idle, Until: until},
+		func(ctx context.Context, batch []eventstore.RecordedEvent) error {
+			if err := p.rm.apply(ctx, rebuild, batch); err != nil {
+				return err
 			}
-		})
-	}()
-	var subDone bool
-	defer func() {
-		cancel()
-		if !subDone {
-			<-subErr
-		}
-	}()
-
-	batch := make([]eventstore.RecordedEvent, 0, size)
-	flush := func() error {
-		if len(batch) == 0 {
+			if applied != nil {
+				applied(batch[len(batch)-1].Position)
+			}
 			return nil
-		}
-		if err := p.rm.apply(ctx, rebuild, batch); err != nil {
-			return err
-		}
-		progressed = true
-		if applied != nil {
-			applied(batch[len(batch)-1].Position)
-		}
-		batch = batch[:0]
-		return nil
-	}
-	idle := time.NewTimer(p.idle)
-	idle.Stop()
-	defer idle.Stop()
-	for {
-		select {
-		case ev := <-events:
-			batch = append(batch, ev)
-			reached := until > 0 && ev.Position >= until
-			if len(batch) >= size || reached {
-				if err := flush(); err != nil {
-					return progressed, err
-				}
-				if reached {
-					return progressed, nil
-				}
-				continue
-			}
-			idle.Reset(p.idle)
-		case <-idle.C:
-			if err := flush(); err != nil {
-				return progressed, err
-			}
-		case err := <-subErr:
-			subDone = true
-			// Whatever the subscription delivered before it ended is
-			// valid: apply it, then report why it ended.
-			for drained := false; !drained; {
-				select {
-				case ev := <-events:
-					batch = append(batch, ev)
-				default:
-					drained = true
-				}
-			}
-			if ferr := flush(); ferr != nil {
-				return progressed, ferr
-			}
-			if err == nil {
-				err = errors.New("subscription ended")
-			}
-			return progressed, fmt.Errorf("subscription: %w", err)
-		case <-ctx.Done():
-			return progressed, ctx.Err()
-		}
-	}
+		})
 }
 
 // sleep waits for d and reports whether ctx is still alive.
