@@ -1302,6 +1302,78 @@ func (x *CaseDeleted) GetDeletedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// CaseArchived records that the case was exported to an archive package
+// (bevaras) and the package verified, before anything was removed.
+type CaseArchived struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	CaseId string                 `protobuf:"bytes,1,opt,name=case_id,json=caseId,proto3" json:"case_id,omitempty"`
+	// File name of the package in the archive directory.
+	Package string `protobuf:"bytes,2,opt,name=package,proto3" json:"package,omitempty"`
+	// Hex SHA-256 of the package file.
+	Sha256        string                 `protobuf:"bytes,3,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	ArchivedAt    *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=archived_at,json=archivedAt,proto3" json:"archived_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CaseArchived) Reset() {
+	*x = CaseArchived{}
+	mi := &file_kontakt_case_v1_events_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CaseArchived) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CaseArchived) ProtoMessage() {}
+
+func (x *CaseArchived) ProtoReflect() protoreflect.Message {
+	mi := &file_kontakt_case_v1_events_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CaseArchived.ProtoReflect.Descriptor instead.
+func (*CaseArchived) Descriptor() ([]byte, []int) {
+	return file_kontakt_case_v1_events_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *CaseArchived) GetCaseId() string {
+	if x != nil {
+		return x.CaseId
+	}
+	return ""
+}
+
+func (x *CaseArchived) GetPackage() string {
+	if x != nil {
+		return x.Package
+	}
+	return ""
+}
+
+func (x *CaseArchived) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+func (x *CaseArchived) GetArchivedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ArchivedAt
+	}
+	return nil
+}
+
 var File_kontakt_case_v1_events_proto protoreflect.FileDescriptor
 
 const file_kontakt_case_v1_events_proto_rawDesc = "" +
@@ -1429,7 +1501,13 @@ const file_kontakt_case_v1_events_proto_rawDesc = "" +
 	"\fplan_version\x18\x03 \x01(\tR\vplanVersion\x12\x12\n" +
 	"\x04rule\x18\x04 \x01(\tR\x04rule\x129\n" +
 	"\n" +
-	"deleted_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tdeletedAtB>Z<github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1;casev1b\x06proto3"
+	"deleted_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tdeletedAt\"\x96\x01\n" +
+	"\fCaseArchived\x12\x17\n" +
+	"\acase_id\x18\x01 \x01(\tR\x06caseId\x12\x18\n" +
+	"\apackage\x18\x02 \x01(\tR\apackage\x12\x16\n" +
+	"\x06sha256\x18\x03 \x01(\tR\x06sha256\x12;\n" +
+	"\varchived_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"archivedAtB>Z<github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1;casev1b\x06proto3"
 
 var (
 	file_kontakt_case_v1_events_proto_rawDescOnce sync.Once
@@ -1443,7 +1521,7 @@ func file_kontakt_case_v1_events_proto_rawDescGZIP() []byte {
 	return file_kontakt_case_v1_events_proto_rawDescData
 }
 
-var file_kontakt_case_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_kontakt_case_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_kontakt_case_v1_events_proto_goTypes = []any{
 	(*CaseRegistered)(nil),            // 0: kontakt.case.v1.CaseRegistered
 	(*CaseRouted)(nil),                // 1: kontakt.case.v1.CaseRouted
@@ -1461,52 +1539,54 @@ var file_kontakt_case_v1_events_proto_goTypes = []any{
 	(*HoldReleased)(nil),              // 13: kontakt.case.v1.HoldReleased
 	(*CaseMarkedForPreservation)(nil), // 14: kontakt.case.v1.CaseMarkedForPreservation
 	(*CaseDeleted)(nil),               // 15: kontakt.case.v1.CaseDeleted
-	(CaseType)(0),                     // 16: kontakt.case.v1.CaseType
-	(Channel)(0),                      // 17: kontakt.case.v1.Channel
-	(*timestamppb.Timestamp)(nil),     // 18: google.protobuf.Timestamp
-	(*SealedPersonalData)(nil),        // 19: kontakt.case.v1.SealedPersonalData
-	(*Attachment)(nil),                // 20: kontakt.case.v1.Attachment
-	(*CoarseLocation)(nil),            // 21: kontakt.case.v1.CoarseLocation
-	(Resolution)(0),                   // 22: kontakt.case.v1.Resolution
-	(DataClass)(0),                    // 23: kontakt.case.v1.DataClass
+	(*CaseArchived)(nil),              // 16: kontakt.case.v1.CaseArchived
+	(CaseType)(0),                     // 17: kontakt.case.v1.CaseType
+	(Channel)(0),                      // 18: kontakt.case.v1.Channel
+	(*timestamppb.Timestamp)(nil),     // 19: google.protobuf.Timestamp
+	(*SealedPersonalData)(nil),        // 20: kontakt.case.v1.SealedPersonalData
+	(*Attachment)(nil),                // 21: kontakt.case.v1.Attachment
+	(*CoarseLocation)(nil),            // 22: kontakt.case.v1.CoarseLocation
+	(Resolution)(0),                   // 23: kontakt.case.v1.Resolution
+	(DataClass)(0),                    // 24: kontakt.case.v1.DataClass
 }
 var file_kontakt_case_v1_events_proto_depIdxs = []int32{
-	16, // 0: kontakt.case.v1.CaseRegistered.type:type_name -> kontakt.case.v1.CaseType
-	17, // 1: kontakt.case.v1.CaseRegistered.channel:type_name -> kontakt.case.v1.Channel
-	18, // 2: kontakt.case.v1.CaseRegistered.registered_at:type_name -> google.protobuf.Timestamp
-	19, // 3: kontakt.case.v1.CaseRegistered.contact:type_name -> kontakt.case.v1.SealedPersonalData
-	19, // 4: kontakt.case.v1.CaseRegistered.identity:type_name -> kontakt.case.v1.SealedPersonalData
-	19, // 5: kontakt.case.v1.CaseRegistered.free_text:type_name -> kontakt.case.v1.SealedPersonalData
-	19, // 6: kontakt.case.v1.CaseRegistered.attachment_names:type_name -> kontakt.case.v1.SealedPersonalData
-	20, // 7: kontakt.case.v1.CaseRegistered.attachments:type_name -> kontakt.case.v1.Attachment
-	21, // 8: kontakt.case.v1.CaseRegistered.coarse_location:type_name -> kontakt.case.v1.CoarseLocation
-	18, // 9: kontakt.case.v1.CaseRouted.routed_at:type_name -> google.protobuf.Timestamp
-	18, // 10: kontakt.case.v1.CaseMoved.moved_at:type_name -> google.protobuf.Timestamp
-	18, // 11: kontakt.case.v1.CaseAssigned.assigned_at:type_name -> google.protobuf.Timestamp
-	18, // 12: kontakt.case.v1.CaseReleased.released_at:type_name -> google.protobuf.Timestamp
-	19, // 13: kontakt.case.v1.NoteAdded.text:type_name -> kontakt.case.v1.SealedPersonalData
-	18, // 14: kontakt.case.v1.NoteAdded.added_at:type_name -> google.protobuf.Timestamp
-	19, // 15: kontakt.case.v1.CaseForwarded.comment:type_name -> kontakt.case.v1.SealedPersonalData
-	18, // 16: kontakt.case.v1.CaseForwarded.forwarded_at:type_name -> google.protobuf.Timestamp
-	19, // 17: kontakt.case.v1.CaseAnswered.answer:type_name -> kontakt.case.v1.SealedPersonalData
-	18, // 18: kontakt.case.v1.CaseAnswered.answered_at:type_name -> google.protobuf.Timestamp
-	22, // 19: kontakt.case.v1.CaseClosed.resolution:type_name -> kontakt.case.v1.Resolution
-	18, // 20: kontakt.case.v1.CaseClosed.closed_at:type_name -> google.protobuf.Timestamp
-	18, // 21: kontakt.case.v1.CaseReopened.reopened_at:type_name -> google.protobuf.Timestamp
-	23, // 22: kontakt.case.v1.PersonalDataRedacted.data_classes:type_name -> kontakt.case.v1.DataClass
-	18, // 23: kontakt.case.v1.PersonalDataRedacted.redacted_at:type_name -> google.protobuf.Timestamp
-	23, // 24: kontakt.case.v1.PersonalDataRectified.data_class:type_name -> kontakt.case.v1.DataClass
-	19, // 25: kontakt.case.v1.PersonalDataRectified.value:type_name -> kontakt.case.v1.SealedPersonalData
-	18, // 26: kontakt.case.v1.PersonalDataRectified.rectified_at:type_name -> google.protobuf.Timestamp
-	18, // 27: kontakt.case.v1.HoldPlaced.placed_at:type_name -> google.protobuf.Timestamp
-	18, // 28: kontakt.case.v1.HoldReleased.released_at:type_name -> google.protobuf.Timestamp
-	18, // 29: kontakt.case.v1.CaseMarkedForPreservation.marked_at:type_name -> google.protobuf.Timestamp
-	18, // 30: kontakt.case.v1.CaseDeleted.deleted_at:type_name -> google.protobuf.Timestamp
-	31, // [31:31] is the sub-list for method output_type
-	31, // [31:31] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	17, // 0: kontakt.case.v1.CaseRegistered.type:type_name -> kontakt.case.v1.CaseType
+	18, // 1: kontakt.case.v1.CaseRegistered.channel:type_name -> kontakt.case.v1.Channel
+	19, // 2: kontakt.case.v1.CaseRegistered.registered_at:type_name -> google.protobuf.Timestamp
+	20, // 3: kontakt.case.v1.CaseRegistered.contact:type_name -> kontakt.case.v1.SealedPersonalData
+	20, // 4: kontakt.case.v1.CaseRegistered.identity:type_name -> kontakt.case.v1.SealedPersonalData
+	20, // 5: kontakt.case.v1.CaseRegistered.free_text:type_name -> kontakt.case.v1.SealedPersonalData
+	20, // 6: kontakt.case.v1.CaseRegistered.attachment_names:type_name -> kontakt.case.v1.SealedPersonalData
+	21, // 7: kontakt.case.v1.CaseRegistered.attachments:type_name -> kontakt.case.v1.Attachment
+	22, // 8: kontakt.case.v1.CaseRegistered.coarse_location:type_name -> kontakt.case.v1.CoarseLocation
+	19, // 9: kontakt.case.v1.CaseRouted.routed_at:type_name -> google.protobuf.Timestamp
+	19, // 10: kontakt.case.v1.CaseMoved.moved_at:type_name -> google.protobuf.Timestamp
+	19, // 11: kontakt.case.v1.CaseAssigned.assigned_at:type_name -> google.protobuf.Timestamp
+	19, // 12: kontakt.case.v1.CaseReleased.released_at:type_name -> google.protobuf.Timestamp
+	20, // 13: kontakt.case.v1.NoteAdded.text:type_name -> kontakt.case.v1.SealedPersonalData
+	19, // 14: kontakt.case.v1.NoteAdded.added_at:type_name -> google.protobuf.Timestamp
+	20, // 15: kontakt.case.v1.CaseForwarded.comment:type_name -> kontakt.case.v1.SealedPersonalData
+	19, // 16: kontakt.case.v1.CaseForwarded.forwarded_at:type_name -> google.protobuf.Timestamp
+	20, // 17: kontakt.case.v1.CaseAnswered.answer:type_name -> kontakt.case.v1.SealedPersonalData
+	19, // 18: kontakt.case.v1.CaseAnswered.answered_at:type_name -> google.protobuf.Timestamp
+	23, // 19: kontakt.case.v1.CaseClosed.resolution:type_name -> kontakt.case.v1.Resolution
+	19, // 20: kontakt.case.v1.CaseClosed.closed_at:type_name -> google.protobuf.Timestamp
+	19, // 21: kontakt.case.v1.CaseReopened.reopened_at:type_name -> google.protobuf.Timestamp
+	24, // 22: kontakt.case.v1.PersonalDataRedacted.data_classes:type_name -> kontakt.case.v1.DataClass
+	19, // 23: kontakt.case.v1.PersonalDataRedacted.redacted_at:type_name -> google.protobuf.Timestamp
+	24, // 24: kontakt.case.v1.PersonalDataRectified.data_class:type_name -> kontakt.case.v1.DataClass
+	20, // 25: kontakt.case.v1.PersonalDataRectified.value:type_name -> kontakt.case.v1.SealedPersonalData
+	19, // 26: kontakt.case.v1.PersonalDataRectified.rectified_at:type_name -> google.protobuf.Timestamp
+	19, // 27: kontakt.case.v1.HoldPlaced.placed_at:type_name -> google.protobuf.Timestamp
+	19, // 28: kontakt.case.v1.HoldReleased.released_at:type_name -> google.protobuf.Timestamp
+	19, // 29: kontakt.case.v1.CaseMarkedForPreservation.marked_at:type_name -> google.protobuf.Timestamp
+	19, // 30: kontakt.case.v1.CaseDeleted.deleted_at:type_name -> google.protobuf.Timestamp
+	19, // 31: kontakt.case.v1.CaseArchived.archived_at:type_name -> google.protobuf.Timestamp
+	32, // [32:32] is the sub-list for method output_type
+	32, // [32:32] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_kontakt_case_v1_events_proto_init() }
@@ -1521,7 +1601,7 @@ func file_kontakt_case_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kontakt_case_v1_events_proto_rawDesc), len(file_kontakt_case_v1_events_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   16,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

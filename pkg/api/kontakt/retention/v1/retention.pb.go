@@ -143,9 +143,16 @@ type PlanRule struct {
 	// Unset: the whole case.
 	DataClass v1.DataClass `protobuf:"varint,4,opt,name=data_class,json=dataClass,proto3,enum=kontakt.case.v1.DataClass" json:"data_class,omitempty"`
 	// Period in days.
-	PeriodDays    int32  `protobuf:"varint,5,opt,name=period_days,json=periodDays,proto3" json:"period_days,omitempty"`
-	Anchor        Anchor `protobuf:"varint,6,opt,name=anchor,proto3,enum=kontakt.retention.v1.Anchor" json:"anchor,omitempty"`
-	Action        Action `protobuf:"varint,7,opt,name=action,proto3,enum=kontakt.retention.v1.Action" json:"action,omitempty"`
+	PeriodDays int32  `protobuf:"varint,5,opt,name=period_days,json=periodDays,proto3" json:"period_days,omitempty"`
+	Anchor     Anchor `protobuf:"varint,6,opt,name=anchor,proto3,enum=kontakt.retention.v1.Anchor" json:"anchor,omitempty"`
+	Action     Action `protobuf:"varint,7,opt,name=action,proto3,enum=kontakt.retention.v1.Action" json:"action,omitempty"`
+	// The period as written in the plan (for example "2y" or "6m");
+	// period_days is its nominal length.
+	Period string `protobuf:"bytes,8,opt,name=period,proto3" json:"period,omitempty"`
+	// The rule applies only to cases marked for preservation.
+	MarkedOnly bool `protobuf:"varint,9,opt,name=marked_only,json=markedOnly,proto3" json:"marked_only,omitempty"`
+	// Where the rule comes from in the municipality's own documents.
+	Note          string `protobuf:"bytes,10,opt,name=note,proto3" json:"note,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -227,6 +234,27 @@ func (x *PlanRule) GetAction() Action {
 		return x.Action
 	}
 	return Action_ACTION_UNSPECIFIED
+}
+
+func (x *PlanRule) GetPeriod() string {
+	if x != nil {
+		return x.Period
+	}
+	return ""
+}
+
+func (x *PlanRule) GetMarkedOnly() bool {
+	if x != nil {
+		return x.MarkedOnly
+	}
+	return false
+}
+
+func (x *PlanRule) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
 }
 
 // Plan is a versioned retention plan.
@@ -1393,6 +1421,264 @@ func (x *EraseSubjectResponse) GetOutcomes() []*EraseOutcome {
 	return nil
 }
 
+// ListReceiptsRequest has no parameters: the whole ledger is streamed.
+type ListReceiptsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListReceiptsRequest) Reset() {
+	*x = ListReceiptsRequest{}
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListReceiptsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListReceiptsRequest) ProtoMessage() {}
+
+func (x *ListReceiptsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListReceiptsRequest.ProtoReflect.Descriptor instead.
+func (*ListReceiptsRequest) Descriptor() ([]byte, []int) {
+	return file_kontakt_retention_v1_retention_proto_rawDescGZIP(), []int{21}
+}
+
+// ListReceiptsResponse carries one receipt of the stream.
+type ListReceiptsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Receipt       *Receipt               `protobuf:"bytes,1,opt,name=receipt,proto3" json:"receipt,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListReceiptsResponse) Reset() {
+	*x = ListReceiptsResponse{}
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListReceiptsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListReceiptsResponse) ProtoMessage() {}
+
+func (x *ListReceiptsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListReceiptsResponse.ProtoReflect.Descriptor instead.
+func (*ListReceiptsResponse) Descriptor() ([]byte, []int) {
+	return file_kontakt_retention_v1_retention_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *ListReceiptsResponse) GetReceipt() *Receipt {
+	if x != nil {
+		return x.Receipt
+	}
+	return nil
+}
+
+// Receipt is one entry of the retention ledger. It holds no personal
+// data; hash covers prev and every other field (see ARCHITECTURE.md).
+type Receipt struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Seq           uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	Kind          string                 `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	Key           string                 `protobuf:"bytes,3,opt,name=key,proto3" json:"key,omitempty"`
+	CaseId        string                 `protobuf:"bytes,4,opt,name=case_id,json=caseId,proto3" json:"case_id,omitempty"`
+	CaseNumber    string                 `protobuf:"bytes,5,opt,name=case_number,json=caseNumber,proto3" json:"case_number,omitempty"`
+	CaseType      string                 `protobuf:"bytes,6,opt,name=case_type,json=caseType,proto3" json:"case_type,omitempty"`
+	Channel       string                 `protobuf:"bytes,7,opt,name=channel,proto3" json:"channel,omitempty"`
+	PlanName      string                 `protobuf:"bytes,8,opt,name=plan_name,json=planName,proto3" json:"plan_name,omitempty"`
+	PlanVersion   string                 `protobuf:"bytes,9,opt,name=plan_version,json=planVersion,proto3" json:"plan_version,omitempty"`
+	Rule          string                 `protobuf:"bytes,10,opt,name=rule,proto3" json:"rule,omitempty"`
+	Reason        string                 `protobuf:"bytes,11,opt,name=reason,proto3" json:"reason,omitempty"`
+	Classes       []string               `protobuf:"bytes,12,rep,name=classes,proto3" json:"classes,omitempty"`
+	At            *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=at,proto3" json:"at,omitempty"`
+	ArchiveSha256 string                 `protobuf:"bytes,14,opt,name=archive_sha256,json=archiveSha256,proto3" json:"archive_sha256,omitempty"`
+	Prev          string                 `protobuf:"bytes,15,opt,name=prev,proto3" json:"prev,omitempty"`
+	Hash          string                 `protobuf:"bytes,16,opt,name=hash,proto3" json:"hash,omitempty"`
+	// The receipt exactly as stored (JSON), so a verifier can recompute the
+	// hash without depending on this message's field mapping.
+	Raw           []byte `protobuf:"bytes,17,opt,name=raw,proto3" json:"raw,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Receipt) Reset() {
+	*x = Receipt{}
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Receipt) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Receipt) ProtoMessage() {}
+
+func (x *Receipt) ProtoReflect() protoreflect.Message {
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Receipt.ProtoReflect.Descriptor instead.
+func (*Receipt) Descriptor() ([]byte, []int) {
+	return file_kontakt_retention_v1_retention_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *Receipt) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *Receipt) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *Receipt) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *Receipt) GetCaseId() string {
+	if x != nil {
+		return x.CaseId
+	}
+	return ""
+}
+
+func (x *Receipt) GetCaseNumber() string {
+	if x != nil {
+		return x.CaseNumber
+	}
+	return ""
+}
+
+func (x *Receipt) GetCaseType() string {
+	if x != nil {
+		return x.CaseType
+	}
+	return ""
+}
+
+func (x *Receipt) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+func (x *Receipt) GetPlanName() string {
+	if x != nil {
+		return x.PlanName
+	}
+	return ""
+}
+
+func (x *Receipt) GetPlanVersion() string {
+	if x != nil {
+		return x.PlanVersion
+	}
+	return ""
+}
+
+func (x *Receipt) GetRule() string {
+	if x != nil {
+		return x.Rule
+	}
+	return ""
+}
+
+func (x *Receipt) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Receipt) GetClasses() []string {
+	if x != nil {
+		return x.Classes
+	}
+	return nil
+}
+
+func (x *Receipt) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+func (x *Receipt) GetArchiveSha256() string {
+	if x != nil {
+		return x.ArchiveSha256
+	}
+	return ""
+}
+
+func (x *Receipt) GetPrev() string {
+	if x != nil {
+		return x.Prev
+	}
+	return ""
+}
+
+func (x *Receipt) GetHash() string {
+	if x != nil {
+		return x.Hash
+	}
+	return ""
+}
+
+func (x *Receipt) GetRaw() []byte {
+	if x != nil {
+		return x.Raw
+	}
+	return nil
+}
+
 // RectifyRequest carries corrected values for one data class.
 type RectifyRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
@@ -1410,7 +1696,7 @@ type RectifyRequest struct {
 
 func (x *RectifyRequest) Reset() {
 	*x = RectifyRequest{}
-	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[21]
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1422,7 +1708,7 @@ func (x *RectifyRequest) String() string {
 func (*RectifyRequest) ProtoMessage() {}
 
 func (x *RectifyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[21]
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1435,7 +1721,7 @@ func (x *RectifyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RectifyRequest.ProtoReflect.Descriptor instead.
 func (*RectifyRequest) Descriptor() ([]byte, []int) {
-	return file_kontakt_retention_v1_retention_proto_rawDescGZIP(), []int{21}
+	return file_kontakt_retention_v1_retention_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RectifyRequest) GetCaseId() string {
@@ -1517,7 +1803,7 @@ type RectifyResponse struct {
 
 func (x *RectifyResponse) Reset() {
 	*x = RectifyResponse{}
-	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[22]
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1529,7 +1815,7 @@ func (x *RectifyResponse) String() string {
 func (*RectifyResponse) ProtoMessage() {}
 
 func (x *RectifyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[22]
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1542,14 +1828,14 @@ func (x *RectifyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RectifyResponse.ProtoReflect.Descriptor instead.
 func (*RectifyResponse) Descriptor() ([]byte, []int) {
-	return file_kontakt_retention_v1_retention_proto_rawDescGZIP(), []int{22}
+	return file_kontakt_retention_v1_retention_proto_rawDescGZIP(), []int{25}
 }
 
 var File_kontakt_retention_v1_retention_proto protoreflect.FileDescriptor
 
 const file_kontakt_retention_v1_retention_proto_rawDesc = "" +
 	"\n" +
-	"$kontakt/retention/v1/retention.proto\x12\x14kontakt.retention.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1akontakt/auth/v1/auth.proto\x1a\x1akontakt/case/v1/case.proto\"\xd2\x02\n" +
+	"$kontakt/retention/v1/retention.proto\x12\x14kontakt.retention.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1akontakt/auth/v1/auth.proto\x1a\x1akontakt/case/v1/case.proto\"\x9f\x03\n" +
 	"\bPlanRule\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x126\n" +
 	"\tcase_type\x18\x02 \x01(\x0e2\x19.kontakt.case.v1.CaseTypeR\bcaseType\x122\n" +
@@ -1559,7 +1845,12 @@ const file_kontakt_retention_v1_retention_proto_rawDesc = "" +
 	"\vperiod_days\x18\x05 \x01(\x05R\n" +
 	"periodDays\x124\n" +
 	"\x06anchor\x18\x06 \x01(\x0e2\x1c.kontakt.retention.v1.AnchorR\x06anchor\x124\n" +
-	"\x06action\x18\a \x01(\x0e2\x1c.kontakt.retention.v1.ActionR\x06action\"j\n" +
+	"\x06action\x18\a \x01(\x0e2\x1c.kontakt.retention.v1.ActionR\x06action\x12\x16\n" +
+	"\x06period\x18\b \x01(\tR\x06period\x12\x1f\n" +
+	"\vmarked_only\x18\t \x01(\bR\n" +
+	"markedOnly\x12\x12\n" +
+	"\x04note\x18\n" +
+	" \x01(\tR\x04note\"j\n" +
 	"\x04Plan\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x124\n" +
@@ -1637,7 +1928,30 @@ const file_kontakt_retention_v1_retention_proto_rawDesc = "" +
 	"\x06erased\x18\x02 \x01(\bR\x06erased\x12 \n" +
 	"\vexplanation\x18\x03 \x01(\tR\vexplanation\"V\n" +
 	"\x14EraseSubjectResponse\x12>\n" +
-	"\boutcomes\x18\x01 \x03(\v2\".kontakt.retention.v1.EraseOutcomeR\boutcomes\"\x9c\x02\n" +
+	"\boutcomes\x18\x01 \x03(\v2\".kontakt.retention.v1.EraseOutcomeR\boutcomes\"\x15\n" +
+	"\x13ListReceiptsRequest\"O\n" +
+	"\x14ListReceiptsResponse\x127\n" +
+	"\areceipt\x18\x01 \x01(\v2\x1d.kontakt.retention.v1.ReceiptR\areceipt\"\xc5\x03\n" +
+	"\aReceipt\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x10\n" +
+	"\x03key\x18\x03 \x01(\tR\x03key\x12\x17\n" +
+	"\acase_id\x18\x04 \x01(\tR\x06caseId\x12\x1f\n" +
+	"\vcase_number\x18\x05 \x01(\tR\n" +
+	"caseNumber\x12\x1b\n" +
+	"\tcase_type\x18\x06 \x01(\tR\bcaseType\x12\x18\n" +
+	"\achannel\x18\a \x01(\tR\achannel\x12\x1b\n" +
+	"\tplan_name\x18\b \x01(\tR\bplanName\x12!\n" +
+	"\fplan_version\x18\t \x01(\tR\vplanVersion\x12\x12\n" +
+	"\x04rule\x18\n" +
+	" \x01(\tR\x04rule\x12\x16\n" +
+	"\x06reason\x18\v \x01(\tR\x06reason\x12\x18\n" +
+	"\aclasses\x18\f \x03(\tR\aclasses\x12*\n" +
+	"\x02at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12%\n" +
+	"\x0earchive_sha256\x18\x0e \x01(\tR\rarchiveSha256\x12\x12\n" +
+	"\x04prev\x18\x0f \x01(\tR\x04prev\x12\x12\n" +
+	"\x04hash\x18\x10 \x01(\tR\x04hash\x12\x10\n" +
+	"\x03raw\x18\x11 \x01(\fR\x03raw\"\x9c\x02\n" +
 	"\x0eRectifyRequest\x12\"\n" +
 	"\acase_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x06caseId\x12;\n" +
 	"\acontact\x18\x02 \x01(\v2\x1f.kontakt.case.v1.ContactDetailsH\x00R\acontact\x128\n" +
@@ -1655,7 +1969,8 @@ const file_kontakt_retention_v1_retention_proto_rawDesc = "" +
 	"\rACTION_REDACT\x10\x01\x12\x11\n" +
 	"\rACTION_DELETE\x10\x02\x12\x13\n" +
 	"\x0fACTION_PRESERVE\x10\x03\x12\x0f\n" +
-	"\vACTION_KEEP\x10\x042\x96\t\n" +
+	"\vACTION_KEEP\x10\x042\xa8\n" +
+	"\n" +
 	"\x10RetentionService\x12z\n" +
 	"\aGetPlan\x12$.kontakt.retention.v1.GetPlanRequest\x1a%.kontakt.retention.v1.GetPlanResponse\"\"\xc2\xf3\x18\x04\n" +
 	"\x02\x03\x05\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/retention/plan\x12}\n" +
@@ -1670,7 +1985,9 @@ const file_kontakt_retention_v1_retention_proto_rawDesc = "" +
 	"\rSubjectAccess\x12*.kontakt.retention.v1.SubjectAccessRequest\x1a+.kontakt.retention.v1.SubjectAccessResponse\"%\xc2\xf3\x18\x03\n" +
 	"\x01\x05\x82\xd3\xe4\x93\x02\x18:\x01*\"\x13/v1/subjects:access\x12\x8b\x01\n" +
 	"\fEraseSubject\x12).kontakt.retention.v1.EraseSubjectRequest\x1a*.kontakt.retention.v1.EraseSubjectResponse\"$\xc2\xf3\x18\x03\n" +
-	"\x01\x05\x82\xd3\xe4\x93\x02\x17:\x01*\"\x12/v1/subjects:erase\x12\x85\x01\n" +
+	"\x01\x05\x82\xd3\xe4\x93\x02\x17:\x01*\"\x12/v1/subjects:erase\x12\x8f\x01\n" +
+	"\fListReceipts\x12).kontakt.retention.v1.ListReceiptsRequest\x1a*.kontakt.retention.v1.ListReceiptsResponse\"&\xc2\xf3\x18\x04\n" +
+	"\x02\x03\x05\x82\xd3\xe4\x93\x02\x18\x12\x16/v1/retention/receipts0\x01\x12\x85\x01\n" +
 	"\aRectify\x12$.kontakt.retention.v1.RectifyRequest\x1a%.kontakt.retention.v1.RectifyResponse\"-\xc2\xf3\x18\x03\n" +
 	"\x01\x05\x82\xd3\xe4\x93\x02 :\x01*\"\x1b/v1/cases/{case_id}:rectifyBHZFgithub.com/kontakt-se/kontakt/pkg/api/kontakt/retention/v1;retentionv1b\x06proto3"
 
@@ -1687,7 +2004,7 @@ func file_kontakt_retention_v1_retention_proto_rawDescGZIP() []byte {
 }
 
 var file_kontakt_retention_v1_retention_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_kontakt_retention_v1_retention_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_kontakt_retention_v1_retention_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_kontakt_retention_v1_retention_proto_goTypes = []any{
 	(Anchor)(0),                         // 0: kontakt.retention.v1.Anchor
 	(Action)(0),                         // 1: kontakt.retention.v1.Action
@@ -1712,67 +2029,74 @@ var file_kontakt_retention_v1_retention_proto_goTypes = []any{
 	(*EraseSubjectRequest)(nil),         // 20: kontakt.retention.v1.EraseSubjectRequest
 	(*EraseOutcome)(nil),                // 21: kontakt.retention.v1.EraseOutcome
 	(*EraseSubjectResponse)(nil),        // 22: kontakt.retention.v1.EraseSubjectResponse
-	(*RectifyRequest)(nil),              // 23: kontakt.retention.v1.RectifyRequest
-	(*RectifyResponse)(nil),             // 24: kontakt.retention.v1.RectifyResponse
-	(v1.CaseType)(0),                    // 25: kontakt.case.v1.CaseType
-	(v1.Channel)(0),                     // 26: kontakt.case.v1.Channel
-	(v1.DataClass)(0),                   // 27: kontakt.case.v1.DataClass
-	(*timestamppb.Timestamp)(nil),       // 28: google.protobuf.Timestamp
-	(*v1.ContactDetails)(nil),           // 29: kontakt.case.v1.ContactDetails
-	(*v1.IdentityNumber)(nil),           // 30: kontakt.case.v1.IdentityNumber
-	(*v1.FreeText)(nil),                 // 31: kontakt.case.v1.FreeText
+	(*ListReceiptsRequest)(nil),         // 23: kontakt.retention.v1.ListReceiptsRequest
+	(*ListReceiptsResponse)(nil),        // 24: kontakt.retention.v1.ListReceiptsResponse
+	(*Receipt)(nil),                     // 25: kontakt.retention.v1.Receipt
+	(*RectifyRequest)(nil),              // 26: kontakt.retention.v1.RectifyRequest
+	(*RectifyResponse)(nil),             // 27: kontakt.retention.v1.RectifyResponse
+	(v1.CaseType)(0),                    // 28: kontakt.case.v1.CaseType
+	(v1.Channel)(0),                     // 29: kontakt.case.v1.Channel
+	(v1.DataClass)(0),                   // 30: kontakt.case.v1.DataClass
+	(*timestamppb.Timestamp)(nil),       // 31: google.protobuf.Timestamp
+	(*v1.ContactDetails)(nil),           // 32: kontakt.case.v1.ContactDetails
+	(*v1.IdentityNumber)(nil),           // 33: kontakt.case.v1.IdentityNumber
+	(*v1.FreeText)(nil),                 // 34: kontakt.case.v1.FreeText
 }
 var file_kontakt_retention_v1_retention_proto_depIdxs = []int32{
-	25, // 0: kontakt.retention.v1.PlanRule.case_type:type_name -> kontakt.case.v1.CaseType
-	26, // 1: kontakt.retention.v1.PlanRule.channel:type_name -> kontakt.case.v1.Channel
-	27, // 2: kontakt.retention.v1.PlanRule.data_class:type_name -> kontakt.case.v1.DataClass
+	28, // 0: kontakt.retention.v1.PlanRule.case_type:type_name -> kontakt.case.v1.CaseType
+	29, // 1: kontakt.retention.v1.PlanRule.channel:type_name -> kontakt.case.v1.Channel
+	30, // 2: kontakt.retention.v1.PlanRule.data_class:type_name -> kontakt.case.v1.DataClass
 	0,  // 3: kontakt.retention.v1.PlanRule.anchor:type_name -> kontakt.retention.v1.Anchor
 	1,  // 4: kontakt.retention.v1.PlanRule.action:type_name -> kontakt.retention.v1.Action
 	2,  // 5: kontakt.retention.v1.Plan.rules:type_name -> kontakt.retention.v1.PlanRule
 	3,  // 6: kontakt.retention.v1.GetPlanResponse.plan:type_name -> kontakt.retention.v1.Plan
-	25, // 7: kontakt.retention.v1.DueItem.case_type:type_name -> kontakt.case.v1.CaseType
+	28, // 7: kontakt.retention.v1.DueItem.case_type:type_name -> kontakt.case.v1.CaseType
 	1,  // 8: kontakt.retention.v1.DueItem.action:type_name -> kontakt.retention.v1.Action
-	27, // 9: kontakt.retention.v1.DueItem.data_classes:type_name -> kontakt.case.v1.DataClass
-	28, // 10: kontakt.retention.v1.DueItem.due_at:type_name -> google.protobuf.Timestamp
+	30, // 9: kontakt.retention.v1.DueItem.data_classes:type_name -> kontakt.case.v1.DataClass
+	31, // 10: kontakt.retention.v1.DueItem.due_at:type_name -> google.protobuf.Timestamp
 	7,  // 11: kontakt.retention.v1.PreviewResponse.items:type_name -> kontakt.retention.v1.DueItem
 	15, // 12: kontakt.retention.v1.SubjectAccessRequest.subject:type_name -> kontakt.retention.v1.SubjectKey
-	25, // 13: kontakt.retention.v1.SubjectCase.type:type_name -> kontakt.case.v1.CaseType
-	26, // 14: kontakt.retention.v1.SubjectCase.channel:type_name -> kontakt.case.v1.Channel
-	28, // 15: kontakt.retention.v1.SubjectCase.registered_at:type_name -> google.protobuf.Timestamp
-	29, // 16: kontakt.retention.v1.SubjectCase.contact:type_name -> kontakt.case.v1.ContactDetails
-	30, // 17: kontakt.retention.v1.SubjectCase.identity:type_name -> kontakt.case.v1.IdentityNumber
-	31, // 18: kontakt.retention.v1.SubjectCase.free_text:type_name -> kontakt.case.v1.FreeText
-	28, // 19: kontakt.retention.v1.SubjectCase.redaction_due_at:type_name -> google.protobuf.Timestamp
-	28, // 20: kontakt.retention.v1.SubjectCase.deletion_due_at:type_name -> google.protobuf.Timestamp
+	28, // 13: kontakt.retention.v1.SubjectCase.type:type_name -> kontakt.case.v1.CaseType
+	29, // 14: kontakt.retention.v1.SubjectCase.channel:type_name -> kontakt.case.v1.Channel
+	31, // 15: kontakt.retention.v1.SubjectCase.registered_at:type_name -> google.protobuf.Timestamp
+	32, // 16: kontakt.retention.v1.SubjectCase.contact:type_name -> kontakt.case.v1.ContactDetails
+	33, // 17: kontakt.retention.v1.SubjectCase.identity:type_name -> kontakt.case.v1.IdentityNumber
+	34, // 18: kontakt.retention.v1.SubjectCase.free_text:type_name -> kontakt.case.v1.FreeText
+	31, // 19: kontakt.retention.v1.SubjectCase.redaction_due_at:type_name -> google.protobuf.Timestamp
+	31, // 20: kontakt.retention.v1.SubjectCase.deletion_due_at:type_name -> google.protobuf.Timestamp
 	18, // 21: kontakt.retention.v1.SubjectCase.reads:type_name -> kontakt.retention.v1.SubjectAuditEntry
-	28, // 22: kontakt.retention.v1.SubjectAuditEntry.read_at:type_name -> google.protobuf.Timestamp
+	31, // 22: kontakt.retention.v1.SubjectAuditEntry.read_at:type_name -> google.protobuf.Timestamp
 	17, // 23: kontakt.retention.v1.SubjectAccessResponse.cases:type_name -> kontakt.retention.v1.SubjectCase
 	15, // 24: kontakt.retention.v1.EraseSubjectRequest.subject:type_name -> kontakt.retention.v1.SubjectKey
 	21, // 25: kontakt.retention.v1.EraseSubjectResponse.outcomes:type_name -> kontakt.retention.v1.EraseOutcome
-	29, // 26: kontakt.retention.v1.RectifyRequest.contact:type_name -> kontakt.case.v1.ContactDetails
-	31, // 27: kontakt.retention.v1.RectifyRequest.free_text:type_name -> kontakt.case.v1.FreeText
-	30, // 28: kontakt.retention.v1.RectifyRequest.identity:type_name -> kontakt.case.v1.IdentityNumber
-	4,  // 29: kontakt.retention.v1.RetentionService.GetPlan:input_type -> kontakt.retention.v1.GetPlanRequest
-	6,  // 30: kontakt.retention.v1.RetentionService.Preview:input_type -> kontakt.retention.v1.PreviewRequest
-	9,  // 31: kontakt.retention.v1.RetentionService.PlaceHold:input_type -> kontakt.retention.v1.PlaceHoldRequest
-	11, // 32: kontakt.retention.v1.RetentionService.ReleaseHold:input_type -> kontakt.retention.v1.ReleaseHoldRequest
-	13, // 33: kontakt.retention.v1.RetentionService.MarkForPreservation:input_type -> kontakt.retention.v1.MarkForPreservationRequest
-	16, // 34: kontakt.retention.v1.RetentionService.SubjectAccess:input_type -> kontakt.retention.v1.SubjectAccessRequest
-	20, // 35: kontakt.retention.v1.RetentionService.EraseSubject:input_type -> kontakt.retention.v1.EraseSubjectRequest
-	23, // 36: kontakt.retention.v1.RetentionService.Rectify:input_type -> kontakt.retention.v1.RectifyRequest
-	5,  // 37: kontakt.retention.v1.RetentionService.GetPlan:output_type -> kontakt.retention.v1.GetPlanResponse
-	8,  // 38: kontakt.retention.v1.RetentionService.Preview:output_type -> kontakt.retention.v1.PreviewResponse
-	10, // 39: kontakt.retention.v1.RetentionService.PlaceHold:output_type -> kontakt.retention.v1.PlaceHoldResponse
-	12, // 40: kontakt.retention.v1.RetentionService.ReleaseHold:output_type -> kontakt.retention.v1.ReleaseHoldResponse
-	14, // 41: kontakt.retention.v1.RetentionService.MarkForPreservation:output_type -> kontakt.retention.v1.MarkForPreservationResponse
-	19, // 42: kontakt.retention.v1.RetentionService.SubjectAccess:output_type -> kontakt.retention.v1.SubjectAccessResponse
-	22, // 43: kontakt.retention.v1.RetentionService.EraseSubject:output_type -> kontakt.retention.v1.EraseSubjectResponse
-	24, // 44: kontakt.retention.v1.RetentionService.Rectify:output_type -> kontakt.retention.v1.RectifyResponse
-	37, // [37:45] is the sub-list for method output_type
-	29, // [29:37] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	25, // 26: kontakt.retention.v1.ListReceiptsResponse.receipt:type_name -> kontakt.retention.v1.Receipt
+	31, // 27: kontakt.retention.v1.Receipt.at:type_name -> google.protobuf.Timestamp
+	32, // 28: kontakt.retention.v1.RectifyRequest.contact:type_name -> kontakt.case.v1.ContactDetails
+	34, // 29: kontakt.retention.v1.RectifyRequest.free_text:type_name -> kontakt.case.v1.FreeText
+	33, // 30: kontakt.retention.v1.RectifyRequest.identity:type_name -> kontakt.case.v1.IdentityNumber
+	4,  // 31: kontakt.retention.v1.RetentionService.GetPlan:input_type -> kontakt.retention.v1.GetPlanRequest
+	6,  // 32: kontakt.retention.v1.RetentionService.Preview:input_type -> kontakt.retention.v1.PreviewRequest
+	9,  // 33: kontakt.retention.v1.RetentionService.PlaceHold:input_type -> kontakt.retention.v1.PlaceHoldRequest
+	11, // 34: kontakt.retention.v1.RetentionService.ReleaseHold:input_type -> kontakt.retention.v1.ReleaseHoldRequest
+	13, // 35: kontakt.retention.v1.RetentionService.MarkForPreservation:input_type -> kontakt.retention.v1.MarkForPreservationRequest
+	16, // 36: kontakt.retention.v1.RetentionService.SubjectAccess:input_type -> kontakt.retention.v1.SubjectAccessRequest
+	20, // 37: kontakt.retention.v1.RetentionService.EraseSubject:input_type -> kontakt.retention.v1.EraseSubjectRequest
+	23, // 38: kontakt.retention.v1.RetentionService.ListReceipts:input_type -> kontakt.retention.v1.ListReceiptsRequest
+	26, // 39: kontakt.retention.v1.RetentionService.Rectify:input_type -> kontakt.retention.v1.RectifyRequest
+	5,  // 40: kontakt.retention.v1.RetentionService.GetPlan:output_type -> kontakt.retention.v1.GetPlanResponse
+	8,  // 41: kontakt.retention.v1.RetentionService.Preview:output_type -> kontakt.retention.v1.PreviewResponse
+	10, // 42: kontakt.retention.v1.RetentionService.PlaceHold:output_type -> kontakt.retention.v1.PlaceHoldResponse
+	12, // 43: kontakt.retention.v1.RetentionService.ReleaseHold:output_type -> kontakt.retention.v1.ReleaseHoldResponse
+	14, // 44: kontakt.retention.v1.RetentionService.MarkForPreservation:output_type -> kontakt.retention.v1.MarkForPreservationResponse
+	19, // 45: kontakt.retention.v1.RetentionService.SubjectAccess:output_type -> kontakt.retention.v1.SubjectAccessResponse
+	22, // 46: kontakt.retention.v1.RetentionService.EraseSubject:output_type -> kontakt.retention.v1.EraseSubjectResponse
+	24, // 47: kontakt.retention.v1.RetentionService.ListReceipts:output_type -> kontakt.retention.v1.ListReceiptsResponse
+	27, // 48: kontakt.retention.v1.RetentionService.Rectify:output_type -> kontakt.retention.v1.RectifyResponse
+	40, // [40:49] is the sub-list for method output_type
+	31, // [31:40] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_kontakt_retention_v1_retention_proto_init() }
@@ -1785,7 +2109,7 @@ func file_kontakt_retention_v1_retention_proto_init() {
 		(*SubjectKey_Email)(nil),
 		(*SubjectKey_Phone)(nil),
 	}
-	file_kontakt_retention_v1_retention_proto_msgTypes[21].OneofWrappers = []any{
+	file_kontakt_retention_v1_retention_proto_msgTypes[24].OneofWrappers = []any{
 		(*RectifyRequest_Contact)(nil),
 		(*RectifyRequest_FreeText)(nil),
 		(*RectifyRequest_Identity)(nil),
@@ -1796,7 +2120,7 @@ func file_kontakt_retention_v1_retention_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kontakt_retention_v1_retention_proto_rawDesc), len(file_kontakt_retention_v1_retention_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   23,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

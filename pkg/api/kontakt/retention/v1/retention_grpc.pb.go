@@ -26,6 +26,7 @@ const (
 	RetentionService_MarkForPreservation_FullMethodName = "/kontakt.retention.v1.RetentionService/MarkForPreservation"
 	RetentionService_SubjectAccess_FullMethodName       = "/kontakt.retention.v1.RetentionService/SubjectAccess"
 	RetentionService_EraseSubject_FullMethodName        = "/kontakt.retention.v1.RetentionService/EraseSubject"
+	RetentionService_ListReceipts_FullMethodName        = "/kontakt.retention.v1.RetentionService/ListReceipts"
 	RetentionService_Rectify_FullMethodName             = "/kontakt.retention.v1.RetentionService/Rectify"
 )
 
@@ -54,6 +55,9 @@ type RetentionServiceClient interface {
 	SubjectAccess(ctx context.Context, in *SubjectAccessRequest, opts ...grpc.CallOption) (*SubjectAccessResponse, error)
 	// EraseSubject redacts a person's data in every case now.
 	EraseSubject(ctx context.Context, in *EraseSubjectRequest, opts ...grpc.CallOption) (*EraseSubjectResponse, error)
+	// ListReceipts streams the retention ledger's receipts in order, so an
+	// auditor can check the hash chain with their own tool.
+	ListReceipts(ctx context.Context, in *ListReceiptsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ListReceiptsResponse], error)
 	// Rectify replaces a case's data class with corrected values.
 	Rectify(ctx context.Context, in *RectifyRequest, opts ...grpc.CallOption) (*RectifyResponse, error)
 }
@@ -136,6 +140,25 @@ func (c *retentionServiceClient) EraseSubject(ctx context.Context, in *EraseSubj
 	return out, nil
 }
 
+func (c *retentionServiceClient) ListReceipts(ctx context.Context, in *ListReceiptsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ListReceiptsResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &RetentionService_ServiceDesc.Streams[0], RetentionService_ListReceipts_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ListReceiptsRequest, ListReceiptsResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type RetentionService_ListReceiptsClient = grpc.ServerStreamingClient[ListReceiptsResponse]
+
 func (c *retentionServiceClient) Rectify(ctx context.Context, in *RectifyRequest, opts ...grpc.CallOption) (*RectifyResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(RectifyResponse)
@@ -171,6 +194,9 @@ type RetentionServiceServer interface {
 	SubjectAccess(context.Context, *SubjectAccessRequest) (*SubjectAccessResponse, error)
 	// EraseSubject redacts a person's data in every case now.
 	EraseSubject(context.Context, *EraseSubjectRequest) (*EraseSubjectResponse, error)
+	// ListReceipts streams the retention ledger's receipts in order, so an
+	// auditor can check the hash chain with their own tool.
+	ListReceipts(*ListReceiptsRequest, grpc.ServerStreamingServer[ListReceiptsResponse]) error
 	// Rectify replaces a case's data class with corrected values.
 	Rectify(context.Context, *RectifyRequest) (*RectifyResponse, error)
 	mustEmbedUnimplementedRetentionServiceServer()
@@ -203,6 +229,9 @@ func (UnimplementedRetentionServiceServer) SubjectAccess(context.Context, *Subje
 }
 func (UnimplementedRetentionServiceServer) EraseSubject(context.Context, *EraseSubjectRequest) (*EraseSubjectResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method EraseSubject not implemented")
+}
+func (UnimplementedRetentionServiceServer) ListReceipts(*ListReceiptsRequest, grpc.ServerStreamingServer[ListReceiptsResponse]) error {
+	return status.Error(codes.Unimplemented, "method ListReceipts not implemented")
 }
 func (UnimplementedRetentionServiceServer) Rectify(context.Context, *RectifyRequest) (*RectifyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Rectify not implemented")
@@ -354,6 +383,17 @@ func _RetentionService_EraseSubject_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RetentionService_ListReceipts_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(ListReceiptsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(RetentionServiceServer).ListReceipts(m, &grpc.GenericServerStream[ListReceiptsRequest, ListReceiptsResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type RetentionService_ListReceiptsServer = grpc.ServerStreamingServer[ListReceiptsResponse]
+
 func _RetentionService_Rectify_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(RectifyRequest)
 	if err := dec(in); err != nil {
@@ -412,6 +452,12 @@ var RetentionService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _RetentionService_Rectify_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "ListReceipts",
+			Handler:       _RetentionService_ListReceipts_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "kontakt/retention/v1/retention.proto",
 }
