@@ -14,8 +14,8 @@ import (
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
 	routingv1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/routing/v1"
 	"github.com/kontakt-se/kontakt/pkg/blindindex"
-	"github.com/kontakt-se/kontakt/pkg/identity"
 	"github.com/kontakt-se/kontakt/pkg/seal"
+	"github.com/kontakt-se/kontakt/pkg/subject"
 	"github.com/kontakt-se/kontakt/services/routing/adapters/readmodel"
 	"github.com/kontakt-se/kontakt/services/routing/domain"
 )
@@ -45,7 +45,7 @@ var (
 	ErrNotPermitted = errors.New("not permitted")
 	// ErrInvalidKey means a search key is not a valid e-mail, phone or
 	// identity number.
-	ErrInvalidKey = errors.New("invalid search key")
+	ErrInvalidKey = subject.ErrInvalidKey
 )
 
 // Queries serves the agent UI's reads.
@@ -291,27 +291,10 @@ func (q *Queries) FindCases(ctx context.Context, r Reader, req *routingv1.FindCa
 
 // SearchToken normalises one search key and returns its blind-index token.
 func (q *Queries) SearchToken(email, phone, pnr string) (string, error) {
-	switch {
-	case email != "":
-		n, err := identity.NormaliseEmail(email)
-		if err != nil {
-			return "", fmt.Errorf("%w: e-mail", ErrInvalidKey)
-		}
-		return q.blind.Token(blindindex.Email, n), nil
-	case phone != "":
-		n, err := identity.NormalisePhone(phone)
-		if err != nil {
-			return "", fmt.Errorf("%w: phone", ErrInvalidKey)
-		}
-		return q.blind.Token(blindindex.Phone, n), nil
-	case pnr != "":
-		n, err := identity.ParsePersonalNumber(pnr, q.clock())
-		if err != nil {
-			return "", fmt.Errorf("%w: identity number", ErrInvalidKey)
-		}
-		return q.blind.Token(blindindex.IdentityNumber, n.Normalised()), nil
+	if email == "" && phone == "" && pnr == "" {
+		return "", fmt.Errorf("%w: give a case number, e-mail, phone or identity number", ErrInvalidKey)
 	}
-	return "", fmt.Errorf("%w: give a case number, e-mail, phone or identity number", ErrInvalidKey)
+	return subject.Token(q.blind, subject.Key{Email: email, Phone: phone, IdentityNumber: pnr}, q.clock())
 }
 
 // AuditTrail lists the reads of one case, or of every case of a person.
@@ -355,41 +338,9 @@ func NewTokenizer(sealer Sealer, blind *blindindex.Index, clock func() time.Time
 
 // Tokens implements readmodel.Tokenizer.
 func (t *Tokenizer) Tokens(ctx context.Context, caseID string, contact, id *casev1.SealedPersonalData) ([]string, error) {
-	var out []string
-	if contact != nil {
-		b, err := t.sealer.Open(ctx, caseID, contact)
-		if errors.Is(err, seal.ErrKeyDestroyed) || errors.Is(err, seal.ErrKeyNotFound) {
-			return nil, fmt.Errorf("%w: %w", readmodel.ErrSkipTokens, err)
-		}
-		if err != nil {
-			return nil, err
-		}
-		var c casev1.ContactDetails
-		if err := proto.Unmarshal(b, &c); err != nil {
-			return nil, err
-		}
-		if e, err := identity.NormaliseEmail(c.GetEmail()); err == nil {
-			out = append(out, t.blind.Token(blindindex.Email, e))
-		}
-		if p, err := identity.NormalisePhone(c.GetPhone()); err == nil {
-			out = append(out, t.blind.Token(blindindex.Phone, p))
-		}
+	out, err := subject.CaseTokens(ctx, t.sealer, t.blind, caseID, contact, id)
+	if errors.Is(err, subject.ErrRedacted) {
+		return nil, fmt.Errorf("%w: %w", readmodel.ErrSkipTokens, err)
 	}
-	if id != nil {
-		b, err := t.sealer.Open(ctx, caseID, id)
-		if errors.Is(err, seal.ErrKeyDestroyed) || errors.Is(err, seal.ErrKeyNotFound) {
-			return out, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		var n casev1.IdentityNumber
-		if err := proto.Unmarshal(b, &n); err != nil {
-			return nil, err
-		}
-		if n.GetNumber() != "" {
-			out = append(out, t.blind.Token(blindindex.IdentityNumber, n.GetNumber()))
-		}
-	}
-	return out, nil
+	return out, err
 }

@@ -1,0 +1,78 @@
+package subject_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/proto"
+
+	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
+	"github.com/kontakt-se/kontakt/pkg/blindindex"
+	"github.com/kontakt-se/kontakt/pkg/seal"
+	"github.com/kontakt-se/kontakt/pkg/subject"
+)
+
+// plainOpener "opens" sealed data by returning its ciphertext, or fails
+// for the key ids listed in gone.
+type plainOpener struct{ gone map[string]bool }
+
+func (o plainOpener) Open(_ context.Context, _ string, s *casev1.SealedPersonalData) ([]byte, error) {
+	if o.gone[s.GetKeyId()] {
+		return nil, seal.ErrKeyDestroyed
+	}
+	return s.GetCiphertext(), nil
+}
+
+func sealed(t *testing.T, keyID string, m proto.Message) *casev1.SealedPersonalData {
+	t.Helper()
+	b, err := proto.Marshal(m)
+	require.NoError(t, err)
+	return &casev1.SealedPersonalData{KeyId: keyID, Ciphertext: b}
+}
+
+func TestSearchKeyAndCaseGiveTheSameTokens(t *testing.T) {
+	blind, err := blindindex.New(make([]byte, 32))
+	require.NoError(t, err)
+	now := time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC)
+	contact := sealed(t, "c", &casev1.ContactDetails{Email: "Anna.Svensson@Example.se", Phone: "070-123 45 67"})
+	id := sealed(t, "i", &casev1.IdentityNumber{Number: "198112189876"})
+	toks, err := subject.CaseTokens(context.Background(), plainOpener{}, blind, "case", contact, id)
+	require.NoError(t, err)
+	require.Len(t, toks, 3)
+
+	for _, key := range []subject.Key{
+		{Email: "anna.svensson@example.se"},
+		{Phone: "+46701234567"},
+		{IdentityNumber: "811218-9876"},
+	} {
+		tok, err := subject.Token(blind, key, now)
+		require.NoError(t, err, "%+v", key)
+		require.Contains(t, toks, tok, "%+v", key)
+	}
+
+	_, err = subject.CaseTokens(context.Background(), plainOpener{gone: map[string]bool{"c": true}}, blind, "case", contact, id)
+	require.ErrorIs(t, err, subject.ErrRedacted)
+	toks, err = subject.CaseTokens(context.Background(), plainOpener{gone: map[string]bool{"i": true}}, blind, "case", contact, id)
+	require.NoError(t, err)
+	require.Len(t, toks, 2, "a destroyed identity key only drops its token")
+}
+
+func TestTokenRefusesBadKeys(t *testing.T) {
+	blind, err := blindindex.New(make([]byte, 32))
+	require.NoError(t, err)
+	for _, tc := range []struct {
+		key  subject.Key
+		want string
+	}{
+		{subject.Key{Email: "not-an-address"}, "e-mail"},
+		{subject.Key{Phone: "abc"}, "phone"},
+		{subject.Key{IdentityNumber: "811218-9875"}, "identity number"},
+		{subject.Key{}, "give an e-mail"},
+	} {
+		_, err := subject.Token(blind, tc.key, time.Now())
+		require.ErrorIs(t, err, subject.ErrInvalidKey)
+		require.ErrorContains(t, err, tc.want)
+	}
+}
