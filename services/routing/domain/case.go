@@ -240,6 +240,8 @@ func (c *Case) apply(ev Event) bool {
 		}
 	case *casev1.CaseMarkedForPreservation:
 		c.Preserved = true
+	case *casev1.CaseArchived:
+		// Retention's business: the archive copy changes nothing here.
 	case *casev1.CaseDeleted:
 		c.Deleted = true
 	default:
