@@ -851,10 +851,14 @@ type PersonalDataRedacted struct {
 	DataClasses []DataClass            `protobuf:"varint,2,rep,packed,name=data_classes,json=dataClasses,proto3,enum=kontakt.case.v1.DataClass" json:"data_classes,omitempty"`
 	// Why: "retention" (the plan's deadline) or "erasure" (a data-subject
 	// request).
-	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
-	PlanVersion   string                 `protobuf:"bytes,4,opt,name=plan_version,json=planVersion,proto3" json:"plan_version,omitempty"`
-	Rule          string                 `protobuf:"bytes,5,opt,name=rule,proto3" json:"rule,omitempty"`
-	RedactedAt    *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=redacted_at,json=redactedAt,proto3" json:"redacted_at,omitempty"`
+	Reason      string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	PlanVersion string                 `protobuf:"bytes,4,opt,name=plan_version,json=planVersion,proto3" json:"plan_version,omitempty"`
+	Rule        string                 `protobuf:"bytes,5,opt,name=rule,proto3" json:"rule,omitempty"`
+	RedactedAt  *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=redacted_at,json=redactedAt,proto3" json:"redacted_at,omitempty"`
+	// Who asked for an erasure (the dpo's subject id); empty for the plan.
+	RequestedBy string `protobuf:"bytes,7,opt,name=requested_by,json=requestedBy,proto3" json:"requested_by,omitempty"`
+	// The recorded reason of an erasure, without personal data.
+	Note          string `protobuf:"bytes,8,opt,name=note,proto3" json:"note,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -929,6 +933,20 @@ func (x *PersonalDataRedacted) GetRedactedAt() *timestamppb.Timestamp {
 		return x.RedactedAt
 	}
 	return nil
+}
+
+func (x *PersonalDataRedacted) GetRequestedBy() string {
+	if x != nil {
+		return x.RequestedBy
+	}
+	return ""
+}
+
+func (x *PersonalDataRedacted) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
 }
 
 // PersonalDataRectified replaces a data class with corrected values.
@@ -1459,7 +1477,7 @@ const file_kontakt_case_v1_events_proto_rawDesc = "" +
 	"\vreopened_by\x18\x02 \x01(\tR\n" +
 	"reopenedBy\x12;\n" +
 	"\vreopened_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"reopenedAt\"\xfa\x01\n" +
+	"reopenedAt\"\xb1\x02\n" +
 	"\x14PersonalDataRedacted\x12\x17\n" +
 	"\acase_id\x18\x01 \x01(\tR\x06caseId\x12=\n" +
 	"\fdata_classes\x18\x02 \x03(\x0e2\x1a.kontakt.case.v1.DataClassR\vdataClasses\x12\x16\n" +
@@ -1467,7 +1485,9 @@ const file_kontakt_case_v1_events_proto_rawDesc = "" +
 	"\fplan_version\x18\x04 \x01(\tR\vplanVersion\x12\x12\n" +
 	"\x04rule\x18\x05 \x01(\tR\x04rule\x12;\n" +
 	"\vredacted_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"redactedAt\"\x88\x02\n" +
+	"redactedAt\x12!\n" +
+	"\frequested_by\x18\a \x01(\tR\vrequestedBy\x12\x12\n" +
+	"\x04note\x18\b \x01(\tR\x04note\"\x88\x02\n" +
 	"\x15PersonalDataRectified\x12\x17\n" +
 	"\acase_id\x18\x01 \x01(\tR\x06caseId\x129\n" +
 	"\n" +
