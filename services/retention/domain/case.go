@@ -1,0 +1,216 @@
+package domain
+
+import (
+	"fmt"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
+)
+
+// Case is one case as the retention service needs it: what the plan's
+// rules look at (type, channel, times, marking) and what stands in their
+// way (holds, earlier redactions, deletion). It is folded from the case's
+// events and never decodes personal data: a sealed field only tells that
+// its class holds data again. So it may be cached and logged.
+type Case struct {
+	// ID is the case id, the stream's name.
+	ID string
+	// Number is the human case number, recorded in CaseDeleted so the
+	// registry can tell which case went.
+	Number string
+	// Type and Channel choose the plan's rules.
+	Type    casev1.CaseType
+	Channel casev1.Channel
+	// RegisteredAt is what registration-anchored periods count from.
+	RegisteredAt time.Time
+	// ClosedAt is the latest closing, what closure-anchored periods count
+	// from; zero while the case is open, also after a reopening, because
+	// a reopened case is current again (not "inaktuellt").
+	ClosedAt time.Time
+	// Holds maps the id of every hold in force to its reason. A hold
+	// defers redaction and deletion until it is released.
+	Holds map[string]string
+	// Marked says an officer marked the case for preservation, so it is
+	// archived before anything is removed and the plan's marked rules
+	// apply.
+	Marked bool
+	// Archived says the case was exported to an archive package.
+	Archived bool
+	// Redacted holds the personal classes whose keys were destroyed and
+	// that have not received new data since.
+	Redacted map[Class]bool
+	// Deleted says CaseDeleted was read: the stream is being removed and
+	// nothing more is due.
+	Deleted bool
+	// Revision is the revision of the last applied event, the expected
+	// revision for the next append.
+	Revision uint64
+}
+
+// Event is one stored event with what the store knows about it, for Fold.
+type Event struct {
+	// Message is the decoded event, for example *casev1.CaseClosed.
+	Message proto.Message
+	// Revision is the event's revision in the case's stream.
+	Revision uint64
+	// Recorded is when the store recorded the event, used when the event
+	// carries no time of its own.
+	Recorded time.Time
+}
+
+// Fold applies a case's events in order and returns the case, so callers
+// that read a whole stream need no loop of their own. It stops at the
+// first error.
+func Fold(events []Event) (*Case, error) {
+	c := &Case{}
+	for _, e := range events {
+		if err := c.Apply(e.Message, e.Revision, e.Recorded); err != nil {
+			return nil, err
+		}
+	}
+	if c.ID == "" {
+		return nil, fmt.Errorf("%w: no events", ErrNotRegistered)
+	}
+	return c, nil
+}
+
+// caseEvent is what every case event has: the id of its case, which Apply
+// checks so that a stream mixed up with another case's is noticed.
+type caseEvent interface {
+	GetCaseId() string
+}
+
+// Apply folds one event into the case. CaseRegistered must come first:
+// any event before it fails with ErrNotRegistered, and a second one, a nil
+// event or an event naming another case fails with ErrInvalidStream,
+// leaving the case unchanged. Events the retention view does not need
+// (routing, assignment, …) and event types it does not know only move
+// Revision, so an older reader keeps working when a newer writer adds an
+// event. Times come from the events' own timestamps, because the store's
+// time may be a replay's; recorded is used when the event has none. All
+// times are kept in UTC, so periods are computed the same way everywhere.
+func (c *Case) Apply(msg proto.Message, revision uint64, recorded time.Time) error {
+	if msg == nil {
+		return fmt.Errorf("%w: nil event at revision %d", ErrInvalidStream, revision)
+	}
+	reg, isReg := msg.(*casev1.CaseRegistered)
+	if c.ID == "" && !isReg {
+		return fmt.Errorf("%w: %s at revision %d before CaseRegistered", ErrNotRegistered, msg.ProtoReflect().Descriptor().Name(), revision)
+	}
+	if isReg {
+		if c.ID != "" {
+			return fmt.Errorf("%w: second CaseRegistered at revision %d", ErrInvalidStream, revision)
+		}
+		if reg.GetCaseId() == "" {
+			return fmt.Errorf("%w: CaseRegistered without a case id at revision %d", ErrInvalidStream, revision)
+		}
+	} else if e, ok := msg.(caseEvent); ok && e.GetCaseId() != "" && e.GetCaseId() != c.ID {
+		return fmt.Errorf("%w: event for case %s in the stream of case %s at revision %d", ErrInvalidStream, e.GetCaseId(), c.ID, revision)
+	}
+
+	switch e := msg.(type) {
+	case *casev1.CaseRegistered:
+		c.ID = e.GetCaseId()
+		c.Number = e.GetCaseNumber()
+		c.Type = e.GetType()
+		c.Channel = e.GetChannel()
+		c.RegisteredAt = eventTime(e.GetRegisteredAt(), recorded)
+		c.Holds = make(map[string]string)
+		c.Redacted = make(map[Class]bool)
+	case *casev1.CaseClosed:
+		c.ClosedAt = eventTime(e.GetClosedAt(), recorded)
+	case *casev1.CaseReopened:
+		c.ClosedAt = time.Time{}
+	case *casev1.HoldPlaced:
+		if c.Holds == nil {
+			c.Holds = make(map[string]string)
+		}
+		c.Holds[e.GetHoldId()] = e.GetReason()
+	case *casev1.HoldReleased:
+		delete(c.Holds, e.GetHoldId())
+	case *casev1.CaseMarkedForPreservation:
+		c.Marked = true
+	case *casev1.CaseArchived:
+		c.Archived = true
+	case *casev1.PersonalDataRedacted:
+		if c.Redacted == nil {
+			c.Redacted = make(map[Class]bool)
+		}
+		for _, dc := range e.GetDataClasses() {
+			if cl, ok := classFromProto(dc); ok {
+				c.Redacted[cl] = true
+			}
+		}
+	case *casev1.PersonalDataRectified:
+		if e.GetValue() != nil {
+			c.refilled(e.GetDataClass())
+		}
+	case *casev1.NoteAdded:
+		if e.GetText() != nil {
+			c.refilled(casev1.DataClass_DATA_CLASS_ANSWER)
+		}
+	case *casev1.CaseForwarded:
+		if e.GetComment() != nil {
+			c.refilled(casev1.DataClass_DATA_CLASS_ANSWER)
+		}
+	case *casev1.CaseAnswered:
+		if e.GetAnswer() != nil {
+			c.refilled(casev1.DataClass_DATA_CLASS_ANSWER)
+		}
+	case *casev1.CaseDeleted:
+		c.Deleted = true
+	}
+	c.Revision = revision
+	return nil
+}
+
+// refilled notes that a class received new sealed data (sealed with a new
+// key, since the old one is destroyed), so a redacted class is redacted
+// no longer and the plan's deadline, already passed, applies to it again.
+func (c *Case) refilled(dc casev1.DataClass) {
+	if cl, ok := classFromProto(dc); ok {
+		delete(c.Redacted, cl)
+	}
+}
+
+// OnHold reports whether any hold is in force, in which case nothing may
+// be redacted or deleted, however overdue.
+func (c *Case) OnHold() bool {
+	return len(c.Holds) > 0
+}
+
+// Closed reports whether the case is closed now, so closure-anchored
+// periods are running.
+func (c *Case) Closed() bool {
+	return !c.ClosedAt.IsZero()
+}
+
+// eventTime is the event's own time, or recorded when it has none, in UTC.
+func eventTime(ts *timestamppb.Timestamp, recorded time.Time) time.Time {
+	if ts != nil && ts.IsValid() {
+		return ts.AsTime().UTC()
+	}
+	return recorded.UTC()
+}
+
+// classFromProto maps the API's data classes to the personal classes; it
+// reports false for DATA_CLASS_UNSPECIFIED and values it does not know,
+// which a fold skips rather than fails on.
+func classFromProto(dc casev1.DataClass) (Class, bool) {
+	switch dc {
+	case casev1.DataClass_DATA_CLASS_CONTACT_DETAILS:
+		return ClassContact, true
+	case casev1.DataClass_DATA_CLASS_IDENTITY_NUMBER:
+		return ClassIdentity, true
+	case casev1.DataClass_DATA_CLASS_FREE_TEXT:
+		return ClassFreeText, true
+	case casev1.DataClass_DATA_CLASS_ATTACHMENTS:
+		return ClassAttachments, true
+	case casev1.DataClass_DATA_CLASS_ANSWER:
+		return ClassAnswer, true
+	}
+	return "", false
+}

@@ -1,0 +1,127 @@
+package domain
+
+import (
+	"cmp"
+	"slices"
+	"time"
+)
+
+// Due is one thing the plan will do to a case: redact some personal
+// classes, or delete or preserve the whole case, at a time. The app acts
+// on it when it is due and the case is not on hold, and records Rule in
+// the event it appends.
+type Due struct {
+	// Action is ActionRedact, ActionDelete or ActionPreserve, never
+	// ActionKeep (keeping is the absence of a Due).
+	Action Action
+	// Classes are, for a redaction, the personal classes not yet redacted
+	// that the rule covers, in PersonalClasses order; for a deletion or
+	// preservation, [ClassCase].
+	Classes []Class
+	// At is when the rule's period ends.
+	At time.Time
+	// Rule names the plan's rule.
+	Rule string
+}
+
+// Schedule lists what the plan will do to the case, earliest first (ties
+// by rule name). Each personal class not yet redacted is resolved by its
+// own rule, and classes resolved by the same rule form one Due, so one
+// PersonalDataRedacted covers them. The whole case gets one Due when its
+// rule deletes or preserves it. Classes that are kept or that no rule
+// covers get none, and neither does a closure-anchored rule while the
+// case is open: its period has not started. A deleted case has nothing
+// left to schedule.
+//
+// Schedule ignores holds on purpose: a hold defers the work, not the
+// deadline, so a preview still shows what it holds back. The caller checks
+// Case.OnHold before acting, and archives first when MustArchive says so.
+func (p *Plan) Schedule(c *Case) []Due {
+	if c.Deleted || c.RegisteredAt.IsZero() {
+		return nil
+	}
+	var dues []Due
+	byRule := make(map[string]int) // rule name -> index in dues
+	for _, class := range PersonalClasses() {
+		if c.Redacted[class] {
+			continue
+		}
+		r, ok := p.Resolve(c.Type, c.Channel, c.Marked, class)
+		if !ok || r.Action != ActionRedact {
+			continue
+		}
+		at, ok := c.deadline(r)
+		if !ok {
+			continue
+		}
+		if i, seen := byRule[r.Name]; seen {
+			dues[i].Classes = append(dues[i].Classes, class)
+			continue
+		}
+		byRule[r.Name] = len(dues)
+		dues = append(dues, Due{Action: ActionRedact, Classes: []Class{class}, At: at, Rule: r.Name})
+	}
+	if r, ok := p.Resolve(c.Type, c.Channel, c.Marked, ClassCase); ok &&
+		(r.Action == ActionDelete || r.Action == ActionPreserve) {
+		if at, ok := c.deadline(r); ok {
+			dues = append(dues, Due{Action: r.Action, Classes: []Class{ClassCase}, At: at, Rule: r.Name})
+		}
+	}
+	slices.SortStableFunc(dues, func(a, b Due) int {
+		if c := a.At.Compare(b.At); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Rule, b.Rule)
+	})
+	return dues
+}
+
+// deadline is when rule r's period ends for the case; false while the
+// period has not begun (a closure-anchored rule and an open case).
+func (c *Case) deadline(r Rule) (time.Time, bool) {
+	switch r.From {
+	case AnchorRegistration:
+		return r.Period.After(c.RegisteredAt), true
+	case AnchorClosure:
+		if c.ClosedAt.IsZero() {
+			return time.Time{}, false
+		}
+		return r.Period.After(c.ClosedAt), true
+	}
+	return time.Time{}, false
+}
+
+// MustArchive reports whether the case has to be exported to the archive
+// before anything of it is removed: an officer marked it, or the plan
+// preserves (bevaras) cases like it. Redacting first would leave the
+// archive without the personal data the preserved record must hold.
+func (p *Plan) MustArchive(c *Case) bool {
+	if c.Marked {
+		return true
+	}
+	r, ok := p.Resolve(c.Type, c.Channel, c.Marked, ClassCase)
+	return ok && r.Action == ActionPreserve
+}
+
+// NextDue returns when the plan next acts on the case, for a scheduler
+// that sleeps until then; false when nothing is scheduled (a kept or
+// deleted case, or an open case whose rules count from closure).
+func (p *Plan) NextDue(c *Case) (time.Time, bool) {
+	dues := p.Schedule(c)
+	if len(dues) == 0 {
+		return time.Time{}, false
+	}
+	return dues[0].At, true
+}
+
+// DueBy returns the Dues whose time has come by now (At <= now), in
+// Schedule order. It does not look at holds; see Schedule.
+func (p *Plan) DueBy(c *Case, now time.Time) []Due {
+	var out []Due
+	for _, d := range p.Schedule(c) {
+		if !d.At.After(now) {
+			out = append(out, d)
+		}
+	}
+	return out
+}
