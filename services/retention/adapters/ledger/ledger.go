@@ -1,0 +1,688 @@
+// Package ledger is the retention ledger: a JetStream stream of receipts,
+// one for every redaction, deletion and archive export the retention
+// service performs. The receipts are what the municipality shows an auditor
+// (or the archive authority) to prove that the retention plan was carried
+// out, so the stream is kept for ever, refuses deletes and purges, and the
+// receipts are hash-chained so that an alteration, a removal or a
+// reordering is detected by recomputing the chain (Verifier).
+//
+// A receipt carries no personal data: case ids and numbers, the plan and
+// rule applied, coded reasons, data-class names and hashes only. Callers
+// must keep it that way, because the ledger can never be redacted.
+//
+// # Canonical encoding
+//
+// Receipt.Hash is the lowercase hex SHA-256 of the following bytes, which
+// any auditor can reproduce without Go:
+//
+//	kontakt-retention-ledger/1\n
+//	prev <len>:<Prev>\n
+//	kind <len>:<Kind>\n
+//	key <len>:<Key>\n
+//	case_id <len>:<CaseID>\n
+//	case_number <len>:<CaseNumber>\n
+//	case_type <len>:<CaseType>\n
+//	channel <len>:<Channel>\n
+//	plan_name <len>:<PlanName>\n
+//	plan_version <len>:<PlanVersion>\n
+//	rule <len>:<Rule>\n
+//	reason <len>:<Reason>\n
+//	classes <n>\n
+//	class <len>:<Classes[0]>\n    (one line per class, in order)
+//	at <len>:<At in UTC, RFC 3339 with nanoseconds, trailing zeros trimmed>\n
+//	archive_sha256 <len>:<ArchiveSHA256>\n
+//
+// where <len> is the value's length in bytes in decimal and <n> the number
+// of classes. The length prefixes make the encoding unambiguous whatever the
+// values contain. Every field except Seq and Hash is covered. Seq is left
+// out because it is where the store put the receipt, not what the receipt
+// says; the order is protected by Prev instead, which names the previous
+// receipt's Hash (GenesisPrev, 64 zeros, for the first receipt).
+package ledger
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Errors callers can test for with errors.Is.
+var (
+	// ErrInvalid means a receipt, key or configuration was refused before
+	// anything was written; retrying it unchanged cannot succeed.
+	ErrInvalid = errors.New("ledger: invalid")
+	// ErrChainBroken means the hash chain does not verify: a receipt was
+	// altered, removed, inserted or reordered. It calls for an
+	// investigation, not a retry.
+	ErrChainBroken = errors.New("ledger: hash chain broken")
+	// ErrUnavailable means the stream could not be read or written (or
+	// concurrent writers kept winning the race for the end of the chain);
+	// the caller may retry, because Record is idempotent by key.
+	ErrUnavailable = errors.New("ledger: unavailable")
+	// ErrIncompatibleStream means an existing stream has a configuration
+	// under which receipts may already have been lost, so New refuses to
+	// adopt it rather than quietly repairing the configuration.
+	ErrIncompatibleStream = errors.New("ledger: incompatible existing stream")
+)
+
+// Receipt kinds.
+const (
+	KindRedaction = "redaction"
+	KindDeletion  = "deletion"
+	KindArchive   = "archive"
+)
+
+// GenesisPrev is the Prev of the first receipt in the ledger: 64 zeros, the
+// hex form of an all-zero SHA-256.
+const GenesisPrev = "0000000000000000000000000000000000000000000000000000000000000000"
+
+// Defaults for Config.
+const (
+	DefaultStream      = "KONTAKT_RETENTION_LEDGER"
+	DefaultPrefix      = "kontakt.retention.ledger"
+	DefaultMaxAttempts = 100
+)
+
+// maxKeyLen bounds a key so that the subject stays well inside what NATS
+// accepts and the key cannot be used to carry free text.
+const maxKeyLen = 255
+
+// canonicalHeader starts the canonical encoding; its version changes if the
+// encoding ever does.
+const canonicalHeader = "kontakt-retention-ledger/1\n"
+
+// Receipt is one entry of the ledger. It records that a retention action was
+// taken on a case, by which plan and rule, and is chained to the receipt
+// before it. It must carry no personal data.
+type Receipt struct {
+	// Seq is the stream sequence, filled in when a receipt is read or
+	// recorded. It is not part of the hash (see the package comment).
+	Seq uint64 `json:"-"`
+	// Kind is KindRedaction, KindDeletion or KindArchive.
+	Kind string `json:"kind"`
+	// Key is the caller's idempotency key, such as
+	// "<caseid>.redaction.<revision>", "<caseid>.deletion" or
+	// "<caseid>.archive": tokens of [A-Za-z0-9_-] separated by '.'. There
+	// is at most one receipt per key.
+	Key string `json:"key"`
+	// CaseID is the case the action was taken on.
+	CaseID string `json:"case_id"`
+	// CaseNumber is the case's public number, which is no personal data.
+	CaseNumber string `json:"case_number"`
+	// CaseType is the case type the plan matched on.
+	CaseType string `json:"case_type"`
+	// Channel is the channel the case came in by.
+	Channel string `json:"channel"`
+	// PlanName names the retention plan (dokumenthanteringsplan) applied.
+	PlanName string `json:"plan_name"`
+	// PlanVersion is the version of that plan.
+	PlanVersion string `json:"plan_version"`
+	// Rule names the rule of the plan that applied.
+	Rule string `json:"rule"`
+	// Reason is a coded reason, never free text written about a person.
+	Reason string `json:"reason"`
+	// Classes are the data classes the action covered.
+	Classes []string `json:"classes"`
+	// At is when the action was taken, by the caller's clock, in UTC.
+	At time.Time `json:"at"`
+	// ArchiveSHA256 is the hex SHA-256 of the archive package; it is set
+	// for archive receipts only.
+	ArchiveSHA256 string `json:"archive_sha256,omitempty"`
+	// Prev is the Hash of the receipt before this one, or GenesisPrev.
+	Prev string `json:"prev"`
+	// Hash is the hex SHA-256 of the canonical encoding.
+	Hash string `json:"hash"`
+}
+
+// ComputeHash returns the hash the receipt should carry: the hex SHA-256 of
+// its canonical encoding (see the package comment), which covers Prev and
+// every other field except Seq and Hash. It is exported so that tools that
+// received receipts over the API can show what a broken receipt should have
+// said.
+func ComputeHash(r Receipt) string {
+	var b strings.Builder
+	b.WriteString(canonicalHeader)
+	field := func(name, value string) {
+		b.WriteString(name)
+		b.WriteByte(' ')
+		b.WriteString(strconv.Itoa(len(value)))
+		b.WriteByte(':')
+		b.WriteString(value)
+		b.WriteByte('\n')
+	}
+	field("prev", r.Prev)
+	field("kind", r.Kind)
+	field("key", r.Key)
+	field("case_id", r.CaseID)
+	field("case_number", r.CaseNumber)
+	field("case_type", r.CaseType)
+	field("channel", r.Channel)
+	field("plan_name", r.PlanName)
+	field("plan_version", r.PlanVersion)
+	field("rule", r.Rule)
+	field("reason", r.Reason)
+	b.WriteString("classes ")
+	b.WriteString(strconv.Itoa(len(r.Classes)))
+	b.WriteByte('\n')
+	for _, c := range r.Classes {
+		field("class", c)
+	}
+	field("at", r.At.UTC().Format(time.RFC3339Nano))
+	field("archive_sha256", r.ArchiveSHA256)
+	sum := sha256.Sum256([]byte(b.String()))
+	return hex.EncodeToString(sum[:])
+}
+
+// ValidKey reports whether key is a usable idempotency key: one or more
+// tokens of [A-Za-z0-9_-] separated by single dots, at most 255 bytes. Such
+// a key is safe to use as the tail of a NATS subject.
+func ValidKey(key string) bool {
+	return len(key) <= maxKeyLen && validTokens(key)
+}
+
+// validTokens reports whether s is non-empty dot-separated tokens of
+// [A-Za-z0-9_-].
+func validTokens(s string) bool {
+	if s == "" {
+		return false
+	}
+	for tok := range strings.SplitSeq(s, ".") {
+		if tok == "" {
+			return false
+		}
+		for _, c := range []byte(tok) {
+			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// normalise validates a receipt given to Record and returns it in the form
+// it is stored: At in UTC, chain fields cleared.
+func normalise(r Receipt) (Receipt, error) {
+	switch r.Kind {
+	case KindRedaction, KindDeletion, KindArchive:
+	default:
+		return Receipt{}, fmt.Errorf("%w: receipt kind %q is not %q, %q or %q", ErrInvalid, r.Kind, KindRedaction, KindDeletion, KindArchive)
+	}
+	if !ValidKey(r.Key) {
+		return Receipt{}, fmt.Errorf("%w: receipt key %q is not dot-separated tokens of [A-Za-z0-9_-] of at most %d bytes", ErrInvalid, r.Key, maxKeyLen)
+	}
+	if r.CaseID == "" {
+		return Receipt{}, fmt.Errorf("%w: receipt %s has no case id", ErrInvalid, r.Key)
+	}
+	if r.At.IsZero() {
+		return Receipt{}, fmt.Errorf("%w: receipt %s has no time", ErrInvalid, r.Key)
+	}
+	if y := r.At.UTC().Year(); y < 1 || y > 9999 {
+		return Receipt{}, fmt.Errorf("%w: receipt %s: time %s is outside years 1..9999", ErrInvalid, r.Key, r.At)
+	}
+	if r.Kind == KindArchive && r.ArchiveSHA256 == "" {
+		return Receipt{}, fmt.Errorf("%w: archive receipt %s has no archive SHA-256", ErrInvalid, r.Key)
+	}
+	if r.ArchiveSHA256 != "" && !isHexSHA256(r.ArchiveSHA256) {
+		return Receipt{}, fmt.Errorf("%w: receipt %s: archive SHA-256 %q is not 64 lowercase hex digits", ErrInvalid, r.Key, r.ArchiveSHA256)
+	}
+	// JSON would replace invalid UTF-8 with U+FFFD, so the stored receipt
+	// would no longer match the hash computed here.
+	texts := []string{r.CaseID, r.CaseNumber, r.CaseType, r.Channel, r.PlanName, r.PlanVersion, r.Rule, r.Reason}
+	texts = append(texts, r.Classes...)
+	for _, s := range texts {
+		if !utf8.ValidString(s) {
+			return Receipt{}, fmt.Errorf("%w: receipt %s has a field that is not valid UTF-8", ErrInvalid, r.Key)
+		}
+	}
+	r.Seq, r.Prev, r.Hash = 0, "", ""
+	r.At = r.At.UTC()
+	r.Classes = slices.Clone(r.Classes)
+	return r, nil
+}
+
+// isHexSHA256 reports whether s is a SHA-256 in lowercase hex.
+func isHexSHA256(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// Config configures the ledger stream.
+type Config struct {
+	// Stream is the stream name; empty means DefaultStream.
+	Stream string
+	// Prefix is the subject prefix; receipts go to "<Prefix>.<key>".
+	// Empty means DefaultPrefix.
+	Prefix string
+	// Replicas is the number of stream replicas: 1 on a single server,
+	// 3 on a cluster. Zero means 1.
+	Replicas int
+	// MaxAttempts bounds how often Record retries when other writers
+	// extend the chain first. Zero means DefaultMaxAttempts.
+	MaxAttempts int
+}
+
+// Ledger writes and reads receipts. It is safe for concurrent use, and
+// several Ledgers on several connections may write to the same stream: the
+// chain stays linear and every key gets exactly one receipt.
+type Ledger struct {
+	js     jetstream.JetStream
+	stream jetstream.Stream
+	cfg    Config
+}
+
+// New creates the ledger stream, or updates an existing one to the ledger's
+// configuration: file storage, no age or size limits, deletes and purges
+// denied, at most one message per subject (that is, per key), and a
+// two-minute de-duplication window. It refuses an existing stream that
+// has, or had, limits under which receipts may have been dropped, or that
+// listens on other subjects, because silently adopting it would hide the
+// loss.
+func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Ledger, error) {
+	if js == nil {
+		return nil, fmt.Errorf("%w: nil JetStream", ErrInvalid)
+	}
+	if cfg.Stream == "" {
+		cfg.Stream = DefaultStream
+	}
+	if cfg.Prefix == "" {
+		cfg.Prefix = DefaultPrefix
+	}
+	if cfg.Replicas == 0 {
+		cfg.Replicas = 1
+	}
+	if cfg.MaxAttempts == 0 {
+		cfg.MaxAttempts = DefaultMaxAttempts
+	}
+	switch {
+	case strings.ContainsAny(cfg.Stream, " \t\r\n.*>/\\"):
+		return nil, fmt.Errorf("%w: stream name %q", ErrInvalid, cfg.Stream)
+	case !validTokens(cfg.Prefix):
+		return nil, fmt.Errorf("%w: subject prefix %q is not dot-separated tokens of [A-Za-z0-9_-]", ErrInvalid, cfg.Prefix)
+	case cfg.Replicas < 0:
+		return nil, fmt.Errorf("%w: negative replica count %d", ErrInvalid, cfg.Replicas)
+	case cfg.MaxAttempts < 0:
+		return nil, fmt.Errorf("%w: negative MaxAttempts %d", ErrInvalid, cfg.MaxAttempts)
+	}
+	subject := cfg.Prefix + ".>"
+	if st, err := js.Stream(ctx, cfg.Stream); err == nil {
+		if err := checkExisting(st.CachedInfo().Config, subject); err != nil {
+			return nil, err
+		}
+	} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, fmt.Errorf("%w: look up stream %s: %w", ErrUnavailable, cfg.Stream, err)
+	}
+	st, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:                 cfg.Stream,
+		Description:          "kontakt retention ledger: hash-chained receipts of redactions, deletions and archive exports, kept for ever",
+		Subjects:             []string{subject},
+		Storage:              jetstream.FileStorage,
+		Retention:            jetstream.LimitsPolicy,
+		Discard:              jetstream.DiscardNew,
+		DiscardNewPerSubject: true,
+		MaxMsgsPerSubject:    1,
+		MaxMsgs:              -1,
+		MaxBytes:             -1,
+		MaxAge:               0,
+		MaxConsumers:         -1,
+		Replicas:             cfg.Replicas,
+		Duplicates:           2 * time.Minute,
+		DenyDelete:           true,
+		DenyPurge:            true,
+		AllowRollup:          false,
+		AllowDirect:          false,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: create or update stream %s: %w", ErrUnavailable, cfg.Stream, err)
+	}
+	return &Ledger{js: js, stream: st, cfg: cfg}, nil
+}
+
+// checkExisting refuses a stream whose configuration may already have cost
+// receipts, or that is not the ledger's.
+func checkExisting(c jetstream.StreamConfig, subject string) error {
+	limited := c.MaxMsgs > 0 || c.MaxBytes > 0 || c.MaxMsgsPerSubject > 1 ||
+		(c.MaxMsgsPerSubject == 1 && !c.DiscardNewPerSubject)
+	switch {
+	case c.MaxAge != 0:
+		return fmt.Errorf("%w: stream %s has MaxAge %s, so receipts may have aged out; the ledger is kept for ever", ErrIncompatibleStream, c.Name, c.MaxAge)
+	case !slices.Equal(c.Subjects, []string{subject}):
+		return fmt.Errorf("%w: stream %s listens on %q, want only %q", ErrIncompatibleStream, c.Name, c.Subjects, subject)
+	case c.Storage != jetstream.FileStorage:
+		return fmt.Errorf("%w: stream %s is not file-backed, so receipts would not survive a restart", ErrIncompatibleStream, c.Name)
+	case c.Discard == jetstream.DiscardOld && limited:
+		return fmt.Errorf("%w: stream %s discards old messages at a size limit, so receipts may have been dropped", ErrIncompatibleStream, c.Name)
+	case c.AllowRollup || c.AllowMsgTTL || c.Sealed || c.Mirror != nil || len(c.Sources) > 0:
+		return fmt.Errorf("%w: stream %s allows rollups or message TTLs, or is sealed, a mirror or sourced; receipts must only be appended by the ledger", ErrIncompatibleStream, c.Name)
+	}
+	return nil
+}
+
+// subject returns the subject of the receipt with key.
+func (l *Ledger) subject(key string) string { return l.cfg.Prefix + "." + key }
+
+// Record appends a receipt, chained to the current end of the ledger, and
+// returns it as stored (with Seq, Prev and Hash) and false. If a receipt
+// with the same key exists it returns that one and true instead, so a
+// retried or repeated action leaves one receipt. Seq, Prev and Hash of r are
+// ignored and At is stored in UTC.
+//
+// Each attempt reads the end of the chain and publishes with "expected last
+// sequence" set to it, which the server checks atomically; if another
+// writer got in first, Record looks for the key again and retries on the new
+// end, up to Config.MaxAttempts times.
+func (l *Ledger) Record(ctx context.Context, r Receipt) (Receipt, bool, error) {
+	r, err := normalise(r)
+	if err != nil {
+		return Receipt{}, false, err
+	}
+	var lastErr error
+	for attempt := range l.cfg.MaxAttempts {
+		if attempt > 0 {
+			if err := backoff(ctx, attempt); err != nil {
+				return Receipt{}, false, fmt.Errorf("%w: record %s: %w (after %v)", ErrUnavailable, r.Key, err, lastErr)
+			}
+		}
+		// Read the end before looking for the key: a receipt for the key
+		// written after this read moves the end, and the publish below
+		// is then refused.
+		prev, lastSeq, err := l.last(ctx)
+		if err != nil {
+			return Receipt{}, false, err
+		}
+		existing, found, err := l.get(ctx, r.Key)
+		if err != nil {
+			return Receipt{}, false, err
+		}
+		if found {
+			return existing, true, nil
+		}
+		r.Prev = prev
+		r.Hash = ComputeHash(r)
+		data, err := json.Marshal(r)
+		if err != nil {
+			return Receipt{}, false, fmt.Errorf("%w: encode receipt %s: %w", ErrInvalid, r.Key, err)
+		}
+		msg := nats.NewMsg(l.subject(r.Key))
+		msg.Data = data
+		ack, err := l.js.PublishMsg(ctx, msg,
+			jetstream.WithExpectStream(l.cfg.Stream),
+			jetstream.WithExpectLastSequence(lastSeq),
+			jetstream.WithMsgID(r.Key))
+		switch {
+		case err == nil && ack.Duplicate:
+			// Stored before under this key; the next round returns it.
+			lastErr = fmt.Errorf("duplicate of sequence %d", ack.Sequence)
+			continue
+		case err == nil:
+			var stored Receipt
+			if err := json.Unmarshal(data, &stored); err != nil {
+				return Receipt{}, false, fmt.Errorf("%w: decode receipt %s: %w", ErrInvalid, r.Key, err)
+			}
+			stored.Seq = ack.Sequence
+			return stored, false, nil
+		case isConflict(err):
+			lastErr = err
+			continue
+		default:
+			return Receipt{}, false, fmt.Errorf("%w: publish receipt %s: %w", ErrUnavailable, r.Key, err)
+		}
+	}
+	return Receipt{}, false, fmt.Errorf("%w: record %s: other writers kept extending the chain, gave up after %d attempts: %v", ErrUnavailable, r.Key, l.cfg.MaxAttempts, lastErr)
+}
+
+// backoff waits a short random time before retry attempt, so that writers
+// racing for the end of the chain spread out.
+func backoff(ctx context.Context, attempt int) error {
+	d := rand.N(time.Duration(min(attempt, 20)) * time.Millisecond)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// isConflict reports whether a publish was refused because the stream moved
+// on since the end of the chain was read (wrong last sequence, 10071 on a
+// single server and 10164 on replicated streams), or because the key
+// already has a message (the per-subject limit).
+func isConflict(err error) bool {
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) {
+		return false
+	}
+	switch apiErr.ErrorCode {
+	case jetstream.JSErrCodeStreamWrongLastSequence, jetstream.JSErrCodeStreamWrongLastSequenceConstant:
+		return true
+	case 10077: // JSStreamStoreFailedF, which carries the per-subject limit.
+		return strings.Contains(apiErr.Description, "per subject")
+	}
+	return false
+}
+
+// last returns the Hash and sequence of the last receipt, or GenesisPrev
+// and 0 for an empty ledger. It checks the last receipt's own hash, so that
+// a new receipt is never chained onto an altered one.
+//
+// It asks for the stream's last sequence and then for that message, rather
+// than for the last message on "<prefix>.>", because the server answers a
+// wildcard last-message request by walking every subject (every key) of
+// the stream.
+func (l *Ledger) last(ctx context.Context) (string, uint64, error) {
+	info, err := l.stream.Info(ctx)
+	if err != nil {
+		return "", 0, fmt.Errorf("%w: stream info: %w", ErrUnavailable, err)
+	}
+	seq := info.State.LastSeq
+	if seq == 0 {
+		return GenesisPrev, 0, nil
+	}
+	m, err := l.stream.GetMsg(ctx, seq)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return "", 0, fmt.Errorf("%w: the last receipt, seq %d, is missing", ErrChainBroken, seq)
+	}
+	if err != nil {
+		return "", 0, fmt.Errorf("%w: read the last receipt, seq %d: %w", ErrUnavailable, seq, err)
+	}
+	r, err := l.decode(m.Subject, m.Sequence, m.Data)
+	if err != nil {
+		return "", 0, err
+	}
+	if want := ComputeHash(r); r.Hash != want {
+		return "", 0, fmt.Errorf("%w: last receipt seq %d key %q: hash %s does not match its contents (%s)", ErrChainBroken, r.Seq, r.Key, r.Hash, want)
+	}
+	return r.Hash, seq, nil
+}
+
+// get returns the receipt with key, if there is one.
+func (l *Ledger) get(ctx context.Context, key string) (Receipt, bool, error) {
+	m, err := l.stream.GetLastMsgForSubject(ctx, l.subject(key))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return Receipt{}, false, nil
+	}
+	if err != nil {
+		return Receipt{}, false, fmt.Errorf("%w: look up receipt %s: %w", ErrUnavailable, key, err)
+	}
+	r, err := l.decode(m.Subject, m.Sequence, m.Data)
+	if err != nil {
+		return Receipt{}, false, err
+	}
+	return r, true, nil
+}
+
+// decode parses a stored receipt and checks that it is stored under its own
+// key, which the idempotency of Record relies on.
+func (l *Ledger) decode(subject string, seq uint64, data []byte) (Receipt, error) {
+	var r Receipt
+	if err := json.Unmarshal(data, &r); err != nil {
+		return Receipt{}, fmt.Errorf("%w: receipt seq %d on %s cannot be decoded: %w", ErrChainBroken, seq, subject, err)
+	}
+	r.Seq = seq
+	if subject != l.subject(r.Key) {
+		return Receipt{}, fmt.Errorf("%w: receipt seq %d key %q is stored on subject %s", ErrChainBroken, seq, r.Key, subject)
+	}
+	return r, nil
+}
+
+// Has reports whether a receipt with key exists.
+func (l *Ledger) Has(ctx context.Context, key string) (bool, error) {
+	if !ValidKey(key) {
+		return false, fmt.Errorf("%w: receipt key %q", ErrInvalid, key)
+	}
+	_, found, err := l.get(ctx, key)
+	return found, err
+}
+
+// Get returns the receipt with key and true, or false if there is none.
+func (l *Ledger) Get(ctx context.Context, key string) (Receipt, bool, error) {
+	if !ValidKey(key) {
+		return Receipt{}, false, fmt.Errorf("%w: receipt key %q", ErrInvalid, key)
+	}
+	return l.get(ctx, key)
+}
+
+// Count returns the number of receipts in the ledger.
+func (l *Ledger) Count(ctx context.Context) (uint64, error) {
+	info, err := l.stream.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("%w: stream info: %w", ErrUnavailable, err)
+	}
+	return info.State.Msgs, nil
+}
+
+// scanBatch is how many receipts the ordered consumer asks for at a time.
+const scanBatch = 1000
+
+// Scan calls fn with every receipt in stream order, up to the last receipt
+// at the time Scan started, reading them with one ordered consumer rather
+// than one request per receipt, because the ledger grows without limit. It
+// stops at the first error fn returns and returns it wrapped.
+func (l *Ledger) Scan(ctx context.Context, fn func(Receipt) error) error {
+	info, err := l.stream.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("%w: stream info: %w", ErrUnavailable, err)
+	}
+	if info.State.Msgs == 0 {
+		return nil
+	}
+	end := info.State.LastSeq
+	cons, err := l.js.OrderedConsumer(ctx, l.cfg.Stream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{l.cfg.Prefix + ".>"},
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return fmt.Errorf("%w: ordered consumer: %w", ErrUnavailable, err)
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(scanBatch))
+	if err != nil {
+		return fmt.Errorf("%w: read receipts: %w", ErrUnavailable, err)
+	}
+	defer it.Stop()
+	for {
+		msg, err := it.Next(jetstream.NextContext(ctx))
+		if err != nil {
+			return fmt.Errorf("%w: read receipts: %w", ErrUnavailable, err)
+		}
+		meta, err := msg.Metadata()
+		if err != nil {
+			return fmt.Errorf("%w: receipt metadata: %w", ErrUnavailable, err)
+		}
+		seq := meta.Sequence.Stream
+		r, err := l.decode(msg.Subject(), seq, msg.Data())
+		if err != nil {
+			return err
+		}
+		if err := fn(r); err != nil {
+			return fmt.Errorf("ledger: scan stopped at receipt seq %d: %w", seq, err)
+		}
+		if seq >= end {
+			return nil
+		}
+	}
+}
+
+// Verifier checks a sequence of receipts, in ledger order, against the hash
+// chain. It touches no store, so a tool can check receipts it received over
+// the API as well as the ledger's own. The zero value is not ready; use
+// NewVerifier. After the first failure every later Add returns that
+// failure, because nothing after a broken link can be trusted.
+type Verifier struct {
+	head    string
+	count   int
+	lastSeq uint64
+	err     error
+}
+
+// NewVerifier returns a Verifier expecting the first receipt of a ledger.
+func NewVerifier() *Verifier {
+	return &Verifier{head: GenesisPrev}
+}
+
+// Add checks the next receipt: that its Prev is the Hash of the receipt
+// before it (GenesisPrev for the first), that its Hash matches its
+// contents, and, where both carry a Seq, that it comes after the one
+// before. The error wraps ErrChainBroken and names the receipt's Seq and
+// Key.
+func (v *Verifier) Add(r Receipt) error {
+	if v.err != nil {
+		return v.err
+	}
+	var problem string
+	switch want := ComputeHash(r); {
+	case r.Prev != v.head:
+		problem = fmt.Sprintf("prev %s is not the hash %s of the receipt before it (receipt %d of the chain): a receipt was removed, inserted or reordered", r.Prev, v.head, v.count+1)
+	case r.Hash != want:
+		problem = fmt.Sprintf("hash %s does not match its contents, which hash to %s: the receipt was altered", r.Hash, want)
+	case r.Seq != 0 && v.lastSeq != 0 && r.Seq <= v.lastSeq:
+		problem = fmt.Sprintf("it comes after seq %d: the receipts are out of order", v.lastSeq)
+	}
+	if problem != "" {
+		v.err = fmt.Errorf("%w: receipt seq %d key %q: %s", ErrChainBroken, r.Seq, r.Key, problem)
+		return v.err
+	}
+	v.head = r.Hash
+	v.count++
+	if r.Seq != 0 {
+		v.lastSeq = r.Seq
+	}
+	return nil
+}
+
+// Count returns how many receipts verified so far.
+func (v *Verifier) Count() int { return v.count }
+
+// Head returns the Hash of the last receipt that verified, or GenesisPrev
+// if none did. An auditor can note it down and later check that the
+// ledger still leads to it.
+func (v *Verifier) Head() string { return v.head }
+
+// Verify reads the whole ledger and checks its chain, returning the number
+// of receipts and the head hash.
+func Verify(ctx context.Context, l *Ledger) (int, string, error) {
+	v := NewVerifier()
+	if err := l.Scan(ctx, v.Add); err != nil {
+		return v.Count(), v.Head(), err
+	}
+	return v.Count(), v.Head(), nil
+}

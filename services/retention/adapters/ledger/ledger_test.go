@@ -1,0 +1,566 @@
+package ledger_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kontakt-se/kontakt/pkg/natsserver"
+	"github.com/kontakt-se/kontakt/pkg/natstest"
+	"github.com/kontakt-se/kontakt/services/retention/adapters/ledger"
+)
+
+// testCtx returns a context bounded for one test.
+func testCtx(t *testing.T) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// newLedger opens a ledger with the default configuration on its own
+// connection to srv.
+func newLedger(t *testing.T, srv *natsserver.Server) *ledger.Ledger {
+	t.Helper()
+	l, err := ledger.New(testCtx(t), natstest.JetStream(t, srv), ledger.Config{})
+	require.NoError(t, err)
+	return l
+}
+
+// receipt returns a plausible receipt with key.
+func receipt(key string) ledger.Receipt {
+	caseID, _, _ := strings.Cut(key, ".")
+	return ledger.Receipt{
+		Kind:        ledger.KindRedaction,
+		Key:         key,
+		CaseID:      caseID,
+		CaseNumber:  "KC-2026-000042",
+		CaseType:    "felanmalan",
+		Channel:     "phone",
+		PlanName:    "dhp-kontaktcenter",
+		PlanVersion: "2026.1",
+		Rule:        "gallras-efter-2-ar",
+		Reason:      "plan",
+		Classes:     []string{"contact", "description"},
+		At:          time.Date(2026, 3, 14, 9, 26, 53, 589793238, time.FixedZone("CET", 3600)),
+	}
+}
+
+// scanAll returns every receipt in the ledger.
+func scanAll(t *testing.T, l *ledger.Ledger) []ledger.Receipt {
+	t.Helper()
+	var out []ledger.Receipt
+	require.NoError(t, l.Scan(testCtx(t), func(r ledger.Receipt) error {
+		out = append(out, r)
+		return nil
+	}))
+	return out
+}
+
+func TestChainOfReceiptsVerifies(t *testing.T) {
+	srv := natstest.Embedded(t, 0)
+	l := newLedger(t, srv)
+	ctx := testCtx(t)
+
+	count, head, err := ledger.Verify(ctx, l)
+	require.NoError(t, err)
+	require.Zero(t, count)
+	require.Equal(t, ledger.GenesisPrev, head)
+
+	const n = 25
+	var recorded []ledger.Receipt
+	for i := range n {
+		r := receipt(fmt.Sprintf("case-%03d.redaction.%d", i, i%3))
+		if i%5 == 0 {
+			r.Kind, r.Key, r.ArchiveSHA256 = ledger.KindArchive, fmt.Sprintf("case-%03d.archive", i), strings.Repeat("ab", 32)
+		}
+		got, existing, err := l.Record(ctx, r)
+		require.NoError(t, err)
+		require.False(t, existing)
+		require.EqualValues(t, i+1, got.Seq)
+		require.True(t, got.At.Equal(r.At))
+		require.Equal(t, time.UTC, got.At.Location())
+		if i == 0 {
+			require.Equal(t, ledger.GenesisPrev, got.Prev)
+		} else {
+			require.Equal(t, recorded[i-1].Hash, got.Prev)
+		}
+		recorded = append(recorded, got)
+	}
+
+	require.Equal(t, recorded, scanAll(t, l), "Scan returns the receipts as Record returned them")
+	count, head, err = ledger.Verify(ctx, l)
+	require.NoError(t, err)
+	require.Equal(t, n, count)
+	require.Equal(t, recorded[n-1].Hash, head)
+
+	total, err := l.Count(ctx)
+	require.NoError(t, err)
+	require.EqualValues(t, n, total)
+}
+
+func TestRecordIsIdempotentByKey(t *testing.T) {
+	srv := natstest.Embedded(t, 0)
+	l := newLedger(t, srv)
+	ctx := testCtx(t)
+
+	has, err := l.Has(ctx, "c1.deletion")
+	require.NoError(t, err)
+	require.False(t, has)
+
+	first, existing, err := l.Record(ctx, receipt("c1.deletion"))
+	require.NoError(t, err)
+	require.False(t, existing)
+
+	again := receipt("c1.deletion")
+	again.Reason = "something else" // The first receipt for a key wins.
+	again.At = again.At.Add(time.Hour)
+	second, existing, err := l.Record(ctx, again)
+	require.NoError(t, err)
+	require.True(t, existing)
+	require.Equal(t, first, second)
+
+	has, err = l.Has(ctx, "c1.deletion")
+	require.NoError(t, err)
+	require.True(t, has)
+	count, err := l.Count(ctx)
+	require.NoError(t, err)
+	require.EqualValues(t, 1, count)
+}
+
+func TestRecordRefusesInvalidReceipts(t *testing.T) {
+	srv := natstest.Embedded(t, 0)
+	l := newLedger(t, srv)
+
+	tests := []struct {
+		name   string
+		mutate func(*ledger.Receipt)
+	}{
+		{"unknown kind", func(r *ledger.Receipt) { r.Kind = "shred" }},
+		{"empty key", func(r *ledger.Receipt) { r.Key = "" }},
+		{"wildcard key", func(r *ledger.Receipt) { r.Key = "c1.>" }},
+		{"star key", func(r *ledger.Receipt) { r.Key = "c1.*" }},
+		{"empty token", func(r *ledger.Receipt) { r.Key = "c1..deletion" }},
+		{"trailing dot", func(r *ledger.Receipt) { r.Key = "c1.deletion." }},
+		{"space in key", func(r *ledger.Receipt) { r.Key = "c1 deletion" }},
+		{"long key", func(r *ledger.Receipt) { r.Key = strings.Repeat("k", 256) }},
+		{"no case id", func(r *ledger.Receipt) { r.CaseID = "" }},
+		{"no time", func(r *ledger.Receipt) { r.At = time.Time{} }},
+		{"archive without hash", func(r *ledger.Receipt) { r.Kind = ledger.KindArchive }},
+		{"bad archive hash", func(r *ledger.Receipt) { r.ArchiveSHA256 = strings.Repeat("AB", 32) }},
+		{"invalid UTF-8", func(r *ledger.Receipt) { r.Rule = "\xff" }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := receipt("c1.deletion")
+			tc.mutate(&r)
+			_, _, err := l.Record(testCtx(t), r)
+			require.ErrorIs(t, err, ledger.ErrInvalid)
+		})
+	}
+	count, err := l.Count(testCtx(t))
+	require.NoError(t, err)
+	require.Zero(t, count)
+
+	_, err = l.Has(testCtx(t), "c1.>")
+	require.ErrorIs(t, err, ledger.ErrInvalid)
+}
+
+func TestConcurrentWritersKeepOneLinearChain(t *testing.T) {
+	srv := natstest.Embedded(t, 0)
+	const (
+		writers  = 8
+		distinct = 50
+		shared   = 20
+	)
+	ledgers := make([]*ledger.Ledger, writers)
+	for i := range ledgers {
+		ledgers[i] = newLedger(t, srv) // Each on a connection of its own.
+	}
+	ctx := testCtx(t)
+
+	type result struct {
+		r        ledger.Receipt
+		existing bool
+	}
+	results := make([]map[string]result, writers)
+	errs := make([]error, writers)
+	var wg sync.WaitGroup
+	for w := range writers {
+		results[w] = map[string]result{}
+		keys := make([]string, 0, distinct+shared)
+		for i := range distinct {
+			keys = append(keys, fmt.Sprintf("w%d-case-%02d.deletion", w, i))
+		}
+		for s := range shared {
+			keys = append(keys, fmt.Sprintf("shared-%02d.deletion", s))
+		}
+		// Each writer meets the shared keys at other times and in another order.
+		rand.New(rand.NewPCG(uint64(w), 1)).Shuffle(len(keys), func(i, j int) { keys[i], keys[j] = keys[j], keys[i] })
+		wg.Go(func() {
+			for _, key := range keys {
+				r, existing, err := ledgers[w].Record(ctx, receipt(key))
+				if err != nil {
+					errs[w] = err
+					return
+				}
+				results[w][key] = result{r, existing}
+			}
+		})
+	}
+	wg.Wait()
+	for w, err := range errs {
+		require.NoError(t, err, "writer %d", w)
+	}
+
+	l := ledgers[0]
+	count, err := l.Count(ctx)
+	require.NoError(t, err)
+	require.EqualValues(t, writers*distinct+shared, count)
+
+	n, head, err := ledger.Verify(ctx, l)
+	require.NoError(t, err)
+	require.Equal(t, writers*distinct+shared, n)
+
+	all := scanAll(t, l)
+	require.Equal(t, head, all[len(all)-1].Hash)
+	bySeq := map[string]ledger.Receipt{}
+	for _, r := range all {
+		_, dup := bySeq[r.Key]
+		require.False(t, dup, "key %s recorded twice", r.Key)
+		bySeq[r.Key] = r
+	}
+	for s := range shared {
+		key := fmt.Sprintf("shared-%02d.deletion", s)
+		created := 0
+		for w := range writers {
+			res, ok := results[w][key]
+			require.True(t, ok, "writer %d has no result for %s", w, key)
+			require.Equal(t, bySeq[key], res.r, "writer %d got another receipt for %s", w, key)
+			if !res.existing {
+				created++
+			}
+		}
+		require.Equal(t, 1, created, "exactly one writer created %s", key)
+	}
+}
+
+func TestVerifierDetectsTampering(t *testing.T) {
+	srv := natstest.Embedded(t, 0)
+	l := newLedger(t, srv)
+	ctx := testCtx(t)
+	for i := range 6 {
+		_, _, err := l.Record(ctx, receipt(fmt.Sprintf("c%d.deletion", i)))
+		require.NoError(t, err)
+	}
+	good := scanAll(t, l)
+	require.Len(t, good, 6)
+
+	tests := []struct {
+		name    string
+		tamper  func([]ledger.Receipt) []ledger.Receipt
+		wantSeq uint64
+		wantKey string
+		want    string
+	}{
+		{
+			name: "changed reason",
+			tamper: func(rs []ledger.Receipt) []ledger.Receipt {
+				rs[2].Reason = "on request"
+				return rs
+			},
+			wantSeq: 3, wantKey: "c2.deletion", want: "altered",
+		},
+		{
+			name: "changed time",
+			tamper: func(rs []ledger.Receipt) []ledger.Receipt {
+				rs[3].At = rs[3].At.Add(time.Nanosecond)
+				return rs
+			},
+			wantSeq: 4, wantKey: "c3.deletion", want: "altered",
+		},
+		{
+			name: "class removed",
+			tamper: func(rs []ledger.Receipt) []ledger.Receipt {
+				rs[0].Classes = rs[0].Classes[:1]
+				return rs
+			},
+			wantSeq: 1, wantKey: "c0.deletion", want: "altered",
+		},
+		{
+			name: "changed and rehashed",
+			tamper: func(rs []ledger.Receipt) []ledger.Receipt {
+				rs[1].CaseNumber = "KC-2026-999999"
+				rs[1].Hash = ledger.ComputeHash(rs[1])
+				return rs
+			},
+			wantSeq: 3, wantKey: "c2.deletion", want: "removed, inserted or reordered",
+		},
+		{
+			name: "receipt removed",
+			tamper: func(rs []ledger.Receipt) []ledger.Receipt {
+				return append(rs[:3], rs[4:]...)
+			},
+			wantSeq: 5, wantKey: "c4.deletion", want: "removed, inserted or reordered",
+		},
+		{
+			name: "first receipt removed",
+			tamper: func(rs []ledger.Receipt) []ledger.Receipt {
+				return rs[1:]
+			},
+			wantSeq: 2, wantKey: "c1.deletion", want: "removed, inserted or reordered",
+		},
+		{
+			name: "receipts reordered",
+			tamper: func(rs []ledger.Receipt) []ledger.Receipt {
+				rs[2], rs[3] = rs[3], rs[2]
+				return rs
+			},
+			wantSeq: 4, wantKey: "c3.deletion", want: "removed, inserted or reordered",
+		},
+		{
+			name: "sequence numbers reordered",
+			tamper: func(rs []ledger.Receipt) []ledger.Receipt {
+				rs[4].Seq = 2
+				return rs
+			},
+			wantSeq: 2, wantKey: "c4.deletion", want: "out of order",
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			rs := tc.tamper(clone(good))
+			v := ledger.NewVerifier()
+			var err error
+			for _, r := range rs {
+				if err = v.Add(r); err != nil {
+					break
+				}
+			}
+			require.ErrorIs(t, err, ledger.ErrChainBroken)
+			require.ErrorContains(t, err, fmt.Sprintf("seq %d key %q", tc.wantSeq, tc.wantKey))
+			require.ErrorContains(t, err, tc.want)
+			require.ErrorIs(t, v.Add(rs[len(rs)-1]), ledger.ErrChainBroken, "a broken verifier stays broken")
+		})
+	}
+
+	v := ledger.NewVerifier()
+	for _, r := range good {
+		require.NoError(t, v.Add(r))
+	}
+	require.Equal(t, len(good), v.Count())
+	require.Equal(t, good[len(good)-1].Hash, v.Head())
+}
+
+// clone deep-copies receipts so that a test case cannot change another's.
+func clone(rs []ledger.Receipt) []ledger.Receipt {
+	out := make([]ledger.Receipt, len(rs))
+	for i, r := range rs {
+		r.Classes = append([]string(nil), r.Classes...)
+		out[i] = r
+	}
+	return out
+}
+
+func TestComputeHashCoversEveryField(t *testing.T) {
+	base := receipt("c1.archive")
+	base.Kind, base.ArchiveSHA256, base.Prev = ledger.KindArchive, strings.Repeat("0f", 32), ledger.GenesisPrev
+	tests := []struct {
+		name   string
+		mutate func(*ledger.Receipt)
+	}{
+		{"prev", func(r *ledger.Receipt) { r.Prev = strings.Repeat("1", 64) }},
+		{"kind", func(r *ledger.Receipt) { r.Kind = ledger.KindDeletion }},
+		{"key", func(r *ledger.Receipt) { r.Key = "c1.archive2" }},
+		{"case id", func(r *ledger.Receipt) { r.CaseID = "c2" }},
+		{"case number", func(r *ledger.Receipt) { r.CaseNumber = "x" }},
+		{"case type", func(r *ledger.Receipt) { r.CaseType = "x" }},
+		{"channel", func(r *ledger.Receipt) { r.Channel = "x" }},
+		{"plan name", func(r *ledger.Receipt) { r.PlanName = "x" }},
+		{"plan version", func(r *ledger.Receipt) { r.PlanVersion = "x" }},
+		{"rule", func(r *ledger.Receipt) { r.Rule = "x" }},
+		{"reason", func(r *ledger.Receipt) { r.Reason = "x" }},
+		{"classes order", func(r *ledger.Receipt) { r.Classes = []string{"description", "contact"} }},
+		{"classes joined", func(r *ledger.Receipt) { r.Classes = []string{"contact\nclass 11:description"} }},
+		{"at", func(r *ledger.Receipt) { r.At = r.At.Add(time.Nanosecond) }},
+		{"archive sha256", func(r *ledger.Receipt) { r.ArchiveSHA256 = strings.Repeat("f0", 32) }},
+		{"value moved between fields", func(r *ledger.Receipt) { r.CaseType, r.Channel = r.CaseType+r.Channel, "" }},
+	}
+	want := ledger.ComputeHash(base)
+	require.Len(t, want, 64)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := base
+			r.Classes = append([]string(nil), base.Classes...)
+			tc.mutate(&r)
+			require.NotEqual(t, want, ledger.ComputeHash(r))
+		})
+	}
+
+	same := base
+	same.Seq, same.Hash = 99, "whatever"
+	same.At = base.At.UTC()
+	require.Equal(t, want, ledger.ComputeHash(same), "Seq, Hash and the time zone are not covered")
+}
+
+func TestStreamRefusesDeleteAndPurge(t *testing.T) {
+	srv := natstest.Embedded(t, 0)
+	js := natstest.JetStream(t, srv)
+	ctx := testCtx(t)
+	l, err := ledger.New(ctx, js, ledger.Config{})
+	require.NoError(t, err)
+	for i := range 3 {
+		_, _, err := l.Record(ctx, receipt(fmt.Sprintf("c%d.deletion", i)))
+		require.NoError(t, err)
+	}
+	st, err := js.Stream(ctx, ledger.DefaultStream)
+	require.NoError(t, err)
+
+	require.Error(t, st.DeleteMsg(ctx, 2), "delete")
+	require.Error(t, st.SecureDeleteMsg(ctx, 2), "secure delete")
+	require.Error(t, st.Purge(ctx), "purge")
+	require.Error(t, st.Purge(ctx, jetstream.WithPurgeSubject(ledger.DefaultPrefix+".c1.deletion")), "purge subject")
+	require.Error(t, st.Purge(ctx, jetstream.WithPurgeKeep(1)), "purge keep")
+
+	_, err = js.UpdateStream(ctx, jetstream.StreamConfig{
+		Name:     ledger.DefaultStream,
+		Subjects: []string{ledger.DefaultPrefix + ".>"},
+		Storage:  jetstream.FileStorage,
+	})
+	require.Error(t, err, "deny delete and deny purge cannot be switched off")
+
+	rollup := nats.NewMsg(ledger.DefaultPrefix + ".c9.deletion")
+	rollup.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupAll)
+	_, err = js.PublishMsg(ctx, rollup)
+	require.Error(t, err, "rollup")
+
+	_, err = js.Publish(ctx, ledger.DefaultPrefix+".c1.deletion", []byte(`{"kind":"deletion"}`))
+	require.Error(t, err, "a second message for a key")
+
+	n, _, err := ledger.Verify(ctx, l)
+	require.NoError(t, err)
+	require.Equal(t, 3, n)
+}
+
+func TestNewRefusesIncompatibleStream(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  jetstream.StreamConfig
+	}{
+		{"max age", jetstream.StreamConfig{Subjects: []string{ledger.DefaultPrefix + ".>"}, MaxAge: 24 * time.Hour}},
+		{"other subjects", jetstream.StreamConfig{Subjects: []string{ledger.DefaultPrefix + ".>", "other.>"}}},
+		{"narrower subjects", jetstream.StreamConfig{Subjects: []string{ledger.DefaultPrefix + ".x.>"}}},
+		{"memory", jetstream.StreamConfig{Subjects: []string{ledger.DefaultPrefix + ".>"}, Storage: jetstream.MemoryStorage}},
+		{"discard old at limit", jetstream.StreamConfig{Subjects: []string{ledger.DefaultPrefix + ".>"}, MaxMsgs: 1000}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := natstest.Embedded(t, 0)
+			js := natstest.JetStream(t, srv)
+			ctx := testCtx(t)
+			tc.cfg.Name = ledger.DefaultStream
+			_, err := js.CreateStream(ctx, tc.cfg)
+			require.NoError(t, err)
+			_, err = ledger.New(ctx, js, ledger.Config{})
+			require.ErrorIs(t, err, ledger.ErrIncompatibleStream)
+			require.ErrorContains(t, err, ledger.DefaultStream)
+		})
+	}
+}
+
+func TestNewRefusesInvalidConfig(t *testing.T) {
+	srv := natstest.Embedded(t, 0)
+	js := natstest.JetStream(t, srv)
+	tests := []struct {
+		name string
+		cfg  ledger.Config
+	}{
+		{"wildcard prefix", ledger.Config{Prefix: "a.*"}},
+		{"empty token", ledger.Config{Prefix: "a..b"}},
+		{"dotted stream", ledger.Config{Stream: "A.B"}},
+		{"negative replicas", ledger.Config{Replicas: -1}},
+		{"negative attempts", ledger.Config{MaxAttempts: -1}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ledger.New(testCtx(t), js, tc.cfg)
+			require.ErrorIs(t, err, ledger.ErrInvalid)
+		})
+	}
+	_, err := ledger.New(testCtx(t), nil, ledger.Config{})
+	require.ErrorIs(t, err, ledger.ErrInvalid)
+}
+
+func TestScanStopsAtCallbackError(t *testing.T) {
+	srv := natstest.Embedded(t, 0)
+	l := newLedger(t, srv)
+	ctx := testCtx(t)
+	for i := range 5 {
+		_, _, err := l.Record(ctx, receipt(fmt.Sprintf("c%d.deletion", i)))
+		require.NoError(t, err)
+	}
+	errStop := fmt.Errorf("stop")
+	seen := 0
+	err := l.Scan(ctx, func(r ledger.Receipt) error {
+		seen++
+		if r.Seq == 3 {
+			return errStop
+		}
+		return nil
+	})
+	require.ErrorIs(t, err, errStop)
+	require.Equal(t, 3, seen)
+}
+
+func TestLedgerSurvivesServerRestart(t *testing.T) {
+	dir := t.TempDir()
+	start := func() *natsserver.Server {
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		defer cancel()
+		srv, err := natsserver.Start(ctx, natsserver.Config{StoreDir: dir, InProcessOnly: true})
+		require.NoError(t, err)
+		t.Cleanup(srv.Shutdown)
+		return srv
+	}
+
+	srv := start()
+	l := newLedger(t, srv)
+	ctx := testCtx(t)
+	for i := range 10 {
+		_, _, err := l.Record(ctx, receipt(fmt.Sprintf("c%d.deletion", i)))
+		require.NoError(t, err)
+	}
+	_, headBefore, err := ledger.Verify(ctx, l)
+	require.NoError(t, err)
+	srv.Shutdown()
+
+	srv = start()
+	l = newLedger(t, srv)
+	n, head, err := ledger.Verify(ctx, l)
+	require.NoError(t, err)
+	require.Equal(t, 10, n)
+	require.Equal(t, headBefore, head)
+
+	again, existing, err := l.Record(ctx, receipt("c3.deletion"))
+	require.NoError(t, err)
+	require.True(t, existing, "keys are still known after the restart")
+	require.EqualValues(t, 4, again.Seq)
+
+	next, existing, err := l.Record(ctx, receipt("c10.deletion"))
+	require.NoError(t, err)
+	require.False(t, existing)
+	require.Equal(t, headBefore, next.Prev, "the chain continues where it stopped")
+	require.EqualValues(t, 11, next.Seq)
+
+	n, _, err = ledger.Verify(ctx, l)
+	require.NoError(t, err)
+	require.Equal(t, 11, n)
+}
