@@ -1,0 +1,256 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/google/uuid"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
+	"github.com/kontakt-se/kontakt/pkg/eventstore"
+	"github.com/kontakt-se/kontakt/pkg/identity"
+	"github.com/kontakt-se/kontakt/pkg/seal"
+	"github.com/kontakt-se/kontakt/pkg/subject"
+	"github.com/kontakt-se/kontakt/services/retention/domain"
+)
+
+// commandAttempts bounds the retries of a command whose case changed
+// between read and append.
+const commandAttempts = 5
+
+// change reads a case, lets decide return the event to append (nil: no
+// change) and appends it at the revision it read, retrying when the case
+// moved in between.
+func (s *Service) change(ctx context.Context, caseID string, decide func(c *domain.Case) (proto.Message, error)) (*domain.Case, error) {
+	for range commandAttempts {
+		c, _, err := s.readCase(ctx, caseID)
+		if err != nil {
+			return nil, err
+		}
+		ev, err := decide(c)
+		if err != nil || ev == nil {
+			return c, err
+		}
+		_, err = s.appendEvent(ctx, caseID, c.Revision, uuid.NewString(), ev)
+		if errors.Is(err, eventstore.ErrConflict) {
+			continue
+		}
+		if errors.Is(err, eventstore.ErrStreamDeleted) {
+			return nil, ErrNotFound
+		}
+		return c, err
+	}
+	return nil, ErrConflict
+}
+
+// PlaceHold stops redaction and deletion of a case until the hold is
+// released, and returns the hold's id.
+func (s *Service) PlaceHold(ctx context.Context, actor, caseID, reason string) (string, error) {
+	holdID := uuid.NewString()
+	_, err := s.change(ctx, caseID, func(*domain.Case) (proto.Message, error) {
+		return &casev1.HoldPlaced{CaseId: caseID, HoldId: holdID, Reason: reason, PlacedBy: actor, PlacedAt: timestamppb.New(s.clock())}, nil
+	})
+	return holdID, err
+}
+
+// ReleaseHold lifts a hold. A deadline that passed while the case was
+// held is applied at once: the sweeper is woken.
+func (s *Service) ReleaseHold(ctx context.Context, actor, caseID, holdID string) error {
+	_, err := s.change(ctx, caseID, func(c *domain.Case) (proto.Message, error) {
+		if _, ok := c.Holds[holdID]; !ok {
+			return nil, fmt.Errorf("%w: %s", ErrHoldNotFound, holdID)
+		}
+		return &casev1.HoldReleased{CaseId: caseID, HoldId: holdID, ReleasedBy: actor, ReleasedAt: timestamppb.New(s.clock())}, nil
+	})
+	if err == nil {
+		s.wakeAfterIndex(ctx)
+	}
+	return err
+}
+
+// wakeAfterIndex wakes the sweeper once the projector has had a moment
+// to apply the event just appended; the sweeper reads the case from the
+// store anyway, so an early wake only costs a pass.
+func (s *Service) wakeAfterIndex(context.Context) {
+	s.Wake()
+}
+
+// MarkForPreservation marks a case to be preserved (bevaras): it is
+// exported to the archive before anything of it is removed. Marking a
+// marked case again changes nothing.
+func (s *Service) MarkForPreservation(ctx context.Context, actor, caseID, reason string) error {
+	_, err := s.change(ctx, caseID, func(c *domain.Case) (proto.Message, error) {
+		if c.Marked {
+			return nil, nil
+		}
+		return &casev1.CaseMarkedForPreservation{CaseId: caseID, MarkedBy: actor, Reason: reason, MarkedAt: timestamppb.New(s.clock())}, nil
+	})
+	return err
+}
+
+// EraseOutcome says what an erasure did to one case.
+type EraseOutcome struct {
+	CaseID, CaseNumber string
+	Erased             bool
+	Explanation        string
+}
+
+// EraseSubject redacts every personal data class of every case that
+// holds the person's data, now (GDPR article 17). Cases under a hold are
+// refused with an explanation; the others get PersonalDataRedacted with
+// reason "erasure", and the projector destroys their keys.
+func (s *Service) EraseSubject(ctx context.Context, actor string, key subject.Key, note string) ([]EraseOutcome, error) {
+	ids, err := s.subjectCases(key)
+	if err != nil {
+		return nil, err
+	}
+	var out []EraseOutcome
+	for _, id := range ids {
+		o := EraseOutcome{CaseID: id}
+		c, err := s.change(ctx, id, func(c *domain.Case) (proto.Message, error) {
+			o.CaseNumber = c.Number
+			if c.OnHold() {
+				return nil, nil
+			}
+			m := &casev1.PersonalDataRedacted{
+				CaseId: id, Reason: "erasure", PlanVersion: s.cfg.Plan.Version, Rule: "erasure",
+				RedactedAt: timestamppb.New(s.clock()), RequestedBy: actor, Note: note,
+			}
+			for _, cl := range domain.PersonalClasses() {
+				if !c.Redacted[cl] {
+					m.DataClasses = append(m.DataClasses, classToProto(cl))
+				}
+			}
+			if len(m.DataClasses) == 0 {
+				return nil, nil
+			}
+			return m, nil
+		})
+		switch {
+		case errors.Is(err, ErrNotFound):
+			continue
+		case err != nil:
+			return out, err
+		case c.OnHold():
+			o.Explanation = fmt.Sprintf("the case is on hold (%s); its data is kept until the hold is released", holdReasons(c))
+		default:
+			o.Erased = true
+		}
+		out = append(out, o)
+	}
+	return out, nil
+}
+
+func holdReasons(c *domain.Case) string {
+	var rs []string
+	for _, r := range c.Holds {
+		rs = append(rs, r)
+	}
+	slices.Sort(rs)
+	return joinComma(rs)
+}
+
+func joinComma(xs []string) string {
+	out := ""
+	for i, x := range xs {
+		if i > 0 {
+			out += ", "
+		}
+		out += x
+	}
+	return out
+}
+
+// Rectification is corrected data for one class of a case: exactly one
+// field is set.
+type Rectification struct {
+	Contact  *casev1.ContactDetails
+	FreeText *casev1.FreeText
+	Identity *casev1.IdentityNumber
+}
+
+// Rectify seals corrected values for one data class and appends
+// PersonalDataRectified (GDPR article 16). Reads show the corrected
+// data from then on. A redacted class cannot be rectified: there is
+// nothing left to correct.
+func (s *Service) Rectify(ctx context.Context, actor, caseID string, r Rectification) error {
+	class, value, err := s.checkRectification(r)
+	if err != nil {
+		return err
+	}
+	_, err = s.change(ctx, caseID, func(c *domain.Case) (proto.Message, error) {
+		if c.Redacted[domain.Class(class)] {
+			return nil, fmt.Errorf("%w: %s", ErrClassRedacted, class)
+		}
+		if c.Channel == casev1.Channel_CHANNEL_VISIT {
+			if r.Identity != nil {
+				return nil, invalid("identity", "visits register no identity number")
+			}
+			if r.Contact.GetName() != "" {
+				return nil, invalid("contact.name", "visits register no name")
+			}
+		}
+		sealed, err := s.sealer.SealMessage(ctx, caseID, class, value)
+		if errors.Is(err, seal.ErrKeyDestroyed) {
+			return nil, fmt.Errorf("%w: %s", ErrClassRedacted, class)
+		}
+		if err != nil {
+			return nil, err
+		}
+		return &casev1.PersonalDataRectified{CaseId: caseID, DataClass: class.ToProto(), Value: sealed, RectifiedBy: actor, RectifiedAt: timestamppb.New(s.clock())}, nil
+	})
+	return err
+}
+
+// checkRectification validates corrected values as intake validates new
+// ones, and normalises them.
+func (s *Service) checkRectification(r Rectification) (seal.Class, proto.Message, error) {
+	switch {
+	case r.Contact != nil:
+		c := proto.Clone(r.Contact).(*casev1.ContactDetails)
+		if c.GetEmail() != "" {
+			e, err := identity.NormaliseEmail(c.GetEmail())
+			if err != nil {
+				return "", nil, invalid("contact.email", "not an e-mail address")
+			}
+			c.Email = e
+		}
+		if c.GetPhone() != "" {
+			p, err := identity.NormalisePhone(c.GetPhone())
+			if err != nil {
+				return "", nil, invalid("contact.phone", "not a phone number")
+			}
+			c.Phone = p
+		}
+		return seal.ClassContact, c, nil
+	case r.Identity != nil:
+		n, err := identity.ParsePersonalNumber(r.Identity.GetNumber(), s.clock())
+		if err != nil {
+			return "", nil, invalid("identity.number", "not a valid personnummer or samordningsnummer")
+		}
+		return seal.ClassIdentity, &casev1.IdentityNumber{Number: n.Normalised(), CoordinationNumber: n.Coordination}, nil
+	case r.FreeText != nil:
+		if n := len([]rune(r.FreeText.GetDescription())); n > 4000 {
+			return "", nil, invalid("free_text.description", fmt.Sprintf("%d characters, at most 4000", n))
+		}
+		return seal.ClassFreeText, r.FreeText, nil
+	}
+	return "", nil, invalid("value", "give contact, free_text or identity")
+}
+
+// FieldError is a refused value: it names the request field and why, and
+// matches ErrInvalid.
+type FieldError struct {
+	Field, Reason string
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Reason }
+
+// Unwrap makes errors.Is(err, ErrInvalid) hold.
+func (e *FieldError) Unwrap() error { return ErrInvalid }
+
+func invalid(field, reason string) error { return &FieldError{Field: field, Reason: reason} }

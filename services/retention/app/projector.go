@@ -1,0 +1,396 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
+	"github.com/kontakt-se/kontakt/pkg/caseevents"
+	"github.com/kontakt-se/kontakt/pkg/eventstore"
+	"github.com/kontakt-se/kontakt/pkg/seal"
+	"github.com/kontakt-se/kontakt/pkg/subject"
+	"github.com/kontakt-se/kontakt/services/retention/adapters/index"
+	"github.com/kontakt-se/kontakt/services/retention/adapters/ledger"
+	"github.com/kontakt-se/kontakt/services/retention/domain"
+	"google.golang.org/protobuf/proto"
+)
+
+// Projection defaults.
+const (
+	projectBatch   = 256
+	projectIdle    = 5 * time.Millisecond
+	minBackoff     = 100 * time.Millisecond
+	maxBackoff     = 15 * time.Second
+	receiptRedact  = "redaction"
+	receiptDelete  = "deletion"
+	receiptArchive = "archive"
+)
+
+// RunProjector follows the log of case events from the index's checkpoint
+// and keeps the index up to date until ctx ends. A failing batch is
+// retried from the checkpoint after a back-off: the index must not stop
+// for good because the event store or the key store was briefly away.
+func (s *Service) RunProjector(ctx context.Context) error {
+	if err := s.reschedule(); err != nil {
+		return err
+	}
+	backoff := minBackoff
+	for {
+		from, err := s.idx.Checkpoint()
+		if err == nil {
+			var progressed bool
+			progressed, err = eventstore.SubscribeBatches(ctx, s.store, from,
+				eventstore.BatchOptions{Size: projectBatch, Idle: projectIdle},
+				func(ctx context.Context, batch []eventstore.RecordedEvent) error {
+					return s.ApplyBatch(ctx, from, batch)
+				})
+			if progressed {
+				backoff = minBackoff
+			}
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		s.log.Warn("retention index: projection failed, retrying", "from", from, "retry_in", backoff, "error", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, maxBackoff)
+	}
+}
+
+// reschedule recomputes every due time when the plan differs from the one
+// the index was built with.
+func (s *Service) reschedule() error {
+	fp := s.cfg.Plan.Name + "@" + s.cfg.Plan.Version
+	got, err := s.idx.Plan()
+	if err != nil || got == fp {
+		return err
+	}
+	s.log.Info("retention plan changed; recomputing deadlines", "plan", fp, "was", got)
+	return s.idx.Reschedule(fp, s.nextDue)
+}
+
+// nextDue is when the sweeper must next look at a case: its earliest
+// deadline, or never while a hold is in force.
+func (s *Service) nextDue(e *index.Entry) time.Time {
+	if e.Case.OnHold() || e.Case.Deleted {
+		return time.Time{}
+	}
+	at, ok := s.cfg.Plan.NextDue(&e.Case)
+	if !ok {
+		return time.Time{}
+	}
+	return at
+}
+
+// effect is work that follows from an applied event outside the index:
+// it runs before the batch's transaction commits.
+type effect func(ctx context.Context) error
+
+// ApplyBatch applies a batch of events to the index in one transaction
+// with its checkpoint. Events at or before the checkpoint from were
+// applied before and are skipped. Tokens are computed (which opens
+// sealed contact details) and effects run with several workers at once,
+// since each costs a round trip to the key store or the event store.
+func (s *Service) ApplyBatch(ctx context.Context, from eventstore.Position, batch []eventstore.RecordedEvent) error {
+	if len(batch) == 0 {
+		return nil
+	}
+	type decoded struct {
+		rec eventstore.RecordedEvent
+		msg proto.Message
+	}
+	evs := make([]decoded, 0, len(batch))
+	for _, r := range batch {
+		if from > 0 && r.Position <= from {
+			continue
+		}
+		if r.Type == eventstore.TypeStreamDeleted {
+			evs = append(evs, decoded{rec: r})
+			continue
+		}
+		msg, err := caseevents.Decode(r.Type, r.Data)
+		if errors.Is(err, caseevents.ErrUnknown) {
+			evs = append(evs, decoded{rec: r})
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("retention index: %s at %d: %w", r.Type, r.Position, err)
+		}
+		evs = append(evs, decoded{rec: r, msg: msg})
+	}
+	// Tokens first, concurrently: they need the key store. Contact and
+	// identity tokens are kept apart so that each class's redaction or
+	// rectification replaces only its own.
+	toks := make([]tokenPair, len(evs))
+	var jobs []func(context.Context) error
+	for i, d := range evs {
+		switch m := d.msg.(type) {
+		case *casev1.CaseRegistered:
+			jobs = append(jobs, func(ctx context.Context) error {
+				var err error
+				toks[i], err = s.tokenPair(ctx, m.GetCaseId(), m.GetContact(), m.GetIdentity())
+				return err
+			})
+		case *casev1.PersonalDataRectified:
+			var contact, id *casev1.SealedPersonalData
+			switch m.GetDataClass() {
+			case casev1.DataClass_DATA_CLASS_CONTACT_DETAILS:
+				contact = m.GetValue()
+			case casev1.DataClass_DATA_CLASS_IDENTITY_NUMBER:
+				id = m.GetValue()
+			default:
+				continue
+			}
+			jobs = append(jobs, func(ctx context.Context) error {
+				var err error
+				toks[i], err = s.tokenPair(ctx, m.GetCaseId(), contact, id)
+				return err
+			})
+		}
+	}
+	if err := s.parallel(ctx, jobs); err != nil {
+		return err
+	}
+	last := batch[len(batch)-1].Position
+	return s.idx.Update(last, func(tx *index.Tx) error {
+		perCase := map[string][]effect{}
+		var order []string
+		for i, d := range evs {
+			eff, err := s.apply(tx, d.rec, d.msg, toks[i])
+			if err != nil {
+				return err
+			}
+			if eff == nil {
+				continue
+			}
+			if _, ok := perCase[d.rec.Stream]; !ok {
+				order = append(order, d.rec.Stream)
+			}
+			perCase[d.rec.Stream] = append(perCase[d.rec.Stream], eff)
+		}
+		// A case's effects run in log order; cases run side by side.
+		jobs := make([]func(context.Context) error, 0, len(order))
+		for _, id := range order {
+			effs := perCase[id]
+			jobs = append(jobs, func(ctx context.Context) error {
+				for _, e := range effs {
+					if err := e(ctx); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+		}
+		return s.parallel(ctx, jobs)
+	})
+}
+
+// tokenPair is a case's contact and identity tokens.
+type tokenPair struct{ contact, identity []string }
+
+func (s *Service) tokenPair(ctx context.Context, caseID string, contact, id *casev1.SealedPersonalData) (tokenPair, error) {
+	var p tokenPair
+	var err error
+	if contact != nil {
+		if p.contact, err = s.tokens(ctx, caseID, contact, nil); err != nil {
+			return p, err
+		}
+	}
+	if id != nil {
+		if p.identity, err = s.tokens(ctx, caseID, nil, id); err != nil {
+			return p, err
+		}
+	}
+	return p, nil
+}
+
+func (s *Service) tokens(ctx context.Context, caseID string, contact, id *casev1.SealedPersonalData) ([]string, error) {
+	t, err := subject.CaseTokens(ctx, s.sealer, s.blind, caseID, contact, id)
+	if errors.Is(err, subject.ErrRedacted) {
+		return nil, nil
+	}
+	return t, err
+}
+
+// apply applies one event to the index and returns what must follow from
+// it outside the index, as one sequential effect.
+func (s *Service) apply(tx *index.Tx, rec eventstore.RecordedEvent, msg proto.Message, toks tokenPair) (effect, error) {
+	caseID := rec.Stream
+	if rec.Type == eventstore.TypeStreamDeleted {
+		return nil, tx.Delete(caseID)
+	}
+	e, found, err := tx.Get(caseID)
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		if d, ok := msg.(*casev1.CaseDeleted); ok {
+			// Deleted before this index saw it registered (a rebuild after
+			// the stream went): still finish the deletion.
+			return s.deletionEffect(nil, d), nil
+		}
+		if _, ok := msg.(*casev1.CaseRegistered); !ok {
+			return nil, nil
+		}
+		e = &index.Entry{}
+	}
+	if msg == nil {
+		e.Case.Revision = uint64(rec.Revision)
+		return nil, s.put(tx, e)
+	}
+	if err := e.Case.Apply(msg, uint64(rec.Revision), rec.Recorded); err != nil {
+		// A stream that contradicts itself is logged and skipped rather
+		// than retried for ever.
+		s.log.Error("retention index: event does not fit the case", "case_id", caseID, "type", rec.Type, "revision", rec.Revision, "error", err)
+		return nil, nil
+	}
+	var eff effect
+	switch m := msg.(type) {
+	case *casev1.CaseRegistered:
+		e.ContactTokens, e.IdentityTokens = toks.contact, toks.identity
+	case *casev1.PersonalDataRectified:
+		switch m.GetDataClass() {
+		case casev1.DataClass_DATA_CLASS_CONTACT_DETAILS:
+			e.ContactTokens = toks.contact
+		case casev1.DataClass_DATA_CLASS_IDENTITY_NUMBER:
+			e.IdentityTokens = toks.identity
+		}
+	case *casev1.PersonalDataRedacted:
+		for _, dc := range m.GetDataClasses() {
+			switch dc {
+			case casev1.DataClass_DATA_CLASS_CONTACT_DETAILS:
+				e.ContactTokens = nil
+			case casev1.DataClass_DATA_CLASS_IDENTITY_NUMBER:
+				e.IdentityTokens = nil
+			}
+		}
+		eff = s.redactionEffect(e, m, rec)
+	case *casev1.CaseArchived:
+		eff = s.archiveEffect(e, m)
+	case *casev1.CaseDeleted:
+		eff = s.deletionEffect(e, m)
+		e.ContactTokens, e.IdentityTokens = nil, nil
+	}
+	return eff, s.put(tx, e)
+}
+
+func (s *Service) put(tx *index.Tx, e *index.Entry) error {
+	e.NextDue = s.nextDue(e)
+	return tx.Put(e)
+}
+
+// receipt fills what every receipt says about its case.
+func (s *Service) receipt(e *index.Entry, kind, key string) ledger.Receipt {
+	r := ledger.Receipt{Kind: kind, Key: key, PlanName: s.cfg.Plan.Name, PlanVersion: s.cfg.Plan.Version}
+	if e != nil {
+		r.CaseID, r.CaseNumber = e.Case.ID, e.Case.Number
+		r.CaseType, r.Channel = typeName(e.Case.Type), channelName(e.Case.Channel)
+	}
+	return r
+}
+
+// redactionEffect destroys the keys of the redacted classes, then writes
+// the receipt. Both are idempotent, so a repeat after a crash is harmless.
+func (s *Service) redactionEffect(e *index.Entry, m *casev1.PersonalDataRedacted, rec eventstore.RecordedEvent) effect {
+	r := s.receipt(e, receiptRedact, fmt.Sprintf("%s.%s.%d", m.GetCaseId(), receiptRedact, rec.Revision))
+	// The reason is the event's code ("retention" or "erasure"); an
+	// erasure's free-text note stays in the case's own stream, which is
+	// deleted in time, never in the ledger, which is kept for ever.
+	r.CaseID = m.GetCaseId()
+	r.PlanVersion, r.Rule, r.Reason = m.GetPlanVersion(), m.GetRule(), m.GetReason()
+	r.At = m.GetRedactedAt().AsTime()
+	var classes []seal.Class
+	for _, dc := range m.GetDataClasses() {
+		c, err := seal.ClassFromProto(dc)
+		if err != nil {
+			continue
+		}
+		classes = append(classes, c)
+		r.Classes = append(r.Classes, string(c))
+	}
+	caseID := m.GetCaseId()
+	return func(ctx context.Context) error {
+		if len(classes) > 0 {
+			if err := s.sealer.Destroy(ctx, caseID, classes...); err != nil {
+				return err
+			}
+		}
+		_, err := s.record(ctx, r)
+		return err
+	}
+}
+
+func (s *Service) archiveEffect(e *index.Entry, m *casev1.CaseArchived) effect {
+	r := s.receipt(e, receiptArchive, m.GetCaseId()+"."+receiptArchive)
+	r.CaseID = m.GetCaseId()
+	r.At = m.GetArchivedAt().AsTime()
+	r.ArchiveSHA256 = m.GetSha256()
+	r.Reason = "bevaras"
+	return func(ctx context.Context) error {
+		_, err := s.record(ctx, r)
+		return err
+	}
+}
+
+// deletionEffect writes the deletion receipt, removes the stream, then
+// destroys every remaining key: the receipt comes first so that a case is
+// never gone without its record.
+func (s *Service) deletionEffect(e *index.Entry, m *casev1.CaseDeleted) effect {
+	r := s.receipt(e, receiptDelete, m.GetCaseId()+"."+receiptDelete)
+	r.CaseID, r.CaseNumber = m.GetCaseId(), m.GetCaseNumber()
+	r.PlanVersion, r.Rule = m.GetPlanVersion(), m.GetRule()
+	r.At = m.GetDeletedAt().AsTime()
+	r.Classes = []string{string(domain.ClassCase)}
+	caseID := m.GetCaseId()
+	return func(ctx context.Context) error {
+		if _, err := s.record(ctx, r); err != nil {
+			return err
+		}
+		if err := s.store.Delete(ctx, caseID); err != nil && !errors.Is(err, eventstore.ErrStreamNotFound) {
+			return err
+		}
+		return s.sealer.Destroy(ctx, caseID)
+	}
+}
+
+// parallel runs jobs with the configured number of workers and returns
+// the first error after all have finished.
+func (s *Service) parallel(ctx context.Context, jobs []func(context.Context) error) error {
+	if len(jobs) == 0 {
+		return nil
+	}
+	sem := make(chan struct{}, s.cfg.Workers)
+	var mu sync.Mutex
+	var errs []error
+	var wg sync.WaitGroup
+	for _, j := range jobs {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := j(ctx); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// record writes a receipt. Receipts are chained, so one process writes
+// them one at a time instead of letting its own workers race for the
+// chain's head.
+func (s *Service) record(ctx context.Context, r ledger.Receipt) (ledger.Receipt, error) {
+	s.ledgerMu.Lock()
+	defer s.ledgerMu.Unlock()
+	got, _, err := s.ledger.Record(ctx, r)
+	return got, err
+}

@@ -1,0 +1,179 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"time"
+
+	"github.com/google/uuid"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
+	routingv1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/routing/v1"
+	"github.com/kontakt-se/kontakt/pkg/subject"
+	"github.com/kontakt-se/kontakt/services/retention/adapters/index"
+	"github.com/kontakt-se/kontakt/services/retention/adapters/ledger"
+	"github.com/kontakt-se/kontakt/services/retention/domain"
+)
+
+// DueItem is one thing the plan will do to a case.
+type DueItem struct {
+	CaseID, CaseNumber string
+	Type               casev1.CaseType
+	Due                domain.Due
+	OnHold             bool
+}
+
+// Preview lists what the plan will do within the given number of days
+// from now, earliest first, without changing anything. Held cases are
+// listed with OnHold set: the hold defers the action, not the deadline.
+func (s *Service) Preview(days int) ([]DueItem, error) {
+	until := s.clock().AddDate(0, 0, days)
+	var out []DueItem
+	err := s.idx.Each(func(e *index.Entry) error {
+		for _, d := range s.cfg.Plan.Schedule(&e.Case) {
+			if d.At.After(until) {
+				continue
+			}
+			out = append(out, DueItem{CaseID: e.Case.ID, CaseNumber: e.Case.Number, Type: e.Case.Type, Due: d, OnHold: e.Case.OnHold()})
+		}
+		return nil
+	})
+	slices.SortStableFunc(out, func(a, b DueItem) int {
+		if c := a.Due.At.Compare(b.Due.At); c != 0 {
+			return c
+		}
+		return compareStrings(a.CaseNumber, b.CaseNumber)
+	})
+	return out, err
+}
+
+func compareStrings(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// subjectCases returns the ids of the cases whose contact details or
+// identity number match the key (through the blind index).
+func (s *Service) subjectCases(key subject.Key) ([]string, error) {
+	tok, err := subject.Token(s.blind, key, s.clock())
+	if err != nil {
+		switch {
+		case key.Email != "":
+			return nil, invalid("subject.email", "not an e-mail address")
+		case key.Phone != "":
+			return nil, invalid("subject.phone", "not a phone number")
+		case key.IdentityNumber != "":
+			return nil, invalid("subject.identity_number", "not a valid personnummer or samordningsnummer")
+		}
+		return nil, invalid("subject", "give an e-mail, phone or identity number")
+	}
+	ids, err := s.idx.FindByToken(tok)
+	if err != nil {
+		return nil, err
+	}
+	slices.Sort(ids)
+	return slices.Compact(ids), nil
+}
+
+// SubjectCase is one case of a register extract.
+type SubjectCase struct {
+	CaseID, CaseNumber string
+	Type               casev1.CaseType
+	Channel            casev1.Channel
+	RegisteredAt       time.Time
+	Contact            *casev1.ContactDetails
+	Identity           *casev1.IdentityNumber
+	FreeText           *casev1.FreeText
+	Answers            []string
+	RedactionDueAt     time.Time
+	DeletionDueAt      time.Time
+	Reads              []*routingv1.AuditRecord
+}
+
+// SubjectAccess compiles a register extract (GDPR article 15): every case
+// that still holds the person's data, opened, with the dates the plan
+// will redact and delete it, and every logged read of it. The extract is
+// itself a read of personal data, so it is logged for each case before
+// anything is returned.
+func (s *Service) SubjectAccess(ctx context.Context, actor, role string, key subject.Key, purpose string) ([]SubjectCase, error) {
+	ids, err := s.subjectCases(key)
+	if err != nil {
+		return nil, err
+	}
+	if purpose == "" {
+		purpose = "registerutdrag (GDPR art. 15)"
+	}
+	var out []SubjectCase
+	for _, id := range ids {
+		c, recs, err := s.readCase(ctx, id)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		reads, err := s.audit.ForCase(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if err := s.audit.Record(ctx, &routingv1.AuditRecord{
+			AuditId: uuid.NewString(), Actor: actor, Role: role, CaseId: id, Purpose: purpose,
+			ReadAt: timestamppb.New(s.clock()), Rpc: "kontakt.retention.v1.RetentionService/SubjectAccess",
+			DataClasses: []casev1.DataClass{
+				casev1.DataClass_DATA_CLASS_CONTACT_DETAILS, casev1.DataClass_DATA_CLASS_IDENTITY_NUMBER,
+				casev1.DataClass_DATA_CLASS_FREE_TEXT, casev1.DataClass_DATA_CLASS_ANSWER,
+			},
+		}); err != nil {
+			return nil, err
+		}
+		opened, err := s.openEvents(ctx, id, recs)
+		if err != nil {
+			return nil, err
+		}
+		sc := SubjectCase{CaseID: id, CaseNumber: c.Number, Type: c.Type, Channel: c.Channel, RegisteredAt: c.RegisteredAt, Reads: reads}
+		for _, oe := range opened {
+			for name, m := range oe.opened {
+				switch v := m.(type) {
+				case *casev1.ContactDetails:
+					sc.Contact = v // later events (rectification) win
+				case *casev1.IdentityNumber:
+					sc.Identity = v
+				case *casev1.FreeText:
+					sc.FreeText = v
+				case *casev1.AnswerText:
+					if name != "" {
+						sc.Answers = append(sc.Answers, v.GetText())
+					}
+				}
+			}
+		}
+		for _, d := range s.cfg.Plan.Schedule(c) {
+			switch d.Action {
+			case domain.ActionRedact:
+				if sc.RedactionDueAt.IsZero() || d.At.Before(sc.RedactionDueAt) {
+					sc.RedactionDueAt = d.At
+				}
+			default:
+				sc.DeletionDueAt = d.At
+			}
+		}
+		if sc.Contact == nil && sc.Identity == nil && sc.FreeText == nil && len(sc.Answers) == 0 {
+			// Nothing of the person is left in this case.
+			continue
+		}
+		out = append(out, sc)
+	}
+	return out, nil
+}
+
+// Receipts streams the ledger's receipts in order.
+func (s *Service) Receipts(ctx context.Context, fn func(ledger.Receipt) error) error {
+	return s.ledger.Scan(ctx, fn)
+}

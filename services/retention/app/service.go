@@ -1,0 +1,198 @@
+// Package app is the retention service's application layer: the
+// projector that keeps the deadline index, the sweeper that applies the
+// plan when deadlines pass, holds and preservation, and the data-subject
+// requests (register extract, erasure, rectification).
+//
+// The sweeper only appends events (PersonalDataRedacted, CaseArchived,
+// CaseDeleted), each with the case's expected revision, so two instances
+// or a restart give exactly one event per deadline. What follows from an
+// event (destroying keys, the ledger receipt, removing the stream) is done
+// by the projector when it applies the event, before its checkpoint moves:
+// a crash in between repeats those steps, and each of them is idempotent.
+package app
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
+	routingv1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/routing/v1"
+	"github.com/kontakt-se/kontakt/pkg/blindindex"
+	"github.com/kontakt-se/kontakt/pkg/caseevents"
+	"github.com/kontakt-se/kontakt/pkg/eventstore"
+	"github.com/kontakt-se/kontakt/pkg/seal"
+	"github.com/kontakt-se/kontakt/services/retention/adapters/index"
+	"github.com/kontakt-se/kontakt/services/retention/adapters/ledger"
+	"github.com/kontakt-se/kontakt/services/retention/domain"
+)
+
+// Sentinel errors, mapped to gRPC codes in ports.
+var (
+	// ErrNotFound means there is no such case (never registered, or
+	// deleted).
+	ErrNotFound = errors.New("no such case")
+	// ErrHoldNotFound means the case has no hold with that id in force.
+	ErrHoldNotFound = errors.New("no such hold on the case")
+	// ErrClassRedacted means the data class was already redacted, so it
+	// cannot be read or rectified any more.
+	ErrClassRedacted = errors.New("the data class was redacted")
+	// ErrInvalid means a request's values are wrong; the message names
+	// the field.
+	ErrInvalid = errors.New("invalid value")
+	// ErrConflict means the case kept changing under the command; the
+	// caller may retry.
+	ErrConflict = errors.New("the case changed concurrently")
+)
+
+// EventStore is what the service needs of the event store.
+type EventStore interface {
+	Append(ctx context.Context, stream string, expected eventstore.ExpectedRevision, ev eventstore.Event) (eventstore.Revision, error)
+	Read(ctx context.Context, stream string) ([]eventstore.RecordedEvent, error)
+	Subscribe(ctx context.Context, from eventstore.Position, h eventstore.Handler) error
+	Delete(ctx context.Context, stream string) error
+}
+
+// Sealer seals, opens and destroys personal data; *seal.Sealer is one.
+type Sealer interface {
+	Open(ctx context.Context, caseID string, sealed *casev1.SealedPersonalData) ([]byte, error)
+	SealMessage(ctx context.Context, caseID string, class seal.Class, m proto.Message) (*casev1.SealedPersonalData, error)
+	Destroy(ctx context.Context, caseID string, classes ...seal.Class) error
+}
+
+// Ledger records receipts; *ledger.Ledger is one.
+type Ledger interface {
+	Record(ctx context.Context, r ledger.Receipt) (ledger.Receipt, bool, error)
+	Scan(ctx context.Context, fn func(ledger.Receipt) error) error
+}
+
+// Audit is the log of reads of personal data; *audit.Log is one.
+type Audit interface {
+	Record(ctx context.Context, rec *routingv1.AuditRecord) error
+	ForCase(ctx context.Context, caseID string) ([]*routingv1.AuditRecord, error)
+}
+
+// Config shapes the service.
+type Config struct {
+	// Plan is the retention plan in force.
+	Plan *domain.Plan
+	// ArchiveDir receives the archive packages of preserved cases.
+	ArchiveDir string
+	// SweepInterval is how often the sweeper looks for due cases; it
+	// also runs at once after a hold is released. Zero: one minute.
+	SweepInterval time.Duration
+	// Workers is how many cases the sweeper and the projector's effects
+	// handle at once. Zero: 16.
+	Workers int
+}
+
+// Service is the retention service.
+type Service struct {
+	store  EventStore
+	sealer Sealer
+	ledger Ledger
+	idx    *index.Store
+	audit  Audit
+	blind  *blindindex.Index
+	clock  func() time.Time
+	log    *slog.Logger
+	cfg    Config
+	wake   chan struct{}
+
+	ledgerMu sync.Mutex
+}
+
+// New builds the service.
+func New(store EventStore, sealer Sealer, l Ledger, idx *index.Store, a Audit, blind *blindindex.Index, clock func() time.Time, logger *slog.Logger, cfg Config) (*Service, error) {
+	if cfg.Plan == nil {
+		return nil, errors.New("retention: no plan")
+	}
+	if cfg.ArchiveDir == "" {
+		return nil, errors.New("retention: no archive directory")
+	}
+	if cfg.SweepInterval <= 0 {
+		cfg.SweepInterval = time.Minute
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 16
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Service{
+		store: store, sealer: sealer, ledger: l, idx: idx, audit: a, blind: blind,
+		clock: clock, log: logger, cfg: cfg, wake: make(chan struct{}, 1),
+	}, nil
+}
+
+// Plan returns the plan in force.
+func (s *Service) Plan() *domain.Plan { return s.cfg.Plan }
+
+// Wake makes the sweeper look for due cases now.
+func (s *Service) Wake() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// readCase reads a case's stream and folds it. A stream that is gone
+// gives ErrNotFound.
+func (s *Service) readCase(ctx context.Context, caseID string) (*domain.Case, []eventstore.RecordedEvent, error) {
+	if err := seal.ValidateCaseID(caseID); err != nil {
+		return nil, nil, ErrNotFound
+	}
+	recs, err := s.store.Read(ctx, caseID)
+	if errors.Is(err, eventstore.ErrStreamNotFound) {
+		return nil, nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := fold(recs)
+	if err != nil {
+		return nil, nil, err
+	}
+	if c.Deleted || c.ID == "" {
+		return nil, nil, ErrNotFound
+	}
+	return c, recs, nil
+}
+
+// fold builds a case's retention state from its events. Events of types
+// this build does not know only move the revision.
+func fold(recs []eventstore.RecordedEvent) (*domain.Case, error) {
+	c := &domain.Case{}
+	for _, r := range recs {
+		msg, err := caseevents.Decode(r.Type, r.Data)
+		if errors.Is(err, caseevents.ErrUnknown) {
+			c.Revision = uint64(r.Revision)
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if err := c.Apply(msg, uint64(r.Revision), r.Recorded); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// appendEvent appends one event to a case's stream at the expected
+// revision. The event id is derived from what the event is for, so a
+// retry after a lost acknowledgement is recognised by the store.
+func (s *Service) appendEvent(ctx context.Context, caseID string, expected uint64, id string, m proto.Message) (uint64, error) {
+	data, err := proto.Marshal(m)
+	if err != nil {
+		return 0, err
+	}
+	rev, err := s.store.Append(ctx, caseID, eventstore.Exact(eventstore.Revision(expected)), eventstore.Event{
+		ID: id, Type: caseevents.TypeOf(m), Data: data,
+	})
+	return uint64(rev), err
+}

@@ -1,0 +1,162 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
+	"github.com/kontakt-se/kontakt/pkg/eventstore"
+	"github.com/kontakt-se/kontakt/services/retention/domain"
+)
+
+// sweepPage is how many due cases the sweeper takes from the index at a
+// time.
+const sweepPage = 1024
+
+// RunSweeper applies the plan to due cases: at start, every
+// SweepInterval, and when woken (a hold released). It returns when ctx
+// ends.
+func (s *Service) RunSweeper(ctx context.Context) error {
+	t := time.NewTicker(s.cfg.SweepInterval)
+	defer t.Stop()
+	for {
+		if n, err := s.Sweep(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("retention sweep failed; it runs again at the next interval", "acted_on", n, "error", err)
+		} else if n > 0 {
+			s.log.Info("retention sweep", "acted_on", n)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		case <-s.wake:
+		}
+	}
+}
+
+// Sweep makes one pass over the cases the index says are due and applies
+// what the plan says to each. It returns how many events it appended.
+// Each case is read from the event store first, so an index that lags
+// behind never causes a second action: the expected revision refuses an
+// append that raced with another sweeper, and that case is looked at
+// again in the next pass.
+func (s *Service) Sweep(ctx context.Context) (int, error) {
+	now := s.clock()
+	ids, err := s.idx.Due(now, sweepPage)
+	if err != nil {
+		return 0, err
+	}
+	seen := map[string]bool{}
+	total := 0
+	for len(ids) > 0 {
+		var jobs []func(context.Context) error
+		counts := make([]int, len(ids))
+		for i, id := range ids {
+			if seen[id] {
+				continue
+			}
+			seen[id] = true
+			jobs = append(jobs, func(ctx context.Context) error {
+				n, err := s.enforce(ctx, id, now)
+				counts[i] = n
+				return err
+			})
+		}
+		if len(jobs) == 0 {
+			break
+		}
+		err := s.parallel(ctx, jobs)
+		for _, n := range counts {
+			total += n
+		}
+		if err != nil {
+			return total, err
+		}
+		// The index moves as the projector applies what was appended; ask
+		// again for what is still due, skipping what this pass handled.
+		ids, err = s.idx.Due(now, sweepPage+len(seen))
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+// enforce applies every deadline of one case that has passed at now.
+func (s *Service) enforce(ctx context.Context, caseID string, now time.Time) (int, error) {
+	c, recs, err := s.readCase(ctx, caseID)
+	if errors.Is(err, ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("case %s: %w", caseID, err)
+	}
+	if c.OnHold() {
+		return 0, nil
+	}
+	plan := s.cfg.Plan
+	dues := plan.DueBy(c, now)
+	if len(dues) == 0 {
+		return 0, nil
+	}
+	appended := 0
+	if plan.MustArchive(c) && !c.Archived {
+		ev, err := s.exportArchive(ctx, c, recs, now)
+		if err != nil {
+			return 0, fmt.Errorf("case %s: archive: %w", caseID, err)
+		}
+		rev, err := s.appendEvent(ctx, caseID, c.Revision, fmt.Sprintf("retention-archive-%s", caseID), ev)
+		if errors.Is(err, eventstore.ErrConflict) {
+			return 0, nil
+		}
+		if err != nil {
+			return 0, fmt.Errorf("case %s: %w", caseID, err)
+		}
+		appended++
+		if err := c.Apply(ev, rev, now); err != nil {
+			return appended, err
+		}
+	}
+	for _, d := range dues {
+		ev, id := s.deadlineEvent(c, d, now)
+		rev, err := s.appendEvent(ctx, caseID, c.Revision, id, ev)
+		if errors.Is(err, eventstore.ErrConflict) {
+			return appended, nil
+		}
+		if err != nil {
+			return appended, fmt.Errorf("case %s: %w", caseID, err)
+		}
+		appended++
+		if err := c.Apply(ev, rev, now); err != nil {
+			return appended, err
+		}
+		if c.Deleted {
+			break
+		}
+	}
+	return appended, nil
+}
+
+// deadlineEvent is the event that carries out one deadline, and its event
+// id: derived from the case, the rule and the revision it follows, so
+// that a retried append is recognised instead of written twice.
+func (s *Service) deadlineEvent(c *domain.Case, d domain.Due, now time.Time) (proto.Message, string) {
+	plan := s.cfg.Plan
+	if d.Action == domain.ActionRedact {
+		m := &casev1.PersonalDataRedacted{
+			CaseId: c.ID, Reason: "retention", PlanVersion: plan.Version, Rule: d.Rule, RedactedAt: timestamppb.New(now),
+		}
+		for _, cl := range d.Classes {
+			m.DataClasses = append(m.DataClasses, classToProto(cl))
+		}
+		return m, fmt.Sprintf("retention-redact-%s-%d", c.ID, c.Revision)
+	}
+	return &casev1.CaseDeleted{
+		CaseId: c.ID, CaseNumber: c.Number, PlanVersion: plan.Version, Rule: d.Rule, DeletedAt: timestamppb.New(now),
+	}, fmt.Sprintf("retention-delete-%s-%d", c.ID, c.Revision)
+}
