@@ -53,11 +53,30 @@ type Config struct {
 	Tracing         Tracing       `yaml:"tracing"`
 	Routing         Routing       `yaml:"routing"`
 	Intake          Intake        `yaml:"intake"`
+	Retention       Retention     `yaml:"retention"`
 	// MasterKeyFile holds the master key that wraps every case's data key;
 	// empty means <data_dir>/master.key. KONTAKT_MASTER_KEY (base64) takes
 	// precedence. Development mode creates the file when it is missing;
 	// production refuses to start without a key.
 	MasterKeyFile string `yaml:"master_key_file"`
+}
+
+// Retention configures the retention plan and its sweeper.
+type Retention struct {
+	// Plan names a built-in plan: "molndal" (the default) or "vaxjo".
+	Plan string `yaml:"plan"`
+	// PlanFile is a plan of the municipality's own (YAML); it takes
+	// precedence over Plan.
+	PlanFile string `yaml:"plan_file"`
+	// ArchiveDir receives archive packages of preserved cases; empty
+	// means <data_dir>/archive.
+	ArchiveDir string `yaml:"archive_dir"`
+	// SweepInterval is how often the sweeper looks for due cases.
+	SweepInterval time.Duration `yaml:"sweep_interval"`
+	// DevClockOffset moves every component's clock forward, so a person
+	// can watch the plan act. Development mode only: production refuses
+	// to start with it.
+	DevClockOffset time.Duration `yaml:"dev_clock_offset"`
 }
 
 // Intake configures case intake.
@@ -162,6 +181,7 @@ func Default() Config {
 		Log:             Log{Level: "info", Format: "text"},
 		Limits:          Limits{MaxRequestBytes: 4 << 20},
 		NATS:            NATS{Replicas: 1},
+		Retention:       Retention{Plan: "molndal", SweepInterval: time.Minute},
 		Auth:            Auth{OIDC: OIDC{RolesClaim: "roles"}},
 		Routing: Routing{Queues: []Queue{
 			{Name: "kontaktcenter", Title: "Kontaktcenter"},
@@ -285,6 +305,15 @@ func (c Config) Validate() error {
 		if c.Auth.OIDC.Audience == "" {
 			bad("auth.oidc.audience", "is required in production mode")
 		}
+	}
+	if c.Retention.SweepInterval <= 0 {
+		bad("retention.sweep_interval", "must be positive")
+	}
+	if c.Retention.DevClockOffset < 0 {
+		bad("retention.dev_clock_offset", "must not be negative")
+	}
+	if c.Retention.DevClockOffset != 0 && c.Mode == Production {
+		bad("retention.dev_clock_offset", "is refused in production mode: the clock decides when personal data is destroyed")
 	}
 	if len(c.Routing.Queues) == 0 {
 		bad("routing.queues", "at least one queue is needed")
@@ -414,4 +443,12 @@ func setFromString(fv reflect.Value, raw string) error {
 		return fmt.Errorf("cannot be set from the environment")
 	}
 	return nil
+}
+
+// ArchivePath is where archive packages are written.
+func (c Config) ArchivePath() string {
+	if c.Retention.ArchiveDir != "" {
+		return c.Retention.ArchiveDir
+	}
+	return filepath.Join(c.DataDir, "archive")
 }

@@ -1,8 +1,12 @@
 package cli
 
 import (
+	"fmt"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -10,7 +14,7 @@ import (
 )
 
 func newServeCmd(g *globalFlags, lookupEnv env) *cobra.Command {
-	var listen string
+	var listen, clockOffset string
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run intake, routing, retention and statistics on one port with an embedded NATS server.",
@@ -22,6 +26,16 @@ func newServeCmd(g *globalFlags, lookupEnv env) *cobra.Command {
 			}
 			if listen != "" {
 				cfg.Listen = listen
+			}
+			if clockOffset != "" {
+				d, err := parseDays(clockOffset)
+				if err != nil {
+					return usageError{fmt.Errorf("--dev-clock-offset: %w", err)}
+				}
+				cfg.Retention.DevClockOffset = d
+				if err := cfg.Validate(); err != nil {
+					return err
+				}
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
@@ -37,5 +51,22 @@ func newServeCmd(g *globalFlags, lookupEnv env) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&listen, "listen", "", "address for gRPC, gRPC-web, Connect and REST (overrides listen)")
+	cmd.Flags().StringVar(&clockOffset, "dev-clock-offset", "", "development only: run every clock this far ahead, e.g. 91d or 731d, to watch the retention plan act")
 	return cmd
+}
+
+// parseDays reads an offset as days ("91d") or as a Go duration ("36h").
+func parseDays(s string) (time.Duration, error) {
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		days, err := strconv.Atoi(n)
+		if err != nil || days < 0 {
+			return 0, fmt.Errorf("%q is not a number of days", s)
+		}
+		return time.Duration(days) * 24 * time.Hour, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("%q is neither days (91d) nor a duration (36h)", s)
+	}
+	return d, nil
 }

@@ -251,10 +251,31 @@ func (s *statsClient) query(ctx context.Context, req *statisticsv1.QueryRequest)
 	return resp.GetRows(), nil
 }
 
-// dialStats resolves the address and token and connects. Loopback is
+// dialStats connects to a running server's statistics service.
+func dialStats(ctx context.Context, g *globalFlags, lookupEnv env, f connFlags) (*statsClient, func(), error) {
+	sc, closeFn, err := dialServer(ctx, g, lookupEnv, f, auth.RoleAnalyst)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &statsClient{addr: sc.addr, token: sc.token, c: statisticsv1.NewStatisticsServiceClient(sc.conn)}, closeFn, nil
+}
+
+// serverConn is a connection to a running server with the token to send.
+type serverConn struct {
+	addr, token string
+	conn        *grpc.ClientConn
+}
+
+// withToken adds the bearer token to a call's context.
+func (s *serverConn) withToken(ctx context.Context) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+s.token)
+}
+
+// dialServer resolves the address and token and connects. Loopback is
 // dialled without TLS (the single binary listens in plain text there);
 // any other host gets TLS, so a token never crosses a network in clear.
-func dialStats(_ context.Context, g *globalFlags, lookupEnv env, f connFlags) (*statsClient, func(), error) {
+// In development mode a token with role is minted from the dev key.
+func dialServer(_ context.Context, g *globalFlags, lookupEnv env, f connFlags, role auth.Role) (*serverConn, func(), error) {
 	addr, token := f.addr, f.token
 	if token == "" {
 		token, _ = lookupEnv("KONTAKT_TOKEN")
@@ -277,7 +298,7 @@ func dialStats(_ context.Context, g *globalFlags, lookupEnv env, f connFlags) (*
 		if err != nil {
 			return nil, nil, err
 		}
-		if token, err = key.Mint("kontakt-cli", []auth.Role{auth.RoleAnalyst}, nil, "", time.Hour, time.Now()); err != nil {
+		if token, err = key.Mint("kontakt-cli", []auth.Role{role}, nil, "", time.Hour, time.Now()); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -296,8 +317,7 @@ func dialStats(_ context.Context, g *globalFlags, lookupEnv env, f connFlags) (*
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect %s: %w", addr, err)
 	}
-	return &statsClient{addr: addr, token: token, c: statisticsv1.NewStatisticsServiceClient(conn)},
-		func() { _ = conn.Close() }, nil
+	return &serverConn{addr: addr, token: token, conn: conn}, func() { _ = conn.Close() }, nil
 }
 
 // dialAddr turns a listen address into one to dial: a wildcard host

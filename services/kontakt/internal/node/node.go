@@ -158,12 +158,25 @@ func Build(ctx context.Context, cfg config.Config, logger *slog.Logger, lookupEn
 		return nil, fmt.Errorf("protovalidate: %w", err)
 	}
 	clock := time.Now
+	if off := cfg.Retention.DevClockOffset; off != 0 {
+		// Validation refused this outside development mode.
+		clock = func() time.Time { return time.Now().Add(off) }
+		logger.Warn("development clock offset: every component runs ahead of real time", "offset", off.String())
+	}
+	plan, err := loadPlan(cfg)
+	if err != nil {
+		return nil, err
+	}
+	auditLog, err := audit.New(ctx, js, audit.Config{Replicas: cfg.NATS.Replicas, Retention: auditRetention(plan)})
+	if err != nil {
+		return nil, err
+	}
 	intake, err := n.buildIntake(ctx, js, store, sealer, master, clock)
 	if err != nil {
 		return nil, err
 	}
 
-	routing, err := n.buildRouting(ctx, store, sealer, master, js, clock)
+	routing, err := n.buildRouting(ctx, store, sealer, master, auditLog, clock)
 	if err != nil {
 		return nil, err
 	}
@@ -175,7 +188,11 @@ func Build(ctx context.Context, cfg config.Config, logger *slog.Logger, lookupEn
 	}
 	open311.set(intakeports.NewOpen311(open311Prefix, intake, validator, verifier, open311Services, clock, logger))
 	routingports.Register(reg, routing)
-	retentionports.Register(reg, &retentionports.Server{})
+	retention, err := n.buildRetention(ctx, store, sealer, master, js, auditLog, plan, clock)
+	if err != nil {
+		return nil, err
+	}
+	retentionports.Register(reg, retentionports.NewServer(retention, logger.With("service", "retention")))
 	stats, err := statistics.New(ctx, statistics.Config{
 		DataDir:  filepath.Join(cfg.DataDir, "statistics"),
 		Replicas: cfg.NATS.Replicas,
@@ -281,17 +298,13 @@ func OpenRouting(cfg config.Config, store *jetstream.Store, sealer *seal.Sealer,
 	return &Routing{ReadModel: rm, Projector: proj}, blind, nil
 }
 
-func (n *Node) buildRouting(ctx context.Context, store *jetstream.Store, sealer *seal.Sealer, master seal.MasterKey, js natsjs.JetStream, clock func() time.Time) (*routingports.Server, error) {
+func (n *Node) buildRouting(ctx context.Context, store *jetstream.Store, sealer *seal.Sealer, master seal.MasterKey, auditLog *audit.Log, clock func() time.Time) (*routingports.Server, error) {
 	queueCfg := make([]routingapp.Queue, 0, len(n.cfg.Routing.Queues))
 	for _, q := range n.cfg.Routing.Queues {
 		queueCfg = append(queueCfg, routingapp.Queue{Name: q.Name, Title: q.Title, Department: q.Department, Members: q.Members})
 	}
 	queues := routingapp.NewQueues(queueCfg)
 	rules, err := loadRules(n.cfg, queues.Names())
-	if err != nil {
-		return nil, err
-	}
-	auditLog, err := audit.New(ctx, js, audit.Config{Replicas: n.cfg.NATS.Replicas})
 	if err != nil {
 		return nil, err
 	}
