@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/google/uuid"
 	"google.golang.org/protobuf/proto"
@@ -67,16 +68,11 @@ func (s *Service) ReleaseHold(ctx context.Context, actor, caseID, holdID string)
 		return &casev1.HoldReleased{CaseId: caseID, HoldId: holdID, ReleasedBy: actor, ReleasedAt: timestamppb.New(s.clock())}, nil
 	})
 	if err == nil {
-		s.wakeAfterIndex(ctx)
+		// The sweeper reads the case from the store, so waking it before
+		// the projector has applied the release costs at most one pass.
+		s.Wake()
 	}
 	return err
-}
-
-// wakeAfterIndex wakes the sweeper once the projector has had a moment
-// to apply the event just appended; the sweeper reads the case from the
-// store anyway, so an early wake only costs a pass.
-func (s *Service) wakeAfterIndex(context.Context) {
-	s.Wake()
 }
 
 // MarkForPreservation marks a case to be preserved (bevaras): it is
@@ -151,18 +147,7 @@ func holdReasons(c *domain.Case) string {
 		rs = append(rs, r)
 	}
 	slices.Sort(rs)
-	return joinComma(rs)
-}
-
-func joinComma(xs []string) string {
-	out := ""
-	for i, x := range xs {
-		if i > 0 {
-			out += ", "
-		}
-		out += x
-	}
-	return out
+	return strings.Join(rs, ", ")
 }
 
 // Rectification is corrected data for one class of a case: exactly one

@@ -139,7 +139,7 @@ func (s *Service) SubjectAccess(ctx context.Context, actor, role string, key sub
 		}
 		sc := SubjectCase{CaseID: id, CaseNumber: c.Number, Type: c.Type, Channel: c.Channel, RegisteredAt: c.RegisteredAt, Reads: reads}
 		for _, oe := range opened {
-			for name, m := range oe.opened {
+			for _, m := range oe.opened {
 				switch v := m.(type) {
 				case *casev1.ContactDetails:
 					sc.Contact = v // later events (rectification) win
@@ -148,9 +148,7 @@ func (s *Service) SubjectAccess(ctx context.Context, actor, role string, key sub
 				case *casev1.FreeText:
 					sc.FreeText = v
 				case *casev1.AnswerText:
-					if name != "" {
-						sc.Answers = append(sc.Answers, v.GetText())
-					}
+					sc.Answers = append(sc.Answers, v.GetText())
 				}
 			}
 		}
