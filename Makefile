@@ -50,8 +50,11 @@ $(BIN)/nats: test/go.mod test/go.sum
 	cd test && $(GO) build -o $(BIN)/nats github.com/nats-io/natscli/nats
 
 .PHONY: build
-build: ## Build the single binary into bin/kontakt.
+SERVICES := intake routing retention statistics
+
+build: ## Build the single binary into bin/kontakt and each service's own binary into bin/kontakt-<service>.
 	cd services/kontakt && CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/kontakt .
+	for s in $(SERVICES); do (cd services/$$s && CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/kontakt-$$s ./cmd/kontakt-$$s) || exit 1; done
 
 .PHONY: run
 run: build ## Run the single binary: embedded NATS under ./data, every service on 127.0.0.1:8080.

@@ -11,7 +11,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kontakt-se/kontakt/pkg/config"
-	"github.com/kontakt-se/kontakt/services/kontakt/internal/node"
+	"github.com/kontakt-se/kontakt/pkg/host"
+	routingwire "github.com/kontakt-se/kontakt/services/routing/wire"
 )
 
 func newRebuildCmd(g *globalFlags, stdout io.Writer, lookupEnv env) *cobra.Command {
@@ -33,20 +34,20 @@ func newRebuildCmd(g *globalFlags, stdout io.Writer, lookupEnv env) *cobra.Comma
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
-			logger, err := node.NewLogger(config.Log{Level: "warn", Format: cfg.Log.Format}, cmd.ErrOrStderr())
+			logger, err := host.NewLogger(config.Log{Level: "warn", Format: cfg.Log.Format}, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
-			b, err := node.OpenBackends(ctx, cfg, logger, lookupEnv)
+			b, err := host.OpenBackends(ctx, cfg, logger, lookupEnv)
 			if err != nil {
 				return err
 			}
 			defer b.Close()
-			r, _, err := node.OpenRouting(cfg, b.Store, b.Sealer, b.Master, time.Now, logger, nil)
+			r, err := routingwire.OpenReadModel(b, logger, nil)
 			if err != nil {
 				return fmt.Errorf("rebuild: open the routing read model (stop kontakt serve first): %w", err)
 			}
-			defer r.ReadModel.Close()
+			defer r.Store.Close()
 			bar := progressbar.NewOptions64(-1,
 				progressbar.OptionSetWriter(stdout),
 				progressbar.OptionSetDescription("rebuilding routing"),

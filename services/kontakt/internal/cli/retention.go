@@ -15,10 +15,10 @@ import (
 
 	retentionv1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/retention/v1"
 	"github.com/kontakt-se/kontakt/pkg/auth"
-	"github.com/kontakt-se/kontakt/services/kontakt/internal/node"
 	"github.com/kontakt-se/kontakt/services/retention/adapters/ledger"
 	"github.com/kontakt-se/kontakt/services/retention/domain"
 	retentionports "github.com/kontakt-se/kontakt/services/retention/ports"
+	retentionwire "github.com/kontakt-se/kontakt/services/retention/wire"
 )
 
 func newRetentionCmd(g *globalFlags, stdout io.Writer, lookupEnv env) *cobra.Command {
@@ -47,7 +47,7 @@ func newRetentionPlanCmd(g *globalFlags, stdout io.Writer, lookupEnv env) *cobra
 			if err != nil {
 				return err
 			}
-			p, err := node.LoadPlan(cfg)
+			p, err := retentionwire.LoadPlan(cfg)
 			if err != nil {
 				return err
 			}

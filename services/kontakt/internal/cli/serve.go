@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kontakt-se/kontakt/pkg/host"
 	"github.com/kontakt-se/kontakt/services/kontakt/internal/node"
 )
 
@@ -39,7 +40,7 @@ func newServeCmd(g *globalFlags, lookupEnv env) *cobra.Command {
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
-			logger, err := node.NewLogger(cfg.Log, cmd.ErrOrStderr())
+			logger, err := host.NewLogger(cfg.Log, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}

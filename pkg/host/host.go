@@ -1,0 +1,422 @@
+// Package host is what every kontakt process is built on: the one-port
+// server with identity, the master key, the NATS connection (an embedded
+// server or an external cluster), the event store, the key store and the
+// sealer, the clock, and the background workers with an orderly shutdown.
+// The single binary hosts all four services in one Host; each service's
+// own binary (services/<name>/cmd) hosts one. Services mount themselves on
+// a Host; they never import each other.
+package host
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"buf.build/go/protovalidate"
+	natsgo "github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/kontakt-se/kontakt/pkg/accesspolicy"
+	"github.com/kontakt-se/kontakt/pkg/auth"
+	"github.com/kontakt-se/kontakt/pkg/blindindex"
+	"github.com/kontakt-se/kontakt/pkg/config"
+	"github.com/kontakt-se/kontakt/pkg/eventstore/jetstream"
+	"github.com/kontakt-se/kontakt/pkg/natsserver"
+	"github.com/kontakt-se/kontakt/pkg/seal"
+	"github.com/kontakt-se/kontakt/pkg/server"
+)
+
+// Options say what a process hosts.
+type Options struct {
+	// Name is the process's name in logs, traces and its NATS connection
+	// ("kontakt", "kontakt-intake").
+	Name string
+	// Services are the gRPC services the process serves: they decide the
+	// access policy (default deny) and the health entries.
+	Services []protoreflect.ServiceDescriptor
+	// HTTPPrefixes are plain HTTP routes (for example Open311) that a
+	// service mounts later with Mount; they answer 503 until then.
+	HTTPPrefixes []string
+	// RequireExternalNATS refuses the embedded server: a service that
+	// runs as its own process shares the event store with the others, so
+	// it must connect to the cluster (nats.url).
+	RequireExternalNATS bool
+}
+
+// Host is a built process, ready for services to mount and then to run.
+type Host struct {
+	// Config is the process's configuration.
+	Config config.Config
+	// Logger never receives request bodies or personal data.
+	Logger *slog.Logger
+	// Clock is every component's clock: real time, or in development mode
+	// real time plus retention.dev_clock_offset.
+	Clock func() time.Time
+	// Server serves gRPC, gRPC-web, Connect and REST on one port; it is
+	// the grpc.ServiceRegistrar services register on.
+	Server *server.Server
+	// Verifier checks bearer tokens (OIDC, or the development key).
+	Verifier auth.Verifier
+	// Validator runs the protovalidate rules of the API.
+	Validator protovalidate.Validator
+	// Master wraps every case's data keys and derives service keys.
+	Master seal.MasterKey
+	// JS is the JetStream context of the process's NATS connection.
+	JS natsjs.JetStream
+	// Store is the event store of case events.
+	Store *jetstream.Store
+	// Sealer seals and opens personal data.
+	Sealer *seal.Sealer
+
+	opts       Options
+	nats       *natsserver.Server
+	conn       *natsgo.Conn
+	http       map[string]*deferredHandler
+	background []func(context.Context) error
+	closers    []func() error
+}
+
+// NewLogger builds the structured logger from the configuration.
+func NewLogger(cfg config.Log, w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.Level)); err != nil {
+		return nil, fmt.Errorf("config key log.level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return slog.New(slog.NewTextHandler(w, opts)), nil
+}
+
+// Open checks the environment and builds the process: it fails fast, with
+// one clear message, on the usual start-up mistakes (a data directory
+// that cannot be written, a port in use, an unreachable NATS, a missing
+// master key in production). On error nothing is left running.
+func Open(ctx context.Context, cfg config.Config, logger *slog.Logger, lookupEnv func(string) (string, bool), opts Options) (_ *Host, err error) {
+	if opts.Name == "" {
+		opts.Name = "kontakt"
+	}
+	h := &Host{Config: cfg, Logger: logger, opts: opts, http: map[string]*deferredHandler{}}
+	defer func() {
+		if err != nil {
+			h.Close()
+		}
+	}()
+	if opts.RequireExternalNATS && cfg.NATS.URL == "" {
+		return nil, fmt.Errorf("config key nats.url: %s runs as its own process and shares the event store with the other services, so it needs the NATS cluster's URL", opts.Name)
+	}
+	if err := checkWritableDir(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	h.Clock = time.Now
+	if off := cfg.Retention.DevClockOffset; off != 0 {
+		// Validation refused this outside development mode.
+		h.Clock = func() time.Time { return time.Now().Add(off) }
+		logger.Warn("development clock offset: every component runs ahead of real time", "offset", off.String())
+	}
+	if h.Verifier, err = newVerifier(ctx, cfg); err != nil {
+		return nil, err
+	}
+	policy, err := accesspolicy.FromServices(opts.Services...)
+	if err != nil {
+		return nil, err
+	}
+	authn := auth.NewInterceptor(h.Verifier, auth.PublicMethods(policy), logger)
+	serverOpts := []server.Option{
+		server.WithUnaryInterceptors(authn.Unary()),
+		server.WithStreamInterceptors(authn.Stream()),
+	}
+	for _, prefix := range opts.HTTPPrefixes {
+		d := &deferredHandler{}
+		h.http[prefix] = d
+		serverOpts = append(serverOpts, server.WithHTTPHandler(prefix+"/", d))
+	}
+	h.Server, err = server.New(server.Config{
+		ListenAddr:      cfg.Listen,
+		MetricsAddr:     cfg.MetricsListen,
+		AllowedOrigins:  cfg.CORS.AllowedOrigins,
+		MaxRequestBytes: cfg.Limits.MaxRequestBytes,
+		ShutdownTimeout: cfg.ShutdownTimeout,
+		Tracing: server.TracingConfig{
+			OTLPEndpoint: cfg.Tracing.OTLPEndpoint,
+			Insecure:     cfg.Tracing.Insecure,
+			ServiceName:  opts.Name,
+		},
+	}, logger, serverOpts...)
+	if err != nil {
+		return nil, err
+	}
+	// Take the port before starting NATS, so a port in use is reported at
+	// once and nothing is left half-started.
+	if err := h.Server.Listen(); err != nil {
+		return nil, err
+	}
+	// The master key is read (or, in development, created) only once the
+	// port is ours, so a failed start leaves nothing behind.
+	h.Master, err = seal.LoadMasterKey(cfg.MasterKeyPath(), lookupEnv, cfg.Mode == config.Development)
+	if err != nil {
+		return nil, err
+	}
+	if h.Master.Created() {
+		logger.Warn("created a development master key; losing it makes all sealed personal data unreadable", "origin", h.Master.Origin())
+	}
+	if err := h.openBackends(ctx); err != nil {
+		return nil, err
+	}
+	if h.Validator, err = protovalidate.New(); err != nil {
+		return nil, fmt.Errorf("protovalidate: %w", err)
+	}
+	return h, nil
+}
+
+// OpenBackends starts (or connects to) NATS and opens the stores, without
+// a server: for admin commands that run while the server is stopped (the
+// embedded NATS store and the read models are locked by a running one).
+func OpenBackends(ctx context.Context, cfg config.Config, logger *slog.Logger, lookupEnv func(string) (string, bool)) (_ *Host, err error) {
+	h := &Host{Config: cfg, Logger: logger, Clock: time.Now, opts: Options{Name: "kontakt-admin"}}
+	defer func() {
+		if err != nil {
+			h.Close()
+		}
+	}()
+	if err := checkWritableDir(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	if h.Master, err = seal.LoadMasterKey(cfg.MasterKeyPath(), lookupEnv, false); err != nil {
+		return nil, err
+	}
+	return h, h.openBackends(ctx)
+}
+
+// openBackends connects to NATS (starting the embedded server when no URL
+// is configured) and opens the event store and the key store.
+func (h *Host) openBackends(ctx context.Context) error {
+	if err := h.connectNATS(ctx); err != nil {
+		return err
+	}
+	js, err := natsjs.New(h.conn)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	h.JS = js
+	if h.Store, err = jetstream.New(ctx, js, jetstream.Config{Replicas: h.Config.NATS.Replicas}); err != nil {
+		return fmt.Errorf("event store: %w", err)
+	}
+	keys, err := seal.NewNATSKeyStore(ctx, js, seal.NATSKeyStoreConfig{Replicas: h.Config.NATS.Replicas})
+	if err != nil {
+		return fmt.Errorf("key store: %w", err)
+	}
+	h.Sealer, err = seal.NewSealer(keys, h.Master)
+	return err
+}
+
+// BlindIndex returns the blind index keyed from the master key: every
+// service that finds a person's cases must compute the same tokens.
+func (h *Host) BlindIndex() (*blindindex.Index, error) {
+	key, err := h.Master.DeriveKey(blindindex.KeyPurpose)
+	if err != nil {
+		return nil, err
+	}
+	return blindindex.New(key)
+}
+
+// Mount binds the handler of a plain HTTP route declared in
+// Options.HTTPPrefixes.
+func (h *Host) Mount(prefix string, handler http.Handler) error {
+	d, ok := h.http[prefix]
+	if !ok {
+		return fmt.Errorf("host: HTTP prefix %s was not declared in Options.HTTPPrefixes", prefix)
+	}
+	d.set(handler)
+	return nil
+}
+
+// Go adds a background worker (a projector, a router, a sweeper). It runs
+// beside the server from Run until shutdown.
+func (h *Host) Go(run func(context.Context) error) { h.background = append(h.background, run) }
+
+// OnClose adds a closer, called after the workers stopped, in order.
+func (h *Host) OnClose(fn func() error) { h.closers = append(h.closers, fn) }
+
+// DataPath is a directory under the data directory, created if needed.
+func (h *Host) DataPath(name string) (string, error) {
+	dir := filepath.Join(h.Config.DataDir, name)
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return "", fmt.Errorf("%s directory %s: %w", name, dir, unwrapPath(err))
+	}
+	return dir, nil
+}
+
+// Run marks the hosted services as serving, serves until ctx is
+// cancelled, then drains in-flight calls, stops the workers, and stops
+// NATS last, so no call loses its store half-way.
+func (h *Host) Run(ctx context.Context) error {
+	defer h.Close()
+	for _, svc := range h.opts.Services {
+		h.Server.SetServing(string(svc.FullName()), true)
+	}
+	bg, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, run := range h.background {
+		wg.Go(func() {
+			if err := run(bg); err != nil {
+				h.Logger.Error("background worker stopped", "error", err)
+			}
+		})
+	}
+	h.Logger.Info(h.opts.Name+" serving", "listen", h.Server.Addr().String(), "mode", string(h.Config.Mode), "data_dir", h.Config.DataDir)
+	err := h.Server.Run(ctx)
+	stop()
+	wg.Wait()
+	return err
+}
+
+// Addr is the address the server listens on.
+func (h *Host) Addr() net.Addr { return h.Server.Addr() }
+
+// Close closes what Open opened, NATS last.
+func (h *Host) Close() {
+	for _, c := range h.closers {
+		if err := c(); err != nil {
+			h.Logger.Warn("close", "error", err)
+		}
+	}
+	h.closers = nil
+	if h.conn != nil {
+		// Drain is asynchronous: wait until it has flushed and closed, so
+		// the server is not shut down under a live connection.
+		if err := h.conn.Drain(); err == nil {
+			deadline := time.Now().Add(5 * time.Second)
+			for !h.conn.IsClosed() && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+		h.conn.Close()
+		h.conn = nil
+	}
+	if h.nats != nil {
+		h.nats.Shutdown()
+		h.nats = nil
+	}
+}
+
+func (h *Host) connectNATS(ctx context.Context) error {
+	if h.Config.NATS.URL != "" {
+		opts := []natsgo.Option{natsgo.Name(h.opts.Name), natsgo.MaxReconnects(-1)}
+		if h.Config.NATS.CredentialsFile != "" {
+			opts = append(opts, natsgo.UserCredentials(h.Config.NATS.CredentialsFile))
+		}
+		conn, err := natsgo.Connect(h.Config.NATS.URL, opts...)
+		if err != nil {
+			return fmt.Errorf("connect to NATS at %s: %w", redactURL(h.Config.NATS.URL), err)
+		}
+		h.conn = conn
+		return nil
+	}
+	ncfg := natsserver.Config{
+		StoreDir:   filepath.Join(h.Config.DataDir, "nats"),
+		ServerName: "kontakt",
+		Logger:     h.Logger.With("component", "nats"),
+	}
+	if h.Config.NATS.EmbeddedListen == "" {
+		ncfg.InProcessOnly = true
+	} else {
+		host, port, err := net.SplitHostPort(h.Config.NATS.EmbeddedListen)
+		if err != nil {
+			return fmt.Errorf("config key nats.embedded_listen: %w", err)
+		}
+		ncfg.Host = host
+		if _, err := fmt.Sscanf(port, "%d", &ncfg.Port); err != nil {
+			return fmt.Errorf("config key nats.embedded_listen: port %q is not a number", port)
+		}
+	}
+	ns, err := natsserver.Start(ctx, ncfg)
+	if err != nil {
+		return err
+	}
+	h.nats = ns
+	conn, err := ns.Connect(natsgo.Name(h.opts.Name))
+	if err != nil {
+		return fmt.Errorf("connect to embedded NATS: %w", err)
+	}
+	h.conn = conn
+	return nil
+}
+
+func newVerifier(ctx context.Context, cfg config.Config) (auth.Verifier, error) {
+	if cfg.Mode == config.Production || cfg.Auth.OIDC.Issuer != "" {
+		return auth.NewOIDCVerifier(ctx, auth.OIDCConfig{
+			Issuer:     cfg.Auth.OIDC.Issuer,
+			Audience:   cfg.Auth.OIDC.Audience,
+			JWKSURL:    cfg.Auth.OIDC.JWKSURL,
+			RolesClaim: cfg.Auth.OIDC.RolesClaim,
+		})
+	}
+	key, err := auth.LoadOrCreateDevKey(cfg.DevKeyPath())
+	if err != nil {
+		return nil, err
+	}
+	return key.Verifier(time.Now), nil
+}
+
+// deferredHandler lets an HTTP route be mounted before the handler behind
+// it can be built; until then it answers 503.
+type deferredHandler struct {
+	h atomic.Pointer[http.Handler]
+}
+
+func (d *deferredHandler) set(h http.Handler) { d.h.Store(&h) }
+
+func (d *deferredHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h := d.h.Load(); h != nil {
+		(*h).ServeHTTP(w, r)
+		return
+	}
+	http.Error(w, "starting", http.StatusServiceUnavailable)
+}
+
+// checkWritableDir creates the data directory if needed and proves that it
+// can be written, so a permission problem is one clear line at start-up
+// rather than a failure deep inside JetStream.
+func checkWritableDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return fmt.Errorf("data directory %s: %w", dir, unwrapPath(err))
+	}
+	f, err := os.CreateTemp(dir, ".write-check-*")
+	if err != nil {
+		return fmt.Errorf("data directory %s is not writable: %w", dir, unwrapPath(err))
+	}
+	name := f.Name()
+	_ = f.Close()
+	return os.Remove(name)
+}
+
+func unwrapPath(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// redactURL drops credentials from a NATS URL before it is printed.
+func redactURL(u string) string {
+	if at := strings.LastIndex(u, "@"); at >= 0 {
+		if scheme := strings.Index(u, "://"); scheme >= 0 && scheme < at {
+			return u[:scheme+3] + "***" + u[at:]
+		}
+	}
+	return u
+}

@@ -1,0 +1,79 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os/signal"
+	"syscall"
+
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/kontakt-se/kontakt/pkg/config"
+)
+
+// Service is one service as its own process: its name, its gRPC service,
+// the plain HTTP routes it mounts, and how it mounts itself on a Host.
+type Service struct {
+	Name         string
+	Descriptor   protoreflect.ServiceDescriptor
+	HTTPPrefixes []string
+	Mount        func(context.Context, *Host) error
+}
+
+// Main runs one service as its own process and returns the exit code:
+// 0 after a clean shutdown, 1 on a failure (one line on stderr), 2 on a
+// usage error. The configuration is the single binary's (--config or
+// KONTAKT_CONFIG, and KONTAKT_* variables); nats.url is required, since
+// the services share the event store through the cluster.
+func Main(args []string, stderr io.Writer, lookupEnv func(string) (string, bool), svc Service) int {
+	fs := flag.NewFlagSet(svc.Name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "", "configuration file (YAML); also KONTAKT_CONFIG")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "%s: unexpected arguments %q\n", svc.Name, fs.Args())
+		return 2
+	}
+	if *configPath == "" {
+		*configPath, _ = lookupEnv("KONTAKT_CONFIG")
+	}
+	if err := run(*configPath, stderr, lookupEnv, svc); err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", svc.Name, err)
+		return 1
+	}
+	return 0
+}
+
+func run(configPath string, stderr io.Writer, lookupEnv func(string) (string, bool), svc Service) error {
+	cfg, err := config.Load(configPath, lookupEnv)
+	if err != nil {
+		return err
+	}
+	logger, err := NewLogger(cfg.Log, stderr)
+	if err != nil {
+		return err
+	}
+	logger = logger.With("process", svc.Name)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	h, err := Open(ctx, cfg, logger, lookupEnv, Options{
+		Name: svc.Name, Services: []protoreflect.ServiceDescriptor{svc.Descriptor},
+		HTTPPrefixes: svc.HTTPPrefixes, RequireExternalNATS: true,
+	})
+	if err != nil {
+		return err
+	}
+	if err := svc.Mount(ctx, h); err != nil {
+		h.Close()
+		return err
+	}
+	return h.Run(ctx)
+}

@@ -1,0 +1,114 @@
+// Package wire mounts the retention service on a process (pkg/host): the
+// single binary and retention's own binary build it the same way.
+package wire
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	retentionv1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/retention/v1"
+	"github.com/kontakt-se/kontakt/pkg/audit"
+	"github.com/kontakt-se/kontakt/pkg/config"
+	"github.com/kontakt-se/kontakt/pkg/host"
+	"github.com/kontakt-se/kontakt/services/retention/adapters/index"
+	"github.com/kontakt-se/kontakt/services/retention/adapters/ledger"
+	"github.com/kontakt-se/kontakt/services/retention/app"
+	"github.com/kontakt-se/kontakt/services/retention/domain"
+	"github.com/kontakt-se/kontakt/services/retention/ports"
+)
+
+// Descriptor is the gRPC service retention serves.
+func Descriptor() protoreflect.ServiceDescriptor {
+	return retentionv1.File_kontakt_retention_v1_retention_proto.Services().Get(0)
+}
+
+// LoadPlan returns the retention plan the configuration names: the
+// municipality's own file, or a built-in plan.
+func LoadPlan(cfg config.Config) (*domain.Plan, error) {
+	if cfg.Retention.PlanFile != "" {
+		data, err := os.ReadFile(cfg.Retention.PlanFile)
+		if err != nil {
+			return nil, fmt.Errorf("config key retention.plan_file: %w", err)
+		}
+		return domain.ParsePlan(cfg.Retention.PlanFile, data)
+	}
+	name := cfg.Retention.Plan
+	if name == "" {
+		name = domain.DefaultPlanName
+	}
+	p, err := domain.Builtin(name)
+	if err != nil {
+		return nil, fmt.Errorf("config key retention.plan: %w", err)
+	}
+	return p, nil
+}
+
+// auditPeriod is how long the plan keeps the audit trail (zero: the plan
+// says nothing).
+func auditPeriod(p *domain.Plan) time.Duration {
+	epoch := time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, r := range p.Rules {
+		if r.Action == domain.ActionDelete && slices.Contains(r.Classes, domain.ClassAudit) {
+			return r.Period.After(epoch).Sub(epoch)
+		}
+	}
+	return 0
+}
+
+// Mount builds retention on h: the plan, the ledger, the deadline index,
+// the projector and the sweeper, and the gRPC handlers.
+func Mount(ctx context.Context, h *host.Host) error {
+	cfg := h.Config
+	plan, err := LoadPlan(cfg)
+	if err != nil {
+		return err
+	}
+	logger := h.Logger.With("service", "retention")
+	// The audit stream's age limit is one setting shared by every
+	// process that writes it; a plan that says otherwise is reported,
+	// not silently applied by whichever process started last.
+	if p := auditPeriod(plan); p != 0 && p != audit.DefaultRetention {
+		logger.Warn("the plan's audit-trail period differs from the audit stream's; the stream's applies", "plan", p.String(), "stream", audit.DefaultRetention.String())
+	}
+	auditLog, err := audit.New(ctx, h.JS, audit.Config{Replicas: cfg.NATS.Replicas})
+	if err != nil {
+		return err
+	}
+	led, err := ledger.New(ctx, h.JS, ledger.Config{Replicas: cfg.NATS.Replicas})
+	if err != nil {
+		return fmt.Errorf("retention ledger: %w", err)
+	}
+	dir, err := h.DataPath("retention")
+	if err != nil {
+		return err
+	}
+	archiveDir := cfg.ArchivePath()
+	if err := os.MkdirAll(archiveDir, 0o750); err != nil {
+		return fmt.Errorf("config key retention.archive_dir: %w", err)
+	}
+	idx, err := index.Open(filepath.Join(dir, "index.db"))
+	if err != nil {
+		return err
+	}
+	h.OnClose(idx.Close)
+	blind, err := h.BlindIndex()
+	if err != nil {
+		return err
+	}
+	svc, err := app.New(h.Store, h.Sealer, led, idx, auditLog, blind, h.Clock, logger, app.Config{
+		Plan: plan, ArchiveDir: archiveDir, SweepInterval: cfg.Retention.SweepInterval,
+	})
+	if err != nil {
+		return err
+	}
+	h.Go(svc.RunProjector)
+	h.Go(svc.RunSweeper)
+	ports.Register(h.Server, ports.NewServer(svc, logger))
+	return nil
+}

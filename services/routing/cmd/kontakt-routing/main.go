@@ -1,0 +1,17 @@
+// Command kontakt-routing runs the routing service as its own process against
+// a NATS cluster (nats.url), so it can be scaled apart from the other
+// services.
+package main
+
+import (
+	"os"
+
+	"github.com/kontakt-se/kontakt/pkg/host"
+	"github.com/kontakt-se/kontakt/services/routing/wire"
+)
+
+func main() {
+	os.Exit(host.Main(os.Args[1:], os.Stderr, os.LookupEnv, host.Service{
+		Name: "kontakt-routing", Descriptor: wire.Descriptor(), Mount: wire.Mount,
+	}))
+}

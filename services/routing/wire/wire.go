@@ -1,0 +1,125 @@
+// Package wire mounts the routing service on a process (pkg/host): the
+// single binary and routing's own binary build it the same way, and
+// `kontakt rebuild routing` opens its read model through OpenReadModel.
+package wire
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	routingv1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/routing/v1"
+	"github.com/kontakt-se/kontakt/pkg/audit"
+	"github.com/kontakt-se/kontakt/pkg/config"
+	"github.com/kontakt-se/kontakt/pkg/host"
+	"github.com/kontakt-se/kontakt/services/routing/adapters/readmodel"
+	"github.com/kontakt-se/kontakt/services/routing/app"
+	"github.com/kontakt-se/kontakt/services/routing/domain"
+	"github.com/kontakt-se/kontakt/services/routing/ports"
+)
+
+// Descriptor is the gRPC service routing serves.
+func Descriptor() protoreflect.ServiceDescriptor {
+	return routingv1.File_kontakt_routing_v1_routing_proto.Services().Get(0)
+}
+
+// ReadModel is routing's read side, opened apart from the server so the
+// rebuild command can use it offline.
+type ReadModel struct {
+	Store     *readmodel.Store
+	Projector *readmodel.Projector
+}
+
+// OpenReadModel opens routing's read model under the data directory and
+// its projector. onChange receives every applied change (nil: none).
+func OpenReadModel(h *host.Host, logger *slog.Logger, onChange func(readmodel.Change)) (*ReadModel, error) {
+	blind, err := h.BlindIndex()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := h.DataPath("routing")
+	if err != nil {
+		return nil, err
+	}
+	rm, err := readmodel.Open(filepath.Join(dir, "readmodel.db"), readmodel.Options{
+		Tokenizer: app.NewTokenizer(h.Sealer, blind, h.Clock),
+		OnChange:  onChange,
+	})
+	if err != nil {
+		return nil, err
+	}
+	proj := readmodel.NewProjector(h.Store, rm, logger.With("component", "routing-projector"), readmodel.WithHead(h.Store.Head))
+	return &ReadModel{Store: rm, Projector: proj}, nil
+}
+
+// Mount builds routing on h: queues, rules, commands, the read model and
+// its projector, the router, audited queries, and the gRPC handlers.
+func Mount(ctx context.Context, h *host.Host) error {
+	cfg := h.Config
+	queueCfg := make([]app.Queue, 0, len(cfg.Routing.Queues))
+	for _, q := range cfg.Routing.Queues {
+		queueCfg = append(queueCfg, app.Queue{Name: q.Name, Title: q.Title, Department: q.Department, Members: q.Members})
+	}
+	queues := app.NewQueues(queueCfg)
+	rules, err := loadRules(cfg, queues.Names())
+	if err != nil {
+		return err
+	}
+	auditLog, err := audit.New(ctx, h.JS, audit.Config{Replicas: cfg.NATS.Replicas})
+	if err != nil {
+		return err
+	}
+	logger := h.Logger.With("service", "routing")
+	cmds := app.NewCommands(h.Store, h.Sealer, h.Clock, logger)
+	broker := app.NewBroker()
+	var router *app.Router
+	rm, err := OpenReadModel(h, logger, func(c readmodel.Change) {
+		broker.Publish(c)
+		router.Observe(c)
+	})
+	if err != nil {
+		return err
+	}
+	h.OnClose(rm.Store.Close)
+	if rm.Store.NeedsRebuild() {
+		// The file was written with another layout or SLA; its due times
+		// and indexes cannot be trusted, so replay the log before serving.
+		logger.Warn("routing read model was built with other settings; rebuilding it from the event log")
+		if err := rm.Projector.Rebuild(ctx, nil); err != nil {
+			return fmt.Errorf("rebuild routing read model: %w", err)
+		}
+	}
+	blind, err := h.BlindIndex()
+	if err != nil {
+		return err
+	}
+	router = app.NewRouter(cmds, rules, rm.Store, logger)
+	h.Go(rm.Projector.Run)
+	h.Go(router.Run)
+	queries := app.NewQueries(rm.Store, h.Sealer, auditLog, blind, queues, h.Clock)
+	ports.Register(h.Server, ports.NewServer(queues, cmds, queries, broker, h.Server.ShuttingDown(), logger))
+	return nil
+}
+
+// loadRules reads the routing rule file, or uses the built-in rules.
+func loadRules(cfg config.Config, queues []string) (*domain.Rules, error) {
+	if cfg.Routing.RulesFile == "" {
+		return domain.DefaultRules(queues[0], queues...), nil
+	}
+	data, err := os.ReadFile(cfg.Routing.RulesFile)
+	if err != nil {
+		return nil, fmt.Errorf("config key routing.rules_file: %w", err)
+	}
+	rules, err := domain.ParseRulesFile(cfg.Routing.RulesFile, data, queues)
+	if err != nil {
+		// One line: the rule file's problems, joined.
+		return nil, errors.New(strings.ReplaceAll(err.Error(), "\n", "; "))
+	}
+	return rules, nil
+}
