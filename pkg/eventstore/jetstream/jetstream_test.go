@@ -44,7 +44,10 @@ func startEmbedded(tb testing.TB) (*natsserver.Server, *nats.Conn) {
 
 // harness returns a conformance harness whose stores each get their own
 // JetStream stream and subject prefix on the server behind nc.
-func harness(nc *nats.Conn) eventstoretest.Harness {
+func harness(nc *nats.Conn) eventstoretest.Harness { return harnessReplicas(nc, 1) }
+
+// harnessReplicas is harness with streams of the given replica count.
+func harnessReplicas(nc *nats.Conn, replicas int) eventstoretest.Harness {
 	var n atomic.Int64
 	return eventstoretest.Harness{
 		NewStore: func(t *testing.T) eventstore.Store {
@@ -55,6 +58,7 @@ func harness(nc *nats.Conn) eventstoretest.Harness {
 				StreamName:      fmt.Sprintf("CONF_%d", i),
 				SubjectPrefix:   fmt.Sprintf("conf%d.case", i),
 				DuplicateWindow: testDuplicateWindow,
+				Replicas:        replicas,
 			}
 			s, err := New(t.Context(), js, cfg)
 			require.NoError(t, err)
@@ -106,6 +110,16 @@ func TestConformanceProcess(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
 	eventstoretest.Run(t, harness(nc))
+}
+
+// TestConformanceCluster runs the suite against a three-node cluster of
+// nats-server processes with every stream at three replicas.
+func TestConformanceCluster(t *testing.T) {
+	c := natstest.StartCluster(t, "conformance", 3)
+	nc, err := nats.Connect(c.URL())
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	eventstoretest.Run(t, harnessReplicas(nc, 3))
 }
 
 func newStore(t *testing.T, nc *nats.Conn, cfg Config) *Store {
