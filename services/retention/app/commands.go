@@ -67,11 +67,8 @@ func (s *Service) ReleaseHold(ctx context.Context, actor, caseID, holdID string)
 		}
 		return &casev1.HoldReleased{CaseId: caseID, HoldId: holdID, ReleasedBy: actor, ReleasedAt: timestamppb.New(s.clock())}, nil
 	})
-	if err == nil {
-		// The sweeper reads the case from the store, so waking it before
-		// the projector has applied the release costs at most one pass.
-		s.Wake()
-	}
+	// The projector wakes the sweeper once its index has applied the
+	// release, so a deadline that passed during the hold applies at once.
 	return err
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -159,7 +160,14 @@ func (s *Service) ApplyBatch(ctx context.Context, from eventstore.Position, batc
 		return err
 	}
 	last := batch[len(batch)-1].Position
-	return s.idx.Update(last, func(tx *index.Tx) error {
+	// A released hold may leave a deadline that has passed: wake the
+	// sweeper once the index lists the case as due again, that is after
+	// the transaction below has committed.
+	released := slices.ContainsFunc(evs, func(d decoded) bool {
+		_, ok := d.msg.(*casev1.HoldReleased)
+		return ok
+	})
+	err := s.idx.Update(last, func(tx *index.Tx) error {
 		perCase := map[string][]effect{}
 		var order []string
 		for i, d := range evs {
@@ -190,6 +198,10 @@ func (s *Service) ApplyBatch(ctx context.Context, from eventstore.Position, batc
 		}
 		return s.parallel(ctx, jobs)
 	})
+	if err == nil && released {
+		s.Wake()
+	}
+	return err
 }
 
 // tokenPair is a case's contact and identity tokens.
