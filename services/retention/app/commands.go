@@ -67,11 +67,8 @@ func (s *Service) ReleaseHold(ctx context.Context, actor, caseID, holdID string)
 		}
 		return &casev1.HoldReleased{CaseId: caseID, HoldId: holdID, ReleasedBy: actor, ReleasedAt: timestamppb.New(s.clock())}, nil
 	})
-	if err == nil {
-		// The sweeper reads the case from the store, so waking it before
-		// the projector has applied the release costs at most one pass.
-		s.Wake()
-	}
+	// The projector wakes the sweeper once its index has applied the
+	// release, so a deadline that passed during the hold applies at once.
 	return err
 }
 
@@ -96,8 +93,9 @@ type EraseOutcome struct {
 }
 
 // EraseSubject redacts every personal data class of every case that
-// holds the person's data, now (GDPR article 17). Cases under a hold are
-// refused with an explanation; the others get PersonalDataRedacted with
+// holds the person's data, now (GDPR article 17). Cases under a hold, and
+// cases marked to be preserved (exempt under article 17.3), are refused
+// with an explanation; the others get PersonalDataRedacted with
 // reason "erasure", and the projector destroys their keys.
 func (s *Service) EraseSubject(ctx context.Context, actor string, key subject.Key, note string) ([]EraseOutcome, error) {
 	ids, err := s.subjectCases(key)
@@ -109,7 +107,7 @@ func (s *Service) EraseSubject(ctx context.Context, actor string, key subject.Ke
 		o := EraseOutcome{CaseID: id}
 		c, err := s.change(ctx, id, func(c *domain.Case) (proto.Message, error) {
 			o.CaseNumber = c.Number
-			if c.OnHold() {
+			if c.OnHold() || c.Marked {
 				return nil, nil
 			}
 			m := &casev1.PersonalDataRedacted{
@@ -133,6 +131,11 @@ func (s *Service) EraseSubject(ctx context.Context, actor string, key subject.Ke
 			return out, err
 		case c.OnHold():
 			o.Explanation = fmt.Sprintf("the case is on hold (%s); its data is kept until the hold is released", holdReasons(c))
+		case c.Marked:
+			// Public records to be preserved are exempt from erasure
+			// (GDPR art. 17.3 b and d; arkivlagen): the plan archives the
+			// case and then redacts it on its own schedule.
+			o.Explanation = "the case is marked to be preserved (bevaras) under the archive rules; its personal data is exempt from erasure and is redacted by the plan after archiving"
 		default:
 			o.Erased = true
 		}

@@ -205,7 +205,7 @@ func (s *Service) exportArchive(ctx context.Context, c *domain.Case, recs []even
 		return nil, err
 	}
 	path, sum, err := archive.Write(s.cfg.ArchiveDir, archive.Package{
-		CaseID: c.ID, CaseNumber: c.Number, CreatedAt: now,
+		CaseID: c.ID, CaseNumber: c.Number, CreatedAt: now, Revision: c.Revision,
 		Files: []archive.File{{Path: "case.json", Data: caseJSON}, {Path: "attachments.json", Data: attJSON}},
 	})
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -159,7 +160,14 @@ func (s *Service) ApplyBatch(ctx context.Context, from eventstore.Position, batc
 		return err
 	}
 	last := batch[len(batch)-1].Position
-	return s.idx.Update(last, func(tx *index.Tx) error {
+	// A released hold may leave a deadline that has passed: wake the
+	// sweeper once the index lists the case as due again, that is after
+	// the transaction below has committed.
+	released := slices.ContainsFunc(evs, func(d decoded) bool {
+		_, ok := d.msg.(*casev1.HoldReleased)
+		return ok
+	})
+	err := s.idx.Update(last, func(tx *index.Tx) error {
 		perCase := map[string][]effect{}
 		var order []string
 		for i, d := range evs {
@@ -190,6 +198,10 @@ func (s *Service) ApplyBatch(ctx context.Context, from eventstore.Position, batc
 		}
 		return s.parallel(ctx, jobs)
 	})
+	if err == nil && released {
+		s.Wake()
+	}
+	return err
 }
 
 // tokenPair is a case's contact and identity tokens.
@@ -273,7 +285,7 @@ func (s *Service) apply(tx *index.Tx, rec eventstore.RecordedEvent, msg proto.Me
 		}
 		eff = s.redactionEffect(e, m, rec)
 	case *casev1.CaseArchived:
-		eff = s.archiveEffect(e, m)
+		eff = s.archiveEffect(e, m, rec)
 	case *casev1.CaseDeleted:
 		eff = s.deletionEffect(e, m)
 		e.ContactTokens, e.IdentityTokens = nil, nil
@@ -327,8 +339,8 @@ func (s *Service) redactionEffect(e *index.Entry, m *casev1.PersonalDataRedacted
 	}
 }
 
-func (s *Service) archiveEffect(e *index.Entry, m *casev1.CaseArchived) effect {
-	r := s.receipt(e, receiptArchive, m.GetCaseId()+"."+receiptArchive)
+func (s *Service) archiveEffect(e *index.Entry, m *casev1.CaseArchived, rec eventstore.RecordedEvent) effect {
+	r := s.receipt(e, receiptArchive, fmt.Sprintf("%s.%s.%d", m.GetCaseId(), receiptArchive, rec.Revision))
 	r.CaseID = m.GetCaseId()
 	r.At = m.GetArchivedAt().AsTime()
 	r.ArchiveSHA256 = m.GetSha256()
@@ -339,8 +351,8 @@ func (s *Service) archiveEffect(e *index.Entry, m *casev1.CaseArchived) effect {
 	}
 }
 
-// deletionEffect writes the deletion receipt, removes the stream, then
-// destroys every remaining key: the receipt comes first so that a case is
+// deletionEffect writes the deletion receipt, destroys every remaining
+// key, then removes the stream: the receipt comes first so that a case is
 // never gone without its record.
 func (s *Service) deletionEffect(e *index.Entry, m *casev1.CaseDeleted) effect {
 	r := s.receipt(e, receiptDelete, m.GetCaseId()+"."+receiptDelete)
@@ -353,10 +365,16 @@ func (s *Service) deletionEffect(e *index.Entry, m *casev1.CaseDeleted) effect {
 		if _, err := s.record(ctx, r); err != nil {
 			return err
 		}
+		// Keys before the stream: once the stream is gone this event is
+		// never delivered again, so a failed Destroy must still be
+		// retried from it.
+		if err := s.sealer.Destroy(ctx, caseID); err != nil {
+			return err
+		}
 		if err := s.store.Delete(ctx, caseID); err != nil && !errors.Is(err, eventstore.ErrStreamNotFound) {
 			return err
 		}
-		return s.sealer.Destroy(ctx, caseID)
+		return nil
 	}
 }
 

@@ -105,12 +105,14 @@ func (s *Service) enforce(ctx context.Context, caseID string, now time.Time) (in
 		return 0, nil
 	}
 	appended := 0
-	if plan.MustArchive(c) && !c.Archived {
+	// Preserved cases are exported before anything is removed, and again
+	// when they received content since the last package.
+	if plan.MustArchive(c) && (!c.Archived || c.ChangedSinceArchive) {
 		ev, err := s.exportArchive(ctx, c, recs, now)
 		if err != nil {
 			return 0, fmt.Errorf("case %s: archive: %w", caseID, err)
 		}
-		rev, err := s.appendEvent(ctx, caseID, c.Revision, fmt.Sprintf("retention-archive-%s", caseID), ev)
+		rev, err := s.appendEvent(ctx, caseID, c.Revision, fmt.Sprintf("retention-archive-%s-%d", caseID, c.Revision), ev)
 		if errors.Is(err, eventstore.ErrConflict) {
 			return 0, nil
 		}

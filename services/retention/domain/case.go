@@ -39,6 +39,10 @@ type Case struct {
 	Marked bool
 	// Archived says the case was exported to an archive package.
 	Archived bool
+	// ChangedSinceArchive says the case received content after its last
+	// archive package (a note, an answer, a rectification), so the
+	// package must be made again before anything more is removed.
+	ChangedSinceArchive bool
 	// Redacted holds the personal classes whose keys were destroyed and
 	// that have not received new data since.
 	Redacted map[Class]bool
@@ -111,6 +115,16 @@ func (c *Case) Apply(msg proto.Message, revision uint64, recorded time.Time) err
 		return fmt.Errorf("%w: event for case %s in the stream of case %s at revision %d", ErrInvalidStream, e.GetCaseId(), c.ID, revision)
 	}
 
+	switch msg.(type) {
+	case *casev1.CaseArchived:
+		c.ChangedSinceArchive = false
+	case *casev1.PersonalDataRedacted, *casev1.HoldPlaced, *casev1.HoldReleased, *casev1.CaseDeleted:
+		// Retention's own bookkeeping adds nothing to archive.
+	default:
+		if c.Archived {
+			c.ChangedSinceArchive = true
+		}
+	}
 	switch e := msg.(type) {
 	case *casev1.CaseRegistered:
 		c.ID = e.GetCaseId()

@@ -90,6 +90,9 @@ type Package struct {
 	CreatedAt time.Time
 	// Files are the package's files, in the order they are written.
 	Files []File
+	// Revision, when positive, is the revision of the case's stream the
+	// package was taken at; it goes into the file name (FileNameAt).
+	Revision uint64
 }
 
 // Entry describes one file of a package in the manifest.
@@ -122,6 +125,15 @@ func FileName(caseNumber, caseID string) string {
 	return caseNumber + "_" + caseID + ".zip"
 }
 
+// FileNameAt names the package of a case exported at a revision of its
+// stream. A case exported again after it changed, or an export that lost a
+// race with another append and is taken again, gets a file of its own, so
+// a package once written is never replaced and always matches the SHA-256
+// that an event or receipt recorded for it.
+func FileNameAt(caseNumber, caseID string, revision uint64) string {
+	return fmt.Sprintf("%s_%s_r%d.zip", caseNumber, caseID, revision)
+}
+
 // Write writes p as a package into dir and returns the package's path and
 // the hex SHA-256 of the whole file. If the file is already there and
 // verifies with the same manifest (an export repeated after a crash: same
@@ -140,6 +152,9 @@ func write(dir string, p Package, rename func(oldpath, newpath string) error) (_
 		return "", "", err
 	}
 	name := FileName(p.CaseNumber, p.CaseID)
+	if p.Revision > 0 {
+		name = FileNameAt(p.CaseNumber, p.CaseID, p.Revision)
+	}
 	final := filepath.Join(dir, name)
 	if _, err := os.Lstat(final); err == nil {
 		return existing(final, want)
