@@ -55,8 +55,8 @@ func (c *ClusterProcesses) URL() string {
 	return strings.Join(urls, ",")
 }
 
-// WaitJetStream waits until a JetStream request through the cluster is
-// answered, which needs a meta-leader and so a quorum of nodes.
+// WaitJetStream waits until JetStream can place a stream with a replica
+// on every node, which needs a meta leader and every peer known to it.
 func (c *ClusterProcesses) WaitJetStream(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	var last error
@@ -71,10 +71,15 @@ func (c *ClusterProcesses) WaitJetStream(timeout time.Duration) error {
 			if err != nil {
 				return err
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			_, err = js.AccountInfo(ctx)
-			return err
+			// The meta leader answers before every peer has joined; a
+			// stream with a replica on each node proves they all have.
+			name := "NATSTEST_READY"
+			if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: name, Subjects: []string{"natstest.ready"}, Replicas: len(c.Nodes), Storage: jetstream.MemoryStorage}); err != nil {
+				return err
+			}
+			return js.DeleteStream(ctx, name)
 		}()
 		if last == nil {
 			return nil

@@ -1,6 +1,9 @@
 package server
 
 import (
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"context"
 	"errors"
 	"log/slog"
@@ -78,8 +81,33 @@ func ToStatus(err error, mappings []ErrorMapping, logger *slog.Logger) error {
 	if logger == nil {
 		logger = slog.Default()
 	}
+	if transient(err) {
+		logger.Warn("NATS briefly unavailable; the client may retry", slog.String("error", err.Error()))
+		return status.Error(codes.Unavailable, unavailableMessage)
+	}
 	logger.Error("unmapped error returned to client as internal error", slog.String("error", err.Error()))
 	return status.Error(codes.Internal, internalMessage)
+}
+
+// unavailableMessage is what a client sees while NATS elects a new leader
+// or reconnects.
+const unavailableMessage = "temporarily unavailable; retry"
+
+// transient reports whether err is NATS being briefly away: a timeout, no
+// responders or no stream response while a leader is elected, a
+// connection that is reconnecting or closed, or JetStream answering 503.
+// Such a failure is Unavailable (retry), not Internal.
+func transient(err error) bool {
+	for _, target := range []error{
+		nats.ErrTimeout, nats.ErrNoResponders, nats.ErrConnectionClosed, nats.ErrConnectionReconnecting,
+		nats.ErrDisconnected, jetstream.ErrNoStreamResponse, jetstream.ErrJetStreamNotEnabled,
+	} {
+		if errors.Is(err, target) {
+			return true
+		}
+	}
+	var api *jetstream.APIError
+	return errors.As(err, &api) && api.Code == 503
 }
 
 // FieldViolation names one invalid field of a request and says what is wrong

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"testing"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -103,6 +105,30 @@ func TestInvalidArgument(t *testing.T) {
 			for i, v := range tt.violations {
 				require.True(t, proto.Equal(&errdetails.BadRequest_FieldViolation{Field: v.Field, Description: v.Description}, got[i]))
 			}
+		})
+	}
+}
+
+// TestToStatusTransientNATS checks that NATS being briefly away (a leader
+// election, a reconnect) reaches the client as Unavailable, which it may
+// retry, and that other unmapped errors stay Internal.
+func TestToStatusTransientNATS(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+		want codes.Code
+	}{
+		{"timeout", fmt.Errorf("casenumber: next: %w", nats.ErrTimeout), codes.Unavailable},
+		{"no responders", fmt.Errorf("kv get: %w", nats.ErrNoResponders), codes.Unavailable},
+		{"no stream response", fmt.Errorf("publish: %w", jetstream.ErrNoStreamResponse), codes.Unavailable},
+		{"JetStream 503", fmt.Errorf("kv: %w", &jetstream.APIError{Code: 503, ErrorCode: 10008, Description: "JetStream system temporarily unavailable"}), codes.Unavailable},
+		{"JetStream 400", fmt.Errorf("kv: %w", &jetstream.APIError{Code: 400, Description: "bad request"}), codes.Internal},
+		{"other", errors.New("boom"), codes.Internal},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := ToStatus(tc.err, nil, slog.New(slog.DiscardHandler))
+			require.Equal(t, tc.want, status.Code(err))
+			require.NotContains(t, status.Convert(err).Message(), "casenumber")
 		})
 	}
 }
