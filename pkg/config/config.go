@@ -54,11 +54,24 @@ type Config struct {
 	Routing         Routing       `yaml:"routing"`
 	Intake          Intake        `yaml:"intake"`
 	Retention       Retention     `yaml:"retention"`
+	EventStore      EventStore    `yaml:"event_store"`
 	// MasterKeyFile holds the master key that wraps every case's data key;
 	// empty means <data_dir>/master.key. KONTAKT_MASTER_KEY (base64) takes
 	// precedence. Development mode creates the file when it is missing;
 	// production refuses to start without a key.
 	MasterKeyFile string `yaml:"master_key_file"`
+}
+
+// EventStore chooses where case events live. Keys, case numbers,
+// idempotency records, the audit trail, the retention ledger and the
+// statistics stream stay on NATS JetStream with either backend.
+type EventStore struct {
+	// Backend is "jetstream" (the default: the NATS cluster or the
+	// embedded server) or "esdb" (EventStoreDB / KurrentDB).
+	Backend string `yaml:"backend"`
+	// ESDBURL is the EventStoreDB connection string, for example
+	// esdb://node1:2113,node2:2113,node3:2113?tls=true.
+	ESDBURL string `yaml:"esdb_url"`
 }
 
 // Retention configures the retention plan and its sweeper.
@@ -305,6 +318,15 @@ func (c Config) Validate() error {
 		if c.Auth.OIDC.Audience == "" {
 			bad("auth.oidc.audience", "is required in production mode")
 		}
+	}
+	switch c.EventStore.Backend {
+	case "", "jetstream":
+	case "esdb":
+		if c.EventStore.ESDBURL == "" {
+			bad("event_store.esdb_url", "is required when event_store.backend is esdb")
+		}
+	default:
+		bad("event_store.backend", "must be jetstream or esdb, not %q", c.EventStore.Backend)
 	}
 	if c.Retention.SweepInterval <= 0 {
 		bad("retention.sweep_interval", "must be positive")

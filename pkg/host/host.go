@@ -31,11 +31,21 @@ import (
 	"github.com/kontakt-se/kontakt/pkg/auth"
 	"github.com/kontakt-se/kontakt/pkg/blindindex"
 	"github.com/kontakt-se/kontakt/pkg/config"
+	"github.com/kontakt-se/kontakt/pkg/eventstore"
+	"github.com/kontakt-se/kontakt/pkg/eventstore/esdb"
 	"github.com/kontakt-se/kontakt/pkg/eventstore/jetstream"
 	"github.com/kontakt-se/kontakt/pkg/natsserver"
 	"github.com/kontakt-se/kontakt/pkg/seal"
 	"github.com/kontakt-se/kontakt/pkg/server"
 )
+
+// EventStore is the event store as the services need it: the interface
+// every backend implements, and the position of the last event (where a
+// read-model rebuild stops).
+type EventStore interface {
+	eventstore.Store
+	Head(ctx context.Context) (eventstore.Position, error)
+}
 
 // Options say what a process hosts.
 type Options struct {
@@ -74,8 +84,8 @@ type Host struct {
 	Master seal.MasterKey
 	// JS is the JetStream context of the process's NATS connection.
 	JS natsjs.JetStream
-	// Store is the event store of case events.
-	Store *jetstream.Store
+	// Store is the event store of case events: JetStream or EventStoreDB.
+	Store EventStore
 	// Sealer seals and opens personal data.
 	Sealer *seal.Sealer
 
@@ -211,8 +221,20 @@ func (h *Host) openBackends(ctx context.Context) error {
 		return fmt.Errorf("jetstream: %w", err)
 	}
 	h.JS = js
-	if h.Store, err = jetstream.New(ctx, js, jetstream.Config{Replicas: h.Config.NATS.Replicas}); err != nil {
-		return fmt.Errorf("event store: %w", err)
+	switch h.Config.EventStore.Backend {
+	case "esdb":
+		s, err := esdb.New(esdb.Config{URL: h.Config.EventStore.ESDBURL, Logger: h.Logger.With("component", "esdb")})
+		if err != nil {
+			return fmt.Errorf("config key event_store.esdb_url: %w", err)
+		}
+		h.Store = s
+		h.closers = append(h.closers, s.Close)
+	default:
+		s, err := jetstream.New(ctx, js, jetstream.Config{Replicas: h.Config.NATS.Replicas})
+		if err != nil {
+			return fmt.Errorf("event store: %w", err)
+		}
+		h.Store = s
 	}
 	keys, err := seal.NewNATSKeyStore(ctx, js, seal.NATSKeyStoreConfig{Replicas: h.Config.NATS.Replicas})
 	if err != nil {
