@@ -56,6 +56,13 @@ build: ## Build the single binary into bin/kontakt and each service's own binary
 	cd services/kontakt && CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/kontakt .
 	for s in $(SERVICES); do (cd services/$$s && CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/kontakt-$$s ./cmd/kontakt-$$s) || exit 1; done
 
+IMAGE_TAG ?= dev
+
+.PHONY: images
+images: ## Build the container images kontakt:TAG and kontakt-<service>:TAG (docker with BuildKit).
+	docker build -f deploy/docker/Dockerfile --build-arg SERVICE=kontakt -t kontakt:$(IMAGE_TAG) .
+	for s in $(SERVICES); do docker build -f deploy/docker/Dockerfile --build-arg SERVICE=$$s -t kontakt-$$s:$(IMAGE_TAG) . || exit 1; done
+
 .PHONY: run
 run: build ## Run the single binary: embedded NATS under ./data, every service on 127.0.0.1:8080.
 	$(BIN)/kontakt serve $(if $(CONFIG),--config $(CONFIG))
