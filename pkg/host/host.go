@@ -332,6 +332,11 @@ func (h *Host) Close() {
 		h.nats.Shutdown()
 		h.nats = nil
 	}
+	if h.Server != nil {
+		// Releases the ports of a server that never ran (a failed start
+		// that is retried); after Run it has nothing left to do.
+		_ = h.Server.Close()
+	}
 }
 
 func (h *Host) connectNATS(ctx context.Context) error {

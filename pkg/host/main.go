@@ -6,12 +6,15 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/kontakt-se/kontakt/pkg/config"
+	"github.com/kontakt-se/kontakt/pkg/server"
 )
 
 // Service is one service as its own process: its name, its gRPC service,
@@ -64,16 +67,43 @@ func run(configPath string, stderr io.Writer, lookupEnv func(string) (string, bo
 	logger = logger.With("process", svc.Name)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	// Services started together on a fresh cluster all create their
+	// streams at once, and a cluster that is still electing leaders times
+	// out; such a start is retried for a while instead of failing.
+	deadline := time.Now().Add(startupRetry)
+	for attempt := 1; ; attempt++ {
+		h, err := open(ctx, cfg, logger, lookupEnv, svc)
+		if err == nil {
+			return h.Run(ctx)
+		}
+		if !server.Transient(err) || time.Now().After(deadline) || ctx.Err() != nil {
+			return err
+		}
+		wait := min(time.Duration(attempt)*500*time.Millisecond, 5*time.Second)
+		logger.Warn("start-up failed while NATS was busy; retrying", "retry_in", wait, "error", err)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+	}
+}
+
+// startupRetry bounds how long a service binary retries a start-up that
+// failed because NATS was briefly unavailable.
+const startupRetry = time.Minute
+
+func open(ctx context.Context, cfg config.Config, logger *slog.Logger, lookupEnv func(string) (string, bool), svc Service) (*Host, error) {
 	h, err := Open(ctx, cfg, logger, lookupEnv, Options{
 		Name: svc.Name, Services: []protoreflect.ServiceDescriptor{svc.Descriptor},
 		HTTPPrefixes: svc.HTTPPrefixes, RequireExternalNATS: true,
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := svc.Mount(ctx, h); err != nil {
 		h.Close()
-		return err
+		return nil, err
 	}
-	return h.Run(ctx)
+	return h, nil
 }

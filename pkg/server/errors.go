@@ -81,7 +81,7 @@ func ToStatus(err error, mappings []ErrorMapping, logger *slog.Logger) error {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	if transient(err) {
+	if Transient(err) {
 		logger.Warn("NATS briefly unavailable; the client may retry", slog.String("error", err.Error()))
 		return status.Error(codes.Unavailable, unavailableMessage)
 	}
@@ -93,11 +93,15 @@ func ToStatus(err error, mappings []ErrorMapping, logger *slog.Logger) error {
 // or reconnects.
 const unavailableMessage = "temporarily unavailable; retry"
 
-// transient reports whether err is NATS being briefly away: a timeout, no
+// Transient reports whether err is NATS being briefly away: a timeout, no
 // responders or no stream response while a leader is elected, a
 // connection that is reconnecting or closed, or JetStream answering 503.
 // Such a failure is Unavailable (retry), not Internal.
-func transient(err error) bool {
+func Transient(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+		// A NATS request that timed out under its own deadline.
+		return true
+	}
 	for _, target := range []error{
 		nats.ErrTimeout, nats.ErrNoResponders, nats.ErrConnectionClosed, nats.ErrConnectionReconnecting,
 		nats.ErrDisconnected, jetstream.ErrNoStreamResponse, jetstream.ErrJetStreamNotEnabled,

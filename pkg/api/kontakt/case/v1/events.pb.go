@@ -46,8 +46,16 @@ type CaseRegistered struct {
 	CoarseLocation  *CoarseLocation     `protobuf:"bytes,13,opt,name=coarse_location,json=coarseLocation,proto3" json:"coarse_location,omitempty"`
 	// The caller's number was hidden or anonymous, so none was registered.
 	CallerNumberWithheld bool `protobuf:"varint,14,opt,name=caller_number_withheld,json=callerNumberWithheld,proto3" json:"caller_number_withheld,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// 128 random bits (crypto/rand, base32) that intake draws for the
+	// statistics service alone, unrelated to the case id. Every statistics
+	// instance derives the case's anonymous statistics id from it with a
+	// keyed hash (a key derived from the master key), so all instances
+	// publish the same id, and the seed alone (say in an archive package)
+	// does not name the record. The seed goes with the case's events when
+	// the case is deleted. Empty in events written before it existed.
+	StatisticsSeed string `protobuf:"bytes,15,opt,name=statistics_seed,json=statisticsSeed,proto3" json:"statistics_seed,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *CaseRegistered) Reset() {
@@ -176,6 +184,13 @@ func (x *CaseRegistered) GetCallerNumberWithheld() bool {
 		return x.CallerNumberWithheld
 	}
 	return false
+}
+
+func (x *CaseRegistered) GetStatisticsSeed() string {
+	if x != nil {
+		return x.StatisticsSeed
+	}
+	return ""
 }
 
 // CaseRouted puts a case in a queue by the routing rules.
@@ -1396,7 +1411,7 @@ var File_kontakt_case_v1_events_proto protoreflect.FileDescriptor
 
 const file_kontakt_case_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"\x1ckontakt/case/v1/events.proto\x12\x0fkontakt.case.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1akontakt/case/v1/case.proto\"\x80\x06\n" +
+	"\x1ckontakt/case/v1/events.proto\x12\x0fkontakt.case.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1akontakt/case/v1/case.proto\"\xa9\x06\n" +
 	"\x0eCaseRegistered\x12\x17\n" +
 	"\acase_id\x18\x01 \x01(\tR\x06caseId\x12\x1f\n" +
 	"\vcase_number\x18\x02 \x01(\tR\n" +
@@ -1413,7 +1428,8 @@ const file_kontakt_case_v1_events_proto_rawDesc = "" +
 	"\x10attachment_names\x18\v \x01(\v2#.kontakt.case.v1.SealedPersonalDataR\x0fattachmentNames\x12=\n" +
 	"\vattachments\x18\f \x03(\v2\x1b.kontakt.case.v1.AttachmentR\vattachments\x12H\n" +
 	"\x0fcoarse_location\x18\r \x01(\v2\x1f.kontakt.case.v1.CoarseLocationR\x0ecoarseLocation\x124\n" +
-	"\x16caller_number_withheld\x18\x0e \x01(\bR\x14callerNumberWithheld\"\xad\x01\n" +
+	"\x16caller_number_withheld\x18\x0e \x01(\bR\x14callerNumberWithheld\x12'\n" +
+	"\x0fstatistics_seed\x18\x0f \x01(\tR\x0estatisticsSeed\"\xad\x01\n" +
 	"\n" +
 	"CaseRouted\x12\x17\n" +
 	"\acase_id\x18\x01 \x01(\tR\x06caseId\x12\x14\n" +
