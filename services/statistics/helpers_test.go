@@ -3,6 +3,7 @@ package statistics
 import (
 	"bytes"
 	"context"
+	crand "crypto/rand"
 
 	"fmt"
 	"math/rand/v2"
@@ -38,6 +39,9 @@ import (
 // never copy: sealed bytes, key ids, actor ids, case numbers, reasons.
 const marker = "MRKR"
 
+// testIDKey is the statistics id key of the tests' services.
+var testIDKey = []byte("kontakt statistics test id key!!")
+
 // harness is an embedded sync-always NATS server with the JetStream event
 // store and a data directory for the service.
 type harness struct {
@@ -50,6 +54,19 @@ type harness struct {
 	revs map[string]eventstore.Revision
 	// deleted are the cases deleted so far.
 	deleted map[string]bool
+	// appended are the events appended so far, in order.
+	appended []appendedEvent
+	// seeded gives two of three registrations of randomHistory a
+	// statistics seed, as intake writes them now; the others are as
+	// written before the seed existed.
+	seeded bool
+}
+
+// appendedEvent is an event the test appended, at its log position.
+type appendedEvent struct {
+	caseID string
+	pos    eventstore.Position
+	msg    proto.Message
 }
 
 func startHarness(t testing.TB) *harness { return startHarnessSync(t, 0) }
@@ -79,6 +96,9 @@ func (h *harness) service(t testing.TB, cfg Config, opts ...Option) *Service {
 	t.Helper()
 	if cfg.DataDir == "" {
 		cfg.DataDir = h.dir
+	}
+	if cfg.IDKey == nil {
+		cfg.IDKey = testIDKey
 	}
 	svc, err := New(context.Background(), cfg, h.es, h.js, nil, opts...)
 	require.NoError(t, err)
@@ -126,6 +146,7 @@ func (h *harness) appendEvents(t testing.TB, caseID string, msgs ...proto.Messag
 		require.NoError(t, err)
 		h.revs[caseID] = rev
 		out = append(out, eventstore.Position(rev))
+		h.appended = append(h.appended, appendedEvent{caseID: caseID, pos: eventstore.Position(rev), msg: m})
 	}
 	return out
 }
@@ -336,6 +357,9 @@ func (h *harness) randomHistory(t testing.TB, rng *rand.Rand, n int, svc *Servic
 		ids[i] = id
 		at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(rng.IntN(365*24*60)) * time.Minute)
 		reg := registered(id, casev1.CaseType(rng.IntN(5)), casev1.Channel(rng.IntN(7)), cats[rng.IntN(len(cats))], at)
+		if h.seeded && len(h.revs)%3 != 0 {
+			reg.StatisticsSeed = crand.Text()
+		}
 		if rng.IntN(3) == 0 {
 			reg.CoarseLocation = &casev1.CoarseLocation{Latitude: 57 + rng.Float64(), Longitude: 11 + rng.Float64()}
 		}

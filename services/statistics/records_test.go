@@ -418,6 +418,8 @@ func TestNewRefusesBadConfig(t *testing.T) {
 		{"negative k", Config{SuppressBelow: -1}},
 		{"negative period", Config{RedactAfter: -day}},
 		{"too many replicas", Config{Replicas: 7}},
+		{"no id key", Config{IDKey: []byte{}}},
+		{"short id key", Config{IDKey: []byte("fifteen bytes..")}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -427,6 +429,9 @@ func TestNewRefusesBadConfig(t *testing.T) {
 				cfg.DataDir = ""
 			default:
 				cfg.DataDir = t.TempDir()
+			}
+			if cfg.IDKey == nil {
+				cfg.IDKey = testIDKey
 			}
 			_, err := New(context.Background(), cfg, h.es, h.js, nil)
 			require.Error(t, err)

@@ -300,7 +300,7 @@ func runKill9Child() error {
 	// Small batches make many commit/publish boundaries to be killed at.
 	// The parent counts the recoveries in this log.
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	svc, err := New(context.Background(), Config{DataDir: os.Getenv(envDataDir)}, es, js, logger,
+	svc, err := New(context.Background(), Config{DataDir: os.Getenv(envDataDir), IDKey: testIDKey}, es, js, logger,
 		WithBatchSize(1+rand.IntN(8)), withDuplicateWindow(100*time.Millisecond))
 	if err != nil {
 		return err
@@ -400,7 +400,7 @@ func expectedFromLog(t testing.TB, h *harness) []domain.Record {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	err := h.es.Subscribe(ctx, 0, func(_ context.Context, ev eventstore.RecordedEvent) error {
-		step, err := domain.Project(cases[ev.Stream], ev, domain.DefaultPolicy(), func() string { n++; return strings.Repeat("x", n) })
+		step, err := domain.Project(cases[ev.Stream], ev, domain.DefaultPolicy(), func(string) string { n++; return strings.Repeat("x", n) })
 		if err != nil {
 			return err
 		}

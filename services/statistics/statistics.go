@@ -59,7 +59,17 @@ type Config struct {
 	// DeleteAfter is the same for deletion of the whole case. 0 means
 	// 730 days.
 	DeleteAfter time.Duration
+	// IDKey is the secret statistics ids are derived under (see
+	// domain.IDs), at least 16 bytes; required. Every instance writing
+	// one statistics stream must use the same key, and the same
+	// RedactAfter and DeleteAfter, or they make different records of
+	// the same case. The composition root derives it from the master
+	// key (IDKeyPurpose).
+	IDKey []byte
 }
+
+// IDKeyPurpose is the master-key derivation purpose of Config.IDKey.
+const IDKeyPurpose = "kontakt/statistics/record-id"
 
 // Option adjusts what New builds; the defaults suit production.
 type Option func(*options)
@@ -104,9 +114,10 @@ type Service struct {
 // New opens the read model, creates or updates the statistics stream and
 // builds the projector and the gRPC handlers. Nothing runs until Run.
 // The read model's file lock keeps a second process from using the same
-// file; running two services with different files against one stream is
-// a configuration error that would double the records, so each
-// installation runs exactly one statistics service.
+// file. Any number of services, each with its own file, may follow one
+// case log and write one statistics stream (see app.Projector): each
+// record version is stored once, and each service answers queries from
+// its own file.
 func New(ctx context.Context, cfg Config, es eventstore.Store, js jetstream.JetStream, logger *slog.Logger, opts ...Option) (*Service, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -124,6 +135,10 @@ func New(ctx context.Context, cfg Config, es eventstore.Store, js jetstream.JetS
 	}
 	if cfg.DataDir == "" {
 		return nil, fmt.Errorf("%w: a data directory is required", ErrConfig)
+	}
+	ids, err := domain.NewIDs(cfg.IDKey)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	loc, err := time.LoadLocation(TimeZone)
 	if err != nil {
@@ -146,6 +161,7 @@ func New(ctx context.Context, cfg Config, es eventstore.Store, js jetstream.JetS
 		BatchSize: o.batchSize,
 		IdleFlush: o.idleFlush,
 		Hooks:     o.hooks,
+		IDs:       ids,
 	}, logger.With("component", "statistics-projector"))
 	queries := app.NewQueries(st, out, loc, cfg.SuppressBelow)
 	return &Service{

@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -216,6 +217,10 @@ func (s *Service) register(ctx context.Context, reg domain.Registration, caseID,
 		Attachments:          reg.Attachments,
 		CoarseLocation:       reg.Coarse,
 		CallerNumberWithheld: reg.CallerNumberWithheld,
+		// Drawn here, once, so every statistics instance derives the same
+		// anonymous statistics id from the log; never derived from the
+		// case.
+		StatisticsSeed: rand.Text(),
 	}
 	var err error
 	if reg.Contact != nil {

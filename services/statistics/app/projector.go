@@ -2,11 +2,10 @@ package app
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
-	"slices"
 	"time"
 
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
@@ -34,16 +33,22 @@ const (
 )
 
 // Hooks let tests stop the projector at the points where a crash is
-// interesting. A hook that returns an error stops Run at once with that
-// error, leaving everything as a kill -9 at that point would (the bbolt
-// transaction is committed or not; nothing after the hook ran).
+// interesting, and watch what it does. A hook that returns an error stops
+// Run at once with that error, leaving everything as a kill -9 at that
+// point would (the bbolt transaction is committed or not; nothing after
+// the hook ran).
 type Hooks struct {
+	// BeforeApply runs before a batch of events is applied.
+	BeforeApply func(batch []eventstore.RecordedEvent) error
 	// AfterCommit runs after a batch's transaction committed and before
 	// any of its record versions is published.
 	AfterCommit func(checkpoint eventstore.Position) error
 	// BeforePublish runs before the i-th message of a batch (counting
 	// from zero) is published.
 	BeforePublish func(i int) error
+	// Published runs when a message is in the stream: appended by this
+	// projector (appended), or found there, put by another.
+	Published func(version int64, appended bool)
 }
 
 // hookError marks an error returned by a hook.
@@ -52,43 +57,62 @@ type hookError struct{ err error }
 func (e hookError) Error() string { return e.err.Error() }
 func (e hookError) Unwrap() error { return e.err }
 
-// ProjectorConfig configures a Projector.
-type ProjectorConfig struct {
-	Policy    domain.Policy
-	BatchSize int
-	IdleFlush time.Duration
-	Hooks     Hooks
-	// NewID returns a new statistics id; nil means 128 random bits from
-	// crypto/rand, so an id says nothing about the case it describes.
-	NewID func() string
-}
-
 // Projector follows the log of all case events and keeps the read model
-// and the statistics stream up to date.
+// and the statistics stream up to date. Several projectors, each with its
+// own read model, may follow one log and write one stream: every one of
+// them projects every event and offers every record version, and the
+// stream stores each version exactly once.
+//
+// # The same records everywhere
+//
+// Projection is deterministic (domain.Project), and so is the statistics
+// id: a keyed hash of the seed intake puts into CaseRegistered
+// (domain.IDs). Every projector therefore makes the same record versions,
+// message for message. What a stream holds already is the truth: a
+// registration whose version the stream has gets that record's id there,
+// and a record version read from the stream replaces a different one of
+// the same version in the read model.
+//
+// # Each version once: conditional appends
+//
+// A projector appends a message only with JetStream's expected last
+// sequence set to the last stream sequence it has accounted for (its
+// tail: every message up to there it has read, or appended itself), and
+// only if no message it has read carries that version. When another
+// projector appended first, JetStream refuses; the projector reads the
+// new messages (storing their records in its read model), and either
+// finds its version there or tries again after them. So a version is
+// appended only by a projector that has seen the whole stream after its
+// scan start without it: never twice, whatever the duplicate window
+// (Nats-Msg-Id de-duplication is only a second guard), and an
+// acknowledgement lost in transit costs nothing (the retry is refused and
+// the read finds the message). A dead projector loses nothing either:
+// the others offer the same versions.
 //
 // # Crash safety
 //
 // A batch of events is applied in one bbolt transaction that also stores
 // the checkpoint and the batch's record versions as the exact messages
 // to publish (the outbox). Only after the commit are the messages
-// published, one at a time, each waiting for its acknowledgement, so the
-// stream never has a gap: if version v is in the stream, so is every
-// version the projector produced before it. The next batch is applied
-// only when all messages of this one are acknowledged, so the outbox
-// holds the only messages that can be missing.
+// published, one at a time, each waiting for its acknowledgement (or
+// found in the stream), so the stream never has a gap: if version v is
+// in the stream, so is every version the projectors made before it. The
+// next batch is applied only when all messages of this one are in the
+// stream, so the outbox holds the only messages that can be missing.
 //
-// The transaction also stores ScanFrom, the stream's last sequence before
-// the batch was published. A starting projector reads the stream after
-// ScanFrom, which holds every message of the outbox that did land, and
-// publishes the rest, in order. Whatever the moment of a kill -9:
+// The transaction also stores ScanFrom, a stream sequence before every
+// message this projector may still need to know about: every message of
+// the outbox, and every version newer than its checkpoint that it has
+// seen. A starting projector reads the stream after ScanFrom, and
+// publishes the rest of the outbox, in order. Whatever the moment of a
+// kill -9:
 //
-//   - before the commit: the batch is not in the file and nothing of it
-//     was published (its random statistics ids were never seen); it is
+//   - before the commit: the batch is not in the file, and whatever of it
+//     the stream has (from another projector) is read on start; it is
 //     applied again from the checkpoint;
 //   - after the commit, before or during publishing: the file has the
-//     batch, and the messages not yet in the stream are published on
-//     start; Nats-Msg-Id de-duplicates a message whose acknowledgement was
-//     lost, and the scan covers it after the duplicate window too;
+//     batch, and the messages not yet in the stream are appended on
+//     start, conditionally as always;
 //   - after publishing: nothing is missing.
 //
 // Query reads one entry per statistics id from the file, and a recount
@@ -97,66 +121,47 @@ type ProjectorConfig struct {
 //
 // # A file older than the stream
 //
-// When the file lags the stream (restored from a backup, or deleted to be
-// rebuilt), the stream holds versions newer than the checkpoint. The
-// start-up scan then also recovers those records into the file (newest
-// version wins, so records of cases deleted since are kept), remembers
-// which statistics id each re-registered case had (a record's first
-// version is its CaseRegistered's position), and marks their versions as
-// published. Re-projecting then reuses the same ids and publishes only
-// versions the stream lacks, so the stream's content and Query's answers
-// are the same as if the file had never been lost. ScanFrom stays at the
-// scan's start until the projector has passed the newest recovered
-// version, so a crash during the catch-up recovers again.
+// When the file lags the stream (another projector is ahead, or the file
+// was restored from a backup or deleted to be rebuilt), the stream holds
+// versions newer than the checkpoint. Reading them stores their records
+// in the file (newest version wins, so records of cases deleted since are
+// kept), remembers which statistics id each record registered after the
+// checkpoint has (a record's first version is its CaseRegistered's
+// position), and marks their versions as published. Re-projecting then
+// reuses the same ids and publishes only versions the stream lacks, so
+// the stream's content and Query's answers are the same as if the file
+// had never been behind. ScanFrom stays before those versions until the
+// projector has passed them, so a crash during the catch-up reads them
+// again.
 //
-// A case deleted since the copy was made shows up only as its tombstone
-// (its events were purged), with a stale state in the file. Every
-// projected CaseDeleted makes a record version, so the stream then holds
-// a version newer than that state, and the projector forgets the case
-// without deriving anything from the stale state.
-//
-// All of this assumes one projector per statistics stream, which the
-// bbolt file lock enforces for one file; two installations with their
-// own files writing to one stream would double every record.
+// A case deleted since the file was written shows up only as its
+// tombstone (its events were purged), with a stale state in the file.
+// Every projected CaseDeleted makes a record version, so when any
+// projector saw the deletion the stream holds a version newer than that
+// state: before a batch with a tombstone the projector reads the stream's
+// new messages, and then forgets the case without deriving anything from
+// the stale state.
 type Projector struct {
-	es    eventstore.Store
-	st    *store.Store
-	out   *stream.Stream
-	cfg   ProjectorConfig
-	log   *slog.Logger
-	newID func() string
+	es  eventstore.Store
+	st  *store.Store
+	out *stream.Stream
+	cfg ProjectorConfig
+	log *slog.Logger
+	ids domain.IDs
 
-	// streamSeq is the stream's last sequence as far as the projector
-	// knows (after its own acknowledgements).
-	streamSeq uint64
-	// rec holds what the start-up scan recovered from a stream ahead of
-	// the file; nil when the file was not behind.
-	rec *recovery
+	// view is what the projector knows of the stream.
+	view *view
 }
 
-// recovery is what a stream ahead of the file tells about versions newer
-// than the checkpoint.
-type recovery struct {
-	// scanFrom is the sequence the scan started after; it is kept as the
-	// stored ScanFrom until the projector passes until.
-	scanFrom uint64
-	// until is the newest version in the stream.
-	until int64
-	// versions are all versions in the stream newer than the checkpoint,
-	// sorted: they are published already.
-	versions []int64
-	// created maps the first version of each record seen to its id: for a
-	// record created after the checkpoint that is its CaseRegistered's
-	// position.
-	created map[int64]string
-}
-
-func (r *recovery) published(v int64) bool {
-	if r == nil {
-		return false
-	}
-	_, ok := slices.BinarySearch(r.versions, v)
-	return ok
+// ProjectorConfig configures a Projector.
+type ProjectorConfig struct {
+	Policy    domain.Policy
+	BatchSize int
+	IdleFlush time.Duration
+	Hooks     Hooks
+	// IDs derives statistics ids; every projector writing one stream
+	// must use the same key.
+	IDs domain.IDs
 }
 
 // NewProjector returns a projector from es into st and out. A nil logger
@@ -171,11 +176,7 @@ func NewProjector(es eventstore.Store, st *store.Store, out *stream.Stream, cfg 
 	if cfg.IdleFlush <= 0 {
 		cfg.IdleFlush = DefaultIdleFlush
 	}
-	p := &Projector{es: es, st: st, out: out, cfg: cfg, log: logger, newID: cfg.NewID}
-	if p.newID == nil {
-		p.newID = rand.Text
-	}
-	return p
+	return &Projector{es: es, st: st, out: out, cfg: cfg, log: logger, ids: cfg.IDs, view: newView(0, 0)}
 }
 
 // Run recovers (see Projector) and then follows the log from the
@@ -218,9 +219,9 @@ func (p *Projector) runOnce(ctx context.Context) (bool, error) {
 	return p.follow(ctx, cp)
 }
 
-// recover reads the stream after the stored ScanFrom, publishes what the
-// outbox holds that the stream lacks, and recovers records when the
-// stream is ahead of the file.
+// recover reads the stream after the stored ScanFrom (storing the records
+// it finds), publishes what the outbox holds that the stream lacks, and
+// remembers the versions the stream has beyond the checkpoint.
 func (p *Projector) recover(ctx context.Context) error {
 	st, err := p.st.State()
 	if err != nil {
@@ -237,12 +238,54 @@ func (p *Projector) recover(ctx context.Context) error {
 		p.log.Error("statistics stream holds fewer messages than the read model has seen; was it recreated?", "stream_last_seq", last, "read_model_scan_from", scanFrom)
 		scanFrom = last
 	}
-	inOutbox := make(map[int64]bool, len(st.Outbox))
+	// Everything after the batch before the outbox's may be in the
+	// stream.
+	floor := int64(st.Checkpoint)
 	for _, m := range st.Outbox {
-		inOutbox[m.Version] = false
+		floor = min(floor, m.Version-1)
 	}
-	rec := &recovery{scanFrom: scanFrom, created: map[int64]string{}}
-	firstSeen := map[string]bool{}
+	p.view = newView(scanFrom, floor)
+	if err := p.catchUp(ctx, last); err != nil {
+		return err
+	}
+	var missing []domain.Message
+	for _, m := range st.Outbox {
+		if _, ok := p.view.has(m.Version); !ok {
+			missing = append(missing, m)
+		}
+	}
+	if len(missing) > 0 {
+		p.log.Info("statistics projector: publishing the last batch's record versions that the stream lacks", "count", len(missing), "of", len(st.Outbox))
+	}
+	if err := p.publish(ctx, missing); err != nil {
+		return err
+	}
+	p.view.advance(int64(st.Checkpoint))
+	if n := len(p.view.present); n > 0 {
+		p.log.Info("statistics stream is ahead of this read model (another instance, or an older file): stored its records and will not publish them again",
+			"checkpoint", st.Checkpoint, "versions_ahead", n, "newest_version", p.view.present[n-1].version)
+	}
+	return nil
+}
+
+// catchUpToLast reads the stream's messages after the view's tail.
+func (p *Projector) catchUpToLast(ctx context.Context) error {
+	last, err := p.out.LastSeq(ctx)
+	if err != nil {
+		return err
+	}
+	return p.catchUp(ctx, last)
+}
+
+// catchUp reads the stream's messages after the view's tail up to upTo:
+// it stores their records in the read model and notes their versions
+// (and the ids of records first seen) in the view.
+func (p *Projector) catchUp(ctx context.Context, upTo uint64) error {
+	from := p.view.tail
+	if upTo <= from {
+		return nil
+	}
+	first := map[string]int64{}
 	var chunk []domain.Record
 	flush := func() error {
 		if len(chunk) == 0 {
@@ -254,12 +297,9 @@ func (p *Projector) recover(ctx context.Context) error {
 		chunk = chunk[:0]
 		return nil
 	}
-	err = p.out.Read(ctx, scanFrom, last, func(m stream.Received) error {
-		if _, ok := inOutbox[m.Version]; ok {
-			inOutbox[m.Version] = true
-		}
-		if m.Version <= int64(st.Checkpoint) {
-			return nil // Not newer than the file (or not a record at all).
+	err := p.out.Read(ctx, from, upTo, func(m stream.Received) error {
+		if m.Version == 0 {
+			return nil // Not written by a projector.
 		}
 		pr, err := stream.Decode(m.Data)
 		if err != nil || pr.GetStatisticsId() == "" || pr.GetVersion() != m.Version {
@@ -267,11 +307,9 @@ func (p *Projector) recover(ctx context.Context) error {
 			return nil
 		}
 		r := domain.RecordFromProto(pr)
-		rec.versions = append(rec.versions, r.Version)
-		rec.until = max(rec.until, r.Version)
-		if !firstSeen[r.StatisticsID] {
-			firstSeen[r.StatisticsID] = true
-			rec.created[r.Version] = r.StatisticsID
+		p.view.add(m.Seq, r.Version, checksum(m.Data))
+		if v, ok := first[r.StatisticsID]; !ok || r.Version < v {
+			first[r.StatisticsID] = r.Version
 		}
 		chunk = append(chunk, r)
 		if len(chunk) >= recoverChunk {
@@ -280,31 +318,16 @@ func (p *Projector) recover(ctx context.Context) error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("scan statistics stream after %d: %w", scanFrom, err)
+		return fmt.Errorf("read statistics stream after %d: %w", from, err)
 	}
 	if err := flush(); err != nil {
 		return err
 	}
-	p.streamSeq = last
-	if len(rec.versions) > 0 {
-		slices.Sort(rec.versions)
-		rec.versions = slices.Compact(rec.versions)
-		p.rec = rec
-		p.log.Warn("statistics read model is behind its stream; recovered records and will re-project without publishing twice",
-			"checkpoint", st.Checkpoint, "recovered_versions", len(rec.versions), "newest_version", rec.until)
-	} else {
-		p.rec = nil
+	for id, v := range first {
+		p.view.addCreated(v, id)
 	}
-	var missing []domain.Message
-	for _, m := range st.Outbox {
-		if !inOutbox[m.Version] {
-			missing = append(missing, m)
-		}
-	}
-	if len(missing) > 0 {
-		p.log.Info("statistics projector: publishing the last batch's record versions that the stream lacks", "count", len(missing), "of", len(st.Outbox))
-	}
-	return p.publish(ctx, missing)
+	p.view.tail = upTo
+	return nil
 }
 
 // follow subscribes after from and applies events in batches.
@@ -315,6 +338,22 @@ func (p *Projector) follow(ctx context.Context, from eventstore.Position) (progr
 // apply applies one batch in one transaction, then publishes the record
 // versions it produced.
 func (p *Projector) apply(ctx context.Context, evs []eventstore.RecordedEvent) error {
+	if h := p.cfg.Hooks.BeforeApply; h != nil {
+		if err := h(evs); err != nil {
+			return hookError{err}
+		}
+	}
+	for _, ev := range evs {
+		if ev.Type == eventstore.TypeStreamDeleted {
+			// A tombstone of a case whose deletion this projector did not
+			// see: the version another projector made of it must be known
+			// (see Projector).
+			if err := p.catchUpToLast(ctx); err != nil {
+				return err
+			}
+			break
+		}
+	}
 	var outbox []domain.Message
 	var checkpoint eventstore.Position
 	committed := false
@@ -341,12 +380,8 @@ func (p *Projector) apply(ctx context.Context, evs []eventstore.RecordedEvent) e
 		if last == cp {
 			return nil
 		}
-		scanFrom := p.streamSeq
-		if p.rec != nil {
-			scanFrom = p.rec.scanFrom
-		}
 		checkpoint, committed = last, true
-		return tx.Finish(last, scanFrom, outbox)
+		return tx.Finish(last, p.view.scanFrom(), outbox)
 	})
 	if err != nil {
 		return err
@@ -354,18 +389,16 @@ func (p *Projector) apply(ctx context.Context, evs []eventstore.RecordedEvent) e
 	if !committed {
 		return nil
 	}
-	if p.rec != nil && int64(checkpoint) >= p.rec.until {
-		// Caught up with the stream: from now on everything produced is
-		// new, and restarts scan from the current tail again.
-		p.rec = nil
-		p.log.Info("statistics projector caught up with its stream", "checkpoint", checkpoint)
-	}
 	if h := p.cfg.Hooks.AfterCommit; h != nil {
 		if err := h(checkpoint); err != nil {
 			return hookError{err}
 		}
 	}
-	return p.publish(ctx, outbox)
+	if err := p.publish(ctx, outbox); err != nil {
+		return err
+	}
+	p.view.advance(int64(checkpoint))
+	return nil
 }
 
 // applyEvent applies one event and returns the message to publish, if
@@ -390,7 +423,7 @@ func (p *Projector) applyEvent(tx *store.Tx, ev eventstore.RecordedEvent) (*doma
 			return nil, tx.DeleteCase(caseID)
 		}
 	}
-	step, err := domain.Project(c, ev, p.cfg.Policy, func() string { return p.statisticsID(ev) })
+	step, err := domain.Project(c, ev, p.cfg.Policy, func(seed string) string { return p.statisticsID(ev, seed) })
 	if err != nil {
 		return nil, err
 	}
@@ -413,8 +446,8 @@ func (p *Projector) applyEvent(tx *store.Tx, ev eventstore.RecordedEvent) (*doma
 	if _, err := tx.PutRecord(r); err != nil {
 		return nil, err
 	}
-	if p.rec.published(r.Version) {
-		return nil, nil
+	if _, ok := p.view.has(r.Version); ok {
+		return nil, nil // In the stream already; the stream's record stands.
 	}
 	m, err := stream.Encode(r)
 	if err != nil {
@@ -423,21 +456,19 @@ func (p *Projector) applyEvent(tx *store.Tx, ev eventstore.RecordedEvent) (*doma
 	return &m, nil
 }
 
-// statisticsID returns the id for the case registered by ev: the one it
-// had before when the stream is ahead of the file, a random one
-// otherwise.
-func (p *Projector) statisticsID(ev eventstore.RecordedEvent) string {
-	if p.rec != nil {
-		if id, ok := p.rec.created[int64(ev.Position)]; ok {
-			return id
-		}
+// statisticsID returns the id for the case registered by ev: the one its
+// record has in the stream when the stream holds it already, else the
+// one derived from the event's seed (or, without one, its position).
+func (p *Projector) statisticsID(ev eventstore.RecordedEvent, seed string) string {
+	if id, ok := p.view.createdID(int64(ev.Position)); ok {
+		return id
 	}
-	return p.newID()
+	return p.ids.For(seed, int64(ev.Position))
 }
 
-// publish sends messages one at a time, in order, each after the
-// previous one was acknowledged, retrying each until it is stored or ctx
-// ends: the stream must never get a gap.
+// publish appends messages one at a time, in order, each only when the
+// stream lacks its version (see Projector), retrying each until it is in
+// the stream or ctx ends: the stream must never get a gap.
 func (p *Projector) publish(ctx context.Context, msgs []domain.Message) error {
 	for i, m := range msgs {
 		if h := p.cfg.Hooks.BeforePublish; h != nil {
@@ -447,10 +478,35 @@ func (p *Projector) publish(ctx context.Context, msgs []domain.Message) error {
 		}
 		backoff := minBackoff
 		for {
-			seq, err := p.out.Publish(ctx, m)
-			if err == nil {
-				p.streamSeq = max(p.streamSeq, seq)
+			if s, ok := p.view.has(m.Version); ok {
+				if s.sum != checksum(m.Data) {
+					// Another projector made this version differently:
+					// different configurations (retention periods, the
+					// id key) or a different lag behind deletion. The
+					// stream's version stands, and the read model took it.
+					p.log.Warn("statistics stream holds a different record of a version this projector made; keeping the stream's (do all instances share their configuration?)",
+						"version", m.Version, "stream_seq", s.seq)
+				}
+				p.published(m.Version, false)
 				break
+			}
+			a, err := p.out.Append(ctx, m, p.view.tail)
+			if err == nil {
+				if !a.Duplicate {
+					p.view.tail = a.Seq
+				}
+				p.published(m.Version, !a.Duplicate)
+				break
+			}
+			if errors.Is(err, stream.ErrConflict) {
+				// Somebody appended first: read it, and look again.
+				tail := p.view.tail
+				if err = p.catchUpToLast(ctx); err == nil {
+					if p.view.tail > tail {
+						continue
+					}
+					err = errors.New("the stream refused an append but showed nothing new")
+				}
 			}
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -463,6 +519,20 @@ func (p *Projector) publish(ctx context.Context, msgs []domain.Message) error {
 		}
 	}
 	return nil
+}
+
+func (p *Projector) published(version int64, appended bool) {
+	if h := p.cfg.Hooks.Published; h != nil {
+		h(version, appended)
+	}
+}
+
+// checksum identifies a message's payload, to notice projectors that
+// disagree.
+func checksum(data []byte) uint64 {
+	h := fnv.New64a()
+	_, _ = h.Write(data)
+	return h.Sum64()
 }
 
 // sleep waits for d and reports whether ctx is still alive.

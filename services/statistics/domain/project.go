@@ -79,15 +79,16 @@ func IsRegistration(eventType string) bool { return eventType == typeRegistered 
 
 // Project applies one case event to the case's state c (nil when the
 // projector knows no such case) and says what changed. newID is called
-// only when the event registers a new case; it returns that case's
-// statistics id.
+// only when the event registers a new case, with the event's
+// statistics_seed ("" in events older than the field); it returns that
+// case's statistics id (see IDs).
 //
 // Project is deterministic: the same state and event give the same step,
 // which is what makes re-projection produce the same record versions. An
 // event at or before the record's version was applied already and changes
 // nothing. Events the statistics do not use (assignments, notes, holds,
 // rectifications, unknown types) change nothing either.
-func Project(c *Case, ev eventstore.RecordedEvent, p Policy, newID func() string) (Step, error) {
+func Project(c *Case, ev eventstore.RecordedEvent, p Policy, newID func(seed string) string) (Step, error) {
 	pos := int64(ev.Position)
 	if ev.Type == eventstore.TypeStreamDeleted {
 		if c == nil {
@@ -111,7 +112,7 @@ func Project(c *Case, ev eventstore.RecordedEvent, p Policy, newID func() string
 		}
 		at := eventTime(m.GetRegisteredAt(), ev.Recorded)
 		r := Record{
-			StatisticsID:   newID(),
+			StatisticsID:   newID(m.GetStatisticsSeed()),
 			Version:        pos,
 			Type:           m.GetType(),
 			Channel:        m.GetChannel(),

@@ -58,7 +58,7 @@ func run(t *testing.T, p Policy, evs []eventstore.RecordedEvent) (*Case, Step, [
 	var versions []int64
 	for _, ev := range evs {
 		var err error
-		step, err = Project(c, ev, p, func() string { return "stat-1" })
+		step, err = Project(c, ev, p, func(string) string { return "stat-1" })
 		require.NoError(t, err)
 		if step.Changed {
 			versions = append(versions, step.Case.Record.Version)
@@ -264,7 +264,7 @@ func TestProjectBuildsRecord(t *testing.T) {
 			var versions []int64
 			forgotten := false
 			for _, ev := range evs {
-				step, err := Project(c, ev, p, func() string { return "stat-1" })
+				step, err := Project(c, ev, p, func(string) string { return "stat-1" })
 				require.NoError(t, err)
 				if step.Changed {
 					versions = append(versions, step.Case.Record.Version)
@@ -294,7 +294,7 @@ func TestProjectIsIdempotent(t *testing.T) {
 	)
 	c, _, _ := run(t, DefaultPolicy(), evs)
 	for _, ev := range evs[1:] {
-		step, err := Project(c, ev, DefaultPolicy(), func() string { t.Fatal("no new id"); return "" })
+		step, err := Project(c, ev, DefaultPolicy(), func(string) string { t.Fatal("no new id"); return "" })
 		require.NoError(t, err)
 		require.False(t, step.Changed, "re-applied %s", ev.Type)
 		require.Same(t, c, step.Case)
@@ -321,7 +321,7 @@ func TestProjectUnknownCaseAndMalformedEvents(t *testing.T) {
 	}
 	bad := recorded(t, registered())[0]
 	bad.Data = []byte{0xff, 0xff, 0xff}
-	_, err := Project(nil, bad, DefaultPolicy(), func() string { return "x" })
+	_, err := Project(nil, bad, DefaultPolicy(), func(string) string { return "x" })
 	require.ErrorIs(t, err, ErrMalformedEvent)
 	require.NotContains(t, err.Error(), "case-1")
 }
@@ -336,4 +336,22 @@ func TestRecordProtoRoundTrip(t *testing.T) {
 	}
 	require.Equal(t, r, RecordFromProto(r.ToProto()))
 	require.Equal(t, Record{}, RecordFromProto(Record{}.ToProto()))
+}
+
+// TestRegistrationPassesTheSeed checks the registration hands its
+// statistics seed (or none, in an event older than the field) to the id
+// derivation, and the record carries what it returns.
+func TestRegistrationPassesTheSeed(t *testing.T) {
+	for _, seed := range []string{"SEEDSEEDSEED", ""} {
+		m := registered()
+		m.StatisticsSeed = seed
+		var got []string
+		step, err := Project(nil, recorded(t, m)[0], DefaultPolicy(), func(s string) string {
+			got = append(got, s)
+			return "id-for-" + s
+		})
+		require.NoError(t, err)
+		require.Equal(t, []string{seed}, got)
+		require.Equal(t, "id-for-"+seed, step.Case.Record.StatisticsID)
+	}
 }

@@ -7,7 +7,8 @@
 // attributes that the case events carry for statistics (type, channel,
 // category, queue, department, times, the coarse area), never the case id
 // or number, names, contact details, identity numbers, free text, exact
-// coordinates or actor ids. Its id is random, so it cannot be derived from
+// coordinates or actor ids. Its id is a keyed hash of a random seed that
+// only the case's own events carry (see IDs), so it cannot be derived from
 // the case; the mapping from case to record lives only as long as the case.
 package domain
 
@@ -39,8 +40,9 @@ type Area struct {
 // type (comparable with ==) so that the projector can tell whether an event
 // changed it, and only a change makes a new version.
 type Record struct {
-	// StatisticsID is random (crypto/rand); nothing links it to the case
-	// once the case is deleted.
+	// StatisticsID is derived from a random seed in the case's
+	// CaseRegistered (see IDs); nothing links it to the case once the
+	// case is deleted.
 	StatisticsID string
 	// Version is the log position of the case event that produced this
 	// version. Positions only grow, so versions of a record strictly

@@ -25,7 +25,13 @@ func Mount(ctx context.Context, h *host.Host) error {
 	if err != nil {
 		return err
 	}
-	stats, err := statistics.New(ctx, statistics.Config{DataDir: dir, Replicas: h.Config.NATS.Replicas},
+	// Every instance derives the same key, so all of them derive the
+	// same statistics ids.
+	idKey, err := h.Master.DeriveKey(statistics.IDKeyPurpose)
+	if err != nil {
+		return fmt.Errorf("statistics: %w", err)
+	}
+	stats, err := statistics.New(ctx, statistics.Config{DataDir: dir, Replicas: h.Config.NATS.Replicas, IDKey: idKey},
 		h.Store, h.JS, h.Logger.With("service", "statistics"), statistics.WithShutdown(h.Server.ShuttingDown()))
 	if err != nil {
 		return fmt.Errorf("statistics: %w", err)

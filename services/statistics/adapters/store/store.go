@@ -19,6 +19,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -250,22 +251,29 @@ func (t *Tx) RecordVersion(statisticsID string) (int64, error) {
 // were recovered from the stream before the events that made them were
 // projected again). It reports whether it wrote.
 func (t *Tx) PutRecord(r domain.Record) (bool, error) {
-	return putRecord(t.tx, r)
+	return putRecord(t.tx, r, false)
 }
 
-func putRecord(tx *bolt.Tx, r domain.Record) (bool, error) {
+// putRecord stores r unless the stored version is newer, or as new and
+// either equal or not from the stream: of two different records of the
+// same version (two instances that disagreed), the stream's wins.
+func putRecord(tx *bolt.Tx, r domain.Record, fromStream bool) (bool, error) {
 	records := tx.Bucket([]byte(bucketRecords))
 	byHour := tx.Bucket([]byte(bucketByHour))
 	id := []byte(r.StatisticsID)
 	if len(id) == 0 {
 		return false, fmt.Errorf("statistics store: record without statistics id")
 	}
+	v, err := encodeRecordValue(r)
+	if err != nil {
+		return false, err
+	}
 	if old := records.Get(id); old != nil {
 		version, hour, err := recordValueVersion(old)
 		if err != nil {
 			return false, err
 		}
-		if version >= r.Version {
+		if version > r.Version || version == r.Version && (!fromStream || bytes.Equal(old, v)) {
 			return false, nil
 		}
 		if hour != sortableHour(r.RegisteredHour) {
@@ -275,10 +283,6 @@ func putRecord(tx *bolt.Tx, r domain.Record) (bool, error) {
 				return false, err
 			}
 		}
-	}
-	v, err := encodeRecordValue(r)
-	if err != nil {
-		return false, err
 	}
 	if err := records.Put(id, v); err != nil {
 		return false, err
@@ -315,14 +319,15 @@ func (t *Tx) Finish(checkpoint eventstore.Position, scanFrom uint64, outbox []do
 	return nil
 }
 
-// UpsertRecords stores records in one transaction, each only if it is
-// newer than the stored version (see PutRecord), and returns how many it
-// wrote.
+// UpsertRecords stores records read from the statistics stream in one
+// transaction, each only if it is newer than the stored version (see
+// PutRecord) or of the same version but different (the stream is the
+// truth every instance converges on), and returns how many it wrote.
 func (s *Store) UpsertRecords(rs []domain.Record) (int, error) {
 	n := 0
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		for _, r := range rs {
-			wrote, err := putRecord(tx, r)
+			wrote, err := putRecord(tx, r, true)
 			if err != nil {
 				return err
 			}

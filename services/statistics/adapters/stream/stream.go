@@ -14,8 +14,13 @@
 // version within its duplicate window. A consumer keeps the newest version
 // per statistics_id.
 //
+// Projectors (one per statistics instance) write with Append, which sets
+// JetStream's expected last sequence: a projector stores a version only
+// after reading everything before it, so several instances store each
+// version once, independent of the duplicate window.
+//
 // The stream has no age or size limit and denies deleting and purging
-// messages: statistics are kept for ever, and nothing but the projector
+// messages: statistics are kept for ever, and nothing but the projectors
 // writes to it.
 package stream
 
@@ -52,9 +57,8 @@ const (
 	// HeaderRecordVersion carries the record version of a message.
 	HeaderRecordVersion = "Kontakt-Record-Version"
 	// DefaultDuplicateWindow is how long JetStream remembers message ids.
-	// A re-publish after a restart normally falls inside it; the projector
-	// does not depend on it (it reads the stream's tail before
-	// re-publishing), so it only saves work.
+	// The projectors do not depend on it (they append with an expected
+	// last sequence, after reading the stream), so it is a second guard.
 	DefaultDuplicateWindow = 2 * time.Minute
 	// DefaultTimeout bounds each request to the server.
 	DefaultTimeout = 5 * time.Second
@@ -211,20 +215,70 @@ func Decode(data []byte) (*statisticsv1.StatisticsRecord, error) {
 	return r, nil
 }
 
-// Publish stores one message and returns its stream sequence. When
-// JetStream recognises the message id as stored already, it returns the
-// first copy's sequence.
+// Publish stores one message unconditionally and returns its stream
+// sequence. When JetStream recognises the message id as stored already,
+// it returns the first copy's sequence. The projector uses Append.
 func (s *Stream) Publish(ctx context.Context, m domain.Message) (uint64, error) {
+	ack, err := s.publish(ctx, m)
+	if err != nil {
+		return 0, err
+	}
+	return ack.Sequence, nil
+}
+
+// ErrConflict means the stream's last message was not the one Append
+// expected: somebody else appended first.
+var ErrConflict = errors.New("statistics stream: the stream has messages the publisher has not read")
+
+// Appended is the outcome of an Append.
+type Appended struct {
+	// Seq is the message's stream sequence.
+	Seq uint64
+	// Duplicate says JetStream recognised the message id within its
+	// duplicate window: the message was stored before, at Seq, and the
+	// stream did not change.
+	Duplicate bool
+}
+
+// Append stores one message only if the stream's last sequence is still
+// after (JetStream's expected last sequence, checked by the stream leader
+// with the store, so of several publishers exactly one wins), and
+// returns ErrConflict (wrapped) otherwise. A publisher that has read the
+// whole stream up to after and found no message of this version so
+// stores every version at most once, whatever the duplicate window.
+func (s *Stream) Append(ctx context.Context, m domain.Message, after uint64) (Appended, error) {
+	ack, err := s.publish(ctx, m, jetstream.WithExpectLastSequence(after))
+	if err != nil {
+		return Appended{}, err
+	}
+	return Appended{Seq: ack.Sequence, Duplicate: ack.Duplicate}, nil
+}
+
+func (s *Stream) publish(ctx context.Context, m domain.Message, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
 	msg := &nats.Msg{Subject: m.Subject, Header: nats.Header{}, Data: m.Data}
 	msg.Header.Set(jetstream.MsgIDHeader, m.MsgID)
 	msg.Header.Set(HeaderRecordVersion, strconv.FormatInt(m.Version, 10))
 	pctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
-	ack, err := s.js.PublishMsg(pctx, msg, jetstream.WithExpectStream(StreamName))
+	ack, err := s.js.PublishMsg(pctx, msg, append(opts, jetstream.WithExpectStream(StreamName))...)
 	if err != nil {
-		return 0, fmt.Errorf("statistics stream: publish version %d: %w", m.Version, wrap(err))
+		if isWrongLastSequence(err) {
+			return nil, fmt.Errorf("publish version %d: %w", m.Version, ErrConflict)
+		}
+		return nil, fmt.Errorf("statistics stream: publish version %d: %w", m.Version, wrap(err))
 	}
-	return ack.Sequence, nil
+	return ack, nil
+}
+
+// isWrongLastSequence recognises JetStream's answer to a failed expected
+// last sequence: 10071, or 10164 from a replicated stream.
+func isWrongLastSequence(err error) bool {
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) {
+		return false
+	}
+	return apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant
 }
 
 // LastSeq returns the sequence of the stream's last message (0 when it
@@ -247,29 +301,52 @@ type Received struct {
 	Data    []byte
 }
 
+// directReadMax is the longest range Read fetches message by message;
+// longer ones go through an ordered consumer. A projector that lost a
+// race to another instance usually reads one or a few messages.
+const directReadMax = 16
+
 // Read calls fn for every message with a sequence in (after, upTo], in
-// order, through an ordered consumer. Messages that carry no record
-// version (not written by the projector) are passed with Version 0.
+// order: a few by direct gets, more through an ordered consumer. Messages
+// that carry no record version (not written by the projector) are passed
+// with Version 0.
 func (s *Stream) Read(ctx context.Context, after, upTo uint64, fn func(Received) error) error {
 	if upTo <= after {
+		return nil
+	}
+	if upTo-after <= directReadMax {
+		for seq := after + 1; seq <= upTo; seq++ {
+			gctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+			msg, err := s.stream.GetMsg(gctx, seq)
+			cancel()
+			if err != nil {
+				return fmt.Errorf("statistics stream: read %d: %w", seq, wrap(err))
+			}
+			if err := fn(received(seq, msg.Header, msg.Data)); err != nil {
+				return err
+			}
+		}
 		return nil
 	}
 	return s.consume(ctx, after, func(msg jetstream.Msg, seq uint64) (bool, error) {
 		if seq > upTo {
 			return false, nil
 		}
-		h := msg.Headers()
-		// A message without a version was not written by the projector
-		// (somebody published by hand): Version 0 tells the caller.
-		v, err := strconv.ParseInt(h.Get(HeaderRecordVersion), 10, 64)
-		if err != nil || v < 0 {
-			v = 0
-		}
-		if err := fn(Received{Seq: seq, MsgID: h.Get(jetstream.MsgIDHeader), Version: v, Data: msg.Data()}); err != nil {
+		if err := fn(received(seq, msg.Headers(), msg.Data())); err != nil {
 			return false, err
 		}
 		return seq < upTo, nil
 	}, true)
+}
+
+func received(seq uint64, h nats.Header, data []byte) Received {
+	// A message without a version was not written by the projector
+	// (somebody published by hand): Version 0 tells the caller.
+	v, err := strconv.ParseInt(h.Get(HeaderRecordVersion), 10, 64)
+	if err != nil || v < 0 {
+		v = 0
+	}
+	return Received{Seq: seq, MsgID: h.Get(jetstream.MsgIDHeader), Version: v, Data: data}
 }
 
 // Follow delivers every record version after stream sequence after, then

@@ -151,3 +151,50 @@ func TestPublishReadRecount(t *testing.T) {
 	require.ErrorIs(t, err, context.Canceled)
 	require.Equal(t, []uint64{6}, followed)
 }
+
+// TestAppend checks the conditional append every projector publishes
+// with: it stores only after the expected last sequence, refuses with
+// ErrConflict otherwise, and reports a duplicate within the window.
+func TestAppend(t *testing.T) {
+	s, _ := startStream(t)
+	ctx := context.Background()
+	m1, err := Encode(rec("A", 1, 1))
+	require.NoError(t, err)
+	m2, err := Encode(rec("A", 2, 1))
+	require.NoError(t, err)
+
+	a, err := s.Append(ctx, m1, 0)
+	require.NoError(t, err)
+	require.Equal(t, Appended{Seq: 1}, a, "the first message of an empty stream")
+	_, err = s.Append(ctx, m2, 0)
+	require.ErrorIs(t, err, ErrConflict, "somebody appended after 0")
+	_, err = s.Append(ctx, m1, 0)
+	require.ErrorIs(t, err, ErrConflict, "a stale publisher is refused even for a copy")
+	a, err = s.Append(ctx, m2, 1)
+	require.NoError(t, err)
+	require.Equal(t, Appended{Seq: 2}, a)
+	a, err = s.Append(ctx, m2, 2)
+	require.NoError(t, err)
+	require.Equal(t, Appended{Seq: 2, Duplicate: true}, a, "within the window, a copy is recognised and not stored")
+	last, err := s.LastSeq(ctx)
+	require.NoError(t, err)
+	require.EqualValues(t, 2, last)
+
+	// A hand-published message is a conflict too, and is read as no
+	// record.
+	_, err = s.js.Publish(ctx, "kontakt.stats.fraga", []byte(`{}`))
+	require.NoError(t, err)
+	m3, err := Encode(rec("B", 3, 1))
+	require.NoError(t, err)
+	_, err = s.Append(ctx, m3, 2)
+	require.ErrorIs(t, err, ErrConflict)
+	var got []int64
+	require.NoError(t, s.Read(ctx, 2, 3, func(m Received) error {
+		got = append(got, m.Version)
+		return nil
+	}))
+	require.Equal(t, []int64{0}, got)
+	a, err = s.Append(ctx, m3, 3)
+	require.NoError(t, err)
+	require.Equal(t, Appended{Seq: 4}, a)
+}
