@@ -34,6 +34,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 
 	"google.golang.org/protobuf/proto"
 
@@ -186,22 +187,29 @@ func (s *Sealer) Destroy(ctx context.Context, caseID string, classes ...Class) e
 	if len(classes) == 0 {
 		classes = Classes()
 	}
-	var errs []error
 	var done []Class
 	for _, c := range classes {
-		if slices.Contains(done, c) {
-			continue
-		}
-		done = append(done, c)
-		keyID, err := KeyID(caseID, c)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("seal: destroy: %w", err))
-			continue
-		}
-		if err := s.keys.Destroy(ctx, keyID); err != nil {
-			errs = append(errs, fmt.Errorf("seal: destroy %s: %w", keyID, err))
+		if !slices.Contains(done, c) {
+			done = append(done, c)
 		}
 	}
+	// The classes' keys are independent: destroy them side by side, so a
+	// case costs one round of key-store writes rather than one per class.
+	errs := make([]error, len(done))
+	var wg sync.WaitGroup
+	for i, c := range done {
+		keyID, err := KeyID(caseID, c)
+		if err != nil {
+			errs[i] = fmt.Errorf("seal: destroy: %w", err)
+			continue
+		}
+		wg.Go(func() {
+			if err := s.keys.Destroy(ctx, keyID); err != nil {
+				errs[i] = fmt.Errorf("seal: destroy %s: %w", keyID, err)
+			}
+		})
+	}
+	wg.Wait()
 	return errors.Join(errs...)
 }
 

@@ -50,17 +50,19 @@ type timedLedger struct {
 	at map[string]time.Time
 }
 
-func (l *timedLedger) Record(ctx context.Context, r ledger.Receipt) (ledger.Receipt, bool, error) {
-	got, dup, err := l.Ledger.Record(ctx, r)
+func (l *timedLedger) RecordBatch(ctx context.Context, rs []ledger.Receipt) error {
+	err := l.Ledger.RecordBatch(ctx, rs)
 	if err == nil {
 		now := time.Now()
 		l.mu.Lock()
-		if _, ok := l.at[r.CaseID]; !ok {
-			l.at[r.CaseID] = now
+		for _, r := range rs {
+			if _, ok := l.at[r.CaseID]; !ok {
+				l.at[r.CaseID] = now
+			}
 		}
 		l.mu.Unlock()
 	}
-	return got, dup, err
+	return err
 }
 
 // runConcurrently calls fn(i) for i in [0, n) from benchConcurrency

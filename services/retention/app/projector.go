@@ -90,9 +90,23 @@ func (s *Service) nextDue(e *index.Entry) time.Time {
 	return at
 }
 
-// effect is work that follows from an applied event outside the index:
-// it runs before the batch's transaction commits.
-type effect func(ctx context.Context) error
+// effect is what follows from an applied event outside the index. It runs
+// before the batch's transaction commits, in three phases over the whole
+// batch: keys of redacted classes are destroyed (cases side by side), then
+// every receipt is recorded in log order (in one pipelined write to the
+// ledger), then deleted cases lose their remaining keys and their streams.
+// So a redaction's keys are gone before its receipt says so, and a
+// deletion's receipt exists before its stream is removed. Every step is
+// idempotent: a batch that fails is applied again from the checkpoint.
+type effect struct {
+	caseID string
+	// destroy lists the classes whose keys go in the first phase.
+	destroy []seal.Class
+	// receipt, when set, is recorded in the second phase.
+	receipt *ledger.Receipt
+	// remove destroys every key and deletes the stream in the third.
+	remove bool
+}
 
 // ApplyBatch applies a batch of events to the index in one transaction
 // with its checkpoint. Events at or before the checkpoint from were
@@ -168,35 +182,17 @@ func (s *Service) ApplyBatch(ctx context.Context, from eventstore.Position, batc
 		return ok
 	})
 	err := s.idx.Update(last, func(tx *index.Tx) error {
-		perCase := map[string][]effect{}
-		var order []string
+		var effects []effect
 		for i, d := range evs {
 			eff, err := s.apply(tx, d.rec, d.msg, toks[i])
 			if err != nil {
 				return err
 			}
-			if eff == nil {
-				continue
+			if eff != nil {
+				effects = append(effects, *eff)
 			}
-			if _, ok := perCase[d.rec.Stream]; !ok {
-				order = append(order, d.rec.Stream)
-			}
-			perCase[d.rec.Stream] = append(perCase[d.rec.Stream], eff)
 		}
-		// A case's effects run in log order; cases run side by side.
-		jobs := make([]func(context.Context) error, 0, len(order))
-		for _, id := range order {
-			effs := perCase[id]
-			jobs = append(jobs, func(ctx context.Context) error {
-				for _, e := range effs {
-					if err := e(ctx); err != nil {
-						return err
-					}
-				}
-				return nil
-			})
-		}
-		return s.parallel(ctx, jobs)
+		return s.runEffects(ctx, effects)
 	})
 	if err == nil && released {
 		s.Wake()
@@ -233,7 +229,7 @@ func (s *Service) tokens(ctx context.Context, caseID string, contact, id *casev1
 
 // apply applies one event to the index and returns what must follow from
 // it outside the index, as one sequential effect.
-func (s *Service) apply(tx *index.Tx, rec eventstore.RecordedEvent, msg proto.Message, toks tokenPair) (effect, error) {
+func (s *Service) apply(tx *index.Tx, rec eventstore.RecordedEvent, msg proto.Message, toks tokenPair) (*effect, error) {
 	caseID := rec.Stream
 	if rec.Type == eventstore.TypeStreamDeleted {
 		return nil, tx.Delete(caseID)
@@ -263,7 +259,7 @@ func (s *Service) apply(tx *index.Tx, rec eventstore.RecordedEvent, msg proto.Me
 		s.log.Error("retention index: event does not fit the case", "case_id", caseID, "type", rec.Type, "revision", rec.Revision, "error", err)
 		return nil, nil
 	}
-	var eff effect
+	var eff *effect
 	switch m := msg.(type) {
 	case *casev1.CaseRegistered:
 		e.ContactTokens, e.IdentityTokens = toks.contact, toks.identity
@@ -308,9 +304,9 @@ func (s *Service) receipt(e *index.Entry, kind, key string) ledger.Receipt {
 	return r
 }
 
-// redactionEffect destroys the keys of the redacted classes, then writes
-// the receipt. Both are idempotent, so a repeat after a crash is harmless.
-func (s *Service) redactionEffect(e *index.Entry, m *casev1.PersonalDataRedacted, rec eventstore.RecordedEvent) effect {
+// redactionEffect destroys the keys of the redacted classes, then
+// records the receipt.
+func (s *Service) redactionEffect(e *index.Entry, m *casev1.PersonalDataRedacted, rec eventstore.RecordedEvent) *effect {
 	r := s.receipt(e, receiptRedact, fmt.Sprintf("%s.%s.%d", m.GetCaseId(), receiptRedact, rec.Revision))
 	// The reason is the event's code ("retention" or "erasure"); an
 	// erasure's free-text note stays in the case's own stream, which is
@@ -318,64 +314,75 @@ func (s *Service) redactionEffect(e *index.Entry, m *casev1.PersonalDataRedacted
 	r.CaseID = m.GetCaseId()
 	r.PlanVersion, r.Rule, r.Reason = m.GetPlanVersion(), m.GetRule(), m.GetReason()
 	r.At = m.GetRedactedAt().AsTime()
-	var classes []seal.Class
+	eff := &effect{caseID: m.GetCaseId(), receipt: &r}
 	for _, dc := range m.GetDataClasses() {
 		c, err := seal.ClassFromProto(dc)
 		if err != nil {
 			continue
 		}
-		classes = append(classes, c)
+		eff.destroy = append(eff.destroy, c)
 		r.Classes = append(r.Classes, string(c))
 	}
-	caseID := m.GetCaseId()
-	return func(ctx context.Context) error {
-		if len(classes) > 0 {
-			if err := s.sealer.Destroy(ctx, caseID, classes...); err != nil {
-				return err
-			}
-		}
-		_, err := s.record(ctx, r)
-		return err
-	}
+	return eff
 }
 
-func (s *Service) archiveEffect(e *index.Entry, m *casev1.CaseArchived, rec eventstore.RecordedEvent) effect {
+func (s *Service) archiveEffect(e *index.Entry, m *casev1.CaseArchived, rec eventstore.RecordedEvent) *effect {
 	r := s.receipt(e, receiptArchive, fmt.Sprintf("%s.%s.%d", m.GetCaseId(), receiptArchive, rec.Revision))
 	r.CaseID = m.GetCaseId()
 	r.At = m.GetArchivedAt().AsTime()
 	r.ArchiveSHA256 = m.GetSha256()
 	r.Reason = "bevaras"
-	return func(ctx context.Context) error {
-		_, err := s.record(ctx, r)
-		return err
-	}
+	return &effect{caseID: m.GetCaseId(), receipt: &r}
 }
 
-// deletionEffect writes the deletion receipt, destroys every remaining
-// key, then removes the stream: the receipt comes first so that a case is
-// never gone without its record.
-func (s *Service) deletionEffect(e *index.Entry, m *casev1.CaseDeleted) effect {
+// deletionEffect records the deletion receipt, then destroys every
+// remaining key and only then removes the stream: once the stream is gone
+// this event is never delivered again, so a failed Destroy must still be
+// retried from it.
+func (s *Service) deletionEffect(e *index.Entry, m *casev1.CaseDeleted) *effect {
 	r := s.receipt(e, receiptDelete, m.GetCaseId()+"."+receiptDelete)
 	r.CaseID, r.CaseNumber = m.GetCaseId(), m.GetCaseNumber()
 	r.PlanVersion, r.Rule = m.GetPlanVersion(), m.GetRule()
 	r.At = m.GetDeletedAt().AsTime()
 	r.Classes = []string{string(domain.ClassCase)}
-	caseID := m.GetCaseId()
-	return func(ctx context.Context) error {
-		if _, err := s.record(ctx, r); err != nil {
-			return err
+	return &effect{caseID: m.GetCaseId(), receipt: &r, remove: true}
+}
+
+// runEffects runs a batch's effects in their three phases (see effect).
+func (s *Service) runEffects(ctx context.Context, effects []effect) error {
+	var jobs []func(context.Context) error
+	for _, e := range effects {
+		if len(e.destroy) > 0 {
+			jobs = append(jobs, func(ctx context.Context) error { return s.sealer.Destroy(ctx, e.caseID, e.destroy...) })
 		}
-		// Keys before the stream: once the stream is gone this event is
-		// never delivered again, so a failed Destroy must still be
-		// retried from it.
-		if err := s.sealer.Destroy(ctx, caseID); err != nil {
-			return err
-		}
-		if err := s.store.Delete(ctx, caseID); err != nil && !errors.Is(err, eventstore.ErrStreamNotFound) {
-			return err
-		}
-		return nil
 	}
+	if err := s.parallel(ctx, jobs); err != nil {
+		return err
+	}
+	var receipts []ledger.Receipt
+	for _, e := range effects {
+		if e.receipt != nil {
+			receipts = append(receipts, *e.receipt)
+		}
+	}
+	if err := s.recordAll(ctx, receipts); err != nil {
+		return err
+	}
+	jobs = jobs[:0]
+	for _, e := range effects {
+		if e.remove {
+			jobs = append(jobs, func(ctx context.Context) error {
+				if err := s.sealer.Destroy(ctx, e.caseID); err != nil {
+					return err
+				}
+				if err := s.store.Delete(ctx, e.caseID); err != nil && !errors.Is(err, eventstore.ErrStreamNotFound) {
+					return err
+				}
+				return nil
+			})
+		}
+	}
+	return s.parallel(ctx, jobs)
 }
 
 // parallel runs jobs with the configured number of workers and returns
@@ -403,12 +410,14 @@ func (s *Service) parallel(ctx context.Context, jobs []func(context.Context) err
 	return errors.Join(errs...)
 }
 
-// record writes a receipt. Receipts are chained, so one process writes
-// them one at a time instead of letting its own workers race for the
-// chain's head.
-func (s *Service) record(ctx context.Context, r ledger.Receipt) (ledger.Receipt, error) {
+// recordAll writes receipts in order. Receipts are chained, so one
+// process writes them one batch at a time instead of letting its own
+// workers race for the chain's head.
+func (s *Service) recordAll(ctx context.Context, rs []ledger.Receipt) error {
+	if len(rs) == 0 {
+		return nil
+	}
 	s.ledgerMu.Lock()
 	defer s.ledgerMu.Unlock()
-	got, _, err := s.ledger.Record(ctx, r)
-	return got, err
+	return s.ledger.RecordBatch(ctx, rs)
 }

@@ -66,7 +66,7 @@ type Sealer interface {
 
 // Ledger records receipts; *ledger.Ledger is one.
 type Ledger interface {
-	Record(ctx context.Context, r ledger.Receipt) (ledger.Receipt, bool, error)
+	RecordBatch(ctx context.Context, rs []ledger.Receipt) error
 	Scan(ctx context.Context, fn func(ledger.Receipt) error) error
 }
 
@@ -86,7 +86,7 @@ type Config struct {
 	// also runs at once after a hold is released. Zero: one minute.
 	SweepInterval time.Duration
 	// Workers is how many cases the sweeper and the projector's effects
-	// handle at once. Zero: 16.
+	// handle at once. Zero: 64.
 	Workers int
 }
 
@@ -104,6 +104,9 @@ type Service struct {
 	wake   chan struct{}
 
 	ledgerMu sync.Mutex
+	// swept maps a case to the revision the sweeper last appended.
+	sweptMu sync.Mutex
+	swept   map[string]uint64
 }
 
 // New builds the service.
@@ -118,14 +121,14 @@ func New(store EventStore, sealer Sealer, l Ledger, idx *index.Store, a Audit, b
 		cfg.SweepInterval = time.Minute
 	}
 	if cfg.Workers <= 0 {
-		cfg.Workers = 16
+		cfg.Workers = 64
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	return &Service{
 		store: store, sealer: sealer, ledger: l, idx: idx, audit: a, blind: blind,
-		clock: clock, log: logger, cfg: cfg, wake: make(chan struct{}, 1),
+		clock: clock, log: logger, cfg: cfg, wake: make(chan struct{}, 1), swept: map[string]uint64{},
 	}, nil
 }
 

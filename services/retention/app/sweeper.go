@@ -61,6 +61,11 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 				continue
 			}
 			seen[id] = true
+			if s.indexBehind(id) {
+				// Our own event is not in the index yet; the case is
+				// looked at once the projector has applied it.
+				continue
+			}
 			jobs = append(jobs, func(ctx context.Context) error {
 				n, err := s.enforce(ctx, id, now)
 				counts[i] = n
@@ -85,6 +90,32 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 		}
 	}
 	return total, nil
+}
+
+// appended notes the revision the sweeper appended to a case, so that
+// passes until the projector has applied it skip the case instead of
+// reading its stream again only to find nothing to do.
+func (s *Service) appended(caseID string, rev uint64) {
+	s.sweptMu.Lock()
+	defer s.sweptMu.Unlock()
+	s.swept[caseID] = rev
+}
+
+// indexBehind reports whether the index has not yet applied the last
+// event the sweeper appended to a case.
+func (s *Service) indexBehind(caseID string) bool {
+	s.sweptMu.Lock()
+	defer s.sweptMu.Unlock()
+	rev, ok := s.swept[caseID]
+	if !ok {
+		return false
+	}
+	e, found, err := s.idx.Get(caseID)
+	if err == nil && found && e.Case.Revision < rev {
+		return true
+	}
+	delete(s.swept, caseID)
+	return false
 }
 
 // enforce applies every deadline of one case that has passed at now.
@@ -120,6 +151,7 @@ func (s *Service) enforce(ctx context.Context, caseID string, now time.Time) (in
 			return 0, fmt.Errorf("case %s: %w", caseID, err)
 		}
 		appended++
+		s.appended(caseID, rev)
 		if err := c.Apply(ev, rev, now); err != nil {
 			return appended, err
 		}
@@ -134,6 +166,7 @@ func (s *Service) enforce(ctx context.Context, caseID string, now time.Time) (in
 			return appended, fmt.Errorf("case %s: %w", caseID, err)
 		}
 		appended++
+		s.appended(caseID, rev)
 		if err := c.Apply(ev, rev, now); err != nil {
 			return appended, err
 		}

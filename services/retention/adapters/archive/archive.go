@@ -141,7 +141,19 @@ func FileNameAt(caseNumber, caseID string, revision uint64) string {
 // is left as it is and its path and SHA-256 are returned; if something else
 // is there, Write fails with ErrExists.
 func Write(dir string, p Package) (string, string, error) {
-	return write(dir, p, os.Rename)
+	return write(dir, p, linkNoReplace)
+}
+
+// linkNoReplace gives the finished temporary file its final name unless
+// that name exists (os.ErrExist then), and removes the temporary name. A
+// rename would replace a package that another retention instance wrote
+// at the same moment, leaving a file whose SHA-256 is not the one its
+// event and receipt recorded.
+func linkNoReplace(tmp, final string) error {
+	if err := os.Link(tmp, final); err != nil {
+		return err
+	}
+	return os.Remove(tmp)
 }
 
 // write is Write with the rename step replaceable, so that tests can make
@@ -187,6 +199,12 @@ func write(dir string, p Package, rename func(oldpath, newpath string) error) (_
 		return "", "", fmt.Errorf("archive: write %s: close: %w", final, err)
 	}
 	if err := rename(tmp, final); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			// Another writer got there first: keep theirs if it is the
+			// same package.
+			_ = os.Remove(tmp)
+			return existing(final, want)
+		}
 		return "", "", fmt.Errorf("archive: write %s: %w", final, err)
 	}
 	if err := syncDir(dir); err != nil {

@@ -449,6 +449,96 @@ func (l *Ledger) Record(ctx context.Context, r Receipt) (Receipt, bool, error) {
 	return Receipt{}, false, fmt.Errorf("%w: record %s: other writers kept extending the chain, gave up after %d attempts: %v", ErrUnavailable, r.Key, l.cfg.MaxAttempts, lastErr)
 }
 
+// RecordBatch records receipts in order, chained one to the next. While
+// this writer holds the end of the chain the whole batch costs one round
+// trip: every receipt is published at once, each expecting the one
+// before it as the stream's last message, so the server still checks the
+// chain link by link. When a publish is refused (another writer moved the end,
+// or a key already has its receipt after a crash), that receipt and the
+// rest are recorded one by one with Record, which returns an existing
+// receipt instead of writing a second one.
+func (l *Ledger) RecordBatch(ctx context.Context, rs []Receipt) error {
+	if len(rs) == 0 {
+		return nil
+	}
+	norm := make([]Receipt, len(rs))
+	for i, r := range rs {
+		n, err := normalise(r)
+		if err != nil {
+			return err
+		}
+		norm[i] = n
+	}
+	prev, seq, err := l.last(ctx)
+	if err != nil {
+		return err
+	}
+	futures := make([]jetstream.PubAckFuture, 0, len(norm))
+	for i := range norm {
+		r := &norm[i]
+		r.Prev = prev
+		r.Hash = ComputeHash(*r)
+		data, err := json.Marshal(r)
+		if err != nil {
+			return fmt.Errorf("%w: encode receipt %s: %w", ErrInvalid, r.Key, err)
+		}
+		msg := nats.NewMsg(l.subject(r.Key))
+		msg.Data = data
+		// The first link expects the end read above; each later one
+		// expects the previous receipt of this batch by its message id,
+		// not by its sequence: had that receipt been refused and another
+		// writer's landed in its place, the sequence would still match
+		// and the chain would break.
+		// The message id is the receipt's hash, which covers its link:
+		// another writer's receipt for the same key has another hash, so
+		// it never stands in for ours (the per-subject limit keeps one
+		// receipt per key).
+		expect := jetstream.WithExpectLastSequence(seq)
+		if i > 0 {
+			expect = jetstream.WithExpectLastMsgID(norm[i-1].Hash)
+		}
+		f, err := l.js.PublishMsgAsync(msg, jetstream.WithExpectStream(l.cfg.Stream), expect, jetstream.WithMsgID(r.Hash))
+		if err != nil {
+			break
+		}
+		futures = append(futures, f)
+		prev = r.Hash
+	}
+	done := 0
+	for _, f := range futures {
+		select {
+		case ack := <-f.Ok():
+			if ack.Duplicate {
+				goto rest
+			}
+			done++
+			continue
+		case <-f.Err():
+		case <-ctx.Done():
+			return fmt.Errorf("%w: record receipts: %w", ErrUnavailable, ctx.Err())
+		}
+		break
+	}
+rest:
+	// Later publishes expected the refused one to be there, so they were
+	// refused too (or, after a lost acknowledgement, landed in order);
+	// Record finds what is stored and writes what is missing.
+	for _, f := range futures[min(done+1, len(futures)):] {
+		select {
+		case <-f.Ok():
+		case <-f.Err():
+		case <-ctx.Done():
+			return fmt.Errorf("%w: record receipts: %w", ErrUnavailable, ctx.Err())
+		}
+	}
+	for _, r := range rs[done:] {
+		if _, _, err := l.Record(ctx, r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // backoff waits a short random time before retry attempt, so that writers
 // racing for the end of the chain spread out.
 func backoff(ctx context.Context, attempt int) error {
