@@ -25,7 +25,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -35,9 +34,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
-	intakev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/intake/v1"
 	retentionv1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/retention/v1"
-	routingv1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/routing/v1"
 	statisticsv1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/statistics/v1"
 	"github.com/kontakt-se/kontakt/pkg/seal"
 )
@@ -86,20 +83,7 @@ func retConfig(offsetDays int) string {
 // ahead.
 func retStart(t *testing.T, dataDir string, offsetDays int) *retEnv {
 	t.Helper()
-	natsAddr := freeAddr(t)
-	k := Start(t, Options{DataDir: dataDir, ExtraConfig: routingQueues + "nats:\n  embedded_listen: " + natsAddr + "\n" + retConfig(offsetDays)})
-	e := &routingEnv{intakeEnv: &intakeEnv{k: k}, tokens: map[string]string{}}
-	for range 4 {
-		e.conns = append(e.conns, k.Dial(t))
-	}
-	var err error
-	e.nc, err = nats.Connect("nats://"+natsAddr, nats.Name("kontakt-e2e-retention-inspector"), nats.MaxReconnects(0))
-	require.NoError(t, err)
-	t.Cleanup(e.nc.Close)
-	e.js, err = jetstream.New(e.nc)
-	require.NoError(t, err)
-	e.rc = routingv1.NewRoutingServiceClient(e.conns[0])
-	e.ic = intakev1.NewIntakeServiceClient(e.conns[0])
+	e := startRouting(t, dataDir, retConfig(offsetDays))
 	return &retEnv{routingEnv: e, rt: retentionv1.NewRetentionServiceClient(e.conns[0]), stats: statisticsv1.NewStatisticsServiceClient(e.conns[1])}
 }
 

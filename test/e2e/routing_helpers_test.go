@@ -59,12 +59,12 @@ type routingEnv struct {
 	tokens map[string]string
 }
 
-// startRouting starts kontakt with routingQueues and embedded_listen.
-// dataDir may be empty (a fresh one).
-func startRouting(t *testing.T, dataDir string) *routingEnv {
+// startRouting starts kontakt with routingQueues, embedded_listen and any
+// extra configuration. dataDir may be empty (a fresh one).
+func startRouting(t *testing.T, dataDir string, extraConfig ...string) *routingEnv {
 	t.Helper()
 	natsAddr := freeAddr(t)
-	k := Start(t, Options{DataDir: dataDir, ExtraConfig: routingQueues + "nats:\n  embedded_listen: " + natsAddr + "\n"})
+	k := Start(t, Options{DataDir: dataDir, ExtraConfig: routingQueues + strings.Join(extraConfig, "") + "nats:\n  embedded_listen: " + natsAddr + "\n"})
 	e := &routingEnv{intakeEnv: &intakeEnv{k: k}, tokens: map[string]string{}}
 	for range 4 {
 		e.conns = append(e.conns, k.Dial(t))

@@ -107,6 +107,9 @@ type Service struct {
 	// swept maps a case to the revision the sweeper last appended.
 	sweptMu sync.Mutex
 	swept   map[string]uint64
+	// lastSweep is when the last pass ran (Sweep is called from one
+	// goroutine at a time).
+	lastSweep time.Time
 }
 
 // New builds the service.
