@@ -226,6 +226,7 @@ func (s *Service) deadlineEvent(c *domain.Case, d domain.Due, now time.Time) (pr
 	if d.Action == domain.ActionRedact {
 		m := &casev1.PersonalDataRedacted{
 			CaseId: c.ID, Reason: "retention", PlanVersion: plan.Version, Rule: d.Rule, RedactedAt: timestamppb.New(now),
+			DueAt: timestamppb.New(d.At),
 		}
 		for _, cl := range d.Classes {
 			m.DataClasses = append(m.DataClasses, classToProto(cl))
@@ -234,5 +235,6 @@ func (s *Service) deadlineEvent(c *domain.Case, d domain.Due, now time.Time) (pr
 	}
 	return &casev1.CaseDeleted{
 		CaseId: c.ID, CaseNumber: c.Number, PlanVersion: plan.Version, Rule: d.Rule, DeletedAt: timestamppb.New(now),
+		DueAt: timestamppb.New(d.At),
 	}, fmt.Sprintf("retention-delete-%s-%d", c.ID, c.Revision)
 }

@@ -197,14 +197,14 @@ func Project(c *Case, ev eventstore.RecordedEvent, p Policy, newID func(seed str
 		// the deadline was not redacted on time, however much of it went
 		// earlier (an erasure request, say).
 		at := eventTime(m.GetRedactedAt(), ev.Recorded)
-		r.PersonalDataRedactedOnTime = !at.After(c.RegisteredAt.Add(p.RedactAfter + Grace))
+		r.PersonalDataRedactedOnTime = !at.After(deadline(m.GetDueAt(), c.RegisteredAt.Add(p.RedactAfter)).Add(Grace))
 	case typeDeleted:
 		m := &casev1.CaseDeleted{}
 		if err := decode(ev, m); err != nil {
 			return Step{}, err
 		}
 		at := eventTime(m.GetDeletedAt(), ev.Recorded)
-		r.DeletedOnTime = !at.After(c.RegisteredAt.Add(p.DeleteAfter + Grace))
+		r.DeletedOnTime = !at.After(deadline(m.GetDueAt(), c.RegisteredAt.Add(p.DeleteAfter)).Add(Grace))
 		// The deletion always makes a version, even when no field
 		// changes (a late deletion): the record's last version then says
 		// the deletion was projected, which a read model restored from an
@@ -248,4 +248,14 @@ func eventTime(ts *timestamppb.Timestamp, recorded time.Time) time.Time {
 // was slightly wrong must not make a response arrive before the question.
 func since(registered, t time.Time) time.Duration {
 	return max(t.Sub(registered), 0)
+}
+
+// deadline is the deadline an event carries (the plan's rule, which may
+// differ by type and channel and count from closure), or the policy's
+// fixed period for events that carry none (erasures, older events).
+func deadline(due *timestamppb.Timestamp, fallback time.Time) time.Time {
+	if due.IsValid() && due.AsTime().Unix() > 0 {
+		return due.AsTime()
+	}
+	return fallback
 }

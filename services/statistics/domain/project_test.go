@@ -355,3 +355,28 @@ func TestRegistrationPassesTheSeed(t *testing.T) {
 		require.Equal(t, "id-for-"+seed, step.Case.Record.StatisticsID)
 	}
 }
+
+// TestProjectJudgesByTheEventsDeadline checks that a redaction or
+// deletion carrying the plan's deadline is judged against it (plans differ
+// by type and channel, and may count from closure), and that without one
+// the policy's fixed periods apply.
+func TestProjectJudgesByTheEventsDeadline(t *testing.T) {
+	day := 24 * time.Hour
+	for _, tc := range []struct {
+		name   string
+		ev     proto.Message
+		onTime func(r Record) bool
+		want   bool
+	}{
+		{"redacted 200 days in, due at 182 (Växjö 6m), 18 days late", &casev1.PersonalDataRedacted{CaseId: "case-1", RedactedAt: ts(reg().Add(200 * day)), DueAt: ts(reg().Add(182 * day))}, func(r Record) bool { return r.PersonalDataRedactedOnTime }, false},
+		{"redacted 30 days in, due at 30 (a chat transcript)", &casev1.PersonalDataRedacted{CaseId: "case-1", RedactedAt: ts(reg().Add(30 * day)), DueAt: ts(reg().Add(30 * day))}, func(r Record) bool { return r.PersonalDataRedactedOnTime }, true},
+		{"redacted 200 days in, due at 250 (counted from closure)", &casev1.PersonalDataRedacted{CaseId: "case-1", RedactedAt: ts(reg().Add(200 * day)), DueAt: ts(reg().Add(250 * day))}, func(r Record) bool { return r.PersonalDataRedactedOnTime }, true},
+		{"no deadline: the policy's 90 days", &casev1.PersonalDataRedacted{CaseId: "case-1", RedactedAt: ts(reg().Add(200 * day))}, func(r Record) bool { return r.PersonalDataRedactedOnTime }, false},
+		{"deleted on the 731st day of a leap span, due then", &casev1.CaseDeleted{CaseId: "case-1", DeletedAt: ts(reg().Add(731*day + time.Hour)), DueAt: ts(reg().Add(731 * day))}, func(r Record) bool { return r.DeletedOnTime }, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, last, _ := run(t, DefaultPolicy(), recorded(t, registered(), tc.ev))
+			require.Equal(t, tc.want, tc.onTime(last.Case.Record))
+		})
+	}
+}

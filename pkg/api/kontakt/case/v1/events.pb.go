@@ -873,7 +873,10 @@ type PersonalDataRedacted struct {
 	// Who asked for an erasure (the dpo's subject id); empty for the plan.
 	RequestedBy string `protobuf:"bytes,7,opt,name=requested_by,json=requestedBy,proto3" json:"requested_by,omitempty"`
 	// The recorded reason of an erasure, without personal data.
-	Note          string `protobuf:"bytes,8,opt,name=note,proto3" json:"note,omitempty"`
+	Note string `protobuf:"bytes,8,opt,name=note,proto3" json:"note,omitempty"`
+	// The deadline the plan's rule set, for a redaction by the plan; unset
+	// for an erasure. Statistics judge "on time" against it.
+	DueAt         *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=due_at,json=dueAt,proto3" json:"due_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -962,6 +965,13 @@ func (x *PersonalDataRedacted) GetNote() string {
 		return x.Note
 	}
 	return ""
+}
+
+func (x *PersonalDataRedacted) GetDueAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DueAt
+	}
+	return nil
 }
 
 // PersonalDataRectified replaces a data class with corrected values.
@@ -1260,12 +1270,15 @@ func (x *CaseMarkedForPreservation) GetMarkedAt() *timestamppb.Timestamp {
 
 // CaseDeleted is the last event of a case before its stream is removed.
 type CaseDeleted struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	CaseId        string                 `protobuf:"bytes,1,opt,name=case_id,json=caseId,proto3" json:"case_id,omitempty"`
-	CaseNumber    string                 `protobuf:"bytes,2,opt,name=case_number,json=caseNumber,proto3" json:"case_number,omitempty"`
-	PlanVersion   string                 `protobuf:"bytes,3,opt,name=plan_version,json=planVersion,proto3" json:"plan_version,omitempty"`
-	Rule          string                 `protobuf:"bytes,4,opt,name=rule,proto3" json:"rule,omitempty"`
-	DeletedAt     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=deleted_at,json=deletedAt,proto3" json:"deleted_at,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	CaseId      string                 `protobuf:"bytes,1,opt,name=case_id,json=caseId,proto3" json:"case_id,omitempty"`
+	CaseNumber  string                 `protobuf:"bytes,2,opt,name=case_number,json=caseNumber,proto3" json:"case_number,omitempty"`
+	PlanVersion string                 `protobuf:"bytes,3,opt,name=plan_version,json=planVersion,proto3" json:"plan_version,omitempty"`
+	Rule        string                 `protobuf:"bytes,4,opt,name=rule,proto3" json:"rule,omitempty"`
+	DeletedAt   *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=deleted_at,json=deletedAt,proto3" json:"deleted_at,omitempty"`
+	// The deadline the plan's rule set. Statistics judge "on time" against
+	// it.
+	DueAt         *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=due_at,json=dueAt,proto3" json:"due_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1331,6 +1344,13 @@ func (x *CaseDeleted) GetRule() string {
 func (x *CaseDeleted) GetDeletedAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.DeletedAt
+	}
+	return nil
+}
+
+func (x *CaseDeleted) GetDueAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DueAt
 	}
 	return nil
 }
@@ -1493,7 +1513,7 @@ const file_kontakt_case_v1_events_proto_rawDesc = "" +
 	"\vreopened_by\x18\x02 \x01(\tR\n" +
 	"reopenedBy\x12;\n" +
 	"\vreopened_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"reopenedAt\"\xb1\x02\n" +
+	"reopenedAt\"\xe4\x02\n" +
 	"\x14PersonalDataRedacted\x12\x17\n" +
 	"\acase_id\x18\x01 \x01(\tR\x06caseId\x12=\n" +
 	"\fdata_classes\x18\x02 \x03(\x0e2\x1a.kontakt.case.v1.DataClassR\vdataClasses\x12\x16\n" +
@@ -1503,7 +1523,8 @@ const file_kontakt_case_v1_events_proto_rawDesc = "" +
 	"\vredacted_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"redactedAt\x12!\n" +
 	"\frequested_by\x18\a \x01(\tR\vrequestedBy\x12\x12\n" +
-	"\x04note\x18\b \x01(\tR\x04note\"\x88\x02\n" +
+	"\x04note\x18\b \x01(\tR\x04note\x121\n" +
+	"\x06due_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\x05dueAt\"\x88\x02\n" +
 	"\x15PersonalDataRectified\x12\x17\n" +
 	"\acase_id\x18\x01 \x01(\tR\x06caseId\x129\n" +
 	"\n" +
@@ -1529,7 +1550,7 @@ const file_kontakt_case_v1_events_proto_rawDesc = "" +
 	"\acase_id\x18\x01 \x01(\tR\x06caseId\x12\x1b\n" +
 	"\tmarked_by\x18\x02 \x01(\tR\bmarkedBy\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\x127\n" +
-	"\tmarked_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\bmarkedAt\"\xb9\x01\n" +
+	"\tmarked_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\bmarkedAt\"\xec\x01\n" +
 	"\vCaseDeleted\x12\x17\n" +
 	"\acase_id\x18\x01 \x01(\tR\x06caseId\x12\x1f\n" +
 	"\vcase_number\x18\x02 \x01(\tR\n" +
@@ -1537,7 +1558,8 @@ const file_kontakt_case_v1_events_proto_rawDesc = "" +
 	"\fplan_version\x18\x03 \x01(\tR\vplanVersion\x12\x12\n" +
 	"\x04rule\x18\x04 \x01(\tR\x04rule\x129\n" +
 	"\n" +
-	"deleted_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tdeletedAt\"\x96\x01\n" +
+	"deleted_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tdeletedAt\x121\n" +
+	"\x06due_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x05dueAt\"\x96\x01\n" +
 	"\fCaseArchived\x12\x17\n" +
 	"\acase_id\x18\x01 \x01(\tR\x06caseId\x12\x18\n" +
 	"\apackage\x18\x02 \x01(\tR\apackage\x12\x16\n" +
@@ -1610,19 +1632,21 @@ var file_kontakt_case_v1_events_proto_depIdxs = []int32{
 	19, // 21: kontakt.case.v1.CaseReopened.reopened_at:type_name -> google.protobuf.Timestamp
 	24, // 22: kontakt.case.v1.PersonalDataRedacted.data_classes:type_name -> kontakt.case.v1.DataClass
 	19, // 23: kontakt.case.v1.PersonalDataRedacted.redacted_at:type_name -> google.protobuf.Timestamp
-	24, // 24: kontakt.case.v1.PersonalDataRectified.data_class:type_name -> kontakt.case.v1.DataClass
-	20, // 25: kontakt.case.v1.PersonalDataRectified.value:type_name -> kontakt.case.v1.SealedPersonalData
-	19, // 26: kontakt.case.v1.PersonalDataRectified.rectified_at:type_name -> google.protobuf.Timestamp
-	19, // 27: kontakt.case.v1.HoldPlaced.placed_at:type_name -> google.protobuf.Timestamp
-	19, // 28: kontakt.case.v1.HoldReleased.released_at:type_name -> google.protobuf.Timestamp
-	19, // 29: kontakt.case.v1.CaseMarkedForPreservation.marked_at:type_name -> google.protobuf.Timestamp
-	19, // 30: kontakt.case.v1.CaseDeleted.deleted_at:type_name -> google.protobuf.Timestamp
-	19, // 31: kontakt.case.v1.CaseArchived.archived_at:type_name -> google.protobuf.Timestamp
-	32, // [32:32] is the sub-list for method output_type
-	32, // [32:32] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	19, // 24: kontakt.case.v1.PersonalDataRedacted.due_at:type_name -> google.protobuf.Timestamp
+	24, // 25: kontakt.case.v1.PersonalDataRectified.data_class:type_name -> kontakt.case.v1.DataClass
+	20, // 26: kontakt.case.v1.PersonalDataRectified.value:type_name -> kontakt.case.v1.SealedPersonalData
+	19, // 27: kontakt.case.v1.PersonalDataRectified.rectified_at:type_name -> google.protobuf.Timestamp
+	19, // 28: kontakt.case.v1.HoldPlaced.placed_at:type_name -> google.protobuf.Timestamp
+	19, // 29: kontakt.case.v1.HoldReleased.released_at:type_name -> google.protobuf.Timestamp
+	19, // 30: kontakt.case.v1.CaseMarkedForPreservation.marked_at:type_name -> google.protobuf.Timestamp
+	19, // 31: kontakt.case.v1.CaseDeleted.deleted_at:type_name -> google.protobuf.Timestamp
+	19, // 32: kontakt.case.v1.CaseDeleted.due_at:type_name -> google.protobuf.Timestamp
+	19, // 33: kontakt.case.v1.CaseArchived.archived_at:type_name -> google.protobuf.Timestamp
+	34, // [34:34] is the sub-list for method output_type
+	34, // [34:34] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_kontakt_case_v1_events_proto_init() }
