@@ -320,8 +320,12 @@ func (s *Service) redactionEffect(e *index.Entry, m *casev1.PersonalDataRedacted
 		if err != nil {
 			continue
 		}
-		eff.destroy = append(eff.destroy, c)
 		r.Classes = append(r.Classes, string(c))
+		// Only a class the case sealed has a key; writing a tombstone
+		// for each of the others would cost a disk write apiece.
+		if e == nil || e.Case.Sealed[domain.Class(c)] {
+			eff.destroy = append(eff.destroy, c)
+		}
 	}
 	return eff
 }

@@ -46,6 +46,11 @@ type Case struct {
 	// Redacted holds the personal classes whose keys were destroyed and
 	// that have not received new data since.
 	Redacted map[Class]bool
+	// Sealed holds the personal classes the case ever sealed data of: the
+	// classes whose keys exist. A class never sealed has no key to
+	// destroy, and data sealed later makes a new key that the plan, its
+	// deadline long passed, redacts at the next sweep.
+	Sealed map[Class]bool
 	// Deleted says CaseDeleted was read: the stream is being removed and
 	// nothing more is due.
 	Deleted bool
@@ -134,6 +139,14 @@ func (c *Case) Apply(msg proto.Message, revision uint64, recorded time.Time) err
 		c.RegisteredAt = eventTime(e.GetRegisteredAt(), recorded)
 		c.Holds = make(map[string]string)
 		c.Redacted = make(map[Class]bool)
+		for cl, v := range map[Class]*casev1.SealedPersonalData{
+			ClassContact: e.GetContact(), ClassIdentity: e.GetIdentity(),
+			ClassFreeText: e.GetFreeText(), ClassAttachments: e.GetAttachmentNames(),
+		} {
+			if v != nil {
+				c.sealed(cl)
+			}
+		}
 	case *casev1.CaseClosed:
 		c.ClosedAt = eventTime(e.GetClosedAt(), recorded)
 	case *casev1.CaseReopened:
@@ -187,7 +200,17 @@ func (c *Case) Apply(msg proto.Message, revision uint64, recorded time.Time) err
 func (c *Case) refilled(dc casev1.DataClass) {
 	if cl, ok := classFromProto(dc); ok {
 		delete(c.Redacted, cl)
+		c.sealed(cl)
 	}
+}
+
+// sealed notes that the case holds sealed data of a class, so its key
+// exists and redaction must destroy it.
+func (c *Case) sealed(cl Class) {
+	if c.Sealed == nil {
+		c.Sealed = make(map[Class]bool)
+	}
+	c.Sealed[cl] = true
 }
 
 // OnHold reports whether any hold is in force, in which case nothing may

@@ -65,7 +65,7 @@ func TestFold(t *testing.T) {
 		{
 			name: "registration without a time uses the recorded time, in UTC",
 			msgs: []proto.Message{&casev1.CaseRegistered{CaseId: caseID, CaseNumber: "KC-2026-000123", Type: fraga, Channel: phone}},
-			want: func(c *Case) {},
+			want: func(c *Case) { c.Sealed = nil }, // nothing sealed, no keys
 		},
 		{
 			name: "closure",
@@ -142,7 +142,11 @@ func TestFold(t *testing.T) {
 				&casev1.PersonalDataRectified{CaseId: caseID, DataClass: casev1.DataClass_DATA_CLASS_CONTACT_DETAILS, Value: sealed()},
 				&casev1.NoteAdded{CaseId: caseID, NoteId: "n1"}, // no text: nothing sealed
 			},
-			want: func(c *Case) { c.Redacted = map[Class]bool{ClassIdentity: true}; c.Revision = 5 },
+			want: func(c *Case) {
+				c.Redacted = map[Class]bool{ClassIdentity: true}
+				c.Sealed[ClassAnswer] = true
+				c.Revision = 5
+			},
 		},
 		{
 			name: "deleted",
@@ -176,6 +180,7 @@ func TestFold(t *testing.T) {
 				RegisteredAt: registered,
 				Holds:        map[string]string{},
 				Redacted:     map[Class]bool{},
+				Sealed:       map[Class]bool{ClassContact: true, ClassFreeText: true},
 				Revision:     1,
 			}
 			tt.want(want)

@@ -42,7 +42,7 @@ var (
 
 // schema names the file's layout; a file with another one is emptied and
 // rebuilt from the log by the projector.
-const schema = "retention-index/1"
+const schema = "retention-index/2"
 
 // Entry is one case in the index.
 type Entry struct {
