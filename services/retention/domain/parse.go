@@ -7,12 +7,12 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
 
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
+	"github.com/kontakt-se/kontakt/pkg/yamldoc"
 )
 
 // ParsePlan reads a retention plan:
@@ -58,6 +58,7 @@ import (
 // errors.Is(err, ErrInvalidPlan) holds. file is only used in messages.
 func ParsePlan(file string, data []byte) (*Plan, error) {
 	p := &planParser{file: file}
+	p.Reader = yamldoc.Reader{Errorf: p.errorf}
 	plan := p.parse(data)
 	if len(p.errs) > 0 {
 		slices.SortStableFunc(p.errs, func(a, b *PlanError) int { return cmp.Compare(a.Line, b.Line) })
@@ -73,6 +74,7 @@ func ParsePlan(file string, data []byte) (*Plan, error) {
 // planParser walks the YAML node tree, which keeps every value's line,
 // and collects every problem instead of stopping at the first.
 type planParser struct {
+	yamldoc.Reader
 	file string
 	errs []*PlanError
 }
@@ -89,18 +91,18 @@ func (p *planParser) parse(data []byte) *Plan {
 			p.errorf(0, "the file is empty: name, version and rules are required")
 			return nil
 		}
-		p.syntaxError(err)
+		p.SyntaxError(err)
 		return nil
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); err == nil {
 		p.errorf(extra.Line, "a plan file holds one YAML document; remove the second")
 	} else if !errors.Is(err, io.EOF) {
-		p.syntaxError(err)
+		p.SyntaxError(err)
 	}
-	root := deref(&doc)
+	root := yamldoc.Deref(&doc)
 	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
-		root = deref(root.Content[0])
+		root = yamldoc.Deref(root.Content[0])
 	}
 	if root.Kind != yaml.MappingNode {
 		p.errorf(root.Line, "the file must be a mapping with name, version, source and rules")
@@ -108,29 +110,29 @@ func (p *planParser) parse(data []byte) *Plan {
 	}
 
 	plan := &Plan{}
-	fields := p.mapping(root, "", "name", "version", "source", "rules")
+	fields := p.Mapping(root, "", "name", "version", "source", "rules")
 	if f, ok := fields["name"]; ok {
-		plan.Name = p.scalar(f.value, "", "name")
+		plan.Name = p.Scalar(f.Value, "", "name")
 	} else {
 		p.errorf(root.Line, "missing name")
 	}
 	if f, ok := fields["version"]; ok {
-		plan.Version = p.scalar(f.value, "", "version")
+		plan.Version = p.Scalar(f.Value, "", "version")
 	} else {
 		p.errorf(root.Line, "missing version")
 	}
 	if f, ok := fields["source"]; ok {
-		plan.Source = p.scalar(f.value, "", "source")
+		plan.Source = p.Scalar(f.Value, "", "source")
 	}
 	f, ok := fields["rules"]
 	if !ok {
 		p.errorf(root.Line, "missing rules")
 		return plan
 	}
-	items := p.list(f.value, "", "rules")
+	items := p.List(f.Value, "", "rules")
 	if len(items) == 0 {
-		if f.value.Kind == yaml.SequenceNode || f.value.Tag == "!!null" {
-			p.errorf(f.key.Line, "rules is empty")
+		if f.Value.Kind == yaml.SequenceNode || f.Value.Tag == "!!null" {
+			p.errorf(f.Key.Line, "rules is empty")
 		}
 		return plan
 	}
@@ -149,7 +151,7 @@ func (p *planParser) parse(data []byte) *Plan {
 	p.checkConflicts(plan.Rules)
 	if allValid {
 		p.checkOrder(plan)
-		p.checkCoverage(plan, f.key.Line)
+		p.checkCoverage(plan, f.Key.Line)
 	}
 	return plan
 }
@@ -166,16 +168,16 @@ func (p *planParser) rule(i int, item *yaml.Node, firstName map[string]int) Rule
 	if name := peekName(item); name != "" {
 		where = fmt.Sprintf("rule %q: ", name)
 	}
-	fields := p.mapping(item, where,
+	fields := p.Mapping(item, where,
 		"name", "types", "channels", "marked", "classes", "period", "from", "action", "note")
 
 	if f, ok := fields["name"]; ok {
-		r.Name = p.scalar(f.value, where, "name")
+		r.Name = p.Scalar(f.Value, where, "name")
 		if r.Name != "" {
 			if line, dup := firstName[r.Name]; dup {
-				p.errorf(f.value.Line, "duplicate rule name %q (first at line %d)", r.Name, line)
+				p.errorf(f.Value.Line, "duplicate rule name %q (first at line %d)", r.Name, line)
 			} else {
-				firstName[r.Name] = f.value.Line
+				firstName[r.Name] = f.Value.Line
 			}
 		}
 	} else {
@@ -183,8 +185,8 @@ func (p *planParser) rule(i int, item *yaml.Node, firstName map[string]int) Rule
 	}
 
 	if f, ok := fields["types"]; ok {
-		for _, e := range p.selector(f.value, where, "types", "type") {
-			name := p.scalar(e, where, "a type")
+		for _, e := range p.selector(f.Value, where, "types", "type") {
+			name := p.Scalar(e, where, "a type")
 			if name == "" {
 				continue
 			}
@@ -200,8 +202,8 @@ func (p *planParser) rule(i int, item *yaml.Node, firstName map[string]int) Rule
 		}
 	}
 	if f, ok := fields["channels"]; ok {
-		for _, e := range p.selector(f.value, where, "channels", "channel") {
-			name := p.scalar(e, where, "a channel")
+		for _, e := range p.selector(f.Value, where, "channels", "channel") {
+			name := p.Scalar(e, where, "a channel")
 			if name == "" {
 				continue
 			}
@@ -217,18 +219,18 @@ func (p *planParser) rule(i int, item *yaml.Node, firstName map[string]int) Rule
 		}
 	}
 	if f, ok := fields["marked"]; ok {
-		if f.value.Kind != yaml.ScalarNode || f.value.Tag != "!!bool" || f.value.Decode(&r.Marked) != nil {
-			p.errorf(f.value.Line, "%smarked must be true or false", where)
+		if f.Value.Kind != yaml.ScalarNode || f.Value.Tag != "!!bool" || f.Value.Decode(&r.Marked) != nil {
+			p.errorf(f.Value.Line, "%smarked must be true or false", where)
 		}
 	}
 
 	if f, ok := fields["classes"]; ok {
-		entries := p.list(f.value, where, "classes")
-		if len(entries) == 0 && (f.value.Kind == yaml.SequenceNode || f.value.Tag == "!!null") {
-			p.errorf(f.value.Line, "%sclasses is empty", where)
+		entries := p.List(f.Value, where, "classes")
+		if len(entries) == 0 && (f.Value.Kind == yaml.SequenceNode || f.Value.Tag == "!!null") {
+			p.errorf(f.Value.Line, "%sclasses is empty", where)
 		}
 		for _, e := range entries {
-			name := p.scalar(e, where, "a class")
+			name := p.Scalar(e, where, "a class")
 			if name == "" {
 				continue
 			}
@@ -248,13 +250,13 @@ func (p *planParser) rule(i int, item *yaml.Node, firstName map[string]int) Rule
 
 	actionLine := item.Line
 	if f, ok := fields["action"]; ok {
-		actionLine = f.value.Line
-		if name := p.scalar(f.value, where, "action"); name != "" {
+		actionLine = f.Value.Line
+		if name := p.Scalar(f.Value, where, "action"); name != "" {
 			a, known := actionByName(name)
 			if known {
 				r.Action = a
 			} else {
-				p.errorf(f.value.Line, "%sunknown action %q (known: redact, delete, preserve, keep)", where, name)
+				p.errorf(f.Value.Line, "%sunknown action %q (known: redact, delete, preserve, keep)", where, name)
 			}
 		}
 	} else {
@@ -264,10 +266,10 @@ func (p *planParser) rule(i int, item *yaml.Node, firstName map[string]int) Rule
 	// action does.
 	needsPeriod := r.Action != ActionKeep
 	if f, ok := fields["period"]; ok {
-		if s := p.scalar(f.value, where, "period"); s != "" {
+		if s := p.Scalar(f.Value, where, "period"); s != "" {
 			period, err := ParsePeriod(s)
 			if err != nil {
-				p.errorf(f.value.Line, "%sbad period: %s", where, strings.TrimPrefix(err.Error(), ErrInvalidPeriod.Error()+": "))
+				p.errorf(f.Value.Line, "%sbad period: %s", where, strings.TrimPrefix(err.Error(), ErrInvalidPeriod.Error()+": "))
 			} else {
 				r.Period = period
 			}
@@ -276,19 +278,19 @@ func (p *planParser) rule(i int, item *yaml.Node, firstName map[string]int) Rule
 		p.errorf(item.Line, "%smissing period", where)
 	}
 	if f, ok := fields["from"]; ok {
-		if name := p.scalar(f.value, where, "from"); name != "" {
+		if name := p.Scalar(f.Value, where, "from"); name != "" {
 			a, known := anchorByName(name)
 			if known {
 				r.From = a
 			} else {
-				p.errorf(f.value.Line, "%sunknown from %q (known: registration, closure)", where, name)
+				p.errorf(f.Value.Line, "%sunknown from %q (known: registration, closure)", where, name)
 			}
 		}
 	} else if needsPeriod {
 		p.errorf(item.Line, "%smissing from", where)
 	}
 	if f, ok := fields["note"]; ok {
-		r.Note = p.scalar(f.value, where, "note")
+		r.Note = p.Scalar(f.Value, where, "note")
 	}
 
 	if r.Action != 0 {
@@ -477,83 +479,6 @@ func joinClasses(cs []Class) string {
 	return strings.Join(names, ", ")
 }
 
-// syntaxError turns the YAML parser's "yaml: line 3: ..." into a PlanError
-// with that line.
-func (p *planParser) syntaxError(err error) {
-	msg := strings.TrimPrefix(err.Error(), "yaml: ")
-	if rest, ok := strings.CutPrefix(msg, "line "); ok {
-		if num, reason, ok := strings.Cut(rest, ": "); ok {
-			if line, err := strconv.Atoi(num); err == nil {
-				p.errorf(line, "invalid YAML: %s", reason)
-				return
-			}
-		}
-	}
-	p.errorf(0, "invalid YAML: %s", msg)
-}
-
-// field is one key of a mapping with its value.
-type field struct {
-	key   *yaml.Node
-	value *yaml.Node
-}
-
-// mapping returns a mapping's fields by key, refusing keys outside allowed
-// and keys given twice (the YAML library would keep either silently).
-// where prefixes the messages ("rule \"x\": ").
-func (p *planParser) mapping(n *yaml.Node, where string, allowed ...string) map[string]field {
-	out := make(map[string]field)
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := deref(n.Content[i]), deref(n.Content[i+1])
-		if k.Kind != yaml.ScalarNode {
-			p.errorf(k.Line, "%skeys must be names", where)
-			continue
-		}
-		if prev, dup := out[k.Value]; dup {
-			p.errorf(k.Line, "%sduplicate key %q (first at line %d)", where, k.Value, prev.key.Line)
-			continue
-		}
-		if !slices.Contains(allowed, k.Value) {
-			p.errorf(k.Line, "%sunknown key %q (allowed: %s)", where, k.Value, strings.Join(allowed, ", "))
-			continue
-		}
-		out[k.Value] = field{key: k, value: v}
-	}
-	return out
-}
-
-// scalar returns a scalar's text. A number that YAML would type (version:
-// 2021.1) is taken as written. Null, a list or a mapping is refused and
-// gives "".
-func (p *planParser) scalar(n *yaml.Node, where, key string) string {
-	if n.Kind != yaml.ScalarNode {
-		p.errorf(n.Line, "%s%s must be a single value", where, key)
-		return ""
-	}
-	v := strings.TrimSpace(n.Value)
-	if n.Tag == "!!null" || v == "" {
-		p.errorf(n.Line, "%s%s is empty", where, key)
-		return ""
-	}
-	return v
-}
-
-// list returns a list's entries; null gives none.
-func (p *planParser) list(n *yaml.Node, where, key string) []*yaml.Node {
-	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
-		return nil
-	}
-	if n.Kind != yaml.SequenceNode {
-		p.errorf(n.Line, "%s%s must be a list", where, key)
-		return nil
-	}
-	out := make([]*yaml.Node, 0, len(n.Content))
-	for _, item := range n.Content {
-		out = append(out, deref(item))
-	}
-	return out
-}
-
 // selector returns the entries of types or channels. "*", alone or as the
 // only entry, an empty list and null all mean every value and give none.
 func (p *planParser) selector(n *yaml.Node, where, key, singular string) []*yaml.Node {
@@ -564,7 +489,7 @@ func (p *planParser) selector(n *yaml.Node, where, key, singular string) []*yaml
 		p.errorf(n.Line, "%s%s must be a list or \"*\"", where, key)
 		return nil
 	}
-	entries := p.list(n, where, key)
+	entries := p.List(n, where, key)
 	star := slices.IndexFunc(entries, func(e *yaml.Node) bool {
 		return e.Kind == yaml.ScalarNode && strings.TrimSpace(e.Value) == "*"
 	})
@@ -581,20 +506,12 @@ func (p *planParser) selector(n *yaml.Node, where, key, singular string) []*yaml
 // message about the rule can name it, whatever the order of its keys.
 func peekName(n *yaml.Node) string {
 	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := deref(n.Content[i]), deref(n.Content[i+1])
+		k, v := yamldoc.Deref(n.Content[i]), yamldoc.Deref(n.Content[i+1])
 		if k.Kind == yaml.ScalarNode && k.Value == "name" && v.Kind == yaml.ScalarNode && v.Tag != "!!null" {
 			return strings.TrimSpace(v.Value)
 		}
 	}
 	return ""
-}
-
-// deref follows a YAML alias to the node it names.
-func deref(n *yaml.Node) *yaml.Node {
-	for n.Kind == yaml.AliasNode && n.Alias != nil {
-		n = n.Alias
-	}
-	return n
 }
 
 // allTypes lists the case types a plan decides about, in the order

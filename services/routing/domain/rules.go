@@ -7,12 +7,12 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
 
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
+	"github.com/kontakt-se/kontakt/pkg/yamldoc"
 )
 
 // DefaultRuleName is the rule name that CaseRouted records when no rule
@@ -174,6 +174,7 @@ func ParseRules(data []byte, knownQueues []string) (*Rules, error) {
 // messages, so an operator sees the path that was loaded.
 func ParseRulesFile(name string, data []byte, knownQueues []string) (*Rules, error) {
 	p := &ruleParser{file: name, known: knownQueues}
+	p.Reader = yamldoc.Reader{Errorf: p.errorf}
 	r := p.parse(data)
 	if len(p.errs) > 0 {
 		slices.SortStableFunc(p.errs, func(a, b *ParseError) int { return cmp.Compare(a.Line, b.Line) })
@@ -189,6 +190,7 @@ func ParseRulesFile(name string, data []byte, knownQueues []string) (*Rules, err
 // ruleParser walks the YAML node tree, which keeps every value's line,
 // and collects every problem instead of stopping at the first.
 type ruleParser struct {
+	yamldoc.Reader
 	file  string
 	known []string
 	errs  []*ParseError
@@ -206,18 +208,18 @@ func (p *ruleParser) parse(data []byte) *Rules {
 			p.errorf(1, "the file is empty: version and default_queue are required")
 			return nil
 		}
-		p.syntaxError(err)
+		p.SyntaxError(err)
 		return nil
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); err == nil {
 		p.errorf(extra.Line, "a rule file holds one YAML document; remove the second")
 	} else if !errors.Is(err, io.EOF) {
-		p.syntaxError(err)
+		p.SyntaxError(err)
 	}
-	root := deref(&doc)
+	root := yamldoc.Deref(&doc)
 	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
-		root = deref(root.Content[0])
+		root = yamldoc.Deref(root.Content[0])
 	}
 	if root.Kind != yaml.MappingNode {
 		p.errorf(root.Line, "the file must be a mapping with version, default_queue and rules")
@@ -225,16 +227,16 @@ func (p *ruleParser) parse(data []byte) *Rules {
 	}
 
 	r := &Rules{}
-	fields := p.mapping(root, "", "version", "default_queue", "rules")
+	fields := p.Mapping(root, "", "version", "default_queue", "rules")
 	if v, ok := fields["version"]; ok {
-		r.version = p.scalar(v.value, "", "version")
+		r.version = p.Scalar(v.Value, "", "version")
 	} else {
 		p.errorf(root.Line, "missing version")
 	}
 	if v, ok := fields["default_queue"]; ok {
-		if q := p.scalar(v.value, "", "default_queue"); q != "" {
+		if q := p.Scalar(v.Value, "", "default_queue"); q != "" {
 			if !slices.Contains(p.known, q) {
-				p.errorf(v.value.Line, "unknown default_queue %q", q)
+				p.errorf(v.Value.Line, "unknown default_queue %q", q)
 			}
 			r.defaultQueue = q
 		}
@@ -242,90 +244,13 @@ func (p *ruleParser) parse(data []byte) *Rules {
 		p.errorf(root.Line, "missing default_queue")
 	}
 	if v, ok := fields["rules"]; ok {
-		r.rules = p.rules(v.value)
+		r.rules = p.rules(v.Value)
 	}
 	return r
 }
 
-// syntaxError turns the YAML parser's "yaml: line 3: ..." into a
-// ParseError with that line.
-func (p *ruleParser) syntaxError(err error) {
-	msg := strings.TrimPrefix(err.Error(), "yaml: ")
-	if rest, ok := strings.CutPrefix(msg, "line "); ok {
-		if num, reason, ok := strings.Cut(rest, ": "); ok {
-			if line, err := strconv.Atoi(num); err == nil {
-				p.errorf(line, "invalid YAML: %s", reason)
-				return
-			}
-		}
-	}
-	p.errorf(0, "invalid YAML: %s", msg)
-}
-
-// field is one key of a mapping with its value.
-type field struct {
-	key   *yaml.Node
-	value *yaml.Node
-}
-
-// mapping returns a mapping's fields by key, refusing keys outside allowed
-// and keys given twice. where prefixes the messages ("rule \"x\": ").
-func (p *ruleParser) mapping(n *yaml.Node, where string, allowed ...string) map[string]field {
-	out := make(map[string]field)
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := deref(n.Content[i]), deref(n.Content[i+1])
-		if k.Kind != yaml.ScalarNode {
-			p.errorf(k.Line, "%skeys must be names", where)
-			continue
-		}
-		if prev, dup := out[k.Value]; dup {
-			p.errorf(k.Line, "%sduplicate key %q (first at line %d)", where, k.Value, prev.key.Line)
-			continue
-		}
-		if !slices.Contains(allowed, k.Value) {
-			p.errorf(k.Line, "%sunknown key %q (allowed: %s)", where, k.Value, strings.Join(allowed, ", "))
-			continue
-		}
-		out[k.Value] = field{key: k, value: v}
-	}
-	return out
-}
-
-// scalar returns a scalar's text. A date or number that YAML would type
-// (version: 2026-11-01) is taken as written. Null, a list or a mapping is
-// refused and gives "".
-func (p *ruleParser) scalar(n *yaml.Node, where, key string) string {
-	if n.Kind != yaml.ScalarNode {
-		p.errorf(n.Line, "%s%s must be a single value", where, key)
-		return ""
-	}
-	v := strings.TrimSpace(n.Value)
-	if n.Tag == "!!null" || v == "" {
-		p.errorf(n.Line, "%s%s is empty", where, key)
-		return ""
-	}
-	return v
-}
-
-// list returns a list's entries with their nodes; null means an empty
-// list.
-func (p *ruleParser) list(n *yaml.Node, where, key string) []*yaml.Node {
-	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
-		return nil
-	}
-	if n.Kind != yaml.SequenceNode {
-		p.errorf(n.Line, "%s%s must be a list", where, key)
-		return nil
-	}
-	out := make([]*yaml.Node, 0, len(n.Content))
-	for _, item := range n.Content {
-		out = append(out, deref(item))
-	}
-	return out
-}
-
 func (p *ruleParser) rules(n *yaml.Node) []rule {
-	items := p.list(n, "", "rules")
+	items := p.List(n, "", "rules")
 	var out []rule
 	firstName := make(map[string]int)
 	for i, item := range items {
@@ -337,28 +262,28 @@ func (p *ruleParser) rules(n *yaml.Node) []rule {
 		if name := peekName(item); name != "" {
 			where = fmt.Sprintf("rule %q: ", name)
 		}
-		fields := p.mapping(item, where,
+		fields := p.Mapping(item, where,
 			"name", "queue", "types", "channels", "categories", "category_keywords")
 		var ru rule
 		if f, ok := fields["name"]; ok {
-			ru.name = p.scalar(f.value, where, "name")
+			ru.name = p.Scalar(f.Value, where, "name")
 		} else {
 			p.errorf(item.Line, "rule %d has no name", i+1)
 		}
 		if ru.name != "" {
 			switch line, dup := firstName[ru.name]; {
 			case dup:
-				p.errorf(fields["name"].value.Line, "duplicate rule name %q (first at line %d)", ru.name, line)
+				p.errorf(fields["name"].Value.Line, "duplicate rule name %q (first at line %d)", ru.name, line)
 			case ru.name == DefaultRuleName:
-				p.errorf(fields["name"].value.Line, "rule name %q is reserved for cases that no rule matches", DefaultRuleName)
+				p.errorf(fields["name"].Value.Line, "rule name %q is reserved for cases that no rule matches", DefaultRuleName)
 			default:
-				firstName[ru.name] = fields["name"].value.Line
+				firstName[ru.name] = fields["name"].Value.Line
 			}
 		}
 		if f, ok := fields["queue"]; ok {
-			if q := p.scalar(f.value, where, "queue"); q != "" {
+			if q := p.Scalar(f.Value, where, "queue"); q != "" {
 				if !slices.Contains(p.known, q) {
-					p.errorf(f.value.Line, "%sunknown queue %q", where, q)
+					p.errorf(f.Value.Line, "%sunknown queue %q", where, q)
 				}
 				ru.queue = q
 			}
@@ -366,8 +291,8 @@ func (p *ruleParser) rules(n *yaml.Node) []rule {
 			p.errorf(item.Line, "%sno queue", where)
 		}
 		if f, ok := fields["types"]; ok {
-			for _, e := range p.list(f.value, where, "types") {
-				name := p.scalar(e, where, "a type")
+			for _, e := range p.List(f.Value, where, "types") {
+				name := p.Scalar(e, where, "a type")
 				if name == "" {
 					continue
 				}
@@ -380,8 +305,8 @@ func (p *ruleParser) rules(n *yaml.Node) []rule {
 			}
 		}
 		if f, ok := fields["channels"]; ok {
-			for _, e := range p.list(f.value, where, "channels") {
-				name := p.scalar(e, where, "a channel")
+			for _, e := range p.List(f.Value, where, "channels") {
+				name := p.Scalar(e, where, "a channel")
 				if name == "" {
 					continue
 				}
@@ -394,15 +319,15 @@ func (p *ruleParser) rules(n *yaml.Node) []rule {
 			}
 		}
 		if f, ok := fields["categories"]; ok {
-			for _, e := range p.list(f.value, where, "categories") {
-				if code := p.scalar(e, where, "a category"); code != "" {
+			for _, e := range p.List(f.Value, where, "categories") {
+				if code := p.Scalar(e, where, "a category"); code != "" {
 					ru.categories = append(ru.categories, code)
 				}
 			}
 		}
 		if f, ok := fields["category_keywords"]; ok {
-			for _, e := range p.list(f.value, where, "category_keywords") {
-				if kw := p.scalar(e, where, "a keyword"); kw != "" {
+			for _, e := range p.List(f.Value, where, "category_keywords") {
+				if kw := p.Scalar(e, where, "a keyword"); kw != "" {
 					ru.keywords = append(ru.keywords, strings.ToLower(kw))
 				}
 			}
@@ -419,7 +344,7 @@ func (p *ruleParser) rules(n *yaml.Node) []rule {
 // message about the rule can name it, whatever the order of its keys.
 func peekName(n *yaml.Node) string {
 	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := deref(n.Content[i]), deref(n.Content[i+1])
+		k, v := yamldoc.Deref(n.Content[i]), yamldoc.Deref(n.Content[i+1])
 		if k.Kind == yaml.ScalarNode && k.Value == "name" && v.Kind == yaml.ScalarNode && v.Tag != "!!null" {
 			return strings.TrimSpace(v.Value)
 		}
@@ -430,21 +355,13 @@ func peekName(n *yaml.Node) string {
 // hasCriterion reports whether a rule names any criterion with at least
 // one entry. It looks at the nodes, not the parsed values, so that a rule
 // whose only entries were refused is not reported twice.
-func hasCriterion(fields map[string]field) bool {
+func hasCriterion(fields map[string]yamldoc.Field) bool {
 	for _, k := range []string{"types", "channels", "categories", "category_keywords"} {
-		if f, ok := fields[k]; ok && (f.value.Kind != yaml.SequenceNode || len(f.value.Content) > 0) && f.value.Tag != "!!null" {
+		if f, ok := fields[k]; ok && (f.Value.Kind != yaml.SequenceNode || len(f.Value.Content) > 0) && f.Value.Tag != "!!null" {
 			return true
 		}
 	}
 	return false
-}
-
-// deref follows a YAML alias to the node it names.
-func deref(n *yaml.Node) *yaml.Node {
-	for n.Kind == yaml.AliasNode && n.Alias != nil {
-		n = n.Alias
-	}
-	return n
 }
 
 // caseTypeByName maps the file's type names to case types. The ASCII
