@@ -14,8 +14,6 @@ import (
 )
 
 const (
-	// maxStreamIDLen matches the JetStream backend: case ids are UUIDs.
-	maxStreamIDLen = 128
 	// typeStreamDeleted is the event type of EventStoreDB's tombstone, the
 	// record a hard delete appends to the stream.
 	typeStreamDeleted = "$streamDeleted"
@@ -138,24 +136,6 @@ func isOurs(e *esdbclient.RecordedEvent, ev eventstore.Event) bool {
 	}
 	id, _ := decodeMeta(e.EventID, e.UserMetadata)
 	return id == ev.ID
-}
-
-// validateStreamID accepts what the JetStream backend accepts: 1 to
-// maxStreamIDLen characters of [A-Za-z0-9_-].
-func validateStreamID(id string) error {
-	if id == "" {
-		return fmt.Errorf("%w: empty stream id", eventstore.ErrInvalid)
-	}
-	if len(id) > maxStreamIDLen {
-		return fmt.Errorf("%w: stream id longer than %d characters", eventstore.ErrInvalid, maxStreamIDLen)
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-') {
-			return fmt.Errorf("%w: stream id %q may only contain A-Z, a-z, 0-9, '_' and '-'", eventstore.ErrInvalid, id)
-		}
-	}
-	return nil
 }
 
 // validateEvent checks what EventStoreDB and the JSON metadata can hold

@@ -234,7 +234,7 @@ func (s *Store) Close() error {
 
 // streamName validates a case stream id and returns its EventStoreDB name.
 func (s *Store) streamName(stream string) (string, error) {
-	if err := validateStreamID(stream); err != nil {
+	if err := eventstore.ValidateStreamID(stream); err != nil {
 		return "", fmt.Errorf("eventstore/esdb: %w", err)
 	}
 	return s.cfg.StreamPrefix + stream, nil
@@ -627,7 +627,7 @@ func (s *Store) subscribeOnce(ctx context.Context, last *uint64, h eventstore.Ha
 // never writes, and system events other than the tombstone.
 func (s *Store) subscribed(e *esdbclient.RecordedEvent) (eventstore.RecordedEvent, bool) {
 	stream, ok := strings.CutPrefix(e.StreamID, s.cfg.StreamPrefix)
-	if !ok || validateStreamID(stream) != nil {
+	if !ok || eventstore.ValidateStreamID(stream) != nil {
 		return eventstore.RecordedEvent{}, false
 	}
 	if strings.HasPrefix(e.EventType, "$") && e.EventType != typeStreamDeleted {

@@ -75,8 +75,6 @@ const (
 )
 
 const (
-	// maxStreamIDLen keeps subjects short; case ids are UUIDs.
-	maxStreamIDLen = 128
 	// conflictRetries is how often Any appends and deletes re-read the
 	// stream's revision after losing a race before giving up with
 	// ErrConflict.
@@ -582,7 +580,7 @@ func (s *Store) consume(ctx context.Context, next *uint64, h eventstore.Handler)
 
 // subject validates a stream id and returns its subject.
 func (s *Store) subject(stream string) (string, error) {
-	if err := validateStreamID(stream); err != nil {
+	if err := eventstore.ValidateStreamID(stream); err != nil {
 		return "", fmt.Errorf("eventstore/jetstream: %w", err)
 	}
 	return s.cfg.SubjectPrefix + "." + stream, nil
@@ -706,25 +704,6 @@ func isTombstone(h nats.Header) bool {
 // well, as the eventstore contract requires for reads.
 func deletedErr(op, stream string) error {
 	return fmt.Errorf("eventstore/jetstream: %s stream %q: %w (%w)", op, stream, eventstore.ErrStreamDeleted, eventstore.ErrStreamNotFound)
-}
-
-// validateStreamID accepts 1 to maxStreamIDLen characters of
-// [A-Za-z0-9_-], which keeps a stream id one subject token without
-// wildcards or separators.
-func validateStreamID(id string) error {
-	if id == "" {
-		return fmt.Errorf("%w: empty stream id", eventstore.ErrInvalid)
-	}
-	if len(id) > maxStreamIDLen {
-		return fmt.Errorf("%w: stream id longer than %d characters", eventstore.ErrInvalid, maxStreamIDLen)
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-') {
-			return fmt.Errorf("%w: stream id %q may only contain A-Z, a-z, 0-9, '_' and '-'", eventstore.ErrInvalid, id)
-		}
-	}
-	return nil
 }
 
 // validateEvent checks that ev fits into message headers unchanged: header
