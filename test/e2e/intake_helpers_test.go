@@ -306,13 +306,24 @@ func (s storedEvent) caseID() string { return strings.TrimPrefix(s.Subject, case
 // events reads every message of KONTAKT_CASES, in order.
 func (e *intakeEnv) events(t *testing.T) []storedEvent {
 	t.Helper()
+	var out []storedEvent
+	for _, m := range streamMessages(t, e.js, casesStream) {
+		out = append(out, storedEvent{Seq: m.Sequence, Subject: m.Subject, Type: m.Header.Get(eventTypeHeader), Header: m.Header, Data: m.Data})
+	}
+	return out
+}
+
+// streamMessages reads every message a stream holds, in order, one by one
+// (the tests' streams are small).
+func streamMessages(t *testing.T, js jetstream.JetStream, stream string) []*jetstream.RawStreamMsg {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	s, err := e.js.Stream(ctx, casesStream)
+	s, err := js.Stream(ctx, stream)
 	require.NoError(t, err)
 	info, err := s.Info(ctx)
 	require.NoError(t, err)
-	var out []storedEvent
+	var out []*jetstream.RawStreamMsg
 	if info.State.Msgs == 0 {
 		return nil
 	}
@@ -322,7 +333,7 @@ func (e *intakeEnv) events(t *testing.T) []storedEvent {
 			continue
 		}
 		require.NoError(t, err)
-		out = append(out, storedEvent{Seq: m.Sequence, Subject: m.Subject, Type: m.Header.Get(eventTypeHeader), Header: m.Header, Data: m.Data})
+		out = append(out, m)
 	}
 	return out
 }

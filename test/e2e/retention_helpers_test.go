@@ -25,7 +25,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/status"
@@ -287,25 +286,11 @@ type retStatsRecord struct {
 // through the embedded server, as an analyst's tool would.
 func (e *retEnv) statsRecords(t *testing.T) []retStatsRecord {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	s, err := e.js.Stream(ctx, retStatsStream)
-	require.NoError(t, err)
-	info, err := s.Info(ctx)
-	require.NoError(t, err)
 	var out []retStatsRecord
-	if info.State.Msgs == 0 {
-		return nil
-	}
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
-		m, err := s.GetMsg(ctx, seq)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			continue
-		}
-		require.NoError(t, err)
+	for _, m := range streamMessages(t, e.js, retStatsStream) {
 		var rec statisticsv1.StatisticsRecord
-		require.NoError(t, protojson.Unmarshal(m.Data, &rec), "record %d: %s", seq, m.Data)
-		out = append(out, retStatsRecord{seq: seq, rec: &rec})
+		require.NoError(t, protojson.Unmarshal(m.Data, &rec), "record %d: %s", m.Sequence, m.Data)
+		out = append(out, retStatsRecord{seq: m.Sequence, rec: &rec})
 	}
 	return out
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -600,8 +601,10 @@ func TestRetentionPlanActsOnTime(t *testing.T) {
 	// personal data the plan's preservation must keep.
 	zips, err := filepath.Glob(filepath.Join(archiveDir, "*"))
 	require.NoError(t, err)
-	pkgPath := filepath.Join(archiveDir, preserved.number+"_"+preserved.id+".zip")
-	require.Equal(t, []string{pkgPath}, zips, "the archive holds exactly the preserved case's package")
+	require.Len(t, zips, 1, "the archive holds exactly the preserved case's package: %v", zips)
+	pkgPath := zips[0]
+	require.Regexp(t, "^"+regexp.QuoteMeta(preserved.number+"_"+preserved.id)+`_r\d+\.zip$`, filepath.Base(pkgPath),
+		"a package is named by the case and the revision it was taken at")
 	manifest, contents, sum := retReadArchive(t, pkgPath)
 	require.Equal(t, "kontakt-archive/1", manifest.Format)
 	require.Equal(t, preserved.id, manifest.CaseID)
