@@ -116,6 +116,31 @@ retention:
 	}
 }
 
+// logStreams logs every stream's cluster state, to tell which one a
+// stuck fail-over waits for.
+func logStreams(t *testing.T, js jetstream.JetStream) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	names := js.StreamNames(ctx)
+	for name := range names.Name() {
+		s, err := js.Stream(ctx, name)
+		if err != nil {
+			t.Logf("stream %s: %v", name, err)
+			continue
+		}
+		info, err := s.Info(ctx)
+		if err != nil || info.Cluster == nil {
+			t.Logf("stream %s: %v", name, err)
+			continue
+		}
+		var peers []string
+		for _, p := range info.Cluster.Replicas {
+			peers = append(peers, fmt.Sprintf("%s(current=%v offline=%v lag=%d)", p.Name, p.Current, p.Offline, p.Lag))
+		}
+		t.Logf("stream %s: leader %q, replicas %v, msgs %d", name, info.Cluster.Leader, peers, info.State.Msgs)
+	}
+}
+
 func snapshot(mu *sync.Mutex, m map[int]string) map[int]string {
 	mu.Lock()
 	defer mu.Unlock()
@@ -285,6 +310,9 @@ func TestClusterFailover(t *testing.T) {
 	// it depends on election timing and on the machine).
 	acked0 := len(snapshot(&mu, acked))
 	phase("after", 4*time.Second)
+	if len(snapshot(&mu, acked)) <= acked0 {
+		logStreams(t, js)
+	}
 	require.Greater(t, len(snapshot(&mu, acked)), acked0, "no form acknowledged after the fail-overs")
 	close(stop)
 	wg.Wait()

@@ -54,4 +54,7 @@ type Idempotency interface {
 	Complete(ctx context.Context, key string, rec IdempotencyRecord) error
 	// Get returns the record under key.
 	Get(ctx context.Context, key string) (IdempotencyRecord, error)
+	// Release deletes an unfinished record still at rec.Revision, so a
+	// retry need not wait for the claim to go stale.
+	Release(ctx context.Context, key string, rec IdempotencyRecord) error
 }

@@ -142,6 +142,15 @@ func (s *Service) SubmitForm(ctx context.Context, client, key string, in *intake
 		}
 	}
 	if err != nil {
+		// The client gets an error and will retry with the same key: let
+		// it claim the key at once rather than wait for the claim to go
+		// stale. The request's context may be what failed, so the release
+		// has its own short one.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		if rerr := s.idem.Release(rctx, recKey, rec); rerr != nil {
+			s.logger.Warn("could not release the claim of a failed form submission; a retry waits until it is stale", "error", rerr)
+		}
+		cancel()
 		return Registered{}, err
 	}
 	s.complete(ctx, recKey, rec, r)

@@ -182,6 +182,31 @@ func (s *Store) Complete(ctx context.Context, key string, rec app.IdempotencyRec
 	return nil
 }
 
+// Release deletes an unfinished record whose revision is still
+// rec.Revision, so a retry of a submission that failed can claim the key at
+// once instead of waiting for the claim to go stale. A record that moved
+// on (completed, or taken over) is left alone: that is not an error.
+func (s *Store) Release(ctx context.Context, key string, rec app.IdempotencyRecord) error {
+	if err := validateKey(key); err != nil {
+		return fmt.Errorf("idempotency: release: %w", err)
+	}
+	if rec.Revision == 0 || rec.Done {
+		return nil
+	}
+	err := s.kv.Delete(ctx, key, jetstream.LastRevision(rec.Revision))
+	if err != nil && !errors.Is(err, jetstream.ErrKeyExists) && !isWrongRevision(err) {
+		return fmt.Errorf("idempotency: release: %w", err)
+	}
+	return nil
+}
+
+// isWrongRevision reports whether a conditional write was refused because
+// the key moved on.
+func isWrongRevision(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
+}
+
 // Get returns the record under key with its revision, or an error wrapping
 // app.ErrNotFound if there is none (never stored, or expired).
 func (s *Store) Get(ctx context.Context, key string) (app.IdempotencyRecord, error) {

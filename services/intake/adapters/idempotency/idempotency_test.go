@@ -280,3 +280,43 @@ func TestNewRejectsInvalidConfig(t *testing.T) {
 		t.Error("New accepted a nil JetStream")
 	}
 }
+
+// TestReleaseLetsARetryClaimAtOnce releases a failed submission's claim:
+// the next claim wins at once. A release of a record that moved on
+// (completed, or claimed again since) changes nothing.
+func TestReleaseLetsARetryClaimAtOnce(t *testing.T) {
+	s := newStore(t, startJetStream(t), idempotency.Config{})
+	ctx := t.Context()
+	first, claimed, err := s.Claim(ctx, key, pending("hash-a"))
+	if err != nil || !claimed {
+		t.Fatalf("Claim = %v, %v", claimed, err)
+	}
+	if err := s.Release(ctx, key, first); err != nil {
+		t.Fatalf("Release: %v", err)
+	}
+	second, claimed, err := s.Claim(ctx, key, pending("hash-a"))
+	if err != nil || !claimed {
+		t.Fatalf("Claim after Release = %+v, %v, %v; want a fresh claim", second, claimed, err)
+	}
+	// The old owner releasing again must not delete the new claim.
+	if err := s.Release(ctx, key, first); err != nil {
+		t.Fatalf("stale Release: %v", err)
+	}
+	got, err := s.Get(ctx, key)
+	if err != nil || got.Revision != second.Revision {
+		t.Fatalf("after a stale Release Get = %+v, %v; want the second claim %+v", got, err, second)
+	}
+	if err := s.Complete(ctx, key, second); err != nil {
+		t.Fatal(err)
+	}
+	done, err := s.Get(ctx, key)
+	if err != nil || !done.Done {
+		t.Fatalf("Get = %+v, %v", done, err)
+	}
+	if err := s.Release(ctx, key, done); err != nil {
+		t.Fatalf("Release of a done record: %v", err)
+	}
+	if again, err := s.Get(ctx, key); err != nil || !again.Done {
+		t.Fatalf("a done record must survive Release: %+v, %v", again, err)
+	}
+}
