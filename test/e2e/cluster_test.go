@@ -180,9 +180,6 @@ func clusterForm(i int) *intakev1.SubmitFormRequest {
 // the end: every acknowledged case is stored, none twice, and every case
 // was routed exactly once.
 func TestClusterFailover(t *testing.T) {
-	if testing.Short() {
-		t.Skip("cluster fail-over test: skipped in -short mode")
-	}
 	cluster := natstest.StartCluster(t, "kontakt", 3)
 	devKey := filepath.Join(t.TempDir(), "dev-signing-key.pem")
 	master := make([]byte, 32)

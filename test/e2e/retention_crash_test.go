@@ -314,9 +314,6 @@ func crashKill(t *testing.T, e *intakeEnv, phase, what string, total, from int, 
 }
 
 func TestRetentionSurvivesKill9(t *testing.T) {
-	if testing.Short() {
-		t.Skip("registers thousands of cases; skipped with -short")
-	}
 	total := crashCaseCount(t)
 	dataDir := filepath.Join(t.TempDir(), "data")
 	testStart := time.Now()

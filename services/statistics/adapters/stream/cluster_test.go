@@ -17,9 +17,6 @@ import (
 // another error code than a single server: two publishers, each on its
 // own node, race for the same versions, and each version is stored once.
 func TestAppendReplicated(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a three-node NATS cluster")
-	}
 	cluster := natstest.StartCluster(t, "stats", 3)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
