@@ -5,6 +5,9 @@
 package yamldoc
 
 import (
+	"bytes"
+	"errors"
+	"io"
 	"slices"
 	"strconv"
 	"strings"
@@ -101,4 +104,37 @@ func Deref(n *yaml.Node) *yaml.Node {
 		n = n.Alias
 	}
 	return n
+}
+
+// Document reads data as exactly one YAML document whose top level is a
+// mapping and returns that mapping, or nil after reporting why not: a
+// syntax error, a second document, or another shape. An empty file gives
+// nil and empty, unreported, since what it lacks is the caller's to say.
+// kind names the file in messages ("rule file"); keys lists what its top
+// level holds ("version, default_queue and rules").
+func (r Reader) Document(data []byte, kind, keys string) (root *yaml.Node, empty bool) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, true
+		}
+		r.SyntaxError(err)
+		return nil, false
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err == nil {
+		r.Errorf(extra.Line, "a %s holds one YAML document; remove the second", kind)
+	} else if !errors.Is(err, io.EOF) {
+		r.SyntaxError(err)
+	}
+	root = Deref(&doc)
+	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
+		root = Deref(root.Content[0])
+	}
+	if root.Kind != yaml.MappingNode {
+		r.Errorf(root.Line, "the file must be a mapping with %s", keys)
+		return nil, false
+	}
+	return root, false
 }

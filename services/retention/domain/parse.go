@@ -1,11 +1,9 @@
 package domain
 
 import (
-	"bytes"
 	"cmp"
 	"errors"
 	"fmt"
-	"io"
 	"slices"
 	"strings"
 
@@ -84,28 +82,11 @@ func (p *planParser) errorf(line int, format string, args ...any) {
 }
 
 func (p *planParser) parse(data []byte) *Plan {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	var doc yaml.Node
-	if err := dec.Decode(&doc); err != nil {
-		if errors.Is(err, io.EOF) {
-			p.errorf(0, "the file is empty: name, version and rules are required")
-			return nil
-		}
-		p.SyntaxError(err)
-		return nil
+	root, empty := p.Document(data, "plan file", "name, version and rules")
+	if empty {
+		p.errorf(0, "the file is empty: name, version and rules are required")
 	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); err == nil {
-		p.errorf(extra.Line, "a plan file holds one YAML document; remove the second")
-	} else if !errors.Is(err, io.EOF) {
-		p.SyntaxError(err)
-	}
-	root := yamldoc.Deref(&doc)
-	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
-		root = yamldoc.Deref(root.Content[0])
-	}
-	if root.Kind != yaml.MappingNode {
-		p.errorf(root.Line, "the file must be a mapping with name, version, source and rules")
+	if root == nil {
 		return nil
 	}
 

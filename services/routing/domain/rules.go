@@ -1,11 +1,9 @@
 package domain
 
 import (
-	"bytes"
 	"cmp"
 	"errors"
 	"fmt"
-	"io"
 	"slices"
 	"strings"
 
@@ -201,28 +199,11 @@ func (p *ruleParser) errorf(line int, format string, args ...any) {
 }
 
 func (p *ruleParser) parse(data []byte) *Rules {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	var doc yaml.Node
-	if err := dec.Decode(&doc); err != nil {
-		if errors.Is(err, io.EOF) {
-			p.errorf(1, "the file is empty: version and default_queue are required")
-			return nil
-		}
-		p.SyntaxError(err)
-		return nil
+	root, empty := p.Document(data, "rule file", "version, default_queue and rules")
+	if empty {
+		p.errorf(1, "the file is empty: version and default_queue are required")
 	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); err == nil {
-		p.errorf(extra.Line, "a rule file holds one YAML document; remove the second")
-	} else if !errors.Is(err, io.EOF) {
-		p.SyntaxError(err)
-	}
-	root := yamldoc.Deref(&doc)
-	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
-		root = yamldoc.Deref(root.Content[0])
-	}
-	if root.Kind != yaml.MappingNode {
-		p.errorf(root.Line, "the file must be a mapping with version, default_queue and rules")
+	if root == nil {
 		return nil
 	}
 
