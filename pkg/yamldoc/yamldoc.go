@@ -138,3 +138,19 @@ func (r Reader) Document(data []byte, kind, keys string) (root *yaml.Node, empty
 	}
 	return root, false
 }
+
+// JoinByLine joins the problems a reader collected, in line order (stable
+// for one line), or returns nil when there are none, so a file's errors
+// read top to bottom like the file.
+func JoinByLine[E error](problems []E, line func(E) int) error {
+	if len(problems) == 0 {
+		return nil
+	}
+	sorted := slices.Clone(problems)
+	slices.SortStableFunc(sorted, func(a, b E) int { return line(a) - line(b) })
+	errs := make([]error, len(sorted))
+	for i, e := range sorted {
+		errs[i] = e
+	}
+	return errors.Join(errs...)
+}

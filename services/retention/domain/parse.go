@@ -2,7 +2,6 @@ package domain
 
 import (
 	"cmp"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -58,13 +57,8 @@ func ParsePlan(file string, data []byte) (*Plan, error) {
 	p := &planParser{file: file}
 	p.Reader = yamldoc.Reader{Errorf: p.errorf}
 	plan := p.parse(data)
-	if len(p.errs) > 0 {
-		slices.SortStableFunc(p.errs, func(a, b *PlanError) int { return cmp.Compare(a.Line, b.Line) })
-		errs := make([]error, len(p.errs))
-		for i, e := range p.errs {
-			errs[i] = e
-		}
-		return nil, errors.Join(errs...)
+	if err := yamldoc.JoinByLine(p.errs, func(e *PlanError) int { return e.Line }); err != nil {
+		return nil, err
 	}
 	return plan, nil
 }

@@ -1,8 +1,6 @@
 package domain
 
 import (
-	"cmp"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -174,13 +172,8 @@ func ParseRulesFile(name string, data []byte, knownQueues []string) (*Rules, err
 	p := &ruleParser{file: name, known: knownQueues}
 	p.Reader = yamldoc.Reader{Errorf: p.errorf}
 	r := p.parse(data)
-	if len(p.errs) > 0 {
-		slices.SortStableFunc(p.errs, func(a, b *ParseError) int { return cmp.Compare(a.Line, b.Line) })
-		errs := make([]error, len(p.errs))
-		for i, e := range p.errs {
-			errs[i] = e
-		}
-		return nil, errors.Join(errs...)
+	if err := yamldoc.JoinByLine(p.errs, func(e *ParseError) int { return e.Line }); err != nil {
+		return nil, err
 	}
 	return r, nil
 }
