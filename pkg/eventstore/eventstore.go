@@ -119,6 +119,34 @@ type Position uint64
 // error stops the subscription and Subscribe returns that error.
 type Handler func(ctx context.Context, ev RecordedEvent) error
 
+// BatchAppend is one append of an AppendBatch.
+type BatchAppend struct {
+	Stream   string
+	Expected ExpectedRevision
+	Event    Event
+}
+
+// BatchAppender is implemented by backends that can append to many streams
+// in one atomic write. It exists for group commit: on a store that syncs
+// to disk after every write, a batch of registrations costs one sync
+// instead of one each. It is optional; callers check for it with a type
+// assertion and otherwise append one by one.
+type BatchAppender interface {
+	// AppendBatch appends every event or none and returns their
+	// revisions in order. Each append must expect NoStream or an Exact
+	// revision (Any would need a read per stream, which defeats the
+	// purpose), and a stream may appear only once.
+	//
+	// It fails with ErrConflict when any expectation does not hold or any
+	// event id is already stored, without saying which: the caller then
+	// appends one by one, which sorts out conflicts, and recognises events
+	// of an earlier attempt that landed. ErrUnavailable means the outcome
+	// is unknown, and the same applies. errors.ErrUnsupported means the
+	// backend, as configured, cannot batch (for instance a server too old
+	// for it).
+	AppendBatch(ctx context.Context, appends []BatchAppend) ([]Revision, error)
+}
+
 // Store is the event-store interface. Implementations are safe for
 // concurrent use.
 type Store interface {

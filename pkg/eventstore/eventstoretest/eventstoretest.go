@@ -60,6 +60,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("Delete", func(t *testing.T) { t.Parallel(); testDelete(t, h) })
 	t.Run("LostAck", func(t *testing.T) { t.Parallel(); testLostAck(t, h) })
 	t.Run("Invalid", func(t *testing.T) { t.Parallel(); testInvalid(t, h) })
+	t.Run("AppendBatch", func(t *testing.T) { t.Parallel(); testAppendBatch(t, h) })
 }
 
 // newEvent returns an event with a fresh id.
@@ -639,5 +640,126 @@ func testInvalid(t *testing.T, h Harness) {
 	t.Run("nothing was written", func(t *testing.T) {
 		_, err := s.Read(t.Context(), "s")
 		require.ErrorIs(t, err, eventstore.ErrStreamNotFound)
+	})
+}
+
+// testAppendBatch checks the optional BatchAppender: all or nothing,
+// revisions that Read agrees with, log order, and the refusals. A backend
+// without it skips, saying so.
+func testAppendBatch(t *testing.T, h Harness) {
+	s := h.NewStore(t)
+	b, ok := s.(eventstore.BatchAppender)
+	if !ok {
+		t.Skipf("%T does not implement eventstore.BatchAppender; callers append one by one", s)
+	}
+	newBatch := func(prefix string, n int) []eventstore.BatchAppend {
+		out := make([]eventstore.BatchAppend, n)
+		for i := range out {
+			out[i] = eventstore.BatchAppend{Stream: fmt.Sprintf("%s-%d", prefix, i), Expected: eventstore.NoStream(), Event: newEvent("Registered")}
+		}
+		return out
+	}
+
+	t.Run("stores every event with the revision Read reports, in log order", func(t *testing.T) {
+		sub := subscribe(t, s, 0)
+		batch := newBatch("new", 40)
+		revs, err := b.AppendBatch(t.Context(), batch)
+		require.NoError(t, err)
+		require.Len(t, revs, len(batch))
+		for i, a := range batch {
+			evs := mustRead(t, s, a.Stream)
+			require.Len(t, evs, 1)
+			require.Equal(t, a.Event.ID, evs[0].ID)
+			require.Equal(t, a.Event.Data, evs[0].Data)
+			require.True(t, equalMeta(a.Event.Metadata, evs[0].Metadata))
+			require.Equal(t, revs[i], evs[0].Revision)
+		}
+		got := sub.next(t, len(batch))
+		requireIncreasing(t, got)
+		for i, ev := range got {
+			require.Equal(t, batch[i].Event.ID, ev.ID, "log order is batch order")
+		}
+		// Exact expectations, on the revisions just returned.
+		next := make([]eventstore.BatchAppend, 3)
+		for i := range next {
+			next[i] = eventstore.BatchAppend{Stream: batch[i].Stream, Expected: eventstore.Exact(revs[i]), Event: newEvent("Answered")}
+		}
+		_, err = b.AppendBatch(t.Context(), next)
+		require.NoError(t, err)
+		require.Len(t, mustRead(t, s, batch[0].Stream), 2)
+	})
+
+	t.Run("one failed expectation stores nothing", func(t *testing.T) {
+		batch := newBatch("conflict", 10)
+		mustAppend(t, s, batch[6].Stream, eventstore.NoStream(), newEvent("First"))
+		_, err := b.AppendBatch(t.Context(), batch)
+		require.ErrorIs(t, err, eventstore.ErrConflict)
+		for i, a := range batch {
+			evs, err := s.Read(t.Context(), a.Stream)
+			if i == 6 {
+				require.NoError(t, err)
+				require.Len(t, evs, 1)
+				continue
+			}
+			require.ErrorIs(t, err, eventstore.ErrStreamNotFound, "stream %d", i)
+		}
+		// Appended one by one, the others go through.
+		for i, a := range batch {
+			if i != 6 {
+				mustAppend(t, s, a.Stream, a.Expected, a.Event)
+			}
+		}
+	})
+
+	t.Run("a landed batch retried one by one is recognised", func(t *testing.T) {
+		batch := newBatch("retry", 5)
+		revs, err := b.AppendBatch(t.Context(), batch)
+		require.NoError(t, err)
+		_, err = b.AppendBatch(t.Context(), batch)
+		require.ErrorIs(t, err, eventstore.ErrConflict)
+		for i, a := range batch {
+			rev, err := s.Append(t.Context(), a.Stream, a.Expected, a.Event)
+			require.NoError(t, err)
+			require.Equal(t, revs[i], rev)
+			require.Len(t, mustRead(t, s, a.Stream), 1)
+		}
+	})
+
+	t.Run("refusals", func(t *testing.T) {
+		twice := newBatch("twice", 2)
+		twice[1].Stream = twice[0].Stream
+		anyExp := newBatch("any", 2)
+		anyExp[1].Expected = eventstore.Any()
+		badID := newBatch("badid", 2)
+		badID[0].Stream = "a.b"
+		noType := newBatch("notype", 2)
+		noType[1].Event.Type = ""
+		deleted := newBatch("deleted", 2)
+		mustAppend(t, s, deleted[0].Stream, eventstore.NoStream(), newEvent("X"))
+		require.NoError(t, s.Delete(t.Context(), deleted[0].Stream))
+		for _, tc := range []struct {
+			name  string
+			batch []eventstore.BatchAppend
+			want  error
+		}{
+			{"empty", nil, eventstore.ErrInvalid},
+			{"stream twice", twice, eventstore.ErrInvalid},
+			{"expectation Any", anyExp, eventstore.ErrInvalid},
+			{"invalid stream id", badID, eventstore.ErrInvalid},
+			{"event without type", noType, eventstore.ErrInvalid},
+			{"deleted stream", deleted, eventstore.ErrConflict},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				_, err := b.AppendBatch(t.Context(), tc.batch)
+				require.ErrorIs(t, err, tc.want)
+				for _, a := range tc.batch {
+					if eventstore.ValidateStreamID(a.Stream) != nil || a.Stream == deleted[0].Stream {
+						continue
+					}
+					_, err := s.Read(t.Context(), a.Stream)
+					require.ErrorIs(t, err, eventstore.ErrStreamNotFound, "nothing of a refused batch is stored")
+				}
+			})
+		}
 	})
 }

@@ -48,6 +48,7 @@ import (
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
+	"github.com/kontakt-se/kontakt/pkg/jsbatch"
 )
 
 // Defaults for Config fields left at their zero value.
@@ -156,7 +157,10 @@ type Store struct {
 	cfg    Config
 }
 
-var _ eventstore.Store = (*Store)(nil)
+var (
+	_ eventstore.Store         = (*Store)(nil)
+	_ eventstore.BatchAppender = (*Store)(nil)
+)
 
 // StreamConfig returns the JetStream stream configuration New applies. It
 // is exported so that operators can compare it with a deployed stream.
@@ -167,6 +171,8 @@ var _ eventstore.Store = (*Store)(nil)
 //   - DenyDelete: single messages must not be removed, as that would punch
 //     holes into cases and could remove a tombstone (and so allow a deleted
 //     case id to be reused). Purging stays allowed because Delete needs it.
+//   - AllowAtomicPublish is on, for AppendBatch (nats-server 2.12 or
+//     later).
 //   - AllowDirect is off: direct gets may be answered by a follower that
 //     lags behind, and the conflict check after a lost acknowledgement must
 //     see the leader's state, or it would report a conflict for an append
@@ -191,7 +197,9 @@ func (c Config) StreamConfig() natsjs.StreamConfig {
 		DenyPurge:         false,
 		AllowRollup:       false,
 		AllowDirect:       false,
-		PersistMode:       natsjs.DefaultPersistMode,
+		// AppendBatch stores a group of events with one disk sync.
+		AllowAtomicPublish: true,
+		PersistMode:        natsjs.DefaultPersistMode,
 	}
 }
 
@@ -238,6 +246,63 @@ func (s *Store) Append(ctx context.Context, stream string, expected eventstore.E
 		last = uint64(r)
 	}
 	return s.appendExpect(ctx, stream, subject, last, ev)
+}
+
+// AppendBatch implements eventstore.BatchAppender with a JetStream atomic
+// batch: every message carries its stream's expected last subject sequence
+// and its event id, and the server checks them all before it stores any.
+// The events get consecutive positions in the order given.
+func (s *Store) AppendBatch(ctx context.Context, appends []eventstore.BatchAppend) ([]eventstore.Revision, error) {
+	if len(appends) == 0 {
+		return nil, fmt.Errorf("eventstore/jetstream: append batch: %w: no events", eventstore.ErrInvalid)
+	}
+	if len(appends) > jsbatch.MaxMessages {
+		return nil, fmt.Errorf("eventstore/jetstream: append batch: %w: %d events, at most %d", eventstore.ErrInvalid, len(appends), jsbatch.MaxMessages)
+	}
+	msgs := make([]*nats.Msg, len(appends))
+	seen := make(map[string]bool, len(appends))
+	for i, a := range appends {
+		subject, err := s.subject(a.Stream)
+		if err != nil {
+			return nil, err
+		}
+		if seen[a.Stream] {
+			return nil, fmt.Errorf("eventstore/jetstream: append batch: %w: stream %q appears twice", eventstore.ErrInvalid, a.Stream)
+		}
+		seen[a.Stream] = true
+		if err := validateEvent(a.Event); err != nil {
+			return nil, fmt.Errorf("eventstore/jetstream: append batch to stream %q: %w", a.Stream, err)
+		}
+		var last uint64
+		switch r, exact := a.Expected.Exact(); {
+		case exact:
+			last = uint64(r)
+		case !a.Expected.IsNoStream():
+			return nil, fmt.Errorf("eventstore/jetstream: append batch to stream %q: %w: a batch needs NoStream or Exact expectations", a.Stream, eventstore.ErrInvalid)
+		}
+		msgs[i] = s.message(subject, a.Event)
+		msgs[i].Header.Set(natsjs.ExpectedLastSubjSeqHeader, strconv.FormatUint(last, 10))
+	}
+	pctx, cancel := context.WithTimeout(ctx, s.cfg.AckTimeout)
+	ack, err := jsbatch.Publish(pctx, s.js.Conn(), msgs)
+	cancel()
+	switch {
+	case err == nil:
+	case jsbatch.IsCode(err, jsbatch.ErrCodeDuplicate):
+		return nil, fmt.Errorf("eventstore/jetstream: append batch of %d: %w: an event id is already stored (%w)", len(appends), eventstore.ErrConflict, err)
+	case jsbatch.IsCode(err, jsbatch.ErrCodeDisabled):
+		return nil, fmt.Errorf("eventstore/jetstream: append batch of %d: %w (%w)", len(appends), errors.ErrUnsupported, err)
+	case jsbatch.IsCode(err, jsbatch.ErrCodeIncomplete, jsbatch.ErrCodeTooManyInflight):
+		// Nothing was stored; trying again is safe.
+		return nil, fmt.Errorf("eventstore/jetstream: append batch of %d: %w: %w", len(appends), eventstore.ErrUnavailable, err)
+	default:
+		return nil, fmt.Errorf("eventstore/jetstream: append batch of %d: %w", len(appends), wrapErr(err))
+	}
+	revs := make([]eventstore.Revision, len(appends))
+	for i := range revs {
+		revs[i] = eventstore.Revision(ack.Seq(i))
+	}
+	return revs, nil
 }
 
 func (s *Store) appendAny(ctx context.Context, stream, subject string, ev eventstore.Event) (eventstore.Revision, error) {

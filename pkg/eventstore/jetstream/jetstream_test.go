@@ -153,6 +153,7 @@ func TestStreamConfiguration(t *testing.T) {
 	require.True(t, c.DenyDelete)
 	require.False(t, c.DenyPurge)
 	require.False(t, c.AllowDirect)
+	require.True(t, c.AllowAtomicPublish, "AppendBatch needs atomic publish")
 	require.Equal(t, 1, c.Replicas)
 }
 
