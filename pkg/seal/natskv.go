@@ -8,6 +8,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/kontakt-se/kontakt/pkg/jsbatch"
 )
 
 // DefaultBucket is the name of the KV bucket that holds the wrapped data
@@ -67,6 +69,8 @@ type NATSKeyStore struct {
 	subject string // subject prefix, "$KV.<bucket>."
 }
 
+var _ BatchKeyStore = (*NATSKeyStore)(nil)
+
 // NewNATSKeyStore opens the key bucket, creating its stream if needed or
 // updating it to cfg (for instance a new replica count). It refuses a
 // bucket whose stream denies message deletes (such as one made with
@@ -112,6 +116,8 @@ func NewNATSKeyStore(ctx context.Context, js jetstream.JetStream, cfg NATSKeySto
 		DenyDelete:        false,
 		DenyPurge:         false,
 		AllowDirect:       false,
+		// CreateBatch stores a group of keys with one disk sync.
+		AllowAtomicPublish: true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("seal: key bucket %s: create or update stream %s: %w", bucket, name, err)
@@ -171,6 +177,36 @@ func (s *NATSKeyStore) Create(ctx context.Context, keyID string, wrapped []byte)
 	default:
 		return gerr
 	}
+}
+
+// CreateBatch implements BatchKeyStore with a JetStream atomic batch: each
+// key is published with "expected last subject sequence 0", as Create
+// does, and the server stores all of them or, if any key id was used
+// before, none.
+func (s *NATSKeyStore) CreateBatch(ctx context.Context, keys []WrappedKey) error {
+	if len(keys) > jsbatch.MaxMessages {
+		return fmt.Errorf("seal: store %d keys: at most %d in one batch", len(keys), jsbatch.MaxMessages)
+	}
+	msgs := make([]*nats.Msg, len(keys))
+	for i, k := range keys {
+		if _, _, err := ParseKeyID(k.KeyID); err != nil {
+			return err
+		}
+		m := nats.NewMsg(s.subject + k.KeyID)
+		m.Data = k.Wrapped
+		m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, "0")
+		msgs[i] = m
+	}
+	_, err := jsbatch.Publish(ctx, s.js.Conn(), msgs)
+	switch {
+	case err == nil:
+		return nil
+	case isWrongLastSeq(err):
+		return fmt.Errorf("seal: store %d keys: a key id was used before: %w", len(keys), ErrKeyExists)
+	case jsbatch.IsCode(err, jsbatch.ErrCodeDisabled):
+		return fmt.Errorf("seal: store %d keys: %w (%w)", len(keys), errors.ErrUnsupported, err)
+	}
+	return fmt.Errorf("seal: store %d keys: %w", len(keys), err)
 }
 
 // Get implements KeyStore. A KV delete or purge marker, or a server marker

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -97,7 +98,19 @@ func filesContaining(t *testing.T, dir string, needle []byte) []string {
 // stream's history, and not in any file of the NATS store directory. Case
 // B's keys, which are not destroyed, are the positive control: they must
 // be found by the same searches, or the searches prove nothing.
+//
+// It runs for keys made one by one (Seal) and for keys committed in atomic
+// batches (CommitDrafts), whose messages pass through the server's batch
+// staging files on their way into the stream.
 func TestDestroyErasesKeyBytes(t *testing.T) {
+	for _, batched := range []bool{false, true} {
+		t.Run(map[bool]string{false: "keys made by Seal", true: "keys committed as drafts"}[batched], func(t *testing.T) {
+			testDestroyErasesKeyBytes(t, batched)
+		})
+	}
+}
+
+func testDestroyErasesKeyBytes(t *testing.T, batched bool) {
 	ctx := t.Context()
 	dir := t.TempDir()
 	srv, err := natsserver.Start(ctx, natsserver.Config{StoreDir: dir, InProcessOnly: true})
@@ -127,9 +140,36 @@ func TestDestroyErasesKeyBytes(t *testing.T) {
 	sealed := map[string]*casev1.SealedPersonalData{}
 	wrapped := map[string][]byte{}
 	destroyed := map[string]bool{}
-	for _, o := range order {
-		v, err := s.Seal(ctx, o.caseID, o.class, []byte("personal data"))
-		require.NoError(t, err)
+	var values []*casev1.SealedPersonalData
+	if batched {
+		// Three commits, each with a draft per case, so the destroyed keys
+		// still sit between kept ones.
+		for chunk := range slices.Chunk(order, 3) {
+			drafts := map[string]*seal.Draft{}
+			var list []*seal.Draft
+			for _, o := range chunk {
+				d, ok := drafts[o.caseID]
+				if !ok {
+					d, err = s.NewDraft(o.caseID)
+					require.NoError(t, err)
+					drafts[o.caseID] = d
+					list = append(list, d)
+				}
+				v, err := d.Seal(o.class, []byte("personal data"))
+				require.NoError(t, err)
+				values = append(values, v)
+			}
+			require.NoError(t, s.CommitDrafts(ctx, list))
+		}
+	} else {
+		for _, o := range order {
+			v, err := s.Seal(ctx, o.caseID, o.class, []byte("personal data"))
+			require.NoError(t, err)
+			values = append(values, v)
+		}
+	}
+	for i, o := range order {
+		v := values[i]
 		e, err := kv.Get(ctx, v.GetKeyId())
 		require.NoError(t, err)
 		require.Len(t, e.Value(), seal.WrappedKeySize)

@@ -21,6 +21,10 @@
 // per operation, and buys the guarantee that no process keeps serving a
 // destroyed key after Destroy returns.
 //
+// A Draft seals the data of a case that does not exist yet with fresh keys
+// held in memory; CommitDrafts stores the keys of many drafts in one
+// atomic write, so that a group of registrations costs one key-store write.
+//
 // Nothing in this package logs, and no error carries plaintext or key
 // material; errors name key ids, which name no person.
 package seal
