@@ -15,8 +15,18 @@ type CaseNumbers interface {
 	// Next allocates the next number of the year that at falls in and
 	// remembers which case it belongs to.
 	Next(ctx context.Context, at time.Time, caseID string) (string, error)
+	// Allocate allocates one number per request, consecutive and in order
+	// within a year, in one write where it can: group commit's share of
+	// the numbers.
+	Allocate(ctx context.Context, reqs []Allocation) ([]string, error)
 	// Lookup returns the case id a number was allocated to.
 	Lookup(ctx context.Context, number string) (string, error)
+}
+
+// Allocation asks for the number of one case, in the year At falls in.
+type Allocation struct {
+	At     time.Time
+	CaseID string
 }
 
 // Sealer encrypts personal data with the case's own data key.

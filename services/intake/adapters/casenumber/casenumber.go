@@ -22,7 +22,7 @@
 //
 // The bucket has no TTL: an expired counter would restart its year at 1 and
 // hand out numbers that are already printed on receipts. For the same
-// reason Next refuses to overwrite an existing "number." key, so even a
+// reason allocation refuses to overwrite an existing "number." key, so even a
 // counter that an operator reset by hand leads to errors, never to a
 // duplicate number.
 package casenumber
@@ -40,8 +40,10 @@ import (
 	// containers (distroless, scratch) that have no /usr/share/zoneinfo.
 	_ "time/tzdata"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/kontakt-se/kontakt/pkg/jsbatch"
 	"github.com/kontakt-se/kontakt/services/intake/app"
 )
 
@@ -98,9 +100,13 @@ type Config struct {
 // safe for concurrent use, and any number of instances (on any number of
 // connections) may share one bucket. It does not own the connection.
 type Numbers struct {
-	kv     jetstream.KeyValue
-	prefix string
-	loc    *time.Location
+	kv jetstream.KeyValue
+	nc *nats.Conn
+	// subject is the bucket's subject prefix, "$KV.<bucket>.", for the
+	// atomic batches that write the counter and the numbers together.
+	subject string
+	prefix  string
+	loc     *time.Location
 	// local serialises this process's allocations: compare-and-set is
 	// only needed between instances, and letting one process's own
 	// requests race for the counter makes most of them lose and back off.
@@ -138,6 +144,24 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Numbers, err
 		}
 		cfg.Location = loc
 	}
+	kv, err := openBucket(ctx, js, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &Numbers{kv: kv, nc: js.Conn(), subject: "$KV." + cfg.Bucket + ".", prefix: cfg.Prefix, loc: cfg.Location}, nil
+}
+
+// openBucket creates the bucket or brings it to the configuration Numbers
+// needs: no TTL, one value per key, file storage, the replica count, and
+// atomic batches allowed (nats-server 2.12 or later), which Allocate uses
+// to move the counter and record the numbers in one write. A bucket that
+// is already right is left alone, so that starting an instance does not
+// briefly switch atomic batches off under the running ones (a standard KV
+// update would).
+func openBucket(ctx context.Context, js jetstream.JetStream, cfg Config) (jetstream.KeyValue, error) {
+	if st, err := js.Stream(ctx, "KV_"+cfg.Bucket); err == nil && bucketReady(st.CachedInfo().Config, cfg) {
+		return js.KeyValue(ctx, cfg.Bucket)
+	}
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      cfg.Bucket,
 		Description: "kontakt intake case numbers: per-year counters and number-to-case mapping",
@@ -151,7 +175,23 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Numbers, err
 	if err != nil {
 		return nil, fmt.Errorf("casenumber: create or update key-value bucket %q: %w", cfg.Bucket, err)
 	}
-	return &Numbers{kv: kv, prefix: cfg.Prefix, loc: cfg.Location}, nil
+	st, err := js.Stream(ctx, "KV_"+cfg.Bucket)
+	if err != nil {
+		return nil, fmt.Errorf("casenumber: key-value bucket %q: %w", cfg.Bucket, err)
+	}
+	sc := st.CachedInfo().Config
+	sc.AllowAtomicPublish = true
+	if _, err := js.UpdateStream(ctx, sc); err != nil {
+		return nil, fmt.Errorf("casenumber: allow atomic batches in key-value bucket %q: %w", cfg.Bucket, err)
+	}
+	return kv, nil
+}
+
+// bucketReady reports whether an existing bucket stream already has the
+// configuration openBucket would give it.
+func bucketReady(c jetstream.StreamConfig, cfg Config) bool {
+	return c.MaxAge == 0 && c.MaxMsgsPerSubject == 1 && c.Storage == jetstream.FileStorage &&
+		c.Replicas == cfg.Replicas && c.AllowAtomicPublish && !c.AllowMsgTTL
 }
 
 // validatePrefix accepts 1 to maxPrefixLen upper-case ASCII letters, which
@@ -169,40 +209,188 @@ func validatePrefix(p string) error {
 }
 
 // Next allocates the next number of the year that at falls in (in the
-// configured time zone) and records that it belongs to caseID.
-//
-// Numbers are unique and increasing within a year across all instances,
-// and a year's numbers have no gaps as long as every allocation succeeds.
-// A number is never reused: if Next fails after the counter moved (the
-// number-to-case record could not be stored, or the acknowledgement of the
-// counter update was lost), or the caller's registration fails after Next
-// returned, that number stays unused and leaves a gap. Reusing it would
-// risk two cases with one number, which is worse than a gap.
-//
-// When Next keeps losing the compare-and-set to other allocations it gives
-// up with an error wrapping app.ErrRevisionMismatch; it also stops when ctx
-// is done.
+// configured time zone) and records that it belongs to caseID. It is
+// Allocate for one case.
 func (n *Numbers) Next(ctx context.Context, at time.Time, caseID string) (string, error) {
-	if caseID == "" {
-		return "", errors.New("casenumber: next: case id is empty")
-	}
-	year := at.In(n.loc).Year()
-	if year < 1000 || year > 9999 {
-		// A zero or absurd time is a caller bug; a number with a year of a
-		// different width could not be parsed back by Lookup.
-		return "", fmt.Errorf("casenumber: next: year %d of %s is outside 1000..9999", year, at.Format(time.RFC3339))
-	}
-	n.local.Lock()
-	seq, err := n.allocate(ctx, year)
-	n.local.Unlock()
+	numbers, err := n.Allocate(ctx, []app.Allocation{{At: at, CaseID: caseID}})
 	if err != nil {
 		return "", err
 	}
-	number := n.format(year, seq)
-	if err := n.remember(ctx, number, caseID); err != nil {
-		return "", err
+	return numbers[0], nil
+}
+
+// Allocate allocates one number per request, in the year its At falls in
+// (in the configured time zone), consecutive and in request order within
+// a year, and records which case each belongs to.
+//
+// For each year it is one atomic batch: the counter's compare-and-set and
+// the number-to-case records are stored together or not at all, with one
+// disk sync. Numbers are unique and increasing within a year across all
+// instances, and a year's numbers have no gaps as long as every
+// allocation succeeds. A number is never reused: if the acknowledgement
+// is lost, or the caller's registration fails after Allocate returned,
+// those numbers stay unused and leave a gap. Reusing them would risk two
+// cases with one number, which is worse than a gap.
+//
+// If a number the counter points at is already recorded (somebody reset
+// the counter by hand), or the server does not take atomic batches,
+// Allocate falls back to moving the counter and recording the numbers one
+// by one, as before batches existed: a taken number then fails the
+// allocation and is skipped, so the counter recovers by moving past it.
+//
+// When Allocate keeps losing the compare-and-set to other allocations it
+// gives up with an error wrapping app.ErrRevisionMismatch; it also stops
+// when ctx is done.
+func (n *Numbers) Allocate(ctx context.Context, reqs []app.Allocation) ([]string, error) {
+	if len(reqs) == 0 {
+		return nil, nil
 	}
-	return number, nil
+	var years []int
+	byYear := map[int][]int{}
+	for i, r := range reqs {
+		if r.CaseID == "" {
+			return nil, errors.New("casenumber: allocate: case id is empty")
+		}
+		year := r.At.In(n.loc).Year()
+		if year < 1000 || year > 9999 {
+			// A zero or absurd time is a caller bug; a number with a year
+			// of a different width could not be parsed back by Lookup.
+			return nil, fmt.Errorf("casenumber: allocate: year %d of %s is outside 1000..9999", year, r.At.Format(time.RFC3339))
+		}
+		if _, ok := byYear[year]; !ok {
+			years = append(years, year)
+		}
+		byYear[year] = append(byYear[year], i)
+	}
+	out := make([]string, len(reqs))
+	n.local.Lock()
+	defer n.local.Unlock()
+	for _, year := range years {
+		idx := byYear[year]
+		caseIDs := make([]string, len(idx))
+		for j, i := range idx {
+			caseIDs[j] = reqs[i].CaseID
+		}
+		numbers, err := n.allocateYear(ctx, year, caseIDs)
+		if err != nil {
+			return nil, err
+		}
+		for j, i := range idx {
+			out[i] = numbers[j]
+		}
+	}
+	return out, nil
+}
+
+// errOneByOne tells allocateYear to use the one-by-one path.
+var errOneByOne = errors.New("casenumber: atomic batch not possible")
+
+// allocateYear allocates len(caseIDs) consecutive numbers of one year.
+func (n *Numbers) allocateYear(ctx context.Context, year int, caseIDs []string) ([]string, error) {
+	if len(caseIDs)+1 > jsbatch.MaxMessages {
+		return nil, fmt.Errorf("casenumber: allocate %d numbers: at most %d at once", len(caseIDs), jsbatch.MaxMessages-1)
+	}
+	key := counterKeyPrefix + strconv.Itoa(year)
+	for attempt := 1; ; attempt++ {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("casenumber: allocate numbers for %d: %w", year, err)
+		}
+		numbers, lost, err := n.tryAllocateBatch(ctx, key, year, caseIDs)
+		if errors.Is(err, errOneByOne) {
+			return n.allocateOneByOne(ctx, year, caseIDs)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("casenumber: allocate numbers for %d: %w", year, err)
+		}
+		if !lost {
+			return numbers, nil
+		}
+		if attempt >= maxAttempts {
+			return nil, fmt.Errorf("casenumber: allocate numbers for %d: lost the counter to other allocations %d times: %w",
+				year, attempt, app.ErrRevisionMismatch)
+		}
+		if err := sleep(ctx, backoff(attempt)); err != nil {
+			return nil, fmt.Errorf("casenumber: allocate numbers for %d: %w", year, err)
+		}
+	}
+}
+
+// tryAllocateBatch makes one attempt to move the counter by len(caseIDs)
+// and record the numbers, in one atomic batch. lost reports that another
+// allocation changed the counter first.
+func (n *Numbers) tryAllocateBatch(ctx context.Context, key string, year int, caseIDs []string) (numbers []string, lost bool, err error) {
+	last, rev, err := n.readCounter(ctx, key)
+	if err != nil {
+		return nil, false, err
+	}
+	k := uint64(len(caseIDs))
+	counter := nats.NewMsg(n.subject + key)
+	counter.Data = []byte(strconv.FormatUint(last+k, 10))
+	counter.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(rev, 10))
+	msgs := []*nats.Msg{counter}
+	numbers = make([]string, len(caseIDs))
+	for i, caseID := range caseIDs {
+		numbers[i] = n.format(year, last+1+uint64(i))
+		m := nats.NewMsg(n.subject + numberKeyPrefix + numbers[i])
+		m.Data = []byte(caseID)
+		m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, "0")
+		msgs = append(msgs, m)
+	}
+	_, err = jsbatch.Publish(ctx, n.nc, msgs)
+	switch {
+	case err == nil:
+		return numbers, false, nil
+	case jsbatch.IsCode(err, jsbatch.ErrCodeDisabled):
+		return nil, false, errOneByOne
+	case !jsbatch.IsCode(err, jetstream.JSErrCodeStreamWrongLastSequence, jetstream.JSErrCodeStreamWrongLastSequenceConstant):
+		return nil, false, fmt.Errorf("store counter %q and %d numbers: %w", key, k, err)
+	}
+	// Refused: did the counter move, or is one of the numbers taken?
+	_, now, rerr := n.readCounter(ctx, key)
+	if rerr != nil {
+		return nil, false, rerr
+	}
+	if now != rev {
+		return nil, true, nil
+	}
+	return nil, false, errOneByOne
+}
+
+// readCounter returns the counter's value and its revision (0, 0 when the
+// year has no counter yet).
+func (n *Numbers) readCounter(ctx context.Context, key string) (last, rev uint64, err error) {
+	entry, err := n.kv.Get(ctx, key)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return 0, 0, nil
+	case err != nil:
+		return 0, 0, fmt.Errorf("read counter %q: %w", key, err)
+	}
+	last, err = strconv.ParseUint(string(entry.Value()), 10, 64)
+	if err != nil {
+		// Never overwrite a counter we cannot read: guessing could reuse
+		// numbers.
+		return 0, 0, fmt.Errorf("counter %q holds %q, not a number: %w", key, entry.Value(), err)
+	}
+	return last, entry.Revision(), nil
+}
+
+// allocateOneByOne is the path without atomic batches: each number is a
+// compare-and-set of the counter followed by its record. A failure leaves
+// the numbers allocated so far unused.
+func (n *Numbers) allocateOneByOne(ctx context.Context, year int, caseIDs []string) ([]string, error) {
+	numbers := make([]string, len(caseIDs))
+	for i, caseID := range caseIDs {
+		seq, err := n.allocate(ctx, year)
+		if err != nil {
+			return nil, err
+		}
+		numbers[i] = n.format(year, seq)
+		if err := n.remember(ctx, numbers[i], caseID); err != nil {
+			return nil, err
+		}
+	}
+	return numbers, nil
 }
 
 // allocate moves the year's counter forward by one with compare-and-set
