@@ -48,12 +48,16 @@ type Config struct {
 	// WaitForClaim bounds how long a concurrent retry waits for the first
 	// request to finish before answering "in progress".
 	WaitForClaim time.Duration
+	// Group tunes group commit (RunGroupCommit).
+	Group GroupConfig
 }
 
 // Service registers cases.
 type Service struct {
 	store   EventStore
 	sealer  Sealer
+	drafts  DraftSealer // nil: no group commit
+	groups  groups
 	numbers CaseNumbers
 	idem    Idempotency
 	clock   func() time.Time
@@ -72,7 +76,14 @@ func NewService(store EventStore, sealer Sealer, numbers CaseNumbers, idem Idemp
 	if cfg.WaitForClaim <= 0 {
 		cfg.WaitForClaim = 10 * time.Second
 	}
-	return &Service{store: store, sealer: sealer, numbers: numbers, idem: idem, clock: clock, logger: logger, cfg: cfg}, nil
+	if err := cfg.Group.setDefaults(); err != nil {
+		return nil, err
+	}
+	s := &Service{store: store, sealer: sealer, numbers: numbers, idem: idem, clock: clock, logger: logger, cfg: cfg}
+	// A sealer that makes drafts allows group commit.
+	s.drafts, _ = sealer.(DraftSealer)
+	s.groups = groups{queue: make(chan *pending, 2*cfg.Group.MaxSize), cfg: cfg.Group}
+	return s, nil
 }
 
 // EventTypeCaseRegistered is the store's type name of CaseRegistered.
@@ -86,7 +97,7 @@ func (s *Service) Register(ctx context.Context, in *intakev1.CaseInput, actor st
 		return Registered{}, err
 	}
 	caseID := uuid.NewString()
-	return s.register(ctx, reg, caseID, uuid.NewString(), actor, now)
+	return s.register(ctx, reg, caseID, uuid.NewString(), actor, now, true)
 }
 
 // SubmitForm registers a case from an e-service form. client identifies
@@ -133,7 +144,10 @@ func (s *Service) SubmitForm(ctx context.Context, client, key string, in *intake
 			return r, nil
 		}
 	}
-	r, err := s.register(ctx, reg, caseID, eventID, "form:"+client, now)
+	// A fresh claim means no earlier attempt of this submission is alive;
+	// one that released its claim after a failure may still have stored
+	// keys, which only costs its group a detour.
+	r, err := s.register(ctx, reg, caseID, eventID, "form:"+client, now, claimed)
 	if errors.Is(err, eventstore.ErrConflict) {
 		// Another request registered this very case first.
 		if got, ok, rerr := s.registeredCase(ctx, caseID); rerr == nil && ok {
@@ -213,9 +227,12 @@ func (s *Service) registeredCase(ctx context.Context, caseID string) (Registered
 }
 
 // register seals the personal data, allocates the case number and appends
-// CaseRegistered. The number is allocated last, after everything that can
-// fail on bad luck, so that numbers are rarely skipped.
-func (s *Service) register(ctx context.Context, reg domain.Registration, caseID, eventID, actor string, now time.Time) (Registered, error) {
+// CaseRegistered: in a group (see group.go) when group commit runs and the
+// case is new, otherwise alone. fresh says that nothing of the case can
+// exist yet (a random case id, or a form key claimed just now); a form
+// submission that takes over from a crashed one may find its keys stored
+// already, which would fail its whole group.
+func (s *Service) register(ctx context.Context, reg domain.Registration, caseID, eventID, actor string, now time.Time, fresh bool) (Registered, error) {
 	ev := &casev1.CaseRegistered{
 		CaseId:               caseID,
 		Type:                 reg.Type,
@@ -231,39 +248,58 @@ func (s *Service) register(ctx context.Context, reg domain.Registration, caseID,
 		// case.
 		StatisticsSeed: rand.Text(),
 	}
-	var err error
-	if reg.Contact != nil {
-		if ev.Contact, err = s.sealMessage(ctx, caseID, seal.ClassContact, reg.Contact); err != nil {
-			return Registered{}, err
-		}
+	if !fresh || s.drafts == nil || !s.groups.isRunning() {
+		return s.registerAlone(ctx, reg, ev, eventID)
 	}
-	if reg.Identity != nil {
-		if ev.Identity, err = s.sealMessage(ctx, caseID, seal.ClassIdentity, reg.Identity); err != nil {
-			return Registered{}, err
-		}
+	draft, err := s.drafts.NewDraft(caseID)
+	if err != nil {
+		return Registered{}, fmt.Errorf("seal: %w", err)
 	}
-	if reg.FreeText != nil {
-		if ev.FreeText, err = s.sealMessage(ctx, caseID, seal.ClassFreeText, reg.FreeText); err != nil {
-			return Registered{}, err
-		}
+	if err := sealInto(ev, reg, func(class seal.Class, b []byte) (*casev1.SealedPersonalData, error) {
+		return draft.Seal(class, b)
+	}); err != nil {
+		return Registered{}, err
 	}
-	if len(reg.AttachmentNames) > 0 {
-		if ev.AttachmentNames, err = s.sealMessage(ctx, caseID, seal.ClassAttachments, &casev1.AttachmentNames{Names: reg.AttachmentNames}); err != nil {
-			return Registered{}, err
-		}
+	r, ok, err := s.submit(ctx, &pending{reg: reg, ev: ev, draft: draft, eventID: eventID, now: now})
+	if !ok {
+		// Group commit is not running: the draft's keys were never
+		// stored, so seal again with stored keys.
+		return s.registerAlone(ctx, reg, ev, eventID)
 	}
-	if ev.CaseNumber, err = s.numbers.Next(ctx, now, caseID); err != nil {
+	return r, err
+}
+
+// registerAlone seals with the stored keys, then numbers and appends.
+func (s *Service) registerAlone(ctx context.Context, reg domain.Registration, ev *casev1.CaseRegistered, eventID string) (Registered, error) {
+	if err := sealInto(ev, reg, func(class seal.Class, b []byte) (*casev1.SealedPersonalData, error) {
+		return s.sealer.Seal(ctx, ev.GetCaseId(), class, b)
+	}); err != nil {
+		return Registered{}, err
+	}
+	return s.numberAndAppend(ctx, ev, eventID)
+}
+
+// numberAndAppend allocates the case number last, after everything that
+// can fail on bad luck, so that numbers are rarely skipped, then appends.
+func (s *Service) numberAndAppend(ctx context.Context, ev *casev1.CaseRegistered, eventID string) (Registered, error) {
+	number, err := s.numbers.Next(ctx, ev.GetRegisteredAt().AsTime(), ev.GetCaseId())
+	if err != nil {
 		return Registered{}, fmt.Errorf("allocate case number: %w", err)
 	}
-	data, err := proto.Marshal(ev)
+	ev.CaseNumber = number
+	return s.appendRegistered(ctx, ev, eventID)
+}
+
+// appendRegistered appends the numbered CaseRegistered to the new case
+// stream. An unknown outcome is retried with the same event id: the store
+// recognises a write that landed, so this never registers twice.
+func (s *Service) appendRegistered(ctx context.Context, ev *casev1.CaseRegistered, eventID string) (Registered, error) {
+	event, err := registeredEvent(ev, eventID)
 	if err != nil {
-		return Registered{}, fmt.Errorf("encode CaseRegistered: %w", err)
+		return Registered{}, err
 	}
-	event := eventstore.Event{ID: eventID, Type: EventTypeCaseRegistered(), Data: data}
-	// An unknown outcome is retried with the same event id: the store
-	// recognises a write that landed, so this never registers twice.
 	for attempt := 0; ; attempt++ {
-		_, err = s.store.Append(ctx, caseID, eventstore.NoStream(), event)
+		_, err = s.store.Append(ctx, ev.GetCaseId(), eventstore.NoStream(), event)
 		if err == nil || !errors.Is(err, eventstore.ErrUnavailable) || attempt == 2 || ctx.Err() != nil {
 			break
 		}
@@ -271,15 +307,57 @@ func (s *Service) register(ctx context.Context, reg domain.Registration, caseID,
 	if err != nil {
 		return Registered{}, fmt.Errorf("append CaseRegistered: %w", err)
 	}
-	return Registered{CaseID: caseID, CaseNumber: ev.CaseNumber, RegisteredAt: now}, nil
+	return registered(ev), nil
 }
 
-func (s *Service) sealMessage(ctx context.Context, caseID string, class seal.Class, m proto.Message) (*casev1.SealedPersonalData, error) {
+// registeredEvent encodes CaseRegistered for the store.
+func registeredEvent(ev *casev1.CaseRegistered, eventID string) (eventstore.Event, error) {
+	data, err := proto.Marshal(ev)
+	if err != nil {
+		return eventstore.Event{}, fmt.Errorf("encode CaseRegistered: %w", err)
+	}
+	return eventstore.Event{ID: eventID, Type: EventTypeCaseRegistered(), Data: data}, nil
+}
+
+// registered is the answer for a stored CaseRegistered.
+func registered(ev *casev1.CaseRegistered) Registered {
+	return Registered{CaseID: ev.GetCaseId(), CaseNumber: ev.GetCaseNumber(), RegisteredAt: ev.GetRegisteredAt().AsTime()}
+}
+
+// sealInto seals each class of personal data the registration has into
+// ev with sealFn.
+func sealInto(ev *casev1.CaseRegistered, reg domain.Registration, sealFn func(seal.Class, []byte) (*casev1.SealedPersonalData, error)) error {
+	var err error
+	if reg.Contact != nil {
+		if ev.Contact, err = sealMessage(sealFn, seal.ClassContact, reg.Contact); err != nil {
+			return err
+		}
+	}
+	if reg.Identity != nil {
+		if ev.Identity, err = sealMessage(sealFn, seal.ClassIdentity, reg.Identity); err != nil {
+			return err
+		}
+	}
+	if reg.FreeText != nil {
+		if ev.FreeText, err = sealMessage(sealFn, seal.ClassFreeText, reg.FreeText); err != nil {
+			return err
+		}
+	}
+	if len(reg.AttachmentNames) > 0 {
+		if ev.AttachmentNames, err = sealMessage(sealFn, seal.ClassAttachments, &casev1.AttachmentNames{Names: reg.AttachmentNames}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func sealMessage(sealFn func(seal.Class, []byte) (*casev1.SealedPersonalData, error), class seal.Class, m proto.Message) (*casev1.SealedPersonalData, error) {
 	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
 	if err != nil {
 		return nil, fmt.Errorf("encode %s: %w", class, err)
 	}
-	sealed, err := s.sealer.Seal(ctx, caseID, class, b)
+	defer clear(b)
+	sealed, err := sealFn(class, b)
 	if err != nil {
 		return nil, fmt.Errorf("seal %s: %w", class, err)
 	}

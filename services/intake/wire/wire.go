@@ -46,6 +46,8 @@ func Mount(ctx context.Context, h *host.Host) error {
 	if err != nil {
 		return err
 	}
+	// Registrations that arrive together share their disk syncs.
+	h.Go(svc.RunGroupCommit)
 	ports.Register(h.Server, ports.NewServer(svc, h.Validator, h.Clock, logger))
 	services := make([]ports.Open311Service, 0, len(cfg.Intake.Open311Services))
 	for _, s := range cfg.Intake.Open311Services {
