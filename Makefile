@@ -125,11 +125,11 @@ fuzz: ## Run each fuzz target for FUZZLONG (default 5m).
 	$(MAKE) --no-print-directory fuzz-short FUZZTIME=$(FUZZLONG)
 
 .PHONY: bench
-bench: $(BIN)/nats-server ## Run the benchmarks; each reports against raw JetStream in the same run.
+bench: build $(BIN)/nats-server ## Run the benchmarks; each reports against raw JetStream in the same run.
 	cd pkg && $(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) ./eventstore/...
 	cd services/routing && $(GO) test -run '^$$' -bench . ./adapters/readmodel/
 	cd services/statistics && $(GO) test -run '^$$' -bench . .
-	cd test && $(GO) test -run '^$$' -bench . -benchtime 20x ./bench/
+	cd test && $(GO) test -run '^$$' -bench . -benchtime 60x ./bench/
 
 .PHONY: clean
 clean: ## Remove built binaries and tool installs (not ./data).

@@ -21,6 +21,9 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/kontakt-se/kontakt/pkg/auth"
+	"github.com/kontakt-se/kontakt/pkg/natstest"
 )
 
 // kontakt is one running `kontakt serve`, shared by the benchmarks.
@@ -188,4 +191,63 @@ func (k *kontakt) stop() {
 		_ = k.output.Close()
 	}
 	_ = os.RemoveAll(k.dir)
+}
+
+// intakeOnly starts a nats-server process (sync_interval: always) and the
+// intake service's own binary against it, both stopped when b ends, and
+// returns the NATS URL, intake's gRPC address and an agent token.
+func intakeOnly(b *testing.B) (natsURL, addr, token string) {
+	b.Helper()
+	nats := natstest.StartProcess(b, natstest.Options{})
+	bin, err := binary()
+	if err != nil {
+		b.Fatal(err)
+	}
+	intakeBin := filepath.Join(filepath.Dir(bin), "kontakt-intake")
+	if _, err := os.Stat(intakeBin); err != nil {
+		_, file, _, _ := runtime.Caller(0)
+		cmd := exec.Command("go", "build", "-o", intakeBin, "./cmd/kontakt-intake")
+		cmd.Dir = filepath.Join(filepath.Dir(file), "..", "..", "services", "intake")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.Fatalf("build kontakt-intake: %v\n%s", err, out)
+		}
+	}
+	dir := b.TempDir()
+	devKey := filepath.Join(dir, "dev-signing-key.pem")
+	metrics, err := freeAddr()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if addr, err = freeAddr(); err != nil {
+		b.Fatal(err)
+	}
+	cfg := fmt.Sprintf("mode: development\ndata_dir: %s\nlisten: %s\nmetrics_listen: %s\nshutdown_timeout: 5s\nnats:\n  url: %s\nauth:\n  dev_key_file: %s\n",
+		filepath.Join(dir, "data"), addr, metrics, nats.URL(), devKey)
+	path := filepath.Join(dir, "kontakt.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	out, err := os.Create(filepath.Join(dir, "intake.log"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	k := &kontakt{bin: intakeBin, addr: addr, dir: dir, done: make(chan error, 1), output: out}
+	k.cmd = exec.Command(intakeBin, "--config", path)
+	k.cmd.Stdout, k.cmd.Stderr = out, out
+	if err := k.cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	go func() { k.done <- k.cmd.Wait() }()
+	b.Cleanup(k.stop)
+	if err := k.waitServing(); err != nil {
+		b.Fatal(err)
+	}
+	key, err := auth.LoadOrCreateDevKey(devKey)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if token, err = key.Mint("bench-agent", []auth.Role{auth.RoleAgent}, nil, "", 2*time.Hour, time.Now()); err != nil {
+		b.Fatal(err)
+	}
+	return nats.URL(), addr, token
 }
