@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -212,6 +213,86 @@ func (c *Commands) Reopen(ctx context.Context, a domain.Actor, caseID string) (*
 // Route puts a new case in a queue by the rules, exactly once: the append
 // expects the revision the decision was made on, so of two routers only
 // one succeeds, and the other finds the case routed.
+// RouteMany routes the cases like Route, with the CaseRouted events of
+// all of them in one atomic batch where the store has batches: with a
+// sync on every write, routing a burst of new cases one append at a time
+// would cost the disk one sync per case beside intake's. A refused batch
+// (a case changed since it was read, or the batch's outcome is unknown)
+// falls back to Route per case, which rereads and finds a case routed by
+// the batch already routed. It returns the error of each case that could
+// not be routed; a case that does not exist (any more) is not an error.
+func (c *Commands) RouteMany(ctx context.Context, caseIDs []string, rules *domain.Rules) map[string]error {
+	errs := map[string]error{}
+	routeOne := func(id string) {
+		if err := c.Route(ctx, id, rules); err != nil && !errors.Is(err, ErrNotFound) {
+			errs[id] = err
+		}
+	}
+	b, ok := c.store.(eventstore.BatchAppender)
+	if !ok || len(caseIDs) < 2 {
+		for _, id := range caseIDs {
+			routeOne(id)
+		}
+		return errs
+	}
+	type decided struct {
+		id  string
+		app eventstore.BatchAppend
+	}
+	var (
+		mu      sync.Mutex
+		batch   []decided
+		wg      sync.WaitGroup
+		limiter = make(chan struct{}, 8)
+	)
+	for _, id := range caseIDs {
+		wg.Go(func() {
+			limiter <- struct{}{}
+			defer func() { <-limiter }()
+			cs, err := c.Load(ctx, id)
+			if errors.Is(err, ErrNotFound) {
+				return
+			}
+			var ev proto.Message
+			if err == nil {
+				queue, rule := rules.Route(cs.Type, cs.Channel, cs.Category)
+				ev, err = cs.Route(queue, rule, rules.Version(), c.clock())
+			}
+			if errors.Is(err, domain.ErrAlreadyRouted) {
+				return
+			}
+			var data []byte
+			if err == nil {
+				data, err = proto.Marshal(ev)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs[id] = err
+				return
+			}
+			batch = append(batch, decided{id: id, app: eventstore.BatchAppend{
+				Stream: id, Expected: eventstore.Exact(eventstore.Revision(cs.Version)),
+				Event: eventstore.Event{ID: uuid.NewString(), Type: string(ev.ProtoReflect().Descriptor().FullName()), Data: data},
+			}})
+		})
+	}
+	wg.Wait()
+	if len(batch) == 0 {
+		return errs
+	}
+	appends := make([]eventstore.BatchAppend, len(batch))
+	for i, d := range batch {
+		appends[i] = d.app
+	}
+	if _, err := b.AppendBatch(ctx, appends); err != nil {
+		for _, d := range batch {
+			routeOne(d.id)
+		}
+	}
+	return errs
+}
+
 func (c *Commands) Route(ctx context.Context, caseID string, rules *domain.Rules) error {
 	_, err := c.execute(ctx, caseID, func(cs *domain.Case, now time.Time) (proto.Message, error) {
 		queue, rule := rules.Route(cs.Type, cs.Channel, cs.Category)

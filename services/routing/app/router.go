@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"sync"
 	"time"
@@ -28,7 +27,6 @@ type Router struct {
 	rules   *domain.Rules
 	pending Unrouted
 	logger  *slog.Logger
-	workers int
 
 	mu     sync.Mutex
 	queued map[string]bool
@@ -37,7 +35,7 @@ type Router struct {
 
 // NewRouter builds a router.
 func NewRouter(cmds *Commands, rules *domain.Rules, pending Unrouted, logger *slog.Logger) *Router {
-	return &Router{cmds: cmds, rules: rules, pending: pending, logger: logger, workers: 4,
+	return &Router{cmds: cmds, rules: rules, pending: pending, logger: logger,
 		queued: map[string]bool{}, wake: make(chan struct{}, 1)}
 }
 
@@ -84,7 +82,8 @@ type retry struct {
 	backoff time.Duration
 }
 
-// Run routes until ctx ends, with a few workers in parallel. A case whose
+// Run routes until ctx ends, up to 64 cases at a time with their events
+// in one batch (Commands.RouteMany). A case whose
 // routing failed (the store was away, say) is retried with a growing
 // back-off, from one second up to half a minute; a sweep every few minutes
 // catches anything else.
@@ -95,8 +94,7 @@ func (r *Router) Run(ctx context.Context) error {
 	defer tick.Stop()
 	var fmu sync.Mutex
 	failed := map[string]retry{}
-	attempt := func(id string) {
-		err := r.route(ctx, id)
+	attempt := func(id string, err error) {
 		fmu.Lock()
 		defer fmu.Unlock()
 		if err == nil || ctx.Err() != nil {
@@ -117,20 +115,10 @@ func (r *Router) Run(ctx context.Context) error {
 			if len(ids) == 0 {
 				return
 			}
-			var wg sync.WaitGroup
-			work := make(chan string)
-			for range r.workers {
-				wg.Go(func() {
-					for id := range work {
-						attempt(id)
-					}
-				})
-			}
+			errs := r.cmds.RouteMany(ctx, ids, r.rules)
 			for _, id := range ids {
-				work <- id
+				attempt(id, errs[id])
 			}
-			close(work)
-			wg.Wait()
 		}
 	}
 	r.enqueue(r.unrouted()...)
@@ -163,12 +151,4 @@ func (r *Router) unrouted() []string {
 		r.logger.Warn("listing unrouted cases failed", "error", err)
 	}
 	return ids
-}
-
-func (r *Router) route(ctx context.Context, caseID string) error {
-	err := r.cmds.Route(ctx, caseID, r.rules)
-	if errors.Is(err, ErrNotFound) {
-		return nil
-	}
-	return err
 }
