@@ -16,26 +16,35 @@ import (
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
 )
 
-// BenchmarkAppend compares plain JetStream publishes with eventstore
-// appends on the same embedded sync-always server, with the same 512-byte
-// payload and headers (the raw publish lacks only the expectation header),
-// sequentially and with 64 concurrent writers. It reports ops/s and logs the
-// eventstore/raw ratio, which is the cost of optimistic concurrency.
-func BenchmarkAppend(b *testing.B) {
+// benchStores starts an embedded sync-always server with an event store
+// on stream name and a raw baseline stream (subjects bench.raw.>)
+// configured exactly like the store's.
+func benchStores(b *testing.B, name, prefix string) (natsjs.JetStream, *Store) {
+	b.Helper()
 	_, nc := startEmbedded(b)
 	js, err := natsjs.New(nc)
 	if err != nil {
 		b.Fatal(err)
 	}
 	ctx := context.Background()
-	store, err := New(ctx, js, Config{StreamName: "BENCH_ES", SubjectPrefix: "bench.es"})
+	store, err := New(ctx, js, Config{StreamName: name, SubjectPrefix: prefix})
 	if err != nil {
 		b.Fatal(err)
 	}
-	// The raw baseline gets a stream configured exactly like the store's.
 	if _, err := js.CreateOrUpdateStream(ctx, Config{StreamName: "BENCH_RAW", SubjectPrefix: "bench.raw"}.StreamConfig()); err != nil {
 		b.Fatal(err)
 	}
+	return js, store
+}
+
+// BenchmarkAppend compares plain JetStream publishes with eventstore
+// appends on the same embedded sync-always server, with the same 512-byte
+// payload and headers (the raw publish lacks only the expectation header),
+// sequentially and with 64 concurrent writers. It reports ops/s and logs the
+// eventstore/raw ratio, which is the cost of optimistic concurrency.
+func BenchmarkAppend(b *testing.B) {
+	ctx := context.Background()
+	js, store := benchStores(b, "BENCH_ES", "bench.es")
 	payload := bytes.Repeat([]byte{0xa5}, 512)
 	meta := map[string]string{"correlation-id": uuid.NewString()}
 
@@ -128,19 +137,8 @@ func BenchmarkAppend(b *testing.B) {
 // iteration is 64 events of each kind; it reports both rates and
 // batch/raw.
 func BenchmarkAppendBatchVsRaw(b *testing.B) {
-	_, nc := startEmbedded(b)
-	js, err := natsjs.New(nc)
-	if err != nil {
-		b.Fatal(err)
-	}
 	ctx := context.Background()
-	store, err := New(ctx, js, Config{StreamName: "BENCH_BATCH", SubjectPrefix: "bench.batch"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := js.CreateOrUpdateStream(ctx, Config{StreamName: "BENCH_RAW", SubjectPrefix: "bench.raw"}.StreamConfig()); err != nil {
-		b.Fatal(err)
-	}
+	js, store := benchStores(b, "BENCH_BATCH", "bench.batch")
 	payload := bytes.Repeat([]byte{0xa5}, 512)
 	const group = 64
 	events := int64(b.N) * group
