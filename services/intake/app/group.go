@@ -57,7 +57,7 @@ type GroupConfig struct {
 const (
 	DefaultGroupSize    = 128
 	DefaultGroupTimeout = 15 * time.Second
-	DefaultGroupLinger  = 2 * time.Millisecond
+	DefaultGroupLinger  = 5 * time.Millisecond
 )
 
 // pending is one registration waiting for its group.
