@@ -255,14 +255,27 @@ func (s *Service) prepareGroup(ctx context.Context, group []*pending) []*pending
 	wg.Go(func() { keysErr = s.drafts.CommitDrafts(cctx, drafts) })
 	wg.Go(func() { numbers, numbersErr = s.numbers.Allocate(cctx, reqs) })
 	wg.Wait()
-	if keysErr != nil {
-		// Sealed with keys that were not stored: seal again, alone. The
-		// numbers the group got, if any, stay unused.
-		s.logger.Info("group commit: keys not stored together, registering alone", "cases", len(group), "error", keysErr)
+	switch {
+	case keysErr != nil && numbersErr != nil:
+		s.logger.Info("group commit: keys and numbers not stored together, registering alone", "cases", len(group), "error", errors.Join(keysErr, numbersErr))
 		s.each(group, func(p *pending) (Registered, error) { return s.registerAlone(p.ctx, p.reg, p.ev, p.eventID) })
 		return nil
-	}
-	if numbersErr != nil {
+	case keysErr != nil:
+		// Sealed with keys that were not stored: seal again, alone, with
+		// the stored keys, and keep the numbers the group got, so they
+		// leave no gaps and their records point at the right cases.
+		s.logger.Info("group commit: keys not stored together, sealing alone", "cases", len(group), "error", keysErr)
+		for i, p := range group {
+			p.ev.CaseNumber = numbers[i]
+		}
+		s.each(group, func(p *pending) (Registered, error) {
+			if err := s.sealAlone(p.ctx, p.reg, p.ev); err != nil {
+				return Registered{}, err
+			}
+			return s.appendRegistered(p.ctx, p.ev, p.eventID)
+		})
+		return nil
+	case numbersErr != nil:
 		s.logger.Info("group commit: numbers not allocated together, allocating alone", "cases", len(group), "error", numbersErr)
 		s.each(group, func(p *pending) (Registered, error) { return s.numberAndAppend(p.ctx, p.ev, p.eventID) })
 		return nil

@@ -271,12 +271,18 @@ func (s *Service) register(ctx context.Context, reg domain.Registration, caseID,
 
 // registerAlone seals with the stored keys, then numbers and appends.
 func (s *Service) registerAlone(ctx context.Context, reg domain.Registration, ev *casev1.CaseRegistered, eventID string) (Registered, error) {
-	if err := sealInto(ev, reg, func(class seal.Class, b []byte) (*casev1.SealedPersonalData, error) {
-		return s.sealer.Seal(ctx, ev.GetCaseId(), class, b)
-	}); err != nil {
+	if err := s.sealAlone(ctx, reg, ev); err != nil {
 		return Registered{}, err
 	}
 	return s.numberAndAppend(ctx, ev, eventID)
+}
+
+// sealAlone seals the registration's personal data into ev with the
+// case's stored keys, creating those that do not exist yet.
+func (s *Service) sealAlone(ctx context.Context, reg domain.Registration, ev *casev1.CaseRegistered) error {
+	return sealInto(ev, reg, func(class seal.Class, b []byte) (*casev1.SealedPersonalData, error) {
+		return s.sealer.Seal(ctx, ev.GetCaseId(), class, b)
+	})
 }
 
 // numberAndAppend allocates the case number last, after everything that

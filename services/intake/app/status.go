@@ -48,6 +48,12 @@ func (s *Service) Status(ctx context.Context, caseNumber string) (CaseState, err
 			if err := proto.Unmarshal(ev.Data, &cr); err != nil {
 				return CaseState{}, fmt.Errorf("decode CaseRegistered: %w", err)
 			}
+			if cr.GetCaseNumber() != caseNumber {
+				// The number record points at a case that carries another
+				// number (a record of an allocation whose registration
+				// failed): this number has no case.
+				return CaseState{}, fmt.Errorf("case %s: %w", caseNumber, ErrNotFound)
+			}
 			st.Type, st.Category = cr.GetType(), cr.GetCategory()
 			st.RequestedAt = cr.GetRegisteredAt().AsTime()
 			st.RegisteredBy = cr.GetRegisteredBy()
