@@ -49,7 +49,8 @@ const (
 	caseSubjectPrefix   = "kontakt.case."
 	eventTypeHeader     = "Kontakt-Event-Type"
 	caseRegisteredType  = "kontakt.case.v1.CaseRegistered"
-	caseNumbersBucket   = "KONTAKT_CASENUMBERS"
+	caseNumbersStream   = "KONTAKT_CASENUMBER_BLOCKS"
+	caseNumbersSubject  = "kontakt.casenumbers."
 	keysBucket          = "KONTAKT_KEYS"
 	idempotencyBucket   = "KONTAKT_IDEMPOTENCY"
 	intakeServicePrefix = "/kontakt.intake.v1.IntakeService/"
@@ -372,15 +373,49 @@ func (e *intakeEnv) kv(t *testing.T, bucket string) jetstream.KeyValue {
 	return kv
 }
 
-// caseIDOfNumber looks up the case a number was allocated to, in the case
-// number bucket ("number.<case number>").
+// numberBlock is a message of the case-number stream: the first number
+// of a block and the cases its numbers went to, in order.
+type numberBlock struct {
+	First uint64   `json:"first"`
+	Cases []string `json:"cases"`
+}
+
+// numberBlocks reads every block of this year, in order, by walking the
+// stream's messages of the year's subject (independently of intake's own
+// binary search).
+func (e *intakeEnv) numberBlocks(t *testing.T) []numberBlock {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := e.js.Stream(ctx, caseNumbersStream)
+	require.NoError(t, err)
+	subject := fmt.Sprintf("%s%d", caseNumbersSubject, stockholmYear(t))
+	var out []numberBlock
+	for seq := uint64(1); ; {
+		m, err := st.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return out
+		}
+		require.NoError(t, err)
+		var b numberBlock
+		require.NoError(t, json.Unmarshal(m.Data, &b))
+		out = append(out, b)
+		seq = m.Sequence + 1
+	}
+}
+
+// caseIDOfNumber looks up the case a number was allocated to, in the
+// case-number blocks.
 func (e *intakeEnv) caseIDOfNumber(t *testing.T, number string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	entry, err := e.kv(t, caseNumbersBucket).Get(ctx, "number."+number)
-	require.NoError(t, err, "case number %s has no number.* entry", number)
-	return string(entry.Value())
+	n := caseNumberSeq(t, stockholmYear(t), number)
+	for _, b := range e.numberBlocks(t) {
+		if n >= b.First && n < b.First+uint64(len(b.Cases)) {
+			return b.Cases[n-b.First]
+		}
+	}
+	t.Fatalf("case number %s is in no block", number)
+	return ""
 }
 
 // stockholmYear is the year case numbers carry now.
@@ -391,20 +426,15 @@ func stockholmYear(t *testing.T) int {
 	return time.Now().In(loc).Year()
 }
 
-// counter is the current value of this year's case-number counter (0 when
-// none was allocated).
+// counter is the last case number allocated this year (0 when none was).
 func (e *intakeEnv) counter(t *testing.T) uint64 {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	entry, err := e.kv(t, caseNumbersBucket).Get(ctx, fmt.Sprintf("counter.%d", stockholmYear(t)))
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
+	blocks := e.numberBlocks(t)
+	if len(blocks) == 0 {
 		return 0
 	}
-	require.NoError(t, err)
-	n, err := strconv.ParseUint(string(entry.Value()), 10, 64)
-	require.NoError(t, err)
-	return n
+	last := blocks[len(blocks)-1]
+	return last.First + uint64(len(last.Cases)) - 1
 }
 
 // storeSnapshot is everything intake may write, counted. Case events are
@@ -421,8 +451,8 @@ func (e *intakeEnv) snapshot(t *testing.T) storeSnapshot {
 	s := storeSnapshot{Registered: countRegistered(e.events(t)), Counter: e.counter(t), BucketMsgs: map[string]uint64{}}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	for _, b := range []string{caseNumbersBucket, keysBucket, idempotencyBucket} {
-		st, err := e.js.Stream(ctx, "KV_"+b)
+	for _, b := range []string{caseNumbersStream, "KV_" + keysBucket, "KV_" + idempotencyBucket} {
+		st, err := e.js.Stream(ctx, b)
 		require.NoError(t, err)
 		bi, err := st.Info(ctx)
 		require.NoError(t, err)

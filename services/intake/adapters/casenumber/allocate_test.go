@@ -114,27 +114,3 @@ func TestAllocateSplitsByYear(t *testing.T) {
 	require.Error(t, err, "the zero time is refused")
 	require.Equal(t, "KC-2026-000003", next(t, n, old, "g"), "a refused group uses no number")
 }
-
-// When the bucket does not take atomic batches (someone switched them off,
-// or an older server), allocation still works, one by one.
-func TestAllocateWithoutAtomicBatches(t *testing.T) {
-	js := jetStream(t, startServer(t))
-	n := newNumbers(t, js, casenumber.Config{})
-	st, err := js.Stream(t.Context(), "KV_"+casenumber.DefaultBucket)
-	require.NoError(t, err)
-	cfg := st.CachedInfo().Config
-	cfg.AllowAtomicPublish = false
-	_, err = js.UpdateStream(t.Context(), cfg)
-	require.NoError(t, err)
-
-	got, err := n.Allocate(t.Context(), allocations("case", 4, midsummer()))
-	require.NoError(t, err)
-	require.Equal(t, []string{"KC-2026-000001", "KC-2026-000002", "KC-2026-000003", "KC-2026-000004"}, got)
-	wantLookup(t, n, got[2], "case-2")
-
-	// A new instance switches them back on.
-	newNumbers(t, js, casenumber.Config{})
-	st, err = js.Stream(t.Context(), "KV_"+casenumber.DefaultBucket)
-	require.NoError(t, err)
-	require.True(t, st.CachedInfo().Config.AllowAtomicPublish)
-}

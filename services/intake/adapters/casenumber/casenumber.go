@@ -1,17 +1,25 @@
 // Package casenumber allocates intake's human case numbers (KC-2026-000123)
-// in a NATS JetStream key-value bucket, so that every intake instance, in
-// one process or on several machines, draws from the same sequence.
+// in a NATS JetStream stream, so that every intake instance, in one
+// process or on several machines, draws from the same sequence.
 //
 // # Layout
 //
-// The bucket holds two kinds of keys:
+// The stream (DefaultStream) has one subject per year,
+// "kontakt.casenumbers.<year>", and every message on it is a block: the
+// first number it allocates and the ids of the cases the block's numbers
+// belong to, in order. The year's counter is the last number of its last
+// block. An allocation publishes the next block with "expected last
+// subject sequence", so of two instances that read the same last block
+// only one can append after it, and no number is handed out twice.
 //
-//   - "counter.<year>" holds the last number allocated in that year as
-//     decimal text. It is only ever changed with compare-and-set, so two
-//     instances can never hand out the same number.
-//   - "number.<case number>" holds the id of the case the number was
-//     allocated to, so that an Open311 client can look a case up by the
-//     number printed on its receipt.
+// A block is one write however many numbers it holds, which is what lets
+// intake's group commit number a whole group of registrations with one
+// disk sync; and the counter and the number-to-case records can never
+// disagree, because they are the same message.
+//
+// Lookup finds the block holding a number by binary search over the
+// year's blocks (a message get by subject at or after a sequence), a
+// handful of reads for years of blocks.
 //
 // The year is the calendar year in Europe/Stockholm, because that is the
 // year the agent and the resident see on the number; a case registered at
@@ -20,15 +28,23 @@
 //
 // # Durability
 //
-// The bucket has no TTL: an expired counter would restart its year at 1 and
-// hand out numbers that are already printed on receipts. For the same
-// reason allocation refuses to overwrite an existing "number." key, so even a
-// counter that an operator reset by hand leads to errors, never to a
-// duplicate number.
+// The stream keeps every block for ever and denies deletes and purges: a
+// lost block would let its numbers be handed out again although they are
+// already printed on receipts.
+//
+// # Earlier layout
+//
+// Before blocks, numbers lived in a key-value bucket (LegacyBucket) with a
+// counter per year and a record per number. If that bucket exists, a year
+// without blocks continues after its counter, and numbers below the first
+// block are looked up there. The bucket is only read.
 package casenumber
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -43,19 +59,22 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/kontakt-se/kontakt/pkg/jsbatch"
 	"github.com/kontakt-se/kontakt/services/intake/app"
 )
 
 // Defaults for Config fields left at their zero value.
 const (
-	// DefaultBucket is the key-value bucket that holds counters and numbers.
-	DefaultBucket = "KONTAKT_CASENUMBERS"
+	// DefaultStream is the stream that holds the blocks.
+	DefaultStream = "KONTAKT_CASENUMBER_BLOCKS"
+	// DefaultLegacyBucket is the key-value bucket of the earlier layout.
+	DefaultLegacyBucket = "KONTAKT_CASENUMBERS"
 	// DefaultPrefix starts every case number ("Kontaktcenter").
 	DefaultPrefix = "KC"
 	// DefaultLocation names the time zone whose calendar year a number
 	// carries.
 	DefaultLocation = "Europe/Stockholm"
+	// SubjectPrefix starts the per-year subjects of the blocks.
+	SubjectPrefix = "kontakt.casenumbers"
 )
 
 const (
@@ -64,25 +83,31 @@ const (
 	// minDigits is the zero-padded width of the sequence part; larger
 	// numbers simply get more digits.
 	minDigits = 6
-	// maxAttempts bounds how often Next re-reads the counter after losing a
-	// compare-and-set to another allocation. Under normal load a handful is
+	// maxAttempts bounds how often an allocation re-reads the last block
+	// after losing to another allocation. Under normal load a handful is
 	// plenty; the bound only stops a pathological livelock from holding a
 	// request forever when its context has no deadline.
 	maxAttempts = 100
+	// maxBlock bounds the numbers of one block (and so its message size:
+	// a case id is at most 36 bytes).
+	maxBlock = 4096
 	// backoffBase and backoffMax shape the jittered exponential pause after
-	// a lost compare-and-set, so that contending instances spread out
-	// instead of colliding again in lock step.
+	// a lost allocation, so that contending instances spread out instead
+	// of colliding again in lock step.
 	backoffBase = time.Millisecond
 	backoffMax  = 50 * time.Millisecond
 
-	counterKeyPrefix = "counter."
-	numberKeyPrefix  = "number."
+	legacyCounterPrefix = "counter."
+	legacyNumberPrefix  = "number."
 )
 
 // Config configures Numbers. The zero value is valid for a single server.
 type Config struct {
-	// Bucket is the key-value bucket; empty means DefaultBucket.
-	Bucket string
+	// Stream is the stream of blocks; empty means DefaultStream.
+	Stream string
+	// LegacyBucket is the key-value bucket of the earlier layout, read if
+	// it exists; empty means DefaultLegacyBucket.
+	LegacyBucket string
 	// Replicas is the JetStream replica count: zero means 1 (a single
 	// server); clusters should use 3, because a number must not be handed
 	// out twice after the loss of a node.
@@ -96,33 +121,49 @@ type Config struct {
 	Location *time.Location
 }
 
-// Numbers implements app.CaseNumbers on a JetStream key-value bucket. It is
-// safe for concurrent use, and any number of instances (on any number of
-// connections) may share one bucket. It does not own the connection.
+// Numbers implements app.CaseNumbers on a JetStream stream. It is safe for
+// concurrent use, and any number of instances (on any number of
+// connections) may share one stream. It does not own the connection.
 type Numbers struct {
-	kv jetstream.KeyValue
-	nc *nats.Conn
-	// subject is the bucket's subject prefix, "$KV.<bucket>.", for the
-	// atomic batches that write the counter and the numbers together.
-	subject string
-	prefix  string
-	loc     *time.Location
-	// local serialises this process's allocations: compare-and-set is
-	// only needed between instances, and letting one process's own
-	// requests race for the counter makes most of them lose and back off.
+	js     jetstream.JetStream
+	stream jetstream.Stream
+	legacy jetstream.KeyValue // nil: no earlier layout
+	prefix string
+	loc    *time.Location
+	// local serialises this process's allocations, and guards last:
+	// compare-and-set is only needed between instances.
 	local sync.Mutex
+	// last caches, per year, the last number and the sequence of the
+	// block this process appended last, so an instance that allocates
+	// alone does not read before each block. A refused append drops it.
+	last map[int]head
 }
 
-// New creates the bucket, or updates it to the configuration Numbers needs,
-// and returns Numbers that allocate from it. Updating an existing bucket
-// means that a TTL someone set on it by hand is removed again, because an
-// expiring counter would produce duplicate numbers.
+// head is where a year's sequence stands.
+type head struct {
+	last uint64 // the last number allocated
+	seq  uint64 // the stream sequence of the block holding it (0: none)
+}
+
+// block is the payload of a block message.
+type block struct {
+	First uint64   `json:"first"`
+	Cases []string `json:"cases"`
+}
+
+func (b block) lastNumber() uint64 { return b.First + uint64(len(b.Cases)) - 1 }
+
+// New creates the stream, or updates it to the configuration Numbers
+// needs, and returns Numbers that allocate from it.
 func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Numbers, error) {
 	if js == nil {
 		return nil, errors.New("casenumber: JetStream context is nil")
 	}
-	if cfg.Bucket == "" {
-		cfg.Bucket = DefaultBucket
+	if cfg.Stream == "" {
+		cfg.Stream = DefaultStream
+	}
+	if cfg.LegacyBucket == "" {
+		cfg.LegacyBucket = DefaultLegacyBucket
 	}
 	if cfg.Prefix == "" {
 		cfg.Prefix = DefaultPrefix
@@ -144,54 +185,43 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Numbers, err
 		}
 		cfg.Location = loc
 	}
-	kv, err := openBucket(ctx, js, cfg)
+	st, err := js.CreateOrUpdateStream(ctx, StreamConfig(cfg.Stream, cfg.Replicas))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("casenumber: create or update stream %q: %w", cfg.Stream, err)
 	}
-	return &Numbers{kv: kv, nc: js.Conn(), subject: "$KV." + cfg.Bucket + ".", prefix: cfg.Prefix, loc: cfg.Location}, nil
+	n := &Numbers{js: js, stream: st, prefix: cfg.Prefix, loc: cfg.Location, last: map[int]head{}}
+	switch kv, err := js.KeyValue(ctx, cfg.LegacyBucket); {
+	case err == nil:
+		n.legacy = kv
+	case !errors.Is(err, jetstream.ErrBucketNotFound):
+		return nil, fmt.Errorf("casenumber: earlier key-value bucket %q: %w", cfg.LegacyBucket, err)
+	}
+	return n, nil
 }
 
-// openBucket creates the bucket or brings it to the configuration Numbers
-// needs: no TTL, one value per key, file storage, the replica count, and
-// atomic batches allowed (nats-server 2.12 or later), which Allocate uses
-// to move the counter and record the numbers in one write. A bucket that
-// is already right is left alone, so that starting an instance does not
-// briefly switch atomic batches off under the running ones (a standard KV
-// update would).
-func openBucket(ctx context.Context, js jetstream.JetStream, cfg Config) (jetstream.KeyValue, error) {
-	if st, err := js.Stream(ctx, "KV_"+cfg.Bucket); err == nil && bucketReady(st.CachedInfo().Config, cfg) {
-		return js.KeyValue(ctx, cfg.Bucket)
+// StreamConfig is the configuration New gives the stream: file storage,
+// every block kept for ever, deletes and purges denied (a lost block would
+// hand its numbers out again), and reads from the leader only, so a
+// lagging replica never hides the last block.
+func StreamConfig(name string, replicas int) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:              name,
+		Description:       "kontakt intake case numbers: one message per block of numbers, per year",
+		Subjects:          []string{SubjectPrefix + ".*"},
+		Retention:         jetstream.LimitsPolicy,
+		MaxMsgs:           -1,
+		MaxBytes:          -1,
+		MaxMsgsPerSubject: -1,
+		MaxAge:            0,
+		MaxConsumers:      -1,
+		Discard:           jetstream.DiscardNew,
+		Storage:           jetstream.FileStorage,
+		Replicas:          replicas,
+		Duplicates:        2 * time.Minute,
+		DenyDelete:        true,
+		DenyPurge:         true,
+		AllowDirect:       false,
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      cfg.Bucket,
-		Description: "kontakt intake case numbers: per-year counters and number-to-case mapping",
-		// One value per key is enough: counters only move forward and
-		// number keys are written once.
-		History:  1,
-		TTL:      0,
-		Storage:  jetstream.FileStorage,
-		Replicas: cfg.Replicas,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("casenumber: create or update key-value bucket %q: %w", cfg.Bucket, err)
-	}
-	st, err := js.Stream(ctx, "KV_"+cfg.Bucket)
-	if err != nil {
-		return nil, fmt.Errorf("casenumber: key-value bucket %q: %w", cfg.Bucket, err)
-	}
-	sc := st.CachedInfo().Config
-	sc.AllowAtomicPublish = true
-	if _, err := js.UpdateStream(ctx, sc); err != nil {
-		return nil, fmt.Errorf("casenumber: allow atomic batches in key-value bucket %q: %w", cfg.Bucket, err)
-	}
-	return kv, nil
-}
-
-// bucketReady reports whether an existing bucket stream already has the
-// configuration openBucket would give it.
-func bucketReady(c jetstream.StreamConfig, cfg Config) bool {
-	return c.MaxAge == 0 && c.MaxMsgsPerSubject == 1 && c.Storage == jetstream.FileStorage &&
-		c.Replicas == cfg.Replicas && c.AllowAtomicPublish && !c.AllowMsgTTL
 }
 
 // validatePrefix accepts 1 to maxPrefixLen upper-case ASCII letters, which
@@ -221,26 +251,18 @@ func (n *Numbers) Next(ctx context.Context, at time.Time, caseID string) (string
 
 // Allocate allocates one number per request, in the year its At falls in
 // (in the configured time zone), consecutive and in request order within
-// a year, and records which case each belongs to.
+// a year, and records which case each belongs to: one block per year, one
+// write each.
 //
-// For each year it is one atomic batch: the counter's compare-and-set and
-// the number-to-case records are stored together or not at all, with one
-// disk sync. Numbers are unique and increasing within a year across all
-// instances, and a year's numbers have no gaps as long as every
-// allocation succeeds. A number is never reused: if the acknowledgement
-// is lost, or the caller's registration fails after Allocate returned,
-// those numbers stay unused and leave a gap. Reusing them would risk two
-// cases with one number, which is worse than a gap.
+// Numbers are unique and increasing within a year across all instances,
+// and a year's numbers have no gaps as long as every registration that got
+// one succeeds. A number is never reused: if the caller's registration
+// fails after Allocate returned, its number stays unused and leaves a gap
+// (and its block still names the case, which never carries it). Reusing
+// it would risk two cases with one number, which is worse than a gap.
 //
-// If a number the counter points at is already recorded (somebody reset
-// the counter by hand), or the server does not take atomic batches,
-// Allocate falls back to moving the counter and recording the numbers one
-// by one, as before batches existed: a taken number then fails the
-// allocation and is skipped, so the counter recovers by moving past it.
-//
-// When Allocate keeps losing the compare-and-set to other allocations it
-// gives up with an error wrapping app.ErrRevisionMismatch; it also stops
-// when ctx is done.
+// When Allocate keeps losing to other allocations it gives up with an
+// error wrapping app.ErrRevisionMismatch; it also stops when ctx is done.
 func (n *Numbers) Allocate(ctx context.Context, reqs []app.Allocation) ([]string, error) {
 	if len(reqs) == 0 {
 		return nil, nil
@@ -267,212 +289,137 @@ func (n *Numbers) Allocate(ctx context.Context, reqs []app.Allocation) ([]string
 	defer n.local.Unlock()
 	for _, year := range years {
 		idx := byYear[year]
-		caseIDs := make([]string, len(idx))
-		for j, i := range idx {
-			caseIDs[j] = reqs[i].CaseID
-		}
-		numbers, err := n.allocateYear(ctx, year, caseIDs)
-		if err != nil {
-			return nil, err
-		}
-		for j, i := range idx {
-			out[i] = numbers[j]
+		for start := 0; start < len(idx); start += maxBlock {
+			part := idx[start:min(start+maxBlock, len(idx))]
+			caseIDs := make([]string, len(part))
+			for j, i := range part {
+				caseIDs[j] = reqs[i].CaseID
+			}
+			first, err := n.appendBlock(ctx, year, caseIDs)
+			if err != nil {
+				return nil, err
+			}
+			for j, i := range part {
+				out[i] = n.format(year, first+uint64(j))
+			}
 		}
 	}
 	return out, nil
 }
 
-// errOneByOne tells allocateYear to use the one-by-one path.
-var errOneByOne = errors.New("casenumber: atomic batch not possible")
-
-// allocateYear allocates len(caseIDs) consecutive numbers of one year.
-func (n *Numbers) allocateYear(ctx context.Context, year int, caseIDs []string) ([]string, error) {
-	if len(caseIDs)+1 > jsbatch.MaxMessages {
-		return nil, fmt.Errorf("casenumber: allocate %d numbers: at most %d at once", len(caseIDs), jsbatch.MaxMessages-1)
-	}
-	key := counterKeyPrefix + strconv.Itoa(year)
+// appendBlock appends the year's next block for caseIDs and returns its
+// first number. Caller holds n.local.
+func (n *Numbers) appendBlock(ctx context.Context, year int, caseIDs []string) (uint64, error) {
+	subject := n.subject(year)
 	for attempt := 1; ; attempt++ {
 		if err := ctx.Err(); err != nil {
-			return nil, fmt.Errorf("casenumber: allocate numbers for %d: %w", year, err)
+			return 0, fmt.Errorf("casenumber: allocate numbers for %d: %w", year, err)
 		}
-		numbers, lost, err := n.tryAllocateBatch(ctx, key, year, caseIDs)
-		if errors.Is(err, errOneByOne) {
-			return n.allocateOneByOne(ctx, year, caseIDs)
-		}
+		h, err := n.head(ctx, year)
 		if err != nil {
-			return nil, fmt.Errorf("casenumber: allocate numbers for %d: %w", year, err)
+			return 0, fmt.Errorf("casenumber: allocate numbers for %d: %w", year, err)
+		}
+		b := block{First: h.last + 1, Cases: caseIDs}
+		data, err := json.Marshal(b)
+		if err != nil {
+			return 0, fmt.Errorf("casenumber: encode block: %w", err)
+		}
+		// The id names this very block (year, first number and cases), so
+		// recognising it later can only ever find our own write.
+		sum := sha256.Sum256(append([]byte(subject+"\x00"), data...))
+		id := hex.EncodeToString(sum[:16])
+		msg := nats.NewMsg(subject)
+		msg.Data = data
+		msg.Header.Set(jetstream.MsgIDHeader, id)
+		msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(h.seq, 10))
+
+		seq, lost, err := n.publish(ctx, msg, h.seq, id)
+		if err != nil {
+			delete(n.last, year)
+			return 0, fmt.Errorf("casenumber: allocate numbers for %d (unknown whether block %d was stored; its numbers are never reused): %w", year, b.First, err)
 		}
 		if !lost {
-			return numbers, nil
+			n.last[year] = head{last: b.lastNumber(), seq: seq}
+			return b.First, nil
 		}
+		delete(n.last, year)
 		if attempt >= maxAttempts {
-			return nil, fmt.Errorf("casenumber: allocate numbers for %d: lost the counter to other allocations %d times: %w",
+			return 0, fmt.Errorf("casenumber: allocate numbers for %d: lost to other allocations %d times: %w",
 				year, attempt, app.ErrRevisionMismatch)
 		}
 		if err := sleep(ctx, backoff(attempt)); err != nil {
-			return nil, fmt.Errorf("casenumber: allocate numbers for %d: %w", year, err)
+			return 0, fmt.Errorf("casenumber: allocate numbers for %d: %w", year, err)
 		}
 	}
 }
 
-// tryAllocateBatch makes one attempt to move the counter by len(caseIDs)
-// and record the numbers, in one atomic batch. lost reports that another
-// allocation changed the counter first.
-func (n *Numbers) tryAllocateBatch(ctx context.Context, key string, year int, caseIDs []string) (numbers []string, lost bool, err error) {
-	last, rev, err := n.readCounter(ctx, key)
-	if err != nil {
-		return nil, false, err
-	}
-	k := uint64(len(caseIDs))
-	counter := nats.NewMsg(n.subject + key)
-	counter.Data = []byte(strconv.FormatUint(last+k, 10))
-	counter.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(rev, 10))
-	msgs := []*nats.Msg{counter}
-	numbers = make([]string, len(caseIDs))
-	for i, caseID := range caseIDs {
-		numbers[i] = n.format(year, last+1+uint64(i))
-		m := nats.NewMsg(n.subject + numberKeyPrefix + numbers[i])
-		m.Data = []byte(caseID)
-		m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, "0")
-		msgs = append(msgs, m)
-	}
-	_, err = jsbatch.Publish(ctx, n.nc, msgs)
-	switch {
-	case err == nil:
-		return numbers, false, nil
-	case jsbatch.IsCode(err, jsbatch.ErrCodeDisabled):
-		return nil, false, errOneByOne
-	case !jsbatch.IsCode(err, jetstream.JSErrCodeStreamWrongLastSequence, jetstream.JSErrCodeStreamWrongLastSequenceConstant):
-		return nil, false, fmt.Errorf("store counter %q and %d numbers: %w", key, k, err)
-	}
-	// Refused: did the counter move, or is one of the numbers taken?
-	_, now, rerr := n.readCounter(ctx, key)
-	if rerr != nil {
-		return nil, false, rerr
-	}
-	if now != rev {
-		return nil, true, nil
-	}
-	return nil, false, errOneByOne
-}
-
-// readCounter returns the counter's value and its revision (0, 0 when the
-// year has no counter yet).
-func (n *Numbers) readCounter(ctx context.Context, key string) (last, rev uint64, err error) {
-	entry, err := n.kv.Get(ctx, key)
-	switch {
-	case errors.Is(err, jetstream.ErrKeyNotFound):
-		return 0, 0, nil
-	case err != nil:
-		return 0, 0, fmt.Errorf("read counter %q: %w", key, err)
-	}
-	last, err = strconv.ParseUint(string(entry.Value()), 10, 64)
-	if err != nil {
-		// Never overwrite a counter we cannot read: guessing could reuse
-		// numbers.
-		return 0, 0, fmt.Errorf("counter %q holds %q, not a number: %w", key, entry.Value(), err)
-	}
-	return last, entry.Revision(), nil
-}
-
-// allocateOneByOne is the path without atomic batches: each number is a
-// compare-and-set of the counter followed by its record. A failure leaves
-// the numbers allocated so far unused.
-func (n *Numbers) allocateOneByOne(ctx context.Context, year int, caseIDs []string) ([]string, error) {
-	numbers := make([]string, len(caseIDs))
-	for i, caseID := range caseIDs {
-		seq, err := n.allocate(ctx, year)
-		if err != nil {
-			return nil, err
+// publish appends msg, expecting after as the subject's last sequence. A
+// refusal is a lost race unless the block after `after` is this one (an
+// earlier attempt landed although its acknowledgement was lost); an
+// unknown outcome is retried with the same message, which the server
+// de-duplicates or refuses, so it is then recognised the same way.
+func (n *Numbers) publish(ctx context.Context, msg *nats.Msg, after uint64, id string) (seq uint64, lost bool, err error) {
+	for try := 0; ; try++ {
+		ack, err := n.js.PublishMsg(ctx, msg)
+		if err == nil {
+			return ack.Sequence, false, nil
 		}
-		numbers[i] = n.format(year, seq)
-		if err := n.remember(ctx, numbers[i], caseID); err != nil {
-			return nil, err
-		}
-	}
-	return numbers, nil
-}
-
-// allocate moves the year's counter forward by one with compare-and-set
-// and returns the new value.
-func (n *Numbers) allocate(ctx context.Context, year int) (uint64, error) {
-	key := counterKeyPrefix + strconv.Itoa(year)
-	for attempt := 1; ; attempt++ {
-		if err := ctx.Err(); err != nil {
-			return 0, fmt.Errorf("casenumber: allocate number for %d: %w", year, err)
-		}
-		seq, lost, err := n.tryAllocate(ctx, key)
-		if err != nil {
-			return 0, fmt.Errorf("casenumber: allocate number for %d: %w", year, err)
-		}
-		if !lost {
-			return seq, nil
-		}
-		if attempt >= maxAttempts {
-			return 0, fmt.Errorf("casenumber: allocate number for %d: lost the counter to other allocations %d times: %w",
-				year, attempt, app.ErrRevisionMismatch)
-		}
-		if err := sleep(ctx, backoff(attempt)); err != nil {
-			return 0, fmt.Errorf("casenumber: allocate number for %d: %w", year, err)
-		}
-	}
-}
-
-// tryAllocate makes one compare-and-set attempt on the counter. lost
-// reports that another allocation changed the counter first.
-func (n *Numbers) tryAllocate(ctx context.Context, key string) (seq uint64, lost bool, err error) {
-	entry, err := n.kv.Get(ctx, key)
-	switch {
-	case errors.Is(err, jetstream.ErrKeyNotFound):
-		// The first number of the year: Create fails if another instance
-		// created the counter in the meantime.
-		if _, err := n.kv.Create(ctx, key, []byte("1")); err != nil {
-			if errors.Is(err, jetstream.ErrKeyExists) {
-				return 0, true, nil
+		if isWrongLastSeq(err) {
+			next, gerr := n.stream.GetMsg(ctx, after+1, jetstream.WithGetMsgSubject(msg.Subject))
+			if gerr == nil && next.Header.Get(jetstream.MsgIDHeader) == id {
+				return next.Sequence, false, nil
 			}
-			return 0, false, fmt.Errorf("create counter %q: %w", key, err)
-		}
-		return 1, false, nil
-	case err != nil:
-		return 0, false, fmt.Errorf("read counter %q: %w", key, err)
-	}
-	last, err := strconv.ParseUint(string(entry.Value()), 10, 64)
-	if err != nil {
-		// Never overwrite a counter we cannot read: guessing could reuse
-		// numbers.
-		return 0, false, fmt.Errorf("counter %q holds %q, not a number: %w", key, entry.Value(), err)
-	}
-	seq = last + 1
-	if _, err := n.kv.Update(ctx, key, []byte(strconv.FormatUint(seq, 10)), entry.Revision()); err != nil {
-		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			if gerr != nil && !errors.Is(gerr, jetstream.ErrMsgNotFound) {
+				return 0, false, gerr
+			}
 			return 0, true, nil
 		}
-		return 0, false, fmt.Errorf("update counter %q: %w", key, err)
+		if try == 2 || ctx.Err() != nil {
+			return 0, false, err
+		}
 	}
-	return seq, false, nil
 }
 
-// remember stores which case number belongs to. It refuses to overwrite a
-// number that is already taken, so a counter that went backwards shows up
-// as errors instead of duplicate numbers. If a previous attempt stored the
-// same case id (its acknowledgement was lost), that counts as success.
-func (n *Numbers) remember(ctx context.Context, number, caseID string) error {
-	key := numberKeyPrefix + number
-	_, err := n.kv.Create(ctx, key, []byte(caseID))
-	if err == nil {
-		return nil
+// head returns where the year stands: cached, or read from the last
+// block, or continued from the earlier layout's counter.
+func (n *Numbers) head(ctx context.Context, year int) (head, error) {
+	if h, ok := n.last[year]; ok {
+		return h, nil
 	}
-	if !errors.Is(err, jetstream.ErrKeyExists) {
-		return fmt.Errorf("casenumber: store case of number %s (the number stays unused): %w", number, err)
+	m, err := n.stream.GetLastMsgForSubject(ctx, n.subject(year))
+	switch {
+	case err == nil:
+		b, err := decodeBlock(m.Data)
+		if err != nil {
+			return head{}, fmt.Errorf("block %d: %w", m.Sequence, err)
+		}
+		return head{last: b.lastNumber(), seq: m.Sequence}, nil
+	case !errors.Is(err, jetstream.ErrMsgNotFound):
+		return head{}, fmt.Errorf("read last block: %w", err)
 	}
-	entry, getErr := n.kv.Get(ctx, key)
-	if getErr != nil {
-		return fmt.Errorf("casenumber: store case of number %s (the number stays unused): %w", number, errors.Join(err, getErr))
+	last, err := n.legacyCounter(ctx, year)
+	return head{last: last}, err
+}
+
+// legacyCounter is the year's counter in the earlier layout (0 without).
+func (n *Numbers) legacyCounter(ctx context.Context, year int) (uint64, error) {
+	if n.legacy == nil {
+		return 0, nil
 	}
-	if string(entry.Value()) != caseID {
-		return fmt.Errorf("casenumber: number %s is already taken by another case; was the counter reset? %w", number, err)
+	e, err := n.legacy.Get(ctx, legacyCounterPrefix+strconv.Itoa(year))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return 0, nil
 	}
-	return nil
+	if err != nil {
+		return 0, fmt.Errorf("read earlier counter: %w", err)
+	}
+	last, err := strconv.ParseUint(string(e.Value()), 10, 64)
+	if err != nil {
+		// Never continue from a counter we cannot read: guessing could
+		// reuse numbers.
+		return 0, fmt.Errorf("earlier counter for %d holds %q, not a number: %w", year, e.Value(), err)
+	}
+	return last, nil
 }
 
 // Lookup returns the id of the case number was allocated to. Because the
@@ -481,19 +428,89 @@ func (n *Numbers) remember(ctx context.Context, number, caseID string) error {
 // digits with no superfluous leading zero); anything else, and any number
 // that was never allocated, gives an error wrapping app.ErrNotFound.
 func (n *Numbers) Lookup(ctx context.Context, number string) (string, error) {
-	if !n.valid(number) {
+	year, seqNum, ok := n.parse(number)
+	if !ok {
 		// The input is not echoed: it comes from the internet and may be
 		// anything, including a resident's personal data.
 		return "", fmt.Errorf("casenumber: lookup: malformed case number: %w", app.ErrNotFound)
 	}
-	entry, err := n.kv.Get(ctx, numberKeyPrefix+number)
+	subject := n.subject(year)
+	last, err := n.stream.GetLastMsgForSubject(ctx, subject)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return n.legacyLookup(ctx, number)
+	}
+	if err != nil {
+		return "", fmt.Errorf("casenumber: lookup %s: %w", number, err)
+	}
+	firstMsg, err := n.stream.GetMsg(ctx, 1, jetstream.WithGetMsgSubject(subject))
+	if err != nil {
+		return "", fmt.Errorf("casenumber: lookup %s: %w", number, err)
+	}
+	if b, err := decodeBlock(firstMsg.Data); err == nil && seqNum < b.First {
+		return n.legacyLookup(ctx, number)
+	}
+	lo, hi := firstMsg.Sequence, last.Sequence
+	for lo <= hi {
+		mid := lo + (hi-lo)/2
+		// The first block at or after mid; there is one, because hi is a
+		// block of the subject, and none between mid and it.
+		m, err := n.stream.GetMsg(ctx, mid, jetstream.WithGetMsgSubject(subject))
+		if err != nil {
+			return "", fmt.Errorf("casenumber: lookup %s: %w", number, err)
+		}
+		b, err := decodeBlock(m.Data)
+		if err != nil {
+			return "", fmt.Errorf("casenumber: lookup %s: block %d: %w", number, m.Sequence, err)
+		}
+		switch {
+		case seqNum < b.First:
+			hi = mid - 1
+		case seqNum > b.lastNumber():
+			lo = m.Sequence + 1
+		default:
+			return b.Cases[seqNum-b.First], nil
+		}
+	}
+	return "", fmt.Errorf("casenumber: lookup %s: %w", number, app.ErrNotFound)
+}
+
+// legacyLookup finds a number allocated in the earlier layout.
+func (n *Numbers) legacyLookup(ctx context.Context, number string) (string, error) {
+	if n.legacy == nil {
+		return "", fmt.Errorf("casenumber: lookup %s: %w", number, app.ErrNotFound)
+	}
+	e, err := n.legacy.Get(ctx, legacyNumberPrefix+number)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return "", fmt.Errorf("casenumber: lookup %s: %w", number, app.ErrNotFound)
 	}
 	if err != nil {
 		return "", fmt.Errorf("casenumber: lookup %s: %w", number, err)
 	}
-	return string(entry.Value()), nil
+	return string(e.Value()), nil
+}
+
+func (n *Numbers) subject(year int) string { return SubjectPrefix + "." + strconv.Itoa(year) }
+
+// decodeBlock reads a block and refuses one that could not have been
+// written by Allocate.
+func decodeBlock(data []byte) (block, error) {
+	var b block
+	if err := json.Unmarshal(data, &b); err != nil {
+		return block{}, fmt.Errorf("undecodable block: %w", err)
+	}
+	if b.First == 0 || len(b.Cases) == 0 {
+		return block{}, errors.New("empty block")
+	}
+	return b, nil
+}
+
+// isWrongLastSeq recognises JetStream's refusal of an expected last
+// subject sequence: 10071, or 10164 from a replicated stream.
+func isWrongLastSeq(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) &&
+		(apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
 // format renders a number in its canonical form.
@@ -501,31 +518,31 @@ func (n *Numbers) format(year int, seq uint64) string {
 	return fmt.Sprintf("%s-%04d-%0*d", n.prefix, year, minDigits, seq)
 }
 
-// valid reports whether number is in canonical form: parsing it and
-// formatting the result again must give back exactly the same string, which
-// rules out signs, spaces, non-ASCII digits and extra leading zeros.
-func (n *Numbers) valid(number string) bool {
+// parse reads a number in canonical form: parsing it and formatting the
+// result again must give back exactly the same string, which rules out
+// signs, spaces, non-ASCII digits and extra leading zeros.
+func (n *Numbers) parse(number string) (year int, seq uint64, ok bool) {
 	// Prefix, two dashes, four year digits, at most 20 sequence digits.
 	if len(number) > len(n.prefix)+2+4+20 {
-		return false
+		return 0, 0, false
 	}
 	rest, ok := strings.CutPrefix(number, n.prefix+"-")
 	if !ok {
-		return false
+		return 0, 0, false
 	}
 	yearPart, seqPart, ok := strings.Cut(rest, "-")
 	if !ok || !digits(yearPart) || !digits(seqPart) {
-		return false
+		return 0, 0, false
 	}
 	year, err := strconv.Atoi(yearPart)
 	if err != nil || year < 1000 || year > 9999 {
-		return false
+		return 0, 0, false
 	}
-	seq, err := strconv.ParseUint(seqPart, 10, 64)
+	seq, err = strconv.ParseUint(seqPart, 10, 64)
 	if err != nil || seq == 0 {
-		return false
+		return 0, 0, false
 	}
-	return n.format(year, seq) == number
+	return year, seq, n.format(year, seq) == number
 }
 
 // digits reports whether s is a non-empty string of ASCII digits.

@@ -190,16 +190,21 @@ func TestConcurrentInstancesAllocateEveryNumberOnce(t *testing.T) {
 	}
 }
 
-func TestNumbersGrowBeyondSixDigits(t *testing.T) {
+// Numbers of the earlier key-value layout keep counting: a year continues
+// after its counter, and its numbers still look up. The counter here is
+// near a million, so the numbers also grow beyond six digits.
+func TestNumbersContinueFromTheEarlierLayout(t *testing.T) {
 	js := jetStream(t, startServer(t))
-	n := newNumbers(t, js, casenumber.Config{})
-	kv, err := js.KeyValue(t.Context(), casenumber.DefaultBucket)
+	kv, err := js.CreateKeyValue(t.Context(), jetstream.KeyValueConfig{Bucket: casenumber.DefaultLegacyBucket, History: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := kv.Put(t.Context(), "counter.2026", []byte("999998")); err != nil {
-		t.Fatal(err)
+	for k, v := range map[string]string{"counter.2026": "999998", "number.KC-2026-999998": "case-old"} {
+		if _, err := kv.Put(t.Context(), k, []byte(v)); err != nil {
+			t.Fatal(err)
+		}
 	}
+	n := newNumbers(t, js, casenumber.Config{})
 	for _, want := range []string{"KC-2026-999999", "KC-2026-1000000", "KC-2026-1000001"} {
 		got := next(t, n, midsummer(), "case-"+want)
 		if got != want {
@@ -207,9 +212,50 @@ func TestNumbersGrowBeyondSixDigits(t *testing.T) {
 		}
 		wantLookup(t, n, got, "case-"+want)
 	}
+	wantLookup(t, n, "KC-2026-999998", "case-old")
+	if _, err := n.Lookup(t.Context(), "KC-2026-999997"); !errors.Is(err, app.ErrNotFound) {
+		t.Fatalf("Lookup of a number without a record: err = %v, want app.ErrNotFound", err)
+	}
 	// Padding beyond the minimum width is not canonical.
 	if _, err := n.Lookup(t.Context(), "KC-2026-01000000"); !errors.Is(err, app.ErrNotFound) {
 		t.Fatalf("Lookup of a zero-padded seven-digit number: err = %v, want app.ErrNotFound", err)
+	}
+	// The earlier bucket is only read.
+	e, err := kv.Get(t.Context(), "counter.2026")
+	if err != nil || string(e.Value()) != "999998" {
+		t.Fatalf("earlier counter changed: %v %q", err, e.Value())
+	}
+}
+
+// Lookup finds every number of many blocks of different sizes, from both
+// ends and the middle of the binary search.
+func TestLookupAcrossManyBlocks(t *testing.T) {
+	js := jetStream(t, startServer(t))
+	n := newNumbers(t, js, casenumber.Config{})
+	var want []string
+	for size := 1; size <= 40; size++ {
+		reqs := make([]app.Allocation, size%7+1)
+		for i := range reqs {
+			reqs[i] = app.Allocation{At: midsummer(), CaseID: fmt.Sprintf("case-%d", len(want)+i+1)}
+		}
+		got, err := n.Allocate(t.Context(), reqs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Another year between the blocks, so the year's blocks are not
+		// contiguous in the stream.
+		if _, err := n.Next(t.Context(), midsummer().AddDate(1, 0, 0), fmt.Sprintf("next-year-%d", size)); err != nil {
+			t.Fatal(err)
+		}
+		for i := range got {
+			want = append(want, reqs[i].CaseID)
+		}
+	}
+	for i, caseID := range want {
+		wantLookup(t, n, fmt.Sprintf("KC-2026-%06d", i+1), caseID)
+	}
+	if _, err := n.Lookup(t.Context(), fmt.Sprintf("KC-2026-%06d", len(want)+1)); !errors.Is(err, app.ErrNotFound) {
+		t.Fatalf("Lookup past the last block: err = %v, want app.ErrNotFound", err)
 	}
 }
 
@@ -259,7 +305,7 @@ func TestLookupRejectsMalformedAndUnknownNumbers(t *testing.T) {
 
 func TestCustomPrefixAndLocation(t *testing.T) {
 	js := jetStream(t, startServer(t))
-	n := newNumbers(t, js, casenumber.Config{Bucket: "CUSTOM_NUMBERS", Prefix: "SBK", Location: time.UTC})
+	n := newNumbers(t, js, casenumber.Config{Stream: "CUSTOM_NUMBERS", Prefix: "SBK", Location: time.UTC})
 	// 00:30 on New Year's Day in Stockholm is still the old year in UTC.
 	got := next(t, n, time.Date(2026, time.December, 31, 23, 30, 0, 0, time.UTC), "case-1")
 	if got != "SBK-2026-000001" {
@@ -269,8 +315,8 @@ func TestCustomPrefixAndLocation(t *testing.T) {
 	if _, err := n.Lookup(t.Context(), "KC-2026-000001"); !errors.Is(err, app.ErrNotFound) {
 		t.Fatalf("Lookup with the default prefix: err = %v, want app.ErrNotFound", err)
 	}
-	if _, err := js.KeyValue(t.Context(), "CUSTOM_NUMBERS"); err != nil {
-		t.Fatalf("configured bucket: %v", err)
+	if _, err := js.Stream(t.Context(), "CUSTOM_NUMBERS"); err != nil {
+		t.Fatalf("configured stream: %v", err)
 	}
 }
 
@@ -282,7 +328,7 @@ func TestNewRejectsInvalidConfig(t *testing.T) {
 		"prefix with dot":   {Prefix: "K.C"},
 		"non-ASCII prefix":  {Prefix: "KÖ"},
 		"long prefix":       {Prefix: "ABCDEFGHIJK"},
-		"bucket with dot":   {Bucket: "A.B"},
+		"stream with dot":   {Stream: "A.B"},
 		"negative replicas": {Replicas: -1},
 		"too many replicas": {Replicas: 7},
 	} {
@@ -314,50 +360,42 @@ func TestNextRejectsBadInput(t *testing.T) {
 	}
 }
 
-func TestResetCounterNeverDuplicatesANumber(t *testing.T) {
+// Blocks can be neither deleted nor purged: a lost block would hand its
+// numbers out again.
+func TestBlocksCannotBeRemoved(t *testing.T) {
 	js := jetStream(t, startServer(t))
 	n := newNumbers(t, js, casenumber.Config{})
 	first := next(t, n, midsummer(), "case-1")
-
-	kv, err := js.KeyValue(t.Context(), casenumber.DefaultBucket)
+	st, err := js.Stream(t.Context(), casenumber.DefaultStream)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := kv.Put(t.Context(), "counter.2026", []byte("0")); err != nil {
-		t.Fatal(err)
+	if err := st.Purge(t.Context()); err == nil {
+		t.Fatal("the stream allowed a purge")
 	}
-	if number, err := n.Next(t.Context(), midsummer(), "case-2"); err == nil {
-		t.Fatalf("after a counter reset Next handed out %s again", number)
+	if err := st.DeleteMsg(t.Context(), 1); err == nil {
+		t.Fatal("the stream allowed deleting a block")
 	}
 	wantLookup(t, n, first, "case-1")
-	// The counter moved past the taken number, so allocation recovers.
 	if got := next(t, n, midsummer(), "case-2"); got != "KC-2026-000002" {
 		t.Fatalf("got %s, want KC-2026-000002", got)
 	}
-
-	if _, err := kv.Put(t.Context(), "counter.2026", []byte("garbage")); err != nil {
-		t.Fatal(err)
-	}
-	if number, err := n.Next(t.Context(), midsummer(), "case-3"); err == nil {
-		t.Fatalf("Next allocated %s from an unreadable counter", number)
-	}
 }
 
-func TestNewRemovesTTLFromExistingBucket(t *testing.T) {
-	js := jetStream(t, startServer(t))
-	if _, err := js.CreateKeyValue(t.Context(), jetstream.KeyValueConfig{Bucket: casenumber.DefaultBucket, TTL: time.Hour}); err != nil {
-		t.Fatal(err)
+// An instance whose cached head is stale (another instance allocated
+// since) loses one compare-and-set and continues after the other's block.
+func TestStaleHeadIsRefreshed(t *testing.T) {
+	srv := startServer(t)
+	a := newNumbers(t, jetStream(t, srv), casenumber.Config{})
+	b := newNumbers(t, jetStream(t, srv), casenumber.Config{})
+	if got := next(t, a, midsummer(), "a-1"); got != "KC-2026-000001" {
+		t.Fatal(got)
 	}
-	newNumbers(t, js, casenumber.Config{})
-	kv, err := js.KeyValue(t.Context(), casenumber.DefaultBucket)
-	if err != nil {
-		t.Fatal(err)
+	if got := next(t, b, midsummer(), "b-1"); got != "KC-2026-000002" {
+		t.Fatal(got)
 	}
-	st, err := kv.Status(t.Context())
-	if err != nil {
-		t.Fatal(err)
+	if got := next(t, a, midsummer(), "a-2"); got != "KC-2026-000003" {
+		t.Fatalf("a continued from its stale head: %s", got)
 	}
-	if st.TTL() != 0 {
-		t.Fatalf("bucket TTL = %s, want none: an expiring counter would repeat numbers", st.TTL())
-	}
+	wantLookup(t, b, "KC-2026-000003", "a-2")
 }
