@@ -21,14 +21,14 @@ import (
 // that was five or so disk syncs per case, one after the other. Group
 // commit lets the registrations that arrive while a commit is running
 // share the next one: their keys are stored in one atomic batch, their
-// numbers allocated in one, and their events appended in one, so a group
-// of any size costs about three syncs. Every request still gets its own
-// answer only after all three are durable.
+// numbers allocated as one block, and their events appended in one atomic
+// batch, so a group of any size costs three writes. Every request still
+// gets its own answer only after all three are durable.
 //
-// Anything that makes a batch fail (a key id used before, a taken number,
-// a conflicting stream, a server without atomic batches) sends the group's
-// members down the path a single registration takes, from the step that
-// failed, where each gets its own outcome. Nothing is half-written: keys
+// Anything that makes a write fail (a key id used before, a conflicting
+// stream, a server without atomic batches, a lost acknowledgement) sends
+// the group's members down the path a single registration takes, from the
+// step that failed, where each gets its own outcome. Nothing is half-written: keys
 // without an event open nothing, numbers without an event are gaps (as
 // after any failed registration), and an event is appended only after its
 // keys and number are stored.
@@ -218,8 +218,8 @@ func (s *Service) submit(ctx context.Context, p *pending) (r Registered, ok bool
 	}
 }
 
-// prepareGroup stores the group's keys and numbers, a batch each, side by
-// side (they do not depend on each other). It returns the group ready for
+// prepareGroup stores the group's keys (one atomic batch) and numbers (one
+// block) side by side, as they do not depend on each other. It returns the group ready for
 // its events, or nil when it finished the members itself: those whose
 // callers gave up (nothing is written for them) and, after a failed batch,
 // all of them, each on its own from the step that failed.
