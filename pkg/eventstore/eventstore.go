@@ -147,6 +147,14 @@ type BatchAppender interface {
 	AppendBatch(ctx context.Context, appends []BatchAppend) ([]Revision, error)
 }
 
+// HandlerError marks an error that a subscription's Handler returned, so a
+// backend's resubscribe loop stops on it and hands it back instead of
+// retrying as it does after a dropped connection.
+type HandlerError struct{ Err error }
+
+func (e HandlerError) Error() string { return e.Err.Error() }
+func (e HandlerError) Unwrap() error { return e.Err }
+
 // Store is the event-store interface. Implementations are safe for
 // concurrent use.
 type Store interface {

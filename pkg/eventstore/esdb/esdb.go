@@ -493,9 +493,9 @@ func (s *Store) Subscribe(ctx context.Context, from eventstore.Position, h event
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		var he handlerError
+		var he eventstore.HandlerError
 		if errors.As(err, &he) {
-			return he.err
+			return he.Err
 		}
 		werr := wrapErr(err)
 		if !errors.Is(werr, eventstore.ErrUnavailable) || errors.Is(err, errClosed) {
@@ -514,13 +514,6 @@ func (s *Store) Subscribe(ctx context.Context, from eventstore.Position, h event
 		backoff = min(2*backoff, maxBackoff)
 	}
 }
-
-// handlerError marks an error returned by the subscription handler, which
-// stops the subscription instead of being retried.
-type handlerError struct{ err error }
-
-func (e handlerError) Error() string { return e.err.Error() }
-func (e handlerError) Unwrap() error { return e.err }
 
 // subscribeOnce runs one subscription after position *last, advancing *last
 // after each handled event, until it drops, the handler fails or ctx ends.
@@ -612,7 +605,7 @@ func (s *Store) subscribeOnce(ctx context.Context, last *uint64, h eventstore.Ha
 			ev, ok := s.subscribed(e)
 			if ok {
 				if err := h(ctx, ev); err != nil {
-					return handlerError{err}
+					return eventstore.HandlerError{Err: err}
 				}
 			}
 			*last = pos

@@ -563,9 +563,9 @@ func (s *Store) Subscribe(ctx context.Context, from eventstore.Position, h event
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		var he handlerError
+		var he eventstore.HandlerError
 		if errors.As(err, &he) {
-			return he.err
+			return he.Err
 		}
 		// Only an unreachable server is worth waiting for; a refusal (such
 		// as a missing JetStream stream) or a closed connection will not
@@ -586,13 +586,6 @@ func (s *Store) Subscribe(ctx context.Context, from eventstore.Position, h event
 		backoff = min(2*backoff, maxBackoff)
 	}
 }
-
-// handlerError marks an error returned by the subscription handler, which
-// stops the subscription instead of being retried.
-type handlerError struct{ err error }
-
-func (e handlerError) Error() string { return e.err.Error() }
-func (e handlerError) Unwrap() error { return e.err }
 
 // consume delivers messages from sequence *next on, advancing *next after
 // each handled message, until an error occurs or ctx ends.
@@ -637,7 +630,7 @@ func (s *Store) consume(ctx context.Context, next *uint64, h eventstore.Handler)
 		}
 		ev := s.recorded(msg.Subject(), seq, meta.Timestamp, msg.Headers(), msg.Data())
 		if err := h(ctx, ev); err != nil {
-			return handlerError{err}
+			return eventstore.HandlerError{Err: err}
 		}
 		*next = seq + 1
 	}
