@@ -225,8 +225,8 @@ func (s *Service) submit(ctx context.Context, p *pending) (r Registered, ok bool
 // all of them, each on its own from the step that failed.
 //
 // The batches run on a context of their own (a group serves many
-// requests), bounded by the group timeout and not by ctx: a commit that
-// started finishes, so no member is left without an answer.
+// requests, see groupContext), so stopping the service does not cut a
+// commit that started.
 func (s *Service) prepareGroup(ctx context.Context, group []*pending) []*pending {
 	live := group[:0]
 	for _, p := range group {
@@ -240,7 +240,7 @@ func (s *Service) prepareGroup(ctx context.Context, group []*pending) []*pending
 		return nil
 	}
 	group = live
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.groups.cfg.Timeout)
+	cctx, cancel := s.groupContext(ctx, group)
 	defer cancel()
 
 	drafts := make([]*seal.Draft, len(group))
@@ -305,7 +305,7 @@ func (s *Service) appendGroup(ctx context.Context, group []*pending) {
 		}
 		appends[i] = eventstore.BatchAppend{Stream: p.ev.GetCaseId(), Expected: eventstore.NoStream(), Event: ev}
 	}
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.groups.cfg.Timeout)
+	cctx, cancel := s.groupContext(ctx, group)
 	defer cancel()
 	if _, err := b.AppendBatch(cctx, appends); err != nil {
 		if !errors.Is(err, eventstore.ErrConflict) {
@@ -316,6 +316,36 @@ func (s *Service) appendGroup(ctx context.Context, group []*pending) {
 	}
 	for _, p := range group {
 		p.done <- result{r: registered(p.ev)}
+	}
+}
+
+// groupContext bounds a group's write: by the group timeout, and by the
+// members' own requests, so that the write is given up once nobody waits
+// for it any more. A write whose request or acknowledgement is lost (a
+// stream leader killed mid-request drops it without a reply) otherwise
+// holds its stage for the whole group timeout, while every request
+// queued behind it times out; the path a single registration takes waits
+// only as long as its caller, and group commit must not do worse. A
+// write given up has an unknown outcome, which every step already
+// handles as it handles a lost acknowledgement. Stopping the service
+// (ctx) does not cut the write.
+func (s *Service) groupContext(ctx context.Context, group []*pending) (context.Context, context.CancelFunc) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.groups.cfg.Timeout)
+	var waiting atomic.Int64
+	waiting.Store(int64(len(group)))
+	stops := make([]func() bool, 0, len(group))
+	for _, p := range group {
+		stops = append(stops, context.AfterFunc(p.ctx, func() {
+			if waiting.Add(-1) == 0 {
+				cancel()
+			}
+		}))
+	}
+	return cctx, func() {
+		for _, stop := range stops {
+			stop()
+		}
+		cancel()
 	}
 }
 

@@ -59,6 +59,13 @@ func (l *lockedBuffer) String() string {
 // itself), so tests can put a wrapper in between.
 func newFixture(t *testing.T, wrap func(*esjs.Store) app.EventStore) *fixture {
 	t.Helper()
+	return newFixtureWithIdempotency(t, wrap, nil)
+}
+
+// newFixtureWithIdempotency is newFixture with a wrapper around the
+// idempotency store as well.
+func newFixtureWithIdempotency(t *testing.T, wrap func(*esjs.Store) app.EventStore, wrapIdem func(app.Idempotency) app.Idempotency) *fixture {
+	t.Helper()
 	ctx := t.Context()
 	js := natstest.JetStream(t, natstest.Embedded(t, 0))
 	store, err := esjs.New(ctx, js, esjs.Config{})
@@ -77,8 +84,12 @@ func newFixture(t *testing.T, wrap func(*esjs.Store) app.EventStore) *fixture {
 	if wrap != nil {
 		es = wrap(store)
 	}
+	var id app.Idempotency = idem
+	if wrapIdem != nil {
+		id = wrapIdem(idem)
+	}
 	log := &lockedBuffer{}
-	svc, err := app.NewService(es, sealer, numbers, idem, time.Now, slog.New(slog.NewTextHandler(log, nil)),
+	svc, err := app.NewService(es, sealer, numbers, id, time.Now, slog.New(slog.NewTextHandler(log, nil)),
 		app.Config{PayloadKey: bytes.Repeat([]byte{9}, 32)})
 	require.NoError(t, err)
 	return &fixture{js: js, store: store, sealer: sealer, numbers: numbers, svc: svc, log: log}
@@ -300,6 +311,45 @@ func TestGroupCommitFallbacks(t *testing.T) {
 		require.Contains(t, f.log.String(), "keys not stored together", "the retry's key batch was refused")
 		f.checkStored(t, map[int]app.Registered{1: r})
 	})
+}
+
+// hangingStore never answers its first batch, as when a stream leader is
+// killed while it holds the request: the reply never comes.
+type hangingStore struct {
+	*esjs.Store
+	calls  atomic.Int64
+	gaveUp chan error // why the hung batch returned
+}
+
+func (h *hangingStore) AppendBatch(ctx context.Context, a []eventstore.BatchAppend) ([]eventstore.Revision, error) {
+	if h.calls.Add(1) == 1 {
+		<-ctx.Done()
+		h.gaveUp <- context.Cause(ctx)
+		return nil, fmt.Errorf("no reply for the test: %w", ctx.Err())
+	}
+	return h.Store.AppendBatch(ctx, a)
+}
+
+// A group's write that never gets a reply is given up when every member's
+// caller has, not only at the group timeout: until then it holds its
+// stage and every registration queued behind it would time out too.
+func TestGroupCommitGivesUpAWriteNobodyWaitsFor(t *testing.T) {
+	var hs *hangingStore
+	f := newFixture(t, func(s *esjs.Store) app.EventStore {
+		hs = &hangingStore{Store: s, gaveUp: make(chan error, 1)}
+		return hs
+	})
+	f.run(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+	defer cancel()
+	_, err := f.svc.Register(ctx, phoneCase(1), "agent-1")
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	// Cancelled because its caller left, not run out at the group timeout.
+	require.ErrorIs(t, <-hs.gaveUp, context.Canceled)
+
+	regs, errs := registerAll(t, f.svc, 20)
+	require.Empty(t, errs, "the stage is free again")
+	f.checkStored(t, regs)
 }
 
 // A registration whose caller gave up before its group formed writes
