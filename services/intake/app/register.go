@@ -156,20 +156,41 @@ func (s *Service) SubmitForm(ctx context.Context, client, key string, in *intake
 		}
 	}
 	if err != nil {
-		// The client gets an error and will retry with the same key: let
-		// it claim the key at once rather than wait for the claim to go
-		// stale. The request's context may be what failed, so the release
-		// has its own short one.
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-		if rerr := s.idem.Release(rctx, recKey, rec); rerr != nil {
-			s.logger.Warn("could not release the claim of a failed form submission; a retry waits until it is stale", "error", rerr)
-		}
-		cancel()
+		s.release(ctx, recKey, rec)
 		return Registered{}, err
 	}
 	s.complete(ctx, recKey, rec, r)
 	return r, nil
 }
+
+// release gives up the claim of a failed form submission. The client gets
+// an error and will retry with the same key: let it claim the key at once
+// rather than wait for the claim to go stale. The request's context may be
+// what failed, so the release has its own. A registration fails most often
+// while the cluster elects a new leader, and then the first delete fails
+// too, so it is tried again for a few seconds; a release is safe to repeat,
+// as it deletes only the revision this request claimed.
+func (s *Service) release(ctx context.Context, key string, rec IdempotencyRecord) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+	defer cancel()
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+		err := s.idem.Release(rctx, key, rec)
+		if err == nil {
+			return
+		}
+		select {
+		case <-rctx.Done():
+			s.logger.Warn("could not release the claim of a failed form submission; a retry waits until it is stale", "error", err)
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+// releaseTimeout bounds how long a failed form submission tries to give up
+// its claim: longer than a leader election usually takes, far shorter than
+// a claim takes to go stale.
+const releaseTimeout = 8 * time.Second
 
 // awaitClaim waits for a concurrent first request to finish; it returns
 // the record once done, or once stale enough to take over.
