@@ -17,6 +17,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -246,11 +247,20 @@ func TestClusterFailover(t *testing.T) {
 						t.Errorf("form %d never acknowledged: %v", i, err)
 						break
 					}
-					time.Sleep(200 * time.Millisecond)
+					select {
+					case <-stop:
+						return
+					case <-time.After(200 * time.Millisecond):
+					}
 				}
 			}
 		})
 	}
+
+	// The workers stop before the test ends, also when an assertion below
+	// ends it early: a worker reporting after that would panic.
+	stopWorkers := sync.OnceFunc(func() { close(stop); wg.Wait() })
+	t.Cleanup(stopWorkers)
 
 	nc, err := nats.Connect(cluster.URL(), nats.MaxReconnects(-1))
 	require.NoError(t, err)
@@ -304,15 +314,20 @@ func TestClusterFailover(t *testing.T) {
 	phase("follower restarted", 4*time.Second)
 	// The services keep answering: once the cluster is whole again, forms
 	// are acknowledged (the share that fails is reported, not asserted:
-	// it depends on election timing and on the machine).
+	// it depends on election timing and on the machine). A slow machine
+	// may still be electing leaders here, so recovery is given 20 s more
+	// than the phase; a service stuck for good fails.
 	acked0 := len(snapshot(&mu, acked))
 	phase("after", 4*time.Second)
-	if len(snapshot(&mu, acked)) <= acked0 {
-		logStreams(t, js)
+	recovered := func() bool { return len(snapshot(&mu, acked)) > acked0 }
+	if !recovered() {
+		t.Logf("no form acknowledged in the phase after the fail-overs; waiting up to 20 s more")
+		if !assert.Eventually(t, recovered, 20*time.Second, 100*time.Millisecond, "no form acknowledged after the fail-overs") {
+			logStreams(t, js)
+			t.FailNow()
+		}
 	}
-	require.Greater(t, len(snapshot(&mu, acked)), acked0, "no form acknowledged after the fail-overs")
-	close(stop)
-	wg.Wait()
+	stopWorkers()
 	total, failed := attempts.Load(), failures.Load()
 	t.Logf("all: %d requests, %d failed (%.2f%%), %d forms acknowledged", total, failed, 100*float64(failed)/float64(max(total, 1)), len(acked))
 	require.NotEmpty(t, acked)
