@@ -113,7 +113,11 @@ func (s *Server) newTranscoder() (http.Handler, error) {
 // encoding that grpc-go can serve as it is. gRPC-web and gRPC with other
 // codecs (e.g. application/grpc+json) go through the transcoder.
 func isNativeGRPC(r *http.Request) bool {
-	ct := r.Header.Get("Content-Type")
+	return isNativeGRPCContentType(r.Header.Get("Content-Type"))
+}
+
+// isNativeGRPCContentType is isNativeGRPC for a content type alone.
+func isNativeGRPCContentType(ct string) bool {
 	if !strings.HasPrefix(ct, "application/grpc") {
 		return false
 	}
@@ -149,6 +153,11 @@ func limitBody(h http.Handler, limit int64) http.Handler {
 	})
 }
 
+// headerTimeout is how long a client may take to send its first request's
+// headers, on either side of the split port; it guards against slow-loris
+// clients.
+const headerTimeout = 10 * time.Second
+
 // newHTTPServer returns the http.Server for one listener. HTTP/1.1 serves
 // browsers and forms; cleartext HTTP/2 (prior knowledge) serves gRPC clients
 // and grpcurl. TLS is terminated in front of the service.
@@ -161,7 +170,7 @@ func newHTTPServer(h http.Handler, logger *slog.Logger) *http.Server {
 		Protocols: protocols,
 		// Header timeout guards against slow-loris clients. There is no
 		// read or write timeout because gRPC streams are long-lived.
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: headerTimeout,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}

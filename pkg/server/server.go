@@ -66,6 +66,9 @@ type Server struct {
 	grpc        *grpc.Server
 	health      *health.Server
 	registry    *prometheus.Registry
+	// connections counts accepted API connections by the transport that
+	// serves them (see split.go).
+	connections *prometheus.CounterVec
 	grpcMetrics *grpcprom.ServerMetrics
 	tracer      *sdktrace.TracerProvider // nil when tracing is off
 	stopping    chan struct{}            // closed when shutdown begins
@@ -108,11 +111,16 @@ func New(cfg Config, logger *slog.Logger, opts ...Option) (*Server, error) {
 		grpcMetrics: grpcprom.NewServerMetrics(
 			grpcprom.WithServerHandlingTimeHistogram(),
 		),
+		connections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kontakt_server_connections_total",
+			Help: "API connections accepted, by the transport serving them: grpc (native gRPC) or http (HTTP/1.1 and HTTP/2 through the HTTP server).",
+		}, []string{"transport"}),
 	}
 	for _, c := range []prometheus.Collector{
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		s.grpcMetrics,
+		s.connections,
 	} {
 		if err := s.registry.Register(c); err != nil {
 			return nil, fmt.Errorf("server: register metrics: %w", err)
@@ -330,9 +338,21 @@ func (s *Server) Run(ctx context.Context) error {
 	s.rpc = rpc
 	s.grpcMetrics.InitializeMetrics(s.grpc)
 
-	errc := make(chan error, 2)
+	// The port is split by connection (see split.go): native gRPC goes to
+	// grpc-go's own transport, everything else to the HTTP server.
+	errc := make(chan error, 4)
+	split := newSplitter(ln, headerTimeout, s.logger)
+	split.counted = func(native bool) {
+		transport := "http"
+		if native {
+			transport = "grpc"
+		}
+		s.connections.WithLabelValues(transport).Inc()
+	}
 	api := newHTTPServer(s.handler, s.logger)
-	go func() { errc <- fmt.Errorf("server: serve %s: %w", ln.Addr(), api.Serve(ln)) }()
+	go func() { errc <- fmt.Errorf("server: serve %s: %w", ln.Addr(), api.Serve(split.http)) }()
+	go func() { errc <- fmt.Errorf("server: serve native gRPC on %s: %w", ln.Addr(), s.grpc.Serve(split.grpc)) }()
+	go func() { errc <- fmt.Errorf("server: accept on %s: %w", ln.Addr(), split.run()) }()
 	var metrics *http.Server
 	if metricsLn != nil {
 		mux := http.NewServeMux()
@@ -359,17 +379,19 @@ func (s *Server) Run(ctx context.Context) error {
 		// Serve returns only on failure until Shutdown is called.
 		s.logger.Error("serving failed; shutting down", slog.String("error", serveErr.Error()))
 	}
-	return errors.Join(serveErr, s.shutdown(api, metrics))
+	return errors.Join(serveErr, s.shutdown(ln, api, metrics))
 }
 
 // shutdown stops serving in the order that lets in-flight calls finish.
 //
-// grpc.Server.GracefulStop alone is not enough here: calls arrive through
+// The port stops accepting connections first. grpc.Server.GracefulStop
+// alone is not enough then: some calls arrive through the HTTP server and
 // ServeHTTP, and grpc-go "drains" such a call by closing it, which cancels
-// its context. So the HTTP server is shut down first; it stops accepting and
-// waits for every active request, gRPC included, to complete. Only then is
-// the gRPC server stopped, by which time it has nothing in flight.
-func (s *Server) shutdown(api, metrics *http.Server) error {
+// its context. So the HTTP server is shut down next; it waits for every
+// active request, gRPC through ServeHTTP included, to complete. Only then
+// is the gRPC server stopped gracefully: calls on its own connections
+// finish, and those connections are told to go away.
+func (s *Server) shutdown(ln net.Listener, api, metrics *http.Server) error {
 	s.health.Shutdown()
 	close(s.stopping)
 	s.logger.Info("shutting down", slog.Duration("timeout", s.cfg.ShutdownTimeout))
@@ -377,6 +399,7 @@ func (s *Server) shutdown(api, metrics *http.Server) error {
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	defer cancel()
 
+	_ = ln.Close()
 	var errs []error
 	if err := api.Shutdown(ctx); err != nil {
 		_ = api.Close()
@@ -391,9 +414,10 @@ func (s *Server) shutdown(api, metrics *http.Server) error {
 		select {
 		case <-stopped:
 		case <-ctx.Done():
-			// A handler is still running although its HTTP request has
-			// ended; do not wait for it.
+			// A call on a native gRPC connection is still running, or a
+			// handler whose HTTP request has ended; do not wait for it.
 			s.grpc.Stop()
+			errs = append(errs, fmt.Errorf("server: in-flight calls did not finish within %s and were cut off: %w", s.cfg.ShutdownTimeout, ctx.Err()))
 		}
 	}
 	if metrics != nil {

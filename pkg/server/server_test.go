@@ -580,6 +580,9 @@ func TestMetricsEndpoint(t *testing.T) {
 		`grpc_server_handling_seconds_bucket{`,
 		"go_goroutines ",
 		"process_open_fds ",
+		// grpc-go's connections (the health check's and this test's) are
+		// served by grpc-go's own transport, the scrape's by HTTP.
+		`kontakt_server_connections_total{transport="grpc"} 2`,
 	} {
 		require.Contains(t, string(body), want)
 	}
@@ -589,6 +592,15 @@ func TestMetricsEndpoint(t *testing.T) {
 	require.NoError(t, err)
 	_ = resp.Body.Close()
 	require.NotEqual(t, http.StatusOK, resp.StatusCode)
+	// Connect over h2c takes the HTTP side of the split port.
+	_, err = testCallConnect(t, ts, browserProtocols()[3], payload("ok"))
+	require.NoError(t, err)
+	resp, err = httpClient(t, false).Get("http://" + ts.srv.MetricsAddr().String() + "/metrics")
+	require.NoError(t, err)
+	body, err = io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	_ = resp.Body.Close()
+	require.Contains(t, string(body), `kontakt_server_connections_total{transport="http"} 2`, "the HTTP/1.1 request and the h2c Connect call")
 }
 
 func TestMetricsOff(t *testing.T) {
