@@ -61,11 +61,11 @@ var _ grpc.ServiceRegistrar = (*Server)(nil)
 // it with New, register services on it (it is a grpc.ServiceRegistrar, so
 // generated RegisterXxxServer functions accept it), then call Run.
 type Server struct {
-	cfg         Config
-	logger      *slog.Logger
-	grpc        *grpc.Server
-	health      *health.Server
-	registry    *prometheus.Registry
+	cfg      Config
+	logger   *slog.Logger
+	grpc     *grpc.Server
+	health   *health.Server
+	registry *prometheus.Registry
 	// connections counts accepted API connections by the transport that
 	// serves them (see split.go).
 	connections *prometheus.CounterVec
