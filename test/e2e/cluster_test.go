@@ -53,8 +53,26 @@ func serviceBinary(t *testing.T, name string) string {
 }
 
 // startService runs one service binary against the cluster and waits
-// until its gRPC health says SERVING.
+// until its gRPC health says SERVING, on fresh ports when a port picked
+// as free was taken meanwhile (see startAttempts).
 func startService(t *testing.T, name, instance, natsURL, devKey string, env []string) *serviceProc {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		s, err := startServiceOnce(t, name, instance, natsURL, devKey, env)
+		if err == nil {
+			return s
+		}
+		if attempt < startAttempts && strings.Contains(s.out.String(), "address already in use") {
+			t.Logf("%s could not bind a port picked as free; trying fresh ports (%d of %d)", s.name, attempt+1, startAttempts)
+			continue
+		}
+		t.Fatalf("%v\n%s", err, s.out.String())
+	}
+}
+
+// startServiceOnce makes one attempt of startService. It returns an error
+// when the binary exited before serving.
+func startServiceOnce(t *testing.T, name, instance, natsURL, devKey string, env []string) (*serviceProc, error) {
 	t.Helper()
 	dir := t.TempDir()
 	s := &serviceProc{name: name + "-" + instance, addr: freeAddr(t), out: &syncBuffer{}, done: make(chan error, 1)}
@@ -103,14 +121,15 @@ retention:
 	for {
 		select {
 		case err := <-s.done:
-			t.Fatalf("%s exited before serving: %v\n%s", s.name, err, s.out.String())
+			s.done <- err // for the cleanup
+			return s, fmt.Errorf("%s exited before serving: %w", s.name, err)
 		default:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		resp, err := health.Check(ctx, &healthpb.HealthCheckRequest{})
 		cancel()
 		if err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING {
-			return s
+			return s, nil
 		}
 		require.True(t, time.Now().Before(deadline), "%s not serving after 90 s: %v", s.name, err)
 		time.Sleep(200 * time.Millisecond)

@@ -82,11 +82,14 @@ func freeAddr(t testing.TB) string {
 type Kontakt struct {
 	Addr    string
 	Metrics string
-	DataDir string
-	Config  string
-	cmd     *exec.Cmd
-	stderr  *syncBuffer
-	done    chan error
+	// NATSAddr is the embedded NATS server's client address when
+	// Options.EmbeddedNATS asked for one.
+	NATSAddr string
+	DataDir  string
+	Config   string
+	cmd      *exec.Cmd
+	stderr   *syncBuffer
+	done     chan error
 }
 
 type syncBuffer struct {
@@ -108,11 +111,21 @@ func (s *syncBuffer) String() string {
 
 // Options configure a started binary.
 type Options struct {
-	// ExtraConfig is appended to the generated YAML configuration.
+	// ExtraConfig is appended to the generated YAML configuration; it
+	// must not set nats when EmbeddedNATS is set.
 	ExtraConfig string
 	// DataDir reuses a data directory (for restarts); empty makes one.
 	DataDir string
+	// EmbeddedNATS makes the embedded NATS server listen for clients on
+	// a free port (Kontakt.NATSAddr), for tests that inspect the store.
+	EmbeddedNATS bool
 }
+
+// startAttempts is how often Start tries fresh ports. A port freeAddr
+// found free can be taken before the binary binds it, most often as the
+// local port of some outgoing loopback connection, since both come from
+// the same ephemeral range.
+const startAttempts = 3
 
 // Start runs `kontakt serve` with a fresh data directory and free ports,
 // waits until every service reports SERVING, and stops it at cleanup.
@@ -122,9 +135,31 @@ func Start(t *testing.T, opts Options) *Kontakt {
 	if dataDir == "" {
 		dataDir = filepath.Join(t.TempDir(), "data")
 	}
+	for attempt := 1; ; attempt++ {
+		k, err := start(t, dataDir, opts)
+		if err == nil {
+			return k
+		}
+		if attempt < startAttempts && strings.Contains(k.stderr.String(), "address already in use") {
+			t.Logf("kontakt could not bind a port picked as free; trying fresh ports (%d of %d)", attempt+1, startAttempts)
+			continue
+		}
+		t.Fatalf("%v\n%s", err, k.stderr.String())
+	}
+}
+
+// start makes one attempt of Start. It returns an error when the binary
+// exited before serving.
+func start(t *testing.T, dataDir string, opts Options) (*Kontakt, error) {
+	t.Helper()
 	k := &Kontakt{Addr: freeAddr(t), Metrics: freeAddr(t), DataDir: dataDir, stderr: &syncBuffer{}, done: make(chan error, 1)}
+	extra := opts.ExtraConfig
+	if opts.EmbeddedNATS {
+		k.NATSAddr = freeAddr(t)
+		extra += "nats:\n  embedded_listen: " + k.NATSAddr + "\n"
+	}
 	k.Config = filepath.Join(t.TempDir(), "kontakt.yaml")
-	cfg := fmt.Sprintf("data_dir: %s\nlisten: %s\nmetrics_listen: %s\nshutdown_timeout: 5s\n%s", dataDir, k.Addr, k.Metrics, opts.ExtraConfig)
+	cfg := fmt.Sprintf("data_dir: %s\nlisten: %s\nmetrics_listen: %s\nshutdown_timeout: 5s\n%s", dataDir, k.Addr, k.Metrics, extra)
 	require.NoError(t, os.WriteFile(k.Config, []byte(cfg), 0o600))
 
 	k.cmd = exec.Command(binary(t, "kontakt"), "serve", "--config", k.Config)
@@ -143,11 +178,12 @@ func Start(t *testing.T, opts Options) *Kontakt {
 			t.Logf("kontakt output:\n%s", k.stderr.String())
 		}
 	})
-	k.waitServing(t)
-	return k
+	return k, k.waitServing(t)
 }
 
-func (k *Kontakt) waitServing(t *testing.T) {
+// waitServing waits until the binary reports SERVING; it fails the test
+// after 60 s and returns an error if the binary exits first.
+func (k *Kontakt) waitServing(t *testing.T) error {
 	t.Helper()
 	conn := k.Dial(t)
 	client := healthpb.NewHealthClient(conn)
@@ -155,14 +191,15 @@ func (k *Kontakt) waitServing(t *testing.T) {
 	for {
 		select {
 		case err := <-k.done:
-			t.Fatalf("kontakt exited before serving: %v\n%s", err, k.stderr.String())
+			k.done <- err // for the cleanup
+			return fmt.Errorf("kontakt exited before serving: %w", err)
 		default:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		resp, err := client.Check(ctx, &healthpb.HealthCheckRequest{Service: "kontakt.intake.v1.IntakeService"})
 		cancel()
 		if err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING {
-			return
+			return nil
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("kontakt not serving after 60s (last error %v)\n%s", err, k.stderr.String())

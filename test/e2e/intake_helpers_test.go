@@ -80,13 +80,12 @@ type intakeEnv struct {
 // startIntake starts kontakt with the embedded NATS server reachable.
 func startIntake(t *testing.T) *intakeEnv {
 	t.Helper()
-	natsAddr := freeAddr(t)
-	k := Start(t, Options{ExtraConfig: "nats:\n  embedded_listen: " + natsAddr + "\n"})
+	k := Start(t, Options{EmbeddedNATS: true})
 	e := &intakeEnv{k: k}
 	for range 4 {
 		e.conns = append(e.conns, k.Dial(t))
 	}
-	nc, err := nats.Connect("nats://"+natsAddr, nats.Name("kontakt-e2e-inspector"), nats.MaxReconnects(0))
+	nc, err := nats.Connect("nats://"+k.NATSAddr, nats.Name("kontakt-e2e-inspector"), nats.MaxReconnects(0))
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
 	e.nc = nc

@@ -63,13 +63,12 @@ type routingEnv struct {
 // extra configuration. dataDir may be empty (a fresh one).
 func startRouting(t *testing.T, dataDir string, extraConfig ...string) *routingEnv {
 	t.Helper()
-	natsAddr := freeAddr(t)
-	k := Start(t, Options{DataDir: dataDir, ExtraConfig: routingQueues + strings.Join(extraConfig, "") + "nats:\n  embedded_listen: " + natsAddr + "\n"})
+	k := Start(t, Options{DataDir: dataDir, ExtraConfig: routingQueues + strings.Join(extraConfig, ""), EmbeddedNATS: true})
 	e := &routingEnv{intakeEnv: &intakeEnv{k: k}, tokens: map[string]string{}}
 	for range 4 {
 		e.conns = append(e.conns, k.Dial(t))
 	}
-	nc, err := nats.Connect("nats://"+natsAddr, nats.Name("kontakt-e2e-routing-inspector"), nats.MaxReconnects(0))
+	nc, err := nats.Connect("nats://"+k.NATSAddr, nats.Name("kontakt-e2e-routing-inspector"), nats.MaxReconnects(0))
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
 	e.nc = nc
