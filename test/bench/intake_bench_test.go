@@ -18,6 +18,7 @@ import (
 
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
 	intakev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/intake/v1"
+	esjs "github.com/kontakt-se/kontakt/pkg/eventstore/jetstream"
 )
 
 const (
@@ -207,19 +208,25 @@ func measureRegistrations(b *testing.B, natsURL, addr, token string) {
 }
 
 // lastCaseEventSize is the size of the newest CaseRegistered, to compare
-// with the raw payload.
+// with the raw payload. In the single binary the newest events are the
+// routers' CaseRouted, so it looks back past those.
 func lastCaseEventSize(ctx context.Context, js jetstream.JetStream) int {
-	s, err := js.Stream(ctx, "KONTAKT_CASES")
+	s, err := js.Stream(ctx, esjs.DefaultStreamName)
 	if err != nil {
 		return -1
 	}
 	info, err := s.Info(ctx)
-	if err != nil || info.State.LastSeq == 0 {
-		return -1
-	}
-	m, err := s.GetMsg(ctx, info.State.LastSeq)
 	if err != nil {
 		return -1
 	}
-	return len(m.Data)
+	for seq := info.State.LastSeq; seq > 0 && seq+1000 > info.State.LastSeq; seq-- {
+		m, err := s.GetMsg(ctx, seq)
+		if err != nil {
+			continue
+		}
+		if m.Header.Get(esjs.HeaderEventType) == "kontakt.case.v1.CaseRegistered" {
+			return len(m.Data)
+		}
+	}
+	return -1
 }
