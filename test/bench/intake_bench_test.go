@@ -15,9 +15,11 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/proto"
 
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
 	intakev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/intake/v1"
+	"github.com/kontakt-se/kontakt/pkg/auth"
 	esjs "github.com/kontakt-se/kontakt/pkg/eventstore/jetstream"
 )
 
@@ -59,7 +61,7 @@ func BenchmarkRegisterCaseVsRawJetStream(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	measureRegistrations(b, "nats://"+k.natsAddr, k.addr, token)
+	measureRegistrations(b, "nats://"+k.natsAddr, k.addr, token, registerCase)
 }
 
 // BenchmarkRegisterCaseIntakeOnlyVsRawJetStream is the same measurement
@@ -67,13 +69,48 @@ func BenchmarkRegisterCaseVsRawJetStream(b *testing.B) {
 // process with sync_interval: always, with raw JetStream measured on that
 // server: the intake API's own figure, without other services' writes.
 func BenchmarkRegisterCaseIntakeOnlyVsRawJetStream(b *testing.B) {
-	natsURL, addr, token := intakeOnly(b)
-	measureRegistrations(b, natsURL, addr, token)
+	natsURL, addr, mint := intakeOnly(b)
+	measureRegistrations(b, natsURL, addr, mint("bench-agent", auth.RoleAgent), registerCase)
+}
+
+// BenchmarkSubmitFormIntakeOnlyVsRawJetStream is the intake-only
+// measurement for e-service forms: each call has its own idempotency key,
+// so besides the case's keys, number and event a submission stores its
+// idempotency claim and then the answer (two synced key-value writes of
+// its own, outside group commit).
+func BenchmarkSubmitFormIntakeOnlyVsRawJetStream(b *testing.B) {
+	natsURL, addr, mint := intakeOnly(b)
+	prefix := rand.Text()
+	measureRegistrations(b, natsURL, addr, mint("e-tjanst-bench", auth.RoleFormClient), apiCall{
+		name: "SubmitForm",
+		do: func(ctx context.Context, c intakev1.IntakeServiceClient, in *intakev1.CaseInput, n int64) error {
+			in = proto.CloneOf(in)
+			in.Channel = casev1.Channel_CHANNEL_FORM
+			_, err := c.SubmitForm(ctx, &intakev1.SubmitFormRequest{IdempotencyKey: fmt.Sprintf("%s-%d", prefix, n), Case: in})
+			return err
+		},
+	})
+}
+
+// apiCall is the call a registration benchmark measures: do makes the
+// n-th call with the benchmark's case.
+type apiCall struct {
+	name string
+	do   func(ctx context.Context, c intakev1.IntakeServiceClient, in *intakev1.CaseInput, n int64) error
+}
+
+// registerCase registers one case as an agent.
+var registerCase = apiCall{
+	name: "RegisterCase",
+	do: func(ctx context.Context, c intakev1.IntakeServiceClient, in *intakev1.CaseInput, _ int64) error {
+		_, err := c.RegisterCase(ctx, &intakev1.RegisterCaseRequest{Case: in})
+		return err
+	},
 }
 
 // measureRegistrations runs the raw and the API measurement of the
 // benchmarks above, one after the other on the same server.
-func measureRegistrations(b *testing.B, natsURL, addr, token string) {
+func measureRegistrations(b *testing.B, natsURL, addr, token string, call apiCall) {
 	ctx := context.Background()
 	nc, err := nats.Connect(natsURL, nats.Name("kontakt-bench"))
 	if err != nil {
@@ -102,7 +139,7 @@ func measureRegistrations(b *testing.B, natsURL, addr, token string) {
 		clients[i] = intakev1.NewIntakeServiceClient(conn)
 	}
 	authCtx := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
-	req := &intakev1.RegisterCaseRequest{Case: &intakev1.CaseInput{
+	in := &intakev1.CaseInput{
 		Type: casev1.CaseType_CASE_TYPE_FRAGA, Channel: casev1.Channel_CHANNEL_PHONE, Category: "Bygglov",
 		Subject:     "Fråga om bygglov för altan",
 		Description: "Invånaren undrar om det krävs bygglov för en altan på 25 kvadratmeter som ligger närmare tomtgränsen än 4,5 meter, och hur lång handläggningstiden är just nu.",
@@ -110,7 +147,7 @@ func measureRegistrations(b *testing.B, natsURL, addr, token string) {
 			Name: "Sven Svensson", Phone: "070-123 45 67",
 			PostalAddress: &casev1.PostalAddress{Street: "Storgatan 1", PostalCode: "431 82", City: "Mölndal"},
 		},
-	}}
+	}
 
 	ops := int64(b.N) * opsPerIteration
 	r := round.Add(1)
@@ -160,9 +197,9 @@ func measureRegistrations(b *testing.B, natsURL, addr, token string) {
 		go func() {
 			defer wg.Done()
 			client := clients[w%len(clients)]
-			for next.Add(1) <= ops {
+			for n := next.Add(1); n <= ops; n = next.Add(1) {
 				t0 := time.Now()
-				if _, err := client.RegisterCase(authCtx, req); err != nil {
+				if err := call.do(authCtx, client, in, n); err != nil {
 					apiErr <- err
 					return
 				}
@@ -184,7 +221,7 @@ func measureRegistrations(b *testing.B, natsURL, addr, token string) {
 		failed++
 	}
 	if firstErr != nil {
-		b.Fatalf("RegisterCase: %d of %d writers stopped; first error: %v", failed, writers, firstErr)
+		b.Fatalf("%s: %d of %d writers stopped; first error: %v", call.name, failed, writers, firstErr)
 	}
 
 	all := slices.Concat(latencies...)
@@ -203,8 +240,8 @@ func measureRegistrations(b *testing.B, natsURL, addr, token string) {
 	b.ReportMetric(pct(0.99), "p99_ms")
 
 	stored := lastCaseEventSize(ctx, js)
-	b.Logf("N=%d ops each, %d writers: raw JetStream %.0f appends/s (%.0f before, %.0f after); RegisterCase %.0f cases/s (ratio %.3f), p50 %.1f ms, p99 %.1f ms, max %.1f ms; stored CaseRegistered %d bytes vs raw payload %d bytes",
-		ops, writers, rawRate, float64(ops)/rawBefore.Seconds(), float64(ops)/rawAfter.Seconds(), apiRate, apiRate/rawRate, pct(0.50), pct(0.99), float64(all[len(all)-1].Microseconds())/1000, stored, payloadBytes)
+	b.Logf("N=%d ops each, %d writers: raw JetStream %.0f appends/s (%.0f before, %.0f after); %s %.0f cases/s (ratio %.3f), p50 %.1f ms, p99 %.1f ms, max %.1f ms; stored CaseRegistered %d bytes vs raw payload %d bytes",
+		ops, writers, rawRate, float64(ops)/rawBefore.Seconds(), float64(ops)/rawAfter.Seconds(), call.name, apiRate, apiRate/rawRate, pct(0.50), pct(0.99), float64(all[len(all)-1].Microseconds())/1000, stored, payloadBytes)
 }
 
 // lastCaseEventSize is the size of the newest CaseRegistered, to compare

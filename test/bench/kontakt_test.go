@@ -195,8 +195,9 @@ func (k *kontakt) stop() {
 
 // intakeOnly starts a nats-server process (sync_interval: always) and the
 // intake service's own binary against it, both stopped when b ends, and
-// returns the NATS URL, intake's gRPC address and an agent token.
-func intakeOnly(b *testing.B) (natsURL, addr, token string) {
+// returns the NATS URL, intake's gRPC address and a function that mints
+// tokens.
+func intakeOnly(b *testing.B) (natsURL, addr string, mint func(subject string, role auth.Role) string) {
 	b.Helper()
 	nats := natstest.StartProcess(b, natstest.Options{})
 	bin, err := binary()
@@ -246,8 +247,12 @@ func intakeOnly(b *testing.B) (natsURL, addr, token string) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if token, err = key.Mint("bench-agent", []auth.Role{auth.RoleAgent}, nil, "", 2*time.Hour, time.Now()); err != nil {
-		b.Fatal(err)
+	mint = func(subject string, role auth.Role) string {
+		token, err := key.Mint(subject, []auth.Role{role}, nil, "", 2*time.Hour, time.Now())
+		if err != nil {
+			b.Fatal(err)
+		}
+		return token
 	}
-	return nats.URL(), addr, token
+	return nats.URL(), addr, mint
 }
