@@ -231,8 +231,9 @@ func TestClusterFailover(t *testing.T) {
 	var (
 		next, attempts, failures atomic.Int64
 		mu                       sync.Mutex
-		acked                    = map[int]string{} // form -> case number
-		stop                     = make(chan struct{})
+		acked                    = map[int]string{}    // form -> case number
+		stop                     = make(chan struct{}) // no new forms
+		abort                    = make(chan struct{}) // the test ended early: give up retrying
 		wg                       sync.WaitGroup
 	)
 	const workers = 16
@@ -267,7 +268,7 @@ func TestClusterFailover(t *testing.T) {
 						break
 					}
 					select {
-					case <-stop:
+					case <-abort:
 						return
 					case <-time.After(200 * time.Millisecond):
 					}
@@ -277,9 +278,15 @@ func TestClusterFailover(t *testing.T) {
 	}
 
 	// The workers stop before the test ends, also when an assertion below
-	// ends it early: a worker reporting after that would panic.
+	// ends it early: a worker reporting after that would panic. Stopping
+	// normally lets each finish the form it is on (a failed attempt may
+	// have stored the case, and only the retry acknowledges it); an early
+	// end gives up the retries.
 	stopWorkers := sync.OnceFunc(func() { close(stop); wg.Wait() })
-	t.Cleanup(stopWorkers)
+	t.Cleanup(func() {
+		close(abort)
+		stopWorkers()
+	})
 
 	nc, err := nats.Connect(cluster.URL(), nats.MaxReconnects(-1))
 	require.NoError(t, err)
