@@ -57,17 +57,10 @@ func serviceBinary(t *testing.T, name string) string {
 // as free was taken meanwhile (see startAttempts).
 func startService(t *testing.T, name, instance, natsURL, devKey string, env []string) *serviceProc {
 	t.Helper()
-	for attempt := 1; ; attempt++ {
+	return onFreshPorts(t, name+"-"+instance, func() (*serviceProc, string, error) {
 		s, err := startServiceOnce(t, name, instance, natsURL, devKey, env)
-		if err == nil {
-			return s
-		}
-		if attempt < startAttempts && strings.Contains(s.out.String(), "address already in use") {
-			t.Logf("%s could not bind a port picked as free; trying fresh ports (%d of %d)", s.name, attempt+1, startAttempts)
-			continue
-		}
-		t.Fatalf("%v\n%s", err, s.out.String())
-	}
+		return s, s.out.String(), err
+	})
 }
 
 // startServiceOnce makes one attempt of startService. It returns an error

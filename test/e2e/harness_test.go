@@ -121,11 +121,30 @@ type Options struct {
 	EmbeddedNATS bool
 }
 
-// startAttempts is how often Start tries fresh ports. A port freeAddr
-// found free can be taken before the binary binds it, most often as the
-// local port of some outgoing loopback connection, since both come from
-// the same ephemeral range.
+// startAttempts is how often a binary is started on fresh ports. A port
+// freeAddr found free can be taken before the binary binds it, most often
+// as the local port of some outgoing loopback connection, since both come
+// from the same ephemeral range.
 const startAttempts = 3
+
+// onFreshPorts calls start until the binary it starts serves, again with
+// fresh ports (start picks them) while it failed to bind one, at most
+// startAttempts times. start returns what it started, the binary's
+// output, and an error when the binary exited before serving.
+func onFreshPorts[T any](t *testing.T, name string, start func() (T, string, error)) T {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		v, output, err := start()
+		if err == nil {
+			return v
+		}
+		if attempt < startAttempts && strings.Contains(output, "address already in use") {
+			t.Logf("%s could not bind a port picked as free; trying fresh ports (%d of %d)", name, attempt+1, startAttempts)
+			continue
+		}
+		t.Fatalf("%v\n%s", err, output)
+	}
+}
 
 // Start runs `kontakt serve` with a fresh data directory and free ports,
 // waits until every service reports SERVING, and stops it at cleanup.
@@ -135,17 +154,10 @@ func Start(t *testing.T, opts Options) *Kontakt {
 	if dataDir == "" {
 		dataDir = filepath.Join(t.TempDir(), "data")
 	}
-	for attempt := 1; ; attempt++ {
+	return onFreshPorts(t, "kontakt", func() (*Kontakt, string, error) {
 		k, err := start(t, dataDir, opts)
-		if err == nil {
-			return k
-		}
-		if attempt < startAttempts && strings.Contains(k.stderr.String(), "address already in use") {
-			t.Logf("kontakt could not bind a port picked as free; trying fresh ports (%d of %d)", attempt+1, startAttempts)
-			continue
-		}
-		t.Fatalf("%v\n%s", err, k.stderr.String())
-	}
+		return k, k.stderr.String(), err
+	})
 }
 
 // start makes one attempt of Start. It returns an error when the binary
