@@ -10,6 +10,7 @@ import (
 
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
+	"github.com/kontakt-se/kontakt/pkg/groupcommit"
 	"github.com/kontakt-se/kontakt/pkg/seal"
 	"github.com/kontakt-se/kontakt/services/intake/domain"
 )
@@ -330,23 +331,11 @@ func (s *Service) appendGroup(ctx context.Context, group []*pending) {
 // handles as it handles a lost acknowledgement. Stopping the service
 // (ctx) does not cut the write.
 func (s *Service) groupContext(ctx context.Context, group []*pending) (context.Context, context.CancelFunc) {
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.groups.cfg.Timeout)
-	var waiting atomic.Int64
-	waiting.Store(int64(len(group)))
-	stops := make([]func() bool, 0, len(group))
-	for _, p := range group {
-		stops = append(stops, context.AfterFunc(p.ctx, func() {
-			if waiting.Add(-1) == 0 {
-				cancel()
-			}
-		}))
+	members := make([]context.Context, len(group))
+	for i, p := range group {
+		members[i] = p.ctx
 	}
-	return cctx, func() {
-		for _, stop := range stops {
-			stop()
-		}
-		cancel()
-	}
+	return groupcommit.Context(ctx, s.groups.cfg.Timeout, members)
 }
 
 // each finishes every member of a group on its own, side by side.
