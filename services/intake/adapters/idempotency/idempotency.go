@@ -10,6 +10,13 @@
 // is how long intake promises to recognise a retry. A record is measured
 // from its last write, so a completed record lives TTL from completion.
 //
+// Claims and completions that arrive while another write is in flight are
+// written together, as one JetStream atomic batch (see groupcommit): on a
+// sync-always server each write otherwise waits for a disk sync of its
+// own, one after the other, and a form submission makes two of them. A
+// batch that a write's expectation refuses stores nothing, and its writes
+// are then made one by one, each with its own outcome.
+//
 // Records hold only a payload hash, a case id, a case number and a time:
 // no personal data, as the keys are hashed by the caller too.
 package idempotency
@@ -19,11 +26,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/kontakt-se/kontakt/pkg/groupcommit"
+	"github.com/kontakt-se/kontakt/pkg/jsbatch"
 	"github.com/kontakt-se/kontakt/services/intake/app"
 )
 
@@ -48,6 +60,12 @@ const (
 	// exists when Claim tries to create it but has expired by the time
 	// Claim reads it.
 	claimAttempts = 3
+	// maxBatch bounds the writes of one atomic batch, well below the
+	// server's limit of jsbatch.MaxMessages.
+	maxBatch = 256
+	// batchTimeout bounds one batch's write; a batch is also given up once
+	// none of its callers waits for it.
+	batchTimeout = 15 * time.Second
 )
 
 // Config configures Store. The zero value is valid for a single server.
@@ -67,7 +85,18 @@ type Config struct {
 // safe for concurrent use, and any number of instances may share one
 // bucket. It does not own the connection.
 type Store struct {
-	kv jetstream.KeyValue
+	kv      jetstream.KeyValue
+	nc      *nats.Conn
+	subject string // the bucket's subject prefix, "$KV.<bucket>."
+	writes  *groupcommit.Queue[write, uint64]
+}
+
+// write is one conditional write of a record: a claim (expect 0, the key
+// has no record) or a completion (expect the claimed revision).
+type write struct {
+	key    string
+	data   []byte
+	expect uint64
 }
 
 // record is the stored form of app.IdempotencyRecord. The revision is not
@@ -115,7 +144,86 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, error
 	if err != nil {
 		return nil, fmt.Errorf("idempotency: create or update key-value bucket %q: %w", cfg.Bucket, err)
 	}
-	return &Store{kv: kv}, nil
+	if err := allowAtomicPublish(ctx, js, "KV_"+cfg.Bucket); err != nil {
+		return nil, fmt.Errorf("idempotency: key-value bucket %q: %w", cfg.Bucket, err)
+	}
+	s := &Store{kv: kv, nc: js.Conn(), subject: "$KV." + cfg.Bucket + "."}
+	s.writes = groupcommit.New(s.commit, groupcommit.Config[write]{
+		MaxBatch: maxBatch,
+		Timeout:  batchTimeout,
+		// A claim and a completion of one key refuse each other.
+		Key: func(w write) string { return w.key },
+	})
+	return s, nil
+}
+
+// allowAtomicPublish turns on atomic batches for the bucket's stream; the
+// key-value API has no setting for it, and updating the bucket turns it
+// off again.
+func allowAtomicPublish(ctx context.Context, js jetstream.JetStream, stream string) error {
+	st, err := js.Stream(ctx, stream)
+	if err != nil {
+		return fmt.Errorf("read stream %s: %w", stream, err)
+	}
+	cfg := st.CachedInfo().Config
+	if cfg.AllowAtomicPublish {
+		return nil
+	}
+	cfg.AllowAtomicPublish = true
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		return fmt.Errorf("allow atomic batches on stream %s (nats-server 2.12 or later): %w", stream, err)
+	}
+	return nil
+}
+
+// commit writes a batch of claims and completions: alone, as the
+// key-value API does, when it is one; otherwise as one atomic batch. When
+// the server refuses the batch as a whole, nothing of it is stored, and
+// every write is made alone, so each gets its own outcome (most often one
+// claim met a record and the rest succeed). Any other failure of the
+// batch, such as a lost acknowledgement, is every write's failure, with an
+// unknown outcome, as it is for a single write.
+func (s *Store) commit(ctx context.Context, ws []write) []groupcommit.Result[uint64] {
+	out := make([]groupcommit.Result[uint64], len(ws))
+	if len(ws) == 1 {
+		out[0].Value, out[0].Err = s.writeAlone(ctx, ws[0])
+		return out
+	}
+	msgs := make([]*nats.Msg, len(ws))
+	for i, w := range ws {
+		m := nats.NewMsg(s.subject + w.key)
+		m.Data = w.data
+		m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(w.expect, 10))
+		msgs[i] = m
+	}
+	ack, err := jsbatch.Publish(ctx, s.nc, msgs)
+	switch {
+	case err == nil:
+		for i := range out {
+			out[i].Value = ack.Seq(i)
+		}
+	case isWrongRevision(err) || jsbatch.IsCode(err, jsbatch.ErrCodeDisabled, jsbatch.ErrCodeIncomplete, jsbatch.ErrCodeTooManyInflight, jsbatch.ErrCodeDuplicate):
+		var wg sync.WaitGroup
+		for i, w := range ws {
+			wg.Go(func() { out[i].Value, out[i].Err = s.writeAlone(ctx, w) })
+		}
+		wg.Wait()
+	default:
+		for i := range out {
+			out[i].Err = err
+		}
+	}
+	return out
+}
+
+// writeAlone makes one write through the key-value API. A claim uses
+// Create, which also takes over a key whose last entry is a deletion (a
+// released claim); a completion uses Update at the claimed revision.
+func (s *Store) writeAlone(ctx context.Context, w write) (uint64, error) {
+	if w.expect == 0 {
+		return s.kv.Create(ctx, w.key, w.data)
+	}
+	return s.kv.Update(ctx, w.key, w.data, w.expect)
 }
 
 // Claim stores rec under key if no record exists there and returns it with
@@ -133,7 +241,7 @@ func (s *Store) Claim(ctx context.Context, key string, rec app.IdempotencyRecord
 		return app.IdempotencyRecord{}, false, fmt.Errorf("idempotency: claim: %w", err)
 	}
 	for range claimAttempts {
-		rev, err := s.kv.Create(ctx, key, data)
+		rev, err := s.writes.Do(ctx, write{key: key, data: data})
 		if err == nil {
 			rec.Revision = rev
 			return rec, true, nil
@@ -173,7 +281,7 @@ func (s *Store) Complete(ctx context.Context, key string, rec app.IdempotencyRec
 	if err != nil {
 		return fmt.Errorf("idempotency: complete: %w", err)
 	}
-	if _, err := s.kv.Update(ctx, key, data, rec.Revision); err != nil {
+	if _, err := s.writes.Do(ctx, write{key: key, data: data, expect: rec.Revision}); err != nil {
 		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 			return fmt.Errorf("idempotency: complete at revision %d: %w", rec.Revision, errors.Join(app.ErrRevisionMismatch, err))
 		}
@@ -201,10 +309,9 @@ func (s *Store) Release(ctx context.Context, key string, rec app.IdempotencyReco
 }
 
 // isWrongRevision reports whether a conditional write was refused because
-// the key moved on.
+// the key moved on: error code 10071, or 10164 from a replicated stream.
 func isWrongRevision(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
+	return jsbatch.IsCode(err, jetstream.JSErrCodeStreamWrongLastSequence, jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
 // Get returns the record under key with its revision, or an error wrapping

@@ -320,3 +320,68 @@ func TestReleaseLetsARetryClaimAtOnce(t *testing.T) {
 		t.Fatalf("a done record must survive Release: %+v, %v", again, err)
 	}
 }
+
+// TestConcurrentSubmissionsShareBatches claims and completes many keys at
+// once, as concurrent form submissions do: every claim wins its own key,
+// every completion lands, and writes queued behind one in flight were
+// stored together in atomic batches rather than one disk sync each.
+func TestConcurrentSubmissionsShareBatches(t *testing.T) {
+	const forms = 64
+	js := startJetStream(t)
+	s := newStore(t, js, idempotency.Config{})
+	ctx := t.Context()
+	start := make(chan struct{})
+	errs := make([]error, forms)
+	var wg sync.WaitGroup
+	for i := range forms {
+		wg.Go(func() {
+			<-start
+			k := fmt.Sprintf("form.k%02d", i)
+			rec, claimed, err := s.Claim(ctx, k, pending(k))
+			switch {
+			case err != nil:
+				errs[i] = err
+				return
+			case !claimed:
+				errs[i] = fmt.Errorf("claim of fresh key %s lost to %+v", k, rec)
+				return
+			}
+			rec.CaseNumber = fmt.Sprintf("KC-2026-%06d", i)
+			errs[i] = s.Complete(ctx, k, rec)
+		})
+	}
+	close(start)
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("form %d: %v", i, err)
+		}
+	}
+
+	st, err := js.Stream(ctx, "KV_"+idempotency.DefaultBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	batches := map[string]bool{}
+	for i := range forms {
+		k := fmt.Sprintf("form.k%02d", i)
+		got, err := s.Get(ctx, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !got.Done || got.CaseNumber != fmt.Sprintf("KC-2026-%06d", i) || got.PayloadHash != k {
+			t.Fatalf("record %s = %+v", k, got)
+		}
+		m, err := st.GetMsg(ctx, got.Revision)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if id := m.Header.Get("Nats-Batch-Id"); id != "" {
+			batches[id] = true
+		}
+	}
+	if len(batches) == 0 {
+		t.Fatalf("none of %d concurrent completions was stored in a batch", forms)
+	}
+	t.Logf("%d completions stored in %d batches (and alone)", forms, len(batches))
+}
