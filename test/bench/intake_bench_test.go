@@ -83,28 +83,28 @@ func BenchmarkSubmitFormIntakeOnlyVsRawJetStream(b *testing.B) {
 	prefix := rand.Text()
 	measureRegistrations(b, natsURL, addr, mint("e-tjanst-bench", auth.RoleFormClient), apiCall{
 		name: "SubmitForm",
-		do: func(ctx context.Context, c intakev1.IntakeServiceClient, in *intakev1.CaseInput, n int64) error {
+		do: func(ctx context.Context, c intakev1.IntakeServiceClient, in *intakev1.CaseInput, n int64) (string, error) {
 			in = proto.CloneOf(in)
 			in.Channel = casev1.Channel_CHANNEL_FORM
 			_, err := c.SubmitForm(ctx, &intakev1.SubmitFormRequest{IdempotencyKey: fmt.Sprintf("%s-%d", prefix, n), Case: in})
-			return err
+			return "", err // a form's answer carries no case id
 		},
 	})
 }
 
 // apiCall is the call a registration benchmark measures: do makes the
-// n-th call with the benchmark's case.
+// n-th call with the benchmark's case and returns the case's id.
 type apiCall struct {
 	name string
-	do   func(ctx context.Context, c intakev1.IntakeServiceClient, in *intakev1.CaseInput, n int64) error
+	do   func(ctx context.Context, c intakev1.IntakeServiceClient, in *intakev1.CaseInput, n int64) (string, error)
 }
 
 // registerCase registers one case as an agent.
 var registerCase = apiCall{
 	name: "RegisterCase",
-	do: func(ctx context.Context, c intakev1.IntakeServiceClient, in *intakev1.CaseInput, _ int64) error {
-		_, err := c.RegisterCase(ctx, &intakev1.RegisterCaseRequest{Case: in})
-		return err
+	do: func(ctx context.Context, c intakev1.IntakeServiceClient, in *intakev1.CaseInput, _ int64) (string, error) {
+		resp, err := c.RegisterCase(ctx, &intakev1.RegisterCaseRequest{Case: in})
+		return resp.GetCaseId(), err
 	},
 }
 
@@ -191,6 +191,7 @@ func measureRegistrations(b *testing.B, natsURL, addr, token string, call apiCal
 	next.Store(0)
 	apiErr := make(chan error, writers)
 	latencies := make([][]time.Duration, writers)
+	var lastCase atomic.Value // a registered case's id, for the size line
 	apiStart := time.Now()
 	for w := range writers {
 		wg.Add(1)
@@ -199,10 +200,12 @@ func measureRegistrations(b *testing.B, natsURL, addr, token string, call apiCal
 			client := clients[w%len(clients)]
 			for n := next.Add(1); n <= ops; n = next.Add(1) {
 				t0 := time.Now()
-				if err := call.do(authCtx, client, in, n); err != nil {
+				id, err := call.do(authCtx, client, in, n)
+				if err != nil {
 					apiErr <- err
 					return
 				}
+				lastCase.Store(id)
 				latencies[w] = append(latencies[w], time.Since(t0))
 			}
 		}()
@@ -239,31 +242,30 @@ func measureRegistrations(b *testing.B, natsURL, addr, token string, call apiCal
 	b.ReportMetric(pct(0.50), "p50_ms")
 	b.ReportMetric(pct(0.99), "p99_ms")
 
-	stored := lastCaseEventSize(ctx, js)
+	id, _ := lastCase.Load().(string)
+	stored := registeredSize(ctx, js, id)
 	b.Logf("N=%d ops each, %d writers: raw JetStream %.0f appends/s (%.0f before, %.0f after); %s %.0f cases/s (ratio %.3f), p50 %.1f ms, p99 %.1f ms, max %.1f ms; stored CaseRegistered %d bytes vs raw payload %d bytes",
 		ops, writers, rawRate, float64(ops)/rawBefore.Seconds(), float64(ops)/rawAfter.Seconds(), call.name, apiRate, apiRate/rawRate, pct(0.50), pct(0.99), float64(all[len(all)-1].Microseconds())/1000, stored, payloadBytes)
 }
 
-// lastCaseEventSize is the size of the newest CaseRegistered, to compare
-// with the raw payload. In the single binary the newest events are the
-// routers' CaseRouted, so it looks back past those.
-func lastCaseEventSize(ctx context.Context, js jetstream.JetStream) int {
+// registeredSize is the size of a stored CaseRegistered, to compare with
+// the raw payload: the first message on the subject of caseID, a case the
+// API registered, whatever other services appended after it; without an
+// id (a form's answer has none) the newest case event, which is a
+// CaseRegistered where intake runs alone.
+func registeredSize(ctx context.Context, js jetstream.JetStream, caseID string) int {
 	s, err := js.Stream(ctx, esjs.DefaultStreamName)
 	if err != nil {
 		return -1
 	}
-	info, err := s.Info(ctx)
-	if err != nil {
+	var m *jetstream.RawStreamMsg
+	if caseID != "" {
+		m, err = s.GetMsg(ctx, 1, jetstream.WithGetMsgSubject(esjs.DefaultSubjectPrefix+"."+caseID))
+	} else {
+		m, err = s.GetLastMsgForSubject(ctx, esjs.DefaultSubjectPrefix+".>")
+	}
+	if err != nil || m.Header.Get(esjs.HeaderEventType) != "kontakt.case.v1.CaseRegistered" {
 		return -1
 	}
-	for seq := info.State.LastSeq; seq > 0 && seq+1000 > info.State.LastSeq; seq-- {
-		m, err := s.GetMsg(ctx, seq)
-		if err != nil {
-			continue
-		}
-		if m.Header.Get(esjs.HeaderEventType) == "kontakt.case.v1.CaseRegistered" {
-			return len(m.Data)
-		}
-	}
-	return -1
+	return len(m.Data)
 }
