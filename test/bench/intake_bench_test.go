@@ -76,8 +76,9 @@ func BenchmarkRegisterCaseIntakeOnlyVsRawJetStream(b *testing.B) {
 // BenchmarkSubmitFormIntakeOnlyVsRawJetStream is the intake-only
 // measurement for e-service forms: each call has its own idempotency key,
 // so besides the case's keys, number and event a submission stores its
-// idempotency claim and then the answer (two synced key-value writes of
-// its own, outside group commit).
+// idempotency claim and then the answer: two more synced key-value writes,
+// one after the other, which concurrent forms share in atomic batches but
+// which are not part of the registrations' group commit.
 func BenchmarkSubmitFormIntakeOnlyVsRawJetStream(b *testing.B) {
 	natsURL, addr, mint := intakeOnly(b)
 	prefix := rand.Text()
