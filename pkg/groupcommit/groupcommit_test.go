@@ -14,35 +14,29 @@ import (
 	"github.com/kontakt-se/kontakt/pkg/groupcommit"
 )
 
-// recorder is a Commit that remembers its batches and can be held, so a
-// test can queue requests behind a write in flight.
+// recorder is a Commit that remembers its batches and holds each until
+// hold is closed, so a test can queue requests behind a write in flight.
 type recorder struct {
 	mu      sync.Mutex
 	batches [][]string
-	hold    chan struct{} // closed to let commits through; nil: never held
+	hold    chan struct{} // closed to let commits through
 	entered chan struct{} // receives once per commit
 }
 
-func newRecorder(held bool) *recorder {
-	r := &recorder{entered: make(chan struct{}, 100)}
-	if held {
-		r.hold = make(chan struct{})
-	}
-	return r
+func newRecorder() *recorder {
+	return &recorder{hold: make(chan struct{}), entered: make(chan struct{}, 100)}
 }
 
 func (r *recorder) commit(ctx context.Context, reqs []string) []groupcommit.Result[string] {
 	r.entered <- struct{}{}
-	if r.hold != nil {
-		select {
-		case <-r.hold:
-		case <-ctx.Done():
-			out := make([]groupcommit.Result[string], len(reqs))
-			for i := range out {
-				out[i].Err = ctx.Err()
-			}
-			return out
+	select {
+	case <-r.hold:
+	case <-ctx.Done():
+		out := make([]groupcommit.Result[string], len(reqs))
+		for i := range out {
+			out[i].Err = ctx.Err()
 		}
+		return out
 	}
 	r.mu.Lock()
 	r.batches = append(r.batches, append([]string(nil), reqs...))
@@ -88,7 +82,7 @@ func TestQueueSharesWritesAndAnswersEachRequest(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			rec := newRecorder(true)
+			rec := newRecorder()
 			q := groupcommit.New(rec.commit, groupcommit.Config[string]{MaxBatch: tt.maxBatch, Timeout: 10 * time.Second, Key: tt.key})
 			ctx := t.Context()
 			var wg sync.WaitGroup
@@ -125,7 +119,7 @@ func TestQueueSharesWritesAndAnswersEachRequest(t *testing.T) {
 }
 
 func TestQueueDoesNotWriteRequestsWhoseCallerGaveUp(t *testing.T) {
-	rec := newRecorder(true)
+	rec := newRecorder()
 	q := groupcommit.New(rec.commit, groupcommit.Config[string]{MaxBatch: 10, Timeout: 10 * time.Second})
 	var wg sync.WaitGroup
 	t.Cleanup(wg.Wait)
