@@ -80,7 +80,15 @@ type intakeEnv struct {
 // startIntake starts kontakt with the embedded NATS server reachable.
 func startIntake(t *testing.T) *intakeEnv {
 	t.Helper()
-	k := Start(t, Options{EmbeddedNATS: true})
+	return startInspected(t, Options{})
+}
+
+// startInspected starts kontakt with opts and the embedded NATS server
+// reachable, and connects the test's clients and its store inspector.
+func startInspected(t *testing.T, opts Options) *intakeEnv {
+	t.Helper()
+	opts.EmbeddedNATS = true
+	k := Start(t, opts)
 	e := &intakeEnv{k: k}
 	for range 4 {
 		e.conns = append(e.conns, k.Dial(t))

@@ -18,8 +18,6 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -63,17 +61,10 @@ type routingEnv struct {
 // extra configuration. dataDir may be empty (a fresh one).
 func startRouting(t *testing.T, dataDir string, extraConfig ...string) *routingEnv {
 	t.Helper()
-	k := Start(t, Options{DataDir: dataDir, ExtraConfig: routingQueues + strings.Join(extraConfig, ""), EmbeddedNATS: true})
-	e := &routingEnv{intakeEnv: &intakeEnv{k: k}, tokens: map[string]string{}}
-	for range 4 {
-		e.conns = append(e.conns, k.Dial(t))
+	e := &routingEnv{
+		intakeEnv: startInspected(t, Options{DataDir: dataDir, ExtraConfig: routingQueues + strings.Join(extraConfig, "")}),
+		tokens:    map[string]string{},
 	}
-	nc, err := nats.Connect("nats://"+k.NATSAddr, nats.Name("kontakt-e2e-routing-inspector"), nats.MaxReconnects(0))
-	require.NoError(t, err)
-	t.Cleanup(nc.Close)
-	e.nc = nc
-	e.js, err = jetstream.New(nc)
-	require.NoError(t, err)
 	e.rc = routingv1.NewRoutingServiceClient(e.conns[0])
 	e.ic = intakev1.NewIntakeServiceClient(e.conns[0])
 	return e

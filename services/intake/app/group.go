@@ -320,16 +320,11 @@ func (s *Service) appendGroup(ctx context.Context, group []*pending) {
 	}
 }
 
-// groupContext bounds a group's write: by the group timeout, and by the
-// members' own requests, so that the write is given up once nobody waits
-// for it any more. A write whose request or acknowledgement is lost (a
-// stream leader killed mid-request drops it without a reply) otherwise
-// holds its stage for the whole group timeout, while every request
-// queued behind it times out; the path a single registration takes waits
-// only as long as its caller, and group commit must not do worse. A
-// write given up has an unknown outcome, which every step already
-// handles as it handles a lost acknowledgement. Stopping the service
-// (ctx) does not cut the write.
+// groupContext bounds a group's write by the group timeout and by the
+// members' own requests (groupcommit.Context): a stream leader killed
+// mid-request drops it without a reply, and a write nobody waits for must
+// not hold its stage while the registrations queued behind it time out.
+// Stopping the service (ctx) does not cut the write.
 func (s *Service) groupContext(ctx context.Context, group []*pending) (context.Context, context.CancelFunc) {
 	members := make([]context.Context, len(group))
 	for i, p := range group {
