@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -59,6 +60,18 @@ const (
 // ErrTooLarge is returned for a batch of more than MaxMessages messages.
 var ErrTooLarge = errors.New("jsbatch: batch too large")
 
+// A commit that nobody answers ("no responders") reached no stream, so
+// nothing of its batch was stored (messages a stream staged without the
+// commit are dropped when the batch times out there). It happens when the
+// stream is just being created or moved and the server the client talks
+// to does not route its subjects yet; the batch is then sent again, as
+// nats.go sends a JetStream publish again (jetstream.DefaultPubRetryWait,
+// DefaultPubRetryAttempts).
+const (
+	noRespondersRetries = jetstream.DefaultPubRetryAttempts
+	noRespondersWait    = jetstream.DefaultPubRetryWait
+)
+
 // Ack is the server's acknowledgement of a committed batch.
 type Ack struct {
 	// Stream is the stream that stored the batch.
@@ -77,7 +90,10 @@ func (a Ack) Seq(i int) uint64 { return a.First + uint64(i) }
 // *jetstream.APIError, so callers can tell a failed expectation
 // (jetstream.JSErrCodeStreamWrongLastSequence and friends) from the
 // batch-specific codes above. When ctx ends or the connection fails before
-// the acknowledgement, the outcome is unknown, as with any publish.
+// the acknowledgement, the outcome is unknown, as with any publish. A
+// batch whose commit reached no stream is sent again, with a new batch id,
+// up to noRespondersRetries times; then the error wraps
+// nats.ErrNoResponders.
 func Publish(ctx context.Context, nc *nats.Conn, msgs []*nats.Msg) (Ack, error) {
 	switch {
 	case len(msgs) == 0:
@@ -85,6 +101,21 @@ func Publish(ctx context.Context, nc *nats.Conn, msgs []*nats.Msg) (Ack, error) 
 	case len(msgs) > MaxMessages:
 		return Ack{}, fmt.Errorf("%w: %d messages, at most %d", ErrTooLarge, len(msgs), MaxMessages)
 	}
+	for retries := 0; ; retries++ {
+		ack, err := publishOnce(ctx, nc, msgs)
+		if !errors.Is(err, nats.ErrNoResponders) || retries == noRespondersRetries {
+			return ack, err
+		}
+		select {
+		case <-ctx.Done():
+			return Ack{}, err
+		case <-time.After(noRespondersWait):
+		}
+	}
+}
+
+// publishOnce sends msgs as one batch with a fresh batch id.
+func publishOnce(ctx context.Context, nc *nats.Conn, msgs []*nats.Msg) (Ack, error) {
 	id := nuid.Next()
 	for i, m := range msgs {
 		if m.Header == nil {

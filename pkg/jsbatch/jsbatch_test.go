@@ -132,3 +132,29 @@ func TestConcurrentBatchesStayContiguous(t *testing.T) {
 		}
 	}
 }
+
+// TestPublishWaitsForAStreamThatIsStillAppearing publishes a batch while
+// its stream does not exist yet: a stream just created on a cluster is not
+// reachable from every server at once, and a commit nobody answers
+// ("no responders") stored nothing, so the batch is sent again for a
+// moment, as JetStream publishes are. With no stream at all it gives up.
+func TestPublishWaitsForAStreamThatIsStillAppearing(t *testing.T) {
+	js := natstest.JetStream(t, natstest.Embedded(t, 0))
+	ctx := t.Context()
+
+	_, err := jsbatch.Publish(ctx, js.Conn(), msgs(3, "none", true))
+	require.ErrorIs(t, err, nats.ErrNoResponders)
+
+	created := make(chan error, 1)
+	time.AfterFunc(100*time.Millisecond, func() {
+		_, err := js.CreateStream(ctx, jetstream.StreamConfig{
+			Name: "B", Subjects: []string{"b.>"}, Storage: jetstream.FileStorage, AllowAtomicPublish: true,
+		})
+		created <- err
+	})
+	ack, err := jsbatch.Publish(ctx, js.Conn(), msgs(3, "late", true))
+	require.NoError(t, <-created)
+	require.NoError(t, err)
+	require.Equal(t, uint64(1), ack.First)
+	require.Equal(t, uint64(3), ack.Last)
+}
