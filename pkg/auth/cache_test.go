@@ -23,6 +23,14 @@ func (v *countingVerifier) Verify(_ context.Context, raw string) (Principal, err
 	return Principal{Subject: raw, Roles: []Role{RoleAgent}, Queues: []string{"q"}, ExpiresAt: v.expires}, nil
 }
 
+// rotatingVerifier is a countingVerifier whose keys change.
+type rotatingVerifier struct {
+	countingVerifier
+	gen uint64
+}
+
+func (v *rotatingVerifier) KeyGeneration() uint64 { return v.gen }
+
 func TestCachingVerifier(t *testing.T) {
 	now := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
 	clock := func() time.Time { return now }
@@ -51,6 +59,22 @@ func TestCachingVerifier(t *testing.T) {
 		_, err = c.Verify(ctx, "ok-2")
 		require.NoError(t, err)
 		require.Equal(t, 2, next.calls, "an expired token goes back to the verifier, which refuses it")
+	})
+	t.Run("a new key generation voids every entry", func(t *testing.T) {
+		next := &rotatingVerifier{countingVerifier: countingVerifier{expires: now.Add(time.Hour)}}
+		c := NewCachingVerifier(next, time.Minute, 10, clock)
+		for range 3 {
+			_, err := c.Verify(ctx, "ok-3")
+			require.NoError(t, err)
+		}
+		require.Equal(t, 1, next.calls)
+		next.gen++
+		_, err := c.Verify(ctx, "ok-3")
+		require.NoError(t, err)
+		require.Equal(t, 2, next.calls, "after the key set changed the token is checked again at once, not a TTL later")
+		_, err = c.Verify(ctx, "ok-3")
+		require.NoError(t, err)
+		require.Equal(t, 2, next.calls, "and then remembered under the new generation")
 	})
 	t.Run("failures are not cached", func(t *testing.T) {
 		next := &countingVerifier{expires: now.Add(time.Hour)}

@@ -278,14 +278,13 @@ func TestInterceptorReflectionIsPublic(t *testing.T) {
 // Unauthenticated (log in again).
 func TestInterceptorOIDCWithoutKontaktRole(t *testing.T) {
 	p := newIDP(t)
-	v, err := NewOIDCVerifier(t.Context(), p.config())
-	require.NoError(t, err)
+	v := newOIDCVerifier(t, p.config())
 	ts := startServer(t, v, StaticPolicy{methodCheck: {Roles: []Role{RoleOfficer}}})
 	client := healthpb.NewHealthClient(ts.conn)
 
 	claims := p.claims()
 	claims["roles"] = []string{"offline_access", "uma_authorization"}
-	_, err = client.Check(withAuth(callCtx(t), "Bearer "+p.sign(t, claims)), &healthpb.HealthCheckRequest{})
+	_, err := client.Check(withAuth(callCtx(t), "Bearer "+p.sign(t, claims)), &healthpb.HealthCheckRequest{})
 	st := status.Convert(err)
 	require.Equal(t, codes.PermissionDenied, st.Code(), "status: %v", st)
 	require.Equal(t, "requires one of: officer", st.Message())

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // DefaultRolesClaim is the claim that carries roles when OIDCConfig does not
@@ -78,20 +81,33 @@ type OIDCConfig struct {
 	// anyone on the path, so set it only for a provider reached over a
 	// trusted network (for example inside a cluster).
 	AllowInsecureHTTP bool
+	// JWKSRefreshInterval is how often the key set is fetched on
+	// schedule, and so the longest a key the provider removed is still
+	// honoured; zero means DefaultJWKSRefreshInterval.
+	JWKSRefreshInterval time.Duration
+	// JWKSMinRefreshInterval is the least time between fetches caused by
+	// tokens naming a key id the set does not hold; zero means
+	// DefaultJWKSMinRefreshInterval. It may not exceed
+	// JWKSRefreshInterval.
+	JWKSMinRefreshInterval time.Duration
+	// Logger receives key set fetches and failures; nil discards them.
+	Logger *slog.Logger
 }
 
 // OIDCVerifier verifies bearer tokens issued by an OpenID Connect provider,
-// with keys from its JWKS that are cached and refreshed when a token names
-// an unknown key id.
+// with keys from its JWKS, held in memory and fetched on a schedule (see
+// remoteKeySet). Close stops the schedule.
 type OIDCVerifier struct {
 	verifier   *oidc.IDTokenVerifier
+	keys       *remoteKeySet
 	rolesClaim string
 }
 
-// NewOIDCVerifier checks cfg and builds a verifier. Without JWKSURL it runs
-// discovery, so it fails at start-up, not at the first call, when the
-// provider is unreachable or announces another issuer. ctx bounds only the
-// discovery request; key refreshes later use their own timeout.
+// NewOIDCVerifier checks cfg and builds a verifier, whose first fetch of
+// the key set starts at once. Without JWKSURL it runs discovery, so it
+// fails at start-up, not at the first call, when the provider is
+// unreachable or announces another issuer. ctx bounds only the discovery
+// request; key fetches later use their own timeout. Call Close when done.
 func NewOIDCVerifier(ctx context.Context, cfg OIDCConfig) (*OIDCVerifier, error) {
 	if cfg.Issuer == "" {
 		return nil, fmt.Errorf("%w: OIDC issuer is empty", ErrInvalidConfig)
@@ -101,6 +117,17 @@ func NewOIDCVerifier(ctx context.Context, cfg OIDCConfig) (*OIDCVerifier, error)
 	}
 	if cfg.Leeway < 0 {
 		return nil, fmt.Errorf("%w: OIDC leeway %s is negative", ErrInvalidConfig, cfg.Leeway)
+	}
+	refresh, minRefresh := cfg.JWKSRefreshInterval, cfg.JWKSMinRefreshInterval
+	if refresh == 0 {
+		refresh = DefaultJWKSRefreshInterval
+	}
+	if minRefresh == 0 {
+		minRefresh = min(DefaultJWKSMinRefreshInterval, refresh)
+	}
+	if refresh < 0 || minRefresh < 0 || minRefresh > refresh {
+		return nil, fmt.Errorf("%w: JWKS refresh interval %s and minimum refresh interval %s must be positive, the minimum no longer than the interval",
+			ErrInvalidConfig, refresh, minRefresh)
 	}
 	if err := checkURL("issuer", cfg.Issuer, cfg.AllowInsecureHTTP); err != nil {
 		return nil, err
@@ -144,16 +171,10 @@ func NewOIDCVerifier(ctx context.Context, cfg OIDCConfig) (*OIDCVerifier, error)
 		// grants the leeway on expiry (nbf already has 5 minutes there).
 		Now: func() time.Time { return clock().Add(-leeway) },
 	}
-	// go-oidc takes its HTTP client from the context; the key set keeps
-	// that context (without its cancellation) for later refreshes.
-	clientCtx := oidc.ClientContext(context.WithoutCancel(ctx), client)
-
-	var verifier *oidc.IDTokenVerifier
-	if cfg.JWKSURL != "" {
-		keySet := oidc.NewRemoteKeySet(clientCtx, cfg.JWKSURL)
-		verifier = oidc.NewVerifier(cfg.Issuer, keySet, oidcCfg)
-	} else {
-		// Discovery itself must honour ctx's cancellation.
+	jwksURL := cfg.JWKSURL
+	if jwksURL == "" {
+		// go-oidc takes its HTTP client from the context; discovery must
+		// honour ctx's cancellation.
 		discoveryCtx := oidc.ClientContext(ctx, client)
 		provider, err := oidc.NewProvider(discoveryCtx, cfg.Issuer)
 		if err != nil {
@@ -171,10 +192,40 @@ func NewOIDCVerifier(ctx context.Context, cfg OIDCConfig) (*OIDCVerifier, error)
 		if err := checkURL("discovered JWKS URL", meta.JWKSURL, cfg.AllowInsecureHTTP); err != nil {
 			return nil, err
 		}
-		verifier = provider.VerifierContext(clientCtx, oidcCfg)
+		jwksURL = meta.JWKSURL
 	}
-	return &OIDCVerifier{verifier: verifier, rolesClaim: rolesClaim}, nil
+	joseAlgs := make([]jose.SignatureAlgorithm, 0, len(algs))
+	for _, a := range algs {
+		joseAlgs = append(joseAlgs, jose.SignatureAlgorithm(a))
+	}
+	keys := newRemoteKeySet(keySetConfig{
+		fetch:              httpFetcher(client, jwksURL),
+		algorithms:         joseAlgs,
+		refreshInterval:    refresh,
+		minRefreshInterval: minRefresh,
+		logger:             cfg.Logger,
+	})
+	return &OIDCVerifier{
+		verifier:   oidc.NewVerifier(cfg.Issuer, keys, oidcCfg),
+		keys:       keys,
+		rolesClaim: rolesClaim,
+	}, nil
 }
+
+// Close stops fetching the key set. The verifier refuses nothing new
+// because of it, but its keys are no longer refreshed.
+func (v *OIDCVerifier) Close() error {
+	v.keys.close()
+	return nil
+}
+
+// KeyGeneration changes whenever the provider's key set changes, so that
+// CachingVerifier forgets tokens verified with keys that may be gone.
+func (v *OIDCVerifier) KeyGeneration() uint64 { return v.keys.generation.Load() }
+
+// Collectors are the verifier's Prometheus metrics (key set fetches by
+// reason and result, keys held, time of the last good fetch).
+func (v *OIDCVerifier) Collectors() []prometheus.Collector { return v.keys.collectors() }
 
 // checkURL refuses URLs over which keys could be swapped in transit.
 func checkURL(what, raw string, allowHTTP bool) error {

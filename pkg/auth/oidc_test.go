@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 )
 
@@ -304,8 +305,7 @@ func TestOIDCVerifier(t *testing.T) {
 			if tt.cfg != nil {
 				tt.cfg(&cfg)
 			}
-			v, err := NewOIDCVerifier(t.Context(), cfg)
-			require.NoError(t, err)
+			v := newOIDCVerifier(t, cfg)
 
 			tok := tt.token(t)
 			got, err := v.Verify(t.Context(), tok)
@@ -323,36 +323,53 @@ func TestOIDCVerifier(t *testing.T) {
 	}
 }
 
-func TestOIDCVerifierUnknownKidRefetchesKeys(t *testing.T) {
+// newOIDCVerifier builds a verifier that is closed at the end of the test.
+func newOIDCVerifier(t *testing.T, cfg OIDCConfig) *OIDCVerifier {
+	t.Helper()
+	v, err := NewOIDCVerifier(t.Context(), cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = v.Close() })
+	return v
+}
+
+// TestOIDCVerifierKeyFetches checks, against a real HTTPS key set, that
+// forged tokens do not make the verifier fetch keys: a bad signature under
+// a known key id never, an unknown key id at most once per minimum
+// interval (the key set's own tests cover the schedule in fake time).
+func TestOIDCVerifierKeyFetches(t *testing.T) {
 	p := newIDP(t)
-	v, err := NewOIDCVerifier(t.Context(), p.config())
-	require.NoError(t, err)
+	cfg := p.config()
+	cfg.JWKSRefreshInterval = time.Hour
+	cfg.JWKSMinRefreshInterval = 200 * time.Millisecond
+	v := newOIDCVerifier(t, cfg)
 
-	_, err = v.Verify(t.Context(), p.sign(t, p.claims()))
+	_, err := v.Verify(t.Context(), p.sign(t, p.claims()))
 	require.NoError(t, err)
-	hits := p.jwksHits.Load()
-	require.Positive(t, hits)
+	require.EqualValues(t, 1, p.jwksHits.Load(), "the first call waits for the start-up fetch")
 
-	// A cached kid needs no fetch.
-	_, err = v.Verify(t.Context(), p.sign(t, p.claims()))
-	require.NoError(t, err)
-	require.Equal(t, hits, p.jwksHits.Load())
-
-	// An unknown kid makes the key set look again (key rotation), and
-	// still fails.
 	otherKey, err := rsa.GenerateKey(rand.Reader, 2048)
 	require.NoError(t, err)
-	_, err = v.Verify(t.Context(), signRSA(t, otherKey, "k2", p.claims()))
-	require.ErrorIs(t, err, ErrInvalidToken)
-	require.Greater(t, p.jwksHits.Load(), hits)
+	for range 50 {
+		_, err = v.Verify(t.Context(), signRSA(t, otherKey, testKID, p.claims()))
+		require.ErrorIs(t, err, ErrInvalidToken)
+	}
+	require.EqualValues(t, 1, p.jwksHits.Load(), "a bad signature under a known key id never fetches")
+
+	start := time.Now()
+	for range 50 {
+		_, err = v.Verify(t.Context(), signRSA(t, otherKey, "k-unknown", p.claims()))
+		require.ErrorIs(t, err, ErrInvalidToken)
+	}
+	bound := 1 + 1 + int64(time.Since(start)/cfg.JWKSMinRefreshInterval)
+	require.LessOrEqual(t, p.jwksHits.Load(), bound, "unknown key ids fetch at most once per minimum interval")
+	require.Equal(t, 1.0, testutil.ToFloat64(v.keys.fetches.WithLabelValues(reasonSchedule, "ok")))
 }
 
 func TestOIDCVerifierDiscovery(t *testing.T) {
 	p := newIDP(t)
 	cfg := p.config()
 	cfg.JWKSURL = ""
-	v, err := NewOIDCVerifier(t.Context(), cfg)
-	require.NoError(t, err)
+	v := newOIDCVerifier(t, cfg)
 
 	got, err := v.Verify(t.Context(), p.sign(t, p.claims()))
 	require.NoError(t, err)
@@ -401,14 +418,13 @@ func TestOIDCVerifierPlainHTTPOnLoopback(t *testing.T) {
 
 	claims := p.claims()
 	claims["iss"] = plain.URL
-	v, err := NewOIDCVerifier(t.Context(), OIDCConfig{
+	v := newOIDCVerifier(t, OIDCConfig{
 		Issuer:   plain.URL,
 		Audience: testAudience,
 		JWKSURL:  plain.URL + "/jwks",
 		Clock:    fixedClock(testNow()),
 	})
-	require.NoError(t, err)
-	_, err = v.Verify(t.Context(), p.sign(t, claims))
+	_, err := v.Verify(t.Context(), p.sign(t, claims))
 	require.NoError(t, err)
 }
 
@@ -425,6 +441,10 @@ func TestNewOIDCVerifierRejectsBadConfig(t *testing.T) {
 		{name: "lower-case algorithm", edit: func(c *OIDCConfig) { c.AllowedAlgorithms = []string{"rs256"} }},
 		{name: "negative leeway", edit: func(c *OIDCConfig) { c.Leeway = -time.Second }},
 		{name: "plain HTTP JWKS", edit: func(c *OIDCConfig) { c.JWKSURL = "http://idp.example.se/jwks" }},
+		{name: "negative refresh interval", edit: func(c *OIDCConfig) { c.JWKSRefreshInterval = -time.Minute }},
+		{name: "minimum refresh longer than the interval", edit: func(c *OIDCConfig) {
+			c.JWKSRefreshInterval, c.JWKSMinRefreshInterval = time.Minute, 2*time.Minute
+		}},
 		{name: "plain HTTP issuer", edit: func(c *OIDCConfig) { c.Issuer = "http://idp.example.se/realms/kommun" }},
 		{name: "file URL", edit: func(c *OIDCConfig) { c.JWKSURL = "file:///etc/jwks.json" }},
 	}
@@ -439,15 +459,12 @@ func TestNewOIDCVerifierRejectsBadConfig(t *testing.T) {
 	}
 
 	t.Run("valid configuration", func(t *testing.T) {
-		v, err := NewOIDCVerifier(t.Context(), valid)
-		require.NoError(t, err)
-		require.NotNil(t, v)
+		require.NotNil(t, newOIDCVerifier(t, valid))
 	})
 	t.Run("plain HTTP allowed explicitly", func(t *testing.T) {
 		cfg := valid
 		cfg.JWKSURL = "http://keycloak.kontakt.svc:8080/jwks"
 		cfg.AllowInsecureHTTP = true
-		_, err := NewOIDCVerifier(t.Context(), cfg)
-		require.NoError(t, err)
+		require.NotNil(t, newOIDCVerifier(t, cfg))
 	})
 }

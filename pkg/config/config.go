@@ -154,6 +154,13 @@ type OIDC struct {
 	Audience   string `yaml:"audience"`
 	JWKSURL    string `yaml:"jwks_url"`
 	RolesClaim string `yaml:"roles_claim"`
+	// JWKSRefreshInterval is how often the provider's key set is fetched,
+	// and so the longest a key removed from it is still honoured.
+	JWKSRefreshInterval time.Duration `yaml:"jwks_refresh_interval"`
+	// JWKSMinRefreshInterval is the least time between fetches caused by
+	// tokens naming a key id the set does not hold (a key rotation, or a
+	// forgery): forged tokens cannot make kontakt fetch more often.
+	JWKSMinRefreshInterval time.Duration `yaml:"jwks_min_refresh_interval"`
 }
 
 // Tracing turns on OpenTelemetry export; it is off unless an endpoint is
@@ -195,7 +202,11 @@ func Default() Config {
 		Limits:          Limits{MaxRequestBytes: 4 << 20},
 		NATS:            NATS{Replicas: 1},
 		Retention:       Retention{Plan: "molndal", SweepInterval: time.Minute},
-		Auth:            Auth{OIDC: OIDC{RolesClaim: "roles"}},
+		Auth: Auth{OIDC: OIDC{
+			RolesClaim:             "roles",
+			JWKSRefreshInterval:    5 * time.Minute,
+			JWKSMinRefreshInterval: 30 * time.Second,
+		}},
 		Routing: Routing{Queues: []Queue{
 			{Name: "kontaktcenter", Title: "Kontaktcenter"},
 			{Name: "felanmalan", Title: "Felanmälan"},
@@ -318,6 +329,11 @@ func (c Config) Validate() error {
 		if c.Auth.OIDC.Audience == "" {
 			bad("auth.oidc.audience", "is required in production mode")
 		}
+	}
+	if o := c.Auth.OIDC; o.JWKSRefreshInterval < time.Second {
+		bad("auth.oidc.jwks_refresh_interval", "must be at least 1s, not %s", o.JWKSRefreshInterval)
+	} else if o.JWKSMinRefreshInterval < time.Second || o.JWKSMinRefreshInterval > o.JWKSRefreshInterval {
+		bad("auth.oidc.jwks_min_refresh_interval", "must be at least 1s and at most auth.oidc.jwks_refresh_interval (%s), not %s", o.JWKSRefreshInterval, o.JWKSMinRefreshInterval)
 	}
 	switch c.EventStore.Backend {
 	case "", "jetstream":

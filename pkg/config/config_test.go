@@ -71,6 +71,8 @@ func TestLoadErrorsNameTheKey(t *testing.T) {
 		{"esdb without url", "event_store:\n  backend: esdb\n", nil, "config key event_store.esdb_url"},
 		{"negative sweep", "retention:\n  sweep_interval: -1s\n", nil, "config key retention.sweep_interval"},
 		{"dev clock in production", "mode: production\nauth:\n  oidc: {issuer: https://id.example.se, audience: kontakt}\nretention:\n  dev_clock_offset: 24h\n", nil, "config key retention.dev_clock_offset"},
+		{"JWKS refresh below a second", "auth:\n  oidc: {jwks_refresh_interval: 10ms}\n", nil, "config key auth.oidc.jwks_refresh_interval"},
+		{"JWKS minimum above the interval", "auth:\n  oidc: {jwks_refresh_interval: 1m, jwks_min_refresh_interval: 2m}\n", nil, "config key auth.oidc.jwks_min_refresh_interval"},
 		{"duplicate queue", "routing:\n  queues: [{name: a}, {name: a}]\n", nil, "config key routing.queues[1].name"},
 		{"env not a number", "", map[string]string{"KONTAKT_LIMITS_MAX_REQUEST_BYTES": "x"}, "KONTAKT_LIMITS_MAX_REQUEST_BYTES (config key limits.max_request_bytes)"},
 		{"env bad duration", "", map[string]string{"KONTAKT_SHUTDOWN_TIMEOUT": "soon"}, "KONTAKT_SHUTDOWN_TIMEOUT"},

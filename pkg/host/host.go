@@ -25,6 +25,7 @@ import (
 	"buf.build/go/protovalidate"
 	natsgo "github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/kontakt-se/kontakt/pkg/accesspolicy"
@@ -136,9 +137,13 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger, lookupEnv
 		h.Clock = func() time.Time { return time.Now().Add(off) }
 		logger.Warn("development clock offset: every component runs ahead of real time", "offset", off.String())
 	}
-	verifier, err := newVerifier(ctx, cfg)
+	verifier, err := newVerifier(ctx, cfg, logger)
 	if err != nil {
 		return nil, err
+	}
+	if c, ok := verifier.(io.Closer); ok {
+		// Stops the OIDC key set's schedule.
+		h.closers = append(h.closers, c.Close)
 	}
 	// Clients send the same token with every call; check each one's
 	// signature once a minute rather than on every call.
@@ -171,6 +176,13 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger, lookupEnv
 	}, logger, serverOpts...)
 	if err != nil {
 		return nil, err
+	}
+	if m, ok := verifier.(interface{ Collectors() []prometheus.Collector }); ok {
+		for _, c := range m.Collectors() {
+			if err := h.Server.Metrics().Register(c); err != nil {
+				return nil, fmt.Errorf("auth metrics: %w", err)
+			}
+		}
 	}
 	// Take the port before starting NATS, so a port in use is reported at
 	// once and nothing is left half-started.
@@ -386,13 +398,16 @@ func (h *Host) connectNATS(ctx context.Context) error {
 	return nil
 }
 
-func newVerifier(ctx context.Context, cfg config.Config) (auth.Verifier, error) {
+func newVerifier(ctx context.Context, cfg config.Config, logger *slog.Logger) (auth.Verifier, error) {
 	if cfg.Mode == config.Production || cfg.Auth.OIDC.Issuer != "" {
 		return auth.NewOIDCVerifier(ctx, auth.OIDCConfig{
-			Issuer:     cfg.Auth.OIDC.Issuer,
-			Audience:   cfg.Auth.OIDC.Audience,
-			JWKSURL:    cfg.Auth.OIDC.JWKSURL,
-			RolesClaim: cfg.Auth.OIDC.RolesClaim,
+			Issuer:                 cfg.Auth.OIDC.Issuer,
+			Audience:               cfg.Auth.OIDC.Audience,
+			JWKSURL:                cfg.Auth.OIDC.JWKSURL,
+			RolesClaim:             cfg.Auth.OIDC.RolesClaim,
+			JWKSRefreshInterval:    cfg.Auth.OIDC.JWKSRefreshInterval,
+			JWKSMinRefreshInterval: cfg.Auth.OIDC.JWKSMinRefreshInterval,
+			Logger:                 logger.With("component", "oidc"),
 		})
 	}
 	key, err := auth.LoadOrCreateDevKey(cfg.DevKeyPath())
