@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -25,6 +26,7 @@ const (
 	msgNotPermitted = "method not permitted"
 	msgMissingToken = "missing bearer token"
 	msgInvalidToken = "invalid bearer token"
+	msgTokenExpired = "bearer token expired; reconnect with a new token"
 )
 
 // Interceptor authenticates and authorises every gRPC call: it is the one
@@ -35,13 +37,24 @@ type Interceptor struct {
 	verifier Verifier
 	policy   Policy
 	logger   *slog.Logger
+	now      func() time.Time
+}
+
+// InterceptorOption changes an Interceptor.
+type InterceptorOption func(*Interceptor)
+
+// WithClock sets the clock by which a token's remaining lifetime is
+// measured when a stream opens; it should be the verifier's. Default
+// time.Now.
+func WithClock(now func() time.Time) InterceptorOption {
+	return func(i *Interceptor) { i.now = now }
 }
 
 // NewInterceptor returns an interceptor that verifies tokens with v and
 // decides with p. A nil logger discards logs. It panics when v or p is nil:
 // that is a wiring mistake that must stop the server at start-up rather
 // than leave it refusing or, worse, admitting every call.
-func NewInterceptor(v Verifier, p Policy, logger *slog.Logger) *Interceptor {
+func NewInterceptor(v Verifier, p Policy, logger *slog.Logger, opts ...InterceptorOption) *Interceptor {
 	if v == nil {
 		panic("auth: NewInterceptor called with a nil Verifier")
 	}
@@ -51,7 +64,11 @@ func NewInterceptor(v Verifier, p Policy, logger *slog.Logger) *Interceptor {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Interceptor{verifier: v, policy: p, logger: logger}
+	i := &Interceptor{verifier: v, policy: p, logger: logger, now: time.Now}
+	for _, o := range opts {
+		o(i)
+	}
+	return i
 }
 
 // Unary returns the interceptor for unary calls.
@@ -66,20 +83,51 @@ func (i *Interceptor) Unary() grpc.UnaryServerInterceptor {
 }
 
 // Stream returns the interceptor for streaming calls. The stream is wrapped
-// so that its Context carries the Principal. Credentials are checked once,
-// when the stream opens.
+// so that its Context carries the Principal. Credentials are checked when
+// the stream opens, and the stream lives no longer than they do: at the
+// token's expiry its context ends and the call ends with Unauthenticated,
+// whatever the handler returns, and nothing is sent after it. A server
+// stream (WatchQueue, StreamRecords, ListReceipts) can otherwise run for
+// hours on a token that expired minutes after it opened.
+//
+// The end is the token's own "exp" by this server's clock, without the
+// verifier's leeway. The leeway (DefaultLeeway) exists so that a token is
+// not refused at the door because the identity provider's clock runs a
+// little ahead of ours; a stream already open has no such doubt to settle,
+// and a client keeps its stream by renewing its token before "exp", as
+// OIDC clients do. A stream opened inside the leeway therefore ends at
+// once with Unauthenticated, which tells the client to renew.
 func (i *Interceptor) Stream() grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		ctx, err := i.authorize(ss.Context(), info.FullMethod)
 		if err != nil {
 			return err
 		}
-		return handler(srv, &principalStream{ServerStream: ss, ctx: ctx})
+		p, ok := FromContext(ctx)
+		if !ok || p.ExpiresAt.IsZero() {
+			// A public method, or a verifier that issues no expiry.
+			return handler(srv, &principalStream{ServerStream: ss, ctx: ctx})
+		}
+		// The remaining lifetime by the verifier's clock, counted down on
+		// the runtime's.
+		ctx, cancel := context.WithTimeoutCause(ctx, p.ExpiresAt.Sub(i.now()), errStreamTokenExpired)
+		defer cancel()
+		err = handler(srv, &principalStream{ServerStream: ss, ctx: ctx})
+		if errors.Is(context.Cause(ctx), errStreamTokenExpired) && ss.Context().Err() == nil {
+			i.logger.InfoContext(ctx, "auth: stream ended at its token's expiry",
+				slog.String("method", info.FullMethod), slog.String("subject", p.Subject))
+			return status.Error(codes.Unauthenticated, msgTokenExpired)
+		}
+		return err
 	}
 }
 
+// errStreamTokenExpired is the cause of a stream context that ended at its
+// token's expiry.
+var errStreamTokenExpired = errors.New("the stream's token expired")
+
 // principalStream replaces a ServerStream's context with one carrying the
-// Principal.
+// Principal and ending at its token's expiry.
 type principalStream struct {
 	grpc.ServerStream
 	ctx context.Context
@@ -87,6 +135,15 @@ type principalStream struct {
 
 // Context returns the context carrying the Principal.
 func (s *principalStream) Context() context.Context { return s.ctx }
+
+// SendMsg refuses to send once the token has expired, so that a handler
+// that does not watch its context still delivers nothing after expiry.
+func (s *principalStream) SendMsg(m any) error {
+	if errors.Is(context.Cause(s.ctx), errStreamTokenExpired) {
+		return status.Error(codes.Unauthenticated, msgTokenExpired)
+	}
+	return s.ServerStream.SendMsg(m)
+}
 
 // authorize applies the policy to one call and returns the context for the
 // handler, or a status error for the client.

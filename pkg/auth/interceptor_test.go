@@ -69,11 +69,13 @@ type testServer struct {
 	logs *logBuffer
 }
 
-func startServer(t *testing.T, v Verifier, p Policy) *testServer {
+// startServer starts the server. Its interceptor's clock is testNow(), the
+// time the tests' tokens are minted at, unless opts set another.
+func startServer(t *testing.T, v Verifier, p Policy, opts ...InterceptorOption) *testServer {
 	t.Helper()
 	logger, logs := newTestLogger()
 	rec := &recorder{}
-	ic := NewInterceptor(v, p, logger)
+	ic := NewInterceptor(v, p, logger, append([]InterceptorOption{WithClock(fixedClock(testNow()))}, opts...)...)
 
 	srv := grpc.NewServer(
 		grpc.ChainUnaryInterceptor(ic.Unary(), rec.unary),
@@ -247,6 +249,59 @@ func TestInterceptorStream(t *testing.T) {
 			require.True(t, ok, "the wrapped stream's Context must carry the principal")
 			require.Equal(t, tt.wantSubject, p.Subject)
 			require.Equal(t, []Role{RoleAgent, RoleSupervisor}, p.Roles)
+		})
+	}
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// verifierFunc adapts a function to Verifier.
+type verifierFunc func(context.Context, string) (Principal, error)
+
+func (f verifierFunc) Verify(ctx context.Context, raw string) (Principal, error) { return f(ctx, raw) }
+
+// TestInterceptorStreamEndsAtExpiry checks that a stream lives no longer
+// than its token: it ends with Unauthenticated at the token's expiry, and
+// one opened after the expiry (inside the verifier's leeway) ends at once.
+func TestInterceptorStreamEndsAtExpiry(t *testing.T) {
+	const lifetime = 300 * time.Millisecond
+	policy := StaticPolicy{methodWatch: {Roles: []Role{RoleAgent}}}
+	tests := []struct {
+		name      string
+		expiresIn time.Duration
+	}{
+		{name: "open stream ends at expiry", expiresIn: lifetime},
+		{name: "expired inside the leeway ends at once", expiresIn: -10 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var expires time.Time
+			v := verifierFunc(func(context.Context, string) (Principal, error) {
+				expires = time.Now().Add(tt.expiresIn)
+				return Principal{Subject: "agent-1", Roles: []Role{RoleAgent}, ExpiresAt: expires}, nil
+			})
+			ts := startServer(t, v, policy, WithClock(time.Now))
+			opened := time.Now()
+			stream, err := healthpb.NewHealthClient(ts.conn).Watch(withAuth(callCtx(t), "Bearer x"), &healthpb.HealthCheckRequest{})
+			require.NoError(t, err)
+			if tt.expiresIn > 0 {
+				resp, err := stream.Recv()
+				require.NoError(t, err)
+				require.Equal(t, healthpb.HealthCheckResponse_SERVING, resp.GetStatus())
+			}
+			_, err = stream.Recv()
+			ended := time.Now()
+			st := status.Convert(err)
+			require.Equal(t, codes.Unauthenticated, st.Code(), "status: %v", st)
+			require.Equal(t, msgTokenExpired, st.Message())
+			require.False(t, ended.Before(expires), "ended %s before the expiry", expires.Sub(ended))
+			require.Less(t, ended.Sub(later(opened, expires)), 5*time.Second, "ended long after the expiry")
+			require.Contains(t, ts.logs.String(), "stream ended at its token's expiry")
 		})
 	}
 }
