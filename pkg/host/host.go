@@ -16,10 +16,12 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"buf.build/go/protovalidate"
@@ -63,7 +65,18 @@ type Options struct {
 	// runs as its own process shares the event store with the others, so
 	// it must connect to the cluster (nats.url).
 	RequireExternalNATS bool
+	// Reload loads the configuration again exactly as at start-up (file,
+	// environment, flags, validation). With it, SIGHUP applies what can
+	// change while running (see OnReload); without it SIGHUP keeps its
+	// default effect.
+	Reload func() (config.Config, error)
 }
+
+// ReloadFunc checks a reloaded configuration for one part of the process
+// and returns how to apply it. It must change nothing itself: the process
+// applies every part's commit only when every part accepted the
+// configuration, so a bad file changes nothing anywhere.
+type ReloadFunc func(config.Config) (commit func(), err error)
 
 // Host is a built process, ready for services to mount and then to run.
 type Host struct {
@@ -91,6 +104,8 @@ type Host struct {
 	Sealer *seal.Sealer
 
 	opts       Options
+	reloads    []ReloadFunc
+	reloadMu   sync.Mutex
 	nats       *natsserver.Server
 	conn       *natsgo.Conn
 	http       map[string]*deferredHandler
@@ -285,6 +300,65 @@ func (h *Host) Mount(prefix string, handler http.Handler) error {
 // beside the server from Run until shutdown.
 func (h *Host) Go(run func(context.Context) error) { h.background = append(h.background, run) }
 
+// OnReload adds a part that a reloaded configuration may change (SIGHUP,
+// or Reload).
+func (h *Host) OnReload(f ReloadFunc) { h.reloads = append(h.reloads, f) }
+
+// ErrReloadUnsupported is returned by Reload for a process built without
+// Options.Reload.
+var ErrReloadUnsupported = errors.New("this process cannot reload its configuration")
+
+// Reload loads the configuration again and applies it: every part checks
+// it first, and only if all accept is any of it applied. On error the
+// running configuration stays as it was, entirely. Keys that no part
+// takes (listen, nats, …) take effect at the next start.
+func (h *Host) Reload() error {
+	if h.opts.Reload == nil {
+		return ErrReloadUnsupported
+	}
+	h.reloadMu.Lock()
+	defer h.reloadMu.Unlock()
+	cfg, err := h.opts.Reload()
+	if err != nil {
+		return err
+	}
+	commits := make([]func(), 0, len(h.reloads))
+	for _, prepare := range h.reloads {
+		commit, err := prepare(cfg)
+		if err != nil {
+			return err
+		}
+		commits = append(commits, commit)
+	}
+	for _, commit := range commits {
+		commit()
+	}
+	return nil
+}
+
+// reloadOnHangup reloads the configuration at every SIGHUP until ctx
+// ends, logging the outcome: a refused file is one ERROR line naming the
+// key or the rule file's line, and changes nothing.
+func (h *Host) reloadOnHangup(ctx context.Context) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		defer signal.Stop(hup)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				if err := h.Reload(); err != nil {
+					h.Logger.Error("configuration reload refused; the running configuration is kept", "error", err)
+					continue
+				}
+				h.Logger.Info("configuration reloaded (SIGHUP)")
+			}
+		}
+	}()
+}
+
 // OnClose adds a closer, called after the workers stopped, in order.
 func (h *Host) OnClose(fn func() error) { h.closers = append(h.closers, fn) }
 
@@ -306,6 +380,9 @@ func (h *Host) Run(ctx context.Context) error {
 		h.Server.SetServing(string(svc.FullName()), true)
 	}
 	bg, stop := context.WithCancel(context.Background())
+	if h.opts.Reload != nil {
+		h.reloadOnHangup(bg)
+	}
 	var wg sync.WaitGroup
 	for _, run := range h.background {
 		wg.Go(func() {

@@ -72,7 +72,9 @@ func run(configPath string, stderr io.Writer, lookupEnv func(string) (string, bo
 	// out; such a start is retried for a while instead of failing.
 	deadline := time.Now().Add(startupRetry)
 	for attempt := 1; ; attempt++ {
-		h, err := open(ctx, cfg, logger, lookupEnv, svc)
+		h, err := open(ctx, cfg, logger, lookupEnv, svc, func() (config.Config, error) {
+			return config.Load(configPath, lookupEnv)
+		})
 		if err == nil {
 			return h.Run(ctx)
 		}
@@ -93,10 +95,10 @@ func run(configPath string, stderr io.Writer, lookupEnv func(string) (string, bo
 // failed because NATS was briefly unavailable.
 const startupRetry = time.Minute
 
-func open(ctx context.Context, cfg config.Config, logger *slog.Logger, lookupEnv func(string) (string, bool), svc Service) (*Host, error) {
+func open(ctx context.Context, cfg config.Config, logger *slog.Logger, lookupEnv func(string) (string, bool), svc Service, reload func() (config.Config, error)) (*Host, error) {
 	h, err := Open(ctx, cfg, logger, lookupEnv, Options{
 		Name: svc.Name, Services: []protoreflect.ServiceDescriptor{svc.Descriptor},
-		HTTPPrefixes: svc.HTTPPrefixes, RequireExternalNATS: true,
+		HTTPPrefixes: svc.HTTPPrefixes, RequireExternalNATS: true, Reload: reload,
 	})
 	if err != nil {
 		return nil, err

@@ -4,6 +4,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/kontakt-se/kontakt/services/routing/domain"
 )
 
 func TestQueuesVisible(t *testing.T) {
@@ -11,7 +13,7 @@ func TestQueuesVisible(t *testing.T) {
 		{Name: "kontaktcenter", Members: []string{"anna"}},
 		{Name: "felanmalan"},
 		{Name: "bygglov", Department: "stadsbyggnad"},
-	})
+	}, nil)
 	names := func(qs []Queue) []string {
 		var out []string
 		for _, x := range qs {
@@ -35,4 +37,40 @@ func TestQueuesVisible(t *testing.T) {
 			require.Equal(t, tt.want, names(q.Visible(tt.caller)))
 		})
 	}
+}
+
+func TestQueuesReplace(t *testing.T) {
+	rulesA := domain.DefaultRules("a", "a")
+	q := NewQueues([]Queue{{Name: "a", Members: []string{"anna"}}}, rulesA)
+	changed := q.Changed()
+	require.Len(t, q.Visible(Caller{Subject: "anna"}), 1)
+	require.Same(t, rulesA, q.Rules())
+	select {
+	case <-changed:
+		t.Fatal("Changed closed before any replacement")
+	default:
+	}
+
+	rulesB := domain.DefaultRules("b", "a", "b")
+	q.Replace([]Queue{{Name: "a"}, {Name: "b"}}, rulesB)
+	select {
+	case <-changed:
+	default:
+		t.Fatal("Changed must close when the queues are replaced")
+	}
+	require.Empty(t, q.Visible(Caller{Subject: "anna"}), "a member removed by configuration no longer sees the queue")
+	require.Equal(t, []string{"a", "b"}, q.Names())
+	require.Same(t, rulesB, q.Rules(), "queues and rules are replaced together")
+	require.NotEqual(t, changed, q.Changed(), "the next replacement closes a new channel")
+}
+
+func TestQueuesKeepsItsOwnCopy(t *testing.T) {
+	members := []string{"anna"}
+	in := []Queue{{Name: "a", Members: members}}
+	q := NewQueues(in, nil)
+	members[0] = "mallory"
+	in[0].Name = "b"
+	require.True(t, q.Known("a"))
+	require.Len(t, q.Visible(Caller{Subject: "anna"}), 1)
+	require.Empty(t, q.Visible(Caller{Subject: "mallory"}))
 }

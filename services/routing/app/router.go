@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/kontakt-se/kontakt/services/routing/adapters/readmodel"
-	"github.com/kontakt-se/kontakt/services/routing/domain"
 )
 
 // Unrouted lists the cases registered but not yet in a queue.
@@ -24,7 +23,7 @@ type Unrouted interface {
 // case routed.
 type Router struct {
 	cmds    *Commands
-	rules   *domain.Rules
+	queues  *Queues
 	pending Unrouted
 	logger  *slog.Logger
 
@@ -33,9 +32,10 @@ type Router struct {
 	wake   chan struct{}
 }
 
-// NewRouter builds a router.
-func NewRouter(cmds *Commands, rules *domain.Rules, pending Unrouted, logger *slog.Logger) *Router {
-	return &Router{cmds: cmds, rules: rules, pending: pending, logger: logger,
+// NewRouter builds a router that routes by the current rules of queues,
+// so a reloaded rule file applies to the next case.
+func NewRouter(cmds *Commands, queues *Queues, pending Unrouted, logger *slog.Logger) *Router {
+	return &Router{cmds: cmds, queues: queues, pending: pending, logger: logger,
 		queued: map[string]bool{}, wake: make(chan struct{}, 1)}
 }
 
@@ -115,7 +115,7 @@ func (r *Router) Run(ctx context.Context) error {
 			if len(ids) == 0 {
 				return
 			}
-			errs := r.cmds.RouteMany(ctx, ids, r.rules)
+			errs := r.cmds.RouteMany(ctx, ids, r.queues.Rules())
 			for _, id := range ids {
 				attempt(id, errs[id])
 			}

@@ -128,15 +128,15 @@ func (s *Server) ListQueueCases(ctx context.Context, req *routingv1.ListQueueCas
 
 // WatchQueue streams the queue's changes until the client goes away or
 // the server shuts down. A client that falls behind is ended with
-// ResourceExhausted so the UI reloads the list.
+// ResourceExhausted so the UI reloads the list. A caller who loses the
+// queue by a configuration reload is ended with PermissionDenied (and one
+// whose token expires, with Unauthenticated, by the auth interceptor).
 func (s *Server) WatchQueue(req *routingv1.WatchQueueRequest, stream grpc.ServerStreamingServer[routingv1.WatchQueueResponse]) error {
 	ctx := stream.Context()
-	r, _, err := s.reader(ctx)
-	if err != nil {
+	// Taken before the check, so a reload between the two is not missed.
+	reloaded := s.queues.Changed()
+	if err := s.mayWatch(ctx, req.GetQueue()); err != nil {
 		return err
-	}
-	if !s.queries.MayWatch(r, req.GetQueue()) {
-		return status.Errorf(codes.PermissionDenied, "not permitted: you are not a member of queue %q", req.GetQueue())
 	}
 	changes, stop := s.broker.Subscribe(req.GetQueue())
 	defer stop()
@@ -152,6 +152,14 @@ func (s *Server) WatchQueue(req *routingv1.WatchQueueRequest, stream grpc.Server
 			return nil
 		case <-s.stopping:
 			return status.Error(codes.Unavailable, "server shutting down; reconnect")
+		case <-reloaded:
+			reloaded = s.queues.Changed()
+			if err := s.mayWatch(ctx, req.GetQueue()); err != nil {
+				if p, ok := auth.FromContext(ctx); ok {
+					s.logger.InfoContext(ctx, "queue watch ended: the caller no longer belongs to the queue", "subject", p.Subject)
+				}
+				return err
+			}
 		case c, ok := <-changes:
 			if !ok {
 				return status.Error(codes.ResourceExhausted, "fell behind the queue's changes; reload the list")
@@ -170,6 +178,19 @@ func (s *Server) WatchQueue(req *routingv1.WatchQueueRequest, stream grpc.Server
 			}
 		}
 	}
+}
+
+// mayWatch refuses a caller who may not see queue, by the queues as they
+// are configured now.
+func (s *Server) mayWatch(ctx context.Context, queue string) error {
+	r, _, err := s.reader(ctx)
+	if err != nil {
+		return err
+	}
+	if !s.queries.MayWatch(r, queue) {
+		return status.Errorf(codes.PermissionDenied, "not permitted: you are not a member of queue %q", queue)
+	}
+	return nil
 }
 
 // GetCase returns a case with its personal data, after logging the read.

@@ -62,20 +62,29 @@ func OpenReadModel(h *host.Host, logger *slog.Logger, onChange func(readmodel.Ch
 // its projector, the router, audited queries, and the gRPC handlers.
 func Mount(ctx context.Context, h *host.Host) error {
 	cfg := h.Config
-	queueCfg := make([]app.Queue, 0, len(cfg.Routing.Queues))
-	for _, q := range cfg.Routing.Queues {
-		queueCfg = append(queueCfg, app.Queue{Name: q.Name, Title: q.Title, Department: q.Department, Members: q.Members})
-	}
-	queues := app.NewQueues(queueCfg)
-	rules, err := loadRules(cfg, queues.Names())
+	queueCfg, rules, err := settings(cfg)
 	if err != nil {
 		return err
 	}
+	queues := app.NewQueues(queueCfg, rules)
 	auditLog, err := audit.New(ctx, h.JS, audit.Config{Replicas: cfg.NATS.Replicas})
 	if err != nil {
 		return err
 	}
 	logger := h.Logger.With("service", "routing")
+	// Queues, their members and the rules follow the configuration file
+	// without a restart; a file that would not start the service is
+	// refused and changes nothing.
+	h.OnReload(func(cfg config.Config) (func(), error) {
+		queueCfg, rules, err := settings(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("routing: %w", err)
+		}
+		return func() {
+			queues.Replace(queueCfg, rules)
+			logger.Info("routing queues and rules reloaded", "queues", len(queueCfg), "rules_version", rules.Version())
+		}, nil
+	})
 	cmds := app.NewCommands(h.Store, h.Sealer, h.Clock, logger)
 	broker := app.NewBroker()
 	var router *app.Router
@@ -99,12 +108,28 @@ func Mount(ctx context.Context, h *host.Host) error {
 	if err != nil {
 		return err
 	}
-	router = app.NewRouter(cmds, rules, rm.Store, logger)
+	router = app.NewRouter(cmds, queues, rm.Store, logger)
 	h.Go(rm.Projector.Run)
 	h.Go(router.Run)
 	queries := app.NewQueries(rm.Store, h.Sealer, auditLog, blind, queues, h.Clock)
 	ports.Register(h.Server, ports.NewServer(queues, cmds, queries, broker, h.Server.ShuttingDown(), logger))
 	return nil
+}
+
+// settings are the queues and rules of a configuration, checked against
+// each other: the one path both start-up and reload take.
+func settings(cfg config.Config) ([]app.Queue, *domain.Rules, error) {
+	queues := make([]app.Queue, 0, len(cfg.Routing.Queues))
+	names := make([]string, 0, len(cfg.Routing.Queues))
+	for _, q := range cfg.Routing.Queues {
+		queues = append(queues, app.Queue{Name: q.Name, Title: q.Title, Department: q.Department, Members: q.Members})
+		names = append(names, q.Name)
+	}
+	rules, err := loadRules(cfg, names)
+	if err != nil {
+		return nil, nil, err
+	}
+	return queues, rules, nil
 }
 
 // loadRules reads the routing rule file, or uses the built-in rules.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kontakt-se/kontakt/pkg/config"
 	"github.com/kontakt-se/kontakt/pkg/host"
 	"github.com/kontakt-se/kontakt/services/kontakt/internal/node"
 )
@@ -21,22 +22,31 @@ func newServeCmd(g *globalFlags, lookupEnv env) *cobra.Command {
 		Short: "Run intake, routing, retention and statistics on one port with an embedded NATS server.",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := g.loadConfig(lookupEnv)
+			// load is how the configuration is read at start and again at
+			// SIGHUP: the file, the environment and these flags.
+			load := func() (config.Config, error) {
+				cfg, err := g.loadConfig(lookupEnv)
+				if err != nil {
+					return config.Config{}, err
+				}
+				if listen != "" {
+					cfg.Listen = listen
+				}
+				if clockOffset != "" {
+					d, err := parseDays(clockOffset)
+					if err != nil {
+						return config.Config{}, usageError{fmt.Errorf("--dev-clock-offset: %w", err)}
+					}
+					cfg.Retention.DevClockOffset = d
+					if err := cfg.Validate(); err != nil {
+						return config.Config{}, err
+					}
+				}
+				return cfg, nil
+			}
+			cfg, err := load()
 			if err != nil {
 				return err
-			}
-			if listen != "" {
-				cfg.Listen = listen
-			}
-			if clockOffset != "" {
-				d, err := parseDays(clockOffset)
-				if err != nil {
-					return usageError{fmt.Errorf("--dev-clock-offset: %w", err)}
-				}
-				cfg.Retention.DevClockOffset = d
-				if err := cfg.Validate(); err != nil {
-					return err
-				}
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
@@ -44,7 +54,7 @@ func newServeCmd(g *globalFlags, lookupEnv env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			n, err := node.Build(ctx, cfg, logger, lookupEnv)
+			n, err := node.Build(ctx, cfg, logger, lookupEnv, load)
 			if err != nil {
 				return err
 			}

@@ -27,10 +27,13 @@ func Services() []protoreflect.ServiceDescriptor {
 }
 
 // Build opens the host and mounts intake, routing, retention and
-// statistics on it. On error nothing is left running.
-func Build(ctx context.Context, cfg config.Config, logger *slog.Logger, lookupEnv func(string) (string, bool)) (*host.Host, error) {
+// statistics on it. reload loads the configuration again as cfg was
+// loaded (SIGHUP); nil leaves SIGHUP alone. On error nothing is left
+// running.
+func Build(ctx context.Context, cfg config.Config, logger *slog.Logger, lookupEnv func(string) (string, bool), reload func() (config.Config, error)) (*host.Host, error) {
 	h, err := host.Open(ctx, cfg, logger, lookupEnv, host.Options{
 		Name: "kontakt", Services: Services(), HTTPPrefixes: []string{intakewire.Open311Prefix},
+		Reload: reload,
 	})
 	if err != nil {
 		return nil, err
