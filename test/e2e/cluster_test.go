@@ -32,6 +32,7 @@ import (
 // serviceProc is one service running as its own process.
 type serviceProc struct {
 	name, addr string
+	config     string // the configuration file
 	cmd        *exec.Cmd
 	out        *syncBuffer
 	done       chan error
@@ -83,6 +84,7 @@ retention:
   sweep_interval: 1s
 %s`, filepath.Join(dir, "data"), s.addr, freeAddr(t), natsURL, devKey, routingQueues)
 	path := filepath.Join(dir, "kontakt.yaml")
+	s.config = path
 	require.NoError(t, os.WriteFile(path, []byte(cfg), 0o600))
 	s.cmd = exec.Command(serviceBinary(t, name), "--config", path)
 	s.cmd.Env = append(os.Environ(), env...)

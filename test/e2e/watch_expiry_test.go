@@ -8,12 +8,14 @@ package e2e
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -24,11 +26,14 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	intakev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/intake/v1"
 	routingv1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/routing/v1"
+	"github.com/kontakt-se/kontakt/pkg/auth"
+	"github.com/kontakt-se/kontakt/pkg/natstest"
 )
 
 // liveWatch is one open WatchQueue stream, over grpc-go or over gRPC-web
@@ -389,4 +394,75 @@ func TestWatchQueueFollowsConfiguredMembership(t *testing.T) {
 	}
 	require.Equal(t, codes.PermissionDenied, status.Code(err), "%v", err)
 	require.False(t, errors.Is(err, context.DeadlineExceeded))
+}
+
+// TestRoutingServiceReloadsOnHangup checks the same reload in routing's own
+// binary (kontakt-routing against a NATS cluster): a bad file is refused
+// and logged, a good one applies, and a watcher who left the queue is
+// ended with PermissionDenied.
+func TestRoutingServiceReloadsOnHangup(t *testing.T) {
+	cluster := natstest.StartCluster(t, "kontakt", 3)
+	devKey := filepath.Join(t.TempDir(), "dev-signing-key.pem")
+	master := make([]byte, 32)
+	_, err := rand.Read(master)
+	require.NoError(t, err)
+	svc := startService(t, "routing", "a", cluster.URL(), devKey,
+		[]string{"KONTAKT_MASTER_KEY=" + base64.StdEncoding.EncodeToString(master)})
+	original, err := os.ReadFile(svc.config)
+	require.NoError(t, err)
+	require.Contains(t, string(original), routingQueues)
+	rewrite := func(routing string) {
+		t.Helper()
+		require.NoError(t, os.WriteFile(svc.config, []byte(strings.Replace(string(original), routingQueues, routing, 1)), 0o600))
+	}
+	hangup := func(wantLog string) {
+		t.Helper()
+		before := strings.Count(svc.out.String(), wantLog)
+		require.NoError(t, svc.cmd.Process.Signal(syscall.SIGHUP))
+		logged := eventually(10*time.Second, func() bool { return strings.Count(svc.out.String(), wantLog) > before })
+		select {
+		case err := <-svc.done:
+			svc.done <- err
+			t.Fatalf("kontakt-routing exited on SIGHUP: %v", err)
+		default:
+		}
+		require.True(t, logged, "no %q logged after SIGHUP", wantLog)
+	}
+
+	key, err := auth.LoadOrCreateDevKey(devKey)
+	require.NoError(t, err)
+	bo, err := key.Mint("bo", []auth.Role{auth.RoleAgent}, nil, "", time.Hour, time.Now())
+	require.NoError(t, err)
+	conn, err := grpc.NewClient(svc.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close() })
+	rc := routingv1.NewRoutingServiceClient(conn)
+	queuesOf := func(token string) []string {
+		t.Helper()
+		ctx, cancel := withToken(token)
+		defer cancel()
+		resp, err := rc.ListQueues(ctx, &routingv1.ListQueuesRequest{})
+		require.NoError(t, err)
+		var names []string
+		for _, q := range resp.GetQueues() {
+			names = append(names, q.GetName())
+		}
+		return names
+	}
+	require.Equal(t, []string{"kontaktcenter"}, queuesOf(bo), "bo is a member of kontaktcenter by configuration")
+	w := openNativeWatch(t, conn, bo, "kontaktcenter")
+
+	rewrite(strings.Replace(routingQueuesWithoutBo, "name: gata,", "name: Gata och trafik,", 1))
+	hangup("configuration reload refused")
+	require.Equal(t, []string{"kontaktcenter"}, queuesOf(bo), "a refused file changes nothing")
+	_, ended := w.state()
+	require.False(t, ended, "the watch ended after a refused reload: %v", w.err)
+
+	rewrite(routingQueuesWithoutBo)
+	hangup("configuration reloaded")
+	require.Empty(t, queuesOf(bo), "bo left kontaktcenter")
+	require.True(t, w.waitFor(10*time.Second, func(_ int, ended bool) bool { return ended }), "bo's watch still open after he left the queue")
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	require.Equal(t, codes.PermissionDenied.String(), w.code.String(), "%v", w.err)
 }
