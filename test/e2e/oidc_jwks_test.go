@@ -13,6 +13,7 @@ import (
 	"crypto/rsa"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -331,5 +332,13 @@ func TestOIDCKeyRotation(t *testing.T) {
 	require.True(t, eventually(5*time.Second, func() bool {
 		return strings.Contains(k.stderr.String(), "fetching the identity provider's key set failed")
 	}), "a failed key set fetch must be logged")
+	// And the failures show in the metrics an operator alerts on.
+	resp, err := http.Get("http://" + k.Metrics + "/metrics")
+	require.NoError(t, err)
+	defer func() { _ = resp.Body.Close() }()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	require.Regexp(t, `kontakt_auth_jwks_fetches_total\{reason="schedule",result="error"\} [1-9]`, string(body))
+	require.Contains(t, string(body), "kontakt_auth_jwks_last_success_timestamp_seconds")
 	idp.setFailing(false)
 }
