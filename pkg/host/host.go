@@ -353,6 +353,10 @@ func (h *Host) reloadOnHangup(ctx context.Context) {
 					h.Logger.Error("configuration reload refused; the running configuration is kept", "error", err)
 					continue
 				}
+				if len(h.reloads) == 0 {
+					h.Logger.Info("configuration checked (SIGHUP); nothing this process serves changes without a restart")
+					continue
+				}
 				h.Logger.Info("configuration reloaded (SIGHUP)")
 			}
 		}
