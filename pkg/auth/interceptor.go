@@ -90,8 +90,8 @@ func (i *Interceptor) Unary() grpc.UnaryServerInterceptor {
 // stream (WatchQueue, StreamRecords, ListReceipts) can otherwise run for
 // hours on a token that expired minutes after it opened.
 //
-// The end is the token's own "exp" by this server's clock, without the
-// verifier's leeway. The leeway (DefaultLeeway) exists so that a token is
+// The end is the token's own "exp" (measured by the verifier's clock, the
+// interceptor's WithClock), without the verifier's leeway. The leeway (DefaultLeeway) exists so that a token is
 // not refused at the door because the identity provider's clock runs a
 // little ahead of ours; a stream already open has no such doubt to settle,
 // and a client keeps its stream by renewing its token before "exp", as
