@@ -5,10 +5,16 @@ package e2e
 // audited (hole 4).
 
 import (
+	"context"
+	"fmt"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
@@ -138,4 +144,96 @@ func TestFindCasesPrivacyByDefault(t *testing.T) {
 
 	// A search that finds nothing has no case to record it on.
 	require.Empty(t, find(cilla, &routingv1.FindCasesRequest{Key: &routingv1.FindCasesRequest_Phone{Phone: "070" + randDigits(t, 7)}}))
+}
+
+// auditConsumers is the number of consumers on the audit stream, read
+// through the embedded NATS port.
+func (e *routingEnv) auditConsumers(t *testing.T) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := e.js.Stream(ctx, auditStream)
+	require.NoError(t, err)
+	info, err := s.Info(ctx)
+	require.NoError(t, err)
+	return info.State.Consumers
+}
+
+// TestAuditTrailReadsLeaveNoConsumers: 10,000 ListAuditTrail calls and
+// some register extracts in a row leave the audit stream with as many
+// consumers as before, and none of them fails (issue 13, hole 7: about a
+// thousand calls once left 981 consumers, and most calls after them
+// failed).
+func TestAuditTrailReadsLeaveNoConsumers(t *testing.T) {
+	const (
+		reads    = 10000
+		extracts = 100
+		workers  = 4
+		giveUp   = 200 // failures after which the run stops (the base binary)
+	)
+	e := startRouting(t, "")
+	local := randDigits(t, 7)
+	pnr := personnummer(1985, 9, 9, 500+int(local[4]-'0')*10, false)
+	id, number := e.register(t, fragaInput("Revision "+local, &intakev1.Contact{Name: "Rut Revision", Phone: "070" + local, IdentityNumber: pnr}))
+	e.waitRouted(t, number)
+	for range 3 {
+		ctx, cancel := e.as(t, anna)
+		_, err := e.rc.GetCase(ctx, &routingv1.GetCaseRequest{CaseId: id, Purpose: "återkoppling"})
+		cancel()
+		require.NoError(t, err)
+	}
+	before := e.auditConsumers(t)
+	dpoToken := e.token(t, dina)
+	rt := retentionv1.NewRetentionServiceClient(e.conns[1])
+
+	start := time.Now()
+	var (
+		mu       sync.Mutex
+		failures = map[string]int{}
+		failed   atomic.Int64
+		next     atomic.Int64
+	)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			rc := routingv1.NewRoutingServiceClient(e.conns[w%len(e.conns)])
+			for {
+				i := next.Add(1)
+				if i > reads+extracts || failed.Load() >= giveUp {
+					return
+				}
+				ctx, cancel := withToken(dpoToken)
+				var err error
+				if i%(reads/extracts) == 0 {
+					var resp *retentionv1.SubjectAccessResponse
+					resp, err = rt.SubjectAccess(ctx, &retentionv1.SubjectAccessRequest{
+						Subject: &retentionv1.SubjectKey{Key: &retentionv1.SubjectKey_IdentityNumber{IdentityNumber: pnr}}, Purpose: "registerutdrag",
+					})
+					if err == nil && len(resp.GetCases()) != 1 {
+						err = fmt.Errorf("extract with %d cases", len(resp.GetCases()))
+					}
+				} else {
+					var resp *routingv1.ListAuditTrailResponse
+					resp, err = rc.ListAuditTrail(ctx, &routingv1.ListAuditTrailRequest{Subject: &routingv1.ListAuditTrailRequest_CaseId{CaseId: id}})
+					if err == nil && len(resp.GetRecords()) < 3 {
+						err = fmt.Errorf("trail with %d records", len(resp.GetRecords()))
+					}
+				}
+				cancel()
+				if err != nil {
+					failed.Add(1)
+					mu.Lock()
+					failures[status.Code(err).String()]++
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	done := min(next.Load()-int64(workers), reads+extracts)
+	after := e.auditConsumers(t)
+	t.Logf("%d audit-trail reads and register extracts in %s: %d failed %v; consumers on %s before %d, after %d",
+		done, time.Since(start).Round(time.Millisecond), failed.Load(), failures, auditStream, before, after)
+	require.Zero(t, failed.Load(), "failed reads: %v", failures)
+	require.Equal(t, before, after, "consumers left on the audit stream")
 }

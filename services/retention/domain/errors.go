@@ -35,7 +35,7 @@ var (
 	ErrNotPermitted = errors.New("not permitted")
 	// ErrPrecondition means the case is not in a state the command fits;
 	// the message says why.
-	ErrPrecondition = errors.New("not possible now")
+	ErrPrecondition = errors.New("refused")
 )
 
 // PlanError is one problem of a plan file, at the line where it is, so
