@@ -95,16 +95,16 @@ func TestPreservationMarks(t *testing.T) {
 	}
 	for _, a := range attackers {
 		_, err := mark(a.who, xID)
-		tried++
+		code, body := e.restPost(t, a.who, "/v1/cases/"+xID+":preserve", `{"reason":"klagomål av vikt"}`)
+		tried += 2
 		if status.Code(err) != codes.PermissionDenied {
 			letIn++
 		}
-		requireStatus(t, err, codes.PermissionDenied, a.words)
-		code, body := e.restPost(t, a.who, "/v1/cases/"+xID+":preserve", `{"reason":"klagomål av vikt"}`)
-		tried++
 		if code != http.StatusForbidden {
 			letIn++
 		}
+		t.Logf("%s (%s) marks: gRPC %s %q, REST %d %s", a.who.subject, a.why, status.Code(err), status.Convert(err).Message(), code, strings.TrimSpace(body))
+		requireStatus(t, err, codes.PermissionDenied, a.words)
 		require.Equal(t, http.StatusForbidden, code, "%s over REST: %s", a.why, body)
 	}
 	t.Logf("marks tried by callers not allowed: %d, let in: %d", tried, letIn)
@@ -305,4 +305,32 @@ func TestPreservationVaxjo(t *testing.T) {
 		left, _ := filepath.Glob(filepath.Join(archiveDir, "*_"+earlyID+"*"))
 		return len(left) == 0
 	}), "the package of the withdrawn mark is removed")
+}
+
+// TestPreservationNothingLeftIsRefused: in Växjö a complaint marked after
+// its 6-month redaction got an archive package with no content, and the
+// API answered 200. Now the mark is refused with FailedPrecondition.
+func TestPreservationNothingLeftIsRefused(t *testing.T) {
+	dataDir := filepath.Join(t.TempDir(), "data")
+	local := randDigits(t, 7)
+	e := startRouting(t, dataDir, vaxjoConfig(0))
+	id, number := e.register(t, complaint("SEN"+local, personnummer(1977, 9, 9, 430, false), ""))
+	e.waitRouted(t, number)
+	require.NoError(t, e.k.Stop(t))
+
+	e = startRouting(t, dataDir, vaxjoConfig(200))
+	rt := retentionv1.NewRetentionServiceClient(e.conns[0])
+	require.True(t, eventually(30*time.Second, func() bool {
+		for _, ev := range e.events(t) {
+			if ev.caseID() == id && ev.Type == "kontakt.case.v1.PersonalDataRedacted" {
+				return true
+			}
+		}
+		return false
+	}), "the complaint is redacted at six months")
+	ctx, cancel := e.as(t, sara)
+	defer cancel()
+	_, err := rt.MarkForPreservation(ctx, &retentionv1.MarkForPreservationRequest{CaseId: id, Reason: "klagomål av vikt"})
+	t.Logf("mark after the 6-month redaction: %s: %s", status.Code(err), status.Convert(err).Message())
+	requireStatus(t, err, codes.FailedPrecondition, "nothing is left to preserve")
 }

@@ -50,7 +50,10 @@ type RetentionServiceClient interface {
 	// ReleaseHold lifts a hold; a passed deadline then applies at once.
 	ReleaseHold(ctx context.Context, in *ReleaseHoldRequest, opts ...grpc.CallOption) (*ReleaseHoldResponse, error)
 	// MarkForPreservation marks a case to be preserved (bevaras) and exported
-	// to the archive before anything is removed.
+	// to the archive before anything is removed. A supervisor may mark any
+	// case, an officer only a case assigned to them or forwarded to them or
+	// their department; agents and the data-protection officer do not mark.
+	// A case with nothing left to preserve is refused (FailedPrecondition).
 	MarkForPreservation(ctx context.Context, in *MarkForPreservationRequest, opts ...grpc.CallOption) (*MarkForPreservationResponse, error)
 	// WithdrawPreservationMark withdraws a case's mark for preservation: the
 	// plan's rules for unmarked cases apply again, and kontakt's archive
@@ -218,7 +221,10 @@ type RetentionServiceServer interface {
 	// ReleaseHold lifts a hold; a passed deadline then applies at once.
 	ReleaseHold(context.Context, *ReleaseHoldRequest) (*ReleaseHoldResponse, error)
 	// MarkForPreservation marks a case to be preserved (bevaras) and exported
-	// to the archive before anything is removed.
+	// to the archive before anything is removed. A supervisor may mark any
+	// case, an officer only a case assigned to them or forwarded to them or
+	// their department; agents and the data-protection officer do not mark.
+	// A case with nothing left to preserve is refused (FailedPrecondition).
 	MarkForPreservation(context.Context, *MarkForPreservationRequest) (*MarkForPreservationResponse, error)
 	// WithdrawPreservationMark withdraws a case's mark for preservation: the
 	// plan's rules for unmarked cases apply again, and kontakt's archive
