@@ -200,6 +200,14 @@ func TestPreservationMarks(t *testing.T) {
 
 	// After the withdrawal the erasure reaches the case.
 	require.True(t, eventually(10*time.Second, func() bool { return erase().GetErased() }), "EraseSubject erases the case after the withdrawal")
+
+	// Every service took the new event in its stride: the routing read
+	// model still answers for the case, and nothing logged an error.
+	require.True(t, eventually(10*time.Second, func() bool {
+		s := e.summaryByNumber(t, xNumber)
+		return s != nil && s.GetRedacted()
+	}), "the routing read model shows the erased case")
+	require.NotContains(t, e.k.stderr.String(), "level=ERROR")
 }
 
 // listMarks lists the marks as p.
