@@ -204,7 +204,7 @@ func TestAuditTrailReadsLeaveNoConsumers(t *testing.T) {
 				}
 				ctx, cancel := withToken(dpoToken)
 				var err error
-				if i%(reads/extracts) == 0 {
+				if i%((reads+extracts)/extracts) == 0 { // 100 extracts among 10,000 trail reads
 					var resp *retentionv1.SubjectAccessResponse
 					resp, err = rt.SubjectAccess(ctx, &retentionv1.SubjectAccessRequest{
 						Subject: &retentionv1.SubjectKey{Key: &retentionv1.SubjectKey_IdentityNumber{IdentityNumber: pnr}}, Purpose: "registerutdrag",
