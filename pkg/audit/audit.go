@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	routingv1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/routing/v1"
+	"github.com/kontakt-se/kontakt/pkg/jsread"
 )
 
 // ErrUnavailable means the audit record could not be written or read; the
@@ -120,45 +121,30 @@ func (l *Log) Record(ctx context.Context, rec *routingv1.AuditRecord) error {
 	return nil
 }
 
-// ForCase returns the audit trail of one case, oldest first.
+// ForCase returns the audit trail of one case, oldest first. It reads
+// through jsread, which removes its consumer when it is done: a trail is
+// read at every register extract and audit listing, and each read used to
+// leave a consumer on the stream.
 func (l *Log) ForCase(ctx context.Context, caseID string) ([]*routingv1.AuditRecord, error) {
 	if !validCaseID(caseID) {
 		return nil, fmt.Errorf("audit: invalid case id")
 	}
-	cons, err := l.js.OrderedConsumer(ctx, l.cfg.Stream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{l.cfg.Prefix + "." + caseID},
-		DeliverPolicy:  jetstream.DeliverAllPolicy,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
-	}
-	info, err := cons.Info(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
-	}
-	pending := info.NumPending
 	var out []*routingv1.AuditRecord
-	for pending > 0 {
-		batch, err := cons.Fetch(int(min(pending, 256)), jetstream.FetchMaxWait(l.cfg.Timeout))
-		if err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	err := jsread.Each(ctx, l.js, jsread.Range{
+		Stream: l.cfg.Stream, Subjects: []string{l.cfg.Prefix + "." + caseID}, Timeout: l.cfg.Timeout,
+	}, func(m jsread.Msg) error {
+		var rec routingv1.AuditRecord
+		if err := proto.Unmarshal(m.Data, &rec); err != nil {
+			return fmt.Errorf("audit: decode record: %w", err)
 		}
-		n := 0
-		for msg := range batch.Messages() {
-			n++
-			var rec routingv1.AuditRecord
-			if err := proto.Unmarshal(msg.Data(), &rec); err != nil {
-				return nil, fmt.Errorf("audit: decode record: %w", err)
-			}
-			out = append(out, &rec)
-		}
-		if err := batch.Error(); err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
-		}
-		if n == 0 {
-			break
-		}
-		pending -= uint64(n)
+		out = append(out, &rec)
+		return nil
+	})
+	if errors.Is(err, jsread.ErrUnavailable) {
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }

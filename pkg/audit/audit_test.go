@@ -84,3 +84,27 @@ func TestRecordRefusesIncompleteRecords(t *testing.T) {
 	require.Error(t, l.Record(t.Context(), bad))
 	require.Error(t, l.Record(t.Context(), rec("", "case-1")))
 }
+
+// Reading a trail must not leave a consumer behind: a thousand reads once
+// left 981 on the stream, and the reads after them failed.
+func TestReadsLeaveNoConsumer(t *testing.T) {
+	js := start(t)
+	l, err := audit.New(t.Context(), js, audit.Config{})
+	require.NoError(t, err)
+	for i := range 300 {
+		require.NoError(t, l.Record(t.Context(), rec(fmt.Sprintf("a%d", i), "case-1")))
+	}
+	for range 200 {
+		got, err := l.ForCase(t.Context(), "case-1")
+		require.NoError(t, err)
+		require.Len(t, got, 300)
+		none, err := l.ForCase(t.Context(), "case-2")
+		require.NoError(t, err)
+		require.Empty(t, none)
+	}
+	s, err := js.Stream(t.Context(), audit.DefaultStream)
+	require.NoError(t, err)
+	info, err := s.Info(t.Context())
+	require.NoError(t, err)
+	require.Zero(t, info.State.Consumers)
+}

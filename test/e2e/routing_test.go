@@ -682,28 +682,42 @@ func TestRoutingAuditedReads(t *testing.T) {
 	}
 
 	// By the person: phone (national form), e-mail, identity number.
+	listings := 0
 	for name, req := range map[string]*routingv1.ListAuditTrailRequest{
 		"phone":    {Subject: &routingv1.ListAuditTrailRequest_Phone{Phone: phoneNational}},
 		"e-mail":   {Subject: &routingv1.ListAuditTrailRequest_Email{Email: strings.ToUpper(contact.Email)}},
 		"identity": {Subject: &routingv1.ListAuditTrailRequest_IdentityNumber{IdentityNumber: tenDigit(pnr)}},
 	} {
+		// A listing by a person's identifier is a search for that person:
+		// each one leaves a record, which the next listing shows.
 		got := e.auditTrail(t, req)
-		require.Len(t, got, len(byCase), "by %s", name)
-		for i := range got {
+		require.Len(t, got, len(byCase)+listings, "by %s", name)
+		for i := range byCase {
 			require.True(t, proto.Equal(byCase[i], got[i]), "by %s, record %d", name, i)
 		}
+		for _, rec := range got[len(byCase):] {
+			require.Equal(t, dina.subject, rec.GetActor())
+			require.Equal(t, listAuditTrailRPC, rec.GetRpc())
+		}
+		listings++
 	}
 
-	// Queue lists, searches and live views are not audited.
+	// Queue lists are not audited; a search by the person's phone is,
+	// once per case found.
 	ctx, cancel := e.as(t, anna)
 	defer cancel()
 	list, err := e.rc.ListQueueCases(ctx, &routingv1.ListQueueCasesRequest{Queue: "kontaktcenter"})
 	require.NoError(t, err)
 	require.True(t, slices.ContainsFunc(list.GetCases(), func(s *routingv1.CaseSummary) bool { return s.GetCaseId() == id }))
-	_, err = e.rc.FindCases(ctx, &routingv1.FindCasesRequest{Key: &routingv1.FindCasesRequest_Phone{Phone: phoneNational}})
+	_, err = e.rc.FindCases(ctx, &routingv1.FindCasesRequest{Key: &routingv1.FindCasesRequest_Phone{Phone: phoneNational}, Purpose: "återuppringning"})
 	require.NoError(t, err)
-	require.Len(t, e.auditTrail(t, &routingv1.ListAuditTrailRequest{Subject: &routingv1.ListAuditTrailRequest_CaseId{CaseId: id}}), len(reads),
-		"ListQueueCases or FindCases wrote an audit record")
+	trail := e.auditTrail(t, &routingv1.ListAuditTrailRequest{Subject: &routingv1.ListAuditTrailRequest_CaseId{CaseId: id}})
+	require.Len(t, trail, len(reads)+listings+1, "ListQueueCases wrote an audit record, or FindCases did not write one")
+	last := trail[len(trail)-1]
+	require.Equal(t, findCasesRPC, last.GetRpc())
+	require.Equal(t, anna.subject, last.GetActor())
+	require.Equal(t, "återuppringning", last.GetPurpose())
+	require.Equal(t, []casev1.DataClass{casev1.DataClass_DATA_CLASS_CONTACT_DETAILS}, last.GetDataClasses())
 
 	// No audit log, no personal data.
 	dctx, dcancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -772,11 +786,13 @@ func TestRoutingFindCases(t *testing.T) {
 			require.Equal(t, subject, got[0].GetSubject(), "a member sees the subject line")
 			require.Equal(t, "kontaktcenter", got[0].GetQueue())
 
-			// Somebody who may not read the case finds it but not its
-			// subject.
+			// Somebody who may not read the case finds only where to send
+			// the caller (see TestFindCasesPrivacyByDefault).
 			got = find(cilla, req)
 			require.Len(t, got, 1)
-			require.Equal(t, id, got[0].GetCaseId())
+			require.True(t, got[0].GetLimited())
+			require.Equal(t, number, got[0].GetCaseNumber())
+			require.Empty(t, got[0].GetCaseId(), "a non-member must not see the case id")
 			require.Empty(t, got[0].GetSubject(), "a non-member must not see the subject line")
 		})
 	}

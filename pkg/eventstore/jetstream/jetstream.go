@@ -49,6 +49,7 @@ import (
 
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
 	"github.com/kontakt-se/kontakt/pkg/jsbatch"
+	"github.com/kontakt-se/kontakt/pkg/jsread"
 )
 
 // Defaults for Config fields left at their zero value.
@@ -398,7 +399,7 @@ func (s *Store) confirmDuplicate(ctx context.Context, stream, subject string, se
 // message, which tells whether the stream exists or was deleted and where
 // reading stops, so the result is a consistent prefix even while others
 // append. Then it fetches messages one by one by subject; for long streams
-// it switches to an ordered consumer after directReadLimit messages.
+// it reads the rest in batches (jsread) after directReadLimit messages.
 func (s *Store) Read(ctx context.Context, stream string) ([]eventstore.RecordedEvent, error) {
 	subject, err := s.subject(stream)
 	if err != nil {
@@ -441,58 +442,29 @@ func (s *Store) Read(ctx context.Context, stream string) ([]eventstore.RecordedE
 }
 
 // readWithConsumer reads the messages of subject from sequence from up to
-// and including last through an ephemeral ordered consumer.
+// and including last in batches, through jsread, which removes its
+// consumer when done.
 func (s *Store) readWithConsumer(ctx context.Context, stream, subject string, from, last uint64) ([]eventstore.RecordedEvent, error) {
-	cctx, cancel := context.WithTimeout(ctx, s.cfg.AckTimeout)
-	cons, err := s.js.OrderedConsumer(cctx, s.cfg.StreamName, natsjs.OrderedConsumerConfig{
-		FilterSubjects:    []string{subject},
-		DeliverPolicy:     natsjs.DeliverByStartSequencePolicy,
-		OptStartSeq:       from,
-		InactiveThreshold: time.Minute,
-		MaxResetAttempts:  2,
-	})
-	cancel()
-	if err != nil {
-		return nil, s.opErr("read", stream, err)
-	}
-	defer func() {
-		// The server would remove the consumer after InactiveThreshold;
-		// deleting it now keeps the consumer count low under many reads.
-		dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.AckTimeout)
-		defer dcancel()
-		if info := cons.CachedInfo(); info != nil {
-			_ = s.js.DeleteConsumer(dctx, s.cfg.StreamName, info.Name)
-		}
-	}()
-	it, err := cons.Messages(natsjs.PullMaxMessages(256))
-	if err != nil {
-		return nil, s.opErr("read", stream, err)
-	}
-	defer it.Stop()
-	// A consumer reset in progress only ends when the iterator stops.
-	defer context.AfterFunc(ctx, it.Stop)()
-
 	var out []eventstore.RecordedEvent
-	for {
-		nctx, ncancel := context.WithTimeout(ctx, s.cfg.AckTimeout)
-		msg, err := it.Next(natsjs.NextContext(nctx))
-		ncancel()
-		if err != nil {
-			return nil, s.opErr("read", stream, err)
+	deleted := false
+	err := jsread.Each(ctx, s.js, jsread.Range{
+		Stream: s.cfg.StreamName, Subjects: []string{subject}, After: from - 1, UpTo: last, Timeout: s.cfg.AckTimeout,
+	}, func(m jsread.Msg) error {
+		if isTombstone(m.Header) {
+			deleted = true
+			return jsread.Stop()
 		}
-		meta, err := msg.Metadata()
-		if err != nil {
-			return nil, s.opErr("read", stream, err)
-		}
-		seq := meta.Sequence.Stream
-		if seq > last || isTombstone(msg.Headers()) {
-			return nil, deletedErr("read", stream)
-		}
-		out = append(out, s.recorded(msg.Subject(), seq, meta.Timestamp, msg.Headers(), msg.Data()))
-		if seq == last {
-			return out, nil
-		}
+		out = append(out, s.recorded(m.Subject, m.Sequence, m.Time, m.Header, m.Data))
+		return nil
+	})
+	if err != nil {
+		return nil, s.opErr("read", stream, err)
 	}
+	if deleted || len(out) == 0 || uint64(out[len(out)-1].Revision) != last {
+		// The stream lost messages while being read: deleted.
+		return nil, deletedErr("read", stream)
+	}
+	return out, nil
 }
 
 // Delete implements eventstore.Store: it appends a tombstone after the

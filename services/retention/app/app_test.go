@@ -472,8 +472,8 @@ func TestPreservation(t *testing.T) {
 	other := b.register(t, caseSpec{email: "gallras@example.se", text: "FRITEXT-gallras"})
 	in.caughtUp(t)
 
-	require.NoError(t, in.svc.MarkForPreservation(ctx, "arkivarie", tc.ID, "av vikt"))
-	require.NoError(t, in.svc.MarkForPreservation(ctx, "arkivarie", tc.ID, "igen"))
+	markCase(ctx, t, in.svc, tc.ID, "av vikt")
+	markCase(ctx, t, in.svc, tc.ID, "igen")
 	require.Equal(t, []string{"CaseRegistered", "CaseAnswered", "CaseMarkedForPreservation"}, b.typesOf(t, tc.ID), "marking twice appends once")
 
 	w.clock.Set(day(91))

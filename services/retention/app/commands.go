@@ -6,16 +6,21 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/google/uuid"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
+	retentionv1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/retention/v1"
+	routingv1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/routing/v1"
+	"github.com/kontakt-se/kontakt/pkg/caseaccess"
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
 	"github.com/kontakt-se/kontakt/pkg/identity"
 	"github.com/kontakt-se/kontakt/pkg/seal"
 	"github.com/kontakt-se/kontakt/pkg/subject"
+	"github.com/kontakt-se/kontakt/services/retention/adapters/index"
 	"github.com/kontakt-se/kontakt/services/retention/domain"
 )
 
@@ -72,17 +77,132 @@ func (s *Service) ReleaseHold(ctx context.Context, actor, caseID, holdID string)
 	return err
 }
 
+// MarkResult says what a mark means for the case.
+type MarkResult struct {
+	// ArchiveDueAt is when the archive package is written; zero when
+	// nothing is scheduled yet.
+	ArchiveDueAt time.Time
+	// AlreadyRedacted lists the classes the package will not hold.
+	AlreadyRedacted []domain.Class
+	// AlreadyMarked says the case was marked before; nothing changed.
+	AlreadyMarked bool
+}
+
 // MarkForPreservation marks a case to be preserved (bevaras): it is
-// exported to the archive before anything of it is removed. Marking a
-// marked case again changes nothing.
-func (s *Service) MarkForPreservation(ctx context.Context, actor, caseID, reason string) error {
-	_, err := s.change(ctx, caseID, func(c *domain.Case) (proto.Message, error) {
-		if c.Marked {
-			return nil, nil
+// exported to the archive before anything of it is removed, and erasure
+// requests no longer reach it. Who may mark is the domain's rule
+// (Case.MarkForPreservation): a supervisor, or the officer responsible for
+// the case. The mark is written to the case's audit trail before it is
+// appended, so it shows in the person's trail and register extract; if
+// the record cannot be written, the case is not marked. Marking a marked
+// case again changes nothing.
+func (s *Service) MarkForPreservation(ctx context.Context, by caseaccess.Caller, role, caseID, reason string) (MarkResult, error) {
+	var res MarkResult
+	c, err := s.change(ctx, caseID, func(c *domain.Case) (proto.Message, error) {
+		ev, err := c.MarkForPreservation(by, reason, s.clock())
+		if err != nil || ev == nil {
+			res.AlreadyMarked = err == nil
+			return nil, err
 		}
-		return &casev1.CaseMarkedForPreservation{CaseId: caseID, MarkedBy: actor, Reason: reason, MarkedAt: timestamppb.New(s.clock())}, nil
+		if err := s.auditCommand(ctx, c, by.Subject, role, retentionv1.RetentionService_MarkForPreservation_FullMethodName,
+			"markerad för bevarande: "+reason); err != nil {
+			return nil, err
+		}
+		return ev, nil
+	})
+	if err != nil {
+		return res, err
+	}
+	if !res.AlreadyMarked {
+		// The case as it is after the mark.
+		c.Marked = true
+	}
+	if d, ok := s.cfg.Plan.ArchiveDue(c); ok {
+		res.ArchiveDueAt = d.At
+	}
+	res.AlreadyRedacted = c.RedactedClasses()
+	return res, nil
+}
+
+// WithdrawPreservationMark withdraws a case's mark for preservation (the
+// domain's rule says who may: Case.WithdrawPreservation). The plan's
+// rules for unmarked cases apply again: the projector wakes the sweeper
+// once its index has the withdrawal, so a deadline that passed while the
+// case was marked applies at once, and it removes kontakt's archive
+// packages of the case unless the plan preserves such cases anyway. The
+// withdrawal is written to the case's audit trail before it is appended.
+func (s *Service) WithdrawPreservationMark(ctx context.Context, by caseaccess.Caller, role, caseID, reason string) error {
+	_, err := s.change(ctx, caseID, func(c *domain.Case) (proto.Message, error) {
+		ev, err := c.WithdrawPreservation(by, reason, s.clock())
+		if err != nil {
+			return nil, err
+		}
+		if err := s.auditCommand(ctx, c, by.Subject, role, retentionv1.RetentionService_WithdrawPreservationMark_FullMethodName,
+			"markering för bevarande återkallad: "+reason); err != nil {
+			return nil, err
+		}
+		return ev, nil
 	})
 	return err
+}
+
+// auditCommand writes the audit record of a command that decides what
+// becomes of a case's personal data (a mark keeps it, a withdrawal lets
+// the plan remove it): it names the classes concerned, so it shows in the
+// person's trail. Its id follows from the case's revision, so the same
+// decision retried is stored once.
+func (s *Service) auditCommand(ctx context.Context, c *domain.Case, actor, role, rpc, purpose string) error {
+	rec := &routingv1.AuditRecord{
+		AuditId: fmt.Sprintf("%s-%s-%d", rpc[strings.LastIndexByte(rpc, '/')+1:], c.ID, c.Revision),
+		Actor:   actor, Role: role, CaseId: c.ID, Purpose: purpose, ReadAt: timestamppb.New(s.clock()), Rpc: rpc,
+	}
+	for _, cl := range c.LeftToPreserve() {
+		rec.DataClasses = append(rec.DataClasses, classToProto(cl))
+	}
+	return s.audit.Record(ctx, rec)
+}
+
+// Mark is one case marked for preservation, for ListPreservationMarks.
+type Mark struct {
+	CaseID, CaseNumber string
+	Type               casev1.CaseType
+	// Mark is nil for a mark the index folded before it kept marks.
+	Mark         *domain.Mark
+	Archived     bool
+	ArchiveDueAt time.Time
+}
+
+// PreservationMarks lists every case marked for preservation, oldest mark
+// first, from the deadline index: what the data-protection officer needs
+// to find every mark without knowing case ids.
+func (s *Service) PreservationMarks() ([]Mark, error) {
+	var out []Mark
+	err := s.idx.Each(func(e *index.Entry) error {
+		if !e.Case.Marked || e.Case.Deleted {
+			return nil
+		}
+		m := Mark{CaseID: e.Case.ID, CaseNumber: e.Case.Number, Type: e.Case.Type, Mark: e.Case.Mark,
+			Archived: e.Case.Archived && !e.Case.ChangedSinceArchive}
+		if d, ok := s.cfg.Plan.ArchiveDue(&e.Case); ok {
+			m.ArchiveDueAt = d.At
+		}
+		out = append(out, m)
+		return nil
+	})
+	slices.SortStableFunc(out, func(a, b Mark) int {
+		var at, bt time.Time
+		if a.Mark != nil {
+			at = a.Mark.At
+		}
+		if b.Mark != nil {
+			bt = b.Mark.At
+		}
+		if c := at.Compare(bt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.CaseNumber, b.CaseNumber)
+	})
+	return out, err
 }
 
 // EraseOutcome says what an erasure did to one case.

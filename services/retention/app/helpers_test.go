@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"github.com/kontakt-se/kontakt/pkg/caseaccess"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -488,4 +489,14 @@ func personnummer(date, serial string) string {
 // isNotFound reports whether a read failed because the stream is gone.
 func isNotFound(err error) bool {
 	return errors.Is(err, eventstore.ErrStreamNotFound) || errors.Is(err, eventstore.ErrStreamDeleted)
+}
+
+// supervisor is who marks cases for preservation in these tests.
+var supervisor = caseaccess.Caller{Subject: "arkivarie", Supervisor: true}
+
+// markCase marks a case for preservation as supervisor.
+func markCase(ctx context.Context, t *testing.T, svc *app.Service, caseID, reason string) {
+	t.Helper()
+	_, err := svc.MarkForPreservation(ctx, supervisor, "supervisor", caseID, reason)
+	require.NoError(t, err)
 }

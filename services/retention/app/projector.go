@@ -13,6 +13,7 @@ import (
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
 	"github.com/kontakt-se/kontakt/pkg/seal"
 	"github.com/kontakt-se/kontakt/pkg/subject"
+	"github.com/kontakt-se/kontakt/services/retention/adapters/archive"
 	"github.com/kontakt-se/kontakt/services/retention/adapters/index"
 	"github.com/kontakt-se/kontakt/services/retention/adapters/ledger"
 	"github.com/kontakt-se/kontakt/services/retention/domain"
@@ -106,6 +107,10 @@ type effect struct {
 	receipt *ledger.Receipt
 	// remove destroys every key and deletes the stream in the third.
 	remove bool
+	// unarchive removes the case's archive packages in the first phase: a
+	// withdrawn mark for preservation leaves no package behind that the
+	// plan does not require.
+	unarchive bool
 }
 
 // ApplyBatch applies a batch of events to the index in one transaction
@@ -178,8 +183,13 @@ func (s *Service) ApplyBatch(ctx context.Context, from eventstore.Position, batc
 	// sweeper once the index lists the case as due again, that is after
 	// the transaction below has committed.
 	released := slices.ContainsFunc(evs, func(d decoded) bool {
-		_, ok := d.msg.(*casev1.HoldReleased)
-		return ok
+		switch d.msg.(type) {
+		case *casev1.HoldReleased, *casev1.CasePreservationWithdrawn:
+			// A withdrawn mark, too: a deadline that passed while the case
+			// was marked applies at once.
+			return true
+		}
+		return false
 	})
 	err := s.idx.Update(last, func(tx *index.Tx) error {
 		var effects []effect
@@ -282,6 +292,10 @@ func (s *Service) apply(tx *index.Tx, rec eventstore.RecordedEvent, msg proto.Me
 		eff = s.redactionEffect(e, m, rec)
 	case *casev1.CaseArchived:
 		eff = s.archiveEffect(e, m, rec)
+	case *casev1.CasePreservationWithdrawn:
+		if !s.cfg.Plan.MustArchive(&e.Case) {
+			eff = &effect{caseID: m.GetCaseId(), unarchive: true}
+		}
 	case *casev1.CaseDeleted:
 		eff = s.deletionEffect(e, m)
 		e.ContactTokens, e.IdentityTokens = nil, nil
@@ -358,6 +372,15 @@ func (s *Service) runEffects(ctx context.Context, effects []effect) error {
 	for _, e := range effects {
 		if len(e.destroy) > 0 {
 			jobs = append(jobs, func(ctx context.Context) error { return s.sealer.Destroy(ctx, e.caseID, e.destroy...) })
+		}
+		if e.unarchive {
+			jobs = append(jobs, func(context.Context) error {
+				removed, err := archive.RemoveCase(s.cfg.ArchiveDir, e.caseID)
+				if len(removed) > 0 {
+					s.log.Info("retention: mark for preservation withdrawn; archive packages removed", "case_id", e.caseID, "packages", len(removed))
+				}
+				return err
+			})
 		}
 	}
 	if err := s.parallel(ctx, jobs); err != nil {

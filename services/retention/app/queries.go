@@ -26,13 +26,20 @@ type DueItem struct {
 }
 
 // Preview lists what the plan will do within the given number of days
-// from now, earliest first, without changing anything. Held cases are
+// from now, earliest first, without changing anything, including when the
+// archive package of a case marked for preservation is written. Held cases are
 // listed with OnHold set: the hold defers the action, not the deadline.
 func (s *Service) Preview(days int) ([]DueItem, error) {
 	until := s.clock().AddDate(0, 0, days)
 	var out []DueItem
 	err := s.idx.Each(func(e *index.Entry) error {
-		for _, d := range s.cfg.Plan.Schedule(&e.Case) {
+		dues := s.cfg.Plan.Schedule(&e.Case)
+		if d, ok := s.cfg.Plan.ArchiveDue(&e.Case); ok {
+			// The package of a marked case is written just before its
+			// first deadline removes anything.
+			dues = append([]domain.Due{d}, dues...)
+		}
+		for _, d := range dues {
 			if d.At.After(until) {
 				continue
 			}

@@ -103,7 +103,7 @@ func TestErasureRefusesACaseMarkedForPreservation(t *testing.T) {
 
 	tc := b.register(t, caseSpec{typ: casev1.CaseType_CASE_TYPE_SYNPUNKT, email: "bevaras@example.se", text: "FRITEXT-av-vikt"})
 	in.caughtUp(t)
-	require.NoError(t, in.svc.MarkForPreservation(ctx, "arkivarie", tc.ID, "av vikt"))
+	markCase(ctx, t, in.svc, tc.ID, "av vikt")
 	in.caughtUp(t)
 
 	out, err := in.svc.EraseSubject(ctx, "dso-1", subject.Key{Email: "bevaras@example.se"}, "begäran")
@@ -161,7 +161,7 @@ func TestArchiveExportRecoversFromAConflict(t *testing.T) {
 
 	tc := b.register(t, caseSpec{email: "arkiv@example.se", text: "FRITEXT-arkiv"})
 	in.caughtUp(t)
-	require.NoError(t, in.svc.MarkForPreservation(ctx, "arkivarie", tc.ID, "av vikt"))
+	markCase(ctx, t, in.svc, tc.ID, "av vikt")
 	in.caughtUp(t)
 
 	w.clock.Set(day(91))
@@ -201,7 +201,7 @@ func TestDataAddedAfterTheExportIsArchivedAgain(t *testing.T) {
 
 	tc := b.register(t, caseSpec{channel: casev1.Channel_CHANNEL_CHAT, email: "chatt@example.se", chat: "CHATT-bevaras"})
 	in.caughtUp(t)
-	require.NoError(t, in.svc.MarkForPreservation(ctx, "arkivarie", tc.ID, "av vikt"))
+	markCase(ctx, t, in.svc, tc.ID, "av vikt")
 	w.clock.Set(day(31))
 	require.Equal(t, 2, in.sweep(t), "archived, then the transcript redacted")
 

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
+	"github.com/kontakt-se/kontakt/pkg/caseaccess"
 )
 
 // Case is one case as the retention service needs it: what the plan's
@@ -37,6 +38,12 @@ type Case struct {
 	// archived before anything is removed and the plan's marked rules
 	// apply.
 	Marked bool
+	// Mark says who marked the case, when and why; nil while unmarked
+	// (and for marks folded by a version that did not keep it).
+	Mark *Mark
+	// Access are where the case is and who holds it, which decide who may
+	// act on it (pkg/caseaccess, the rule routing applies too).
+	Access caseaccess.Facts
 	// Archived says the case was exported to an archive package.
 	Archived bool
 	// ChangedSinceArchive says the case received content after its last
@@ -123,13 +130,14 @@ func (c *Case) Apply(msg proto.Message, revision uint64, recorded time.Time) err
 	switch msg.(type) {
 	case *casev1.CaseArchived:
 		c.ChangedSinceArchive = false
-	case *casev1.PersonalDataRedacted, *casev1.HoldPlaced, *casev1.HoldReleased, *casev1.CaseDeleted:
+	case *casev1.PersonalDataRedacted, *casev1.HoldPlaced, *casev1.HoldReleased, *casev1.CaseDeleted, *casev1.CasePreservationWithdrawn:
 		// Retention's own bookkeeping adds nothing to archive.
 	default:
 		if c.Archived {
 			c.ChangedSinceArchive = true
 		}
 	}
+	c.Access.Apply(msg)
 	switch e := msg.(type) {
 	case *casev1.CaseRegistered:
 		c.ID = e.GetCaseId()
@@ -160,6 +168,14 @@ func (c *Case) Apply(msg proto.Message, revision uint64, recorded time.Time) err
 		delete(c.Holds, e.GetHoldId())
 	case *casev1.CaseMarkedForPreservation:
 		c.Marked = true
+		c.Mark = &Mark{By: e.GetMarkedBy(), At: eventTime(e.GetMarkedAt(), recorded), Reason: e.GetReason()}
+	case *casev1.CasePreservationWithdrawn:
+		// The packages written because of the mark are removed with it
+		// (the projector's effect), so none is current any more.
+		c.Marked = false
+		c.Mark = nil
+		c.Archived = false
+		c.ChangedSinceArchive = false
 	case *casev1.CaseArchived:
 		c.Archived = true
 	case *casev1.PersonalDataRedacted:

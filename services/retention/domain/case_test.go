@@ -106,10 +106,25 @@ func TestFold(t *testing.T) {
 			name: "marked and archived",
 			msgs: []proto.Message{
 				reg,
-				&casev1.CaseMarkedForPreservation{CaseId: caseID, Reason: "av vikt"},
+				&casev1.CaseMarkedForPreservation{CaseId: caseID, Reason: "av vikt", MarkedBy: "sara", MarkedAt: ts(registered.Add(time.Hour))},
 				&casev1.CaseArchived{CaseId: caseID, Package: "KC-2026-000123.zip", Sha256: "ab"},
 			},
-			want: func(c *Case) { c.Marked = true; c.Archived = true; c.Revision = 3 },
+			want: func(c *Case) {
+				c.Marked = true
+				c.Mark = &Mark{By: "sara", At: registered.Add(time.Hour), Reason: "av vikt"}
+				c.Archived = true
+				c.Revision = 3
+			},
+		},
+		{
+			name: "a withdrawn mark leaves no mark and no current package",
+			msgs: []proto.Message{
+				reg,
+				&casev1.CaseMarkedForPreservation{CaseId: caseID, Reason: "av vikt", MarkedBy: "sara", MarkedAt: ts(registered.Add(time.Hour))},
+				&casev1.CaseArchived{CaseId: caseID, Package: "KC-2026-000123.zip", Sha256: "ab"},
+				&casev1.CasePreservationWithdrawn{CaseId: caseID, WithdrawnBy: "dina", Reason: "inte av vikt"},
+			},
+			want: func(c *Case) { c.Revision = 4 },
 		},
 		{
 			name: "redactions add up",
@@ -154,7 +169,7 @@ func TestFold(t *testing.T) {
 			want: func(c *Case) { c.Deleted = true; c.Revision = 2 },
 		},
 		{
-			name: "events the retention view does not need only move the revision",
+			name: "workflow events move only the access facts and the revision",
 			msgs: []proto.Message{
 				reg,
 				&casev1.CaseRouted{CaseId: caseID, Queue: "kontaktcenter"},
@@ -162,7 +177,7 @@ func TestFold(t *testing.T) {
 				&casev1.CaseForwarded{CaseId: caseID, ToQueue: "bygg"},
 				&timestamppb.Timestamp{}, // not a case event at all
 			},
-			want: func(c *Case) { c.Revision = 5 },
+			want: func(c *Case) { c.Access.Queue = "bygg"; c.Revision = 5 },
 		},
 		{
 			name: "times in another zone are kept in UTC",

@@ -14,6 +14,8 @@ import (
 //	ErrInvalidPeriod  -> a period such as "90d" is malformed
 //	ErrNotRegistered  -> NotFound (the events do not begin with CaseRegistered)
 //	ErrInvalidStream  -> Internal (the stored events contradict each other)
+//	ErrNotPermitted   -> PermissionDenied (the message says who may)
+//	ErrPrecondition   -> FailedPrecondition (the message says why)
 var (
 	// ErrInvalidPlan is what every error of ParsePlan wraps. The error is
 	// a join of *PlanError, one per problem.
@@ -28,6 +30,12 @@ var (
 	// ErrInvalidStream means the events cannot belong to one case, for
 	// example a second CaseRegistered or another case's id.
 	ErrInvalidStream = errors.New("invalid case stream")
+	// ErrNotPermitted means the caller may not give this command on this
+	// case; the message says who may.
+	ErrNotPermitted = errors.New("not permitted")
+	// ErrPrecondition means the case is not in a state the command fits;
+	// the message says why.
+	ErrPrecondition = errors.New("refused")
 )
 
 // PlanError is one problem of a plan file, at the line where it is, so

@@ -106,6 +106,10 @@ const (
 	// ActionKeep says on purpose that nothing is removed, so that a plan
 	// that forgot a class can be told from one that keeps it.
 	ActionKeep
+	// ActionArchive is no action a plan file may name: it is the Due that
+	// says when the archive package of a case that must be archived is
+	// written (ArchiveDue), for previews.
+	ActionArchive
 )
 
 // String gives the name the plan file uses.
@@ -119,6 +123,8 @@ func (a Action) String() string {
 		return "preserve"
 	case ActionKeep:
 		return "keep"
+	case ActionArchive:
+		return "archive"
 	}
 	return "Action(" + strconv.Itoa(int(a)) + ")"
 }

@@ -103,6 +103,24 @@ func (p *Plan) MustArchive(c *Case) bool {
 	return ok && r.Action == ActionPreserve
 }
 
+// ArchiveDue says when the archive package of the case is written: for
+// a case that must be archived (MustArchive) and has no current package,
+// at its first deadline under the plan, because the sweeper writes the
+// package before that deadline removes anything. The Due's action is
+// ActionArchive and its rule the first deadline's. It reports false when
+// the case needs no package, has a current one, or has no deadline yet (a
+// period counted from a closure that has not happened).
+func (p *Plan) ArchiveDue(c *Case) (Due, bool) {
+	if !p.MustArchive(c) || (c.Archived && !c.ChangedSinceArchive) {
+		return Due{}, false
+	}
+	dues := p.Schedule(c)
+	if len(dues) == 0 {
+		return Due{}, false
+	}
+	return Due{Action: ActionArchive, Classes: []Class{ClassCase}, At: dues[0].At, Rule: dues[0].Rule}, true
+}
+
 // NextDue returns when the plan next acts on the case, for a scheduler
 // that sleeps until then; false when nothing is scheduled (a kept or
 // deleted case, or an open case whose rules count from closure).

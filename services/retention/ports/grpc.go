@@ -19,6 +19,7 @@ import (
 	retentionv1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/retention/v1"
 	"github.com/kontakt-se/kontakt/pkg/audit"
 	"github.com/kontakt-se/kontakt/pkg/auth"
+	"github.com/kontakt-se/kontakt/pkg/caseaccess"
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
 	"github.com/kontakt-se/kontakt/pkg/seal"
 	"github.com/kontakt-se/kontakt/pkg/server"
@@ -39,6 +40,8 @@ func ErrorMappings() []server.ErrorMapping {
 		{Target: eventstore.ErrUnavailable, Code: codes.Unavailable},
 		{Target: eventstore.ErrConflict, Code: codes.Aborted},
 		{Target: seal.ErrKeyDestroyed, Code: codes.FailedPrecondition},
+		{Target: domain.ErrNotPermitted, Code: codes.PermissionDenied, Explain: true},
+		{Target: domain.ErrPrecondition, Code: codes.FailedPrecondition, Explain: true},
 	}
 }
 
@@ -79,6 +82,22 @@ func caller(ctx context.Context) (string, string, error) {
 		}
 	}
 	return p.Subject, "", nil
+}
+
+// caseCaller returns the caller as the shared rule of who may act on a
+// case sees them (pkg/caseaccess), and the role recorded in the audit
+// trail.
+func caseCaller(ctx context.Context) (caseaccess.Caller, string, error) {
+	p, ok := auth.FromContext(ctx)
+	if !ok {
+		return caseaccess.Caller{}, "", status.Error(codes.Unauthenticated, "no caller")
+	}
+	_, role, _ := caller(ctx)
+	return caseaccess.Caller{
+		Subject: p.Subject, Agent: p.HasRole(auth.RoleAgent), Officer: p.HasRole(auth.RoleOfficer),
+		Supervisor: p.HasRole(auth.RoleSupervisor), DPO: p.HasRole(auth.RoleDPO),
+		Queues: p.Queues, Department: p.Department,
+	}, role, nil
 }
 
 // GetPlan returns the plan in force.
@@ -142,6 +161,8 @@ func actionToProto(a domain.Action) retentionv1.Action {
 		return retentionv1.Action_ACTION_PRESERVE
 	case domain.ActionKeep:
 		return retentionv1.Action_ACTION_KEEP
+	case domain.ActionArchive:
+		return retentionv1.Action_ACTION_ARCHIVE
 	}
 	return retentionv1.Action_ACTION_UNSPECIFIED
 }
@@ -193,16 +214,53 @@ func (s *Server) ReleaseHold(ctx context.Context, req *retentionv1.ReleaseHoldRe
 	return &retentionv1.ReleaseHoldResponse{}, nil
 }
 
-// MarkForPreservation marks a case to be preserved.
+// MarkForPreservation marks a case to be preserved, and says when its
+// archive package is written and what it will lack.
 func (s *Server) MarkForPreservation(ctx context.Context, req *retentionv1.MarkForPreservationRequest) (*retentionv1.MarkForPreservationResponse, error) {
-	actor, _, err := caller(ctx)
+	by, role, err := caseCaller(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.svc.MarkForPreservation(ctx, actor, req.GetCaseId(), req.GetReason()); err != nil {
+	res, err := s.svc.MarkForPreservation(ctx, by, role, req.GetCaseId(), req.GetReason())
+	if err != nil {
 		return nil, s.edge(err)
 	}
-	return &retentionv1.MarkForPreservationResponse{}, nil
+	out := &retentionv1.MarkForPreservationResponse{ArchiveDueAt: ts(res.ArchiveDueAt), AlreadyMarked: res.AlreadyMarked}
+	for _, c := range res.AlreadyRedacted {
+		out.AlreadyRedacted = append(out.AlreadyRedacted, protoClass(c))
+	}
+	return out, nil
+}
+
+// WithdrawPreservationMark withdraws a case's mark for preservation.
+func (s *Server) WithdrawPreservationMark(ctx context.Context, req *retentionv1.WithdrawPreservationMarkRequest) (*retentionv1.WithdrawPreservationMarkResponse, error) {
+	by, role, err := caseCaller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.svc.WithdrawPreservationMark(ctx, by, role, req.GetCaseId(), req.GetReason()); err != nil {
+		return nil, s.edge(err)
+	}
+	return &retentionv1.WithdrawPreservationMarkResponse{}, nil
+}
+
+// ListPreservationMarks lists every case marked for preservation.
+func (s *Server) ListPreservationMarks(context.Context, *retentionv1.ListPreservationMarksRequest) (*retentionv1.ListPreservationMarksResponse, error) {
+	marks, err := s.svc.PreservationMarks()
+	if err != nil {
+		return nil, s.edge(err)
+	}
+	out := &retentionv1.ListPreservationMarksResponse{Marks: make([]*retentionv1.PreservationMark, 0, len(marks))}
+	for _, m := range marks {
+		pm := &retentionv1.PreservationMark{
+			CaseId: m.CaseID, CaseNumber: m.CaseNumber, CaseType: m.Type, Archived: m.Archived, ArchiveDueAt: ts(m.ArchiveDueAt),
+		}
+		if m.Mark != nil {
+			pm.MarkedBy, pm.MarkedAt, pm.Reason = m.Mark.By, ts(m.Mark.At), m.Mark.Reason
+		}
+		out.Marks = append(out.Marks, pm)
+	}
+	return out, nil
 }
 
 func subjectKey(k *retentionv1.SubjectKey) subject.Key {

@@ -14,6 +14,7 @@ import (
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
 	routingv1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/routing/v1"
 	"github.com/kontakt-se/kontakt/pkg/blindindex"
+	"github.com/kontakt-se/kontakt/pkg/caseaccess"
 	"github.com/kontakt-se/kontakt/pkg/seal"
 	"github.com/kontakt-se/kontakt/pkg/subject"
 	"github.com/kontakt-se/kontakt/services/routing/adapters/readmodel"
@@ -69,23 +70,27 @@ type Reader struct {
 	DPO bool
 }
 
-// mayRead says whether a reader may see a case: a supervisor or the DPO
-// always, others when the case is in one of their queues, assigned to
-// them, or forwarded to them or their department.
+// mayRead says whether a reader may see a case: the one rule of
+// pkg/caseaccess (a supervisor or the DPO always, others when the case is
+// in one of their queues, assigned to them, or forwarded to them or, as
+// an officer, to their department).
 func mayRead(r Reader, row readmodel.CaseRow) bool {
-	switch {
-	case r.Supervisor || r.DPO:
-		return true
-	case row.Assignee != "" && row.Assignee == r.Subject:
-		return true
-	case row.ForwardedOfficer != "" && row.ForwardedOfficer == r.Subject:
-		return true
-	case row.ForwardedDepartment != "" && row.ForwardedDepartment == r.Department:
-		return true
-	case (r.Agent || r.Officer) && slices.Contains(r.Queues, row.Queue):
-		return true
+	return factsOf(row).MayRead(r.caller())
+}
+
+// factsOf gives the access facts the read model keeps for a case.
+func factsOf(row readmodel.CaseRow) caseaccess.Facts {
+	return caseaccess.Facts{
+		Queue: row.Queue, Assignee: row.Assignee,
+		ForwardedToDepartment: row.ForwardedDepartment, ForwardedToOfficer: row.ForwardedOfficer,
 	}
-	return false
+}
+
+// caller is the reader as the shared rule sees them.
+func (r Reader) caller() caseaccess.Caller {
+	c := r.Caller()
+	c.DPO = r.DPO
+	return c
 }
 
 // Summary turns a row into what a queue list shows: the subject line is
@@ -259,10 +264,23 @@ func (q *Queries) GetCase(ctx context.Context, r Reader, role, rpc, caseID, purp
 }
 
 // FindCases finds cases by number or, through the blind index, by a
-// person's e-mail, phone or identity number. Subject lines are shown only
-// for cases the caller may read.
-func (q *Queries) FindCases(ctx context.Context, r Reader, req *routingv1.FindCasesRequest) ([]*routingv1.CaseSummary, error) {
-	var rows []readmodel.CaseRow
+// person's e-mail, phone or identity number.
+//
+// A search by a personal identifier processes that person's data, so it
+// writes one audit record per case found (rpc FindCases, the data class of
+// the key, the purpose) before anything is returned, and the search fails
+// if a record cannot be written. A search that finds nothing has no case
+// to attach a record to and leaves none. A search by case number touches
+// no personal identifier and is not recorded.
+//
+// Privacy by default: of a case the caller may not read, the answer holds
+// only what is needed to send the citizen on (case number, queue with its
+// title and department, status, registration time), marked limited.
+func (q *Queries) FindCases(ctx context.Context, r Reader, role, rpc string, req *routingv1.FindCasesRequest) ([]*routingv1.CaseSummary, error) {
+	var (
+		rows  []readmodel.CaseRow
+		class casev1.DataClass
+	)
 	switch key := req.GetKey().(type) {
 	case *routingv1.FindCasesRequest_CaseNumber:
 		row, err := q.rm.FindByNumber(key.CaseNumber)
@@ -281,12 +299,58 @@ func (q *Queries) FindCases(ctx context.Context, r Reader, req *routingv1.FindCa
 		if rows, err = q.rm.FindByToken(token); err != nil {
 			return nil, err
 		}
+		class = casev1.DataClass_DATA_CLASS_CONTACT_DETAILS
+		if req.GetIdentityNumber() != "" {
+			class = casev1.DataClass_DATA_CLASS_IDENTITY_NUMBER
+		}
+		purpose := req.GetPurpose()
+		if purpose == "" {
+			purpose = "sökning efter ärenden"
+		}
+		if err := q.recordSearch(ctx, r, role, rpc, purpose, class, rows); err != nil {
+			return nil, err
+		}
 	}
 	out := make([]*routingv1.CaseSummary, 0, len(rows))
 	for _, row := range rows {
-		out = append(out, q.Summary(ctx, row, mayRead(r, row)))
+		title, dept := q.queueInfo(row.Queue)
+		if !mayRead(r, row) {
+			out = append(out, &routingv1.CaseSummary{
+				CaseNumber: row.Number, Queue: row.Queue, QueueTitle: title, QueueDepartment: dept,
+				Status: row.Status, RegisteredAt: timestamppb.New(row.RegisteredAt), Limited: true,
+			})
+			continue
+		}
+		s := q.Summary(ctx, row, true)
+		s.QueueTitle, s.QueueDepartment = title, dept
+		out = append(out, s)
 	}
 	return out, nil
+}
+
+// recordSearch writes the audit record of a search by a personal
+// identifier for every case it found.
+func (q *Queries) recordSearch(ctx context.Context, r Reader, role, rpc, purpose string, class casev1.DataClass, rows []readmodel.CaseRow) error {
+	for _, row := range rows {
+		rec := &routingv1.AuditRecord{
+			AuditId: uuid.NewString(), Actor: r.Subject, Role: role, CaseId: row.CaseID,
+			DataClasses: []casev1.DataClass{class}, Purpose: purpose, ReadAt: timestamppb.New(q.clock()), Rpc: rpc,
+		}
+		if err := q.audit.Record(ctx, rec); err != nil {
+			return fmt.Errorf("%w: %w", ErrAuditUnavailable, err)
+		}
+	}
+	return nil
+}
+
+// queueInfo returns a configured queue's title and department.
+func (q *Queries) queueInfo(name string) (title, department string) {
+	for _, queue := range q.queues.Visible(Caller{Supervisor: true}) {
+		if queue.Name == name {
+			return queue.Title, queue.Department
+		}
+	}
+	return "", ""
 }
 
 // SearchToken normalises one search key and returns its blind-index token.
@@ -298,7 +362,14 @@ func (q *Queries) SearchToken(email, phone, pnr string) (string, error) {
 }
 
 // AuditTrail lists the reads of one case, or of every case of a person.
-func (q *Queries) AuditTrail(ctx context.Context, req *routingv1.ListAuditTrailRequest) ([]*routingv1.AuditRecord, error) {
+//
+// A listing by e-mail, phone or identity number is itself a search by a
+// personal identifier (it tells which cases the person has), so, as for
+// FindCases, one audit record per case found is written after the trail
+// was read and before it is returned: the person's trail shows that the
+// data-protection officer looked, the next listing included. A listing by
+// case id searches for nobody and is not recorded.
+func (q *Queries) AuditTrail(ctx context.Context, r Reader, role, rpc string, req *routingv1.ListAuditTrailRequest) ([]*routingv1.AuditRecord, error) {
 	if id := req.GetCaseId(); id != "" {
 		return q.audit.ForCase(ctx, id)
 	}
@@ -317,6 +388,13 @@ func (q *Queries) AuditTrail(ctx context.Context, req *routingv1.ListAuditTrailR
 			return nil, err
 		}
 		out = append(out, recs...)
+	}
+	class := casev1.DataClass_DATA_CLASS_CONTACT_DETAILS
+	if req.GetIdentityNumber() != "" {
+		class = casev1.DataClass_DATA_CLASS_IDENTITY_NUMBER
+	}
+	if err := q.recordSearch(ctx, r, role, rpc, "granskning av loggen över läsningar", class, rows); err != nil {
+		return nil, err
 	}
 	slices.SortFunc(out, func(a, b *routingv1.AuditRecord) int { return a.GetReadAt().AsTime().Compare(b.GetReadAt().AsTime()) })
 	return out, nil

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
+	"github.com/kontakt-se/kontakt/pkg/caseaccess"
 )
 
 // Case is one case as the routing service needs it to decide a command:
@@ -32,22 +33,19 @@ type Case struct {
 	// first queue, for statistics and for explaining a routing.
 	Rule         string
 	RulesVersion string
-	// Queue is the queue the case is in now (routing, a move or a
-	// forwarding put it there).
-	Queue string
-	// Assignee is the subject id of whoever holds the case. It is set only
-	// while Status is ASSIGNED.
-	Assignee string
+	// Facts are where the case is and who holds it, folded by the one
+	// rule of who may act on a case (pkg/caseaccess): Queue is the queue
+	// the case is in now (routing, a move or a forwarding put it there);
+	// Assignee is the subject id of whoever holds the case, set only while
+	// Status is ASSIGNED; ForwardedToDepartment and ForwardedToOfficer are
+	// the targets of the latest forwarding, whose officers may work the
+	// case.
+	caseaccess.Facts
 
 	// Forwarded says the case's current place comes from a forwarding, so
 	// a release or reopening returns it to FORWARDED rather than QUEUED.
-	// A supervisor's move clears it, together with the targets below.
+	// A supervisor's move clears it, together with the targets.
 	Forwarded bool
-	// ForwardedToDepartment and ForwardedToOfficer are the targets of the
-	// latest forwarding; officers of that department, or that officer,
-	// may work the case.
-	ForwardedToDepartment string
-	ForwardedToOfficer    string
 	// Forwardings counts CaseForwarded events; a case that was ever
 	// forwarded was not resolved at first contact.
 	Forwardings int
@@ -168,33 +166,22 @@ func (c *Case) apply(ev Event) bool {
 		c.Status = casev1.CaseStatus_CASE_STATUS_REGISTERED
 	case *casev1.CaseRouted:
 		c.Routed = true
-		c.Queue = m.GetQueue()
+		c.Facts.Apply(m)
 		c.Rule = m.GetRule()
 		c.RulesVersion = m.GetRulesVersion()
 		c.settle()
 	case *casev1.CaseMoved:
-		c.Queue = m.GetToQueue()
-		c.Assignee = ""
+		c.Facts.Apply(m)
 		c.Forwarded = false
-		c.ForwardedToDepartment = ""
-		c.ForwardedToOfficer = ""
 		c.settle()
-	case *casev1.CaseAssigned:
-		c.Assignee = m.GetAssignee()
-		c.settle()
-	case *casev1.CaseReleased:
-		c.Assignee = ""
+	case *casev1.CaseAssigned, *casev1.CaseReleased:
+		c.Facts.Apply(m)
 		c.settle()
 	case *casev1.NoteAdded:
 		// Notes change nothing that a command decides on.
 	case *casev1.CaseForwarded:
-		if q := m.GetToQueue(); q != "" {
-			c.Queue = q
-		}
-		c.Assignee = ""
+		c.Facts.Apply(m)
 		c.Forwarded = true
-		c.ForwardedToDepartment = m.GetToDepartment()
-		c.ForwardedToOfficer = m.GetToOfficer()
 		c.Forwardings++
 		c.settle()
 	case *casev1.CaseAnswered:
@@ -203,7 +190,7 @@ func (c *Case) apply(ev Event) bool {
 		}
 	case *casev1.CaseClosed:
 		c.Status = casev1.CaseStatus_CASE_STATUS_CLOSED
-		c.Assignee = ""
+		c.Facts.Apply(m)
 		c.ClosedAt = at(m.GetClosedAt(), ev.Recorded)
 		c.ClosedBy = m.GetClosedBy()
 		c.Resolution = m.GetResolution()
@@ -240,6 +227,8 @@ func (c *Case) apply(ev Event) bool {
 		}
 	case *casev1.CaseMarkedForPreservation:
 		c.Preserved = true
+	case *casev1.CasePreservationWithdrawn:
+		c.Preserved = false
 	case *casev1.CaseArchived:
 		// Retention's business: the archive copy changes nothing here.
 	case *casev1.CaseDeleted:

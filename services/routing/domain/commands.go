@@ -1,7 +1,6 @@
 package domain
 
 import (
-	"slices"
 	"strings"
 	"time"
 
@@ -9,6 +8,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
+	"github.com/kontakt-se/kontakt/pkg/caseaccess"
 )
 
 // Actor is who gives a command, as far as the case rules care: the
@@ -27,6 +27,14 @@ type Actor struct {
 	// Department is the officer's department (förvaltning); cases
 	// forwarded to it are the officer's to work.
 	Department string
+}
+
+// Caller is the actor as the shared rule of who may act on a case sees it.
+func (a Actor) Caller() caseaccess.Caller {
+	return caseaccess.Caller{
+		Subject: a.Subject, Agent: a.Agent, Officer: a.Officer, Supervisor: a.Supervisor,
+		Queues: a.Queues, Department: a.Department,
+	}
 }
 
 // Claim assigns the case to the actor, who must be allowed to act on it.
@@ -365,20 +373,14 @@ func checkActor(a Actor) error {
 	return nil
 }
 
-// mayAct is the per-case authorisation that every command starts with; the
-// rules are in the comment above Claim.
+// mayAct is the per-case authorisation that every command starts with:
+// the one rule of pkg/caseaccess (MayWork), which retention's case
+// commands apply too.
 func (c *Case) mayAct(a Actor) error {
 	if err := checkActor(a); err != nil {
 		return err
 	}
-	switch {
-	case a.Supervisor:
-		return nil
-	case c.Assignee == a.Subject:
-		return nil
-	case c.Queue != "" && slices.Contains(a.Queues, c.Queue):
-		return nil
-	case c.forwardedTo(a):
+	if c.Facts.MayWork(a.Caller()) {
 		return nil
 	}
 	if a.Officer {
@@ -392,15 +394,10 @@ func (c *Case) holdsOrSupervises(a Actor) bool {
 	return a.Supervisor || (c.Assignee != "" && c.Assignee == a.Subject)
 }
 
-// forwardedTo reports whether a is an officer the case is forwarded to, by
-// name or by department. An empty department never matches, or every
-// officer without one would match every case forwarded without one.
+// forwardedTo reports whether a is an officer the case is forwarded to,
+// by name or by department (caseaccess.Facts.ForwardedTo).
 func (c *Case) forwardedTo(a Actor) bool {
-	if !a.Officer || !c.Forwarded {
-		return false
-	}
-	return (c.ForwardedToOfficer != "" && c.ForwardedToOfficer == a.Subject) ||
-		(c.ForwardedToDepartment != "" && c.ForwardedToDepartment == a.Department)
+	return c.Facts.ForwardedTo(a.Caller())
 }
 
 // sealed checks that a text arrives sealed: the domain never sees plain

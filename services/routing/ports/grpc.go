@@ -208,11 +208,11 @@ func (s *Server) GetCase(ctx context.Context, req *routingv1.GetCaseRequest) (*r
 
 // FindCases finds cases by number or by a person's identifiers.
 func (s *Server) FindCases(ctx context.Context, req *routingv1.FindCasesRequest) (*routingv1.FindCasesResponse, error) {
-	r, _, err := s.reader(ctx)
+	r, role, err := s.reader(ctx)
 	if err != nil {
 		return nil, err
 	}
-	cases, err := s.queries.FindCases(ctx, r, req)
+	cases, err := s.queries.FindCases(ctx, r, role, routingv1.RoutingService_FindCases_FullMethodName, req)
 	if err != nil {
 		return nil, s.edge(err)
 	}
@@ -221,7 +221,11 @@ func (s *Server) FindCases(ctx context.Context, req *routingv1.FindCasesRequest)
 
 // ListAuditTrail lists the reads of a case's or a person's data.
 func (s *Server) ListAuditTrail(ctx context.Context, req *routingv1.ListAuditTrailRequest) (*routingv1.ListAuditTrailResponse, error) {
-	recs, err := s.queries.AuditTrail(ctx, req)
+	r, role, err := s.reader(ctx)
+	if err != nil {
+		return nil, err
+	}
+	recs, err := s.queries.AuditTrail(ctx, r, role, routingv1.RoutingService_ListAuditTrail_FullMethodName, req)
 	if err != nil {
 		return nil, s.edge(err)
 	}

@@ -80,7 +80,16 @@ func printPlan(w io.Writer, p *domain.Plan) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, listOr(enumNames(r.Types, "CASE_TYPE_")), listOr(enumNames(r.Channels, "CHANNEL_")),
 			cases, strings.Join(classes, ","), period, from, r.Action.String())
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Archive packages: a case marked for preservation (or preserved by a rule) is written to an archive")
+	fmt.Fprintln(w, "package at its first deadline under these rules, before that deadline removes anything, and again")
+	fmt.Fprintln(w, "before a later removal if it received content since. A mark placed after all personal data and")
+	fmt.Fprintln(w, "free text were redacted is refused: nothing is left to preserve. `kontakt retention preview` lists")
+	fmt.Fprintln(w, "each marked case's package as an \"archive\" action with its date.")
+	return nil
 }
 
 func enumNames[E interface{ String() string }](xs []E, prefix string) []string {
@@ -108,7 +117,7 @@ func newRetentionPreviewCmd(g *globalFlags, stdout io.Writer, lookupEnv env) *co
 	)
 	cmd := &cobra.Command{
 		Use:   "preview",
-		Short: "List what the plan will redact or delete in the next days (counts per type, then the cases); changes nothing.",
+		Short: "List what the plan will archive, redact or delete in the next days (counts per type, then the cases); changes nothing.",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if days < 0 || days > 3660 {

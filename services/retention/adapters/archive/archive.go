@@ -538,3 +538,80 @@ func checkEntry(zf *zip.File, e Entry) error {
 	}
 	return nil
 }
+
+// RemoveCase removes every package of a case from dir (and temporary files
+// a crash left of one) and returns their names. Each file is overwritten
+// with zeros and synced before it is removed, so the personal data a
+// package held does not stay behind in the freed blocks of the file
+// system. Removing the packages of a case that has none does nothing.
+// kontakt calls it when a mark for preservation is withdrawn: the packages
+// were written only because of the mark, and no personal data may be kept
+// beyond the plan because of a mark that no longer stands.
+func RemoveCase(dir, caseID string) ([]string, error) {
+	if !validID(caseID) {
+		return nil, fmt.Errorf("%w: case id", ErrInvalid)
+	}
+	var names []string
+	for _, pattern := range []string{"*_" + caseID + ".zip", "*_" + caseID + "_r*.zip", "*_" + caseID + ".zip.tmp-*", "*_" + caseID + "_r*.zip.tmp-*"} {
+		m, err := filepath.Glob(filepath.Join(dir, pattern))
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
+		for _, name := range m {
+			// "<case number>_<case id>…": the case id must follow the
+			// number's underscore, not end another case's id.
+			if _, rest, ok := strings.Cut(filepath.Base(name), "_"); ok &&
+				(strings.HasPrefix(rest, caseID+".zip") || strings.HasPrefix(rest, caseID+"_r")) {
+				names = append(names, name)
+			}
+		}
+	}
+	slices.Sort(names)
+	names = slices.Compact(names)
+	var removed []string
+	for _, name := range names {
+		if err := shred(name); err != nil {
+			return removed, err
+		}
+		removed = append(removed, filepath.Base(name))
+	}
+	if len(removed) > 0 {
+		if err := syncDir(dir); err != nil {
+			return removed, err
+		}
+	}
+	return removed, nil
+}
+
+// shred overwrites a file with zeros, syncs it and removes it.
+func shred(name string) error {
+	f, err := os.OpenFile(name, os.O_WRONLY, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("archive: remove %s: %w", filepath.Base(name), err)
+	}
+	info, err := f.Stat()
+	if err == nil {
+		zeros := make([]byte, 64<<10)
+		for left := info.Size(); left > 0 && err == nil; {
+			n := min(left, int64(len(zeros)))
+			_, err = f.Write(zeros[:n])
+			left -= n
+		}
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("archive: overwrite %s: %w", filepath.Base(name), err)
+	}
+	if err := os.Remove(name); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("archive: remove %s: %w", filepath.Base(name), err)
+	}
+	return nil
+}

@@ -472,3 +472,32 @@ func TestWriteIntoMissingDirectoryFails(t *testing.T) {
 	_, _, err := archive.Write(dir, testPackage())
 	require.ErrorIs(t, err, os.ErrNotExist)
 }
+
+func TestRemoveCase(t *testing.T) {
+	dir := t.TempDir()
+	at := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
+	pkg := func(caseID string, rev uint64) string {
+		p, _, err := archive.Write(dir, archive.Package{CaseID: caseID, CaseNumber: "KC-2026-000001", CreatedAt: at, Revision: rev,
+			Files: []archive.File{{Path: "case.json", Data: []byte(`{"name":"Anna Andersson"}`)}}})
+		require.NoError(t, err)
+		return p
+	}
+	pkg("c-1", 3)
+	pkg("c-1", 7)
+	other := pkg("x_c-1", 3) // another case whose id ends in this one's
+	kept := pkg("c-2", 3)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "KC-2026-000001_c-1_r9.zip.tmp-abc"), []byte("half"), 0o600))
+
+	removed, err := archive.RemoveCase(dir, "c-1")
+	require.NoError(t, err)
+	require.Equal(t, []string{"KC-2026-000001_c-1_r3.zip", "KC-2026-000001_c-1_r7.zip", "KC-2026-000001_c-1_r9.zip.tmp-abc"}, removed)
+	left, err := filepath.Glob(filepath.Join(dir, "*"))
+	require.NoError(t, err)
+	require.ElementsMatch(t, []string{other, kept}, left)
+
+	removed, err = archive.RemoveCase(dir, "c-1")
+	require.NoError(t, err)
+	require.Empty(t, removed)
+	_, err = archive.RemoveCase(dir, "../c-1")
+	require.ErrorIs(t, err, archive.ErrInvalid)
+}

@@ -56,6 +56,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/kontakt-se/kontakt/pkg/jsread"
 )
 
 // Errors callers can test for with errors.Is.
@@ -661,13 +663,14 @@ func (l *Ledger) Count(ctx context.Context) (uint64, error) {
 	return info.State.Msgs, nil
 }
 
-// scanBatch is how many receipts the ordered consumer asks for at a time.
+// scanBatch is how many receipts one pull of Scan asks for.
 const scanBatch = 1000
 
 // Scan calls fn with every receipt in stream order, up to the last receipt
-// at the time Scan started, reading them with one ordered consumer rather
-// than one request per receipt, because the ledger grows without limit. It
-// stops at the first error fn returns and returns it wrapped.
+// at the time Scan started, reading them in batches through jsread (which
+// removes its consumer when done) rather than one request per receipt,
+// because the ledger grows without limit. It stops at the first error fn
+// returns and returns it wrapped.
 func (l *Ledger) Scan(ctx context.Context, fn func(Receipt) error) error {
 	info, err := l.stream.Info(ctx)
 	if err != nil {
@@ -676,40 +679,22 @@ func (l *Ledger) Scan(ctx context.Context, fn func(Receipt) error) error {
 	if info.State.Msgs == 0 {
 		return nil
 	}
-	end := info.State.LastSeq
-	cons, err := l.js.OrderedConsumer(ctx, l.cfg.Stream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{l.cfg.Prefix + ".>"},
-		DeliverPolicy:  jetstream.DeliverAllPolicy,
-	})
-	if err != nil {
-		return fmt.Errorf("%w: ordered consumer: %w", ErrUnavailable, err)
-	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(scanBatch))
-	if err != nil {
-		return fmt.Errorf("%w: read receipts: %w", ErrUnavailable, err)
-	}
-	defer it.Stop()
-	for {
-		msg, err := it.Next(jetstream.NextContext(ctx))
-		if err != nil {
-			return fmt.Errorf("%w: read receipts: %w", ErrUnavailable, err)
-		}
-		meta, err := msg.Metadata()
-		if err != nil {
-			return fmt.Errorf("%w: receipt metadata: %w", ErrUnavailable, err)
-		}
-		seq := meta.Sequence.Stream
-		r, err := l.decode(msg.Subject(), seq, msg.Data())
+	err = jsread.Each(ctx, l.js, jsread.Range{
+		Stream: l.cfg.Stream, Subjects: []string{l.cfg.Prefix + ".>"}, UpTo: info.State.LastSeq, Batch: scanBatch,
+	}, func(m jsread.Msg) error {
+		r, err := l.decode(m.Subject, m.Sequence, m.Data)
 		if err != nil {
 			return err
 		}
 		if err := fn(r); err != nil {
-			return fmt.Errorf("ledger: scan stopped at receipt seq %d: %w", seq, err)
+			return fmt.Errorf("ledger: scan stopped at receipt seq %d: %w", m.Sequence, err)
 		}
-		if seq >= end {
-			return nil
-		}
+		return nil
+	})
+	if errors.Is(err, jsread.ErrUnavailable) {
+		return fmt.Errorf("%w: read receipts: %w", ErrUnavailable, err)
 	}
+	return err
 }
 
 // Verifier checks a sequence of receipts, in ledger order, against the hash

@@ -41,6 +41,7 @@ import (
 
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
 	statisticsv1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/statistics/v1"
+	"github.com/kontakt-se/kontakt/pkg/jsread"
 	"github.com/kontakt-se/kontakt/services/statistics/domain"
 )
 
@@ -302,12 +303,12 @@ type Received struct {
 }
 
 // directReadMax is the longest range Read fetches message by message;
-// longer ones go through an ordered consumer. A projector that lost a
+// longer ones are read in batches (jsread). A projector that lost a
 // race to another instance usually reads one or a few messages.
 const directReadMax = 16
 
 // Read calls fn for every message with a sequence in (after, upTo], in
-// order: a few by direct gets, more through an ordered consumer. Messages
+// order: a few by direct gets, more in batches through jsread. Messages
 // that carry no record version (not written by the projector) are passed
 // with Version 0.
 func (s *Stream) Read(ctx context.Context, after, upTo uint64, fn func(Received) error) error {
@@ -328,15 +329,13 @@ func (s *Stream) Read(ctx context.Context, after, upTo uint64, fn func(Received)
 		}
 		return nil
 	}
-	return s.consume(ctx, after, func(msg jetstream.Msg, seq uint64) (bool, error) {
-		if seq > upTo {
-			return false, nil
-		}
-		if err := fn(received(seq, msg.Headers(), msg.Data())); err != nil {
-			return false, err
-		}
-		return seq < upTo, nil
-	}, true)
+	err := jsread.Each(ctx, s.js, jsread.Range{Stream: StreamName, After: after, UpTo: upTo, Batch: 512, Timeout: s.cfg.Timeout}, func(m jsread.Msg) error {
+		return fn(received(m.Sequence, m.Header, m.Data))
+	})
+	if errors.Is(err, jsread.ErrUnavailable) {
+		return fmt.Errorf("statistics stream: read after %d: %w", after, wrap(err))
+	}
+	return err
 }
 
 func received(seq uint64, h nats.Header, data []byte) Received {
@@ -361,7 +360,7 @@ func (s *Stream) Follow(ctx context.Context, after uint64, fn func(seq uint64, r
 			return true, nil
 		}
 		return true, fn(seq, r)
-	}, false)
+	})
 }
 
 // Recount reads the whole stream as it is when Recount starts, keeps the
@@ -402,10 +401,9 @@ func isRecord(r *statisticsv1.StatisticsRecord) bool {
 }
 
 // consume runs an ordered consumer from after+1 and hands each message to
-// fn until fn says stop, fails, or ctx ends. bounded reads give up when
-// no message arrives within the timeout (the caller knows messages
-// exist); following waits for ever.
-func (s *Stream) consume(ctx context.Context, after uint64, fn func(jetstream.Msg, uint64) (bool, error), bounded bool) error {
+// fn until fn says stop, fails, or ctx ends, waiting for new messages for
+// ever: it follows the stream. Bounded reads use jsread instead.
+func (s *Stream) consume(ctx context.Context, after uint64, fn func(jetstream.Msg, uint64) (bool, error)) error {
 	cctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	cons, err := s.js.OrderedConsumer(cctx, StreamName, jetstream.OrderedConsumerConfig{
 		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
@@ -431,12 +429,7 @@ func (s *Stream) consume(ctx context.Context, after uint64, fn func(jetstream.Ms
 	defer it.Stop()
 	defer context.AfterFunc(ctx, it.Stop)()
 	for {
-		nctx, ncancel := ctx, context.CancelFunc(func() {})
-		if bounded {
-			nctx, ncancel = context.WithTimeout(ctx, s.cfg.Timeout)
-		}
-		msg, err := it.Next(jetstream.NextContext(nctx))
-		ncancel()
+		msg, err := it.Next(jetstream.NextContext(ctx))
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()

@@ -1268,6 +1268,88 @@ func (x *CaseMarkedForPreservation) GetMarkedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// CasePreservationWithdrawn withdraws a CaseMarkedForPreservation: the
+// plan's rules for unmarked cases apply again (a deadline that passed
+// while the case was marked applies at the next sweep), and the archive
+// packages written because of the mark are removed.
+type CasePreservationWithdrawn struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	CaseId      string                 `protobuf:"bytes,1,opt,name=case_id,json=caseId,proto3" json:"case_id,omitempty"`
+	WithdrawnBy string                 `protobuf:"bytes,2,opt,name=withdrawn_by,json=withdrawnBy,proto3" json:"withdrawn_by,omitempty"`
+	// Why, written by an official, without personal data.
+	Reason      string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	WithdrawnAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=withdrawn_at,json=withdrawnAt,proto3" json:"withdrawn_at,omitempty"`
+	// Who had placed the mark, for the record.
+	MarkedBy      string `protobuf:"bytes,5,opt,name=marked_by,json=markedBy,proto3" json:"marked_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CasePreservationWithdrawn) Reset() {
+	*x = CasePreservationWithdrawn{}
+	mi := &file_kontakt_case_v1_events_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CasePreservationWithdrawn) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CasePreservationWithdrawn) ProtoMessage() {}
+
+func (x *CasePreservationWithdrawn) ProtoReflect() protoreflect.Message {
+	mi := &file_kontakt_case_v1_events_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CasePreservationWithdrawn.ProtoReflect.Descriptor instead.
+func (*CasePreservationWithdrawn) Descriptor() ([]byte, []int) {
+	return file_kontakt_case_v1_events_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *CasePreservationWithdrawn) GetCaseId() string {
+	if x != nil {
+		return x.CaseId
+	}
+	return ""
+}
+
+func (x *CasePreservationWithdrawn) GetWithdrawnBy() string {
+	if x != nil {
+		return x.WithdrawnBy
+	}
+	return ""
+}
+
+func (x *CasePreservationWithdrawn) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *CasePreservationWithdrawn) GetWithdrawnAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.WithdrawnAt
+	}
+	return nil
+}
+
+func (x *CasePreservationWithdrawn) GetMarkedBy() string {
+	if x != nil {
+		return x.MarkedBy
+	}
+	return ""
+}
+
 // CaseDeleted is the last event of a case before its stream is removed.
 type CaseDeleted struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
@@ -1285,7 +1367,7 @@ type CaseDeleted struct {
 
 func (x *CaseDeleted) Reset() {
 	*x = CaseDeleted{}
-	mi := &file_kontakt_case_v1_events_proto_msgTypes[15]
+	mi := &file_kontakt_case_v1_events_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1297,7 +1379,7 @@ func (x *CaseDeleted) String() string {
 func (*CaseDeleted) ProtoMessage() {}
 
 func (x *CaseDeleted) ProtoReflect() protoreflect.Message {
-	mi := &file_kontakt_case_v1_events_proto_msgTypes[15]
+	mi := &file_kontakt_case_v1_events_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1310,7 +1392,7 @@ func (x *CaseDeleted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CaseDeleted.ProtoReflect.Descriptor instead.
 func (*CaseDeleted) Descriptor() ([]byte, []int) {
-	return file_kontakt_case_v1_events_proto_rawDescGZIP(), []int{15}
+	return file_kontakt_case_v1_events_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CaseDeleted) GetCaseId() string {
@@ -1371,7 +1453,7 @@ type CaseArchived struct {
 
 func (x *CaseArchived) Reset() {
 	*x = CaseArchived{}
-	mi := &file_kontakt_case_v1_events_proto_msgTypes[16]
+	mi := &file_kontakt_case_v1_events_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1383,7 +1465,7 @@ func (x *CaseArchived) String() string {
 func (*CaseArchived) ProtoMessage() {}
 
 func (x *CaseArchived) ProtoReflect() protoreflect.Message {
-	mi := &file_kontakt_case_v1_events_proto_msgTypes[16]
+	mi := &file_kontakt_case_v1_events_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1396,7 +1478,7 @@ func (x *CaseArchived) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CaseArchived.ProtoReflect.Descriptor instead.
 func (*CaseArchived) Descriptor() ([]byte, []int) {
-	return file_kontakt_case_v1_events_proto_rawDescGZIP(), []int{16}
+	return file_kontakt_case_v1_events_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CaseArchived) GetCaseId() string {
@@ -1550,7 +1632,13 @@ const file_kontakt_case_v1_events_proto_rawDesc = "" +
 	"\acase_id\x18\x01 \x01(\tR\x06caseId\x12\x1b\n" +
 	"\tmarked_by\x18\x02 \x01(\tR\bmarkedBy\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\x127\n" +
-	"\tmarked_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\bmarkedAt\"\xec\x01\n" +
+	"\tmarked_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\bmarkedAt\"\xcb\x01\n" +
+	"\x19CasePreservationWithdrawn\x12\x17\n" +
+	"\acase_id\x18\x01 \x01(\tR\x06caseId\x12!\n" +
+	"\fwithdrawn_by\x18\x02 \x01(\tR\vwithdrawnBy\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12=\n" +
+	"\fwithdrawn_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vwithdrawnAt\x12\x1b\n" +
+	"\tmarked_by\x18\x05 \x01(\tR\bmarkedBy\"\xec\x01\n" +
 	"\vCaseDeleted\x12\x17\n" +
 	"\acase_id\x18\x01 \x01(\tR\x06caseId\x12\x1f\n" +
 	"\vcase_number\x18\x02 \x01(\tR\n" +
@@ -1579,7 +1667,7 @@ func file_kontakt_case_v1_events_proto_rawDescGZIP() []byte {
 	return file_kontakt_case_v1_events_proto_rawDescData
 }
 
-var file_kontakt_case_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_kontakt_case_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_kontakt_case_v1_events_proto_goTypes = []any{
 	(*CaseRegistered)(nil),            // 0: kontakt.case.v1.CaseRegistered
 	(*CaseRouted)(nil),                // 1: kontakt.case.v1.CaseRouted
@@ -1596,57 +1684,59 @@ var file_kontakt_case_v1_events_proto_goTypes = []any{
 	(*HoldPlaced)(nil),                // 12: kontakt.case.v1.HoldPlaced
 	(*HoldReleased)(nil),              // 13: kontakt.case.v1.HoldReleased
 	(*CaseMarkedForPreservation)(nil), // 14: kontakt.case.v1.CaseMarkedForPreservation
-	(*CaseDeleted)(nil),               // 15: kontakt.case.v1.CaseDeleted
-	(*CaseArchived)(nil),              // 16: kontakt.case.v1.CaseArchived
-	(CaseType)(0),                     // 17: kontakt.case.v1.CaseType
-	(Channel)(0),                      // 18: kontakt.case.v1.Channel
-	(*timestamppb.Timestamp)(nil),     // 19: google.protobuf.Timestamp
-	(*SealedPersonalData)(nil),        // 20: kontakt.case.v1.SealedPersonalData
-	(*Attachment)(nil),                // 21: kontakt.case.v1.Attachment
-	(*CoarseLocation)(nil),            // 22: kontakt.case.v1.CoarseLocation
-	(Resolution)(0),                   // 23: kontakt.case.v1.Resolution
-	(DataClass)(0),                    // 24: kontakt.case.v1.DataClass
+	(*CasePreservationWithdrawn)(nil), // 15: kontakt.case.v1.CasePreservationWithdrawn
+	(*CaseDeleted)(nil),               // 16: kontakt.case.v1.CaseDeleted
+	(*CaseArchived)(nil),              // 17: kontakt.case.v1.CaseArchived
+	(CaseType)(0),                     // 18: kontakt.case.v1.CaseType
+	(Channel)(0),                      // 19: kontakt.case.v1.Channel
+	(*timestamppb.Timestamp)(nil),     // 20: google.protobuf.Timestamp
+	(*SealedPersonalData)(nil),        // 21: kontakt.case.v1.SealedPersonalData
+	(*Attachment)(nil),                // 22: kontakt.case.v1.Attachment
+	(*CoarseLocation)(nil),            // 23: kontakt.case.v1.CoarseLocation
+	(Resolution)(0),                   // 24: kontakt.case.v1.Resolution
+	(DataClass)(0),                    // 25: kontakt.case.v1.DataClass
 }
 var file_kontakt_case_v1_events_proto_depIdxs = []int32{
-	17, // 0: kontakt.case.v1.CaseRegistered.type:type_name -> kontakt.case.v1.CaseType
-	18, // 1: kontakt.case.v1.CaseRegistered.channel:type_name -> kontakt.case.v1.Channel
-	19, // 2: kontakt.case.v1.CaseRegistered.registered_at:type_name -> google.protobuf.Timestamp
-	20, // 3: kontakt.case.v1.CaseRegistered.contact:type_name -> kontakt.case.v1.SealedPersonalData
-	20, // 4: kontakt.case.v1.CaseRegistered.identity:type_name -> kontakt.case.v1.SealedPersonalData
-	20, // 5: kontakt.case.v1.CaseRegistered.free_text:type_name -> kontakt.case.v1.SealedPersonalData
-	20, // 6: kontakt.case.v1.CaseRegistered.attachment_names:type_name -> kontakt.case.v1.SealedPersonalData
-	21, // 7: kontakt.case.v1.CaseRegistered.attachments:type_name -> kontakt.case.v1.Attachment
-	22, // 8: kontakt.case.v1.CaseRegistered.coarse_location:type_name -> kontakt.case.v1.CoarseLocation
-	19, // 9: kontakt.case.v1.CaseRouted.routed_at:type_name -> google.protobuf.Timestamp
-	19, // 10: kontakt.case.v1.CaseMoved.moved_at:type_name -> google.protobuf.Timestamp
-	19, // 11: kontakt.case.v1.CaseAssigned.assigned_at:type_name -> google.protobuf.Timestamp
-	19, // 12: kontakt.case.v1.CaseReleased.released_at:type_name -> google.protobuf.Timestamp
-	20, // 13: kontakt.case.v1.NoteAdded.text:type_name -> kontakt.case.v1.SealedPersonalData
-	19, // 14: kontakt.case.v1.NoteAdded.added_at:type_name -> google.protobuf.Timestamp
-	20, // 15: kontakt.case.v1.CaseForwarded.comment:type_name -> kontakt.case.v1.SealedPersonalData
-	19, // 16: kontakt.case.v1.CaseForwarded.forwarded_at:type_name -> google.protobuf.Timestamp
-	20, // 17: kontakt.case.v1.CaseAnswered.answer:type_name -> kontakt.case.v1.SealedPersonalData
-	19, // 18: kontakt.case.v1.CaseAnswered.answered_at:type_name -> google.protobuf.Timestamp
-	23, // 19: kontakt.case.v1.CaseClosed.resolution:type_name -> kontakt.case.v1.Resolution
-	19, // 20: kontakt.case.v1.CaseClosed.closed_at:type_name -> google.protobuf.Timestamp
-	19, // 21: kontakt.case.v1.CaseReopened.reopened_at:type_name -> google.protobuf.Timestamp
-	24, // 22: kontakt.case.v1.PersonalDataRedacted.data_classes:type_name -> kontakt.case.v1.DataClass
-	19, // 23: kontakt.case.v1.PersonalDataRedacted.redacted_at:type_name -> google.protobuf.Timestamp
-	19, // 24: kontakt.case.v1.PersonalDataRedacted.due_at:type_name -> google.protobuf.Timestamp
-	24, // 25: kontakt.case.v1.PersonalDataRectified.data_class:type_name -> kontakt.case.v1.DataClass
-	20, // 26: kontakt.case.v1.PersonalDataRectified.value:type_name -> kontakt.case.v1.SealedPersonalData
-	19, // 27: kontakt.case.v1.PersonalDataRectified.rectified_at:type_name -> google.protobuf.Timestamp
-	19, // 28: kontakt.case.v1.HoldPlaced.placed_at:type_name -> google.protobuf.Timestamp
-	19, // 29: kontakt.case.v1.HoldReleased.released_at:type_name -> google.protobuf.Timestamp
-	19, // 30: kontakt.case.v1.CaseMarkedForPreservation.marked_at:type_name -> google.protobuf.Timestamp
-	19, // 31: kontakt.case.v1.CaseDeleted.deleted_at:type_name -> google.protobuf.Timestamp
-	19, // 32: kontakt.case.v1.CaseDeleted.due_at:type_name -> google.protobuf.Timestamp
-	19, // 33: kontakt.case.v1.CaseArchived.archived_at:type_name -> google.protobuf.Timestamp
-	34, // [34:34] is the sub-list for method output_type
-	34, // [34:34] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	18, // 0: kontakt.case.v1.CaseRegistered.type:type_name -> kontakt.case.v1.CaseType
+	19, // 1: kontakt.case.v1.CaseRegistered.channel:type_name -> kontakt.case.v1.Channel
+	20, // 2: kontakt.case.v1.CaseRegistered.registered_at:type_name -> google.protobuf.Timestamp
+	21, // 3: kontakt.case.v1.CaseRegistered.contact:type_name -> kontakt.case.v1.SealedPersonalData
+	21, // 4: kontakt.case.v1.CaseRegistered.identity:type_name -> kontakt.case.v1.SealedPersonalData
+	21, // 5: kontakt.case.v1.CaseRegistered.free_text:type_name -> kontakt.case.v1.SealedPersonalData
+	21, // 6: kontakt.case.v1.CaseRegistered.attachment_names:type_name -> kontakt.case.v1.SealedPersonalData
+	22, // 7: kontakt.case.v1.CaseRegistered.attachments:type_name -> kontakt.case.v1.Attachment
+	23, // 8: kontakt.case.v1.CaseRegistered.coarse_location:type_name -> kontakt.case.v1.CoarseLocation
+	20, // 9: kontakt.case.v1.CaseRouted.routed_at:type_name -> google.protobuf.Timestamp
+	20, // 10: kontakt.case.v1.CaseMoved.moved_at:type_name -> google.protobuf.Timestamp
+	20, // 11: kontakt.case.v1.CaseAssigned.assigned_at:type_name -> google.protobuf.Timestamp
+	20, // 12: kontakt.case.v1.CaseReleased.released_at:type_name -> google.protobuf.Timestamp
+	21, // 13: kontakt.case.v1.NoteAdded.text:type_name -> kontakt.case.v1.SealedPersonalData
+	20, // 14: kontakt.case.v1.NoteAdded.added_at:type_name -> google.protobuf.Timestamp
+	21, // 15: kontakt.case.v1.CaseForwarded.comment:type_name -> kontakt.case.v1.SealedPersonalData
+	20, // 16: kontakt.case.v1.CaseForwarded.forwarded_at:type_name -> google.protobuf.Timestamp
+	21, // 17: kontakt.case.v1.CaseAnswered.answer:type_name -> kontakt.case.v1.SealedPersonalData
+	20, // 18: kontakt.case.v1.CaseAnswered.answered_at:type_name -> google.protobuf.Timestamp
+	24, // 19: kontakt.case.v1.CaseClosed.resolution:type_name -> kontakt.case.v1.Resolution
+	20, // 20: kontakt.case.v1.CaseClosed.closed_at:type_name -> google.protobuf.Timestamp
+	20, // 21: kontakt.case.v1.CaseReopened.reopened_at:type_name -> google.protobuf.Timestamp
+	25, // 22: kontakt.case.v1.PersonalDataRedacted.data_classes:type_name -> kontakt.case.v1.DataClass
+	20, // 23: kontakt.case.v1.PersonalDataRedacted.redacted_at:type_name -> google.protobuf.Timestamp
+	20, // 24: kontakt.case.v1.PersonalDataRedacted.due_at:type_name -> google.protobuf.Timestamp
+	25, // 25: kontakt.case.v1.PersonalDataRectified.data_class:type_name -> kontakt.case.v1.DataClass
+	21, // 26: kontakt.case.v1.PersonalDataRectified.value:type_name -> kontakt.case.v1.SealedPersonalData
+	20, // 27: kontakt.case.v1.PersonalDataRectified.rectified_at:type_name -> google.protobuf.Timestamp
+	20, // 28: kontakt.case.v1.HoldPlaced.placed_at:type_name -> google.protobuf.Timestamp
+	20, // 29: kontakt.case.v1.HoldReleased.released_at:type_name -> google.protobuf.Timestamp
+	20, // 30: kontakt.case.v1.CaseMarkedForPreservation.marked_at:type_name -> google.protobuf.Timestamp
+	20, // 31: kontakt.case.v1.CasePreservationWithdrawn.withdrawn_at:type_name -> google.protobuf.Timestamp
+	20, // 32: kontakt.case.v1.CaseDeleted.deleted_at:type_name -> google.protobuf.Timestamp
+	20, // 33: kontakt.case.v1.CaseDeleted.due_at:type_name -> google.protobuf.Timestamp
+	20, // 34: kontakt.case.v1.CaseArchived.archived_at:type_name -> google.protobuf.Timestamp
+	35, // [35:35] is the sub-list for method output_type
+	35, // [35:35] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_kontakt_case_v1_events_proto_init() }
@@ -1661,7 +1751,7 @@ func file_kontakt_case_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kontakt_case_v1_events_proto_rawDesc), len(file_kontakt_case_v1_events_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   17,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

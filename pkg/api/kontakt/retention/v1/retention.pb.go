@@ -86,6 +86,9 @@ const (
 	// Preserve (bevaras): export to the archive, then remove.
 	Action_ACTION_PRESERVE Action = 3
 	Action_ACTION_KEEP     Action = 4
+	// Only in a preview: the archive package of a case marked for
+	// preservation is written (before the first removal the plan makes).
+	Action_ACTION_ARCHIVE Action = 5
 )
 
 // Enum value maps for Action.
@@ -96,6 +99,7 @@ var (
 		2: "ACTION_DELETE",
 		3: "ACTION_PRESERVE",
 		4: "ACTION_KEEP",
+		5: "ACTION_ARCHIVE",
 	}
 	Action_value = map[string]int32{
 		"ACTION_UNSPECIFIED": 0,
@@ -103,6 +107,7 @@ var (
 		"ACTION_DELETE":      2,
 		"ACTION_PRESERVE":    3,
 		"ACTION_KEEP":        4,
+		"ACTION_ARCHIVE":     5,
 	}
 )
 
@@ -835,7 +840,16 @@ func (x *MarkForPreservationRequest) GetReason() string {
 
 // MarkForPreservationResponse confirms the mark.
 type MarkForPreservationResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// When the archive package is written: at the first deadline of the
+	// plan's rules for the marked case, before anything is removed. Unset
+	// when the plan has nothing scheduled yet (a period counted from a
+	// closure that has not happened).
+	ArchiveDueAt *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=archive_due_at,json=archiveDueAt,proto3" json:"archive_due_at,omitempty"`
+	// Data classes already redacted: the package will not hold them.
+	AlreadyRedacted []v1.DataClass `protobuf:"varint,2,rep,packed,name=already_redacted,json=alreadyRedacted,proto3,enum=kontakt.case.v1.DataClass" json:"already_redacted,omitempty"`
+	// The case was marked already; nothing changed.
+	AlreadyMarked bool `protobuf:"varint,3,opt,name=already_marked,json=alreadyMarked,proto3" json:"already_marked,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -870,6 +884,305 @@ func (*MarkForPreservationResponse) Descriptor() ([]byte, []int) {
 	return file_kontakt_retention_v1_retention_proto_rawDescGZIP(), []int{12}
 }
 
+func (x *MarkForPreservationResponse) GetArchiveDueAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ArchiveDueAt
+	}
+	return nil
+}
+
+func (x *MarkForPreservationResponse) GetAlreadyRedacted() []v1.DataClass {
+	if x != nil {
+		return x.AlreadyRedacted
+	}
+	return nil
+}
+
+func (x *MarkForPreservationResponse) GetAlreadyMarked() bool {
+	if x != nil {
+		return x.AlreadyMarked
+	}
+	return false
+}
+
+// WithdrawPreservationMarkRequest withdraws a mark.
+type WithdrawPreservationMarkRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	CaseId string                 `protobuf:"bytes,1,opt,name=case_id,json=caseId,proto3" json:"case_id,omitempty"`
+	// Why, without personal data.
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WithdrawPreservationMarkRequest) Reset() {
+	*x = WithdrawPreservationMarkRequest{}
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WithdrawPreservationMarkRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WithdrawPreservationMarkRequest) ProtoMessage() {}
+
+func (x *WithdrawPreservationMarkRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WithdrawPreservationMarkRequest.ProtoReflect.Descriptor instead.
+func (*WithdrawPreservationMarkRequest) Descriptor() ([]byte, []int) {
+	return file_kontakt_retention_v1_retention_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *WithdrawPreservationMarkRequest) GetCaseId() string {
+	if x != nil {
+		return x.CaseId
+	}
+	return ""
+}
+
+func (x *WithdrawPreservationMarkRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// WithdrawPreservationMarkResponse confirms the withdrawal.
+type WithdrawPreservationMarkResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WithdrawPreservationMarkResponse) Reset() {
+	*x = WithdrawPreservationMarkResponse{}
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WithdrawPreservationMarkResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WithdrawPreservationMarkResponse) ProtoMessage() {}
+
+func (x *WithdrawPreservationMarkResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WithdrawPreservationMarkResponse.ProtoReflect.Descriptor instead.
+func (*WithdrawPreservationMarkResponse) Descriptor() ([]byte, []int) {
+	return file_kontakt_retention_v1_retention_proto_rawDescGZIP(), []int{14}
+}
+
+// ListPreservationMarksRequest has no parameters.
+type ListPreservationMarksRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPreservationMarksRequest) Reset() {
+	*x = ListPreservationMarksRequest{}
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPreservationMarksRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPreservationMarksRequest) ProtoMessage() {}
+
+func (x *ListPreservationMarksRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPreservationMarksRequest.ProtoReflect.Descriptor instead.
+func (*ListPreservationMarksRequest) Descriptor() ([]byte, []int) {
+	return file_kontakt_retention_v1_retention_proto_rawDescGZIP(), []int{15}
+}
+
+// PreservationMark is one case marked for preservation.
+type PreservationMark struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	CaseId     string                 `protobuf:"bytes,1,opt,name=case_id,json=caseId,proto3" json:"case_id,omitempty"`
+	CaseNumber string                 `protobuf:"bytes,2,opt,name=case_number,json=caseNumber,proto3" json:"case_number,omitempty"`
+	CaseType   v1.CaseType            `protobuf:"varint,3,opt,name=case_type,json=caseType,proto3,enum=kontakt.case.v1.CaseType" json:"case_type,omitempty"`
+	// Who marked the case (a subject id), when and why.
+	MarkedBy string                 `protobuf:"bytes,4,opt,name=marked_by,json=markedBy,proto3" json:"marked_by,omitempty"`
+	MarkedAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=marked_at,json=markedAt,proto3" json:"marked_at,omitempty"`
+	Reason   string                 `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	// An archive package of the case was written and is current.
+	Archived bool `protobuf:"varint,7,opt,name=archived,proto3" json:"archived,omitempty"`
+	// When the (next) archive package is written; unset when it is current
+	// or nothing is scheduled yet.
+	ArchiveDueAt  *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=archive_due_at,json=archiveDueAt,proto3" json:"archive_due_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PreservationMark) Reset() {
+	*x = PreservationMark{}
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PreservationMark) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PreservationMark) ProtoMessage() {}
+
+func (x *PreservationMark) ProtoReflect() protoreflect.Message {
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PreservationMark.ProtoReflect.Descriptor instead.
+func (*PreservationMark) Descriptor() ([]byte, []int) {
+	return file_kontakt_retention_v1_retention_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *PreservationMark) GetCaseId() string {
+	if x != nil {
+		return x.CaseId
+	}
+	return ""
+}
+
+func (x *PreservationMark) GetCaseNumber() string {
+	if x != nil {
+		return x.CaseNumber
+	}
+	return ""
+}
+
+func (x *PreservationMark) GetCaseType() v1.CaseType {
+	if x != nil {
+		return x.CaseType
+	}
+	return v1.CaseType(0)
+}
+
+func (x *PreservationMark) GetMarkedBy() string {
+	if x != nil {
+		return x.MarkedBy
+	}
+	return ""
+}
+
+func (x *PreservationMark) GetMarkedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.MarkedAt
+	}
+	return nil
+}
+
+func (x *PreservationMark) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *PreservationMark) GetArchived() bool {
+	if x != nil {
+		return x.Archived
+	}
+	return false
+}
+
+func (x *PreservationMark) GetArchiveDueAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ArchiveDueAt
+	}
+	return nil
+}
+
+// ListPreservationMarksResponse lists the marked cases, oldest mark first.
+type ListPreservationMarksResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Marks         []*PreservationMark    `protobuf:"bytes,1,rep,name=marks,proto3" json:"marks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPreservationMarksResponse) Reset() {
+	*x = ListPreservationMarksResponse{}
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPreservationMarksResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPreservationMarksResponse) ProtoMessage() {}
+
+func (x *ListPreservationMarksResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPreservationMarksResponse.ProtoReflect.Descriptor instead.
+func (*ListPreservationMarksResponse) Descriptor() ([]byte, []int) {
+	return file_kontakt_retention_v1_retention_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ListPreservationMarksResponse) GetMarks() []*PreservationMark {
+	if x != nil {
+		return x.Marks
+	}
+	return nil
+}
+
 // SubjectKey identifies a person.
 type SubjectKey struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -885,7 +1198,7 @@ type SubjectKey struct {
 
 func (x *SubjectKey) Reset() {
 	*x = SubjectKey{}
-	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[13]
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -897,7 +1210,7 @@ func (x *SubjectKey) String() string {
 func (*SubjectKey) ProtoMessage() {}
 
 func (x *SubjectKey) ProtoReflect() protoreflect.Message {
-	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[13]
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -910,7 +1223,7 @@ func (x *SubjectKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubjectKey.ProtoReflect.Descriptor instead.
 func (*SubjectKey) Descriptor() ([]byte, []int) {
-	return file_kontakt_retention_v1_retention_proto_rawDescGZIP(), []int{13}
+	return file_kontakt_retention_v1_retention_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SubjectKey) GetKey() isSubjectKey_Key {
@@ -980,7 +1293,7 @@ type SubjectAccessRequest struct {
 
 func (x *SubjectAccessRequest) Reset() {
 	*x = SubjectAccessRequest{}
-	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[14]
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -992,7 +1305,7 @@ func (x *SubjectAccessRequest) String() string {
 func (*SubjectAccessRequest) ProtoMessage() {}
 
 func (x *SubjectAccessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[14]
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1005,7 +1318,7 @@ func (x *SubjectAccessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubjectAccessRequest.ProtoReflect.Descriptor instead.
 func (*SubjectAccessRequest) Descriptor() ([]byte, []int) {
-	return file_kontakt_retention_v1_retention_proto_rawDescGZIP(), []int{14}
+	return file_kontakt_retention_v1_retention_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SubjectAccessRequest) GetSubject() *SubjectKey {
@@ -1043,7 +1356,7 @@ type SubjectCase struct {
 
 func (x *SubjectCase) Reset() {
 	*x = SubjectCase{}
-	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[15]
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1055,7 +1368,7 @@ func (x *SubjectCase) String() string {
 func (*SubjectCase) ProtoMessage() {}
 
 func (x *SubjectCase) ProtoReflect() protoreflect.Message {
-	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[15]
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1068,7 +1381,7 @@ func (x *SubjectCase) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubjectCase.ProtoReflect.Descriptor instead.
 func (*SubjectCase) Descriptor() ([]byte, []int) {
-	return file_kontakt_retention_v1_retention_proto_rawDescGZIP(), []int{15}
+	return file_kontakt_retention_v1_retention_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SubjectCase) GetCaseId() string {
@@ -1167,7 +1480,7 @@ type SubjectAuditEntry struct {
 
 func (x *SubjectAuditEntry) Reset() {
 	*x = SubjectAuditEntry{}
-	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[16]
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1179,7 +1492,7 @@ func (x *SubjectAuditEntry) String() string {
 func (*SubjectAuditEntry) ProtoMessage() {}
 
 func (x *SubjectAuditEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[16]
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1192,7 +1505,7 @@ func (x *SubjectAuditEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubjectAuditEntry.ProtoReflect.Descriptor instead.
 func (*SubjectAuditEntry) Descriptor() ([]byte, []int) {
-	return file_kontakt_retention_v1_retention_proto_rawDescGZIP(), []int{16}
+	return file_kontakt_retention_v1_retention_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SubjectAuditEntry) GetActor() string {
@@ -1226,7 +1539,7 @@ type SubjectAccessResponse struct {
 
 func (x *SubjectAccessResponse) Reset() {
 	*x = SubjectAccessResponse{}
-	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[17]
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1238,7 +1551,7 @@ func (x *SubjectAccessResponse) String() string {
 func (*SubjectAccessResponse) ProtoMessage() {}
 
 func (x *SubjectAccessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[17]
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1251,7 +1564,7 @@ func (x *SubjectAccessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubjectAccessResponse.ProtoReflect.Descriptor instead.
 func (*SubjectAccessResponse) Descriptor() ([]byte, []int) {
-	return file_kontakt_retention_v1_retention_proto_rawDescGZIP(), []int{17}
+	return file_kontakt_retention_v1_retention_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SubjectAccessResponse) GetCases() []*SubjectCase {
@@ -1272,7 +1585,7 @@ type EraseSubjectRequest struct {
 
 func (x *EraseSubjectRequest) Reset() {
 	*x = EraseSubjectRequest{}
-	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[18]
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1284,7 +1597,7 @@ func (x *EraseSubjectRequest) String() string {
 func (*EraseSubjectRequest) ProtoMessage() {}
 
 func (x *EraseSubjectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[18]
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1297,7 +1610,7 @@ func (x *EraseSubjectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EraseSubjectRequest.ProtoReflect.Descriptor instead.
 func (*EraseSubjectRequest) Descriptor() ([]byte, []int) {
-	return file_kontakt_retention_v1_retention_proto_rawDescGZIP(), []int{18}
+	return file_kontakt_retention_v1_retention_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *EraseSubjectRequest) GetSubject() *SubjectKey {
@@ -1327,7 +1640,7 @@ type EraseOutcome struct {
 
 func (x *EraseOutcome) Reset() {
 	*x = EraseOutcome{}
-	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[19]
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1339,7 +1652,7 @@ func (x *EraseOutcome) String() string {
 func (*EraseOutcome) ProtoMessage() {}
 
 func (x *EraseOutcome) ProtoReflect() protoreflect.Message {
-	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[19]
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1352,7 +1665,7 @@ func (x *EraseOutcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EraseOutcome.ProtoReflect.Descriptor instead.
 func (*EraseOutcome) Descriptor() ([]byte, []int) {
-	return file_kontakt_retention_v1_retention_proto_rawDescGZIP(), []int{19}
+	return file_kontakt_retention_v1_retention_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *EraseOutcome) GetCaseNumber() string {
@@ -1386,7 +1699,7 @@ type EraseSubjectResponse struct {
 
 func (x *EraseSubjectResponse) Reset() {
 	*x = EraseSubjectResponse{}
-	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[20]
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1398,7 +1711,7 @@ func (x *EraseSubjectResponse) String() string {
 func (*EraseSubjectResponse) ProtoMessage() {}
 
 func (x *EraseSubjectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[20]
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1411,7 +1724,7 @@ func (x *EraseSubjectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EraseSubjectResponse.ProtoReflect.Descriptor instead.
 func (*EraseSubjectResponse) Descriptor() ([]byte, []int) {
-	return file_kontakt_retention_v1_retention_proto_rawDescGZIP(), []int{20}
+	return file_kontakt_retention_v1_retention_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *EraseSubjectResponse) GetOutcomes() []*EraseOutcome {
@@ -1430,7 +1743,7 @@ type ListReceiptsRequest struct {
 
 func (x *ListReceiptsRequest) Reset() {
 	*x = ListReceiptsRequest{}
-	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[21]
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1442,7 +1755,7 @@ func (x *ListReceiptsRequest) String() string {
 func (*ListReceiptsRequest) ProtoMessage() {}
 
 func (x *ListReceiptsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[21]
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1455,7 +1768,7 @@ func (x *ListReceiptsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListReceiptsRequest.ProtoReflect.Descriptor instead.
 func (*ListReceiptsRequest) Descriptor() ([]byte, []int) {
-	return file_kontakt_retention_v1_retention_proto_rawDescGZIP(), []int{21}
+	return file_kontakt_retention_v1_retention_proto_rawDescGZIP(), []int{26}
 }
 
 // ListReceiptsResponse carries one receipt of the stream.
@@ -1468,7 +1781,7 @@ type ListReceiptsResponse struct {
 
 func (x *ListReceiptsResponse) Reset() {
 	*x = ListReceiptsResponse{}
-	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[22]
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1480,7 +1793,7 @@ func (x *ListReceiptsResponse) String() string {
 func (*ListReceiptsResponse) ProtoMessage() {}
 
 func (x *ListReceiptsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[22]
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1493,7 +1806,7 @@ func (x *ListReceiptsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListReceiptsResponse.ProtoReflect.Descriptor instead.
 func (*ListReceiptsResponse) Descriptor() ([]byte, []int) {
-	return file_kontakt_retention_v1_retention_proto_rawDescGZIP(), []int{22}
+	return file_kontakt_retention_v1_retention_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ListReceiptsResponse) GetReceipt() *Receipt {
@@ -1532,7 +1845,7 @@ type Receipt struct {
 
 func (x *Receipt) Reset() {
 	*x = Receipt{}
-	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[23]
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1544,7 +1857,7 @@ func (x *Receipt) String() string {
 func (*Receipt) ProtoMessage() {}
 
 func (x *Receipt) ProtoReflect() protoreflect.Message {
-	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[23]
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1557,7 +1870,7 @@ func (x *Receipt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Receipt.ProtoReflect.Descriptor instead.
 func (*Receipt) Descriptor() ([]byte, []int) {
-	return file_kontakt_retention_v1_retention_proto_rawDescGZIP(), []int{23}
+	return file_kontakt_retention_v1_retention_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Receipt) GetSeq() uint64 {
@@ -1696,7 +2009,7 @@ type RectifyRequest struct {
 
 func (x *RectifyRequest) Reset() {
 	*x = RectifyRequest{}
-	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[24]
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1708,7 +2021,7 @@ func (x *RectifyRequest) String() string {
 func (*RectifyRequest) ProtoMessage() {}
 
 func (x *RectifyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[24]
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1721,7 +2034,7 @@ func (x *RectifyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RectifyRequest.ProtoReflect.Descriptor instead.
 func (*RectifyRequest) Descriptor() ([]byte, []int) {
-	return file_kontakt_retention_v1_retention_proto_rawDescGZIP(), []int{24}
+	return file_kontakt_retention_v1_retention_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RectifyRequest) GetCaseId() string {
@@ -1803,7 +2116,7 @@ type RectifyResponse struct {
 
 func (x *RectifyResponse) Reset() {
 	*x = RectifyResponse{}
-	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[25]
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1815,7 +2128,7 @@ func (x *RectifyResponse) String() string {
 func (*RectifyResponse) ProtoMessage() {}
 
 func (x *RectifyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[25]
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1828,7 +2141,7 @@ func (x *RectifyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RectifyResponse.ProtoReflect.Descriptor instead.
 func (*RectifyResponse) Descriptor() ([]byte, []int) {
-	return file_kontakt_retention_v1_retention_proto_rawDescGZIP(), []int{25}
+	return file_kontakt_retention_v1_retention_proto_rawDescGZIP(), []int{30}
 }
 
 var File_kontakt_retention_v1_retention_proto protoreflect.FileDescriptor
@@ -1886,8 +2199,29 @@ const file_kontakt_retention_v1_retention_proto_rawDesc = "" +
 	"\x1aMarkForPreservationRequest\x12\"\n" +
 	"\acase_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x06caseId\x12\"\n" +
 	"\x06reason\x18\x02 \x01(\tB\n" +
-	"\xbaH\ar\x05\x10\x01\x18\xf4\x03R\x06reason\"\x1d\n" +
-	"\x1bMarkForPreservationResponse\"\x91\x01\n" +
+	"\xbaH\ar\x05\x10\x01\x18\xf4\x03R\x06reason\"\xcd\x01\n" +
+	"\x1bMarkForPreservationResponse\x12@\n" +
+	"\x0earchive_due_at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\farchiveDueAt\x12E\n" +
+	"\x10already_redacted\x18\x02 \x03(\x0e2\x1a.kontakt.case.v1.DataClassR\x0falreadyRedacted\x12%\n" +
+	"\x0ealready_marked\x18\x03 \x01(\bR\ralreadyMarked\"i\n" +
+	"\x1fWithdrawPreservationMarkRequest\x12\"\n" +
+	"\acase_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x06caseId\x12\"\n" +
+	"\x06reason\x18\x02 \x01(\tB\n" +
+	"\xbaH\ar\x05\x10\x01\x18\xf4\x03R\x06reason\"\"\n" +
+	" WithdrawPreservationMarkResponse\"\x1e\n" +
+	"\x1cListPreservationMarksRequest\"\xd0\x02\n" +
+	"\x10PreservationMark\x12\x17\n" +
+	"\acase_id\x18\x01 \x01(\tR\x06caseId\x12\x1f\n" +
+	"\vcase_number\x18\x02 \x01(\tR\n" +
+	"caseNumber\x126\n" +
+	"\tcase_type\x18\x03 \x01(\x0e2\x19.kontakt.case.v1.CaseTypeR\bcaseType\x12\x1b\n" +
+	"\tmarked_by\x18\x04 \x01(\tR\bmarkedBy\x127\n" +
+	"\tmarked_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\bmarkedAt\x12\x16\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\x12\x1a\n" +
+	"\barchived\x18\a \x01(\bR\barchived\x12@\n" +
+	"\x0earchive_due_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\farchiveDueAt\"]\n" +
+	"\x1dListPreservationMarksResponse\x12<\n" +
+	"\x05marks\x18\x01 \x03(\v2&.kontakt.retention.v1.PreservationMarkR\x05marks\"\x91\x01\n" +
 	"\n" +
 	"SubjectKey\x122\n" +
 	"\x0fidentity_number\x18\x01 \x01(\tB\a\xbaH\x04r\x02\x18\rH\x00R\x0eidentityNumber\x12 \n" +
@@ -1963,14 +2297,14 @@ const file_kontakt_retention_v1_retention_proto_rawDesc = "" +
 	"\x06Anchor\x12\x16\n" +
 	"\x12ANCHOR_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13ANCHOR_REGISTRATION\x10\x01\x12\x12\n" +
-	"\x0eANCHOR_CLOSURE\x10\x02*l\n" +
+	"\x0eANCHOR_CLOSURE\x10\x02*\x80\x01\n" +
 	"\x06Action\x12\x16\n" +
 	"\x12ACTION_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rACTION_REDACT\x10\x01\x12\x11\n" +
 	"\rACTION_DELETE\x10\x02\x12\x13\n" +
 	"\x0fACTION_PRESERVE\x10\x03\x12\x0f\n" +
-	"\vACTION_KEEP\x10\x042\xa8\n" +
-	"\n" +
+	"\vACTION_KEEP\x10\x04\x12\x12\n" +
+	"\x0eACTION_ARCHIVE\x10\x052\x9a\r\n" +
 	"\x10RetentionService\x12z\n" +
 	"\aGetPlan\x12$.kontakt.retention.v1.GetPlanRequest\x1a%.kontakt.retention.v1.GetPlanResponse\"\"\xc2\xf3\x18\x04\n" +
 	"\x02\x03\x05\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/retention/plan\x12}\n" +
@@ -1981,7 +2315,11 @@ const file_kontakt_retention_v1_retention_proto_rawDesc = "" +
 	"\vReleaseHold\x12(.kontakt.retention.v1.ReleaseHoldRequest\x1a).kontakt.retention.v1.ReleaseHoldResponse\">\xc2\xf3\x18\x04\n" +
 	"\x02\x03\x05\x82\xd3\xe4\x93\x020:\x01*\"+/v1/cases/{case_id}/holds/{hold_id}:release\x12\xac\x01\n" +
 	"\x13MarkForPreservation\x120.kontakt.retention.v1.MarkForPreservationRequest\x1a1.kontakt.retention.v1.MarkForPreservationResponse\"0\xc2\xf3\x18\x05\n" +
-	"\x03\x02\x03\x05\x82\xd3\xe4\x93\x02!:\x01*\"\x1c/v1/cases/{case_id}:preserve\x12\x8f\x01\n" +
+	"\x03\x02\x03\x05\x82\xd3\xe4\x93\x02!:\x01*\"\x1c/v1/cases/{case_id}:preserve\x12\xc7\x01\n" +
+	"\x18WithdrawPreservationMark\x125.kontakt.retention.v1.WithdrawPreservationMarkRequest\x1a6.kontakt.retention.v1.WithdrawPreservationMarkResponse\"<\xc2\xf3\x18\x05\n" +
+	"\x03\x02\x03\x05\x82\xd3\xe4\x93\x02-:\x01*\"(/v1/cases/{case_id}:withdrawPreservation\x12\xa5\x01\n" +
+	"\x15ListPreservationMarks\x122.kontakt.retention.v1.ListPreservationMarksRequest\x1a3.kontakt.retention.v1.ListPreservationMarksResponse\"#\xc2\xf3\x18\x04\n" +
+	"\x02\x03\x05\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/retention/marks\x12\x8f\x01\n" +
 	"\rSubjectAccess\x12*.kontakt.retention.v1.SubjectAccessRequest\x1a+.kontakt.retention.v1.SubjectAccessResponse\"%\xc2\xf3\x18\x03\n" +
 	"\x01\x05\x82\xd3\xe4\x93\x02\x18:\x01*\"\x13/v1/subjects:access\x12\x8b\x01\n" +
 	"\fEraseSubject\x12).kontakt.retention.v1.EraseSubjectRequest\x1a*.kontakt.retention.v1.EraseSubjectResponse\"$\xc2\xf3\x18\x03\n" +
@@ -2004,99 +2342,114 @@ func file_kontakt_retention_v1_retention_proto_rawDescGZIP() []byte {
 }
 
 var file_kontakt_retention_v1_retention_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_kontakt_retention_v1_retention_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_kontakt_retention_v1_retention_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_kontakt_retention_v1_retention_proto_goTypes = []any{
-	(Anchor)(0),                         // 0: kontakt.retention.v1.Anchor
-	(Action)(0),                         // 1: kontakt.retention.v1.Action
-	(*PlanRule)(nil),                    // 2: kontakt.retention.v1.PlanRule
-	(*Plan)(nil),                        // 3: kontakt.retention.v1.Plan
-	(*GetPlanRequest)(nil),              // 4: kontakt.retention.v1.GetPlanRequest
-	(*GetPlanResponse)(nil),             // 5: kontakt.retention.v1.GetPlanResponse
-	(*PreviewRequest)(nil),              // 6: kontakt.retention.v1.PreviewRequest
-	(*DueItem)(nil),                     // 7: kontakt.retention.v1.DueItem
-	(*PreviewResponse)(nil),             // 8: kontakt.retention.v1.PreviewResponse
-	(*PlaceHoldRequest)(nil),            // 9: kontakt.retention.v1.PlaceHoldRequest
-	(*PlaceHoldResponse)(nil),           // 10: kontakt.retention.v1.PlaceHoldResponse
-	(*ReleaseHoldRequest)(nil),          // 11: kontakt.retention.v1.ReleaseHoldRequest
-	(*ReleaseHoldResponse)(nil),         // 12: kontakt.retention.v1.ReleaseHoldResponse
-	(*MarkForPreservationRequest)(nil),  // 13: kontakt.retention.v1.MarkForPreservationRequest
-	(*MarkForPreservationResponse)(nil), // 14: kontakt.retention.v1.MarkForPreservationResponse
-	(*SubjectKey)(nil),                  // 15: kontakt.retention.v1.SubjectKey
-	(*SubjectAccessRequest)(nil),        // 16: kontakt.retention.v1.SubjectAccessRequest
-	(*SubjectCase)(nil),                 // 17: kontakt.retention.v1.SubjectCase
-	(*SubjectAuditEntry)(nil),           // 18: kontakt.retention.v1.SubjectAuditEntry
-	(*SubjectAccessResponse)(nil),       // 19: kontakt.retention.v1.SubjectAccessResponse
-	(*EraseSubjectRequest)(nil),         // 20: kontakt.retention.v1.EraseSubjectRequest
-	(*EraseOutcome)(nil),                // 21: kontakt.retention.v1.EraseOutcome
-	(*EraseSubjectResponse)(nil),        // 22: kontakt.retention.v1.EraseSubjectResponse
-	(*ListReceiptsRequest)(nil),         // 23: kontakt.retention.v1.ListReceiptsRequest
-	(*ListReceiptsResponse)(nil),        // 24: kontakt.retention.v1.ListReceiptsResponse
-	(*Receipt)(nil),                     // 25: kontakt.retention.v1.Receipt
-	(*RectifyRequest)(nil),              // 26: kontakt.retention.v1.RectifyRequest
-	(*RectifyResponse)(nil),             // 27: kontakt.retention.v1.RectifyResponse
-	(v1.CaseType)(0),                    // 28: kontakt.case.v1.CaseType
-	(v1.Channel)(0),                     // 29: kontakt.case.v1.Channel
-	(v1.DataClass)(0),                   // 30: kontakt.case.v1.DataClass
-	(*timestamppb.Timestamp)(nil),       // 31: google.protobuf.Timestamp
-	(*v1.ContactDetails)(nil),           // 32: kontakt.case.v1.ContactDetails
-	(*v1.IdentityNumber)(nil),           // 33: kontakt.case.v1.IdentityNumber
-	(*v1.FreeText)(nil),                 // 34: kontakt.case.v1.FreeText
+	(Anchor)(0),                              // 0: kontakt.retention.v1.Anchor
+	(Action)(0),                              // 1: kontakt.retention.v1.Action
+	(*PlanRule)(nil),                         // 2: kontakt.retention.v1.PlanRule
+	(*Plan)(nil),                             // 3: kontakt.retention.v1.Plan
+	(*GetPlanRequest)(nil),                   // 4: kontakt.retention.v1.GetPlanRequest
+	(*GetPlanResponse)(nil),                  // 5: kontakt.retention.v1.GetPlanResponse
+	(*PreviewRequest)(nil),                   // 6: kontakt.retention.v1.PreviewRequest
+	(*DueItem)(nil),                          // 7: kontakt.retention.v1.DueItem
+	(*PreviewResponse)(nil),                  // 8: kontakt.retention.v1.PreviewResponse
+	(*PlaceHoldRequest)(nil),                 // 9: kontakt.retention.v1.PlaceHoldRequest
+	(*PlaceHoldResponse)(nil),                // 10: kontakt.retention.v1.PlaceHoldResponse
+	(*ReleaseHoldRequest)(nil),               // 11: kontakt.retention.v1.ReleaseHoldRequest
+	(*ReleaseHoldResponse)(nil),              // 12: kontakt.retention.v1.ReleaseHoldResponse
+	(*MarkForPreservationRequest)(nil),       // 13: kontakt.retention.v1.MarkForPreservationRequest
+	(*MarkForPreservationResponse)(nil),      // 14: kontakt.retention.v1.MarkForPreservationResponse
+	(*WithdrawPreservationMarkRequest)(nil),  // 15: kontakt.retention.v1.WithdrawPreservationMarkRequest
+	(*WithdrawPreservationMarkResponse)(nil), // 16: kontakt.retention.v1.WithdrawPreservationMarkResponse
+	(*ListPreservationMarksRequest)(nil),     // 17: kontakt.retention.v1.ListPreservationMarksRequest
+	(*PreservationMark)(nil),                 // 18: kontakt.retention.v1.PreservationMark
+	(*ListPreservationMarksResponse)(nil),    // 19: kontakt.retention.v1.ListPreservationMarksResponse
+	(*SubjectKey)(nil),                       // 20: kontakt.retention.v1.SubjectKey
+	(*SubjectAccessRequest)(nil),             // 21: kontakt.retention.v1.SubjectAccessRequest
+	(*SubjectCase)(nil),                      // 22: kontakt.retention.v1.SubjectCase
+	(*SubjectAuditEntry)(nil),                // 23: kontakt.retention.v1.SubjectAuditEntry
+	(*SubjectAccessResponse)(nil),            // 24: kontakt.retention.v1.SubjectAccessResponse
+	(*EraseSubjectRequest)(nil),              // 25: kontakt.retention.v1.EraseSubjectRequest
+	(*EraseOutcome)(nil),                     // 26: kontakt.retention.v1.EraseOutcome
+	(*EraseSubjectResponse)(nil),             // 27: kontakt.retention.v1.EraseSubjectResponse
+	(*ListReceiptsRequest)(nil),              // 28: kontakt.retention.v1.ListReceiptsRequest
+	(*ListReceiptsResponse)(nil),             // 29: kontakt.retention.v1.ListReceiptsResponse
+	(*Receipt)(nil),                          // 30: kontakt.retention.v1.Receipt
+	(*RectifyRequest)(nil),                   // 31: kontakt.retention.v1.RectifyRequest
+	(*RectifyResponse)(nil),                  // 32: kontakt.retention.v1.RectifyResponse
+	(v1.CaseType)(0),                         // 33: kontakt.case.v1.CaseType
+	(v1.Channel)(0),                          // 34: kontakt.case.v1.Channel
+	(v1.DataClass)(0),                        // 35: kontakt.case.v1.DataClass
+	(*timestamppb.Timestamp)(nil),            // 36: google.protobuf.Timestamp
+	(*v1.ContactDetails)(nil),                // 37: kontakt.case.v1.ContactDetails
+	(*v1.IdentityNumber)(nil),                // 38: kontakt.case.v1.IdentityNumber
+	(*v1.FreeText)(nil),                      // 39: kontakt.case.v1.FreeText
 }
 var file_kontakt_retention_v1_retention_proto_depIdxs = []int32{
-	28, // 0: kontakt.retention.v1.PlanRule.case_type:type_name -> kontakt.case.v1.CaseType
-	29, // 1: kontakt.retention.v1.PlanRule.channel:type_name -> kontakt.case.v1.Channel
-	30, // 2: kontakt.retention.v1.PlanRule.data_class:type_name -> kontakt.case.v1.DataClass
+	33, // 0: kontakt.retention.v1.PlanRule.case_type:type_name -> kontakt.case.v1.CaseType
+	34, // 1: kontakt.retention.v1.PlanRule.channel:type_name -> kontakt.case.v1.Channel
+	35, // 2: kontakt.retention.v1.PlanRule.data_class:type_name -> kontakt.case.v1.DataClass
 	0,  // 3: kontakt.retention.v1.PlanRule.anchor:type_name -> kontakt.retention.v1.Anchor
 	1,  // 4: kontakt.retention.v1.PlanRule.action:type_name -> kontakt.retention.v1.Action
 	2,  // 5: kontakt.retention.v1.Plan.rules:type_name -> kontakt.retention.v1.PlanRule
 	3,  // 6: kontakt.retention.v1.GetPlanResponse.plan:type_name -> kontakt.retention.v1.Plan
-	28, // 7: kontakt.retention.v1.DueItem.case_type:type_name -> kontakt.case.v1.CaseType
+	33, // 7: kontakt.retention.v1.DueItem.case_type:type_name -> kontakt.case.v1.CaseType
 	1,  // 8: kontakt.retention.v1.DueItem.action:type_name -> kontakt.retention.v1.Action
-	30, // 9: kontakt.retention.v1.DueItem.data_classes:type_name -> kontakt.case.v1.DataClass
-	31, // 10: kontakt.retention.v1.DueItem.due_at:type_name -> google.protobuf.Timestamp
+	35, // 9: kontakt.retention.v1.DueItem.data_classes:type_name -> kontakt.case.v1.DataClass
+	36, // 10: kontakt.retention.v1.DueItem.due_at:type_name -> google.protobuf.Timestamp
 	7,  // 11: kontakt.retention.v1.PreviewResponse.items:type_name -> kontakt.retention.v1.DueItem
-	15, // 12: kontakt.retention.v1.SubjectAccessRequest.subject:type_name -> kontakt.retention.v1.SubjectKey
-	28, // 13: kontakt.retention.v1.SubjectCase.type:type_name -> kontakt.case.v1.CaseType
-	29, // 14: kontakt.retention.v1.SubjectCase.channel:type_name -> kontakt.case.v1.Channel
-	31, // 15: kontakt.retention.v1.SubjectCase.registered_at:type_name -> google.protobuf.Timestamp
-	32, // 16: kontakt.retention.v1.SubjectCase.contact:type_name -> kontakt.case.v1.ContactDetails
-	33, // 17: kontakt.retention.v1.SubjectCase.identity:type_name -> kontakt.case.v1.IdentityNumber
-	34, // 18: kontakt.retention.v1.SubjectCase.free_text:type_name -> kontakt.case.v1.FreeText
-	31, // 19: kontakt.retention.v1.SubjectCase.redaction_due_at:type_name -> google.protobuf.Timestamp
-	31, // 20: kontakt.retention.v1.SubjectCase.deletion_due_at:type_name -> google.protobuf.Timestamp
-	18, // 21: kontakt.retention.v1.SubjectCase.reads:type_name -> kontakt.retention.v1.SubjectAuditEntry
-	31, // 22: kontakt.retention.v1.SubjectAuditEntry.read_at:type_name -> google.protobuf.Timestamp
-	17, // 23: kontakt.retention.v1.SubjectAccessResponse.cases:type_name -> kontakt.retention.v1.SubjectCase
-	15, // 24: kontakt.retention.v1.EraseSubjectRequest.subject:type_name -> kontakt.retention.v1.SubjectKey
-	21, // 25: kontakt.retention.v1.EraseSubjectResponse.outcomes:type_name -> kontakt.retention.v1.EraseOutcome
-	25, // 26: kontakt.retention.v1.ListReceiptsResponse.receipt:type_name -> kontakt.retention.v1.Receipt
-	31, // 27: kontakt.retention.v1.Receipt.at:type_name -> google.protobuf.Timestamp
-	32, // 28: kontakt.retention.v1.RectifyRequest.contact:type_name -> kontakt.case.v1.ContactDetails
-	34, // 29: kontakt.retention.v1.RectifyRequest.free_text:type_name -> kontakt.case.v1.FreeText
-	33, // 30: kontakt.retention.v1.RectifyRequest.identity:type_name -> kontakt.case.v1.IdentityNumber
-	4,  // 31: kontakt.retention.v1.RetentionService.GetPlan:input_type -> kontakt.retention.v1.GetPlanRequest
-	6,  // 32: kontakt.retention.v1.RetentionService.Preview:input_type -> kontakt.retention.v1.PreviewRequest
-	9,  // 33: kontakt.retention.v1.RetentionService.PlaceHold:input_type -> kontakt.retention.v1.PlaceHoldRequest
-	11, // 34: kontakt.retention.v1.RetentionService.ReleaseHold:input_type -> kontakt.retention.v1.ReleaseHoldRequest
-	13, // 35: kontakt.retention.v1.RetentionService.MarkForPreservation:input_type -> kontakt.retention.v1.MarkForPreservationRequest
-	16, // 36: kontakt.retention.v1.RetentionService.SubjectAccess:input_type -> kontakt.retention.v1.SubjectAccessRequest
-	20, // 37: kontakt.retention.v1.RetentionService.EraseSubject:input_type -> kontakt.retention.v1.EraseSubjectRequest
-	23, // 38: kontakt.retention.v1.RetentionService.ListReceipts:input_type -> kontakt.retention.v1.ListReceiptsRequest
-	26, // 39: kontakt.retention.v1.RetentionService.Rectify:input_type -> kontakt.retention.v1.RectifyRequest
-	5,  // 40: kontakt.retention.v1.RetentionService.GetPlan:output_type -> kontakt.retention.v1.GetPlanResponse
-	8,  // 41: kontakt.retention.v1.RetentionService.Preview:output_type -> kontakt.retention.v1.PreviewResponse
-	10, // 42: kontakt.retention.v1.RetentionService.PlaceHold:output_type -> kontakt.retention.v1.PlaceHoldResponse
-	12, // 43: kontakt.retention.v1.RetentionService.ReleaseHold:output_type -> kontakt.retention.v1.ReleaseHoldResponse
-	14, // 44: kontakt.retention.v1.RetentionService.MarkForPreservation:output_type -> kontakt.retention.v1.MarkForPreservationResponse
-	19, // 45: kontakt.retention.v1.RetentionService.SubjectAccess:output_type -> kontakt.retention.v1.SubjectAccessResponse
-	22, // 46: kontakt.retention.v1.RetentionService.EraseSubject:output_type -> kontakt.retention.v1.EraseSubjectResponse
-	24, // 47: kontakt.retention.v1.RetentionService.ListReceipts:output_type -> kontakt.retention.v1.ListReceiptsResponse
-	27, // 48: kontakt.retention.v1.RetentionService.Rectify:output_type -> kontakt.retention.v1.RectifyResponse
-	40, // [40:49] is the sub-list for method output_type
-	31, // [31:40] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	36, // 12: kontakt.retention.v1.MarkForPreservationResponse.archive_due_at:type_name -> google.protobuf.Timestamp
+	35, // 13: kontakt.retention.v1.MarkForPreservationResponse.already_redacted:type_name -> kontakt.case.v1.DataClass
+	33, // 14: kontakt.retention.v1.PreservationMark.case_type:type_name -> kontakt.case.v1.CaseType
+	36, // 15: kontakt.retention.v1.PreservationMark.marked_at:type_name -> google.protobuf.Timestamp
+	36, // 16: kontakt.retention.v1.PreservationMark.archive_due_at:type_name -> google.protobuf.Timestamp
+	18, // 17: kontakt.retention.v1.ListPreservationMarksResponse.marks:type_name -> kontakt.retention.v1.PreservationMark
+	20, // 18: kontakt.retention.v1.SubjectAccessRequest.subject:type_name -> kontakt.retention.v1.SubjectKey
+	33, // 19: kontakt.retention.v1.SubjectCase.type:type_name -> kontakt.case.v1.CaseType
+	34, // 20: kontakt.retention.v1.SubjectCase.channel:type_name -> kontakt.case.v1.Channel
+	36, // 21: kontakt.retention.v1.SubjectCase.registered_at:type_name -> google.protobuf.Timestamp
+	37, // 22: kontakt.retention.v1.SubjectCase.contact:type_name -> kontakt.case.v1.ContactDetails
+	38, // 23: kontakt.retention.v1.SubjectCase.identity:type_name -> kontakt.case.v1.IdentityNumber
+	39, // 24: kontakt.retention.v1.SubjectCase.free_text:type_name -> kontakt.case.v1.FreeText
+	36, // 25: kontakt.retention.v1.SubjectCase.redaction_due_at:type_name -> google.protobuf.Timestamp
+	36, // 26: kontakt.retention.v1.SubjectCase.deletion_due_at:type_name -> google.protobuf.Timestamp
+	23, // 27: kontakt.retention.v1.SubjectCase.reads:type_name -> kontakt.retention.v1.SubjectAuditEntry
+	36, // 28: kontakt.retention.v1.SubjectAuditEntry.read_at:type_name -> google.protobuf.Timestamp
+	22, // 29: kontakt.retention.v1.SubjectAccessResponse.cases:type_name -> kontakt.retention.v1.SubjectCase
+	20, // 30: kontakt.retention.v1.EraseSubjectRequest.subject:type_name -> kontakt.retention.v1.SubjectKey
+	26, // 31: kontakt.retention.v1.EraseSubjectResponse.outcomes:type_name -> kontakt.retention.v1.EraseOutcome
+	30, // 32: kontakt.retention.v1.ListReceiptsResponse.receipt:type_name -> kontakt.retention.v1.Receipt
+	36, // 33: kontakt.retention.v1.Receipt.at:type_name -> google.protobuf.Timestamp
+	37, // 34: kontakt.retention.v1.RectifyRequest.contact:type_name -> kontakt.case.v1.ContactDetails
+	39, // 35: kontakt.retention.v1.RectifyRequest.free_text:type_name -> kontakt.case.v1.FreeText
+	38, // 36: kontakt.retention.v1.RectifyRequest.identity:type_name -> kontakt.case.v1.IdentityNumber
+	4,  // 37: kontakt.retention.v1.RetentionService.GetPlan:input_type -> kontakt.retention.v1.GetPlanRequest
+	6,  // 38: kontakt.retention.v1.RetentionService.Preview:input_type -> kontakt.retention.v1.PreviewRequest
+	9,  // 39: kontakt.retention.v1.RetentionService.PlaceHold:input_type -> kontakt.retention.v1.PlaceHoldRequest
+	11, // 40: kontakt.retention.v1.RetentionService.ReleaseHold:input_type -> kontakt.retention.v1.ReleaseHoldRequest
+	13, // 41: kontakt.retention.v1.RetentionService.MarkForPreservation:input_type -> kontakt.retention.v1.MarkForPreservationRequest
+	15, // 42: kontakt.retention.v1.RetentionService.WithdrawPreservationMark:input_type -> kontakt.retention.v1.WithdrawPreservationMarkRequest
+	17, // 43: kontakt.retention.v1.RetentionService.ListPreservationMarks:input_type -> kontakt.retention.v1.ListPreservationMarksRequest
+	21, // 44: kontakt.retention.v1.RetentionService.SubjectAccess:input_type -> kontakt.retention.v1.SubjectAccessRequest
+	25, // 45: kontakt.retention.v1.RetentionService.EraseSubject:input_type -> kontakt.retention.v1.EraseSubjectRequest
+	28, // 46: kontakt.retention.v1.RetentionService.ListReceipts:input_type -> kontakt.retention.v1.ListReceiptsRequest
+	31, // 47: kontakt.retention.v1.RetentionService.Rectify:input_type -> kontakt.retention.v1.RectifyRequest
+	5,  // 48: kontakt.retention.v1.RetentionService.GetPlan:output_type -> kontakt.retention.v1.GetPlanResponse
+	8,  // 49: kontakt.retention.v1.RetentionService.Preview:output_type -> kontakt.retention.v1.PreviewResponse
+	10, // 50: kontakt.retention.v1.RetentionService.PlaceHold:output_type -> kontakt.retention.v1.PlaceHoldResponse
+	12, // 51: kontakt.retention.v1.RetentionService.ReleaseHold:output_type -> kontakt.retention.v1.ReleaseHoldResponse
+	14, // 52: kontakt.retention.v1.RetentionService.MarkForPreservation:output_type -> kontakt.retention.v1.MarkForPreservationResponse
+	16, // 53: kontakt.retention.v1.RetentionService.WithdrawPreservationMark:output_type -> kontakt.retention.v1.WithdrawPreservationMarkResponse
+	19, // 54: kontakt.retention.v1.RetentionService.ListPreservationMarks:output_type -> kontakt.retention.v1.ListPreservationMarksResponse
+	24, // 55: kontakt.retention.v1.RetentionService.SubjectAccess:output_type -> kontakt.retention.v1.SubjectAccessResponse
+	27, // 56: kontakt.retention.v1.RetentionService.EraseSubject:output_type -> kontakt.retention.v1.EraseSubjectResponse
+	29, // 57: kontakt.retention.v1.RetentionService.ListReceipts:output_type -> kontakt.retention.v1.ListReceiptsResponse
+	32, // 58: kontakt.retention.v1.RetentionService.Rectify:output_type -> kontakt.retention.v1.RectifyResponse
+	48, // [48:59] is the sub-list for method output_type
+	37, // [37:48] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_kontakt_retention_v1_retention_proto_init() }
@@ -2104,12 +2457,12 @@ func file_kontakt_retention_v1_retention_proto_init() {
 	if File_kontakt_retention_v1_retention_proto != nil {
 		return
 	}
-	file_kontakt_retention_v1_retention_proto_msgTypes[13].OneofWrappers = []any{
+	file_kontakt_retention_v1_retention_proto_msgTypes[18].OneofWrappers = []any{
 		(*SubjectKey_IdentityNumber)(nil),
 		(*SubjectKey_Email)(nil),
 		(*SubjectKey_Phone)(nil),
 	}
-	file_kontakt_retention_v1_retention_proto_msgTypes[24].OneofWrappers = []any{
+	file_kontakt_retention_v1_retention_proto_msgTypes[29].OneofWrappers = []any{
 		(*RectifyRequest_Contact)(nil),
 		(*RectifyRequest_FreeText)(nil),
 		(*RectifyRequest_Identity)(nil),
@@ -2120,7 +2473,7 @@ func file_kontakt_retention_v1_retention_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kontakt_retention_v1_retention_proto_rawDesc), len(file_kontakt_retention_v1_retention_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   26,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

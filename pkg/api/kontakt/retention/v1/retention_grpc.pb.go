@@ -19,15 +19,17 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	RetentionService_GetPlan_FullMethodName             = "/kontakt.retention.v1.RetentionService/GetPlan"
-	RetentionService_Preview_FullMethodName             = "/kontakt.retention.v1.RetentionService/Preview"
-	RetentionService_PlaceHold_FullMethodName           = "/kontakt.retention.v1.RetentionService/PlaceHold"
-	RetentionService_ReleaseHold_FullMethodName         = "/kontakt.retention.v1.RetentionService/ReleaseHold"
-	RetentionService_MarkForPreservation_FullMethodName = "/kontakt.retention.v1.RetentionService/MarkForPreservation"
-	RetentionService_SubjectAccess_FullMethodName       = "/kontakt.retention.v1.RetentionService/SubjectAccess"
-	RetentionService_EraseSubject_FullMethodName        = "/kontakt.retention.v1.RetentionService/EraseSubject"
-	RetentionService_ListReceipts_FullMethodName        = "/kontakt.retention.v1.RetentionService/ListReceipts"
-	RetentionService_Rectify_FullMethodName             = "/kontakt.retention.v1.RetentionService/Rectify"
+	RetentionService_GetPlan_FullMethodName                  = "/kontakt.retention.v1.RetentionService/GetPlan"
+	RetentionService_Preview_FullMethodName                  = "/kontakt.retention.v1.RetentionService/Preview"
+	RetentionService_PlaceHold_FullMethodName                = "/kontakt.retention.v1.RetentionService/PlaceHold"
+	RetentionService_ReleaseHold_FullMethodName              = "/kontakt.retention.v1.RetentionService/ReleaseHold"
+	RetentionService_MarkForPreservation_FullMethodName      = "/kontakt.retention.v1.RetentionService/MarkForPreservation"
+	RetentionService_WithdrawPreservationMark_FullMethodName = "/kontakt.retention.v1.RetentionService/WithdrawPreservationMark"
+	RetentionService_ListPreservationMarks_FullMethodName    = "/kontakt.retention.v1.RetentionService/ListPreservationMarks"
+	RetentionService_SubjectAccess_FullMethodName            = "/kontakt.retention.v1.RetentionService/SubjectAccess"
+	RetentionService_EraseSubject_FullMethodName             = "/kontakt.retention.v1.RetentionService/EraseSubject"
+	RetentionService_ListReceipts_FullMethodName             = "/kontakt.retention.v1.RetentionService/ListReceipts"
+	RetentionService_Rectify_FullMethodName                  = "/kontakt.retention.v1.RetentionService/Rectify"
 )
 
 // RetentionServiceClient is the client API for RetentionService service.
@@ -48,8 +50,20 @@ type RetentionServiceClient interface {
 	// ReleaseHold lifts a hold; a passed deadline then applies at once.
 	ReleaseHold(ctx context.Context, in *ReleaseHoldRequest, opts ...grpc.CallOption) (*ReleaseHoldResponse, error)
 	// MarkForPreservation marks a case to be preserved (bevaras) and exported
-	// to the archive before anything is removed.
+	// to the archive before anything is removed. A supervisor may mark any
+	// case, an officer only a case assigned to them or forwarded to them or
+	// their department; agents and the data-protection officer do not mark.
+	// A case with nothing left to preserve is refused (FailedPrecondition).
 	MarkForPreservation(ctx context.Context, in *MarkForPreservationRequest, opts ...grpc.CallOption) (*MarkForPreservationResponse, error)
+	// WithdrawPreservationMark withdraws a case's mark for preservation: the
+	// plan's rules for unmarked cases apply again, and kontakt's archive
+	// packages of the case are removed. The data-protection officer and
+	// supervisors may always withdraw; an officer may withdraw a mark they
+	// placed while the case is still theirs.
+	WithdrawPreservationMark(ctx context.Context, in *WithdrawPreservationMarkRequest, opts ...grpc.CallOption) (*WithdrawPreservationMarkResponse, error)
+	// ListPreservationMarks lists every case marked for preservation, with
+	// who marked it, when and why, and when its archive package is written.
+	ListPreservationMarks(ctx context.Context, in *ListPreservationMarksRequest, opts ...grpc.CallOption) (*ListPreservationMarksResponse, error)
 	// SubjectAccess returns every case that still holds a person's data,
 	// decrypted, with its redaction and deletion dates (a register extract).
 	SubjectAccess(ctx context.Context, in *SubjectAccessRequest, opts ...grpc.CallOption) (*SubjectAccessResponse, error)
@@ -114,6 +128,26 @@ func (c *retentionServiceClient) MarkForPreservation(ctx context.Context, in *Ma
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(MarkForPreservationResponse)
 	err := c.cc.Invoke(ctx, RetentionService_MarkForPreservation_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *retentionServiceClient) WithdrawPreservationMark(ctx context.Context, in *WithdrawPreservationMarkRequest, opts ...grpc.CallOption) (*WithdrawPreservationMarkResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(WithdrawPreservationMarkResponse)
+	err := c.cc.Invoke(ctx, RetentionService_WithdrawPreservationMark_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *retentionServiceClient) ListPreservationMarks(ctx context.Context, in *ListPreservationMarksRequest, opts ...grpc.CallOption) (*ListPreservationMarksResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListPreservationMarksResponse)
+	err := c.cc.Invoke(ctx, RetentionService_ListPreservationMarks_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -187,8 +221,20 @@ type RetentionServiceServer interface {
 	// ReleaseHold lifts a hold; a passed deadline then applies at once.
 	ReleaseHold(context.Context, *ReleaseHoldRequest) (*ReleaseHoldResponse, error)
 	// MarkForPreservation marks a case to be preserved (bevaras) and exported
-	// to the archive before anything is removed.
+	// to the archive before anything is removed. A supervisor may mark any
+	// case, an officer only a case assigned to them or forwarded to them or
+	// their department; agents and the data-protection officer do not mark.
+	// A case with nothing left to preserve is refused (FailedPrecondition).
 	MarkForPreservation(context.Context, *MarkForPreservationRequest) (*MarkForPreservationResponse, error)
+	// WithdrawPreservationMark withdraws a case's mark for preservation: the
+	// plan's rules for unmarked cases apply again, and kontakt's archive
+	// packages of the case are removed. The data-protection officer and
+	// supervisors may always withdraw; an officer may withdraw a mark they
+	// placed while the case is still theirs.
+	WithdrawPreservationMark(context.Context, *WithdrawPreservationMarkRequest) (*WithdrawPreservationMarkResponse, error)
+	// ListPreservationMarks lists every case marked for preservation, with
+	// who marked it, when and why, and when its archive package is written.
+	ListPreservationMarks(context.Context, *ListPreservationMarksRequest) (*ListPreservationMarksResponse, error)
 	// SubjectAccess returns every case that still holds a person's data,
 	// decrypted, with its redaction and deletion dates (a register extract).
 	SubjectAccess(context.Context, *SubjectAccessRequest) (*SubjectAccessResponse, error)
@@ -223,6 +269,12 @@ func (UnimplementedRetentionServiceServer) ReleaseHold(context.Context, *Release
 }
 func (UnimplementedRetentionServiceServer) MarkForPreservation(context.Context, *MarkForPreservationRequest) (*MarkForPreservationResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method MarkForPreservation not implemented")
+}
+func (UnimplementedRetentionServiceServer) WithdrawPreservationMark(context.Context, *WithdrawPreservationMarkRequest) (*WithdrawPreservationMarkResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method WithdrawPreservationMark not implemented")
+}
+func (UnimplementedRetentionServiceServer) ListPreservationMarks(context.Context, *ListPreservationMarksRequest) (*ListPreservationMarksResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListPreservationMarks not implemented")
 }
 func (UnimplementedRetentionServiceServer) SubjectAccess(context.Context, *SubjectAccessRequest) (*SubjectAccessResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SubjectAccess not implemented")
@@ -347,6 +399,42 @@ func _RetentionService_MarkForPreservation_Handler(srv interface{}, ctx context.
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RetentionService_WithdrawPreservationMark_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(WithdrawPreservationMarkRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RetentionServiceServer).WithdrawPreservationMark(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RetentionService_WithdrawPreservationMark_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RetentionServiceServer).WithdrawPreservationMark(ctx, req.(*WithdrawPreservationMarkRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RetentionService_ListPreservationMarks_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListPreservationMarksRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RetentionServiceServer).ListPreservationMarks(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RetentionService_ListPreservationMarks_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RetentionServiceServer).ListPreservationMarks(ctx, req.(*ListPreservationMarksRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _RetentionService_SubjectAccess_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(SubjectAccessRequest)
 	if err := dec(in); err != nil {
@@ -438,6 +526,14 @@ var RetentionService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "MarkForPreservation",
 			Handler:    _RetentionService_MarkForPreservation_Handler,
+		},
+		{
+			MethodName: "WithdrawPreservationMark",
+			Handler:    _RetentionService_WithdrawPreservationMark_Handler,
+		},
+		{
+			MethodName: "ListPreservationMarks",
+			Handler:    _RetentionService_ListPreservationMarks_Handler,
 		},
 		{
 			MethodName: "SubjectAccess",

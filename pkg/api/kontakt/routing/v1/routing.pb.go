@@ -260,8 +260,16 @@ type CaseSummary struct {
 	RegisteredAt *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=registered_at,json=registeredAt,proto3" json:"registered_at,omitempty"`
 	DueAt        *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=due_at,json=dueAt,proto3" json:"due_at,omitempty"`
 	// The subject line, so an agent can pick a case; empty once redacted.
-	Subject       string `protobuf:"bytes,11,opt,name=subject,proto3" json:"subject,omitempty"`
-	Redacted      bool   `protobuf:"varint,12,opt,name=redacted,proto3" json:"redacted,omitempty"`
+	Subject  string `protobuf:"bytes,11,opt,name=subject,proto3" json:"subject,omitempty"`
+	Redacted bool   `protobuf:"varint,12,opt,name=redacted,proto3" json:"redacted,omitempty"`
+	// The queue's title and department, so a caller who may not open the
+	// case knows where to forward the citizen (FindCases).
+	QueueTitle      string `protobuf:"bytes,13,opt,name=queue_title,json=queueTitle,proto3" json:"queue_title,omitempty"`
+	QueueDepartment string `protobuf:"bytes,14,opt,name=queue_department,json=queueDepartment,proto3" json:"queue_department,omitempty"`
+	// Set when the caller may not read the case: only case_number, queue,
+	// queue_title, queue_department, status and registered_at are filled
+	// (FindCases; see docs/api.md).
+	Limited       bool `protobuf:"varint,15,opt,name=limited,proto3" json:"limited,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -376,6 +384,27 @@ func (x *CaseSummary) GetSubject() string {
 func (x *CaseSummary) GetRedacted() bool {
 	if x != nil {
 		return x.Redacted
+	}
+	return false
+}
+
+func (x *CaseSummary) GetQueueTitle() string {
+	if x != nil {
+		return x.QueueTitle
+	}
+	return ""
+}
+
+func (x *CaseSummary) GetQueueDepartment() string {
+	if x != nil {
+		return x.QueueDepartment
+	}
+	return ""
+}
+
+func (x *CaseSummary) GetLimited() bool {
+	if x != nil {
+		return x.Limited
 	}
 	return false
 }
@@ -993,7 +1022,11 @@ type FindCasesRequest struct {
 	//	*FindCasesRequest_Email
 	//	*FindCasesRequest_Phone
 	//	*FindCasesRequest_IdentityNumber
-	Key           isFindCasesRequest_Key `protobuf_oneof:"key"`
+	Key isFindCasesRequest_Key `protobuf_oneof:"key"`
+	// Why the person's cases are searched for, recorded in the audit trail
+	// of every case a search by e-mail, phone or identity number finds
+	// (without personal data; default "sökning efter ärenden").
+	Purpose       string `protobuf:"bytes,5,opt,name=purpose,proto3" json:"purpose,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1067,6 +1100,13 @@ func (x *FindCasesRequest) GetIdentityNumber() string {
 		if x, ok := x.Key.(*FindCasesRequest_IdentityNumber); ok {
 			return x.IdentityNumber
 		}
+	}
+	return ""
+}
+
+func (x *FindCasesRequest) GetPurpose() string {
+	if x != nil {
+		return x.Purpose
 	}
 	return ""
 }
@@ -2306,7 +2346,7 @@ const file_kontakt_routing_v1_routing_proto_rawDesc = "" +
 	"\x0eoldest_open_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\foldestOpenAt\"\x13\n" +
 	"\x11ListQueuesRequest\"G\n" +
 	"\x12ListQueuesResponse\x121\n" +
-	"\x06queues\x18\x01 \x03(\v2\x19.kontakt.routing.v1.QueueR\x06queues\"\xd7\x03\n" +
+	"\x06queues\x18\x01 \x03(\v2\x19.kontakt.routing.v1.QueueR\x06queues\"\xbd\x04\n" +
 	"\vCaseSummary\x12\x17\n" +
 	"\acase_id\x18\x01 \x01(\tR\x06caseId\x12\x1f\n" +
 	"\vcase_number\x18\x02 \x01(\tR\n" +
@@ -2321,7 +2361,11 @@ const file_kontakt_routing_v1_routing_proto_rawDesc = "" +
 	"\x06due_at\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\x05dueAt\x12\x18\n" +
 	"\asubject\x18\v \x01(\tR\asubject\x12\x1a\n" +
-	"\bredacted\x18\f \x01(\bR\bredacted\"\xb1\x02\n" +
+	"\bredacted\x18\f \x01(\bR\bredacted\x12\x1f\n" +
+	"\vqueue_title\x18\r \x01(\tR\n" +
+	"queueTitle\x12)\n" +
+	"\x10queue_department\x18\x0e \x01(\tR\x0fqueueDepartment\x12\x18\n" +
+	"\alimited\x18\x0f \x01(\bR\alimited\"\xb1\x02\n" +
 	"\x15ListQueueCasesRequest\x12\x1f\n" +
 	"\x05queue\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x05queue\x12>\n" +
 	"\x05order\x18\x02 \x01(\x0e2\x1e.kontakt.routing.v1.QueueOrderB\b\xbaH\x05\x82\x01\x02\x10\x01R\x05order\x12/\n" +
@@ -2367,13 +2411,14 @@ const file_kontakt_routing_v1_routing_proto_rawDesc = "" +
 	"\x17forwarded_to_department\x18\x06 \x01(\tR\x15forwardedToDepartment\x120\n" +
 	"\x14forwarded_to_officer\x18\a \x01(\tR\x12forwardedToOfficer\"C\n" +
 	"\x0fGetCaseResponse\x120\n" +
-	"\x04case\x18\x01 \x01(\v2\x1c.kontakt.routing.v1.CaseViewR\x04case\"\xc3\x01\n" +
+	"\x04case\x18\x01 \x01(\v2\x1c.kontakt.routing.v1.CaseViewR\x04case\"\xe7\x01\n" +
 	"\x10FindCasesRequest\x12*\n" +
 	"\vcase_number\x18\x01 \x01(\tB\a\xbaH\x04r\x02\x18 H\x00R\n" +
 	"caseNumber\x12 \n" +
 	"\x05email\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\xfe\x01H\x00R\x05email\x12\x1f\n" +
 	"\x05phone\x18\x03 \x01(\tB\a\xbaH\x04r\x02\x18 H\x00R\x05phone\x122\n" +
-	"\x0fidentity_number\x18\x04 \x01(\tB\a\xbaH\x04r\x02\x18\rH\x00R\x0eidentityNumberB\f\n" +
+	"\x0fidentity_number\x18\x04 \x01(\tB\a\xbaH\x04r\x02\x18\rH\x00R\x0eidentityNumber\x12\"\n" +
+	"\apurpose\x18\x05 \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\apurposeB\f\n" +
 	"\x03key\x12\x05\xbaH\x02\b\x01\"J\n" +
 	"\x11FindCasesResponse\x125\n" +
 	"\x05cases\x18\x01 \x03(\v2\x1f.kontakt.routing.v1.CaseSummaryR\x05cases\"6\n" +
