@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -316,4 +318,59 @@ func TestCredentialsRefuseExposedFiles(t *testing.T) {
 		require.ErrorContains(t, err, "does not hold an nkey seed")
 		require.NotContains(t, err.Error(), "password123")
 	})
+}
+
+// recorder keeps the levels and messages of the records it handles.
+type recorder struct {
+	mu      sync.Mutex
+	records []string
+}
+
+func (r *recorder) Enabled(context.Context, slog.Level) bool { return true }
+func (r *recorder) WithAttrs([]slog.Attr) slog.Handler       { return r }
+func (r *recorder) WithGroup(string) slog.Handler            { return r }
+func (r *recorder) Handle(_ context.Context, rec slog.Record) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.records = append(r.records, rec.Level.String()+" "+rec.Message)
+	return nil
+}
+
+func (r *recorder) matching(substr string) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for _, m := range r.records {
+		if strings.Contains(m, substr) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// A client's failed login and permission violations are the client's
+// doing: warnings, never errors, in kontakt's log.
+func TestClientFaultsAreWarnings(t *testing.T) {
+	rec := &recorder{}
+	creds, err := natsserver.LoadOrCreateCredentials(filepath.Join(t.TempDir(), "creds"))
+	require.NoError(t, err)
+	s := start(t, natsserver.Config{StoreDir: t.TempDir(), Port: natsserver.RandomPort, Logger: slog.New(rec), Auth: &natsserver.Auth{
+		Service: creds.Service, AnalystPublicKey: creds.AnalystPublicKey, AnalystStream: statsStream, AnalystSubjects: statsSubjects,
+	}})
+	_, err = nats.Connect(s.ClientURL(), nats.NoReconnect())
+	require.ErrorIs(t, err, nats.ErrAuthorization)
+	quiet := nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {})
+	an := connectURL(t, s.ClientURL(), nkeyOption(t, creds.AnalystSeedPath()), quiet)
+	require.NoError(t, an.Publish("case.x", nil))
+	_, err = an.SubscribeSync(">")
+	require.NoError(t, err)
+	require.NoError(t, an.Flush())
+	require.Eventually(t, func() bool {
+		return len(rec.matching("Subscription Violation")) == 1 && len(rec.matching("Publish Violation")) == 1 &&
+			len(rec.matching("authentication error")) == 1
+	}, 10*time.Second, 20*time.Millisecond, "%v", rec.records)
+	for _, m := range []string{"Subscription Violation", "Publish Violation", "authentication error"} {
+		require.True(t, strings.HasPrefix(rec.matching(m)[0], "WARN "), rec.matching(m)[0])
+	}
+	require.Empty(t, rec.matching("ERROR"))
 }

@@ -24,6 +24,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"sync"
 	"time"
@@ -333,9 +334,22 @@ func (l *logAdapter) Fatalf(format string, v ...any) {
 	l.log.Error(msg, "component", "nats-server", "fatal", true)
 }
 
-// Errorf implements server.Logger.
+// clientConnection starts the server's log lines about one client
+// connection ("127.0.0.1:43710 - cid:39 - authentication error").
+var clientConnection = regexp.MustCompile(`^\S+ - cid:\d+ - `)
+
+// Errorf implements server.Logger. The server logs what a client did
+// wrong (a failed login, a permission violation, a protocol error) at
+// error level too; those are logged as warnings here, because an error
+// in kontakt's log means kontakt's own fault, and a stranger knocking on
+// the port is not.
 func (l *logAdapter) Errorf(format string, v ...any) {
-	l.log.Error(fmt.Sprintf(format, v...), "component", "nats-server")
+	msg := fmt.Sprintf(format, v...)
+	if clientConnection.MatchString(msg) {
+		l.log.Warn(msg, "component", "nats-server", "client", true)
+		return
+	}
+	l.log.Error(msg, "component", "nats-server")
 }
 
 // Debugf implements server.Logger; debug output is dropped.
