@@ -132,7 +132,8 @@ type NATS struct {
 	URL string `yaml:"url"`
 	// EmbeddedListen is where the embedded server accepts NATS clients
 	// (for example the nats CLI reading the statistics stream); empty
-	// keeps it in-process only.
+	// keeps it in-process only. Clients need the credentials kontakt
+	// keeps in NATSCredentialsDir.
 	EmbeddedListen string `yaml:"embedded_listen"`
 	// Replicas of each JetStream stream: 1 on one machine, 3 on a cluster.
 	Replicas int `yaml:"replicas"`
@@ -405,6 +406,13 @@ func (c Config) MasterKeyPath() string {
 		return c.MasterKeyFile
 	}
 	return filepath.Join(c.DataDir, "master.key")
+}
+
+// NATSCredentialsDir is where kontakt keeps the keys of the embedded NATS
+// server's users (the service user and the read-only analyst user), so
+// that they stay the same for a data directory across restarts.
+func (c Config) NATSCredentialsDir() string {
+	return filepath.Join(c.DataDir, "nats-credentials")
 }
 
 // DevKeyPath is where development mode keeps its token-signing key.

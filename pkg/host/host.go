@@ -42,6 +42,16 @@ import (
 	"github.com/kontakt-se/kontakt/pkg/server"
 )
 
+// The stream, and the subjects of it, that the embedded NATS server's
+// analyst user may read: the statistics records, which hold no personal
+// data (services/statistics/adapters/stream; a test in
+// services/kontakt/internal/node keeps the two in step, since pkg cannot
+// import a service).
+const (
+	AnalystStream   = "KONTAKT_STATS"
+	AnalystSubjects = "kontakt.stats.>"
+)
+
 // EventStore is the event store as the services need it: the interface
 // every backend implements, and the position of the last event (where a
 // read-model rebuild stops).
@@ -449,10 +459,23 @@ func (h *Host) connectNATS(ctx context.Context) error {
 		h.conn = conn
 		return nil
 	}
+	creds, err := natsserver.LoadOrCreateCredentials(h.Config.NATSCredentialsDir())
+	if err != nil {
+		return err
+	}
 	ncfg := natsserver.Config{
 		StoreDir:   filepath.Join(h.Config.DataDir, "nats"),
 		ServerName: "kontakt",
 		Logger:     h.Logger.With("component", "nats"),
+		// Every client authenticates, this process included: the same
+		// users whether or not the port is open, so the streams stay in
+		// the same account either way.
+		Auth: &natsserver.Auth{
+			Service:          creds.Service,
+			AnalystPublicKey: creds.AnalystPublicKey,
+			AnalystStream:    AnalystStream,
+			AnalystSubjects:  AnalystSubjects,
+		},
 	}
 	if h.Config.NATS.EmbeddedListen == "" {
 		ncfg.InProcessOnly = true
@@ -471,6 +494,13 @@ func (h *Host) connectNATS(ctx context.Context) error {
 		return err
 	}
 	h.nats = ns
+	if !ncfg.InProcessOnly {
+		if err := creds.WriteAnalystContext(ns.ClientURL()); err != nil {
+			return err
+		}
+		h.Logger.Info("embedded NATS listens for clients with credentials only", "url", ns.ClientURL(),
+			"analyst_context", creds.AnalystContextPath(), "service_nkey", creds.ServiceSeedPath())
+	}
 	conn, err := ns.Connect(natsgo.Name(h.opts.Name))
 	if err != nil {
 		return fmt.Errorf("connect to embedded NATS: %w", err)

@@ -8,6 +8,12 @@
 // a power cut. Start reports configuration problems (a store directory that
 // cannot be written, a port that is in use) as errors instead of letting the
 // server exit the process, so the binary can report them in its own way.
+//
+// With Config.Auth the server lets in only two users, with nkeys that
+// LoadOrCreateCredentials keeps in a directory: the service user (the
+// process itself, every right) and an analyst user who may read one
+// stream, through a mirror of it in an account of its own (see Auth for
+// why an account and not subject permissions).
 package natsserver
 
 import (
@@ -18,12 +24,14 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 )
 
 // DefaultHost is the interface the client listener binds to when Config.Host
@@ -69,6 +77,11 @@ type Config struct {
 	// connections after start-up (which includes recovering the JetStream
 	// store). Zero means 60 seconds.
 	ReadyTimeout time.Duration
+	// Auth, when set, makes the server require credentials: only the
+	// service user and the read-only analyst user connect, and Connect
+	// authenticates as the service user. Nil lets any client in with every
+	// right, which only tests should do; kontakt always sets it.
+	Auth *Auth
 }
 
 // Server is a running embedded NATS server.
@@ -107,16 +120,41 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 
-	opts := &server.Options{
-		ServerName: cfg.ServerName,
-		Host:       cfg.Host,
-		Port:       cfg.Port,
-		DontListen: cfg.InProcessOnly,
-		JetStream:  true,
-		StoreDir:   storeDir,
-		// The embedding process owns signal handling.
-		NoSigs: true,
+	opts := &server.Options{}
+	var setup nkeys.KeyPair
+	if cfg.Auth != nil {
+		if err := cfg.Auth.validate(); err != nil {
+			return nil, err
+		}
+		if err := adoptGlobalAccountStore(storeDir); err != nil {
+			return nil, err
+		}
+		// The user that maintains the analyst mirror lives as long as this
+		// process: its seed is never written anywhere.
+		if setup, err = nkeys.CreateUser(); err != nil {
+			return nil, fmt.Errorf("natsserver: create the mirror user's key: %w", err)
+		}
+		defer setup.Wipe()
+		setupPub, err := setup.PublicKey()
+		if err != nil {
+			return nil, fmt.Errorf("natsserver: mirror user's key: %w", err)
+		}
+		accounts, err := cfg.Auth.serverConfig(setupPub)
+		if err != nil {
+			return nil, fmt.Errorf("natsserver: accounts: %w", err)
+		}
+		if err := opts.ProcessConfigString(accounts); err != nil {
+			return nil, fmt.Errorf("natsserver: accounts: %w", err)
+		}
 	}
+	opts.ServerName = cfg.ServerName
+	opts.Host = cfg.Host
+	opts.Port = cfg.Port
+	opts.DontListen = cfg.InProcessOnly
+	opts.JetStream = true
+	opts.StoreDir = storeDir
+	// The embedding process owns signal handling.
+	opts.NoSigs = true
 	if cfg.SyncInterval > 0 {
 		opts.SyncInterval = cfg.SyncInterval
 	} else {
@@ -166,6 +204,12 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		s.Shutdown()
 		return nil, fmt.Errorf("natsserver: JetStream did not start (%s)", cfg.where())
 	}
+	if cfg.Auth != nil {
+		if err := s.maintainMirror(ctx, setup); err != nil {
+			s.Shutdown()
+			return nil, err
+		}
+	}
 	return s, nil
 }
 
@@ -211,10 +255,18 @@ func (s *Server) ClientURL() string {
 
 // Connect opens a client connection to the server through an in-process
 // pipe, which avoids the network stack and works even without a listener.
-// Options are applied after the in-process option.
+// With Config.Auth it authenticates as the service user. Options are
+// applied after these.
 func (s *Server) Connect(opts ...nats.Option) (*nats.Conn, error) {
-	all := make([]nats.Option, 0, len(opts)+1)
+	all := make([]nats.Option, 0, len(opts)+2)
 	all = append(all, nats.InProcessServer(s.srv))
+	if a := s.cfg.Auth; a != nil {
+		pub, err := a.Service.PublicKey()
+		if err != nil {
+			return nil, fmt.Errorf("natsserver: service user's key: %w", err)
+		}
+		all = append(all, nats.Nkey(pub, a.Service.Sign))
+	}
 	all = append(all, opts...)
 	nc, err := nats.Connect(s.srv.ClientURL(), all...)
 	if err != nil {
@@ -282,9 +334,22 @@ func (l *logAdapter) Fatalf(format string, v ...any) {
 	l.log.Error(msg, "component", "nats-server", "fatal", true)
 }
 
-// Errorf implements server.Logger.
+// clientConnection starts the server's log lines about one client
+// connection ("127.0.0.1:43710 - cid:39 - authentication error").
+var clientConnection = regexp.MustCompile(`^\S+ - cid:\d+ - `)
+
+// Errorf implements server.Logger. The server logs what a client did
+// wrong (a failed login, a permission violation, a protocol error) at
+// error level too; those are logged as warnings here, because an error
+// in kontakt's log means kontakt's own fault, and a stranger knocking on
+// the port is not.
 func (l *logAdapter) Errorf(format string, v ...any) {
-	l.log.Error(fmt.Sprintf(format, v...), "component", "nats-server")
+	msg := fmt.Sprintf(format, v...)
+	if clientConnection.MatchString(msg) {
+		l.log.Warn(msg, "component", "nats-server", "client", true)
+		return
+	}
+	l.log.Error(msg, "component", "nats-server")
 }
 
 // Debugf implements server.Logger; debug output is dropped.

@@ -61,7 +61,7 @@ func BenchmarkRegisterCaseVsRawJetStream(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	measureRegistrations(b, "nats://"+k.natsAddr, k.addr, token, registerCase)
+	measureRegistrations(b, "nats://"+k.natsAddr, k.natsOptions(b), k.addr, token, registerCase)
 }
 
 // BenchmarkRegisterCaseIntakeOnlyVsRawJetStream is the same measurement
@@ -70,7 +70,7 @@ func BenchmarkRegisterCaseVsRawJetStream(b *testing.B) {
 // server: the intake API's own figure, without other services' writes.
 func BenchmarkRegisterCaseIntakeOnlyVsRawJetStream(b *testing.B) {
 	natsURL, addr, mint := intakeOnly(b)
-	measureRegistrations(b, natsURL, addr, mint("bench-agent", auth.RoleAgent), registerCase)
+	measureRegistrations(b, natsURL, nil, addr, mint("bench-agent", auth.RoleAgent), registerCase)
 }
 
 // BenchmarkSubmitFormIntakeOnlyVsRawJetStream is the intake-only
@@ -82,7 +82,7 @@ func BenchmarkRegisterCaseIntakeOnlyVsRawJetStream(b *testing.B) {
 func BenchmarkSubmitFormIntakeOnlyVsRawJetStream(b *testing.B) {
 	natsURL, addr, mint := intakeOnly(b)
 	prefix := rand.Text()
-	measureRegistrations(b, natsURL, addr, mint("e-tjanst-bench", auth.RoleFormClient), apiCall{
+	measureRegistrations(b, natsURL, nil, addr, mint("e-tjanst-bench", auth.RoleFormClient), apiCall{
 		name: "SubmitForm",
 		do: func(ctx context.Context, c intakev1.IntakeServiceClient, in *intakev1.CaseInput, n int64) (string, error) {
 			in = proto.CloneOf(in)
@@ -111,9 +111,9 @@ var registerCase = apiCall{
 
 // measureRegistrations runs the raw and the API measurement of the
 // benchmarks above, one after the other on the same server.
-func measureRegistrations(b *testing.B, natsURL, addr, token string, call apiCall) {
+func measureRegistrations(b *testing.B, natsURL string, natsOpts []nats.Option, addr, token string, call apiCall) {
 	ctx := context.Background()
-	nc, err := nats.Connect(natsURL, nats.Name("kontakt-bench"))
+	nc, err := nats.Connect(natsURL, append(natsOpts, nats.Name("kontakt-bench"))...)
 	if err != nil {
 		b.Fatal(err)
 	}

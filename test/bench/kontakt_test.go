@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -158,6 +159,17 @@ func (k *kontakt) waitServing() error {
 }
 
 // token mints a development token with the binary's CLI.
+// natsOptions authenticate to the binary's embedded NATS server as its
+// service user, with the key it keeps in the data directory.
+func (k *kontakt) natsOptions(b *testing.B) []nats.Option {
+	b.Helper()
+	service, err := nats.NkeyOptionFromSeed(filepath.Join(k.dir, "data", "nats-credentials", "service.nk"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return []nats.Option{service}
+}
+
 func (k *kontakt) token(subject string, roles ...string) (string, error) {
 	args := []string{"token", "--config", k.config, "--subject", subject}
 	for _, r := range roles {

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -227,6 +228,31 @@ func (k *Kontakt) Dial(t *testing.T) *grpc.ClientConn {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = conn.Close() })
 	return conn
+}
+
+// NATSCredentialsDir is where the binary keeps the keys of its embedded
+// NATS server's users (config.Config.NATSCredentialsDir).
+func (k *Kontakt) NATSCredentialsDir() string { return filepath.Join(k.DataDir, "nats-credentials") }
+
+// AnalystNATSContext is the nats CLI context the binary writes for
+// analysts when its embedded NATS server listens: what the README tells
+// an analyst to pass to `nats --context`.
+func (k *Kontakt) AnalystNATSContext() string {
+	return filepath.Join(k.NATSCredentialsDir(), "analyst.json")
+}
+
+// ConnectNATS connects to the embedded NATS server (Options.EmbeddedNATS)
+// as kontakt's own service user, with the key the binary keeps in the
+// data directory: the one way the tests look into the store.
+func (k *Kontakt) ConnectNATS(t *testing.T, opts ...nats.Option) *nats.Conn {
+	t.Helper()
+	require.NotEmpty(t, k.NATSAddr, "kontakt was started without Options.EmbeddedNATS")
+	service, err := nats.NkeyOptionFromSeed(filepath.Join(k.NATSCredentialsDir(), "service.nk"))
+	require.NoError(t, err, "the service user's key in the data directory")
+	nc, err := nats.Connect("nats://"+k.NATSAddr, append([]nats.Option{service}, opts...)...)
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	return nc
 }
 
 // Token mints a development token with the binary's own CLI, as a person

@@ -3,7 +3,8 @@ package e2e
 // Helpers for the intake tests: one way to call IntakeService over each
 // protocol (grpc-go, connect-go in gRPC-web mode, REST/JSON), the Open311
 // endpoints, a read-only view of the JetStream store through the embedded
-// server's client port, and valid Swedish identity numbers.
+// server's client port (as kontakt's service user), and valid Swedish
+// identity numbers.
 
 import (
 	"bytes"
@@ -93,10 +94,9 @@ func startInspected(t *testing.T, opts Options) *intakeEnv {
 	for range 4 {
 		e.conns = append(e.conns, k.Dial(t))
 	}
-	nc, err := nats.Connect("nats://"+k.NATSAddr, nats.Name("kontakt-e2e-inspector"), nats.MaxReconnects(0))
-	require.NoError(t, err)
-	t.Cleanup(nc.Close)
+	nc := k.ConnectNATS(t, nats.Name("kontakt-e2e-inspector"), nats.MaxReconnects(0))
 	e.nc = nc
+	var err error
 	e.js, err = jetstream.New(nc)
 	require.NoError(t, err)
 	return e

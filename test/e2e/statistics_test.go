@@ -182,8 +182,8 @@ func TestStatisticsAreAnonymousAndComplete(t *testing.T) {
 	}
 
 	// The analyst's view: every message of the statistics stream, read
-	// with the nats CLI through the embedded server's client port.
-	natsURL := e.nc.ConnectedUrl()
+	// with the nats CLI through the embedded server's client port, with
+	// the analyst's context from the data directory as the README says.
 	sctx, scancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer scancel()
 	info, err := e.js.Stream(sctx, "KONTAKT_STATS")
@@ -192,7 +192,7 @@ func TestStatisticsAreAnonymousAndComplete(t *testing.T) {
 	require.NoError(t, err)
 	count := st.State.Msgs
 	require.GreaterOrEqual(t, count, uint64(len(cases)), "at least one record version per case")
-	out, err := exec.CommandContext(sctx, natscli(t), "--server", natsURL, "sub", "kontakt.stats.>",
+	out, err := exec.CommandContext(sctx, natscli(t), "--context", e.k.AnalystNATSContext(), "sub", "kontakt.stats.>",
 		"--stream", "KONTAKT_STATS", "--all", "--raw", "--count", fmt.Sprint(count)).Output()
 	require.NoError(t, err)
 	newest := map[string]*statisticsv1.StatisticsRecord{}
