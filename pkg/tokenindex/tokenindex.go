@@ -312,16 +312,29 @@ func (x *Index) Update(fn func(*Tx) error) error {
 	if db == nil {
 		return fmt.Errorf("tokenindex: %s is closed", x.path)
 	}
-	err := db.Update(func(btx *bolt.Tx) error {
-		t = &Tx{tx: btx}
-		if err := fn(t); err != nil {
+	err := func() error {
+		btx, err := db.Begin(true)
+		if err != nil {
 			return err
 		}
-		if t.removed > 0 {
-			return btx.Bucket(bucketMeta).Put(keyDirty, []byte{1})
+		t = &Tx{tx: btx}
+		if err := fn(t); err != nil {
+			_ = btx.Rollback()
+			return err
 		}
-		return nil
-	})
+		if t.removed == 0 && t.added == 0 {
+			// Nothing changed (a replayed batch, a drop of an owner
+			// without tokens): a commit would still write and sync.
+			return btx.Rollback()
+		}
+		if t.removed > 0 {
+			if err := btx.Bucket(bucketMeta).Put(keyDirty, []byte{1}); err != nil {
+				_ = btx.Rollback()
+				return err
+			}
+		}
+		return btx.Commit()
+	}()
 	if err != nil {
 		return fmt.Errorf("tokenindex: update: %w", err)
 	}

@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	bolt "go.etcd.io/bbolt"
 )
 
 // token returns a random token shaped like blindindex's: 64 hex digits.
@@ -144,18 +145,28 @@ func TestSetFindDrop(t *testing.T) {
 }
 
 // TestSetTwiceWritesNothing: a replayed batch finds what it would write
-// already there, so it neither removes nor compacts.
+// already there, so it neither removes nor compacts, and a transaction
+// that changes nothing is not committed (a commit would cost a sync).
 func TestSetTwiceWritesNothing(t *testing.T) {
 	x, _ := openIndex(t)
 	toks := []string{token(t), token(t)}
 	update(t, x, func(tx *Tx) error { return tx.Set("a", "", toks) })
-	before := x.compactions
+	txid := func() int {
+		var id int
+		require.NoError(t, x.view(func(tx *bolt.Tx) error { id = tx.ID(); return nil }))
+		return id
+	}
+	before, committed := x.compactions, txid()
 	update(t, x, func(tx *Tx) error {
 		require.NoError(t, tx.Set("a", "", []string{toks[1], toks[0]}))
+		require.NoError(t, tx.Drop("nobody"))
 		require.Zero(t, tx.Removed())
 		return nil
 	})
 	require.Equal(t, before, x.compactions, "nothing removed, nothing compacted")
+	require.Equal(t, committed, txid(), "nothing changed, nothing committed")
+	update(t, x, func(tx *Tx) error { return tx.Set("b", "", toks[:1]) })
+	require.Equal(t, committed+1, txid(), "a change is committed")
 }
 
 // TestRemovedTokensLeaveNoBytes is the point of the package: after
