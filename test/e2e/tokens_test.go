@@ -67,6 +67,17 @@ func tokFound(found map[string][]string, people []tokPerson) (int, []string) {
 	return n, where
 }
 
+// tokNotLogged requires that no token is in the server's log.
+func tokNotLogged(t *testing.T, logs string, people []tokPerson) {
+	t.Helper()
+	require.Contains(t, logs, "shut down cleanly", "the log is the server's")
+	for i, p := range people {
+		for kind, tok := range p.tokens {
+			require.NotContains(t, logs, tok, "person %d's %s token is in the log", i, kind)
+		}
+	}
+}
+
 // TestBlindIndexTokensLeaveNoBytesAfterRedaction: a citizen's blind-index
 // tokens (HMACs of the personnummer, phone number and e-mail address,
 // which anyone holding the master key can test guesses against) must be
@@ -200,6 +211,7 @@ func TestBlindIndexTokensLeaveNoBytesAfterRedaction(t *testing.T) {
 	// 91 days later the plan redacts everyone's contact details and
 	// identity number.
 	require.NoError(t, e.k.Stop(t))
+	tokNotLogged(t, e.k.stderr.String(), people)
 	e = retStart(t, dataDir, 91)
 	for i, p := range people {
 		waitLookups(p, 0, fmt.Sprintf("person %d redacted by the plan", i))
@@ -210,6 +222,7 @@ func TestBlindIndexTokensLeaveNoBytesAfterRedaction(t *testing.T) {
 	assert.Zero(t, n, "tokens on disk while running: %v", where)
 
 	require.NoError(t, e.k.Stop(t))
+	tokNotLogged(t, e.k.stderr.String(), people)
 	found, files := retScanDir(t, dataDir, "", needles)
 	n, where = tokFound(found, people)
 	t.Logf("after the plan's redaction, stopped: %d of %d tokens in %d files", n, total, len(files))
