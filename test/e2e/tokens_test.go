@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -180,6 +181,13 @@ func TestBlindIndexTokensLeaveNoBytesAfterRedaction(t *testing.T) {
 	found, _ := retScanDir(t, dataDir, "", needles)
 	n, _ := tokFound(found, people)
 	require.Equal(t, total, n, "before the redaction the scan finds every token")
+	// ... and only in the read models' token files: never in the event
+	// log, the audit stream, the key store or a read model's main file.
+	for needle, files := range found {
+		for _, f := range files {
+			assert.True(t, strings.HasSuffix(f, ".tokens.db"), "%s is in %s", names[needle], f)
+		}
+	}
 
 	// An erasure of two people while the binary runs.
 	for i, p := range people[:2] {
