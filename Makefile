@@ -127,6 +127,7 @@ fuzz: ## Run each fuzz target for FUZZLONG (default 5m).
 .PHONY: bench
 bench: build $(BIN)/nats-server ## Run the benchmarks; each reports against raw JetStream in the same run.
 	cd pkg && $(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) ./eventstore/...
+	cd pkg && $(GO) test -run '^$$' -bench . -benchtime 20x ./tokenindex/
 	cd services/routing && $(GO) test -run '^$$' -bench . ./adapters/readmodel/
 	cd services/statistics && $(GO) test -run '^$$' -bench . .
 	cd test && $(GO) test -run '^$$' -bench . -benchtime 60x ./bench/

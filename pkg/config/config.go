@@ -13,11 +13,14 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
 )
 
 // Mode says whether kontakt runs for development or production. The
@@ -53,8 +56,13 @@ type Config struct {
 	Tracing         Tracing       `yaml:"tracing"`
 	Routing         Routing       `yaml:"routing"`
 	Intake          Intake        `yaml:"intake"`
-	Retention       Retention     `yaml:"retention"`
-	EventStore      EventStore    `yaml:"event_store"`
+	// Categories is the one list of case categories: a case's category
+	// must be one of these codes (intake refuses others), Open311
+	// service codes are categories from it, and routing rules may name
+	// only these. See Category.
+	Categories []Category `yaml:"categories"`
+	Retention  Retention  `yaml:"retention"`
+	EventStore EventStore `yaml:"event_store"`
 	// MasterKeyFile holds the master key that wraps every case's data key;
 	// empty means <data_dir>/master.key. KONTAKT_MASTER_KEY (base64) takes
 	// precedence. Development mode creates the file when it is missing;
@@ -92,16 +100,84 @@ type Retention struct {
 	DevClockOffset time.Duration `yaml:"dev_clock_offset"`
 }
 
+// Category is one case category. The code is what the case's events and
+// the statistics (kept for ever) store, in plain text; that is why a
+// category is chosen from this list and never typed: a free string from
+// a public form could hold a name or a personnummer that nothing could
+// ever remove.
+type Category struct {
+	// Code is 1-64 of a-z, 0-9, '-' and '_' (for example "gatubelysning").
+	Code string `yaml:"code"`
+	// Title is the Swedish name a person reads (for example
+	// "Gatubelysning").
+	Title string `yaml:"title"`
+	// Types limits the category to these case types (fraga, felanmalan,
+	// synpunkt, brev; fråga and felanmälan are accepted too); empty
+	// means every type.
+	Types []string `yaml:"types"`
+}
+
+// CaseTypes returns the category's case types (none: every type). The
+// names are checked by Validate; an unknown one is left out.
+func (c Category) CaseTypes() []casev1.CaseType {
+	var out []casev1.CaseType
+	for _, n := range c.Types {
+		if t, ok := caseTypeByName(n); ok {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// caseTypeByName maps a configured case type name to the case type. The
+// ASCII names are canonical; the Swedish spellings are accepted because
+// that is how the people who edit the file write them.
+func caseTypeByName(name string) (casev1.CaseType, bool) {
+	switch name {
+	case "fraga", "fråga":
+		return casev1.CaseType_CASE_TYPE_FRAGA, true
+	case "felanmalan", "felanmälan":
+		return casev1.CaseType_CASE_TYPE_FELANMALAN, true
+	case "synpunkt":
+		return casev1.CaseType_CASE_TYPE_SYNPUNKT, true
+	case "brev":
+		return casev1.CaseType_CASE_TYPE_BREV, true
+	}
+	return casev1.CaseType_CASE_TYPE_UNSPECIFIED, false
+}
+
+// Category returns the category with a code.
+func (c Config) Category(code string) (Category, bool) {
+	for _, cat := range c.Categories {
+		if cat.Code == code {
+			return cat, true
+		}
+	}
+	return Category{}, false
+}
+
+// CategoryCodes lists the configured category codes, in file order.
+func (c Config) CategoryCodes() []string {
+	out := make([]string, 0, len(c.Categories))
+	for _, cat := range c.Categories {
+		out = append(out, cat.Code)
+	}
+	return out
+}
+
 // Intake configures case intake.
 type Intake struct {
 	// Open311Services are the fault types a GeoReport v2 app may report.
 	Open311Services []Open311Service `yaml:"open311_services"`
 }
 
-// Open311Service is one GeoReport v2 service: its code becomes the
-// category of the felanmälan case.
+// Open311Service is one GeoReport v2 service: its code is a category from
+// Config.Categories (one that fault reports may use), which the
+// felanmälan case gets.
 type Open311Service struct {
-	Code        string `yaml:"code"`
+	Code string `yaml:"code"`
+	// Name is the service_name apps show; empty means the category's
+	// title.
 	Name        string `yaml:"name"`
 	Description string `yaml:"description"`
 	Group       string `yaml:"group"`
@@ -213,6 +289,7 @@ func Default() Config {
 			{Name: "felanmalan", Title: "Felanmälan"},
 			{Name: "synpunkter", Title: "Synpunkter och klagomål"},
 		}},
+		Categories: DefaultCategories(),
 		Intake: Intake{Open311Services: []Open311Service{
 			{Code: "gatubelysning", Name: "Gatubelysning", Description: "Trasig eller släckt gatubelysning", Group: "Gata och trafik"},
 			{Code: "vag-och-gata", Name: "Väg och gata", Description: "Hål i vägen, skador på gata eller gångbana", Group: "Gata och trafik"},
@@ -220,6 +297,34 @@ func Default() Config {
 			{Code: "park-och-lek", Name: "Park och lekplats", Description: "Fel i park, lekplats eller grönområde", Group: "Stadsmiljö"},
 			{Code: "avfall", Name: "Avfall och nedskräpning", Description: "Full papperskorg, nedskräpning", Group: "Stadsmiljö"},
 		}},
+	}
+}
+
+// DefaultCategories is the category list of an installation that
+// configures none: what a Swedish municipal contact centre is asked
+// about (the source documents name questions, fault reports, feedback
+// and complaints, letters, and consumer and budget advice), so that
+// `make run` works with no configuration. A municipality replaces it
+// with its own list under `categories`.
+func DefaultCategories() []Category {
+	fault := []string{"felanmalan"}
+	return []Category{
+		{Code: "gatubelysning", Title: "Gatubelysning", Types: fault},
+		{Code: "vag-och-gata", Title: "Väg och gata"},
+		{Code: "klotter", Title: "Klotter och skadegörelse", Types: fault},
+		{Code: "park-och-lek", Title: "Park och lekplats"},
+		{Code: "avfall", Title: "Avfall och återvinning"},
+		{Code: "vatten-och-avlopp", Title: "Vatten och avlopp"},
+		{Code: "snorojning", Title: "Snöröjning och halkbekämpning"},
+		{Code: "trafik-och-parkering", Title: "Trafik och parkering"},
+		{Code: "bygglov", Title: "Bygglov och byggande"},
+		{Code: "forskola-och-skola", Title: "Förskola och skola"},
+		{Code: "omsorg", Title: "Omsorg och stöd"},
+		{Code: "ekonomiskt-bistand", Title: "Ekonomiskt bistånd"},
+		{Code: "konsumentradgivning", Title: "Konsument- och budgetrådgivning"},
+		{Code: "kultur-och-fritid", Title: "Kultur och fritid"},
+		{Code: "bemotande", Title: "Bemötande och service", Types: []string{"synpunkt", "brev"}},
+		{Code: "ovrigt", Title: "Övrigt"},
 	}
 }
 
@@ -370,19 +475,43 @@ func (c Config) Validate() error {
 		}
 		seen[q.Name] = true
 	}
+	if len(c.Categories) == 0 {
+		bad("categories", "at least one category is needed: a case's category must come from this list")
+	}
+	categories := map[string]bool{}
+	for i, cat := range c.Categories {
+		key := fmt.Sprintf("categories[%d].code", i)
+		switch {
+		case !validQueueName(cat.Code):
+			bad(key, "%q must be 1-64 of a-z, 0-9, '-' and '_'", cat.Code)
+		case categories[cat.Code]:
+			bad(key, "category %q is defined twice", cat.Code)
+		}
+		categories[cat.Code] = true
+		if strings.TrimSpace(cat.Title) == "" {
+			bad(fmt.Sprintf("categories[%d].title", i), "must not be empty")
+		}
+		for j, n := range cat.Types {
+			if _, ok := caseTypeByName(n); !ok {
+				bad(fmt.Sprintf("categories[%d].types[%d]", i, j), "%q is not a case type (fraga, felanmalan, synpunkt, brev)", n)
+			}
+		}
+	}
 	codes := map[string]bool{}
 	for i, svc := range c.Intake.Open311Services {
 		key := fmt.Sprintf("intake.open311_services[%d].code", i)
+		cat, known := c.Category(svc.Code)
 		switch {
 		case !validQueueName(svc.Code):
 			bad(key, "%q must be 1-64 of a-z, 0-9, '-' and '_'", svc.Code)
 		case codes[svc.Code]:
 			bad(key, "service %q is defined twice", svc.Code)
+		case !known:
+			bad(key, "%q is not one of the categories (an Open311 service is a category: add it to categories)", svc.Code)
+		case len(cat.Types) > 0 && !slices.Contains(cat.CaseTypes(), casev1.CaseType_CASE_TYPE_FELANMALAN):
+			bad(key, "category %q is not for fault reports (felanmalan), which every Open311 report is", svc.Code)
 		}
 		codes[svc.Code] = true
-		if strings.TrimSpace(svc.Name) == "" {
-			bad(fmt.Sprintf("intake.open311_services[%d].name", i), "must not be empty")
-		}
 	}
 	return errors.Join(errs...)
 }

@@ -3,10 +3,13 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
 )
 
 func writeFile(t *testing.T, body string) string {
@@ -77,6 +80,14 @@ func TestLoadErrorsNameTheKey(t *testing.T) {
 		{"env not a number", "", map[string]string{"KONTAKT_LIMITS_MAX_REQUEST_BYTES": "x"}, "KONTAKT_LIMITS_MAX_REQUEST_BYTES (config key limits.max_request_bytes)"},
 		{"env bad duration", "", map[string]string{"KONTAKT_SHUTDOWN_TIMEOUT": "soon"}, "KONTAKT_SHUTDOWN_TIMEOUT"},
 		{"env on a list of structs", "", map[string]string{"KONTAKT_ROUTING_QUEUES": "a"}, "cannot be set from the environment"},
+		{"no categories", "categories: []\nintake:\n  open311_services: []\n", nil, "config key categories: at least one category"},
+		{"bad category code", "categories: [{code: Gata, title: Gata}]\nintake:\n  open311_services: []\n", nil, "config key categories[0].code"},
+		{"duplicate category", "categories: [{code: gata, title: Gata}, {code: gata, title: Gator}]\nintake:\n  open311_services: []\n", nil, "config key categories[1].code"},
+		{"category without title", "categories: [{code: gata}]\nintake:\n  open311_services: []\n", nil, "config key categories[0].title"},
+		{"category of an unknown type", "categories: [{code: gata, title: Gata, types: [fraga, arende]}]\nintake:\n  open311_services: []\n", nil, "config key categories[0].types[1]"},
+		{"open311 service that is no category", "categories: [{code: gata, title: Gata}]\nintake:\n  open311_services: [{code: gata}, {code: lampa}]\n", nil, "config key intake.open311_services[1].code: \"lampa\" is not one of the categories"},
+		{"open311 service of a category without fault reports", "categories: [{code: skola, title: Skola, types: [fraga]}]\nintake:\n  open311_services: [{code: skola}]\n", nil, "config key intake.open311_services[0].code: category \"skola\" is not for fault reports"},
+		{"default open311 services need their categories", "categories: [{code: skola, title: Skola}]\n", nil, "config key intake.open311_services[0].code"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -91,4 +102,28 @@ func TestLoadMissingFile(t *testing.T) {
 	_, err := Load(filepath.Join(t.TempDir(), "nope.yaml"), envOf(nil))
 	require.ErrorContains(t, err, "no such file or directory")
 	require.ErrorContains(t, err, "nope.yaml")
+}
+
+func TestDefaultCategoriesCoverTheDefaultOpen311Services(t *testing.T) {
+	cfg := Default()
+	require.NoError(t, cfg.Validate())
+	require.NotEmpty(t, cfg.Categories)
+	for _, svc := range cfg.Intake.Open311Services {
+		cat, ok := cfg.Category(svc.Code)
+		require.True(t, ok, svc.Code)
+		types := cat.CaseTypes()
+		require.True(t, len(types) == 0 || slices.Contains(types, casev1.CaseType_CASE_TYPE_FELANMALAN), svc.Code)
+	}
+}
+
+func TestCategoriesFromAFile(t *testing.T) {
+	p := writeFile(t, "categories:\n  - {code: gata, title: Gata och väg, types: [felanmälan, fråga]}\n  - {code: skola, title: Skola}\nintake:\n  open311_services: [{code: gata}]\n")
+	cfg, err := Load(p, envOf(nil))
+	require.NoError(t, err)
+	require.Equal(t, []string{"gata", "skola"}, cfg.CategoryCodes(), "the file's list replaces the default one")
+	cat, ok := cfg.Category("gata")
+	require.True(t, ok)
+	require.Equal(t, []casev1.CaseType{casev1.CaseType_CASE_TYPE_FELANMALAN, casev1.CaseType_CASE_TYPE_FRAGA}, cat.CaseTypes())
+	skola, _ := cfg.Category("skola")
+	require.Empty(t, skola.CaseTypes(), "no types: every type")
 }

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 	// The Stockholm time zone must not depend on the host's zoneinfo:
 	// buckets would silently shift on a host without it.
@@ -66,6 +67,10 @@ type Config struct {
 	// the same case. The composition root derives it from the master
 	// key (IDKeyPurpose).
 	IDKey []byte
+	// Categories are the configured category codes; a record keeps a
+	// case's category only if it is one of them (domain.Policy). Empty
+	// keeps every category. Every instance must use the same list.
+	Categories []string
 }
 
 // IDKeyPurpose is the master-key derivation purpose of Config.IDKey.
@@ -184,6 +189,7 @@ func (c Config) policy() (domain.Policy, error) {
 	if c.DeleteAfter > 0 {
 		p.DeleteAfter = c.DeleteAfter
 	}
+	p.Categories = slices.Clone(c.Categories)
 	return p, nil
 }
 

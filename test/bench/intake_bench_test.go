@@ -141,7 +141,7 @@ func measureRegistrations(b *testing.B, natsURL string, natsOpts []nats.Option, 
 	}
 	authCtx := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
 	in := &intakev1.CaseInput{
-		Type: casev1.CaseType_CASE_TYPE_FRAGA, Channel: casev1.Channel_CHANNEL_PHONE, Category: "Bygglov",
+		Type: casev1.CaseType_CASE_TYPE_FRAGA, Channel: casev1.Channel_CHANNEL_PHONE, Category: "bygglov",
 		Subject:     "Fråga om bygglov för altan",
 		Description: "Invånaren undrar om det krävs bygglov för en altan på 25 kvadratmeter som ligger närmare tomtgränsen än 4,5 meter, och hur lång handläggningstiden är just nu.",
 		Contact: &intakev1.Contact{

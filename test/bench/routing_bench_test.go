@@ -72,7 +72,7 @@ func bearer(ctx context.Context, token string) context.Context {
 // benchQuestion is a valid question by phone, routed to kontaktcenter.
 func benchQuestion(i int64) *intakev1.RegisterCaseRequest {
 	return &intakev1.RegisterCaseRequest{Case: &intakev1.CaseInput{
-		Type: casev1.CaseType_CASE_TYPE_FRAGA, Channel: casev1.Channel_CHANNEL_PHONE, Category: "Avfall och återvinning",
+		Type: casev1.CaseType_CASE_TYPE_FRAGA, Channel: casev1.Channel_CHANNEL_PHONE, Category: "avfall",
 		Subject:     fmt.Sprintf("Fråga %d om sophämtning", i),
 		Description: "Invånaren undrar varför sophämtningen uteblev i veckan och när nästa hämtning sker.",
 		Contact:     &intakev1.Contact{Name: "Sven Svensson", Phone: "070-123 45 67"},

@@ -179,7 +179,7 @@ func clusterForm(i int) *intakev1.SubmitFormRequest {
 		IdempotencyKey: fmt.Sprintf("cluster-%06d", i),
 		Case: &intakev1.CaseInput{
 			Type: casev1.CaseType_CASE_TYPE_FRAGA, Channel: casev1.Channel_CHANNEL_FORM,
-			Category: "Avfall och återvinning", Subject: fmt.Sprintf("Fråga %d", i),
+			Category: "avfall", Subject: fmt.Sprintf("Fråga %d", i),
 			Description: "Invånaren undrar när sophämtningen kommer efter helgen.",
 			Contact:     &intakev1.Contact{Email: fmt.Sprintf("invanare%d@example.se", i)},
 		},

@@ -188,7 +188,7 @@ func TestOversizedRequestIsRefused(t *testing.T) {
 	k := Start(t, Options{ExtraConfig: queuesConfig})
 	token := k.Token(t, "anna", "agent")
 	big := &intakev1.RegisterCaseRequest{Case: &intakev1.CaseInput{
-		Type: casev1.CaseType_CASE_TYPE_FRAGA, Channel: casev1.Channel_CHANNEL_PHONE, Category: "x",
+		Type: casev1.CaseType_CASE_TYPE_FRAGA, Channel: casev1.Channel_CHANNEL_PHONE, Category: "ovrigt",
 		ChatTranscript: strings.Repeat("a", 100_000),
 	}}
 

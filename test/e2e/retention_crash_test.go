@@ -101,7 +101,7 @@ func crashCaseInput(i int) *intakev1.CaseInput {
 	in := &intakev1.CaseInput{
 		Type:        casev1.CaseType_CASE_TYPE_FRAGA,
 		Channel:     casev1.Channel_CHANNEL_EMAIL,
-		Category:    "Avfall och återvinning",
+		Category:    "avfall",
 		Subject:     fmt.Sprintf("Sophämtning %d", i),
 		Description: "Invånaren undrar när sophämtningen kommer efter helgen.",
 		Contact:     &intakev1.Contact{Name: "Sven Svensson", Email: fmt.Sprintf("invanare%d@example.se", i)},

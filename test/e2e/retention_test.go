@@ -96,7 +96,7 @@ func retCases(t *testing.T, run string) []*retCase {
 	c, m := newCase("fraga/phone")
 	c.answer, c.closeIt, c.fcr = true, true, true
 	c.in = &intakev1.CaseInput{
-		Type: casev1.CaseType_CASE_TYPE_FRAGA, Channel: casev1.Channel_CHANNEL_PHONE, Category: "Retention fråga telefon",
+		Type: casev1.CaseType_CASE_TYPE_FRAGA, Channel: casev1.Channel_CHANNEL_PHONE, Category: "avfall",
 		Subject: m("subject"), Description: m("description"),
 		Contact: &intakev1.Contact{Name: m("name"), Phone: phone(c), IdentityNumber: dashed(pnr(c, 1951, 3, 14)), PostalAddress: address(m)},
 	}
@@ -107,7 +107,7 @@ func retCases(t *testing.T, run string) []*retCase {
 	c, m = newCase("fraga/email")
 	c.answer = true
 	c.in = &intakev1.CaseInput{
-		Type: casev1.CaseType_CASE_TYPE_FRAGA, Channel: casev1.Channel_CHANNEL_EMAIL, Category: "Retention fråga e-post",
+		Type: casev1.CaseType_CASE_TYPE_FRAGA, Channel: casev1.Channel_CHANNEL_EMAIL, Category: "bygglov",
 		Subject: m("subject"), Description: m("description"),
 		Contact: &intakev1.Contact{Name: m("name"), Email: email(c, m), IdentityNumber: pnr(c, 1962, 7, 2)},
 	}
@@ -118,7 +118,7 @@ func retCases(t *testing.T, run string) []*retCase {
 	c, m = newCase("felanmalan/form")
 	c.form, c.closeIt = true, true
 	c.in = &intakev1.CaseInput{
-		Type: casev1.CaseType_CASE_TYPE_FELANMALAN, Category: "Retention felanmälan formulär",
+		Type: casev1.CaseType_CASE_TYPE_FELANMALAN, Category: "gatubelysning",
 		Subject: m("subject"), Description: m("description"),
 		Contact:  &intakev1.Contact{Name: m("name"), Email: email(c, m), Phone: phone(c), PostalAddress: address(m)},
 		Location: &intakev1.LocationInput{Latitude: 57.655312, Longitude: 12.013987, Address: m("place")},
@@ -128,7 +128,7 @@ func retCases(t *testing.T, run string) []*retCase {
 	// 3: a fault report at the desk (a visit registers no name), open.
 	c, m = newCase("felanmalan/visit")
 	c.in = &intakev1.CaseInput{
-		Type: casev1.CaseType_CASE_TYPE_FELANMALAN, Channel: casev1.Channel_CHANNEL_VISIT, Category: "Retention felanmälan besök",
+		Type: casev1.CaseType_CASE_TYPE_FELANMALAN, Channel: casev1.Channel_CHANNEL_VISIT, Category: "vag-och-gata",
 		Description: m("description"),
 		Contact:     &intakev1.Contact{Email: email(c, m), Phone: phone(c)},
 		Location:    &intakev1.LocationInput{Address: m("place")},
@@ -139,7 +139,7 @@ func retCases(t *testing.T, run string) []*retCase {
 	c, m = newCase("synpunkt/chat")
 	c.chat, c.answer, c.closeIt, c.fcr = true, true, true, true
 	c.in = &intakev1.CaseInput{
-		Type: casev1.CaseType_CASE_TYPE_SYNPUNKT, Channel: casev1.Channel_CHANNEL_CHAT, Category: "Retention synpunkt chatt",
+		Type: casev1.CaseType_CASE_TYPE_SYNPUNKT, Channel: casev1.Channel_CHANNEL_CHAT, Category: "bemotande",
 		Subject: m("subject"), ChatTranscript: "Invånare: " + m("chat") + "\nKim: Tack, vi tar med oss det.",
 		Contact: &intakev1.Contact{Name: m("name"), Email: email(c, m)},
 	}
@@ -149,7 +149,7 @@ func retCases(t *testing.T, run string) []*retCase {
 	c, m = newCase("synpunkt/letter")
 	c.answer, c.preserve = true, true
 	c.in = &intakev1.CaseInput{
-		Type: casev1.CaseType_CASE_TYPE_SYNPUNKT, Channel: casev1.Channel_CHANNEL_LETTER, Category: "Retention synpunkt brev",
+		Type: casev1.CaseType_CASE_TYPE_SYNPUNKT, Channel: casev1.Channel_CHANNEL_LETTER, Category: "bemotande",
 		Subject: m("subject"), Description: m("description"),
 		Contact: &intakev1.Contact{Name: m("name"), IdentityNumber: pnr(c, 1944, 11, 23), PostalAddress: address(m)},
 	}
@@ -160,7 +160,7 @@ func retCases(t *testing.T, run string) []*retCase {
 	c, m = newCase("brev/letter")
 	c.closeIt, c.fcr = true, true
 	c.in = &intakev1.CaseInput{
-		Type: casev1.CaseType_CASE_TYPE_BREV, Channel: casev1.Channel_CHANNEL_LETTER, Category: "Retention brev",
+		Type: casev1.CaseType_CASE_TYPE_BREV, Channel: casev1.Channel_CHANNEL_LETTER, Category: "ovrigt",
 		Contact: &intakev1.Contact{Name: m("name"), IdentityNumber: pnr(c, 1978, 5, 30), PostalAddress: address(m)},
 	}
 	c.in.Attachments = []*intakev1.AttachmentInput{attachment(c, m, "image/tiff", 0)}
@@ -169,7 +169,7 @@ func retCases(t *testing.T, run string) []*retCase {
 	c, m = newCase("fraga/phone held")
 	c.answer, c.hold = true, true
 	c.in = &intakev1.CaseInput{
-		Type: casev1.CaseType_CASE_TYPE_FRAGA, Channel: casev1.Channel_CHANNEL_PHONE, Category: "Retention fråga hold",
+		Type: casev1.CaseType_CASE_TYPE_FRAGA, Channel: casev1.Channel_CHANNEL_PHONE, Category: "omsorg",
 		Subject: m("subject"), Description: m("description"),
 		Contact: &intakev1.Contact{Name: m("name"), Phone: phone(c), Email: email(c, m), IdentityNumber: pnr(c, 1985, 9, 8), PostalAddress: address(m)},
 	}
@@ -658,7 +658,7 @@ func TestRetentionPlanActsOnTime(t *testing.T) {
 	actx, acancel := e.as(t, anna)
 	defer acancel()
 	probeResp, err := e.ic.RegisterCase(actx, &intakev1.RegisterCaseRequest{Case: &intakev1.CaseInput{
-		Type: casev1.CaseType_CASE_TYPE_FRAGA, Channel: casev1.Channel_CHANNEL_PHONE, Category: "Retention probe",
+		Type: casev1.CaseType_CASE_TYPE_FRAGA, Channel: casev1.Channel_CHANNEL_PHONE, Category: "ovrigt",
 		Description: probeMarker, Contact: &intakev1.Contact{CallerNumberWithheld: true},
 	}})
 	require.NoError(t, err)
@@ -883,7 +883,7 @@ func TestRetentionRefusals(t *testing.T) {
 		ctx, cancel := e.as(t, anna)
 		defer cancel()
 		resp, err := e.ic.RegisterCase(ctx, &intakev1.RegisterCaseRequest{Case: &intakev1.CaseInput{
-			Type: typ, Channel: casev1.Channel_CHANNEL_EMAIL, Category: "Retention refusals", Description: desc,
+			Type: typ, Channel: casev1.Channel_CHANNEL_EMAIL, Category: "ovrigt", Description: desc,
 			Contact: &intakev1.Contact{Name: "rt" + run + "name", Email: email},
 		}})
 		require.NoError(t, err)

@@ -141,7 +141,7 @@ func fragaInput(subject string, contact *intakev1.Contact) *intakev1.CaseInput {
 	}
 	return &intakev1.CaseInput{
 		Type: casev1.CaseType_CASE_TYPE_FRAGA, Channel: casev1.Channel_CHANNEL_PHONE,
-		Category: "Avfall och återvinning", Subject: subject,
+		Category: "avfall", Subject: subject,
 		Description: "Invånaren undrar när sophämtningen kommer efter helgen.",
 		Contact:     contact,
 	}

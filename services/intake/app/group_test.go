@@ -24,6 +24,7 @@ import (
 	"github.com/kontakt-se/kontakt/services/intake/adapters/casenumber"
 	"github.com/kontakt-se/kontakt/services/intake/adapters/idempotency"
 	"github.com/kontakt-se/kontakt/services/intake/app"
+	"github.com/kontakt-se/kontakt/services/intake/domain"
 )
 
 // fixture is intake's application service on real adapters and an
@@ -90,7 +91,7 @@ func newFixtureWithIdempotency(t *testing.T, wrap func(*esjs.Store) app.EventSto
 	}
 	log := &lockedBuffer{}
 	svc, err := app.NewService(es, sealer, numbers, id, time.Now, slog.New(slog.NewTextHandler(log, nil)),
-		app.Config{PayloadKey: bytes.Repeat([]byte{9}, 32)})
+		app.Config{PayloadKey: bytes.Repeat([]byte{9}, 32), Categories: domain.NewCategories([]domain.Category{{Code: "bygglov"}})})
 	require.NoError(t, err)
 	return &fixture{js: js, store: store, sealer: sealer, numbers: numbers, svc: svc, log: log}
 }
@@ -122,7 +123,7 @@ func (f *fixture) run(t *testing.T) (stop func()) {
 
 func phoneCase(i int) *intakev1.CaseInput {
 	return &intakev1.CaseInput{
-		Type: casev1.CaseType_CASE_TYPE_FRAGA, Channel: casev1.Channel_CHANNEL_PHONE, Category: "Bygglov",
+		Type: casev1.CaseType_CASE_TYPE_FRAGA, Channel: casev1.Channel_CHANNEL_PHONE, Category: "bygglov",
 		Subject:     fmt.Sprintf("Fråga %d om bygglov", i),
 		Description: "Invånaren undrar om det krävs bygglov för en altan.",
 		Contact:     &intakev1.Contact{Name: fmt.Sprintf("Person %d", i), Phone: "070-123 45 67"},

@@ -50,6 +50,9 @@ type Config struct {
 	WaitForClaim time.Duration
 	// Group tunes group commit (RunGroupCommit).
 	Group GroupConfig
+	// Categories is the closed list of categories a case may have; a
+	// case with another is refused.
+	Categories domain.Categories
 }
 
 // Service registers cases.
@@ -89,10 +92,18 @@ func NewService(store EventStore, sealer Sealer, numbers CaseNumbers, idem Idemp
 // EventTypeCaseRegistered is the store's type name of CaseRegistered.
 func EventTypeCaseRegistered() string { return typeName(&casev1.CaseRegistered{}) }
 
+// Validate checks a case against intake's rules (domain.Validate) with
+// the installation's categories, without registering it: the edge calls
+// it to name every wrong field in one answer.
+func (s *Service) Validate(in *intakev1.CaseInput, src domain.Source) error {
+	_, err := domain.Validate(in, src, s.clock(), s.cfg.Categories)
+	return err
+}
+
 // Register registers a case an agent took. actor is the agent's subject id.
 func (s *Service) Register(ctx context.Context, in *intakev1.CaseInput, actor string) (Registered, error) {
 	now := s.clock()
-	reg, err := domain.Validate(in, domain.FromAgent, now)
+	reg, err := domain.Validate(in, domain.FromAgent, now, s.cfg.Categories)
 	if err != nil {
 		return Registered{}, err
 	}
@@ -107,7 +118,7 @@ func (s *Service) Register(ctx context.Context, in *intakev1.CaseInput, actor st
 // submissions with one key create one case.
 func (s *Service) SubmitForm(ctx context.Context, client, key string, in *intakev1.CaseInput) (Registered, error) {
 	now := s.clock()
-	reg, err := domain.Validate(in, domain.FromForm, now)
+	reg, err := domain.Validate(in, domain.FromForm, now, s.cfg.Categories)
 	if err != nil {
 		return Registered{}, err
 	}
@@ -371,7 +382,7 @@ func sealInto(ev *casev1.CaseRegistered, reg domain.Registration, sealFn func(se
 		}
 	}
 	if len(reg.AttachmentNames) > 0 {
-		if ev.AttachmentNames, err = sealMessage(sealFn, seal.ClassAttachments, &casev1.AttachmentNames{Names: reg.AttachmentNames}); err != nil {
+		if ev.AttachmentNames, err = sealMessage(sealFn, seal.ClassAttachments, &casev1.AttachmentNames{Names: reg.AttachmentNames, AttachmentIds: reg.AttachmentIDs}); err != nil {
 			return err
 		}
 	}

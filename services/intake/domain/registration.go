@@ -82,8 +82,14 @@ type Registration struct {
 	Identity *casev1.IdentityNumber
 	// FreeText is nil when the citizen wrote nothing (a letter with only
 	// attachments).
-	FreeText             *casev1.FreeText
-	AttachmentNames      []string
+	FreeText *casev1.FreeText
+	// AttachmentNames and AttachmentIDs are sealed together (the
+	// attachments class): a file's name is the citizen's, and its id is
+	// whatever the form chose, which may be the name again.
+	AttachmentNames []string
+	AttachmentIDs   []string
+	// Attachments carry only what is not free: the content type (one of
+	// a closed list) and the size.
 	Attachments          []*casev1.Attachment
 	Coarse               *casev1.CoarseLocation
 	CallerNumberWithheld bool
@@ -102,8 +108,9 @@ const (
 
 // Validate checks a case against intake's rules and returns it normalised.
 // Every wrong field is reported, not only the first. now is needed to
-// refuse identity numbers dated in the future.
-func Validate(in *intakev1.CaseInput, src Source, now time.Time) (Registration, error) {
+// refuse identity numbers dated in the future; cats is the installation's
+// list of categories, the only values case.category may take.
+func Validate(in *intakev1.CaseInput, src Source, now time.Time, cats Categories) (Registration, error) {
 	var v violations
 	if in == nil {
 		v.add("case", "is required")
@@ -134,13 +141,13 @@ func Validate(in *intakev1.CaseInput, src Source, now time.Time) (Registration, 
 			v.add("case.channel", "agents register phone, e-mail, letter, visit or chat cases; forms use SubmitForm")
 		}
 	}
-	if r.Category == "" {
-		v.add("case.category", "is required")
+	if msg := cats.check(r.Category, r.Type); msg != "" {
+		v.add("case.category", msg)
 	}
 
 	r.Contact, r.Identity, r.CallerNumberWithheld = validateContact(&v, in.GetContact(), r.Channel, now)
 	r.FreeText = freeText(in)
-	r.AttachmentNames, r.Attachments = validateAttachments(&v, in.GetAttachments())
+	r.AttachmentNames, r.AttachmentIDs, r.Attachments = validateAttachments(&v, in.GetAttachments())
 
 	hasText := r.FreeText != nil && (r.FreeText.GetSubject() != "" || r.FreeText.GetDescription() != "" || r.FreeText.GetChatTranscript() != "")
 	if !hasText && !(r.Type == casev1.CaseType_CASE_TYPE_BREV && len(r.Attachments) > 0) {
@@ -277,13 +284,14 @@ func freeText(in *intakev1.CaseInput) *casev1.FreeText {
 	return ft
 }
 
-func validateAttachments(v *violations, in []*intakev1.AttachmentInput) ([]string, []*casev1.Attachment) {
+func validateAttachments(v *violations, in []*intakev1.AttachmentInput) (names, ids []string, out []*casev1.Attachment) {
 	if len(in) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
 	allowed := allowedContentTypes()
-	names := make([]string, 0, len(in))
-	out := make([]*casev1.Attachment, 0, len(in))
+	names = make([]string, 0, len(in))
+	ids = make([]string, 0, len(in))
+	out = make([]*casev1.Attachment, 0, len(in))
 	seen := map[string]bool{}
 	var total int64
 	for i, a := range in {
@@ -301,12 +309,13 @@ func validateAttachments(v *violations, in []*intakev1.AttachmentInput) ([]strin
 		seen[a.GetAttachmentId()] = true
 		total += a.GetSizeBytes()
 		names = append(names, strings.TrimSpace(a.GetName()))
-		out = append(out, &casev1.Attachment{AttachmentId: a.GetAttachmentId(), ContentType: ct, SizeBytes: a.GetSizeBytes()})
+		ids = append(ids, a.GetAttachmentId())
+		out = append(out, &casev1.Attachment{ContentType: ct, SizeBytes: a.GetSizeBytes()})
 	}
 	if total > MaxAttachmentsBytes {
 		v.add("case.attachments", fmt.Sprintf("together exceed %d MiB", MaxAttachmentsBytes>>20))
 	}
-	return names, out
+	return names, ids, out
 }
 
 func hasCoordinates(l *intakev1.LocationInput) bool {

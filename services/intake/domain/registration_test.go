@@ -16,6 +16,13 @@ import (
 
 var now = time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
 
+// cats is the tests' list of categories: bygglov for every type,
+// gatubelysning for fault reports only.
+var cats = NewCategories([]Category{
+	{Code: "bygglov"},
+	{Code: "gatubelysning", Types: []casev1.CaseType{casev1.CaseType_CASE_TYPE_FELANMALAN}},
+})
+
 func base(ch casev1.Channel) *intakev1.CaseInput {
 	return &intakev1.CaseInput{
 		Type:        casev1.CaseType_CASE_TYPE_FRAGA,
@@ -74,6 +81,9 @@ func TestValidateRefusesWithTheFieldNamed(t *testing.T) {
 		}), FromAgent, []string{"case.location"}},
 		{"phone channel from a form", base(casev1.Channel_CHANNEL_PHONE), FromForm, []string{"case.channel"}},
 		{"blank category", with(base(casev1.Channel_CHANNEL_LETTER), func(c *intakev1.CaseInput) { c.Category = "  " }), FromAgent, []string{"case.category"}},
+		{"unknown category from a form", with(base(casev1.Channel_CHANNEL_FORM), func(c *intakev1.CaseInput) { c.Category = "Anna Andersson 19121212-1212" }), FromForm, []string{"case.category"}},
+		{"category by its title, not its code", with(base(casev1.Channel_CHANNEL_LETTER), func(c *intakev1.CaseInput) { c.Category = "Bygglov" }), FromAgent, []string{"case.category"}},
+		{"category of another case type", with(base(casev1.Channel_CHANNEL_LETTER), func(c *intakev1.CaseInput) { c.Category = "gatubelysning" }), FromAgent, []string{"case.category"}},
 		{"no text", with(base(casev1.Channel_CHANNEL_LETTER), func(c *intakev1.CaseInput) { c.Subject, c.Description = "", " " }), FromAgent, []string{"case.description"}},
 		{"chat without transcript", base(casev1.Channel_CHANNEL_CHAT), FromAgent, []string{"case.chat_transcript"}},
 		{"fault report without place", with(base(casev1.Channel_CHANNEL_LETTER), func(c *intakev1.CaseInput) { c.Type = casev1.CaseType_CASE_TYPE_FELANMALAN }), FromAgent, []string{"case.location"}},
@@ -91,7 +101,7 @@ func TestValidateRefusesWithTheFieldNamed(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Validate(tt.in, tt.src, now)
+			_, err := Validate(tt.in, tt.src, now, cats)
 			require.ErrorIs(t, err, ErrInvalidInput)
 			require.Equal(t, tt.fields, fields(err))
 		})
@@ -101,8 +111,9 @@ func TestValidateRefusesWithTheFieldNamed(t *testing.T) {
 func TestValidationErrorsNeverEchoValues(t *testing.T) {
 	in := with(base(casev1.Channel_CHANNEL_VISIT), func(c *intakev1.CaseInput) {
 		c.Contact = &intakev1.Contact{Name: "MARKER-NAME", IdentityNumber: "MARKER-PNR", Email: "MARKER@", Phone: "MARKER-PHONE"}
+		c.Category = "MARKER-CATEGORY"
 	})
-	_, err := Validate(in, FromAgent, now)
+	_, err := Validate(in, FromAgent, now, cats)
 	require.Error(t, err)
 	var ve *ValidationError
 	require.True(t, errors.As(err, &ve))
@@ -155,7 +166,15 @@ func TestValidateNormalises(t *testing.T) {
 			c.Attachments = []*intakev1.AttachmentInput{{Name: "brev.pdf", ContentType: "application/pdf; charset=binary", SizeBytes: 1000, AttachmentId: "s1"}}
 		}), FromAgent, func(t *testing.T, r Registration) {
 			require.Equal(t, []string{"brev.pdf"}, r.AttachmentNames)
+			require.Equal(t, []string{"s1"}, r.AttachmentIDs, "the id is sealed with the name")
+			require.Empty(t, r.Attachments[0].GetAttachmentId(), "the form's id is not kept in plain text")
 			require.Equal(t, "application/pdf", r.Attachments[0].GetContentType())
+		}},
+		{"category with spaces around", with(base(casev1.Channel_CHANNEL_FORM), func(c *intakev1.CaseInput) {
+			c.Type, c.Category = casev1.CaseType_CASE_TYPE_FELANMALAN, " gatubelysning "
+			c.Location = &intakev1.LocationInput{Address: "Storgatan 1"}
+		}), FromForm, func(t *testing.T, r Registration) {
+			require.Equal(t, "gatubelysning", r.Category)
 		}},
 		{"samordningsnummer", with(base(casev1.Channel_CHANNEL_LETTER), func(c *intakev1.CaseInput) { c.Contact.IdentityNumber = "701063-2391" }), FromAgent, func(t *testing.T, r Registration) {
 			require.True(t, r.Identity.GetCoordinationNumber())
@@ -164,9 +183,21 @@ func TestValidateNormalises(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r, err := Validate(tt.in, tt.src, now)
+			r, err := Validate(tt.in, tt.src, now, cats)
 			require.NoError(t, err)
 			tt.check(t, r)
 		})
 	}
+}
+
+func TestCategoryViolationListsTheCodesForTheType(t *testing.T) {
+	_, err := Validate(with(base(casev1.Channel_CHANNEL_LETTER), func(c *intakev1.CaseInput) { c.Category = "okand" }), FromAgent, now, cats)
+	var ve *ValidationError
+	require.ErrorAs(t, err, &ve)
+	require.Len(t, ve.Violations, 1)
+	require.Equal(t, "is not one of the configured categories; use one of: bygglov", ve.Violations[0].Description, "a question may not use the fault-report category")
+
+	_, err = Validate(base(casev1.Channel_CHANNEL_LETTER), FromAgent, now, Categories{})
+	require.ErrorAs(t, err, &ve)
+	require.Equal(t, "case.category", ve.Violations[0].Field, "no list configured: nothing is accepted")
 }

@@ -36,6 +36,7 @@ func FuzzFormJSON(f *testing.F) {
 	v, err := protovalidate.New()
 	require.NoError(f, err)
 	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	categories := domain.NewCategories([]domain.Category{{Code: "x"}, {Code: "gatubelysning"}})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var req intakev1.SubmitFormRequest
 		if err := (protojson.UnmarshalOptions{}).Unmarshal(data, &req); err != nil {
@@ -49,7 +50,7 @@ func FuzzFormJSON(f *testing.F) {
 		if len(viols) > 0 {
 			return
 		}
-		reg, err := domain.Validate(req.GetCase(), domain.FromForm, now)
+		reg, err := domain.Validate(req.GetCase(), domain.FromForm, now, categories)
 		if err != nil {
 			var ve *domain.ValidationError
 			require.ErrorAs(t, err, &ve)

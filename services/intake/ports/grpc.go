@@ -33,6 +33,9 @@ type Registrar interface {
 	Register(ctx context.Context, in *intakev1.CaseInput, actor string) (app.Registered, error)
 	SubmitForm(ctx context.Context, client, key string, in *intakev1.CaseInput) (app.Registered, error)
 	Status(ctx context.Context, caseNumber string) (app.CaseState, error)
+	// Validate runs the domain rules alone, so an answer to a request
+	// that breaks field rules names the domain's wrong fields too.
+	Validate(in *intakev1.CaseInput, src domain.Source) error
 }
 
 // ErrorMappings is the one table from intake's errors to gRPC codes.
@@ -123,7 +126,7 @@ func (s *Server) precheck(req proto.Message, in *intakev1.CaseInput, src domain.
 	}
 	if in != nil {
 		var ve *domain.ValidationError
-		if _, derr := domain.Validate(in, src, s.clock()); errors.As(derr, &ve) {
+		if derr := s.app.Validate(in, src); errors.As(derr, &ve) {
 			viols = mergeViolations(viols, ve.Violations)
 		}
 	}

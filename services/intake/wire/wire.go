@@ -13,6 +13,7 @@ import (
 	"github.com/kontakt-se/kontakt/services/intake/adapters/casenumber"
 	"github.com/kontakt-se/kontakt/services/intake/adapters/idempotency"
 	"github.com/kontakt-se/kontakt/services/intake/app"
+	"github.com/kontakt-se/kontakt/services/intake/domain"
 	"github.com/kontakt-se/kontakt/services/intake/ports"
 )
 
@@ -42,7 +43,14 @@ func Mount(ctx context.Context, h *host.Host) error {
 		return err
 	}
 	logger := h.Logger.With("service", "intake")
-	svc, err := app.NewService(h.Store, h.Sealer, numbers, idem, h.Clock, logger, app.Config{PayloadKey: payloadKey})
+	categories := make([]domain.Category, 0, len(cfg.Categories))
+	for _, c := range cfg.Categories {
+		categories = append(categories, domain.Category{Code: c.Code, Types: c.CaseTypes()})
+	}
+	svc, err := app.NewService(h.Store, h.Sealer, numbers, idem, h.Clock, logger, app.Config{
+		PayloadKey: payloadKey,
+		Categories: domain.NewCategories(categories),
+	})
 	if err != nil {
 		return err
 	}
@@ -51,7 +59,13 @@ func Mount(ctx context.Context, h *host.Host) error {
 	ports.Register(h.Server, ports.NewServer(svc, h.Validator, h.Clock, logger))
 	services := make([]ports.Open311Service, 0, len(cfg.Intake.Open311Services))
 	for _, s := range cfg.Intake.Open311Services {
-		services = append(services, ports.Open311Service{Code: s.Code, Name: s.Name, Description: s.Description, Group: s.Group})
+		// Every service is a category (checked at start-up); its title
+		// is the name unless the service has one of its own.
+		name := s.Name
+		if cat, ok := cfg.Category(s.Code); ok && name == "" {
+			name = cat.Title
+		}
+		services = append(services, ports.Open311Service{Code: s.Code, Name: name, Description: s.Description, Group: s.Group})
 	}
 	return h.Mount(Open311Prefix, ports.NewOpen311(Open311Prefix, svc, h.Validator, h.Verifier, services, h.Clock, logger))
 }

@@ -180,12 +180,18 @@ func (s *Service) exportArchive(ctx context.Context, c *domain.Case, recs []even
 		}
 		record.Events = append(record.Events, re)
 		if reg, ok := oe.msg.(*casev1.CaseRegistered); ok {
-			var names []string
+			var names, ids []string
 			if an, ok := oe.opened["attachment_names"].(*casev1.AttachmentNames); ok {
-				names = an.GetNames()
+				names, ids = an.GetNames(), an.GetAttachmentIds()
 			}
 			for i, a := range reg.GetAttachments() {
-				item := map[string]any{"attachment_id": a.GetAttachmentId(), "content_type": a.GetContentType(), "size_bytes": a.GetSizeBytes()}
+				// The id is sealed with the name since it may name the
+				// citizen; older events carry it in plain text.
+				id := a.GetAttachmentId()
+				if i < len(ids) {
+					id = ids[i]
+				}
+				item := map[string]any{"attachment_id": id, "content_type": a.GetContentType(), "size_bytes": a.GetSizeBytes()}
 				if i < len(names) {
 					item["name"] = names[i]
 				}

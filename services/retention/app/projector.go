@@ -252,6 +252,7 @@ func (s *Service) apply(tx *index.Tx, rec eventstore.RecordedEvent, msg proto.Me
 		if d, ok := msg.(*casev1.CaseDeleted); ok {
 			// Deleted before this index saw it registered (a rebuild after
 			// the stream went): still finish the deletion.
+			tx.DropTokens(caseID)
 			return s.deletionEffect(nil, d), nil
 		}
 		if _, ok := msg.(*casev1.CaseRegistered); !ok {
@@ -272,21 +273,22 @@ func (s *Service) apply(tx *index.Tx, rec eventstore.RecordedEvent, msg proto.Me
 	var eff *effect
 	switch m := msg.(type) {
 	case *casev1.CaseRegistered:
-		e.ContactTokens, e.IdentityTokens = toks.contact, toks.identity
+		tx.SetTokens(caseID, index.SlotContact, toks.contact)
+		tx.SetTokens(caseID, index.SlotIdentity, toks.identity)
 	case *casev1.PersonalDataRectified:
 		switch m.GetDataClass() {
 		case casev1.DataClass_DATA_CLASS_CONTACT_DETAILS:
-			e.ContactTokens = toks.contact
+			tx.SetTokens(caseID, index.SlotContact, toks.contact)
 		case casev1.DataClass_DATA_CLASS_IDENTITY_NUMBER:
-			e.IdentityTokens = toks.identity
+			tx.SetTokens(caseID, index.SlotIdentity, toks.identity)
 		}
 	case *casev1.PersonalDataRedacted:
 		for _, dc := range m.GetDataClasses() {
 			switch dc {
 			case casev1.DataClass_DATA_CLASS_CONTACT_DETAILS:
-				e.ContactTokens = nil
+				tx.SetTokens(caseID, index.SlotContact, nil)
 			case casev1.DataClass_DATA_CLASS_IDENTITY_NUMBER:
-				e.IdentityTokens = nil
+				tx.SetTokens(caseID, index.SlotIdentity, nil)
 			}
 		}
 		eff = s.redactionEffect(e, m, rec)
@@ -298,7 +300,7 @@ func (s *Service) apply(tx *index.Tx, rec eventstore.RecordedEvent, msg proto.Me
 		}
 	case *casev1.CaseDeleted:
 		eff = s.deletionEffect(e, m)
-		e.ContactTokens, e.IdentityTokens = nil, nil
+		tx.DropTokens(caseID)
 	}
 	return eff, s.put(tx, e)
 }

@@ -251,6 +251,7 @@ func (q *Queries) GetCase(ctx context.Context, r Reader, role, rpc, caseID, purp
 	var names casev1.AttachmentNames
 	if open(casev1.DataClass_DATA_CLASS_ATTACHMENTS, row.AttachmentNames, &names) {
 		pd.AttachmentNames = names.GetNames()
+		pd.AttachmentIds = names.GetAttachmentIds()
 	}
 	for _, h := range history {
 		e := &routingv1.CaseEntry{Kind: h.Kind, Actor: h.Actor, At: timestamppb.New(h.At), Queue: h.Queue, Resolution: h.Resolution}

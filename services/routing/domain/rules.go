@@ -71,7 +71,7 @@ func (r *Rules) Route(t casev1.CaseType, ch casev1.Channel, category string) (qu
 // category_keywords are two ways of naming the category criterion, so the
 // category matches when it is one of the codes or contains one of the
 // keywords. (Requiring both would make a rule such as "categories:
-// [gatubelysning], category_keywords: [gata, väg]" match nothing.)
+// [gatubelysning], category_keywords: [gata, vag]" match nothing.)
 func (ru rule) matches(t casev1.CaseType, ch casev1.Channel, category, lowerCategory string) bool {
 	if len(ru.types) > 0 && !slices.Contains(ru.types, t) {
 		return false
@@ -110,6 +110,15 @@ func DefaultRules(defaultQueue string, knownQueues ...string) *Rules {
 	return r
 }
 
+// Known is what a rule file may name: the configured queues and the
+// configured category codes (config key categories), so that no rule
+// waits for a category no case can have, and no case is routed to a
+// queue nobody sees.
+type Known struct {
+	Queues     []string
+	Categories []string
+}
+
 // ParseError is one problem of a rule file, at the line where it is, so
 // whoever edits the file can find it. Errors from ParseRules join one
 // ParseError per problem; errors.Is(err, ErrInvalidRules) holds for them.
@@ -143,7 +152,7 @@ func (e *ParseError) Unwrap() error { return ErrInvalidRules }
 //	    types: [felanmalan]             # fraga, felanmalan, synpunkt, brev
 //	    channels: [form, phone]         # phone, email, form, letter, visit, chat
 //	    categories: [gatubelysning]     # exact category codes
-//	    category_keywords: [gata, väg]  # substrings, case-insensitive
+//	    category_keywords: [gata, vag]  # substrings of codes, case-insensitive
 //
 // A rule matches a case when the case's type is among types, its channel
 // among channels, and its category is one of categories or contains one
@@ -157,19 +166,21 @@ func (e *ParseError) Unwrap() error { return ErrInvalidRules }
 // without a name or queue, duplicate rule names, the reserved name
 // "default", empty list entries and a rule without any criterion (it would
 // catch every case; that is what default_queue is for) are all refused.
-// Every queue must be in knownQueues, the configured queues, so no case is
-// routed to a queue nobody sees. All problems are reported together, in
-// line order, each as a *ParseError naming its line. Types may also be
-// written in Swedish (fråga, felanmälan); criteria lists may be empty,
-// which means any.
-func ParseRules(data []byte, knownQueues []string) (*Rules, error) {
-	return ParseRulesFile(defaultRulesFile, data, knownQueues)
+// Every queue must be in known.Queues, the configured queues, so no case
+// is routed to a queue nobody sees; every category must be in
+// known.Categories, the configured category codes, and every keyword must
+// occur in at least one of them, since a case can have no other category.
+// All problems are reported together, in line order, each as a
+// *ParseError naming its line. Types may also be written in Swedish
+// (fråga, felanmälan); criteria lists may be empty, which means any.
+func ParseRules(data []byte, known Known) (*Rules, error) {
+	return ParseRulesFile(defaultRulesFile, data, known)
 }
 
 // ParseRulesFile is ParseRules with the file's name for the error
 // messages, so an operator sees the path that was loaded.
-func ParseRulesFile(name string, data []byte, knownQueues []string) (*Rules, error) {
-	p := &ruleParser{file: name, known: knownQueues}
+func ParseRulesFile(name string, data []byte, known Known) (*Rules, error) {
+	p := &ruleParser{file: name, known: known.Queues, categories: known.Categories}
 	p.Reader = yamldoc.Reader{Errorf: p.errorf}
 	r := p.parse(data)
 	if err := yamldoc.JoinByLine(p.errs, func(e *ParseError) int { return e.Line }); err != nil {
@@ -182,9 +193,10 @@ func ParseRulesFile(name string, data []byte, knownQueues []string) (*Rules, err
 // and collects every problem instead of stopping at the first.
 type ruleParser struct {
 	yamldoc.Reader
-	file  string
-	known []string
-	errs  []*ParseError
+	file       string
+	known      []string
+	categories []string
+	errs       []*ParseError
 }
 
 func (p *ruleParser) errorf(line int, format string, args ...any) {
@@ -294,16 +306,26 @@ func (p *ruleParser) rules(n *yaml.Node) []rule {
 		}
 		if f, ok := fields["categories"]; ok {
 			for _, e := range p.List(f.Value, where, "categories") {
-				if code := p.Scalar(e, where, "a category"); code != "" {
-					ru.categories = append(ru.categories, code)
+				code := p.Scalar(e, where, "a category")
+				if code == "" {
+					continue
 				}
+				if !slices.Contains(p.categories, code) {
+					p.errorf(e.Line, "%sunknown category %q (not in the configuration's categories)", where, code)
+				}
+				ru.categories = append(ru.categories, code)
 			}
 		}
 		if f, ok := fields["category_keywords"]; ok {
 			for _, e := range p.List(f.Value, where, "category_keywords") {
-				if kw := p.Scalar(e, where, "a keyword"); kw != "" {
-					ru.keywords = append(ru.keywords, strings.ToLower(kw))
+				kw := strings.ToLower(p.Scalar(e, where, "a keyword"))
+				if kw == "" {
+					continue
 				}
+				if !slices.ContainsFunc(p.categories, func(c string) bool { return strings.Contains(strings.ToLower(c), kw) }) {
+					p.errorf(e.Line, "%skeyword %q occurs in none of the configuration's categories", where, kw)
+				}
+				ru.keywords = append(ru.keywords, kw)
 			}
 		}
 		if !hasCriterion(fields) {

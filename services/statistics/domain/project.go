@@ -2,6 +2,7 @@ package domain
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -30,6 +31,22 @@ type Policy struct {
 	// DeleteAfter is the time from registration by which the case must be
 	// deleted (plus Grace).
 	DeleteAfter time.Duration
+	// Categories, when not empty, are the configured category codes. A
+	// record keeps its case's category only if it is one of them;
+	// another (from an event written before categories were a closed
+	// list, or by an intake that does not check them) is recorded as ""
+	// (unknown), because records are kept for ever and a category that
+	// was free text may hold what a citizen typed.
+	Categories []string
+}
+
+// category is what a record keeps of a case's category (see
+// Policy.Categories).
+func (p Policy) category(c string) string {
+	if len(p.Categories) > 0 && !slices.Contains(p.Categories, c) {
+		return ""
+	}
+	return c
 }
 
 // DefaultPolicy returns the default periods.
@@ -116,7 +133,7 @@ func Project(c *Case, ev eventstore.RecordedEvent, p Policy, newID func(seed str
 			Version:        pos,
 			Type:           m.GetType(),
 			Channel:        m.GetChannel(),
-			Category:       m.GetCategory(),
+			Category:       p.category(m.GetCategory()),
 			RegisteredHour: at.Truncate(time.Hour),
 		}
 		if loc := m.GetCoarseLocation(); loc != nil {

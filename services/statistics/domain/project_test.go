@@ -380,3 +380,27 @@ func TestProjectJudgesByTheEventsDeadline(t *testing.T) {
 		})
 	}
 }
+
+// TestRecordKeepsOnlyConfiguredCategories: a category that is not in the
+// configured list (an event from before the list, written from free
+// text) is not copied into the record, which is kept for ever.
+func TestRecordKeepsOnlyConfiguredCategories(t *testing.T) {
+	tests := []struct {
+		name       string
+		categories []string
+		category   string
+		want       string
+	}{
+		{"a configured code", []string{"gata", "skola"}, "gata", "gata"},
+		{"free text from an old event", []string{"gata", "skola"}, "Anna Andersson 19121212-1212", ""},
+		{"no list: kept as it is", nil, "gata", "gata"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := registered()
+			m.Category = tt.category
+			c, _, _ := run(t, Policy{RedactAfter: DefaultRedactAfter, DeleteAfter: DefaultDeleteAfter, Categories: tt.categories}, recorded(t, m))
+			require.Equal(t, tt.want, c.Record.Category)
+		})
+	}
+}

@@ -31,7 +31,7 @@ func Mount(ctx context.Context, h *host.Host) error {
 	if err != nil {
 		return fmt.Errorf("statistics: %w", err)
 	}
-	stats, err := statistics.New(ctx, statistics.Config{DataDir: dir, Replicas: h.Config.NATS.Replicas, IDKey: idKey},
+	stats, err := statistics.New(ctx, statistics.Config{DataDir: dir, Replicas: h.Config.NATS.Replicas, IDKey: idKey, Categories: h.Config.CategoryCodes()},
 		h.Store, h.JS, h.Logger.With("service", "statistics"), statistics.WithShutdown(h.Server.ShuttingDown()))
 	if err != nil {
 		return fmt.Errorf("statistics: %w", err)

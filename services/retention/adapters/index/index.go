@@ -5,24 +5,30 @@
 // requests find a person's cases without scanning the log.
 //
 // The file holds no personal data: case states carry only categories and
-// times, and the tokens are HMACs that are useless without the
-// blind-index key. A batch of events is applied in one bbolt transaction
-// with the checkpoint, so after a crash the index holds exactly the events
-// up to its checkpoint and the projector resumes from there.
+// times. The blind-index tokens, HMACs that anyone with the master key
+// can test personnummer against, are kept in a token file of their own
+// ("index.tokens.db", pkg/tokenindex), compacted after every batch that
+// removed one, so a redacted case's tokens leave no byte on disk; this
+// file never holds one (bbolt keeps deleted keys in freed pages). A batch
+// of events is applied in one bbolt transaction with the checkpoint, so
+// after a crash the index holds exactly the events up to its checkpoint
+// and the projector resumes from there; the batch's token changes are
+// committed to the token file just before (see Store.Update).
 package index
 
 import (
 	"bytes"
+	"crypto/rand"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
+	"github.com/kontakt-se/kontakt/pkg/tokenindex"
 	"github.com/kontakt-se/kontakt/services/retention/domain"
 )
 
@@ -30,75 +36,151 @@ import (
 var ErrCorrupt = errors.New("retention index: corrupt record")
 
 var (
-	bucketMeta   = []byte("meta")
-	bucketCases  = []byte("cases")
-	bucketDue    = []byte("due")
-	bucketTokens = []byte("tokens")
+	bucketMeta  = []byte("meta")
+	bucketCases = []byte("cases")
+	bucketDue   = []byte("due")
 
 	keyCheckpoint = []byte("checkpoint")
 	keyPlan       = []byte("plan")
 	keySchema     = []byte("schema")
+	// keyTokenEpoch is the epoch this file shares with its token file.
+	keyTokenEpoch = []byte("token_epoch")
 )
 
-// schema names the file's layout; a file with another one is emptied and
-// rebuilt from the log by the projector.
-const schema = "retention-index/2"
+// schema names the file's layout; a file with another one is destroyed
+// and rebuilt from the log by the projector. Layouts before 3 kept
+// blind-index tokens in this file, so such a file is overwritten before
+// it is removed rather than emptied (which would leave them in freed
+// pages).
+const schema = "retention-index/3"
+
+// Token slots: a case's contact and identity tokens are kept apart so
+// that redacting or rectifying one class replaces only its own tokens.
+const (
+	SlotContact  = "contact"
+	SlotIdentity = "identity"
+)
 
 // Entry is one case in the index.
 type Entry struct {
 	Case domain.Case `json:"case"`
-	// ContactTokens and IdentityTokens are the blind-index tokens of the
-	// case's contact details and identity number, kept apart so that
-	// redacting or rectifying one class replaces only its own tokens.
-	ContactTokens  []string `json:"contact_tokens,omitempty"`
-	IdentityTokens []string `json:"identity_tokens,omitempty"`
 	// NextDue is when the next retention action falls due; zero when
 	// nothing is scheduled or a hold stops it.
 	NextDue time.Time `json:"next_due,omitzero"`
 }
 
-// Store is the index file.
+// Store is the index file and its token file.
 type Store struct {
-	db *bolt.DB
+	db     *bolt.DB
+	tokens *tokenindex.Index
 }
 
-// Open opens (or creates) the index at path. A file of another layout is
-// emptied, and Open reports so through Rebuilt, so the caller replays the
-// log from the start.
+// Open opens (or creates) the index at path and its token file next to
+// it. A file of another layout is destroyed and a new one started, and so
+// is one whose token file belongs to another epoch (see pkg/tokenindex);
+// either way the checkpoint is gone and the projector replays the log
+// from the start.
 func Open(path string) (*Store, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	db, err := openMain(path)
 	if err != nil {
-		return nil, fmt.Errorf("retention index %s: %w", path, err)
+		return nil, err
 	}
 	s := &Store{db: db}
-	if err := db.Update(func(tx *bolt.Tx) error {
+	if s.tokens, err = tokenindex.Open(tokenindex.PathFor(path)); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("retention index: %w", err)
+	}
+	var epoch string
+	err = db.Update(func(tx *bolt.Tx) error {
 		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
 		if err != nil {
 			return err
 		}
-		if got := meta.Get(keySchema); got != nil && string(got) != schema {
-			if err := wipe(tx); err != nil {
-				return err
-			}
-			if meta, err = tx.CreateBucketIfNotExists(bucketMeta); err != nil {
-				return err
-			}
-		}
-		for _, b := range [][]byte{bucketCases, bucketDue, bucketTokens} {
+		for _, b := range [][]byte{bucketCases, bucketDue} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
 		}
+		epoch = string(meta.Get(keyTokenEpoch))
 		return meta.Put(keySchema, []byte(schema))
-	}); err != nil {
-		_ = db.Close()
+	})
+	if err == nil {
+		var got string
+		if got, err = s.tokens.Epoch(); err == nil && (got != epoch || epoch == "") {
+			err = s.startOver()
+		}
+	}
+	if err != nil {
+		_ = s.Close()
 		return nil, fmt.Errorf("retention index %s: %w", path, err)
 	}
 	return s, nil
 }
 
+// openMain opens the main file, destroying it first when it has another
+// layout.
+func openMain(path string) (*bolt.DB, error) {
+	open := func() (*bolt.DB, error) {
+		db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
+		if err != nil {
+			return nil, fmt.Errorf("retention index %s: %w", path, err)
+		}
+		return db, nil
+	}
+	db, err := open()
+	if err != nil {
+		return nil, err
+	}
+	var other bool
+	_ = db.View(func(tx *bolt.Tx) error {
+		if meta := tx.Bucket(bucketMeta); meta != nil {
+			got := meta.Get(keySchema)
+			other = got == nil || string(got) != schema
+		}
+		return nil
+	})
+	if !other {
+		return db, nil
+	}
+	if err := db.Close(); err != nil {
+		return nil, fmt.Errorf("retention index %s: %w", path, err)
+	}
+	if err := tokenindex.ShredFile(path); err != nil {
+		return nil, fmt.Errorf("retention index: destroy %s of another layout: %w", path, err)
+	}
+	return open()
+}
+
+// startOver empties the index (checkpoint included) under a new epoch and
+// resets the token file to it, in that order: a crash in between leaves
+// two epochs, which the next Open finds and starts over again.
+func (s *Store) startOver() error {
+	epoch := rand.Text()
+	if err := s.db.Update(func(tx *bolt.Tx) error {
+		if err := wipe(tx); err != nil {
+			return err
+		}
+		meta, err := tx.CreateBucket(bucketMeta)
+		if err != nil {
+			return err
+		}
+		for _, b := range [][]byte{bucketCases, bucketDue} {
+			if _, err := tx.CreateBucket(b); err != nil {
+				return err
+			}
+		}
+		if err := meta.Put(keySchema, []byte(schema)); err != nil {
+			return err
+		}
+		return meta.Put(keyTokenEpoch, []byte(epoch))
+	}); err != nil {
+		return err
+	}
+	return s.tokens.Reset(epoch)
+}
+
 func wipe(tx *bolt.Tx) error {
-	for _, b := range [][]byte{bucketMeta, bucketCases, bucketDue, bucketTokens} {
+	for _, b := range [][]byte{bucketMeta, bucketCases, bucketDue} {
 		if tx.Bucket(b) != nil {
 			if err := tx.DeleteBucket(b); err != nil {
 				return err
@@ -108,8 +190,14 @@ func wipe(tx *bolt.Tx) error {
 	return nil
 }
 
-// Close closes the file.
-func (s *Store) Close() error { return s.db.Close() }
+// Close closes the files.
+func (s *Store) Close() error {
+	var errs []error
+	if s.tokens != nil {
+		errs = append(errs, s.tokens.Close())
+	}
+	return errors.Join(append(errs, s.db.Close())...)
+}
 
 // Checkpoint is the position of the last applied event.
 func (s *Store) Checkpoint() (eventstore.Position, error) {
@@ -135,11 +223,19 @@ func (s *Store) Plan() (string, error) {
 }
 
 // Update runs fn in one write transaction and, when pos is positive,
-// stores it as the checkpoint in the same transaction.
+// stores it as the checkpoint in the same transaction. The token changes
+// fn made are committed to the token file after fn and before this
+// transaction: a crash between the two leaves the token file ahead, and
+// the projector's replay of the batch writes the same changes again,
+// while the other order could record a redaction as applied with its
+// tokens still on disk.
 func (s *Store) Update(pos eventstore.Position, fn func(*Tx) error) error {
 	return s.db.Update(func(btx *bolt.Tx) error {
 		tx := &Tx{tx: btx}
 		if err := fn(tx); err != nil {
+			return err
+		}
+		if err := s.writeTokens(tx.tokens); err != nil {
 			return err
 		}
 		if pos > 0 {
@@ -177,9 +273,49 @@ func (s *Store) Reschedule(plan string, next func(*Entry) time.Time) error {
 	})
 }
 
+// writeTokens commits a transaction's token changes, in order.
+func (s *Store) writeTokens(changes []tokenChange) error {
+	if len(changes) == 0 {
+		return nil
+	}
+	return s.tokens.Update(func(tx *tokenindex.Tx) error {
+		for _, c := range changes {
+			var err error
+			if c.drop {
+				err = tx.Drop(c.caseID)
+			} else {
+				err = tx.Set(c.caseID, c.slot, c.tokens)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
 // Tx is one write transaction.
 type Tx struct {
-	tx *bolt.Tx
+	tx     *bolt.Tx
+	tokens []tokenChange
+}
+
+// tokenChange replaces a case's tokens in one slot, or drops them all.
+type tokenChange struct {
+	caseID, slot string
+	tokens       []string
+	drop         bool
+}
+
+// SetTokens replaces a case's tokens in one slot (SlotContact or
+// SlotIdentity); none removes them.
+func (t *Tx) SetTokens(caseID, slot string, tokens []string) {
+	t.tokens = append(t.tokens, tokenChange{caseID: caseID, slot: slot, tokens: tokens})
+}
+
+// DropTokens removes every token of a case.
+func (t *Tx) DropTokens(caseID string) {
+	t.tokens = append(t.tokens, tokenChange{caseID: caseID, drop: true})
 }
 
 // Get returns the entry of a case.
@@ -187,7 +323,7 @@ func (t *Tx) Get(caseID string) (*Entry, bool, error) {
 	return get(t.tx, caseID)
 }
 
-// Put stores e and moves its due-time and token entries to match.
+// Put stores e and moves its due-time entry to match.
 func (t *Tx) Put(e *Entry) error {
 	old, found, err := get(t.tx, e.Case.ID)
 	if err != nil {
@@ -210,16 +346,13 @@ func (t *Tx) Put(e *Entry) error {
 			return err
 		}
 	}
-	for _, tok := range tokens(e) {
-		if err := t.tx.Bucket(bucketTokens).Put(tokenKey(tok, e.Case.ID), nil); err != nil {
-			return err
-		}
-	}
 	return nil
 }
 
-// Delete drops a case and its index entries.
+// Delete drops a case, its index entries and its tokens (also when the
+// index does not know the case: the token file may be a batch ahead).
 func (t *Tx) Delete(caseID string) error {
+	t.DropTokens(caseID)
 	old, found, err := get(t.tx, caseID)
 	if err != nil || !found {
 		return err
@@ -233,11 +366,6 @@ func (t *Tx) Delete(caseID string) error {
 func (t *Tx) unindex(e *Entry) error {
 	if !e.NextDue.IsZero() {
 		if err := t.tx.Bucket(bucketDue).Delete(dueKey(e.NextDue, e.Case.ID)); err != nil {
-			return err
-		}
-	}
-	for _, tok := range tokens(e) {
-		if err := t.tx.Bucket(bucketTokens).Delete(tokenKey(tok, e.Case.ID)); err != nil {
 			return err
 		}
 	}
@@ -272,17 +400,16 @@ func (s *Store) Due(now time.Time, limit int) ([]string, error) {
 }
 
 // FindByToken returns the ids of the cases holding a blind-index token.
+// After a crash the token file may name a case of the batch the index
+// has not applied yet; callers read the case's stream, which is the
+// truth, in any case.
 func (s *Store) FindByToken(token string) ([]string, error) {
-	var out []string
-	prefix := tokenKey(token, "")
-	err := s.db.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketTokens).Cursor()
-		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-			out = append(out, string(k[len(prefix):]))
-		}
-		return nil
-	})
-	return out, err
+	return s.tokens.Find(token)
+}
+
+// Tokens calls fn for every case's tokens per slot; for tests and checks.
+func (s *Store) Tokens(fn func(caseID, slot string, tokens []string) error) error {
+	return s.tokens.Each(fn)
 }
 
 // Each calls fn for every case, in case id order.
@@ -325,21 +452,10 @@ func decode(v []byte) (*Entry, error) {
 	return &e, nil
 }
 
-func tokens(e *Entry) []string {
-	return slices.Concat(e.ContactTokens, e.IdentityTokens)
-}
-
 // dueKey orders by due time: 8 bytes of big-endian Unix nanoseconds
 // (times before 1970 sort first as zero) followed by the case id.
 func dueKey(at time.Time, caseID string) []byte {
 	k := make([]byte, 8, 8+len(caseID))
 	binary.BigEndian.PutUint64(k, uint64(max(at.UnixNano(), 0)))
-	return append(k, caseID...)
-}
-
-func tokenKey(token, caseID string) []byte {
-	k := make([]byte, 0, len(token)+1+len(caseID))
-	k = append(k, token...)
-	k = append(k, 0)
 	return append(k, caseID...)
 }

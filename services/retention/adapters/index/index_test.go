@@ -1,9 +1,13 @@
 package index_test
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,6 +16,7 @@ import (
 
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
+	"github.com/kontakt-se/kontakt/pkg/tokenindex"
 	"github.com/kontakt-se/kontakt/services/retention/adapters/index"
 	"github.com/kontakt-se/kontakt/services/retention/domain"
 )
@@ -32,21 +37,34 @@ func newStore(t *testing.T) (*index.Store, string) {
 	return open(t, path), path
 }
 
-func entry(id string, due time.Time, contact, identity []string) *index.Entry {
-	return &index.Entry{
+// item is an entry with the tokens the projector would set with it.
+type item struct {
+	*index.Entry
+	contact, identity []string
+}
+
+func entry(id string, due time.Time, contact, identity []string) item {
+	return item{Entry: &index.Entry{
 		Case: domain.Case{
 			ID: id, Number: "KC-" + id, Type: casev1.CaseType_CASE_TYPE_FRAGA, Channel: casev1.Channel_CHANNEL_EMAIL,
 			RegisteredAt: base, Holds: map[string]string{}, Redacted: map[domain.Class]bool{},
 		},
-		ContactTokens: contact, IdentityTokens: identity, NextDue: due,
-	}
+		NextDue: due,
+	}, contact: contact, identity: identity}
 }
 
-func put(t *testing.T, s *index.Store, pos eventstore.Position, es ...*index.Entry) {
+// putIn stores the entry and replaces its tokens in both slots.
+func (it item) putIn(tx *index.Tx) error {
+	tx.SetTokens(it.Case.ID, index.SlotContact, it.contact)
+	tx.SetTokens(it.Case.ID, index.SlotIdentity, it.identity)
+	return tx.Put(it.Entry)
+}
+
+func put(t *testing.T, s *index.Store, pos eventstore.Position, items ...item) {
 	t.Helper()
 	require.NoError(t, s.Update(pos, func(tx *index.Tx) error {
-		for _, e := range es {
-			if err := tx.Put(e); err != nil {
+		for _, it := range items {
+			if err := it.putIn(tx); err != nil {
 				return err
 			}
 		}
@@ -140,7 +158,6 @@ func TestPutMovesDueAndTokenEntries(t *testing.T) {
 	e, found, err := s.Get("a")
 	require.NoError(t, err)
 	require.True(t, found)
-	require.Empty(t, e.ContactTokens)
 	require.True(t, e.NextDue.Equal(base.Add(48*time.Hour)))
 
 	// A token that is a prefix of another finds only its own cases.
@@ -164,13 +181,12 @@ func TestPutMovesDueAndTokenEntries(t *testing.T) {
 func TestTxSeesItsOwnWrites(t *testing.T) {
 	s, _ := newStore(t)
 	require.NoError(t, s.Update(5, func(tx *index.Tx) error {
-		if err := tx.Put(entry("a", base, []string{"t"}, nil)); err != nil {
+		if err := entry("a", base, []string{"t"}, nil).putIn(tx); err != nil {
 			return err
 		}
 		e, found, err := tx.Get("a")
 		require.NoError(t, err)
 		require.True(t, found)
-		require.Equal(t, []string{"t"}, e.ContactTokens)
 		e.NextDue = base.Add(time.Hour)
 		return tx.Put(e)
 	}))
@@ -196,7 +212,7 @@ func TestCheckpointPersistsAcrossReopen(t *testing.T) {
 	// A failing batch leaves neither its entries nor its checkpoint.
 	boom := errors.New("boom")
 	err = s.Update(99, func(tx *index.Tx) error {
-		if err := tx.Put(entry("c", base, []string{"tok"}, nil)); err != nil {
+		if err := entry("c", base, []string{"tok"}, nil).putIn(tx); err != nil {
 			return err
 		}
 		return boom
@@ -318,4 +334,128 @@ func TestCorruptRecord(t *testing.T) {
 	_, _, err = s.Get("a")
 	require.ErrorIs(t, err, index.ErrCorrupt)
 	require.ErrorIs(t, s.Each(func(*index.Entry) error { return nil }), index.ErrCorrupt)
+}
+
+// onDisk returns the needles found in any file under dir.
+func onDisk(t *testing.T, dir string, needles []string) []string {
+	t.Helper()
+	var found []string
+	var files int
+	require.NoError(t, filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		files++
+		for _, n := range needles {
+			if bytes.Contains(b, []byte(n)) {
+				found = append(found, n+" in "+filepath.Base(path))
+			}
+		}
+		return nil
+	}))
+	require.NotZero(t, files)
+	return found
+}
+
+// TestRemovedTokensLeaveNoBytes: redaction (a slot set empty),
+// rectification (a slot replaced) and deletion leave none of the removed
+// tokens in any file of the index; the live ones are in the token file
+// only, never in the index file.
+func TestRemovedTokensLeaveNoBytes(t *testing.T) {
+	s, path := newStore(t)
+	tok := func(kind string, i int) string {
+		return fmt.Sprintf("%s-token-%04d-%s", kind, i, strings.Repeat("x", 40))
+	}
+	var items []item
+	for i := range 400 {
+		items = append(items, entry(fmt.Sprintf("case-%04d", i), base, []string{tok("mail", i), tok("phone", i)}, []string{tok("pnr", i)}))
+	}
+	put(t, s, 1, items...)
+	var gone, kept []string
+	require.NoError(t, s.Update(2, func(tx *index.Tx) error {
+		for i, it := range items {
+			id := it.Case.ID
+			switch i % 4 {
+			case 0: // contact redacted
+				tx.SetTokens(id, index.SlotContact, nil)
+				gone = append(gone, tok("mail", i), tok("phone", i))
+				kept = append(kept, tok("pnr", i))
+			case 1: // identity rectified
+				tx.SetTokens(id, index.SlotIdentity, []string{tok("pnr2", i)})
+				gone = append(gone, tok("pnr", i))
+				kept = append(kept, tok("mail", i), tok("phone", i), tok("pnr2", i))
+			case 2: // deleted
+				if err := tx.Delete(id); err != nil {
+					return err
+				}
+				gone = append(gone, tok("mail", i), tok("phone", i), tok("pnr", i))
+			default:
+				kept = append(kept, tok("mail", i), tok("phone", i), tok("pnr", i))
+			}
+		}
+		return nil
+	}))
+	require.Empty(t, find(t, s, tok("pnr", 1)))
+	require.Equal(t, []string{"case-0001"}, find(t, s, tok("pnr2", 1)))
+	dir := filepath.Dir(path)
+	require.Empty(t, onDisk(t, dir, gone), "removed tokens are on disk")
+	found := onDisk(t, dir, kept)
+	require.Len(t, found, len(kept), "the live tokens are on disk (the scan reads the files)")
+	for _, f := range found {
+		require.True(t, strings.HasSuffix(f, " in index.tokens.db"), "a token outside the token file: %s", f)
+	}
+}
+
+// TestLayoutWithTokensIsDestroyed: layout 2 kept tokens in the index
+// file; such a file is overwritten and removed, not emptied in place.
+func TestLayoutWithTokensIsDestroyed(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "index.db")
+	secret := "legacy-token-" + strings.Repeat("y", 50)
+	db, err := bolt.Open(path, 0o600, nil)
+	require.NoError(t, err)
+	require.NoError(t, db.Update(func(tx *bolt.Tx) error {
+		meta, err := tx.CreateBucket([]byte("meta"))
+		if err != nil {
+			return err
+		}
+		if err := meta.Put([]byte("schema"), []byte("retention-index/2")); err != nil {
+			return err
+		}
+		b, err := tx.CreateBucket([]byte("tokens"))
+		if err != nil {
+			return err
+		}
+		return b.Put([]byte(secret+"\x00case-1"), nil)
+	}))
+	require.NoError(t, db.Close())
+	require.NotEmpty(t, onDisk(t, filepath.Dir(path), []string{secret}))
+
+	s := open(t, path)
+	require.Empty(t, onDisk(t, filepath.Dir(path), []string{secret}))
+	cp, err := s.Checkpoint()
+	require.NoError(t, err)
+	require.Zero(t, cp)
+}
+
+// TestTokenFileOfAnotherEpochStartsOver: a token file that does not
+// belong to the index (a lost one, or one copied in) is reset, and the
+// index starts over from the log, since neither file alone knows which
+// cases need tokens.
+func TestTokenFileOfAnotherEpochStartsOver(t *testing.T) {
+	s, path := newStore(t)
+	put(t, s, 5, entry("a", base, []string{"tok-a"}, nil))
+	require.NoError(t, s.Close())
+	require.NoError(t, tokenindex.ShredFile(tokenindex.PathFor(path)))
+
+	s = open(t, path)
+	cp, err := s.Checkpoint()
+	require.NoError(t, err)
+	require.Zero(t, cp, "replayed from the start")
+	n, err := s.Count()
+	require.NoError(t, err)
+	require.Zero(t, n)
 }

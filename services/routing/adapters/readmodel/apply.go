@@ -15,6 +15,7 @@ import (
 
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
+	"github.com/kontakt-se/kontakt/pkg/tokenindex"
 )
 
 // Event types the read model applies: the full protobuf names of the case
@@ -51,6 +52,17 @@ type batch struct {
 	cases   map[string]*pending
 	order   []*pending // first touch order, so flush is deterministic
 	changes []Change
+	// tokens are the batch's changes to the token file: a case's new
+	// tokens, or nil for a case whose tokens go (see writeTokens).
+	tokens []tokenChange
+}
+
+// tokenChange replaces a case's blind-index tokens; drop removes them
+// all (the case is deleted).
+type tokenChange struct {
+	caseID string
+	tokens []string
+	drop   bool
 }
 
 // pending is one case touched by the batch.
@@ -98,7 +110,6 @@ func (b *batch) get(id string) (*pending, error) {
 func (r *record) cloneRecord() *record {
 	c := &record{CaseRow: r.CaseRow.clone()}
 	c.holds = slices.Clone(r.holds)
-	c.tokens = slices.Clone(r.tokens)
 	c.forwarded = r.forwarded
 	return c
 }
@@ -466,18 +477,14 @@ func (b *batch) rectify(p *pending, c casev1.DataClass, v *casev1.SealedPersonal
 // loadDelta is a change of one queue's counters.
 type loadDelta struct{ open, unassigned int64 }
 
-// flush writes every touched case, its index entries, tokens and history,
-// and the queue counters.
+// flush writes every touched case, its index entries and history, and the
+// queue counters, and collects its token changes (written by writeTokens).
 func (b *batch) flush(ctx context.Context) error {
 	cases := b.tx.Bucket([]byte(bucketCases))
 	deltas := map[string]loadDelta{}
 	for _, p := range b.order {
-		if p.cur != nil && p.tokensStale {
-			tokens, err := b.tokens(ctx, p.cur)
-			if err != nil {
-				return fmt.Errorf("blind-index tokens of case %s: %w", p.id, err)
-			}
-			p.cur.tokens = tokens
+		if err := b.collectTokens(ctx, p); err != nil {
+			return err
 		}
 		if p.cur == nil {
 			if p.orig != nil {
@@ -492,9 +499,6 @@ func (b *batch) flush(ctx context.Context) error {
 			return err
 		}
 		if err := b.writeOpenIndexes(p); err != nil {
-			return err
-		}
-		if err := b.writeTokens(p); err != nil {
 			return err
 		}
 		if err := b.writeHistory(p); err != nil {
@@ -519,7 +523,8 @@ func (b *batch) flush(ctx context.Context) error {
 	return b.writeLoads(deltas)
 }
 
-func (b *batch) tokens(ctx context.Context, r *record) ([]string, error) {
+// computeTokens asks the Tokenizer for a case's tokens.
+func (b *batch) computeTokens(ctx context.Context, r *record) ([]string, error) {
 	if b.s.tokenizer == nil || (r.Contact == nil && r.Identity == nil) {
 		return nil, nil
 	}
@@ -607,43 +612,49 @@ func (b *batch) writeOpenIndexes(p *pending) error {
 	return nil
 }
 
-func (b *batch) writeTokens(p *pending) error {
-	var before, after []string
-	if p.orig != nil {
-		before = p.orig.tokens
-	}
-	if p.cur != nil {
-		after = p.cur.tokens
-	}
-	if slices.Equal(before, after) {
-		return nil
-	}
-	bk := b.tx.Bucket([]byte(bucketTokens))
-	for _, t := range before {
-		if slices.Contains(after, t) {
-			continue
-		}
-		k, err := tokenKey(t, p.id)
+// collectTokens notes what the batch does to a case's tokens: new ones
+// when its contact details or identity number changed, none when it is
+// gone. A case that is gone is dropped even if this file never knew it,
+// because the token file may be one batch ahead of this file after a
+// crash (see writeTokens).
+func (b *batch) collectTokens(ctx context.Context, p *pending) error {
+	switch {
+	case p.cur == nil:
+		b.tokens = append(b.tokens, tokenChange{caseID: p.id, drop: true})
+	case p.tokensStale:
+		tokens, err := b.computeTokens(ctx, p.cur)
 		if err != nil {
-			return err
+			return fmt.Errorf("blind-index tokens of case %s: %w", p.id, err)
 		}
-		if err := bk.Delete(k); err != nil {
-			return err
-		}
-	}
-	for _, t := range after {
-		if slices.Contains(before, t) {
-			continue
-		}
-		k, err := tokenKey(t, p.id)
-		if err != nil {
-			return err
-		}
-		if err := bk.Put(k, nil); err != nil {
-			return err
-		}
+		b.tokens = append(b.tokens, tokenChange{caseID: p.id, tokens: tokens})
 	}
 	return nil
+}
+
+// writeTokens commits the batch's token changes to the token file. It
+// runs before the batch's own transaction (and its checkpoint) commits,
+// so a crash between the two leaves the token file ahead and the replay
+// of the batch writes the same again; a token file behind the checkpoint
+// could keep a redacted case's tokens for good. A removal is compacted
+// out of the file before this returns (pkg/tokenindex).
+func (b *batch) writeTokens() error {
+	if len(b.tokens) == 0 {
+		return nil
+	}
+	return b.s.tokens.Update(func(tx *tokenindex.Tx) error {
+		for _, c := range b.tokens {
+			var err error
+			if c.drop {
+				err = tx.Drop(c.caseID)
+			} else {
+				err = tx.Set(c.caseID, "", c.tokens)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 func (b *batch) writeHistory(p *pending) error {

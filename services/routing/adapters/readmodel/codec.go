@@ -24,9 +24,6 @@ type record struct {
 	CaseRow
 	// holds are the ids of the holds in place.
 	holds []string
-	// tokens are the case's blind-index tokens, so they can be removed
-	// without recomputing them (the key may be destroyed by then).
-	tokens []string
 	// forwarded says a forwarding is in force (also one to a queue with
 	// no department), which decides the status after a release or a
 	// reopening exactly as the domain's fold does.
@@ -57,9 +54,10 @@ const (
 	fRevision            = 21
 	fReopenings          = 22
 	fHolds               = 23
-	fTokens              = 24
 	fResolution          = 25
 	fForwarded           = 26
+	// Field 24 held the blind-index tokens up to schema 2; they live in
+	// the token file now (pkg/tokenindex). Never reuse it.
 )
 
 const (
@@ -167,10 +165,6 @@ func encodeRecord(r *record) []byte {
 	for _, h := range r.holds {
 		b = protowire.AppendTag(b, fHolds, protowire.BytesType)
 		b = protowire.AppendString(b, h)
-	}
-	for _, t := range r.tokens {
-		b = protowire.AppendTag(b, fTokens, protowire.BytesType)
-		b = protowire.AppendString(b, t)
 	}
 	b = appendEnum(b, fResolution, int32(r.Resolution))
 	if r.forwarded {
@@ -306,8 +300,6 @@ func decodeRecord(b []byte) (*record, error) {
 			r.Reopenings = int(f.v)
 		case fHolds:
 			r.holds = append(r.holds, string(f.bytes))
-		case fTokens:
-			r.tokens = append(r.tokens, string(f.bytes))
 		case fResolution:
 			r.Resolution = casev1.Resolution(int32(f.v))
 		case fForwarded:

@@ -31,20 +31,21 @@ const (
 	bucketByDue = "open_by_due"
 	// bucketLoads maps queue -> Load counters.
 	bucketLoads = "queue_loads"
-	// bucketTokens indexes blind-index tokens: token, case id -> empty.
-	bucketTokens = "tokens"
 	// bucketHistory holds history entries: case id, position -> entry.
 	bucketHistory = "history"
 )
 
 func allBuckets() []string {
-	return []string{bucketMeta, bucketCases, bucketNumbers, bucketByAge, bucketByDue, bucketLoads, bucketTokens, bucketHistory}
+	return []string{bucketMeta, bucketCases, bucketNumbers, bucketByAge, bucketByDue, bucketLoads, bucketHistory}
 }
 
 // Keys in bucketMeta.
 const (
 	keyCheckpoint = "checkpoint"
 	keyConfig     = "config"
+	// keyTokenEpoch is the epoch this file shares with its token file
+	// (see pkg/tokenindex).
+	keyTokenEpoch = "token_epoch"
 )
 
 // appendPrefixed appends s with a two-byte length in front. Length
@@ -118,18 +119,6 @@ func caseIDFromOpenKey(k []byte) (string, error) {
 		return "", errCorrupt
 	}
 	return string(rest[2:]), nil
-}
-
-func tokenPrefix(token string) ([]byte, error) {
-	return appendPrefixed(nil, token)
-}
-
-func tokenKey(token, caseID string) ([]byte, error) {
-	b, err := tokenPrefix(token)
-	if err != nil {
-		return nil, err
-	}
-	return append(b, caseID...), nil
 }
 
 func historyPrefix(caseID string) ([]byte, error) {

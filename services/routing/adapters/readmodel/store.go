@@ -15,15 +15,21 @@
 // exactly as the events carry them, so destroying a case's keys
 // (crypto-shredding) makes the read model's copies unreadable as well;
 // redaction also drops the copies, and deletion drops the case entirely.
-// The blind index holds only the opaque tokens a Tokenizer returns.
-// (bbolt does not zero the pages it frees, so bytes of dropped rows and
-// tokens can stay in the file until those pages are reused: the rows are
-// sealed, and tokens are useless without the blind-index key.)
+// bbolt does not zero the pages it frees, so bytes of dropped rows stay
+// in the file until those pages are reused; the rows are sealed, and
+// their keys destroyed. Blind-index tokens, which anyone holding the
+// master key could test personnummer against, are therefore never
+// written to this file: they live in a token file of their own
+// (pkg/tokenindex, "<name>.tokens.db" next to it), which is compacted
+// after every batch that removed one, so a redacted case's tokens leave
+// no byte on disk. The token file commits before this file (see
+// batch.writeTokens).
 package readmodel
 
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -39,6 +45,7 @@ import (
 
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
+	"github.com/kontakt-se/kontakt/pkg/tokenindex"
 )
 
 // Sentinel errors.
@@ -64,8 +71,14 @@ var (
 )
 
 // schemaVersion names the layout of the file. A file written with another
-// version needs a rebuild (see NeedsRebuild).
-const schemaVersion = 2
+// version needs a rebuild (see NeedsRebuild). Version 2 and earlier kept
+// blind-index tokens in this file; such a file is destroyed at Open
+// (overwritten, then removed) rather than emptied, since emptying it
+// would leave the tokens in freed pages.
+const schemaVersion = 3
+
+// firstTokenFreeSchema is the first layout that keeps no tokens.
+const firstTokenFreeSchema = 3
 
 // Page sizes of ListQueue, the same bounds as ListQueueCasesRequest's
 // validation, so a page never costs more than the API promises.
@@ -126,6 +139,7 @@ type Options struct {
 // writer.
 type Store struct {
 	db        *bolt.DB
+	tokens    *tokenindex.Index
 	tokenizer Tokenizer
 	onChange  func(Change)
 	sla       map[casev1.CaseType]time.Duration
@@ -146,28 +160,31 @@ func Open(path string, opts Options) (*Store, error) {
 	if timeout <= 0 {
 		timeout = time.Second
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{
-		Timeout: timeout,
-		// The hashmap freelist stays fast when a large file is
-		// fragmented by redactions and deletions.
-		FreelistType: bolt.FreelistMapType,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("readmodel: open %s: %w", path, err)
-	}
-	s := &Store{db: db, tokenizer: opts.Tokenizer, onChange: opts.OnChange, sla: opts.SLA}
+	s := &Store{tokenizer: opts.Tokenizer, onChange: opts.OnChange, sla: opts.SLA}
 	if s.sla == nil {
 		s.sla = DefaultSLA()
 	} else {
 		s.sla = maps.Clone(s.sla)
 	}
 	s.config = configString(s.sla)
+	db, legacy, err := openMain(path, timeout)
+	if err != nil {
+		return nil, err
+	}
+	s.db = db
+	s.needsRebuild = legacy
+	if s.tokens, err = tokenindex.Open(tokenindex.PathFor(path)); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("readmodel: %w", err)
+	}
+	var epoch string
 	err = db.Update(func(tx *bolt.Tx) error {
 		meta := tx.Bucket([]byte(bucketMeta))
 		if meta == nil {
 			// A new file: nothing stored yet, so nothing was computed with
 			// another configuration.
-			return createBuckets(tx, s.config)
+			epoch = newEpoch()
+			return createBuckets(tx, s.config, epoch)
 		}
 		for _, name := range allBuckets() {
 			if tx.Bucket([]byte(name)) == nil {
@@ -177,14 +194,102 @@ func Open(path string, opts Options) (*Store, error) {
 		if string(meta.Get([]byte(keyConfig))) != s.config {
 			s.needsRebuild = true
 		}
+		epoch = string(meta.Get([]byte(keyTokenEpoch)))
 		return nil
 	})
+	if err == nil {
+		err = s.checkTokenEpoch(epoch)
+	}
 	if err != nil {
+		_ = s.tokens.Close()
 		_ = db.Close()
 		return nil, fmt.Errorf("readmodel: initialise %s: %w", path, err)
 	}
 	return s, nil
 }
+
+// openMain opens the main file. A file of a layout that kept tokens in
+// it is destroyed first (legacy reports it): its rows will be rebuilt
+// from the log, and only a fresh file is sure to hold none of its bytes.
+func openMain(path string, timeout time.Duration) (db *bolt.DB, legacy bool, err error) {
+	open := func() (*bolt.DB, error) {
+		db, err := bolt.Open(path, 0o600, &bolt.Options{
+			Timeout: timeout,
+			// The hashmap freelist stays fast when a large file is
+			// fragmented by redactions and deletions.
+			FreelistType: bolt.FreelistMapType,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("readmodel: open %s: %w", path, err)
+		}
+		return db, nil
+	}
+	if db, err = open(); err != nil {
+		return nil, false, err
+	}
+	_ = db.View(func(tx *bolt.Tx) error {
+		if meta := tx.Bucket([]byte(bucketMeta)); meta != nil {
+			legacy = storedSchema(string(meta.Get([]byte(keyConfig)))) < firstTokenFreeSchema
+		}
+		return nil
+	})
+	if !legacy {
+		return db, false, nil
+	}
+	if err := db.Close(); err != nil {
+		return nil, false, fmt.Errorf("readmodel: close %s: %w", path, err)
+	}
+	if err := tokenindex.ShredFile(path); err != nil {
+		return nil, false, fmt.Errorf("readmodel: destroy %s, which holds blind-index tokens: %w", path, err)
+	}
+	db, err = open()
+	return db, true, err
+}
+
+// storedSchema reads the schema version from a stored configuration
+// string ("schema=2;sla.1=..."); 0 when there is none.
+func storedSchema(config string) int {
+	v, _, _ := strings.Cut(strings.TrimPrefix(config, "schema="), ";")
+	n, err := strconv.Atoi(v)
+	if !strings.HasPrefix(config, "schema=") || err != nil {
+		return 0
+	}
+	return n
+}
+
+// checkTokenEpoch makes sure the token file belongs to this file. One
+// that does not (a crash between a rebuild's wipe and the token file's
+// reset, a lost or copied-in token file) is reset, and since neither file
+// then says which cases need tokens, the rows are rebuilt from the log.
+func (s *Store) checkTokenEpoch(epoch string) error {
+	got, err := s.tokens.Epoch()
+	if err != nil {
+		return err
+	}
+	if got == epoch && epoch != "" {
+		return nil
+	}
+	if epoch == "" {
+		// A file from before the epoch: give it one.
+		epoch = newEpoch()
+		if err := s.db.Update(func(tx *bolt.Tx) error {
+			return tx.Bucket([]byte(bucketMeta)).Put([]byte(keyTokenEpoch), []byte(epoch))
+		}); err != nil {
+			return err
+		}
+	}
+	if err := s.tokens.Reset(epoch); err != nil {
+		return err
+	}
+	if cp, err := s.Checkpoint(); err != nil || cp > 0 {
+		s.needsRebuild = true
+		return err
+	}
+	return nil
+}
+
+// newEpoch draws a random epoch for a fresh or wiped file.
+func newEpoch() string { return rand.Text() }
 
 // configString describes what stored rows depend on besides the events:
 // the file layout and the SLA.
@@ -197,18 +302,22 @@ func configString(sla map[casev1.CaseType]time.Duration) string {
 	return b.String()
 }
 
-func createBuckets(tx *bolt.Tx, config string) error {
+func createBuckets(tx *bolt.Tx, config, epoch string) error {
 	for _, name := range allBuckets() {
 		if _, err := tx.CreateBucketIfNotExists([]byte(name)); err != nil {
 			return fmt.Errorf("create bucket %s: %w", name, err)
 		}
 	}
-	return tx.Bucket([]byte(bucketMeta)).Put([]byte(keyConfig), []byte(config))
+	meta := tx.Bucket([]byte(bucketMeta))
+	if err := meta.Put([]byte(keyTokenEpoch), []byte(epoch)); err != nil {
+		return err
+	}
+	return meta.Put([]byte(keyConfig), []byte(config))
 }
 
-// Close closes the file. Queries and Apply fail afterwards.
+// Close closes the files. Queries and Apply fail afterwards.
 func (s *Store) Close() error {
-	if err := s.db.Close(); err != nil {
+	if err := errors.Join(s.db.Close(), s.tokens.Close()); err != nil {
 		return fmt.Errorf("readmodel: close: %w", err)
 	}
 	return nil
@@ -259,19 +368,25 @@ func writeCheckpoint(tx *bolt.Tx, pos eventstore.Position) error {
 }
 
 // wipe drops everything in one transaction: all buckets, the checkpoint
-// and the recorded configuration, which is set to the current one. Either
-// the whole file is empty afterwards or nothing changed.
+// and the recorded configuration, which is set to the current one, with a
+// new token epoch; then it resets the token file to that epoch. Either
+// the whole file is empty afterwards or nothing changed; a crash before
+// the token file's reset is found by the epoch at the next Open.
 func (s *Store) wipe() error {
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
+	epoch := newEpoch()
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		for _, name := range allBuckets() {
 			if err := tx.DeleteBucket([]byte(name)); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
 				return fmt.Errorf("drop bucket %s: %w", name, err)
 			}
 		}
-		return createBuckets(tx, s.config)
+		return createBuckets(tx, s.config, epoch)
 	})
+	if err == nil {
+		err = s.tokens.Reset(epoch)
+	}
 	if err != nil {
 		return fmt.Errorf("readmodel: wipe: %w", err)
 	}
@@ -336,6 +451,9 @@ func (s *Store) apply(ctx context.Context, rebuild bool, evs []eventstore.Record
 			return err
 		}
 		if err := b.flush(ctx); err != nil {
+			return err
+		}
+		if err := b.writeTokens(); err != nil {
 			return err
 		}
 		changes = b.changes

@@ -722,7 +722,12 @@ func (x *ExactLocation) GetAddress() string {
 type AttachmentNames struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// In the order of CaseRegistered.attachments.
-	Names         []string `protobuf:"bytes,1,rep,name=names,proto3" json:"names,omitempty"`
+	Names []string `protobuf:"bytes,1,rep,name=names,proto3" json:"names,omitempty"`
+	// The attachments' ids (references to the stored files), in the same
+	// order. A form chooses them freely, so they may name the citizen and
+	// are sealed with the names; Attachment.attachment_id is empty in
+	// events that carry them here.
+	AttachmentIds []string `protobuf:"bytes,2,rep,name=attachment_ids,json=attachmentIds,proto3" json:"attachment_ids,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -760,6 +765,13 @@ func (*AttachmentNames) Descriptor() ([]byte, []int) {
 func (x *AttachmentNames) GetNames() []string {
 	if x != nil {
 		return x.Names
+	}
+	return nil
+}
+
+func (x *AttachmentNames) GetAttachmentIds() []string {
+	if x != nil {
+		return x.AttachmentIds
 	}
 	return nil
 }
@@ -813,7 +825,9 @@ func (x *AnswerText) GetText() string {
 // Attachment describes a stored file without its name, which is sealed.
 type Attachment struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Opaque reference to the stored file.
+	// Opaque reference to the stored file. Only in events registered before
+	// the ids were sealed: now it is empty and the id is in the sealed
+	// AttachmentNames.attachment_ids.
 	AttachmentId  string `protobuf:"bytes,1,opt,name=attachment_id,json=attachmentId,proto3" json:"attachment_id,omitempty"`
 	ContentType   string `protobuf:"bytes,2,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
 	SizeBytes     int64  `protobuf:"varint,3,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
@@ -960,9 +974,10 @@ const file_kontakt_case_v1_case_proto_rawDesc = "" +
 	"\rExactLocation\x12\x1a\n" +
 	"\blatitude\x18\x01 \x01(\x01R\blatitude\x12\x1c\n" +
 	"\tlongitude\x18\x02 \x01(\x01R\tlongitude\x12\x18\n" +
-	"\aaddress\x18\x03 \x01(\tR\aaddress\"'\n" +
+	"\aaddress\x18\x03 \x01(\tR\aaddress\"N\n" +
 	"\x0fAttachmentNames\x12\x14\n" +
-	"\x05names\x18\x01 \x03(\tR\x05names\" \n" +
+	"\x05names\x18\x01 \x03(\tR\x05names\x12%\n" +
+	"\x0eattachment_ids\x18\x02 \x03(\tR\rattachmentIds\" \n" +
 	"\n" +
 	"AnswerText\x12\x12\n" +
 	"\x04text\x18\x01 \x01(\tR\x04text\"s\n" +

@@ -720,8 +720,12 @@ type PersonalDataView struct {
 	FreeText        *v1.FreeText           `protobuf:"bytes,3,opt,name=free_text,json=freeText,proto3" json:"free_text,omitempty"`
 	AttachmentNames []string               `protobuf:"bytes,4,rep,name=attachment_names,json=attachmentNames,proto3" json:"attachment_names,omitempty"`
 	Redacted        []v1.DataClass         `protobuf:"varint,5,rep,packed,name=redacted,proto3,enum=kontakt.case.v1.DataClass" json:"redacted,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The attachments' ids, in the order of attachment_names (sealed with
+	// the names since they may name the citizen); empty for cases whose
+	// events carry the ids in CaseDetail.attachments.
+	AttachmentIds []string `protobuf:"bytes,6,rep,name=attachment_ids,json=attachmentIds,proto3" json:"attachment_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PersonalDataView) Reset() {
@@ -785,6 +789,13 @@ func (x *PersonalDataView) GetAttachmentNames() []string {
 func (x *PersonalDataView) GetRedacted() []v1.DataClass {
 	if x != nil {
 		return x.Redacted
+	}
+	return nil
+}
+
+func (x *PersonalDataView) GetAttachmentIds() []string {
+	if x != nil {
+		return x.AttachmentIds
 	}
 	return nil
 }
@@ -2386,13 +2397,14 @@ const file_kontakt_routing_v1_routing_proto_rawDesc = "" +
 	"\x02at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"X\n" +
 	"\x0eGetCaseRequest\x12\"\n" +
 	"\acase_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x06caseId\x12\"\n" +
-	"\apurpose\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\apurpose\"\xa5\x02\n" +
+	"\apurpose\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\apurpose\"\xcc\x02\n" +
 	"\x10PersonalDataView\x129\n" +
 	"\acontact\x18\x01 \x01(\v2\x1f.kontakt.case.v1.ContactDetailsR\acontact\x12;\n" +
 	"\bidentity\x18\x02 \x01(\v2\x1f.kontakt.case.v1.IdentityNumberR\bidentity\x126\n" +
 	"\tfree_text\x18\x03 \x01(\v2\x19.kontakt.case.v1.FreeTextR\bfreeText\x12)\n" +
 	"\x10attachment_names\x18\x04 \x03(\tR\x0fattachmentNames\x126\n" +
-	"\bredacted\x18\x05 \x03(\x0e2\x1a.kontakt.case.v1.DataClassR\bredacted\"\xc8\x01\n" +
+	"\bredacted\x18\x05 \x03(\x0e2\x1a.kontakt.case.v1.DataClassR\bredacted\x12%\n" +
+	"\x0eattachment_ids\x18\x06 \x03(\tR\rattachmentIds\"\xc8\x01\n" +
 	"\tCaseEntry\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x14\n" +
 	"\x05actor\x18\x02 \x01(\tR\x05actor\x12*\n" +
