@@ -50,7 +50,7 @@ func (e *routingEnv) restPost(t *testing.T, p principal, path, body string) (int
 // complaint is a synpunkt by phone from a person with an identity number.
 func complaint(text, pnr, email string) *intakev1.CaseInput {
 	return &intakev1.CaseInput{
-		Type: casev1.CaseType_CASE_TYPE_SYNPUNKT, Channel: casev1.Channel_CHANNEL_PHONE, Category: "Gata och park",
+		Type: casev1.CaseType_CASE_TYPE_SYNPUNKT, Channel: casev1.Channel_CHANNEL_PHONE, Category: "park-och-lek",
 		Subject: "Klagomål " + text, Description: "Invånaren klagar: " + text,
 		Contact: &intakev1.Contact{Name: "Karin Klagande", Phone: "070" + text[len(text)-7:], Email: email, IdentityNumber: pnr},
 	}
