@@ -579,7 +579,7 @@ func (s *Store) consume(ctx context.Context, next *uint64, h eventstore.Handler)
 			_ = s.js.DeleteConsumer(dctx, s.cfg.StreamName, info.Name)
 		}
 	}()
-	it, err := cons.Messages()
+	it, err := cons.Messages(natsjs.PullHeartbeat(jsread.FollowHeartbeat))
 	if err != nil {
 		return err
 	}

@@ -422,7 +422,7 @@ func (s *Stream) consume(ctx context.Context, after uint64, fn func(jetstream.Ms
 			_ = s.js.DeleteConsumer(dctx, StreamName, info.Name)
 		}
 	}()
-	it, err := cons.Messages(jetstream.PullMaxMessages(512))
+	it, err := cons.Messages(jetstream.PullMaxMessages(512), jetstream.PullHeartbeat(jsread.FollowHeartbeat))
 	if err != nil {
 		return fmt.Errorf("statistics stream: read after %d: %w", after, wrap(err))
 	}
