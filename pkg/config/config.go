@@ -98,6 +98,13 @@ type Retention struct {
 	// can watch the plan act. Development mode only: production refuses
 	// to start with it.
 	DevClockOffset time.Duration `yaml:"dev_clock_offset"`
+	// JournalDir holds the shred journal (pkg/shredjournal): the record of
+	// destroyed keys and receipts that `kontakt restore` replays, so that
+	// restoring a backup never brings back what was erased after it. It
+	// must be on other storage than the data directory and its backups
+	// (production requires it to be set, outside data_dir); empty in
+	// development means <data_dir>/journal.
+	JournalDir string `yaml:"journal_dir"`
 }
 
 // Category is one case category. The code is what the case's events and
@@ -456,6 +463,9 @@ func (c Config) Validate() error {
 	if c.Retention.DevClockOffset < 0 {
 		bad("retention.dev_clock_offset", "must not be negative")
 	}
+	if c.Mode == Production && c.Retention.JournalDir != "" && within(c.Retention.JournalDir, c.DataDir) {
+		bad("retention.journal_dir", "must not be inside data_dir in production mode: a journal that is lost or restored with the data cannot keep erased data erased")
+	}
 	if c.Retention.DevClockOffset != 0 && c.Mode == Production {
 		bad("retention.dev_clock_offset", "is refused in production mode: the clock decides when personal data is destroyed")
 	}
@@ -618,6 +628,51 @@ func setFromString(fv reflect.Value, raw string) error {
 		return fmt.Errorf("cannot be set from the environment")
 	}
 	return nil
+}
+
+// ErrNoJournal says production mode has no retention.journal_dir.
+var ErrNoJournal = errors.New("config key retention.journal_dir: is required in production mode: the shred journal must live outside data_dir, on storage that is not restored with it (see README, Backup and restore)")
+
+// JournalPath is the directory of the shred journal and whether it is the
+// development default inside the data directory (which a caller should
+// warn about: a journal restored together with the data protects
+// nothing). Production mode without retention.journal_dir is
+// ErrNoJournal; Validate refuses one inside data_dir.
+func (c Config) JournalPath() (dir string, insideDataDir bool, err error) {
+	if c.Retention.JournalDir != "" {
+		return c.Retention.JournalDir, within(c.Retention.JournalDir, c.DataDir), nil
+	}
+	if c.Mode == Production {
+		return "", false, ErrNoJournal
+	}
+	return filepath.Join(c.DataDir, "journal"), true, nil
+}
+
+// AdminSocketPath is the unix socket on which `kontakt serve` answers the
+// local admin commands that need the running process (`kontakt backup`
+// while serving). It is in a directory of its own that only kontakt's user
+// may enter (0700): access is by file permission.
+func (c Config) AdminSocketPath() string {
+	return filepath.Join(c.DataDir, "admin", "kontakt.sock")
+}
+
+// within reports whether path is dir or lies under it, comparing absolute,
+// cleaned paths (and the targets of symbolic links where they exist).
+func within(path, dir string) bool {
+	abs := func(p string) string {
+		if a, err := filepath.Abs(p); err == nil {
+			p = a
+		}
+		if r, err := filepath.EvalSymlinks(p); err == nil {
+			p = r
+		}
+		return filepath.Clean(p)
+	}
+	rel, err := filepath.Rel(abs(dir), abs(path))
+	if err != nil {
+		return false
+	}
+	return rel == "." || (rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)))
 }
 
 // ArchivePath is where archive packages are written.

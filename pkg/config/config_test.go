@@ -74,6 +74,8 @@ func TestLoadErrorsNameTheKey(t *testing.T) {
 		{"esdb without url", "event_store:\n  backend: esdb\n", nil, "config key event_store.esdb_url"},
 		{"negative sweep", "retention:\n  sweep_interval: -1s\n", nil, "config key retention.sweep_interval"},
 		{"dev clock in production", "mode: production\nauth:\n  oidc: {issuer: https://id.example.se, audience: kontakt}\nretention:\n  dev_clock_offset: 24h\n", nil, "config key retention.dev_clock_offset"},
+		{"journal inside data_dir in production", "mode: production\ndata_dir: /srv/kontakt\nauth:\n  oidc: {issuer: https://id.example.se, audience: kontakt}\nretention:\n  journal_dir: /srv/kontakt/journal\n", nil, "config key retention.journal_dir"},
+		{"journal is data_dir in production", "mode: production\ndata_dir: /srv/kontakt\nauth:\n  oidc: {issuer: https://id.example.se, audience: kontakt}\nretention:\n  journal_dir: /srv/kontakt/\n", nil, "config key retention.journal_dir"},
 		{"JWKS refresh below a second", "auth:\n  oidc: {jwks_refresh_interval: 10ms}\n", nil, "config key auth.oidc.jwks_refresh_interval"},
 		{"JWKS minimum above the interval", "auth:\n  oidc: {jwks_refresh_interval: 1m, jwks_min_refresh_interval: 2m}\n", nil, "config key auth.oidc.jwks_min_refresh_interval"},
 		{"duplicate queue", "routing:\n  queues: [{name: a}, {name: a}]\n", nil, "config key routing.queues[1].name"},
@@ -126,4 +128,37 @@ func TestCategoriesFromAFile(t *testing.T) {
 	require.Equal(t, []casev1.CaseType{casev1.CaseType_CASE_TYPE_FELANMALAN, casev1.CaseType_CASE_TYPE_FRAGA}, cat.CaseTypes())
 	skola, _ := cfg.Category("skola")
 	require.Empty(t, skola.CaseTypes(), "no types: every type")
+}
+
+func TestJournalPath(t *testing.T) {
+	prod := func(journal string) Config {
+		c := Default()
+		c.Mode, c.DataDir, c.Retention.JournalDir = Production, "/srv/kontakt/data", journal
+		c.Auth.OIDC.Issuer, c.Auth.OIDC.Audience = "https://id.example.se", "kontakt"
+		return c
+	}
+	dev := Default()
+	dev.DataDir = "/tmp/kontakt-data"
+	tests := []struct {
+		name    string
+		cfg     Config
+		dir     string
+		inside  bool
+		wantErr error
+	}{
+		{"development default", dev, "/tmp/kontakt-data/journal", true, nil},
+		{"production outside", prod("/srv/journal"), "/srv/journal", false, nil},
+		{"production beside data_dir with a common prefix", prod("/srv/kontakt/data-journal"), "/srv/kontakt/data-journal", false, nil},
+		{"production without one", prod(""), "", false, ErrNoJournal},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir, inside, err := tc.cfg.JournalPath()
+			require.ErrorIs(t, err, tc.wantErr)
+			require.Equal(t, tc.dir, dir)
+			require.Equal(t, tc.inside, inside)
+		})
+	}
+	require.NoError(t, prod("/srv/kontakt/data-journal").Validate(), "a sibling whose name starts like data_dir is outside it")
+	require.ErrorContains(t, prod("/srv/kontakt/data/j").Validate(), "config key retention.journal_dir")
 }

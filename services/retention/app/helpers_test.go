@@ -139,6 +139,7 @@ type instanceOpts struct {
 	sealer     app.Sealer     // nil: the instance's own sealer
 	workers    int
 	interval   time.Duration // the sweeper's interval, for RunSweeper
+	journal    app.Journal   // nil: none
 }
 
 func plan(t testing.TB, name string) *domain.Plan {
@@ -176,7 +177,7 @@ func (w *world) newInstance(t testing.TB, b *backends, o instanceOpts) *instance
 	idx, err := index.Open(o.idxPath)
 	require.NoError(t, err)
 	svc, err := app.New(store, sealer, l, idx, b.audit, w.blind, w.clock.Now, nil, app.Config{
-		Plan: o.plan, ArchiveDir: o.archiveDir, Workers: o.workers, SweepInterval: o.interval,
+		Plan: o.plan, ArchiveDir: o.archiveDir, Workers: o.workers, SweepInterval: o.interval, Journal: o.journal,
 	})
 	require.NoError(t, err)
 	in := &instance{backends: b, w: w, svc: svc, idx: idx, idxPath: o.idxPath, archiveDir: o.archiveDir}

@@ -2,9 +2,11 @@ package app
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -12,6 +14,7 @@ import (
 	"github.com/kontakt-se/kontakt/pkg/caseevents"
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
 	"github.com/kontakt-se/kontakt/pkg/seal"
+	"github.com/kontakt-se/kontakt/pkg/shredjournal"
 	"github.com/kontakt-se/kontakt/pkg/subject"
 	"github.com/kontakt-se/kontakt/services/retention/adapters/archive"
 	"github.com/kontakt-se/kontakt/services/retention/adapters/index"
@@ -99,6 +102,13 @@ func (s *Service) nextDue(e *index.Entry) time.Time {
 // So a redaction's keys are gone before its receipt says so, and a
 // deletion's receipt exists before its stream is removed. Every step is
 // idempotent: a batch that fails is applied again from the checkpoint.
+//
+// With a shred journal (Config.Journal) the events come first: the
+// batch's destructive events are written to the journal, and synced,
+// before the first key is destroyed, and the receipts are written to it
+// once they are in the ledger. So the journal names every key that is
+// gone, even after a crash between the two, and a restore that replays
+// it can destroy those keys again in an older copy of the store.
 type effect struct {
 	caseID string
 	// destroy lists the classes whose keys go in the first phase.
@@ -111,6 +121,9 @@ type effect struct {
 	// withdrawn mark for preservation leaves no package behind that the
 	// plan does not require.
 	unarchive bool
+	// journal is the event's entry for the shred journal (nil: the
+	// effect destroys nothing).
+	journal *shredjournal.Event
 }
 
 // ApplyBatch applies a batch of events to the index in one transaction
@@ -253,7 +266,8 @@ func (s *Service) apply(tx *index.Tx, rec eventstore.RecordedEvent, msg proto.Me
 			// Deleted before this index saw it registered (a rebuild after
 			// the stream went): still finish the deletion.
 			tx.DropTokens(caseID)
-			return s.deletionEffect(nil, d), nil
+			eff := s.deletionEffect(nil, d)
+			return eff, journalEffect(eff, rec, msg)
 		}
 		if _, ok := msg.(*casev1.CaseRegistered); !ok {
 			return nil, nil
@@ -302,7 +316,76 @@ func (s *Service) apply(tx *index.Tx, rec eventstore.RecordedEvent, msg proto.Me
 		eff = s.deletionEffect(e, m)
 		tx.DropTokens(caseID)
 	}
+	if err := journalEffect(eff, rec, msg); err != nil {
+		return nil, err
+	}
 	return eff, s.put(tx, e)
+}
+
+// journalEffect sets the shred-journal entry of an effect that destroys
+// something: the event as appended, except for the free text an official
+// wrote into it (an erasure's note, a withdrawn mark's reason), which
+// would otherwise outlive the case in the journal.
+//
+// Every redaction is journaled, also one whose classes were never sealed
+// (it destroys no key): a restore appends it again, so the restored case
+// counts those classes as redacted, as the lost one did.
+func journalEffect(eff *effect, rec eventstore.RecordedEvent, msg proto.Message) error {
+	if eff == nil {
+		return nil
+	}
+	_, redaction := msg.(*casev1.PersonalDataRedacted)
+	if !redaction && len(eff.destroy) == 0 && !eff.remove && !eff.unarchive {
+		return nil
+	}
+	data := rec.Data
+	var stripped []string
+	switch m := msg.(type) {
+	case *casev1.PersonalDataRedacted:
+		if m.GetNote() != "" {
+			c := proto.CloneOf(m)
+			c.Note = ""
+			stripped = append(stripped, "note")
+			msg = c
+		}
+	case *casev1.CasePreservationWithdrawn:
+		if m.GetReason() != "" {
+			c := proto.CloneOf(m)
+			c.Reason = ""
+			stripped = append(stripped, "reason")
+			msg = c
+		}
+	}
+	if len(stripped) > 0 {
+		var err error
+		data, err = proto.MarshalOptions{Deterministic: true}.Marshal(msg)
+		if err != nil {
+			return fmt.Errorf("retention: journal %s at %d: %w", rec.Type, rec.Position, err)
+		}
+	}
+	ev := &shredjournal.Event{
+		Stream: rec.Stream, ID: rec.ID, Type: rec.Type, Data: data, Metadata: rec.Metadata,
+		Revision: uint64(rec.Revision), Position: uint64(rec.Position), Recorded: rec.Recorded,
+		DestroyAll: eff.remove, Unarchive: eff.unarchive, Stripped: stripped,
+	}
+	for _, c := range eff.destroy {
+		ev.Destroy = append(ev.Destroy, string(c))
+	}
+	eff.journal = ev
+	return nil
+}
+
+// receiptRevision is the revision a redaction's receipt is keyed by: the
+// event's own, or, for an event `kontakt restore` appended again from the
+// shred journal, the revision it had when first appended, so that the
+// receipt restored with it is recognised and no second one is written.
+func receiptRevision(rec eventstore.RecordedEvent) uint64 {
+	if v, ok := rec.Metadata[shredjournal.MetaOriginalRevision]; ok {
+		if r, err := strconv.ParseUint(v, 10, 64); err == nil && r > 0 {
+			return r
+		}
+	}
+	return uint64(rec.Revision)
 }
 
 func (s *Service) put(tx *index.Tx, e *index.Entry) error {
@@ -323,7 +406,7 @@ func (s *Service) receipt(e *index.Entry, kind, key string) ledger.Receipt {
 // redactionEffect destroys the keys of the redacted classes, then
 // records the receipt.
 func (s *Service) redactionEffect(e *index.Entry, m *casev1.PersonalDataRedacted, rec eventstore.RecordedEvent) *effect {
-	r := s.receipt(e, receiptRedact, fmt.Sprintf("%s.%s.%d", m.GetCaseId(), receiptRedact, rec.Revision))
+	r := s.receipt(e, receiptRedact, fmt.Sprintf("%s.%s.%d", m.GetCaseId(), receiptRedact, receiptRevision(rec)))
 	// The reason is the event's code ("retention" or "erasure"); an
 	// erasure's free-text note stays in the case's own stream, which is
 	// deleted in time, never in the ledger, which is kept for ever.
@@ -370,6 +453,17 @@ func (s *Service) deletionEffect(e *index.Entry, m *casev1.CaseDeleted) *effect 
 
 // runEffects runs a batch's effects in their three phases (see effect).
 func (s *Service) runEffects(ctx context.Context, effects []effect) error {
+	if s.cfg.Journal != nil {
+		var entries []shredjournal.Entry
+		for _, e := range effects {
+			if e.journal != nil {
+				entries = append(entries, shredjournal.Entry{Kind: shredjournal.KindEvent, Event: e.journal})
+			}
+		}
+		if err := s.cfg.Journal.Append(entries...); err != nil {
+			return fmt.Errorf("retention: shred journal: %w", err)
+		}
+	}
 	var jobs []func(context.Context) error
 	for _, e := range effects {
 		if len(e.destroy) > 0 {
@@ -441,12 +535,33 @@ func (s *Service) parallel(ctx context.Context, jobs []func(context.Context) err
 
 // recordAll writes receipts in order. Receipts are chained, so one
 // process writes them one batch at a time instead of letting its own
-// workers race for the chain's head.
+// workers race for the chain's head. With a shred journal, the receipts
+// as stored go to the journal once the ledger holds them.
 func (s *Service) recordAll(ctx context.Context, rs []ledger.Receipt) error {
 	if len(rs) == 0 {
 		return nil
 	}
 	s.ledgerMu.Lock()
 	defer s.ledgerMu.Unlock()
-	return s.ledger.RecordBatch(ctx, rs)
+	if s.cfg.Journal == nil {
+		return s.ledger.RecordBatch(ctx, rs)
+	}
+	stored, err := s.ledger.(StoredRecorder).RecordBatchStored(ctx, rs)
+	if err != nil {
+		return err
+	}
+	entries := make([]shredjournal.Entry, 0, len(stored))
+	for _, r := range stored {
+		data, err := json.Marshal(r)
+		if err != nil {
+			return fmt.Errorf("retention: journal receipt %s: %w", r.Key, err)
+		}
+		entries = append(entries, shredjournal.Entry{Kind: shredjournal.KindReceipt, Receipt: &shredjournal.Receipt{
+			Key: r.Key, Hash: r.Hash, Prev: r.Prev, Data: data,
+		}})
+	}
+	if err := s.cfg.Journal.Append(entries...); err != nil {
+		return fmt.Errorf("retention: shred journal: %w", err)
+	}
+	return nil
 }

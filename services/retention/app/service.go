@@ -26,6 +26,7 @@ import (
 	"github.com/kontakt-se/kontakt/pkg/caseevents"
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
 	"github.com/kontakt-se/kontakt/pkg/seal"
+	"github.com/kontakt-se/kontakt/pkg/shredjournal"
 	"github.com/kontakt-se/kontakt/services/retention/adapters/index"
 	"github.com/kontakt-se/kontakt/services/retention/adapters/ledger"
 	"github.com/kontakt-se/kontakt/services/retention/domain"
@@ -70,6 +71,20 @@ type Ledger interface {
 	Scan(ctx context.Context, fn func(ledger.Receipt) error) error
 }
 
+// StoredRecorder is a Ledger that returns the receipts as it stored them;
+// *ledger.Ledger is one. The shred journal needs them.
+type StoredRecorder interface {
+	RecordBatchStored(ctx context.Context, rs []ledger.Receipt) ([]ledger.Receipt, error)
+}
+
+// Journal is the shred journal (pkg/shredjournal): what the projector
+// destroyed, kept outside the data directory, so that `kontakt restore`
+// can destroy it again in a restored store. *shredjournal.Journal is one.
+// Append must have synced the entries to disk when it returns.
+type Journal interface {
+	Append(entries ...shredjournal.Entry) error
+}
+
 // Audit is the log of reads of personal data; *audit.Log is one.
 type Audit interface {
 	Record(ctx context.Context, rec *routingv1.AuditRecord) error
@@ -88,6 +103,11 @@ type Config struct {
 	// Workers is how many cases the sweeper and the projector's effects
 	// handle at once. Zero: 64.
 	Workers int
+	// Journal, when set, receives every event whose effect destroys keys,
+	// deletes a stream or removes archive packages, before the effect
+	// runs, and every receipt once it is in the ledger (see effect). The
+	// Ledger must then be a StoredRecorder.
+	Journal Journal
 }
 
 // Service is the retention service.
@@ -125,6 +145,9 @@ func New(store EventStore, sealer Sealer, l Ledger, idx *index.Store, a Audit, b
 	}
 	if cfg.Workers <= 0 {
 		cfg.Workers = 64
+	}
+	if _, ok := l.(StoredRecorder); cfg.Journal != nil && !ok {
+		return nil, errors.New("retention: a shred journal needs a ledger that returns the receipts it stored")
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)

@@ -5,6 +5,7 @@ package wire
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -16,6 +17,8 @@ import (
 	"github.com/kontakt-se/kontakt/pkg/audit"
 	"github.com/kontakt-se/kontakt/pkg/config"
 	"github.com/kontakt-se/kontakt/pkg/host"
+	"github.com/kontakt-se/kontakt/pkg/shredjournal"
+	"github.com/kontakt-se/kontakt/pkg/tokenindex"
 	"github.com/kontakt-se/kontakt/services/retention/adapters/index"
 	"github.com/kontakt-se/kontakt/services/retention/adapters/ledger"
 	"github.com/kontakt-se/kontakt/services/retention/app"
@@ -61,6 +64,48 @@ func auditPeriod(p *domain.Plan) time.Duration {
 	return 0
 }
 
+// FaultEnv names the environment variable of the development-only fault
+// that the crash test of the shred journal uses: set to
+// FaultKillAfterJournal, the process kills itself (SIGKILL) right after
+// the journal has synced a destructive event and before its keys are
+// destroyed, the one moment the journal-first order exists for.
+const (
+	FaultEnv              = "KONTAKT_DEV_FAULT"
+	FaultKillAfterJournal = "kill-after-journal"
+)
+
+// openJournal opens the shred journal the configuration names. In
+// development its default is inside the data directory, which a backup
+// of the directory then carries back: say so.
+func openJournal(cfg config.Config, logger *slog.Logger) (*shredjournal.Journal, error) {
+	dir, inside, err := cfg.JournalPath()
+	if err != nil {
+		return nil, err
+	}
+	if inside {
+		logger.Warn("the shred journal is inside the data directory; in production it must live on other storage, or a restored copy of the directory brings erased data back", "journal_dir", dir)
+	}
+	var opts []shredjournal.Option
+	if cfg.Mode == config.Development && os.Getenv(FaultEnv) == FaultKillAfterJournal {
+		logger.Warn("development fault: the process kills itself after journaling a destructive event", "env", FaultEnv)
+		opts = append(opts, shredjournal.WithAfterSync(func(added []shredjournal.Entry) {
+			for _, e := range added {
+				if e.Kind == shredjournal.KindEvent && (len(e.Event.Destroy) > 0 || e.Event.DestroyAll) {
+					if p, err := os.FindProcess(os.Getpid()); err == nil {
+						_ = p.Kill()
+					}
+					select {} // the signal is on its way
+				}
+			}
+		}))
+	}
+	j, err := shredjournal.Open(dir, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("config key retention.journal_dir: %w", err)
+	}
+	return j, nil
+}
+
 // Mount builds retention on h: the plan, the ledger, the deadline index,
 // the projector and the sweeper, and the gRPC handlers.
 func Mount(ctx context.Context, h *host.Host) error {
@@ -101,12 +146,30 @@ func Mount(ctx context.Context, h *host.Host) error {
 	if err != nil {
 		return err
 	}
+	journal, err := openJournal(cfg, logger)
+	if err != nil {
+		return err
+	}
+	h.OnClose(journal.Close)
 	svc, err := app.New(h.Store, h.Sealer, led, idx, auditLog, blind, h.Clock, logger, app.Config{
-		Plan: plan, ArchiveDir: archiveDir, SweepInterval: cfg.Retention.SweepInterval,
+		Plan: plan, ArchiveDir: archiveDir, SweepInterval: cfg.Retention.SweepInterval, Journal: journal,
 	})
 	if err != nil {
 		return err
 	}
+	// A data directory older than the journal (copied back by hand from
+	// a backup) holds keys destroyed since: refuse to serve it.
+	if err := svc.CheckJournal(ctx, journal.Tail()); err != nil {
+		return fmt.Errorf("%w; it was restored from a copy without `kontakt restore`, and serving it would make data erased since that copy readable again: restore the backup with `kontakt restore` (it replays the journal in %s), or, if that journal belongs to another installation, set retention.journal_dir to this one's", err, journal.Dir())
+	}
+	h.AddReadModel(host.ReadModel{
+		Name:       "retention",
+		Checkpoint: idx.Checkpoint,
+		Files: []host.ReadModelFile{
+			{Path: filepath.Join("retention", "index.db"), WriteTo: idx.WriteTo},
+			{Path: filepath.Join("retention", tokenindex.PathFor("index.db")), WriteTo: idx.WriteTokensTo},
+		},
+	})
 	h.Go(svc.RunProjector)
 	h.Go(svc.RunSweeper)
 	ports.Register(h.Server, ports.NewServer(svc, logger))

@@ -23,6 +23,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -198,6 +199,23 @@ func (s *Store) Close() error {
 	}
 	return errors.Join(append(errs, s.db.Close())...)
 }
+
+// WriteTo writes a consistent copy of the index file to w (one read
+// transaction), for a backup taken while the projector runs. The token
+// file is copied apart (WriteTokensTo), after this one, so it is at least
+// as new (see pkg/tokenindex on the order of the two files).
+func (s *Store) WriteTo(w io.Writer) (int64, error) {
+	var n int64
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		n, err = tx.WriteTo(w)
+		return err
+	})
+	return n, err
+}
+
+// WriteTokensTo writes a consistent copy of the token file to w.
+func (s *Store) WriteTokensTo(w io.Writer) (int64, error) { return s.tokens.WriteTo(w) }
 
 // Checkpoint is the position of the last applied event.
 func (s *Store) Checkpoint() (eventstore.Position, error) {

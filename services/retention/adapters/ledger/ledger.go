@@ -460,20 +460,30 @@ func (l *Ledger) Record(ctx context.Context, r Receipt) (Receipt, bool, error) {
 // rest are recorded one by one with Record, which returns an existing
 // receipt instead of writing a second one.
 func (l *Ledger) RecordBatch(ctx context.Context, rs []Receipt) error {
+	_, err := l.RecordBatchStored(ctx, rs)
+	return err
+}
+
+// RecordBatchStored is RecordBatch that also returns each receipt as the
+// ledger holds it (with Seq, Prev and Hash; for a key that already had a
+// receipt, that receipt), in the order of rs. The shred journal keeps
+// them, so that a restore can put them back byte for byte: Marshal of a
+// returned receipt is the stored message.
+func (l *Ledger) RecordBatchStored(ctx context.Context, rs []Receipt) ([]Receipt, error) {
 	if len(rs) == 0 {
-		return nil
+		return nil, nil
 	}
 	norm := make([]Receipt, len(rs))
 	for i, r := range rs {
 		n, err := normalise(r)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		norm[i] = n
 	}
 	prev, seq, err := l.last(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	futures := make([]jetstream.PubAckFuture, 0, len(norm))
 	for i := range norm {
@@ -482,7 +492,7 @@ func (l *Ledger) RecordBatch(ctx context.Context, rs []Receipt) error {
 		r.Hash = ComputeHash(*r)
 		data, err := json.Marshal(r)
 		if err != nil {
-			return fmt.Errorf("%w: encode receipt %s: %w", ErrInvalid, r.Key, err)
+			return nil, fmt.Errorf("%w: encode receipt %s: %w", ErrInvalid, r.Key, err)
 		}
 		msg := nats.NewMsg(l.subject(r.Key))
 		msg.Data = data
@@ -506,6 +516,7 @@ func (l *Ledger) RecordBatch(ctx context.Context, rs []Receipt) error {
 		futures = append(futures, f)
 		prev = r.Hash
 	}
+	stored := make([]Receipt, 0, len(rs))
 	done := 0
 	for _, f := range futures {
 		select {
@@ -513,11 +524,14 @@ func (l *Ledger) RecordBatch(ctx context.Context, rs []Receipt) error {
 			if ack.Duplicate {
 				goto rest
 			}
+			r := norm[done]
+			r.Seq = ack.Sequence
+			stored = append(stored, r)
 			done++
 			continue
 		case <-f.Err():
 		case <-ctx.Done():
-			return fmt.Errorf("%w: record receipts: %w", ErrUnavailable, ctx.Err())
+			return nil, fmt.Errorf("%w: record receipts: %w", ErrUnavailable, ctx.Err())
 		}
 		break
 	}
@@ -530,15 +544,77 @@ rest:
 		case <-f.Ok():
 		case <-f.Err():
 		case <-ctx.Done():
-			return fmt.Errorf("%w: record receipts: %w", ErrUnavailable, ctx.Err())
+			return nil, fmt.Errorf("%w: record receipts: %w", ErrUnavailable, ctx.Err())
 		}
 	}
 	for _, r := range rs[done:] {
-		if _, _, err := l.Record(ctx, r); err != nil {
-			return err
+		got, _, err := l.Record(ctx, r)
+		if err != nil {
+			return nil, err
 		}
+		stored = append(stored, got)
 	}
-	return nil
+	return stored, nil
+}
+
+// ErrNotNext means a receipt given to Restore does not continue the chain:
+// its Prev is not the hash of the ledger's last receipt.
+var ErrNotNext = errors.New("ledger: receipt does not continue the chain")
+
+// Restore appends a receipt exactly as another copy of this ledger stored
+// it (data is the stored message, as RecordBatchStored's receipts marshal),
+// for `kontakt restore`: a restored ledger gets back the receipts written
+// after its backup, byte for byte, so the chain an auditor verifies is the
+// original one. The receipt's hash must match its contents and its Prev
+// must be the hash of the ledger's last receipt (else ErrNotNext). A key
+// that already has this very receipt returns it and false; a key that has
+// another receipt is ErrChainBroken, because one key has one receipt.
+func (l *Ledger) Restore(ctx context.Context, data []byte) (Receipt, bool, error) {
+	var r Receipt
+	if err := json.Unmarshal(data, &r); err != nil {
+		return Receipt{}, false, fmt.Errorf("%w: receipt to restore cannot be decoded: %w", ErrInvalid, err)
+	}
+	if !ValidKey(r.Key) {
+		return Receipt{}, false, fmt.Errorf("%w: receipt key %q", ErrInvalid, r.Key)
+	}
+	if want := ComputeHash(r); r.Hash != want {
+		return Receipt{}, false, fmt.Errorf("%w: receipt %s to restore: hash %s does not match its contents (%s)", ErrChainBroken, r.Key, r.Hash, want)
+	}
+	prev, lastSeq, err := l.last(ctx)
+	if err != nil {
+		return Receipt{}, false, err
+	}
+	existing, found, err := l.get(ctx, r.Key)
+	if err != nil {
+		return Receipt{}, false, err
+	}
+	if found {
+		if existing.Hash == r.Hash {
+			return existing, false, nil
+		}
+		return Receipt{}, false, fmt.Errorf("%w: key %s has receipt %s, not %s", ErrChainBroken, r.Key, existing.Hash, r.Hash)
+	}
+	if r.Prev != prev {
+		return Receipt{}, false, fmt.Errorf("%w: receipt %s follows %s, the ledger ends at %s", ErrNotNext, r.Key, r.Prev, prev)
+	}
+	msg := nats.NewMsg(l.subject(r.Key))
+	msg.Data = data
+	ack, err := l.js.PublishMsg(ctx, msg,
+		jetstream.WithExpectStream(l.cfg.Stream),
+		jetstream.WithExpectLastSequence(lastSeq),
+		jetstream.WithMsgID(r.Hash))
+	if err != nil {
+		return Receipt{}, false, fmt.Errorf("%w: restore receipt %s: %w", ErrUnavailable, r.Key, err)
+	}
+	r.Seq = ack.Sequence
+	return r, true, nil
+}
+
+// Head returns the hash of the ledger's last receipt (GenesisPrev for an
+// empty ledger), after checking that receipt's own hash.
+func (l *Ledger) Head(ctx context.Context) (string, error) {
+	h, _, err := l.last(ctx)
+	return h, err
 }
 
 // backoff waits a short random time before retry attempt, so that writers

@@ -2,6 +2,7 @@ package ledger_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -629,4 +630,86 @@ func TestRecordBatchKeepsOneReceiptPerKeyAndOneChain(t *testing.T) {
 	count, _, err := ledger.Verify(ctx, first)
 	require.NoError(t, err)
 	require.Equal(t, len(all), count)
+}
+
+// TestRestoreCarriesReceiptsVerbatim: receipts recorded in one ledger,
+// kept as RecordBatchStored returned them (what the shred journal
+// keeps), are put back into another ledger that holds only the first few
+// (an older backup), and that ledger then verifies to the same head with
+// the same messages, byte for byte.
+func TestRestoreCarriesReceiptsVerbatim(t *testing.T) {
+	ctx := testCtx(t)
+	live := newLedger(t, natstest.Embedded(t, 0))
+	var stored []ledger.Receipt
+	for i := range 3 {
+		var batch []ledger.Receipt
+		for j := range 4 {
+			batch = append(batch, receipt(fmt.Sprintf("c%d.redaction.%d", i, j)))
+		}
+		got, err := live.RecordBatchStored(ctx, batch)
+		require.NoError(t, err)
+		require.Len(t, got, len(batch))
+		stored = append(stored, got...)
+	}
+	// A key that already has its receipt returns that one.
+	again, err := live.RecordBatchStored(ctx, []ledger.Receipt{receipt("c0.redaction.0")})
+	require.NoError(t, err)
+	require.Equal(t, stored[0], again[0])
+	inLedger := scanAll(t, live)
+	require.Equal(t, inLedger, stored, "RecordBatchStored returns the receipts as stored")
+	wantN, wantHead, err := ledger.Verify(ctx, live)
+	require.NoError(t, err)
+
+	srv := natstest.Embedded(t, 0)
+	restored := newLedger(t, srv)
+	js := natstest.JetStream(t, srv)
+	data := func(r ledger.Receipt) []byte {
+		b, err := json.Marshal(r)
+		require.NoError(t, err)
+		return b
+	}
+	// The older copy holds the first five.
+	for _, r := range stored[:5] {
+		_, added, err := restored.Restore(ctx, data(r))
+		require.NoError(t, err)
+		require.True(t, added)
+	}
+	// Out of chain order is refused and changes nothing.
+	_, _, err = restored.Restore(ctx, data(stored[7]))
+	require.ErrorIs(t, err, ledger.ErrNotNext)
+	// An altered receipt is refused.
+	bad := stored[5]
+	bad.Rule = "annan-regel"
+	_, _, err = restored.Restore(ctx, data(bad))
+	require.ErrorIs(t, err, ledger.ErrChainBroken)
+	// One already there is recognised, not added.
+	_, added, err := restored.Restore(ctx, data(stored[2]))
+	require.NoError(t, err)
+	require.False(t, added)
+	for _, r := range stored[5:] {
+		_, added, err := restored.Restore(ctx, data(r))
+		require.NoError(t, err)
+		require.True(t, added, r.Key)
+	}
+	n, head, err := ledger.Verify(ctx, restored)
+	require.NoError(t, err)
+	require.Equal(t, wantN, n)
+	require.Equal(t, wantHead, head)
+	got, err := restored.Head(ctx)
+	require.NoError(t, err)
+	require.Equal(t, wantHead, got)
+	// Byte for byte: every stored message is what the live ledger holds.
+	st, err := js.Stream(ctx, ledger.DefaultStream)
+	require.NoError(t, err)
+	for i, r := range inLedger {
+		m, err := st.GetMsg(ctx, uint64(i+1))
+		require.NoError(t, err)
+		require.Equal(t, string(data(r)), string(m.Data), "receipt %d", i)
+	}
+	// A receipt for a key that holds another one is refused.
+	other := newLedger(t, natstest.Embedded(t, 0))
+	foreign, err := other.RecordBatchStored(ctx, []ledger.Receipt{receipt("x.redaction.1"), receipt("c0.redaction.0")})
+	require.NoError(t, err)
+	_, _, err = restored.Restore(ctx, data(foreign[1]))
+	require.ErrorIs(t, err, ledger.ErrChainBroken)
 }
