@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -80,6 +81,42 @@ type Options struct {
 	// change while running (see OnReload); without it SIGHUP keeps its
 	// default effect.
 	Reload func() (config.Config, error)
+	// Offline builds the process without serving, for admin commands that
+	// run the services' own code on a stopped data directory (`kontakt
+	// backup` with no server, `kontakt restore`): no port is taken, no
+	// token is accepted (the identity provider is not asked), the embedded
+	// NATS server opens no port, and the master key must exist (a missing
+	// one is never created). Run is refused; CatchUp runs the workers.
+	Offline bool
+	// AfterConnect, when set, runs once NATS is connected and before the
+	// event store and the key store open their streams: `kontakt restore`
+	// restores the streams from their snapshots there, which JetStream
+	// allows only for streams that do not exist yet.
+	AfterConnect func(ctx context.Context, conn *natsgo.Conn) error
+}
+
+// ReadModel is a read model a service keeps in files under the data
+// directory, as `kontakt backup` and `kontakt restore` see it: the files
+// to copy while the process runs, and how far the model has followed the
+// log (a restore brings every read model up to the log's head before
+// anything serves).
+type ReadModel struct {
+	// Name names the read model in progress output and the manifest.
+	Name string
+	// Checkpoint is the log position of the last event it applied.
+	Checkpoint func() (eventstore.Position, error)
+	// Files are its files, in the order they must be copied.
+	Files []ReadModelFile
+}
+
+// ReadModelFile is one file of a read model.
+type ReadModelFile struct {
+	// Path is the file's path relative to the data directory.
+	Path string
+	// WriteTo writes a consistent copy of the file (bbolt's copy in a
+	// read transaction): a running process's files cannot be copied from
+	// outside it.
+	WriteTo func(w io.Writer) (int64, error)
 }
 
 // ReloadFunc checks a reloaded configuration for one part of the process
@@ -114,6 +151,7 @@ type Host struct {
 	Sealer *seal.Sealer
 
 	opts       Options
+	readModels []ReadModel
 	reloads    []ReloadFunc
 	reloadMu   sync.Mutex
 	nats       *natsserver.Server
@@ -162,9 +200,11 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger, lookupEnv
 		h.Clock = func() time.Time { return time.Now().Add(off) }
 		logger.Warn("development clock offset: every component runs ahead of real time", "offset", off.String())
 	}
-	verifier, err := newVerifier(ctx, cfg, logger)
-	if err != nil {
-		return nil, err
+	var verifier auth.Verifier = refuseAll{}
+	if !opts.Offline {
+		if verifier, err = newVerifier(ctx, cfg, logger); err != nil {
+			return nil, err
+		}
 	}
 	if c, ok := verifier.(io.Closer); ok {
 		// Stops the OIDC key set's schedule.
@@ -211,12 +251,14 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger, lookupEnv
 	}
 	// Take the port before starting NATS, so a port in use is reported at
 	// once and nothing is left half-started.
-	if err := h.Server.Listen(); err != nil {
-		return nil, err
+	if !opts.Offline {
+		if err := h.Server.Listen(); err != nil {
+			return nil, err
+		}
 	}
 	// The master key is read (or, in development, created) only once the
 	// port is ours, so a failed start leaves nothing behind.
-	h.Master, err = seal.LoadMasterKey(cfg.MasterKeyPath(), lookupEnv, cfg.Mode == config.Development)
+	h.Master, err = seal.LoadMasterKey(cfg.MasterKeyPath(), lookupEnv, cfg.Mode == config.Development && !opts.Offline)
 	if err != nil {
 		return nil, err
 	}
@@ -256,6 +298,11 @@ func OpenBackends(ctx context.Context, cfg config.Config, logger *slog.Logger, l
 func (h *Host) openBackends(ctx context.Context) error {
 	if err := h.connectNATS(ctx); err != nil {
 		return err
+	}
+	if h.opts.AfterConnect != nil {
+		if err := h.opts.AfterConnect(ctx, h.conn); err != nil {
+			return err
+		}
 	}
 	js, err := natsjs.New(h.conn)
 	if err != nil {
@@ -305,6 +352,14 @@ func (h *Host) Mount(prefix string, handler http.Handler) error {
 	d.set(handler)
 	return nil
 }
+
+// AddReadModel declares a read model the process keeps under the data
+// directory, for `kontakt backup` and `kontakt restore`.
+func (h *Host) AddReadModel(rm ReadModel) { h.readModels = append(h.readModels, rm) }
+
+// ReadModels returns the read models the services declared, in the order
+// they were mounted.
+func (h *Host) ReadModels() []ReadModel { return slices.Clone(h.readModels) }
 
 // Go adds a background worker (a projector, a router, a sweeper). It runs
 // beside the server from Run until shutdown.
@@ -390,6 +445,9 @@ func (h *Host) DataPath(name string) (string, error) {
 // NATS last, so no call loses its store half-way.
 func (h *Host) Run(ctx context.Context) error {
 	defer h.Close()
+	if h.opts.Offline {
+		return errors.New("host: an offline process does not serve")
+	}
 	for _, svc := range h.opts.Services {
 		h.Server.SetServing(string(svc.FullName()), true)
 	}
@@ -410,6 +468,77 @@ func (h *Host) Run(ctx context.Context) error {
 	stop()
 	wg.Wait()
 	return err
+}
+
+// CatchUp runs the background workers (the projectors, and with them the
+// router and the sweeper, exactly as serving would run them) without
+// serving, until every read model declared with AddReadModel has applied
+// the log up to its head, then stops them. The head is read again until
+// it stays put, because the workers append too (a deletion writes its
+// tombstone, a router routes). progress, when set, gets the lowest
+// checkpoint and the head as they move. `kontakt restore` uses it so that
+// nothing of a restored store is served from a read model that has not
+// yet seen the journal's redactions.
+func (h *Host) CatchUp(ctx context.Context, progress func(done, head uint64)) error {
+	if len(h.readModels) == 0 {
+		return errors.New("host: no read model to bring up to date")
+	}
+	bg, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	errs := make(chan error, len(h.background))
+	for _, run := range h.background {
+		wg.Go(func() {
+			if err := run(bg); err != nil {
+				errs <- err
+			}
+		})
+	}
+	defer func() {
+		stop()
+		wg.Wait()
+	}()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	var settled eventstore.Position
+	for {
+		head, err := h.Store.Head(ctx)
+		if err != nil {
+			return fmt.Errorf("host: read the log's head: %w", err)
+		}
+		lowest := head
+		for _, rm := range h.readModels {
+			cp, err := rm.Checkpoint()
+			if err != nil {
+				return fmt.Errorf("host: %s read model: %w", rm.Name, err)
+			}
+			lowest = min(lowest, cp)
+		}
+		if progress != nil {
+			progress(uint64(lowest), uint64(head))
+		}
+		if lowest >= head {
+			// Caught up twice with the same head: the workers have
+			// appended nothing since.
+			if head == settled {
+				return nil
+			}
+			settled = head
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-errs:
+			return fmt.Errorf("host: a worker stopped while catching up: %w", err)
+		case <-tick.C:
+		}
+	}
+}
+
+// refuseAll is the verifier of an offline process: it serves nobody.
+type refuseAll struct{}
+
+func (refuseAll) Verify(context.Context, string) (auth.Principal, error) {
+	return auth.Principal{}, errors.New("an offline process accepts no token")
 }
 
 // Addr is the address the server listens on.
@@ -477,7 +606,7 @@ func (h *Host) connectNATS(ctx context.Context) error {
 			AnalystSubjects:  AnalystSubjects,
 		},
 	}
-	if h.Config.NATS.EmbeddedListen == "" {
+	if h.Config.NATS.EmbeddedListen == "" || h.opts.Offline {
 		ncfg.InProcessOnly = true
 	} else {
 		host, port, err := net.SplitHostPort(h.Config.NATS.EmbeddedListen)

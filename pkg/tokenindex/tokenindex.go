@@ -56,6 +56,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -187,6 +188,31 @@ func (x *Index) Close() error {
 
 // Path is the file's path.
 func (x *Index) Path() string { return x.path }
+
+// WriteTo writes a consistent copy of the file to w, for a backup taken
+// while the process runs. It holds the writer lock while it copies, so no
+// token changes and no compaction swaps the file under it: the copy holds
+// exactly the live tokens (a file left dirty by a failed compaction is
+// copied as it is, and compacted when the copy is opened).
+func (x *Index) WriteTo(w io.Writer) (int64, error) {
+	x.wmu.Lock()
+	defer x.wmu.Unlock()
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	if x.db == nil {
+		return 0, fmt.Errorf("tokenindex: %s is closed", x.path)
+	}
+	var n int64
+	err := x.db.View(func(tx *bolt.Tx) error {
+		var err error
+		n, err = tx.WriteTo(w)
+		return err
+	})
+	if err != nil {
+		return n, fmt.Errorf("tokenindex: copy %s: %w", x.path, err)
+	}
+	return n, nil
+}
 
 // Epoch returns the epoch the file belongs to ("" for a new file).
 func (x *Index) Epoch() (string, error) {

@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -209,6 +210,10 @@ func (s *Service) Close() error { return s.store.Close() }
 // Checkpoint returns the position of the last case event the read model
 // reflects, for readiness checks and tests.
 func (s *Service) Checkpoint() (eventstore.Position, error) { return s.store.Checkpoint() }
+
+// WriteTo writes a consistent copy of the read model's file (FileName) to
+// w, for `kontakt backup` while the projector runs.
+func (s *Service) WriteTo(w io.Writer) (int64, error) { return s.store.WriteTo(w) }
 
 // Recount reads the whole statistics stream through js, keeps the newest
 // version per statistics id and returns those records in statistics id

@@ -18,6 +18,7 @@ import (
 	"github.com/kontakt-se/kontakt/pkg/audit"
 	"github.com/kontakt-se/kontakt/pkg/config"
 	"github.com/kontakt-se/kontakt/pkg/host"
+	"github.com/kontakt-se/kontakt/pkg/tokenindex"
 	"github.com/kontakt-se/kontakt/services/routing/adapters/readmodel"
 	"github.com/kontakt-se/kontakt/services/routing/app"
 	"github.com/kontakt-se/kontakt/services/routing/domain"
@@ -36,6 +37,9 @@ type ReadModel struct {
 	Projector *readmodel.Projector
 }
 
+// readModelFile is the read model's file in <data_dir>/routing.
+const readModelFile = "readmodel.db"
+
 // OpenReadModel opens routing's read model under the data directory and
 // its projector. onChange receives every applied change (nil: none).
 func OpenReadModel(h *host.Host, logger *slog.Logger, onChange func(readmodel.Change)) (*ReadModel, error) {
@@ -47,7 +51,7 @@ func OpenReadModel(h *host.Host, logger *slog.Logger, onChange func(readmodel.Ch
 	if err != nil {
 		return nil, err
 	}
-	rm, err := readmodel.Open(filepath.Join(dir, "readmodel.db"), readmodel.Options{
+	rm, err := readmodel.Open(filepath.Join(dir, readModelFile), readmodel.Options{
 		Tokenizer: app.NewTokenizer(h.Sealer, blind, h.Clock),
 		OnChange:  onChange,
 	})
@@ -96,6 +100,14 @@ func Mount(ctx context.Context, h *host.Host) error {
 		return err
 	}
 	h.OnClose(rm.Store.Close)
+	h.AddReadModel(host.ReadModel{
+		Name:       "routing",
+		Checkpoint: rm.Store.Checkpoint,
+		Files: []host.ReadModelFile{
+			{Path: filepath.Join("routing", readModelFile), WriteTo: rm.Store.WriteTo},
+			{Path: filepath.Join("routing", tokenindex.PathFor(readModelFile)), WriteTo: rm.Store.WriteTokensTo},
+		},
+	})
 	if rm.Store.NeedsRebuild() {
 		// The file was written with another layout or SLA; its due times
 		// and indexes cannot be trusted, so replay the log before serving.

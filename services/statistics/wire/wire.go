@@ -5,6 +5,7 @@ package wire
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 
 	"google.golang.org/protobuf/reflect/protoreflect"
 
@@ -37,6 +38,11 @@ func Mount(ctx context.Context, h *host.Host) error {
 		return fmt.Errorf("statistics: %w", err)
 	}
 	h.OnClose(stats.Close)
+	h.AddReadModel(host.ReadModel{
+		Name:       "statistics",
+		Checkpoint: stats.Checkpoint,
+		Files:      []host.ReadModelFile{{Path: filepath.Join("statistics", statistics.FileName), WriteTo: stats.WriteTo}},
+	})
 	h.Go(stats.Run)
 	stats.Register(h.Server)
 	return nil

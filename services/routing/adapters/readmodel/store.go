@@ -33,6 +33,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"slices"
 	"strconv"
@@ -331,6 +332,24 @@ func (s *Store) NeedsRebuild() bool {
 	defer s.applyMu.Unlock()
 	return s.needsRebuild
 }
+
+// WriteTo writes a consistent copy of the main file to w (one read
+// transaction), for a backup taken while the projector runs; the copy's
+// checkpoint says where a restored projector resumes. The token file is
+// copied apart (WriteTokensTo), after this one, so it is at least as new
+// (see pkg/tokenindex on the order of the two files).
+func (s *Store) WriteTo(w io.Writer) (int64, error) {
+	var n int64
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		n, err = tx.WriteTo(w)
+		return err
+	})
+	return n, err
+}
+
+// WriteTokensTo writes a consistent copy of the token file to w.
+func (s *Store) WriteTokensTo(w io.Writer) (int64, error) { return s.tokens.WriteTo(w) }
 
 // Checkpoint returns the position of the last applied event: projection
 // resumes after it.

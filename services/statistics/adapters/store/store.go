@@ -23,6 +23,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"time"
 
@@ -80,6 +81,18 @@ type Options struct {
 // with the one writer.
 type Store struct {
 	db *bolt.DB
+}
+
+// WriteTo writes a consistent copy of the file to w (one read
+// transaction), for a backup taken while the projector runs.
+func (s *Store) WriteTo(w io.Writer) (int64, error) {
+	var n int64
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		n, err = tx.WriteTo(w)
+		return err
+	})
+	return n, err
 }
 
 // Open opens or creates the file at path with mode 0600.
