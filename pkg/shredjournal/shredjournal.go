@@ -53,6 +53,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 )
@@ -317,7 +318,11 @@ type Journal struct {
 	seen map[string]struct{}
 	last string
 	n    int
+	tail []Entry
 }
+
+// tailSize is how many of the newest entries Tail returns.
+const tailSize = 32
 
 // Open opens the journal in dir for appending, creating the directory
 // (0700) and the file (0600) if needed. It reads the journal (so entries
@@ -375,6 +380,7 @@ func Open(dir string, opts ...Option) (*Journal, error) {
 		j.last = entries[len(entries)-1].ID()
 	}
 	j.n = len(entries)
+	j.tail = slices.Clone(entries[max(0, len(entries)-tailSize):])
 	j.f = f
 	return j, nil
 }
@@ -433,6 +439,8 @@ func (j *Journal) Append(entries ...Entry) error {
 	}
 	j.last = added[len(added)-1].ID()
 	j.n += len(added)
+	j.tail = append(j.tail, added...)
+	j.tail = slices.Clone(j.tail[max(0, len(j.tail)-tailSize):])
 	if j.afterSync != nil {
 		j.afterSync(added)
 	}
@@ -453,6 +461,15 @@ func (j *Journal) Last() (string, int) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	return j.last, j.n
+}
+
+// Tail returns the newest entries (at most 32), oldest first: what a
+// process checks its store against at start (a store older than its
+// journal lacks the newest entries first).
+func (j *Journal) Tail() []Entry {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return slices.Clone(j.tail)
 }
 
 // Close releases the file and its lock.

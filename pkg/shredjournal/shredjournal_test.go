@@ -65,8 +65,18 @@ func TestAppendReadAndDuplicates(t *testing.T) {
 	// Reopened, the journal knows what it holds.
 	require.NoError(t, j.Close())
 	j2 := openJournal(t, dir)
+	require.Equal(t, []string{"event:e1", "receipt:aaaa1111", "event:e2"}, ids(j2.Tail()))
 	require.NoError(t, j2.Append(event("e1"), event("e3")))
+	require.Equal(t, []string{"event:e1", "receipt:aaaa1111", "event:e2", "event:e3"}, ids(j2.Tail()))
+	for i := range 40 {
+		require.NoError(t, j2.Append(event(fmt.Sprintf("more-%02d", i))))
+	}
+	tail := j2.Tail()
+	require.Len(t, tail, 32)
+	require.Equal(t, "event:more-39", tail[31].ID())
 	got, err = shredjournal.Read(dir)
+	require.NoError(t, err)
+	got = got[:4]
 	require.NoError(t, err)
 	require.Equal(t, []string{"event:e1", "receipt:aaaa1111", "event:e2", "event:e3"}, ids(got))
 
