@@ -12,6 +12,7 @@ import (
 
 	"github.com/kontakt-se/kontakt/pkg/config"
 	"github.com/kontakt-se/kontakt/pkg/host"
+	"github.com/kontakt-se/kontakt/services/kontakt/internal/admin"
 	"github.com/kontakt-se/kontakt/services/kontakt/internal/node"
 )
 
@@ -57,6 +58,13 @@ func newServeCmd(g *globalFlags, lookupEnv env) *cobra.Command {
 			n, err := node.Build(ctx, cfg, logger, lookupEnv, load)
 			if err != nil {
 				return err
+			}
+			// The admin socket lets `kontakt backup` run in this process,
+			// which holds the read models. Serving goes on without it.
+			if adm, err := admin.Listen(n, cfg.AdminSocketPath(), logger); err != nil {
+				logger.Warn("no admin socket: `kontakt backup` cannot run while this server serves", "error", err)
+			} else {
+				n.Go(adm.Serve)
 			}
 			return n.Run(ctx)
 		},

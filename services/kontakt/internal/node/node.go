@@ -8,6 +8,7 @@ import (
 	"context"
 	"log/slog"
 
+	natsgo "github.com/nats-io/nats.go"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/kontakt-se/kontakt/pkg/config"
@@ -31,12 +32,39 @@ func Services() []protoreflect.ServiceDescriptor {
 // loaded (SIGHUP); nil leaves SIGHUP alone. On error nothing is left
 // running.
 func Build(ctx context.Context, cfg config.Config, logger *slog.Logger, lookupEnv func(string) (string, bool), reload func() (config.Config, error)) (*host.Host, error) {
+	return Open(ctx, cfg, logger, lookupEnv, Setup{Reload: reload})
+}
+
+// Setup says how Open builds the process beyond the configuration.
+type Setup struct {
+	// Reload: see Build.
+	Reload func() (config.Config, error)
+	// Offline builds it without serving (host.Options.Offline), for
+	// `kontakt backup` with no server and `kontakt restore`.
+	Offline bool
+	// AfterConnect runs once NATS is up, before the stores open their
+	// streams (host.Options.AfterConnect).
+	AfterConnect func(context.Context, *natsgo.Conn) error
+	// BeforeMount runs once the stores are open, before any service is
+	// mounted (and so before any service opens its read model).
+	BeforeMount func(context.Context, *host.Host) error
+}
+
+// Open is Build with a Setup: the same services, mounted the same way,
+// for every command that runs them.
+func Open(ctx context.Context, cfg config.Config, logger *slog.Logger, lookupEnv func(string) (string, bool), s Setup) (*host.Host, error) {
 	h, err := host.Open(ctx, cfg, logger, lookupEnv, host.Options{
 		Name: "kontakt", Services: Services(), HTTPPrefixes: []string{intakewire.Open311Prefix},
-		Reload: reload,
+		Reload: s.Reload, Offline: s.Offline, AfterConnect: s.AfterConnect,
 	})
 	if err != nil {
 		return nil, err
+	}
+	if s.BeforeMount != nil {
+		if err := s.BeforeMount(ctx, h); err != nil {
+			h.Close()
+			return nil, err
+		}
 	}
 	for _, mount := range []func(context.Context, *host.Host) error{
 		intakewire.Mount, routingwire.Mount, retentionwire.Mount, statisticswire.Mount,
