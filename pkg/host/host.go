@@ -41,6 +41,7 @@ import (
 	"github.com/kontakt-se/kontakt/pkg/natsserver"
 	"github.com/kontakt-se/kontakt/pkg/seal"
 	"github.com/kontakt-se/kontakt/pkg/server"
+	"github.com/kontakt-se/kontakt/pkg/shredjournal"
 )
 
 // The stream, and the subjects of it, that the embedded NATS server's
@@ -152,6 +153,7 @@ type Host struct {
 
 	opts       Options
 	readModels []ReadModel
+	journal    *shredjournal.Journal
 	reloads    []ReloadFunc
 	reloadMu   sync.Mutex
 	nats       *natsserver.Server
@@ -360,6 +362,14 @@ func (h *Host) AddReadModel(rm ReadModel) { h.readModels = append(h.readModels, 
 // ReadModels returns the read models the services declared, in the order
 // they were mounted.
 func (h *Host) ReadModels() []ReadModel { return slices.Clone(h.readModels) }
+
+// SetJournal declares the shred journal the process writes (retention
+// does): one process holds a journal, so a backup taken in it marks the
+// journal through this one.
+func (h *Host) SetJournal(j *shredjournal.Journal) { h.journal = j }
+
+// Journal is the shred journal the process writes, or nil.
+func (h *Host) Journal() *shredjournal.Journal { return h.journal }
 
 // Go adds a background worker (a projector, a router, a sweeper). It runs
 // beside the server from Run until shutdown.

@@ -88,6 +88,10 @@ const (
 	KindEvent Kind = "event"
 	// KindReceipt is a ledger receipt exactly as stored.
 	KindReceipt Kind = "receipt"
+	// KindBackup marks where a backup was taken: a restore of that backup
+	// needs a journal that holds the mark, so that it reaches from the
+	// backup to now.
+	KindBackup Kind = "backup"
 )
 
 // Entry is one line of the journal.
@@ -98,6 +102,8 @@ type Entry struct {
 	Written time.Time `json:"written"`
 	Event   *Event    `json:"event,omitempty"`
 	Receipt *Receipt  `json:"receipt,omitempty"`
+	// Backup is the id of the backup a KindBackup entry marks.
+	Backup string `json:"backup,omitempty"`
 }
 
 // Event is a case event as it was appended, and what its effect destroys.
@@ -145,6 +151,8 @@ func (e Entry) ID() string {
 		return "event:" + e.Event.ID
 	case e.Kind == KindReceipt && e.Receipt != nil:
 		return "receipt:" + e.Receipt.Hash
+	case e.Kind == KindBackup && e.Backup != "":
+		return "backup:" + e.Backup
 	}
 	return ""
 }
@@ -154,13 +162,17 @@ func (e Entry) validate() error {
 	switch e.Kind {
 	case KindEvent:
 		ev := e.Event
-		if ev == nil || ev.Stream == "" || ev.ID == "" || ev.Type == "" || e.Receipt != nil {
+		if ev == nil || ev.Stream == "" || ev.ID == "" || ev.Type == "" || e.Receipt != nil || e.Backup != "" {
 			return fmt.Errorf("%w: an event entry needs a stream, an id and a type, and no receipt", ErrInvalid)
 		}
 	case KindReceipt:
 		r := e.Receipt
 		if r == nil || r.Key == "" || r.Hash == "" || len(r.Data) == 0 || e.Event != nil {
 			return fmt.Errorf("%w: a receipt entry needs a key, a hash and the stored bytes, and no event", ErrInvalid)
+		}
+	case KindBackup:
+		if e.Backup == "" || e.Event != nil || e.Receipt != nil {
+			return fmt.Errorf("%w: a backup entry needs the backup's id, and no event or receipt", ErrInvalid)
 		}
 	default:
 		return fmt.Errorf("%w: kind %q", ErrInvalid, e.Kind)

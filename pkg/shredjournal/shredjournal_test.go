@@ -188,6 +188,17 @@ func TestCorruptionIsNotSkipped(t *testing.T) {
 	require.ErrorIs(t, err, shredjournal.ErrCorrupt)
 }
 
+func TestBackupMarks(t *testing.T) {
+	dir := t.TempDir()
+	j := openJournal(t, dir)
+	mark := shredjournal.Entry{Kind: shredjournal.KindBackup, Backup: "B1"}
+	require.NoError(t, j.Append(event("e1"), mark, mark))
+	got, err := shredjournal.Read(dir)
+	require.NoError(t, err)
+	require.Equal(t, []string{"event:e1", "backup:B1"}, ids(got))
+	require.ErrorIs(t, j.Append(shredjournal.Entry{Kind: shredjournal.KindBackup}), shredjournal.ErrInvalid)
+}
+
 func TestMergeIsAUnion(t *testing.T) {
 	a := []shredjournal.Entry{event("e1"), receipt("aaaa1111", "0000"), event("e2")}
 	b := []shredjournal.Entry{event("e1"), event("e9"), receipt("aaaa1111", "0000"), receipt("bbbb2222", "aaaa1111")}

@@ -151,6 +151,7 @@ func Mount(ctx context.Context, h *host.Host) error {
 		return err
 	}
 	h.OnClose(journal.Close)
+	h.SetJournal(journal)
 	svc, err := app.New(h.Store, h.Sealer, led, idx, auditLog, blind, h.Clock, logger, app.Config{
 		Plan: plan, ArchiveDir: archiveDir, SweepInterval: cfg.Retention.SweepInterval, Journal: journal,
 	})

@@ -199,19 +199,21 @@ func Run(ctx context.Context, h *host.Host, opts Options, progress Progress) (*R
 		m.Files = append(m.Files, files...)
 	}
 
-	// Where the shred journal stood: a restore from this backup needs the
-	// journal from here on.
-	if dir, _, err := h.Config.JournalPath(); err == nil {
-		entries, err := shredjournal.Read(dir)
-		if err != nil {
-			return nil, fmt.Errorf("backup: shred journal: %w", err)
-		}
-		js := &JournalState{Entries: len(entries)}
-		if len(entries) > 0 {
-			js.LastEntry = entries[len(entries)-1].ID()
-		}
-		data.Journal = js
+	// Where the shred journal stood: the backup marks it, and a restore
+	// of the backup needs a journal that holds the mark (it reaches from
+	// the backup to now). The mark is written once every stream is copied,
+	// so everything the journal holds before it happened before the copy
+	// ended, which a restore does not rely on (it replays every entry).
+	j := h.Journal()
+	if j == nil {
+		return nil, errors.New("backup: this process keeps no shred journal (retention is not mounted)")
 	}
+	mark := shredjournal.Entry{Kind: shredjournal.KindBackup, Backup: id}
+	if err := j.Append(mark); err != nil {
+		return nil, fmt.Errorf("backup: mark the shred journal: %w", err)
+	}
+	_, entries := j.Last()
+	data.Journal = &JournalState{LastEntry: mark.ID(), Entries: entries}
 	data.Notes = []string{
 		"The data keys of this backup are in a directory of their own (the keys part, same backup_id). Store it apart from this one: together with the master key they open the personal data of this backup.",
 		"Restore with `kontakt restore`, which replays the shred journal: copying these files back by hand brings back what was erased after the backup.",

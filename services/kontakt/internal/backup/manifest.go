@@ -107,11 +107,13 @@ type ReadModel struct {
 	Files []string `json:"files"`
 }
 
-// JournalState is the shred journal as the backup found it.
+// JournalState is the shred journal as the backup left it.
 type JournalState struct {
-	// LastEntry is the id of the journal's last entry ("" if empty).
+	// LastEntry is the id of the mark the backup wrote into the journal
+	// ("backup:<backup id>"): a restore needs a journal that holds it.
 	LastEntry string `json:"last_entry"`
-	Entries   int    `json:"entries"`
+	// Entries is the number of entries, the mark included.
+	Entries int `json:"entries"`
 }
 
 // FileEntry is one file of a part.

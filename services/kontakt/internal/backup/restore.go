@@ -175,7 +175,7 @@ func Restore(ctx context.Context, cfg config.Config, lookupEnv func(string) (str
 	}
 	merged := shredjournal.Merge(lists...)
 	if j := data.Journal; j != nil && j.LastEntry != "" && !slices.ContainsFunc(merged, func(e shredjournal.Entry) bool { return e.ID() == j.LastEntry }) {
-		return nil, fmt.Errorf("restore: %w: when the backup was taken the journal's last entry was %s, which no journal given holds; the journal must reach from the backup to now, or data erased since the backup comes back: give it with --journal (any copy of it, more than once)", ErrJournal, j.LastEntry)
+		return nil, fmt.Errorf("restore: %w: no journal given holds the backup's mark %s; the journal must reach from the backup to now, or data erased since the backup comes back: give the installation's journal (retention.journal_dir) or a copy of it with --journal, more than once if its copies differ", ErrJournal, j.LastEntry)
 	}
 	res.JournalEntries = len(merged)
 	res.JournalAdded = len(merged) - len(lists[0])
