@@ -514,6 +514,15 @@ func checkConfigFor(t *testing.T, m manifests, d *appsv1.Deployment, svc string,
 				t.Errorf("PVC %s is not in the build", claim)
 			}
 		}
+		// The shred journal: required in production, and kept on a
+		// volume of its own that outlives the pod (one directory per pod,
+		// named by the pod through $(POD_NAME)).
+		dir, inside, err := cfg.JournalPath()
+		if err != nil {
+			t.Errorf("kontakt-retention would refuse to start: %v", err)
+		} else if jm, ok := mounts[filepath.Dir(dir)]; inside || !ok || volumes[jm.Name].PersistentVolumeClaim == nil {
+			t.Errorf("retention.journal_dir %s must be on a PersistentVolumeClaim of its own, not in data_dir", dir)
+		}
 	}
 }
 

@@ -195,9 +195,10 @@ func startProduction(t *testing.T, idp *testIDP, discovery bool, env map[string]
 	for k, v := range env {
 		t.Setenv(k, v)
 	}
+	// Production requires the shred journal outside the data directory.
 	return Start(t, Options{ExtraConfig: fmt.Sprintf(
-		"mode: production\nmaster_key_file: %s\nauth:\n  oidc: {issuer: %q, audience: %s, jwks_url: %q}\n",
-		keyFile, idp.srv.URL, oidcAudience, jwks)})
+		"mode: production\nmaster_key_file: %s\nauth:\n  oidc: {issuer: %q, audience: %s, jwks_url: %q}\nretention:\n  journal_dir: %s\n",
+		keyFile, idp.srv.URL, oidcAudience, jwks, filepath.Join(dir, "journal"))})
 }
 
 // listQueues calls ListQueues over grpc-go with token and returns the code.
