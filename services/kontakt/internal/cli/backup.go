@@ -74,10 +74,14 @@ func newBackupCmd(g *globalFlags, stdout, stderr io.Writer, lookupEnv env) *cobr
 			if res.Data.Online {
 				how = "by the running server"
 			}
-			_, err = fmt.Fprintf(stdout, "backup %s written %s in %s\n  data: %s (%d files, %d bytes; %d streams, %d read models)\n  keys: %s (%d bytes)\nStore the keys apart from the data, and neither with the master key (id %s), which is not in the backup.\nRestore with: kontakt restore --from %s --keys-from %s\n",
+			journal, _, _ := cfg.JournalPath()
+			if abs, err := filepath.Abs(journal); err == nil {
+				journal = abs
+			}
+			_, err = fmt.Fprintf(stdout, "backup %s written %s in %s\n  data: %s (%d files, %d bytes; %d streams, %d read models)\n  keys: %s (%d bytes)\n  shred journal: %s (marked; a restore needs it or a copy)\nStore the keys apart from the data, and neither with the master key (id %s), which is not in the backup.\nRestore with: kontakt restore --from %s --keys-from %s --journal %s --data-dir NEW\n",
 				res.Data.BackupID, how, res.Duration.Round(time.Millisecond),
 				absOut, len(res.Data.Files), dataBytes, len(res.Data.Streams), len(res.Data.ReadModels),
-				absKeys, keyBytes, res.Data.MasterKeyID, absOut, absKeys)
+				absKeys, keyBytes, journal, res.Data.MasterKeyID, absOut, absKeys, journal)
 			return err
 		},
 	}
