@@ -125,6 +125,11 @@ type Event struct {
 	// DestroyAll says it destroys every key of the case (a deletion).
 	Destroy    []string `json:"destroy,omitempty"`
 	DestroyAll bool     `json:"destroy_all,omitempty"`
+	// Generations is, per class, the generation of the case's current key
+	// before the event (as the case's events said where the projector
+	// applied it): the effect destroys every generation up to it. Absent
+	// classes are at generation 0.
+	Generations map[string]uint32 `json:"generations,omitempty"`
 	// Unarchive says the effect removes the case's archive packages (a
 	// withdrawn mark for preservation).
 	Unarchive bool `json:"unarchive,omitempty"`
