@@ -55,6 +55,7 @@ func streamLogging(logger *slog.Logger) grpc.StreamServerInterceptor {
 }
 
 func logCall(ctx context.Context, logger *slog.Logger, method string, err error, d time.Duration) {
+	markLogged(ctx)
 	st := status.Convert(err)
 	level := callLevel(method, st.Code())
 	if !logger.Enabled(ctx, level) {

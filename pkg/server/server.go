@@ -74,6 +74,9 @@ type Server struct {
 	stopping    chan struct{}            // closed when shutdown begins
 	handler     http.Handler             // everything served on the API port
 	rpc         http.Handler             // the transcoder; set by Run before serving
+	// services are the registered gRPC services; set by Run before
+	// serving, so the edge can tell RPC paths from REST paths.
+	services map[string]grpc.ServiceInfo
 
 	mu        sync.Mutex
 	state     state
@@ -322,6 +325,7 @@ func (s *Server) Run(ctx context.Context) error {
 	ln, metricsLn := s.ln, s.metricsLn
 	s.mu.Unlock()
 
+	s.services = s.grpc.GetServiceInfo()
 	rpc, err := s.newTranscoder()
 	if err != nil {
 		_ = ln.Close()
