@@ -47,6 +47,26 @@ func TestLoadFileAndEnvironment(t *testing.T) {
 	require.Equal(t, 3*time.Second, cfg.ShutdownTimeout)
 }
 
+func TestPublicSubmissionLimits(t *testing.T) {
+	cfg, err := Load("", envOf(nil))
+	require.NoError(t, err)
+	require.True(t, cfg.Limits.PublicSubmissions.PerCredential.PerMinute > 0, "on by default per credential")
+	require.True(t, cfg.Limits.PublicSubmissions.PerAddress.PerMinute > 0, "on by default per address")
+
+	cfg, err = Load("", envOf(map[string]string{
+		"KONTAKT_LIMITS_PUBLIC_SUBMISSIONS_PER_CREDENTIAL_PER_MINUTE": "0",
+		"KONTAKT_LIMITS_PUBLIC_SUBMISSIONS_PER_ADDRESS_PER_MINUTE":    "30",
+		"KONTAKT_LIMITS_PUBLIC_SUBMISSIONS_PER_ADDRESS_BURST":         "3",
+		"KONTAKT_LIMITS_PUBLIC_SUBMISSIONS_TRUSTED_PROXIES":           "10.0.0.0/8, 192.0.2.7",
+	}))
+	require.NoError(t, err)
+	require.Equal(t, PublicSubmissions{
+		PerCredential:  RateLimit{PerMinute: 0, Burst: 100},
+		PerAddress:     RateLimit{PerMinute: 30, Burst: 3},
+		TrustedProxies: []string{"10.0.0.0/8", "192.0.2.7"},
+	}, cfg.Limits.PublicSubmissions)
+}
+
 func TestLoadEmptyFileIsDefaults(t *testing.T) {
 	cfg, err := Load(writeFile(t, ""), envOf(nil))
 	require.NoError(t, err)
@@ -75,6 +95,9 @@ func TestLoadErrorsNameTheKey(t *testing.T) {
 		{"env not a number", "", map[string]string{"KONTAKT_LIMITS_MAX_REQUEST_BYTES": "x"}, "KONTAKT_LIMITS_MAX_REQUEST_BYTES (config key limits.max_request_bytes)"},
 		{"env bad duration", "", map[string]string{"KONTAKT_SHUTDOWN_TIMEOUT": "soon"}, "KONTAKT_SHUTDOWN_TIMEOUT"},
 		{"env on a list of structs", "", map[string]string{"KONTAKT_ROUTING_QUEUES": "a"}, "cannot be set from the environment"},
+		{"negative rate", "limits:\n  public_submissions:\n    per_address: {per_minute: -1, burst: 5}\n", nil, "config key limits.public_submissions.per_address.per_minute"},
+		{"rate without burst", "limits:\n  public_submissions:\n    per_credential: {per_minute: 60, burst: 0}\n", nil, "config key limits.public_submissions.per_credential.burst"},
+		{"bad proxy", "limits:\n  public_submissions:\n    trusted_proxies: [gateway]\n", nil, "config key limits.public_submissions.trusted_proxies[0]"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

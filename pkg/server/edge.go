@@ -254,6 +254,48 @@ func (s *Server) logRefusal(r *http.Request, rec *statusRecorder, d time.Duratio
 	s.logger.LogAttrs(r.Context(), level, "request refused before reaching a handler", attrs...)
 }
 
+// logRoute logs one line per request to a plain HTTP route, as the
+// logging interceptor does per RPC: the route's pattern (never the raw
+// path, which may hold identifiers), the status, the duration and the
+// peer. A client mistake is INFO (WARN for 413 and 429), a server fault
+// ERROR; handlers log the cause of their own faults.
+func (s *Server) logRoute(pattern string, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w}
+		h.ServeHTTP(rec, r)
+		status := rec.status
+		if status == 0 {
+			status = http.StatusOK
+		}
+		level := slog.LevelInfo
+		switch {
+		case status >= 500:
+			level = slog.LevelError
+		case status == http.StatusRequestEntityTooLarge, status == http.StatusTooManyRequests:
+			level = slog.LevelWarn
+		}
+		s.logger.LogAttrs(r.Context(), level, "HTTP request",
+			slog.String("http.route", pattern),
+			slog.String("http.method", methodName(r.Method)),
+			slog.Int("http.status", status),
+			slog.Duration("duration", time.Since(start)),
+			slog.String("peer", r.RemoteAddr),
+		)
+	})
+}
+
+// methodName is r.Method for the standard methods and "other" otherwise:
+// the method is client input too.
+func methodName(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions:
+		return m
+	}
+	return "other"
+}
+
 // protocolOf names the protocol of a request for the log, from a fixed
 // set: the raw Content-Type is client input.
 func (s *Server) protocolOf(r *http.Request) string {

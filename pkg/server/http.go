@@ -46,7 +46,7 @@ func (s *Server) newHTTPHandler(routes []httpRoute) (h http.Handler, err error) 
 		if r.handler == nil {
 			return nil, fmt.Errorf("server: HTTP route %q: nil handler", r.pattern)
 		}
-		mux.Handle(r.pattern, limitBody(r.handler, int64(s.cfg.MaxRequestBytes)))
+		mux.Handle(r.pattern, s.logRoute(r.pattern, limitBody(r.handler, int64(s.cfg.MaxRequestBytes))))
 	}
 	mux.Handle("/", http.HandlerFunc(s.serveRPC))
 
