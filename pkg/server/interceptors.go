@@ -120,6 +120,29 @@ func streamErrorMapping(mappings []ErrorMapping, logger *slog.Logger) grpc.Strea
 	}
 }
 
+// missingRequestIsClientMistake wraps a stream so that grpc-go's
+// "cardinality violation: received no request message" on receive is
+// InvalidArgument. For a server-streaming RPC it means the client sent no
+// request, or the transcoder refused the request it sent (too large after
+// inflation, not gzip, not valid JSON) and has already answered the client
+// with that reason; either way it is the client's mistake and must not be
+// logged as a server fault. The status grpc-go already sent stays as it is.
+func missingRequestIsClientMistake() grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		return handler(srv, &mistakeStream{ServerStream: ss})
+	}
+}
+
+type mistakeStream struct{ grpc.ServerStream }
+
+func (s *mistakeStream) RecvMsg(m any) error {
+	err := s.ServerStream.RecvMsg(m)
+	if st, ok := status.FromError(err); ok && st.Code() == codes.Internal && strings.HasPrefix(st.Message(), "cardinality violation") {
+		return status.Error(codes.InvalidArgument, "the request message is missing or was refused")
+	}
+	return err
+}
+
 // endWatchesOnShutdown ends grpc.health.v1.Health/Watch streams when shutdown
 // begins. Such a stream never ends by itself, so a single client doing
 // client-side health checking would otherwise hold every graceful shutdown

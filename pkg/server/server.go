@@ -152,6 +152,7 @@ func New(cfg Config, logger *slog.Logger, opts ...Option) (*Server, error) {
 		streamLogging(logger),
 		s.grpcMetrics.StreamServerInterceptor(),
 		streamErrorMapping(o.mappings, logger),
+		missingRequestIsClientMistake(),
 	}
 	stream = append(stream, o.stream...)
 	stream = append(stream,
