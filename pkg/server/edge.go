@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -20,10 +21,13 @@ import (
 	"connectrpc.com/connect"
 	"connectrpc.com/vanguard"
 	spb "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+	"google.golang.org/protobuf/types/dynamicpb"
 )
 
 // The edge guard runs in front of the transcoder for every request that is
@@ -48,11 +52,13 @@ func (s *Server) serveRPC(w http.ResponseWriter, r *http.Request) {
 	mark := &callMark{}
 	r = r.WithContext(context.WithValue(r.Context(), callMarkKey{}, mark))
 	rec := &statusRecorder{ResponseWriter: w}
+	// Taken before the transcoder, which rewrites the request in place.
+	protocol, method := s.protocolOf(r), s.rpcMethod(r.URL.Path)
 	if s.guard(rec, r) {
 		s.rpc.ServeHTTP(rec, r)
 	}
 	if !mark.logged.Load() {
-		s.logRefusal(r, rec, time.Since(start))
+		s.logRefusal(r.Context(), r.RemoteAddr, protocol, method, rec, time.Since(start))
 	}
 }
 
@@ -64,10 +70,16 @@ func (s *Server) guard(w http.ResponseWriter, r *http.Request) bool {
 		s.refuse(w, r, connect.CodeInvalidArgument, http.StatusBadRequest, "the URL is not valid UTF-8")
 		return false
 	}
-	if envelopedProtocol(r) || r.Body == nil || r.Body == http.NoBody {
+	if envelopedProtocol(r) {
 		// Enveloped messages are bounded and inflated one by one by
 		// the transcoder's decompressor.
-		return true
+		return s.guardEnvelope(w, r, limit)
+	}
+	if r.Body == nil || r.Body == http.NoBody {
+		if r.Method != http.MethodPost && r.Method != http.MethodPut && r.Method != http.MethodPatch {
+			return true // a GET carries its message in the URL
+		}
+		r.Body = http.NoBody
 	}
 	if r.ContentLength > limit {
 		s.refuse(w, r, connect.CodeResourceExhausted, http.StatusRequestEntityTooLarge,
@@ -93,11 +105,107 @@ func (s *Server) guard(w http.ResponseWriter, r *http.Request) bool {
 		s.refuse(w, r, connect.CodeInvalidArgument, http.StatusBadRequest, "request body could not be read")
 		return false
 	}
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if len(data) == 0 && (mt == "application/json" || mt == "") {
+		// An empty JSON body is an empty message, as REST gateways take
+		// it; the transcoder would pass on no message at all, which
+		// grpc-go answers as an internal "cardinality violation".
+		data = []byte("{}")
+	}
+	method := s.rpcMethod(r.URL.Path)
+	if method == "" && mt != "" && mt != "application/json" {
+		// REST speaks JSON. The transcoder would hand another body to
+		// grpc-go unparsed, to be answered as "internal".
+		s.refuse(w, r, connect.CodeInvalidArgument, http.StatusUnsupportedMediaType, "a REST request body must be application/json")
+		return false
+	}
+	if method != "" && mt == "application/proto" {
+		// The transcoder hands a Connect protobuf body to grpc-go
+		// unparsed, and grpc-go answers one it cannot parse as
+		// "internal". Parse it here, so that a malformed body is the
+		// client's mistake.
+		if err := s.checkProto(method, data); err != nil {
+			s.refuse(w, r, connect.CodeInvalidArgument, http.StatusBadRequest, err.Error())
+			return false
+		}
+	}
 	r.Body = io.NopCloser(bytes.NewReader(data))
 	r.ContentLength = int64(len(data))
 	r.Header.Del("Content-Encoding")
 	r.Header.Set("Content-Length", strconv.Itoa(len(data)))
 	return true
+}
+
+// guardEnvelope checks that a gRPC-web or Connect streaming request to a
+// method that takes one request message carries one whole envelope
+// header, and, when the body's length is declared, the whole message. The
+// transcoder hands a body cut short to grpc-go as "no message", which it
+// answers as an internal "cardinality violation".
+func (s *Server) guardEnvelope(w http.ResponseWriter, r *http.Request, limit int64) bool {
+	info, ok := s.methodInfo(r.URL.Path)
+	if !ok || info.IsClientStream {
+		return true
+	}
+	var hdr [5]byte
+	body := r.Body
+	if body == nil {
+		body = http.NoBody
+	}
+	if _, err := io.ReadFull(body, hdr[:]); err != nil {
+		s.refuse(w, r, connect.CodeInvalidArgument, http.StatusBadRequest, "the request holds no complete message")
+		return false
+	}
+	length := int64(binary.BigEndian.Uint32(hdr[1:]))
+	switch {
+	case length > limit:
+		s.refuse(w, r, connect.CodeResourceExhausted, http.StatusRequestEntityTooLarge,
+			fmt.Sprintf("request message of %d bytes exceeds the limit of %d bytes", length, limit))
+		return false
+	case r.ContentLength >= 0 && r.ContentLength < int64(len(hdr))+length:
+		s.refuse(w, r, connect.CodeInvalidArgument, http.StatusBadRequest, "the request message is cut short")
+		return false
+	}
+	r.Body = struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(bytes.NewReader(hdr[:]), body), body}
+	return true
+}
+
+// methodInfo describes the registered method a path names.
+func (s *Server) methodInfo(path string) (grpc.MethodInfo, bool) {
+	svc, method, ok := strings.Cut(strings.TrimPrefix(path, "/"), "/")
+	if !ok {
+		return grpc.MethodInfo{}, false
+	}
+	for _, m := range s.services[svc].Methods {
+		if m.Name == method {
+			return m, true
+		}
+	}
+	return grpc.MethodInfo{}, false
+}
+
+// checkProto parses a protobuf request body for method ("/svc/Method")
+// and says, without repeating it, what is wrong with it.
+func (s *Server) checkProto(method string, data []byte) error {
+	svc, name, _ := strings.Cut(strings.TrimPrefix(method, "/"), "/")
+	d, err := protoregistry.GlobalFiles.FindDescriptorByName(protoreflect.FullName(svc))
+	if err != nil {
+		return nil // not described; grpc-go decides
+	}
+	sd, ok := d.(protoreflect.ServiceDescriptor)
+	if !ok {
+		return nil
+	}
+	md := sd.Methods().ByName(protoreflect.Name(name))
+	if md == nil {
+		return nil
+	}
+	if err := proto.Unmarshal(data, dynamicpb.NewMessage(md.Input())); err != nil {
+		return fmt.Errorf("request body is not a valid %s", md.Input().FullName())
+	}
+	return nil
 }
 
 // envelopedProtocol reports gRPC-web and Connect streaming requests, whose
@@ -218,7 +326,7 @@ func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter 
 // it. It names the protocol, the status and, for an RPC path, the method:
 // never the raw path, query, headers or body, which may carry identifiers
 // and personal data.
-func (s *Server) logRefusal(r *http.Request, rec *statusRecorder, d time.Duration) {
+func (s *Server) logRefusal(ctx context.Context, peer, protocol, method string, rec *statusRecorder, d time.Duration) {
 	status := rec.status
 	if status == 0 {
 		status = http.StatusOK
@@ -240,18 +348,18 @@ func (s *Server) logRefusal(r *http.Request, rec *statusRecorder, d time.Duratio
 		level = slog.LevelWarn
 	}
 	attrs := []slog.Attr{
-		slog.String("protocol", s.protocolOf(r)),
+		slog.String("protocol", protocol),
 		slog.Int("http.status", status),
 		slog.Duration("duration", d),
-		slog.String("peer", r.RemoteAddr),
+		slog.String("peer", peer),
 	}
 	if grpcCode >= 0 {
 		attrs = append(attrs, slog.String("grpc.code", codes.Code(grpcCode).String()))
 	}
-	if m := s.rpcMethod(r.URL.Path); m != "" {
-		attrs = append(attrs, slog.String("grpc.method", m))
+	if method != "" {
+		attrs = append(attrs, slog.String("grpc.method", method))
 	}
-	s.logger.LogAttrs(r.Context(), level, "request refused before reaching a handler", attrs...)
+	s.logger.LogAttrs(ctx, level, "request refused before reaching a handler", attrs...)
 }
 
 // logRoute logs one line per request to a plain HTTP route, as the

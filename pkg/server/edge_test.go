@@ -250,6 +250,22 @@ func TestClientMistakesAreInvalidArgument(t *testing.T) {
 			}
 		})
 	}
+	t.Run("Connect protobuf that does not parse", func(t *testing.T) {
+		req, err := http.NewRequest(http.MethodPost, ts.baseURL+"/grpc.testing.TestService/UnaryCall", strings.NewReader("\xff\xff\xff"+marker))
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", "application/proto")
+		req.Header.Set("Connect-Protocol-Version", "1")
+		resp, err := httpClient(t, false).Do(req)
+		require.NoError(t, err)
+		_ = resp.Body.Close()
+		require.Equal(t, http.StatusBadRequest, resp.StatusCode)
+	})
+	t.Run("empty JSON body is an empty message", func(t *testing.T) {
+		resp, err := httpClient(t, false).Post(ts.baseURL+"/v1/echo", "application/json", http.NoBody)
+		require.NoError(t, err)
+		_ = resp.Body.Close()
+		require.Equal(t, http.StatusBadRequest, resp.StatusCode, "text is required, so validation refuses it")
+	})
 	t.Run("URL not UTF-8", func(t *testing.T) {
 		resp, err := httpClient(t, false).Get(ts.baseURL + "/v1/echo?text=%FF" + marker)
 		require.NoError(t, err)

@@ -70,12 +70,26 @@ func logCall(ctx context.Context, logger *slog.Logger, method string, err error,
 	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
 		attrs = append(attrs, slog.String("peer", p.Addr.String()))
 	}
-	if err != nil {
-		// The status message is what the client was told, so it is no
-		// more sensitive than the response itself.
+	if err != nil && messageLogged(st.Code()) {
+		// For faults on our side the message says what went wrong. For
+		// a refusal of the client's request it is left out: messages
+		// of that kind may quote what the client sent (a queue, a
+		// field's value), and a log must not repeat client input.
 		attrs = append(attrs, slog.String("grpc.message", st.Message()))
 	}
 	logger.LogAttrs(ctx, level, "gRPC call", attrs...)
+}
+
+// messageLogged reports whether a status message of code goes into the
+// log: only for codes whose messages kontakt writes itself without client
+// input (server faults, unavailability, size and rate limits).
+func messageLogged(code codes.Code) bool {
+	switch code {
+	case codes.Internal, codes.Unknown, codes.DataLoss, codes.Unimplemented,
+		codes.Unavailable, codes.DeadlineExceeded, codes.ResourceExhausted, codes.Canceled:
+		return true
+	}
+	return false
 }
 
 // callLevel keeps health probes and reflection out of the info log (a probe
