@@ -165,11 +165,89 @@ func (s *Server) guardEnvelope(w http.ResponseWriter, r *http.Request, limit int
 		s.refuse(w, r, connect.CodeInvalidArgument, http.StatusBadRequest, "the request message is cut short")
 		return false
 	}
+	var first []byte
+	if hdr[0] <= 1 {
+		// The one request message is read here and inflated with the
+		// bounded reader, so that a bomb is refused before anything
+		// else runs, whatever the method does first; a protobuf message
+		// is parsed too, because grpc-go would answer one it cannot
+		// parse as "internal". It is passed on uncompressed.
+		msg := make([]byte, length)
+		if _, err := io.ReadFull(body, msg); err != nil {
+			s.refuse(w, r, connect.CodeInvalidArgument, http.StatusBadRequest, "the request message is cut short")
+			return false
+		}
+		first = msg
+		// A compression other than gzip is left to the transcoder,
+		// which refuses an encoding it does not know.
+		if hdr[0] == 0 || envelopeEncoding(r) == "gzip" {
+			if hdr[0] == 1 {
+				inflated, code, msg := inflateMessage(first, limit)
+				if code != 0 {
+					status := http.StatusBadRequest
+					if code == connect.CodeResourceExhausted {
+						status = http.StatusRequestEntityTooLarge
+					}
+					s.refuse(w, r, code, status, msg)
+					return false
+				}
+				first = inflated
+				hdr[0] = 0
+				binary.BigEndian.PutUint32(hdr[1:], uint32(len(first)))
+			}
+			if protoEnvelope(r) {
+				if err := s.checkProto(s.rpcMethod(r.URL.Path), first); err != nil {
+					s.refuse(w, r, connect.CodeInvalidArgument, http.StatusBadRequest, err.Error())
+					return false
+				}
+			}
+		}
+		r.ContentLength = -1
+		r.Header.Del("Content-Length")
+	}
 	r.Body = struct {
 		io.Reader
 		io.Closer
-	}{io.MultiReader(bytes.NewReader(hdr[:]), body), body}
+	}{io.MultiReader(bytes.NewReader(hdr[:]), bytes.NewReader(first), body), body}
 	return true
+}
+
+// inflateMessage inflates one gzip envelope with the bounded reader, or
+// says why not.
+func inflateMessage(compressed []byte, limit int64) ([]byte, connect.Code, string) {
+	g := &boundedGunzip{limit: limit}
+	var out bytes.Buffer
+	err := g.Reset(bytes.NewReader(compressed))
+	if err == nil {
+		_, err = out.ReadFrom(g)
+	}
+	switch {
+	case errors.Is(err, errInflatedTooLarge):
+		return nil, connect.CodeResourceExhausted, fmt.Sprintf("message larger than the limit of %d bytes after decompression", limit)
+	case err != nil:
+		return nil, connect.CodeInvalidArgument, "message is not valid gzip"
+	}
+	return out.Bytes(), 0, ""
+}
+
+// protoEnvelope reports gRPC-web and Connect streaming requests in the
+// protobuf codec.
+func protoEnvelope(r *http.Request) bool {
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	switch mt {
+	case "application/grpc-web", "application/grpc-web+proto", "application/connect+proto":
+		return true
+	}
+	return false
+}
+
+// envelopeEncoding is the compression a gRPC-web or Connect streaming
+// request declares for its envelopes.
+func envelopeEncoding(r *http.Request) string {
+	if e := r.Header.Get("Grpc-Encoding"); e != "" {
+		return strings.ToLower(strings.TrimSpace(e))
+	}
+	return strings.ToLower(strings.TrimSpace(r.Header.Get("Connect-Content-Encoding")))
 }
 
 // methodInfo describes the registered method a path names.

@@ -178,6 +178,15 @@ func TestCompressedRequestsAreBounded(t *testing.T) {
 		code, h, _ = post(t, path, "application/grpc-web+proto", envelope(1, []byte("not gzip at all")), hdr)
 		require.Equal(t, http.StatusOK, code)
 		require.Equal(t, "3", h.Get("Grpc-Status"), "invalid_argument")
+		code, h, _ = post(t, path, "application/grpc-web+proto", envelope(0, []byte("\xff\xff\xff not protobuf")), nil)
+		require.Equal(t, http.StatusOK, code)
+		require.Equal(t, "3", h.Get("Grpc-Status"), "a message that does not parse is invalid_argument, not grpc-go's internal")
+		code, h, _ = post(t, path, "application/grpc-web+proto", []byte{0, 0, 0}, nil)
+		require.Equal(t, http.StatusOK, code)
+		require.Equal(t, "3", h.Get("Grpc-Status"), "an envelope cut short is invalid_argument")
+		code, _, body := post(t, path, "application/grpc-web+proto", envelope(0, []byte{0x1a, 0x02, 0x1a, 0x00}), nil)
+		require.Equal(t, http.StatusOK, code)
+		require.Contains(t, strings.ToLower(string(body)), "grpc-status: 0", "a valid message goes through")
 	})
 	t.Run("connect-go with gzip", func(t *testing.T) {
 		for _, p := range browserProtocols() {

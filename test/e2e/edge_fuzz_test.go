@@ -19,8 +19,8 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// The HTTP fuzz: about 20,000 requests over REST, Connect JSON and
-// Open311, most of them client mistakes (valid bodies cut short,
+// The HTTP fuzz: about 20,000 requests over REST, Connect JSON, Open311
+// and (fewer) gRPC-web, most of them client mistakes (valid bodies cut short,
 // bit-flipped, nested deep, with huge numbers, wrong types, bytes that are
 // not UTF-8, false or broken gzip, wrong content types, bad paths and
 // ids). No client mistake may get a 5xx, the server must stay up with its
@@ -244,9 +244,28 @@ func (g *fuzzGen) next() fuzzReq {
 		h := edgeHeader("Content-Type", "application/json")
 		g.auth(h, t.role)
 		var path string
-		if g.r.IntN(2) == 0 {
+		switch g.r.IntN(5) {
+		case 0:
+			// gRPC-web, the agent UI's protocol: the JSON codec, or
+			// protobuf bytes that are mostly not a message.
+			h.Set("Content-Type", "application/grpc-web+json")
+			if g.r.IntN(2) == 0 {
+				h.Set("Content-Type", "application/grpc-web+proto")
+				_, body = g.mutate([]byte{0x0a, 0x10, 'f', 'z', '-', 'k', 'e', 'y', '-', '0', '0', '0', '0', '0', '0', '0', '0', '1', 0x12, 0x00})
+			}
+			flag := byte(0)
+			if g.r.IntN(4) == 0 {
+				flag, body = 1, fuzzGzip(body)
+				h.Set("Grpc-Encoding", g.pick("gzip", "gzip", "br"))
+			}
+			env := edgeEnvelope(flag == 1, body)
+			if g.r.IntN(6) == 0 {
+				env = env[:g.r.IntN(len(env))]
+			}
+			return fuzzReq{class: "gRPC-web: " + class, call: edgeCall{method: http.MethodPost, path: t.connect, header: h, body: env}}
+		case 1, 2:
 			class, path = "REST: "+class, strings.ReplaceAll(t.rest, "{id}", g.pathID())
-		} else {
+		default:
 			class, path = "Connect: "+class, t.connect
 			h.Set("Connect-Protocol-Version", "1")
 		}
