@@ -106,6 +106,16 @@ func (s *Server) guard(w http.ResponseWriter, r *http.Request) bool {
 		return false
 	}
 	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	hasBody := r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch
+	if !hasBody {
+		if len(data) > 0 {
+			// The transcoder answers this as "unknown".
+			s.refuse(w, r, connect.CodeInvalidArgument, http.StatusBadRequest, "a "+methodName(r.Method)+" request has no body")
+			return false
+		}
+		r.Body, r.ContentLength = http.NoBody, 0
+		return true
+	}
 	if len(data) == 0 && (mt == "application/json" || mt == "") {
 		// An empty JSON body is an empty message, as REST gateways take
 		// it; the transcoder would pass on no message at all, which

@@ -279,7 +279,11 @@ func (g *fuzzGen) next() fuzzReq {
 			"/v1/retention/preview?days="+g.pick("30", "-5", "99999999999", "x"+g.mark()),
 			"/v1/"+g.badID(), "/kontakt.routing.v1.RoutingService/"+g.badID(), "/"+g.badID(),
 			"/v1/cases/"+g.pathID()+"?purpose=%ZZ"+g.mark(), "/v1/queues?"+g.mark()+"=%FF")
-		return fuzzReq{class: "REST GET: bad path or query", call: edgeCall{method: http.MethodGet, path: path, header: h}}
+		var body []byte
+		if g.r.IntN(5) == 0 {
+			body = []byte(`{"` + g.mark() + `":1}`)
+		}
+		return fuzzReq{class: "REST GET: bad path or query", call: edgeCall{method: http.MethodGet, path: path, header: h, body: body}}
 	default:
 		return g.open311()
 	}
@@ -380,7 +384,11 @@ func TestEdgeFuzzHTTPSurface(t *testing.T) {
 		}
 	}
 
-	client := &http.Client{Timeout: time.Minute, Transport: &http.Transport{MaxIdleConnsPerHost: fuzzWorkers, DisableCompression: true}}
+	// Half the workers speak HTTP/1.1, half cleartext HTTP/2.
+	clients := []*http.Client{
+		{Timeout: time.Minute, Transport: &http.Transport{MaxIdleConnsPerHost: fuzzWorkers, DisableCompression: true}},
+		edgeClient(),
+	}
 	jobs := make(chan fuzzReq, fuzzWorkers)
 	var (
 		sent, transportErrs atomic.Int64
@@ -390,7 +398,8 @@ func TestEdgeFuzzHTTPSurface(t *testing.T) {
 		shown               []string
 		wg                  sync.WaitGroup
 	)
-	for range fuzzWorkers {
+	for w := range fuzzWorkers {
+		client := clients[w%len(clients)]
 		wg.Go(func() {
 			for req := range jobs {
 				a, err := fuzzDo(k, client, req.call)
