@@ -27,10 +27,14 @@ import (
 // frames up to the first HEADERS, decoding its header block for the
 // content type. A gRPC client waits for the server's SETTINGS before it
 // sends a request, so the splitter sends an empty SETTINGS frame first,
-// and it reads on until the client acknowledges it and removes that
-// acknowledgement: the server that takes the connection over sends its
-// own SETTINGS and would treat a second acknowledgement as a protocol
-// error. Everything else it read is handed over unchanged.
+// and removes the client's acknowledgement of it: the server that takes
+// the connection over sends its own SETTINGS and would treat a second
+// acknowledgement as a protocol error. The acknowledgement may come
+// before the first request or long after it (a client that does not wait
+// sends its request bodies first), so the splitter reads only up to the
+// first header block and, if the acknowledgement has not come by then,
+// removes it from the stream as it passes (ackStripper). Everything else
+// is handed over unchanged.
 //
 // The choice holds for the whole connection. A client that sends native
 // gRPC first and then another protocol on the same connection gets
