@@ -624,13 +624,13 @@ const file_kontakt_intake_v1_intake_proto_rawDesc = "" +
 	"\x12SubmitFormResponse\x12\x1f\n" +
 	"\vcase_number\x18\x01 \x01(\tR\n" +
 	"caseNumber\x12?\n" +
-	"\rregistered_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\fregisteredAtJ\x04\b\x03\x10\x04R\breplayed2\x8c\x02\n" +
+	"\rregistered_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\fregisteredAtJ\x04\b\x03\x10\x04R\breplayed2\x8e\x02\n" +
 	"\rIntakeService\x12}\n" +
 	"\fRegisterCase\x12&.kontakt.intake.v1.RegisterCaseRequest\x1a'.kontakt.intake.v1.RegisterCaseResponse\"\x1c\xc2\xf3\x18\x04\n" +
-	"\x02\x01\x03\x82\xd3\xe4\x93\x02\x0e:\x01*\"\t/v1/cases\x12|\n" +
+	"\x02\x01\x03\x82\xd3\xe4\x93\x02\x0e:\x01*\"\t/v1/cases\x12~\n" +
 	"\n" +
-	"SubmitForm\x12$.kontakt.intake.v1.SubmitFormRequest\x1a%.kontakt.intake.v1.SubmitFormResponse\"!\xc2\xf3\x18\x03\n" +
-	"\x01\x06\x82\xd3\xe4\x93\x02\x14:\x01*\"\x0f/v1/forms/casesBBZ@github.com/kontakt-se/kontakt/pkg/api/kontakt/intake/v1;intakev1b\x06proto3"
+	"SubmitForm\x12$.kontakt.intake.v1.SubmitFormRequest\x1a%.kontakt.intake.v1.SubmitFormResponse\"#\xc2\xf3\x18\x05\n" +
+	"\x01\x06\x10\x01\x82\xd3\xe4\x93\x02\x14:\x01*\"\x0f/v1/forms/casesBBZ@github.com/kontakt-se/kontakt/pkg/api/kontakt/intake/v1;intakev1b\x06proto3"
 
 var (
 	file_kontakt_intake_v1_intake_proto_rawDescOnce sync.Once

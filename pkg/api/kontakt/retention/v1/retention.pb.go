@@ -2185,19 +2185,19 @@ const file_kontakt_retention_v1_retention_proto_rawDesc = "" +
 	"\x04rule\x18\a \x01(\tR\x04rule\x12\x17\n" +
 	"\aon_hold\x18\b \x01(\bR\x06onHold\"F\n" +
 	"\x0fPreviewResponse\x123\n" +
-	"\x05items\x18\x01 \x03(\v2\x1d.kontakt.retention.v1.DueItemR\x05items\"Z\n" +
-	"\x10PlaceHoldRequest\x12\"\n" +
-	"\acase_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x06caseId\x12\"\n" +
+	"\x05items\x18\x01 \x03(\v2\x1d.kontakt.retention.v1.DueItemR\x05items\"\x96\x01\n" +
+	"\x10PlaceHoldRequest\x12^\n" +
+	"\acase_id\x18\x01 \x01(\tBE\xbaHBr@2>^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$R\x06caseId\x12\"\n" +
 	"\x06reason\x18\x02 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x01\x18\xf4\x03R\x06reason\",\n" +
 	"\x11PlaceHoldResponse\x12\x17\n" +
-	"\ahold_id\x18\x01 \x01(\tR\x06holdId\"\\\n" +
-	"\x12ReleaseHoldRequest\x12\"\n" +
-	"\acase_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x06caseId\x12\"\n" +
+	"\ahold_id\x18\x01 \x01(\tR\x06holdId\"\x98\x01\n" +
+	"\x12ReleaseHoldRequest\x12^\n" +
+	"\acase_id\x18\x01 \x01(\tBE\xbaHBr@2>^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$R\x06caseId\x12\"\n" +
 	"\ahold_id\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x06holdId\"\x15\n" +
-	"\x13ReleaseHoldResponse\"d\n" +
-	"\x1aMarkForPreservationRequest\x12\"\n" +
-	"\acase_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x06caseId\x12\"\n" +
+	"\x13ReleaseHoldResponse\"\xa0\x01\n" +
+	"\x1aMarkForPreservationRequest\x12^\n" +
+	"\acase_id\x18\x01 \x01(\tBE\xbaHBr@2>^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$R\x06caseId\x12\"\n" +
 	"\x06reason\x18\x02 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x01\x18\xf4\x03R\x06reason\"\xcd\x01\n" +
 	"\x1bMarkForPreservationResponse\x12@\n" +
@@ -2285,9 +2285,9 @@ const file_kontakt_retention_v1_retention_proto_rawDesc = "" +
 	"\x0earchive_sha256\x18\x0e \x01(\tR\rarchiveSha256\x12\x12\n" +
 	"\x04prev\x18\x0f \x01(\tR\x04prev\x12\x12\n" +
 	"\x04hash\x18\x10 \x01(\tR\x04hash\x12\x10\n" +
-	"\x03raw\x18\x11 \x01(\fR\x03raw\"\x9c\x02\n" +
-	"\x0eRectifyRequest\x12\"\n" +
-	"\acase_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x06caseId\x12;\n" +
+	"\x03raw\x18\x11 \x01(\fR\x03raw\"\xd8\x02\n" +
+	"\x0eRectifyRequest\x12^\n" +
+	"\acase_id\x18\x01 \x01(\tBE\xbaHBr@2>^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$R\x06caseId\x12;\n" +
 	"\acontact\x18\x02 \x01(\v2\x1f.kontakt.case.v1.ContactDetailsH\x00R\acontact\x128\n" +
 	"\tfree_text\x18\x03 \x01(\v2\x19.kontakt.case.v1.FreeTextH\x00R\bfreeText\x12=\n" +
 	"\bidentity\x18\x04 \x01(\v2\x1f.kontakt.case.v1.IdentityNumberH\x00R\bidentity\x12 \n" +
