@@ -87,12 +87,14 @@ func TestTokenRefusesBadKeys(t *testing.T) {
 	}{
 		{subject.Key{Email: "not-an-address"}, "e-mail"},
 		{subject.Key{Phone: "abc"}, "phone"},
-		{subject.Key{IdentityNumber: "811218-9875"}, "identity number"},
-		{subject.Key{IdentityNumber: " "}, "identity number"},
+		{subject.Key{IdentityNumber: "811218-9875"}, "identity number: invalid personal identity number: check digit does not match"},
+		{subject.Key{IdentityNumber: " "}, "identity number: invalid personal identity number: wrong length"},
+		{subject.Key{IdentityNumber: "20150916-0006"}, "identity number: invalid personal identity number: birth number zero is never issued"},
 		{subject.Key{}, "give an e-mail"},
 	} {
 		_, err := subject.Token(blind, tc.key, time.Now())
 		require.ErrorIs(t, err, subject.ErrInvalidKey)
 		require.ErrorContains(t, err, tc.want)
+		require.NotRegexp(t, "[0-9@]", err.Error(), "the error repeats the key")
 	}
 }
