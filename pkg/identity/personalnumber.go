@@ -136,8 +136,9 @@ func (p PersonalNumber) LogValue() slog.Value {
 // födelsetiden och födelsenumret sätts ett bindestreck som byts mot ett
 // plustecken det år en person fyller 100 år" — the hyphen becomes a plus
 // sign from the calendar year in which the person turns 100, not from the
-// birthday (Skatteverket, Rättslig vägledning, "Personnummer"). The rule
-// therefore looks at the year only:
+// birthday (Skatteverket, Rättslig vägledning, "Personnummer",
+// https://www4.skatteverket.se/rattsligvagledning/edition/2020.9/330245.html).
+// The rule therefore looks at the year only:
 //
 //   - YYMMDD+NNNC: the person turns 100 in this year or earlier, so the
 //     year of birth is the latest year ending in YY that is at most this
@@ -158,9 +159,12 @@ func (p PersonalNumber) LogValue() slog.Value {
 //
 // The date must exist (leap years included); for a samordningsnummer the
 // day field is 60–91 and the day of birth is 60 less, where day field 60
-// and month 00 mean that the day or month is not known (Skatteverket
-// issues such numbers; its published test samordningsnummer contain
-// them). The person must be born no later than today and no more than 130
+// and month 00 mean that the day or month is not known. Skatteverket
+// issues such numbers, its published test samordningsnummer contain them,
+// and it has confirmed both that and that a day the month does not have
+// (30 February) is invalid, although 24 of its test numbers have one
+// (https://github.com/ActiveLogin/ActiveLogin.Identity/issues/126). The
+// person must be born no later than today and no more than 130
 // years ago; where the month or day is unknown, the earliest possible date
 // decides "not later than today" and the latest possible date decides
 // "not more than 130 years ago", so that no real person is refused. The
