@@ -1265,6 +1265,8 @@ type isSubjectKey_Key interface {
 }
 
 type SubjectKey_IdentityNumber struct {
+	// Personnummer or samordningsnummer in any notation intake accepts;
+	// blanks around it are trimmed.
 	IdentityNumber string `protobuf:"bytes,1,opt,name=identity_number,json=identityNumber,proto3,oneof"`
 }
 
@@ -2224,7 +2226,7 @@ const file_kontakt_retention_v1_retention_proto_rawDesc = "" +
 	"\x05marks\x18\x01 \x03(\v2&.kontakt.retention.v1.PreservationMarkR\x05marks\"\x91\x01\n" +
 	"\n" +
 	"SubjectKey\x122\n" +
-	"\x0fidentity_number\x18\x01 \x01(\tB\a\xbaH\x04r\x02\x18\rH\x00R\x0eidentityNumber\x12 \n" +
+	"\x0fidentity_number\x18\x01 \x01(\tB\a\xbaH\x04r\x02\x18 H\x00R\x0eidentityNumber\x12 \n" +
 	"\x05email\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\xfe\x01H\x00R\x05email\x12\x1f\n" +
 	"\x05phone\x18\x03 \x01(\tB\a\xbaH\x04r\x02\x18 H\x00R\x05phoneB\f\n" +
 	"\x03key\x12\x05\xbaH\x02\b\x01\"~\n" +

@@ -1139,6 +1139,8 @@ type FindCasesRequest_Phone struct {
 }
 
 type FindCasesRequest_IdentityNumber struct {
+	// Personnummer or samordningsnummer in any notation intake accepts;
+	// blanks around it are trimmed.
 	IdentityNumber string `protobuf:"bytes,4,opt,name=identity_number,json=identityNumber,proto3,oneof"`
 }
 
@@ -2284,6 +2286,8 @@ type ListAuditTrailRequest_Phone struct {
 }
 
 type ListAuditTrailRequest_IdentityNumber struct {
+	// Personnummer or samordningsnummer in any notation intake accepts;
+	// blanks around it are trimmed.
 	IdentityNumber string `protobuf:"bytes,4,opt,name=identity_number,json=identityNumber,proto3,oneof"`
 }
 
@@ -2429,7 +2433,7 @@ const file_kontakt_routing_v1_routing_proto_rawDesc = "" +
 	"caseNumber\x12 \n" +
 	"\x05email\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\xfe\x01H\x00R\x05email\x12\x1f\n" +
 	"\x05phone\x18\x03 \x01(\tB\a\xbaH\x04r\x02\x18 H\x00R\x05phone\x122\n" +
-	"\x0fidentity_number\x18\x04 \x01(\tB\a\xbaH\x04r\x02\x18\rH\x00R\x0eidentityNumber\x12\"\n" +
+	"\x0fidentity_number\x18\x04 \x01(\tB\a\xbaH\x04r\x02\x18 H\x00R\x0eidentityNumber\x12\"\n" +
 	"\apurpose\x18\x05 \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\apurposeB\f\n" +
 	"\x03key\x12\x05\xbaH\x02\b\x01\"J\n" +
 	"\x11FindCasesResponse\x125\n" +
@@ -2498,7 +2502,7 @@ const file_kontakt_routing_v1_routing_proto_rawDesc = "" +
 	"\acase_id\x18\x01 \x01(\tBE\xbaHBr@2>^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$H\x00R\x06caseId\x12 \n" +
 	"\x05email\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\xfe\x01H\x00R\x05email\x12\x1f\n" +
 	"\x05phone\x18\x03 \x01(\tB\a\xbaH\x04r\x02\x18 H\x00R\x05phone\x122\n" +
-	"\x0fidentity_number\x18\x04 \x01(\tB\a\xbaH\x04r\x02\x18\rH\x00R\x0eidentityNumberB\x10\n" +
+	"\x0fidentity_number\x18\x04 \x01(\tB\a\xbaH\x04r\x02\x18 H\x00R\x0eidentityNumberB\x10\n" +
 	"\asubject\x12\x05\xbaH\x02\b\x01\"S\n" +
 	"\x16ListAuditTrailResponse\x129\n" +
 	"\arecords\x18\x01 \x03(\v2\x1f.kontakt.routing.v1.AuditRecordR\arecords*S\n" +
