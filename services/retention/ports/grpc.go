@@ -34,7 +34,6 @@ func ErrorMappings() []server.ErrorMapping {
 	return []server.ErrorMapping{
 		{Target: app.ErrNotFound, Code: codes.NotFound},
 		{Target: app.ErrHoldNotFound, Code: codes.NotFound, Explain: true},
-		{Target: app.ErrClassRedacted, Code: codes.FailedPrecondition, Explain: true},
 		{Target: app.ErrConflict, Code: codes.Aborted},
 		{Target: audit.ErrUnavailable, Code: codes.Unavailable},
 		{Target: eventstore.ErrUnavailable, Code: codes.Unavailable},
