@@ -140,7 +140,7 @@ func (p *Plan) ArchiveDue(c *Case) (Due, bool) {
 	if len(dues) == 0 {
 		return Due{}, false
 	}
-	return Due{Action: ActionArchive, Classes: []Class{ClassCase}, At: dues[0].At, Rule: dues[0].Rule}, true
+	return Due{Action: ActionArchive, Classes: []Class{ClassCase}, At: dues[0].At, From: dues[0].From, Rule: dues[0].Rule}, true
 }
 
 // NextDue returns when the plan next acts on the case, for a scheduler
