@@ -76,7 +76,8 @@ func workAfterRedaction(t *testing.T, p redactionWorkPlan) {
 	for _, what := range []string{"grpc-answer", "grpc-note", "grpc-comment", "rest-answer", "rest-note", "rest-comment"} {
 		texts[what] = marker(strings.ReplaceAll(what, "-", ""))
 	}
-	needles := []string{first, marker("complaint"), local, tenDigit(pnr)}
+	newEmail := marker("newmail") + "@example.se"
+	needles := []string{first, marker("complaint"), local, tenDigit(pnr), marker("newmail")}
 	for _, m := range texts {
 		needles = append(needles, m)
 	}
@@ -135,6 +136,27 @@ func workAfterRedaction(t *testing.T, p redactionWorkPlan) {
 		require.Equal(t, http.StatusOK, code, "REST %s after the redaction: %s", call.what, body)
 	}
 
+	// The data-protection officer completes the redacted contact details
+	// with the citizen's new address: sealed under a fresh key, and the
+	// blind index finds the case by it (routing's search and retention's
+	// register extract).
+	dctx, dcancel := e.as(t, dina)
+	defer dcancel()
+	_, err = e.rt.Rectify(dctx, &retentionv1.RectifyRequest{CaseId: id, Value: &retentionv1.RectifyRequest_Contact{Contact: &casev1.ContactDetails{Email: newEmail}}, Reason: "ny e-postadress"})
+	require.NoError(t, err, "Rectify after the redaction: %s", status.Code(err))
+	byEmail := &routingv1.FindCasesRequest{Key: &routingv1.FindCasesRequest_Email{Email: newEmail}, Purpose: "svar till medborgaren"}
+	require.True(t, eventually(30*time.Second, func() bool {
+		resp, err := e.rc.FindCases(ctx, byEmail)
+		require.NoError(t, err)
+		return len(resp.GetCases()) == 1 && resp.GetCases()[0].GetCaseId() == id
+	}), "FindCases by the rectified address")
+	subjectByEmail := &retentionv1.SubjectAccessRequest{Subject: &retentionv1.SubjectKey{Key: &retentionv1.SubjectKey_Email{Email: newEmail}}}
+	require.True(t, eventually(30*time.Second, func() bool {
+		resp, err := e.rt.SubjectAccess(dctx, subjectByEmail)
+		require.NoError(t, err)
+		return len(resp.GetCases()) == 1 && resp.GetCases()[0].GetContact().GetEmail() == newEmail
+	}), "SubjectAccess by the rectified address")
+
 	// GetCase shows every new text and not the old answer, over gRPC and
 	// REST; the answer class is listed as redacted for the old entry.
 	v := e.waitGetCase(t, ctx, id, "the new texts", func(v *routingv1.CaseView) bool {
@@ -146,7 +168,8 @@ func workAfterRedaction(t *testing.T, p redactionWorkPlan) {
 	}
 	require.NotContains(t, protojson.Format(v), first, "GetCase shows the redacted answer")
 	require.Contains(t, v.GetPersonalData().GetRedacted(), casev1.DataClass_DATA_CLASS_ANSWER)
-	require.Nil(t, v.GetPersonalData().GetContact(), "the contact details stay redacted")
+	require.Nil(t, v.GetPersonalData().GetIdentity(), "the identity number stays redacted")
+	require.Nil(t, v.GetPersonalData().GetFreeText(), "the complaint's text stays redacted")
 	var firstWrite time.Time
 	for _, h := range v.GetHistory() {
 		if h.GetText() == texts["grpc-answer"] {
@@ -180,9 +203,13 @@ func workAfterRedaction(t *testing.T, p redactionWorkPlan) {
 				items = append(items, it)
 			}
 		}
-		return len(items) > 0
-	}), "the preview lists no redaction of the new data")
-	require.Len(t, items, 1, "one redaction left: the new answer class: %v", items)
+		return len(items) == 2
+	}), "the preview lists the redactions of the new answer and the new contact details: %v", items)
+	// Answers first; the rectification came after them.
+	require.Equal(t, []casev1.DataClass{casev1.DataClass_DATA_CLASS_CONTACT_DETAILS}, items[1].GetDataClasses())
+	require.True(t, items[1].GetWrittenAfterRedaction())
+	require.True(t, p.period(items[1].GetCountedFrom().AsTime()).Equal(items[1].GetDueAt().AsTime()), "the contact details' period counts from the rectification: %v", items[1])
+	require.True(t, items[1].GetCountedFrom().AsTime().After(firstWrite))
 	require.Equal(t, []casev1.DataClass{casev1.DataClass_DATA_CLASS_ANSWER}, items[0].GetDataClasses())
 	require.Equal(t, p.rule, items[0].GetRule())
 	require.True(t, due.Equal(items[0].GetDueAt().AsTime()), "due %s, preview says %s", due, items[0].GetDueAt().AsTime())
@@ -192,7 +219,7 @@ func workAfterRedaction(t *testing.T, p redactionWorkPlan) {
 	require.Equal(t, 0, code, out)
 	var line string
 	for _, l := range strings.Split(out, "\n") {
-		if strings.Contains(l, number) && strings.Contains(l, "redact") {
+		if strings.Contains(l, number) && strings.Contains(l, "redact") && strings.Contains(l, "answer") {
 			line = l
 		}
 	}
@@ -201,7 +228,7 @@ func workAfterRedaction(t *testing.T, p redactionWorkPlan) {
 	require.Contains(t, line, due.Format(time.DateOnly))
 	require.Contains(t, line, "answer")
 	require.Contains(t, line, firstWrite.Format(time.DateOnly)+" (written after redaction)")
-	require.Contains(t, out, "1 of them for data written after an earlier redaction")
+	require.Contains(t, out, "2 of them for data written after an earlier redaction")
 	retNoMarkersIn(t, "the preview", out, needles)
 	require.NoError(t, e.k.Stop(t))
 	retNoMarkersIn(t, "the log of the day the case was worked", e.k.stderr.String(), needles)
@@ -209,18 +236,28 @@ func workAfterRedaction(t *testing.T, p redactionWorkPlan) {
 	// The day after the new data's period: redacted too.
 	after := int(due.Sub(reg).Hours()/24) + 1
 	e = start(after)
-	led := e.waitLedger(t, 60*time.Second, "the new answer's redaction", func(m map[string]retLedger) bool {
-		return len(m[id][retKindRedaction]) == 2
+	led := e.waitLedger(t, 60*time.Second, "the redactions of the new answer and contact details", func(m map[string]retLedger) bool {
+		return len(m[id][retKindRedaction]) == 3
 	})
-	second := led[id][retKindRedaction][1]
-	require.Equal(t, []string{"answer"}, second.GetClasses())
-	require.Equal(t, p.rule, second.GetRule())
+	for i, class := range []string{"answer", "contact"} {
+		r := led[id][retKindRedaction][i+1]
+		require.Equal(t, []string{class}, r.GetClasses(), "receipt %d", i+1)
+		require.Equal(t, p.rule, r.GetRule())
+	}
 	ctx, cancel = e.as(t, sara)
 	defer cancel()
 	v = e.waitGetCase(t, ctx, id, "the second redaction", func(v *routingv1.CaseView) bool {
 		return len(historyTexts(v)) == 0
 	})
 	retNoMarkersIn(t, "GetCase after the second redaction", protojson.Format(v), needles)
+	resp, err := e.rc.FindCases(ctx, byEmail)
+	require.NoError(t, err)
+	require.Empty(t, resp.GetCases(), "the rectified address's tokens went with it")
+	dctx, dcancel = e.as(t, dina)
+	defer dcancel()
+	sresp, err := e.rt.SubjectAccess(dctx, subjectByEmail)
+	require.NoError(t, err)
+	require.Empty(t, sresp.GetCases())
 
 	// Every sealed text in the store, both generations, no longer opens.
 	s := e.sealer(t)
@@ -239,6 +276,17 @@ func workAfterRedaction(t *testing.T, p redactionWorkPlan) {
 		want = append(want, id+".answer.1")
 	}
 	require.Equal(t, want, keyIDs, "the old answer under generation 0, every new text under generation 1")
+	var rectified *casev1.SealedPersonalData
+	for _, ev := range e.caseEvents(t, id) {
+		if ev.Type == "kontakt.case.v1.PersonalDataRectified" {
+			var m casev1.PersonalDataRectified
+			require.NoError(t, proto.Unmarshal(ev.Data, &m))
+			rectified = m.GetValue()
+		}
+	}
+	require.Equal(t, id+".contact.1", rectified.GetKeyId())
+	_, err = retOpen(s, retSealed{caseID: id, value: rectified})
+	require.ErrorIs(t, err, seal.ErrKeyDestroyed)
 	require.NoError(t, e.k.Stop(t))
 	retNoMarkersIn(t, "the last log", e.k.stderr.String(), needles)
 	retScanClean(t, dataDir, filepath.Join(dataDir, "archive"), needles, []string{number})
