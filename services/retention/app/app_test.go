@@ -1138,3 +1138,48 @@ func TestAnswerAfterRedaction(t *testing.T) {
 		})
 	}
 }
+
+// TestRebuiltIndexKeepsALaterMarksPackage: a withdrawn mark removes the
+// packages written because of it. A rebuilt index (a new layout at an
+// upgrade, a lost file) applies the withdrawal again; it must not remove
+// the package written after the case was marked again, or the archive
+// loses it and the plan, seeing the case archived, removes the rest.
+func TestRebuiltIndexKeepsALaterMarksPackage(t *testing.T) {
+	w := newWorld(t)
+	b := w.connect(t)
+	archiveDir := t.TempDir()
+	vaxjo := plan(t, "vaxjo")
+	in := w.newInstance(t, b, instanceOpts{plan: vaxjo, archiveDir: archiveDir})
+	in.start(t)
+	ctx := t.Context()
+	packages := func() []string {
+		t.Helper()
+		m, err := filepath.Glob(filepath.Join(archiveDir, "*"))
+		require.NoError(t, err)
+		return m
+	}
+	tc := b.register(t, caseSpec{typ: casev1.CaseType_CASE_TYPE_FRAGA, email: "fraga@example.se", text: "FRÅGA", files: []string{"bilaga.pdf"}})
+	in.caughtUp(t)
+	markCase(ctx, t, in.svc, tc.ID, "av vikt")
+	w.clock.Set(t0.AddDate(0, 6, 1))
+	require.Equal(t, 2, in.sweep(t), "archived, then the question's personal data redacted")
+	require.Len(t, packages(), 1)
+	require.NoError(t, in.svc.WithdrawPreservationMark(ctx, supervisor, "supervisor", tc.ID, "inte av vikt"))
+	in.caughtUp(t)
+	require.Empty(t, packages(), "the withdrawn mark's package is removed")
+
+	// Marked again (its attachments are left) and archived at their year.
+	markCase(ctx, t, in.svc, tc.ID, "av vikt ändå")
+	w.clock.Set(t0.AddDate(1, 0, 1))
+	require.Equal(t, 2, in.sweep(t), "archived again, then the attachments redacted")
+	later := packages()
+	require.Len(t, later, 1)
+	in.stop(t)
+
+	again := w.newInstance(t, b, instanceOpts{plan: vaxjo, archiveDir: archiveDir})
+	again.start(t)
+	again.caughtUp(t)
+	require.Equal(t, later, packages(), "the rebuilt index kept the later mark's package")
+	_, err := archive.Verify(later[0])
+	require.NoError(t, err)
+}

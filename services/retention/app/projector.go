@@ -115,6 +115,9 @@ type effect struct {
 	// withdrawn mark for preservation leaves no package behind that the
 	// plan does not require.
 	unarchive bool
+	// unarchiveBefore is the withdrawal's revision: packages written
+	// after it belong to a later mark.
+	unarchiveBefore uint64
 }
 
 // ApplyBatch applies a batch of events to the index in one transaction
@@ -303,7 +306,7 @@ func (s *Service) apply(tx *index.Tx, rec eventstore.RecordedEvent, msg proto.Me
 		eff = s.archiveEffect(e, m, rec)
 	case *casev1.CasePreservationWithdrawn:
 		if !s.cfg.Plan.MustArchive(&e.Case) {
-			eff = &effect{caseID: m.GetCaseId(), unarchive: true}
+			eff = &effect{caseID: m.GetCaseId(), unarchive: true, unarchiveBefore: uint64(rec.Revision)}
 		}
 	case *casev1.CaseDeleted:
 		eff = s.deletionEffect(e, m)
@@ -395,7 +398,7 @@ func (s *Service) runEffects(ctx context.Context, effects []effect) error {
 		}
 		if e.unarchive {
 			jobs = append(jobs, func(context.Context) error {
-				removed, err := archive.RemoveCase(s.cfg.ArchiveDir, e.caseID)
+				removed, err := archive.RemoveCase(s.cfg.ArchiveDir, e.caseID, e.unarchiveBefore)
 				if len(removed) > 0 {
 					s.log.Info("retention: mark for preservation withdrawn; archive packages removed", "case_id", e.caseID, "packages", len(removed))
 				}
