@@ -168,6 +168,8 @@ func workAfterRedaction(t *testing.T, p redactionWorkPlan) {
 	}
 	require.NotContains(t, protojson.Format(v), first, "GetCase shows the redacted answer")
 	require.Contains(t, v.GetPersonalData().GetRedacted(), casev1.DataClass_DATA_CLASS_ANSWER)
+	require.Equal(t, newEmail, v.GetPersonalData().GetContact().GetEmail(), "GetCase shows the rectified contact details")
+	require.NotContains(t, v.GetPersonalData().GetRedacted(), casev1.DataClass_DATA_CLASS_CONTACT_DETAILS)
 	require.Nil(t, v.GetPersonalData().GetIdentity(), "the identity number stays redacted")
 	require.Nil(t, v.GetPersonalData().GetFreeText(), "the complaint's text stays redacted")
 	var firstWrite time.Time
