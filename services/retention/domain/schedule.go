@@ -22,10 +22,11 @@ type Due struct {
 	At time.Time
 	// From is what the period counts from: the registration or the
 	// closure the rule names, or, for data written after its class was
-	// redacted (Rewritten), when that data was first written.
+	// redacted (Rewritten), the later of that and when the data was
+	// first written.
 	From time.Time
 	// Rewritten says the classes received data after an earlier
-	// redaction of theirs, so From is when it was written.
+	// redaction of theirs, which the plan counts from its first write.
 	Rewritten bool
 	// Rule names the plan's rule.
 	Rule string
