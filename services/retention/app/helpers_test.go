@@ -291,7 +291,7 @@ func (b *backends) register(t testing.TB, s caseSpec) *testCase {
 	}
 	tc := &testCase{ID: uuid.NewString(), Number: nextNumber(), Spec: s, Sealed: map[seal.Class][]*casev1.SealedPersonalData{}}
 	sealIt := func(class seal.Class, m proto.Message) *casev1.SealedPersonalData {
-		sp, err := b.sealer.SealMessage(ctx, tc.ID, class, m)
+		sp, err := b.sealer.SealMessage(ctx, tc.ID, class, 0, m)
 		require.NoError(t, err)
 		tc.Sealed[class] = append(tc.Sealed[class], sp)
 		return sp
@@ -334,13 +334,27 @@ func (b *backends) appendEvent(t testing.TB, caseID string, m proto.Message) {
 	require.NoError(t, err)
 }
 
-// answer appends CaseAnswered with a sealed answer, as routing does.
+// answer appends CaseAnswered with a sealed answer an hour after t0, as
+// routing does.
 func (b *backends) answer(t testing.TB, tc *testCase, text string) {
 	t.Helper()
-	sp, err := b.sealer.SealMessage(t.Context(), tc.ID, seal.ClassAnswer, &casev1.AnswerText{Text: text})
+	b.answerAt(t, tc, text, t0.Add(time.Hour))
+}
+
+// answerAt appends CaseAnswered at the given time, sealed under the
+// answer class's current generation as the case's events give it, as
+// routing does.
+func (b *backends) answerAt(t testing.TB, tc *testCase, text string, at time.Time) *casev1.SealedPersonalData {
+	t.Helper()
+	var gens seal.Generations
+	for _, e := range b.events(t, tc.ID) {
+		gens.Apply(e.msg)
+	}
+	sp, err := b.sealer.SealMessage(t.Context(), tc.ID, seal.ClassAnswer, gens.Of(seal.ClassAnswer), &casev1.AnswerText{Text: text})
 	require.NoError(t, err)
 	tc.Sealed[seal.ClassAnswer] = append(tc.Sealed[seal.ClassAnswer], sp)
-	b.appendEvent(t, tc.ID, &casev1.CaseAnswered{CaseId: tc.ID, AnsweredBy: "agent-1", Answer: sp, AnsweredAt: timestamppb.New(t0.Add(time.Hour))})
+	b.appendEvent(t, tc.ID, &casev1.CaseAnswered{CaseId: tc.ID, AnsweredBy: "agent-1", Answer: sp, AnsweredAt: timestamppb.New(at)})
+	return sp
 }
 
 // storedEvent is a case event as read back from the store.

@@ -34,7 +34,6 @@ func ErrorMappings() []server.ErrorMapping {
 	return []server.ErrorMapping{
 		{Target: app.ErrNotFound, Code: codes.NotFound},
 		{Target: app.ErrHoldNotFound, Code: codes.NotFound, Explain: true},
-		{Target: app.ErrClassRedacted, Code: codes.FailedPrecondition, Explain: true},
 		{Target: app.ErrConflict, Code: codes.Aborted},
 		{Target: audit.ErrUnavailable, Code: codes.Unavailable},
 		{Target: eventstore.ErrUnavailable, Code: codes.Unavailable},
@@ -178,6 +177,10 @@ func (s *Server) Preview(_ context.Context, req *retentionv1.PreviewRequest) (*r
 		di := &retentionv1.DueItem{
 			CaseId: it.CaseID, CaseNumber: it.CaseNumber, CaseType: it.Type, Action: actionToProto(it.Due.Action),
 			DueAt: timestamppb.New(it.Due.At), Rule: it.Due.Rule, OnHold: it.OnHold,
+			WrittenAfterRedaction: it.Due.Rewritten,
+		}
+		if !it.Due.From.IsZero() {
+			di.CountedFrom = timestamppb.New(it.Due.From)
 		}
 		for _, c := range it.Due.Classes {
 			if dc := protoClass(c); dc != casev1.DataClass_DATA_CLASS_UNSPECIFIED {

@@ -452,17 +452,26 @@ func (x *PreviewRequest) GetDays() int32 {
 
 // DueItem is one thing the plan will do.
 type DueItem struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	CaseId        string                 `protobuf:"bytes,1,opt,name=case_id,json=caseId,proto3" json:"case_id,omitempty"`
-	CaseNumber    string                 `protobuf:"bytes,2,opt,name=case_number,json=caseNumber,proto3" json:"case_number,omitempty"`
-	CaseType      v1.CaseType            `protobuf:"varint,3,opt,name=case_type,json=caseType,proto3,enum=kontakt.case.v1.CaseType" json:"case_type,omitempty"`
-	Action        Action                 `protobuf:"varint,4,opt,name=action,proto3,enum=kontakt.retention.v1.Action" json:"action,omitempty"`
-	DataClasses   []v1.DataClass         `protobuf:"varint,5,rep,packed,name=data_classes,json=dataClasses,proto3,enum=kontakt.case.v1.DataClass" json:"data_classes,omitempty"`
-	DueAt         *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=due_at,json=dueAt,proto3" json:"due_at,omitempty"`
-	Rule          string                 `protobuf:"bytes,7,opt,name=rule,proto3" json:"rule,omitempty"`
-	OnHold        bool                   `protobuf:"varint,8,opt,name=on_hold,json=onHold,proto3" json:"on_hold,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	CaseId      string                 `protobuf:"bytes,1,opt,name=case_id,json=caseId,proto3" json:"case_id,omitempty"`
+	CaseNumber  string                 `protobuf:"bytes,2,opt,name=case_number,json=caseNumber,proto3" json:"case_number,omitempty"`
+	CaseType    v1.CaseType            `protobuf:"varint,3,opt,name=case_type,json=caseType,proto3,enum=kontakt.case.v1.CaseType" json:"case_type,omitempty"`
+	Action      Action                 `protobuf:"varint,4,opt,name=action,proto3,enum=kontakt.retention.v1.Action" json:"action,omitempty"`
+	DataClasses []v1.DataClass         `protobuf:"varint,5,rep,packed,name=data_classes,json=dataClasses,proto3,enum=kontakt.case.v1.DataClass" json:"data_classes,omitempty"`
+	DueAt       *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=due_at,json=dueAt,proto3" json:"due_at,omitempty"`
+	Rule        string                 `protobuf:"bytes,7,opt,name=rule,proto3" json:"rule,omitempty"`
+	OnHold      bool                   `protobuf:"varint,8,opt,name=on_hold,json=onHold,proto3" json:"on_hold,omitempty"`
+	// What the rule's period counts from: the registration or the closure,
+	// or, when written_after_redaction is set, when the data was first
+	// written after an earlier redaction of its classes.
+	CountedFrom *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=counted_from,json=countedFrom,proto3" json:"counted_from,omitempty"`
+	// The classes received data after the plan (or an erasure) had redacted
+	// them, for example an answer to a complaint still open after its
+	// personal data was culled. That data is sealed under a fresh key and
+	// the plan counts its period again from when it was written.
+	WrittenAfterRedaction bool `protobuf:"varint,10,opt,name=written_after_redaction,json=writtenAfterRedaction,proto3" json:"written_after_redaction,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
 }
 
 func (x *DueItem) Reset() {
@@ -547,6 +556,20 @@ func (x *DueItem) GetRule() string {
 func (x *DueItem) GetOnHold() bool {
 	if x != nil {
 		return x.OnHold
+	}
+	return false
+}
+
+func (x *DueItem) GetCountedFrom() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CountedFrom
+	}
+	return nil
+}
+
+func (x *DueItem) GetWrittenAfterRedaction() bool {
+	if x != nil {
+		return x.WrittenAfterRedaction
 	}
 	return false
 }
@@ -2175,7 +2198,7 @@ const file_kontakt_retention_v1_retention_proto_rawDesc = "" +
 	"\x04plan\x18\x01 \x01(\v2\x1a.kontakt.retention.v1.PlanR\x04plan\"0\n" +
 	"\x0ePreviewRequest\x12\x1e\n" +
 	"\x04days\x18\x01 \x01(\x05B\n" +
-	"\xbaH\a\x1a\x05\x18\xcc\x1c(\x00R\x04days\"\xd0\x02\n" +
+	"\xbaH\a\x1a\x05\x18\xcc\x1c(\x00R\x04days\"\xc7\x03\n" +
 	"\aDueItem\x12\x17\n" +
 	"\acase_id\x18\x01 \x01(\tR\x06caseId\x12\x1f\n" +
 	"\vcase_number\x18\x02 \x01(\tR\n" +
@@ -2185,7 +2208,10 @@ const file_kontakt_retention_v1_retention_proto_rawDesc = "" +
 	"\fdata_classes\x18\x05 \x03(\x0e2\x1a.kontakt.case.v1.DataClassR\vdataClasses\x121\n" +
 	"\x06due_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x05dueAt\x12\x12\n" +
 	"\x04rule\x18\a \x01(\tR\x04rule\x12\x17\n" +
-	"\aon_hold\x18\b \x01(\bR\x06onHold\"F\n" +
+	"\aon_hold\x18\b \x01(\bR\x06onHold\x12=\n" +
+	"\fcounted_from\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\vcountedFrom\x126\n" +
+	"\x17written_after_redaction\x18\n" +
+	" \x01(\bR\x15writtenAfterRedaction\"F\n" +
 	"\x0fPreviewResponse\x123\n" +
 	"\x05items\x18\x01 \x03(\v2\x1d.kontakt.retention.v1.DueItemR\x05items\"\x96\x01\n" +
 	"\x10PlaceHoldRequest\x12^\n" +
@@ -2399,59 +2425,60 @@ var file_kontakt_retention_v1_retention_proto_depIdxs = []int32{
 	1,  // 8: kontakt.retention.v1.DueItem.action:type_name -> kontakt.retention.v1.Action
 	35, // 9: kontakt.retention.v1.DueItem.data_classes:type_name -> kontakt.case.v1.DataClass
 	36, // 10: kontakt.retention.v1.DueItem.due_at:type_name -> google.protobuf.Timestamp
-	7,  // 11: kontakt.retention.v1.PreviewResponse.items:type_name -> kontakt.retention.v1.DueItem
-	36, // 12: kontakt.retention.v1.MarkForPreservationResponse.archive_due_at:type_name -> google.protobuf.Timestamp
-	35, // 13: kontakt.retention.v1.MarkForPreservationResponse.already_redacted:type_name -> kontakt.case.v1.DataClass
-	33, // 14: kontakt.retention.v1.PreservationMark.case_type:type_name -> kontakt.case.v1.CaseType
-	36, // 15: kontakt.retention.v1.PreservationMark.marked_at:type_name -> google.protobuf.Timestamp
-	36, // 16: kontakt.retention.v1.PreservationMark.archive_due_at:type_name -> google.protobuf.Timestamp
-	18, // 17: kontakt.retention.v1.ListPreservationMarksResponse.marks:type_name -> kontakt.retention.v1.PreservationMark
-	20, // 18: kontakt.retention.v1.SubjectAccessRequest.subject:type_name -> kontakt.retention.v1.SubjectKey
-	33, // 19: kontakt.retention.v1.SubjectCase.type:type_name -> kontakt.case.v1.CaseType
-	34, // 20: kontakt.retention.v1.SubjectCase.channel:type_name -> kontakt.case.v1.Channel
-	36, // 21: kontakt.retention.v1.SubjectCase.registered_at:type_name -> google.protobuf.Timestamp
-	37, // 22: kontakt.retention.v1.SubjectCase.contact:type_name -> kontakt.case.v1.ContactDetails
-	38, // 23: kontakt.retention.v1.SubjectCase.identity:type_name -> kontakt.case.v1.IdentityNumber
-	39, // 24: kontakt.retention.v1.SubjectCase.free_text:type_name -> kontakt.case.v1.FreeText
-	36, // 25: kontakt.retention.v1.SubjectCase.redaction_due_at:type_name -> google.protobuf.Timestamp
-	36, // 26: kontakt.retention.v1.SubjectCase.deletion_due_at:type_name -> google.protobuf.Timestamp
-	23, // 27: kontakt.retention.v1.SubjectCase.reads:type_name -> kontakt.retention.v1.SubjectAuditEntry
-	36, // 28: kontakt.retention.v1.SubjectAuditEntry.read_at:type_name -> google.protobuf.Timestamp
-	22, // 29: kontakt.retention.v1.SubjectAccessResponse.cases:type_name -> kontakt.retention.v1.SubjectCase
-	20, // 30: kontakt.retention.v1.EraseSubjectRequest.subject:type_name -> kontakt.retention.v1.SubjectKey
-	26, // 31: kontakt.retention.v1.EraseSubjectResponse.outcomes:type_name -> kontakt.retention.v1.EraseOutcome
-	30, // 32: kontakt.retention.v1.ListReceiptsResponse.receipt:type_name -> kontakt.retention.v1.Receipt
-	36, // 33: kontakt.retention.v1.Receipt.at:type_name -> google.protobuf.Timestamp
-	37, // 34: kontakt.retention.v1.RectifyRequest.contact:type_name -> kontakt.case.v1.ContactDetails
-	39, // 35: kontakt.retention.v1.RectifyRequest.free_text:type_name -> kontakt.case.v1.FreeText
-	38, // 36: kontakt.retention.v1.RectifyRequest.identity:type_name -> kontakt.case.v1.IdentityNumber
-	4,  // 37: kontakt.retention.v1.RetentionService.GetPlan:input_type -> kontakt.retention.v1.GetPlanRequest
-	6,  // 38: kontakt.retention.v1.RetentionService.Preview:input_type -> kontakt.retention.v1.PreviewRequest
-	9,  // 39: kontakt.retention.v1.RetentionService.PlaceHold:input_type -> kontakt.retention.v1.PlaceHoldRequest
-	11, // 40: kontakt.retention.v1.RetentionService.ReleaseHold:input_type -> kontakt.retention.v1.ReleaseHoldRequest
-	13, // 41: kontakt.retention.v1.RetentionService.MarkForPreservation:input_type -> kontakt.retention.v1.MarkForPreservationRequest
-	15, // 42: kontakt.retention.v1.RetentionService.WithdrawPreservationMark:input_type -> kontakt.retention.v1.WithdrawPreservationMarkRequest
-	17, // 43: kontakt.retention.v1.RetentionService.ListPreservationMarks:input_type -> kontakt.retention.v1.ListPreservationMarksRequest
-	21, // 44: kontakt.retention.v1.RetentionService.SubjectAccess:input_type -> kontakt.retention.v1.SubjectAccessRequest
-	25, // 45: kontakt.retention.v1.RetentionService.EraseSubject:input_type -> kontakt.retention.v1.EraseSubjectRequest
-	28, // 46: kontakt.retention.v1.RetentionService.ListReceipts:input_type -> kontakt.retention.v1.ListReceiptsRequest
-	31, // 47: kontakt.retention.v1.RetentionService.Rectify:input_type -> kontakt.retention.v1.RectifyRequest
-	5,  // 48: kontakt.retention.v1.RetentionService.GetPlan:output_type -> kontakt.retention.v1.GetPlanResponse
-	8,  // 49: kontakt.retention.v1.RetentionService.Preview:output_type -> kontakt.retention.v1.PreviewResponse
-	10, // 50: kontakt.retention.v1.RetentionService.PlaceHold:output_type -> kontakt.retention.v1.PlaceHoldResponse
-	12, // 51: kontakt.retention.v1.RetentionService.ReleaseHold:output_type -> kontakt.retention.v1.ReleaseHoldResponse
-	14, // 52: kontakt.retention.v1.RetentionService.MarkForPreservation:output_type -> kontakt.retention.v1.MarkForPreservationResponse
-	16, // 53: kontakt.retention.v1.RetentionService.WithdrawPreservationMark:output_type -> kontakt.retention.v1.WithdrawPreservationMarkResponse
-	19, // 54: kontakt.retention.v1.RetentionService.ListPreservationMarks:output_type -> kontakt.retention.v1.ListPreservationMarksResponse
-	24, // 55: kontakt.retention.v1.RetentionService.SubjectAccess:output_type -> kontakt.retention.v1.SubjectAccessResponse
-	27, // 56: kontakt.retention.v1.RetentionService.EraseSubject:output_type -> kontakt.retention.v1.EraseSubjectResponse
-	29, // 57: kontakt.retention.v1.RetentionService.ListReceipts:output_type -> kontakt.retention.v1.ListReceiptsResponse
-	32, // 58: kontakt.retention.v1.RetentionService.Rectify:output_type -> kontakt.retention.v1.RectifyResponse
-	48, // [48:59] is the sub-list for method output_type
-	37, // [37:48] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	36, // 11: kontakt.retention.v1.DueItem.counted_from:type_name -> google.protobuf.Timestamp
+	7,  // 12: kontakt.retention.v1.PreviewResponse.items:type_name -> kontakt.retention.v1.DueItem
+	36, // 13: kontakt.retention.v1.MarkForPreservationResponse.archive_due_at:type_name -> google.protobuf.Timestamp
+	35, // 14: kontakt.retention.v1.MarkForPreservationResponse.already_redacted:type_name -> kontakt.case.v1.DataClass
+	33, // 15: kontakt.retention.v1.PreservationMark.case_type:type_name -> kontakt.case.v1.CaseType
+	36, // 16: kontakt.retention.v1.PreservationMark.marked_at:type_name -> google.protobuf.Timestamp
+	36, // 17: kontakt.retention.v1.PreservationMark.archive_due_at:type_name -> google.protobuf.Timestamp
+	18, // 18: kontakt.retention.v1.ListPreservationMarksResponse.marks:type_name -> kontakt.retention.v1.PreservationMark
+	20, // 19: kontakt.retention.v1.SubjectAccessRequest.subject:type_name -> kontakt.retention.v1.SubjectKey
+	33, // 20: kontakt.retention.v1.SubjectCase.type:type_name -> kontakt.case.v1.CaseType
+	34, // 21: kontakt.retention.v1.SubjectCase.channel:type_name -> kontakt.case.v1.Channel
+	36, // 22: kontakt.retention.v1.SubjectCase.registered_at:type_name -> google.protobuf.Timestamp
+	37, // 23: kontakt.retention.v1.SubjectCase.contact:type_name -> kontakt.case.v1.ContactDetails
+	38, // 24: kontakt.retention.v1.SubjectCase.identity:type_name -> kontakt.case.v1.IdentityNumber
+	39, // 25: kontakt.retention.v1.SubjectCase.free_text:type_name -> kontakt.case.v1.FreeText
+	36, // 26: kontakt.retention.v1.SubjectCase.redaction_due_at:type_name -> google.protobuf.Timestamp
+	36, // 27: kontakt.retention.v1.SubjectCase.deletion_due_at:type_name -> google.protobuf.Timestamp
+	23, // 28: kontakt.retention.v1.SubjectCase.reads:type_name -> kontakt.retention.v1.SubjectAuditEntry
+	36, // 29: kontakt.retention.v1.SubjectAuditEntry.read_at:type_name -> google.protobuf.Timestamp
+	22, // 30: kontakt.retention.v1.SubjectAccessResponse.cases:type_name -> kontakt.retention.v1.SubjectCase
+	20, // 31: kontakt.retention.v1.EraseSubjectRequest.subject:type_name -> kontakt.retention.v1.SubjectKey
+	26, // 32: kontakt.retention.v1.EraseSubjectResponse.outcomes:type_name -> kontakt.retention.v1.EraseOutcome
+	30, // 33: kontakt.retention.v1.ListReceiptsResponse.receipt:type_name -> kontakt.retention.v1.Receipt
+	36, // 34: kontakt.retention.v1.Receipt.at:type_name -> google.protobuf.Timestamp
+	37, // 35: kontakt.retention.v1.RectifyRequest.contact:type_name -> kontakt.case.v1.ContactDetails
+	39, // 36: kontakt.retention.v1.RectifyRequest.free_text:type_name -> kontakt.case.v1.FreeText
+	38, // 37: kontakt.retention.v1.RectifyRequest.identity:type_name -> kontakt.case.v1.IdentityNumber
+	4,  // 38: kontakt.retention.v1.RetentionService.GetPlan:input_type -> kontakt.retention.v1.GetPlanRequest
+	6,  // 39: kontakt.retention.v1.RetentionService.Preview:input_type -> kontakt.retention.v1.PreviewRequest
+	9,  // 40: kontakt.retention.v1.RetentionService.PlaceHold:input_type -> kontakt.retention.v1.PlaceHoldRequest
+	11, // 41: kontakt.retention.v1.RetentionService.ReleaseHold:input_type -> kontakt.retention.v1.ReleaseHoldRequest
+	13, // 42: kontakt.retention.v1.RetentionService.MarkForPreservation:input_type -> kontakt.retention.v1.MarkForPreservationRequest
+	15, // 43: kontakt.retention.v1.RetentionService.WithdrawPreservationMark:input_type -> kontakt.retention.v1.WithdrawPreservationMarkRequest
+	17, // 44: kontakt.retention.v1.RetentionService.ListPreservationMarks:input_type -> kontakt.retention.v1.ListPreservationMarksRequest
+	21, // 45: kontakt.retention.v1.RetentionService.SubjectAccess:input_type -> kontakt.retention.v1.SubjectAccessRequest
+	25, // 46: kontakt.retention.v1.RetentionService.EraseSubject:input_type -> kontakt.retention.v1.EraseSubjectRequest
+	28, // 47: kontakt.retention.v1.RetentionService.ListReceipts:input_type -> kontakt.retention.v1.ListReceiptsRequest
+	31, // 48: kontakt.retention.v1.RetentionService.Rectify:input_type -> kontakt.retention.v1.RectifyRequest
+	5,  // 49: kontakt.retention.v1.RetentionService.GetPlan:output_type -> kontakt.retention.v1.GetPlanResponse
+	8,  // 50: kontakt.retention.v1.RetentionService.Preview:output_type -> kontakt.retention.v1.PreviewResponse
+	10, // 51: kontakt.retention.v1.RetentionService.PlaceHold:output_type -> kontakt.retention.v1.PlaceHoldResponse
+	12, // 52: kontakt.retention.v1.RetentionService.ReleaseHold:output_type -> kontakt.retention.v1.ReleaseHoldResponse
+	14, // 53: kontakt.retention.v1.RetentionService.MarkForPreservation:output_type -> kontakt.retention.v1.MarkForPreservationResponse
+	16, // 54: kontakt.retention.v1.RetentionService.WithdrawPreservationMark:output_type -> kontakt.retention.v1.WithdrawPreservationMarkResponse
+	19, // 55: kontakt.retention.v1.RetentionService.ListPreservationMarks:output_type -> kontakt.retention.v1.ListPreservationMarksResponse
+	24, // 56: kontakt.retention.v1.RetentionService.SubjectAccess:output_type -> kontakt.retention.v1.SubjectAccessResponse
+	27, // 57: kontakt.retention.v1.RetentionService.EraseSubject:output_type -> kontakt.retention.v1.EraseSubjectResponse
+	29, // 58: kontakt.retention.v1.RetentionService.ListReceipts:output_type -> kontakt.retention.v1.ListReceiptsResponse
+	32, // 59: kontakt.retention.v1.RetentionService.Rectify:output_type -> kontakt.retention.v1.RectifyResponse
+	49, // [49:60] is the sub-list for method output_type
+	38, // [38:49] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_kontakt_retention_v1_retention_proto_init() }

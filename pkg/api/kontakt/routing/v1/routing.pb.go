@@ -712,7 +712,10 @@ func (x *GetCaseRequest) GetPurpose() string {
 }
 
 // PersonalDataView is the decrypted personal data of a case. A redacted
-// class is listed in `redacted` and its fields are empty.
+// class is listed in `redacted` and its fields are empty. Data written
+// after its class was redacted (an answer, note or forwarding comment in
+// the history, a rectified value) is shown; for the answer class,
+// `redacted` then says that the history entries without text lost theirs.
 type PersonalDataView struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	Contact         *v1.ContactDetails     `protobuf:"bytes,1,opt,name=contact,proto3" json:"contact,omitempty"`
