@@ -76,6 +76,12 @@ func (p *Plan) Schedule(c *Case) []Due {
 	return dues
 }
 
+// Deadline is when rule r's period ends for the case; false while the
+// period has not begun (a closure-anchored rule and an open case). A
+// register extract tells the person this date for every class, the ones
+// Schedule leaves out (kept, or already redacted) included.
+func (c *Case) Deadline(r Rule) (time.Time, bool) { return c.deadline(r) }
+
 // deadline is when rule r's period ends for the case; false while the
 // period has not begun (a closure-anchored rule and an open case).
 func (c *Case) deadline(r Rule) (time.Time, bool) {
