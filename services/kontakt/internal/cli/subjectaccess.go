@@ -118,7 +118,8 @@ func newSubjectAccessCmd(g *globalFlags, stdout io.Writer, lookupEnv env) *cobra
 			for _, c := range resp.GetCases() {
 				reads += len(c.GetReads())
 			}
-			_, err = fmt.Fprintf(stdout, "wrote %s: %d cases, %d audit entries\n", strings.Join(written, ", "), len(resp.GetCases()), reads)
+			_, err = fmt.Fprintf(stdout, "wrote %s: %s, %s\n", strings.Join(written, ", "),
+				count(len(resp.GetCases()), "case", "cases"), count(reads, "audit entry", "audit entries"))
 			return err
 		},
 	}
@@ -212,4 +213,12 @@ func writePrivateFile(path string, write func(io.Writer) error) error {
 		return err
 	}
 	return writeFileAtomicMode(path, 0o600, write)
+}
+
+// count writes n with the noun in the right number.
+func count(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }

@@ -75,7 +75,7 @@ func TestSubjectAccessWritesPrivateFiles(t *testing.T) {
 	require.Equal(t, exitOK, code, stderr)
 	require.Empty(t, stderr)
 	require.Equal(t, "wrote "+filepath.Join(out, "extract.json")+", "+filepath.Join(out, "extract.html")+", "+filepath.Join(out, "extract.pdf")+
-		": 1 cases, 2 audit entries\n", stdout)
+		": 1 case, 2 audit entries\n", stdout)
 	require.NotContains(t, stdout, fakeEmail)
 
 	reqs := f.requests()
