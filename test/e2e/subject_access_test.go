@@ -85,12 +85,14 @@ func TestSubjectAccessExtract(t *testing.T) {
 		"email": {"foto från lekplatsen.jpg", "asa-foto-" + local},
 		"form":  {"lampan " + local + ".png", "asa-lampa-" + local},
 	}
+	// An emoji: outside what a PDF font holds, as citizens write.
+	description := "Behöver jag bygglov för ett attefallshus 🏠? " + local
 	address := &casev1.PostalAddress{Street: "Storgatan " + local[:2], PostalCode: "431 30", City: "Mölndal"}
 
 	// Four cases over four channels, every class filled in.
 	phoneID, phoneNumber := e.register(t, &intakev1.CaseInput{
 		Type: casev1.CaseType_CASE_TYPE_FRAGA, Channel: casev1.Channel_CHANNEL_PHONE, Category: "bygglov",
-		Subject: script, Description: "Behöver jag bygglov för ett attefallshus? " + local,
+		Subject: script, Description: description,
 		Contact:     &intakev1.Contact{Name: oldName, Phone: phone, Email: email, IdentityNumber: pnr},
 		Attachments: []*intakev1.AttachmentInput{{Name: atts["phone"].name, AttachmentId: atts["phone"].id, ContentType: "application/pdf", SizeBytes: 2048}},
 	})
@@ -283,7 +285,7 @@ func TestSubjectAccessExtract(t *testing.T) {
 	require.Contains(t, string(page), "&lt;script&gt;alert(")
 	text := saText(doc)
 	for _, v := range []string{
-		newName, oldName, email, e164, pnr[:8] + "-" + pnr[8:], script, note, answer, comment,
+		newName, oldName, email, e164, pnr[:8] + "-" + pnr[8:], script, note, answer, comment, description,
 		atts["phone"].name, atts["phone"].id, atts["email"].name, atts["email"].id, atts["form"].name, atts["form"].id,
 		"Storgatan " + local[:2] + ", 431 30 Mölndal", "Gröna gången " + local[:2],
 		phoneNumber, emailNumber, formNumber, chatNumber,
@@ -315,7 +317,8 @@ func TestSubjectAccessExtract(t *testing.T) {
 		txt, err := exec.Command(bin, "-enc", "UTF-8", filepath.Join(out, "extract.pdf"), "-").Output()
 		require.NoError(t, err)
 		flat := strings.Join(strings.Fields(string(txt)), " ")
-		for _, v := range []string{newName, oldName, atts["phone"].name, "Gröna gången " + local[:2], "Integritetsskyddsmyndigheten"} {
+		for _, v := range []string{newName, oldName, atts["phone"].name, "Gröna gången " + local[:2], "Integritetsskyddsmyndigheten",
+			strings.ReplaceAll(description, "🏠", "□")} {
 			require.Contains(t, flat, v)
 		}
 	} else {

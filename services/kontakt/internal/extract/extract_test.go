@@ -297,3 +297,27 @@ func TestPeriodSv(t *testing.T) {
 		require.Equal(t, tt.want, periodSv(tt.in), tt.in)
 	}
 }
+
+// TestPDFOutsideTheFont: text the embedded font has no glyphs for (an
+// emoji, which fpdf refused outright, and Chinese) is shown as □ with a
+// note that the HTML file has it; the rest of the line is intact.
+func TestPDFOutsideTheFont(t *testing.T) {
+	resp := fixture()
+	resp.Cases[0].FreeText.Description = "Tack 😀 漢字 för hjälpen"
+	var buf bytes.Buffer
+	require.NoError(t, Build(resp, info()).WritePDF(&buf, resp.GetGeneratedAt().AsTime()))
+	require.True(t, bytes.HasPrefix(buf.Bytes(), []byte("%PDF-")))
+	bin, err := exec.LookPath("pdftotext")
+	if err != nil {
+		t.Skip("pdftotext (poppler-utils) not installed: the PDF's text is not checked")
+	}
+	path := filepath.Join(t.TempDir(), "extract.pdf")
+	require.NoError(t, os.WriteFile(path, buf.Bytes(), 0o600))
+	out, err := exec.Command(bin, "-enc", "UTF-8", path, "-").Output()
+	require.NoError(t, err)
+	text := strings.Join(strings.Fields(string(out)), " ")
+	require.Contains(t, text, "Tack □ □□ för hjälpen")
+	require.Contains(t, text, "visas som □")
+	// The HTML shows them as written.
+	require.Contains(t, string(renderHTML(t, resp, info())), "Tack 😀 漢字 för hjälpen")
+}

@@ -5,11 +5,13 @@ import (
 	"io"
 	"math"
 	"strings"
+	"sync"
 	"time"
 
 	"codeberg.org/go-fonts/liberation/liberationsansbold"
 	"codeberg.org/go-fonts/liberation/liberationsansregular"
 	"codeberg.org/go-pdf/fpdf"
+	"golang.org/x/image/font/sfnt"
 )
 
 // The PDF is written with go-pdf/fpdf (MIT; the maintained continuation
@@ -27,9 +29,107 @@ const (
 	pdfPadding = 1.2  // mm, inside table cells
 )
 
+// missingGlyph stands in the PDF for a character the font cannot show.
+const missingGlyph = '□'
+
+// fontHas reports whether Liberation Sans has a glyph for r. fpdf refuses
+// a whole document over one character beyond U+FFFF (an emoji in a chat)
+// and prints nothing useful for one the font lacks, so such characters
+// are replaced, visibly, and the document says the HTML file has them.
+var fontHas = sync.OnceValue(func() func(rune) bool {
+	f, err := sfnt.Parse(liberationsansregular.TTF)
+	if err != nil {
+		panic(fmt.Sprintf("extract: the embedded font does not parse: %v", err))
+	}
+	var mu sync.Mutex
+	var buf sfnt.Buffer
+	return func(r rune) bool {
+		if r > 0xFFFF {
+			return false
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		g, err := f.GlyphIndex(&buf, r)
+		return err == nil && g != 0
+	}
+})
+
+// pdfText makes s printable with the embedded font: line breaks stay,
+// other control characters become spaces, characters the font lacks
+// become missingGlyph. It reports whether anything was replaced.
+func pdfText(s string) (string, bool) {
+	has := fontHas()
+	replaced := false
+	out := strings.Map(func(r rune) rune {
+		switch {
+		case r == '\n' || r == ' ':
+			return r
+		case r < 0x20 || r == 0x7f:
+			return ' '
+		case !has(r):
+			replaced = true
+			return missingGlyph
+		}
+		return r
+	}, s)
+	return out, replaced
+}
+
+// forPDF returns a copy of the document with every text made printable
+// (pdfText), and a note when a character had to be replaced.
+func (d *Document) forPDF() *Document {
+	replaced := false
+	fix := func(s string) string {
+		out, r := pdfText(s)
+		replaced = replaced || r
+		return out
+	}
+	fixFields := func(fs []Field) []Field {
+		out := make([]Field, len(fs))
+		for i, f := range fs {
+			out[i] = Field{fix(f.Label), fix(f.Value)}
+		}
+		return out
+	}
+	fixAll := func(xs []string) []string {
+		out := make([]string, len(xs))
+		for i, x := range xs {
+			out[i] = fix(x)
+		}
+		return out
+	}
+	var fixSection func(Section) Section
+	fixSection = func(s Section) Section {
+		o := Section{Title: fix(s.Title), Paragraphs: fixAll(s.Paragraphs), Fields: fixFields(s.Fields)}
+		if s.Table != nil {
+			o.Table = &Table{Head: fixAll(s.Table.Head)}
+			for _, row := range s.Table.Rows {
+				o.Table.Rows = append(o.Table.Rows, fixAll(row))
+			}
+		}
+		for _, sub := range s.Subsections {
+			o.Subsections = append(o.Subsections, fixSection(sub))
+		}
+		return o
+	}
+	o := &Document{Title: fix(d.Title), Subtitle: fix(d.Subtitle), Meta: fixFields(d.Meta), Intro: fixAll(d.Intro)}
+	for _, s := range d.Cases {
+		o.Cases = append(o.Cases, fixSection(s))
+	}
+	for _, s := range d.About {
+		o.About = append(o.About, fixSection(s))
+	}
+	if replaced {
+		o.Intro = append(o.Intro, "Tecken som inte kan visas i PDF-filen (till exempel emojier) visas som "+string(missingGlyph)+
+			". HTML-filen med samma utdrag visar dem som de skrevs.")
+	}
+	return o
+}
+
 // WritePDF writes the document as an A4 PDF. created is the document's
 // creation date (the extract's), so the same extract gives the same file.
 func (d *Document) WritePDF(w io.Writer, created time.Time) error {
+	d = d.forPDF()
 	p := fpdf.New("P", "mm", "A4", "")
 	p.AddUTF8FontFromBytes(pdfFont, "", liberationsansregular.TTF)
 	p.AddUTF8FontFromBytes(pdfFont, "B", liberationsansbold.TTF)

@@ -2107,7 +2107,9 @@ type SubjectRetention struct {
 	Period string `protobuf:"bytes,5,opt,name=period,proto3" json:"period,omitempty"`
 	Anchor Anchor `protobuf:"varint,6,opt,name=anchor,proto3,enum=kontakt.retention.v1.Anchor" json:"anchor,omitempty"`
 	// When the period ends; unset when it has not begun (counted from a
-	// closure that has not happened) or the action keeps the data.
+	// closure that has not happened), when the action keeps the data, and
+	// for the audit trail, whose entries each go the period after they
+	// were written (the audit stream's age limit).
 	DueAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=due_at,json=dueAt,proto3" json:"due_at,omitempty"`
 	// When the class was last redacted, and why ("retention": the plan;
 	// "erasure": a request). Unset when it never was.
