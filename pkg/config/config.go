@@ -64,6 +64,9 @@ type Config struct {
 	Categories []Category `yaml:"categories"`
 	Retention  Retention  `yaml:"retention"`
 	EventStore EventStore `yaml:"event_store"`
+	// RegisterExtract is the fixed text of the register extracts that
+	// `kontakt subject-access` writes for citizens.
+	RegisterExtract RegisterExtract `yaml:"register_extract"`
 	// MasterKeyFile holds the master key that wraps every case's data key;
 	// empty means <data_dir>/master.key. KONTAKT_MASTER_KEY (base64) takes
 	// precedence. Development mode creates the file when it is missing;
@@ -99,6 +102,23 @@ type Retention struct {
 	// can watch the plan act. Development mode only: production refuses
 	// to start with it.
 	DevClockOffset time.Duration `yaml:"dev_clock_offset"`
+}
+
+// RegisterExtract is what a register extract (GDPR art. 15) says besides
+// the person's data: who is responsible, how to reach the
+// data-protection officer, and why the data is processed. Empty values
+// get a sensible Swedish default in the document, so an installation
+// works without them; a municipality sets at least its name.
+type RegisterExtract struct {
+	// Controller names the controller (personuppgiftsansvarig), for
+	// example "Mölndals stad, serviceförvaltningen".
+	Controller string `yaml:"controller"`
+	// Contact says how the citizen reaches the data-protection officer,
+	// for example an e-mail address.
+	Contact string `yaml:"contact"`
+	// Purposes states the purposes of processing and their legal basis,
+	// in Swedish.
+	Purposes string `yaml:"purposes"`
 }
 
 // Category is one case category. The code is what the case's events and

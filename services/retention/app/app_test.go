@@ -52,7 +52,7 @@ func subjectAccess(t *testing.T, in *instance, key subject.Key) []app.SubjectCas
 	t.Helper()
 	out, err := in.svc.SubjectAccess(t.Context(), "dso-1", "registrator", key, "")
 	require.NoError(t, err)
-	return out
+	return out.Cases
 }
 
 func caseIDs(cs []app.SubjectCase) []string {

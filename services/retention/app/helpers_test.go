@@ -261,6 +261,9 @@ type caseSpec struct {
 	text     string
 	chat     string
 	files    []string
+	// fileIDs are sealed with the names (as intake seals them now);
+	// without them each attachment gets a plain id (as before).
+	fileIDs []string
 }
 
 // testCase is a registered case with the sealed values its events carry,
@@ -310,9 +313,13 @@ func (b *backends) register(t testing.TB, s caseSpec) *testCase {
 		reg.FreeText = sealIt(seal.ClassFreeText, &casev1.FreeText{Subject: s.subject, Description: s.text, ChatTranscript: s.chat})
 	}
 	if len(s.files) > 0 {
-		reg.AttachmentNames = sealIt(seal.ClassAttachments, &casev1.AttachmentNames{Names: s.files})
+		reg.AttachmentNames = sealIt(seal.ClassAttachments, &casev1.AttachmentNames{Names: s.files, AttachmentIds: s.fileIDs})
 		for i := range s.files {
-			reg.Attachments = append(reg.Attachments, &casev1.Attachment{AttachmentId: fmt.Sprintf("att-%s-%d", tc.ID, i), ContentType: "application/pdf", SizeBytes: 1000})
+			a := &casev1.Attachment{ContentType: "application/pdf", SizeBytes: 1000 + int64(i)}
+			if s.fileIDs == nil {
+				a.AttachmentId = fmt.Sprintf("att-%s-%d", tc.ID, i)
+			}
+			reg.Attachments = append(reg.Attachments, a)
 		}
 	}
 	data, err := proto.Marshal(reg)

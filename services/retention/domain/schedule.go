@@ -99,6 +99,18 @@ func (p *Plan) Schedule(c *Case) []Due {
 	return dues
 }
 
+// Deadline is when rule r's period ends for the case, counted from the
+// rule's anchor; false while the period has not begun (a closure-anchored
+// rule and an open case). A register extract tells the person this date
+// for classes Schedule leaves out.
+func (c *Case) Deadline(r Rule) (time.Time, bool) {
+	from, ok := c.anchor(r)
+	if !ok {
+		return time.Time{}, false
+	}
+	return r.Period.After(from), true
+}
+
 // anchor is what rule r's period counts from for the case; false while
 // the period has not begun (a closure-anchored rule and an open case).
 func (c *Case) anchor(r Rule) (time.Time, bool) {
