@@ -84,3 +84,24 @@ func ruleOf(m protoreflect.MethodDescriptor) (auth.Rule, error) {
 	}
 	return rule, nil
 }
+
+// PublicSubmissions returns the full names of the methods whose access
+// option sets public_submission: the calls through which the public's
+// submissions arrive, which are rate limited per credential and address.
+func PublicSubmissions(services ...protoreflect.ServiceDescriptor) []string {
+	var out []string
+	for _, svc := range services {
+		methods := svc.Methods()
+		for i := 0; i < methods.Len(); i++ {
+			m := methods.Get(i)
+			opts, ok := m.Options().(*descriptorpb.MethodOptions)
+			if !ok || opts == nil || !proto.HasExtension(opts, authv1.E_Access) {
+				continue
+			}
+			if access, _ := proto.GetExtension(opts, authv1.E_Access).(*authv1.Access); access.GetPublicSubmission() {
+				out = append(out, fmt.Sprintf("/%s/%s", svc.FullName(), m.Name()))
+			}
+		}
+	}
+	return out
+}

@@ -77,3 +77,8 @@ func TestUndeclaredMethodFailsClosed(t *testing.T) {
 	require.ErrorIs(t, err, ErrUndeclared)
 	require.ErrorContains(t, err, "/kontakt.intake.v1.IntakeService/RegisterCase")
 }
+
+func TestPublicSubmissionsComeFromTheProto(t *testing.T) {
+	require.Equal(t, []string{"/kontakt.intake.v1.IntakeService/SubmitForm"}, PublicSubmissions(allServices()...),
+		"forms are the only public submissions over gRPC; Open311 is limited by its handler")
+}

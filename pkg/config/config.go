@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -63,6 +64,9 @@ type Config struct {
 	Categories []Category `yaml:"categories"`
 	Retention  Retention  `yaml:"retention"`
 	EventStore EventStore `yaml:"event_store"`
+	// RegisterExtract is the fixed text of the register extracts that
+	// `kontakt subject-access` writes for citizens.
+	RegisterExtract RegisterExtract `yaml:"register_extract"`
 	// MasterKeyFile holds the master key that wraps every case's data key;
 	// empty means <data_dir>/master.key. KONTAKT_MASTER_KEY (base64) takes
 	// precedence. Development mode creates the file when it is missing;
@@ -105,6 +109,23 @@ type Retention struct {
 	// (production requires it to be set, outside data_dir); empty in
 	// development means <data_dir>/journal.
 	JournalDir string `yaml:"journal_dir"`
+}
+
+// RegisterExtract is what a register extract (GDPR art. 15) says besides
+// the person's data: who is responsible, how to reach the
+// data-protection officer, and why the data is processed. Empty values
+// get a sensible Swedish default in the document, so an installation
+// works without them; a municipality sets at least its name.
+type RegisterExtract struct {
+	// Controller names the controller (personuppgiftsansvarig), for
+	// example "Mölndals stad, serviceförvaltningen".
+	Controller string `yaml:"controller"`
+	// Contact says how the citizen reaches the data-protection officer,
+	// for example an e-mail address.
+	Contact string `yaml:"contact"`
+	// Purposes states the purposes of processing and their legal basis,
+	// in Swedish.
+	Purposes string `yaml:"purposes"`
 }
 
 // Category is one case category. The code is what the case's events and
@@ -206,7 +227,31 @@ type CORS struct {
 
 // Limits bounds what one request may cost.
 type Limits struct {
+	// MaxRequestBytes bounds one request body or message, counted after
+	// decompression, on every protocol.
 	MaxRequestBytes int `yaml:"max_request_bytes"`
+	// PublicSubmissions rate-limits what the public sends: e-service
+	// forms (SubmitForm, over every protocol) and Open311 posts.
+	PublicSubmissions PublicSubmissions `yaml:"public_submissions"`
+}
+
+// PublicSubmissions limits public submissions with token buckets, one per
+// credential and one per client address; a call must find a token in both.
+type PublicSubmissions struct {
+	PerCredential RateLimit `yaml:"per_credential"`
+	PerAddress    RateLimit `yaml:"per_address"`
+	// TrustedProxies are reverse proxies (addresses or CIDR prefixes)
+	// whose X-Forwarded-For header names the client address. From any
+	// other peer the header is ignored.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+}
+
+// RateLimit is one token bucket.
+type RateLimit struct {
+	// PerMinute is the sustained rate; 0 turns this bucket off.
+	PerMinute int `yaml:"per_minute"`
+	// Burst is how many calls may come at once after a quiet spell.
+	Burst int `yaml:"burst"`
 }
 
 // NATS says where the event store lives.
@@ -283,9 +328,18 @@ func Default() Config {
 		MetricsListen:   "127.0.0.1:9090",
 		ShutdownTimeout: 15 * time.Second,
 		Log:             Log{Level: "info", Format: "text"},
-		Limits:          Limits{MaxRequestBytes: 4 << 20},
-		NATS:            NATS{Replicas: 1},
-		Retention:       Retention{Plan: "molndal", SweepInterval: time.Minute},
+		Limits: Limits{
+			MaxRequestBytes: 4 << 20,
+			// Five a second (18,000 an hour) is far above an
+			// e-service's busiest hour and cuts a flood to that; the
+			// burst lets a queue of retries through after an outage.
+			PublicSubmissions: PublicSubmissions{
+				PerCredential: RateLimit{PerMinute: 300, Burst: 100},
+				PerAddress:    RateLimit{PerMinute: 300, Burst: 100},
+			},
+		},
+		NATS:      NATS{Replicas: 1},
+		Retention: Retention{Plan: "molndal", SweepInterval: time.Minute},
 		Auth: Auth{OIDC: OIDC{
 			RolesClaim:             "roles",
 			JWKSRefreshInterval:    5 * time.Minute,
@@ -427,6 +481,26 @@ func (c Config) Validate() error {
 	if c.Limits.MaxRequestBytes < 1024 || c.Limits.MaxRequestBytes > 64<<20 {
 		bad("limits.max_request_bytes", "must be between 1024 and 67108864, not %d", c.Limits.MaxRequestBytes)
 	}
+	for _, b := range []struct {
+		name string
+		rl   RateLimit
+	}{
+		{"per_credential", c.Limits.PublicSubmissions.PerCredential},
+		{"per_address", c.Limits.PublicSubmissions.PerAddress},
+	} {
+		key, rl := "limits.public_submissions."+b.name, b.rl
+		if rl.PerMinute < 0 || rl.PerMinute > 6_000_000 {
+			bad(key+".per_minute", "must be between 0 (off) and 6000000, not %d", rl.PerMinute)
+		}
+		if rl.PerMinute > 0 && (rl.Burst < 1 || rl.Burst > 1_000_000) {
+			bad(key+".burst", "must be between 1 and 1000000 when per_minute is set, not %d", rl.Burst)
+		}
+	}
+	for i, p := range c.Limits.PublicSubmissions.TrustedProxies {
+		if !validAddressOrPrefix(p) {
+			bad(fmt.Sprintf("limits.public_submissions.trusted_proxies[%d]", i), "must be an IP address or a CIDR prefix, not %q", p)
+		}
+	}
 	switch c.NATS.Replicas {
 	case 1, 3, 5:
 	default:
@@ -524,6 +598,14 @@ func (c Config) Validate() error {
 		codes[svc.Code] = true
 	}
 	return errors.Join(errs...)
+}
+
+func validAddressOrPrefix(s string) bool {
+	if _, err := netip.ParsePrefix(s); err == nil {
+		return true
+	}
+	_, err := netip.ParseAddr(s)
+	return err == nil
 }
 
 func validQueueName(s string) bool {

@@ -50,6 +50,26 @@ func TestLoadFileAndEnvironment(t *testing.T) {
 	require.Equal(t, 3*time.Second, cfg.ShutdownTimeout)
 }
 
+func TestPublicSubmissionLimits(t *testing.T) {
+	cfg, err := Load("", envOf(nil))
+	require.NoError(t, err)
+	require.True(t, cfg.Limits.PublicSubmissions.PerCredential.PerMinute > 0, "on by default per credential")
+	require.True(t, cfg.Limits.PublicSubmissions.PerAddress.PerMinute > 0, "on by default per address")
+
+	cfg, err = Load("", envOf(map[string]string{
+		"KONTAKT_LIMITS_PUBLIC_SUBMISSIONS_PER_CREDENTIAL_PER_MINUTE": "0",
+		"KONTAKT_LIMITS_PUBLIC_SUBMISSIONS_PER_ADDRESS_PER_MINUTE":    "30",
+		"KONTAKT_LIMITS_PUBLIC_SUBMISSIONS_PER_ADDRESS_BURST":         "3",
+		"KONTAKT_LIMITS_PUBLIC_SUBMISSIONS_TRUSTED_PROXIES":           "10.0.0.0/8, 192.0.2.7",
+	}))
+	require.NoError(t, err)
+	require.Equal(t, PublicSubmissions{
+		PerCredential:  RateLimit{PerMinute: 0, Burst: 100},
+		PerAddress:     RateLimit{PerMinute: 30, Burst: 3},
+		TrustedProxies: []string{"10.0.0.0/8", "192.0.2.7"},
+	}, cfg.Limits.PublicSubmissions)
+}
+
 func TestLoadEmptyFileIsDefaults(t *testing.T) {
 	cfg, err := Load(writeFile(t, ""), envOf(nil))
 	require.NoError(t, err)
@@ -90,6 +110,9 @@ func TestLoadErrorsNameTheKey(t *testing.T) {
 		{"open311 service that is no category", "categories: [{code: gata, title: Gata}]\nintake:\n  open311_services: [{code: gata}, {code: lampa}]\n", nil, "config key intake.open311_services[1].code: \"lampa\" is not one of the categories"},
 		{"open311 service of a category without fault reports", "categories: [{code: skola, title: Skola, types: [fraga]}]\nintake:\n  open311_services: [{code: skola}]\n", nil, "config key intake.open311_services[0].code: category \"skola\" is not for fault reports"},
 		{"default open311 services need their categories", "categories: [{code: skola, title: Skola}]\n", nil, "config key intake.open311_services[0].code"},
+		{"negative rate", "limits:\n  public_submissions:\n    per_address: {per_minute: -1, burst: 5}\n", nil, "config key limits.public_submissions.per_address.per_minute"},
+		{"rate without burst", "limits:\n  public_submissions:\n    per_credential: {per_minute: 60, burst: 0}\n", nil, "config key limits.public_submissions.per_credential.burst"},
+		{"bad proxy", "limits:\n  public_submissions:\n    trusted_proxies: [gateway]\n", nil, "config key limits.public_submissions.trusted_proxies[0]"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -19,7 +19,9 @@ func ValidateStreamID(id string) error {
 	for i := 0; i < len(id); i++ {
 		c := id[i]
 		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-') {
-			return fmt.Errorf("%w: stream id %q may only contain A-Z, a-z, 0-9, '_' and '-'", ErrInvalid, id)
+			// The id came from somewhere we do not trust to hold no
+			// personal data; the error must not carry it into a log.
+			return fmt.Errorf("%w: stream id may only contain A-Z, a-z, 0-9, '_' and '-'", ErrInvalid)
 		}
 	}
 	return nil

@@ -39,6 +39,7 @@ import (
 	"github.com/kontakt-se/kontakt/pkg/eventstore/esdb"
 	"github.com/kontakt-se/kontakt/pkg/eventstore/jetstream"
 	"github.com/kontakt-se/kontakt/pkg/natsserver"
+	"github.com/kontakt-se/kontakt/pkg/ratelimit"
 	"github.com/kontakt-se/kontakt/pkg/seal"
 	"github.com/kontakt-se/kontakt/pkg/server"
 	"github.com/kontakt-se/kontakt/pkg/shredjournal"
@@ -150,6 +151,10 @@ type Host struct {
 	Store EventStore
 	// Sealer seals and opens personal data.
 	Sealer *seal.Sealer
+	// Submissions rate-limits public submissions (limits.public_submissions):
+	// the server applies it to the RPCs the API marks public_submission;
+	// plain HTTP routes that take submissions (Open311) ask it themselves.
+	Submissions *ratelimit.Limiter
 
 	opts       Options
 	readModels []ReadModel
@@ -220,9 +225,15 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger, lookupEnv
 		return nil, err
 	}
 	authn := auth.NewInterceptor(h.Verifier, auth.PublicMethods(policy), logger)
+	if h.Submissions, err = newSubmissionLimiter(cfg.Limits.PublicSubmissions); err != nil {
+		return nil, err
+	}
+	// The limit runs after authentication (it needs the credential) and
+	// before validation (an invalid submission costs a token too).
+	limited := accesspolicy.PublicSubmissions(opts.Services...)
 	serverOpts := []server.Option{
-		server.WithUnaryInterceptors(authn.Unary()),
-		server.WithStreamInterceptors(authn.Stream()),
+		server.WithUnaryInterceptors(authn.Unary(), h.Submissions.UnaryServerInterceptor(limited)),
+		server.WithStreamInterceptors(authn.Stream(), h.Submissions.StreamServerInterceptor(limited)),
 	}
 	for _, prefix := range opts.HTTPPrefixes {
 		d := &deferredHandler{}
@@ -665,6 +676,20 @@ func newVerifier(ctx context.Context, cfg config.Config, logger *slog.Logger) (a
 		return nil, err
 	}
 	return key.Verifier(time.Now), nil
+}
+
+// newSubmissionLimiter builds the public-submission limiter from the
+// configuration (validated already; the error is for a mistake there).
+func newSubmissionLimiter(cfg config.PublicSubmissions) (*ratelimit.Limiter, error) {
+	proxies, err := ratelimit.ParseProxies(cfg.TrustedProxies)
+	if err != nil {
+		return nil, fmt.Errorf("config key limits.public_submissions.trusted_proxies: %w", err)
+	}
+	return ratelimit.New(ratelimit.Config{
+		PerCredential:  ratelimit.Limit{PerMinute: cfg.PerCredential.PerMinute, Burst: cfg.PerCredential.Burst},
+		PerAddress:     ratelimit.Limit{PerMinute: cfg.PerAddress.PerMinute, Burst: cfg.PerAddress.Burst},
+		TrustedProxies: proxies,
+	})
 }
 
 // deferredHandler lets an HTTP route be mounted before the handler behind

@@ -6,7 +6,7 @@
 // at once that an identifier cannot be right, before a case is created with
 // it. And the blind index, which lets agents find cases by identifier
 // without the identifier being stored in plain text, hashes the normalised
-// form: "19121212-1212", "121212-1212" and "191212121212" must give the same
+// form: "19121212-1212", "121212+1212" and "191212121212" must give the same
 // key, or a search misses cases. Every normaliser is therefore idempotent:
 // normalising its own output returns that output unchanged.
 //

@@ -4,31 +4,54 @@ import (
 	"log/slog"
 	"strings"
 	"time"
+	_ "time/tzdata" // Europe/Stockholm decides "this year", also on hosts without zoneinfo.
+	"unicode"
 )
 
 const (
 	// coordinationDayOffset is what Skatteverket adds to the day of birth
 	// in a samordningsnummer, so that it can never collide with a
-	// personnummer.
+	// personnummer. A day field of exactly 60 is day 00 plus 60: the day
+	// of birth is not known.
 	coordinationDayOffset = 60
 
-	// earliestBirthYear bounds the century of a twelve-digit number.
-	// Personnummer were introduced in 1947, so nobody who was ever given one
-	// was born before the nineteenth century; an earlier year is a typing
-	// error, not a person.
-	earliestBirthYear = 1800
+	// plusAge is the age whose calendar year changes the separator of the
+	// ten-digit form from '-' to '+' (18 § folkbokföringslagen).
+	plusAge = 100
 
-	// latestBirthYear keeps Normalised at twelve digits whatever clock a
-	// caller passes.
-	latestBirthYear = 9999
+	// maxAge bounds a plausible age. Nobody who could contact a
+	// municipality today was born more than 130 years ago (the oldest
+	// person ever documented lived to 122); an older date is a typing
+	// error or a wrong century, and accepting it would store the number
+	// under a blind-index token that no correct search ever finds.
+	maxAge = 130
+
+	// earliestBirthYear and latestBirthYear keep Normalised at exactly
+	// four year digits whatever clock a caller passes.
+	earliestBirthYear = 1000
+	latestBirthYear   = 9999
 )
+
+// stockholm is the zone whose calendar decides "this year" and "today"
+// for the separator and for the age checks: the rules are Swedish, and a
+// clock that runs in UTC would otherwise move New Year's Eve by an hour or
+// two. time/tzdata embeds the zone, so this works on hosts without
+// zoneinfo; should loading fail anyway, Central European Time without
+// daylight saving is at most an hour off.
+var stockholm = func() *time.Location {
+	loc, err := time.LoadLocation("Europe/Stockholm")
+	if err != nil {
+		return time.FixedZone("CET", 60*60)
+	}
+	return loc
+}()
 
 // PersonalNumber is a validated Swedish personal identity number
 // (personnummer) or coordination number (samordningsnummer).
 //
 // The zero value is not a number; obtain one from ParsePersonalNumber.
 // Values are comparable with ==, and two notations of the same number
-// ("121212-1212", "19121212-1212", "191212121212") parse to equal values.
+// ("261223+9232", "19261223-9232", "192612239232") parse to equal values.
 //
 // A PersonalNumber deliberately prints as a placeholder through fmt and
 // log/slog, so that logging a value does not leak the number; call
@@ -40,10 +63,12 @@ type PersonalNumber struct {
 	// reliable, which case officers need to know.
 	Coordination bool
 
-	// normalised is the twelve-digit form YYYYMMDDNNNC, with the day field
-	// as written (plus 60 for a samordningsnummer).
+	// normalised is the twelve-digit form YYYYMMDDNNNC, with the month and
+	// day fields as written (day plus 60 for a samordningsnummer).
 	normalised string
-	// year, month and day are the real date of birth.
+	// year, month and day are the date of birth. month is 0 and day is 0
+	// where a samordningsnummer says they are not known (month 00, day
+	// field 60).
 	year  int
 	month time.Month
 	day   int
@@ -58,15 +83,23 @@ func (p PersonalNumber) Normalised() string {
 	return p.normalised
 }
 
-// BirthDate returns the date of birth at midnight UTC; for a
-// samordningsnummer this is the day field minus 60. It is a calendar date,
-// not an instant, hence UTC rather than a local zone. The zero value
-// returns the zero time.
-func (p PersonalNumber) BirthDate() time.Time {
-	if p.normalised == "" {
-		return time.Time{}
+// BirthDate returns the date of birth at midnight UTC and true, or the
+// zero time and false when the number does not give the whole date: a
+// samordningsnummer may have month 00 or day field 60 when Skatteverket
+// did not know the month or day of birth. For a samordningsnummer the day
+// is the day field minus 60. It is a calendar date, not an instant, hence
+// UTC rather than a local zone. The zero value returns false.
+func (p PersonalNumber) BirthDate() (time.Time, bool) {
+	if p.normalised == "" || p.month == 0 || p.day == 0 {
+		return time.Time{}, false
 	}
-	return time.Date(p.year, p.month, p.day, 0, 0, 0, 0, time.UTC)
+	return time.Date(p.year, p.month, p.day, 0, 0, 0, 0, time.UTC), true
+}
+
+// BirthYear returns the year of birth, which every accepted number gives,
+// or 0 for the zero value.
+func (p PersonalNumber) BirthYear() int {
+	return p.year
 }
 
 // String returns a placeholder rather than the number, so that a
@@ -91,32 +124,58 @@ func (p PersonalNumber) LogValue() slog.Value {
 	return slog.StringValue(p.String())
 }
 
-// ParsePersonalNumber parses a personnummer or samordningsnummer as a
-// citizen writes it and checks that it can be real.
+// ParsePersonalNumber parses a personnummer or samordningsnummer as
+// Skatteverket writes it and checks that it can be real.
 //
-// Accepted notations, after surrounding blanks are trimmed, are exactly
-// YYMMDD-NNNC, YYMMDD+NNNC, YYMMDDNNNC, YYYYMMDD-NNNC and YYYYMMDDNNNC; any
-// other character or separator position is refused. A twelve-digit number
-// with '+' is refused because '+' only exists to tell the century of the
-// ten-digit form.
+// Accepted notations, after surrounding blanks are trimmed (TrimBlanks),
+// are exactly YYMMDD-NNNC, YYMMDD+NNNC, YYMMDDNNNC, YYYYMMDD-NNNC,
+// YYYYMMDD+NNNC and YYYYMMDDNNNC; any other character or separator
+// position is refused.
 //
-// The ten-digit form does not carry the century, so now decides it, as
-// Skatteverket's rule does: with '-' or no separator the birth date is the
-// latest one that is not after now's date, and '+' (the person is 100 or
-// older) moves it one century further back. Now's calendar date is taken in
-// now's own location, so pass a time in Europe/Stockholm to get Swedish
-// dates around midnight. Parsing is deterministic for a given now, which is
-// why now is a parameter and not read from the clock.
+// The separator follows 18 § folkbokföringslagen (1991:481): "Mellan
+// födelsetiden och födelsenumret sätts ett bindestreck som byts mot ett
+// plustecken det år en person fyller 100 år" — the hyphen becomes a plus
+// sign from the calendar year in which the person turns 100, not from the
+// birthday (Skatteverket, Rättslig vägledning, "Personnummer",
+// https://www4.skatteverket.se/rattsligvagledning/edition/2020.9/330245.html).
+// The rule therefore looks at the year only:
 //
-// The date must exist (leap years included), must not be after now's date,
-// and must not be before 1800; for a samordningsnummer the day field is
-// 61–91 and the real day is 60 less. The last digit must be the Luhn check
-// digit of the ten-digit form's first nine digits.
+//   - YYMMDD+NNNC: the person turns 100 in this year or earlier, so the
+//     year of birth is the latest year ending in YY that is at most this
+//     year minus 100. In 2026, 261223+9232 is born in 1926.
+//   - YYMMDD-NNNC and YYMMDDNNNC: the person turns 100 after this year, so
+//     the year of birth is the latest year ending in YY that is at most
+//     this year. In 2026, 261223-9232 is born in 2026, and refused as a
+//     date in the future until 23 December 2026.
+//   - The twelve-digit form carries the century itself. It is accepted
+//     with '-' or without a separator at any age, because that is how
+//     registers write it; with '+' it is accepted only when the plus is
+//     right, that is when the person turns 100 this year or earlier.
+//
+// "This year" and "today" are now's calendar date in Sweden
+// (Europe/Stockholm), whatever now's location. Parsing is deterministic
+// for a given now, which is why now is a parameter and not read from the
+// clock: pass the service's injected clock.
+//
+// The date must exist (leap years included); for a samordningsnummer the
+// day field is 60–91 and the day of birth is 60 less, where day field 60
+// and month 00 mean that the day or month is not known. Skatteverket
+// issues such numbers, its published test samordningsnummer contain them,
+// and it has confirmed both that and that a day the month does not have
+// (30 February) is invalid, although 24 of its test numbers have one
+// (https://github.com/ActiveLogin/ActiveLogin.Identity/issues/126). The
+// person must be born no later than today and no more than 130
+// years ago; where the month or day is unknown, the earliest possible date
+// decides "not later than today" and the latest possible date decides
+// "not more than 130 years ago", so that no real person is refused. The
+// birth number (NNN) is 001–999: Skatteverket never issues 000. The last
+// digit must be the Luhn check digit of the ten-digit form's first nine
+// digits.
 //
 // Errors wrap ErrInvalidPersonalNumber with a short reason and never contain
 // the input.
 func ParsePersonalNumber(s string, now time.Time) (PersonalNumber, error) {
-	digits, sep, err := splitPersonalNumber(strings.TrimSpace(s))
+	digits, sep, err := splitPersonalNumber(TrimBlanks(s))
 	if err != nil {
 		return PersonalNumber{}, err
 	}
@@ -124,41 +183,61 @@ func ParsePersonalNumber(s string, now time.Time) (PersonalNumber, error) {
 	// ten is the ten-digit form YYMMDDNNNC, whichever form was given; the
 	// check digit and the date fields are read from it.
 	ten := digits
-	year := 0
 	if len(digits) == 12 {
-		year = atoi(digits[0:4])
 		ten = digits[2:]
 	}
 	month := time.Month(atoi(ten[2:4]))
 	day := atoi(ten[4:6])
-	coordination := day > coordinationDayOffset
+	coordination := day >= coordinationDayOffset
 	if coordination {
 		day -= coordinationDayOffset
 	}
-	if month < time.January || month > time.December || day < 1 || day > 31 {
+	// Month 00 and day 00 (field 60) exist only in a samordningsnummer; a
+	// personnummer always has the whole date.
+	if month > time.December || day > 31 || (!coordination && (month == 0 || day == 0)) {
 		return PersonalNumber{}, invalid(ErrInvalidPersonalNumber, "not a date")
 	}
 
-	nowYear, nowMonth, nowDay := now.Date()
+	thisYear, thisMonth, today := now.In(stockholm).Date()
+	var year int
 	if len(digits) == 10 {
-		yy := atoi(ten[0:2])
-		year = nowYear - ((nowYear-yy)%100+100)%100
-		if dateAfter(year, month, day, nowYear, nowMonth, nowDay) {
-			year -= 100
-		}
+		latest := thisYear
 		if sep == '+' {
-			year -= 100
+			latest -= plusAge
+		}
+		year = latest - ((latest-atoi(ten[0:2]))%100+100)%100
+	} else {
+		year = atoi(digits[0:4])
+		if sep == '+' && thisYear-year < plusAge {
+			return PersonalNumber{}, invalid(ErrInvalidPersonalNumber, "plus sign but the person turns a hundred after this year")
 		}
 	}
 
-	if !dateExists(year, month, day) {
+	if month != 0 && day != 0 && !dateExists(year, month, day) {
 		return PersonalNumber{}, invalid(ErrInvalidPersonalNumber, "not a date")
 	}
-	if dateAfter(year, month, day, nowYear, nowMonth, nowDay) || year > latestBirthYear {
+	// earliest and latest are the first and last days the birth date can
+	// be; they differ only where a samordningsnummer leaves the month or
+	// the day unknown.
+	em, ed, lm, ld := month, day, month, day
+	if month == 0 {
+		em, lm = time.January, time.December
+	}
+	if day == 0 {
+		ed, ld = 1, daysIn(year, lm)
+	}
+	if dateAfter(year, em, ed, thisYear, thisMonth, today) || year > latestBirthYear {
+		if len(digits) == 10 && sep != '+' {
+			return PersonalNumber{}, invalid(ErrInvalidPersonalNumber,
+				"date in the future (from the year a person turns a hundred the separator is a plus sign)")
+		}
 		return PersonalNumber{}, invalid(ErrInvalidPersonalNumber, "date in the future")
 	}
-	if year < earliestBirthYear {
-		return PersonalNumber{}, invalid(ErrInvalidPersonalNumber, "date too far in the past")
+	if dateAfter(thisYear-maxAge, thisMonth, today, year, lm, ld) || year < earliestBirthYear {
+		return PersonalNumber{}, invalid(ErrInvalidPersonalNumber, "born more than a hundred and thirty years ago")
+	}
+	if string(ten[6:9]) == "000" {
+		return PersonalNumber{}, invalid(ErrInvalidPersonalNumber, "birth number zero is never issued")
 	}
 	if luhnCheckDigit(ten[:9]) != ten[9] {
 		return PersonalNumber{}, invalid(ErrInvalidPersonalNumber, "check digit does not match")
@@ -175,6 +254,28 @@ func ParsePersonalNumber(s string, now time.Time) (PersonalNumber, error) {
 		month:        month,
 		day:          day,
 	}, nil
+}
+
+// TrimBlanks removes what a copy and paste or a form field leaves around
+// an identifier: Unicode white space (space, tab, line breaks, the
+// no-break spaces U+00A0 and U+202F, and the other Zs spaces), and the
+// invisible format characters that editors and web pages insert — zero
+// width space U+200B, word joiner U+2060, byte order mark U+FEFF and the
+// direction marks U+200E and U+200F. Characters inside the value are kept,
+// so "121212 1212" stays refused: inside a number a blank is not a
+// separator Skatteverket uses. ParsePersonalNumber trims with it, and
+// callers that test whether a field is empty before parsing use it too,
+// so that a field holding only blanks counts as empty everywhere.
+func TrimBlanks(s string) string {
+	return strings.TrimFunc(s, isBlank)
+}
+
+func isBlank(r rune) bool {
+	switch r {
+	case '\u200b', '\u2060', '\ufeff', '\u200e', '\u200f':
+		return true
+	}
+	return unicode.IsSpace(r)
 }
 
 // splitPersonalNumber checks the shape of a trimmed number and returns its
@@ -209,9 +310,6 @@ func splitPersonalNumber(s string) (digits []byte, sep byte, err error) {
 		if sepPos != len(digits)-4 {
 			return nil, 0, invalid(ErrInvalidPersonalNumber, "separator in wrong position")
 		}
-		if len(digits) == 12 && sep == '+' {
-			return nil, 0, invalid(ErrInvalidPersonalNumber, "plus separator only allowed in the ten-digit form")
-		}
 	}
 	return digits, sep, nil
 }
@@ -241,6 +339,11 @@ func dateExists(year int, month time.Month, day int) bool {
 	t := time.Date(year, month, day, 0, 0, 0, 0, time.UTC)
 	y, m, d := t.Date()
 	return y == year && m == month && d == day
+}
+
+// daysIn returns the number of days in month m of year y.
+func daysIn(y int, m time.Month) int {
+	return time.Date(y, m+1, 0, 0, 0, 0, 0, time.UTC).Day()
 }
 
 // dateAfter reports whether the date y-m-d comes after the date ny-nm-nd.

@@ -15,13 +15,13 @@ func BenchmarkSeal(b *testing.B) {
 	s := newSealer(b, srv, testMaster(b, 1))
 	caseID := newCaseID()
 	value := bytes.Repeat([]byte("x"), 1024)
-	if _, err := s.Seal(b.Context(), caseID, seal.ClassFreeText, value); err != nil {
+	if _, err := s.Seal(b.Context(), caseID, seal.ClassFreeText, 0, value); err != nil {
 		b.Fatal(err)
 	}
 	b.SetBytes(int64(len(value)))
 	b.ReportAllocs()
 	for b.Loop() {
-		sealed, err := s.Seal(b.Context(), caseID, seal.ClassFreeText, value)
+		sealed, err := s.Seal(b.Context(), caseID, seal.ClassFreeText, 0, value)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -49,18 +49,61 @@ func TestClassProtoConversion(t *testing.T) {
 
 func TestKeyID(t *testing.T) {
 	const caseID = "3f1c2a9e-5b7d-4c1e-9a2b-8d6f4e3c2b1a"
-	id, err := seal.KeyID(caseID, seal.ClassFreeText)
-	require.NoError(t, err)
-	require.Equal(t, caseID+".freetext", id)
-	gotCase, gotClass, err := seal.ParseKeyID(id)
-	require.NoError(t, err)
-	require.Equal(t, caseID, gotCase)
-	require.Equal(t, seal.ClassFreeText, gotClass)
+	tests := []struct {
+		class seal.Class
+		gen   uint32
+		want  string
+	}{
+		// Generation 0 keeps the form every key had before generations,
+		// so data sealed then still opens.
+		{seal.ClassFreeText, 0, caseID + ".freetext"},
+		{seal.ClassAnswer, 1, caseID + ".answer.1"},
+		{seal.ClassContact, 12, caseID + ".contact.12"},
+		{seal.ClassIdentity, 4294967295, caseID + ".identity.4294967295"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.want, func(t *testing.T) {
+			id, err := seal.KeyID(caseID, tc.class, tc.gen)
+			require.NoError(t, err)
+			require.Equal(t, tc.want, id)
+			gotCase, gotClass, gotGen, err := seal.ParseKeyID(id)
+			require.NoError(t, err)
+			require.Equal(t, caseID, gotCase)
+			require.Equal(t, tc.class, gotClass)
+			require.Equal(t, tc.gen, gotGen)
+		})
+	}
 
-	for _, bad := range []string{"", caseID, caseID + ".", "." + string(seal.ClassContact), "x.contact", caseID + ".Contact", caseID + ".contact.x"} {
-		_, _, err := seal.ParseKeyID(bad)
+	for _, bad := range []string{
+		"", caseID, caseID + ".", "." + string(seal.ClassContact), "x.contact", caseID + ".Contact", caseID + ".contact.x",
+		// One spelling per key: generation 0 has no suffix, and no
+		// leading zeros, signs or values beyond 32 bits.
+		caseID + ".contact.0", caseID + ".contact.01", caseID + ".contact.+1", caseID + ".contact.-1",
+		caseID + ".contact.4294967296", caseID + ".contact.1.2", caseID + ".contact.",
+	} {
+		_, _, _, err := seal.ParseKeyID(bad)
 		require.ErrorIs(t, err, seal.ErrInvalidKeyID, bad)
 	}
+}
+
+func TestGenerations(t *testing.T) {
+	redacted := func(dcs ...casev1.DataClass) *casev1.PersonalDataRedacted {
+		return &casev1.PersonalDataRedacted{DataClasses: dcs}
+	}
+	var g seal.Generations
+	for _, c := range seal.Classes() {
+		require.Zero(t, g.Of(c), "a case never redacted is at generation 0")
+	}
+	g.Apply(&casev1.CaseAnswered{})
+	g.Apply(&casev1.PersonalDataRectified{DataClass: casev1.DataClass_DATA_CLASS_CONTACT_DETAILS})
+	require.Nil(t, g, "only redactions move a generation")
+
+	g.Apply(redacted(casev1.DataClass_DATA_CLASS_CONTACT_DETAILS, casev1.DataClass_DATA_CLASS_ANSWER))
+	before := g.Clone()
+	g.Apply(redacted(casev1.DataClass_DATA_CLASS_ANSWER, casev1.DataClass_DATA_CLASS_UNSPECIFIED, casev1.DataClass(99)))
+	require.Equal(t, seal.Generations{seal.ClassContact: 1, seal.ClassAnswer: 2}, g)
+	require.Equal(t, seal.Generations{seal.ClassContact: 1, seal.ClassAnswer: 1}, before, "a clone does not follow")
+	require.Zero(t, g.Of(seal.ClassIdentity))
 }
 
 func TestValidateCaseID(t *testing.T) {

@@ -36,7 +36,7 @@ type WrappedKey struct {
 // keys exist only in this process. If the commit fails (ErrKeyExists
 // when a key id was used before, as for a form submission taken over after
 // a crash), the draft's sealed values must be thrown away and the data
-// sealed again with Sealer.Seal, which uses the stored keys. A Draft is not
+// sealed again with Sealer.Seal (generation 0), which uses the stored keys. A Draft is not
 // safe for concurrent use.
 type Draft struct {
 	sealer *Sealer
@@ -63,7 +63,8 @@ func (s *Sealer) NewDraft(caseID string) (*Draft, error) {
 func (d *Draft) CaseID() string { return d.caseID }
 
 // Seal encrypts plaintext like Sealer.Seal, with the draft's key of the
-// class, made on first use.
+// class, made on first use. A draft's case does not exist yet, so nothing
+// of it was ever redacted: its keys are of generation 0.
 func (d *Draft) Seal(class Class, plaintext []byte) (*casev1.SealedPersonalData, error) {
 	k, err := d.key(class)
 	if err != nil {
@@ -79,7 +80,7 @@ func (d *Draft) key(class Class) (draftKey, error) {
 			return k, nil
 		}
 	}
-	keyID, err := KeyID(d.caseID, class)
+	keyID, err := KeyID(d.caseID, class, 0)
 	if err != nil {
 		return draftKey{}, fmt.Errorf("seal: draft: %w", err)
 	}

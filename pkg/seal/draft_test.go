@@ -48,7 +48,7 @@ func TestDraftsOpenOnlyAfterCommit(t *testing.T) {
 			require.NoError(t, err, "class %s", c)
 			require.Equal(t, "data of "+string(c), string(got))
 			// Sealing again through the Sealer uses the committed key.
-			again, err := s.Seal(ctx, d.CaseID(), c, []byte("more"))
+			again, err := s.Seal(ctx, d.CaseID(), c, 0, []byte("more"))
 			require.NoError(t, err)
 			require.Equal(t, v.GetKeyId(), again.GetKeyId())
 		}
@@ -71,11 +71,11 @@ func TestCommitDraftsIsAllOrNothing(t *testing.T) {
 		spoil func(t *testing.T, caseID string)
 	}{
 		{"key exists", func(t *testing.T, caseID string) {
-			_, err := s.Seal(ctx, caseID, seal.ClassContact, []byte("first"))
+			_, err := s.Seal(ctx, caseID, seal.ClassContact, 0, []byte("first"))
 			require.NoError(t, err)
 		}},
 		{"key destroyed", func(t *testing.T, caseID string) {
-			require.NoError(t, s.Destroy(ctx, caseID, seal.ClassContact))
+			require.NoError(t, s.Destroy(ctx, caseID, nil, seal.ClassContact))
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -97,7 +97,7 @@ func TestCommitDraftsIsAllOrNothing(t *testing.T) {
 				require.ErrorIs(t, err, seal.ErrKeyNotFound, "draft %d", i)
 			}
 			if tc.name == "key destroyed" {
-				_, err := s.Seal(ctx, drafts[3].CaseID(), seal.ClassContact, []byte("x"))
+				_, err := s.Seal(ctx, drafts[3].CaseID(), seal.ClassContact, 0, []byte("x"))
 				require.ErrorIs(t, err, seal.ErrKeyDestroyed, "a failed commit must not revive a destroyed key")
 			}
 		})

@@ -153,7 +153,7 @@ func (s *NATSKeyStore) StreamName() string { return "KV_" + s.bucket }
 // sequence 0", which the server checks atomically: it succeeds only if the
 // key id has no message at all, neither a key nor a tombstone.
 func (s *NATSKeyStore) Create(ctx context.Context, keyID string, wrapped []byte) error {
-	if _, _, err := ParseKeyID(keyID); err != nil {
+	if _, _, _, err := ParseKeyID(keyID); err != nil {
 		return err
 	}
 	_, err := s.kv.Update(ctx, keyID, wrapped, 0)
@@ -189,7 +189,7 @@ func (s *NATSKeyStore) CreateBatch(ctx context.Context, keys []WrappedKey) error
 	}
 	msgs := make([]*nats.Msg, len(keys))
 	for i, k := range keys {
-		if _, _, err := ParseKeyID(k.KeyID); err != nil {
+		if _, _, _, err := ParseKeyID(k.KeyID); err != nil {
 			return err
 		}
 		m := nats.NewMsg(s.subject + k.KeyID)
@@ -212,7 +212,7 @@ func (s *NATSKeyStore) CreateBatch(ctx context.Context, keys []WrappedKey) error
 // Get implements KeyStore. A KV delete or purge marker, or a server marker
 // (such as a TTL expiry), counts as destroyed.
 func (s *NATSKeyStore) Get(ctx context.Context, keyID string) ([]byte, error) {
-	if _, _, err := ParseKeyID(keyID); err != nil {
+	if _, _, _, err := ParseKeyID(keyID); err != nil {
 		return nil, err
 	}
 	m, err := s.stream.GetLastMsgForSubject(ctx, s.subject+keyID)
@@ -235,7 +235,7 @@ func (s *NATSKeyStore) Get(ctx context.Context, keyID string) ([]byte, error) {
 // between the two steps, the marker is refused and the loop erases that key
 // too.
 func (s *NATSKeyStore) Destroy(ctx context.Context, keyID string) error {
-	if _, _, err := ParseKeyID(keyID); err != nil {
+	if _, _, _, err := ParseKeyID(keyID); err != nil {
 		return err
 	}
 	subject := s.subject + keyID

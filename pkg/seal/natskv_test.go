@@ -163,7 +163,7 @@ func testDestroyErasesKeyBytes(t *testing.T, batched bool) {
 		}
 	} else {
 		for _, o := range order {
-			v, err := s.Seal(ctx, o.caseID, o.class, []byte("personal data"))
+			v, err := s.Seal(ctx, o.caseID, o.class, 0, []byte("personal data"))
 			require.NoError(t, err)
 			values = append(values, v)
 		}
@@ -181,7 +181,7 @@ func testDestroyErasesKeyBytes(t *testing.T, batched bool) {
 		require.NotEmpty(t, filesContaining(t, dir, w), "before destroy, %s must be on disk (else the scan proves nothing)", keyID)
 	}
 
-	require.NoError(t, s.Destroy(ctx, caseA))
+	require.NoError(t, s.Destroy(ctx, caseA, nil))
 
 	t.Run("stream history", func(t *testing.T) {
 		msgs := streamMessages(t, js, store.StreamName())
@@ -249,7 +249,7 @@ func testDestroyErasesKeyBytes(t *testing.T, batched bool) {
 		t.Cleanup(srv2.Shutdown)
 		s2 := newSealer(t, srv2, master)
 		for keyID, v := range sealed {
-			caseID, _, err := seal.ParseKeyID(keyID)
+			caseID, _, _, err := seal.ParseKeyID(keyID)
 			require.NoError(t, err)
 			_, err = s2.Open(ctx, caseID, v)
 			if destroyed[keyID] {

@@ -5,7 +5,9 @@
 // Every data class of every case (contact details, identity number, free
 // text, attachment names, answer) has its own random 256-bit data key,
 // created on first use, so the retention plan can redact one class on its
-// own and delete everything at the end. Values are sealed with AES-256-GCM
+// own and delete everything at the end. Data written into a class after
+// its redaction gets a key of the next generation (KeyID, Generations),
+// because a destroyed key is never made again. Values are sealed with AES-256-GCM
 // under a fresh random nonce; the associated data binds the key id and the
 // case id, so a sealed value copied into another case or class does not
 // open. The data keys live in a KeyStore (by default a NATS JetStream KV
@@ -14,7 +16,7 @@
 // Destroy removes the wrapped keys from the store, leaving tombstones: from
 // then on every copy of the sealed data, in the event log, its replicas and
 // its backups, is unreadable, Open fails with ErrKeyDestroyed in every
-// process, and Seal refuses to make a new key for that class of that case.
+// process, and Seal refuses to make a new key under those key ids.
 //
 // Sealer keeps no cache of unwrapped keys: every Seal and Open reads the
 // wrapped key from the store. That costs one round trip to the key store
@@ -95,13 +97,16 @@ func NewSealer(keys KeyStore, master MasterKey) (*Sealer, error) {
 	return &Sealer{keys: keys, master: master}, nil
 }
 
-// Seal encrypts plaintext with the data key of the given class of the
-// case, creating that key on first use. Concurrent first Seals of one key
-// id, in one process or in several, end up with the same key. Sealing into
-// a destroyed key fails with ErrKeyDestroyed: personal data of a redacted
-// class or a deleted case must not be stored again under a fresh key.
-func (s *Sealer) Seal(ctx context.Context, caseID string, class Class, plaintext []byte) (*casev1.SealedPersonalData, error) {
-	keyID, err := KeyID(caseID, class)
+// Seal encrypts plaintext with the data key of generation gen of the given
+// class of the case, creating that key on first use. Concurrent first
+// Seals of one key id, in one process or in several, end up with the same
+// key. gen is the class's current generation as the case's events say
+// (Generations.Of; 0 for a new case). Sealing into a destroyed key fails
+// with ErrKeyDestroyed and never resurrects it: the caller's view of the
+// case is older than a redaction (fold the case again and seal under the
+// next generation) or the case was deleted.
+func (s *Sealer) Seal(ctx context.Context, caseID string, class Class, gen uint32, plaintext []byte) (*casev1.SealedPersonalData, error) {
+	keyID, err := KeyID(caseID, class, gen)
 	if err != nil {
 		return nil, fmt.Errorf("seal: %w", err)
 	}
@@ -124,7 +129,7 @@ func (s *Sealer) Open(ctx context.Context, caseID string, sealed *casev1.SealedP
 		return nil, fmt.Errorf("seal: open: %w", err)
 	}
 	keyID := sealed.GetKeyId()
-	keyCase, _, err := ParseKeyID(keyID)
+	keyCase, _, _, err := ParseKeyID(keyID)
 	if err != nil {
 		return nil, fmt.Errorf("seal: open: %w: %w", ErrTampered, err)
 	}
@@ -148,12 +153,12 @@ func (s *Sealer) Open(ctx context.Context, caseID string, sealed *casev1.SealedP
 
 // SealMessage marshals m and seals it like Seal. Personal data travels in
 // events as sealed protobuf messages (ContactDetails, IdentityNumber, ...).
-func (s *Sealer) SealMessage(ctx context.Context, caseID string, class Class, m proto.Message) (*casev1.SealedPersonalData, error) {
+func (s *Sealer) SealMessage(ctx context.Context, caseID string, class Class, gen uint32, m proto.Message) (*casev1.SealedPersonalData, error) {
 	b, err := proto.Marshal(m)
 	if err != nil {
 		return nil, fmt.Errorf("seal: marshal %s: %w", m.ProtoReflect().Descriptor().FullName(), err)
 	}
-	sealed, err := s.Seal(ctx, caseID, class, b)
+	sealed, err := s.Seal(ctx, caseID, class, gen, b)
 	clear(b)
 	return sealed, err
 }
@@ -173,40 +178,48 @@ func (s *Sealer) OpenMessage(ctx context.Context, caseID string, sealed *casev1.
 }
 
 // Destroy destroys the data keys of the given classes of the case, or of
-// all classes when none are given. Afterwards Open of anything sealed with
-// them fails with ErrKeyDestroyed in every process, and Seal into them
-// fails too. Destroying a key that was never created still records it as
-// destroyed, so a deleted case can never get new keys. Destroy is
-// idempotent; it attempts every class even if one fails and returns the
-// failures joined.
+// all classes when none are given: for each class, the keys of every
+// generation from 0 up to and including gens.Of(class), the class's
+// current generation as the case's events say. Afterwards Open of
+// anything sealed with them fails with ErrKeyDestroyed in every process,
+// and Seal into them fails too. Destroying a key that was never created
+// still records it as destroyed, so a deleted case can never get new keys.
+// Destroy is idempotent (a destroyed key costs one read); it attempts every
+// key even if one fails and returns the failures joined.
+//
+// Older generations were destroyed by the redactions that ended them;
+// Destroy covers them again so that a key made by an older version of
+// kontakt, or by a writer that crashed between sealing and appending, is
+// never left behind.
 //
 // A Seal that read its key just before Destroy may finish just after it;
 // what it sealed is as unreadable as everything else. Blind-index tokens
 // are not keys of this package: the read models that hold them drop them
 // at redaction.
-func (s *Sealer) Destroy(ctx context.Context, caseID string, classes ...Class) error {
+func (s *Sealer) Destroy(ctx context.Context, caseID string, gens Generations, classes ...Class) error {
 	if err := ValidateCaseID(caseID); err != nil {
 		return fmt.Errorf("seal: destroy: %w", err)
 	}
 	if len(classes) == 0 {
 		classes = Classes()
 	}
-	var done []Class
+	var keyIDs []string
 	for _, c := range classes {
-		if !slices.Contains(done, c) {
-			done = append(done, c)
+		for g := uint32(0); g <= gens.Of(c); g++ {
+			keyID, err := KeyID(caseID, c, g)
+			if err != nil {
+				return fmt.Errorf("seal: destroy: %w", err)
+			}
+			if !slices.Contains(keyIDs, keyID) {
+				keyIDs = append(keyIDs, keyID)
+			}
 		}
 	}
-	// The classes' keys are independent: destroy them side by side, so a
-	// case costs one round of key-store writes rather than one per class.
-	errs := make([]error, len(done))
+	// The keys are independent: destroy them side by side, so a case
+	// costs one round of key-store writes rather than one per key.
+	errs := make([]error, len(keyIDs))
 	var wg sync.WaitGroup
-	for i, c := range done {
-		keyID, err := KeyID(caseID, c)
-		if err != nil {
-			errs[i] = fmt.Errorf("seal: destroy: %w", err)
-			continue
-		}
+	for i, keyID := range keyIDs {
 		wg.Go(func() {
 			if err := s.keys.Destroy(ctx, keyID); err != nil {
 				errs[i] = fmt.Errorf("seal: destroy %s: %w", keyID, err)

@@ -31,7 +31,7 @@ func TestSealOpenRoundTrip(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(string(tc.class), func(t *testing.T) {
-			sealed, err := s.Seal(t.Context(), caseID, tc.class, tc.plaintext)
+			sealed, err := s.Seal(t.Context(), caseID, tc.class, 0, tc.plaintext)
 			require.NoError(t, err)
 			require.Equal(t, caseID+"."+string(tc.class), sealed.GetKeyId())
 			require.Len(t, sealed.GetCiphertext(), len(tc.plaintext)+seal.Overhead)
@@ -43,7 +43,7 @@ func TestSealOpenRoundTrip(t *testing.T) {
 		})
 	}
 	t.Run("empty value", func(t *testing.T) {
-		sealed, err := s.Seal(t.Context(), caseID, seal.ClassContact, nil)
+		sealed, err := s.Seal(t.Context(), caseID, seal.ClassContact, 0, nil)
 		require.NoError(t, err)
 		got, err := s.Open(t.Context(), caseID, sealed)
 		require.NoError(t, err)
@@ -61,7 +61,7 @@ func TestSealMessageRoundTrip(t *testing.T) {
 		Phone:         "+46701234567",
 		PostalAddress: &casev1.PostalAddress{Street: "Storgatan 1", PostalCode: "43130", City: "Mölndal"},
 	}
-	sealed, err := s.SealMessage(t.Context(), caseID, seal.ClassContact, in)
+	sealed, err := s.SealMessage(t.Context(), caseID, seal.ClassContact, 0, in)
 	require.NoError(t, err)
 	require.NotContains(t, string(sealed.GetCiphertext()), "Andersson")
 
@@ -87,7 +87,7 @@ func TestSealUsesAFreshNonceEachTime(t *testing.T) {
 	seen := map[string]bool{}
 	nonces := map[string]bool{}
 	for range 20 {
-		sealed, err := s.Seal(t.Context(), caseID, seal.ClassFreeText, plaintext)
+		sealed, err := s.Seal(t.Context(), caseID, seal.ClassFreeText, 0, plaintext)
 		require.NoError(t, err)
 		ct := sealed.GetCiphertext()
 		require.False(t, seen[string(ct)], "equal plaintexts gave equal ciphertexts")
@@ -100,7 +100,7 @@ func TestOpenRejectsTamperedCiphertext(t *testing.T) {
 	srv := startServer(t)
 	s := newSealer(t, srv, testMaster(t, 1))
 	caseID := newCaseID()
-	sealed, err := s.Seal(t.Context(), caseID, seal.ClassContact, []byte("anna@example.se"))
+	sealed, err := s.Seal(t.Context(), caseID, seal.ClassContact, 0, []byte("anna@example.se"))
 	require.NoError(t, err)
 	ct := sealed.GetCiphertext()
 
@@ -137,7 +137,7 @@ func TestOpenRejectsBlobMovedToAnotherCaseOrClass(t *testing.T) {
 	srv := startServer(t)
 	s := newSealer(t, srv, testMaster(t, 1))
 	caseA, caseB := newCaseID(), newCaseID()
-	sealed, err := s.Seal(t.Context(), caseA, seal.ClassContact, []byte("anna@example.se"))
+	sealed, err := s.Seal(t.Context(), caseA, seal.ClassContact, 0, []byte("anna@example.se"))
 	require.NoError(t, err)
 	// Make sure the target keys exist, so that a failure is the
 	// authentication check and not a missing key.
@@ -145,7 +145,7 @@ func TestOpenRejectsBlobMovedToAnotherCaseOrClass(t *testing.T) {
 		caseID string
 		class  seal.Class
 	}{{caseB, seal.ClassContact}, {caseA, seal.ClassFreeText}} {
-		_, err := s.Seal(t.Context(), c.caseID, c.class, []byte("x"))
+		_, err := s.Seal(t.Context(), c.caseID, c.class, 0, []byte("x"))
 		require.NoError(t, err)
 	}
 
@@ -199,13 +199,13 @@ func TestSealRejectsBadInput(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := s.Seal(t.Context(), tc.caseID, tc.class, []byte("x"))
+			_, err := s.Seal(t.Context(), tc.caseID, tc.class, 0, []byte("x"))
 			require.ErrorIs(t, err, tc.wantErr)
 			require.NotContains(t, err.Error(), "19700101", "error repeats a possible identity number")
 		})
 	}
 	t.Run("ulid case id is accepted", func(t *testing.T) {
-		sealed, err := s.Seal(t.Context(), "01ARZ3NDEKTSV4RRFFQ69G5FAV", seal.ClassContact, []byte("x"))
+		sealed, err := s.Seal(t.Context(), "01ARZ3NDEKTSV4RRFFQ69G5FAV", seal.ClassContact, 0, []byte("x"))
 		require.NoError(t, err)
 		_, err = s.Open(t.Context(), "01ARZ3NDEKTSV4RRFFQ69G5FAV", sealed)
 		require.NoError(t, err)
@@ -230,7 +230,7 @@ func TestConcurrentFirstSealSharesOneKey(t *testing.T) {
 		for j, s := range sealers {
 			wg.Go(func() {
 				<-start
-				results[j], errs[j] = s.Seal(t.Context(), caseID, seal.ClassContact, fmt.Appendf(nil, "value %d from instance %d", i, j))
+				results[j], errs[j] = s.Seal(t.Context(), caseID, seal.ClassContact, 0, fmt.Appendf(nil, "value %d from instance %d", i, j))
 			})
 		}
 		close(start)
@@ -257,7 +257,7 @@ func TestDestroy(t *testing.T) {
 		caseID := newCaseID()
 		out := map[seal.Class]*casev1.SealedPersonalData{}
 		for _, c := range seal.Classes() {
-			sealed, err := s1.Seal(t.Context(), caseID, c, []byte("data of "+string(c)))
+			sealed, err := s1.Seal(t.Context(), caseID, c, 0, []byte("data of "+string(c)))
 			require.NoError(t, err)
 			out[c] = sealed
 		}
@@ -272,12 +272,12 @@ func TestDestroy(t *testing.T) {
 			_, err := s2.Open(t.Context(), caseID, v)
 			require.NoError(t, err)
 		}
-		require.NoError(t, s1.Destroy(t.Context(), caseID))
+		require.NoError(t, s1.Destroy(t.Context(), caseID, nil))
 		for c, v := range sealed {
 			for name, s := range map[string]*seal.Sealer{"same instance": s1, "second instance": s2} {
 				_, err := s.Open(t.Context(), caseID, v)
 				require.ErrorIs(t, err, seal.ErrKeyDestroyed, "%s, class %s", name, c)
-				_, err = s.Seal(t.Context(), caseID, c, []byte("new data"))
+				_, err = s.Seal(t.Context(), caseID, c, 0, []byte("new data"))
 				require.ErrorIs(t, err, seal.ErrKeyDestroyed, "%s, class %s: seal after destroy", name, c)
 			}
 		}
@@ -285,7 +285,7 @@ func TestDestroy(t *testing.T) {
 
 	t.Run("one class: the others stay readable", func(t *testing.T) {
 		caseID, sealed := sealAll(t)
-		require.NoError(t, s2.Destroy(t.Context(), caseID, seal.ClassIdentity))
+		require.NoError(t, s2.Destroy(t.Context(), caseID, nil, seal.ClassIdentity))
 		for c, v := range sealed {
 			for _, s := range []*seal.Sealer{s1, s2} {
 				got, err := s.Open(t.Context(), caseID, v)
@@ -297,17 +297,17 @@ func TestDestroy(t *testing.T) {
 				require.Equal(t, "data of "+string(c), string(got))
 			}
 		}
-		_, err := s1.Seal(t.Context(), caseID, seal.ClassIdentity, []byte("197001011234"))
+		_, err := s1.Seal(t.Context(), caseID, seal.ClassIdentity, 0, []byte("197001011234"))
 		require.ErrorIs(t, err, seal.ErrKeyDestroyed)
-		_, err = s1.Seal(t.Context(), caseID, seal.ClassContact, []byte("still fine"))
+		_, err = s1.Seal(t.Context(), caseID, seal.ClassContact, 0, []byte("still fine"))
 		require.NoError(t, err)
 	})
 
 	t.Run("idempotent", func(t *testing.T) {
 		caseID, sealed := sealAll(t)
 		for range 3 {
-			require.NoError(t, s1.Destroy(t.Context(), caseID, seal.ClassContact, seal.ClassContact))
-			require.NoError(t, s2.Destroy(t.Context(), caseID, seal.ClassContact))
+			require.NoError(t, s1.Destroy(t.Context(), caseID, nil, seal.ClassContact, seal.ClassContact))
+			require.NoError(t, s2.Destroy(t.Context(), caseID, nil, seal.ClassContact))
 		}
 		_, err := s1.Open(t.Context(), caseID, sealed[seal.ClassContact])
 		require.ErrorIs(t, err, seal.ErrKeyDestroyed)
@@ -320,10 +320,10 @@ func TestDestroy(t *testing.T) {
 		require.ErrorIs(t, err, seal.ErrKeyNotFound)
 		require.NotErrorIs(t, err, seal.ErrKeyDestroyed)
 
-		require.NoError(t, s1.Destroy(t.Context(), caseID))
+		require.NoError(t, s1.Destroy(t.Context(), caseID, nil))
 		_, err = s1.Open(t.Context(), caseID, ghost)
 		require.ErrorIs(t, err, seal.ErrKeyDestroyed)
-		_, err = s2.Seal(t.Context(), caseID, seal.ClassAnswer, []byte("x"))
+		_, err = s2.Seal(t.Context(), caseID, seal.ClassAnswer, 0, []byte("x"))
 		require.ErrorIs(t, err, seal.ErrKeyDestroyed, "a deleted case must not get a new key")
 	})
 
@@ -335,8 +335,8 @@ func TestDestroy(t *testing.T) {
 			var sealed *casev1.SealedPersonalData
 			var sealErr, destroyErr error
 			var wg sync.WaitGroup
-			wg.Go(func() { sealed, sealErr = s1.Seal(t.Context(), caseID, seal.ClassAnswer, []byte("x")) })
-			wg.Go(func() { destroyErr = s2.Destroy(t.Context(), caseID, seal.ClassAnswer) })
+			wg.Go(func() { sealed, sealErr = s1.Seal(t.Context(), caseID, seal.ClassAnswer, 0, []byte("x")) })
+			wg.Go(func() { destroyErr = s2.Destroy(t.Context(), caseID, nil, seal.ClassAnswer) })
 			wg.Wait()
 			require.NoError(t, destroyErr)
 			if sealErr != nil {
@@ -349,8 +349,8 @@ func TestDestroy(t *testing.T) {
 	})
 
 	t.Run("bad input", func(t *testing.T) {
-		require.ErrorIs(t, s1.Destroy(t.Context(), "not-a-case-id"), seal.ErrInvalidCaseID)
-		require.ErrorIs(t, s1.Destroy(t.Context(), newCaseID(), "bogus"), seal.ErrInvalidClass)
+		require.ErrorIs(t, s1.Destroy(t.Context(), "not-a-case-id", nil), seal.ErrInvalidCaseID)
+		require.ErrorIs(t, s1.Destroy(t.Context(), newCaseID(), nil, "bogus"), seal.ErrInvalidClass)
 	})
 }
 
@@ -361,7 +361,7 @@ func TestWrongMasterKey(t *testing.T) {
 	s := newSealer(t, srv, right)
 	other := newSealer(t, srv, wrong)
 	caseID := newCaseID()
-	sealed, err := s.Seal(t.Context(), caseID, seal.ClassContact, []byte("anna@example.se"))
+	sealed, err := s.Seal(t.Context(), caseID, seal.ClassContact, 0, []byte("anna@example.se"))
 	require.NoError(t, err)
 
 	_, err = other.Open(t.Context(), caseID, sealed)
@@ -369,7 +369,7 @@ func TestWrongMasterKey(t *testing.T) {
 	require.Contains(t, err.Error(), right.ID(), "error names the master key that wrapped the data key")
 	require.Contains(t, err.Error(), wrong.ID())
 
-	_, err = other.Seal(t.Context(), caseID, seal.ClassContact, []byte("x"))
+	_, err = other.Seal(t.Context(), caseID, seal.ClassContact, 0, []byte("x"))
 	require.ErrorIs(t, err, seal.ErrWrongMasterKey)
 
 	_, err = s.Open(t.Context(), caseID, sealed)
@@ -398,9 +398,9 @@ func TestTamperedWrappedKey(t *testing.T) {
 	good, err := seal.NewSealer(store, master)
 	require.NoError(t, err)
 	caseA, caseB := newCaseID(), newCaseID()
-	sealed, err := good.Seal(t.Context(), caseA, seal.ClassContact, []byte("x"))
+	sealed, err := good.Seal(t.Context(), caseA, seal.ClassContact, 0, []byte("x"))
 	require.NoError(t, err)
-	_, err = good.Seal(t.Context(), caseB, seal.ClassContact, []byte("x"))
+	_, err = good.Seal(t.Context(), caseB, seal.ClassContact, 0, []byte("x"))
 	require.NoError(t, err)
 
 	tests := []struct {
@@ -443,4 +443,101 @@ func TestNewSealerRefusesMissingParts(t *testing.T) {
 	require.Error(t, err)
 	_, err = seal.NewSealer(store, seal.MasterKey{})
 	require.ErrorIs(t, err, seal.ErrInvalidMasterKey)
+}
+
+// TestKeyGenerations: data written into a class after its redaction is
+// sealed under the next generation's key, a fresh one; the destroyed key
+// is never made again, and Destroy takes every generation up to the one
+// the case's events name.
+func TestKeyGenerations(t *testing.T) {
+	srv := startServer(t)
+	s1 := newSealer(t, srv, testMaster(t, 1))
+	s2 := newSealer(t, srv, testMaster(t, 1)) // a second instance
+	ctx := t.Context()
+	open := func(s *seal.Sealer, caseID string, v *casev1.SealedPersonalData) (string, error) {
+		b, err := s.Open(ctx, caseID, v)
+		return string(b), err
+	}
+
+	t.Run("redaction, then a new answer under a fresh key", func(t *testing.T) {
+		caseID := newCaseID()
+		contact, err := s1.Seal(ctx, caseID, seal.ClassContact, 0, []byte("contact"))
+		require.NoError(t, err)
+		first, err := s1.Seal(ctx, caseID, seal.ClassAnswer, 0, []byte("first answer"))
+		require.NoError(t, err)
+		require.Equal(t, caseID+".answer", first.GetKeyId(), "generation 0 keeps the old key id")
+
+		// The first redaction of the answer class (the case's events say
+		// generation 0 before it).
+		var gens seal.Generations
+		require.NoError(t, s2.Destroy(ctx, caseID, gens, seal.ClassAnswer))
+		gens.Apply(&casev1.PersonalDataRedacted{DataClasses: []casev1.DataClass{casev1.DataClass_DATA_CLASS_ANSWER}})
+		_, err = open(s1, caseID, first)
+		require.ErrorIs(t, err, seal.ErrKeyDestroyed)
+		_, err = s1.Seal(ctx, caseID, seal.ClassAnswer, 0, []byte("stale writer"))
+		require.ErrorIs(t, err, seal.ErrKeyDestroyed, "a destroyed key is never made again")
+
+		second, err := s1.Seal(ctx, caseID, seal.ClassAnswer, gens.Of(seal.ClassAnswer), []byte("second answer"))
+		require.NoError(t, err)
+		require.Equal(t, caseID+".answer.1", second.GetKeyId())
+		for _, s := range []*seal.Sealer{s1, s2} {
+			got, err := open(s, caseID, second)
+			require.NoError(t, err)
+			require.Equal(t, "second answer", got)
+			got, err = open(s, caseID, contact)
+			require.NoError(t, err, "another class is untouched")
+			require.Equal(t, "contact", got)
+		}
+
+		// The second redaction destroys generation 1 (and 0 again).
+		require.NoError(t, s2.Destroy(ctx, caseID, gens, seal.ClassAnswer))
+		gens.Apply(&casev1.PersonalDataRedacted{DataClasses: []casev1.DataClass{casev1.DataClass_DATA_CLASS_ANSWER}})
+		for _, v := range []*casev1.SealedPersonalData{first, second} {
+			_, err = open(s1, caseID, v)
+			require.ErrorIs(t, err, seal.ErrKeyDestroyed, v.GetKeyId())
+		}
+		third, err := s2.Seal(ctx, caseID, seal.ClassAnswer, gens.Of(seal.ClassAnswer), []byte("third answer"))
+		require.NoError(t, err)
+		require.Equal(t, caseID+".answer.2", third.GetKeyId())
+
+		// Deletion: every class, every generation up to the current.
+		require.NoError(t, s1.Destroy(ctx, caseID, gens))
+		for _, v := range []*casev1.SealedPersonalData{contact, third} {
+			_, err = open(s2, caseID, v)
+			require.ErrorIs(t, err, seal.ErrKeyDestroyed, v.GetKeyId())
+		}
+		_, err = s2.Seal(ctx, caseID, seal.ClassAnswer, 2, []byte("after deletion"))
+		require.ErrorIs(t, err, seal.ErrKeyDestroyed)
+	})
+
+	t.Run("destroy stops at the generation given", func(t *testing.T) {
+		caseID := newCaseID()
+		var values []*casev1.SealedPersonalData
+		for g := range uint32(3) {
+			v, err := s1.Seal(ctx, caseID, seal.ClassFreeText, g, fmt.Appendf(nil, "generation %d", g))
+			require.NoError(t, err)
+			values = append(values, v)
+		}
+		require.NoError(t, s1.Destroy(ctx, caseID, seal.Generations{seal.ClassFreeText: 1}, seal.ClassFreeText))
+		for g, v := range values {
+			got, err := open(s2, caseID, v)
+			if g <= 1 {
+				require.ErrorIs(t, err, seal.ErrKeyDestroyed, "generation %d", g)
+				continue
+			}
+			require.NoError(t, err)
+			require.Equal(t, "generation 2", got)
+		}
+	})
+
+	t.Run("a value moved to another generation does not open", func(t *testing.T) {
+		caseID := newCaseID()
+		v1, err := s1.Seal(ctx, caseID, seal.ClassAnswer, 1, []byte("x"))
+		require.NoError(t, err)
+		_, err = s1.Seal(ctx, caseID, seal.ClassAnswer, 2, []byte("y"))
+		require.NoError(t, err)
+		moved := &casev1.SealedPersonalData{KeyId: caseID + ".answer.2", Ciphertext: v1.GetCiphertext()}
+		_, err = s1.Open(ctx, caseID, moved)
+		require.ErrorIs(t, err, seal.ErrTampered)
+	})
 }

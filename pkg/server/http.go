@@ -1,7 +1,9 @@
 package server
 
 import (
+	"compress/gzip"
 	"fmt"
+	"io"
 	"log/slog"
 	"mime"
 	"net/http"
@@ -23,8 +25,8 @@ const corsMaxAge = 2 * time.Hour
 // transcoder, which can only be built once all services are registered:
 //
 //	CORS -> native gRPC?  -> grpc.Server.ServeHTTP
-//	     -> extra routes  -> body limit -> handler
-//	     -> "/"           -> rpc (vanguard transcoder, set by Run)
+//	     -> extra routes  -> body limit (inflated) -> handler
+//	     -> "/"           -> edge guard -> rpc (vanguard transcoder, set by Run)
 //
 // Native gRPC goes straight to grpc-go, bypassing the transcoder: it needs no
 // translation, it keeps working for services the transcoder cannot describe,
@@ -44,22 +46,9 @@ func (s *Server) newHTTPHandler(routes []httpRoute) (h http.Handler, err error) 
 		if r.handler == nil {
 			return nil, fmt.Errorf("server: HTTP route %q: nil handler", r.pattern)
 		}
-		mux.Handle(r.pattern, limitBody(r.handler, int64(s.cfg.MaxRequestBytes)))
+		mux.Handle(r.pattern, s.logRoute(r.pattern, limitBody(r.handler, int64(s.cfg.MaxRequestBytes))))
 	}
-	limit := int64(s.cfg.MaxRequestBytes)
-	errorWriter := connect.NewErrorWriter()
-	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.ContentLength > limit && isConnectUnaryProto(r) {
-			// vanguard v0.4.0 reports this case as "unavailable", which
-			// clients treat as retryable; answer resource_exhausted in
-			// the Connect format ourselves. Every other protocol gets the
-			// right code from the transcoder or grpc-go.
-			_ = errorWriter.Write(w, r, connect.NewError(connect.CodeResourceExhausted,
-				fmt.Errorf("request body of %d bytes exceeds the limit of %d bytes", r.ContentLength, limit)))
-			return
-		}
-		s.rpc.ServeHTTP(w, r)
-	}))
+	mux.Handle("/", http.HandlerFunc(s.serveRPC))
 
 	root := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if isNativeGRPC(r) {
@@ -95,13 +84,28 @@ func (s *Server) corsHandler() *cors.Cors {
 // a registered service has no descriptor in protoregistry.GlobalFiles, which
 // only happens for hand-written service descriptors.
 func (s *Server) newTranscoder() (http.Handler, error) {
+	limit := int64(s.cfg.MaxRequestBytes)
 	t, err := vanguardgrpc.NewTranscoder(s.grpc,
 		vanguard.WithDefaultServiceOptions(
 			// The transcoder buffers whole messages; cap them like
 			// grpc.MaxRecvMsgSize caps native gRPC, with the same
 			// resource_exhausted error in each protocol's own form.
 			vanguard.WithMaxMessageBufferBytes(uint32(s.cfg.MaxRequestBytes)),
+			// Compressed envelopes (gRPC-web, Connect streaming) are
+			// inflated here, by the bounded decompressor below, and
+			// never handed to grpc-go compressed: one bound, and one
+			// answer (invalid_argument) for a message that is not gzip.
+			vanguard.WithNoTargetCompression(),
 		),
+		// vanguard v0.4.0 inflates with an unbounded ReadFrom; this
+		// decompressor stops at the limit. Registering "gzip" ourselves
+		// also sidesteps WithCompression resetting the table when no
+		// codec option was given.
+		vanguard.WithCompression(vanguard.CompressionGzip,
+			func() connect.Compressor { return gzip.NewWriter(io.Discard) },
+			func() connect.Decompressor { return newTranscoderGunzip(limit) }),
+		// A request that is not valid JSON is the client's mistake.
+		vanguard.WithCodec(newJSONCodec),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("server: build gRPC-web/Connect/REST transcoder (every registered service needs its descriptor in protoregistry.GlobalFiles): %w", err)
@@ -128,27 +132,27 @@ func isNativeGRPCContentType(ct string) bool {
 	return mt == "application/grpc" || mt == "application/grpc+proto"
 }
 
-// isConnectUnaryProto reports whether r is a Connect unary request with a
-// binary protobuf body: the one kind of request whose body the transcoder
-// forwards unparsed, without a correct error when it is too large.
-func isConnectUnaryProto(r *http.Request) bool {
-	if r.Method != http.MethodPost {
-		return false
-	}
-	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	return err == nil && mt == "application/proto"
-}
-
-// limitBody refuses bodies larger than limit with 413, up front when the
-// client declares the length and while reading otherwise, so that a plain
-// HTTP endpoint cannot be made to buffer unbounded input.
+// limitBody bounds the body of a plain HTTP route: it undoes a gzip
+// Content-Encoding with the bounded inflater (so a handler never sees more
+// than limit inflated bytes; passing it reads as *http.MaxBytesError, a
+// broken gzip as IsBadEncoding), refuses other encodings with 415, and
+// refuses a declared length over the limit with 413 before reading.
 func limitBody(h http.Handler, limit int64) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ContentLength > limit {
 			http.Error(w, "request body too large", http.StatusRequestEntityTooLarge)
 			return
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, limit)
+		body, status := decodedBody(r, limit)
+		if status != 0 {
+			http.Error(w, "unsupported Content-Encoding; send gzip or none", status)
+			return
+		}
+		if body != r.Body {
+			r.Header.Del("Content-Encoding")
+			r.ContentLength = -1
+		}
+		r.Body = http.MaxBytesReader(w, body, limit)
 		h.ServeHTTP(w, r)
 	})
 }

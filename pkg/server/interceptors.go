@@ -55,6 +55,7 @@ func streamLogging(logger *slog.Logger) grpc.StreamServerInterceptor {
 }
 
 func logCall(ctx context.Context, logger *slog.Logger, method string, err error, d time.Duration) {
+	markLogged(ctx)
 	st := status.Convert(err)
 	level := callLevel(method, st.Code())
 	if !logger.Enabled(ctx, level) {
@@ -69,12 +70,26 @@ func logCall(ctx context.Context, logger *slog.Logger, method string, err error,
 	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
 		attrs = append(attrs, slog.String("peer", p.Addr.String()))
 	}
-	if err != nil {
-		// The status message is what the client was told, so it is no
-		// more sensitive than the response itself.
+	if err != nil && messageLogged(st.Code()) {
+		// For faults on our side the message says what went wrong. For
+		// a refusal of the client's request it is left out: messages
+		// of that kind may quote what the client sent (a queue, a
+		// field's value), and a log must not repeat client input.
 		attrs = append(attrs, slog.String("grpc.message", st.Message()))
 	}
 	logger.LogAttrs(ctx, level, "gRPC call", attrs...)
+}
+
+// messageLogged reports whether a status message of code goes into the
+// log: only for codes whose messages kontakt writes itself without client
+// input (server faults, unavailability, size and rate limits).
+func messageLogged(code codes.Code) bool {
+	switch code {
+	case codes.Internal, codes.Unknown, codes.DataLoss, codes.Unimplemented,
+		codes.Unavailable, codes.DeadlineExceeded, codes.ResourceExhausted, codes.Canceled:
+		return true
+	}
+	return false
 }
 
 // callLevel keeps health probes and reflection out of the info log (a probe
@@ -117,6 +132,29 @@ func streamErrorMapping(mappings []ErrorMapping, logger *slog.Logger) grpc.Strea
 		}
 		return nil
 	}
+}
+
+// missingRequestIsClientMistake wraps a stream so that grpc-go's
+// "cardinality violation: received no request message" on receive is
+// InvalidArgument. For a server-streaming RPC it means the client sent no
+// request, or the transcoder refused the request it sent (too large after
+// inflation, not gzip, not valid JSON) and has already answered the client
+// with that reason; either way it is the client's mistake and must not be
+// logged as a server fault. The status grpc-go already sent stays as it is.
+func missingRequestIsClientMistake() grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		return handler(srv, &mistakeStream{ServerStream: ss})
+	}
+}
+
+type mistakeStream struct{ grpc.ServerStream }
+
+func (s *mistakeStream) RecvMsg(m any) error {
+	err := s.ServerStream.RecvMsg(m)
+	if st, ok := status.FromError(err); ok && st.Code() == codes.Internal && strings.HasPrefix(st.Message(), "cardinality violation") {
+		return status.Error(codes.InvalidArgument, "the request message is missing or was refused")
+	}
+	return err
 }
 
 // endWatchesOnShutdown ends grpc.health.v1.Health/Watch streams when shutdown

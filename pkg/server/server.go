@@ -74,6 +74,9 @@ type Server struct {
 	stopping    chan struct{}            // closed when shutdown begins
 	handler     http.Handler             // everything served on the API port
 	rpc         http.Handler             // the transcoder; set by Run before serving
+	// services are the registered gRPC services; set by Run before
+	// serving, so the edge can tell RPC paths from REST paths.
+	services map[string]grpc.ServiceInfo
 
 	mu        sync.Mutex
 	state     state
@@ -149,6 +152,7 @@ func New(cfg Config, logger *slog.Logger, opts ...Option) (*Server, error) {
 		streamLogging(logger),
 		s.grpcMetrics.StreamServerInterceptor(),
 		streamErrorMapping(o.mappings, logger),
+		missingRequestIsClientMistake(),
 	}
 	stream = append(stream, o.stream...)
 	stream = append(stream,
@@ -322,6 +326,7 @@ func (s *Server) Run(ctx context.Context) error {
 	ln, metricsLn := s.ln, s.metricsLn
 	s.mu.Unlock()
 
+	s.services = s.grpc.GetServiceInfo()
 	rpc, err := s.newTranscoder()
 	if err != nil {
 		_ = ln.Close()

@@ -341,8 +341,9 @@ func TestOversizeRequestsAreRefused(t *testing.T) {
 		{name: "connect", call: connectCall(browserProtocols()[1]), want: result{code: codes.ResourceExhausted}},
 		{name: "connect JSON", call: connectCall(browserProtocol{opts: []connect.ClientOption{connect.WithProtoJSON()}}), want: result{code: codes.ResourceExhausted}},
 		{name: "grpc-web over h2c", call: connectCall(browserProtocols()[2]), want: result{code: codes.ResourceExhausted}},
-		// REST maps resource_exhausted to 429 (google.api.http convention).
-		{name: "REST/JSON", call: restCall, want: result{httpCode: http.StatusTooManyRequests}},
+		// REST answers 413 (the edge guard); 429 means "too many requests"
+		// there, which is what rate limits answer.
+		{name: "REST/JSON", call: restCall, want: result{httpCode: http.StatusRequestEntityTooLarge}},
 		{name: "HTTP route with Content-Length", call: httpCall(false), want: result{httpCode: http.StatusRequestEntityTooLarge}},
 		{name: "HTTP route chunked", call: httpCall(true), want: result{httpCode: http.StatusRequestEntityTooLarge}},
 	}

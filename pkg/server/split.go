@@ -27,10 +27,14 @@ import (
 // frames up to the first HEADERS, decoding its header block for the
 // content type. A gRPC client waits for the server's SETTINGS before it
 // sends a request, so the splitter sends an empty SETTINGS frame first,
-// and it reads on until the client acknowledges it and removes that
-// acknowledgement: the server that takes the connection over sends its
-// own SETTINGS and would treat a second acknowledgement as a protocol
-// error. Everything else it read is handed over unchanged.
+// and removes the client's acknowledgement of it: the server that takes
+// the connection over sends its own SETTINGS and would treat a second
+// acknowledgement as a protocol error. The acknowledgement may come
+// before the first request or long after it (a client that does not wait
+// sends its request bodies first), so the splitter reads only up to the
+// first header block and, if the acknowledgement has not come by then,
+// removes it from the stream as it passes (ackStripper). Everything else
+// is handed over unchanged.
 //
 // The choice holds for the whole connection. A client that sends native
 // gRPC first and then another protocol on the same connection gets
@@ -110,14 +114,21 @@ func (s *splitter) run() error {
 // route decides where one connection goes.
 func (s *splitter) route(c net.Conn) {
 	_ = c.SetDeadline(time.Now().Add(s.timeout))
-	native, replay, err := sniff(c)
+	native, replay, unread, acked, err := sniff(c)
 	if err != nil {
 		// The client went away or said nothing in time: nobody to answer.
 		_ = c.Close()
 		return
 	}
 	_ = c.SetDeadline(time.Time{})
-	conn := &replayConn{Conn: c, r: io.MultiReader(bytes.NewReader(replay), c)}
+	rest := unread
+	if !acked {
+		// The acknowledgement of the splitter's SETTINGS is still to
+		// come, after frames the client sent meanwhile (request
+		// bodies, other requests): remove it on the way.
+		rest = &ackStripper{r: unread}
+	}
+	conn := &replayConn{Conn: c, r: io.MultiReader(bytes.NewReader(replay), rest)}
 	if s.counted != nil {
 		s.counted(native)
 	}
@@ -129,8 +140,14 @@ func (s *splitter) route(c net.Conn) {
 }
 
 // sniff reads the start of a connection. It returns whether the
-// connection's first request is native gRPC, and the bytes to hand over.
-func sniff(c net.Conn) (native bool, replay []byte, err error) {
+// connection's first request is native gRPC, the bytes to hand over, and
+// the rest of the connection (starting at a frame boundary, with what was
+// read ahead), and whether the client's acknowledgement of the
+// splitter's SETTINGS was among the bytes read (and removed). It reads no
+// further than the first request's header block: a client that does not
+// wait for the server's SETTINGS may send its bodies and further requests
+// before it acknowledges, more than is worth buffering.
+func sniff(c net.Conn) (native bool, replay []byte, unread io.Reader, acked bool, err error) {
 	// The preface, compared as it arrives: an HTTP/1.1 request differs in
 	// its first byte and may be shorter than the preface.
 	buf := make([]byte, 0, 512)
@@ -138,39 +155,41 @@ func sniff(c net.Conn) (native bool, replay []byte, err error) {
 		n, err := c.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
 		if !bytes.HasPrefix([]byte(http2Preface), buf[:min(len(buf), len(http2Preface))]) {
-			return false, buf, nil
+			return false, buf, c, true, nil
 		}
 		if err != nil {
-			return false, nil, err
+			return false, nil, nil, false, err
 		}
 	}
 	if _, err := c.Write([]byte{0, 0, 0, frameSettings, 0, 0, 0, 0, 0}); err != nil {
-		return false, nil, err
+		return false, nil, nil, false, err
 	}
 	replay = append(replay, buf[:len(http2Preface)]...)
 	r := io.MultiReader(bytes.NewReader(buf[len(http2Preface):]), c)
 	var (
-		block            []byte
-		inHeaders, acked bool
-		decided          bool
+		block     []byte
+		inHeaders bool
+		decided   bool
 	)
-	for !(decided && acked) {
+	for !decided {
 		if len(replay) > maxSniffBytes {
 			// Not a request we can read: the HTTP server answers it.
-			return false, replay, nil
+			return false, replay, r, acked, nil
 		}
 		head := make([]byte, frameHeaderLen)
 		if _, err := io.ReadFull(r, head); err != nil {
-			return false, nil, err
+			return false, nil, nil, false, err
 		}
 		length := int(head[0])<<16 | int(head[1])<<8 | int(head[2])
 		typ, flags := head[3], head[4]
 		if length > maxSniffFrame {
-			return false, append(replay, head...), nil
+			// A broken client: the HTTP server refuses what follows,
+			// so nothing more is removed from it.
+			return false, append(replay, head...), r, true, nil
 		}
 		payload := make([]byte, length)
 		if _, err := io.ReadFull(r, payload); err != nil {
-			return false, nil, err
+			return false, nil, nil, false, err
 		}
 		if typ == frameSettings && flags&flagAck != 0 && !acked {
 			// The acknowledgement of the splitter's own SETTINGS.
@@ -179,14 +198,11 @@ func sniff(c net.Conn) (native bool, replay []byte, err error) {
 		}
 		replay = append(replay, head...)
 		replay = append(replay, payload...)
-		if decided {
-			continue
-		}
 		switch {
 		case typ == frameHeaders && !inHeaders:
 			fragment, ok := headerFragment(flags, payload)
 			if !ok {
-				return false, replay, nil
+				return false, replay, r, acked, nil
 			}
 			block, inHeaders = append(block, fragment...), true
 		case typ == frameContinuation && inHeaders:
@@ -198,7 +214,7 @@ func sniff(c net.Conn) (native bool, replay []byte, err error) {
 			native, decided = nativeGRPCBlock(block), true
 		}
 	}
-	return native, replay, nil
+	return native, replay, r, acked, nil
 }
 
 // headerFragment strips a HEADERS frame's padding and priority fields.
@@ -241,6 +257,49 @@ func nativeGRPCBlock(block []byte) bool {
 		return false
 	}
 	return isNativeGRPCContentType(ct)
+}
+
+// ackStripper passes HTTP/2 frames through, except the first SETTINGS
+// acknowledgement, which answers the splitter's SETTINGS and must not
+// reach the server that takes the connection over. After it, bytes pass
+// through unparsed.
+type ackStripper struct {
+	r         io.Reader
+	done      bool
+	pending   []byte // a frame header to hand on
+	remaining int    // payload bytes of the current frame still to hand on
+}
+
+func (s *ackStripper) Read(p []byte) (int, error) {
+	for {
+		if len(s.pending) > 0 {
+			n := copy(p, s.pending)
+			s.pending = s.pending[n:]
+			return n, nil
+		}
+		if s.done {
+			return s.r.Read(p)
+		}
+		if s.remaining > 0 {
+			if len(p) > s.remaining {
+				p = p[:s.remaining]
+			}
+			n, err := s.r.Read(p)
+			s.remaining -= n
+			return n, err
+		}
+		var head [frameHeaderLen]byte
+		if _, err := io.ReadFull(s.r, head[:]); err != nil {
+			return 0, err
+		}
+		length := int(head[0])<<16 | int(head[1])<<8 | int(head[2])
+		if head[3] == frameSettings && head[4]&flagAck != 0 {
+			s.done = true
+			continue
+		}
+		s.pending = append(s.pending[:0], head[:]...)
+		s.remaining = length
+	}
 }
 
 // replayConn is a connection whose first bytes were read by the splitter

@@ -2,9 +2,12 @@ package server
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -77,6 +80,19 @@ func TestSniffDecidesByTheFirstRequest(t *testing.T) {
 			require.NoError(t, fr.WriteContinuation(1, true, block[12:]))
 		}
 	}
+	// A client that does not wait for the server's SETTINGS (Go's h2c
+	// client) may send request bodies, more than the splitter buffers,
+	// and another request before it acknowledges.
+	data := func(n int) step {
+		return func(t *testing.T, fr *http2.Framer) {
+			for ; n > 0; n -= 16384 {
+				require.NoError(t, fr.WriteData(1, false, make([]byte, min(n, 16384))))
+			}
+		}
+	}
+	headers3 := func(t *testing.T, fr *http2.Framer) {
+		require.NoError(t, fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 3, BlockFragment: headerBlock(t, "application/json"), EndHeaders: true}))
+	}
 	tests := []struct {
 		name   string
 		steps  []step
@@ -90,6 +106,7 @@ func TestSniffDecidesByTheFirstRequest(t *testing.T) {
 		{"gRPC-web", []step{settings, ack, headers("application/grpc-web+proto")}, false},
 		{"gRPC in JSON goes to the transcoder", []step{settings, ack, headers("application/grpc+json")}, false},
 		{"Connect", []step{settings, headers("application/proto"), ack}, false},
+		{"bodies before the acknowledgement", []step{settings, headers("application/json"), data(70 << 10), headers3, data(20 << 10), ack, window}, false},
 		{"REST", []step{settings, ack, headers("application/json")}, false},
 	}
 	for _, tt := range tests {
@@ -116,12 +133,18 @@ func TestSniffDecidesByTheFirstRequest(t *testing.T) {
 				}
 			}()
 			require.NoError(t, server.SetDeadline(time.Now().Add(10*time.Second)))
-			native, replay, err := sniff(server)
+			native, replay, rest, acked, err := sniff(server)
 			require.NoError(t, err)
 			<-wrote
 			require.Equal(t, tt.native, native)
 			require.NotNil(t, ackFrame, "the test sent an acknowledgement")
-			require.Equal(t, sent.Bytes(), replay, "everything but the acknowledgement is handed over, in order")
+			if !acked {
+				rest = &ackStripper{r: rest}
+			}
+			got := make([]byte, sent.Len())
+			_, err = io.ReadFull(io.MultiReader(bytes.NewReader(replay), rest), got)
+			require.NoError(t, err)
+			require.Equal(t, sent.Bytes(), got, "everything but the acknowledgement is handed over, in order")
 
 			// The client was sent exactly one empty SETTINGS frame.
 			fr := http2.NewFramer(nil, client)
@@ -136,12 +159,39 @@ func TestSniffDecidesByTheFirstRequest(t *testing.T) {
 	}
 }
 
+// TestConcurrentBodiesOverH2C is what Go's h2c client does with two
+// requests at once on a new connection: both bodies start before it
+// acknowledges the splitter's SETTINGS. The server must not see that
+// acknowledgement (it answered with GOAWAY PROTOCOL_ERROR).
+func TestConcurrentBodiesOverH2C(t *testing.T) {
+	ts := startServer(t, Config{})
+	for range 3 {
+		client := httpClient(t, true)
+		errs := make(chan error, 2)
+		for range 2 {
+			go func() {
+				body := `{"text":"` + strings.Repeat("a", 200<<10) + `"}`
+				resp, err := client.Post(ts.baseURL+"/v1/echo", "application/json", strings.NewReader(body))
+				if err == nil {
+					_ = resp.Body.Close()
+					if resp.StatusCode != http.StatusOK {
+						err = fmt.Errorf("status %d", resp.StatusCode)
+					}
+				}
+				errs <- err
+			}()
+		}
+		require.NoError(t, <-errs)
+		require.NoError(t, <-errs)
+	}
+}
+
 func TestSniffHandsHTTP1OverAtOnce(t *testing.T) {
 	client, server := tcpPair(t)
 	_, err := io.WriteString(client, "GET /healthz HTTP/1.0\r\n\r\n")
 	require.NoError(t, err)
 	require.NoError(t, server.SetDeadline(time.Now().Add(10*time.Second)))
-	native, replay, err := sniff(server)
+	native, replay, _, _, err := sniff(server)
 	require.NoError(t, err)
 	require.False(t, native)
 	require.True(t, bytes.HasPrefix([]byte("GET /healthz HTTP/1.0\r\n\r\n"), replay), "what was read is handed over: %q", replay)
@@ -165,7 +215,7 @@ func TestSniffRefusesOversizeAndMalformedStarts(t *testing.T) {
 				_, _ = client.Write([]byte{0, 0, 0, frameSettings, flagAck, 0, 0, 0, 0})
 			}()
 			require.NoError(t, server.SetDeadline(time.Now().Add(10*time.Second)))
-			native, replay, err := sniff(server)
+			native, replay, _, _, err := sniff(server)
 			require.NoError(t, err)
 			require.False(t, native, "the HTTP server answers what cannot be read")
 			require.True(t, bytes.HasPrefix(replay, []byte(http2Preface)))

@@ -59,7 +59,10 @@ func Token(blind *blindindex.Index, key Key, now time.Time) (string, error) {
 	case key.IdentityNumber != "":
 		n, err := identity.ParsePersonalNumber(key.IdentityNumber, now)
 		if err != nil {
-			return "", fmt.Errorf("%w: identity number", ErrInvalidKey)
+			// The parser's reason ("check digit does not match", "birth
+			// number zero is never issued") is a fixed phrase without the
+			// input, so it may reach the client and tell them what to fix.
+			return "", fmt.Errorf("%w: identity number: %w", ErrInvalidKey, err)
 		}
 		return blind.Token(blindindex.IdentityNumber, n.Normalised()), nil
 	}

@@ -59,6 +59,25 @@ func TestSearchKeyAndCaseGiveTheSameTokens(t *testing.T) {
 	require.Len(t, toks, 2, "a destroyed identity key only drops its token")
 }
 
+// TestIdentityNotationsGiveOneToken: a case registered with a number as
+// Skatteverket writes it (261223+9232 in 2026, the year the person turns
+// 100) is found by every other notation of the same number, blanks from a
+// copy and paste included.
+func TestIdentityNotationsGiveOneToken(t *testing.T) {
+	blind, err := blindindex.New(make([]byte, 32))
+	require.NoError(t, err)
+	now := time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC)
+	id := sealed(t, "i", &casev1.IdentityNumber{Number: "192612239232"})
+	toks, err := subject.CaseTokens(context.Background(), plainOpener{}, blind, "case", nil, id)
+	require.NoError(t, err)
+	require.Len(t, toks, 1)
+	for _, n := range []string{"261223+9232", "19261223-9232", "19261223+9232", "192612239232", " 19261223-9232 ", "\u00a0261223+9232\u200b"} {
+		tok, err := subject.Token(blind, subject.Key{IdentityNumber: n}, now)
+		require.NoError(t, err, "%q", n)
+		require.Equal(t, toks[0], tok, "%q", n)
+	}
+}
+
 func TestTokenRefusesBadKeys(t *testing.T) {
 	blind, err := blindindex.New(make([]byte, 32))
 	require.NoError(t, err)
@@ -68,11 +87,14 @@ func TestTokenRefusesBadKeys(t *testing.T) {
 	}{
 		{subject.Key{Email: "not-an-address"}, "e-mail"},
 		{subject.Key{Phone: "abc"}, "phone"},
-		{subject.Key{IdentityNumber: "811218-9875"}, "identity number"},
+		{subject.Key{IdentityNumber: "811218-9875"}, "identity number: invalid personal identity number: check digit does not match"},
+		{subject.Key{IdentityNumber: " "}, "identity number: invalid personal identity number: wrong length"},
+		{subject.Key{IdentityNumber: "20150916-0006"}, "identity number: invalid personal identity number: birth number zero is never issued"},
 		{subject.Key{}, "give an e-mail"},
 	} {
 		_, err := subject.Token(blind, tc.key, time.Now())
 		require.ErrorIs(t, err, subject.ErrInvalidKey)
 		require.ErrorContains(t, err, tc.want)
+		require.NotRegexp(t, "[0-9@]", err.Error(), "the error repeats the key")
 	}
 }

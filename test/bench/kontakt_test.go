@@ -45,6 +45,11 @@ var shared struct {
 	err  error
 }
 
+// unlimitedSubmissions turns the public-submission rate limit off: the
+// benchmarks measure how fast forms can be registered, from one address
+// with one credential, which is exactly what the limit is there to stop.
+const unlimitedSubmissions = "limits:\n  public_submissions:\n    per_credential: {per_minute: 0}\n    per_address: {per_minute: 0}\n"
+
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if k := shared.k; k != nil {
@@ -113,8 +118,8 @@ func start() (_ *kontakt, err error) {
 		}
 	}
 	k.config = filepath.Join(dir, "kontakt.yaml")
-	cfg := fmt.Sprintf("data_dir: %s\nlisten: %s\nmetrics_listen: %s\nshutdown_timeout: 5s\nnats:\n  embedded_listen: %s\n",
-		filepath.Join(dir, "data"), k.addr, metrics, k.natsAddr)
+	cfg := fmt.Sprintf("data_dir: %s\nlisten: %s\nmetrics_listen: %s\nshutdown_timeout: 5s\nnats:\n  embedded_listen: %s\n%s",
+		filepath.Join(dir, "data"), k.addr, metrics, k.natsAddr, unlimitedSubmissions)
 	if err := os.WriteFile(k.config, []byte(cfg), 0o600); err != nil {
 		return nil, err
 	}
@@ -234,8 +239,8 @@ func intakeOnly(b *testing.B) (natsURL, addr string, mint func(subject string, r
 	if addr, err = freeAddr(); err != nil {
 		b.Fatal(err)
 	}
-	cfg := fmt.Sprintf("mode: development\ndata_dir: %s\nlisten: %s\nmetrics_listen: %s\nshutdown_timeout: 5s\nnats:\n  url: %s\nauth:\n  dev_key_file: %s\n",
-		filepath.Join(dir, "data"), addr, metrics, nats.URL(), devKey)
+	cfg := fmt.Sprintf("mode: development\ndata_dir: %s\nlisten: %s\nmetrics_listen: %s\nshutdown_timeout: 5s\nnats:\n  url: %s\nauth:\n  dev_key_file: %s\n%s",
+		filepath.Join(dir, "data"), addr, metrics, nats.URL(), devKey, unlimitedSubmissions)
 	path := filepath.Join(dir, "kontakt.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		b.Fatal(err)

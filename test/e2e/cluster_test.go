@@ -200,7 +200,13 @@ func TestClusterFailover(t *testing.T) {
 	master := make([]byte, 32)
 	_, err := rand.Read(master)
 	require.NoError(t, err)
-	env := []string{"KONTAKT_MASTER_KEY=" + base64.StdEncoding.EncodeToString(master)}
+	env := []string{
+		"KONTAKT_MASTER_KEY=" + base64.StdEncoding.EncodeToString(master),
+		// The load is one credential from one address, as fast as the
+		// cluster takes it: the public-submission limit is not under test.
+		"KONTAKT_LIMITS_PUBLIC_SUBMISSIONS_PER_CREDENTIAL_PER_MINUTE=0",
+		"KONTAKT_LIMITS_PUBLIC_SUBMISSIONS_PER_ADDRESS_PER_MINUTE=0",
+	}
 
 	intakes := []*serviceProc{startService(t, "intake", "a", cluster.URL(), devKey, env)}
 	intakes = append(intakes, startService(t, "intake", "b", cluster.URL(), devKey, env))

@@ -29,9 +29,11 @@ type Allocation struct {
 	CaseID string
 }
 
-// Sealer encrypts personal data with the case's own data key.
+// Sealer encrypts personal data with the case's own data key. Intake
+// seals only for a case being registered, which nothing was redacted of
+// yet, so always under the classes' generation-0 keys.
 type Sealer interface {
-	Seal(ctx context.Context, caseID string, class seal.Class, plaintext []byte) (*casev1.SealedPersonalData, error)
+	Seal(ctx context.Context, caseID string, class seal.Class, gen uint32, plaintext []byte) (*casev1.SealedPersonalData, error)
 }
 
 // IdempotencyRecord is what intake remembers about one form submission.

@@ -313,7 +313,7 @@ func (s *Service) registerAlone(ctx context.Context, reg domain.Registration, ev
 // case's stored keys, creating those that do not exist yet.
 func (s *Service) sealAlone(ctx context.Context, reg domain.Registration, ev *casev1.CaseRegistered) error {
 	return sealInto(ev, reg, func(class seal.Class, b []byte) (*casev1.SealedPersonalData, error) {
-		return s.sealer.Seal(ctx, ev.GetCaseId(), class, b)
+		return s.sealer.Seal(ctx, ev.GetCaseId(), class, 0, b)
 	})
 }
 

@@ -179,7 +179,10 @@ func validateContact(v *violations, c *intakev1.Contact, ch casev1.Channel, now 
 	name := strings.TrimSpace(c.GetName())
 	email := strings.TrimSpace(c.GetEmail())
 	phone := strings.TrimSpace(c.GetPhone())
-	pnr := strings.TrimSpace(c.GetIdentityNumber())
+	// The identity number is trimmed as the parser trims it, so that a
+	// field holding only blanks (a no-break space or a zero-width space
+	// from a copy and paste included) counts as empty here too.
+	pnr := identity.TrimBlanks(c.GetIdentityNumber())
 
 	// Seed 000, process 2.11: physical visits register no name and no
 	// personnummer.

@@ -74,6 +74,9 @@ func TestValidateRefusesWithTheFieldNamed(t *testing.T) {
 		{"bad phone", with(base(casev1.Channel_CHANNEL_LETTER), func(c *intakev1.CaseInput) { c.Contact.Phone = "12" }), FromAgent, []string{"case.contact.phone"}},
 		{"bad check digit", with(base(casev1.Channel_CHANNEL_LETTER), func(c *intakev1.CaseInput) { c.Contact.IdentityNumber = "19121212-1213" }), FromAgent, []string{"case.contact.identity_number"}},
 		{"future date", with(base(casev1.Channel_CHANNEL_LETTER), func(c *intakev1.CaseInput) { c.Contact.IdentityNumber = "20991212-1212" }), FromAgent, []string{"case.contact.identity_number"}},
+		{"birth number 000", with(base(casev1.Channel_CHANNEL_LETTER), func(c *intakev1.CaseInput) { c.Contact.IdentityNumber = "20150916-0006" }), FromAgent, []string{"case.contact.identity_number"}},
+		{"born more than 130 years ago", with(base(casev1.Channel_CHANNEL_LETTER), func(c *intakev1.CaseInput) { c.Contact.IdentityNumber = "18900101-9802" }), FromAgent, []string{"case.contact.identity_number"}},
+		{"twelve digits with plus under a hundred", with(base(casev1.Channel_CHANNEL_LETTER), func(c *intakev1.CaseInput) { c.Contact.IdentityNumber = "19270101+5550" }), FromAgent, []string{"case.contact.identity_number"}},
 		{"no channel from an agent", base(casev1.Channel_CHANNEL_UNSPECIFIED), FromAgent, []string{"case.channel"}},
 		{"form channel from an agent", base(casev1.Channel_CHANNEL_FORM), FromAgent, []string{"case.channel"}},
 		{"NaN coordinates", with(base(casev1.Channel_CHANNEL_LETTER), func(c *intakev1.CaseInput) {
@@ -179,6 +182,24 @@ func TestValidateNormalises(t *testing.T) {
 		{"samordningsnummer", with(base(casev1.Channel_CHANNEL_LETTER), func(c *intakev1.CaseInput) { c.Contact.IdentityNumber = "701063-2391" }), FromAgent, func(t *testing.T, r Registration) {
 			require.True(t, r.Identity.GetCoordinationNumber())
 			require.True(t, strings.HasPrefix(r.Identity.GetNumber(), "197010"))
+		}},
+		// Skatteverket's test number 192612239232: in 2026 the person turns
+		// 100, so the ten-digit form has '+', and it is 1926, not 1826.
+		{"plus from the year of the hundredth birthday", with(base(casev1.Channel_CHANNEL_LETTER), func(c *intakev1.CaseInput) { c.Contact.IdentityNumber = "261223+9232" }), FromAgent, func(t *testing.T, r Registration) {
+			require.Equal(t, "192612239232", r.Identity.GetNumber())
+		}},
+		{"twelve digits with plus", with(base(casev1.Channel_CHANNEL_LETTER), func(c *intakev1.CaseInput) { c.Contact.IdentityNumber = "19261223+9232" }), FromAgent, func(t *testing.T, r Registration) {
+			require.Equal(t, "192612239232", r.Identity.GetNumber())
+		}},
+		{"blanks around the number", with(base(casev1.Channel_CHANNEL_LETTER), func(c *intakev1.CaseInput) { c.Contact.IdentityNumber = " \u00a019261223-9232\u200b " }), FromAgent, func(t *testing.T, r Registration) {
+			require.Equal(t, "192612239232", r.Identity.GetNumber())
+		}},
+		{"samordningsnummer with month 00", with(base(casev1.Channel_CHANNEL_LETTER), func(c *intakev1.CaseInput) { c.Contact.IdentityNumber = "19150072-2390" }), FromAgent, func(t *testing.T, r Registration) {
+			require.True(t, r.Identity.GetCoordinationNumber())
+			require.Equal(t, "191500722390", r.Identity.GetNumber())
+		}},
+		{"only blanks is no identity number", with(base(casev1.Channel_CHANNEL_VISIT), func(c *intakev1.CaseInput) { c.Contact = &intakev1.Contact{IdentityNumber: "\u00a0\u200b "} }), FromAgent, func(t *testing.T, r Registration) {
+			require.Nil(t, r.Identity)
 		}},
 	}
 	for _, tt := range tests {

@@ -1,9 +1,11 @@
 package ports
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math"
@@ -13,12 +15,16 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"buf.build/go/protovalidate"
+	"golang.org/x/text/encoding/htmlindex"
 
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
 	intakev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/intake/v1"
 	"github.com/kontakt-se/kontakt/pkg/auth"
+	"github.com/kontakt-se/kontakt/pkg/eventstore"
+	"github.com/kontakt-se/kontakt/pkg/ratelimit"
 	"github.com/kontakt-se/kontakt/pkg/server"
 	"github.com/kontakt-se/kontakt/services/intake/app"
 	"github.com/kontakt-se/kontakt/services/intake/domain"
@@ -42,6 +48,7 @@ type Open311 struct {
 	validator protovalidate.Validator
 	app       Registrar
 	verifier  auth.Verifier
+	limiter   *ratelimit.Limiter
 	services  []Open311Service
 	clock     func() time.Time
 	logger    *slog.Logger
@@ -50,9 +57,11 @@ type Open311 struct {
 
 // NewOpen311 builds the handler. verifier checks the caller's token (the
 // api_key parameter or an Authorization bearer), which must carry the
-// form-client role, because this path bypasses the gRPC interceptors.
-func NewOpen311(prefix string, a Registrar, v protovalidate.Validator, verifier auth.Verifier, services []Open311Service, clock func() time.Time, logger *slog.Logger) *Open311 {
-	return &Open311{prefix: strings.TrimSuffix(prefix, "/"), validator: v, app: a, verifier: verifier, services: services, clock: clock, logger: logger, maxBody: 64 << 10}
+// form-client role, and limiter rate-limits the posts as public
+// submissions (a nil limiter limits nothing), because this path bypasses
+// the gRPC interceptors.
+func NewOpen311(prefix string, a Registrar, v protovalidate.Validator, verifier auth.Verifier, limiter *ratelimit.Limiter, services []Open311Service, clock func() time.Time, logger *slog.Logger) *Open311 {
+	return &Open311{prefix: strings.TrimSuffix(prefix, "/"), validator: v, app: a, verifier: verifier, limiter: limiter, services: services, clock: clock, logger: logger, maxBody: 64 << 10}
 }
 
 // Pattern is where to mount the handler on an http.ServeMux.
@@ -136,41 +145,69 @@ type open311Request struct {
 	MediaURL      string
 }
 
+// errTooLarge and errUnsupportedType are decode failures with their own
+// status; every other decode failure is 400.
+var (
+	errTooLarge        = errors.New("request body too large")
+	errUnsupportedType = errors.New("Content-Type must be application/x-www-form-urlencoded or application/json (UTF-8), or a form in a charset named with charset=")
+)
+
+// decode reads the POST parameters. A form may be in any charset its
+// Content-Type names (charset=ISO-8859-1, windows-1252, …): its values are
+// turned into UTF-8. Without a charset a form must be UTF-8, and JSON
+// always must be; a value that is not is refused, naming the parameter.
 func (o *Open311) decode(r *http.Request) (open311Request, error) {
-	body := http.MaxBytesReader(nil, r.Body, o.maxBody)
-	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	var get func(string) string
+	raw, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, o.maxBody))
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		return open311Request{}, errTooLarge
+	case server.IsBadEncoding(err):
+		return open311Request{}, errors.New("body is not valid gzip")
+	case err != nil:
+		return open311Request{}, errors.New("body could not be read")
+	}
+	ct, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil && r.Header.Get("Content-Type") != "" {
+		return open311Request{}, errUnsupportedType
+	}
+	charset := strings.ToLower(strings.TrimSpace(params["charset"]))
+	var vals url.Values
 	switch ct {
 	case "application/json":
+		if charset != "" && charset != "utf-8" {
+			return open311Request{}, errUnsupportedType
+		}
+		if !utf8.Valid(raw) {
+			return open311Request{}, errors.New("body is not valid UTF-8")
+		}
 		var m map[string]any
-		dec := json.NewDecoder(body)
+		dec := json.NewDecoder(bytes.NewReader(raw))
 		dec.UseNumber()
 		if err := dec.Decode(&m); err != nil {
 			return open311Request{}, errors.New("body is not a JSON object")
 		}
-		get = func(k string) string {
-			switch v := m[k].(type) {
+		vals = url.Values{}
+		for k, v := range m {
+			switch v := v.(type) {
 			case string:
-				return v
+				vals.Set(k, v)
 			case json.Number:
-				return v.String()
-			default:
-				return ""
+				vals.Set(k, v.String())
 			}
 		}
 	case "application/x-www-form-urlencoded", "":
-		raw, err := io.ReadAll(body)
-		if err != nil {
-			return open311Request{}, errors.New("body too large or unreadable")
-		}
-		vals, err := url.ParseQuery(string(raw))
+		vals, err = url.ParseQuery(string(raw))
 		if err != nil {
 			return open311Request{}, errors.New("body is not form-encoded")
 		}
-		get = vals.Get
+		if vals, err = toUTF8(vals, charset); err != nil {
+			return open311Request{}, err
+		}
 	default:
-		return open311Request{}, errors.New("Content-Type must be application/x-www-form-urlencoded or application/json")
+		return open311Request{}, errUnsupportedType
 	}
+	get := vals.Get
 	return open311Request{
 		APIKey: get("api_key"), ServiceCode: get("service_code"),
 		Lat: get("lat"), Long: get("long"), AddressString: get("address_string"),
@@ -179,15 +216,67 @@ func (o *Open311) decode(r *http.Request) (open311Request, error) {
 	}, nil
 }
 
+// toUTF8 decodes form values from charset (empty or utf-8: they must be
+// UTF-8 already). A charset kontakt does not know is errUnsupportedType.
+func toUTF8(vals url.Values, charset string) (url.Values, error) {
+	if charset == "" || charset == "utf-8" || charset == "utf8" {
+		for k, vs := range vals {
+			if !utf8.ValidString(k) {
+				return nil, errors.New("a parameter name is not valid UTF-8; send UTF-8 or name the charset in Content-Type")
+			}
+			for _, v := range vs {
+				if !utf8.ValidString(v) {
+					return nil, fmt.Errorf("%s: not valid UTF-8; send UTF-8 or name the charset in Content-Type", k)
+				}
+			}
+		}
+		return vals, nil
+	}
+	enc, err := htmlindex.Get(charset)
+	if err != nil {
+		return nil, errUnsupportedType
+	}
+	out := make(url.Values, len(vals))
+	for k, vs := range vals {
+		key, err := enc.NewDecoder().String(k)
+		if err != nil {
+			return nil, errors.New("a parameter name is not valid in the declared charset")
+		}
+		for _, v := range vs {
+			dv, err := enc.NewDecoder().String(v)
+			if err != nil || !utf8.ValidString(dv) {
+				return nil, fmt.Errorf("%s: not valid in the declared charset", key)
+			}
+			out[key] = append(out[key], dv)
+		}
+	}
+	return out, nil
+}
+
 func (o *Open311) postRequest(w http.ResponseWriter, r *http.Request) {
 	req, err := o.decode(r)
-	if err != nil {
+	switch {
+	case errors.Is(err, errTooLarge):
+		writeOpen311Error(w, http.StatusRequestEntityTooLarge, err.Error())
+		return
+	case errors.Is(err, errUnsupportedType):
+		writeOpen311Error(w, http.StatusUnsupportedMediaType, err.Error())
+		return
+	case err != nil:
 		writeOpen311Error(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	p, code, msg := o.authenticate(r.Context(), r, req.APIKey)
 	if code != 0 {
 		writeOpen311Error(w, code, msg)
+		return
+	}
+	// A post is a public submission, limited like SubmitForm and in the
+	// same buckets: one credential, one address.
+	if wait := o.limiter.Allow(ratelimit.CredentialKey(p), o.limiter.HTTPClientAddr(r)); wait > 0 {
+		secs := ratelimit.RetryAfterSeconds(wait)
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
+		writeOpen311Error(w, http.StatusTooManyRequests, fmt.Sprintf("too many submissions; retry in %d s", secs))
 		return
 	}
 	if !o.knownService(req.ServiceCode) {
@@ -227,6 +316,10 @@ func (o *Open311) postRequest(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	key := r.Header.Get("Idempotency-Key")
+	if key != "" && !validIdempotencyKey(key) {
+		writeOpen311Error(w, http.StatusBadRequest, "Idempotency-Key: 8 to 128 of A-Z a-z 0-9 . _ : -")
+		return
+	}
 	if key == "" {
 		// GeoReport has no idempotency key; an identical report from the
 		// same client is taken as a retry of the same report.
@@ -312,10 +405,29 @@ func (o *Open311) writeAppError(w http.ResponseWriter, err error) {
 		writeOpen311Error(w, http.StatusConflict, err.Error())
 	case errors.Is(err, app.ErrInProgress):
 		writeOpen311Error(w, http.StatusConflict, err.Error())
-	default:
-		o.logger.Error("open311 request failed", "error", err)
+	case errors.Is(err, eventstore.ErrUnavailable), server.Transient(err):
+		o.logger.Warn("open311 request failed: store briefly unavailable; the client may retry", "error", err.Error())
 		writeOpen311Error(w, http.StatusServiceUnavailable, "temporarily unavailable; retry later")
+	default:
+		// Our fault: client mistakes are answered before they get here.
+		o.logger.Error("open311 request failed", "error", err.Error())
+		writeOpen311Error(w, http.StatusInternalServerError, "internal error")
 	}
+}
+
+// validIdempotencyKey is SubmitFormRequest.idempotency_key's rule, for
+// the Idempotency-Key header.
+func validIdempotencyKey(k string) bool {
+	if len(k) < 8 || len(k) > 128 {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == ':' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // open311Field names a case field by its GeoReport parameter.

@@ -67,5 +67,5 @@ func Mount(ctx context.Context, h *host.Host) error {
 		}
 		services = append(services, ports.Open311Service{Code: s.Code, Name: name, Description: s.Description, Group: s.Group})
 	}
-	return h.Mount(Open311Prefix, ports.NewOpen311(Open311Prefix, svc, h.Validator, h.Verifier, services, h.Clock, logger))
+	return h.Mount(Open311Prefix, ports.NewOpen311(Open311Prefix, svc, h.Validator, h.Verifier, h.Submissions, services, h.Clock, logger))
 }

@@ -52,7 +52,7 @@ func subjectAccess(t *testing.T, in *instance, key subject.Key) []app.SubjectCas
 	t.Helper()
 	out, err := in.svc.SubjectAccess(t.Context(), "dso-1", "registrator", key, "")
 	require.NoError(t, err)
-	return out
+	return out.Cases
 }
 
 func caseIDs(cs []app.SubjectCase) []string {
@@ -381,7 +381,7 @@ func TestDeletionAtTwoYears(t *testing.T) {
 			b.requireDestroyed(t, tc, seal.Classes()...)
 			// Every class of the case is closed for good, also those that
 			// never had data.
-			_, err = b.sealer.SealMessage(ctx, tc.ID, seal.ClassAttachments, &casev1.AttachmentNames{Names: []string{"x"}})
+			_, err = b.sealer.SealMessage(ctx, tc.ID, seal.ClassAttachments, 0, &casev1.AttachmentNames{Names: []string{"x"}})
 			require.ErrorIs(t, err, seal.ErrKeyDestroyed)
 
 			_, found, err := in.idx.Get(tc.ID)
@@ -725,14 +725,42 @@ func TestRectifyAndSubjectAccess(t *testing.T) {
 	require.NoError(t, in.svc.Rectify(ctx, "dso-1", visit.ID, app.Rectification{Contact: &casev1.ContactDetails{Email: "besok2@example.se"}}), "a visit may correct its e-mail")
 	require.ErrorIs(t, in.svc.Rectify(ctx, "dso-1", uuid.NewString(), app.Rectification{FreeText: &casev1.FreeText{Description: "x"}}), app.ErrNotFound)
 
-	// After the redaction there is nothing left to correct.
+	// After the redaction the class holds nothing; a rectification then
+	// completes it: new data under the class's next key, which the plan
+	// counts from when it was written, and the blind index follows it.
 	w.clock.Set(day(91))
 	require.Equal(t, 3, in.sweep(t))
-	err = in.svc.Rectify(ctx, "dso-1", tc.ID, app.Rectification{Contact: &casev1.ContactDetails{Email: "third@example.se"}})
-	require.ErrorIs(t, err, app.ErrClassRedacted)
-	err = in.svc.Rectify(ctx, "dso-1", tc.ID, app.Rectification{FreeText: &casev1.FreeText{Description: "ny text"}})
-	require.ErrorIs(t, err, app.ErrClassRedacted)
 	require.Empty(t, subjectAccess(t, in, subject.Key{Email: "new@example.se"}))
+	require.NoError(t, in.svc.Rectify(ctx, "dso-1", tc.ID, app.Rectification{Contact: &casev1.ContactDetails{Email: "third@example.se"}}))
+	in.caughtUp(t)
+	got = subjectAccess(t, in, subject.Key{Email: "third@example.se"})
+	require.Equal(t, []string{tc.ID}, caseIDs(got), "the new address finds the case")
+	require.Equal(t, "third@example.se", got[0].Contact.GetEmail())
+	require.Nil(t, got[0].FreeText, "the other classes stay redacted")
+	require.Empty(t, got[0].Answers)
+	require.True(t, got[0].RedactionDueAt.Equal(day(91).AddDate(0, 0, 90)), "due 90 days after the rectification, not at once: %s", got[0].RedactionDueAt)
+	var rectified *casev1.SealedPersonalData
+	for _, e := range b.events(t, tc.ID) {
+		if m, ok := e.msg.(*casev1.PersonalDataRectified); ok {
+			rectified = m.GetValue()
+		}
+	}
+	require.Equal(t, tc.ID+".contact.1", rectified.GetKeyId(), "sealed under a fresh key")
+
+	w.clock.Set(day(180))
+	require.Zero(t, in.sweep(t), "not due yet")
+	require.Len(t, subjectAccess(t, in, subject.Key{Email: "third@example.se"}), 1)
+	w.clock.Set(day(181))
+	require.Equal(t, 1, in.sweep(t), "redacted 90 days after it was written")
+	_, err = b.sealer.Open(ctx, tc.ID, rectified)
+	require.ErrorIs(t, err, seal.ErrKeyDestroyed)
+	require.Empty(t, subjectAccess(t, in, subject.Key{Email: "third@example.se"}), "its tokens went with it")
+	var classes [][]string
+	for _, r := range receiptsOf(b.receipts(t), tc.ID, ledger.KindRedaction) {
+		classes = append(classes, r.Classes)
+	}
+	require.Equal(t, [][]string{{"contact", "identity", "freetext", "attachments", "answer"}, {"contact"}}, classes,
+		"one receipt per redaction: the first generation, then the rectified contact")
 }
 
 func TestPreviewChangesNothing(t *testing.T) {
@@ -1035,4 +1063,123 @@ func TestUnknownEventsOnlyMoveTheRevision(t *testing.T) {
 	reds, revs := b.redactions(t, tc.ID)
 	require.Len(t, reds, 1)
 	require.Greater(t, revs[0], rev)
+}
+
+// TestAnswerAfterRedaction: a complaint still open after the plan culled
+// its personal data is answered again. The new answer is sealed under the
+// answer class's next key; the projector destroys that key when the plan,
+// counting from when the answer was written, redacts it again, and each
+// redaction has its receipt.
+func TestAnswerAfterRedaction(t *testing.T) {
+	month := func(n int) time.Time { return t0.AddDate(0, n, 0).Add(time.Hour) }
+	tests := []struct {
+		plan string
+		// culled is when the plan culls the complaint's personal data,
+		// answered when it is answered again, due when that answer is
+		// redacted in turn.
+		culled, answered, due time.Time
+		rule                  string
+	}{
+		{"molndal", day(91), day(120), day(210), "personuppgifter"},
+		{"vaxjo", month(6), month(7), month(13), "ovriga-personuppgifter"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.plan, func(t *testing.T) {
+			w := newWorld(t)
+			b := w.connect(t)
+			in := w.newInstance(t, b, instanceOpts{plan: plan(t, tt.plan)})
+			in.start(t)
+			tc := b.register(t, caseSpec{typ: casev1.CaseType_CASE_TYPE_SYNPUNKT, channel: casev1.Channel_CHANNEL_PHONE, name: "Karin", phone: "0701234567", text: "KLAGOMÅL"})
+			b.answer(t, tc, "FÖRSTA SVARET")
+			in.caughtUp(t)
+
+			w.clock.Set(tt.culled)
+			require.Equal(t, 1, in.sweep(t))
+			b.requireDestroyed(t, tc, seal.Classes()...)
+
+			w.clock.Set(tt.answered)
+			second := b.answerAt(t, tc, "ANDRA SVARET", tt.answered)
+			require.Equal(t, tc.ID+".answer.1", second.GetKeyId())
+			in.caughtUp(t)
+			e, found, err := in.idx.Get(tc.ID)
+			require.NoError(t, err)
+			require.True(t, found)
+			require.True(t, tt.due.Equal(e.NextDue), "the index wakes the sweeper at %s, not %s", tt.due, e.NextDue)
+			items, err := in.svc.Preview(400)
+			require.NoError(t, err)
+			var answerDue []domain.Due
+			for _, it := range items {
+				if it.CaseID == tc.ID && it.Due.Action == domain.ActionRedact {
+					answerDue = append(answerDue, it.Due)
+				}
+			}
+			require.Equal(t, []domain.Due{{Action: domain.ActionRedact, Classes: []domain.Class{domain.ClassAnswer}, At: tt.due, From: tt.answered, Rewritten: true, Rule: tt.rule}}, answerDue)
+
+			w.clock.Set(tt.due.Add(-time.Minute))
+			require.Zero(t, in.sweep(t), "not before its own period is over")
+			_, err = b.sealer.Open(t.Context(), tc.ID, second)
+			require.NoError(t, err)
+			w.clock.Set(tt.due)
+			require.Equal(t, 1, in.sweep(t))
+			_, err = b.sealer.Open(t.Context(), tc.ID, second)
+			require.ErrorIs(t, err, seal.ErrKeyDestroyed, "the second generation is destroyed")
+
+			red := receiptsOf(b.receipts(t), tc.ID, ledger.KindRedaction)
+			require.Len(t, red, 2)
+			require.Equal(t, []string{"answer"}, red[1].Classes)
+			require.Equal(t, tt.rule, red[1].Rule)
+			require.NotEqual(t, red[0].Key, red[1].Key)
+			evs, _ := b.redactions(t, tc.ID)
+			require.True(t, tt.due.Equal(evs[1].GetDueAt().AsTime()), "the event carries the new deadline, for statistics' on-time")
+
+			// And again: a third generation.
+			third := b.answerAt(t, tc, "TREDJE SVARET", tt.due.Add(time.Hour))
+			require.Equal(t, tc.ID+".answer.2", third.GetKeyId())
+		})
+	}
+}
+
+// TestRebuiltIndexKeepsALaterMarksPackage: a withdrawn mark removes the
+// packages written because of it. A rebuilt index (a new layout at an
+// upgrade, a lost file) applies the withdrawal again; it must not remove
+// the package written after the case was marked again, or the archive
+// loses it and the plan, seeing the case archived, removes the rest.
+func TestRebuiltIndexKeepsALaterMarksPackage(t *testing.T) {
+	w := newWorld(t)
+	b := w.connect(t)
+	archiveDir := t.TempDir()
+	vaxjo := plan(t, "vaxjo")
+	in := w.newInstance(t, b, instanceOpts{plan: vaxjo, archiveDir: archiveDir})
+	in.start(t)
+	ctx := t.Context()
+	packages := func() []string {
+		t.Helper()
+		m, err := filepath.Glob(filepath.Join(archiveDir, "*"))
+		require.NoError(t, err)
+		return m
+	}
+	tc := b.register(t, caseSpec{typ: casev1.CaseType_CASE_TYPE_FRAGA, email: "fraga@example.se", text: "FRÅGA", files: []string{"bilaga.pdf"}})
+	in.caughtUp(t)
+	markCase(ctx, t, in.svc, tc.ID, "av vikt")
+	w.clock.Set(t0.AddDate(0, 6, 1))
+	require.Equal(t, 2, in.sweep(t), "archived, then the question's personal data redacted")
+	require.Len(t, packages(), 1)
+	require.NoError(t, in.svc.WithdrawPreservationMark(ctx, supervisor, "supervisor", tc.ID, "inte av vikt"))
+	in.caughtUp(t)
+	require.Empty(t, packages(), "the withdrawn mark's package is removed")
+
+	// Marked again (its attachments are left) and archived at their year.
+	markCase(ctx, t, in.svc, tc.ID, "av vikt ändå")
+	w.clock.Set(t0.AddDate(1, 0, 1))
+	require.Equal(t, 2, in.sweep(t), "archived again, then the attachments redacted")
+	later := packages()
+	require.Len(t, later, 1)
+	in.stop(t)
+
+	again := w.newInstance(t, b, instanceOpts{plan: vaxjo, archiveDir: archiveDir})
+	again.start(t)
+	again.caughtUp(t)
+	require.Equal(t, later, packages(), "the rebuilt index kept the later mark's package")
+	_, err := archive.Verify(later[0])
+	require.NoError(t, err)
 }

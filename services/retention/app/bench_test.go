@@ -147,7 +147,7 @@ func redactionsVsRawAppends(b *testing.B, n int) (raw, red time.Duration, lat []
 	setup := time.Now()
 	if err := runConcurrently(n, func(i int) error {
 		id := uuid.NewString()
-		contact, err := bk.sealer.SealMessage(ctx, id, seal.ClassContact, &casev1.ContactDetails{Email: fmt.Sprintf("bench%d@example.se", i)})
+		contact, err := bk.sealer.SealMessage(ctx, id, seal.ClassContact, 0, &casev1.ContactDetails{Email: fmt.Sprintf("bench%d@example.se", i)})
 		if err != nil {
 			return err
 		}

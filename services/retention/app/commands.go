@@ -38,6 +38,12 @@ func (s *Service) change(ctx context.Context, caseID string, decide func(c *doma
 			return nil, err
 		}
 		ev, err := decide(c)
+		if errors.Is(err, seal.ErrKeyDestroyed) {
+			// decide sealed under a key that a redaction appended after
+			// the read has destroyed: read the case again, which names
+			// the class's next generation.
+			continue
+		}
 		if err != nil || ev == nil {
 			return c, err
 		}
@@ -283,17 +289,21 @@ type Rectification struct {
 
 // Rectify seals corrected values for one data class and appends
 // PersonalDataRectified (GDPR article 16). Reads show the corrected
-// data from then on. A redacted class cannot be rectified: there is
-// nothing left to correct.
+// data from then on, and the blind-index tokens follow it.
+//
+// The value is sealed under the class's current generation. Rectifying a
+// class that was redacted (by the plan, or by an erasure) completes it
+// (article 16 includes completing data): the value is new data, sealed
+// under the class's next generation, a fresh key, and the plan's period
+// for the class counts from now (domain.Plan.Schedule). Refusing it, as
+// kontakt did before, left no way to record a citizen's new address on a
+// case still being worked after its redaction.
 func (s *Service) Rectify(ctx context.Context, actor, caseID string, r Rectification) error {
 	class, value, err := s.checkRectification(r)
 	if err != nil {
 		return err
 	}
 	_, err = s.change(ctx, caseID, func(c *domain.Case) (proto.Message, error) {
-		if c.Redacted[domain.Class(class)] {
-			return nil, fmt.Errorf("%w: %s", ErrClassRedacted, class)
-		}
 		if c.Channel == casev1.Channel_CHANNEL_VISIT {
 			if r.Identity != nil {
 				return nil, invalid("identity", "visits register no identity number")
@@ -302,10 +312,7 @@ func (s *Service) Rectify(ctx context.Context, actor, caseID string, r Rectifica
 				return nil, invalid("contact.name", "visits register no name")
 			}
 		}
-		sealed, err := s.sealer.SealMessage(ctx, caseID, class, value)
-		if errors.Is(err, seal.ErrKeyDestroyed) {
-			return nil, fmt.Errorf("%w: %s", ErrClassRedacted, class)
-		}
+		sealed, err := s.sealer.SealMessage(ctx, caseID, class, c.Generations.Of(class), value)
 		if err != nil {
 			return nil, err
 		}

@@ -262,6 +262,9 @@ type caseSpec struct {
 	text     string
 	chat     string
 	files    []string
+	// fileIDs are sealed with the names (as intake seals them now);
+	// without them each attachment gets a plain id (as before).
+	fileIDs []string
 }
 
 // testCase is a registered case with the sealed values its events carry,
@@ -292,7 +295,7 @@ func (b *backends) register(t testing.TB, s caseSpec) *testCase {
 	}
 	tc := &testCase{ID: uuid.NewString(), Number: nextNumber(), Spec: s, Sealed: map[seal.Class][]*casev1.SealedPersonalData{}}
 	sealIt := func(class seal.Class, m proto.Message) *casev1.SealedPersonalData {
-		sp, err := b.sealer.SealMessage(ctx, tc.ID, class, m)
+		sp, err := b.sealer.SealMessage(ctx, tc.ID, class, 0, m)
 		require.NoError(t, err)
 		tc.Sealed[class] = append(tc.Sealed[class], sp)
 		return sp
@@ -311,9 +314,13 @@ func (b *backends) register(t testing.TB, s caseSpec) *testCase {
 		reg.FreeText = sealIt(seal.ClassFreeText, &casev1.FreeText{Subject: s.subject, Description: s.text, ChatTranscript: s.chat})
 	}
 	if len(s.files) > 0 {
-		reg.AttachmentNames = sealIt(seal.ClassAttachments, &casev1.AttachmentNames{Names: s.files})
+		reg.AttachmentNames = sealIt(seal.ClassAttachments, &casev1.AttachmentNames{Names: s.files, AttachmentIds: s.fileIDs})
 		for i := range s.files {
-			reg.Attachments = append(reg.Attachments, &casev1.Attachment{AttachmentId: fmt.Sprintf("att-%s-%d", tc.ID, i), ContentType: "application/pdf", SizeBytes: 1000})
+			a := &casev1.Attachment{ContentType: "application/pdf", SizeBytes: 1000 + int64(i)}
+			if s.fileIDs == nil {
+				a.AttachmentId = fmt.Sprintf("att-%s-%d", tc.ID, i)
+			}
+			reg.Attachments = append(reg.Attachments, a)
 		}
 	}
 	data, err := proto.Marshal(reg)
@@ -335,13 +342,27 @@ func (b *backends) appendEvent(t testing.TB, caseID string, m proto.Message) {
 	require.NoError(t, err)
 }
 
-// answer appends CaseAnswered with a sealed answer, as routing does.
+// answer appends CaseAnswered with a sealed answer an hour after t0, as
+// routing does.
 func (b *backends) answer(t testing.TB, tc *testCase, text string) {
 	t.Helper()
-	sp, err := b.sealer.SealMessage(t.Context(), tc.ID, seal.ClassAnswer, &casev1.AnswerText{Text: text})
+	b.answerAt(t, tc, text, t0.Add(time.Hour))
+}
+
+// answerAt appends CaseAnswered at the given time, sealed under the
+// answer class's current generation as the case's events give it, as
+// routing does.
+func (b *backends) answerAt(t testing.TB, tc *testCase, text string, at time.Time) *casev1.SealedPersonalData {
+	t.Helper()
+	var gens seal.Generations
+	for _, e := range b.events(t, tc.ID) {
+		gens.Apply(e.msg)
+	}
+	sp, err := b.sealer.SealMessage(t.Context(), tc.ID, seal.ClassAnswer, gens.Of(seal.ClassAnswer), &casev1.AnswerText{Text: text})
 	require.NoError(t, err)
 	tc.Sealed[seal.ClassAnswer] = append(tc.Sealed[seal.ClassAnswer], sp)
-	b.appendEvent(t, tc.ID, &casev1.CaseAnswered{CaseId: tc.ID, AnsweredBy: "agent-1", Answer: sp, AnsweredAt: timestamppb.New(t0.Add(time.Hour))})
+	b.appendEvent(t, tc.ID, &casev1.CaseAnswered{CaseId: tc.ID, AnsweredBy: "agent-1", Answer: sp, AnsweredAt: timestamppb.New(at)})
+	return sp
 }
 
 // storedEvent is a case event as read back from the store.

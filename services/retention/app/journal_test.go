@@ -35,7 +35,7 @@ type orderSealer struct {
 	destroyed int
 }
 
-func (s *orderSealer) Destroy(ctx context.Context, caseID string, classes ...seal.Class) error {
+func (s *orderSealer) Destroy(ctx context.Context, caseID string, gens seal.Generations, classes ...seal.Class) error {
 	entries, err := shredjournal.Read(s.dir)
 	require.NoError(s.t, err)
 	covered := false
@@ -56,7 +56,7 @@ func (s *orderSealer) Destroy(ctx context.Context, caseID string, classes ...sea
 	s.mu.Lock()
 	s.destroyed++
 	s.mu.Unlock()
-	return s.Sealer.Destroy(ctx, caseID, classes...)
+	return s.Sealer.Destroy(ctx, caseID, gens, classes...)
 }
 
 // TestJournalBeforeKeysAndReceiptsAfter: the plan's redaction, an erasure

@@ -66,7 +66,7 @@ func errGone(err error) bool {
 // openSealed opens one sealed value into the message of its class. A
 // destroyed key gives (nil, nil): the value was redacted.
 func (s *Service) openSealed(ctx context.Context, caseID string, sp *casev1.SealedPersonalData) (proto.Message, error) {
-	_, class, err := seal.ParseKeyID(sp.GetKeyId())
+	_, class, _, err := seal.ParseKeyID(sp.GetKeyId())
 	if err != nil {
 		return nil, err
 	}

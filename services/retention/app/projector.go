@@ -111,8 +111,12 @@ func (s *Service) nextDue(e *index.Entry) time.Time {
 // it can destroy those keys again in an older copy of the store.
 type effect struct {
 	caseID string
-	// destroy lists the classes whose keys go in the first phase.
+	// destroy lists the classes whose keys go in the first phase, every
+	// generation up to gens (the case's before the redaction).
 	destroy []seal.Class
+	// gens are the generations of the case's keys that destroy and
+	// remove reach up to.
+	gens seal.Generations
 	// receipt, when set, is recorded in the second phase.
 	receipt *ledger.Receipt
 	// remove destroys every key and deletes the stream in the third.
@@ -121,6 +125,9 @@ type effect struct {
 	// withdrawn mark for preservation leaves no package behind that the
 	// plan does not require.
 	unarchive bool
+	// unarchiveBefore is the withdrawal's revision: packages written
+	// after it belong to a later mark.
+	unarchiveBefore uint64
 	// journal is the event's entry for the shred journal (nil: the
 	// effect destroys nothing).
 	journal *shredjournal.Event
@@ -278,6 +285,9 @@ func (s *Service) apply(tx *index.Tx, rec eventstore.RecordedEvent, msg proto.Me
 		e.Case.Revision = uint64(rec.Revision)
 		return nil, s.put(tx, e)
 	}
+	// The generations the case's keys have before this event: a
+	// redaction destroys them, and moves the classes past them.
+	gens := e.Case.Generations.Clone()
 	if err := e.Case.Apply(msg, uint64(rec.Revision), rec.Recorded); err != nil {
 		// A stream that contradicts itself is logged and skipped rather
 		// than retried for ever.
@@ -305,12 +315,12 @@ func (s *Service) apply(tx *index.Tx, rec eventstore.RecordedEvent, msg proto.Me
 				tx.SetTokens(caseID, index.SlotIdentity, nil)
 			}
 		}
-		eff = s.redactionEffect(e, m, rec)
+		eff = s.redactionEffect(e, gens, m, rec)
 	case *casev1.CaseArchived:
 		eff = s.archiveEffect(e, m, rec)
 	case *casev1.CasePreservationWithdrawn:
 		if !s.cfg.Plan.MustArchive(&e.Case) {
-			eff = &effect{caseID: m.GetCaseId(), unarchive: true}
+			eff = &effect{caseID: m.GetCaseId(), unarchive: true, unarchiveBefore: uint64(rec.Revision)}
 		}
 	case *casev1.CaseDeleted:
 		eff = s.deletionEffect(e, m)
@@ -403,9 +413,13 @@ func (s *Service) receipt(e *index.Entry, kind, key string) ledger.Receipt {
 	return r
 }
 
-// redactionEffect destroys the keys of the redacted classes, then
-// records the receipt.
-func (s *Service) redactionEffect(e *index.Entry, m *casev1.PersonalDataRedacted, rec eventstore.RecordedEvent) *effect {
+// redactionEffect destroys the keys of the redacted classes, of every
+// generation up to gens (the generations before the redaction), then
+// records the receipt. A case has several redactions of one class when
+// data was written into it after the first; each receipt names the
+// classes it covered, and its key (the event's revision, the first one
+// for an event a restore appended again) tells them apart.
+func (s *Service) redactionEffect(e *index.Entry, gens seal.Generations, m *casev1.PersonalDataRedacted, rec eventstore.RecordedEvent) *effect {
 	r := s.receipt(e, receiptRedact, fmt.Sprintf("%s.%s.%d", m.GetCaseId(), receiptRedact, receiptRevision(rec)))
 	// The reason is the event's code ("retention" or "erasure"); an
 	// erasure's free-text note stays in the case's own stream, which is
@@ -413,7 +427,7 @@ func (s *Service) redactionEffect(e *index.Entry, m *casev1.PersonalDataRedacted
 	r.CaseID = m.GetCaseId()
 	r.PlanVersion, r.Rule, r.Reason = m.GetPlanVersion(), m.GetRule(), m.GetReason()
 	r.At = m.GetRedactedAt().AsTime()
-	eff := &effect{caseID: m.GetCaseId(), receipt: &r}
+	eff := &effect{caseID: m.GetCaseId(), receipt: &r, gens: gens}
 	for _, dc := range m.GetDataClasses() {
 		c, err := seal.ClassFromProto(dc)
 		if err != nil {
@@ -439,16 +453,23 @@ func (s *Service) archiveEffect(e *index.Entry, m *casev1.CaseArchived, rec even
 }
 
 // deletionEffect records the deletion receipt, then destroys every
-// remaining key and only then removes the stream: once the stream is gone
-// this event is never delivered again, so a failed Destroy must still be
-// retried from it.
+// remaining key (every class, every generation the case's events name)
+// and only then removes the stream: once the stream is gone this event is
+// never delivered again, so a failed Destroy must still be retried from
+// it. A case the index never saw (e nil: rebuilt after its stream went)
+// had its keys destroyed when it was deleted; generation 0 is destroyed
+// again all the same.
 func (s *Service) deletionEffect(e *index.Entry, m *casev1.CaseDeleted) *effect {
 	r := s.receipt(e, receiptDelete, m.GetCaseId()+"."+receiptDelete)
 	r.CaseID, r.CaseNumber = m.GetCaseId(), m.GetCaseNumber()
 	r.PlanVersion, r.Rule = m.GetPlanVersion(), m.GetRule()
 	r.At = m.GetDeletedAt().AsTime()
 	r.Classes = []string{string(domain.ClassCase)}
-	return &effect{caseID: m.GetCaseId(), receipt: &r, remove: true}
+	eff := &effect{caseID: m.GetCaseId(), receipt: &r, remove: true}
+	if e != nil {
+		eff.gens = e.Case.Generations.Clone()
+	}
+	return eff
 }
 
 // runEffects runs a batch's effects in their three phases (see effect).
@@ -467,11 +488,11 @@ func (s *Service) runEffects(ctx context.Context, effects []effect) error {
 	var jobs []func(context.Context) error
 	for _, e := range effects {
 		if len(e.destroy) > 0 {
-			jobs = append(jobs, func(ctx context.Context) error { return s.sealer.Destroy(ctx, e.caseID, e.destroy...) })
+			jobs = append(jobs, func(ctx context.Context) error { return s.sealer.Destroy(ctx, e.caseID, e.gens, e.destroy...) })
 		}
 		if e.unarchive {
 			jobs = append(jobs, func(context.Context) error {
-				removed, err := archive.RemoveCase(s.cfg.ArchiveDir, e.caseID)
+				removed, err := archive.RemoveCase(s.cfg.ArchiveDir, e.caseID, e.unarchiveBefore)
 				if len(removed) > 0 {
 					s.log.Info("retention: mark for preservation withdrawn; archive packages removed", "case_id", e.caseID, "packages", len(removed))
 				}
@@ -495,7 +516,7 @@ func (s *Service) runEffects(ctx context.Context, effects []effect) error {
 	for _, e := range effects {
 		if e.remove {
 			jobs = append(jobs, func(ctx context.Context) error {
-				if err := s.sealer.Destroy(ctx, e.caseID); err != nil {
+				if err := s.sealer.Destroy(ctx, e.caseID, e.gens); err != nil {
 					return err
 				}
 				if err := s.store.Delete(ctx, e.caseID); err != nil && !errors.Is(err, eventstore.ErrStreamNotFound) {

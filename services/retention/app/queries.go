@@ -89,93 +89,69 @@ func (s *Service) subjectCases(key subject.Key) ([]string, error) {
 	return slices.Compact(ids), nil
 }
 
-// SubjectCase is one case of a register extract.
-type SubjectCase struct {
-	CaseID, CaseNumber string
-	Type               casev1.CaseType
-	Channel            casev1.Channel
-	RegisteredAt       time.Time
-	Contact            *casev1.ContactDetails
-	Identity           *casev1.IdentityNumber
-	FreeText           *casev1.FreeText
-	Answers            []string
-	RedactionDueAt     time.Time
-	DeletionDueAt      time.Time
-	Reads              []*routingv1.AuditRecord
+// Extract is a register extract: the person's cases, and the plan whose
+// rules their retention entries name.
+type Extract struct {
+	Cases       []SubjectCase
+	GeneratedAt time.Time
+	PlanName    string
+	PlanVersion string
 }
 
 // SubjectAccess compiles a register extract (GDPR article 15): every case
-// that still holds the person's data, opened, with the dates the plan
-// will redact and delete it, and every logged read of it. The extract is
-// itself a read of personal data, so it is logged for each case before
-// anything is returned.
-func (s *Service) SubjectAccess(ctx context.Context, actor, role string, key subject.Key, purpose string) ([]SubjectCase, error) {
+// that still holds the person's data, with every class of personal data
+// opened (contact details, identity number, free text, attachment names
+// and ids, answers, notes and forwarding comments, and the values
+// rectifications replaced), where the case was sent, what the plan does
+// to each class and when, and the case's audit trail. The extract is
+// itself a processing of personal data, so it is recorded in each case's
+// audit trail, naming the classes it opens, before anything is opened.
+func (s *Service) SubjectAccess(ctx context.Context, actor, role string, key subject.Key, purpose string) (Extract, error) {
+	ext := Extract{GeneratedAt: s.clock(), PlanName: s.cfg.Plan.Name, PlanVersion: s.cfg.Plan.Version}
 	ids, err := s.subjectCases(key)
 	if err != nil {
-		return nil, err
+		return ext, err
 	}
 	if purpose == "" {
 		purpose = "registerutdrag (GDPR art. 15)"
 	}
-	var out []SubjectCase
 	for _, id := range ids {
 		c, recs, err := s.readCase(ctx, id)
 		if errors.Is(err, ErrNotFound) {
 			continue
 		}
 		if err != nil {
-			return nil, err
+			return ext, err
 		}
 		reads, err := s.audit.ForCase(ctx, id)
 		if err != nil {
-			return nil, err
+			return ext, err
 		}
-		if err := s.audit.Record(ctx, &routingv1.AuditRecord{
+		rec := &routingv1.AuditRecord{
 			AuditId: uuid.NewString(), Actor: actor, Role: role, CaseId: id, Purpose: purpose,
 			ReadAt: timestamppb.New(s.clock()), Rpc: "kontakt.retention.v1.RetentionService/SubjectAccess",
-			DataClasses: []casev1.DataClass{
-				casev1.DataClass_DATA_CLASS_CONTACT_DETAILS, casev1.DataClass_DATA_CLASS_IDENTITY_NUMBER,
-				casev1.DataClass_DATA_CLASS_FREE_TEXT, casev1.DataClass_DATA_CLASS_ANSWER,
-			},
-		}); err != nil {
-			return nil, err
+		}
+		for _, cl := range domain.PersonalClasses() {
+			if c.Sealed[cl] && !c.Redacted[cl] {
+				rec.DataClasses = append(rec.DataClasses, classToProto(cl))
+			}
+		}
+		if err := s.audit.Record(ctx, rec); err != nil {
+			return ext, err
 		}
 		opened, err := s.openEvents(ctx, id, recs)
 		if err != nil {
-			return nil, err
+			return ext, err
 		}
-		sc := SubjectCase{CaseID: id, CaseNumber: c.Number, Type: c.Type, Channel: c.Channel, RegisteredAt: c.RegisteredAt, Reads: reads}
-		for _, oe := range opened {
-			for _, m := range oe.opened {
-				switch v := m.(type) {
-				case *casev1.ContactDetails:
-					sc.Contact = v // later events (rectification) win
-				case *casev1.IdentityNumber:
-					sc.Identity = v
-				case *casev1.FreeText:
-					sc.FreeText = v
-				case *casev1.AnswerText:
-					sc.Answers = append(sc.Answers, v.GetText())
-				}
-			}
-		}
-		for _, d := range s.cfg.Plan.Schedule(c) {
-			switch d.Action {
-			case domain.ActionRedact:
-				if sc.RedactionDueAt.IsZero() || d.At.Before(sc.RedactionDueAt) {
-					sc.RedactionDueAt = d.At
-				}
-			default:
-				sc.DeletionDueAt = d.At
-			}
-		}
-		if sc.Contact == nil && sc.Identity == nil && sc.FreeText == nil && len(sc.Answers) == 0 {
+		sc := buildSubjectCase(s.cfg.Plan, c, opened)
+		if !sc.holdsData() {
 			// Nothing of the person is left in this case.
 			continue
 		}
-		out = append(out, sc)
+		sc.Reads = reads
+		ext.Cases = append(ext.Cases, sc)
 	}
-	return out, nil
+	return ext, nil
 }
 
 // Receipts streams the ledger's receipts in order.

@@ -35,11 +35,11 @@ type flakySealer struct {
 	failures atomic.Int32
 }
 
-func (f *flakySealer) Destroy(ctx context.Context, caseID string, classes ...seal.Class) error {
+func (f *flakySealer) Destroy(ctx context.Context, caseID string, gens seal.Generations, classes ...seal.Class) error {
 	if len(classes) == 0 && f.failures.Add(-1) >= 0 {
 		return errors.New("key store briefly unavailable")
 	}
-	return f.Sealer.Destroy(ctx, caseID, classes...)
+	return f.Sealer.Destroy(ctx, caseID, gens, classes...)
 }
 
 // Before the fix, the deletion effect wrote the receipt, deleted the

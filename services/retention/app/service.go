@@ -39,9 +39,6 @@ var (
 	ErrNotFound = errors.New("no such case")
 	// ErrHoldNotFound means the case has no hold with that id in force.
 	ErrHoldNotFound = errors.New("no such hold on the case")
-	// ErrClassRedacted means the data class was already redacted, so it
-	// cannot be read or rectified any more.
-	ErrClassRedacted = errors.New("the data class was redacted")
 	// ErrInvalid means a request's values are wrong; the message names
 	// the field.
 	ErrInvalid = errors.New("invalid value")
@@ -59,10 +56,12 @@ type EventStore interface {
 }
 
 // Sealer seals, opens and destroys personal data; *seal.Sealer is one.
+// gen and gens are the generations of the classes' keys as the case's
+// events give them (seal.Generations).
 type Sealer interface {
 	Open(ctx context.Context, caseID string, sealed *casev1.SealedPersonalData) ([]byte, error)
-	SealMessage(ctx context.Context, caseID string, class seal.Class, m proto.Message) (*casev1.SealedPersonalData, error)
-	Destroy(ctx context.Context, caseID string, classes ...seal.Class) error
+	SealMessage(ctx context.Context, caseID string, class seal.Class, gen uint32, m proto.Message) (*casev1.SealedPersonalData, error)
+	Destroy(ctx context.Context, caseID string, gens seal.Generations, classes ...seal.Class) error
 }
 
 // Ledger records receipts; *ledger.Ledger is one.

@@ -9,6 +9,7 @@ import (
 
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
 	"github.com/kontakt-se/kontakt/pkg/caseaccess"
+	"github.com/kontakt-se/kontakt/pkg/seal"
 )
 
 // Case is one case as the retention service needs it: what the plan's
@@ -53,11 +54,19 @@ type Case struct {
 	// Redacted holds the personal classes whose keys were destroyed and
 	// that have not received new data since.
 	Redacted map[Class]bool
-	// Sealed holds the personal classes the case ever sealed data of: the
-	// classes whose keys exist. A class never sealed has no key to
-	// destroy, and data sealed later makes a new key that the plan, its
-	// deadline long passed, redacts at the next sweep.
+	// Sealed holds the personal classes the case ever sealed data of, in
+	// any generation: the classes that have keys to destroy.
 	Sealed map[Class]bool
+	// Generations are the generations of the classes' current keys, one
+	// more for every redaction of a class (pkg/seal): data written after
+	// a redaction is sealed under a fresh key of the next generation,
+	// and a redaction destroys every generation up to the current one.
+	Generations seal.Generations
+	// Rewritten holds, for a class that received data after its latest
+	// redaction, when that data was first written. The plan counts the
+	// class's period again from then (Schedule), not from the anchor that
+	// has long passed; a redaction of the class clears it.
+	Rewritten map[Class]time.Time
 	// Deleted says CaseDeleted was read: the stream is being removed and
 	// nothing more is due.
 	Deleted bool
@@ -182,26 +191,28 @@ func (c *Case) Apply(msg proto.Message, revision uint64, recorded time.Time) err
 		if c.Redacted == nil {
 			c.Redacted = make(map[Class]bool)
 		}
+		c.Generations.Apply(e)
 		for _, dc := range e.GetDataClasses() {
 			if cl, ok := classFromProto(dc); ok {
 				c.Redacted[cl] = true
+				delete(c.Rewritten, cl)
 			}
 		}
 	case *casev1.PersonalDataRectified:
 		if e.GetValue() != nil {
-			c.refilled(e.GetDataClass())
+			c.refilled(e.GetDataClass(), eventTime(e.GetRectifiedAt(), recorded))
 		}
 	case *casev1.NoteAdded:
 		if e.GetText() != nil {
-			c.refilled(casev1.DataClass_DATA_CLASS_ANSWER)
+			c.refilled(casev1.DataClass_DATA_CLASS_ANSWER, eventTime(e.GetAddedAt(), recorded))
 		}
 	case *casev1.CaseForwarded:
 		if e.GetComment() != nil {
-			c.refilled(casev1.DataClass_DATA_CLASS_ANSWER)
+			c.refilled(casev1.DataClass_DATA_CLASS_ANSWER, eventTime(e.GetForwardedAt(), recorded))
 		}
 	case *casev1.CaseAnswered:
 		if e.GetAnswer() != nil {
-			c.refilled(casev1.DataClass_DATA_CLASS_ANSWER)
+			c.refilled(casev1.DataClass_DATA_CLASS_ANSWER, eventTime(e.GetAnsweredAt(), recorded))
 		}
 	case *casev1.CaseDeleted:
 		c.Deleted = true
@@ -210,14 +221,25 @@ func (c *Case) Apply(msg proto.Message, revision uint64, recorded time.Time) err
 	return nil
 }
 
-// refilled notes that a class received new sealed data (sealed with a new
-// key, since the old one is destroyed), so a redacted class is redacted
-// no longer and the plan's deadline, already passed, applies to it again.
-func (c *Case) refilled(dc casev1.DataClass) {
-	if cl, ok := classFromProto(dc); ok {
-		delete(c.Redacted, cl)
-		c.sealed(cl)
+// refilled notes that a class received new sealed data at the given
+// time. Data written into a redacted class was sealed under the next
+// generation's key, so the class is redacted no longer, and its period
+// counts from the first such write (Rewritten). Data written before the
+// class's first redaction belongs to the case's first generation, which
+// the plan counts from its anchor as written.
+func (c *Case) refilled(dc casev1.DataClass, at time.Time) {
+	cl, ok := classFromProto(dc)
+	if !ok {
+		return
 	}
+	if c.Redacted[cl] {
+		delete(c.Redacted, cl)
+		if c.Rewritten == nil {
+			c.Rewritten = make(map[Class]time.Time)
+		}
+		c.Rewritten[cl] = at
+	}
+	c.sealed(cl)
 }
 
 // sealed notes that the case holds sealed data of a class, so its key

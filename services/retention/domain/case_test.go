@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
+	"github.com/kontakt-se/kontakt/pkg/seal"
 )
 
 const caseID = "0b3c6c36-5f7e-4bd2-9d0e-6a1f6f1c2a10"
@@ -141,11 +142,12 @@ func TestFold(t *testing.T) {
 			},
 			want: func(c *Case) {
 				c.Redacted = map[Class]bool{ClassFreeText: true, ClassContact: true, ClassAnswer: true}
+				c.Generations = seal.Generations{seal.ClassFreeText: 1, seal.ClassContact: 1, seal.ClassAnswer: 1}
 				c.Revision = 3
 			},
 		},
 		{
-			name: "new sealed data undoes a redaction of its class",
+			name: "new sealed data undoes a redaction of its class, counted from when it was written",
 			msgs: []proto.Message{
 				reg,
 				&casev1.PersonalDataRedacted{CaseId: caseID, DataClasses: []casev1.DataClass{
@@ -160,6 +162,26 @@ func TestFold(t *testing.T) {
 			want: func(c *Case) {
 				c.Redacted = map[Class]bool{ClassIdentity: true}
 				c.Sealed[ClassAnswer] = true
+				c.Generations = seal.Generations{seal.ClassContact: 1, seal.ClassIdentity: 1, seal.ClassAnswer: 1}
+				// Recorded a minute apart; the events carry no time.
+				c.Rewritten = map[Class]time.Time{ClassAnswer: registered.Add(2 * time.Minute), ClassContact: registered.Add(3 * time.Minute)}
+				c.Revision = 5
+			},
+		},
+		{
+			name: "a second redaction ends the rewritten generation",
+			msgs: []proto.Message{
+				reg,
+				&casev1.PersonalDataRedacted{CaseId: caseID, DataClasses: []casev1.DataClass{casev1.DataClass_DATA_CLASS_ANSWER}},
+				&casev1.CaseAnswered{CaseId: caseID, Answer: sealed(), AnsweredAt: ts(closed)},
+				&casev1.NoteAdded{CaseId: caseID, NoteId: "n1", Text: sealed(), AddedAt: ts(closed.Add(time.Hour))},
+				&casev1.PersonalDataRedacted{CaseId: caseID, DataClasses: []casev1.DataClass{casev1.DataClass_DATA_CLASS_ANSWER}},
+			},
+			want: func(c *Case) {
+				c.Redacted = map[Class]bool{ClassAnswer: true}
+				c.Sealed[ClassAnswer] = true
+				c.Generations = seal.Generations{seal.ClassAnswer: 2}
+				c.Rewritten = map[Class]time.Time{}
 				c.Revision = 5
 			},
 		},

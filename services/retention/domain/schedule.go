@@ -20,18 +20,35 @@ type Due struct {
 	Classes []Class
 	// At is when the rule's period ends.
 	At time.Time
+	// From is what the period counts from: the registration or the
+	// closure the rule names, or, for data written after its class was
+	// redacted (Rewritten), the later of that and when the data was
+	// first written.
+	From time.Time
+	// Rewritten says the classes received data after an earlier
+	// redaction of theirs, which the plan counts from its first write.
+	Rewritten bool
 	// Rule names the plan's rule.
 	Rule string
 }
 
 // Schedule lists what the plan will do to the case, earliest first (ties
 // by rule name). Each personal class not yet redacted is resolved by its
-// own rule, and classes resolved by the same rule form one Due, so one
-// PersonalDataRedacted covers them. The whole case gets one Due when its
-// rule deletes or preserves it. Classes that are kept or that no rule
-// covers get none, and neither does a closure-anchored rule while the
-// case is open: its period has not started. A deleted case has nothing
-// left to schedule.
+// own rule, and classes resolved by the same rule with the same deadline
+// form one Due, so one PersonalDataRedacted covers them. The whole case
+// gets one Due when its rule deletes or preserves it. Classes that are
+// kept or that no rule covers get none, and neither does a
+// closure-anchored rule while the case is open: its period has not
+// started. A deleted case has nothing left to schedule.
+//
+// Data written into a class after the class was redacted (an answer to a
+// complaint still open after the plan culled its personal data, a
+// rectification after an erasure) falls under the class's rule again,
+// counted from when it was first written: a period that counts from
+// registration counts from that write instead, one that counts from
+// closure from the later of the closure and that write. Counting from the
+// old anchor would redact it at the next sweep, minutes after an agent
+// wrote it. No source plan refuses such data, so kontakt always accepts it.
 //
 // Schedule ignores holds on purpose: a hold defers the work, not the
 // deadline, so a preview still shows what it holds back. The caller checks
@@ -41,7 +58,7 @@ func (p *Plan) Schedule(c *Case) []Due {
 		return nil
 	}
 	var dues []Due
-	byRule := make(map[string]int) // rule name -> index in dues
+	byRule := make(map[string]int) // rule name and deadline -> index in dues
 	for _, class := range PersonalClasses() {
 		if c.Redacted[class] {
 			continue
@@ -50,21 +67,27 @@ func (p *Plan) Schedule(c *Case) []Due {
 		if !ok || r.Action != ActionRedact {
 			continue
 		}
-		at, ok := c.deadline(r)
+		from, ok := c.anchor(r)
 		if !ok {
 			continue
 		}
-		if i, seen := byRule[r.Name]; seen {
+		w, rewritten := c.Rewritten[class]
+		if rewritten && w.After(from) {
+			from = w
+		}
+		at := r.Period.After(from)
+		key := r.Name + "\x00" + at.Format(time.RFC3339Nano)
+		if i, seen := byRule[key]; seen {
 			dues[i].Classes = append(dues[i].Classes, class)
 			continue
 		}
-		byRule[r.Name] = len(dues)
-		dues = append(dues, Due{Action: ActionRedact, Classes: []Class{class}, At: at, Rule: r.Name})
+		byRule[key] = len(dues)
+		dues = append(dues, Due{Action: ActionRedact, Classes: []Class{class}, At: at, From: from, Rewritten: rewritten, Rule: r.Name})
 	}
 	if r, ok := p.Resolve(c.Type, c.Channel, c.Marked, ClassCase); ok &&
 		(r.Action == ActionDelete || r.Action == ActionPreserve) {
-		if at, ok := c.deadline(r); ok {
-			dues = append(dues, Due{Action: r.Action, Classes: []Class{ClassCase}, At: at, Rule: r.Name})
+		if from, ok := c.anchor(r); ok {
+			dues = append(dues, Due{Action: r.Action, Classes: []Class{ClassCase}, At: r.Period.After(from), From: from, Rule: r.Name})
 		}
 	}
 	slices.SortStableFunc(dues, func(a, b Due) int {
@@ -76,17 +99,29 @@ func (p *Plan) Schedule(c *Case) []Due {
 	return dues
 }
 
-// deadline is when rule r's period ends for the case; false while the
-// period has not begun (a closure-anchored rule and an open case).
-func (c *Case) deadline(r Rule) (time.Time, bool) {
+// Deadline is when rule r's period ends for the case, counted from the
+// rule's anchor; false while the period has not begun (a closure-anchored
+// rule and an open case). A register extract tells the person this date
+// for classes Schedule leaves out.
+func (c *Case) Deadline(r Rule) (time.Time, bool) {
+	from, ok := c.anchor(r)
+	if !ok {
+		return time.Time{}, false
+	}
+	return r.Period.After(from), true
+}
+
+// anchor is what rule r's period counts from for the case; false while
+// the period has not begun (a closure-anchored rule and an open case).
+func (c *Case) anchor(r Rule) (time.Time, bool) {
 	switch r.From {
 	case AnchorRegistration:
-		return r.Period.After(c.RegisteredAt), true
+		return c.RegisteredAt, true
 	case AnchorClosure:
 		if c.ClosedAt.IsZero() {
 			return time.Time{}, false
 		}
-		return r.Period.After(c.ClosedAt), true
+		return c.ClosedAt, true
 	}
 	return time.Time{}, false
 }
@@ -118,7 +153,7 @@ func (p *Plan) ArchiveDue(c *Case) (Due, bool) {
 	if len(dues) == 0 {
 		return Due{}, false
 	}
-	return Due{Action: ActionArchive, Classes: []Class{ClassCase}, At: dues[0].At, Rule: dues[0].Rule}, true
+	return Due{Action: ActionArchive, Classes: []Class{ClassCase}, At: dues[0].At, From: dues[0].From, Rule: dues[0].Rule}, true
 }
 
 // NextDue returns when the plan next acts on the case, for a scheduler

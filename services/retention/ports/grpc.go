@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
@@ -34,7 +35,6 @@ func ErrorMappings() []server.ErrorMapping {
 	return []server.ErrorMapping{
 		{Target: app.ErrNotFound, Code: codes.NotFound},
 		{Target: app.ErrHoldNotFound, Code: codes.NotFound, Explain: true},
-		{Target: app.ErrClassRedacted, Code: codes.FailedPrecondition, Explain: true},
 		{Target: app.ErrConflict, Code: codes.Aborted},
 		{Target: audit.ErrUnavailable, Code: codes.Unavailable},
 		{Target: eventstore.ErrUnavailable, Code: codes.Unavailable},
@@ -178,6 +178,10 @@ func (s *Server) Preview(_ context.Context, req *retentionv1.PreviewRequest) (*r
 		di := &retentionv1.DueItem{
 			CaseId: it.CaseID, CaseNumber: it.CaseNumber, CaseType: it.Type, Action: actionToProto(it.Due.Action),
 			DueAt: timestamppb.New(it.Due.At), Rule: it.Due.Rule, OnHold: it.OnHold,
+			WrittenAfterRedaction: it.Due.Rewritten,
+		}
+		if !it.Due.From.IsZero() {
+			di.CountedFrom = timestamppb.New(it.Due.From)
 		}
 		for _, c := range it.Due.Classes {
 			if dc := protoClass(c); dc != casev1.DataClass_DATA_CLASS_UNSPECIFIED {
@@ -280,23 +284,96 @@ func (s *Server) SubjectAccess(ctx context.Context, req *retentionv1.SubjectAcce
 	if err != nil {
 		return nil, err
 	}
-	cases, err := s.svc.SubjectAccess(ctx, actor, role, subjectKey(req.GetSubject()), req.GetPurpose())
+	ext, err := s.svc.SubjectAccess(ctx, actor, role, subjectKey(req.GetSubject()), req.GetPurpose())
 	if err != nil {
 		return nil, s.edge(err)
 	}
-	out := &retentionv1.SubjectAccessResponse{}
-	for _, c := range cases {
+	return ExtractToProto(ext), nil
+}
+
+// ExtractToProto converts a register extract for the API.
+func ExtractToProto(ext app.Extract) *retentionv1.SubjectAccessResponse {
+	out := &retentionv1.SubjectAccessResponse{GeneratedAt: ts(ext.GeneratedAt), PlanName: ext.PlanName, PlanVersion: ext.PlanVersion}
+	for _, c := range ext.Cases {
 		sc := &retentionv1.SubjectCase{
-			CaseId: c.CaseID, CaseNumber: c.CaseNumber, Type: c.Type, Channel: c.Channel,
-			RegisteredAt: ts(c.RegisteredAt), Contact: c.Contact, Identity: c.Identity, FreeText: c.FreeText,
+			CaseId: c.CaseID, CaseNumber: c.CaseNumber, Type: c.Type, Channel: c.Channel, Category: c.Category,
+			RegisteredAt: ts(c.RegisteredAt), ClosedAt: ts(c.ClosedAt), Contact: c.Contact, Identity: c.Identity, FreeText: c.FreeText,
 			Answers: c.Answers, RedactionDueAt: ts(c.RedactionDueAt), DeletionDueAt: ts(c.DeletionDueAt),
+			OnHold: c.OnHold, MarkedForPreservation: c.Marked, ArchiveDueAt: ts(c.ArchiveDueAt),
+		}
+		for _, a := range c.Attachments {
+			sc.Attachments = append(sc.Attachments, &retentionv1.SubjectAttachment{
+				Name: a.Name, AttachmentId: a.ID, ContentType: a.ContentType, SizeBytes: a.SizeBytes, Redacted: a.Redacted,
+			})
+		}
+		for _, t := range c.Texts {
+			sc.Texts = append(sc.Texts, &retentionv1.SubjectText{
+				Kind: textKindToProto(t.Kind), Author: t.Author, WrittenAt: ts(t.At), Text: t.Text, Redacted: t.Redacted,
+			})
+		}
+		for _, f := range c.Forwardings {
+			sc.Forwardings = append(sc.Forwardings, &retentionv1.SubjectForwarding{
+				ToQueue: f.ToQueue, ToDepartment: f.ToDepartment, ToOfficer: f.ToOfficer, By: f.By, At: ts(f.At), Moved: f.Moved,
+			})
+		}
+		for _, r := range c.Rectifications {
+			sc.Rectifications = append(sc.Rectifications, &retentionv1.SubjectRectification{
+				DataClass: r.Class, RectifiedBy: r.By, RectifiedAt: ts(r.At),
+				Previous: subjectValue(r.Previous), Value: subjectValue(r.Value), Redacted: r.Redacted,
+			})
+		}
+		for _, r := range c.Retention {
+			sr := &retentionv1.SubjectRetention{
+				DataClass: protoClass(r.Class), PlanClass: string(r.Class), DueAt: ts(r.DueAt),
+				RedactedAt: ts(r.RedactedAt), RedactionReason: r.RedactionReason, HoldsData: r.HoldsData,
+			}
+			if r.Rule != nil {
+				sr.Rule, sr.Action, sr.Anchor = r.Rule.Name, actionToProto(r.Rule.Action), anchorToProto(r.Rule.From)
+				if r.Rule.Action != domain.ActionKeep {
+					sr.Period = r.Rule.Period.String()
+				} else {
+					sr.Anchor = retentionv1.Anchor_ANCHOR_UNSPECIFIED
+				}
+			}
+			sc.Retention = append(sc.Retention, sr)
 		}
 		for _, r := range c.Reads {
-			sc.Reads = append(sc.Reads, &retentionv1.SubjectAuditEntry{Actor: r.GetActor(), Purpose: r.GetPurpose(), ReadAt: r.GetReadAt()})
+			sc.Reads = append(sc.Reads, &retentionv1.SubjectAuditEntry{
+				Actor: r.GetActor(), Purpose: r.GetPurpose(), ReadAt: r.GetReadAt(),
+				Role: r.GetRole(), Rpc: r.GetRpc(), DataClasses: r.GetDataClasses(),
+			})
 		}
 		out.Cases = append(out.Cases, sc)
 	}
-	return out, nil
+	return out
+}
+
+func textKindToProto(k app.TextKind) retentionv1.SubjectTextKind {
+	switch k {
+	case app.TextAnswer:
+		return retentionv1.SubjectTextKind_SUBJECT_TEXT_KIND_ANSWER
+	case app.TextNote:
+		return retentionv1.SubjectTextKind_SUBJECT_TEXT_KIND_NOTE
+	case app.TextForwardComment:
+		return retentionv1.SubjectTextKind_SUBJECT_TEXT_KIND_FORWARD_COMMENT
+	}
+	return retentionv1.SubjectTextKind_SUBJECT_TEXT_KIND_UNSPECIFIED
+}
+
+// subjectValue wraps one class's value; nil for a value that could not be
+// read.
+func subjectValue(m proto.Message) *retentionv1.SubjectValue {
+	switch v := m.(type) {
+	case *casev1.ContactDetails:
+		return &retentionv1.SubjectValue{Value: &retentionv1.SubjectValue_Contact{Contact: v}}
+	case *casev1.IdentityNumber:
+		return &retentionv1.SubjectValue{Value: &retentionv1.SubjectValue_Identity{Identity: v}}
+	case *casev1.FreeText:
+		return &retentionv1.SubjectValue{Value: &retentionv1.SubjectValue_FreeText{FreeText: v}}
+	case *casev1.AttachmentNames:
+		return &retentionv1.SubjectValue{Value: &retentionv1.SubjectValue_Attachments{Attachments: v}}
+	}
+	return nil
 }
 
 // EraseSubject redacts a person's data in every case now.

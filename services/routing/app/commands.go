@@ -23,9 +23,10 @@ type EventStore interface {
 	Read(ctx context.Context, stream string) ([]eventstore.RecordedEvent, error)
 }
 
-// Sealer seals and opens personal data with the case's keys.
+// Sealer seals and opens personal data with the case's keys; gen is the
+// generation of the class's key (seal.Generations).
 type Sealer interface {
-	Seal(ctx context.Context, caseID string, class seal.Class, plaintext []byte) (*casev1.SealedPersonalData, error)
+	Seal(ctx context.Context, caseID string, class seal.Class, gen uint32, plaintext []byte) (*casev1.SealedPersonalData, error)
 	Open(ctx context.Context, caseID string, sealed *casev1.SealedPersonalData) ([]byte, error)
 }
 
@@ -90,6 +91,15 @@ func (c *Commands) execute(ctx context.Context, caseID string, d decide) (*domai
 		}
 		now := c.clock()
 		ev, err := d(cs, now)
+		if errors.Is(err, seal.ErrKeyDestroyed) {
+			// The command sealed under a key that a redaction appended
+			// after the read has destroyed: read the case again, which
+			// names the class's next generation.
+			if attempt < maxAttempts {
+				continue
+			}
+			return nil, fmt.Errorf("%w: the case's data was redacted while the command ran: %w", eventstore.ErrConflict, err)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -132,19 +142,46 @@ func (c *Commands) appendOnce(ctx context.Context, caseID string, exp eventstore
 	return rev, nil
 }
 
-func (c *Commands) sealText(ctx context.Context, caseID, text string) (*casev1.SealedPersonalData, error) {
-	if text == "" {
-		return nil, nil
-	}
-	b, err := proto.Marshal(&casev1.AnswerText{Text: text})
-	if err != nil {
-		return nil, err
-	}
-	s, err := c.sealer.Seal(ctx, caseID, seal.ClassAnswer, b)
-	if err != nil {
-		return nil, fmt.Errorf("seal text: %w", err)
-	}
-	return s, nil
+// textCommand is a command that carries a text of the answer class (an
+// answer, a note, a forwarding comment), given the sealed text.
+type textCommand func(cs *domain.Case, text *casev1.SealedPersonalData, now time.Time) (proto.Message, error)
+
+// pendingText stands in for the sealed text while the domain decides
+// whether it accepts the command at all; it is never appended.
+var pendingText = &casev1.SealedPersonalData{KeyId: "pending", Ciphertext: []byte{0}}
+
+// executeText runs a command whose text is sealed into the answer class.
+// The text is sealed inside the command's loop, under the generation that
+// the case's events, as read for that attempt, give the class: after the
+// plan or an erasure redacted the class, a new text goes under the next
+// generation's key, a fresh one, and the plan counts its period from when
+// it was written (see ARCHITECTURE.md, Retention). Sealing before reading
+// the case, as this did before, used the destroyed key, and every answer
+// to a case older than its redaction failed. A redaction appended after
+// the read makes the append fail on the expected revision, or the seal
+// fail with ErrKeyDestroyed (the key went first); either way the command
+// reads the case again. The domain decides once with a stand-in for the
+// text first, so a command it refuses (not permitted, closed, deleted)
+// makes no key and is refused for its own reason.
+func (c *Commands) executeText(ctx context.Context, caseID, text string, d textCommand) (*domain.Case, error) {
+	return c.execute(ctx, caseID, func(cs *domain.Case, now time.Time) (proto.Message, error) {
+		if text == "" {
+			return d(cs, nil, now)
+		}
+		if _, err := d(cs, pendingText, now); err != nil {
+			return nil, err
+		}
+		b, err := proto.Marshal(&casev1.AnswerText{Text: text})
+		if err != nil {
+			return nil, err
+		}
+		sealed, err := c.sealer.Seal(ctx, cs.ID, seal.ClassAnswer, cs.Generations.Of(seal.ClassAnswer), b)
+		clear(b)
+		if err != nil {
+			return nil, fmt.Errorf("seal text: %w", err)
+		}
+		return d(cs, sealed, now)
+	})
 }
 
 // Claim assigns the case to the caller.
@@ -169,12 +206,8 @@ func (c *Commands) Move(ctx context.Context, a domain.Actor, caseID, toQueue str
 
 // AddNote adds an internal note (sealed like the citizen's text).
 func (c *Commands) AddNote(ctx context.Context, a domain.Actor, caseID, text string) (string, error) {
-	sealed, err := c.sealText(ctx, caseID, text)
-	if err != nil {
-		return "", err
-	}
 	noteID := uuid.NewString()
-	_, err = c.execute(ctx, caseID, func(cs *domain.Case, now time.Time) (proto.Message, error) {
+	_, err := c.executeText(ctx, caseID, text, func(cs *domain.Case, sealed *casev1.SealedPersonalData, now time.Time) (proto.Message, error) {
 		return cs.AddNote(a, noteID, sealed, now)
 	})
 	return noteID, err
@@ -182,22 +215,16 @@ func (c *Commands) AddNote(ctx context.Context, a domain.Actor, caseID, text str
 
 // Forward forwards the case to a department's queue or a named officer.
 func (c *Commands) Forward(ctx context.Context, a domain.Actor, caseID, toQueue, toDepartment, toOfficer, comment string) (*domain.Case, error) {
-	sealed, err := c.sealText(ctx, caseID, comment)
-	if err != nil {
-		return nil, err
-	}
-	return c.execute(ctx, caseID, func(cs *domain.Case, now time.Time) (proto.Message, error) {
+	return c.executeText(ctx, caseID, comment, func(cs *domain.Case, sealed *casev1.SealedPersonalData, now time.Time) (proto.Message, error) {
 		return cs.Forward(a, toQueue, toDepartment, toOfficer, sealed, now)
 	})
 }
 
 // Answer records the answer given to the citizen (sealed).
 func (c *Commands) Answer(ctx context.Context, a domain.Actor, caseID, answer string) (*domain.Case, error) {
-	sealed, err := c.sealText(ctx, caseID, answer)
-	if err != nil {
-		return nil, err
-	}
-	return c.execute(ctx, caseID, func(cs *domain.Case, now time.Time) (proto.Message, error) { return cs.Answer(a, sealed, now) })
+	return c.executeText(ctx, caseID, answer, func(cs *domain.Case, sealed *casev1.SealedPersonalData, now time.Time) (proto.Message, error) {
+		return cs.Answer(a, sealed, now)
+	})
 }
 
 // Close closes the case with a resolution.

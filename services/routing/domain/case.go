@@ -9,6 +9,7 @@ import (
 
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
 	"github.com/kontakt-se/kontakt/pkg/caseaccess"
+	"github.com/kontakt-se/kontakt/pkg/seal"
 )
 
 // Case is one case as the routing service needs it to decide a command:
@@ -66,6 +67,11 @@ type Case struct {
 	// Redacted holds the data classes whose keys were destroyed. A
 	// redacted case can still be worked; only its sealed data is gone.
 	Redacted map[casev1.DataClass]bool
+	// Generations are the generations of the classes' current keys: an
+	// answer, note or comment written after the answer class was
+	// redacted is sealed under the next generation's key, a fresh one
+	// (pkg/seal), and falls under the retention plan again.
+	Generations seal.Generations
 	// Holds are the ids of the holds in force (HoldPlaced without a
 	// HoldReleased). Holds stop retention, not the agents' work.
 	Holds map[string]bool
@@ -204,6 +210,7 @@ func (c *Case) apply(ev Event) bool {
 		c.Status = casev1.CaseStatus_CASE_STATUS_UNSPECIFIED
 		c.settle()
 	case *casev1.PersonalDataRedacted:
+		c.Generations.Apply(m)
 		for _, dc := range m.GetDataClasses() {
 			if dc == casev1.DataClass_DATA_CLASS_UNSPECIFIED {
 				continue

@@ -17,6 +17,7 @@ import (
 	"github.com/kontakt-se/kontakt/pkg/audit"
 	"github.com/kontakt-se/kontakt/pkg/auth"
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
+	"github.com/kontakt-se/kontakt/pkg/seal"
 	"github.com/kontakt-se/kontakt/pkg/server"
 	"github.com/kontakt-se/kontakt/services/routing/adapters/readmodel"
 	"github.com/kontakt-se/kontakt/services/routing/app"
@@ -41,6 +42,10 @@ func ErrorMappings() []server.ErrorMapping {
 		{Target: audit.ErrUnavailable, Code: codes.Unavailable},
 		{Target: eventstore.ErrUnavailable, Code: codes.Unavailable},
 		{Target: eventstore.ErrConflict, Code: codes.Aborted},
+		// Reads show redacted data as redacted and commands seal under
+		// the class's next key, so a destroyed key reaching here is a
+		// redacted class, never our fault: say so rather than Internal.
+		{Target: seal.ErrKeyDestroyed, Code: codes.FailedPrecondition},
 	}
 }
 

@@ -340,8 +340,15 @@ func replay(ctx context.Context, h *host.Host, entries []shredjournal.Entry, res
 				classes = append(classes, seal.Class(c))
 			}
 		}
+		var gens seal.Generations
+		for c, g := range ev.Generations {
+			if gens == nil {
+				gens = seal.Generations{}
+			}
+			gens[seal.Class(c)] = g
+		}
 		if ev.DestroyAll || len(classes) > 0 {
-			if err := h.Sealer.Destroy(ctx, ev.Stream, classes...); err != nil {
+			if err := h.Sealer.Destroy(ctx, ev.Stream, gens, classes...); err != nil {
 				return fmt.Errorf("restore: destroy the keys of case %s: %w", ev.Stream, err)
 			}
 			res.KeysDestroyed++

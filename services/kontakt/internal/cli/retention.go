@@ -89,6 +89,13 @@ func printPlan(w io.Writer, p *domain.Plan) error {
 	fmt.Fprintln(w, "before a later removal if it received content since. A mark placed after all personal data and")
 	fmt.Fprintln(w, "free text were redacted is refused: nothing is left to preserve. `kontakt retention preview` lists")
 	fmt.Fprintln(w, "each marked case's package as an \"archive\" action with its date.")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Data written after redaction: a case is still worked after its personal data was redacted (an")
+	fmt.Fprintln(w, "open complaint is answered, a note or forwarding comment added, a value rectified). Such data is")
+	fmt.Fprintln(w, "sealed under a fresh key and falls under its class's rule again, counted from when it was first")
+	fmt.Fprintln(w, "written after the redaction: a period from registration counts from that write, a period from")
+	fmt.Fprintln(w, "closure from the later of the closure and that write. Nothing is refused; `kontakt retention")
+	fmt.Fprintln(w, "preview` shows the date each period counts from and marks the data written after redaction.")
 	return nil
 }
 
@@ -168,12 +175,15 @@ func printPreview(w io.Writer, days int, items []*retentionv1.DueItem, withCases
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	if n := rewrittenCount(items); n > 0 {
+		fmt.Fprintf(w, "\n%d of them for data written after an earlier redaction of its class, counted from when it was written.\n", n)
+	}
 	if !withCases || len(items) == 0 {
 		return nil
 	}
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "DUE\tCASE\tTYPE\tACTION\tCLASSES\tRULE\tHOLD")
+	fmt.Fprintln(tw, "DUE\tCASE\tTYPE\tACTION\tCLASSES\tRULE\tCOUNTED FROM\tHOLD")
 	for _, it := range items {
 		var classes []string
 		for _, c := range it.GetDataClasses() {
@@ -186,10 +196,29 @@ func printPreview(w io.Writer, days int, items []*retentionv1.DueItem, withCases
 		if it.GetOnHold() {
 			hold = "on hold"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", it.GetDueAt().AsTime().Format(time.DateOnly), it.GetCaseNumber(), shortType(it.GetCaseType()),
-			shortAction(it.GetAction()), strings.Join(classes, ","), it.GetRule(), hold)
+		from := "-"
+		if it.GetCountedFrom() != nil {
+			from = it.GetCountedFrom().AsTime().Format(time.DateOnly)
+		}
+		if it.GetWrittenAfterRedaction() {
+			from += " (written after redaction)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", it.GetDueAt().AsTime().Format(time.DateOnly), it.GetCaseNumber(), shortType(it.GetCaseType()),
+			shortAction(it.GetAction()), strings.Join(classes, ","), it.GetRule(), from, hold)
 	}
 	return tw.Flush()
+}
+
+// rewrittenCount counts the items for data written after an earlier
+// redaction of its classes.
+func rewrittenCount(items []*retentionv1.DueItem) int {
+	n := 0
+	for _, it := range items {
+		if it.GetWrittenAfterRedaction() {
+			n++
+		}
+	}
+	return n
 }
 
 func shortType(t interface{ String() string }) string {

@@ -67,7 +67,7 @@ func newRoot(stdout, stderr io.Writer, lookupEnv env) *cobra.Command {
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.PersistentFlags().StringVar(&g.configPath, "config", "", "configuration file (YAML); also KONTAKT_CONFIG")
 	root.PersistentFlags().StringVar(&g.dataDir, "data-dir", "", "data directory (overrides data_dir)")
-	root.AddCommand(newServeCmd(g, lookupEnv), newTokenCmd(g, stdout, lookupEnv), newRebuildCmd(g, stdout, lookupEnv), newStatsCmd(g, stdout, lookupEnv), newRetentionCmd(g, stdout, lookupEnv), newNATSCmd(g, stdout, lookupEnv),
+	root.AddCommand(newServeCmd(g, lookupEnv), newTokenCmd(g, stdout, lookupEnv), newRebuildCmd(g, stdout, lookupEnv), newStatsCmd(g, stdout, lookupEnv), newRetentionCmd(g, stdout, lookupEnv), newSubjectAccessCmd(g, stdout, lookupEnv), newNATSCmd(g, stdout, lookupEnv),
 		newBackupCmd(g, stdout, stderr, lookupEnv), newRestoreCmd(g, stdout, stderr, lookupEnv))
 	for _, c := range root.Commands() {
 		c.Flags().SetInterspersed(true)

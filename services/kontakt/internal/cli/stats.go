@@ -358,6 +358,14 @@ func writeFileAtomic(path string, write func(io.Writer) error) (err error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
+	return writeFileAtomicMode(path, 0o644, write)
+}
+
+// writeFileAtomicMode is writeFileAtomic into an existing directory with
+// the file's mode chosen. The temporary file is created 0600
+// (os.CreateTemp), so the content is never readable by others before the
+// mode is set.
+func writeFileAtomicMode(path string, mode os.FileMode, write func(io.Writer) error) (err error) {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
 	if err != nil {
 		return err
@@ -371,7 +379,7 @@ func writeFileAtomic(path string, write func(io.Writer) error) (err error) {
 	if err = write(f); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	if err = f.Chmod(0o644); err != nil {
+	if err = f.Chmod(mode); err != nil {
 		return err
 	}
 	if err = f.Close(); err != nil {

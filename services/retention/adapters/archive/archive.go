@@ -30,6 +30,7 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -539,15 +540,20 @@ func checkEntry(zf *zip.File, e Entry) error {
 	return nil
 }
 
-// RemoveCase removes every package of a case from dir (and temporary files
-// a crash left of one) and returns their names. Each file is overwritten
-// with zeros and synced before it is removed, so the personal data a
-// package held does not stay behind in the freed blocks of the file
-// system. Removing the packages of a case that has none does nothing.
-// kontakt calls it when a mark for preservation is withdrawn: the packages
-// were written only because of the mark, and no personal data may be kept
-// beyond the plan because of a mark that no longer stands.
-func RemoveCase(dir, caseID string) ([]string, error) {
+// RemoveCase removes every package of a case from dir that was written at
+// a revision of its stream before the given one (and temporary files a
+// crash left of one) and returns their names; a package named without a
+// revision (FileName) is always older. Each file is overwritten with zeros
+// and synced before it is removed, so the personal data a package held
+// does not stay behind in the freed blocks of the file system. Removing
+// the packages of a case that has none does nothing. kontakt calls it when
+// a mark for preservation is withdrawn, with the withdrawal's revision:
+// the packages were written only because of the mark, and no personal
+// data may be kept beyond the plan because of a mark that no longer
+// stands. A package written after it, because the case was marked again,
+// is not the withdrawn mark's: when the retention index is rebuilt from
+// the log and the withdrawal applied again, that package must stay.
+func RemoveCase(dir, caseID string, before uint64) ([]string, error) {
 	if !validID(caseID) {
 		return nil, fmt.Errorf("%w: case id", ErrInvalid)
 	}
@@ -560,8 +566,17 @@ func RemoveCase(dir, caseID string) ([]string, error) {
 		for _, name := range m {
 			// "<case number>_<case id>…": the case id must follow the
 			// number's underscore, not end another case's id.
-			if _, rest, ok := strings.Cut(filepath.Base(name), "_"); ok &&
-				(strings.HasPrefix(rest, caseID+".zip") || strings.HasPrefix(rest, caseID+"_r")) {
+			_, rest, ok := strings.Cut(filepath.Base(name), "_")
+			if !ok {
+				continue
+			}
+			if strings.HasPrefix(rest, caseID+".zip") {
+				names = append(names, name)
+				continue
+			}
+			digits, _, found := strings.Cut(strings.TrimPrefix(rest, caseID+"_r"), ".zip")
+			rev, err := strconv.ParseUint(digits, 10, 64)
+			if strings.HasPrefix(rest, caseID+"_r") && found && err == nil && rev < before {
 				names = append(names, name)
 			}
 		}

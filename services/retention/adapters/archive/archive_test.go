@@ -486,18 +486,26 @@ func TestRemoveCase(t *testing.T) {
 	pkg("c-1", 7)
 	other := pkg("x_c-1", 3) // another case whose id ends in this one's
 	kept := pkg("c-2", 3)
+	// Written after the withdrawal at revision 10: the case was marked
+	// again. A rebuilt index applies the withdrawal again and must leave
+	// it, or the archive loses it.
+	later := pkg("c-1", 12)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "KC-2026-000001_c-1_r9.zip.tmp-abc"), []byte("half"), 0o600))
+	laterTmp := filepath.Join(dir, "KC-2026-000001_c-1_r14.zip.tmp-def")
+	require.NoError(t, os.WriteFile(laterTmp, []byte("half"), 0o600))
+	legacy := filepath.Join(dir, archive.FileName("KC-2026-000001", "c-1"))
+	require.NoError(t, os.WriteFile(legacy, []byte("before revisions were named"), 0o600))
 
-	removed, err := archive.RemoveCase(dir, "c-1")
+	removed, err := archive.RemoveCase(dir, "c-1", 10)
 	require.NoError(t, err)
-	require.Equal(t, []string{"KC-2026-000001_c-1_r3.zip", "KC-2026-000001_c-1_r7.zip", "KC-2026-000001_c-1_r9.zip.tmp-abc"}, removed)
+	require.Equal(t, []string{"KC-2026-000001_c-1.zip", "KC-2026-000001_c-1_r3.zip", "KC-2026-000001_c-1_r7.zip", "KC-2026-000001_c-1_r9.zip.tmp-abc"}, removed)
 	left, err := filepath.Glob(filepath.Join(dir, "*"))
 	require.NoError(t, err)
-	require.ElementsMatch(t, []string{other, kept}, left)
+	require.ElementsMatch(t, []string{other, kept, later, laterTmp}, left)
 
-	removed, err = archive.RemoveCase(dir, "c-1")
+	removed, err = archive.RemoveCase(dir, "c-1", 10)
 	require.NoError(t, err)
 	require.Empty(t, removed)
-	_, err = archive.RemoveCase(dir, "../c-1")
+	_, err = archive.RemoveCase(dir, "../c-1", 10)
 	require.ErrorIs(t, err, archive.ErrInvalid)
 }

@@ -96,9 +96,13 @@ func (Role) EnumDescriptor() ([]byte, []int) {
 type Access struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Any one of these roles is enough.
-	Roles         []Role `protobuf:"varint,1,rep,packed,name=roles,proto3,enum=kontakt.auth.v1.Role" json:"roles,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Roles []Role `protobuf:"varint,1,rep,packed,name=roles,proto3,enum=kontakt.auth.v1.Role" json:"roles,omitempty"`
+	// public_submission marks an RPC through which the public's submissions
+	// arrive (e-service forms): its calls are rate limited per credential and
+	// per client address (limits.public_submissions in the configuration).
+	PublicSubmission bool `protobuf:"varint,2,opt,name=public_submission,json=publicSubmission,proto3" json:"public_submission,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Access) Reset() {
@@ -138,6 +142,13 @@ func (x *Access) GetRoles() []Role {
 	return nil
 }
 
+func (x *Access) GetPublicSubmission() bool {
+	if x != nil {
+		return x.PublicSubmission
+	}
+	return false
+}
+
 var file_kontakt_auth_v1_auth_proto_extTypes = []protoimpl.ExtensionInfo{
 	{
 		ExtendedType:  (*descriptorpb.MethodOptions)(nil),
@@ -162,9 +173,10 @@ var File_kontakt_auth_v1_auth_proto protoreflect.FileDescriptor
 
 const file_kontakt_auth_v1_auth_proto_rawDesc = "" +
 	"\n" +
-	"\x1akontakt/auth/v1/auth.proto\x12\x0fkontakt.auth.v1\x1a google/protobuf/descriptor.proto\"5\n" +
+	"\x1akontakt/auth/v1/auth.proto\x12\x0fkontakt.auth.v1\x1a google/protobuf/descriptor.proto\"b\n" +
 	"\x06Access\x12+\n" +
-	"\x05roles\x18\x01 \x03(\x0e2\x15.kontakt.auth.v1.RoleR\x05roles*\x89\x01\n" +
+	"\x05roles\x18\x01 \x03(\x0e2\x15.kontakt.auth.v1.RoleR\x05roles\x12+\n" +
+	"\x11public_submission\x18\x02 \x01(\bR\x10publicSubmission*\x89\x01\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +

@@ -534,7 +534,9 @@ func (x *ContactDetails) GetPostalAddress() *PostalAddress {
 // IdentityNumber is the plain form of DATA_CLASS_IDENTITY_NUMBER.
 type IdentityNumber struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Twelve digits, YYYYMMDDNNNC.
+	// Twelve digits, YYYYMMDDNNNC, as stored and returned. Rectify takes
+	// any notation intake accepts (10 or 12 digits, "-" or "+", blanks
+	// around it) and stores the twelve digits.
 	Number string `protobuf:"bytes,1,opt,name=number,proto3" json:"number,omitempty"`
 	// True for a samordningsnummer (day + 60).
 	CoordinationNumber bool `protobuf:"varint,2,opt,name=coordination_number,json=coordinationNumber,proto3" json:"coordination_number,omitempty"`

@@ -35,8 +35,10 @@ type Contact struct {
 	// Swedish (07x-xxx xx xx) or international (+xx...) number.
 	Phone         string            `protobuf:"bytes,3,opt,name=phone,proto3" json:"phone,omitempty"`
 	PostalAddress *v1.PostalAddress `protobuf:"bytes,4,opt,name=postal_address,json=postalAddress,proto3" json:"postal_address,omitempty"`
-	// Personnummer or samordningsnummer, 10 or 12 digits, with or without
-	// "-" or "+".
+	// Personnummer or samordningsnummer as Skatteverket writes it: 10 or 12
+	// digits, with or without "-" or "+". Blanks around it (as a copy and
+	// paste leaves them) are trimmed, so the limit leaves room for them
+	// beyond the 13 characters of the longest notation.
 	IdentityNumber string `protobuf:"bytes,5,opt,name=identity_number,json=identityNumber,proto3" json:"identity_number,omitempty"`
 	// The caller's number was hidden or anonymous (phone cases).
 	CallerNumberWithheld bool `protobuf:"varint,6,opt,name=caller_number_withheld,json=callerNumberWithheld,proto3" json:"caller_number_withheld,omitempty"`
@@ -586,7 +588,7 @@ const file_kontakt_intake_v1_intake_proto_rawDesc = "" +
 	"\xd8\x01\x01r\x05\x18\xfe\x01`\x01R\x05email\x12\x1d\n" +
 	"\x05phone\x18\x03 \x01(\tB\a\xbaH\x04r\x02\x18 R\x05phone\x12E\n" +
 	"\x0epostal_address\x18\x04 \x01(\v2\x1e.kontakt.case.v1.PostalAddressR\rpostalAddress\x120\n" +
-	"\x0fidentity_number\x18\x05 \x01(\tB\a\xbaH\x04r\x02\x18\rR\x0eidentityNumber\x124\n" +
+	"\x0fidentity_number\x18\x05 \x01(\tB\a\xbaH\x04r\x02\x18 R\x0eidentityNumber\x124\n" +
 	"\x16caller_number_withheld\x18\x06 \x01(\bR\x14callerNumberWithheld\"\xbd\x01\n" +
 	"\x0fAttachmentInput\x12\x1e\n" +
 	"\x04name\x18\x01 \x01(\tB\n" +
@@ -624,13 +626,13 @@ const file_kontakt_intake_v1_intake_proto_rawDesc = "" +
 	"\x12SubmitFormResponse\x12\x1f\n" +
 	"\vcase_number\x18\x01 \x01(\tR\n" +
 	"caseNumber\x12?\n" +
-	"\rregistered_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\fregisteredAtJ\x04\b\x03\x10\x04R\breplayed2\x8c\x02\n" +
+	"\rregistered_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\fregisteredAtJ\x04\b\x03\x10\x04R\breplayed2\x8e\x02\n" +
 	"\rIntakeService\x12}\n" +
 	"\fRegisterCase\x12&.kontakt.intake.v1.RegisterCaseRequest\x1a'.kontakt.intake.v1.RegisterCaseResponse\"\x1c\xc2\xf3\x18\x04\n" +
-	"\x02\x01\x03\x82\xd3\xe4\x93\x02\x0e:\x01*\"\t/v1/cases\x12|\n" +
+	"\x02\x01\x03\x82\xd3\xe4\x93\x02\x0e:\x01*\"\t/v1/cases\x12~\n" +
 	"\n" +
-	"SubmitForm\x12$.kontakt.intake.v1.SubmitFormRequest\x1a%.kontakt.intake.v1.SubmitFormResponse\"!\xc2\xf3\x18\x03\n" +
-	"\x01\x06\x82\xd3\xe4\x93\x02\x14:\x01*\"\x0f/v1/forms/casesBBZ@github.com/kontakt-se/kontakt/pkg/api/kontakt/intake/v1;intakev1b\x06proto3"
+	"SubmitForm\x12$.kontakt.intake.v1.SubmitFormRequest\x1a%.kontakt.intake.v1.SubmitFormResponse\"#\xc2\xf3\x18\x05\n" +
+	"\x01\x06\x10\x01\x82\xd3\xe4\x93\x02\x14:\x01*\"\x0f/v1/forms/casesBBZ@github.com/kontakt-se/kontakt/pkg/api/kontakt/intake/v1;intakev1b\x06proto3"
 
 var (
 	file_kontakt_intake_v1_intake_proto_rawDescOnce sync.Once

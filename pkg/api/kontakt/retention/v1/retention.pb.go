@@ -138,6 +138,62 @@ func (Action) EnumDescriptor() ([]byte, []int) {
 	return file_kontakt_retention_v1_retention_proto_rawDescGZIP(), []int{1}
 }
 
+// SubjectTextKind says what staff wrote.
+type SubjectTextKind int32
+
+const (
+	SubjectTextKind_SUBJECT_TEXT_KIND_UNSPECIFIED SubjectTextKind = 0
+	// The answer given to the citizen.
+	SubjectTextKind_SUBJECT_TEXT_KIND_ANSWER SubjectTextKind = 1
+	// An internal note.
+	SubjectTextKind_SUBJECT_TEXT_KIND_NOTE SubjectTextKind = 2
+	// The comment sent with a forwarding.
+	SubjectTextKind_SUBJECT_TEXT_KIND_FORWARD_COMMENT SubjectTextKind = 3
+)
+
+// Enum value maps for SubjectTextKind.
+var (
+	SubjectTextKind_name = map[int32]string{
+		0: "SUBJECT_TEXT_KIND_UNSPECIFIED",
+		1: "SUBJECT_TEXT_KIND_ANSWER",
+		2: "SUBJECT_TEXT_KIND_NOTE",
+		3: "SUBJECT_TEXT_KIND_FORWARD_COMMENT",
+	}
+	SubjectTextKind_value = map[string]int32{
+		"SUBJECT_TEXT_KIND_UNSPECIFIED":     0,
+		"SUBJECT_TEXT_KIND_ANSWER":          1,
+		"SUBJECT_TEXT_KIND_NOTE":            2,
+		"SUBJECT_TEXT_KIND_FORWARD_COMMENT": 3,
+	}
+)
+
+func (x SubjectTextKind) Enum() *SubjectTextKind {
+	p := new(SubjectTextKind)
+	*p = x
+	return p
+}
+
+func (x SubjectTextKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (SubjectTextKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_kontakt_retention_v1_retention_proto_enumTypes[2].Descriptor()
+}
+
+func (SubjectTextKind) Type() protoreflect.EnumType {
+	return &file_kontakt_retention_v1_retention_proto_enumTypes[2]
+}
+
+func (x SubjectTextKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use SubjectTextKind.Descriptor instead.
+func (SubjectTextKind) EnumDescriptor() ([]byte, []int) {
+	return file_kontakt_retention_v1_retention_proto_rawDescGZIP(), []int{2}
+}
+
 // PlanRule is one line of the plan.
 type PlanRule struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
@@ -452,17 +508,26 @@ func (x *PreviewRequest) GetDays() int32 {
 
 // DueItem is one thing the plan will do.
 type DueItem struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	CaseId        string                 `protobuf:"bytes,1,opt,name=case_id,json=caseId,proto3" json:"case_id,omitempty"`
-	CaseNumber    string                 `protobuf:"bytes,2,opt,name=case_number,json=caseNumber,proto3" json:"case_number,omitempty"`
-	CaseType      v1.CaseType            `protobuf:"varint,3,opt,name=case_type,json=caseType,proto3,enum=kontakt.case.v1.CaseType" json:"case_type,omitempty"`
-	Action        Action                 `protobuf:"varint,4,opt,name=action,proto3,enum=kontakt.retention.v1.Action" json:"action,omitempty"`
-	DataClasses   []v1.DataClass         `protobuf:"varint,5,rep,packed,name=data_classes,json=dataClasses,proto3,enum=kontakt.case.v1.DataClass" json:"data_classes,omitempty"`
-	DueAt         *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=due_at,json=dueAt,proto3" json:"due_at,omitempty"`
-	Rule          string                 `protobuf:"bytes,7,opt,name=rule,proto3" json:"rule,omitempty"`
-	OnHold        bool                   `protobuf:"varint,8,opt,name=on_hold,json=onHold,proto3" json:"on_hold,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	CaseId      string                 `protobuf:"bytes,1,opt,name=case_id,json=caseId,proto3" json:"case_id,omitempty"`
+	CaseNumber  string                 `protobuf:"bytes,2,opt,name=case_number,json=caseNumber,proto3" json:"case_number,omitempty"`
+	CaseType    v1.CaseType            `protobuf:"varint,3,opt,name=case_type,json=caseType,proto3,enum=kontakt.case.v1.CaseType" json:"case_type,omitempty"`
+	Action      Action                 `protobuf:"varint,4,opt,name=action,proto3,enum=kontakt.retention.v1.Action" json:"action,omitempty"`
+	DataClasses []v1.DataClass         `protobuf:"varint,5,rep,packed,name=data_classes,json=dataClasses,proto3,enum=kontakt.case.v1.DataClass" json:"data_classes,omitempty"`
+	DueAt       *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=due_at,json=dueAt,proto3" json:"due_at,omitempty"`
+	Rule        string                 `protobuf:"bytes,7,opt,name=rule,proto3" json:"rule,omitempty"`
+	OnHold      bool                   `protobuf:"varint,8,opt,name=on_hold,json=onHold,proto3" json:"on_hold,omitempty"`
+	// What the rule's period counts from: the registration or the closure,
+	// or, when written_after_redaction is set, when the data was first
+	// written after an earlier redaction of its classes.
+	CountedFrom *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=counted_from,json=countedFrom,proto3" json:"counted_from,omitempty"`
+	// The classes received data after the plan (or an erasure) had redacted
+	// them, for example an answer to a complaint still open after its
+	// personal data was culled. That data is sealed under a fresh key and
+	// the plan counts its period again from when it was written.
+	WrittenAfterRedaction bool `protobuf:"varint,10,opt,name=written_after_redaction,json=writtenAfterRedaction,proto3" json:"written_after_redaction,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
 }
 
 func (x *DueItem) Reset() {
@@ -547,6 +612,20 @@ func (x *DueItem) GetRule() string {
 func (x *DueItem) GetOnHold() bool {
 	if x != nil {
 		return x.OnHold
+	}
+	return false
+}
+
+func (x *DueItem) GetCountedFrom() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CountedFrom
+	}
+	return nil
+}
+
+func (x *DueItem) GetWrittenAfterRedaction() bool {
+	if x != nil {
+		return x.WrittenAfterRedaction
 	}
 	return false
 }
@@ -1265,6 +1344,8 @@ type isSubjectKey_Key interface {
 }
 
 type SubjectKey_IdentityNumber struct {
+	// Personnummer or samordningsnummer in any notation intake accepts;
+	// blanks around it are trimmed.
 	IdentityNumber string `protobuf:"bytes,1,opt,name=identity_number,json=identityNumber,proto3,oneof"`
 }
 
@@ -1335,23 +1416,63 @@ func (x *SubjectAccessRequest) GetPurpose() string {
 	return ""
 }
 
-// SubjectCase is one case in a register extract.
+// SubjectCase is one case in a register extract. The personal data
+// fields hold what is readable now: a redacted class is absent, and its
+// entry in retention says when and why it went.
 type SubjectCase struct {
-	state          protoimpl.MessageState `protogen:"open.v1"`
-	CaseId         string                 `protobuf:"bytes,1,opt,name=case_id,json=caseId,proto3" json:"case_id,omitempty"`
-	CaseNumber     string                 `protobuf:"bytes,2,opt,name=case_number,json=caseNumber,proto3" json:"case_number,omitempty"`
-	Type           v1.CaseType            `protobuf:"varint,3,opt,name=type,proto3,enum=kontakt.case.v1.CaseType" json:"type,omitempty"`
-	Channel        v1.Channel             `protobuf:"varint,4,opt,name=channel,proto3,enum=kontakt.case.v1.Channel" json:"channel,omitempty"`
-	RegisteredAt   *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=registered_at,json=registeredAt,proto3" json:"registered_at,omitempty"`
-	Contact        *v1.ContactDetails     `protobuf:"bytes,6,opt,name=contact,proto3" json:"contact,omitempty"`
-	Identity       *v1.IdentityNumber     `protobuf:"bytes,7,opt,name=identity,proto3" json:"identity,omitempty"`
-	FreeText       *v1.FreeText           `protobuf:"bytes,8,opt,name=free_text,json=freeText,proto3" json:"free_text,omitempty"`
-	Answers        []string               `protobuf:"bytes,9,rep,name=answers,proto3" json:"answers,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	CaseId     string                 `protobuf:"bytes,1,opt,name=case_id,json=caseId,proto3" json:"case_id,omitempty"`
+	CaseNumber string                 `protobuf:"bytes,2,opt,name=case_number,json=caseNumber,proto3" json:"case_number,omitempty"`
+	Type       v1.CaseType            `protobuf:"varint,3,opt,name=type,proto3,enum=kontakt.case.v1.CaseType" json:"type,omitempty"`
+	// How the case reached the municipality: the source of the data.
+	Channel      v1.Channel             `protobuf:"varint,4,opt,name=channel,proto3,enum=kontakt.case.v1.Channel" json:"channel,omitempty"`
+	RegisteredAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=registered_at,json=registeredAt,proto3" json:"registered_at,omitempty"`
+	// Contact details as they are now (after any rectification).
+	Contact  *v1.ContactDetails `protobuf:"bytes,6,opt,name=contact,proto3" json:"contact,omitempty"`
+	Identity *v1.IdentityNumber `protobuf:"bytes,7,opt,name=identity,proto3" json:"identity,omitempty"`
+	FreeText *v1.FreeText       `protobuf:"bytes,8,opt,name=free_text,json=freeText,proto3" json:"free_text,omitempty"`
+	// The text of every readable answer, note and forwarding comment, in
+	// the order written; texts has the same with kind, author and time.
+	Answers []string `protobuf:"bytes,9,rep,name=answers,proto3" json:"answers,omitempty"`
+	// The earliest date the plan redacts a class of personal data that the
+	// case still holds; unset when none is scheduled.
 	RedactionDueAt *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=redaction_due_at,json=redactionDueAt,proto3" json:"redaction_due_at,omitempty"`
-	DeletionDueAt  *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=deletion_due_at,json=deletionDueAt,proto3" json:"deletion_due_at,omitempty"`
-	Reads          []*SubjectAuditEntry   `protobuf:"bytes,12,rep,name=reads,proto3" json:"reads,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// When the plan deletes (or archives and then removes) the whole case;
+	// unset while its period has not begun (counted from closure).
+	DeletionDueAt *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=deletion_due_at,json=deletionDueAt,proto3" json:"deletion_due_at,omitempty"`
+	// The case's audit trail before this extract, oldest first: every
+	// recorded read, search, mark and extract.
+	Reads []*SubjectAuditEntry `protobuf:"bytes,12,rep,name=reads,proto3" json:"reads,omitempty"`
+	// The case's category code (from the configured list; never free text).
+	Category string `protobuf:"bytes,13,opt,name=category,proto3" json:"category,omitempty"`
+	// When the case was last closed; unset while it is open.
+	ClosedAt *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=closed_at,json=closedAt,proto3" json:"closed_at,omitempty"`
+	// Attachments, in the order registered. Names and ids are sealed
+	// personal data; a redacted attachment keeps its type and size only.
+	Attachments []*SubjectAttachment `protobuf:"bytes,15,rep,name=attachments,proto3" json:"attachments,omitempty"`
+	// Everything staff wrote on the case (answers, internal notes,
+	// forwarding comments), in the order written, readable or redacted.
+	Texts []*SubjectText `protobuf:"bytes,16,rep,name=texts,proto3" json:"texts,omitempty"`
+	// Where the case was sent inside the municipality (recipients, GDPR
+	// art. 15.1 c): forwardings and moves between queues.
+	Forwardings []*SubjectForwarding `protobuf:"bytes,17,rep,name=forwardings,proto3" json:"forwardings,omitempty"`
+	// Corrections of the person's data (GDPR art. 16), oldest first.
+	Rectifications []*SubjectRectification `protobuf:"bytes,18,rep,name=rectifications,proto3" json:"rectifications,omitempty"`
+	// Per data class the case holds or held, then the whole case and its
+	// audit trail: the plan's rule, and when the data is or was removed.
+	Retention []*SubjectRetention `protobuf:"bytes,19,rep,name=retention,proto3" json:"retention,omitempty"`
+	// A hold (for example an appeal) defers every redaction and deletion
+	// of the case until it is released.
+	OnHold bool `protobuf:"varint,20,opt,name=on_hold,json=onHold,proto3" json:"on_hold,omitempty"`
+	// The case is marked to be preserved (bevaras): it is exported to the
+	// archive, personal data included, before anything is removed, and
+	// erasure does not reach it (GDPR art. 17.3 b and d).
+	MarkedForPreservation bool `protobuf:"varint,21,opt,name=marked_for_preservation,json=markedForPreservation,proto3" json:"marked_for_preservation,omitempty"`
+	// When the archive package of a marked case is written; unset when
+	// none is due.
+	ArchiveDueAt  *timestamppb.Timestamp `protobuf:"bytes,22,opt,name=archive_due_at,json=archiveDueAt,proto3" json:"archive_due_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SubjectCase) Reset() {
@@ -1468,19 +1589,688 @@ func (x *SubjectCase) GetReads() []*SubjectAuditEntry {
 	return nil
 }
 
-// SubjectAuditEntry is one read of the person's data.
+func (x *SubjectCase) GetCategory() string {
+	if x != nil {
+		return x.Category
+	}
+	return ""
+}
+
+func (x *SubjectCase) GetClosedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ClosedAt
+	}
+	return nil
+}
+
+func (x *SubjectCase) GetAttachments() []*SubjectAttachment {
+	if x != nil {
+		return x.Attachments
+	}
+	return nil
+}
+
+func (x *SubjectCase) GetTexts() []*SubjectText {
+	if x != nil {
+		return x.Texts
+	}
+	return nil
+}
+
+func (x *SubjectCase) GetForwardings() []*SubjectForwarding {
+	if x != nil {
+		return x.Forwardings
+	}
+	return nil
+}
+
+func (x *SubjectCase) GetRectifications() []*SubjectRectification {
+	if x != nil {
+		return x.Rectifications
+	}
+	return nil
+}
+
+func (x *SubjectCase) GetRetention() []*SubjectRetention {
+	if x != nil {
+		return x.Retention
+	}
+	return nil
+}
+
+func (x *SubjectCase) GetOnHold() bool {
+	if x != nil {
+		return x.OnHold
+	}
+	return false
+}
+
+func (x *SubjectCase) GetMarkedForPreservation() bool {
+	if x != nil {
+		return x.MarkedForPreservation
+	}
+	return false
+}
+
+func (x *SubjectCase) GetArchiveDueAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ArchiveDueAt
+	}
+	return nil
+}
+
+// SubjectAttachment is one attachment of a case in a register extract.
+type SubjectAttachment struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The file's name as the citizen gave it; empty when redacted.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The reference to the stored file (the form's choice, possibly the
+	// file's name); empty when redacted.
+	AttachmentId string `protobuf:"bytes,2,opt,name=attachment_id,json=attachmentId,proto3" json:"attachment_id,omitempty"`
+	ContentType  string `protobuf:"bytes,3,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
+	SizeBytes    int64  `protobuf:"varint,4,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
+	// The attachment class was redacted: name and id are gone.
+	Redacted      bool `protobuf:"varint,5,opt,name=redacted,proto3" json:"redacted,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubjectAttachment) Reset() {
+	*x = SubjectAttachment{}
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubjectAttachment) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubjectAttachment) ProtoMessage() {}
+
+func (x *SubjectAttachment) ProtoReflect() protoreflect.Message {
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubjectAttachment.ProtoReflect.Descriptor instead.
+func (*SubjectAttachment) Descriptor() ([]byte, []int) {
+	return file_kontakt_retention_v1_retention_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *SubjectAttachment) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SubjectAttachment) GetAttachmentId() string {
+	if x != nil {
+		return x.AttachmentId
+	}
+	return ""
+}
+
+func (x *SubjectAttachment) GetContentType() string {
+	if x != nil {
+		return x.ContentType
+	}
+	return ""
+}
+
+func (x *SubjectAttachment) GetSizeBytes() int64 {
+	if x != nil {
+		return x.SizeBytes
+	}
+	return 0
+}
+
+func (x *SubjectAttachment) GetRedacted() bool {
+	if x != nil {
+		return x.Redacted
+	}
+	return false
+}
+
+// SubjectText is one text staff wrote on a case of the person's.
+type SubjectText struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Kind  SubjectTextKind        `protobuf:"varint,1,opt,name=kind,proto3,enum=kontakt.retention.v1.SubjectTextKind" json:"kind,omitempty"`
+	// Subject id of who wrote it.
+	Author    string                 `protobuf:"bytes,2,opt,name=author,proto3" json:"author,omitempty"`
+	WrittenAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=written_at,json=writtenAt,proto3" json:"written_at,omitempty"`
+	// Empty when redacted.
+	Text string `protobuf:"bytes,4,opt,name=text,proto3" json:"text,omitempty"`
+	// The answer class was redacted: the text is gone.
+	Redacted      bool `protobuf:"varint,5,opt,name=redacted,proto3" json:"redacted,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubjectText) Reset() {
+	*x = SubjectText{}
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubjectText) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubjectText) ProtoMessage() {}
+
+func (x *SubjectText) ProtoReflect() protoreflect.Message {
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubjectText.ProtoReflect.Descriptor instead.
+func (*SubjectText) Descriptor() ([]byte, []int) {
+	return file_kontakt_retention_v1_retention_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *SubjectText) GetKind() SubjectTextKind {
+	if x != nil {
+		return x.Kind
+	}
+	return SubjectTextKind_SUBJECT_TEXT_KIND_UNSPECIFIED
+}
+
+func (x *SubjectText) GetAuthor() string {
+	if x != nil {
+		return x.Author
+	}
+	return ""
+}
+
+func (x *SubjectText) GetWrittenAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.WrittenAt
+	}
+	return nil
+}
+
+func (x *SubjectText) GetText() string {
+	if x != nil {
+		return x.Text
+	}
+	return ""
+}
+
+func (x *SubjectText) GetRedacted() bool {
+	if x != nil {
+		return x.Redacted
+	}
+	return false
+}
+
+// SubjectForwarding is one place a case was sent to.
+type SubjectForwarding struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	ToQueue      string                 `protobuf:"bytes,1,opt,name=to_queue,json=toQueue,proto3" json:"to_queue,omitempty"`
+	ToDepartment string                 `protobuf:"bytes,2,opt,name=to_department,json=toDepartment,proto3" json:"to_department,omitempty"`
+	// Subject id of the officer the case was sent to, if any.
+	ToOfficer string `protobuf:"bytes,3,opt,name=to_officer,json=toOfficer,proto3" json:"to_officer,omitempty"`
+	// Subject id of who sent it.
+	By string                 `protobuf:"bytes,4,opt,name=by,proto3" json:"by,omitempty"`
+	At *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=at,proto3" json:"at,omitempty"`
+	// A supervisor moved the case to another queue (rather than
+	// forwarding it with a comment).
+	Moved         bool `protobuf:"varint,6,opt,name=moved,proto3" json:"moved,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubjectForwarding) Reset() {
+	*x = SubjectForwarding{}
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubjectForwarding) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubjectForwarding) ProtoMessage() {}
+
+func (x *SubjectForwarding) ProtoReflect() protoreflect.Message {
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubjectForwarding.ProtoReflect.Descriptor instead.
+func (*SubjectForwarding) Descriptor() ([]byte, []int) {
+	return file_kontakt_retention_v1_retention_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *SubjectForwarding) GetToQueue() string {
+	if x != nil {
+		return x.ToQueue
+	}
+	return ""
+}
+
+func (x *SubjectForwarding) GetToDepartment() string {
+	if x != nil {
+		return x.ToDepartment
+	}
+	return ""
+}
+
+func (x *SubjectForwarding) GetToOfficer() string {
+	if x != nil {
+		return x.ToOfficer
+	}
+	return ""
+}
+
+func (x *SubjectForwarding) GetBy() string {
+	if x != nil {
+		return x.By
+	}
+	return ""
+}
+
+func (x *SubjectForwarding) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+func (x *SubjectForwarding) GetMoved() bool {
+	if x != nil {
+		return x.Moved
+	}
+	return false
+}
+
+// SubjectValue is the value of one data class, for rectifications.
+type SubjectValue struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Value:
+	//
+	//	*SubjectValue_Contact
+	//	*SubjectValue_Identity
+	//	*SubjectValue_FreeText
+	//	*SubjectValue_Attachments
+	Value         isSubjectValue_Value `protobuf_oneof:"value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubjectValue) Reset() {
+	*x = SubjectValue{}
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubjectValue) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubjectValue) ProtoMessage() {}
+
+func (x *SubjectValue) ProtoReflect() protoreflect.Message {
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubjectValue.ProtoReflect.Descriptor instead.
+func (*SubjectValue) Descriptor() ([]byte, []int) {
+	return file_kontakt_retention_v1_retention_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *SubjectValue) GetValue() isSubjectValue_Value {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+func (x *SubjectValue) GetContact() *v1.ContactDetails {
+	if x != nil {
+		if x, ok := x.Value.(*SubjectValue_Contact); ok {
+			return x.Contact
+		}
+	}
+	return nil
+}
+
+func (x *SubjectValue) GetIdentity() *v1.IdentityNumber {
+	if x != nil {
+		if x, ok := x.Value.(*SubjectValue_Identity); ok {
+			return x.Identity
+		}
+	}
+	return nil
+}
+
+func (x *SubjectValue) GetFreeText() *v1.FreeText {
+	if x != nil {
+		if x, ok := x.Value.(*SubjectValue_FreeText); ok {
+			return x.FreeText
+		}
+	}
+	return nil
+}
+
+func (x *SubjectValue) GetAttachments() *v1.AttachmentNames {
+	if x != nil {
+		if x, ok := x.Value.(*SubjectValue_Attachments); ok {
+			return x.Attachments
+		}
+	}
+	return nil
+}
+
+type isSubjectValue_Value interface {
+	isSubjectValue_Value()
+}
+
+type SubjectValue_Contact struct {
+	Contact *v1.ContactDetails `protobuf:"bytes,1,opt,name=contact,proto3,oneof"`
+}
+
+type SubjectValue_Identity struct {
+	Identity *v1.IdentityNumber `protobuf:"bytes,2,opt,name=identity,proto3,oneof"`
+}
+
+type SubjectValue_FreeText struct {
+	FreeText *v1.FreeText `protobuf:"bytes,3,opt,name=free_text,json=freeText,proto3,oneof"`
+}
+
+type SubjectValue_Attachments struct {
+	Attachments *v1.AttachmentNames `protobuf:"bytes,4,opt,name=attachments,proto3,oneof"`
+}
+
+func (*SubjectValue_Contact) isSubjectValue_Value() {}
+
+func (*SubjectValue_Identity) isSubjectValue_Value() {}
+
+func (*SubjectValue_FreeText) isSubjectValue_Value() {}
+
+func (*SubjectValue_Attachments) isSubjectValue_Value() {}
+
+// SubjectRectification is one correction of a data class. The value it
+// replaced stays in the case's event log until the class is redacted, so
+// it is personal data kontakt still holds and is shown.
+type SubjectRectification struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	DataClass v1.DataClass           `protobuf:"varint,1,opt,name=data_class,json=dataClass,proto3,enum=kontakt.case.v1.DataClass" json:"data_class,omitempty"`
+	// Subject id of who corrected it (the data-protection officer).
+	RectifiedBy string                 `protobuf:"bytes,2,opt,name=rectified_by,json=rectifiedBy,proto3" json:"rectified_by,omitempty"`
+	RectifiedAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=rectified_at,json=rectifiedAt,proto3" json:"rectified_at,omitempty"`
+	// The value before the correction; unset when it was not readable.
+	Previous *SubjectValue `protobuf:"bytes,4,opt,name=previous,proto3" json:"previous,omitempty"`
+	// The corrected value; unset when it is no longer readable.
+	Value *SubjectValue `protobuf:"bytes,5,opt,name=value,proto3" json:"value,omitempty"`
+	// The class was redacted since: neither value is readable.
+	Redacted      bool `protobuf:"varint,6,opt,name=redacted,proto3" json:"redacted,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubjectRectification) Reset() {
+	*x = SubjectRectification{}
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubjectRectification) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubjectRectification) ProtoMessage() {}
+
+func (x *SubjectRectification) ProtoReflect() protoreflect.Message {
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubjectRectification.ProtoReflect.Descriptor instead.
+func (*SubjectRectification) Descriptor() ([]byte, []int) {
+	return file_kontakt_retention_v1_retention_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *SubjectRectification) GetDataClass() v1.DataClass {
+	if x != nil {
+		return x.DataClass
+	}
+	return v1.DataClass(0)
+}
+
+func (x *SubjectRectification) GetRectifiedBy() string {
+	if x != nil {
+		return x.RectifiedBy
+	}
+	return ""
+}
+
+func (x *SubjectRectification) GetRectifiedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RectifiedAt
+	}
+	return nil
+}
+
+func (x *SubjectRectification) GetPrevious() *SubjectValue {
+	if x != nil {
+		return x.Previous
+	}
+	return nil
+}
+
+func (x *SubjectRectification) GetValue() *SubjectValue {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+func (x *SubjectRectification) GetRedacted() bool {
+	if x != nil {
+		return x.Redacted
+	}
+	return false
+}
+
+// SubjectRetention is what the plan does to one class of a case's data.
+type SubjectRetention struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The personal data class; unset for the whole case and the audit trail.
+	DataClass v1.DataClass `protobuf:"varint,1,opt,name=data_class,json=dataClass,proto3,enum=kontakt.case.v1.DataClass" json:"data_class,omitempty"`
+	// The plan's name of the class: contact, identity, freetext,
+	// attachments, answer, case (the whole case) or audit (the trail of
+	// who read it).
+	PlanClass string `protobuf:"bytes,2,opt,name=plan_class,json=planClass,proto3" json:"plan_class,omitempty"`
+	// The rule of the plan that decides it; empty when no rule does (the
+	// data then goes with the case).
+	Rule   string `protobuf:"bytes,3,opt,name=rule,proto3" json:"rule,omitempty"`
+	Action Action `protobuf:"varint,4,opt,name=action,proto3,enum=kontakt.retention.v1.Action" json:"action,omitempty"`
+	// The period as the plan writes it ("90d", "6m", "2y").
+	Period string `protobuf:"bytes,5,opt,name=period,proto3" json:"period,omitempty"`
+	Anchor Anchor `protobuf:"varint,6,opt,name=anchor,proto3,enum=kontakt.retention.v1.Anchor" json:"anchor,omitempty"`
+	// When the period ends; unset when it has not begun (counted from a
+	// closure that has not happened), when the action keeps the data, and
+	// for the audit trail, whose entries each go the period after they
+	// were written (the audit stream's age limit).
+	DueAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=due_at,json=dueAt,proto3" json:"due_at,omitempty"`
+	// When the class was last redacted, and why ("retention": the plan;
+	// "erasure": a request). Unset when it never was.
+	RedactedAt      *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=redacted_at,json=redactedAt,proto3" json:"redacted_at,omitempty"`
+	RedactionReason string                 `protobuf:"bytes,9,opt,name=redaction_reason,json=redactionReason,proto3" json:"redaction_reason,omitempty"`
+	// The case holds readable data of the class now (new data may have
+	// been written after a redaction).
+	HoldsData     bool `protobuf:"varint,10,opt,name=holds_data,json=holdsData,proto3" json:"holds_data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubjectRetention) Reset() {
+	*x = SubjectRetention{}
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubjectRetention) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubjectRetention) ProtoMessage() {}
+
+func (x *SubjectRetention) ProtoReflect() protoreflect.Message {
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubjectRetention.ProtoReflect.Descriptor instead.
+func (*SubjectRetention) Descriptor() ([]byte, []int) {
+	return file_kontakt_retention_v1_retention_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *SubjectRetention) GetDataClass() v1.DataClass {
+	if x != nil {
+		return x.DataClass
+	}
+	return v1.DataClass(0)
+}
+
+func (x *SubjectRetention) GetPlanClass() string {
+	if x != nil {
+		return x.PlanClass
+	}
+	return ""
+}
+
+func (x *SubjectRetention) GetRule() string {
+	if x != nil {
+		return x.Rule
+	}
+	return ""
+}
+
+func (x *SubjectRetention) GetAction() Action {
+	if x != nil {
+		return x.Action
+	}
+	return Action_ACTION_UNSPECIFIED
+}
+
+func (x *SubjectRetention) GetPeriod() string {
+	if x != nil {
+		return x.Period
+	}
+	return ""
+}
+
+func (x *SubjectRetention) GetAnchor() Anchor {
+	if x != nil {
+		return x.Anchor
+	}
+	return Anchor_ANCHOR_UNSPECIFIED
+}
+
+func (x *SubjectRetention) GetDueAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DueAt
+	}
+	return nil
+}
+
+func (x *SubjectRetention) GetRedactedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RedactedAt
+	}
+	return nil
+}
+
+func (x *SubjectRetention) GetRedactionReason() string {
+	if x != nil {
+		return x.RedactionReason
+	}
+	return ""
+}
+
+func (x *SubjectRetention) GetHoldsData() bool {
+	if x != nil {
+		return x.HoldsData
+	}
+	return false
+}
+
+// SubjectAuditEntry is one entry of a case's audit trail: a read of the
+// person's data, a search that found the case, a mark for preservation or
+// an earlier extract.
 type SubjectAuditEntry struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Actor         string                 `protobuf:"bytes,1,opt,name=actor,proto3" json:"actor,omitempty"`
-	Purpose       string                 `protobuf:"bytes,2,opt,name=purpose,proto3" json:"purpose,omitempty"`
-	ReadAt        *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=read_at,json=readAt,proto3" json:"read_at,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Subject id of who did it.
+	Actor string `protobuf:"bytes,1,opt,name=actor,proto3" json:"actor,omitempty"`
+	// Why, as they gave it.
+	Purpose string                 `protobuf:"bytes,2,opt,name=purpose,proto3" json:"purpose,omitempty"`
+	ReadAt  *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=read_at,json=readAt,proto3" json:"read_at,omitempty"`
+	// The role they acted in (agent, officer, supervisor, dpo).
+	Role string `protobuf:"bytes,4,opt,name=role,proto3" json:"role,omitempty"`
+	// The RPC, which says what was done (for example
+	// /kontakt.routing.v1.RoutingService/GetCase).
+	Rpc string `protobuf:"bytes,5,opt,name=rpc,proto3" json:"rpc,omitempty"`
+	// The data classes concerned.
+	DataClasses   []v1.DataClass `protobuf:"varint,6,rep,packed,name=data_classes,json=dataClasses,proto3,enum=kontakt.case.v1.DataClass" json:"data_classes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SubjectAuditEntry) Reset() {
 	*x = SubjectAuditEntry{}
-	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[21]
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1492,7 +2282,7 @@ func (x *SubjectAuditEntry) String() string {
 func (*SubjectAuditEntry) ProtoMessage() {}
 
 func (x *SubjectAuditEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[21]
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1505,7 +2295,7 @@ func (x *SubjectAuditEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubjectAuditEntry.ProtoReflect.Descriptor instead.
 func (*SubjectAuditEntry) Descriptor() ([]byte, []int) {
-	return file_kontakt_retention_v1_retention_proto_rawDescGZIP(), []int{21}
+	return file_kontakt_retention_v1_retention_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *SubjectAuditEntry) GetActor() string {
@@ -1529,17 +2319,43 @@ func (x *SubjectAuditEntry) GetReadAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *SubjectAuditEntry) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *SubjectAuditEntry) GetRpc() string {
+	if x != nil {
+		return x.Rpc
+	}
+	return ""
+}
+
+func (x *SubjectAuditEntry) GetDataClasses() []v1.DataClass {
+	if x != nil {
+		return x.DataClasses
+	}
+	return nil
+}
+
 // SubjectAccessResponse is the register extract.
 type SubjectAccessResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Cases         []*SubjectCase         `protobuf:"bytes,1,rep,name=cases,proto3" json:"cases,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Cases []*SubjectCase         `protobuf:"bytes,1,rep,name=cases,proto3" json:"cases,omitempty"`
+	// When the extract was made.
+	GeneratedAt *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=generated_at,json=generatedAt,proto3" json:"generated_at,omitempty"`
+	// The retention plan in force, whose rules the retention entries name.
+	PlanName      string `protobuf:"bytes,3,opt,name=plan_name,json=planName,proto3" json:"plan_name,omitempty"`
+	PlanVersion   string `protobuf:"bytes,4,opt,name=plan_version,json=planVersion,proto3" json:"plan_version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SubjectAccessResponse) Reset() {
 	*x = SubjectAccessResponse{}
-	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[22]
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1551,7 +2367,7 @@ func (x *SubjectAccessResponse) String() string {
 func (*SubjectAccessResponse) ProtoMessage() {}
 
 func (x *SubjectAccessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[22]
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1564,7 +2380,7 @@ func (x *SubjectAccessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubjectAccessResponse.ProtoReflect.Descriptor instead.
 func (*SubjectAccessResponse) Descriptor() ([]byte, []int) {
-	return file_kontakt_retention_v1_retention_proto_rawDescGZIP(), []int{22}
+	return file_kontakt_retention_v1_retention_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *SubjectAccessResponse) GetCases() []*SubjectCase {
@@ -1572,6 +2388,27 @@ func (x *SubjectAccessResponse) GetCases() []*SubjectCase {
 		return x.Cases
 	}
 	return nil
+}
+
+func (x *SubjectAccessResponse) GetGeneratedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.GeneratedAt
+	}
+	return nil
+}
+
+func (x *SubjectAccessResponse) GetPlanName() string {
+	if x != nil {
+		return x.PlanName
+	}
+	return ""
+}
+
+func (x *SubjectAccessResponse) GetPlanVersion() string {
+	if x != nil {
+		return x.PlanVersion
+	}
+	return ""
 }
 
 // EraseSubjectRequest asks to erase a person's data.
@@ -1585,7 +2422,7 @@ type EraseSubjectRequest struct {
 
 func (x *EraseSubjectRequest) Reset() {
 	*x = EraseSubjectRequest{}
-	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[23]
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1597,7 +2434,7 @@ func (x *EraseSubjectRequest) String() string {
 func (*EraseSubjectRequest) ProtoMessage() {}
 
 func (x *EraseSubjectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[23]
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1610,7 +2447,7 @@ func (x *EraseSubjectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EraseSubjectRequest.ProtoReflect.Descriptor instead.
 func (*EraseSubjectRequest) Descriptor() ([]byte, []int) {
-	return file_kontakt_retention_v1_retention_proto_rawDescGZIP(), []int{23}
+	return file_kontakt_retention_v1_retention_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *EraseSubjectRequest) GetSubject() *SubjectKey {
@@ -1640,7 +2477,7 @@ type EraseOutcome struct {
 
 func (x *EraseOutcome) Reset() {
 	*x = EraseOutcome{}
-	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[24]
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1652,7 +2489,7 @@ func (x *EraseOutcome) String() string {
 func (*EraseOutcome) ProtoMessage() {}
 
 func (x *EraseOutcome) ProtoReflect() protoreflect.Message {
-	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[24]
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1665,7 +2502,7 @@ func (x *EraseOutcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EraseOutcome.ProtoReflect.Descriptor instead.
 func (*EraseOutcome) Descriptor() ([]byte, []int) {
-	return file_kontakt_retention_v1_retention_proto_rawDescGZIP(), []int{24}
+	return file_kontakt_retention_v1_retention_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *EraseOutcome) GetCaseNumber() string {
@@ -1699,7 +2536,7 @@ type EraseSubjectResponse struct {
 
 func (x *EraseSubjectResponse) Reset() {
 	*x = EraseSubjectResponse{}
-	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[25]
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1711,7 +2548,7 @@ func (x *EraseSubjectResponse) String() string {
 func (*EraseSubjectResponse) ProtoMessage() {}
 
 func (x *EraseSubjectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[25]
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1724,7 +2561,7 @@ func (x *EraseSubjectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EraseSubjectResponse.ProtoReflect.Descriptor instead.
 func (*EraseSubjectResponse) Descriptor() ([]byte, []int) {
-	return file_kontakt_retention_v1_retention_proto_rawDescGZIP(), []int{25}
+	return file_kontakt_retention_v1_retention_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *EraseSubjectResponse) GetOutcomes() []*EraseOutcome {
@@ -1743,7 +2580,7 @@ type ListReceiptsRequest struct {
 
 func (x *ListReceiptsRequest) Reset() {
 	*x = ListReceiptsRequest{}
-	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[26]
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1755,7 +2592,7 @@ func (x *ListReceiptsRequest) String() string {
 func (*ListReceiptsRequest) ProtoMessage() {}
 
 func (x *ListReceiptsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[26]
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1768,7 +2605,7 @@ func (x *ListReceiptsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListReceiptsRequest.ProtoReflect.Descriptor instead.
 func (*ListReceiptsRequest) Descriptor() ([]byte, []int) {
-	return file_kontakt_retention_v1_retention_proto_rawDescGZIP(), []int{26}
+	return file_kontakt_retention_v1_retention_proto_rawDescGZIP(), []int{32}
 }
 
 // ListReceiptsResponse carries one receipt of the stream.
@@ -1781,7 +2618,7 @@ type ListReceiptsResponse struct {
 
 func (x *ListReceiptsResponse) Reset() {
 	*x = ListReceiptsResponse{}
-	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[27]
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1793,7 +2630,7 @@ func (x *ListReceiptsResponse) String() string {
 func (*ListReceiptsResponse) ProtoMessage() {}
 
 func (x *ListReceiptsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[27]
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1806,7 +2643,7 @@ func (x *ListReceiptsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListReceiptsResponse.ProtoReflect.Descriptor instead.
 func (*ListReceiptsResponse) Descriptor() ([]byte, []int) {
-	return file_kontakt_retention_v1_retention_proto_rawDescGZIP(), []int{27}
+	return file_kontakt_retention_v1_retention_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListReceiptsResponse) GetReceipt() *Receipt {
@@ -1845,7 +2682,7 @@ type Receipt struct {
 
 func (x *Receipt) Reset() {
 	*x = Receipt{}
-	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[28]
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1857,7 +2694,7 @@ func (x *Receipt) String() string {
 func (*Receipt) ProtoMessage() {}
 
 func (x *Receipt) ProtoReflect() protoreflect.Message {
-	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[28]
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1870,7 +2707,7 @@ func (x *Receipt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Receipt.ProtoReflect.Descriptor instead.
 func (*Receipt) Descriptor() ([]byte, []int) {
-	return file_kontakt_retention_v1_retention_proto_rawDescGZIP(), []int{28}
+	return file_kontakt_retention_v1_retention_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *Receipt) GetSeq() uint64 {
@@ -2009,7 +2846,7 @@ type RectifyRequest struct {
 
 func (x *RectifyRequest) Reset() {
 	*x = RectifyRequest{}
-	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[29]
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2021,7 +2858,7 @@ func (x *RectifyRequest) String() string {
 func (*RectifyRequest) ProtoMessage() {}
 
 func (x *RectifyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[29]
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2034,7 +2871,7 @@ func (x *RectifyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RectifyRequest.ProtoReflect.Descriptor instead.
 func (*RectifyRequest) Descriptor() ([]byte, []int) {
-	return file_kontakt_retention_v1_retention_proto_rawDescGZIP(), []int{29}
+	return file_kontakt_retention_v1_retention_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *RectifyRequest) GetCaseId() string {
@@ -2116,7 +2953,7 @@ type RectifyResponse struct {
 
 func (x *RectifyResponse) Reset() {
 	*x = RectifyResponse{}
-	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[30]
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2128,7 +2965,7 @@ func (x *RectifyResponse) String() string {
 func (*RectifyResponse) ProtoMessage() {}
 
 func (x *RectifyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[30]
+	mi := &file_kontakt_retention_v1_retention_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2141,7 +2978,7 @@ func (x *RectifyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RectifyResponse.ProtoReflect.Descriptor instead.
 func (*RectifyResponse) Descriptor() ([]byte, []int) {
-	return file_kontakt_retention_v1_retention_proto_rawDescGZIP(), []int{30}
+	return file_kontakt_retention_v1_retention_proto_rawDescGZIP(), []int{36}
 }
 
 var File_kontakt_retention_v1_retention_proto protoreflect.FileDescriptor
@@ -2173,7 +3010,7 @@ const file_kontakt_retention_v1_retention_proto_rawDesc = "" +
 	"\x04plan\x18\x01 \x01(\v2\x1a.kontakt.retention.v1.PlanR\x04plan\"0\n" +
 	"\x0ePreviewRequest\x12\x1e\n" +
 	"\x04days\x18\x01 \x01(\x05B\n" +
-	"\xbaH\a\x1a\x05\x18\xcc\x1c(\x00R\x04days\"\xd0\x02\n" +
+	"\xbaH\a\x1a\x05\x18\xcc\x1c(\x00R\x04days\"\xc7\x03\n" +
 	"\aDueItem\x12\x17\n" +
 	"\acase_id\x18\x01 \x01(\tR\x06caseId\x12\x1f\n" +
 	"\vcase_number\x18\x02 \x01(\tR\n" +
@@ -2183,21 +3020,24 @@ const file_kontakt_retention_v1_retention_proto_rawDesc = "" +
 	"\fdata_classes\x18\x05 \x03(\x0e2\x1a.kontakt.case.v1.DataClassR\vdataClasses\x121\n" +
 	"\x06due_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x05dueAt\x12\x12\n" +
 	"\x04rule\x18\a \x01(\tR\x04rule\x12\x17\n" +
-	"\aon_hold\x18\b \x01(\bR\x06onHold\"F\n" +
+	"\aon_hold\x18\b \x01(\bR\x06onHold\x12=\n" +
+	"\fcounted_from\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\vcountedFrom\x126\n" +
+	"\x17written_after_redaction\x18\n" +
+	" \x01(\bR\x15writtenAfterRedaction\"F\n" +
 	"\x0fPreviewResponse\x123\n" +
-	"\x05items\x18\x01 \x03(\v2\x1d.kontakt.retention.v1.DueItemR\x05items\"Z\n" +
-	"\x10PlaceHoldRequest\x12\"\n" +
-	"\acase_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x06caseId\x12\"\n" +
+	"\x05items\x18\x01 \x03(\v2\x1d.kontakt.retention.v1.DueItemR\x05items\"\x96\x01\n" +
+	"\x10PlaceHoldRequest\x12^\n" +
+	"\acase_id\x18\x01 \x01(\tBE\xbaHBr@2>^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$R\x06caseId\x12\"\n" +
 	"\x06reason\x18\x02 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x01\x18\xf4\x03R\x06reason\",\n" +
 	"\x11PlaceHoldResponse\x12\x17\n" +
-	"\ahold_id\x18\x01 \x01(\tR\x06holdId\"\\\n" +
-	"\x12ReleaseHoldRequest\x12\"\n" +
-	"\acase_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x06caseId\x12\"\n" +
+	"\ahold_id\x18\x01 \x01(\tR\x06holdId\"\x98\x01\n" +
+	"\x12ReleaseHoldRequest\x12^\n" +
+	"\acase_id\x18\x01 \x01(\tBE\xbaHBr@2>^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$R\x06caseId\x12\"\n" +
 	"\ahold_id\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x06holdId\"\x15\n" +
-	"\x13ReleaseHoldResponse\"d\n" +
-	"\x1aMarkForPreservationRequest\x12\"\n" +
-	"\acase_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x06caseId\x12\"\n" +
+	"\x13ReleaseHoldResponse\"\xa0\x01\n" +
+	"\x1aMarkForPreservationRequest\x12^\n" +
+	"\acase_id\x18\x01 \x01(\tBE\xbaHBr@2>^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$R\x06caseId\x12\"\n" +
 	"\x06reason\x18\x02 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x01\x18\xf4\x03R\x06reason\"\xcd\x01\n" +
 	"\x1bMarkForPreservationResponse\x12@\n" +
@@ -2224,13 +3064,13 @@ const file_kontakt_retention_v1_retention_proto_rawDesc = "" +
 	"\x05marks\x18\x01 \x03(\v2&.kontakt.retention.v1.PreservationMarkR\x05marks\"\x91\x01\n" +
 	"\n" +
 	"SubjectKey\x122\n" +
-	"\x0fidentity_number\x18\x01 \x01(\tB\a\xbaH\x04r\x02\x18\rH\x00R\x0eidentityNumber\x12 \n" +
+	"\x0fidentity_number\x18\x01 \x01(\tB\a\xbaH\x04r\x02\x18 H\x00R\x0eidentityNumber\x12 \n" +
 	"\x05email\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\xfe\x01H\x00R\x05email\x12\x1f\n" +
 	"\x05phone\x18\x03 \x01(\tB\a\xbaH\x04r\x02\x18 H\x00R\x05phoneB\f\n" +
 	"\x03key\x12\x05\xbaH\x02\b\x01\"~\n" +
 	"\x14SubjectAccessRequest\x12B\n" +
 	"\asubject\x18\x01 \x01(\v2 .kontakt.retention.v1.SubjectKeyB\x06\xbaH\x03\xc8\x01\x01R\asubject\x12\"\n" +
-	"\apurpose\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\apurpose\"\xfe\x04\n" +
+	"\apurpose\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\apurpose\"\xcf\t\n" +
 	"\vSubjectCase\x12\x17\n" +
 	"\acase_id\x18\x01 \x01(\tR\x06caseId\x12\x1f\n" +
 	"\vcase_number\x18\x02 \x01(\tR\n" +
@@ -2245,13 +3085,81 @@ const file_kontakt_retention_v1_retention_proto_rawDesc = "" +
 	"\x10redaction_due_at\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\x0eredactionDueAt\x12B\n" +
 	"\x0fdeletion_due_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\rdeletionDueAt\x12=\n" +
-	"\x05reads\x18\f \x03(\v2'.kontakt.retention.v1.SubjectAuditEntryR\x05reads\"x\n" +
+	"\x05reads\x18\f \x03(\v2'.kontakt.retention.v1.SubjectAuditEntryR\x05reads\x12\x1a\n" +
+	"\bcategory\x18\r \x01(\tR\bcategory\x127\n" +
+	"\tclosed_at\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\bclosedAt\x12I\n" +
+	"\vattachments\x18\x0f \x03(\v2'.kontakt.retention.v1.SubjectAttachmentR\vattachments\x127\n" +
+	"\x05texts\x18\x10 \x03(\v2!.kontakt.retention.v1.SubjectTextR\x05texts\x12I\n" +
+	"\vforwardings\x18\x11 \x03(\v2'.kontakt.retention.v1.SubjectForwardingR\vforwardings\x12R\n" +
+	"\x0erectifications\x18\x12 \x03(\v2*.kontakt.retention.v1.SubjectRectificationR\x0erectifications\x12D\n" +
+	"\tretention\x18\x13 \x03(\v2&.kontakt.retention.v1.SubjectRetentionR\tretention\x12\x17\n" +
+	"\aon_hold\x18\x14 \x01(\bR\x06onHold\x126\n" +
+	"\x17marked_for_preservation\x18\x15 \x01(\bR\x15markedForPreservation\x12@\n" +
+	"\x0earchive_due_at\x18\x16 \x01(\v2\x1a.google.protobuf.TimestampR\farchiveDueAt\"\xaa\x01\n" +
+	"\x11SubjectAttachment\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12#\n" +
+	"\rattachment_id\x18\x02 \x01(\tR\fattachmentId\x12!\n" +
+	"\fcontent_type\x18\x03 \x01(\tR\vcontentType\x12\x1d\n" +
+	"\n" +
+	"size_bytes\x18\x04 \x01(\x03R\tsizeBytes\x12\x1a\n" +
+	"\bredacted\x18\x05 \x01(\bR\bredacted\"\xcb\x01\n" +
+	"\vSubjectText\x129\n" +
+	"\x04kind\x18\x01 \x01(\x0e2%.kontakt.retention.v1.SubjectTextKindR\x04kind\x12\x16\n" +
+	"\x06author\x18\x02 \x01(\tR\x06author\x129\n" +
+	"\n" +
+	"written_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\twrittenAt\x12\x12\n" +
+	"\x04text\x18\x04 \x01(\tR\x04text\x12\x1a\n" +
+	"\bredacted\x18\x05 \x01(\bR\bredacted\"\xc4\x01\n" +
+	"\x11SubjectForwarding\x12\x19\n" +
+	"\bto_queue\x18\x01 \x01(\tR\atoQueue\x12#\n" +
+	"\rto_department\x18\x02 \x01(\tR\ftoDepartment\x12\x1d\n" +
+	"\n" +
+	"to_officer\x18\x03 \x01(\tR\ttoOfficer\x12\x0e\n" +
+	"\x02by\x18\x04 \x01(\tR\x02by\x12*\n" +
+	"\x02at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x14\n" +
+	"\x05moved\x18\x06 \x01(\bR\x05moved\"\x93\x02\n" +
+	"\fSubjectValue\x12;\n" +
+	"\acontact\x18\x01 \x01(\v2\x1f.kontakt.case.v1.ContactDetailsH\x00R\acontact\x12=\n" +
+	"\bidentity\x18\x02 \x01(\v2\x1f.kontakt.case.v1.IdentityNumberH\x00R\bidentity\x128\n" +
+	"\tfree_text\x18\x03 \x01(\v2\x19.kontakt.case.v1.FreeTextH\x00R\bfreeText\x12D\n" +
+	"\vattachments\x18\x04 \x01(\v2 .kontakt.case.v1.AttachmentNamesH\x00R\vattachmentsB\a\n" +
+	"\x05value\"\xc9\x02\n" +
+	"\x14SubjectRectification\x129\n" +
+	"\n" +
+	"data_class\x18\x01 \x01(\x0e2\x1a.kontakt.case.v1.DataClassR\tdataClass\x12!\n" +
+	"\frectified_by\x18\x02 \x01(\tR\vrectifiedBy\x12=\n" +
+	"\frectified_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\vrectifiedAt\x12>\n" +
+	"\bprevious\x18\x04 \x01(\v2\".kontakt.retention.v1.SubjectValueR\bprevious\x128\n" +
+	"\x05value\x18\x05 \x01(\v2\".kontakt.retention.v1.SubjectValueR\x05value\x12\x1a\n" +
+	"\bredacted\x18\x06 \x01(\bR\bredacted\"\xbe\x03\n" +
+	"\x10SubjectRetention\x129\n" +
+	"\n" +
+	"data_class\x18\x01 \x01(\x0e2\x1a.kontakt.case.v1.DataClassR\tdataClass\x12\x1d\n" +
+	"\n" +
+	"plan_class\x18\x02 \x01(\tR\tplanClass\x12\x12\n" +
+	"\x04rule\x18\x03 \x01(\tR\x04rule\x124\n" +
+	"\x06action\x18\x04 \x01(\x0e2\x1c.kontakt.retention.v1.ActionR\x06action\x12\x16\n" +
+	"\x06period\x18\x05 \x01(\tR\x06period\x124\n" +
+	"\x06anchor\x18\x06 \x01(\x0e2\x1c.kontakt.retention.v1.AnchorR\x06anchor\x121\n" +
+	"\x06due_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x05dueAt\x12;\n" +
+	"\vredacted_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"redactedAt\x12)\n" +
+	"\x10redaction_reason\x18\t \x01(\tR\x0fredactionReason\x12\x1d\n" +
+	"\n" +
+	"holds_data\x18\n" +
+	" \x01(\bR\tholdsData\"\xdd\x01\n" +
 	"\x11SubjectAuditEntry\x12\x14\n" +
 	"\x05actor\x18\x01 \x01(\tR\x05actor\x12\x18\n" +
 	"\apurpose\x18\x02 \x01(\tR\apurpose\x123\n" +
-	"\aread_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x06readAt\"P\n" +
+	"\aread_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x06readAt\x12\x12\n" +
+	"\x04role\x18\x04 \x01(\tR\x04role\x12\x10\n" +
+	"\x03rpc\x18\x05 \x01(\tR\x03rpc\x12=\n" +
+	"\fdata_classes\x18\x06 \x03(\x0e2\x1a.kontakt.case.v1.DataClassR\vdataClasses\"\xcf\x01\n" +
 	"\x15SubjectAccessResponse\x127\n" +
-	"\x05cases\x18\x01 \x03(\v2!.kontakt.retention.v1.SubjectCaseR\x05cases\"}\n" +
+	"\x05cases\x18\x01 \x03(\v2!.kontakt.retention.v1.SubjectCaseR\x05cases\x12=\n" +
+	"\fgenerated_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\vgeneratedAt\x12\x1b\n" +
+	"\tplan_name\x18\x03 \x01(\tR\bplanName\x12!\n" +
+	"\fplan_version\x18\x04 \x01(\tR\vplanVersion\"}\n" +
 	"\x13EraseSubjectRequest\x12B\n" +
 	"\asubject\x18\x01 \x01(\v2 .kontakt.retention.v1.SubjectKeyB\x06\xbaH\x03\xc8\x01\x01R\asubject\x12\"\n" +
 	"\x06reason\x18\x02 \x01(\tB\n" +
@@ -2285,9 +3193,9 @@ const file_kontakt_retention_v1_retention_proto_rawDesc = "" +
 	"\x0earchive_sha256\x18\x0e \x01(\tR\rarchiveSha256\x12\x12\n" +
 	"\x04prev\x18\x0f \x01(\tR\x04prev\x12\x12\n" +
 	"\x04hash\x18\x10 \x01(\tR\x04hash\x12\x10\n" +
-	"\x03raw\x18\x11 \x01(\fR\x03raw\"\x9c\x02\n" +
-	"\x0eRectifyRequest\x12\"\n" +
-	"\acase_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x06caseId\x12;\n" +
+	"\x03raw\x18\x11 \x01(\fR\x03raw\"\xd8\x02\n" +
+	"\x0eRectifyRequest\x12^\n" +
+	"\acase_id\x18\x01 \x01(\tBE\xbaHBr@2>^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$R\x06caseId\x12;\n" +
 	"\acontact\x18\x02 \x01(\v2\x1f.kontakt.case.v1.ContactDetailsH\x00R\acontact\x128\n" +
 	"\tfree_text\x18\x03 \x01(\v2\x19.kontakt.case.v1.FreeTextH\x00R\bfreeText\x12=\n" +
 	"\bidentity\x18\x04 \x01(\v2\x1f.kontakt.case.v1.IdentityNumberH\x00R\bidentity\x12 \n" +
@@ -2304,7 +3212,12 @@ const file_kontakt_retention_v1_retention_proto_rawDesc = "" +
 	"\rACTION_DELETE\x10\x02\x12\x13\n" +
 	"\x0fACTION_PRESERVE\x10\x03\x12\x0f\n" +
 	"\vACTION_KEEP\x10\x04\x12\x12\n" +
-	"\x0eACTION_ARCHIVE\x10\x052\x9a\r\n" +
+	"\x0eACTION_ARCHIVE\x10\x05*\x95\x01\n" +
+	"\x0fSubjectTextKind\x12!\n" +
+	"\x1dSUBJECT_TEXT_KIND_UNSPECIFIED\x10\x00\x12\x1c\n" +
+	"\x18SUBJECT_TEXT_KIND_ANSWER\x10\x01\x12\x1a\n" +
+	"\x16SUBJECT_TEXT_KIND_NOTE\x10\x02\x12%\n" +
+	"!SUBJECT_TEXT_KIND_FORWARD_COMMENT\x10\x032\x9a\r\n" +
 	"\x10RetentionService\x12z\n" +
 	"\aGetPlan\x12$.kontakt.retention.v1.GetPlanRequest\x1a%.kontakt.retention.v1.GetPlanResponse\"\"\xc2\xf3\x18\x04\n" +
 	"\x02\x03\x05\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/retention/plan\x12}\n" +
@@ -2341,115 +3254,149 @@ func file_kontakt_retention_v1_retention_proto_rawDescGZIP() []byte {
 	return file_kontakt_retention_v1_retention_proto_rawDescData
 }
 
-var file_kontakt_retention_v1_retention_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_kontakt_retention_v1_retention_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_kontakt_retention_v1_retention_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_kontakt_retention_v1_retention_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_kontakt_retention_v1_retention_proto_goTypes = []any{
 	(Anchor)(0),                              // 0: kontakt.retention.v1.Anchor
 	(Action)(0),                              // 1: kontakt.retention.v1.Action
-	(*PlanRule)(nil),                         // 2: kontakt.retention.v1.PlanRule
-	(*Plan)(nil),                             // 3: kontakt.retention.v1.Plan
-	(*GetPlanRequest)(nil),                   // 4: kontakt.retention.v1.GetPlanRequest
-	(*GetPlanResponse)(nil),                  // 5: kontakt.retention.v1.GetPlanResponse
-	(*PreviewRequest)(nil),                   // 6: kontakt.retention.v1.PreviewRequest
-	(*DueItem)(nil),                          // 7: kontakt.retention.v1.DueItem
-	(*PreviewResponse)(nil),                  // 8: kontakt.retention.v1.PreviewResponse
-	(*PlaceHoldRequest)(nil),                 // 9: kontakt.retention.v1.PlaceHoldRequest
-	(*PlaceHoldResponse)(nil),                // 10: kontakt.retention.v1.PlaceHoldResponse
-	(*ReleaseHoldRequest)(nil),               // 11: kontakt.retention.v1.ReleaseHoldRequest
-	(*ReleaseHoldResponse)(nil),              // 12: kontakt.retention.v1.ReleaseHoldResponse
-	(*MarkForPreservationRequest)(nil),       // 13: kontakt.retention.v1.MarkForPreservationRequest
-	(*MarkForPreservationResponse)(nil),      // 14: kontakt.retention.v1.MarkForPreservationResponse
-	(*WithdrawPreservationMarkRequest)(nil),  // 15: kontakt.retention.v1.WithdrawPreservationMarkRequest
-	(*WithdrawPreservationMarkResponse)(nil), // 16: kontakt.retention.v1.WithdrawPreservationMarkResponse
-	(*ListPreservationMarksRequest)(nil),     // 17: kontakt.retention.v1.ListPreservationMarksRequest
-	(*PreservationMark)(nil),                 // 18: kontakt.retention.v1.PreservationMark
-	(*ListPreservationMarksResponse)(nil),    // 19: kontakt.retention.v1.ListPreservationMarksResponse
-	(*SubjectKey)(nil),                       // 20: kontakt.retention.v1.SubjectKey
-	(*SubjectAccessRequest)(nil),             // 21: kontakt.retention.v1.SubjectAccessRequest
-	(*SubjectCase)(nil),                      // 22: kontakt.retention.v1.SubjectCase
-	(*SubjectAuditEntry)(nil),                // 23: kontakt.retention.v1.SubjectAuditEntry
-	(*SubjectAccessResponse)(nil),            // 24: kontakt.retention.v1.SubjectAccessResponse
-	(*EraseSubjectRequest)(nil),              // 25: kontakt.retention.v1.EraseSubjectRequest
-	(*EraseOutcome)(nil),                     // 26: kontakt.retention.v1.EraseOutcome
-	(*EraseSubjectResponse)(nil),             // 27: kontakt.retention.v1.EraseSubjectResponse
-	(*ListReceiptsRequest)(nil),              // 28: kontakt.retention.v1.ListReceiptsRequest
-	(*ListReceiptsResponse)(nil),             // 29: kontakt.retention.v1.ListReceiptsResponse
-	(*Receipt)(nil),                          // 30: kontakt.retention.v1.Receipt
-	(*RectifyRequest)(nil),                   // 31: kontakt.retention.v1.RectifyRequest
-	(*RectifyResponse)(nil),                  // 32: kontakt.retention.v1.RectifyResponse
-	(v1.CaseType)(0),                         // 33: kontakt.case.v1.CaseType
-	(v1.Channel)(0),                          // 34: kontakt.case.v1.Channel
-	(v1.DataClass)(0),                        // 35: kontakt.case.v1.DataClass
-	(*timestamppb.Timestamp)(nil),            // 36: google.protobuf.Timestamp
-	(*v1.ContactDetails)(nil),                // 37: kontakt.case.v1.ContactDetails
-	(*v1.IdentityNumber)(nil),                // 38: kontakt.case.v1.IdentityNumber
-	(*v1.FreeText)(nil),                      // 39: kontakt.case.v1.FreeText
+	(SubjectTextKind)(0),                     // 2: kontakt.retention.v1.SubjectTextKind
+	(*PlanRule)(nil),                         // 3: kontakt.retention.v1.PlanRule
+	(*Plan)(nil),                             // 4: kontakt.retention.v1.Plan
+	(*GetPlanRequest)(nil),                   // 5: kontakt.retention.v1.GetPlanRequest
+	(*GetPlanResponse)(nil),                  // 6: kontakt.retention.v1.GetPlanResponse
+	(*PreviewRequest)(nil),                   // 7: kontakt.retention.v1.PreviewRequest
+	(*DueItem)(nil),                          // 8: kontakt.retention.v1.DueItem
+	(*PreviewResponse)(nil),                  // 9: kontakt.retention.v1.PreviewResponse
+	(*PlaceHoldRequest)(nil),                 // 10: kontakt.retention.v1.PlaceHoldRequest
+	(*PlaceHoldResponse)(nil),                // 11: kontakt.retention.v1.PlaceHoldResponse
+	(*ReleaseHoldRequest)(nil),               // 12: kontakt.retention.v1.ReleaseHoldRequest
+	(*ReleaseHoldResponse)(nil),              // 13: kontakt.retention.v1.ReleaseHoldResponse
+	(*MarkForPreservationRequest)(nil),       // 14: kontakt.retention.v1.MarkForPreservationRequest
+	(*MarkForPreservationResponse)(nil),      // 15: kontakt.retention.v1.MarkForPreservationResponse
+	(*WithdrawPreservationMarkRequest)(nil),  // 16: kontakt.retention.v1.WithdrawPreservationMarkRequest
+	(*WithdrawPreservationMarkResponse)(nil), // 17: kontakt.retention.v1.WithdrawPreservationMarkResponse
+	(*ListPreservationMarksRequest)(nil),     // 18: kontakt.retention.v1.ListPreservationMarksRequest
+	(*PreservationMark)(nil),                 // 19: kontakt.retention.v1.PreservationMark
+	(*ListPreservationMarksResponse)(nil),    // 20: kontakt.retention.v1.ListPreservationMarksResponse
+	(*SubjectKey)(nil),                       // 21: kontakt.retention.v1.SubjectKey
+	(*SubjectAccessRequest)(nil),             // 22: kontakt.retention.v1.SubjectAccessRequest
+	(*SubjectCase)(nil),                      // 23: kontakt.retention.v1.SubjectCase
+	(*SubjectAttachment)(nil),                // 24: kontakt.retention.v1.SubjectAttachment
+	(*SubjectText)(nil),                      // 25: kontakt.retention.v1.SubjectText
+	(*SubjectForwarding)(nil),                // 26: kontakt.retention.v1.SubjectForwarding
+	(*SubjectValue)(nil),                     // 27: kontakt.retention.v1.SubjectValue
+	(*SubjectRectification)(nil),             // 28: kontakt.retention.v1.SubjectRectification
+	(*SubjectRetention)(nil),                 // 29: kontakt.retention.v1.SubjectRetention
+	(*SubjectAuditEntry)(nil),                // 30: kontakt.retention.v1.SubjectAuditEntry
+	(*SubjectAccessResponse)(nil),            // 31: kontakt.retention.v1.SubjectAccessResponse
+	(*EraseSubjectRequest)(nil),              // 32: kontakt.retention.v1.EraseSubjectRequest
+	(*EraseOutcome)(nil),                     // 33: kontakt.retention.v1.EraseOutcome
+	(*EraseSubjectResponse)(nil),             // 34: kontakt.retention.v1.EraseSubjectResponse
+	(*ListReceiptsRequest)(nil),              // 35: kontakt.retention.v1.ListReceiptsRequest
+	(*ListReceiptsResponse)(nil),             // 36: kontakt.retention.v1.ListReceiptsResponse
+	(*Receipt)(nil),                          // 37: kontakt.retention.v1.Receipt
+	(*RectifyRequest)(nil),                   // 38: kontakt.retention.v1.RectifyRequest
+	(*RectifyResponse)(nil),                  // 39: kontakt.retention.v1.RectifyResponse
+	(v1.CaseType)(0),                         // 40: kontakt.case.v1.CaseType
+	(v1.Channel)(0),                          // 41: kontakt.case.v1.Channel
+	(v1.DataClass)(0),                        // 42: kontakt.case.v1.DataClass
+	(*timestamppb.Timestamp)(nil),            // 43: google.protobuf.Timestamp
+	(*v1.ContactDetails)(nil),                // 44: kontakt.case.v1.ContactDetails
+	(*v1.IdentityNumber)(nil),                // 45: kontakt.case.v1.IdentityNumber
+	(*v1.FreeText)(nil),                      // 46: kontakt.case.v1.FreeText
+	(*v1.AttachmentNames)(nil),               // 47: kontakt.case.v1.AttachmentNames
 }
 var file_kontakt_retention_v1_retention_proto_depIdxs = []int32{
-	33, // 0: kontakt.retention.v1.PlanRule.case_type:type_name -> kontakt.case.v1.CaseType
-	34, // 1: kontakt.retention.v1.PlanRule.channel:type_name -> kontakt.case.v1.Channel
-	35, // 2: kontakt.retention.v1.PlanRule.data_class:type_name -> kontakt.case.v1.DataClass
+	40, // 0: kontakt.retention.v1.PlanRule.case_type:type_name -> kontakt.case.v1.CaseType
+	41, // 1: kontakt.retention.v1.PlanRule.channel:type_name -> kontakt.case.v1.Channel
+	42, // 2: kontakt.retention.v1.PlanRule.data_class:type_name -> kontakt.case.v1.DataClass
 	0,  // 3: kontakt.retention.v1.PlanRule.anchor:type_name -> kontakt.retention.v1.Anchor
 	1,  // 4: kontakt.retention.v1.PlanRule.action:type_name -> kontakt.retention.v1.Action
-	2,  // 5: kontakt.retention.v1.Plan.rules:type_name -> kontakt.retention.v1.PlanRule
-	3,  // 6: kontakt.retention.v1.GetPlanResponse.plan:type_name -> kontakt.retention.v1.Plan
-	33, // 7: kontakt.retention.v1.DueItem.case_type:type_name -> kontakt.case.v1.CaseType
+	3,  // 5: kontakt.retention.v1.Plan.rules:type_name -> kontakt.retention.v1.PlanRule
+	4,  // 6: kontakt.retention.v1.GetPlanResponse.plan:type_name -> kontakt.retention.v1.Plan
+	40, // 7: kontakt.retention.v1.DueItem.case_type:type_name -> kontakt.case.v1.CaseType
 	1,  // 8: kontakt.retention.v1.DueItem.action:type_name -> kontakt.retention.v1.Action
-	35, // 9: kontakt.retention.v1.DueItem.data_classes:type_name -> kontakt.case.v1.DataClass
-	36, // 10: kontakt.retention.v1.DueItem.due_at:type_name -> google.protobuf.Timestamp
-	7,  // 11: kontakt.retention.v1.PreviewResponse.items:type_name -> kontakt.retention.v1.DueItem
-	36, // 12: kontakt.retention.v1.MarkForPreservationResponse.archive_due_at:type_name -> google.protobuf.Timestamp
-	35, // 13: kontakt.retention.v1.MarkForPreservationResponse.already_redacted:type_name -> kontakt.case.v1.DataClass
-	33, // 14: kontakt.retention.v1.PreservationMark.case_type:type_name -> kontakt.case.v1.CaseType
-	36, // 15: kontakt.retention.v1.PreservationMark.marked_at:type_name -> google.protobuf.Timestamp
-	36, // 16: kontakt.retention.v1.PreservationMark.archive_due_at:type_name -> google.protobuf.Timestamp
-	18, // 17: kontakt.retention.v1.ListPreservationMarksResponse.marks:type_name -> kontakt.retention.v1.PreservationMark
-	20, // 18: kontakt.retention.v1.SubjectAccessRequest.subject:type_name -> kontakt.retention.v1.SubjectKey
-	33, // 19: kontakt.retention.v1.SubjectCase.type:type_name -> kontakt.case.v1.CaseType
-	34, // 20: kontakt.retention.v1.SubjectCase.channel:type_name -> kontakt.case.v1.Channel
-	36, // 21: kontakt.retention.v1.SubjectCase.registered_at:type_name -> google.protobuf.Timestamp
-	37, // 22: kontakt.retention.v1.SubjectCase.contact:type_name -> kontakt.case.v1.ContactDetails
-	38, // 23: kontakt.retention.v1.SubjectCase.identity:type_name -> kontakt.case.v1.IdentityNumber
-	39, // 24: kontakt.retention.v1.SubjectCase.free_text:type_name -> kontakt.case.v1.FreeText
-	36, // 25: kontakt.retention.v1.SubjectCase.redaction_due_at:type_name -> google.protobuf.Timestamp
-	36, // 26: kontakt.retention.v1.SubjectCase.deletion_due_at:type_name -> google.protobuf.Timestamp
-	23, // 27: kontakt.retention.v1.SubjectCase.reads:type_name -> kontakt.retention.v1.SubjectAuditEntry
-	36, // 28: kontakt.retention.v1.SubjectAuditEntry.read_at:type_name -> google.protobuf.Timestamp
-	22, // 29: kontakt.retention.v1.SubjectAccessResponse.cases:type_name -> kontakt.retention.v1.SubjectCase
-	20, // 30: kontakt.retention.v1.EraseSubjectRequest.subject:type_name -> kontakt.retention.v1.SubjectKey
-	26, // 31: kontakt.retention.v1.EraseSubjectResponse.outcomes:type_name -> kontakt.retention.v1.EraseOutcome
-	30, // 32: kontakt.retention.v1.ListReceiptsResponse.receipt:type_name -> kontakt.retention.v1.Receipt
-	36, // 33: kontakt.retention.v1.Receipt.at:type_name -> google.protobuf.Timestamp
-	37, // 34: kontakt.retention.v1.RectifyRequest.contact:type_name -> kontakt.case.v1.ContactDetails
-	39, // 35: kontakt.retention.v1.RectifyRequest.free_text:type_name -> kontakt.case.v1.FreeText
-	38, // 36: kontakt.retention.v1.RectifyRequest.identity:type_name -> kontakt.case.v1.IdentityNumber
-	4,  // 37: kontakt.retention.v1.RetentionService.GetPlan:input_type -> kontakt.retention.v1.GetPlanRequest
-	6,  // 38: kontakt.retention.v1.RetentionService.Preview:input_type -> kontakt.retention.v1.PreviewRequest
-	9,  // 39: kontakt.retention.v1.RetentionService.PlaceHold:input_type -> kontakt.retention.v1.PlaceHoldRequest
-	11, // 40: kontakt.retention.v1.RetentionService.ReleaseHold:input_type -> kontakt.retention.v1.ReleaseHoldRequest
-	13, // 41: kontakt.retention.v1.RetentionService.MarkForPreservation:input_type -> kontakt.retention.v1.MarkForPreservationRequest
-	15, // 42: kontakt.retention.v1.RetentionService.WithdrawPreservationMark:input_type -> kontakt.retention.v1.WithdrawPreservationMarkRequest
-	17, // 43: kontakt.retention.v1.RetentionService.ListPreservationMarks:input_type -> kontakt.retention.v1.ListPreservationMarksRequest
-	21, // 44: kontakt.retention.v1.RetentionService.SubjectAccess:input_type -> kontakt.retention.v1.SubjectAccessRequest
-	25, // 45: kontakt.retention.v1.RetentionService.EraseSubject:input_type -> kontakt.retention.v1.EraseSubjectRequest
-	28, // 46: kontakt.retention.v1.RetentionService.ListReceipts:input_type -> kontakt.retention.v1.ListReceiptsRequest
-	31, // 47: kontakt.retention.v1.RetentionService.Rectify:input_type -> kontakt.retention.v1.RectifyRequest
-	5,  // 48: kontakt.retention.v1.RetentionService.GetPlan:output_type -> kontakt.retention.v1.GetPlanResponse
-	8,  // 49: kontakt.retention.v1.RetentionService.Preview:output_type -> kontakt.retention.v1.PreviewResponse
-	10, // 50: kontakt.retention.v1.RetentionService.PlaceHold:output_type -> kontakt.retention.v1.PlaceHoldResponse
-	12, // 51: kontakt.retention.v1.RetentionService.ReleaseHold:output_type -> kontakt.retention.v1.ReleaseHoldResponse
-	14, // 52: kontakt.retention.v1.RetentionService.MarkForPreservation:output_type -> kontakt.retention.v1.MarkForPreservationResponse
-	16, // 53: kontakt.retention.v1.RetentionService.WithdrawPreservationMark:output_type -> kontakt.retention.v1.WithdrawPreservationMarkResponse
-	19, // 54: kontakt.retention.v1.RetentionService.ListPreservationMarks:output_type -> kontakt.retention.v1.ListPreservationMarksResponse
-	24, // 55: kontakt.retention.v1.RetentionService.SubjectAccess:output_type -> kontakt.retention.v1.SubjectAccessResponse
-	27, // 56: kontakt.retention.v1.RetentionService.EraseSubject:output_type -> kontakt.retention.v1.EraseSubjectResponse
-	29, // 57: kontakt.retention.v1.RetentionService.ListReceipts:output_type -> kontakt.retention.v1.ListReceiptsResponse
-	32, // 58: kontakt.retention.v1.RetentionService.Rectify:output_type -> kontakt.retention.v1.RectifyResponse
-	48, // [48:59] is the sub-list for method output_type
-	37, // [37:48] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	42, // 9: kontakt.retention.v1.DueItem.data_classes:type_name -> kontakt.case.v1.DataClass
+	43, // 10: kontakt.retention.v1.DueItem.due_at:type_name -> google.protobuf.Timestamp
+	43, // 11: kontakt.retention.v1.DueItem.counted_from:type_name -> google.protobuf.Timestamp
+	8,  // 12: kontakt.retention.v1.PreviewResponse.items:type_name -> kontakt.retention.v1.DueItem
+	43, // 13: kontakt.retention.v1.MarkForPreservationResponse.archive_due_at:type_name -> google.protobuf.Timestamp
+	42, // 14: kontakt.retention.v1.MarkForPreservationResponse.already_redacted:type_name -> kontakt.case.v1.DataClass
+	40, // 15: kontakt.retention.v1.PreservationMark.case_type:type_name -> kontakt.case.v1.CaseType
+	43, // 16: kontakt.retention.v1.PreservationMark.marked_at:type_name -> google.protobuf.Timestamp
+	43, // 17: kontakt.retention.v1.PreservationMark.archive_due_at:type_name -> google.protobuf.Timestamp
+	19, // 18: kontakt.retention.v1.ListPreservationMarksResponse.marks:type_name -> kontakt.retention.v1.PreservationMark
+	21, // 19: kontakt.retention.v1.SubjectAccessRequest.subject:type_name -> kontakt.retention.v1.SubjectKey
+	40, // 20: kontakt.retention.v1.SubjectCase.type:type_name -> kontakt.case.v1.CaseType
+	41, // 21: kontakt.retention.v1.SubjectCase.channel:type_name -> kontakt.case.v1.Channel
+	43, // 22: kontakt.retention.v1.SubjectCase.registered_at:type_name -> google.protobuf.Timestamp
+	44, // 23: kontakt.retention.v1.SubjectCase.contact:type_name -> kontakt.case.v1.ContactDetails
+	45, // 24: kontakt.retention.v1.SubjectCase.identity:type_name -> kontakt.case.v1.IdentityNumber
+	46, // 25: kontakt.retention.v1.SubjectCase.free_text:type_name -> kontakt.case.v1.FreeText
+	43, // 26: kontakt.retention.v1.SubjectCase.redaction_due_at:type_name -> google.protobuf.Timestamp
+	43, // 27: kontakt.retention.v1.SubjectCase.deletion_due_at:type_name -> google.protobuf.Timestamp
+	30, // 28: kontakt.retention.v1.SubjectCase.reads:type_name -> kontakt.retention.v1.SubjectAuditEntry
+	43, // 29: kontakt.retention.v1.SubjectCase.closed_at:type_name -> google.protobuf.Timestamp
+	24, // 30: kontakt.retention.v1.SubjectCase.attachments:type_name -> kontakt.retention.v1.SubjectAttachment
+	25, // 31: kontakt.retention.v1.SubjectCase.texts:type_name -> kontakt.retention.v1.SubjectText
+	26, // 32: kontakt.retention.v1.SubjectCase.forwardings:type_name -> kontakt.retention.v1.SubjectForwarding
+	28, // 33: kontakt.retention.v1.SubjectCase.rectifications:type_name -> kontakt.retention.v1.SubjectRectification
+	29, // 34: kontakt.retention.v1.SubjectCase.retention:type_name -> kontakt.retention.v1.SubjectRetention
+	43, // 35: kontakt.retention.v1.SubjectCase.archive_due_at:type_name -> google.protobuf.Timestamp
+	2,  // 36: kontakt.retention.v1.SubjectText.kind:type_name -> kontakt.retention.v1.SubjectTextKind
+	43, // 37: kontakt.retention.v1.SubjectText.written_at:type_name -> google.protobuf.Timestamp
+	43, // 38: kontakt.retention.v1.SubjectForwarding.at:type_name -> google.protobuf.Timestamp
+	44, // 39: kontakt.retention.v1.SubjectValue.contact:type_name -> kontakt.case.v1.ContactDetails
+	45, // 40: kontakt.retention.v1.SubjectValue.identity:type_name -> kontakt.case.v1.IdentityNumber
+	46, // 41: kontakt.retention.v1.SubjectValue.free_text:type_name -> kontakt.case.v1.FreeText
+	47, // 42: kontakt.retention.v1.SubjectValue.attachments:type_name -> kontakt.case.v1.AttachmentNames
+	42, // 43: kontakt.retention.v1.SubjectRectification.data_class:type_name -> kontakt.case.v1.DataClass
+	43, // 44: kontakt.retention.v1.SubjectRectification.rectified_at:type_name -> google.protobuf.Timestamp
+	27, // 45: kontakt.retention.v1.SubjectRectification.previous:type_name -> kontakt.retention.v1.SubjectValue
+	27, // 46: kontakt.retention.v1.SubjectRectification.value:type_name -> kontakt.retention.v1.SubjectValue
+	42, // 47: kontakt.retention.v1.SubjectRetention.data_class:type_name -> kontakt.case.v1.DataClass
+	1,  // 48: kontakt.retention.v1.SubjectRetention.action:type_name -> kontakt.retention.v1.Action
+	0,  // 49: kontakt.retention.v1.SubjectRetention.anchor:type_name -> kontakt.retention.v1.Anchor
+	43, // 50: kontakt.retention.v1.SubjectRetention.due_at:type_name -> google.protobuf.Timestamp
+	43, // 51: kontakt.retention.v1.SubjectRetention.redacted_at:type_name -> google.protobuf.Timestamp
+	43, // 52: kontakt.retention.v1.SubjectAuditEntry.read_at:type_name -> google.protobuf.Timestamp
+	42, // 53: kontakt.retention.v1.SubjectAuditEntry.data_classes:type_name -> kontakt.case.v1.DataClass
+	23, // 54: kontakt.retention.v1.SubjectAccessResponse.cases:type_name -> kontakt.retention.v1.SubjectCase
+	43, // 55: kontakt.retention.v1.SubjectAccessResponse.generated_at:type_name -> google.protobuf.Timestamp
+	21, // 56: kontakt.retention.v1.EraseSubjectRequest.subject:type_name -> kontakt.retention.v1.SubjectKey
+	33, // 57: kontakt.retention.v1.EraseSubjectResponse.outcomes:type_name -> kontakt.retention.v1.EraseOutcome
+	37, // 58: kontakt.retention.v1.ListReceiptsResponse.receipt:type_name -> kontakt.retention.v1.Receipt
+	43, // 59: kontakt.retention.v1.Receipt.at:type_name -> google.protobuf.Timestamp
+	44, // 60: kontakt.retention.v1.RectifyRequest.contact:type_name -> kontakt.case.v1.ContactDetails
+	46, // 61: kontakt.retention.v1.RectifyRequest.free_text:type_name -> kontakt.case.v1.FreeText
+	45, // 62: kontakt.retention.v1.RectifyRequest.identity:type_name -> kontakt.case.v1.IdentityNumber
+	5,  // 63: kontakt.retention.v1.RetentionService.GetPlan:input_type -> kontakt.retention.v1.GetPlanRequest
+	7,  // 64: kontakt.retention.v1.RetentionService.Preview:input_type -> kontakt.retention.v1.PreviewRequest
+	10, // 65: kontakt.retention.v1.RetentionService.PlaceHold:input_type -> kontakt.retention.v1.PlaceHoldRequest
+	12, // 66: kontakt.retention.v1.RetentionService.ReleaseHold:input_type -> kontakt.retention.v1.ReleaseHoldRequest
+	14, // 67: kontakt.retention.v1.RetentionService.MarkForPreservation:input_type -> kontakt.retention.v1.MarkForPreservationRequest
+	16, // 68: kontakt.retention.v1.RetentionService.WithdrawPreservationMark:input_type -> kontakt.retention.v1.WithdrawPreservationMarkRequest
+	18, // 69: kontakt.retention.v1.RetentionService.ListPreservationMarks:input_type -> kontakt.retention.v1.ListPreservationMarksRequest
+	22, // 70: kontakt.retention.v1.RetentionService.SubjectAccess:input_type -> kontakt.retention.v1.SubjectAccessRequest
+	32, // 71: kontakt.retention.v1.RetentionService.EraseSubject:input_type -> kontakt.retention.v1.EraseSubjectRequest
+	35, // 72: kontakt.retention.v1.RetentionService.ListReceipts:input_type -> kontakt.retention.v1.ListReceiptsRequest
+	38, // 73: kontakt.retention.v1.RetentionService.Rectify:input_type -> kontakt.retention.v1.RectifyRequest
+	6,  // 74: kontakt.retention.v1.RetentionService.GetPlan:output_type -> kontakt.retention.v1.GetPlanResponse
+	9,  // 75: kontakt.retention.v1.RetentionService.Preview:output_type -> kontakt.retention.v1.PreviewResponse
+	11, // 76: kontakt.retention.v1.RetentionService.PlaceHold:output_type -> kontakt.retention.v1.PlaceHoldResponse
+	13, // 77: kontakt.retention.v1.RetentionService.ReleaseHold:output_type -> kontakt.retention.v1.ReleaseHoldResponse
+	15, // 78: kontakt.retention.v1.RetentionService.MarkForPreservation:output_type -> kontakt.retention.v1.MarkForPreservationResponse
+	17, // 79: kontakt.retention.v1.RetentionService.WithdrawPreservationMark:output_type -> kontakt.retention.v1.WithdrawPreservationMarkResponse
+	20, // 80: kontakt.retention.v1.RetentionService.ListPreservationMarks:output_type -> kontakt.retention.v1.ListPreservationMarksResponse
+	31, // 81: kontakt.retention.v1.RetentionService.SubjectAccess:output_type -> kontakt.retention.v1.SubjectAccessResponse
+	34, // 82: kontakt.retention.v1.RetentionService.EraseSubject:output_type -> kontakt.retention.v1.EraseSubjectResponse
+	36, // 83: kontakt.retention.v1.RetentionService.ListReceipts:output_type -> kontakt.retention.v1.ListReceiptsResponse
+	39, // 84: kontakt.retention.v1.RetentionService.Rectify:output_type -> kontakt.retention.v1.RectifyResponse
+	74, // [74:85] is the sub-list for method output_type
+	63, // [63:74] is the sub-list for method input_type
+	63, // [63:63] is the sub-list for extension type_name
+	63, // [63:63] is the sub-list for extension extendee
+	0,  // [0:63] is the sub-list for field type_name
 }
 
 func init() { file_kontakt_retention_v1_retention_proto_init() }
@@ -2462,7 +3409,13 @@ func file_kontakt_retention_v1_retention_proto_init() {
 		(*SubjectKey_Email)(nil),
 		(*SubjectKey_Phone)(nil),
 	}
-	file_kontakt_retention_v1_retention_proto_msgTypes[29].OneofWrappers = []any{
+	file_kontakt_retention_v1_retention_proto_msgTypes[24].OneofWrappers = []any{
+		(*SubjectValue_Contact)(nil),
+		(*SubjectValue_Identity)(nil),
+		(*SubjectValue_FreeText)(nil),
+		(*SubjectValue_Attachments)(nil),
+	}
+	file_kontakt_retention_v1_retention_proto_msgTypes[35].OneofWrappers = []any{
 		(*RectifyRequest_Contact)(nil),
 		(*RectifyRequest_FreeText)(nil),
 		(*RectifyRequest_Identity)(nil),
@@ -2472,8 +3425,8 @@ func file_kontakt_retention_v1_retention_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kontakt_retention_v1_retention_proto_rawDesc), len(file_kontakt_retention_v1_retention_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   31,
+			NumEnums:      3,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

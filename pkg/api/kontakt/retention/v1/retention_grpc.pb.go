@@ -64,8 +64,15 @@ type RetentionServiceClient interface {
 	// ListPreservationMarks lists every case marked for preservation, with
 	// who marked it, when and why, and when its archive package is written.
 	ListPreservationMarks(ctx context.Context, in *ListPreservationMarksRequest, opts ...grpc.CallOption) (*ListPreservationMarksResponse, error)
-	// SubjectAccess returns every case that still holds a person's data,
-	// decrypted, with its redaction and deletion dates (a register extract).
+	// SubjectAccess returns a register extract (GDPR art. 15): every case
+	// that still holds a person's data, found through the blind index, with
+	// every class of personal data kontakt holds on it decrypted (contact
+	// details, identity number, free text, attachment names and ids, the
+	// answers, notes and forwarding comments staff wrote, corrections with
+	// the values they replaced), where it was sent, when each class is or was
+	// redacted and the case deleted, and the audit trail of who processed it
+	// and why. The extract itself is recorded in each case's audit trail
+	// before anything is opened.
 	SubjectAccess(ctx context.Context, in *SubjectAccessRequest, opts ...grpc.CallOption) (*SubjectAccessResponse, error)
 	// EraseSubject redacts a person's data in every case now.
 	EraseSubject(ctx context.Context, in *EraseSubjectRequest, opts ...grpc.CallOption) (*EraseSubjectResponse, error)
@@ -235,8 +242,15 @@ type RetentionServiceServer interface {
 	// ListPreservationMarks lists every case marked for preservation, with
 	// who marked it, when and why, and when its archive package is written.
 	ListPreservationMarks(context.Context, *ListPreservationMarksRequest) (*ListPreservationMarksResponse, error)
-	// SubjectAccess returns every case that still holds a person's data,
-	// decrypted, with its redaction and deletion dates (a register extract).
+	// SubjectAccess returns a register extract (GDPR art. 15): every case
+	// that still holds a person's data, found through the blind index, with
+	// every class of personal data kontakt holds on it decrypted (contact
+	// details, identity number, free text, attachment names and ids, the
+	// answers, notes and forwarding comments staff wrote, corrections with
+	// the values they replaced), where it was sent, when each class is or was
+	// redacted and the case deleted, and the audit trail of who processed it
+	// and why. The extract itself is recorded in each case's audit trail
+	// before anything is opened.
 	SubjectAccess(context.Context, *SubjectAccessRequest) (*SubjectAccessResponse, error)
 	// EraseSubject redacts a person's data in every case now.
 	EraseSubject(context.Context, *EraseSubjectRequest) (*EraseSubjectResponse, error)

@@ -712,7 +712,10 @@ func (x *GetCaseRequest) GetPurpose() string {
 }
 
 // PersonalDataView is the decrypted personal data of a case. A redacted
-// class is listed in `redacted` and its fields are empty.
+// class is listed in `redacted` and its fields are empty. Data written
+// after its class was redacted (an answer, note or forwarding comment in
+// the history, a rectified value) is shown; for the answer class,
+// `redacted` then says that the history entries without text lost theirs.
 type PersonalDataView struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	Contact         *v1.ContactDetails     `protobuf:"bytes,1,opt,name=contact,proto3" json:"contact,omitempty"`
@@ -1139,6 +1142,8 @@ type FindCasesRequest_Phone struct {
 }
 
 type FindCasesRequest_IdentityNumber struct {
+	// Personnummer or samordningsnummer in any notation intake accepts;
+	// blanks around it are trimmed.
 	IdentityNumber string `protobuf:"bytes,4,opt,name=identity_number,json=identityNumber,proto3,oneof"`
 }
 
@@ -2284,6 +2289,8 @@ type ListAuditTrailRequest_Phone struct {
 }
 
 type ListAuditTrailRequest_IdentityNumber struct {
+	// Personnummer or samordningsnummer in any notation intake accepts;
+	// blanks around it are trimmed.
 	IdentityNumber string `protobuf:"bytes,4,opt,name=identity_number,json=identityNumber,proto3,oneof"`
 }
 
@@ -2394,9 +2401,9 @@ const file_kontakt_routing_v1_routing_proto_rawDesc = "" +
 	"\x12WatchQueueResponse\x12\x16\n" +
 	"\x06change\x18\x01 \x01(\tR\x06change\x123\n" +
 	"\x04case\x18\x02 \x01(\v2\x1f.kontakt.routing.v1.CaseSummaryR\x04case\x12*\n" +
-	"\x02at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"X\n" +
-	"\x0eGetCaseRequest\x12\"\n" +
-	"\acase_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x06caseId\x12\"\n" +
+	"\x02at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"\x94\x01\n" +
+	"\x0eGetCaseRequest\x12^\n" +
+	"\acase_id\x18\x01 \x01(\tBE\xbaHBr@2>^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$R\x06caseId\x12\"\n" +
 	"\apurpose\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\apurpose\"\xcc\x02\n" +
 	"\x10PersonalDataView\x129\n" +
 	"\acontact\x18\x01 \x01(\v2\x1f.kontakt.case.v1.ContactDetailsR\acontact\x12;\n" +
@@ -2429,60 +2436,60 @@ const file_kontakt_routing_v1_routing_proto_rawDesc = "" +
 	"caseNumber\x12 \n" +
 	"\x05email\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\xfe\x01H\x00R\x05email\x12\x1f\n" +
 	"\x05phone\x18\x03 \x01(\tB\a\xbaH\x04r\x02\x18 H\x00R\x05phone\x122\n" +
-	"\x0fidentity_number\x18\x04 \x01(\tB\a\xbaH\x04r\x02\x18\rH\x00R\x0eidentityNumber\x12\"\n" +
+	"\x0fidentity_number\x18\x04 \x01(\tB\a\xbaH\x04r\x02\x18 H\x00R\x0eidentityNumber\x12\"\n" +
 	"\apurpose\x18\x05 \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\apurposeB\f\n" +
 	"\x03key\x12\x05\xbaH\x02\b\x01\"J\n" +
 	"\x11FindCasesResponse\x125\n" +
-	"\x05cases\x18\x01 \x03(\v2\x1f.kontakt.routing.v1.CaseSummaryR\x05cases\"6\n" +
-	"\x10ClaimCaseRequest\x12\"\n" +
-	"\acase_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x06caseId\"H\n" +
+	"\x05cases\x18\x01 \x03(\v2\x1f.kontakt.routing.v1.CaseSummaryR\x05cases\"r\n" +
+	"\x10ClaimCaseRequest\x12^\n" +
+	"\acase_id\x18\x01 \x01(\tBE\xbaHBr@2>^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$R\x06caseId\"H\n" +
 	"\x11ClaimCaseResponse\x123\n" +
-	"\x04case\x18\x01 \x01(\v2\x1f.kontakt.routing.v1.CaseSummaryR\x04case\"8\n" +
-	"\x12ReleaseCaseRequest\x12\"\n" +
-	"\acase_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x06caseId\"J\n" +
+	"\x04case\x18\x01 \x01(\v2\x1f.kontakt.routing.v1.CaseSummaryR\x04case\"t\n" +
+	"\x12ReleaseCaseRequest\x12^\n" +
+	"\acase_id\x18\x01 \x01(\tBE\xbaHBr@2>^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$R\x06caseId\"J\n" +
 	"\x13ReleaseCaseResponse\x123\n" +
-	"\x04case\x18\x01 \x01(\v2\x1f.kontakt.routing.v1.CaseSummaryR\x04case\"_\n" +
-	"\x11AssignCaseRequest\x12\"\n" +
-	"\acase_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x06caseId\x12&\n" +
+	"\x04case\x18\x01 \x01(\v2\x1f.kontakt.routing.v1.CaseSummaryR\x04case\"\x9b\x01\n" +
+	"\x11AssignCaseRequest\x12^\n" +
+	"\acase_id\x18\x01 \x01(\tBE\xbaHBr@2>^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$R\x06caseId\x12&\n" +
 	"\bassignee\x18\x02 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x01\x18\x80\x01R\bassignee\"I\n" +
 	"\x12AssignCaseResponse\x123\n" +
-	"\x04case\x18\x01 \x01(\v2\x1f.kontakt.routing.v1.CaseSummaryR\x04case\"[\n" +
-	"\x0fMoveCaseRequest\x12\"\n" +
-	"\acase_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x06caseId\x12$\n" +
+	"\x04case\x18\x01 \x01(\v2\x1f.kontakt.routing.v1.CaseSummaryR\x04case\"\x97\x01\n" +
+	"\x0fMoveCaseRequest\x12^\n" +
+	"\acase_id\x18\x01 \x01(\tBE\xbaHBr@2>^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$R\x06caseId\x12$\n" +
 	"\bto_queue\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\atoQueue\"G\n" +
 	"\x10MoveCaseResponse\x123\n" +
-	"\x04case\x18\x01 \x01(\v2\x1f.kontakt.routing.v1.CaseSummaryR\x04case\"T\n" +
-	"\x0eAddNoteRequest\x12\"\n" +
-	"\acase_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x06caseId\x12\x1e\n" +
+	"\x04case\x18\x01 \x01(\v2\x1f.kontakt.routing.v1.CaseSummaryR\x04case\"\x90\x01\n" +
+	"\x0eAddNoteRequest\x12^\n" +
+	"\acase_id\x18\x01 \x01(\tBE\xbaHBr@2>^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$R\x06caseId\x12\x1e\n" +
 	"\x04text\x18\x02 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x01\x18\xa0\x1fR\x04text\"*\n" +
 	"\x0fAddNoteResponse\x12\x17\n" +
-	"\anote_id\x18\x01 \x01(\tR\x06noteId\"\xa9\x01\n" +
-	"\x12ForwardCaseRequest\x12\"\n" +
-	"\acase_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x06caseId\x12\"\n" +
+	"\anote_id\x18\x01 \x01(\tR\x06noteId\"\xe5\x01\n" +
+	"\x12ForwardCaseRequest\x12^\n" +
+	"\acase_id\x18\x01 \x01(\tBE\xbaHBr@2>^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$R\x06caseId\x12\"\n" +
 	"\bto_queue\x18\x02 \x01(\tB\a\xbaH\x04r\x02\x18@R\atoQueue\x12'\n" +
 	"\n" +
 	"to_officer\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\ttoOfficer\x12\"\n" +
 	"\acomment\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\xa0\x1fR\acomment\"J\n" +
 	"\x13ForwardCaseResponse\x123\n" +
-	"\x04case\x18\x01 \x01(\v2\x1f.kontakt.routing.v1.CaseSummaryR\x04case\"\\\n" +
-	"\x11AnswerCaseRequest\x12\"\n" +
-	"\acase_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x06caseId\x12#\n" +
+	"\x04case\x18\x01 \x01(\v2\x1f.kontakt.routing.v1.CaseSummaryR\x04case\"\x98\x01\n" +
+	"\x11AnswerCaseRequest\x12^\n" +
+	"\acase_id\x18\x01 \x01(\tBE\xbaHBr@2>^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$R\x06caseId\x12#\n" +
 	"\x06answer\x18\x02 \x01(\tB\v\xbaH\br\x06\x10\x01\x18\xa0\x9c\x01R\x06answer\"I\n" +
 	"\x12AnswerCaseResponse\x123\n" +
-	"\x04case\x18\x01 \x01(\v2\x1f.kontakt.routing.v1.CaseSummaryR\x04case\"\xb9\x01\n" +
-	"\x10CloseCaseRequest\x12\"\n" +
-	"\acase_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x06caseId\x12G\n" +
+	"\x04case\x18\x01 \x01(\v2\x1f.kontakt.routing.v1.CaseSummaryR\x04case\"\xf5\x01\n" +
+	"\x10CloseCaseRequest\x12^\n" +
+	"\acase_id\x18\x01 \x01(\tBE\xbaHBr@2>^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$R\x06caseId\x12G\n" +
 	"\n" +
 	"resolution\x18\x02 \x01(\x0e2\x1b.kontakt.case.v1.ResolutionB\n" +
 	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\n" +
 	"resolution\x128\n" +
 	"\x18first_contact_resolution\x18\x03 \x01(\bR\x16firstContactResolution\"H\n" +
 	"\x11CloseCaseResponse\x123\n" +
-	"\x04case\x18\x01 \x01(\v2\x1f.kontakt.routing.v1.CaseSummaryR\x04case\"7\n" +
-	"\x11ReopenCaseRequest\x12\"\n" +
-	"\acase_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x06caseId\"I\n" +
+	"\x04case\x18\x01 \x01(\v2\x1f.kontakt.routing.v1.CaseSummaryR\x04case\"s\n" +
+	"\x11ReopenCaseRequest\x12^\n" +
+	"\acase_id\x18\x01 \x01(\tBE\xbaHBr@2>^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$R\x06caseId\"I\n" +
 	"\x12ReopenCaseResponse\x123\n" +
 	"\x04case\x18\x01 \x01(\v2\x1f.kontakt.routing.v1.CaseSummaryR\x04case\"\x8b\x02\n" +
 	"\vAuditRecord\x12\x19\n" +
@@ -2493,12 +2500,12 @@ const file_kontakt_routing_v1_routing_proto_rawDesc = "" +
 	"\fdata_classes\x18\x05 \x03(\x0e2\x1a.kontakt.case.v1.DataClassR\vdataClasses\x12\x18\n" +
 	"\apurpose\x18\x06 \x01(\tR\apurpose\x123\n" +
 	"\aread_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x06readAt\x12\x10\n" +
-	"\x03rpc\x18\b \x01(\tR\x03rpc\"\xc4\x01\n" +
-	"\x15ListAuditTrailRequest\x12\"\n" +
-	"\acase_id\x18\x01 \x01(\tB\a\xbaH\x04r\x02\x18@H\x00R\x06caseId\x12 \n" +
+	"\x03rpc\x18\b \x01(\tR\x03rpc\"\x82\x02\n" +
+	"\x15ListAuditTrailRequest\x12`\n" +
+	"\acase_id\x18\x01 \x01(\tBE\xbaHBr@2>^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$H\x00R\x06caseId\x12 \n" +
 	"\x05email\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\xfe\x01H\x00R\x05email\x12\x1f\n" +
 	"\x05phone\x18\x03 \x01(\tB\a\xbaH\x04r\x02\x18 H\x00R\x05phone\x122\n" +
-	"\x0fidentity_number\x18\x04 \x01(\tB\a\xbaH\x04r\x02\x18\rH\x00R\x0eidentityNumberB\x10\n" +
+	"\x0fidentity_number\x18\x04 \x01(\tB\a\xbaH\x04r\x02\x18 H\x00R\x0eidentityNumberB\x10\n" +
 	"\asubject\x12\x05\xbaH\x02\b\x01\"S\n" +
 	"\x16ListAuditTrailResponse\x129\n" +
 	"\arecords\x18\x01 \x03(\v2\x1f.kontakt.routing.v1.AuditRecordR\arecords*S\n" +
