@@ -320,7 +320,7 @@ func (s *Service) apply(tx *index.Tx, rec eventstore.RecordedEvent, msg proto.Me
 		eff = s.archiveEffect(e, m, rec)
 	case *casev1.CasePreservationWithdrawn:
 		if !s.cfg.Plan.MustArchive(&e.Case) {
-			eff = &effect{caseID: m.GetCaseId(), unarchive: true, unarchiveBefore: uint64(rec.Revision)}
+			eff = &effect{caseID: m.GetCaseId(), unarchive: true, unarchiveBefore: receiptRevision(rec)}
 		}
 	case *casev1.CaseDeleted:
 		eff = s.deletionEffect(e, m)
@@ -381,14 +381,21 @@ func journalEffect(eff *effect, rec eventstore.RecordedEvent, msg proto.Message)
 	for _, c := range eff.destroy {
 		ev.Destroy = append(ev.Destroy, string(c))
 	}
+	for c, g := range eff.gens {
+		if ev.Generations == nil {
+			ev.Generations = map[string]uint32{}
+		}
+		ev.Generations[string(c)] = g
+	}
 	eff.journal = ev
 	return nil
 }
 
-// receiptRevision is the revision a redaction's receipt is keyed by: the
-// event's own, or, for an event `kontakt restore` appended again from the
-// shred journal, the revision it had when first appended, so that the
-// receipt restored with it is recognised and no second one is written.
+// receiptRevision is the revision a redaction's receipt is keyed by (and
+// a withdrawal's packages are dated against): the event's own, or, for an
+// event `kontakt restore` appended again from the shred journal, the
+// revision it had when first appended, so that the receipt restored with
+// it is recognised and no second one is written.
 func receiptRevision(rec eventstore.RecordedEvent) uint64 {
 	if v, ok := rec.Metadata[shredjournal.MetaOriginalRevision]; ok {
 		if r, err := strconv.ParseUint(v, 10, 64); err == nil && r > 0 {
