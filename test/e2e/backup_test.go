@@ -708,3 +708,76 @@ func TestRestoreAfterACrashBetweenJournalAndKeys(t *testing.T) {
 	require.NotContains(t, e.bkView(t, a.ids[0]), a.name)
 	require.NoError(t, e.k.Stop(t))
 }
+
+// TestRestoreKeepsLaterKeyGenerationsDestroyed: a case answered again
+// after the plan culled its personal data holds that answer under a key
+// of the next generation (issue 14, point 2), which the plan destroys in
+// its own time. A backup taken while that answer was readable, restored
+// with the journal after its redaction, does not bring it back: the
+// generation-1 key and the answer are in the backup, and the journal's
+// replay destroys the key before anything serves.
+func TestRestoreKeepsLaterKeyGenerationsDestroyed(t *testing.T) {
+	run := randHex(t, 3)
+	dir := t.TempDir()
+	dataDir := filepath.Join(dir, "data")
+	plan := bkPlan(t)
+	a := bkNewPerson(t, "a", run, 1969)
+
+	bkUseJournal(t, filepath.Join(dir, "journal"))
+	e := startRouting(t, dataDir, bkRetention(plan, 0))
+	id := e.bkRegister(t, a, &intakev1.CaseInput{
+		Type: casev1.CaseType_CASE_TYPE_SYNPUNKT, Channel: casev1.Channel_CHANNEL_PHONE, Category: "bemotande",
+		Subject: "Klagomål", Description: a.marker(run, "text"),
+		Contact: &intakev1.Contact{Name: a.name, Phone: a.phone, IdentityNumber: a.pnr},
+	})
+	e.bkWork(t, a, id, run)
+	require.NoError(t, e.k.Stop(t))
+
+	// Day 91: culled; the complaint is answered again (generation 1), and
+	// backed up so.
+	e = startRouting(t, dataDir, bkRetention(plan, 91))
+	e.bkWaitLedger(t, "the cull", func(m map[string]retLedger) bool { return m[id].fullyRedacted() })
+	ctx, cancel := e.as(t, sara)
+	later := a.marker(run, "lateranswer")
+	_, err := e.rc.AnswerCase(ctx, &routingv1.AnswerCaseRequest{CaseId: id, Answer: "Nytt svar: " + later})
+	cancel()
+	require.NoError(t, err, "the complaint is answerable after the cull")
+	require.True(t, eventually(10*time.Second, func() bool { return strings.Contains(e.bkView(t, id), later) }), "the new answer is not shown")
+	laterKeys := e.bkWrappedKeys(t, []string{id + ".answer.1"})
+	require.Len(t, laterKeys, 1, "the new answer's key is of generation 1")
+	backupDir := filepath.Join(dir, "backup")
+	code, out := runKontakt(t, "backup", "--config", e.k.Config, "--out", backupDir)
+	require.Equal(t, 0, code, out)
+	found, _ := retScanDir(t, backupDir+".keys", "", laterKeys)
+	require.NotEmpty(t, found[laterKeys[0]], "the backup's keys part holds the generation-1 key")
+	require.NoError(t, e.k.Stop(t))
+
+	// Day 182: the new answer's own period is over.
+	e = startRouting(t, dataDir, bkRetention(plan, 182))
+	e.bkWaitLedger(t, "the new answer's redaction", func(m map[string]retLedger) bool { return len(m[id][retKindRedaction]) >= 2 })
+	require.True(t, eventually(10*time.Second, func() bool { return !strings.Contains(e.bkView(t, id), later) }), "the new answer is still shown")
+	liveCount, liveHead := e.bkVerify(t)
+	require.NoError(t, e.k.Stop(t))
+
+	newData := filepath.Join(dir, "restored")
+	bkUseJournal(t, filepath.Join(dir, "restored-journal"))
+	cfg := bkConfig(t, newData, bkRetention(plan, 91))
+	code, out = runKontakt(t, "restore", "--config", cfg, "--from", backupDir, "--journal", filepath.Join(dir, "journal"), "--master-key-file", filepath.Join(dataDir, "master.key"))
+	require.Equal(t, 0, code, out)
+	// Started at day 91, where the answer is not due yet: only the
+	// journal can have removed it.
+	e = startRouting(t, newData, bkRetention(plan, 91))
+	view := e.bkView(t, id)
+	require.NotEmpty(t, view)
+	for _, m := range a.markers {
+		require.NotContains(t, view, m)
+	}
+	count, head := e.bkVerify(t)
+	require.Equal(t, liveCount, count)
+	require.Equal(t, liveHead, head)
+	require.NoError(t, e.k.Stop(t))
+	found, _ = retScanDir(t, newData, "", append(append([]string{}, a.markers...), laterKeys...))
+	for _, n := range append(append([]string{}, a.markers...), laterKeys...) {
+		require.Empty(t, found[n], "%q of A's is on disk", bkShort(n))
+	}
+}
