@@ -1,9 +1,6 @@
 package server
 
 import (
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"context"
 	"errors"
 	"log/slog"
@@ -11,6 +8,8 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/kontakt-se/kontakt/pkg/natserr"
 )
 
 // internalMessage is the only thing a client learns about a failure the
@@ -81,7 +80,7 @@ func ToStatus(err error, mappings []ErrorMapping, logger *slog.Logger) error {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	if Transient(err) {
+	if natserr.IsTransient(err) {
 		logger.Warn("NATS briefly unavailable; the client may retry", slog.String("error", err.Error()))
 		return status.Error(codes.Unavailable, unavailableMessage)
 	}
@@ -92,27 +91,6 @@ func ToStatus(err error, mappings []ErrorMapping, logger *slog.Logger) error {
 // unavailableMessage is what a client sees while NATS elects a new leader
 // or reconnects.
 const unavailableMessage = "temporarily unavailable; retry"
-
-// Transient reports whether err is NATS being briefly away: a timeout, no
-// responders or no stream response while a leader is elected, a
-// connection that is reconnecting or closed, or JetStream answering 503.
-// Such a failure is Unavailable (retry), not Internal.
-func Transient(err error) bool {
-	if errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
-		// A NATS request that timed out under its own deadline.
-		return true
-	}
-	for _, target := range []error{
-		nats.ErrTimeout, nats.ErrNoResponders, nats.ErrConnectionClosed, nats.ErrConnectionReconnecting,
-		nats.ErrDisconnected, jetstream.ErrNoStreamResponse, jetstream.ErrJetStreamNotEnabled,
-	} {
-		if errors.Is(err, target) {
-			return true
-		}
-	}
-	var api *jetstream.APIError
-	return errors.As(err, &api) && api.Code == 503
-}
 
 // FieldViolation names one invalid field of a request and says what is wrong
 // with it, so that a form can show the message next to the field.

@@ -24,6 +24,7 @@ import (
 	intakev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/intake/v1"
 	"github.com/kontakt-se/kontakt/pkg/auth"
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
+	"github.com/kontakt-se/kontakt/pkg/natserr"
 	"github.com/kontakt-se/kontakt/pkg/ratelimit"
 	"github.com/kontakt-se/kontakt/pkg/server"
 	"github.com/kontakt-se/kontakt/services/intake/app"
@@ -405,7 +406,7 @@ func (o *Open311) writeAppError(w http.ResponseWriter, err error) {
 		writeOpen311Error(w, http.StatusConflict, err.Error())
 	case errors.Is(err, app.ErrInProgress):
 		writeOpen311Error(w, http.StatusConflict, err.Error())
-	case errors.Is(err, eventstore.ErrUnavailable), server.Transient(err):
+	case errors.Is(err, eventstore.ErrUnavailable), natserr.IsTransient(err):
 		o.logger.Warn("open311 request failed: store briefly unavailable; the client may retry", "error", err.Error())
 		writeOpen311Error(w, http.StatusServiceUnavailable, "temporarily unavailable; retry later")
 	default:
