@@ -45,13 +45,6 @@ type Policy struct {
 	OnRetry func(err error, wait time.Duration)
 }
 
-// UnknownOutcome is for a write whose outcome is unknown (a time-out, NATS
-// electing a leader) and that is safe to send again because the store
-// recognises a repeat (an event id, a message id): three attempts in all,
-// a moment apart, so that a short election is ridden out inside one
-// request.
-var UnknownOutcome = Policy{Initial: 50 * time.Millisecond, Max: 200 * time.Millisecond, Attempts: 3}
-
 // Delay is the pause after failures failures in a row (1 for the first),
 // before jitter: Initial doubled failures-1 times, at most Max. It is for
 // callers that keep a schedule rather than sleep (retry a case at a time).
