@@ -24,7 +24,8 @@ import (
 	"github.com/kontakt-se/kontakt/services/routing/domain"
 )
 
-// ErrorMappings is the one table from routing's errors to gRPC codes.
+// ErrorMappings is the one table from routing's errors to gRPC codes;
+// the server applies it to each call of the service (see Register).
 // Domain refusals explain themselves (they name no personal data); the
 // rest show only the sentinel's text.
 func ErrorMappings() []server.ErrorMapping {
@@ -66,12 +67,11 @@ func NewServer(queues *app.Queues, cmds *app.Commands, queries *app.Queries, bro
 	return &Server{queues: queues, cmds: cmds, queries: queries, broker: broker, stopping: stopping, logger: logger}
 }
 
-// Register adds the routing service to a gRPC server.
-func Register(reg grpc.ServiceRegistrar, s *Server) {
+// Register adds the routing service, with its error table, to a server.
+func Register(reg server.Registrar, s *Server) {
 	routingv1.RegisterRoutingServiceServer(reg, s)
+	reg.MapErrors(routingv1.RoutingService_ServiceDesc.ServiceName, ErrorMappings()...)
 }
-
-func (s *Server) edge(err error) error { return server.ToStatus(err, ErrorMappings(), s.logger) }
 
 // reader builds the caller as the domain and queries see it: queue
 // membership from the token and from configuration together.
@@ -113,7 +113,7 @@ func (s *Server) ListQueues(ctx context.Context, _ *routingv1.ListQueuesRequest)
 	}
 	qs, err := s.queries.ListQueues(r)
 	if err != nil {
-		return nil, s.edge(err)
+		return nil, err
 	}
 	return &routingv1.ListQueuesResponse{Queues: qs}, nil
 }
@@ -126,7 +126,7 @@ func (s *Server) ListQueueCases(ctx context.Context, req *routingv1.ListQueueCas
 	}
 	resp, err := s.queries.ListQueueCases(ctx, r, req)
 	if err != nil {
-		return nil, s.edge(err)
+		return nil, err
 	}
 	return resp, nil
 }
@@ -206,7 +206,7 @@ func (s *Server) GetCase(ctx context.Context, req *routingv1.GetCaseRequest) (*r
 	}
 	view, err := s.queries.GetCase(ctx, r, role, routingv1.RoutingService_GetCase_FullMethodName, req.GetCaseId(), req.GetPurpose())
 	if err != nil {
-		return nil, s.edge(err)
+		return nil, err
 	}
 	return &routingv1.GetCaseResponse{Case: view}, nil
 }
@@ -219,7 +219,7 @@ func (s *Server) FindCases(ctx context.Context, req *routingv1.FindCasesRequest)
 	}
 	cases, err := s.queries.FindCases(ctx, r, role, routingv1.RoutingService_FindCases_FullMethodName, req)
 	if err != nil {
-		return nil, s.edge(err)
+		return nil, err
 	}
 	return &routingv1.FindCasesResponse{Cases: cases}, nil
 }
@@ -232,7 +232,7 @@ func (s *Server) ListAuditTrail(ctx context.Context, req *routingv1.ListAuditTra
 	}
 	recs, err := s.queries.AuditTrail(ctx, r, role, routingv1.RoutingService_ListAuditTrail_FullMethodName, req)
 	if err != nil {
-		return nil, s.edge(err)
+		return nil, err
 	}
 	return &routingv1.ListAuditTrailResponse{Records: recs}, nil
 }
@@ -256,7 +256,7 @@ func (s *Server) run(ctx context.Context, f command) (*routingv1.CaseSummary, er
 	}
 	c, err := f(ctx, r.Actor)
 	if err != nil {
-		return nil, s.edge(err)
+		return nil, err
 	}
 	return summaryOf(c), nil
 }
@@ -316,7 +316,7 @@ func (s *Server) AddNote(ctx context.Context, req *routingv1.AddNoteRequest) (*r
 	}
 	id, err := s.cmds.AddNote(ctx, r.Actor, req.GetCaseId(), req.GetText())
 	if err != nil {
-		return nil, s.edge(err)
+		return nil, err
 	}
 	return &routingv1.AddNoteResponse{NoteId: id}, nil
 }

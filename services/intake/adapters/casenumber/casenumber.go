@@ -47,7 +47,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"strconv"
 	"strings"
 	"sync"
@@ -59,6 +58,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/kontakt-se/kontakt/pkg/backoff"
+	"github.com/kontakt-se/kontakt/pkg/natserr"
 	"github.com/kontakt-se/kontakt/services/intake/app"
 )
 
@@ -91,15 +92,15 @@ const (
 	// maxBlock bounds the numbers of one block (and so its message size:
 	// a case id is at most 36 bytes).
 	maxBlock = 4096
-	// backoffBase and backoffMax shape the jittered exponential pause after
-	// a lost allocation, so that contending instances spread out instead
-	// of colliding again in lock step.
-	backoffBase = time.Millisecond
-	backoffMax  = 50 * time.Millisecond
 
 	legacyCounterPrefix = "counter."
 	legacyNumberPrefix  = "number."
 )
+
+// lostRace paces the attempts after a lost allocation: a jittered pause
+// below a ceiling that grows from 1 ms to 50 ms, so that contending
+// instances spread out instead of colliding again in lock step.
+var lostRace = backoff.Policy{Initial: time.Millisecond, Max: 50 * time.Millisecond, Jitter: true}
 
 // Config configures Numbers. The zero value is valid for a single server.
 type Config struct {
@@ -311,6 +312,7 @@ func (n *Numbers) Allocate(ctx context.Context, reqs []app.Allocation) ([]string
 // first number. Caller holds n.local.
 func (n *Numbers) appendBlock(ctx context.Context, year int, caseIDs []string) (uint64, error) {
 	subject := n.subject(year)
+	pause := backoff.New(lostRace)
 	for attempt := 1; ; attempt++ {
 		if err := ctx.Err(); err != nil {
 			return 0, fmt.Errorf("casenumber: allocate numbers for %d: %w", year, err)
@@ -347,7 +349,7 @@ func (n *Numbers) appendBlock(ctx context.Context, year int, caseIDs []string) (
 			return 0, fmt.Errorf("casenumber: allocate numbers for %d: lost to other allocations %d times: %w",
 				year, attempt, app.ErrRevisionMismatch)
 		}
-		if err := sleep(ctx, backoff(attempt)); err != nil {
+		if err := pause.Wait(ctx); err != nil {
 			return 0, fmt.Errorf("casenumber: allocate numbers for %d: %w", year, err)
 		}
 	}
@@ -359,25 +361,31 @@ func (n *Numbers) appendBlock(ctx context.Context, year int, caseIDs []string) (
 // unknown outcome is retried with the same message, which the server
 // de-duplicates or refuses, so it is then recognised the same way.
 func (n *Numbers) publish(ctx context.Context, msg *nats.Msg, after uint64, id string) (seq uint64, lost bool, err error) {
-	for try := 0; ; try++ {
+	err = backoff.Retry(ctx, backoff.UnknownOutcome, func() error {
 		ack, err := n.js.PublishMsg(ctx, msg)
 		if err == nil {
-			return ack.Sequence, false, nil
+			seq = ack.Sequence
+			return nil
 		}
-		if isWrongLastSeq(err) {
-			next, gerr := n.stream.GetMsg(ctx, after+1, jetstream.WithGetMsgSubject(msg.Subject))
-			if gerr == nil && next.Header.Get(jetstream.MsgIDHeader) == id {
-				return next.Sequence, false, nil
-			}
-			if gerr != nil && !errors.Is(gerr, jetstream.ErrMsgNotFound) {
-				return 0, false, gerr
-			}
-			return 0, true, nil
+		switch {
+		case natserr.IsWrongLastSequence(err):
+		case natserr.IsRefusal(err):
+			return backoff.Permanent(err)
+		default:
+			return err
 		}
-		if try == 2 || ctx.Err() != nil {
-			return 0, false, err
+		next, gerr := n.stream.GetMsg(ctx, after+1, jetstream.WithGetMsgSubject(msg.Subject))
+		switch {
+		case gerr == nil && next.Header.Get(jetstream.MsgIDHeader) == id:
+			seq = next.Sequence
+		case gerr != nil && !natserr.IsMessageNotFound(gerr):
+			return backoff.Permanent(gerr)
+		default:
+			lost = true
 		}
-	}
+		return nil
+	})
+	return seq, lost, err
 }
 
 // head returns where the year stands: cached, or read from the last
@@ -394,7 +402,7 @@ func (n *Numbers) head(ctx context.Context, year int) (head, error) {
 			return head{}, fmt.Errorf("block %d: %w", m.Sequence, err)
 		}
 		return head{last: b.lastNumber(), seq: m.Sequence}, nil
-	case !errors.Is(err, jetstream.ErrMsgNotFound):
+	case !natserr.IsMessageNotFound(err):
 		return head{}, fmt.Errorf("read last block: %w", err)
 	}
 	last, err := n.legacyCounter(ctx, year)
@@ -436,7 +444,7 @@ func (n *Numbers) Lookup(ctx context.Context, number string) (string, error) {
 	}
 	subject := n.subject(year)
 	last, err := n.stream.GetLastMsgForSubject(ctx, subject)
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
+	if natserr.IsMessageNotFound(err) {
 		return n.legacyLookup(ctx, number)
 	}
 	if err != nil {
@@ -504,15 +512,6 @@ func decodeBlock(data []byte) (block, error) {
 	return b, nil
 }
 
-// isWrongLastSeq recognises JetStream's refusal of an expected last
-// subject sequence: 10071, or 10164 from a replicated stream.
-func isWrongLastSeq(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) &&
-		(apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
-			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
-}
-
 // format renders a number in its canonical form.
 func (n *Numbers) format(year int, seq uint64) string {
 	return fmt.Sprintf("%s-%04d-%0*d", n.prefix, year, minDigits, seq)
@@ -556,27 +555,4 @@ func digits(s string) bool {
 		}
 	}
 	return true
-}
-
-// backoff returns a random pause ("full jitter") below an exponentially
-// growing ceiling, so that instances that just collided do not collide
-// again at once.
-func backoff(attempt int) time.Duration {
-	ceiling := backoffMax
-	if attempt < 16 {
-		ceiling = min(backoffBase<<attempt, backoffMax)
-	}
-	return rand.N(ceiling) + 1
-}
-
-// sleep waits for d or until ctx is done.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
