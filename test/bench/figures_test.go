@@ -159,7 +159,7 @@ func BenchmarkFigureStatisticsLag(b *testing.B) {
 		b.Fatal(err)
 	}
 	lag := h.statistics.Sub(h.end)
-	b.Logf("%s (%s): %d cases registered in %s (%.0f/s); statistics counted them all %s after the last answer (polled %d times, %s in the polls, exact to %s), routing %s after, the retention index %s after; the raw ordered consumer read the %d case events in %s",
+	b.Logf("%s (%s): %d cases registered in %s (%.0f/s); statistics counted them all %s after the last answer (polled %d times, %s in the polls, exact to %s); checked after that, routing held them all %s after, the retention index %s after; the raw ordered consumer read the %d case events in %s",
 		bin.path, bin.id, n, h.end.Sub(h.start).Round(time.Millisecond), float64(n)/h.end.Sub(h.start).Seconds(),
 		lag.Round(time.Millisecond), h.statsPolls.polls, h.statsPolls.cost.Round(time.Millisecond), h.statsPolls.resolution.Round(time.Millisecond),
 		h.routing.Sub(h.end).Round(time.Millisecond), h.retention.Sub(h.end).Round(time.Millisecond), events, rawRead.Round(time.Millisecond))
