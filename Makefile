@@ -28,6 +28,13 @@ export KONTAKT_NATSCLI_BIN     := $(BIN)/nats
 # `make test CRASH_CASES=10000` runs the full size.
 CRASH_CASES ?= 3000
 export KONTAKT_CRASH_CASES := $(CRASH_CASES)
+# The history the figures of `make bench-figures` are measured on; the
+# issue's sizes are 300000 and 1000000 (KONTAKT_BENCH_CASES in
+# test/bench/figures_test.go).
+BENCH_CASES ?= 20000
+# Which figures: empty runs them all; e.g. BENCH_FIGURES=MemoryAndRestart
+# runs only BenchmarkFigureMemoryAndRestart (the restart figure at 1M).
+BENCH_FIGURES ?=
 
 .PHONY: help
 help: ## List the targets.
@@ -132,6 +139,13 @@ bench: build $(BIN)/nats-server ## Run the benchmarks; each reports against raw 
 	cd services/statistics && $(GO) test -run '^$$' -bench . .
 	cd test && $(GO) test -run '^$$' -bench '^Benchmark(Register|Submit|Routing)' -benchtime 60x ./bench/
 	cd test && $(GO) test -run '^$$' -bench '^BenchmarkBackupRestore$$' -benchtime 1x -timeout 30m ./bench/
+
+.PHONY: bench-figures
+bench-figures: build $(BIN)/nats-server ## Measure issue 15's figures through the whole binary against raw JetStream in the same run; print one table (KONTAKT_BIN=other/kontakt, BENCH_CASES=300000).
+	@log=$$(mktemp -t kontakt-figures-XXXXXX.log); status=0; \
+	echo "bench-figures: $(KONTAKT_BIN), $(BENCH_CASES) cases; full output in $$log"; \
+	(cd test && KONTAKT_BENCH_CASES=$(BENCH_CASES) $(GO) test -run '^$$' -bench '^BenchmarkFigure$(BENCH_FIGURES)' -benchtime 1x -timeout 24h ./bench/) 2>&1 | tee "$$log" || status=$$?; \
+	echo; echo "$(KONTAKT_BIN), $(BENCH_CASES) cases:"; ./scripts/figures-table.sh "$$log" || true; exit $$status
 
 .PHONY: clean
 clean: ## Remove built binaries and tool installs (not ./data).
