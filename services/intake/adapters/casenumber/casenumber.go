@@ -31,13 +31,6 @@
 // The stream keeps every block for ever and denies deletes and purges: a
 // lost block would let its numbers be handed out again although they are
 // already printed on receipts.
-//
-// # Earlier layout
-//
-// Before blocks, numbers lived in a key-value bucket (LegacyBucket) with a
-// counter per year and a record per number. If that bucket exists, a year
-// without blocks continues after its counter, and numbers below the first
-// block are looked up there. The bucket is only read.
 package casenumber
 
 import (
@@ -67,8 +60,6 @@ import (
 const (
 	// DefaultStream is the stream that holds the blocks.
 	DefaultStream = "KONTAKT_CASENUMBER_BLOCKS"
-	// DefaultLegacyBucket is the key-value bucket of the earlier layout.
-	DefaultLegacyBucket = "KONTAKT_CASENUMBERS"
 	// DefaultPrefix starts every case number ("Kontaktcenter").
 	DefaultPrefix = "KC"
 	// DefaultLocation names the time zone whose calendar year a number
@@ -92,9 +83,6 @@ const (
 	// maxBlock bounds the numbers of one block (and so its message size:
 	// a case id is at most 36 bytes).
 	maxBlock = 4096
-
-	legacyCounterPrefix = "counter."
-	legacyNumberPrefix  = "number."
 )
 
 // lostRace paces the attempts after a lost allocation: a jittered pause
@@ -106,9 +94,6 @@ var lostRace = backoff.Policy{Initial: time.Millisecond, Max: 50 * time.Millisec
 type Config struct {
 	// Stream is the stream of blocks; empty means DefaultStream.
 	Stream string
-	// LegacyBucket is the key-value bucket of the earlier layout, read if
-	// it exists; empty means DefaultLegacyBucket.
-	LegacyBucket string
 	// Replicas is the JetStream replica count: zero means 1 (a single
 	// server); clusters should use 3, because a number must not be handed
 	// out twice after the loss of a node.
@@ -128,7 +113,6 @@ type Config struct {
 type Numbers struct {
 	js     jetstream.JetStream
 	stream jetstream.Stream
-	legacy jetstream.KeyValue // nil: no earlier layout
 	prefix string
 	loc    *time.Location
 	// local serialises this process's allocations, and guards last:
@@ -163,9 +147,6 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Numbers, err
 	if cfg.Stream == "" {
 		cfg.Stream = DefaultStream
 	}
-	if cfg.LegacyBucket == "" {
-		cfg.LegacyBucket = DefaultLegacyBucket
-	}
 	if cfg.Prefix == "" {
 		cfg.Prefix = DefaultPrefix
 	}
@@ -190,14 +171,7 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Numbers, err
 	if err != nil {
 		return nil, fmt.Errorf("casenumber: create or update stream %q: %w", cfg.Stream, err)
 	}
-	n := &Numbers{js: js, stream: st, prefix: cfg.Prefix, loc: cfg.Location, last: map[int]head{}}
-	switch kv, err := js.KeyValue(ctx, cfg.LegacyBucket); {
-	case err == nil:
-		n.legacy = kv
-	case !errors.Is(err, jetstream.ErrBucketNotFound):
-		return nil, fmt.Errorf("casenumber: earlier key-value bucket %q: %w", cfg.LegacyBucket, err)
-	}
-	return n, nil
+	return &Numbers{js: js, stream: st, prefix: cfg.Prefix, loc: cfg.Location, last: map[int]head{}}, nil
 }
 
 // StreamConfig is the configuration New gives the stream: file storage,
@@ -389,7 +363,7 @@ func (n *Numbers) publish(ctx context.Context, msg *nats.Msg, after uint64, id s
 }
 
 // head returns where the year stands: cached, or read from the last
-// block, or continued from the earlier layout's counter.
+// block; a year without blocks starts at zero.
 func (n *Numbers) head(ctx context.Context, year int) (head, error) {
 	if h, ok := n.last[year]; ok {
 		return h, nil
@@ -405,29 +379,7 @@ func (n *Numbers) head(ctx context.Context, year int) (head, error) {
 	case !natserr.IsMessageNotFound(err):
 		return head{}, fmt.Errorf("read last block: %w", err)
 	}
-	last, err := n.legacyCounter(ctx, year)
-	return head{last: last}, err
-}
-
-// legacyCounter is the year's counter in the earlier layout (0 without).
-func (n *Numbers) legacyCounter(ctx context.Context, year int) (uint64, error) {
-	if n.legacy == nil {
-		return 0, nil
-	}
-	e, err := n.legacy.Get(ctx, legacyCounterPrefix+strconv.Itoa(year))
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("read earlier counter: %w", err)
-	}
-	last, err := strconv.ParseUint(string(e.Value()), 10, 64)
-	if err != nil {
-		// Never continue from a counter we cannot read: guessing could
-		// reuse numbers.
-		return 0, fmt.Errorf("earlier counter for %d holds %q, not a number: %w", year, e.Value(), err)
-	}
-	return last, nil
+	return head{}, nil
 }
 
 // Lookup returns the id of the case number was allocated to. Because the
@@ -445,7 +397,7 @@ func (n *Numbers) Lookup(ctx context.Context, number string) (string, error) {
 	subject := n.subject(year)
 	last, err := n.stream.GetLastMsgForSubject(ctx, subject)
 	if natserr.IsMessageNotFound(err) {
-		return n.legacyLookup(ctx, number)
+		return "", fmt.Errorf("casenumber: lookup %s: %w", number, app.ErrNotFound)
 	}
 	if err != nil {
 		return "", fmt.Errorf("casenumber: lookup %s: %w", number, err)
@@ -455,7 +407,7 @@ func (n *Numbers) Lookup(ctx context.Context, number string) (string, error) {
 		return "", fmt.Errorf("casenumber: lookup %s: %w", number, err)
 	}
 	if b, err := decodeBlock(firstMsg.Data); err == nil && seqNum < b.First {
-		return n.legacyLookup(ctx, number)
+		return "", fmt.Errorf("casenumber: lookup %s: %w", number, app.ErrNotFound)
 	}
 	lo, hi := firstMsg.Sequence, last.Sequence
 	for lo <= hi {
@@ -480,21 +432,6 @@ func (n *Numbers) Lookup(ctx context.Context, number string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("casenumber: lookup %s: %w", number, app.ErrNotFound)
-}
-
-// legacyLookup finds a number allocated in the earlier layout.
-func (n *Numbers) legacyLookup(ctx context.Context, number string) (string, error) {
-	if n.legacy == nil {
-		return "", fmt.Errorf("casenumber: lookup %s: %w", number, app.ErrNotFound)
-	}
-	e, err := n.legacy.Get(ctx, legacyNumberPrefix+number)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return "", fmt.Errorf("casenumber: lookup %s: %w", number, app.ErrNotFound)
-	}
-	if err != nil {
-		return "", fmt.Errorf("casenumber: lookup %s: %w", number, err)
-	}
-	return string(e.Value()), nil
 }
 
 func (n *Numbers) subject(year int) string { return SubjectPrefix + "." + strconv.Itoa(year) }
