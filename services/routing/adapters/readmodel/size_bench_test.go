@@ -141,3 +141,38 @@ func inUse(t testing.TB, path string) int {
 	}))
 	return n
 }
+
+// BenchmarkUnrouted measures what the router's start-up and periodic
+// sweep cost the read model (Store.Unrouted) with 20,000 cases stored,
+// all routed but ten.
+func BenchmarkUnrouted(b *testing.B) {
+	const n = 20_000
+	rng := rand.New(rand.NewPCG(12, 12))
+	s, _ := openStore(b, Options{Tokenizer: &fakeTokenizer{}})
+	s.db.NoSync = true
+	var batch []draft
+	var pos eventstore.Position
+	flush := func() {
+		evs := history(pos, batch...)
+		require.NoError(b, s.Apply(context.Background(), evs...))
+		pos += eventstore.Position(len(evs))
+		batch = batch[:0]
+	}
+	for i := range n {
+		c := realisticCase(rng, i, false)
+		if i%(n/10) == 0 {
+			c = c[:1] // registered, not routed
+		}
+		batch = append(batch, c...)
+		if len(batch) >= 256 {
+			flush()
+		}
+	}
+	flush()
+	b.ReportAllocs()
+	for b.Loop() {
+		ids, err := s.Unrouted()
+		require.NoError(b, err)
+		require.Len(b, ids, 10)
+	}
+}
