@@ -13,19 +13,19 @@ import (
 
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
-	sealpkg "github.com/kontakt-se/kontakt/pkg/seal"
+	seal "github.com/kontakt-se/kontakt/pkg/seal"
 	"github.com/kontakt-se/kontakt/pkg/tokenindex"
 )
 
 // realSealed stands in for a value sealed by pkg/seal: the key id of
 // generation 0 of the class, and random bytes as long as sealing a
 // plaintext of n bytes makes them.
-func realSealed(rng *rand.Rand, caseID string, class sealpkg.Class, n int) *casev1.SealedPersonalData {
-	keyID, err := sealpkg.KeyID(caseID, class, 0)
+func realSealed(rng *rand.Rand, caseID string, class seal.Class, n int) *casev1.SealedPersonalData {
+	keyID, err := seal.KeyID(caseID, class, 0)
 	if err != nil {
 		panic(err)
 	}
-	ct := make([]byte, n+sealpkg.Overhead)
+	ct := make([]byte, n+seal.Overhead)
 	for i := range ct {
 		ct[i] = byte(rng.Uint32())
 	}
@@ -50,9 +50,9 @@ func realisticCase(rng *rand.Rand, i int, worked bool) []draft {
 		ev(id, &casev1.CaseRegistered{
 			CaseId: id, CaseNumber: "KC-2026-" + uuid.NewString()[:6], Type: casev1.CaseType_CASE_TYPE_FRAGA, Channel: casev1.Channel_CHANNEL_FORM,
 			Category: "avfall", RegisteredAt: ts(at), RegisteredBy: "form-client",
-			Contact:  realSealed(rng, id, sealpkg.ClassContact, contact),
-			Identity: realSealed(rng, id, sealpkg.ClassIdentity, identity),
-			FreeText: realSealed(rng, id, sealpkg.ClassFreeText, free),
+			Contact:  realSealed(rng, id, seal.ClassContact, contact),
+			Identity: realSealed(rng, id, seal.ClassIdentity, identity),
+			FreeText: realSealed(rng, id, seal.ClassFreeText, free),
 		}),
 		ev(id, &casev1.CaseRouted{CaseId: id, Queue: "kundtjanst", Rule: "default", RulesVersion: "1", RoutedAt: ts(at)}),
 	}
@@ -64,8 +64,8 @@ func realisticCase(rng *rand.Rand, i int, worked bool) []draft {
 	note := plaintextSize(&casev1.AnswerText{Text: "Ringt renhållningen, de tar det i morgon."})
 	return append(out,
 		ev(id, &casev1.CaseAssigned{CaseId: id, Assignee: agent, AssignedBy: agent, AssignedAt: ts(at.Add(time.Minute))}),
-		ev(id, &casev1.NoteAdded{CaseId: id, NoteId: uuid.NewString(), Author: agent, Text: realSealed(rng, id, sealpkg.ClassAnswer, note), AddedAt: ts(at.Add(2 * time.Minute))}),
-		ev(id, &casev1.CaseAnswered{CaseId: id, AnsweredBy: agent, Answer: realSealed(rng, id, sealpkg.ClassAnswer, answer), AnsweredAt: ts(at.Add(3 * time.Minute))}),
+		ev(id, &casev1.NoteAdded{CaseId: id, NoteId: uuid.NewString(), Author: agent, Text: realSealed(rng, id, seal.ClassAnswer, note), AddedAt: ts(at.Add(2 * time.Minute))}),
+		ev(id, &casev1.CaseAnswered{CaseId: id, AnsweredBy: agent, Answer: realSealed(rng, id, seal.ClassAnswer, answer), AnsweredAt: ts(at.Add(3 * time.Minute))}),
 		ev(id, &casev1.CaseClosed{CaseId: id, ClosedBy: agent, Resolution: casev1.Resolution_RESOLUTION_ANSWERED_DIRECTLY, FirstContactResolution: true, ClosedAt: ts(at.Add(4 * time.Minute))}),
 	)
 }

@@ -14,11 +14,11 @@ func (s *Store) Unrouted() ([]string, error) {
 	var ids []string
 	err := s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket([]byte(bucketCases)).ForEach(func(k, v []byte) error {
-			r, err := decodeRecord(v)
+			r, err := decodeRecord(string(k), v)
 			if err != nil {
 				return fmt.Errorf("case %s: %w", k, err)
 			}
-			if r.Status == casev1.CaseStatus_CASE_STATUS_REGISTERED {
+			if r.c.Status == casev1.CaseStatus_CASE_STATUS_REGISTERED {
 				ids = append(ids, string(k))
 			}
 			return nil
