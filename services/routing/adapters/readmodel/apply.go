@@ -267,6 +267,9 @@ func (b *batch) flush(ctx context.Context) error {
 		if err := b.writeOpenIndexes(orig, cur); err != nil {
 			return err
 		}
+		if err := b.writeUnrouted(p.id, orig, cur); err != nil {
+			return err
+		}
 		if err := b.writeHistory(p); err != nil {
 			return err
 		}
@@ -373,6 +376,23 @@ func (b *batch) writeOpenIndexes(orig, cur *app.CaseRow) error {
 				return err
 			}
 		}
+	}
+	return nil
+}
+
+// unrouted reports whether a case waits for the router.
+func unrouted(r *app.CaseRow) bool {
+	return r != nil && r.Status == casev1.CaseStatus_CASE_STATUS_REGISTERED
+}
+
+// writeUnrouted keeps the case's entry in the unrouted index.
+func (b *batch) writeUnrouted(id string, orig, cur *app.CaseRow) error {
+	was, is := unrouted(orig), unrouted(cur)
+	switch {
+	case is && !was:
+		return b.tx.Bucket([]byte(bucketUnrouted)).Put([]byte(id), []byte{})
+	case was && !is:
+		return b.tx.Bucket([]byte(bucketUnrouted)).Delete([]byte(id))
 	}
 	return nil
 }

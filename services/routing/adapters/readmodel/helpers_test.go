@@ -198,8 +198,8 @@ func dump(t tb, s *Store) map[string]map[string]string {
 }
 
 // checkConsistent recounts everything that is derived from the rows (the
-// queue counters, both open-case indexes and the number index) and
-// requires the stored copies to match; and it
+// queue counters, both open-case indexes, the number index and the
+// unrouted index) and requires the stored copies to match; and it
 // requires every token in the token file to belong to a stored case and
 // to stand for a sealed value the case still holds (the fake tokenizer's
 // tokens are derived from the ciphertexts), so no redacted, rectified or
@@ -208,7 +208,7 @@ func checkConsistent(t tb, s *Store) {
 	t.Helper()
 	wantLoads := map[string]app.QueueLoad{}
 	wantAge, wantDue := map[string]string{}, map[string]string{}
-	wantNumbers := map[string]string{}
+	wantNumbers, wantUnrouted := map[string]string{}, map[string]string{}
 	possible := map[string][]string{} // case id -> tokens its values give
 	require.NoError(t, s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket([]byte(bucketCases)).ForEach(func(k, v []byte) error {
@@ -218,6 +218,9 @@ func checkConsistent(t tb, s *Store) {
 			require.Equal(t, string(k), r.CaseID)
 			if r.Number != "" {
 				wantNumbers[hex.EncodeToString([]byte(r.Number))] = hex.EncodeToString(k)
+			}
+			if r.Status == casev1.CaseStatus_CASE_STATUS_REGISTERED {
+				wantUnrouted[hex.EncodeToString(k)] = ""
 			}
 			possible[r.CaseID] = nil
 			if r.Contact != nil {
@@ -250,6 +253,10 @@ func checkConsistent(t tb, s *Store) {
 	require.Equal(t, wantAge, d[bucketByAge], "age index")
 	require.Equal(t, wantDue, d[bucketByDue], "due index")
 	require.Equal(t, wantNumbers, d[bucketNumbers], "number index")
+	require.Equal(t, wantUnrouted, d[bucketUnrouted], "unrouted index")
+	unrouted, err := s.Unrouted()
+	require.NoError(t, err)
+	require.Len(t, unrouted, len(wantUnrouted))
 	require.NoError(t, s.tokens.Each(func(owner, slot string, toks []string) error {
 		have, stored := possible[owner]
 		require.True(t, stored, "the token file holds tokens of case %s, which the read model does not", owner)

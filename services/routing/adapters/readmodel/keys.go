@@ -28,10 +28,14 @@ const (
 	bucketLoads = "queue_loads"
 	// bucketHistory maps case id -> the case's history (rowpb.History).
 	bucketHistory = "history"
+	// bucketUnrouted indexes the cases registered but not yet routed:
+	// case id -> nothing. The router lists it at start and every few
+	// minutes, so that costs what is waiting, not what was ever stored.
+	bucketUnrouted = "unrouted"
 )
 
 func allBuckets() []string {
-	return []string{bucketMeta, bucketCases, bucketNumbers, bucketByAge, bucketByDue, bucketLoads, bucketHistory}
+	return []string{bucketMeta, bucketCases, bucketNumbers, bucketByAge, bucketByDue, bucketLoads, bucketHistory, bucketUnrouted}
 }
 
 // Keys in bucketMeta.

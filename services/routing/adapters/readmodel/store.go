@@ -1,8 +1,9 @@
 // Package readmodel is the routing service's read model: the cases, the
-// open cases of each queue in age and due order, the queues' load and the
-// blind index, kept in a bbolt file by a projector that follows the log
-// of all case events. It implements the routing app's ReadModel and
-// Unrouted (services/routing/app), in the app's types.
+// open cases of each queue in age and due order, the queues' load, the
+// cases waiting for the router and the blind index, kept in a bbolt file
+// by a projector that follows the log of all case events. It implements
+// the routing app's ReadModel and Unrouted (services/routing/app), in the
+// app's types.
 //
 // What an event does to a case is decided by the routing domain's fold
 // (domain.Case.Apply), the one state machine of a case, which the
@@ -76,7 +77,8 @@ var (
 // blind-index tokens in this file; such a file is destroyed at Open
 // (overwritten, then removed) rather than emptied, since emptying it
 // would leave the tokens in freed pages. Version 4 stores the private
-// proto's messages (codec.go) and the domain fold's state.
+// proto's messages (codec.go), the domain fold's state and the unrouted
+// index.
 const schemaVersion = 4
 
 // firstTokenFreeSchema is the first layout that keeps no tokens.
