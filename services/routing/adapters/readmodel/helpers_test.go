@@ -493,3 +493,34 @@ func newSelfCommand(t *testing.T, test string, env ...string) *exec.Cmd {
 func listQueue(s *Store, queue string, order routingv1.QueueOrder, types []casev1.CaseType, channels []casev1.Channel, pageSize int, token string) ([]app.CaseRow, string, error) {
 	return s.ListQueue(app.QueueQuery{Queue: queue, Order: order, Types: types, Channels: channels, PageSize: pageSize, PageToken: token})
 }
+
+// batcher hands drafts to a store in batches of at least size events,
+// numbered on from the last batch as the log would number them, for
+// benchmarks that fill a store. applied, when set, sees every batch.
+type batcher struct {
+	s       *Store
+	size    int
+	pos     eventstore.Position
+	pending []draft
+	applied func([]eventstore.RecordedEvent)
+}
+
+func (b *batcher) add(t testing.TB, drafts ...draft) {
+	b.pending = append(b.pending, drafts...)
+	if len(b.pending) >= b.size {
+		b.flush(t)
+	}
+}
+
+func (b *batcher) flush(t testing.TB) {
+	if len(b.pending) == 0 {
+		return
+	}
+	evs := history(b.pos, b.pending...)
+	require.NoError(t, b.s.Apply(context.Background(), evs...))
+	if b.applied != nil {
+		b.applied(evs)
+	}
+	b.pos = evs[len(evs)-1].Position
+	b.pending = b.pending[:0]
+}

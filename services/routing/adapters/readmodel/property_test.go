@@ -1,6 +1,7 @@
 package readmodel
 
 import (
+	"context"
 	"fmt"
 	"maps"
 	"math/rand/v2"
@@ -104,6 +105,15 @@ func openQuick(t *rapid.T, dir string, name string) *Store {
 	return s
 }
 
+// applyInRandomBatches applies events in batches of random sizes.
+func applyInRandomBatches(t *rapid.T, s *Store, evs []eventstore.RecordedEvent) {
+	for rest := evs; len(rest) > 0; {
+		n := rapid.IntRange(1, len(rest)).Draw(t, "batch")
+		require.NoError(t, s.Apply(context.Background(), rest[:n]...))
+		rest = rest[n:]
+	}
+}
+
 // TestQueueLoadsMatchRecount checks after random histories, applied in
 // random batches, that the incrementally kept counters, indexes and
 // tokens equal a full recount from the rows, that the batching does not
@@ -117,11 +127,7 @@ func TestQueueLoadsMatchRecount(t *testing.T) {
 
 		batched := openQuick(rt, dir, fmt.Sprintf("batched-%d.db", run))
 		defer batched.Close()
-		for rest := evs; len(rest) > 0; {
-			n := rapid.IntRange(1, len(rest)).Draw(rt, "batch")
-			require.NoError(rt, batched.Apply(t.Context(), rest[:n]...))
-			rest = rest[n:]
-		}
+		applyInRandomBatches(rt, batched, evs)
 		checkConsistent(rt, batched)
 
 		whole := openQuick(rt, dir, fmt.Sprintf("whole-%d.db", run))
@@ -296,11 +302,7 @@ func TestRowsFollowTheDomainFold(t *testing.T) {
 
 		s := openQuick(rt, dir, fmt.Sprintf("fold-%d.db", run))
 		defer s.Close()
-		for rest := evs; len(rest) > 0; {
-			n := rapid.IntRange(1, len(rest)).Draw(rt, "batch")
-			require.NoError(rt, s.Apply(t.Context(), rest[:n]...))
-			rest = rest[n:]
-		}
+		applyInRandomBatches(rt, s, evs)
 
 		// The domain's fold of each case, from its registration; a
 		// deleted case is gone, and events of a case that is not there

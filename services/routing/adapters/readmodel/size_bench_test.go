@@ -1,7 +1,6 @@
 package readmodel
 
 import (
-	"context"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -90,25 +89,16 @@ func BenchmarkDiskPerCase(b *testing.B) {
 				rng := rand.New(rand.NewPCG(11, 11))
 				s, path := openStore(b, Options{Tokenizer: &fakeTokenizer{}})
 				s.db.NoSync = true
-				var batch []draft
-				var pos eventstore.Position
 				var eventBytes int
-				flush := func() {
-					evs := history(pos, batch...)
+				fill := &batcher{s: s, size: 256, applied: func(evs []eventstore.RecordedEvent) {
 					for _, e := range evs {
 						eventBytes += len(e.Data)
 					}
-					require.NoError(b, s.Apply(context.Background(), evs...))
-					pos += eventstore.Position(len(evs))
-					batch = batch[:0]
-				}
+				}}
 				for i := range n {
-					batch = append(batch, realisticCase(rng, i, worked)...)
-					if len(batch) >= 256 {
-						flush()
-					}
+					fill.add(b, realisticCase(rng, i, worked)...)
 				}
-				flush()
+				fill.flush(b)
 				perCase := func(bytes int) float64 { return float64(bytes) / n / 1024 }
 				require.NoError(b, s.db.View(func(tx *bolt.Tx) error {
 					return tx.ForEach(func(name []byte, bk *bolt.Bucket) error {
@@ -150,25 +140,15 @@ func BenchmarkUnrouted(b *testing.B) {
 	rng := rand.New(rand.NewPCG(12, 12))
 	s, _ := openStore(b, Options{Tokenizer: &fakeTokenizer{}})
 	s.db.NoSync = true
-	var batch []draft
-	var pos eventstore.Position
-	flush := func() {
-		evs := history(pos, batch...)
-		require.NoError(b, s.Apply(context.Background(), evs...))
-		pos += eventstore.Position(len(evs))
-		batch = batch[:0]
-	}
+	fill := &batcher{s: s, size: 256}
 	for i := range n {
 		c := realisticCase(rng, i, false)
 		if i%(n/10) == 0 {
 			c = c[:1] // registered, not routed
 		}
-		batch = append(batch, c...)
-		if len(batch) >= 256 {
-			flush()
-		}
+		fill.add(b, c...)
 	}
-	flush()
+	fill.flush(b)
 	b.ReportAllocs()
 	for b.Loop() {
 		ids, err := s.Unrouted()
