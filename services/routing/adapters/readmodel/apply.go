@@ -137,18 +137,20 @@ func (b *batch) apply(ev *eventstore.RecordedEvent) error {
 		return nil
 	}
 	if reg, ok := msg.(*casev1.CaseRegistered); ok && reg.GetCaseId() != ev.Stream {
-		return nil // Another case's registration: the fold refuses those.
+		return nil // Another case's registration, refused like the fold refuses another case's events.
 	}
 
-	r, before := p.cur, b.rowOf(p.cur)
+	r := p.cur
 	if r == nil {
 		r = &record{}
 	}
+	queueBefore := r.c.Queue
 	if err := r.c.Apply(domain.Event{Type: ev.Type, Message: msg, Revision: uint64(ev.Revision), Recorded: ev.Recorded}); err != nil {
 		// The fold refuses only what cannot be one case (a second
 		// registration, an event of another case), which the event store
-		// never holds: like the commands, the read model keeps the case
-		// as the fold has it, unchanged.
+		// never holds. A projection cannot refuse the log (retrying would
+		// stop it at the event for good), so the event is skipped and the
+		// case stays as the fold had it.
 		return nil
 	}
 	p.cur = r
@@ -168,8 +170,8 @@ func (b *batch) apply(ev *eventstore.RecordedEvent) error {
 	if b.notify {
 		after := r.row(b.s.sla)
 		prev := ""
-		if before != nil && before.Queue != after.Queue {
-			prev = before.Queue
+		if queueBefore != after.Queue {
+			prev = queueBefore
 		}
 		b.changes = append(b.changes, app.Change{Kind: entry.Kind, Queue: after.Queue, PreviousQueue: prev, Row: after, At: entry.At, Position: ev.Position})
 	}

@@ -131,9 +131,9 @@ type Options struct {
 	OnChange func(app.Change)
 	// SLA is the time from registration to due date per case type; nil
 	// means DefaultSLA. A type without an entry gets no due time (it sorts
-	// last in due order). The due time is computed when a case is
-	// projected and stored: after changing the SLA, rebuild (Open reports
-	// it through NeedsRebuild).
+	// last in due order). The due-order index is written when a case is
+	// projected: after changing the SLA, rebuild (Open reports it through
+	// NeedsRebuild).
 	SLA map[casev1.CaseType]time.Duration
 	// OpenTimeout bounds how long Open waits for the file lock another
 	// process holds; zero means one second.
