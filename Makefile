@@ -81,14 +81,19 @@ run: build ## Run the single binary: embedded NATS under ./data, every service o
 	$(BIN)/kontakt serve $(if $(CONFIG),--config $(CONFIG))
 
 .PHONY: generate
-generate: tools ## Regenerate the Go code from proto/ (committed; must reproduce byte for byte).
+generate: tools ## Regenerate the Go code from proto/ and the services' private protos (committed; must reproduce byte for byte).
 	$(BUF) generate
+	$(BUF) generate --template buf.gen.private.yaml
+
+# Where `make generate` writes: the API's package tree and the private
+# protos' packages (their go_package).
+GENERATED := pkg/api services/routing/adapters/readmodel/internal/rowpb
 
 .PHONY: verify-generate
 verify-generate: generate ## Fail when the committed generated code differs from a fresh `make generate`.
-	@if ! git diff --quiet -- pkg/api || [ -n "$$(git ls-files --others --exclude-standard -- pkg/api)" ]; then \
-	  echo "generated code in pkg/api differs from a fresh make generate: run it and commit the result" >&2; \
-	  git status --short -- pkg/api >&2; exit 1; fi
+	@if ! git diff --quiet -- $(GENERATED) || [ -n "$$(git ls-files --others --exclude-standard -- $(GENERATED))" ]; then \
+	  echo "generated code in $(GENERATED) differs from a fresh make generate: run it and commit the result" >&2; \
+	  git status --short -- $(GENERATED) >&2; exit 1; fi
 
 .PHONY: workspace
 workspace: ## Regenerate go.work from the modules in the tree.
@@ -106,7 +111,7 @@ lint: tools ## buf lint, gofmt and go vet on every module.
 
 .PHONY: breaking
 breaking: tools ## Check the API for breaking changes against the previous commit on main.
-	$(BUF) breaking --against '.git#branch=main,ref=HEAD~1'
+	$(BUF) breaking proto --against '.git#branch=main,ref=HEAD~1,subdir=proto'
 
 .PHONY: test
 test: verify-workspace verify-generate lint build $(BIN)/nats-server $(BIN)/grpcurl $(BIN)/nats ## Run every check and test (what CI runs).

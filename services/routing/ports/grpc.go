@@ -19,7 +19,6 @@ import (
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
 	"github.com/kontakt-se/kontakt/pkg/seal"
 	"github.com/kontakt-se/kontakt/pkg/server"
-	"github.com/kontakt-se/kontakt/services/routing/adapters/readmodel"
 	"github.com/kontakt-se/kontakt/services/routing/app"
 	"github.com/kontakt-se/kontakt/services/routing/domain"
 )
@@ -37,7 +36,7 @@ func ErrorMappings() []server.ErrorMapping {
 		{Target: domain.ErrInvalidArgument, Code: codes.InvalidArgument, Explain: true},
 		{Target: app.ErrNotPermitted, Code: codes.PermissionDenied, Explain: true},
 		{Target: app.ErrInvalidKey, Code: codes.InvalidArgument, Explain: true},
-		{Target: readmodel.ErrInvalidPageToken, Code: codes.InvalidArgument},
+		{Target: app.ErrInvalidPageToken, Code: codes.InvalidArgument},
 		{Target: app.ErrNotFound, Code: codes.NotFound},
 		{Target: app.ErrAuditUnavailable, Code: codes.Unavailable},
 		{Target: audit.ErrUnavailable, Code: codes.Unavailable},
@@ -61,10 +60,21 @@ type Server struct {
 	logger   *slog.Logger
 }
 
-// NewServer builds the handlers. stopping closes when the server shuts
-// down, so live queue streams end and do not hold up the drain.
-func NewServer(queues *app.Queues, cmds *app.Commands, queries *app.Queries, broker *app.Broker, stopping <-chan struct{}, logger *slog.Logger) *Server {
-	return &Server{queues: queues, cmds: cmds, queries: queries, broker: broker, stopping: stopping, logger: logger}
+// Config is what the handlers are built from.
+type Config struct {
+	Queues   *app.Queues
+	Commands *app.Commands
+	Queries  *app.Queries
+	Broker   *app.Broker
+	// Stopping closes when the server shuts down, so live queue streams
+	// end and do not hold up the drain.
+	Stopping <-chan struct{}
+	Logger   *slog.Logger
+}
+
+// NewServer builds the handlers.
+func NewServer(cfg Config) *Server {
+	return &Server{queues: cfg.Queues, cmds: cfg.Commands, queries: cfg.Queries, broker: cfg.Broker, stopping: cfg.Stopping, logger: cfg.Logger}
 }
 
 // Register adds the routing service, with its error table, to a server.
