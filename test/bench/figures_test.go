@@ -323,7 +323,7 @@ func BenchmarkFigureMemoryAndRestart(b *testing.B) {
 	}
 	afterScan := mem(k.cmd.Process.Pid)
 	b.Logf("%s (%s), %d cases (%.0f MiB on disk, %.2f KiB per case): first start on the copy: serving %s after exec, a new case caught up %s after exec (polled %d times, exact to %s); then %s; idle %s after exec, then %s",
-		bin.path, bin.id, n, mib(dirSize(data)), float64(dirSize(data))/1024/float64(n),
+		bin.path, bin.id, n, mib(dirSize(b, data)), float64(dirSize(b, data))/1024/float64(n),
 		serving.Sub(k.execAt).Round(time.Millisecond), caught.Sub(k.execAt).Round(time.Millisecond), polls.polls, polls.resolution.Round(time.Millisecond),
 		atStart, quiet.Sub(k.execAt).Round(time.Millisecond), afterScan)
 	var afterPeriodic memSnapshot

@@ -475,7 +475,7 @@ func (f *fixture) copyTo(b *testing.B, dst string) {
 	b.Helper()
 	start := time.Now()
 	copyTree(b, filepath.Join(f.dir, "data"), dst)
-	b.Logf("copied the fixture of %d cases (%.0f MiB) in %s", f.meta.Cases, mib(dirSize(dst)), time.Since(start).Round(time.Millisecond))
+	b.Logf("copied the fixture of %d cases (%.0f MiB) in %s", f.meta.Cases, mib(dirSize(b, dst)), time.Since(start).Round(time.Millisecond))
 }
 
 // copyTree copies a directory with cp -a: modes matter (kontakt refuses
@@ -489,16 +489,25 @@ func copyTree(b *testing.B, src, dst string) {
 }
 
 // dirSize is the size of the regular files under dir.
-func dirSize(dir string) uint64 {
+func dirSize(b testing.TB, dir string) uint64 {
+	b.Helper()
 	var n uint64
-	_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
-		if err == nil && d.Type().IsRegular() {
-			if info, err := d.Info(); err == nil {
-				n += uint64(info.Size())
+	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Type().IsRegular() {
+			info, err := d.Info()
+			if err != nil {
+				return err
 			}
+			n += uint64(info.Size())
 		}
 		return nil
 	})
+	if err != nil {
+		b.Fatal(err)
+	}
 	return n
 }
 
