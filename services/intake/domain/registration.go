@@ -164,8 +164,8 @@ func Validate(in *intakev1.CaseInput, src Source, now time.Time, cats Categories
 	}
 	if r.Type == casev1.CaseType_CASE_TYPE_FELANMALAN {
 		loc := in.GetLocation()
-		if loc == nil || (!hasCoordinates(loc) && strings.TrimSpace(loc.GetAddress()) == "") {
-			v.add("case.location", "a fault report needs coordinates or an address")
+		if !hasPlace(loc) {
+			v.add("case.location", "a fault report needs coordinates, an address or an address id")
 		}
 	}
 	if err := v.err(); err != nil {
@@ -278,10 +278,14 @@ func freeText(in *intakev1.CaseInput) *casev1.FreeText {
 	if strings.TrimSpace(ft.ChatTranscript) == "" {
 		ft.ChatTranscript = ""
 	}
-	if loc := in.GetLocation(); loc != nil && (hasCoordinates(loc) || strings.TrimSpace(loc.GetAddress()) != "") {
-		ft.Location = &casev1.ExactLocation{Latitude: loc.GetLatitude(), Longitude: loc.GetLongitude(), Address: strings.TrimSpace(loc.GetAddress())}
+	if loc := in.GetLocation(); hasPlace(loc) {
+		ft.Location = &casev1.ExactLocation{
+			Latitude: loc.GetLatitude(), Longitude: loc.GetLongitude(),
+			Address: strings.TrimSpace(loc.GetAddress()), AddressId: strings.TrimSpace(loc.GetAddressId()),
+		}
 	}
-	if ft.Subject == "" && ft.Description == "" && ft.ChatTranscript == "" && ft.Location == nil {
+	ft.MediaUrl = strings.TrimSpace(in.GetMediaUrl())
+	if ft.Subject == "" && ft.Description == "" && ft.ChatTranscript == "" && ft.Location == nil && ft.MediaUrl == "" {
 		return nil
 	}
 	return ft
@@ -319,6 +323,13 @@ func validateAttachments(v *violations, in []*intakev1.AttachmentInput) (names, 
 		v.add("case.attachments", fmt.Sprintf("together exceed %d MiB", MaxAttachmentsBytes>>20))
 	}
 	return names, ids, out
+}
+
+// hasPlace says whether a location names a place: coordinates, an
+// address as a person wrote it, or an id from the municipality's address
+// register (Open311 allows any one of the three).
+func hasPlace(l *intakev1.LocationInput) bool {
+	return l != nil && (hasCoordinates(l) || strings.TrimSpace(l.GetAddress()) != "" || strings.TrimSpace(l.GetAddressId()) != "")
 }
 
 func hasCoordinates(l *intakev1.LocationInput) bool {

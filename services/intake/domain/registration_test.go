@@ -164,6 +164,15 @@ func TestValidateNormalises(t *testing.T) {
 			require.Nil(t, r.Coarse)
 			require.Equal(t, "Storgatan 1", r.FreeText.GetLocation().GetAddress())
 		}},
+		{"fault report with only an address id, and a media link", with(base(casev1.Channel_CHANNEL_FORM), func(c *intakev1.CaseInput) {
+			c.Type = casev1.CaseType_CASE_TYPE_FELANMALAN
+			c.Location = &intakev1.LocationInput{AddressId: " 12345 "}
+			c.MediaUrl = "https://example.se/bild.jpg"
+		}), FromForm, func(t *testing.T, r Registration) {
+			require.Nil(t, r.Coarse)
+			require.Equal(t, "12345", r.FreeText.GetLocation().GetAddressId())
+			require.Equal(t, "https://example.se/bild.jpg", r.FreeText.GetMediaUrl(), "sealed with the free text")
+		}},
 		{"letter with only a scan", with(base(casev1.Channel_CHANNEL_LETTER), func(c *intakev1.CaseInput) {
 			c.Type, c.Subject, c.Description = casev1.CaseType_CASE_TYPE_BREV, "", ""
 			c.Attachments = []*intakev1.AttachmentInput{{Name: "brev.pdf", ContentType: "application/pdf; charset=binary", SizeBytes: 1000, AttachmentId: "s1"}}
