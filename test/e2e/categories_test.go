@@ -69,7 +69,7 @@ func TestCategoryMustComeFromTheConfiguredList(t *testing.T) {
 	code, body := e.open311Post(t, url.Values{
 		"api_key": {form}, "service_code": {unknown}, "description": {"Lampan är släckt."}, "address_string": {"Storgatan 1"},
 	})
-	require.Equal(t, http.StatusBadRequest, code, string(body))
+	require.Equal(t, http.StatusNotFound, code, "GeoReport: an unknown service_code is 404: %s", body)
 	require.Contains(t, string(body), "service_code")
 	require.NotContains(t, string(body), "Mrkkategori")
 	require.Equal(t, before, e.snapshot(t), "a refused category appended or stored something")

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/url"
 	"strings"
 	"time"
 
@@ -161,6 +162,11 @@ func Validate(in *intakev1.CaseInput, src Source, now time.Time, cats Categories
 		v.add("case.location", "coordinates must be a latitude from -90 to 90 and a longitude from -180 to 180")
 	} else if loc != nil && hasCoordinates(loc) {
 		r.Coarse = &casev1.CoarseLocation{Latitude: round(loc.GetLatitude()), Longitude: round(loc.GetLongitude())}
+	}
+	if u := strings.TrimSpace(in.GetMediaUrl()); u != "" && !webURL(u) {
+		// A link a public answer may show and an app may open: only the
+		// web's schemes, never javascript: or data:.
+		v.add("case.media_url", "must be an http or https URL")
 	}
 	if r.Type == casev1.CaseType_CASE_TYPE_FELANMALAN {
 		loc := in.GetLocation()
@@ -330,6 +336,12 @@ func validateAttachments(v *violations, in []*intakev1.AttachmentInput) (names, 
 // register (Open311 allows any one of the three).
 func hasPlace(l *intakev1.LocationInput) bool {
 	return l != nil && (hasCoordinates(l) || strings.TrimSpace(l.GetAddress()) != "" || strings.TrimSpace(l.GetAddressId()) != "")
+}
+
+// webURL says whether s is an absolute http or https URL with a host.
+func webURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
 }
 
 func hasCoordinates(l *intakev1.LocationInput) bool {
