@@ -58,6 +58,7 @@ type PublicRequests struct {
 	mu         sync.RWMutex
 	checkpoint eventstore.Position
 	byID       map[string]*CaseState
+	byNumber   map[string]*CaseState
 	// ordered holds the fault reports in order of requested_datetime,
 	// so a date range is a slice of it.
 	ordered []*CaseState
@@ -65,7 +66,7 @@ type PublicRequests struct {
 
 // NewPublicRequests returns an empty model.
 func NewPublicRequests() *PublicRequests {
-	return &PublicRequests{byID: map[string]*CaseState{}}
+	return &PublicRequests{byID: map[string]*CaseState{}, byNumber: map[string]*CaseState{}}
 }
 
 // Checkpoint implements projection.Model.
@@ -88,8 +89,9 @@ func (p *PublicRequests) Apply(_ context.Context, batch []projection.Event) erro
 		}
 		stream := ev.Recorded.Stream
 		if ev.Deleted() {
-			if _, ok := p.byID[stream]; ok {
+			if st, ok := p.byID[stream]; ok {
 				delete(p.byID, stream)
+				delete(p.byNumber, st.CaseNumber)
 				removed = true
 			}
 			continue
@@ -112,6 +114,7 @@ func (p *PublicRequests) Apply(_ context.Context, batch []projection.Event) erro
 			at := sort.Search(len(p.ordered), func(i int) bool { return p.ordered[i].RequestedAt.After(st.RequestedAt) })
 			p.ordered = slices.Insert(p.ordered, at, st)
 			p.byID[stream] = st
+			p.byNumber[st.CaseNumber] = st
 		default:
 			st, ok := p.byID[stream]
 			if !ok {
@@ -135,7 +138,7 @@ func (p *PublicRequests) Apply(_ context.Context, batch []projection.Event) erro
 	return nil
 }
 
-// PublicFilter selects service requests: those requested in [From, To),
+// PublicFilter selects service requests: those requested in [From, To],
 // of one of Categories (all when empty), open or closed as Closed says
 // (either when nil), the newest first, at most Limit.
 type PublicFilter struct {
@@ -145,12 +148,23 @@ type PublicFilter struct {
 	Limit      int
 }
 
+// Get returns a copy of the fault report with the number.
+func (p *PublicRequests) Get(number string) (CaseState, bool) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	st, ok := p.byNumber[number]
+	if !ok {
+		return CaseState{}, false
+	}
+	return *st, true
+}
+
 // List returns copies of the fault reports the filter selects.
 func (p *PublicRequests) List(f PublicFilter) []CaseState {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	// The range is found by binary search and walked newest first.
-	end := sort.Search(len(p.ordered), func(i int) bool { return !p.ordered[i].RequestedAt.Before(f.To) })
+	end := sort.Search(len(p.ordered), func(i int) bool { return p.ordered[i].RequestedAt.After(f.To) })
 	out := make([]CaseState, 0, min(f.Limit, 64))
 	for i := end - 1; i >= 0 && len(out) < f.Limit; i-- {
 		st := p.ordered[i]

@@ -109,6 +109,7 @@ func (o *Open311) write(w http.ResponseWriter, f string, code int, asJSON, asXML
 		// tell.
 		_, _ = w.Write([]byte(xml.Header))
 		_ = xml.NewEncoder(w).Encode(asXML)
+		_, _ = w.Write([]byte("\n"))
 		return
 	}
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")

@@ -49,9 +49,13 @@ function call(name, fn) {
   const id = created && created[0] && created[0].service_request_id;
   const id2 = second && second[0] && second[0].service_request_id;
   await call('serviceRequest', (cb) => client.serviceRequest(id, cb));
-  await call('serviceRequestsByIds', (cb) => client.serviceRequests([id, id2], cb));
-  // The list is a read model a few milliseconds behind a post: ask
-  // again until the new request is in it, for at most ten seconds.
+  // Lists come from a read model a few milliseconds behind a post: ask
+  // again until the new requests are in, for at most ten seconds.
+  for (const deadline = Date.now() + 10000; ;) {
+    const list = await call('serviceRequestsByIds', (cb) => client.serviceRequests([id, id2], cb));
+    if (!Array.isArray(list) || list.length === 2 || Date.now() > deadline) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
   for (const deadline = Date.now() + 10000; ;) {
     const list = await call('serviceRequestsFiltered', (cb) => client.serviceRequests({ service_code: 'gatubelysning', status: 'open' }, cb));
     if (!Array.isArray(list) || list.some((r) => r.service_request_id === id) || Date.now() > deadline) break;
