@@ -325,7 +325,7 @@ func Default() Config {
 		Mode:            Development,
 		DataDir:         "./data",
 		Listen:          "127.0.0.1:8080",
-		MetricsListen:   "127.0.0.1:9090",
+		MetricsListen:   "127.0.0.1:8081",
 		ShutdownTimeout: 15 * time.Second,
 		Log:             Log{Level: "info", Format: "text"},
 		Limits: Limits{

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"os/signal"
 	"syscall"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/kontakt-se/kontakt/pkg/backoff"
+	"github.com/kontakt-se/kontakt/pkg/buildinfo"
 	"github.com/kontakt-se/kontakt/pkg/config"
 	"github.com/kontakt-se/kontakt/pkg/natserr"
 )
@@ -36,6 +38,7 @@ func Main(args []string, stderr io.Writer, lookupEnv func(string) (string, bool)
 	fs := flag.NewFlagSet(svc.Name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", "", "configuration file (YAML); also KONTAKT_CONFIG")
+	version := fs.Bool("version", false, "print the version, commit, Go and NATS server versions and data format, and exit")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -45,6 +48,10 @@ func Main(args []string, stderr io.Writer, lookupEnv func(string) (string, bool)
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "%s: unexpected arguments %q\n", svc.Name, fs.Args())
 		return 2
+	}
+	if *version {
+		fmt.Fprintln(os.Stdout, buildinfo.Read())
+		return 0
 	}
 	if *configPath == "" {
 		*configPath, _ = lookupEnv("KONTAKT_CONFIG")
@@ -57,6 +64,9 @@ func Main(args []string, stderr io.Writer, lookupEnv func(string) (string, bool)
 }
 
 func run(configPath string, stderr io.Writer, lookupEnv func(string) (string, bool), svc Service) error {
+	if err := config.CheckEnviron(os.Environ()); err != nil {
+		return err
+	}
 	cfg, err := config.Load(configPath, lookupEnv)
 	if err != nil {
 		return err
