@@ -400,6 +400,15 @@ func Load(path string, env func(string) (string, bool)) (Config, error) {
 		if err != nil {
 			return Config{}, fmt.Errorf("config %s: %w", path, unwrapPathError(err))
 		}
+		var doc yaml.Node
+		if err := yaml.Unmarshal(raw, &doc); err != nil {
+			return Config{}, fmt.Errorf("config %s: %s", path, strings.TrimPrefix(err.Error(), "yaml: "))
+		}
+		if problems := checkKeys(&doc); len(problems) > 0 {
+			// One line for all problems: a start-up failure scattered over
+			// several log lines is easy to read only in part.
+			return Config{}, fmt.Errorf("config %s: %s", path, strings.Join(problems, "; "))
+		}
 		dec := yaml.NewDecoder(bytes.NewReader(raw))
 		dec.KnownFields(true)
 		if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {

@@ -151,3 +151,19 @@ func TestHealthEndpointsAndBuildInfo(t *testing.T) {
 	require.Equal(t, http.StatusOK, code)
 	require.Regexp(t, `kontakt_build_info\{commit="[0-9a-f]{40}",data_format="1",goversion="go1\.[^"]+",nats_server="2\.[^"]+",version="[^"]+"\} 1`, body)
 }
+
+func TestConfigErrorsInTheFilesOwnWords(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "kontakt.yaml")
+	require.NoError(t, os.WriteFile(cfg, []byte("data_dir: "+filepath.Join(dir, "data")+"\nlimits:\n  max_request_byte: 5\nshutdown_timeout: soon\n"), 0o600))
+	code, out := runKontaktIn(t, dir, nil, "serve", "--config", cfg)
+	require.Equal(t, 1, code, out)
+	// Before: "field max_request_byte not found in type config.Limits" and
+	// "cannot unmarshal !!str `soon` into time.Duration", one at a time.
+	require.Contains(t, out, "line 3: unknown key limits.max_request_byte (did you mean max_request_bytes?)")
+	require.Contains(t, out, `line 4: key shutdown_timeout: "soon" is not a duration`)
+	require.NotContains(t, out, "config.Limits")
+	require.NotContains(t, out, "time.Duration")
+	_, err := os.Stat(filepath.Join(dir, "data"))
+	require.ErrorIs(t, err, os.ErrNotExist, "nothing may be created before the configuration is valid")
+}
