@@ -27,6 +27,11 @@ type Service struct {
 	Descriptor   protoreflect.ServiceDescriptor
 	HTTPPrefixes []string
 	Mount        func(context.Context, *Host) error
+	// Check reads and checks what the service needs beyond the
+	// configuration (the routing rules, the retention plan) without
+	// creating or opening anything; it runs before the host is opened, so
+	// a bad file leaves no key, store or port behind. Nil: nothing to check.
+	Check func(config.Config) error
 }
 
 // Main runs one service as its own process and returns the exit code:
@@ -74,6 +79,11 @@ func run(configPath string, stderr io.Writer, lookupEnv func(string) (string, bo
 	logger, err := NewLogger(cfg.Log, stderr)
 	if err != nil {
 		return err
+	}
+	if svc.Check != nil {
+		if err := svc.Check(cfg); err != nil {
+			return err
+		}
 	}
 	logger = logger.With("process", svc.Name)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)

@@ -167,3 +167,29 @@ func TestConfigErrorsInTheFilesOwnWords(t *testing.T) {
 	_, err := os.Stat(filepath.Join(dir, "data"))
 	require.ErrorIs(t, err, os.ErrNotExist, "nothing may be created before the configuration is valid")
 }
+
+func TestBadRulesOrPlanFileStopsStartUpBeforeAnythingIsCreated(t *testing.T) {
+	for _, tt := range []struct{ name, key string }{
+		{name: "routing rules", key: "routing:\n  rules_file: %s\n"},
+		{name: "retention plan", key: "retention:\n  plan_file: %s\n"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			bad := filepath.Join(dir, "bad.yaml")
+			require.NoError(t, os.WriteFile(bad, []byte("rules: [{{{\n"), 0o600))
+			cfg := filepath.Join(dir, "kontakt.yaml")
+			data := filepath.Join(dir, "data")
+			body := "data_dir: " + data + "\nlisten: " + freeAddr(t) + "\nmetrics_listen: " + freeAddr(t) + "\n" + strings.Replace(tt.key, "%s", bad, 1)
+			require.NoError(t, os.WriteFile(cfg, []byte(body), 0o600))
+			code, out := runKontaktIn(t, dir, nil, "serve", "--config", cfg)
+			require.Equal(t, 1, code, out)
+			require.Contains(t, out, "bad.yaml")
+			// Before: the master key, the signing key, the NATS store and
+			// its credentials were made, NATS started and stopped, and only
+			// then was the file read.
+			require.NotContains(t, out, "nats-server")
+			_, err := os.Stat(data)
+			require.ErrorIs(t, err, os.ErrNotExist, "nothing may be created before the rules and the plan are valid")
+		})
+	}
+}
