@@ -179,6 +179,15 @@ func NewLogger(cfg config.Log, w io.Writer) (*slog.Logger, error) {
 	}
 	opts := &slog.HandlerOptions{Level: level}
 	if cfg.Format == "json" {
+		// A log pipeline reads numbers, and slog writes a duration as
+		// integer nanoseconds: every duration goes out in seconds instead,
+		// the unit Prometheus and most log stores use.
+		opts.ReplaceAttr = func(_ []string, a slog.Attr) slog.Attr {
+			if a.Value.Kind() == slog.KindDuration {
+				return slog.Float64(a.Key, a.Value.Duration().Seconds())
+			}
+			return a
+		}
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
 	return slog.New(slog.NewTextHandler(w, opts)), nil
@@ -650,7 +659,7 @@ func (h *Host) connectNATS(ctx context.Context) error {
 	ncfg := natsserver.Config{
 		StoreDir:   filepath.Join(h.Config.DataDir, "nats"),
 		ServerName: "kontakt",
-		Logger:     h.Logger.With("component", "nats"),
+		Logger:     h.Logger.With("component", "nats-server"),
 		// Every client authenticates, this process included: the same
 		// users whether or not the port is open, so the streams stay in
 		// the same account either way.

@@ -6,6 +6,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"os"
@@ -192,4 +193,57 @@ func TestBadRulesOrPlanFileStopsStartUpBeforeAnythingIsCreated(t *testing.T) {
 			require.ErrorIs(t, err, os.ErrNotExist, "nothing may be created before the rules and the plan are valid")
 		})
 	}
+}
+
+// duplicateKeys returns the keys that occur more than once in one JSON
+// object (a log line); encoding/json would silently keep the last.
+func duplicateKeys(t *testing.T, line string) []string {
+	t.Helper()
+	dec := json.NewDecoder(strings.NewReader(line))
+	tok, err := dec.Token()
+	require.NoError(t, err, line)
+	require.Equal(t, json.Delim('{'), tok, line)
+	seen := map[string]bool{}
+	var dups []string
+	for dec.More() {
+		k, err := dec.Token()
+		require.NoError(t, err, line)
+		key := k.(string)
+		if seen[key] {
+			dups = append(dups, key)
+		}
+		seen[key] = true
+		var skip json.RawMessage
+		require.NoError(t, dec.Decode(&skip), line)
+	}
+	return dups
+}
+
+func TestJSONLogsHaveOneValuePerKeyAndDurationsInSeconds(t *testing.T) {
+	k := Start(t, Options{ExtraConfig: "log: {format: json, level: debug}\n"})
+	token := k.Token(t, "sara", "supervisor")
+	req, err := http.NewRequest(http.MethodGet, "http://"+k.Addr+"/v1/queues", nil)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	_ = resp.Body.Close()
+	require.NoError(t, k.Stop(t))
+
+	durations := 0
+	for line := range strings.SplitSeq(strings.TrimSpace(k.stderr.String()), "\n") {
+		// Before: the embedded NATS server's lines carried
+		// component=nats and component=nats-server.
+		require.Empty(t, duplicateKeys(t, line), "a key twice in %s", line)
+		var fields map[string]any
+		require.NoError(t, json.Unmarshal([]byte(line), &fields))
+		if d, ok := fields["duration"]; ok {
+			durations++
+			secs, isNumber := d.(float64)
+			require.True(t, isNumber, "duration is a number: %s", line)
+			// Before: integer nanoseconds (a call of 2 ms logged 2000000).
+			require.Less(t, secs, 60.0, "duration in seconds: %s", line)
+		}
+	}
+	require.Positive(t, durations, "the call was logged with its duration")
 }
