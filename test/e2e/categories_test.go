@@ -138,7 +138,8 @@ func TestFormFieldsNeverPlainOnDisk(t *testing.T) {
 				IdentityNumber: pnr,
 				PostalAddress:  &casev1.PostalAddress{Street: m("street" + suffix), PostalCode: "431 82", City: m("city" + suffix), Country: "SE"},
 			},
-			Location: &intakev1.LocationInput{Latitude: 57.655312, Longitude: 12.013987, Address: m("address" + suffix)},
+			Location: &intakev1.LocationInput{Latitude: 57.655312, Longitude: 12.013987, Address: m("address" + suffix), AddressId: m("addressid" + suffix)},
+			MediaUrl: "https://example.se/" + m("media"+suffix) + ".jpg",
 			Attachments: []*intakev1.AttachmentInput{{
 				Name: m("attname"+suffix) + ".pdf", ContentType: "application/pdf", SizeBytes: 1024, AttachmentId: m("attid" + suffix),
 			}},
@@ -152,7 +153,7 @@ func TestFormFieldsNeverPlainOnDisk(t *testing.T) {
 	markers["o311phone"] = o311Phone
 	numbers = append(numbers, e.open311Submit(t, url.Values{
 		"api_key": {form}, "service_code": {"park-och-lek"},
-		"lat": {"57.70887"}, "long": {"11.97456"}, "address_string": {m("o311address")},
+		"lat": {"57.70887"}, "long": {"11.97456"}, "address_string": {m("o311address")}, "address_id": {m("o311addressid")},
 		"description": {m("o311description")}, "email": {m("o311email") + "@example.se"}, "phone": {"+46" + o311Phone},
 		"first_name": {m("o311first")}, "last_name": {m("o311last")}, "media_url": {"https://example.se/" + m("o311media") + ".jpg"},
 		"attribute[lampnummer]": {m("o311attribute")},
