@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -163,6 +164,13 @@ func TestHealthEndpointsAndBuildInfo(t *testing.T) {
 	_, body = getMetricsPath(t, k, "/metrics")
 	require.Regexp(t, `kontakt_nats_stream_messages\{stream="KONTAKT_CASES"\} [1-9]`, body)
 	require.Regexp(t, `kontakt_nats_storage_bytes [1-9]`, body)
+	// The case is routed to a queue: the queue's load shows it.
+	require.Eventually(t, func() bool {
+		_, body = getMetricsPath(t, k, "/metrics")
+		return regexp.MustCompile(`kontakt_queue_open_cases\{queue="[a-z]+"\} 1`).MatchString(body)
+	}, 20*time.Second, 100*time.Millisecond, "a queue with one open case")
+	require.Regexp(t, `kontakt_queue_unassigned_cases\{queue="[a-z]+"\} 1`, body)
+	require.Regexp(t, `kontakt_queue_oldest_open_age_seconds\{queue="[a-z]+"\} `, body)
 }
 
 func TestConfigErrorsInTheFilesOwnWords(t *testing.T) {
