@@ -28,6 +28,13 @@ export KONTAKT_NATSCLI_BIN     := $(BIN)/nats
 # `make test CRASH_CASES=10000` runs the full size.
 CRASH_CASES ?= 3000
 export KONTAKT_CRASH_CASES := $(CRASH_CASES)
+# The history the figures of `make bench-figures` are measured on; the
+# issue's sizes are 300000 and 1000000 (KONTAKT_BENCH_CASES in
+# test/bench/figures_test.go).
+BENCH_CASES ?= 20000
+# Which figures: empty runs them all; e.g. BENCH_FIGURES=MemoryAndRestart
+# runs only BenchmarkFigureMemoryAndRestart (the restart figure at 1M).
+BENCH_FIGURES ?=
 
 .PHONY: help
 help: ## List the targets.
@@ -74,14 +81,19 @@ run: build ## Run the single binary: embedded NATS under ./data, every service o
 	$(BIN)/kontakt serve $(if $(CONFIG),--config $(CONFIG))
 
 .PHONY: generate
-generate: tools ## Regenerate the Go code from proto/ (committed; must reproduce byte for byte).
+generate: tools ## Regenerate the Go code from proto/ and the services' private protos (committed; must reproduce byte for byte).
 	$(BUF) generate
+	$(BUF) generate --template buf.gen.private.yaml
+
+# Where `make generate` writes: the API's package tree and the private
+# protos' packages (their go_package).
+GENERATED := pkg/api services/routing/adapters/readmodel/internal/rowpb
 
 .PHONY: verify-generate
 verify-generate: generate ## Fail when the committed generated code differs from a fresh `make generate`.
-	@if ! git diff --quiet -- pkg/api || [ -n "$$(git ls-files --others --exclude-standard -- pkg/api)" ]; then \
-	  echo "generated code in pkg/api differs from a fresh make generate: run it and commit the result" >&2; \
-	  git status --short -- pkg/api >&2; exit 1; fi
+	@if ! git diff --quiet -- $(GENERATED) || [ -n "$$(git ls-files --others --exclude-standard -- $(GENERATED))" ]; then \
+	  echo "generated code in $(GENERATED) differs from a fresh make generate: run it and commit the result" >&2; \
+	  git status --short -- $(GENERATED) >&2; exit 1; fi
 
 .PHONY: workspace
 workspace: ## Regenerate go.work from the modules in the tree.
@@ -99,7 +111,7 @@ lint: tools ## buf lint, gofmt and go vet on every module.
 
 .PHONY: breaking
 breaking: tools ## Check the API for breaking changes against the previous commit on main.
-	$(BUF) breaking --against '.git#branch=main,ref=HEAD~1'
+	$(BUF) breaking proto --against '.git#branch=main,ref=HEAD~1,subdir=proto'
 
 .PHONY: test
 test: verify-workspace verify-generate lint build $(BIN)/nats-server $(BIN)/grpcurl $(BIN)/nats ## Run every check and test (what CI runs).
@@ -132,6 +144,13 @@ bench: build $(BIN)/nats-server ## Run the benchmarks; each reports against raw 
 	cd services/statistics && $(GO) test -run '^$$' -bench . .
 	cd test && $(GO) test -run '^$$' -bench '^Benchmark(Register|Submit|Routing)' -benchtime 60x ./bench/
 	cd test && $(GO) test -run '^$$' -bench '^BenchmarkBackupRestore$$' -benchtime 1x -timeout 30m ./bench/
+
+.PHONY: bench-figures
+bench-figures: build $(BIN)/nats-server ## Measure issue 15's figures through the whole binary against raw JetStream in the same run; print one table (KONTAKT_BIN=other/kontakt, BENCH_CASES=300000).
+	@log=$$(mktemp -t kontakt-figures-XXXXXX.log); status=0; \
+	echo "bench-figures: $(KONTAKT_BIN), $(BENCH_CASES) cases; full output in $$log"; \
+	(cd test && KONTAKT_BENCH_CASES=$(BENCH_CASES) $(GO) test -run '^$$' -bench '^BenchmarkFigure$(BENCH_FIGURES)' -benchtime 1x -timeout 24h ./bench/) 2>&1 | tee "$$log" || status=$$?; \
+	echo; echo "$(KONTAKT_BIN), $(BENCH_CASES) cases:"; ./scripts/figures-table.sh "$$log" || true; exit $$status
 
 .PHONY: clean
 clean: ## Remove built binaries and tool installs (not ./data).

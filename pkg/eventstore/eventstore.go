@@ -10,6 +10,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/kontakt-se/kontakt/pkg/backoff"
 )
 
 // Sentinel errors. Backends wrap them with %w so callers can use errors.Is,
@@ -32,6 +34,12 @@ var (
 	// (an empty stream id, an event without an id or type).
 	ErrInvalid = errors.New("eventstore: invalid argument")
 )
+
+// Resubscribe paces a backend's Subscribe while its server is
+// unreachable: soon at first, then every few seconds, and soon again once
+// the subscription delivered anything before it dropped. Every backend
+// uses it, so a projector waits alike whatever the store.
+var Resubscribe = backoff.Policy{Initial: 50 * time.Millisecond, Max: 5 * time.Second}
 
 // TypeStreamDeleted is the type of the synthetic event that subscriptions
 // deliver when a stream was deleted, so that read models drop the stream

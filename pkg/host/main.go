@@ -13,8 +13,9 @@ import (
 
 	"google.golang.org/protobuf/reflect/protoreflect"
 
+	"github.com/kontakt-se/kontakt/pkg/backoff"
 	"github.com/kontakt-se/kontakt/pkg/config"
-	"github.com/kontakt-se/kontakt/pkg/server"
+	"github.com/kontakt-se/kontakt/pkg/natserr"
 )
 
 // Service is one service as its own process: its name, its gRPC service,
@@ -71,29 +72,33 @@ func run(configPath string, stderr io.Writer, lookupEnv func(string) (string, bo
 	// streams at once, and a cluster that is still electing leaders times
 	// out; such a start is retried for a while instead of failing.
 	deadline := time.Now().Add(startupRetry)
-	for attempt := 1; ; attempt++ {
-		h, err := open(ctx, cfg, logger, lookupEnv, svc, func() (config.Config, error) {
+	policy := startupBackoff
+	policy.OnRetry = func(err error, wait time.Duration) {
+		logger.Warn("start-up failed while NATS was busy; retrying", "retry_in", wait, "error", err)
+	}
+	var h *Host
+	err = backoff.Retry(ctx, policy, func() error {
+		var err error
+		h, err = open(ctx, cfg, logger, lookupEnv, svc, func() (config.Config, error) {
 			return config.Load(configPath, lookupEnv)
 		})
-		if err == nil {
-			return h.Run(ctx)
+		if err != nil && (!natserr.IsTransient(err) || time.Now().After(deadline)) {
+			return backoff.Permanent(err)
 		}
-		if !server.Transient(err) || time.Now().After(deadline) || ctx.Err() != nil {
-			return err
-		}
-		wait := min(time.Duration(attempt)*500*time.Millisecond, 5*time.Second)
-		logger.Warn("start-up failed while NATS was busy; retrying", "retry_in", wait, "error", err)
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(wait):
-		}
+		return err
+	})
+	if err != nil {
+		return err
 	}
+	return h.Run(ctx)
 }
 
 // startupRetry bounds how long a service binary retries a start-up that
-// failed because NATS was briefly unavailable.
+// failed because NATS was briefly unavailable, and startupBackoff paces
+// the attempts.
 const startupRetry = time.Minute
+
+var startupBackoff = backoff.Policy{Initial: 500 * time.Millisecond, Max: 5 * time.Second}
 
 func open(ctx context.Context, cfg config.Config, logger *slog.Logger, lookupEnv func(string) (string, bool), svc Service, reload func() (config.Config, error)) (*Host, error) {
 	h, err := Open(ctx, cfg, logger, lookupEnv, Options{

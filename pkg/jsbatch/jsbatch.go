@@ -24,11 +24,12 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
+
+	"github.com/kontakt-se/kontakt/pkg/backoff"
 )
 
 // MaxMessages is the largest batch a default nats-server accepts
@@ -43,20 +44,6 @@ const (
 	headerBatchCommit = "Nats-Batch-Commit"
 )
 
-// Error codes of the atomic batch protocol that callers react to.
-const (
-	// ErrCodeDisabled: the stream does not allow atomic publish.
-	ErrCodeDisabled jetstream.ErrorCode = 10174
-	// ErrCodeIncomplete: a message of the batch did not reach the server
-	// (or the batch timed out there); nothing was stored.
-	ErrCodeIncomplete jetstream.ErrorCode = 10176
-	// ErrCodeDuplicate: a message's de-duplication id is already stored
-	// (or used twice in the batch); nothing was stored.
-	ErrCodeDuplicate jetstream.ErrorCode = 10201
-	// ErrCodeTooManyInflight: the server has too many open batches.
-	ErrCodeTooManyInflight jetstream.ErrorCode = 10210
-)
-
 // ErrTooLarge is returned for a batch of more than MaxMessages messages.
 var ErrTooLarge = errors.New("jsbatch: batch too large")
 
@@ -66,11 +53,11 @@ var ErrTooLarge = errors.New("jsbatch: batch too large")
 // stream is just being created or moved and the server the client talks
 // to does not route its subjects yet; the batch is then sent again, as
 // nats.go sends a JetStream publish again (jetstream.DefaultPubRetryWait,
-// DefaultPubRetryAttempts).
-const (
-	noRespondersRetries = jetstream.DefaultPubRetryAttempts
-	noRespondersWait    = jetstream.DefaultPubRetryWait
-)
+// DefaultPubRetryAttempts retries after the first attempt).
+var noResponders = backoff.Policy{
+	Initial:  jetstream.DefaultPubRetryWait,
+	Attempts: jetstream.DefaultPubRetryAttempts + 1,
+}
 
 // Ack is the server's acknowledgement of a committed batch.
 type Ack struct {
@@ -88,12 +75,12 @@ func (a Ack) Seq(i int) uint64 { return a.First + uint64(i) }
 // acknowledgement or ctx. It sets the batch headers on the messages (which
 // it modifies). A refusal by the server comes back as a
 // *jetstream.APIError, so callers can tell a failed expectation
-// (jetstream.JSErrCodeStreamWrongLastSequence and friends) from the
-// batch-specific codes above. When ctx ends or the connection fails before
-// the acknowledgement, the outcome is unknown, as with any publish. A
-// batch whose commit reached no stream is sent again, with a new batch id,
-// up to noRespondersRetries times; then the error wraps
-// nats.ErrNoResponders.
+// (natserr.IsWrongLastSequence) from the batch-specific codes
+// (natserr.AtomicPublishDisabled and the others). When ctx ends or the
+// connection fails before the acknowledgement, the outcome is unknown, as
+// with any publish. A batch whose commit reached no stream is sent again,
+// with a new batch id, as the noResponders policy says; then the error
+// wraps nats.ErrNoResponders.
 func Publish(ctx context.Context, nc *nats.Conn, msgs []*nats.Msg) (Ack, error) {
 	switch {
 	case len(msgs) == 0:
@@ -101,17 +88,15 @@ func Publish(ctx context.Context, nc *nats.Conn, msgs []*nats.Msg) (Ack, error) 
 	case len(msgs) > MaxMessages:
 		return Ack{}, fmt.Errorf("%w: %d messages, at most %d", ErrTooLarge, len(msgs), MaxMessages)
 	}
-	for retries := 0; ; retries++ {
-		ack, err := publishOnce(ctx, nc, msgs)
-		if !errors.Is(err, nats.ErrNoResponders) || retries == noRespondersRetries {
-			return ack, err
+	var ack Ack
+	err := backoff.Retry(ctx, noResponders, func() (err error) {
+		ack, err = publishOnce(ctx, nc, msgs)
+		if err != nil && !errors.Is(err, nats.ErrNoResponders) {
+			return backoff.Permanent(err)
 		}
-		select {
-		case <-ctx.Done():
-			return Ack{}, err
-		case <-time.After(noRespondersWait):
-		}
-	}
+		return err
+	})
+	return ack, err
 }
 
 // publishOnce sends msgs as one batch with a fresh batch id.
@@ -153,18 +138,4 @@ func publishOnce(ctx context.Context, nc *nats.Conn, msgs []*nats.Msg) (Ack, err
 		return Ack{}, fmt.Errorf("jsbatch: commit batch of %d: acknowledgement for batch %q with %d messages at %d does not match", len(msgs), ack.Batch, ack.Count, ack.Seq)
 	}
 	return Ack{Stream: ack.Stream, First: ack.Seq - uint64(len(msgs)) + 1, Last: ack.Seq}, nil
-}
-
-// IsCode reports whether err is a JetStream API error with the given code.
-func IsCode(err error, codes ...jetstream.ErrorCode) bool {
-	var apiErr *jetstream.APIError
-	if !errors.As(err, &apiErr) {
-		return false
-	}
-	for _, c := range codes {
-		if apiErr.ErrorCode == c {
-			return true
-		}
-	}
-	return false
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/kontakt-se/kontakt/pkg/jsbatch"
+	"github.com/kontakt-se/kontakt/pkg/natserr"
 	"github.com/kontakt-se/kontakt/pkg/natstest"
 )
 
@@ -70,7 +71,7 @@ func TestPublishIsAllOrNothing(t *testing.T) {
 
 	_, err = jsbatch.Publish(ctx, js.Conn(), msgs(20, "x", true))
 	require.Error(t, err)
-	require.True(t, jsbatch.IsCode(err, jetstream.JSErrCodeStreamWrongLastSequence, jetstream.JSErrCodeStreamWrongLastSequenceConstant), "got %v", err)
+	require.True(t, natserr.IsWrongLastSequence(err), "got %v", err)
 	info, err := st.Info(ctx)
 	require.NoError(t, err)
 	require.Equal(t, uint64(1), info.State.Msgs, "nothing of the refused batch may be stored")
@@ -81,7 +82,7 @@ func TestPublishRefusals(t *testing.T) {
 	t.Run("stream without atomic publish", func(t *testing.T) {
 		js, _ := setup(t, false)
 		_, err := jsbatch.Publish(ctx, js.Conn(), msgs(3, "x", false))
-		require.True(t, jsbatch.IsCode(err, jsbatch.ErrCodeDisabled), "got %v", err)
+		require.True(t, natserr.Is(err, natserr.AtomicPublishDisabled), "got %v", err)
 	})
 	t.Run("duplicate id", func(t *testing.T) {
 		js, _ := setup(t, true)
@@ -90,7 +91,7 @@ func TestPublishRefusals(t *testing.T) {
 		batch := msgs(3, "x", false)
 		batch[1].Header.Set(jetstream.MsgIDHeader, "dup")
 		_, err = jsbatch.Publish(ctx, js.Conn(), batch)
-		require.True(t, jsbatch.IsCode(err, jsbatch.ErrCodeDuplicate), "got %v", err)
+		require.True(t, natserr.Is(err, natserr.AtomicPublishDuplicate), "got %v", err)
 	})
 	t.Run("too large and empty", func(t *testing.T) {
 		js, _ := setup(t, true)

@@ -4,12 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"strings"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
@@ -211,29 +207,4 @@ func (s *Server) maintainMirror(ctx context.Context, setup nkeys.KeyPair) error 
 		return fmt.Errorf("natsserver: analyst mirror %s: %w", cfg.Name, err)
 	}
 	return nil
-}
-
-// adoptGlobalAccountStore moves the JetStream data of a store written
-// without Auth (every stream in the global account, $G) to the service
-// account, where the same streams are looked for now. It is a rename of
-// one directory, done before the server starts. Both present means the
-// store was used with and without Auth; that is not merged but refused.
-func adoptGlobalAccountStore(storeDir string) error {
-	js := filepath.Join(storeDir, "jetstream")
-	from := filepath.Join(js, server.DEFAULT_GLOBAL_ACCOUNT)
-	to := filepath.Join(js, ServiceAccount)
-	if _, err := os.Stat(from); errors.Is(err, fs.ErrNotExist) {
-		return nil
-	} else if err != nil {
-		return fmt.Errorf("natsserver: store directory %q: %w", from, err)
-	}
-	if _, err := os.Stat(to); err == nil {
-		return fmt.Errorf("natsserver: store directory %q holds streams of the unauthenticated global account and of %s (%q); move one away", storeDir, ServiceAccount, to)
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("natsserver: store directory %q: %w", to, err)
-	}
-	if err := os.Rename(from, to); err != nil {
-		return fmt.Errorf("natsserver: move the global account's streams to %s in %q: %w", ServiceAccount, storeDir, err)
-	}
-	return syncDir(js)
 }

@@ -197,53 +197,6 @@ func TestMirrorOnlyWhileListening(t *testing.T) {
 	require.Equal(t, 1, run(false))
 }
 
-// TestAuthAdoptsAnUnauthenticatedStore: a data directory written before
-// Auth keeps its streams.
-func TestAuthAdoptsAnUnauthenticatedStore(t *testing.T) {
-	dir := t.TempDir()
-	ctx := t.Context()
-	open := start(t, natsserver.Config{StoreDir: dir, InProcessOnly: true})
-	js, err := jetstream.New(connect(t, open))
-	require.NoError(t, err)
-	_, err = js.CreateStream(ctx, jetstream.StreamConfig{Name: "R", Subjects: []string{"r.>"}})
-	require.NoError(t, err)
-	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "B"})
-	require.NoError(t, err)
-	_, err = kv.Put(ctx, "k", []byte("v"))
-	require.NoError(t, err)
-	for range 5 {
-		_, err = js.Publish(ctx, "r.x", []byte("x"))
-		require.NoError(t, err)
-	}
-	open.Shutdown()
-
-	s, _ := authServer(t, dir, true)
-	js, err = jetstream.New(connect(t, s))
-	require.NoError(t, err)
-	st, err := js.Stream(ctx, "R")
-	require.NoError(t, err)
-	require.Equal(t, uint64(5), st.CachedInfo().State.Msgs)
-	kv, err = js.KeyValue(ctx, "B")
-	require.NoError(t, err)
-	e, err := kv.Get(ctx, "k")
-	require.NoError(t, err)
-	require.Equal(t, "v", string(e.Value()))
-	require.NoDirExists(t, filepath.Join(dir, "jetstream", "$G"))
-}
-
-func TestAuthRefusesAStoreUsedBothWays(t *testing.T) {
-	dir := t.TempDir()
-	for _, acc := range []string{"$G", natsserver.ServiceAccount} {
-		require.NoError(t, os.MkdirAll(filepath.Join(dir, "jetstream", acc, "streams", "X"), 0o750))
-	}
-	creds, err := natsserver.LoadOrCreateCredentials(filepath.Join(t.TempDir(), "creds"))
-	require.NoError(t, err)
-	_, err = natsserver.Start(t.Context(), natsserver.Config{StoreDir: dir, InProcessOnly: true, Auth: &natsserver.Auth{
-		Service: creds.Service, AnalystPublicKey: creds.AnalystPublicKey, AnalystStream: statsStream, AnalystSubjects: statsSubjects,
-	}})
-	require.ErrorContains(t, err, "move one away")
-}
-
 func TestCredentialsAreCreatedOnceAndPrivate(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "creds")
 	first, err := natsserver.LoadOrCreateCredentials(dir)

@@ -126,9 +126,6 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		if err := cfg.Auth.validate(); err != nil {
 			return nil, err
 		}
-		if err := adoptGlobalAccountStore(storeDir); err != nil {
-			return nil, err
-		}
 		// The user that maintains the analyst mirror lives as long as this
 		// process: its seed is never written anywhere.
 		if setup, err = nkeys.CreateUser(); err != nil {

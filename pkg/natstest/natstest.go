@@ -181,6 +181,10 @@ type Options struct {
 	NoJetStreamWait bool
 	// StartTimeout bounds the wait for readiness; zero means 30 seconds.
 	StartTimeout time.Duration
+	// ReadyPoll is how often start-up asks whether the server is ready;
+	// zero means 50 ms. Benchmarks that time a start (a restart on a large
+	// store) set it lower, since the poll's period bounds the resolution.
+	ReadyPoll time.Duration
 }
 
 // Cluster configures the cluster block of a node.
@@ -328,7 +332,11 @@ func (p *Process) waitReady(exited <-chan struct{}) error {
 		if last = p.ping(); last == nil {
 			return nil
 		}
-		time.Sleep(50 * time.Millisecond)
+		poll := p.opts.ReadyPoll
+		if poll <= 0 {
+			poll = 50 * time.Millisecond
+		}
+		time.Sleep(poll)
 	}
 	return fmt.Errorf("nats-server at %s not ready after %s: %v", p.URL(), p.opts.StartTimeout, last)
 }
@@ -365,6 +373,17 @@ func (p *Process) RouteURL() string {
 		return ""
 	}
 	return "nats-route://" + net.JoinHostPort(c.Host, strconv.Itoa(c.Port))
+}
+
+// Pid is the process id of the running server (0 before it started), so
+// a benchmark can read the process's memory from /proc.
+func (p *Process) Pid() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil || p.cmd.Process == nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
 }
 
 // StoreDir returns the JetStream store directory.

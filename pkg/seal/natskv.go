@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/kontakt-se/kontakt/pkg/jsbatch"
+	"github.com/kontakt-se/kontakt/pkg/natserr"
 )
 
 // DefaultBucket is the name of the KV bucket that holds the wrapped data
@@ -160,7 +161,7 @@ func (s *NATSKeyStore) Create(ctx context.Context, keyID string, wrapped []byte)
 	if err == nil {
 		return nil
 	}
-	if !isWrongLastSeq(err) {
+	if !natserr.IsWrongLastSequence(err) {
 		return fmt.Errorf("seal: store key %s: %w", keyID, err)
 	}
 	// Something is there already: a key or a tombstone.
@@ -201,9 +202,9 @@ func (s *NATSKeyStore) CreateBatch(ctx context.Context, keys []WrappedKey) error
 	switch {
 	case err == nil:
 		return nil
-	case isWrongLastSeq(err):
+	case natserr.IsWrongLastSequence(err):
 		return fmt.Errorf("seal: store %d keys: a key id was used before: %w", len(keys), ErrKeyExists)
-	case jsbatch.IsCode(err, jsbatch.ErrCodeDisabled):
+	case natserr.Is(err, natserr.AtomicPublishDisabled):
 		return fmt.Errorf("seal: store %d keys: %w (%w)", len(keys), errors.ErrUnsupported, err)
 	}
 	return fmt.Errorf("seal: store %d keys: %w", len(keys), err)
@@ -216,7 +217,7 @@ func (s *NATSKeyStore) Get(ctx context.Context, keyID string) ([]byte, error) {
 		return nil, err
 	}
 	m, err := s.stream.GetLastMsgForSubject(ctx, s.subject+keyID)
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
+	if natserr.IsMessageNotFound(err) {
 		return nil, fmt.Errorf("seal: key %s: %w", keyID, ErrKeyNotFound)
 	}
 	if err != nil {
@@ -243,7 +244,7 @@ func (s *NATSKeyStore) Destroy(ctx context.Context, keyID string) error {
 	for range maxDestroyAttempts {
 		m, err := s.stream.GetLastMsgForSubject(ctx, subject)
 		switch {
-		case errors.Is(err, jetstream.ErrMsgNotFound):
+		case natserr.IsMessageNotFound(err):
 			// Nothing stored (never created, or erased): write the tombstone.
 		case err != nil:
 			return fmt.Errorf("seal: destroy key %s: %w", keyID, err)
@@ -263,7 +264,7 @@ func (s *NATSKeyStore) Destroy(ctx context.Context, keyID string) error {
 		if err == nil {
 			return nil
 		}
-		if !isWrongLastSeq(err) {
+		if !natserr.IsWrongLastSequence(err) {
 			return fmt.Errorf("seal: destroy key %s: write tombstone: %w", keyID, err)
 		}
 		lastErr = fmt.Errorf("write tombstone: %w", err)
@@ -275,16 +276,4 @@ func (s *NATSKeyStore) Destroy(ctx context.Context, keyID string) error {
 // as destroyed rather than holding a key.
 func isTombstone(h nats.Header) bool {
 	return h.Get(kvOperationHeader) != "" || h.Get(jetstream.MarkerReasonHeader) != ""
-}
-
-// isWrongLastSeq reports whether err is JetStream's "wrong last sequence"
-// refusal, which single servers report as 10071 and replicated streams as
-// 10164.
-func isWrongLastSeq(err error) bool {
-	var apiErr *jetstream.APIError
-	if !errors.As(err, &apiErr) {
-		return false
-	}
-	return apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
-		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant
 }

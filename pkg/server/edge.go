@@ -67,7 +67,7 @@ func (s *Server) serveRPC(w http.ResponseWriter, r *http.Request) {
 func (s *Server) guard(w http.ResponseWriter, r *http.Request) bool {
 	limit := int64(s.cfg.MaxRequestBytes)
 	if !utf8.ValidString(r.URL.Path) || !validQueryUTF8(r.URL.RawQuery) {
-		s.refuse(w, r, connect.CodeInvalidArgument, http.StatusBadRequest, "the URL is not valid UTF-8")
+		s.refuse(w, r, connect.CodeInvalidArgument, "the URL is not valid UTF-8")
 		return false
 	}
 	if envelopedProtocol(r) {
@@ -82,27 +82,27 @@ func (s *Server) guard(w http.ResponseWriter, r *http.Request) bool {
 		r.Body = http.NoBody
 	}
 	if r.ContentLength > limit {
-		s.refuse(w, r, connect.CodeResourceExhausted, http.StatusRequestEntityTooLarge,
+		s.refuseWith(w, r, connect.CodeResourceExhausted, http.StatusRequestEntityTooLarge,
 			fmt.Sprintf("request body of %d bytes exceeds the limit of %d bytes", r.ContentLength, limit))
 		return false
 	}
 	body, status := decodedBody(r, limit)
 	if status != 0 {
-		s.refuse(w, r, connect.CodeInvalidArgument, http.StatusUnsupportedMediaType, "unsupported Content-Encoding; send gzip or none")
+		s.refuseWith(w, r, connect.CodeInvalidArgument, http.StatusUnsupportedMediaType, "unsupported Content-Encoding; send gzip or none")
 		return false
 	}
 	data, err := io.ReadAll(http.MaxBytesReader(nil, body, limit))
 	switch {
 	case isMaxBytes(err):
-		s.refuse(w, r, connect.CodeResourceExhausted, http.StatusRequestEntityTooLarge,
+		s.refuseWith(w, r, connect.CodeResourceExhausted, http.StatusRequestEntityTooLarge,
 			fmt.Sprintf("request body exceeds the limit of %d bytes (after decompression)", limit))
 		return false
 	case IsBadEncoding(err):
-		s.refuse(w, r, connect.CodeInvalidArgument, http.StatusBadRequest, "request body is not valid gzip")
+		s.refuse(w, r, connect.CodeInvalidArgument, "request body is not valid gzip")
 		return false
 	case err != nil:
 		// The client went away or sent less than it announced.
-		s.refuse(w, r, connect.CodeInvalidArgument, http.StatusBadRequest, "request body could not be read")
+		s.refuse(w, r, connect.CodeInvalidArgument, "request body could not be read")
 		return false
 	}
 	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
@@ -110,7 +110,7 @@ func (s *Server) guard(w http.ResponseWriter, r *http.Request) bool {
 	if !hasBody {
 		if len(data) > 0 {
 			// The transcoder answers this as "unknown".
-			s.refuse(w, r, connect.CodeInvalidArgument, http.StatusBadRequest, "a "+methodName(r.Method)+" request has no body")
+			s.refuse(w, r, connect.CodeInvalidArgument, "a "+methodName(r.Method)+" request has no body")
 			return false
 		}
 		r.Body, r.ContentLength = http.NoBody, 0
@@ -126,7 +126,7 @@ func (s *Server) guard(w http.ResponseWriter, r *http.Request) bool {
 	if method == "" && mt != "" && mt != "application/json" {
 		// REST speaks JSON. The transcoder would hand another body to
 		// grpc-go unparsed, to be answered as "internal".
-		s.refuse(w, r, connect.CodeInvalidArgument, http.StatusUnsupportedMediaType, "a REST request body must be application/json")
+		s.refuseWith(w, r, connect.CodeInvalidArgument, http.StatusUnsupportedMediaType, "a REST request body must be application/json")
 		return false
 	}
 	if method != "" && mt == "application/proto" {
@@ -135,7 +135,7 @@ func (s *Server) guard(w http.ResponseWriter, r *http.Request) bool {
 		// "internal". Parse it here, so that a malformed body is the
 		// client's mistake.
 		if err := s.checkProto(method, data); err != nil {
-			s.refuse(w, r, connect.CodeInvalidArgument, http.StatusBadRequest, err.Error())
+			s.refuse(w, r, connect.CodeInvalidArgument, err.Error())
 			return false
 		}
 	}
@@ -162,17 +162,17 @@ func (s *Server) guardEnvelope(w http.ResponseWriter, r *http.Request, limit int
 		body = http.NoBody
 	}
 	if _, err := io.ReadFull(body, hdr[:]); err != nil {
-		s.refuse(w, r, connect.CodeInvalidArgument, http.StatusBadRequest, "the request holds no complete message")
+		s.refuse(w, r, connect.CodeInvalidArgument, "the request holds no complete message")
 		return false
 	}
 	length := int64(binary.BigEndian.Uint32(hdr[1:]))
 	switch {
 	case length > limit:
-		s.refuse(w, r, connect.CodeResourceExhausted, http.StatusRequestEntityTooLarge,
+		s.refuseWith(w, r, connect.CodeResourceExhausted, http.StatusRequestEntityTooLarge,
 			fmt.Sprintf("request message of %d bytes exceeds the limit of %d bytes", length, limit))
 		return false
 	case r.ContentLength >= 0 && r.ContentLength < int64(len(hdr))+length:
-		s.refuse(w, r, connect.CodeInvalidArgument, http.StatusBadRequest, "the request message is cut short")
+		s.refuse(w, r, connect.CodeInvalidArgument, "the request message is cut short")
 		return false
 	}
 	var first []byte
@@ -184,7 +184,7 @@ func (s *Server) guardEnvelope(w http.ResponseWriter, r *http.Request, limit int
 		// parse as "internal". It is passed on uncompressed.
 		msg := make([]byte, length)
 		if _, err := io.ReadFull(body, msg); err != nil {
-			s.refuse(w, r, connect.CodeInvalidArgument, http.StatusBadRequest, "the request message is cut short")
+			s.refuse(w, r, connect.CodeInvalidArgument, "the request message is cut short")
 			return false
 		}
 		first = msg
@@ -193,12 +193,13 @@ func (s *Server) guardEnvelope(w http.ResponseWriter, r *http.Request, limit int
 		if hdr[0] == 0 || envelopeEncoding(r) == "gzip" {
 			if hdr[0] == 1 {
 				inflated, code, msg := inflateMessage(first, limit)
-				if code != 0 {
-					status := http.StatusBadRequest
-					if code == connect.CodeResourceExhausted {
-						status = http.StatusRequestEntityTooLarge
-					}
-					s.refuse(w, r, code, status, msg)
+				switch code {
+				case 0:
+				case connect.CodeResourceExhausted:
+					s.refuseWith(w, r, code, http.StatusRequestEntityTooLarge, msg)
+					return false
+				default:
+					s.refuse(w, r, code, msg)
 					return false
 				}
 				first = inflated
@@ -207,7 +208,7 @@ func (s *Server) guardEnvelope(w http.ResponseWriter, r *http.Request, limit int
 			}
 			if protoEnvelope(r) {
 				if err := s.checkProto(s.rpcMethod(r.URL.Path), first); err != nil {
-					s.refuse(w, r, connect.CodeInvalidArgument, http.StatusBadRequest, err.Error())
+					s.refuse(w, r, connect.CodeInvalidArgument, err.Error())
 					return false
 				}
 			}
@@ -328,9 +329,18 @@ func validQueryUTF8(raw string) bool {
 }
 
 // refuse answers r with an error in its protocol's form: Connect (or
-// gRPC-web) for an RPC path, google.rpc.Status JSON with httpStatus for
-// REST. msg must not repeat anything the client sent.
-func (s *Server) refuse(w http.ResponseWriter, r *http.Request, code connect.Code, httpStatus int, msg string) {
+// gRPC-web) for an RPC path, google.rpc.Status JSON with the code's HTTP
+// status (HTTPStatus) for REST. msg must not repeat anything the client
+// sent.
+func (s *Server) refuse(w http.ResponseWriter, r *http.Request, code connect.Code, msg string) {
+	s.refuseWith(w, r, code, HTTPStatus(codes.Code(code)), msg)
+}
+
+// refuseWith is refuse with a REST status of its own, where HTTP has a
+// more exact answer than the code's: 413 for a body too large (the code's
+// 429 would tell the client to wait and send it again) and 415 for a
+// content type or encoding kontakt does not take.
+func (s *Server) refuseWith(w http.ResponseWriter, r *http.Request, code connect.Code, httpStatus int, msg string) {
 	if s.rpcMethod(r.URL.Path) != "" || envelopedProtocol(r) {
 		_ = connect.NewErrorWriter().Write(w, r, connect.NewError(code, errors.New(msg)))
 		return

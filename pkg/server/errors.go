@@ -1,9 +1,6 @@
 package server
 
 import (
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"context"
 	"errors"
 	"log/slog"
@@ -11,6 +8,8 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/kontakt-se/kontakt/pkg/natserr"
 )
 
 // internalMessage is the only thing a client learns about a failure the
@@ -19,7 +18,10 @@ const internalMessage = "internal error"
 
 // ErrorMapping ties a domain sentinel error to the gRPC code a client should
 // see. A service keeps one table of these so that the mapping from domain
-// failures to wire statuses is decided in one place, at the edge.
+// failures to wire statuses is decided in one place, at the edge: the
+// service hands it to the server with its registration (see MapErrors),
+// the server applies it to every call of that service, and handlers return
+// plain errors.
 type ErrorMapping struct {
 	// Target is matched with errors.Is, so wrapped errors match too. Its
 	// Error() text becomes the status message, which is why sentinels must
@@ -32,6 +34,25 @@ type ErrorMapping struct {
 	// ("only the assignee or a supervisor may answer", "already assigned to
 	// anna"). Use it only where the wrapping never holds personal data.
 	Explain bool
+
+	// as, set by MapAs, maps a typed error itself.
+	as func(error) (error, bool)
+}
+
+// MapAs is the mapping for a typed error whose status carries more than a
+// sentinel's code and text: every error that is, or wraps, an E
+// (errors.As) becomes the status to returns, typically InvalidArgument
+// with the fields the error names. to must return a status error built
+// from what E says to callers, never from the wrapping; anything else is
+// logged and becomes Internal.
+func MapAs[E error](to func(E) error) ErrorMapping {
+	return ErrorMapping{as: func(err error) (error, bool) {
+		e, ok := errors.AsType[E](err)
+		if !ok {
+			return nil, false
+		}
+		return to(e), true
+	}}
 }
 
 // ToStatus converts err into an error carrying a gRPC status, deciding what a
@@ -40,7 +61,8 @@ type ErrorMapping struct {
 //   - nil stays nil;
 //   - an error matching a mapping's Target (errors.Is) becomes that mapping's
 //     Code with the sentinel's own message, so context added by wrapping
-//     (identifiers, personal data) never leaves the server;
+//     (identifiers, personal data) never leaves the server; one matching a
+//     MapAs mapping becomes the status that mapping builds;
 //   - an error that already carries a gRPC status, directly or wrapped, is
 //     returned as that status (without the wrapping text);
 //   - context cancellation and deadline errors become Canceled and
@@ -56,6 +78,15 @@ func ToStatus(err error, mappings []ErrorMapping, logger *slog.Logger) error {
 		return nil
 	}
 	for _, m := range mappings {
+		if m.as != nil {
+			if mapped, ok := m.as(err); ok {
+				if st, isStatus := status.FromError(mapped); isStatus && st.Code() != codes.OK {
+					return mapped
+				}
+				return ToStatus(errors.New("error mapping returned no status"), nil, logger)
+			}
+			continue
+		}
 		if m.Target == nil || m.Code == codes.OK {
 			continue
 		}
@@ -81,7 +112,7 @@ func ToStatus(err error, mappings []ErrorMapping, logger *slog.Logger) error {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	if Transient(err) {
+	if natserr.IsTransient(err) {
 		logger.Warn("NATS briefly unavailable; the client may retry", slog.String("error", err.Error()))
 		return status.Error(codes.Unavailable, unavailableMessage)
 	}
@@ -92,27 +123,6 @@ func ToStatus(err error, mappings []ErrorMapping, logger *slog.Logger) error {
 // unavailableMessage is what a client sees while NATS elects a new leader
 // or reconnects.
 const unavailableMessage = "temporarily unavailable; retry"
-
-// Transient reports whether err is NATS being briefly away: a timeout, no
-// responders or no stream response while a leader is elected, a
-// connection that is reconnecting or closed, or JetStream answering 503.
-// Such a failure is Unavailable (retry), not Internal.
-func Transient(err error) bool {
-	if errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
-		// A NATS request that timed out under its own deadline.
-		return true
-	}
-	for _, target := range []error{
-		nats.ErrTimeout, nats.ErrNoResponders, nats.ErrConnectionClosed, nats.ErrConnectionReconnecting,
-		nats.ErrDisconnected, jetstream.ErrNoStreamResponse, jetstream.ErrJetStreamNotEnabled,
-	} {
-		if errors.Is(err, target) {
-			return true
-		}
-	}
-	var api *jetstream.APIError
-	return errors.As(err, &api) && api.Code == 503
-}
 
 // FieldViolation names one invalid field of a request and says what is wrong
 // with it, so that a form can show the message next to the field.

@@ -132,3 +132,39 @@ func TestToStatusTransientNATS(t *testing.T) {
 		})
 	}
 }
+
+// fieldError is a typed error of the kind MapAs is for: it names a field.
+type fieldError struct{ field, reason string }
+
+func (e *fieldError) Error() string { return e.field + ": " + e.reason }
+
+func TestMapAs(t *testing.T) {
+	table := []ErrorMapping{
+		MapAs(func(e *fieldError) error {
+			return InvalidArgument("invalid request", FieldViolation{Field: e.field, Description: e.reason})
+		}),
+		MapAs(func(*lyingError) error { return errors.New("not a status: " + internalText) }),
+		{Target: errCaseNotFound, Code: codes.NotFound},
+	}
+	logs := &syncBuffer{}
+	logger := slog.New(slog.NewJSONHandler(logs, nil))
+
+	err := ToStatus(fmt.Errorf("rectify case for 19121212-1212: %w", &fieldError{field: "contact.email", reason: "is not an e-mail address"}), table, logger)
+	st := status.Convert(err)
+	require.Equal(t, codes.InvalidArgument, st.Code())
+	require.Equal(t, "invalid request", st.Message(), "the wrapping stays on the server")
+	require.Len(t, st.Details(), 1)
+	br := st.Details()[0].(*errdetails.BadRequest)
+	require.Equal(t, "contact.email", br.GetFieldViolations()[0].GetField())
+
+	require.Equal(t, codes.NotFound, status.Code(ToStatus(errCaseNotFound, table, logger)), "the other mappings still apply")
+
+	err = ToStatus(&lyingError{}, table, logger)
+	require.Equal(t, codes.Internal, status.Code(err), "a mapping that builds no status is our fault")
+	require.NotContains(t, status.Convert(err).Message(), "hunter2")
+	require.Len(t, logLines(logs.String(), "unmapped error"), 1)
+}
+
+type lyingError struct{}
+
+func (*lyingError) Error() string { return "lying" }

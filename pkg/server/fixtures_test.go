@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -167,6 +168,9 @@ func echoServiceDesc(t *testing.T) *grpc.ServiceDesc {
 				handler := func(_ context.Context, r any) (any, error) {
 					resp := dynamicpb.NewMessage(out)
 					text := r.(*dynamicpb.Message).Get(in.Fields().ByName("text"))
+					if err := echoFailure(text.String()); err != nil {
+						return nil, err
+					}
 					resp.Set(out.Fields().ByName("text"), text)
 					return resp, nil
 				}
@@ -179,6 +183,23 @@ func echoServiceDesc(t *testing.T) *grpc.ServiceDesc {
 		}},
 		Metadata: "kontakt/servertest/v1/echo.proto",
 	}
+}
+
+// echoFailure is the error the echo service answers text with: "code:N"
+// ends the call with status code N, modeNotFound with a plain error
+// wrapping errCaseNotFound, anything else is echoed.
+func echoFailure(text string) error {
+	if n, ok := strings.CutPrefix(text, "code:"); ok {
+		c, err := strconv.Atoi(n)
+		if err != nil {
+			return err
+		}
+		return status.Error(codes.Code(c), "refused as asked")
+	}
+	if text == modeNotFound {
+		return fmt.Errorf("echo for 19121212-1212: %w", errCaseNotFound)
+	}
+	return nil
 }
 
 func newEchoRequest(t *testing.T, text string) *dynamicpb.Message {
@@ -232,6 +253,12 @@ type testServer struct {
 
 func startServer(t *testing.T, cfg Config, opts ...Option) *testServer {
 	t.Helper()
+	return startServerWithTables(t, cfg, nil, opts...)
+}
+
+// startServerWithTables is startServer with error tables by service name.
+func startServerWithTables(t *testing.T, cfg Config, tables map[string][]ErrorMapping, opts ...Option) *testServer {
+	t.Helper()
 	if cfg.ListenAddr == "" {
 		cfg.ListenAddr = "127.0.0.1:0"
 	}
@@ -243,6 +270,9 @@ func startServer(t *testing.T, cfg Config, opts ...Option) *testServer {
 	svc := &testService{started: make(chan struct{}, 1)}
 	testpb.RegisterTestServiceServer(srv, svc)
 	srv.RegisterService(echoServiceDesc(t), struct{}{})
+	for service, table := range tables {
+		srv.MapErrors(service, table...)
+	}
 	require.NoError(t, srv.Listen())
 
 	ctx, cancel := context.WithCancel(context.Background())

@@ -111,24 +111,25 @@ func callLevel(method string, code codes.Code) slog.Level {
 	}
 }
 
-// unaryErrorMapping applies ToStatus to every error a handler returns. grpc-go
+// unaryErrorMapping applies ToStatus, with the error table of the called
+// method's service (tables), to every error a handler returns. grpc-go
 // would otherwise send a plain error's full text to the client as
 // codes.Unknown.
-func unaryErrorMapping(mappings []ErrorMapping, logger *slog.Logger) grpc.UnaryServerInterceptor {
+func unaryErrorMapping(tables func(method string) []ErrorMapping, logger *slog.Logger) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		resp, err := handler(ctx, req)
 		if err != nil {
-			return nil, ToStatus(err, mappings, logger.With(slog.String("grpc.method", info.FullMethod)))
+			return nil, ToStatus(err, tables(info.FullMethod), logger.With(slog.String("grpc.method", info.FullMethod)))
 		}
 		return resp, nil
 	}
 }
 
 // streamErrorMapping is the streaming counterpart of unaryErrorMapping.
-func streamErrorMapping(mappings []ErrorMapping, logger *slog.Logger) grpc.StreamServerInterceptor {
+func streamErrorMapping(tables func(method string) []ErrorMapping, logger *slog.Logger) grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		if err := handler(srv, ss); err != nil {
-			return ToStatus(err, mappings, logger.With(slog.String("grpc.method", info.FullMethod)))
+			return ToStatus(err, tables(info.FullMethod), logger.With(slog.String("grpc.method", info.FullMethod)))
 		}
 		return nil
 	}

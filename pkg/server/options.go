@@ -7,7 +7,7 @@ import (
 )
 
 // Option changes how New builds a Server. Options carry what differs between
-// services (authentication, extra HTTP routes, error tables); everything an
+// services (authentication, extra HTTP routes); everything an
 // operator tunes lives in Config instead.
 type Option func(*options)
 
@@ -15,7 +15,6 @@ type options struct {
 	unary      []grpc.UnaryServerInterceptor
 	stream     []grpc.StreamServerInterceptor
 	httpRoutes []httpRoute
-	mappings   []ErrorMapping
 }
 
 type httpRoute struct {
@@ -46,12 +45,4 @@ func WithStreamInterceptors(interceptors ...grpc.StreamServerInterceptor) Option
 // Native gRPC requests (Content-Type application/grpc) never reach it.
 func WithHTTPHandler(pattern string, h http.Handler) Option {
 	return func(o *options) { o.httpRoutes = append(o.httpRoutes, httpRoute{pattern: pattern, handler: h}) }
-}
-
-// WithErrorMappings sets the table the server uses to turn errors returned by
-// handlers into gRPC statuses (see ToStatus). Without it, handler errors that
-// are not already statuses become codes.Internal "internal error", so an
-// internal error message can never reach a client by accident.
-func WithErrorMappings(mappings ...ErrorMapping) Option {
-	return func(o *options) { o.mappings = append(o.mappings, mappings...) }
 }

@@ -4,7 +4,8 @@
 // grpcurl), gRPC-web and Connect (for the browser UI) and REST/JSON from
 // google.api.http annotations (for public e-service forms), plus any plain
 // HTTP routes a service mounts. Every call passes the same interceptor chain:
-// recovery, logging, metrics, edge error mapping (ToStatus), the caller's own
+// recovery, logging, metrics, edge error mapping (ToStatus with the called
+// service's error table, see MapErrors), the caller's own
 // interceptors (authentication), validation (protovalidate), and recovery
 // again around the handler. Keeping this in one place means every service,
 // and the single binary that runs them all, gets the same edge behaviour:
@@ -16,6 +17,7 @@
 //	if err != nil { ... }
 //	if err := srv.Listen(); err != nil { ... } // fail fast on a busy port
 //	casev1.RegisterCaseServiceServer(srv, svc)
+//	srv.MapErrors(casev1.CaseService_ServiceDesc.ServiceName, table...)
 //	return srv.Run(ctx) // until ctx is cancelled, then graceful shutdown
 package server
 
@@ -27,6 +29,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -77,6 +80,9 @@ type Server struct {
 	// services are the registered gRPC services; set by Run before
 	// serving, so the edge can tell RPC paths from REST paths.
 	services map[string]grpc.ServiceInfo
+	// errorTables are the services' error tables by service name; set
+	// before Run (MapErrors) and only read after.
+	errorTables map[string][]ErrorMapping
 
 	mu        sync.Mutex
 	state     state
@@ -106,11 +112,12 @@ func New(cfg Config, logger *slog.Logger, opts ...Option) (*Server, error) {
 	}
 
 	s := &Server{
-		cfg:      cfg,
-		logger:   logger,
-		health:   health.NewServer(),
-		stopping: make(chan struct{}),
-		registry: prometheus.NewRegistry(),
+		cfg:         cfg,
+		logger:      logger,
+		errorTables: map[string][]ErrorMapping{},
+		health:      health.NewServer(),
+		stopping:    make(chan struct{}),
+		registry:    prometheus.NewRegistry(),
 		grpcMetrics: grpcprom.NewServerMetrics(
 			grpcprom.WithServerHandlingTimeHistogram(),
 		),
@@ -139,7 +146,7 @@ func New(cfg Config, logger *slog.Logger, opts ...Option) (*Server, error) {
 		recovery.UnaryServerInterceptor(recoverOpt),
 		unaryLogging(logger),
 		s.grpcMetrics.UnaryServerInterceptor(),
-		unaryErrorMapping(o.mappings, logger),
+		unaryErrorMapping(s.errorTable, logger),
 	}
 	unary = append(unary, o.unary...)
 	unary = append(unary,
@@ -151,7 +158,7 @@ func New(cfg Config, logger *slog.Logger, opts ...Option) (*Server, error) {
 		endWatchesOnShutdown(s.stopping),
 		streamLogging(logger),
 		s.grpcMetrics.StreamServerInterceptor(),
-		streamErrorMapping(o.mappings, logger),
+		streamErrorMapping(s.errorTable, logger),
 		missingRequestIsClientMistake(),
 	}
 	stream = append(stream, o.stream...)
@@ -201,6 +208,42 @@ func (s *Server) RegisterService(desc *grpc.ServiceDesc, impl any) {
 		panic(fmt.Sprintf("server: RegisterService(%s) called after Run or Close", desc.ServiceName))
 	}
 	s.grpc.RegisterService(desc, impl)
+}
+
+// Registrar is what a service registers itself on: its gRPC
+// implementation and the error table for its calls. *Server is one.
+type Registrar interface {
+	grpc.ServiceRegistrar
+	MapErrors(service string, table ...ErrorMapping)
+}
+
+var _ Registrar = (*Server)(nil)
+
+// MapErrors sets the error table for every call of service (its fully
+// qualified name, the ServiceDesc's ServiceName): the server turns a
+// handler's error into a status with it (ToStatus), once, so handlers
+// return plain errors. One process serves several services, each with its
+// own table, chosen by the called method's service; a service without one
+// gets only what ToStatus does for every error (statuses pass, context
+// errors, NATS briefly away, everything else Internal). It must be called
+// before Run, like RegisterService, and Run refuses a table for a service
+// that was never registered.
+func (s *Server) MapErrors(service string, table ...ErrorMapping) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state != stateNew {
+		panic(fmt.Sprintf("server: MapErrors(%s) called after Run or Close", service))
+	}
+	s.errorTables[service] = append(s.errorTables[service], table...)
+}
+
+// errorTable is the error table of the service that method
+// ("/package.Service/Method") belongs to.
+func (s *Server) errorTable(method string) []ErrorMapping {
+	if i := strings.LastIndexByte(method, '/'); i > 0 {
+		return s.errorTables[method[1:i]]
+	}
+	return nil
 }
 
 // SetServing reports whether service (a fully qualified gRPC service name,
@@ -317,6 +360,13 @@ func (s *Server) Run(ctx context.Context) error {
 	case stateClosed:
 		s.mu.Unlock()
 		return errors.New("server: Run after Close")
+	}
+	registered := s.grpc.GetServiceInfo()
+	for name := range s.errorTables {
+		if _, ok := registered[name]; !ok {
+			s.mu.Unlock()
+			return fmt.Errorf("server: an error table for %s, which is not registered", name)
+		}
 	}
 	if err := s.listenLocked(); err != nil {
 		s.mu.Unlock()

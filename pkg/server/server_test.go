@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -256,7 +257,9 @@ func TestPanicBecomesInternal(t *testing.T) {
 }
 
 func TestHandlerErrorsAreMappedAtTheEdge(t *testing.T) {
-	ts := startServer(t, Config{}, WithErrorMappings(ErrorMapping{Target: errCaseNotFound, Code: codes.NotFound}))
+	ts := startServerWithTables(t, Config{}, map[string][]ErrorMapping{
+		testpb.TestService_ServiceDesc.ServiceName: {{Target: errCaseNotFound, Code: codes.NotFound}},
+	})
 	client := testpb.NewTestServiceClient(grpcConn(t, ts.addr))
 
 	tests := []struct {
@@ -277,6 +280,86 @@ func TestHandlerErrorsAreMappedAtTheEdge(t *testing.T) {
 		})
 	}
 	require.Len(t, logLines(ts.logs.String(), "unmapped error", "hunter2"), 1, "the internal error is logged server-side")
+}
+
+// TestErrorTableIsChosenByService: one process serves several services,
+// each with its own table; the same error gets the code of the table of
+// the service that was called, and a service without a table gets
+// Internal.
+func TestErrorTableIsChosenByService(t *testing.T) {
+	errRefused := errors.New("refused")
+	ts := startServerWithTables(t, Config{}, map[string][]ErrorMapping{
+		testpb.TestService_ServiceDesc.ServiceName: {{Target: errCaseNotFound, Code: codes.NotFound}},
+		echoService: {
+			{Target: errRefused, Code: codes.PermissionDenied},
+			{Target: errCaseNotFound, Code: codes.FailedPrecondition, Explain: true},
+		},
+	})
+	conn := grpcConn(t, ts.addr)
+
+	_, err := testpb.NewTestServiceClient(conn).UnaryCall(context.Background(), payload(modeNotFound))
+	require.Equal(t, codes.NotFound, status.Code(err), "TestService's table")
+	require.Equal(t, "case not found", status.Convert(err).Message(), "the sentinel's text only")
+
+	resp := newEchoResponse(t)
+	err = conn.Invoke(context.Background(), "/"+echoService+"/Echo", newEchoRequest(t, modeNotFound), resp)
+	require.Equal(t, codes.FailedPrecondition, status.Code(err), "EchoService's table")
+	require.Equal(t, "echo for 19121212-1212: case not found", status.Convert(err).Message(), "Explain shows the wrapping")
+
+	// A status the handler returns passes every table unchanged.
+	err = conn.Invoke(context.Background(), "/"+echoService+"/Echo", newEchoRequest(t, "code:5"), resp)
+	require.Equal(t, codes.NotFound, status.Code(err))
+	require.Equal(t, "refused as asked", status.Convert(err).Message())
+
+	t.Run("a service without a table", func(t *testing.T) {
+		ts := startServerWithTables(t, Config{}, map[string][]ErrorMapping{
+			testpb.TestService_ServiceDesc.ServiceName: {{Target: errCaseNotFound, Code: codes.NotFound}},
+		})
+		err := grpcConn(t, ts.addr).Invoke(context.Background(), "/"+echoService+"/Echo", newEchoRequest(t, modeNotFound), newEchoResponse(t))
+		require.Equal(t, codes.Internal, status.Code(err), "another service's table does not apply")
+		require.Equal(t, "internal error", status.Convert(err).Message())
+	})
+}
+
+// TestErrorTableForUnknownServiceIsRefused: a table under a name no
+// service is registered as (a typo) would silently map nothing, so Run
+// refuses it.
+func TestErrorTableForUnknownServiceIsRefused(t *testing.T) {
+	srv, err := New(Config{ListenAddr: "127.0.0.1:0"}, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	srv.MapErrors("kontakt.nosuch.v1.Service", ErrorMapping{Target: errCaseNotFound, Code: codes.NotFound})
+	require.ErrorContains(t, srv.Run(context.Background()), "kontakt.nosuch.v1.Service")
+	require.NoError(t, srv.Close())
+}
+
+// TestHTTPStatusAgreesWithTheTranscoder: a failure answered over REST or
+// Connect by the transcoder and one kontakt answers itself over HTTP
+// (Open311, the edge's refusals) get the same HTTP status, for every code.
+func TestHTTPStatusAgreesWithTheTranscoder(t *testing.T) {
+	ts := startServer(t, Config{})
+	client := httpClient(t, false)
+	post := func(t *testing.T, path string, header http.Header, body string) int {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodPost, ts.baseURL+path, strings.NewReader(body))
+		require.NoError(t, err)
+		req.Header = header
+		resp, err := client.Do(req)
+		require.NoError(t, err)
+		_, _ = io.Copy(io.Discard, resp.Body)
+		require.NoError(t, resp.Body.Close())
+		return resp.StatusCode
+	}
+	for c := codes.Canceled; c <= codes.Unauthenticated; c++ {
+		t.Run(c.String(), func(t *testing.T) {
+			body := fmt.Sprintf(`{"text":"code:%d"}`, c)
+			rest := http.Header{"Content-Type": {"application/json"}}
+			connect := http.Header{"Content-Type": {"application/json"}, "Connect-Protocol-Version": {"1"}}
+			require.Equal(t, HTTPStatus(c), post(t, "/v1/echo", rest, body), "REST")
+			require.Equal(t, HTTPStatus(c), post(t, "/"+echoService+"/Echo", connect, body), "Connect")
+		})
+	}
+	require.Equal(t, http.StatusOK, HTTPStatus(codes.OK))
+	require.Equal(t, http.StatusInternalServerError, HTTPStatus(codes.Code(99)), "a code gRPC does not define is a fault")
 }
 
 func TestOversizeRequestsAreRefused(t *testing.T) {

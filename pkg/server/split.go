@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/net/http2/hpack"
+
+	"github.com/kontakt-se/kontakt/pkg/backoff"
 )
 
 // Native gRPC on the shared port.
@@ -92,21 +94,21 @@ func (s *splitter) run() error {
 		s.grpc.Close()
 		s.http.Close()
 	}()
-	var backoff time.Duration
+	// As net/http does: a failed accept (out of file descriptors, say)
+	// is retried after a growing pause.
+	pause := backoff.New(backoff.Policy{Initial: 5 * time.Millisecond, Max: time.Second})
 	for {
 		c, err := s.ln.Accept()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return err
 			}
-			// As net/http does: a failed accept (out of file
-			// descriptors, say) is retried after a growing pause.
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			s.logger.Warn("accept failed; retrying", slog.String("error", err.Error()), slog.Duration("retry_in", backoff))
-			time.Sleep(backoff)
+			wait := pause.Next()
+			s.logger.Warn("accept failed; retrying", slog.String("error", err.Error()), slog.Duration("retry_in", wait))
+			time.Sleep(wait)
 			continue
 		}
-		backoff = 0
+		pause.Reset()
 		go s.route(c)
 	}
 }

@@ -6,8 +6,8 @@ import (
 	crand "crypto/rand"
 
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -31,6 +31,7 @@ import (
 	esjs "github.com/kontakt-se/kontakt/pkg/eventstore/jetstream"
 	"github.com/kontakt-se/kontakt/pkg/natsserver"
 	"github.com/kontakt-se/kontakt/pkg/natstest"
+	"github.com/kontakt-se/kontakt/pkg/server"
 	"github.com/kontakt-se/kontakt/services/statistics/adapters/stream"
 	"github.com/kontakt-se/kontakt/services/statistics/domain"
 )
@@ -256,16 +257,23 @@ func storeRecords(t testing.TB, svc *Service) []domain.Record {
 	return recs
 }
 
-// grpcClient serves svc on a loopback port and returns a client.
+// grpcClient serves svc on a loopback port, on the server every kontakt
+// process uses (so the service's error table applies), and returns a
+// client.
 func grpcClient(t testing.TB, svc *Service) statisticsv1.StatisticsServiceClient {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	srv, err := server.New(server.Config{ListenAddr: "127.0.0.1:0"}, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
-	gs := grpc.NewServer()
-	svc.Register(gs)
-	go func() { _ = gs.Serve(lis) }()
-	t.Cleanup(gs.Stop)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	svc.Register(srv)
+	require.NoError(t, srv.Listen())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		require.NoError(t, <-done)
+	})
+	conn, err := grpc.NewClient(srv.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = conn.Close() })
 	return statisticsv1.NewStatisticsServiceClient(conn)

@@ -22,10 +22,10 @@ import (
 	_ "time/tzdata"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"google.golang.org/grpc"
 
 	statisticsv1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/statistics/v1"
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
+	"github.com/kontakt-se/kontakt/pkg/server"
 	"github.com/kontakt-se/kontakt/services/statistics/adapters/store"
 	"github.com/kontakt-se/kontakt/services/statistics/adapters/stream"
 	"github.com/kontakt-se/kontakt/services/statistics/app"
@@ -175,7 +175,7 @@ func New(ctx context.Context, cfg Config, es eventstore.Store, js jetstream.JetS
 		stream:    out,
 		projector: proj,
 		queries:   queries,
-		server:    ports.NewServer(queries, o.stopping, logger),
+		server:    ports.NewServer(queries, o.stopping),
 	}, nil
 }
 
@@ -194,11 +194,8 @@ func (c Config) policy() (domain.Policy, error) {
 	return p, nil
 }
 
-// Server returns the gRPC handlers.
-func (s *Service) Server() statisticsv1.StatisticsServiceServer { return s.server }
-
-// Register adds the handlers to a gRPC server.
-func (s *Service) Register(reg grpc.ServiceRegistrar) { ports.Register(reg, s.server) }
+// Register adds the handlers, with their error table, to a server.
+func (s *Service) Register(reg server.Registrar) { ports.Register(reg, s.server) }
 
 // Run runs the projector until ctx ends, then returns nil. Run it once,
 // beside the server; queries are answered whether or not it runs.

@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -37,28 +36,6 @@ func backupBenchCases(b *testing.B) int {
 // backupStreams are the streams of the single binary, as `kontakt backup`
 // copies them (the baseline copies the same).
 var backupStreams = []string{"KV_KONTAKT_IDEMPOTENCY", "KONTAKT_CASES", "KONTAKT_AUDIT", "KONTAKT_CASENUMBER_BLOCKS", "KONTAKT_RETENTION_LEDGER", "KONTAKT_STATS", "KV_KONTAKT_KEYS"}
-
-// dirSize is the bytes of the regular files under dir.
-func dirSize(b *testing.B, dir string) int64 {
-	var n int64
-	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.Type().IsRegular() {
-			info, err := d.Info()
-			if err != nil {
-				return err
-			}
-			n += info.Size()
-		}
-		return nil
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	return n
-}
 
 func run(b *testing.B, name string, args ...string) time.Duration {
 	b.Helper()
@@ -99,7 +76,7 @@ func BenchmarkBackupRestore(b *testing.B) {
 
 			seed := filepath.Join(k.dir, "data", "nats-credentials", "service.nk")
 			var cliTime time.Duration
-			var cliBytes int64
+			var cliBytes uint64
 			for _, s := range backupStreams {
 				target := filepath.Join(dir, "nats-cli", s)
 				cliTime += run(b, natsCLI, "--server", "nats://"+k.natsAddr, "--nkey", seed, "stream", "backup", s, target)

@@ -61,7 +61,7 @@ func BenchmarkRegisterCaseVsRawJetStream(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	measureRegistrations(b, "nats://"+k.natsAddr, k.natsOptions(b), k.addr, token, registerCase)
+	measureRegistrations(b, "nats://"+k.natsAddr, k.natsOptions(b), k.addr, token, registerCase, int64(b.N)*opsPerIteration)
 }
 
 // BenchmarkRegisterCaseIntakeOnlyVsRawJetStream is the same measurement
@@ -70,7 +70,7 @@ func BenchmarkRegisterCaseVsRawJetStream(b *testing.B) {
 // server: the intake API's own figure, without other services' writes.
 func BenchmarkRegisterCaseIntakeOnlyVsRawJetStream(b *testing.B) {
 	natsURL, addr, mint := intakeOnly(b)
-	measureRegistrations(b, natsURL, nil, addr, mint("bench-agent", auth.RoleAgent), registerCase)
+	measureRegistrations(b, natsURL, nil, addr, mint("bench-agent", auth.RoleAgent), registerCase, int64(b.N)*opsPerIteration)
 }
 
 // BenchmarkSubmitFormIntakeOnlyVsRawJetStream is the intake-only
@@ -90,7 +90,7 @@ func BenchmarkSubmitFormIntakeOnlyVsRawJetStream(b *testing.B) {
 			_, err := c.SubmitForm(ctx, &intakev1.SubmitFormRequest{IdempotencyKey: fmt.Sprintf("%s-%d", prefix, n), Case: in})
 			return "", err // a form's answer carries no case id
 		},
-	})
+	}, int64(b.N)*opsPerIteration)
 }
 
 // apiCall is the call a registration benchmark measures: do makes the
@@ -109,9 +109,16 @@ var registerCase = apiCall{
 	},
 }
 
+// registrationRates are what measureRegistrations measured: raw appends
+// per second (the higher of its two runs) and API calls per second.
+type registrationRates struct {
+	raw, api float64
+}
+
 // measureRegistrations runs the raw and the API measurement of the
-// benchmarks above, one after the other on the same server.
-func measureRegistrations(b *testing.B, natsURL string, natsOpts []nats.Option, addr, token string, call apiCall) {
+// benchmarks above, one after the other on the same server: ops raw
+// appends, ops calls, ops raw appends.
+func measureRegistrations(b *testing.B, natsURL string, natsOpts []nats.Option, addr, token string, call apiCall, ops int64) registrationRates {
 	ctx := context.Background()
 	nc, err := nats.Connect(natsURL, append(natsOpts, nats.Name("kontakt-bench"))...)
 	if err != nil {
@@ -120,11 +127,6 @@ func measureRegistrations(b *testing.B, natsURL string, natsOpts []nats.Option, 
 	defer nc.Close()
 	js, err := jetstream.New(nc)
 	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name: "BENCHRAW", Subjects: []string{"benchraw.>"}, Storage: jetstream.FileStorage, Replicas: 1,
-	}); err != nil {
 		b.Fatal(err)
 	}
 	payload := make([]byte, payloadBytes)
@@ -140,18 +142,8 @@ func measureRegistrations(b *testing.B, natsURL string, natsOpts []nats.Option, 
 		clients[i] = intakev1.NewIntakeServiceClient(conn)
 	}
 	authCtx := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
-	in := &intakev1.CaseInput{
-		Type: casev1.CaseType_CASE_TYPE_FRAGA, Channel: casev1.Channel_CHANNEL_PHONE, Category: "bygglov",
-		Subject:     "Fråga om bygglov för altan",
-		Description: "Invånaren undrar om det krävs bygglov för en altan på 25 kvadratmeter som ligger närmare tomtgränsen än 4,5 meter, och hur lång handläggningstiden är just nu.",
-		Contact: &intakev1.Contact{
-			Name: "Sven Svensson", Phone: "070-123 45 67",
-			PostalAddress: &casev1.PostalAddress{Street: "Storgatan 1", PostalCode: "431 82", City: "Mölndal"},
-		},
-	}
+	in := benchCaseInput()
 
-	ops := int64(b.N) * opsPerIteration
-	r := round.Add(1)
 	b.ResetTimer()
 
 	// (a) Raw JetStream, before and after the API: the disk's rate drifts
@@ -159,37 +151,18 @@ func measureRegistrations(b *testing.B, natsURL string, natsOpts []nats.Option, 
 	// The ratio is taken against the higher of the two, which cannot
 	// flatter the API: in the single binary the other services still
 	// work off the registrations while the second raw run goes.
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	raw := func(part int) time.Duration {
-		next.Store(0)
-		rawErr := make(chan error, writers)
-		start := time.Now()
-		for w := range writers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				subject := fmt.Sprintf("benchraw.r%d.p%d.w%d", r, part, w)
-				for next.Add(1) <= ops {
-					if _, err := js.Publish(ctx, subject, payload); err != nil {
-						rawErr <- err
-						return
-					}
-				}
-			}()
-		}
-		wg.Wait()
-		elapsed := time.Since(start)
-		close(rawErr)
-		for err := range rawErr {
+	raw := func() time.Duration {
+		d, err := rawAppends(ctx, js, ops, payload)
+		if err != nil {
 			b.Fatal("raw publish: ", err)
 		}
-		return elapsed
+		return d
 	}
-	rawBefore := raw(1)
+	rawBefore := raw()
 
 	// (b) The API.
-	next.Store(0)
+	var next atomic.Int64
+	var wg sync.WaitGroup
 	apiErr := make(chan error, writers)
 	latencies := make([][]time.Duration, writers)
 	var lastCase atomic.Value // a registered case's id, for the size line
@@ -213,7 +186,7 @@ func measureRegistrations(b *testing.B, natsURL string, natsOpts []nats.Option, 
 	}
 	wg.Wait()
 	apiElapsed := time.Since(apiStart)
-	rawAfter := raw(2)
+	rawAfter := raw()
 	b.StopTimer()
 	close(apiErr)
 	failed := 0
@@ -245,8 +218,61 @@ func measureRegistrations(b *testing.B, natsURL string, natsOpts []nats.Option, 
 
 	id, _ := lastCase.Load().(string)
 	stored := registeredSize(ctx, js, id)
-	b.Logf("N=%d ops each, %d writers: raw JetStream %.0f appends/s (%.0f before, %.0f after); %s %.0f cases/s (ratio %.3f), p50 %.1f ms, p99 %.1f ms, max %.1f ms; stored CaseRegistered %d bytes vs raw payload %d bytes",
-		ops, writers, rawRate, float64(ops)/rawBefore.Seconds(), float64(ops)/rawAfter.Seconds(), call.name, apiRate, apiRate/rawRate, pct(0.50), pct(0.99), float64(all[len(all)-1].Microseconds())/1000, stored, payloadBytes)
+	size := ""
+	if stored > 0 { // only where raw and API share the server
+		size = fmt.Sprintf("; stored CaseRegistered %d bytes vs raw payload %d bytes", stored, payloadBytes)
+	}
+	b.Logf("N=%d ops each, %d writers: raw JetStream %.0f appends/s (%.0f before, %.0f after); %s %.0f cases/s (ratio %.3f), p50 %.1f ms, p99 %.1f ms, max %.1f ms%s",
+		ops, writers, rawRate, float64(ops)/rawBefore.Seconds(), float64(ops)/rawAfter.Seconds(), call.name, apiRate, apiRate/rawRate, pct(0.50), pct(0.99), float64(all[len(all)-1].Microseconds())/1000, size)
+	return registrationRates{raw: rawRate, api: apiRate}
+}
+
+// benchCaseInput is the case every registration benchmark registers: a
+// question by phone with contact details and a description, under a
+// category code that every kontakt since the baseline accepts.
+func benchCaseInput() *intakev1.CaseInput {
+	return &intakev1.CaseInput{
+		Type: casev1.CaseType_CASE_TYPE_FRAGA, Channel: casev1.Channel_CHANNEL_PHONE, Category: "bygglov",
+		Subject:     "Fråga om bygglov för altan",
+		Description: "Invånaren undrar om det krävs bygglov för en altan på 25 kvadratmeter som ligger närmare tomtgränsen än 4,5 meter, och hur lång handläggningstiden är just nu.",
+		Contact: &intakev1.Contact{
+			Name: "Sven Svensson", Phone: "070-123 45 67",
+			PostalAddress: &casev1.PostalAddress{Street: "Storgatan 1", PostalCode: "431 82", City: "Mölndal"},
+		},
+	}
+}
+
+// rawAppends is the substrate's figure for appends: n synchronous
+// JetStream publishes (each waits for the acknowledgement, so for the
+// fsync on a sync-always server) of payload to a file-storage stream of
+// its own, from writers goroutines, each to its own subject. It returns
+// how long the n publishes took.
+func rawAppends(ctx context.Context, js jetstream.JetStream, n int64, payload []byte) (time.Duration, error) {
+	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name: "BENCHRAW", Subjects: []string{"benchraw.>"}, Storage: jetstream.FileStorage, Replicas: 1,
+	}); err != nil {
+		return 0, err
+	}
+	r := round.Add(1)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	start := time.Now()
+	for w := range writers {
+		wg.Go(func() {
+			subject := fmt.Sprintf("benchraw.r%d.w%d", r, w)
+			for next.Add(1) <= n {
+				if _, err := js.Publish(ctx, subject, payload); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	close(errs)
+	return elapsed, <-errs
 }
 
 // registeredSize is the size of a stored CaseRegistered, to compare with

@@ -253,7 +253,20 @@ func (e *intakeEnv) submit(t *testing.T, p protocol, conn int, token string, req
 // open311Post posts a GeoReport v2 service request, form-encoded.
 func (e *intakeEnv) open311Post(t *testing.T, form url.Values) (int, []byte) {
 	t.Helper()
-	resp, err := http.Post("http://"+e.k.Addr+"/open311/v2/requests.json", "application/x-www-form-urlencoded", strings.NewReader(form.Encode()))
+	return e.open311PostWith(t, nil, form)
+}
+
+// open311PostWith is open311Post with extra request headers (an
+// Idempotency-Key).
+func (e *intakeEnv) open311PostWith(t *testing.T, header http.Header, form url.Values) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, "http://"+e.k.Addr+"/open311/v2/requests.json", strings.NewReader(form.Encode()))
+	require.NoError(t, err)
+	for k, vs := range header {
+		req.Header[k] = vs
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)

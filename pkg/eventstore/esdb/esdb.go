@@ -98,6 +98,7 @@ import (
 
 	esdbclient "github.com/EventStore/EventStore-Client-Go/v4/esdb"
 
+	"github.com/kontakt-se/kontakt/pkg/backoff"
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
 )
 
@@ -117,9 +118,6 @@ const (
 	// conflictRetries is how often Any appends re-read the stream's last
 	// revision after losing a race before giving up with ErrConflict.
 	conflictRetries = 5
-	// Subscribe's back-off between re-subscriptions.
-	minBackoff = 50 * time.Millisecond
-	maxBackoff = 5 * time.Second
 )
 
 // Config configures a Store.
@@ -486,7 +484,7 @@ func (s *Store) Delete(ctx context.Context, stream string) error {
 // error when it refuses the subscription (for instance access denied).
 func (s *Store) Subscribe(ctx context.Context, from eventstore.Position, h eventstore.Handler) error {
 	last := uint64(from)
-	backoff := minBackoff
+	pause := backoff.New(eventstore.Resubscribe)
 	for {
 		before := last
 		err := s.subscribeOnce(ctx, &last, h)
@@ -502,16 +500,11 @@ func (s *Store) Subscribe(ctx context.Context, from eventstore.Position, h event
 			return fmt.Errorf("eventstore/esdb: subscribe from position %d: %w", last, werr)
 		}
 		if last != before {
-			backoff = minBackoff
+			pause.Reset()
 		}
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
+		if err := pause.Wait(ctx); err != nil {
+			return err
 		}
-		backoff = min(2*backoff, maxBackoff)
 	}
 }
 

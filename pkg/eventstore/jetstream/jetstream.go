@@ -47,9 +47,11 @@ import (
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
+	"github.com/kontakt-se/kontakt/pkg/backoff"
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
 	"github.com/kontakt-se/kontakt/pkg/jsbatch"
 	"github.com/kontakt-se/kontakt/pkg/jsread"
+	"github.com/kontakt-se/kontakt/pkg/natserr"
 )
 
 // Defaults for Config fields left at their zero value.
@@ -289,11 +291,11 @@ func (s *Store) AppendBatch(ctx context.Context, appends []eventstore.BatchAppen
 	cancel()
 	switch {
 	case err == nil:
-	case jsbatch.IsCode(err, jsbatch.ErrCodeDuplicate):
+	case natserr.Is(err, natserr.AtomicPublishDuplicate):
 		return nil, fmt.Errorf("eventstore/jetstream: append batch of %d: %w: an event id is already stored (%w)", len(appends), eventstore.ErrConflict, err)
-	case jsbatch.IsCode(err, jsbatch.ErrCodeDisabled):
+	case natserr.Is(err, natserr.AtomicPublishDisabled):
 		return nil, fmt.Errorf("eventstore/jetstream: append batch of %d: %w (%w)", len(appends), errors.ErrUnsupported, err)
-	case jsbatch.IsCode(err, jsbatch.ErrCodeIncomplete, jsbatch.ErrCodeTooManyInflight):
+	case natserr.Is(err, natserr.AtomicPublishIncomplete, natserr.AtomicPublishTooManyInflight):
 		// Nothing was stored; trying again is safe.
 		return nil, fmt.Errorf("eventstore/jetstream: append batch of %d: %w: %w", len(appends), eventstore.ErrUnavailable, err)
 	default:
@@ -311,7 +313,7 @@ func (s *Store) appendAny(ctx context.Context, stream, subject string, ev events
 		lastMsg, err := s.getLast(ctx, subject)
 		var last uint64
 		switch {
-		case errors.Is(err, natsjs.ErrMsgNotFound):
+		case natserr.IsMessageNotFound(err):
 		case err != nil:
 			return 0, s.opErr("append to", stream, err)
 		case isTombstone(lastMsg.Header):
@@ -344,7 +346,7 @@ func (s *Store) appendExpect(ctx context.Context, stream, subject string, last u
 		}
 		return eventstore.Revision(ack.Sequence), nil
 	}
-	if !isWrongLastSequence(err) {
+	if !natserr.IsWrongLastSequence(err) {
 		return 0, s.opErr("append to", stream, err)
 	}
 
@@ -356,14 +358,14 @@ func (s *Store) appendExpect(ctx context.Context, stream, subject string, last u
 		return eventstore.Revision(next.Sequence), nil
 	case gerr == nil && isTombstone(next.Header):
 		return 0, deletedErr("append to", stream)
-	case gerr != nil && !errors.Is(gerr, natsjs.ErrMsgNotFound):
+	case gerr != nil && !natserr.IsMessageNotFound(gerr):
 		return 0, s.opErr("check conflict on", stream, gerr)
 	}
 	lastMsg, lerr := s.getLast(ctx, subject)
 	switch {
 	case lerr == nil && isTombstone(lastMsg.Header):
 		return 0, deletedErr("append to", stream)
-	case lerr != nil && !errors.Is(lerr, natsjs.ErrMsgNotFound):
+	case lerr != nil && !natserr.IsMessageNotFound(lerr):
 		return 0, s.opErr("check conflict on", stream, lerr)
 	}
 	want := "no stream"
@@ -380,7 +382,7 @@ func (s *Store) appendExpect(ctx context.Context, stream, subject string, last u
 // with a revision of the wrong stream.
 func (s *Store) confirmDuplicate(ctx context.Context, stream, subject string, seq uint64, ev eventstore.Event) (eventstore.Revision, error) {
 	m, err := s.getSeq(ctx, seq)
-	if errors.Is(err, natsjs.ErrMsgNotFound) {
+	if natserr.IsMessageNotFound(err) {
 		// Removed since: only Delete removes messages.
 		if last, lerr := s.getLast(ctx, subject); lerr == nil && isTombstone(last.Header) {
 			return 0, deletedErr("append to", stream)
@@ -407,7 +409,7 @@ func (s *Store) Read(ctx context.Context, stream string) ([]eventstore.RecordedE
 	}
 	lastMsg, err := s.getLast(ctx, subject)
 	switch {
-	case errors.Is(err, natsjs.ErrMsgNotFound):
+	case natserr.IsMessageNotFound(err):
 		return nil, fmt.Errorf("eventstore/jetstream: read stream %q: %w", stream, eventstore.ErrStreamNotFound)
 	case err != nil:
 		return nil, s.opErr("read", stream, err)
@@ -426,7 +428,7 @@ func (s *Store) Read(ctx context.Context, stream string) ([]eventstore.RecordedE
 			return append(out, rest...), nil
 		}
 		m, err := s.getNext(ctx, subject, seq)
-		if errors.Is(err, natsjs.ErrMsgNotFound) || (err == nil && (m.Sequence > last || isTombstone(m.Header))) {
+		if natserr.IsMessageNotFound(err) || (err == nil && (m.Sequence > last || isTombstone(m.Header))) {
 			// The stream lost messages while being read: deleted.
 			return nil, deletedErr("read", stream)
 		}
@@ -484,7 +486,7 @@ func (s *Store) Delete(ctx context.Context, stream string) error {
 	for attempt := 1; ; attempt++ {
 		lastMsg, err := s.getLast(ctx, subject)
 		switch {
-		case errors.Is(err, natsjs.ErrMsgNotFound):
+		case natserr.IsMessageNotFound(err):
 			return fmt.Errorf("eventstore/jetstream: delete stream %q: %w", stream, eventstore.ErrStreamNotFound)
 		case err != nil:
 			return s.opErr("delete", stream, err)
@@ -527,8 +529,7 @@ func (s *Store) purge(ctx context.Context, stream, subject string) error {
 // stream was removed).
 func (s *Store) Subscribe(ctx context.Context, from eventstore.Position, h eventstore.Handler) error {
 	next := uint64(from) + 1
-	const maxBackoff = 5 * time.Second
-	backoff := 50 * time.Millisecond
+	pause := backoff.New(eventstore.Resubscribe)
 	for {
 		before := next
 		err := s.consume(ctx, &next, h)
@@ -546,16 +547,11 @@ func (s *Store) Subscribe(ctx context.Context, from eventstore.Position, h event
 			return fmt.Errorf("eventstore/jetstream: subscribe from position %d: %w", next-1, werr)
 		}
 		if next != before {
-			backoff = 50 * time.Millisecond
+			pause.Reset()
 		}
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
+		if err := pause.Wait(ctx); err != nil {
+			return err
 		}
-		backoff = min(2*backoff, maxBackoff)
 	}
 }
 
@@ -688,42 +684,21 @@ func (s *Store) opErr(op, stream string, err error) error {
 // wrapErr adds the matching eventstore sentinel to err, so that callers can
 // use errors.Is while the original error stays available.
 func wrapErr(err error) error {
-	var apiErr *natsjs.APIError
-	if errors.As(err, &apiErr) {
-		switch {
-		case apiErr.ErrorCode == natsjs.JSErrCodeStreamWrongLastSequence,
-			apiErr.ErrorCode == natsjs.JSErrCodeStreamWrongLastSequenceConstant:
-			return fmt.Errorf("%w: %w", eventstore.ErrConflict, err)
-		case apiErr.ErrorCode == natsjs.JSErrCodeStreamMessageExceedsMaximum:
-			return fmt.Errorf("%w: %w", eventstore.ErrInvalid, err)
-		case apiErr.ErrorCode == errCodeDuplicateInProcess,
-			apiErr.Code == 503, apiErr.Code == 408, apiErr.Code == 504:
-			return fmt.Errorf("%w: %w", eventstore.ErrUnavailable, err)
-		}
+	switch {
+	case natserr.IsWrongLastSequence(err):
+		return fmt.Errorf("%w: %w", eventstore.ErrConflict, err)
+	case natserr.Is(err, natserr.MessageExceedsMaximum):
+		return fmt.Errorf("%w: %w", eventstore.ErrInvalid, err)
+	case natserr.IsRefusal(err):
 		return err
 	}
 	if errors.Is(err, nats.ErrMaxPayload) || errors.Is(err, nats.ErrBadSubject) || errors.Is(err, nats.ErrBadHeaderMsg) {
 		return fmt.Errorf("%w: %w", eventstore.ErrInvalid, err)
 	}
-	if errors.Is(err, natsjs.ErrStreamNotFound) {
-		// Somebody removed the JetStream stream under the store.
-		return err
-	}
-	// Time-outs, no responders, closed or reconnecting connections and
-	// cancelled contexts: the outcome of a write is unknown.
+	// The server saying "not now", time-outs, no responders, closed or
+	// reconnecting connections and cancelled contexts: the outcome of a
+	// write is unknown.
 	return fmt.Errorf("%w: %w", eventstore.ErrUnavailable, err)
-}
-
-// errCodeDuplicateInProcess is JSStreamDuplicateMessageConflict: a message
-// with the same id is being stored right now (clustered streams), so the
-// outcome of this attempt is not known yet.
-const errCodeDuplicateInProcess natsjs.ErrorCode = 10158
-
-func isWrongLastSequence(err error) bool {
-	var apiErr *natsjs.APIError
-	return errors.As(err, &apiErr) &&
-		(apiErr.ErrorCode == natsjs.JSErrCodeStreamWrongLastSequence ||
-			apiErr.ErrorCode == natsjs.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
 func isTombstone(h nats.Header) bool {

@@ -17,6 +17,7 @@ import (
 
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
 	intakev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/intake/v1"
+	"github.com/kontakt-se/kontakt/pkg/backoff"
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
 	"github.com/kontakt-se/kontakt/pkg/seal"
 	"github.com/kontakt-se/kontakt/services/intake/domain"
@@ -184,19 +185,14 @@ func (s *Service) SubmitForm(ctx context.Context, client, key string, in *intake
 func (s *Service) release(ctx context.Context, key string, rec IdempotencyRecord) {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
 	defer cancel()
-	for wait := 100 * time.Millisecond; ; wait = min(2*wait, time.Second) {
-		err := s.idem.Release(rctx, key, rec)
-		if err == nil {
-			return
-		}
-		select {
-		case <-rctx.Done():
-			s.logger.Warn("could not release the claim of a failed form submission; a retry waits until it is stale", "error", err)
-			return
-		case <-time.After(wait):
-		}
+	err := backoff.Retry(rctx, releaseBackoff, func() error { return s.idem.Release(rctx, key, rec) })
+	if err != nil {
+		s.logger.Warn("could not release the claim of a failed form submission; a retry waits until it is stale", "error", err)
 	}
 }
+
+// releaseBackoff paces the attempts to release a claim.
+var releaseBackoff = backoff.Policy{Initial: 100 * time.Millisecond, Max: time.Second}
 
 // releaseTimeout bounds how long a failed form submission tries to give up
 // its claim: longer than a leader election usually takes, far shorter than
@@ -207,17 +203,16 @@ const releaseTimeout = 8 * time.Second
 // the record once done, or once stale enough to take over.
 func (s *Service) awaitClaim(ctx context.Context, key string, rec IdempotencyRecord) (IdempotencyRecord, error) {
 	deadline := time.Now().Add(s.cfg.WaitForClaim)
-	for wait := 20 * time.Millisecond; ; wait = min(wait*2, 500*time.Millisecond) {
+	pause := backoff.New(claimPoll)
+	for {
 		if rec.Done || s.clock().Sub(rec.ClaimedAt) > s.cfg.StaleClaim {
 			return rec, nil
 		}
 		if time.Now().After(deadline) {
 			return IdempotencyRecord{}, ErrInProgress
 		}
-		select {
-		case <-ctx.Done():
-			return IdempotencyRecord{}, ctx.Err()
-		case <-time.After(wait):
+		if err := pause.Wait(ctx); err != nil {
+			return IdempotencyRecord{}, err
 		}
 		var err error
 		if rec, err = s.idem.Get(ctx, key); err != nil {
@@ -225,6 +220,10 @@ func (s *Service) awaitClaim(ctx context.Context, key string, rec IdempotencyRec
 		}
 	}
 }
+
+// claimPoll paces looking again at a claim another request holds: often
+// at first, since most first requests finish within moments.
+var claimPoll = backoff.Policy{Initial: 20 * time.Millisecond, Max: 500 * time.Millisecond}
 
 // complete records the answer for later retries. Failing to record it is
 // logged, not returned: the case is registered, and a retry finds it in
@@ -336,12 +335,13 @@ func (s *Service) appendRegistered(ctx context.Context, ev *casev1.CaseRegistere
 	if err != nil {
 		return Registered{}, err
 	}
-	for attempt := 0; ; attempt++ {
-		_, err = s.store.Append(ctx, ev.GetCaseId(), eventstore.NoStream(), event)
-		if err == nil || !errors.Is(err, eventstore.ErrUnavailable) || attempt == 2 || ctx.Err() != nil {
-			break
+	err = backoff.Retry(ctx, backoff.UnknownOutcome, func() error {
+		_, err := s.store.Append(ctx, ev.GetCaseId(), eventstore.NoStream(), event)
+		if err != nil && !errors.Is(err, eventstore.ErrUnavailable) {
+			return backoff.Permanent(err)
 		}
-	}
+		return err
+	})
 	if err != nil {
 		return Registered{}, fmt.Errorf("append CaseRegistered: %w", err)
 	}

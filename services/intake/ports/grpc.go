@@ -38,10 +38,16 @@ type Registrar interface {
 	Validate(in *intakev1.CaseInput, src domain.Source) error
 }
 
-// ErrorMappings is the one table from intake's errors to gRPC codes.
+// ErrorMappings is the one table from intake's errors to gRPC codes, for
+// every protocol: the server applies it to each call of the service (see
+// Register), and Open311 answers through it too. A case that breaks the
+// domain's rules is InvalidArgument naming every wrong field. Reusing an
+// idempotency key for another payload is FailedPrecondition (HTTP 400):
+// the key is taken, and sending the same request again cannot succeed.
 // Anything not listed becomes Internal without its text.
 func ErrorMappings() []server.ErrorMapping {
 	return []server.ErrorMapping{
+		server.MapAs(invalidCase),
 		{Target: app.ErrPayloadMismatch, Code: codes.FailedPrecondition},
 		{Target: app.ErrInProgress, Code: codes.Aborted},
 		{Target: app.ErrNotFound, Code: codes.NotFound},
@@ -68,9 +74,10 @@ func NewServer(a Registrar, v protovalidate.Validator, clock func() time.Time, l
 	return &Server{app: a, validator: v, clock: clock, logger: logger}
 }
 
-// Register adds the intake service to a gRPC server.
-func Register(reg grpc.ServiceRegistrar, s *Server) {
+// Register adds the intake service, with its error table, to a server.
+func Register(reg server.Registrar, s *Server) {
 	intakev1.RegisterIntakeServiceServer(reg, s)
+	reg.MapErrors(intakev1.IntakeService_ServiceDesc.ServiceName, ErrorMappings()...)
 }
 
 // ValidatesOwnRequests tells the server's validation interceptor that
@@ -89,7 +96,7 @@ func (s *Server) RegisterCase(ctx context.Context, req *intakev1.RegisterCaseReq
 	}
 	r, err := s.app.Register(ctx, req.GetCase(), p.Subject)
 	if err != nil {
-		return nil, s.edge(err)
+		return nil, err
 	}
 	return &intakev1.RegisterCaseResponse{CaseId: r.CaseID, CaseNumber: r.CaseNumber, RegisteredAt: timestamppb.New(r.RegisteredAt)}, nil
 }
@@ -105,7 +112,7 @@ func (s *Server) SubmitForm(ctx context.Context, req *intakev1.SubmitFormRequest
 	}
 	r, err := s.app.SubmitForm(ctx, p.Client, req.GetIdempotencyKey(), req.GetCase())
 	if err != nil {
-		return nil, s.edge(err)
+		return nil, err
 	}
 	if r.Replayed {
 		_ = grpc.SetHeader(ctx, metadata.Pairs(ReplayedHeader, "true"))
@@ -119,7 +126,7 @@ func (s *Server) SubmitForm(ctx context.Context, req *intakev1.SubmitFormRequest
 func (s *Server) precheck(req proto.Message, in *intakev1.CaseInput, src domain.Source) error {
 	viols, err := server.Violations(s.validator, req)
 	if err != nil {
-		return server.ToStatus(err, nil, s.logger)
+		return err
 	}
 	if len(viols) == 0 {
 		return nil
@@ -133,18 +140,14 @@ func (s *Server) precheck(req proto.Message, in *intakev1.CaseInput, src domain.
 	return server.InvalidArgument("invalid case", viols...)
 }
 
-// edge maps a command's error to a status. Validation errors carry their
-// field violations; the rest go through the mapping table.
-func (s *Server) edge(err error) error {
-	var ve *domain.ValidationError
-	if errors.As(err, &ve) {
-		viols := make([]server.FieldViolation, len(ve.Violations))
-		for i, v := range ve.Violations {
-			viols[i] = server.FieldViolation{Field: v.Field, Description: v.Description}
-		}
-		return server.InvalidArgument("invalid case", viols...)
+// invalidCase is a case the domain refused: InvalidArgument naming every
+// wrong field, so a form can show each message next to its field.
+func invalidCase(ve *domain.ValidationError) error {
+	viols := make([]server.FieldViolation, len(ve.Violations))
+	for i, v := range ve.Violations {
+		viols[i] = server.FieldViolation{Field: v.Field, Description: v.Description}
 	}
-	return server.ToStatus(err, ErrorMappings(), s.logger)
+	return server.InvalidArgument("invalid case", viols...)
 }
 
 // mergeViolations adds the domain's violations for fields the field rules

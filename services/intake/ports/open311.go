@@ -19,15 +19,15 @@ import (
 
 	"buf.build/go/protovalidate"
 	"golang.org/x/text/encoding/htmlindex"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/status"
 
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
 	intakev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/intake/v1"
 	"github.com/kontakt-se/kontakt/pkg/auth"
-	"github.com/kontakt-se/kontakt/pkg/eventstore"
 	"github.com/kontakt-se/kontakt/pkg/ratelimit"
 	"github.com/kontakt-se/kontakt/pkg/server"
 	"github.com/kontakt-se/kontakt/services/intake/app"
-	"github.com/kontakt-se/kontakt/services/intake/domain"
 )
 
 // Open311Service is one kind of fault a fault-reporting app can report
@@ -333,11 +333,7 @@ func (o *Open311) postRequest(w http.ResponseWriter, r *http.Request) {
 		o.writeAppError(w, err)
 		return
 	} else if len(viols) > 0 {
-		parts := make([]string, 0, len(viols))
-		for _, v := range viols {
-			parts = append(parts, open311Field(v.Field)+": "+v.Description)
-		}
-		writeOpen311Error(w, http.StatusBadRequest, strings.Join(parts, "; "))
+		o.writeAppError(w, server.InvalidArgument("invalid case", viols...))
 		return
 	}
 	res, err := o.app.SubmitForm(r.Context(), p.Client+"/open311", key, in)
@@ -373,16 +369,17 @@ func (o *Open311) getRequest(w http.ResponseWriter, r *http.Request, id string) 
 	// A client sees only the reports it filed: case numbers are
 	// sequential, and nobody may walk through other cases' status.
 	if st.RegisteredBy != "form:"+p.Client+"/open311" {
-		writeOpen311Error(w, http.StatusNotFound, "no such service request")
+		// The same answer as for a number never given out.
+		o.writeAppError(w, app.ErrNotFound)
 		return
 	}
-	status := "open"
+	state := "open"
 	if st.Closed {
-		status = "closed"
+		state = "closed"
 	}
 	writeJSON(w, http.StatusOK, []map[string]any{{
 		"service_request_id": st.CaseNumber,
-		"status":             status,
+		"status":             state,
 		"service_code":       st.Category,
 		"service_name":       o.serviceName(st.Category),
 		"requested_datetime": st.RequestedAt.UTC().Format(time.RFC3339),
@@ -390,29 +387,26 @@ func (o *Open311) getRequest(w http.ResponseWriter, r *http.Request, id string) 
 	}})
 }
 
+// writeAppError answers a failed command or query through intake's one
+// error table (ErrorMappings) and the one code-to-HTTP mapping
+// (server.HTTPStatus), so a failure gets here the status and the words it
+// gets over REST; the fields a refused case names are given by their
+// GeoReport parameters.
 func (o *Open311) writeAppError(w http.ResponseWriter, err error) {
-	var ve *domain.ValidationError
-	switch {
-	case errors.As(err, &ve):
-		parts := make([]string, 0, len(ve.Violations))
-		for _, v := range ve.Violations {
-			parts = append(parts, open311Field(v.Field)+": "+v.Description)
+	st := status.Convert(server.ToStatus(err, ErrorMappings(), o.logger.With("http.route", o.prefix)))
+	description := st.Message()
+	for _, d := range st.Details() {
+		br, ok := d.(*errdetails.BadRequest)
+		if !ok {
+			continue
 		}
-		writeOpen311Error(w, http.StatusBadRequest, strings.Join(parts, "; "))
-	case errors.Is(err, app.ErrNotFound):
-		writeOpen311Error(w, http.StatusNotFound, "no such service request")
-	case errors.Is(err, app.ErrPayloadMismatch):
-		writeOpen311Error(w, http.StatusConflict, err.Error())
-	case errors.Is(err, app.ErrInProgress):
-		writeOpen311Error(w, http.StatusConflict, err.Error())
-	case errors.Is(err, eventstore.ErrUnavailable), server.Transient(err):
-		o.logger.Warn("open311 request failed: store briefly unavailable; the client may retry", "error", err.Error())
-		writeOpen311Error(w, http.StatusServiceUnavailable, "temporarily unavailable; retry later")
-	default:
-		// Our fault: client mistakes are answered before they get here.
-		o.logger.Error("open311 request failed", "error", err.Error())
-		writeOpen311Error(w, http.StatusInternalServerError, "internal error")
+		parts := make([]string, 0, len(br.GetFieldViolations()))
+		for _, v := range br.GetFieldViolations() {
+			parts = append(parts, open311Field(v.GetField())+": "+v.GetDescription())
+		}
+		description = strings.Join(parts, "; ")
 	}
+	writeOpen311Error(w, server.HTTPStatus(st.Code()), description)
 }
 
 // validIdempotencyKey is SubmitFormRequest.idempotency_key's rule, for

@@ -6,8 +6,6 @@ package ports
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"log/slog"
 	"time"
 
 	"google.golang.org/grpc"
@@ -30,9 +28,12 @@ import (
 	"github.com/kontakt-se/kontakt/services/retention/domain"
 )
 
-// ErrorMappings is the one table from retention's errors to gRPC codes.
+// ErrorMappings is the one table from retention's errors to gRPC codes;
+// the server applies it to each call of the service (see Register). A
+// refused value is InvalidArgument naming its field.
 func ErrorMappings() []server.ErrorMapping {
 	return []server.ErrorMapping{
+		server.MapAs(invalidField),
 		{Target: app.ErrNotFound, Code: codes.NotFound},
 		{Target: app.ErrHoldNotFound, Code: codes.NotFound, Explain: true},
 		{Target: app.ErrConflict, Code: codes.Aborted},
@@ -48,26 +49,23 @@ func ErrorMappings() []server.ErrorMapping {
 // Server implements kontakt.retention.v1.RetentionService.
 type Server struct {
 	retentionv1.UnimplementedRetentionServiceServer
-	svc    *app.Service
-	logger *slog.Logger
+	svc *app.Service
 }
 
 // NewServer builds the handlers.
-func NewServer(svc *app.Service, logger *slog.Logger) *Server {
-	return &Server{svc: svc, logger: logger}
+func NewServer(svc *app.Service) *Server {
+	return &Server{svc: svc}
 }
 
-// Register adds the retention service to a gRPC server.
-func Register(reg grpc.ServiceRegistrar, s *Server) {
+// Register adds the retention service, with its error table, to a server.
+func Register(reg server.Registrar, s *Server) {
 	retentionv1.RegisterRetentionServiceServer(reg, s)
+	reg.MapErrors(retentionv1.RetentionService_ServiceDesc.ServiceName, ErrorMappings()...)
 }
 
-func (s *Server) edge(err error) error {
-	var fe *app.FieldError
-	if errors.As(err, &fe) {
-		return server.InvalidArgument("invalid request: "+fe.Error(), server.FieldViolation{Field: fe.Field, Description: fe.Reason})
-	}
-	return server.ToStatus(err, ErrorMappings(), s.logger)
+// invalidField is a refused value: InvalidArgument naming the field.
+func invalidField(fe *app.FieldError) error {
+	return server.InvalidArgument("invalid request: "+fe.Error(), server.FieldViolation{Field: fe.Field, Description: fe.Reason})
 }
 
 // caller returns the authenticated subject and the role it acts in.
@@ -171,7 +169,7 @@ func actionToProto(a domain.Action) retentionv1.Action {
 func (s *Server) Preview(_ context.Context, req *retentionv1.PreviewRequest) (*retentionv1.PreviewResponse, error) {
 	items, err := s.svc.Preview(int(req.GetDays()))
 	if err != nil {
-		return nil, s.edge(err)
+		return nil, err
 	}
 	out := &retentionv1.PreviewResponse{Items: make([]*retentionv1.DueItem, 0, len(items))}
 	for _, it := range items {
@@ -201,7 +199,7 @@ func (s *Server) PlaceHold(ctx context.Context, req *retentionv1.PlaceHoldReques
 	}
 	id, err := s.svc.PlaceHold(ctx, actor, req.GetCaseId(), req.GetReason())
 	if err != nil {
-		return nil, s.edge(err)
+		return nil, err
 	}
 	return &retentionv1.PlaceHoldResponse{HoldId: id}, nil
 }
@@ -213,7 +211,7 @@ func (s *Server) ReleaseHold(ctx context.Context, req *retentionv1.ReleaseHoldRe
 		return nil, err
 	}
 	if err := s.svc.ReleaseHold(ctx, actor, req.GetCaseId(), req.GetHoldId()); err != nil {
-		return nil, s.edge(err)
+		return nil, err
 	}
 	return &retentionv1.ReleaseHoldResponse{}, nil
 }
@@ -227,7 +225,7 @@ func (s *Server) MarkForPreservation(ctx context.Context, req *retentionv1.MarkF
 	}
 	res, err := s.svc.MarkForPreservation(ctx, by, role, req.GetCaseId(), req.GetReason())
 	if err != nil {
-		return nil, s.edge(err)
+		return nil, err
 	}
 	out := &retentionv1.MarkForPreservationResponse{ArchiveDueAt: ts(res.ArchiveDueAt), AlreadyMarked: res.AlreadyMarked}
 	for _, c := range res.AlreadyRedacted {
@@ -243,7 +241,7 @@ func (s *Server) WithdrawPreservationMark(ctx context.Context, req *retentionv1.
 		return nil, err
 	}
 	if err := s.svc.WithdrawPreservationMark(ctx, by, role, req.GetCaseId(), req.GetReason()); err != nil {
-		return nil, s.edge(err)
+		return nil, err
 	}
 	return &retentionv1.WithdrawPreservationMarkResponse{}, nil
 }
@@ -252,7 +250,7 @@ func (s *Server) WithdrawPreservationMark(ctx context.Context, req *retentionv1.
 func (s *Server) ListPreservationMarks(context.Context, *retentionv1.ListPreservationMarksRequest) (*retentionv1.ListPreservationMarksResponse, error) {
 	marks, err := s.svc.PreservationMarks()
 	if err != nil {
-		return nil, s.edge(err)
+		return nil, err
 	}
 	out := &retentionv1.ListPreservationMarksResponse{Marks: make([]*retentionv1.PreservationMark, 0, len(marks))}
 	for _, m := range marks {
@@ -286,7 +284,7 @@ func (s *Server) SubjectAccess(ctx context.Context, req *retentionv1.SubjectAcce
 	}
 	ext, err := s.svc.SubjectAccess(ctx, actor, role, subjectKey(req.GetSubject()), req.GetPurpose())
 	if err != nil {
-		return nil, s.edge(err)
+		return nil, err
 	}
 	return ExtractToProto(ext), nil
 }
@@ -384,7 +382,7 @@ func (s *Server) EraseSubject(ctx context.Context, req *retentionv1.EraseSubject
 	}
 	outcomes, err := s.svc.EraseSubject(ctx, actor, subjectKey(req.GetSubject()), req.GetReason())
 	if err != nil {
-		return nil, s.edge(err)
+		return nil, err
 	}
 	out := &retentionv1.EraseSubjectResponse{}
 	for _, o := range outcomes {
@@ -401,7 +399,7 @@ func (s *Server) Rectify(ctx context.Context, req *retentionv1.RectifyRequest) (
 	}
 	r := app.Rectification{Contact: req.GetContact(), FreeText: req.GetFreeText(), Identity: req.GetIdentity()}
 	if err := s.svc.Rectify(ctx, actor, req.GetCaseId(), r); err != nil {
-		return nil, s.edge(err)
+		return nil, err
 	}
 	return &retentionv1.RectifyResponse{}, nil
 }
@@ -412,7 +410,7 @@ func (s *Server) ListReceipts(_ *retentionv1.ListReceiptsRequest, stream grpc.Se
 		return stream.Send(&retentionv1.ListReceiptsResponse{Receipt: ReceiptToProto(r)})
 	})
 	if err != nil {
-		return s.edge(err)
+		return err
 	}
 	return nil
 }

@@ -176,6 +176,6 @@ func Mount(ctx context.Context, h *host.Host) error {
 	}
 	h.Go(svc.RunProjector)
 	h.Go(svc.RunSweeper)
-	ports.Register(h.Server, ports.NewServer(svc, logger))
+	ports.Register(h.Server, ports.NewServer(svc))
 	return nil
 }

@@ -17,19 +17,6 @@ import (
 	"github.com/kontakt-se/kontakt/services/routing/domain"
 )
 
-// EventStore is the part of the event store the commands use.
-type EventStore interface {
-	Append(ctx context.Context, stream string, expected eventstore.ExpectedRevision, ev eventstore.Event) (eventstore.Revision, error)
-	Read(ctx context.Context, stream string) ([]eventstore.RecordedEvent, error)
-}
-
-// Sealer seals and opens personal data with the case's keys; gen is the
-// generation of the class's key (seal.Generations).
-type Sealer interface {
-	Seal(ctx context.Context, caseID string, class seal.Class, gen uint32, plaintext []byte) (*casev1.SealedPersonalData, error)
-	Open(ctx context.Context, caseID string, sealed *casev1.SealedPersonalData) ([]byte, error)
-}
-
 // ErrNotFound means there is no such case (or it was deleted).
 var ErrNotFound = errors.New("case not found")
 
@@ -43,9 +30,17 @@ type Commands struct {
 	logger *slog.Logger
 }
 
+// CommandsConfig is what the command side is built from.
+type CommandsConfig struct {
+	Store  EventStore
+	Sealer Sealer
+	Clock  func() time.Time
+	Logger *slog.Logger
+}
+
 // NewCommands builds the command side.
-func NewCommands(store EventStore, sealer Sealer, clock func() time.Time, logger *slog.Logger) *Commands {
-	return &Commands{store: store, sealer: sealer, clock: clock, logger: logger}
+func NewCommands(cfg CommandsConfig) *Commands {
+	return &Commands{store: cfg.Store, sealer: cfg.Sealer, clock: cfg.Clock, logger: cfg.Logger}
 }
 
 // maxAttempts bounds the reload-and-retry loop on conflicts.

@@ -17,25 +17,8 @@ import (
 	"github.com/kontakt-se/kontakt/pkg/caseaccess"
 	"github.com/kontakt-se/kontakt/pkg/seal"
 	"github.com/kontakt-se/kontakt/pkg/subject"
-	"github.com/kontakt-se/kontakt/services/routing/adapters/readmodel"
 	"github.com/kontakt-se/kontakt/services/routing/domain"
 )
-
-// ReadModel is what the queries read.
-type ReadModel interface {
-	Get(caseID string) (readmodel.CaseRow, error)
-	FindByNumber(number string) (readmodel.CaseRow, error)
-	FindByToken(token string) ([]readmodel.CaseRow, error)
-	History(caseID string) ([]readmodel.HistoryEntry, error)
-	QueueLoad(queue string) (readmodel.Load, error)
-	ListQueue(queue string, order routingv1.QueueOrder, types []casev1.CaseType, channels []casev1.Channel, pageSize int, pageToken string) ([]readmodel.CaseRow, string, error)
-}
-
-// AuditLog records reads of personal data before they happen.
-type AuditLog interface {
-	Record(ctx context.Context, rec *routingv1.AuditRecord) error
-	ForCase(ctx context.Context, caseID string) ([]*routingv1.AuditRecord, error)
-}
 
 // Sentinel errors of the query side.
 var (
@@ -47,6 +30,9 @@ var (
 	// ErrInvalidKey means a search key is not a valid e-mail, phone or
 	// identity number.
 	ErrInvalidKey = subject.ErrInvalidKey
+	// ErrInvalidPageToken means a page token was not issued for the same
+	// queue and order.
+	ErrInvalidPageToken = errors.New("invalid page token")
 )
 
 // Queries serves the agent UI's reads.
@@ -59,9 +45,20 @@ type Queries struct {
 	clock  func() time.Time
 }
 
+// QueriesConfig is what the query side is built from.
+type QueriesConfig struct {
+	ReadModel ReadModel
+	Sealer    Sealer
+	Audit     AuditLog
+	// Blind computes the blind-index tokens of search keys.
+	Blind  *blindindex.Index
+	Queues *Queues
+	Clock  func() time.Time
+}
+
 // NewQueries builds the query side.
-func NewQueries(rm ReadModel, sealer Sealer, audit AuditLog, blind *blindindex.Index, queues *Queues, clock func() time.Time) *Queries {
-	return &Queries{rm: rm, sealer: sealer, audit: audit, blind: blind, queues: queues, clock: clock}
+func NewQueries(cfg QueriesConfig) *Queries {
+	return &Queries{rm: cfg.ReadModel, sealer: cfg.Sealer, audit: cfg.Audit, blind: cfg.Blind, queues: cfg.Queues, clock: cfg.Clock}
 }
 
 // Reader is who asks, with every role that matters to reads.
@@ -74,16 +71,8 @@ type Reader struct {
 // pkg/caseaccess (a supervisor or the DPO always, others when the case is
 // in one of their queues, assigned to them, or forwarded to them or, as
 // an officer, to their department).
-func mayRead(r Reader, row readmodel.CaseRow) bool {
-	return factsOf(row).MayRead(r.caller())
-}
-
-// factsOf gives the access facts the read model keeps for a case.
-func factsOf(row readmodel.CaseRow) caseaccess.Facts {
-	return caseaccess.Facts{
-		Queue: row.Queue, Assignee: row.Assignee,
-		ForwardedToDepartment: row.ForwardedDepartment, ForwardedToOfficer: row.ForwardedOfficer,
-	}
+func mayRead(r Reader, row CaseRow) bool {
+	return row.MayRead(r.caller())
 }
 
 // caller is the reader as the shared rule sees them.
@@ -95,7 +84,7 @@ func (r Reader) caller() caseaccess.Caller {
 
 // Summary turns a row into what a queue list shows: the subject line is
 // decrypted (empty once redacted), nothing else personal.
-func (q *Queries) Summary(ctx context.Context, row readmodel.CaseRow, withSubject bool) *routingv1.CaseSummary {
+func (q *Queries) Summary(ctx context.Context, row CaseRow, withSubject bool) *routingv1.CaseSummary {
 	s := &routingv1.CaseSummary{
 		CaseId: row.CaseID, CaseNumber: row.Number, Type: row.Type, Channel: row.Channel,
 		Category: row.Category, Queue: row.Queue, Status: row.Status, Assignee: row.Assignee,
@@ -157,7 +146,10 @@ func (q *Queries) ListQueueCases(ctx context.Context, r Reader, req *routingv1.L
 	if !q.MayWatch(r, req.GetQueue()) {
 		return nil, fmt.Errorf("%w: you are not a member of queue %q", ErrNotPermitted, req.GetQueue())
 	}
-	rows, next, err := q.rm.ListQueue(req.GetQueue(), req.GetOrder(), req.GetTypes(), req.GetChannels(), int(req.GetPageSize()), req.GetPageToken())
+	rows, next, err := q.rm.ListQueue(QueueQuery{
+		Queue: req.GetQueue(), Order: req.GetOrder(), Types: req.GetTypes(), Channels: req.GetChannels(),
+		PageSize: int(req.GetPageSize()), PageToken: req.GetPageToken(),
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -172,9 +164,6 @@ func (q *Queries) ListQueueCases(ctx context.Context, r Reader, req *routingv1.L
 // written to the audit log first; if that fails the read is refused.
 func (q *Queries) GetCase(ctx context.Context, r Reader, role, rpc, caseID, purpose string) (*routingv1.CaseView, error) {
 	row, err := q.rm.Get(caseID)
-	if errors.Is(err, readmodel.ErrNotFound) {
-		return nil, fmt.Errorf("case %s: %w", caseID, ErrNotFound)
-	}
 	if err != nil {
 		return nil, err
 	}
@@ -193,7 +182,7 @@ func (q *Queries) GetCase(ctx context.Context, r Reader, role, rpc, caseID, purp
 		}
 	}
 	history, err := q.rm.History(caseID)
-	if err != nil && !errors.Is(err, readmodel.ErrNotFound) {
+	if err != nil && !errors.Is(err, ErrNotFound) {
 		return nil, err
 	}
 	for _, h := range history {
@@ -215,7 +204,7 @@ func (q *Queries) GetCase(ctx context.Context, r Reader, role, rpc, caseID, purp
 	view := &routingv1.CaseView{
 		Summary: q.Summary(ctx, row, true), PersonalData: &routingv1.PersonalDataView{Redacted: row.Redacted},
 		Attachments: row.Attachments, OnHold: row.OnHold,
-		ForwardedToDepartment: row.ForwardedDepartment, ForwardedToOfficer: row.ForwardedOfficer,
+		ForwardedToDepartment: row.ForwardedToDepartment, ForwardedToOfficer: row.ForwardedToOfficer,
 	}
 	pd := view.PersonalData
 	redact := func(c casev1.DataClass) {
@@ -279,19 +268,19 @@ func (q *Queries) GetCase(ctx context.Context, r Reader, role, rpc, caseID, purp
 // title and department, status, registration time), marked limited.
 func (q *Queries) FindCases(ctx context.Context, r Reader, role, rpc string, req *routingv1.FindCasesRequest) ([]*routingv1.CaseSummary, error) {
 	var (
-		rows  []readmodel.CaseRow
+		rows  []CaseRow
 		class casev1.DataClass
 	)
 	switch key := req.GetKey().(type) {
 	case *routingv1.FindCasesRequest_CaseNumber:
 		row, err := q.rm.FindByNumber(key.CaseNumber)
-		if errors.Is(err, readmodel.ErrNotFound) {
+		if errors.Is(err, ErrNotFound) {
 			return nil, nil
 		}
 		if err != nil {
 			return nil, err
 		}
-		rows = []readmodel.CaseRow{row}
+		rows = []CaseRow{row}
 	default:
 		token, err := q.SearchToken(req.GetEmail(), req.GetPhone(), req.GetIdentityNumber())
 		if err != nil {
@@ -331,7 +320,7 @@ func (q *Queries) FindCases(ctx context.Context, r Reader, role, rpc string, req
 
 // recordSearch writes the audit record of a search by a personal
 // identifier for every case it found.
-func (q *Queries) recordSearch(ctx context.Context, r Reader, role, rpc, purpose string, class casev1.DataClass, rows []readmodel.CaseRow) error {
+func (q *Queries) recordSearch(ctx context.Context, r Reader, role, rpc, purpose string, class casev1.DataClass, rows []CaseRow) error {
 	for _, row := range rows {
 		rec := &routingv1.AuditRecord{
 			AuditId: uuid.NewString(), Actor: r.Subject, Role: role, CaseId: row.CaseID,
@@ -403,7 +392,8 @@ func (q *Queries) AuditTrail(ctx context.Context, r Reader, role, rpc string, re
 
 // Tokenizer computes a case's blind-index tokens from its sealed contact
 // details and identity number, for the read model. A destroyed key means
-// the data was redacted: no tokens.
+// the data was redacted: the case has no tokens, and that is no error,
+// since asking again would never give any.
 type Tokenizer struct {
 	sealer Sealer
 	blind  *blindindex.Index
@@ -415,11 +405,12 @@ func NewTokenizer(sealer Sealer, blind *blindindex.Index, clock func() time.Time
 	return &Tokenizer{sealer: sealer, blind: blind, clock: clock}
 }
 
-// Tokens implements readmodel.Tokenizer.
+// Tokens returns the tokens of a case's contact details and identity
+// number (either may be nil).
 func (t *Tokenizer) Tokens(ctx context.Context, caseID string, contact, id *casev1.SealedPersonalData) ([]string, error) {
 	out, err := subject.CaseTokens(ctx, t.sealer, t.blind, caseID, contact, id)
 	if errors.Is(err, subject.ErrRedacted) {
-		return nil, fmt.Errorf("%w: %w", readmodel.ErrSkipTokens, err)
+		return nil, nil
 	}
 	return out, err
 }

@@ -66,7 +66,7 @@ func TestRouteMany(t *testing.T) {
 	require.NoError(t, err)
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	rules := domain.DefaultRules("kontaktcenter")
-	cmds := app.NewCommands(store, nil, time.Now, logger)
+	cmds := app.NewCommands(app.CommandsConfig{Store: store, Clock: time.Now, Logger: logger})
 
 	ids := registerCases(t, store, 40)
 	missing := uuid.NewString()
@@ -89,7 +89,7 @@ func TestRouteMany(t *testing.T) {
 	var wg sync.WaitGroup
 	all := make([]map[string]error, 3)
 	for i := range all {
-		other := app.NewCommands(store, nil, time.Now, logger)
+		other := app.NewCommands(app.CommandsConfig{Store: store, Clock: time.Now, Logger: logger})
 		wg.Go(func() { all[i] = other.RouteMany(t.Context(), ids, rules) })
 	}
 	wg.Wait()

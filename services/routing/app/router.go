@@ -5,14 +5,7 @@ import (
 	"log/slog"
 	"sync"
 	"time"
-
-	"github.com/kontakt-se/kontakt/services/routing/adapters/readmodel"
 )
-
-// Unrouted lists the cases registered but not yet in a queue.
-type Unrouted interface {
-	Unrouted() ([]string, error)
-}
 
 // Router puts every new case in a queue by the rules. It learns of new
 // cases from the read model's change feed and, at start and every few
@@ -32,18 +25,28 @@ type Router struct {
 	wake   chan struct{}
 }
 
-// NewRouter builds a router that routes by the current rules of queues,
-// so a reloaded rule file applies to the next case.
-func NewRouter(cmds *Commands, queues *Queues, pending Unrouted, logger *slog.Logger) *Router {
-	return &Router{cmds: cmds, queues: queues, pending: pending, logger: logger,
+// RouterConfig is what a router is built from.
+type RouterConfig struct {
+	Commands *Commands
+	// Queues hold the rules: the router routes by the current ones, so a
+	// reloaded rule file applies to the next case.
+	Queues *Queues
+	// Unrouted lists the cases waiting for a queue.
+	Unrouted Unrouted
+	Logger   *slog.Logger
+}
+
+// NewRouter builds a router.
+func NewRouter(cfg RouterConfig) *Router {
+	return &Router{cmds: cfg.Commands, queues: cfg.Queues, pending: cfg.Unrouted, logger: cfg.Logger,
 		queued: map[string]bool{}, wake: make(chan struct{}, 1)}
 }
 
 // Observe is the read model's change hook: a registered case is routed.
 // It never blocks and never drops: the id goes into a set that the
 // workers drain, however large a burst is.
-func (r *Router) Observe(c readmodel.Change) {
-	if c.Kind != readmodel.ChangeRegistered {
+func (r *Router) Observe(c Change) {
+	if c.Kind != ChangeRegistered {
 		return
 	}
 	r.enqueue(c.Row.CaseID)

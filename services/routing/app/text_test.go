@@ -48,7 +48,7 @@ func newTextWorld(t *testing.T, wrap func(*seal.Sealer) app.Sealer) *textWorld {
 		s = wrap(sealer)
 	}
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	return &textWorld{store: store, keys: keys, sealer: sealer, cmds: app.NewCommands(store, s, time.Now, logger), rules: domain.DefaultRules("kontaktcenter")}
+	return &textWorld{store: store, keys: keys, sealer: sealer, cmds: app.NewCommands(app.CommandsConfig{Store: store, Sealer: s, Clock: time.Now, Logger: logger}), rules: domain.DefaultRules("kontaktcenter")}
 }
 
 // routedCase registers and routes a case.

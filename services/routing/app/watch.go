@@ -1,10 +1,6 @@
 package app
 
-import (
-	"sync"
-
-	"github.com/kontakt-se/kontakt/services/routing/adapters/readmodel"
-)
+import "sync"
 
 // Broker fans the read model's changes out to the live queue views
 // (WatchQueue) of this process. Each routing instance has its own read
@@ -18,7 +14,7 @@ type Broker struct {
 
 type subscription struct {
 	queue string
-	ch    chan readmodel.Change
+	ch    chan Change
 }
 
 // NewBroker returns an empty broker.
@@ -28,7 +24,7 @@ func NewBroker() *Broker { return &Broker{subs: map[int]*subscription{}} }
 // and of the queue it left. A watcher that does not keep up loses the
 // change rather than holding up the projector; its stream then ends so
 // the UI reloads (see Subscribe).
-func (b *Broker) Publish(c readmodel.Change) {
+func (b *Broker) Publish(c Change) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for id, s := range b.subs {
@@ -46,12 +42,12 @@ func (b *Broker) Publish(c readmodel.Change) {
 
 // Subscribe returns the changes of one queue and a function to stop. The
 // channel is closed when the watcher fell behind.
-func (b *Broker) Subscribe(queue string) (<-chan readmodel.Change, func()) {
+func (b *Broker) Subscribe(queue string) (<-chan Change, func()) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	id := b.next
 	b.next++
-	s := &subscription{queue: queue, ch: make(chan readmodel.Change, 256)}
+	s := &subscription{queue: queue, ch: make(chan Change, 256)}
 	b.subs[id] = s
 	return s.ch, func() {
 		b.mu.Lock()

@@ -168,7 +168,7 @@ func (c *Case) apply(ev Event) bool {
 		c.Type = m.GetType()
 		c.Channel = m.GetChannel()
 		c.Category = m.GetCategory()
-		c.RegisteredAt = at(m.GetRegisteredAt(), ev.Recorded)
+		c.RegisteredAt = TimeOf(m.GetRegisteredAt(), ev.Recorded)
 		c.Status = casev1.CaseStatus_CASE_STATUS_REGISTERED
 	case *casev1.CaseRouted:
 		c.Routed = true
@@ -192,12 +192,12 @@ func (c *Case) apply(ev Event) bool {
 		c.settle()
 	case *casev1.CaseAnswered:
 		if c.FirstResponseAt.IsZero() {
-			c.FirstResponseAt = at(m.GetAnsweredAt(), ev.Recorded)
+			c.FirstResponseAt = TimeOf(m.GetAnsweredAt(), ev.Recorded)
 		}
 	case *casev1.CaseClosed:
 		c.Status = casev1.CaseStatus_CASE_STATUS_CLOSED
 		c.Facts.Apply(m)
-		c.ClosedAt = at(m.GetClosedAt(), ev.Recorded)
+		c.ClosedAt = TimeOf(m.GetClosedAt(), ev.Recorded)
 		c.ClosedBy = m.GetClosedBy()
 		c.Resolution = m.GetResolution()
 		c.FirstContactResolution = m.GetFirstContactResolution()
@@ -265,11 +265,13 @@ func (c *Case) settle() {
 	}
 }
 
-// at is the event's own time, or when the store recorded the event if the
-// writer left it out.
-func at(ts *timestamppb.Timestamp, recorded time.Time) time.Time {
+// TimeOf is an event's own time, ts, or when the store recorded the event
+// if the writer left it out, in UTC. The fold and everything that shows
+// an event's time (the read model's history and change feed) use it, so
+// they agree on when an event happened.
+func TimeOf(ts *timestamppb.Timestamp, recorded time.Time) time.Time {
 	if ts == nil || ts.CheckValid() != nil {
-		return recorded
+		return recorded.UTC()
 	}
 	return ts.AsTime()
 }

@@ -19,12 +19,12 @@ import (
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
 	"github.com/kontakt-se/kontakt/pkg/seal"
 	"github.com/kontakt-se/kontakt/pkg/server"
-	"github.com/kontakt-se/kontakt/services/routing/adapters/readmodel"
 	"github.com/kontakt-se/kontakt/services/routing/app"
 	"github.com/kontakt-se/kontakt/services/routing/domain"
 )
 
-// ErrorMappings is the one table from routing's errors to gRPC codes.
+// ErrorMappings is the one table from routing's errors to gRPC codes;
+// the server applies it to each call of the service (see Register).
 // Domain refusals explain themselves (they name no personal data); the
 // rest show only the sentinel's text.
 func ErrorMappings() []server.ErrorMapping {
@@ -36,7 +36,7 @@ func ErrorMappings() []server.ErrorMapping {
 		{Target: domain.ErrInvalidArgument, Code: codes.InvalidArgument, Explain: true},
 		{Target: app.ErrNotPermitted, Code: codes.PermissionDenied, Explain: true},
 		{Target: app.ErrInvalidKey, Code: codes.InvalidArgument, Explain: true},
-		{Target: readmodel.ErrInvalidPageToken, Code: codes.InvalidArgument},
+		{Target: app.ErrInvalidPageToken, Code: codes.InvalidArgument},
 		{Target: app.ErrNotFound, Code: codes.NotFound},
 		{Target: app.ErrAuditUnavailable, Code: codes.Unavailable},
 		{Target: audit.ErrUnavailable, Code: codes.Unavailable},
@@ -60,18 +60,28 @@ type Server struct {
 	logger   *slog.Logger
 }
 
-// NewServer builds the handlers. stopping closes when the server shuts
-// down, so live queue streams end and do not hold up the drain.
-func NewServer(queues *app.Queues, cmds *app.Commands, queries *app.Queries, broker *app.Broker, stopping <-chan struct{}, logger *slog.Logger) *Server {
-	return &Server{queues: queues, cmds: cmds, queries: queries, broker: broker, stopping: stopping, logger: logger}
+// Config is what the handlers are built from.
+type Config struct {
+	Queues   *app.Queues
+	Commands *app.Commands
+	Queries  *app.Queries
+	Broker   *app.Broker
+	// Stopping closes when the server shuts down, so live queue streams
+	// end and do not hold up the drain.
+	Stopping <-chan struct{}
+	Logger   *slog.Logger
 }
 
-// Register adds the routing service to a gRPC server.
-func Register(reg grpc.ServiceRegistrar, s *Server) {
+// NewServer builds the handlers.
+func NewServer(cfg Config) *Server {
+	return &Server{queues: cfg.Queues, cmds: cfg.Commands, queries: cfg.Queries, broker: cfg.Broker, stopping: cfg.Stopping, logger: cfg.Logger}
+}
+
+// Register adds the routing service, with its error table, to a server.
+func Register(reg server.Registrar, s *Server) {
 	routingv1.RegisterRoutingServiceServer(reg, s)
+	reg.MapErrors(routingv1.RoutingService_ServiceDesc.ServiceName, ErrorMappings()...)
 }
-
-func (s *Server) edge(err error) error { return server.ToStatus(err, ErrorMappings(), s.logger) }
 
 // reader builds the caller as the domain and queries see it: queue
 // membership from the token and from configuration together.
@@ -113,7 +123,7 @@ func (s *Server) ListQueues(ctx context.Context, _ *routingv1.ListQueuesRequest)
 	}
 	qs, err := s.queries.ListQueues(r)
 	if err != nil {
-		return nil, s.edge(err)
+		return nil, err
 	}
 	return &routingv1.ListQueuesResponse{Queues: qs}, nil
 }
@@ -126,7 +136,7 @@ func (s *Server) ListQueueCases(ctx context.Context, req *routingv1.ListQueueCas
 	}
 	resp, err := s.queries.ListQueueCases(ctx, r, req)
 	if err != nil {
-		return nil, s.edge(err)
+		return nil, err
 	}
 	return resp, nil
 }
@@ -206,7 +216,7 @@ func (s *Server) GetCase(ctx context.Context, req *routingv1.GetCaseRequest) (*r
 	}
 	view, err := s.queries.GetCase(ctx, r, role, routingv1.RoutingService_GetCase_FullMethodName, req.GetCaseId(), req.GetPurpose())
 	if err != nil {
-		return nil, s.edge(err)
+		return nil, err
 	}
 	return &routingv1.GetCaseResponse{Case: view}, nil
 }
@@ -219,7 +229,7 @@ func (s *Server) FindCases(ctx context.Context, req *routingv1.FindCasesRequest)
 	}
 	cases, err := s.queries.FindCases(ctx, r, role, routingv1.RoutingService_FindCases_FullMethodName, req)
 	if err != nil {
-		return nil, s.edge(err)
+		return nil, err
 	}
 	return &routingv1.FindCasesResponse{Cases: cases}, nil
 }
@@ -232,7 +242,7 @@ func (s *Server) ListAuditTrail(ctx context.Context, req *routingv1.ListAuditTra
 	}
 	recs, err := s.queries.AuditTrail(ctx, r, role, routingv1.RoutingService_ListAuditTrail_FullMethodName, req)
 	if err != nil {
-		return nil, s.edge(err)
+		return nil, err
 	}
 	return &routingv1.ListAuditTrailResponse{Records: recs}, nil
 }
@@ -256,7 +266,7 @@ func (s *Server) run(ctx context.Context, f command) (*routingv1.CaseSummary, er
 	}
 	c, err := f(ctx, r.Actor)
 	if err != nil {
-		return nil, s.edge(err)
+		return nil, err
 	}
 	return summaryOf(c), nil
 }
@@ -316,7 +326,7 @@ func (s *Server) AddNote(ctx context.Context, req *routingv1.AddNoteRequest) (*r
 	}
 	id, err := s.cmds.AddNote(ctx, r.Actor, req.GetCaseId(), req.GetText())
 	if err != nil {
-		return nil, s.edge(err)
+		return nil, err
 	}
 	return &routingv1.AddNoteResponse{NoteId: id}, nil
 }

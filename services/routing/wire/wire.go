@@ -42,7 +42,7 @@ const readModelFile = "readmodel.db"
 
 // OpenReadModel opens routing's read model under the data directory and
 // its projector. onChange receives every applied change (nil: none).
-func OpenReadModel(h *host.Host, logger *slog.Logger, onChange func(readmodel.Change)) (*ReadModel, error) {
+func OpenReadModel(h *host.Host, logger *slog.Logger, onChange func(app.Change)) (*ReadModel, error) {
 	blind, err := h.BlindIndex()
 	if err != nil {
 		return nil, err
@@ -89,10 +89,10 @@ func Mount(ctx context.Context, h *host.Host) error {
 			logger.Info("routing queues and rules reloaded", "queues", len(queueCfg), "rules_version", rules.Version())
 		}, nil
 	})
-	cmds := app.NewCommands(h.Store, h.Sealer, h.Clock, logger)
+	cmds := app.NewCommands(app.CommandsConfig{Store: h.Store, Sealer: h.Sealer, Clock: h.Clock, Logger: logger})
 	broker := app.NewBroker()
 	var router *app.Router
-	rm, err := OpenReadModel(h, logger, func(c readmodel.Change) {
+	rm, err := OpenReadModel(h, logger, func(c app.Change) {
 		broker.Publish(c)
 		router.Observe(c)
 	})
@@ -122,11 +122,16 @@ func Mount(ctx context.Context, h *host.Host) error {
 	if err != nil {
 		return err
 	}
-	router = app.NewRouter(cmds, queues, rm.Store, logger)
+	router = app.NewRouter(app.RouterConfig{Commands: cmds, Queues: queues, Unrouted: rm.Store, Logger: logger})
 	h.Go(rm.Projector.Run)
 	h.Go(router.Run)
-	queries := app.NewQueries(rm.Store, h.Sealer, auditLog, blind, queues, h.Clock)
-	ports.Register(h.Server, ports.NewServer(queues, cmds, queries, broker, h.Server.ShuttingDown(), logger))
+	queries := app.NewQueries(app.QueriesConfig{
+		ReadModel: rm.Store, Sealer: h.Sealer, Audit: auditLog, Blind: blind, Queues: queues, Clock: h.Clock,
+	})
+	ports.Register(h.Server, ports.NewServer(ports.Config{
+		Queues: queues, Commands: cmds, Queries: queries, Broker: broker,
+		Stopping: h.Server.ShuttingDown(), Logger: logger,
+	}))
 	return nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/kontakt-se/kontakt/pkg/backoff"
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
 	"github.com/kontakt-se/kontakt/services/statistics/adapters/store"
 	"github.com/kontakt-se/kontakt/services/statistics/adapters/stream"
@@ -476,7 +477,7 @@ func (p *Projector) publish(ctx context.Context, msgs []domain.Message) error {
 				return hookError{err}
 			}
 		}
-		backoff := minBackoff
+		pause := backoff.New(backoff.Policy{Initial: minBackoff, Max: maxBackoff})
 		for {
 			if s, ok := p.view.has(m.Version); ok {
 				if s.sum != checksum(m.Data) {
@@ -511,11 +512,11 @@ func (p *Projector) publish(ctx context.Context, msgs []domain.Message) error {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			p.log.Warn("statistics projector: publish failed, retrying", "version", m.Version, "retry_in", backoff, "error", err)
-			if !sleep(ctx, backoff) {
-				return ctx.Err()
+			wait := pause.Next()
+			p.log.Warn("statistics projector: publish failed, retrying", "version", m.Version, "retry_in", wait, "error", err)
+			if err := backoff.Sleep(ctx, wait); err != nil {
+				return err
 			}
-			backoff = min(2*backoff, maxBackoff)
 		}
 	}
 	return nil

@@ -5,7 +5,6 @@ package ports
 
 import (
 	"context"
-	"log/slog"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -19,7 +18,8 @@ import (
 )
 
 // ErrorMappings is the one table from the statistics service's errors to
-// gRPC codes. A query's refusal explains itself (it names no personal
+// gRPC codes; the server applies it to each call of the service (see
+// Register). A query's refusal explains itself (it names no personal
 // data, only the range and the dimensions); the rest show only the
 // sentinel's text.
 func ErrorMappings() []server.ErrorMapping {
@@ -37,24 +37,20 @@ type Server struct {
 	statisticsv1.UnimplementedStatisticsServiceServer
 	queries  *app.Queries
 	stopping <-chan struct{}
-	logger   *slog.Logger
 }
 
 // NewServer builds the handlers. stopping, if not nil, closes when the
 // server shuts down, so record streams end and do not hold up the drain.
-func NewServer(queries *app.Queries, stopping <-chan struct{}, logger *slog.Logger) *Server {
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
-	return &Server{queries: queries, stopping: stopping, logger: logger}
+func NewServer(queries *app.Queries, stopping <-chan struct{}) *Server {
+	return &Server{queries: queries, stopping: stopping}
 }
 
-// Register adds the statistics service to a gRPC server.
-func Register(reg grpc.ServiceRegistrar, s *Server) {
+// Register adds the statistics service, with its error table, to a
+// server.
+func Register(reg server.Registrar, s *Server) {
 	statisticsv1.RegisterStatisticsServiceServer(reg, s)
+	reg.MapErrors(statisticsv1.StatisticsService_ServiceDesc.ServiceName, ErrorMappings()...)
 }
-
-func (s *Server) edge(err error) error { return server.ToStatus(err, ErrorMappings(), s.logger) }
 
 // Query returns counts and durations grouped by the requested dimensions.
 func (s *Server) Query(ctx context.Context, req *statisticsv1.QueryRequest) (*statisticsv1.QueryResponse, error) {
@@ -63,7 +59,7 @@ func (s *Server) Query(ctx context.Context, req *statisticsv1.QueryRequest) (*st
 	}
 	resp, err := s.queries.Query(ctx, req)
 	if err != nil {
-		return nil, s.edge(err)
+		return nil, err
 	}
 	return resp, nil
 }
@@ -96,5 +92,5 @@ func (s *Server) StreamRecords(req *statisticsv1.StreamRecordsRequest, st grpc.S
 	case ctx.Err() != nil:
 		return status.Error(codes.Unavailable, "server shutting down")
 	}
-	return s.edge(err)
+	return err
 }

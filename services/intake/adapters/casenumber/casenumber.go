@@ -31,13 +31,6 @@
 // The stream keeps every block for ever and denies deletes and purges: a
 // lost block would let its numbers be handed out again although they are
 // already printed on receipts.
-//
-// # Earlier layout
-//
-// Before blocks, numbers lived in a key-value bucket (LegacyBucket) with a
-// counter per year and a record per number. If that bucket exists, a year
-// without blocks continues after its counter, and numbers below the first
-// block are looked up there. The bucket is only read.
 package casenumber
 
 import (
@@ -47,7 +40,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"strconv"
 	"strings"
 	"sync"
@@ -59,6 +51,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/kontakt-se/kontakt/pkg/backoff"
+	"github.com/kontakt-se/kontakt/pkg/natserr"
 	"github.com/kontakt-se/kontakt/services/intake/app"
 )
 
@@ -66,8 +60,6 @@ import (
 const (
 	// DefaultStream is the stream that holds the blocks.
 	DefaultStream = "KONTAKT_CASENUMBER_BLOCKS"
-	// DefaultLegacyBucket is the key-value bucket of the earlier layout.
-	DefaultLegacyBucket = "KONTAKT_CASENUMBERS"
 	// DefaultPrefix starts every case number ("Kontaktcenter").
 	DefaultPrefix = "KC"
 	// DefaultLocation names the time zone whose calendar year a number
@@ -91,23 +83,17 @@ const (
 	// maxBlock bounds the numbers of one block (and so its message size:
 	// a case id is at most 36 bytes).
 	maxBlock = 4096
-	// backoffBase and backoffMax shape the jittered exponential pause after
-	// a lost allocation, so that contending instances spread out instead
-	// of colliding again in lock step.
-	backoffBase = time.Millisecond
-	backoffMax  = 50 * time.Millisecond
-
-	legacyCounterPrefix = "counter."
-	legacyNumberPrefix  = "number."
 )
+
+// lostRace paces the attempts after a lost allocation: a jittered pause
+// below a ceiling that grows from 1 ms to 50 ms, so that contending
+// instances spread out instead of colliding again in lock step.
+var lostRace = backoff.Policy{Initial: time.Millisecond, Max: 50 * time.Millisecond, Jitter: true}
 
 // Config configures Numbers. The zero value is valid for a single server.
 type Config struct {
 	// Stream is the stream of blocks; empty means DefaultStream.
 	Stream string
-	// LegacyBucket is the key-value bucket of the earlier layout, read if
-	// it exists; empty means DefaultLegacyBucket.
-	LegacyBucket string
 	// Replicas is the JetStream replica count: zero means 1 (a single
 	// server); clusters should use 3, because a number must not be handed
 	// out twice after the loss of a node.
@@ -127,7 +113,6 @@ type Config struct {
 type Numbers struct {
 	js     jetstream.JetStream
 	stream jetstream.Stream
-	legacy jetstream.KeyValue // nil: no earlier layout
 	prefix string
 	loc    *time.Location
 	// local serialises this process's allocations, and guards last:
@@ -162,9 +147,6 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Numbers, err
 	if cfg.Stream == "" {
 		cfg.Stream = DefaultStream
 	}
-	if cfg.LegacyBucket == "" {
-		cfg.LegacyBucket = DefaultLegacyBucket
-	}
 	if cfg.Prefix == "" {
 		cfg.Prefix = DefaultPrefix
 	}
@@ -189,14 +171,7 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Numbers, err
 	if err != nil {
 		return nil, fmt.Errorf("casenumber: create or update stream %q: %w", cfg.Stream, err)
 	}
-	n := &Numbers{js: js, stream: st, prefix: cfg.Prefix, loc: cfg.Location, last: map[int]head{}}
-	switch kv, err := js.KeyValue(ctx, cfg.LegacyBucket); {
-	case err == nil:
-		n.legacy = kv
-	case !errors.Is(err, jetstream.ErrBucketNotFound):
-		return nil, fmt.Errorf("casenumber: earlier key-value bucket %q: %w", cfg.LegacyBucket, err)
-	}
-	return n, nil
+	return &Numbers{js: js, stream: st, prefix: cfg.Prefix, loc: cfg.Location, last: map[int]head{}}, nil
 }
 
 // StreamConfig is the configuration New gives the stream: file storage,
@@ -311,6 +286,7 @@ func (n *Numbers) Allocate(ctx context.Context, reqs []app.Allocation) ([]string
 // first number. Caller holds n.local.
 func (n *Numbers) appendBlock(ctx context.Context, year int, caseIDs []string) (uint64, error) {
 	subject := n.subject(year)
+	pause := backoff.New(lostRace)
 	for attempt := 1; ; attempt++ {
 		if err := ctx.Err(); err != nil {
 			return 0, fmt.Errorf("casenumber: allocate numbers for %d: %w", year, err)
@@ -347,7 +323,7 @@ func (n *Numbers) appendBlock(ctx context.Context, year int, caseIDs []string) (
 			return 0, fmt.Errorf("casenumber: allocate numbers for %d: lost to other allocations %d times: %w",
 				year, attempt, app.ErrRevisionMismatch)
 		}
-		if err := sleep(ctx, backoff(attempt)); err != nil {
+		if err := pause.Wait(ctx); err != nil {
 			return 0, fmt.Errorf("casenumber: allocate numbers for %d: %w", year, err)
 		}
 	}
@@ -359,29 +335,35 @@ func (n *Numbers) appendBlock(ctx context.Context, year int, caseIDs []string) (
 // unknown outcome is retried with the same message, which the server
 // de-duplicates or refuses, so it is then recognised the same way.
 func (n *Numbers) publish(ctx context.Context, msg *nats.Msg, after uint64, id string) (seq uint64, lost bool, err error) {
-	for try := 0; ; try++ {
+	err = backoff.Retry(ctx, backoff.UnknownOutcome, func() error {
 		ack, err := n.js.PublishMsg(ctx, msg)
 		if err == nil {
-			return ack.Sequence, false, nil
+			seq = ack.Sequence
+			return nil
 		}
-		if isWrongLastSeq(err) {
-			next, gerr := n.stream.GetMsg(ctx, after+1, jetstream.WithGetMsgSubject(msg.Subject))
-			if gerr == nil && next.Header.Get(jetstream.MsgIDHeader) == id {
-				return next.Sequence, false, nil
-			}
-			if gerr != nil && !errors.Is(gerr, jetstream.ErrMsgNotFound) {
-				return 0, false, gerr
-			}
-			return 0, true, nil
+		switch {
+		case natserr.IsWrongLastSequence(err):
+		case natserr.IsRefusal(err):
+			return backoff.Permanent(err)
+		default:
+			return err
 		}
-		if try == 2 || ctx.Err() != nil {
-			return 0, false, err
+		next, gerr := n.stream.GetMsg(ctx, after+1, jetstream.WithGetMsgSubject(msg.Subject))
+		switch {
+		case gerr == nil && next.Header.Get(jetstream.MsgIDHeader) == id:
+			seq = next.Sequence
+		case gerr != nil && !natserr.IsMessageNotFound(gerr):
+			return backoff.Permanent(gerr)
+		default:
+			lost = true
 		}
-	}
+		return nil
+	})
+	return seq, lost, err
 }
 
 // head returns where the year stands: cached, or read from the last
-// block, or continued from the earlier layout's counter.
+// block; a year without blocks starts at zero.
 func (n *Numbers) head(ctx context.Context, year int) (head, error) {
 	if h, ok := n.last[year]; ok {
 		return h, nil
@@ -394,32 +376,10 @@ func (n *Numbers) head(ctx context.Context, year int) (head, error) {
 			return head{}, fmt.Errorf("block %d: %w", m.Sequence, err)
 		}
 		return head{last: b.lastNumber(), seq: m.Sequence}, nil
-	case !errors.Is(err, jetstream.ErrMsgNotFound):
+	case !natserr.IsMessageNotFound(err):
 		return head{}, fmt.Errorf("read last block: %w", err)
 	}
-	last, err := n.legacyCounter(ctx, year)
-	return head{last: last}, err
-}
-
-// legacyCounter is the year's counter in the earlier layout (0 without).
-func (n *Numbers) legacyCounter(ctx context.Context, year int) (uint64, error) {
-	if n.legacy == nil {
-		return 0, nil
-	}
-	e, err := n.legacy.Get(ctx, legacyCounterPrefix+strconv.Itoa(year))
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("read earlier counter: %w", err)
-	}
-	last, err := strconv.ParseUint(string(e.Value()), 10, 64)
-	if err != nil {
-		// Never continue from a counter we cannot read: guessing could
-		// reuse numbers.
-		return 0, fmt.Errorf("earlier counter for %d holds %q, not a number: %w", year, e.Value(), err)
-	}
-	return last, nil
+	return head{}, nil
 }
 
 // Lookup returns the id of the case number was allocated to. Because the
@@ -436,8 +396,8 @@ func (n *Numbers) Lookup(ctx context.Context, number string) (string, error) {
 	}
 	subject := n.subject(year)
 	last, err := n.stream.GetLastMsgForSubject(ctx, subject)
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return n.legacyLookup(ctx, number)
+	if natserr.IsMessageNotFound(err) {
+		return "", fmt.Errorf("casenumber: lookup %s: %w", number, app.ErrNotFound)
 	}
 	if err != nil {
 		return "", fmt.Errorf("casenumber: lookup %s: %w", number, err)
@@ -447,7 +407,7 @@ func (n *Numbers) Lookup(ctx context.Context, number string) (string, error) {
 		return "", fmt.Errorf("casenumber: lookup %s: %w", number, err)
 	}
 	if b, err := decodeBlock(firstMsg.Data); err == nil && seqNum < b.First {
-		return n.legacyLookup(ctx, number)
+		return "", fmt.Errorf("casenumber: lookup %s: %w", number, app.ErrNotFound)
 	}
 	lo, hi := firstMsg.Sequence, last.Sequence
 	for lo <= hi {
@@ -474,21 +434,6 @@ func (n *Numbers) Lookup(ctx context.Context, number string) (string, error) {
 	return "", fmt.Errorf("casenumber: lookup %s: %w", number, app.ErrNotFound)
 }
 
-// legacyLookup finds a number allocated in the earlier layout.
-func (n *Numbers) legacyLookup(ctx context.Context, number string) (string, error) {
-	if n.legacy == nil {
-		return "", fmt.Errorf("casenumber: lookup %s: %w", number, app.ErrNotFound)
-	}
-	e, err := n.legacy.Get(ctx, legacyNumberPrefix+number)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return "", fmt.Errorf("casenumber: lookup %s: %w", number, app.ErrNotFound)
-	}
-	if err != nil {
-		return "", fmt.Errorf("casenumber: lookup %s: %w", number, err)
-	}
-	return string(e.Value()), nil
-}
-
 func (n *Numbers) subject(year int) string { return SubjectPrefix + "." + strconv.Itoa(year) }
 
 // decodeBlock reads a block and refuses one that could not have been
@@ -502,15 +447,6 @@ func decodeBlock(data []byte) (block, error) {
 		return block{}, errors.New("empty block")
 	}
 	return b, nil
-}
-
-// isWrongLastSeq recognises JetStream's refusal of an expected last
-// subject sequence: 10071, or 10164 from a replicated stream.
-func isWrongLastSeq(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) &&
-		(apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
-			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
 // format renders a number in its canonical form.
@@ -556,27 +492,4 @@ func digits(s string) bool {
 		}
 	}
 	return true
-}
-
-// backoff returns a random pause ("full jitter") below an exponentially
-// growing ceiling, so that instances that just collided do not collide
-// again at once.
-func backoff(attempt int) time.Duration {
-	ceiling := backoffMax
-	if attempt < 16 {
-		ceiling = min(backoffBase<<attempt, backoffMax)
-	}
-	return rand.N(ceiling) + 1
-}
-
-// sleep waits for d or until ctx is done.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

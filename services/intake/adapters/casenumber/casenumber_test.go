@@ -190,43 +190,6 @@ func TestConcurrentInstancesAllocateEveryNumberOnce(t *testing.T) {
 	}
 }
 
-// Numbers of the earlier key-value layout keep counting: a year continues
-// after its counter, and its numbers still look up. The counter here is
-// near a million, so the numbers also grow beyond six digits.
-func TestNumbersContinueFromTheEarlierLayout(t *testing.T) {
-	js := jetStream(t, startServer(t))
-	kv, err := js.CreateKeyValue(t.Context(), jetstream.KeyValueConfig{Bucket: casenumber.DefaultLegacyBucket, History: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range map[string]string{"counter.2026": "999998", "number.KC-2026-999998": "case-old"} {
-		if _, err := kv.Put(t.Context(), k, []byte(v)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	n := newNumbers(t, js, casenumber.Config{})
-	for _, want := range []string{"KC-2026-999999", "KC-2026-1000000", "KC-2026-1000001"} {
-		got := next(t, n, midsummer(), "case-"+want)
-		if got != want {
-			t.Fatalf("got %s, want %s", got, want)
-		}
-		wantLookup(t, n, got, "case-"+want)
-	}
-	wantLookup(t, n, "KC-2026-999998", "case-old")
-	if _, err := n.Lookup(t.Context(), "KC-2026-999997"); !errors.Is(err, app.ErrNotFound) {
-		t.Fatalf("Lookup of a number without a record: err = %v, want app.ErrNotFound", err)
-	}
-	// Padding beyond the minimum width is not canonical.
-	if _, err := n.Lookup(t.Context(), "KC-2026-01000000"); !errors.Is(err, app.ErrNotFound) {
-		t.Fatalf("Lookup of a zero-padded seven-digit number: err = %v, want app.ErrNotFound", err)
-	}
-	// The earlier bucket is only read.
-	e, err := kv.Get(t.Context(), "counter.2026")
-	if err != nil || string(e.Value()) != "999998" {
-		t.Fatalf("earlier counter changed: %v %q", err, e.Value())
-	}
-}
-
 // Lookup finds every number of many blocks of different sizes, from both
 // ends and the middle of the binary search.
 func TestLookupAcrossManyBlocks(t *testing.T) {

@@ -36,6 +36,7 @@ import (
 
 	"github.com/kontakt-se/kontakt/pkg/groupcommit"
 	"github.com/kontakt-se/kontakt/pkg/jsbatch"
+	"github.com/kontakt-se/kontakt/pkg/natserr"
 	"github.com/kontakt-se/kontakt/services/intake/app"
 )
 
@@ -202,7 +203,7 @@ func (s *Store) commit(ctx context.Context, ws []write) []groupcommit.Result[uin
 		for i := range out {
 			out[i].Value = ack.Seq(i)
 		}
-	case isWrongRevision(err) || jsbatch.IsCode(err, jsbatch.ErrCodeDisabled, jsbatch.ErrCodeIncomplete, jsbatch.ErrCodeTooManyInflight, jsbatch.ErrCodeDuplicate):
+	case natserr.IsWrongLastSequence(err) || natserr.Is(err, natserr.AtomicPublishDisabled, natserr.AtomicPublishIncomplete, natserr.AtomicPublishTooManyInflight, natserr.AtomicPublishDuplicate):
 		var wg sync.WaitGroup
 		for i, w := range ws {
 			wg.Go(func() { out[i].Value, out[i].Err = s.writeAlone(ctx, w) })
@@ -302,16 +303,10 @@ func (s *Store) Release(ctx context.Context, key string, rec app.IdempotencyReco
 		return nil
 	}
 	err := s.kv.Delete(ctx, key, jetstream.LastRevision(rec.Revision))
-	if err != nil && !errors.Is(err, jetstream.ErrKeyExists) && !isWrongRevision(err) {
+	if err != nil && !errors.Is(err, jetstream.ErrKeyExists) && !natserr.IsWrongLastSequence(err) {
 		return fmt.Errorf("idempotency: release: %w", err)
 	}
 	return nil
-}
-
-// isWrongRevision reports whether a conditional write was refused because
-// the key moved on: error code 10071, or 10164 from a replicated stream.
-func isWrongRevision(err error) bool {
-	return jsbatch.IsCode(err, jetstream.JSErrCodeStreamWrongLastSequence, jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
 // Get returns the record under key with its revision, or an error wrapping

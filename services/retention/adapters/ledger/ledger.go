@@ -47,7 +47,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
@@ -57,7 +56,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/kontakt-se/kontakt/pkg/backoff"
 	"github.com/kontakt-se/kontakt/pkg/jsread"
+	"github.com/kontakt-se/kontakt/pkg/natserr"
 )
 
 // Errors callers can test for with errors.Is.
@@ -397,9 +398,10 @@ func (l *Ledger) Record(ctx context.Context, r Receipt) (Receipt, bool, error) {
 		return Receipt{}, false, err
 	}
 	var lastErr error
+	pause := backoff.New(chainRace)
 	for attempt := range l.cfg.MaxAttempts {
 		if attempt > 0 {
-			if err := backoff(ctx, attempt); err != nil {
+			if err := pause.Wait(ctx); err != nil {
 				return Receipt{}, false, fmt.Errorf("%w: record %s: %w (after %v)", ErrUnavailable, r.Key, err, lastErr)
 			}
 		}
@@ -617,36 +619,15 @@ func (l *Ledger) Head(ctx context.Context) (string, error) {
 	return h, err
 }
 
-// backoff waits a short random time before retry attempt, so that writers
-// racing for the end of the chain spread out.
-func backoff(ctx context.Context, attempt int) error {
-	d := rand.N(time.Duration(min(attempt, 20)) * time.Millisecond)
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
+// chainRace paces the attempts of writers racing for the end of the
+// chain: a short random pause, so that they spread out.
+var chainRace = backoff.Policy{Initial: time.Millisecond, Max: 20 * time.Millisecond, Jitter: true}
 
 // isConflict reports whether a publish was refused because the stream moved
-// on since the end of the chain was read (wrong last sequence, 10071 on a
-// single server and 10164 on replicated streams), or because the key
-// already has a message (the per-subject limit).
+// on since the end of the chain was read, or because the key already has a
+// message (the per-subject limit).
 func isConflict(err error) bool {
-	var apiErr *jetstream.APIError
-	if !errors.As(err, &apiErr) {
-		return false
-	}
-	switch apiErr.ErrorCode {
-	case jetstream.JSErrCodeStreamWrongLastSequence, jetstream.JSErrCodeStreamWrongLastSequenceConstant:
-		return true
-	case 10077: // JSStreamStoreFailedF, which carries the per-subject limit.
-		return strings.Contains(apiErr.Description, "per subject")
-	}
-	return false
+	return natserr.IsWrongLastSequence(err) || natserr.IsSubjectFull(err)
 }
 
 // last returns the Hash and sequence of the last receipt, or GenesisPrev
@@ -667,7 +648,7 @@ func (l *Ledger) last(ctx context.Context) (string, uint64, error) {
 		return GenesisPrev, 0, nil
 	}
 	m, err := l.stream.GetMsg(ctx, seq)
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
+	if natserr.IsMessageNotFound(err) {
 		return "", 0, fmt.Errorf("%w: the last receipt, seq %d, is missing", ErrChainBroken, seq)
 	}
 	if err != nil {
@@ -686,7 +667,7 @@ func (l *Ledger) last(ctx context.Context) (string, uint64, error) {
 // get returns the receipt with key, if there is one.
 func (l *Ledger) get(ctx context.Context, key string) (Receipt, bool, error) {
 	m, err := l.stream.GetLastMsgForSubject(ctx, l.subject(key))
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
+	if natserr.IsMessageNotFound(err) {
 		return Receipt{}, false, nil
 	}
 	if err != nil {

@@ -11,32 +11,18 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
+	"github.com/kontakt-se/kontakt/pkg/caseevents"
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
 	"github.com/kontakt-se/kontakt/pkg/tokenindex"
+	"github.com/kontakt-se/kontakt/services/routing/app"
+	"github.com/kontakt-se/kontakt/services/routing/domain"
 )
 
-// Event types the read model applies: the full protobuf names of the case
-// events (a test checks them against the descriptors).
-const (
-	typeCaseRegistered        = "kontakt.case.v1.CaseRegistered"
-	typeCaseRouted            = "kontakt.case.v1.CaseRouted"
-	typeCaseMoved             = "kontakt.case.v1.CaseMoved"
-	typeCaseAssigned          = "kontakt.case.v1.CaseAssigned"
-	typeCaseReleased          = "kontakt.case.v1.CaseReleased"
-	typeNoteAdded             = "kontakt.case.v1.NoteAdded"
-	typeCaseForwarded         = "kontakt.case.v1.CaseForwarded"
-	typeCaseAnswered          = "kontakt.case.v1.CaseAnswered"
-	typeCaseClosed            = "kontakt.case.v1.CaseClosed"
-	typeCaseReopened          = "kontakt.case.v1.CaseReopened"
-	typePersonalDataRedacted  = "kontakt.case.v1.PersonalDataRedacted"
-	typePersonalDataRectified = "kontakt.case.v1.PersonalDataRectified"
-	typeHoldPlaced            = "kontakt.case.v1.HoldPlaced"
-	typeHoldReleased          = "kontakt.case.v1.HoldReleased"
-	typeCaseDeleted           = "kontakt.case.v1.CaseDeleted"
-)
+// typeCaseRegistered is the one event that creates a case: every other
+// event of a case the read model does not hold is skipped undecoded.
+var typeCaseRegistered = caseevents.TypeOf(&casev1.CaseRegistered{})
 
 // batch applies events to cases in memory and writes each touched case
 // once, at flush. The indexes, tokens and queue counters are then derived
@@ -51,7 +37,7 @@ type batch struct {
 	notify  bool
 	cases   map[string]*pending
 	order   []*pending // first touch order, so flush is deterministic
-	changes []Change
+	changes []app.Change
 	// tokens are the batch's changes to the token file: a case's new
 	// tokens, or nil for a case whose tokens go (see writeTokens).
 	tokens []tokenChange
@@ -81,7 +67,7 @@ type pending struct {
 	// scrubAnswers drops the texts of stored history entries (redaction
 	// of DATA_CLASS_ANSWER).
 	scrubAnswers bool
-	newHistory   []HistoryEntry
+	newHistory   []app.HistoryEntry
 }
 
 func newBatch(s *Store, tx *bolt.Tx, notify bool) *batch {
@@ -95,58 +81,31 @@ func (b *batch) get(id string) (*pending, error) {
 	}
 	p := &pending{id: id}
 	if v := b.tx.Bucket([]byte(bucketCases)).Get([]byte(id)); v != nil {
-		orig, err := decodeRecord(v)
+		orig, err := decodeRecord(id, v)
 		if err != nil {
 			return nil, fmt.Errorf("case %s: %w", id, err)
 		}
 		p.orig = orig
-		p.cur = orig.cloneRecord()
+		p.cur = orig.clone()
 	}
 	b.cases[id] = p
 	b.order = append(b.order, p)
 	return p, nil
 }
 
-func (r *record) cloneRecord() *record {
-	c := &record{CaseRow: r.CaseRow.clone()}
-	c.holds = slices.Clone(r.holds)
-	c.forwarded = r.forwarded
-	return c
-}
-
-// sealed returns s, or nil when it carries nothing: a case without such
-// data (a visit has no contact details) stores no empty copy.
-func sealed(s *casev1.SealedPersonalData) *casev1.SealedPersonalData {
-	if s == nil || (s.GetKeyId() == "" && len(s.GetCiphertext()) == 0) {
+// rowOf is a record's row, or nil for no record.
+func (b *batch) rowOf(r *record) *app.CaseRow {
+	if r == nil {
 		return nil
 	}
-	return &casev1.SealedPersonalData{KeyId: s.GetKeyId(), Ciphertext: s.GetCiphertext()}
+	row := r.row(b.s.sla)
+	return &row
 }
 
-// eventTime is when the event says it happened, or when the store
-// recorded it.
-func eventTime(ts *timestamppb.Timestamp, ev *eventstore.RecordedEvent) time.Time {
-	if ts != nil && ts.IsValid() && (ts.GetSeconds() != 0 || ts.GetNanos() != 0) {
-		return ts.AsTime()
-	}
-	return ev.Recorded.UTC()
-}
-
-func decode(ev *eventstore.RecordedEvent, m proto.Message) error {
-	if err := proto.Unmarshal(ev.Data, m); err != nil {
-		return fmt.Errorf("%w: %w", ErrMalformedEvent, err)
-	}
-	return nil
-}
-
-// step is what one event did, for the change feed and the history.
-type step struct {
-	kind  string
-	at    time.Time
-	entry HistoryEntry
-}
-
-// apply applies one event to its case in memory.
+// apply applies one event to its case in memory: the domain's fold
+// (domain.Case.Apply) decides what the event does to the case, the
+// record's copies take the sealed data it carries, and the event's
+// history entry and change are noted.
 func (b *batch) apply(ev *eventstore.RecordedEvent) error {
 	if ev.Stream == "" {
 		return fmt.Errorf("%w: event without stream", ErrMalformedEvent)
@@ -155,323 +114,125 @@ func (b *batch) apply(ev *eventstore.RecordedEvent) error {
 	if err != nil {
 		return err
 	}
-	var before CaseRow
-	if p.cur != nil {
-		before = p.cur.CaseRow
-	}
-
-	var st step
-	switch ev.Type {
-	case eventstore.TypeStreamDeleted, typeCaseDeleted:
-		if p.cur == nil {
-			return nil
-		}
-		at := ev.Recorded.UTC()
-		if ev.Type == typeCaseDeleted {
-			m := &casev1.CaseDeleted{}
-			if err := decode(ev, m); err != nil {
-				return err
-			}
-			at = eventTime(m.GetDeletedAt(), ev)
-		}
-		b.change(ChangeDeleted, before.Queue, "", before, at, ev.Position)
-		p.cur = nil
-		p.tokensStale = false
-		p.wipeHistory = true
-		p.scrubAnswers = false
-		p.newHistory = nil
+	if ev.Type == eventstore.TypeStreamDeleted {
+		b.drop(p, ev.Recorded.UTC(), ev.Position)
 		return nil
-	case typeCaseRegistered:
-		m := &casev1.CaseRegistered{}
-		if err := decode(ev, m); err != nil {
-			return err
-		}
-		st, err = b.register(p, ev, m)
-	default:
-		if p.cur == nil {
-			// No such case (never registered here, or deleted): nothing
-			// to update.
-			return nil
-		}
-		st, err = b.update(p, ev)
 	}
-	if err != nil || st.kind == "" {
-		return err
+	if p.cur == nil && ev.Type != typeCaseRegistered {
+		// No such case (never registered here, or deleted): nothing to
+		// update.
+		return nil
 	}
+	msg, err := caseevents.Decode(ev.Type, ev.Data)
+	switch {
+	case errors.Is(err, caseevents.ErrUnknown):
+		// A newer writer's event: the fold skips it, but its revision
+		// is the case's revision now.
+		msg = nil
+	case err != nil:
+		return fmt.Errorf("%w: %w", ErrMalformedEvent, err)
+	}
+	if del, ok := msg.(*casev1.CaseDeleted); ok {
+		b.drop(p, domain.TimeOf(del.GetDeletedAt(), ev.Recorded), ev.Position)
+		return nil
+	}
+	if reg, ok := msg.(*casev1.CaseRegistered); ok && reg.GetCaseId() != ev.Stream {
+		return nil // Another case's registration, refused like the fold refuses another case's events.
+	}
+
 	r := p.cur
-	r.Revision = ev.Revision
-	r.UpdatedAt = st.at
-	st.entry.Kind = st.kind
-	st.entry.At = st.at
-	st.entry.Position = ev.Position
-	p.newHistory = append(p.newHistory, st.entry)
-	prev := ""
-	if before.Queue != r.Queue {
-		prev = before.Queue
+	if r == nil {
+		r = &record{}
 	}
-	b.change(st.kind, r.Queue, prev, r.CaseRow, st.at, ev.Position)
-	return nil
-}
-
-func (b *batch) change(kind, queue, prev string, row CaseRow, at time.Time, pos eventstore.Position) {
-	if !b.notify {
-		return
-	}
-	b.changes = append(b.changes, Change{Kind: kind, Queue: queue, PreviousQueue: prev, Row: row.clone(), At: at, Position: pos})
-}
-
-func (b *batch) register(p *pending, ev *eventstore.RecordedEvent, m *casev1.CaseRegistered) (step, error) {
-	at := eventTime(m.GetRegisteredAt(), ev)
-	r := &record{CaseRow: CaseRow{
-		CaseID:          ev.Stream,
-		Number:          m.GetCaseNumber(),
-		Type:            m.GetType(),
-		Channel:         m.GetChannel(),
-		Category:        m.GetCategory(),
-		Status:          casev1.CaseStatus_CASE_STATUS_REGISTERED,
-		RegisteredAt:    at,
-		FreeText:        sealed(m.GetFreeText()),
-		Contact:         sealed(m.GetContact()),
-		Identity:        sealed(m.GetIdentity()),
-		AttachmentNames: sealed(m.GetAttachmentNames()),
-	}}
-	if sla, ok := b.s.sla[r.Type]; ok {
-		r.DueAt = at.Add(sla)
-	}
-	for _, a := range m.GetAttachments() {
-		r.Attachments = append(r.Attachments, &casev1.Attachment{
-			AttachmentId: a.GetAttachmentId(), ContentType: a.GetContentType(), SizeBytes: a.GetSizeBytes(),
-		})
-	}
-	if p.cur != nil {
-		// A second registration of one case id cannot happen; should it,
-		// the later one wins, but the case keeps its holds.
-		r.holds = p.cur.holds
-		r.OnHold = p.cur.OnHold
+	queueBefore := r.c.Queue
+	if err := r.c.Apply(domain.Event{Type: ev.Type, Message: msg, Revision: uint64(ev.Revision), Recorded: ev.Recorded}); err != nil {
+		// The fold refuses only what cannot be one case (a second
+		// registration, an event of another case), which the event store
+		// never holds. A projection cannot refuse the log (retrying would
+		// stop it at the event for good), so the event is skipped and the
+		// case stays as the fold had it.
+		return nil
 	}
 	p.cur = r
-	p.tokensStale = true
-	return step{kind: ChangeRegistered, at: at, entry: HistoryEntry{Actor: m.GetRegisteredBy()}}, nil
-}
-
-// update applies an event other than registration and deletion to an
-// existing case. Event types it does not know leave the case as it is but
-// for the revision, which commands compare with the stream's.
-// settle sets the status of an open, routed case from who holds it, the
-// same rule as the domain's fold: assigned, else forwarded, else queued.
-func settle(r *record) {
-	switch r.Status {
-	case casev1.CaseStatus_CASE_STATUS_CLOSED, casev1.CaseStatus_CASE_STATUS_REGISTERED:
-		return
-	}
-	switch {
-	case r.Assignee != "":
-		r.Status = casev1.CaseStatus_CASE_STATUS_ASSIGNED
-	case r.forwarded:
-		r.Status = casev1.CaseStatus_CASE_STATUS_FORWARDED
-	default:
-		r.Status = casev1.CaseStatus_CASE_STATUS_QUEUED
-	}
-}
-
-func (b *batch) update(p *pending, ev *eventstore.RecordedEvent) (step, error) {
-	r := p.cur
-	switch ev.Type {
-	case typeCaseRouted:
-		m := &casev1.CaseRouted{}
-		if err := decode(ev, m); err != nil {
-			return step{}, err
-		}
-		r.Queue = m.GetQueue()
-		r.Status = casev1.CaseStatus_CASE_STATUS_QUEUED
-		r.Assignee = ""
-		return step{kind: ChangeRouted, at: eventTime(m.GetRoutedAt(), ev), entry: HistoryEntry{Queue: r.Queue}}, nil
-
-	case typeCaseAssigned:
-		m := &casev1.CaseAssigned{}
-		if err := decode(ev, m); err != nil {
-			return step{}, err
-		}
-		r.Status = casev1.CaseStatus_CASE_STATUS_ASSIGNED
-		r.Assignee = m.GetAssignee()
-		return step{kind: ChangeAssigned, at: eventTime(m.GetAssignedAt(), ev), entry: HistoryEntry{Actor: m.GetAssignedBy(), Assignee: r.Assignee}}, nil
-
-	case typeCaseReleased:
-		m := &casev1.CaseReleased{}
-		if err := decode(ev, m); err != nil {
-			return step{}, err
-		}
-		r.Assignee = ""
-		settle(p.cur)
-		return step{kind: ChangeReleased, at: eventTime(m.GetReleasedAt(), ev), entry: HistoryEntry{Actor: m.GetReleasedBy()}}, nil
-
-	case typeCaseMoved:
-		m := &casev1.CaseMoved{}
-		if err := decode(ev, m); err != nil {
-			return step{}, err
-		}
-		// A move takes the case out of any forwarding and away from its
-		// assignee, as the domain's fold does.
-		r.Queue = m.GetToQueue()
-		r.Assignee = ""
-		r.ForwardedDepartment, r.ForwardedOfficer, p.cur.forwarded = "", "", false
-		if r.Status == casev1.CaseStatus_CASE_STATUS_REGISTERED {
-			r.Status = casev1.CaseStatus_CASE_STATUS_QUEUED
-		}
-		settle(p.cur)
-		return step{kind: ChangeMoved, at: eventTime(m.GetMovedAt(), ev), entry: HistoryEntry{Actor: m.GetMovedBy(), Queue: r.Queue}}, nil
-
-	case typeCaseForwarded:
-		m := &casev1.CaseForwarded{}
-		if err := decode(ev, m); err != nil {
-			return step{}, err
-		}
-		if q := m.GetToQueue(); q != "" {
-			r.Queue = q
-		}
-		r.Status = casev1.CaseStatus_CASE_STATUS_FORWARDED
-		r.Assignee = ""
-		r.ForwardedDepartment = m.GetToDepartment()
-		r.ForwardedOfficer = m.GetToOfficer()
-		p.cur.forwarded = true
-		return step{kind: ChangeForwarded, at: eventTime(m.GetForwardedAt(), ev), entry: HistoryEntry{
-			Actor: m.GetForwardedBy(), Text: sealed(m.GetComment()), Queue: m.GetToQueue(),
-			Department: r.ForwardedDepartment, Officer: r.ForwardedOfficer,
-		}}, nil
-
-	case typeCaseAnswered:
-		m := &casev1.CaseAnswered{}
-		if err := decode(ev, m); err != nil {
-			return step{}, err
-		}
-		return step{kind: ChangeAnswered, at: eventTime(m.GetAnsweredAt(), ev), entry: HistoryEntry{Actor: m.GetAnsweredBy(), Text: sealed(m.GetAnswer())}}, nil
-
-	case typeNoteAdded:
-		m := &casev1.NoteAdded{}
-		if err := decode(ev, m); err != nil {
-			return step{}, err
-		}
-		return step{kind: ChangeNoted, at: eventTime(m.GetAddedAt(), ev), entry: HistoryEntry{Actor: m.GetAuthor(), Text: sealed(m.GetText())}}, nil
-
-	case typeCaseClosed:
-		m := &casev1.CaseClosed{}
-		if err := decode(ev, m); err != nil {
-			return step{}, err
-		}
-		at := eventTime(m.GetClosedAt(), ev)
-		r.Status = casev1.CaseStatus_CASE_STATUS_CLOSED
-		r.Assignee = ""
-		r.ClosedAt = at
-		r.Resolution = m.GetResolution()
-		return step{kind: ChangeClosed, at: at, entry: HistoryEntry{Actor: m.GetClosedBy(), Resolution: r.Resolution}}, nil
-
-	case typeCaseReopened:
-		m := &casev1.CaseReopened{}
-		if err := decode(ev, m); err != nil {
-			return step{}, err
-		}
-		// Back in the queue (or with the department it was forwarded to)
-		// for anyone to take: whoever had it may be gone by now.
-		r.Status = casev1.CaseStatus_CASE_STATUS_QUEUED
-		r.Assignee = ""
-		r.ClosedAt = time.Time{}
-		settle(p.cur)
-		r.Reopenings++
-		return step{kind: ChangeReopened, at: eventTime(m.GetReopenedAt(), ev), entry: HistoryEntry{Actor: m.GetReopenedBy()}}, nil
-
-	case typeHoldPlaced:
-		m := &casev1.HoldPlaced{}
-		if err := decode(ev, m); err != nil {
-			return step{}, err
-		}
-		if !slices.Contains(r.holds, m.GetHoldId()) {
-			r.holds = append(r.holds, m.GetHoldId())
-		}
-		r.OnHold = true
-		return step{kind: ChangeHeld, at: eventTime(m.GetPlacedAt(), ev), entry: HistoryEntry{Actor: m.GetPlacedBy()}}, nil
-
-	case typeHoldReleased:
-		m := &casev1.HoldReleased{}
-		if err := decode(ev, m); err != nil {
-			return step{}, err
-		}
-		r.holds = slices.DeleteFunc(r.holds, func(h string) bool { return h == m.GetHoldId() })
-		r.OnHold = len(r.holds) > 0
-		return step{kind: ChangeHeld, at: eventTime(m.GetReleasedAt(), ev), entry: HistoryEntry{Actor: m.GetReleasedBy()}}, nil
-
-	case typePersonalDataRedacted:
-		m := &casev1.PersonalDataRedacted{}
-		if err := decode(ev, m); err != nil {
-			return step{}, err
-		}
-		for _, c := range m.GetDataClasses() {
-			b.redact(p, c)
-		}
-		return step{kind: ChangeRedacted, at: eventTime(m.GetRedactedAt(), ev)}, nil
-
-	case typePersonalDataRectified:
-		m := &casev1.PersonalDataRectified{}
-		if err := decode(ev, m); err != nil {
-			return step{}, err
-		}
-		b.rectify(p, m.GetDataClass(), sealed(m.GetValue()))
-		return step{kind: ChangeRectified, at: eventTime(m.GetRectifiedAt(), ev), entry: HistoryEntry{Actor: m.GetRectifiedBy()}}, nil
-	}
-	r.Revision = ev.Revision
-	return step{}, nil
-}
-
-// redact drops the sealed copies of one data class and records it as
-// redacted. Tokens are computed again from what is left, so the tokens
-// that stood for the redacted values disappear with them.
-func (b *batch) redact(p *pending, c casev1.DataClass) {
-	r := p.cur
-	switch c {
-	case casev1.DataClass_DATA_CLASS_CONTACT_DETAILS:
-		r.Contact = nil
-		p.tokensStale = true
-	case casev1.DataClass_DATA_CLASS_IDENTITY_NUMBER:
-		r.Identity = nil
-		p.tokensStale = true
-	case casev1.DataClass_DATA_CLASS_FREE_TEXT:
-		r.FreeText = nil
-	case casev1.DataClass_DATA_CLASS_ATTACHMENTS:
-		r.AttachmentNames = nil
-	case casev1.DataClass_DATA_CLASS_ANSWER:
+	stale, scrub := r.copies.apply(msg)
+	p.tokensStale = p.tokensStale || stale
+	if scrub {
 		p.scrubAnswers = true
 		for i := range p.newHistory {
 			p.newHistory[i].Text = nil
 		}
-	default:
-		return
 	}
-	if i, found := slices.BinarySearch(r.Redacted, c); !found {
-		r.Redacted = slices.Insert(r.Redacted, i, c)
+	entry, shown := historyEntry(msg, ev.Recorded)
+	if !shown {
+		return nil
 	}
+	p.newHistory = append(p.newHistory, entry)
+	if b.notify {
+		after := r.row(b.s.sla)
+		prev := ""
+		if queueBefore != after.Queue {
+			prev = queueBefore
+		}
+		b.changes = append(b.changes, app.Change{Kind: entry.Kind, Queue: after.Queue, PreviousQueue: prev, Row: after, At: entry.At, Position: ev.Position})
+	}
+	return nil
 }
 
-// rectify replaces the sealed copy of one data class. Answer texts are
-// not rectified as a class (the event does not say which text), so that
-// class is left as it is.
-func (b *batch) rectify(p *pending, c casev1.DataClass, v *casev1.SealedPersonalData) {
-	r := p.cur
-	switch c {
-	case casev1.DataClass_DATA_CLASS_CONTACT_DETAILS:
-		r.Contact = v
-		p.tokensStale = true
-	case casev1.DataClass_DATA_CLASS_IDENTITY_NUMBER:
-		r.Identity = v
-		p.tokensStale = true
-	case casev1.DataClass_DATA_CLASS_FREE_TEXT:
-		r.FreeText = v
-	case casev1.DataClass_DATA_CLASS_ATTACHMENTS:
-		r.AttachmentNames = v
-	default:
+// drop removes a deleted case with everything the read model holds of
+// it.
+func (b *batch) drop(p *pending, at time.Time, pos eventstore.Position) {
+	if p.cur == nil {
 		return
 	}
-	if i, found := slices.BinarySearch(r.Redacted, c); found && v != nil {
-		r.Redacted = slices.Delete(r.Redacted, i, i+1)
+	if b.notify {
+		row := p.cur.row(b.s.sla)
+		b.changes = append(b.changes, app.Change{Kind: app.ChangeDeleted, Queue: row.Queue, Row: row, At: at, Position: pos})
 	}
+	p.cur = nil
+	p.tokensStale = false
+	p.wipeHistory = true
+	p.scrubAnswers = false
+	p.newHistory = nil
+}
+
+// historyEntry says how an event shows in its case's history and change
+// feed, and whether it shows at all: retention's preservation and
+// archiving, and events this build does not know, do not.
+func historyEntry(msg proto.Message, recorded time.Time) (app.HistoryEntry, bool) {
+	var e app.HistoryEntry
+	switch m := msg.(type) {
+	case *casev1.CaseRegistered:
+		e = app.HistoryEntry{Kind: app.ChangeRegistered, Actor: m.GetRegisteredBy(), At: domain.TimeOf(m.GetRegisteredAt(), recorded)}
+	case *casev1.CaseRouted:
+		e = app.HistoryEntry{Kind: app.ChangeRouted, At: domain.TimeOf(m.GetRoutedAt(), recorded), Queue: m.GetQueue()}
+	case *casev1.CaseAssigned:
+		e = app.HistoryEntry{Kind: app.ChangeAssigned, Actor: m.GetAssignedBy(), At: domain.TimeOf(m.GetAssignedAt(), recorded)}
+	case *casev1.CaseReleased:
+		e = app.HistoryEntry{Kind: app.ChangeReleased, Actor: m.GetReleasedBy(), At: domain.TimeOf(m.GetReleasedAt(), recorded)}
+	case *casev1.CaseMoved:
+		e = app.HistoryEntry{Kind: app.ChangeMoved, Actor: m.GetMovedBy(), At: domain.TimeOf(m.GetMovedAt(), recorded), Queue: m.GetToQueue()}
+	case *casev1.CaseForwarded:
+		e = app.HistoryEntry{Kind: app.ChangeForwarded, Actor: m.GetForwardedBy(), At: domain.TimeOf(m.GetForwardedAt(), recorded), Text: sealed(m.GetComment()), Queue: m.GetToQueue()}
+	case *casev1.CaseAnswered:
+		e = app.HistoryEntry{Kind: app.ChangeAnswered, Actor: m.GetAnsweredBy(), At: domain.TimeOf(m.GetAnsweredAt(), recorded), Text: sealed(m.GetAnswer())}
+	case *casev1.NoteAdded:
+		e = app.HistoryEntry{Kind: app.ChangeNoted, Actor: m.GetAuthor(), At: domain.TimeOf(m.GetAddedAt(), recorded), Text: sealed(m.GetText())}
+	case *casev1.CaseClosed:
+		e = app.HistoryEntry{Kind: app.ChangeClosed, Actor: m.GetClosedBy(), At: domain.TimeOf(m.GetClosedAt(), recorded), Resolution: m.GetResolution()}
+	case *casev1.CaseReopened:
+		e = app.HistoryEntry{Kind: app.ChangeReopened, Actor: m.GetReopenedBy(), At: domain.TimeOf(m.GetReopenedAt(), recorded)}
+	case *casev1.HoldPlaced:
+		e = app.HistoryEntry{Kind: app.ChangeHeld, Actor: m.GetPlacedBy(), At: domain.TimeOf(m.GetPlacedAt(), recorded)}
+	case *casev1.HoldReleased:
+		e = app.HistoryEntry{Kind: app.ChangeHeld, Actor: m.GetReleasedBy(), At: domain.TimeOf(m.GetReleasedAt(), recorded)}
+	case *casev1.PersonalDataRedacted:
+		e = app.HistoryEntry{Kind: app.ChangeRedacted, At: domain.TimeOf(m.GetRedactedAt(), recorded)}
+	case *casev1.PersonalDataRectified:
+		e = app.HistoryEntry{Kind: app.ChangeRectified, Actor: m.GetRectifiedBy(), At: domain.TimeOf(m.GetRectifiedAt(), recorded)}
+	default:
+		return app.HistoryEntry{}, false
+	}
+	return e, true
 }
 
 // loadDelta is a change of one queue's counters.
@@ -492,46 +253,52 @@ func (b *batch) flush(ctx context.Context) error {
 					return err
 				}
 			}
-		} else if err := cases.Put([]byte(p.id), encodeRecord(p.cur)); err != nil {
+		} else {
+			v, err := encodeRecord(p.cur)
+			if err != nil {
+				return err
+			}
+			if err := cases.Put([]byte(p.id), v); err != nil {
+				return err
+			}
+		}
+		orig, cur := b.rowOf(p.orig), b.rowOf(p.cur)
+		if err := b.writeNumber(p.id, orig, cur); err != nil {
 			return err
 		}
-		if err := b.writeNumber(p); err != nil {
+		if err := b.writeOpenIndexes(orig, cur); err != nil {
 			return err
 		}
-		if err := b.writeOpenIndexes(p); err != nil {
+		if err := b.writeUnrouted(p.id, orig, cur); err != nil {
 			return err
 		}
 		if err := b.writeHistory(p); err != nil {
 			return err
 		}
-		for _, r := range []*record{p.orig, p.cur} {
-			if r == nil || !r.IsOpen() {
+		for _, c := range [...]struct {
+			row  *app.CaseRow
+			sign int64
+		}{{orig, -1}, {cur, 1}} {
+			if c.row == nil || !c.row.IsOpen() {
 				continue
 			}
-			sign := int64(1)
-			if r == p.orig {
-				sign = -1
+			d := deltas[c.row.Queue]
+			d.open += c.sign
+			if c.row.IsUnassigned() {
+				d.unassigned += c.sign
 			}
-			d := deltas[r.Queue]
-			d.open += sign
-			if r.IsUnassigned() {
-				d.unassigned += sign
-			}
-			deltas[r.Queue] = d
+			deltas[c.row.Queue] = d
 		}
 	}
 	return b.writeLoads(deltas)
 }
 
 // computeTokens asks the Tokenizer for a case's tokens.
-func (b *batch) computeTokens(ctx context.Context, r *record) ([]string, error) {
-	if b.s.tokenizer == nil || (r.Contact == nil && r.Identity == nil) {
+func (b *batch) computeTokens(ctx context.Context, id string, r *record) ([]string, error) {
+	if b.s.tokenizer == nil || (r.contact == nil && r.identity == nil) {
 		return nil, nil
 	}
-	tokens, err := b.s.tokenizer.Tokens(ctx, r.CaseID, r.Contact, r.Identity)
-	if errors.Is(err, ErrSkipTokens) {
-		return nil, nil
-	}
+	tokens, err := b.s.tokenizer.Tokens(ctx, id, r.contact, r.identity)
 	if err != nil {
 		return nil, err
 	}
@@ -540,25 +307,25 @@ func (b *batch) computeTokens(ctx context.Context, r *record) ([]string, error) 
 	return slices.Compact(tokens), nil
 }
 
-func (b *batch) writeNumber(p *pending) error {
+func (b *batch) writeNumber(id string, orig, cur *app.CaseRow) error {
 	numbers := b.tx.Bucket([]byte(bucketNumbers))
 	var before, after string
-	if p.orig != nil {
-		before = p.orig.Number
+	if orig != nil {
+		before = orig.Number
 	}
-	if p.cur != nil {
-		after = p.cur.Number
+	if cur != nil {
+		after = cur.Number
 	}
 	if before == after {
 		return nil
 	}
-	if before != "" && string(numbers.Get([]byte(before))) == p.id {
+	if before != "" && string(numbers.Get([]byte(before))) == id {
 		if err := numbers.Delete([]byte(before)); err != nil {
 			return err
 		}
 	}
 	if after != "" {
-		return numbers.Put([]byte(after), []byte(p.id))
+		return numbers.Put([]byte(after), []byte(id))
 	}
 	return nil
 }
@@ -566,11 +333,14 @@ func (b *batch) writeNumber(p *pending) error {
 // openEntry is a case's entry in one open-case index.
 type openEntry struct{ key, value []byte }
 
-func openEntries(r *record) (age, due openEntry, ok bool, err error) {
+func openEntries(r *app.CaseRow) (age, due openEntry, ok bool, err error) {
 	if r == nil || !r.IsOpen() {
 		return age, due, false, nil
 	}
-	v := openIndexValue(r.Type, r.Channel)
+	v, err := encodeOpenEntry(r.Type, r.Channel)
+	if err != nil {
+		return age, due, false, err
+	}
 	if age.key, err = openIndexKey(r.Queue, r.RegisteredAt, r.CaseID); err != nil {
 		return age, due, false, err
 	}
@@ -581,12 +351,12 @@ func openEntries(r *record) (age, due openEntry, ok bool, err error) {
 	return age, due, true, nil
 }
 
-func (b *batch) writeOpenIndexes(p *pending) error {
-	oldAge, oldDue, hadOld, err := openEntries(p.orig)
+func (b *batch) writeOpenIndexes(orig, cur *app.CaseRow) error {
+	oldAge, oldDue, hadOld, err := openEntries(orig)
 	if err != nil {
 		return err
 	}
-	newAge, newDue, hasNew, err := openEntries(p.cur)
+	newAge, newDue, hasNew, err := openEntries(cur)
 	if err != nil {
 		return err
 	}
@@ -612,6 +382,23 @@ func (b *batch) writeOpenIndexes(p *pending) error {
 	return nil
 }
 
+// unrouted reports whether a case waits for the router.
+func unrouted(r *app.CaseRow) bool {
+	return r != nil && r.Status == casev1.CaseStatus_CASE_STATUS_REGISTERED
+}
+
+// writeUnrouted keeps the case's entry in the unrouted index.
+func (b *batch) writeUnrouted(id string, orig, cur *app.CaseRow) error {
+	was, is := unrouted(orig), unrouted(cur)
+	switch {
+	case is && !was:
+		return b.tx.Bucket([]byte(bucketUnrouted)).Put([]byte(id), []byte{})
+	case was && !is:
+		return b.tx.Bucket([]byte(bucketUnrouted)).Delete([]byte(id))
+	}
+	return nil
+}
+
 // collectTokens notes what the batch does to a case's tokens: new ones
 // when its contact details or identity number changed, none when it is
 // gone. A case that is gone is dropped even if this file never knew it,
@@ -622,7 +409,7 @@ func (b *batch) collectTokens(ctx context.Context, p *pending) error {
 	case p.cur == nil:
 		b.tokens = append(b.tokens, tokenChange{caseID: p.id, drop: true})
 	case p.tokensStale:
-		tokens, err := b.computeTokens(ctx, p.cur)
+		tokens, err := b.computeTokens(ctx, p.id, p.cur)
 		if err != nil {
 			return fmt.Errorf("blind-index tokens of case %s: %w", p.id, err)
 		}
@@ -657,55 +444,47 @@ func (b *batch) writeTokens() error {
 	})
 }
 
+// writeHistory writes the case's history as it is after the batch: the
+// stored entries (none after a deletion, without texts after a redaction
+// of the answer class) and the batch's new ones. New entries are appended
+// to the stored bytes as they are: a repeated field's encoding is the
+// concatenation of its elements', so the value is the one encoding the
+// whole history at once would give (and a rebuild writes the same bytes),
+// and an event costs its own entry, not a decoding of all before it.
 func (b *batch) writeHistory(p *pending) error {
+	if !p.wipeHistory && !p.scrubAnswers && len(p.newHistory) == 0 {
+		return nil
+	}
 	bk := b.tx.Bucket([]byte(bucketHistory))
-	if (p.wipeHistory || p.scrubAnswers) && p.orig != nil {
-		prefix, err := historyPrefix(p.id)
-		if err != nil {
-			return err
-		}
-		// Collect first: changing a bucket under a live cursor can make
-		// the cursor skip entries.
-		var keys, values [][]byte
-		c := bk.Cursor()
-		for k, v := c.Seek(prefix); hasPrefix(k, prefix); k, v = c.Next() {
-			if p.wipeHistory {
-				keys = append(keys, slices.Clone(k))
-				continue
-			}
-			h, err := decodeHistory(v)
+	key := []byte(p.id)
+	if p.cur == nil {
+		return bk.Delete(key)
+	}
+	var stored []byte
+	if v := bk.Get(key); v != nil && !p.wipeHistory {
+		stored = v
+		if p.scrubAnswers {
+			entries, err := decodeHistory(p.id, v)
 			if err != nil {
 				return fmt.Errorf("history of case %s: %w", p.id, err)
 			}
-			if h.Text != nil {
-				h.Text = nil
-				keys = append(keys, slices.Clone(k))
-				values = append(values, encodeHistory(&h))
+			for i := range entries {
+				entries[i].Text = nil
 			}
-		}
-		for i, k := range keys {
-			var err error
-			if p.wipeHistory {
-				err = bk.Delete(k)
-			} else {
-				err = bk.Put(k, values[i])
-			}
-			if err != nil {
+			if stored, err = encodeHistory(p.id, entries); err != nil {
 				return err
 			}
 		}
 	}
-	for i := range p.newHistory {
-		h := &p.newHistory[i]
-		k, err := historyKey(p.id, h.Position)
-		if err != nil {
-			return err
-		}
-		if err := bk.Put(k, encodeHistory(h)); err != nil {
-			return err
-		}
+	added, err := encodeHistory(p.id, p.newHistory)
+	if err != nil {
+		return err
 	}
-	return nil
+	v := append(slices.Clip(stored), added...)
+	if len(v) == 0 {
+		return bk.Delete(key)
+	}
+	return bk.Put(key, v)
 }
 
 // writeLoads adds the deltas to the queue counters and finds each touched
@@ -739,7 +518,11 @@ func (b *batch) writeLoads(deltas map[string]loadDelta) error {
 			return fmt.Errorf("load of queue %q: %d open cases but none in the age index: %w", q, l.Open, errCorrupt)
 		}
 		l.OldestOpenAt = decodeSortableTime(k[len(prefix) : len(prefix)+8])
-		if err := loads.Put([]byte(q), encodeLoad(l)); err != nil {
+		v, err := encodeLoad(l)
+		if err != nil {
+			return err
+		}
+		if err := loads.Put([]byte(q), v); err != nil {
 			return err
 		}
 	}

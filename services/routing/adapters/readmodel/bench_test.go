@@ -16,7 +16,6 @@ import (
 
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
 	routingv1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/routing/v1"
-	"github.com/kontakt-se/kontakt/pkg/eventstore"
 )
 
 // appendConcurrently appends drafts with 16 writers; each stream's events
@@ -106,25 +105,15 @@ func BenchmarkListQueue(b *testing.B) {
 	const cases = 100_000
 	rm, _ := openStore(b, Options{})
 	rng := rand.New(rand.NewPCG(5, 5))
-	var batch []draft
-	var pos eventstore.Position
-	flush := func() {
-		evs := history(pos, batch...)
-		require.NoError(b, rm.Apply(context.Background(), evs...))
-		pos += eventstore.Position(len(evs))
-		batch = batch[:0]
-	}
+	fill := &batcher{s: rm, size: 10_000}
 	for i := range cases {
 		id := uuid.NewString()
 		at := t0().Add(time.Duration(rng.IntN(90*24*3600)) * time.Second)
-		batch = append(batch,
+		fill.add(b,
 			ev(id, registered(id, fmt.Sprintf("KC-2026-%06d", i), casev1.CaseType(1+rng.IntN(4)), casev1.Channel(1+rng.IntN(6)), at)),
 			ev(id, routed(id, "kundtjanst", at)))
-		if len(batch) == 10_000 {
-			flush()
-		}
 	}
-	flush()
+	fill.flush(b)
 	load, err := rm.QueueLoad("kundtjanst")
 	require.NoError(b, err)
 	require.EqualValues(b, cases, load.Open)
@@ -142,7 +131,7 @@ func BenchmarkListQueue(b *testing.B) {
 			// Page tokens all over the queue, from one walk through it.
 			tokens := []string{""}
 			for token := ""; ; {
-				_, next, err := rm.ListQueue("kundtjanst", tc.order, tc.types, nil, 50, token)
+				_, next, err := listQueue(rm, "kundtjanst", tc.order, tc.types, nil, 50, token)
 				require.NoError(b, err)
 				if next == "" {
 					break
@@ -154,7 +143,7 @@ func BenchmarkListQueue(b *testing.B) {
 			for b.Loop() {
 				token := tokens[rng.IntN(len(tokens))]
 				start := time.Now()
-				rows, _, err := rm.ListQueue("kundtjanst", tc.order, tc.types, nil, 50, token)
+				rows, _, err := listQueue(rm, "kundtjanst", tc.order, tc.types, nil, 50, token)
 				lat = append(lat, time.Since(start))
 				if err != nil || len(rows) == 0 {
 					b.Fatalf("page: %d rows, %v", len(rows), err)

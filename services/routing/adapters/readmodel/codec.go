@@ -3,380 +3,238 @@ package readmodel
 import (
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
-	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
-	"github.com/kontakt-se/kontakt/pkg/eventstore"
+	"github.com/kontakt-se/kontakt/pkg/caseaccess"
+	"github.com/kontakt-se/kontakt/pkg/seal"
+	"github.com/kontakt-se/kontakt/services/routing/adapters/readmodel/internal/rowpb"
+	"github.com/kontakt-se/kontakt/services/routing/app"
+	"github.com/kontakt-se/kontakt/services/routing/domain"
 )
 
-// The stored values are protobuf wire format, written by hand with
-// protowire instead of generated code: the schema is private to this
-// package, the encoding is deterministic (so a rebuild writes the very
-// same bytes as incremental projection, which the tests compare), and
-// decoding skips unknown fields, so a newer binary's rows stay readable.
-// Field numbers below are part of the file format: never reuse one.
-
-// record is what the cases bucket holds per case: the row plus what only
-// the projector needs.
-type record struct {
-	CaseRow
-	// holds are the ids of the holds in place.
-	holds []string
-	// forwarded says a forwarding is in force (also one to a queue with
-	// no department), which decides the status after a release or a
-	// reopening exactly as the domain's fold does.
-	forwarded bool
-}
-
-const (
-	fCaseID              = 1
-	fNumber              = 2
-	fType                = 3
-	fChannel             = 4
-	fCategory            = 5
-	fQueue               = 6
-	fStatus              = 7
-	fAssignee            = 8
-	fRegisteredAt        = 9
-	fDueAt               = 10
-	fClosedAt            = 11
-	fUpdatedAt           = 12
-	fForwardedDepartment = 13
-	fForwardedOfficer    = 14
-	fFreeText            = 15
-	fContact             = 16
-	fIdentity            = 17
-	fAttachmentNames     = 18
-	fAttachments         = 19
-	fRedacted            = 20
-	fRevision            = 21
-	fReopenings          = 22
-	fHolds               = 23
-	fResolution          = 25
-	fForwarded           = 26
-	// Field 24 held the blind-index tokens up to schema 2; they live in
-	// the token file now (pkg/tokenindex). Never reuse it.
-)
-
-const (
-	hKind       = 1
-	hActor      = 2
-	hAt         = 3
-	hText       = 4
-	hQueue      = 5
-	hAssignee   = 6
-	hDepartment = 7
-	hOfficer    = 8
-	hResolution = 9
-)
-
-const (
-	lOpen       = 1
-	lUnassigned = 2
-	lOldest     = 3
-)
+// The stored values are the messages of the private proto
+// services/routing/proto/kontakt/routing/readmodel/v1/readmodel.proto,
+// generated into internal/rowpb (`make generate`). They are marshalled
+// deterministically, so a rebuild writes the very bytes incremental
+// projection wrote (the tests compare the files). A file written with
+// another layout is rebuilt, never read (schemaVersion).
 
 var errCorrupt = errors.New("corrupt stored value")
 
-func appendString(b []byte, num protowire.Number, s string) []byte {
-	if s == "" {
-		return b
+var deterministic = proto.MarshalOptions{Deterministic: true}
+
+func marshal(m proto.Message) ([]byte, error) {
+	b, err := deterministic.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s: %w", m.ProtoReflect().Descriptor().Name(), err)
 	}
-	b = protowire.AppendTag(b, num, protowire.BytesType)
-	return protowire.AppendString(b, s)
+	return b, nil
 }
 
-func appendUint(b []byte, num protowire.Number, v uint64) []byte {
-	if v == 0 {
-		return b
-	}
-	b = protowire.AppendTag(b, num, protowire.VarintType)
-	return protowire.AppendVarint(b, v)
-}
-
-func appendEnum(b []byte, num protowire.Number, v int32) []byte {
-	return appendUint(b, num, uint64(int64(v)))
-}
-
-// appendTime stores a time as zig-zag Unix nanoseconds; the zero time is
-// left out, so it decodes as the zero time again.
-func appendTime(b []byte, num protowire.Number, t time.Time) []byte {
-	if t.IsZero() {
-		return b
-	}
-	b = protowire.AppendTag(b, num, protowire.VarintType)
-	return protowire.AppendVarint(b, protowire.EncodeZigZag(t.UnixNano()))
-}
-
-func appendSealed(b []byte, num protowire.Number, s *casev1.SealedPersonalData) []byte {
-	if s == nil {
-		return b
-	}
-	var m []byte
-	m = appendString(m, 1, s.GetKeyId())
-	if c := s.GetCiphertext(); len(c) > 0 {
-		m = protowire.AppendTag(m, 2, protowire.BytesType)
-		m = protowire.AppendBytes(m, c)
-	}
-	b = protowire.AppendTag(b, num, protowire.BytesType)
-	return protowire.AppendBytes(b, m)
-}
-
-func appendAttachment(b []byte, num protowire.Number, a *casev1.Attachment) []byte {
-	var m []byte
-	m = appendString(m, 1, a.GetAttachmentId())
-	m = appendString(m, 2, a.GetContentType())
-	m = appendUint(m, 3, uint64(a.GetSizeBytes()))
-	b = protowire.AppendTag(b, num, protowire.BytesType)
-	return protowire.AppendBytes(b, m)
-}
-
-func encodeRecord(r *record) []byte {
-	b := make([]byte, 0, 256)
-	b = appendString(b, fCaseID, r.CaseID)
-	b = appendString(b, fNumber, r.Number)
-	b = appendEnum(b, fType, int32(r.Type))
-	b = appendEnum(b, fChannel, int32(r.Channel))
-	b = appendString(b, fCategory, r.Category)
-	b = appendString(b, fQueue, r.Queue)
-	b = appendEnum(b, fStatus, int32(r.Status))
-	b = appendString(b, fAssignee, r.Assignee)
-	b = appendTime(b, fRegisteredAt, r.RegisteredAt)
-	b = appendTime(b, fDueAt, r.DueAt)
-	b = appendTime(b, fClosedAt, r.ClosedAt)
-	b = appendTime(b, fUpdatedAt, r.UpdatedAt)
-	b = appendString(b, fForwardedDepartment, r.ForwardedDepartment)
-	b = appendString(b, fForwardedOfficer, r.ForwardedOfficer)
-	b = appendSealed(b, fFreeText, r.FreeText)
-	b = appendSealed(b, fContact, r.Contact)
-	b = appendSealed(b, fIdentity, r.Identity)
-	b = appendSealed(b, fAttachmentNames, r.AttachmentNames)
-	for _, a := range r.Attachments {
-		b = appendAttachment(b, fAttachments, a)
-	}
-	for _, c := range r.Redacted {
-		b = protowire.AppendTag(b, fRedacted, protowire.VarintType)
-		b = protowire.AppendVarint(b, uint64(int64(c)))
-	}
-	b = appendUint(b, fRevision, uint64(r.Revision))
-	b = appendUint(b, fReopenings, uint64(r.Reopenings))
-	for _, h := range r.holds {
-		b = protowire.AppendTag(b, fHolds, protowire.BytesType)
-		b = protowire.AppendString(b, h)
-	}
-	b = appendEnum(b, fResolution, int32(r.Resolution))
-	if r.forwarded {
-		b = appendUint(b, fForwarded, 1)
-	}
-	return b
-}
-
-// field is one decoded field: its number, and either a varint or bytes.
-type field struct {
-	num   protowire.Number
-	typ   protowire.Type
-	v     uint64
-	bytes []byte
-}
-
-// fields walks the top-level fields of a protowire message. Fields of a
-// type this package never writes are skipped.
-func fields(b []byte, fn func(f field) error) error {
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return fmt.Errorf("%w: %w", errCorrupt, protowire.ParseError(n))
-		}
-		b = b[n:]
-		f := field{num: num, typ: typ}
-		switch typ {
-		case protowire.VarintType:
-			f.v, n = protowire.ConsumeVarint(b)
-		case protowire.BytesType:
-			f.bytes, n = protowire.ConsumeBytes(b)
-		default:
-			n = protowire.ConsumeFieldValue(num, typ, b)
-		}
-		if n < 0 {
-			return fmt.Errorf("%w: %w", errCorrupt, protowire.ParseError(n))
-		}
-		b = b[n:]
-		if typ != protowire.VarintType && typ != protowire.BytesType {
-			continue
-		}
-		if err := fn(f); err != nil {
-			return err
-		}
+func unmarshal(b []byte, m proto.Message) error {
+	if err := proto.Unmarshal(b, m); err != nil {
+		return fmt.Errorf("%w: %s: %w", errCorrupt, m.ProtoReflect().Descriptor().Name(), err)
 	}
 	return nil
 }
 
-func decodeTime(v uint64) time.Time {
-	return time.Unix(0, protowire.DecodeZigZag(v)).UTC()
-}
-
-func decodeSealed(b []byte) (*casev1.SealedPersonalData, error) {
-	s := &casev1.SealedPersonalData{}
-	err := fields(b, func(f field) error {
-		switch f.num {
-		case 1:
-			s.KeyId = string(f.bytes)
-		case 2:
-			s.Ciphertext = append([]byte(nil), f.bytes...)
-		}
+// nanos stores a time as Unix nanoseconds; the zero time is absent.
+func nanos(t time.Time) *int64 {
+	if t.IsZero() {
 		return nil
-	})
-	return s, err
+	}
+	n := t.UnixNano()
+	return &n
 }
 
-func decodeAttachment(b []byte) (*casev1.Attachment, error) {
-	a := &casev1.Attachment{}
-	err := fields(b, func(f field) error {
-		switch f.num {
-		case 1:
-			a.AttachmentId = string(f.bytes)
-		case 2:
-			a.ContentType = string(f.bytes)
-		case 3:
-			a.SizeBytes = int64(f.v)
-		}
-		return nil
-	})
-	return a, err
+func fromNanos(n *int64) time.Time {
+	if n == nil {
+		return time.Time{}
+	}
+	return time.Unix(0, *n).UTC()
 }
 
-func decodeRecord(b []byte) (*record, error) {
-	r := &record{}
-	err := fields(b, func(f field) error {
-		var err error
-		switch f.num {
-		case fCaseID:
-			r.CaseID = string(f.bytes)
-		case fNumber:
-			r.Number = string(f.bytes)
-		case fType:
-			r.Type = casev1.CaseType(int32(f.v))
-		case fChannel:
-			r.Channel = casev1.Channel(int32(f.v))
-		case fCategory:
-			r.Category = string(f.bytes)
-		case fQueue:
-			r.Queue = string(f.bytes)
-		case fStatus:
-			r.Status = casev1.CaseStatus(int32(f.v))
-		case fAssignee:
-			r.Assignee = string(f.bytes)
-		case fRegisteredAt:
-			r.RegisteredAt = decodeTime(f.v)
-		case fDueAt:
-			r.DueAt = decodeTime(f.v)
-		case fClosedAt:
-			r.ClosedAt = decodeTime(f.v)
-		case fUpdatedAt:
-			r.UpdatedAt = decodeTime(f.v)
-		case fForwardedDepartment:
-			r.ForwardedDepartment = string(f.bytes)
-		case fForwardedOfficer:
-			r.ForwardedOfficer = string(f.bytes)
-		case fFreeText:
-			r.FreeText, err = decodeSealed(f.bytes)
-		case fContact:
-			r.Contact, err = decodeSealed(f.bytes)
-		case fIdentity:
-			r.Identity, err = decodeSealed(f.bytes)
-		case fAttachmentNames:
-			r.AttachmentNames, err = decodeSealed(f.bytes)
-		case fAttachments:
-			var a *casev1.Attachment
-			a, err = decodeAttachment(f.bytes)
-			r.Attachments = append(r.Attachments, a)
-		case fRedacted:
-			r.Redacted = append(r.Redacted, casev1.DataClass(int32(f.v)))
-		case fRevision:
-			r.Revision = eventstore.Revision(f.v)
-		case fReopenings:
-			r.Reopenings = int(f.v)
-		case fHolds:
-			r.holds = append(r.holds, string(f.bytes))
-		case fResolution:
-			r.Resolution = casev1.Resolution(int32(f.v))
-		case fForwarded:
-			r.forwarded = f.v != 0
-		}
-		return err
-	})
-	if err != nil {
+func encodeRecord(r *record) ([]byte, error) {
+	c := &r.c
+	caseID := c.ID
+	p := &rowpb.CaseRecord{
+		Number: c.Number, Type: c.Type, Channel: c.Channel, Category: c.Category,
+		RegisteredAtUnixNanos: nanos(c.RegisteredAt), Status: c.Status, Routed: c.Routed,
+		Queue: c.Queue, Assignee: c.Assignee,
+		ForwardedToDepartment: c.ForwardedToDepartment, ForwardedToOfficer: c.ForwardedToOfficer,
+		Forwarded: c.Forwarded, ClosedAtUnixNanos: nanos(c.ClosedAt), Resolution: c.Resolution,
+		Reopenings: uint32(c.Reopenings), Holds: slices.Sorted(maps.Keys(c.Holds)), Revision: c.Version,
+		Redacted:        r.redacted,
+		FreeText:        encodeSealed(caseID, seal.ClassFreeText, r.freeText),
+		Contact:         encodeSealed(caseID, seal.ClassContact, r.contact),
+		Identity:        encodeSealed(caseID, seal.ClassIdentity, r.identity),
+		AttachmentNames: encodeSealed(caseID, seal.ClassAttachments, r.attachmentNames),
+		Attachments:     r.attachments,
+	}
+	return marshal(p)
+}
+
+func decodeRecord(caseID string, b []byte) (*record, error) {
+	p := &rowpb.CaseRecord{}
+	if err := unmarshal(b, p); err != nil {
 		return nil, err
 	}
-	r.OnHold = len(r.holds) > 0
+	r := &record{c: domain.Case{
+		ID: caseID, Number: p.GetNumber(), Type: p.GetType(), Channel: p.GetChannel(), Category: p.GetCategory(),
+		RegisteredAt: fromNanos(p.RegisteredAtUnixNanos), Status: p.GetStatus(), Routed: p.GetRouted(),
+		Facts: caseaccess.Facts{
+			Queue: p.GetQueue(), Assignee: p.GetAssignee(),
+			ForwardedToDepartment: p.GetForwardedToDepartment(), ForwardedToOfficer: p.GetForwardedToOfficer(),
+		},
+		Forwarded: p.GetForwarded(), ClosedAt: fromNanos(p.ClosedAtUnixNanos), Resolution: p.GetResolution(),
+		Reopenings: int(p.GetReopenings()), Version: p.GetRevision(),
+	}}
+	if holds := p.GetHolds(); len(holds) > 0 {
+		r.c.Holds = make(map[string]bool, len(holds))
+		for _, h := range holds {
+			r.c.Holds[h] = true
+		}
+	}
+	r.redacted = p.GetRedacted()
+	r.attachments = p.GetAttachments()
+	var err error
+	for _, s := range []struct {
+		class seal.Class
+		from  *rowpb.Sealed
+		to    **casev1.SealedPersonalData
+	}{
+		{seal.ClassFreeText, p.GetFreeText(), &r.freeText},
+		{seal.ClassContact, p.GetContact(), &r.contact},
+		{seal.ClassIdentity, p.GetIdentity(), &r.identity},
+		{seal.ClassAttachments, p.GetAttachmentNames(), &r.attachmentNames},
+	} {
+		if *s.to, err = decodeSealed(caseID, s.class, s.from); err != nil {
+			return nil, err
+		}
+	}
 	return r, nil
 }
 
-func encodeHistory(h *HistoryEntry) []byte {
-	b := make([]byte, 0, 64)
-	b = appendString(b, hKind, h.Kind)
-	b = appendString(b, hActor, h.Actor)
-	b = appendTime(b, hAt, h.At)
-	b = appendSealed(b, hText, h.Text)
-	b = appendString(b, hQueue, h.Queue)
-	b = appendString(b, hAssignee, h.Assignee)
-	b = appendString(b, hDepartment, h.Department)
-	b = appendString(b, hOfficer, h.Officer)
-	b = appendEnum(b, hResolution, int32(h.Resolution))
-	return b
-}
-
-func decodeHistory(b []byte) (HistoryEntry, error) {
-	var h HistoryEntry
-	err := fields(b, func(f field) error {
-		var err error
-		switch f.num {
-		case hKind:
-			h.Kind = string(f.bytes)
-		case hActor:
-			h.Actor = string(f.bytes)
-		case hAt:
-			h.At = decodeTime(f.v)
-		case hText:
-			h.Text, err = decodeSealed(f.bytes)
-		case hQueue:
-			h.Queue = string(f.bytes)
-		case hAssignee:
-			h.Assignee = string(f.bytes)
-		case hDepartment:
-			h.Department = string(f.bytes)
-		case hOfficer:
-			h.Officer = string(f.bytes)
-		case hResolution:
-			h.Resolution = casev1.Resolution(int32(f.v))
-		}
-		return err
-	})
-	return h, err
-}
-
-func encodeLoad(l Load) []byte {
-	var b []byte
-	b = appendUint(b, lOpen, uint64(l.Open))
-	b = appendUint(b, lUnassigned, uint64(l.Unassigned))
-	b = appendTime(b, lOldest, l.OldestOpenAt)
-	return b
-}
-
-func decodeLoad(queue string, b []byte) (Load, error) {
-	l := Load{Queue: queue}
-	err := fields(b, func(f field) error {
-		switch f.num {
-		case lOpen:
-			l.Open = int64(f.v)
-		case lUnassigned:
-			l.Unassigned = int64(f.v)
-		case lOldest:
-			l.OldestOpenAt = decodeTime(f.v)
-		}
+// encodeSealed leaves out a key id that pkg/seal derives from the case,
+// the class and the generation; any other is kept as it is.
+func encodeSealed(caseID string, class seal.Class, s *casev1.SealedPersonalData) *rowpb.Sealed {
+	if s == nil {
 		return nil
-	})
-	return l, err
+	}
+	p := &rowpb.Sealed{Ciphertext: s.GetCiphertext()}
+	keyID := s.GetKeyId()
+	if id, c, gen, err := seal.ParseKeyID(keyID); err == nil && id == caseID && c == class {
+		if derived, err := seal.KeyID(caseID, class, gen); err == nil && derived == keyID {
+			p.Generation = gen
+			return p
+		}
+	}
+	p.KeyId = &keyID
+	return p
+}
+
+func decodeSealed(caseID string, class seal.Class, p *rowpb.Sealed) (*casev1.SealedPersonalData, error) {
+	if p == nil {
+		return nil, nil
+	}
+	s := &casev1.SealedPersonalData{Ciphertext: p.GetCiphertext()}
+	if p.KeyId != nil {
+		s.KeyId = p.GetKeyId()
+		return s, nil
+	}
+	keyID, err := seal.KeyID(caseID, class, p.GetGeneration())
+	if err != nil {
+		return nil, fmt.Errorf("%w: key id of case %s: %w", errCorrupt, caseID, err)
+	}
+	s.KeyId = keyID
+	return s, nil
+}
+
+// historyKinds maps the change kinds that show in a case's history to
+// their stored numbers, and back.
+var historyKinds = map[string]rowpb.HistoryKind{
+	app.ChangeRegistered: rowpb.HistoryKind_HISTORY_KIND_REGISTERED,
+	app.ChangeRouted:     rowpb.HistoryKind_HISTORY_KIND_ROUTED,
+	app.ChangeAssigned:   rowpb.HistoryKind_HISTORY_KIND_ASSIGNED,
+	app.ChangeReleased:   rowpb.HistoryKind_HISTORY_KIND_RELEASED,
+	app.ChangeMoved:      rowpb.HistoryKind_HISTORY_KIND_MOVED,
+	app.ChangeForwarded:  rowpb.HistoryKind_HISTORY_KIND_FORWARDED,
+	app.ChangeAnswered:   rowpb.HistoryKind_HISTORY_KIND_ANSWERED,
+	app.ChangeNoted:      rowpb.HistoryKind_HISTORY_KIND_NOTED,
+	app.ChangeClosed:     rowpb.HistoryKind_HISTORY_KIND_CLOSED,
+	app.ChangeReopened:   rowpb.HistoryKind_HISTORY_KIND_REOPENED,
+	app.ChangeRedacted:   rowpb.HistoryKind_HISTORY_KIND_REDACTED,
+	app.ChangeRectified:  rowpb.HistoryKind_HISTORY_KIND_RECTIFIED,
+	app.ChangeHeld:       rowpb.HistoryKind_HISTORY_KIND_HELD,
+}
+
+var historyKindNames = func() map[rowpb.HistoryKind]string {
+	m := make(map[rowpb.HistoryKind]string, len(historyKinds))
+	for name, k := range historyKinds {
+		m[k] = name
+	}
+	return m
+}()
+
+func encodeHistory(caseID string, entries []app.HistoryEntry) ([]byte, error) {
+	p := &rowpb.History{Entries: make([]*rowpb.HistoryEntry, 0, len(entries))}
+	for _, h := range entries {
+		kind, ok := historyKinds[h.Kind]
+		if !ok {
+			return nil, fmt.Errorf("history of case %s: no stored kind for %q", caseID, h.Kind)
+		}
+		p.Entries = append(p.Entries, &rowpb.HistoryEntry{
+			Kind: kind, Actor: h.Actor, AtUnixNanos: nanos(h.At),
+			Text: encodeSealed(caseID, seal.ClassAnswer, h.Text), Queue: h.Queue, Resolution: h.Resolution,
+		})
+	}
+	return marshal(p)
+}
+
+func decodeHistory(caseID string, b []byte) ([]app.HistoryEntry, error) {
+	p := &rowpb.History{}
+	if err := unmarshal(b, p); err != nil {
+		return nil, err
+	}
+	out := make([]app.HistoryEntry, 0, len(p.GetEntries()))
+	for _, e := range p.GetEntries() {
+		kind, ok := historyKindNames[e.GetKind()]
+		if !ok {
+			return nil, fmt.Errorf("%w: history kind %d", errCorrupt, e.GetKind())
+		}
+		text, err := decodeSealed(caseID, seal.ClassAnswer, e.GetText())
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, app.HistoryEntry{
+			Kind: kind, Actor: e.GetActor(), At: fromNanos(e.AtUnixNanos),
+			Text: text, Queue: e.GetQueue(), Resolution: e.GetResolution(),
+		})
+	}
+	return out, nil
+}
+
+func encodeLoad(l app.QueueLoad) ([]byte, error) {
+	return marshal(&rowpb.QueueLoad{Open: l.Open, Unassigned: l.Unassigned, OldestOpenAtUnixNanos: nanos(l.OldestOpenAt)})
+}
+
+// decodeLoad decodes a queue's counters; no value is a queue without
+// open cases.
+func decodeLoad(queue string, b []byte) (app.QueueLoad, error) {
+	p := &rowpb.QueueLoad{}
+	if err := unmarshal(b, p); err != nil {
+		return app.QueueLoad{}, err
+	}
+	return app.QueueLoad{Queue: queue, Open: p.GetOpen(), Unassigned: p.GetUnassigned(), OldestOpenAt: fromNanos(p.OldestOpenAtUnixNanos)}, nil
+}
+
+// encodeOpenEntry is an open-case index entry's value: what ListQueue
+// filters by, so filtering reads no case record.
+func encodeOpenEntry(t casev1.CaseType, ch casev1.Channel) ([]byte, error) {
+	return marshal(&rowpb.OpenEntry{Type: t, Channel: ch})
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -25,9 +26,11 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
+	routingv1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/routing/v1"
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
 	"github.com/kontakt-se/kontakt/pkg/eventstore/jetstream"
 	"github.com/kontakt-se/kontakt/pkg/natstest"
+	"github.com/kontakt-se/kontakt/services/routing/app"
 )
 
 // t0 is the start of the test histories.
@@ -38,7 +41,7 @@ func ts(t time.Time) *timestamppb.Timestamp { return timestamppb.New(t) }
 // seal makes a stand-in for sealed data. The read model treats it as
 // opaque bytes, so the "ciphertext" may be readable: tests search the file
 // for it.
-func seal(keyID, content string) *casev1.SealedPersonalData {
+func sealedAs(keyID, content string) *casev1.SealedPersonalData {
 	return &casev1.SealedPersonalData{KeyId: keyID, Ciphertext: []byte(content)}
 }
 
@@ -83,10 +86,10 @@ func registered(id, number string, typ casev1.CaseType, ch casev1.Channel, at ti
 	return &casev1.CaseRegistered{
 		CaseId: id, CaseNumber: number, Type: typ, Channel: ch, Category: "avfall",
 		RegisteredAt: ts(at), RegisteredBy: "agent-1",
-		Contact:         seal("k-"+id+"-contact", "CONTACT:"+id),
-		Identity:        seal("k-"+id+"-identity", "IDENTITY:"+id),
-		FreeText:        seal("k-"+id+"-free", "FREETEXT:"+id),
-		AttachmentNames: seal("k-"+id+"-att", "ATTNAMES:"+id),
+		Contact:         sealedAs("k-"+id+"-contact", "CONTACT:"+id),
+		Identity:        sealedAs("k-"+id+"-identity", "IDENTITY:"+id),
+		FreeText:        sealedAs("k-"+id+"-free", "FREETEXT:"+id),
+		AttachmentNames: sealedAs("k-"+id+"-att", "ATTNAMES:"+id),
 		Attachments:     []*casev1.Attachment{{AttachmentId: "att-" + id, ContentType: "image/png", SizeBytes: 1234}},
 	}
 }
@@ -96,13 +99,18 @@ func routed(id, queue string, at time.Time) *casev1.CaseRouted {
 }
 
 // fakeTokenizer derives tokens from the sealed bytes, as the real one
-// derives them from the values inside. It can be told to fail.
+// derives them from the values inside. It can be told to fail, or to
+// give none (as the real one does for a case whose keys are destroyed).
 type fakeTokenizer struct {
 	mu sync.Mutex
-	// fail maps a case id to the error its tokens give.
+	// fail maps a case id to the error its tokens give; errNoTokens
+	// gives no tokens and no error.
 	fail  map[string]error
 	calls atomic.Int64
 }
+
+// errNoTokens tells the fake tokenizer to give a case no tokens.
+var errNoTokens = errors.New("no tokens: the case's keys are destroyed")
 
 func tokenFor(kind string, s *casev1.SealedPersonalData) string {
 	sum := sha256.Sum256(append([]byte(kind+"\x00"), s.GetCiphertext()...))
@@ -114,6 +122,9 @@ func (f *fakeTokenizer) Tokens(_ context.Context, caseID string, contact, identi
 	f.mu.Lock()
 	err := f.fail[caseID]
 	f.mu.Unlock()
+	if errors.Is(err, errNoTokens) {
+		return nil, nil
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -187,24 +198,29 @@ func dump(t tb, s *Store) map[string]map[string]string {
 }
 
 // checkConsistent recounts everything that is derived from the rows (the
-// queue counters, both open-case indexes and the number index) and
-// requires the stored copies to match; and it requires every token in the
-// token file to belong to a stored case and to stand for a sealed value
-// the case still holds (the fake tokenizer's tokens are derived from the
-// ciphertexts), so no redacted, rectified or deleted value keeps one.
+// queue counters, both open-case indexes, the number index and the
+// unrouted index) and requires the stored copies to match; and it
+// requires every token in the token file to belong to a stored case and
+// to stand for a sealed value the case still holds (the fake tokenizer's
+// tokens are derived from the ciphertexts), so no redacted, rectified or
+// deleted value keeps one.
 func checkConsistent(t tb, s *Store) {
 	t.Helper()
-	wantLoads := map[string]Load{}
+	wantLoads := map[string]app.QueueLoad{}
 	wantAge, wantDue := map[string]string{}, map[string]string{}
-	wantNumbers := map[string]string{}
+	wantNumbers, wantUnrouted := map[string]string{}, map[string]string{}
 	possible := map[string][]string{} // case id -> tokens its values give
 	require.NoError(t, s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket([]byte(bucketCases)).ForEach(func(k, v []byte) error {
-			r, err := decodeRecord(v)
+			rec, err := decodeRecord(string(k), v)
 			require.NoError(t, err)
+			r := rec.row(s.sla)
 			require.Equal(t, string(k), r.CaseID)
 			if r.Number != "" {
 				wantNumbers[hex.EncodeToString([]byte(r.Number))] = hex.EncodeToString(k)
+			}
+			if r.Status == casev1.CaseStatus_CASE_STATUS_REGISTERED {
+				wantUnrouted[hex.EncodeToString(k)] = ""
 			}
 			possible[r.CaseID] = nil
 			if r.Contact != nil {
@@ -226,7 +242,7 @@ func checkConsistent(t tb, s *Store) {
 				l.OldestOpenAt = r.RegisteredAt
 			}
 			wantLoads[r.Queue] = l
-			age, due, _, err := openEntries(r)
+			age, due, _, err := openEntries(&r)
 			require.NoError(t, err)
 			wantAge[hex.EncodeToString(age.key)] = hex.EncodeToString(age.value)
 			wantDue[hex.EncodeToString(due.key)] = hex.EncodeToString(due.value)
@@ -237,6 +253,10 @@ func checkConsistent(t tb, s *Store) {
 	require.Equal(t, wantAge, d[bucketByAge], "age index")
 	require.Equal(t, wantDue, d[bucketByDue], "due index")
 	require.Equal(t, wantNumbers, d[bucketNumbers], "number index")
+	require.Equal(t, wantUnrouted, d[bucketUnrouted], "unrouted index")
+	unrouted, err := s.Unrouted()
+	require.NoError(t, err)
+	require.Len(t, unrouted, len(wantUnrouted))
 	require.NoError(t, s.tokens.Each(func(owner, slot string, toks []string) error {
 		have, stored := possible[owner]
 		require.True(t, stored, "the token file holds tokens of case %s, which the read model does not", owner)
@@ -244,14 +264,14 @@ func checkConsistent(t tb, s *Store) {
 		for _, tok := range toks {
 			found, err := s.FindByToken(tok)
 			require.NoError(t, err)
-			require.True(t, slices.ContainsFunc(found, func(r CaseRow) bool { return r.CaseID == owner }), "FindByToken misses case %s", owner)
+			require.True(t, slices.ContainsFunc(found, func(r app.CaseRow) bool { return r.CaseID == owner }), "FindByToken misses case %s", owner)
 		}
 		return nil
 	}))
 
 	loads, err := s.AllQueueLoads()
 	require.NoError(t, err)
-	got := map[string]Load{}
+	got := map[string]app.QueueLoad{}
 	for _, l := range loads {
 		got[l.Queue] = l
 		one, err := s.QueueLoad(l.Queue)
@@ -384,7 +404,7 @@ func genHistory(rng *rand.Rand, n int) []draft {
 			if rng.IntN(5) == 0 {
 				// Two cases of one person share the tokens.
 				other := fmt.Sprintf("case-%04d", max(1, nextCase-1))
-				m.Contact = seal("k-"+id+"-contact", "CONTACT:"+other)
+				m.Contact = sealedAs("k-"+id+"-contact", "CONTACT:"+other)
 			}
 			out = append(out, ev(id, m))
 			live = append(live, &gcase{id: id})
@@ -395,7 +415,7 @@ func genHistory(rng *rand.Rand, n int) []draft {
 		at := t0().Add(time.Duration(72*60+len(out)) * time.Minute)
 		id := c.id
 		text := func() *casev1.SealedPersonalData {
-			return seal("k-"+id+"-answer", fmt.Sprintf("ANSWER:%s:%d", id, c.seq))
+			return sealedAs("k-"+id+"-answer", fmt.Sprintf("ANSWER:%s:%d", id, c.seq))
 		}
 		var m proto.Message
 		switch rng.IntN(17) {
@@ -437,7 +457,7 @@ func genHistory(rng *rand.Rand, n int) []draft {
 			m = &casev1.PersonalDataRedacted{CaseId: id, DataClasses: classes, Reason: "retention", RedactedAt: ts(at)}
 		case 14:
 			cl := casev1.DataClass(1 + rng.IntN(5))
-			m = &casev1.PersonalDataRectified{CaseId: id, DataClass: cl, Value: seal("k-"+id+"-r", fmt.Sprintf("RECTIFIED:%s:%d", id, c.seq)), RectifiedBy: "dpo", RectifiedAt: ts(at)}
+			m = &casev1.PersonalDataRectified{CaseId: id, DataClass: cl, Value: sealedAs("k-"+id+"-r", fmt.Sprintf("RECTIFIED:%s:%d", id, c.seq)), RectifiedBy: "dpo", RectifiedAt: ts(at)}
 		case 15:
 			m = &casev1.CaseMarkedForPreservation{CaseId: id, MarkedBy: "archivist", MarkedAt: ts(at)}
 		case 16:
@@ -467,4 +487,40 @@ func newSelfCommand(t *testing.T, test string, env ...string) *exec.Cmd {
 		}
 	})
 	return cmd
+}
+
+// listQueue asks for one page of a queue.
+func listQueue(s *Store, queue string, order routingv1.QueueOrder, types []casev1.CaseType, channels []casev1.Channel, pageSize int, token string) ([]app.CaseRow, string, error) {
+	return s.ListQueue(app.QueueQuery{Queue: queue, Order: order, Types: types, Channels: channels, PageSize: pageSize, PageToken: token})
+}
+
+// batcher hands drafts to a store in batches of at least size events,
+// numbered on from the last batch as the log would number them, for
+// benchmarks that fill a store. applied, when set, sees every batch.
+type batcher struct {
+	s       *Store
+	size    int
+	pos     eventstore.Position
+	pending []draft
+	applied func([]eventstore.RecordedEvent)
+}
+
+func (b *batcher) add(t testing.TB, drafts ...draft) {
+	b.pending = append(b.pending, drafts...)
+	if len(b.pending) >= b.size {
+		b.flush(t)
+	}
+}
+
+func (b *batcher) flush(t testing.TB) {
+	if len(b.pending) == 0 {
+		return
+	}
+	evs := history(b.pos, b.pending...)
+	require.NoError(t, b.s.Apply(context.Background(), evs...))
+	if b.applied != nil {
+		b.applied(evs)
+	}
+	b.pos = evs[len(evs)-1].Position
+	b.pending = b.pending[:0]
 }

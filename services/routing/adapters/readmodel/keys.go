@@ -6,11 +6,6 @@ import (
 	"fmt"
 	"math"
 	"time"
-
-	"google.golang.org/protobuf/encoding/protowire"
-
-	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
-	"github.com/kontakt-se/kontakt/pkg/eventstore"
 )
 
 // Bucket names. Every bucket is top-level, so a rebuild can drop and
@@ -19,24 +14,28 @@ const (
 	// bucketMeta holds the checkpoint and the configuration the stored
 	// rows were computed with.
 	bucketMeta = "meta"
-	// bucketCases maps case id -> record.
+	// bucketCases maps case id -> record (rowpb.CaseRecord).
 	bucketCases = "cases"
 	// bucketNumbers maps case number -> case id.
 	bucketNumbers = "numbers"
 	// bucketByAge indexes open cases: queue, registered_at, case id ->
-	// filter attributes.
+	// filter attributes (rowpb.OpenEntry).
 	bucketByAge = "open_by_age"
 	// bucketByDue indexes open cases: queue, due_at, case id -> filter
-	// attributes.
+	// attributes (rowpb.OpenEntry).
 	bucketByDue = "open_by_due"
-	// bucketLoads maps queue -> Load counters.
+	// bucketLoads maps queue -> counters (rowpb.QueueLoad).
 	bucketLoads = "queue_loads"
-	// bucketHistory holds history entries: case id, position -> entry.
+	// bucketHistory maps case id -> the case's history (rowpb.History).
 	bucketHistory = "history"
+	// bucketUnrouted indexes the cases registered but not yet routed:
+	// case id -> nothing. The router lists it at start and every few
+	// minutes, so that costs what is waiting, not what was ever stored.
+	bucketUnrouted = "unrouted"
 )
 
 func allBuckets() []string {
-	return []string{bucketMeta, bucketCases, bucketNumbers, bucketByAge, bucketByDue, bucketLoads, bucketHistory}
+	return []string{bucketMeta, bucketCases, bucketNumbers, bucketByAge, bucketByDue, bucketLoads, bucketHistory, bucketUnrouted}
 }
 
 // Keys in bucketMeta.
@@ -84,25 +83,6 @@ func openIndexKey(queue string, t time.Time, caseID string) ([]byte, error) {
 	return appendPrefixed(b, caseID)
 }
 
-// openIndexValue holds what ListQueue filters by, so filtering needs no
-// read of the case row.
-func openIndexValue(t casev1.CaseType, ch casev1.Channel) []byte {
-	b := protowire.AppendVarint(nil, uint64(int64(t)))
-	return protowire.AppendVarint(b, uint64(int64(ch)))
-}
-
-func decodeOpenIndexValue(v []byte) (casev1.CaseType, casev1.Channel, error) {
-	t, n := protowire.ConsumeVarint(v)
-	if n < 0 {
-		return 0, 0, errCorrupt
-	}
-	ch, m := protowire.ConsumeVarint(v[n:])
-	if m < 0 {
-		return 0, 0, errCorrupt
-	}
-	return casev1.CaseType(int32(t)), casev1.Channel(int32(ch)), nil
-}
-
 // caseIDFromOpenKey returns the case id at the end of an open-index key.
 func caseIDFromOpenKey(k []byte) (string, error) {
 	if len(k) < 2 {
@@ -119,18 +99,6 @@ func caseIDFromOpenKey(k []byte) (string, error) {
 		return "", errCorrupt
 	}
 	return string(rest[2:]), nil
-}
-
-func historyPrefix(caseID string) ([]byte, error) {
-	return appendPrefixed(nil, caseID)
-}
-
-func historyKey(caseID string, pos eventstore.Position) ([]byte, error) {
-	b, err := historyPrefix(caseID)
-	if err != nil {
-		return nil, err
-	}
-	return binary.BigEndian.AppendUint64(b, uint64(pos)), nil
 }
 
 func hasPrefix(k, prefix []byte) bool { return k != nil && bytes.HasPrefix(k, prefix) }

@@ -14,15 +14,16 @@ import (
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
 	routingv1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/routing/v1"
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
+	"github.com/kontakt-se/kontakt/services/routing/app"
 )
 
 // changeLog collects OnChange calls from the projector's goroutine.
 type changeLog struct {
 	mu      sync.Mutex
-	changes []Change
+	changes []app.Change
 }
 
-func (c *changeLog) add(ch Change) {
+func (c *changeLog) add(ch app.Change) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.changes = append(c.changes, ch)
@@ -30,13 +31,13 @@ func (c *changeLog) add(ch Change) {
 
 // settled waits until n changes arrived: OnChange runs after the commit,
 // so a test that saw the checkpoint move may be a moment early.
-func (c *changeLog) settled(t *testing.T, n int) []Change {
+func (c *changeLog) settled(t *testing.T, n int) []app.Change {
 	t.Helper()
 	require.Eventually(t, func() bool { return len(c.all()) >= n }, 5*time.Second, time.Millisecond)
 	return c.all()
 }
 
-func (c *changeLog) all() []Change {
+func (c *changeLog) all() []app.Change {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return slices.Clone(c.changes)
@@ -63,7 +64,7 @@ func TestProjectVariedHistory(t *testing.T) {
 		ev("closed", registered("closed", "KC-closed", fraga, casev1.Channel_CHANNEL_PHONE, at(0))),
 		ev("closed", routed("closed", "kundtjanst", at(0))),
 		ev("closed", &casev1.CaseAssigned{CaseId: "closed", Assignee: "anna", AssignedBy: "anna", AssignedAt: ts(at(1))}),
-		ev("closed", &casev1.CaseAnswered{CaseId: "closed", AnsweredBy: "anna", Answer: seal("k-closed-answer", "svar"), AnsweredAt: ts(at(2))}),
+		ev("closed", &casev1.CaseAnswered{CaseId: "closed", AnsweredBy: "anna", Answer: sealedAs("k-closed-answer", "svar"), AnsweredAt: ts(at(2))}),
 		ev("closed", &casev1.CaseClosed{CaseId: "closed", ClosedBy: "anna", Resolution: casev1.Resolution_RESOLUTION_ANSWERED_DIRECTLY, ClosedAt: ts(at(3))}),
 		// moved, assigned, released, noted
 		ev("moved", registered("moved", "KC-moved", felanmalan, casev1.Channel_CHANNEL_FORM, at(1))),
@@ -71,11 +72,11 @@ func TestProjectVariedHistory(t *testing.T) {
 		ev("moved", &casev1.CaseMoved{CaseId: "moved", FromQueue: "kundtjanst", ToQueue: "gata", MovedBy: "sup", MovedAt: ts(at(2))}),
 		ev("moved", &casev1.CaseAssigned{CaseId: "moved", Assignee: "bertil", AssignedAt: ts(at(3))}),
 		ev("moved", &casev1.CaseReleased{CaseId: "moved", ReleasedBy: "bertil", ReleasedAt: ts(at(4))}),
-		ev("moved", &casev1.NoteAdded{CaseId: "moved", NoteId: "n1", Author: "bertil", Text: seal("k-moved-answer", "not"), AddedAt: ts(at(4))}),
+		ev("moved", &casev1.NoteAdded{CaseId: "moved", NoteId: "n1", Author: "bertil", Text: sealedAs("k-moved-answer", "not"), AddedAt: ts(at(4))}),
 		// forwarded to a department's queue
 		ev("tosoc", registered("tosoc", "KC-tosoc", synpunkt, casev1.Channel_CHANNEL_EMAIL, at(2))),
 		ev("tosoc", routed("tosoc", "kundtjanst", at(2))),
-		ev("tosoc", &casev1.CaseForwarded{CaseId: "tosoc", ToQueue: "socialtjanst", ToDepartment: "soc", Comment: seal("k-tosoc-answer", "c"), ForwardedAt: ts(at(3))}),
+		ev("tosoc", &casev1.CaseForwarded{CaseId: "tosoc", ToQueue: "socialtjanst", ToDepartment: "soc", Comment: sealedAs("k-tosoc-answer", "c"), ForwardedAt: ts(at(3))}),
 		// forwarded to an officer, stays in its queue
 		ev("toofficer", registered("toofficer", "KC-toofficer", brev, casev1.Channel_CHANNEL_LETTER, at(3))),
 		ev("toofficer", routed("toofficer", "kundtjanst", at(3))),
@@ -113,17 +114,17 @@ func TestProjectVariedHistory(t *testing.T) {
 		history           []string
 	}{
 		{id: "closed", status: casev1.CaseStatus_CASE_STATUS_CLOSED, queue: "kundtjanst", assignee: "" /* closing clears the assignee, as the domain does */, due: at(0).Add(2 * day), closedAt: at(3),
-			history: []string{ChangeRegistered, ChangeRouted, ChangeAssigned, ChangeAnswered, ChangeClosed}},
+			history: []string{app.ChangeRegistered, app.ChangeRouted, app.ChangeAssigned, app.ChangeAnswered, app.ChangeClosed}},
 		{id: "moved", status: casev1.CaseStatus_CASE_STATUS_QUEUED, queue: "gata", due: at(1).Add(day), unassigne: true,
-			history: []string{ChangeRegistered, ChangeRouted, ChangeMoved, ChangeAssigned, ChangeReleased, ChangeNoted}},
+			history: []string{app.ChangeRegistered, app.ChangeRouted, app.ChangeMoved, app.ChangeAssigned, app.ChangeReleased, app.ChangeNoted}},
 		{id: "tosoc", status: casev1.CaseStatus_CASE_STATUS_FORWARDED, queue: "socialtjanst", dept: "soc", due: at(2).Add(10 * day), unassigne: true,
-			history: []string{ChangeRegistered, ChangeRouted, ChangeForwarded}},
+			history: []string{app.ChangeRegistered, app.ChangeRouted, app.ChangeForwarded}},
 		{id: "toofficer", status: casev1.CaseStatus_CASE_STATUS_FORWARDED, queue: "kundtjanst", officer: "handl-7", due: at(3).Add(10 * day),
-			history: []string{ChangeRegistered, ChangeRouted, ChangeForwarded}},
+			history: []string{app.ChangeRegistered, app.ChangeRouted, app.ChangeForwarded}},
 		{id: "reopened", status: casev1.CaseStatus_CASE_STATUS_QUEUED, queue: "kundtjanst", due: at(4).Add(2 * day), reopenings: 1, onHold: true, unassigne: true,
-			history: []string{ChangeRegistered, ChangeRouted, ChangeAssigned, ChangeClosed, ChangeReopened, ChangeHeld, ChangeHeld, ChangeHeld}},
+			history: []string{app.ChangeRegistered, app.ChangeRouted, app.ChangeAssigned, app.ChangeClosed, app.ChangeReopened, app.ChangeHeld, app.ChangeHeld, app.ChangeHeld}},
 		{id: "visit", status: casev1.CaseStatus_CASE_STATUS_REGISTERED, due: at(5).Add(2 * day),
-			history: []string{ChangeRegistered}},
+			history: []string{app.ChangeRegistered}},
 	} {
 		t.Run(tc.id, func(t *testing.T) {
 			r, err := rm.Get(tc.id)
@@ -133,8 +134,8 @@ func TestProjectVariedHistory(t *testing.T) {
 			require.Equal(t, tc.status, r.Status)
 			require.Equal(t, tc.queue, r.Queue)
 			require.Equal(t, tc.assignee, r.Assignee)
-			require.Equal(t, tc.dept, r.ForwardedDepartment)
-			require.Equal(t, tc.officer, r.ForwardedOfficer)
+			require.Equal(t, tc.dept, r.ForwardedToDepartment)
+			require.Equal(t, tc.officer, r.ForwardedToOfficer)
 			require.Equal(t, tc.due, r.DueAt)
 			require.Equal(t, tc.closedAt, r.ClosedAt)
 			require.Equal(t, tc.reopenings, r.Reopenings)
@@ -157,7 +158,7 @@ func TestProjectVariedHistory(t *testing.T) {
 			}
 			require.Equal(t, tc.history, kinds)
 
-			rows, err := rm.FindByToken(tokenFor("contact", seal("", "CONTACT:"+tc.id)))
+			rows, err := rm.FindByToken(tokenFor("contact", sealedAs("", "CONTACT:"+tc.id)))
 			require.NoError(t, err)
 			if tc.id == "visit" {
 				require.Empty(t, rows)
@@ -170,12 +171,12 @@ func TestProjectVariedHistory(t *testing.T) {
 
 	loads, err := rm.AllQueueLoads()
 	require.NoError(t, err)
-	require.Equal(t, []Load{
+	require.Equal(t, []app.QueueLoad{
 		{Queue: "gata", Open: 1, Unassigned: 1, OldestOpenAt: at(1)},
 		{Queue: "kundtjanst", Open: 2, Unassigned: 1, OldestOpenAt: at(3)},
 		{Queue: "socialtjanst", Open: 1, Unassigned: 1, OldestOpenAt: at(2)},
 	}, loads)
-	rows, next, err := rm.ListQueue("kundtjanst", routingv1.QueueOrder_QUEUE_ORDER_AGE, nil, nil, 0, "")
+	rows, next, err := listQueue(rm, "kundtjanst", routingv1.QueueOrder_QUEUE_ORDER_AGE, nil, nil, 0, "")
 	require.NoError(t, err)
 	require.Empty(t, next)
 	require.Len(t, rows, 2)
@@ -191,7 +192,7 @@ func TestProjectVariedHistory(t *testing.T) {
 	for i := 1; i < len(changes); i++ {
 		require.Greater(t, changes[i].Position, changes[i-1].Position)
 	}
-	i := slices.IndexFunc(changes, func(c Change) bool { return c.Kind == ChangeMoved })
+	i := slices.IndexFunc(changes, func(c app.Change) bool { return c.Kind == app.ChangeMoved })
 	require.Equal(t, "kundtjanst", changes[i].PreviousQueue)
 	require.Equal(t, "gata", changes[i].Queue)
 }
@@ -239,7 +240,7 @@ func TestProjectorRetriesFailedBatches(t *testing.T) {
 	tok := &fakeTokenizer{}
 	errDown := errors.New("key service down")
 	tok.setFail("b", errDown)
-	tok.setFail("gone", ErrSkipTokens)
+	tok.setFail("gone", errNoTokens)
 	rm, _ := openStore(t, Options{Tokenizer: tok})
 	runProjector(t, NewProjector(h.es, rm, nil, WithBatchSize(1, 0)))
 
@@ -260,7 +261,7 @@ func TestProjectorRetriesFailedBatches(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, cp, stuck)
 	_, err = rm.Get("c")
-	require.ErrorIs(t, err, ErrNotFound)
+	require.ErrorIs(t, err, app.ErrNotFound)
 
 	tok.setFail("b", nil)
 	waitCaughtUp(t, h, rm)
@@ -295,19 +296,19 @@ func TestDeletionThroughTheEventStore(t *testing.T) {
 			h.append(t, tc.delete...)
 			waitCaughtUp(t, h, rm)
 			_, err = rm.Get("a")
-			require.ErrorIs(t, err, ErrNotFound)
+			require.ErrorIs(t, err, app.ErrNotFound)
 			_, err = rm.History("a")
-			require.ErrorIs(t, err, ErrNotFound)
-			rows, err := rm.FindByToken(tokenFor("contact", seal("", "CONTACT:a")))
+			require.ErrorIs(t, err, app.ErrNotFound)
+			rows, err := rm.FindByToken(tokenFor("contact", sealedAs("", "CONTACT:a")))
 			require.NoError(t, err)
 			require.Empty(t, rows)
 			load, err := rm.QueueLoad("q")
 			require.NoError(t, err)
-			require.Equal(t, Load{Queue: "q", Open: 1, Unassigned: 1, OldestOpenAt: t0().Add(time.Hour)}, load)
+			require.Equal(t, app.QueueLoad{Queue: "q", Open: 1, Unassigned: 1, OldestOpenAt: t0().Add(time.Hour)}, load)
 			require.Eventually(t, func() bool {
-				return slices.ContainsFunc(log.all(), func(c Change) bool { return c.Kind == ChangeDeleted })
+				return slices.ContainsFunc(log.all(), func(c app.Change) bool { return c.Kind == app.ChangeDeleted })
 			}, 5*time.Second, time.Millisecond)
-			deleted := slices.DeleteFunc(log.all(), func(c Change) bool { return c.Kind != ChangeDeleted })
+			deleted := slices.DeleteFunc(log.all(), func(c app.Change) bool { return c.Kind != app.ChangeDeleted })
 			require.Len(t, deleted, 1)
 			require.Equal(t, "q", deleted[0].Queue)
 			checkConsistent(t, rm)
@@ -324,19 +325,19 @@ func TestDeletionThroughTheEventStore(t *testing.T) {
 
 // snapshot is everything the queries answer about a read model.
 type snapshot struct {
-	rows    map[string]CaseRow
-	history map[string][]HistoryEntry
+	rows    map[string]app.CaseRow
+	history map[string][]app.HistoryEntry
 	lists   map[string][]string
-	loads   []Load
+	loads   []app.QueueLoad
 	tokens  map[string][]string
 }
 
 func takeSnapshot(t *testing.T, rm *Store, ids []string) snapshot {
 	t.Helper()
-	s := snapshot{rows: map[string]CaseRow{}, history: map[string][]HistoryEntry{}, lists: map[string][]string{}, tokens: map[string][]string{}}
+	s := snapshot{rows: map[string]app.CaseRow{}, history: map[string][]app.HistoryEntry{}, lists: map[string][]string{}, tokens: map[string][]string{}}
 	for _, id := range ids {
 		r, err := rm.Get(id)
-		if errors.Is(err, ErrNotFound) {
+		if errors.Is(err, app.ErrNotFound) {
 			continue
 		}
 		require.NoError(t, err)
@@ -345,7 +346,7 @@ func takeSnapshot(t *testing.T, rm *Store, ids []string) snapshot {
 		require.NoError(t, err)
 		for _, ct := range []string{"CONTACT:" + id, "IDENTITY:" + id} {
 			for _, kind := range []string{"contact", "identity"} {
-				found, err := rm.FindByToken(tokenFor(kind, seal("", ct)))
+				found, err := rm.FindByToken(tokenFor(kind, sealedAs("", ct)))
 				require.NoError(t, err)
 				for _, f := range found {
 					s.tokens[kind+ct] = append(s.tokens[kind+ct], f.CaseID)
@@ -360,7 +361,7 @@ func takeSnapshot(t *testing.T, rm *Store, ids []string) snapshot {
 		for _, order := range []routingv1.QueueOrder{routingv1.QueueOrder_QUEUE_ORDER_AGE, routingv1.QueueOrder_QUEUE_ORDER_DUE} {
 			key := q + order.String()
 			for token := ""; ; {
-				rows, next, err := rm.ListQueue(q, order, nil, nil, 7, token)
+				rows, next, err := listQueue(rm, q, order, nil, nil, 7, token)
 				require.NoError(t, err)
 				for _, r := range rows {
 					s.lists[key] = append(s.lists[key], r.CaseID)

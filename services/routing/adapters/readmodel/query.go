@@ -4,61 +4,60 @@ import (
 	"bytes"
 	"cmp"
 	"encoding/base64"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
 
 	bolt "go.etcd.io/bbolt"
+	"google.golang.org/protobuf/proto"
 
-	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
 	routingv1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/routing/v1"
-	"github.com/kontakt-se/kontakt/pkg/eventstore"
+	"github.com/kontakt-se/kontakt/services/routing/adapters/readmodel/internal/rowpb"
+	"github.com/kontakt-se/kontakt/services/routing/app"
 )
 
-// Get returns one case, or ErrNotFound.
-func (s *Store) Get(caseID string) (CaseRow, error) {
-	var row CaseRow
+// Get returns one case, or an error wrapping app.ErrNotFound.
+func (s *Store) Get(caseID string) (app.CaseRow, error) {
+	var row app.CaseRow
 	err := s.db.View(func(tx *bolt.Tx) error {
-		r, err := getRecord(tx, caseID)
-		if err != nil {
-			return err
-		}
-		row = r.CaseRow
-		return nil
+		var err error
+		row, err = s.getRow(tx, caseID)
+		return err
 	})
 	if err != nil {
-		return CaseRow{}, fmt.Errorf("readmodel: get case %s: %w", caseID, err)
+		return app.CaseRow{}, fmt.Errorf("readmodel: get case %s: %w", caseID, err)
 	}
 	return row, nil
 }
 
-func getRecord(tx *bolt.Tx, caseID string) (*record, error) {
+func (s *Store) getRow(tx *bolt.Tx, caseID string) (app.CaseRow, error) {
 	v := tx.Bucket([]byte(bucketCases)).Get([]byte(caseID))
 	if v == nil {
-		return nil, ErrNotFound
+		return app.CaseRow{}, app.ErrNotFound
 	}
-	return decodeRecord(v)
+	r, err := decodeRecord(caseID, v)
+	if err != nil {
+		return app.CaseRow{}, err
+	}
+	return r.row(s.sla), nil
 }
 
-// FindByNumber returns the case with a case number, or ErrNotFound.
-func (s *Store) FindByNumber(number string) (CaseRow, error) {
-	var row CaseRow
+// FindByNumber returns the case with a case number, or an error wrapping
+// app.ErrNotFound.
+func (s *Store) FindByNumber(number string) (app.CaseRow, error) {
+	var row app.CaseRow
 	err := s.db.View(func(tx *bolt.Tx) error {
 		id := tx.Bucket([]byte(bucketNumbers)).Get([]byte(number))
 		if id == nil {
-			return ErrNotFound
+			return app.ErrNotFound
 		}
-		r, err := getRecord(tx, string(id))
-		if err != nil {
-			return err
-		}
-		row = r.CaseRow
-		return nil
+		var err error
+		row, err = s.getRow(tx, string(id))
+		return err
 	})
 	if err != nil {
 		// The case number is no personal data; it may be logged.
-		return CaseRow{}, fmt.Errorf("readmodel: find case number %q: %w", number, err)
+		return app.CaseRow{}, fmt.Errorf("readmodel: find case number %q: %w", number, err)
 	}
 	return row, nil
 }
@@ -71,22 +70,22 @@ func (s *Store) FindByNumber(number string) (CaseRow, error) {
 // more): it commits before this file, so after a crash it can be a batch
 // ahead until the projector has replayed that batch. Such a case is left
 // out.
-func (s *Store) FindByToken(token string) ([]CaseRow, error) {
+func (s *Store) FindByToken(token string) ([]app.CaseRow, error) {
 	ids, err := s.tokens.Find(token)
 	if err != nil {
 		return nil, fmt.Errorf("readmodel: find by token: %w", err)
 	}
-	var rows []CaseRow
+	var rows []app.CaseRow
 	err = s.db.View(func(tx *bolt.Tx) error {
 		for _, id := range ids {
-			r, err := getRecord(tx, id)
-			if errors.Is(err, ErrNotFound) {
+			r, err := s.getRow(tx, id)
+			if errors.Is(err, app.ErrNotFound) {
 				continue
 			}
 			if err != nil {
 				return fmt.Errorf("case %s of a token: %w", id, err)
 			}
-			rows = append(rows, r.CaseRow)
+			rows = append(rows, r)
 		}
 		return nil
 	})
@@ -94,36 +93,27 @@ func (s *Store) FindByToken(token string) ([]CaseRow, error) {
 		// Never the token itself: it links a person's cases.
 		return nil, fmt.Errorf("readmodel: find by token: %w", err)
 	}
-	slices.SortFunc(rows, func(a, b CaseRow) int {
+	slices.SortFunc(rows, func(a, b app.CaseRow) int {
 		return cmp.Or(a.RegisteredAt.Compare(b.RegisteredAt), cmp.Compare(a.CaseID, b.CaseID))
 	})
 	return rows, nil
 }
 
-// History returns a case's history in log order, or ErrNotFound.
-func (s *Store) History(caseID string) ([]HistoryEntry, error) {
-	var out []HistoryEntry
+// History returns a case's history in log order, or an error wrapping
+// app.ErrNotFound.
+func (s *Store) History(caseID string) ([]app.HistoryEntry, error) {
+	var out []app.HistoryEntry
 	err := s.db.View(func(tx *bolt.Tx) error {
 		if tx.Bucket([]byte(bucketCases)).Get([]byte(caseID)) == nil {
-			return ErrNotFound
+			return app.ErrNotFound
 		}
-		prefix, err := historyPrefix(caseID)
-		if err != nil {
-			return err
+		v := tx.Bucket([]byte(bucketHistory)).Get([]byte(caseID))
+		if v == nil {
+			return nil
 		}
-		c := tx.Bucket([]byte(bucketHistory)).Cursor()
-		for k, v := c.Seek(prefix); hasPrefix(k, prefix); k, v = c.Next() {
-			if len(k) != len(prefix)+8 {
-				return errCorrupt
-			}
-			h, err := decodeHistory(v)
-			if err != nil {
-				return err
-			}
-			h.Position = eventstore.Position(binary.BigEndian.Uint64(k[len(prefix):]))
-			out = append(out, h)
-		}
-		return nil
+		var err error
+		out, err = decodeHistory(caseID, v)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("readmodel: history of case %s: %w", caseID, err)
@@ -133,15 +123,15 @@ func (s *Store) History(caseID string) ([]HistoryEntry, error) {
 
 // QueueLoad returns a queue's counters. A queue without open cases (or
 // one nobody ever routed to) has zero counters.
-func (s *Store) QueueLoad(queue string) (Load, error) {
-	var l Load
+func (s *Store) QueueLoad(queue string) (app.QueueLoad, error) {
+	var l app.QueueLoad
 	err := s.db.View(func(tx *bolt.Tx) error {
 		var err error
 		l, err = decodeLoad(queue, tx.Bucket([]byte(bucketLoads)).Get([]byte(queue)))
 		return err
 	})
 	if err != nil {
-		return Load{}, fmt.Errorf("readmodel: load of queue %q: %w", queue, err)
+		return app.QueueLoad{}, fmt.Errorf("readmodel: load of queue %q: %w", queue, err)
 	}
 	return l, nil
 }
@@ -149,8 +139,8 @@ func (s *Store) QueueLoad(queue string) (Load, error) {
 // AllQueueLoads returns the counters of every queue that has open cases,
 // ordered by queue name. Queues without open cases are left out; the
 // caller merges in its configured queues.
-func (s *Store) AllQueueLoads() ([]Load, error) {
-	var out []Load
+func (s *Store) AllQueueLoads() ([]app.QueueLoad, error) {
+	var out []app.QueueLoad
 	err := s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket([]byte(bucketLoads)).ForEach(func(k, v []byte) error {
 			l, err := decodeLoad(string(k), v)
@@ -180,10 +170,11 @@ const (
 // (QUEUE_ORDER_DUE), keeping only the given case types and channels when
 // those are not empty. Filters are applied while the index is scanned,
 // from attributes kept in the index, so rows are read only for cases on
-// the page. pageSize 0 means DefaultPageSize; it is capped at MaxPageSize.
-// nextToken is empty on the last page; an invalid token gives
-// ErrInvalidPageToken.
-func (s *Store) ListQueue(queue string, order routingv1.QueueOrder, types []casev1.CaseType, channels []casev1.Channel, pageSize int, pageToken string) ([]CaseRow, string, error) {
+// the page. Page size 0 means DefaultPageSize; it is capped at
+// MaxPageSize. nextToken is empty on the last page; an invalid token
+// gives app.ErrInvalidPageToken.
+func (s *Store) ListQueue(query app.QueueQuery) ([]app.CaseRow, string, error) {
+	queue, types, channels, pageSize, pageToken := query.Queue, query.Types, query.Channels, query.PageSize, query.PageToken
 	switch {
 	case pageSize <= 0:
 		pageSize = DefaultPageSize
@@ -191,7 +182,7 @@ func (s *Store) ListQueue(queue string, order routingv1.QueueOrder, types []case
 		pageSize = MaxPageSize
 	}
 	bucket, orderByte := bucketByAge, tokenOrderAge
-	if order == routingv1.QueueOrder_QUEUE_ORDER_DUE {
+	if query.Order == routingv1.QueueOrder_QUEUE_ORDER_DUE {
 		bucket, orderByte = bucketByDue, tokenOrderDue
 	}
 	prefix, err := queuePrefix(queue)
@@ -202,25 +193,25 @@ func (s *Store) ListQueue(queue string, order routingv1.QueueOrder, types []case
 	if pageToken != "" {
 		raw, err := base64.RawURLEncoding.DecodeString(pageToken)
 		if err != nil || len(raw) < 1 || raw[0] != orderByte || !bytes.HasPrefix(raw[1:], prefix) {
-			return nil, "", fmt.Errorf("readmodel: list queue %q: %w", queue, ErrInvalidPageToken)
+			return nil, "", fmt.Errorf("readmodel: list queue %q: %w", queue, app.ErrInvalidPageToken)
 		}
 		if _, err := caseIDFromOpenKey(raw[1:]); err != nil {
-			return nil, "", fmt.Errorf("readmodel: list queue %q: %w", queue, ErrInvalidPageToken)
+			return nil, "", fmt.Errorf("readmodel: list queue %q: %w", queue, app.ErrInvalidPageToken)
 		}
 		after = raw[1:]
 	}
+	var entry rowpb.OpenEntry
 	match := func(v []byte) (bool, error) {
 		if len(types) == 0 && len(channels) == 0 {
 			return true, nil
 		}
-		t, ch, err := decodeOpenIndexValue(v)
-		if err != nil {
-			return false, err
+		if err := proto.Unmarshal(v, &entry); err != nil {
+			return false, fmt.Errorf("%w: open index entry: %w", errCorrupt, err)
 		}
-		return (len(types) == 0 || slices.Contains(types, t)) && (len(channels) == 0 || slices.Contains(channels, ch)), nil
+		return (len(types) == 0 || slices.Contains(types, entry.GetType())) && (len(channels) == 0 || slices.Contains(channels, entry.GetChannel())), nil
 	}
 
-	rows := make([]CaseRow, 0, min(pageSize, 64))
+	rows := make([]app.CaseRow, 0, min(pageSize, 64))
 	var next string
 	err = s.db.View(func(tx *bolt.Tx) error {
 		cases := tx.Bucket([]byte(bucketCases))
@@ -254,11 +245,11 @@ func (s *Store) ListQueue(queue string, order routingv1.QueueOrder, types []case
 			if rv == nil {
 				return fmt.Errorf("case %s is in the open index but has no row: %w", id, errCorrupt)
 			}
-			r, err := decodeRecord(rv)
+			r, err := decodeRecord(id, rv)
 			if err != nil {
 				return err
 			}
-			rows = append(rows, r.CaseRow)
+			rows = append(rows, r.row(s.sla))
 			last = k
 		}
 		return nil

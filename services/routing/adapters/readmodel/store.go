@@ -1,7 +1,15 @@
 // Package readmodel is the routing service's read model: the cases, the
-// open cases of each queue in age and due order, the queues' load and the
-// blind index, kept in a bbolt file by a projector that follows the log of
-// all case events.
+// open cases of each queue in age and due order, the queues' load, the
+// cases waiting for the router and the blind index, kept in a bbolt file
+// by a projector that follows the log of all case events. It implements
+// the routing app's ReadModel and Unrouted (services/routing/app), in the
+// app's types.
+//
+// What an event does to a case is decided by the routing domain's fold
+// (domain.Case.Apply), the one state machine of a case, which the
+// commands use too; the read model keeps the fold's state of every case
+// and derives its rows from it (record.go). The stored values are the
+// messages of a private proto (codec.go).
 //
 // Every batch of events is applied in one bbolt transaction together with
 // the checkpoint (the position of the batch's last event), so after a
@@ -47,24 +55,17 @@ import (
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
 	"github.com/kontakt-se/kontakt/pkg/tokenindex"
+	"github.com/kontakt-se/kontakt/services/routing/app"
 )
 
-// Sentinel errors.
+// Sentinel errors. A case that is not there and a page token ListQueue
+// did not issue are the app's errors (app.ErrNotFound,
+// app.ErrInvalidPageToken), since the app reads them.
 var (
-	// ErrNotFound means there is no such case (or it was deleted).
-	ErrNotFound = errors.New("readmodel: not found")
-	// ErrSkipTokens is what a Tokenizer wraps when it cannot compute a
-	// case's tokens and never will, typically because the case's keys
-	// were destroyed: the case then gets no tokens and projection goes on,
-	// instead of retrying an event that can never succeed.
-	ErrSkipTokens = errors.New("readmodel: no blind-index tokens for this case")
 	// ErrMalformedEvent means an event of a known type could not be
 	// decoded. The batch is not applied, so the projector stops at the
 	// event (and retries) instead of silently diverging from the log.
 	ErrMalformedEvent = errors.New("readmodel: malformed event")
-	// ErrInvalidPageToken means a page token was not issued by ListQueue
-	// for the same queue and order.
-	ErrInvalidPageToken = errors.New("readmodel: invalid page token")
 	// ErrRebuilding means a rebuild is running: live batches are refused
 	// until it is done, and a live projector resumes after the rebuilt
 	// checkpoint, so the two never write over each other.
@@ -72,11 +73,14 @@ var (
 )
 
 // schemaVersion names the layout of the file. A file written with another
-// version needs a rebuild (see NeedsRebuild). Version 2 and earlier kept
+// version is not read: it needs a rebuild from the log (see NeedsRebuild),
+// which the service does before it serves. Version 2 and earlier kept
 // blind-index tokens in this file; such a file is destroyed at Open
 // (overwritten, then removed) rather than emptied, since emptying it
-// would leave the tokens in freed pages.
-const schemaVersion = 3
+// would leave the tokens in freed pages. Version 4 stores the private
+// proto's messages (codec.go), the domain fold's state and the unrouted
+// index.
+const schemaVersion = 4
 
 // firstTokenFreeSchema is the first layout that keeps no tokens.
 const firstTokenFreeSchema = 3
@@ -89,13 +93,14 @@ const (
 )
 
 // Tokenizer computes a case's blind-index tokens from its sealed contact
-// details and identity number. The application implements it: it unseals
-// the values, normalises them and computes HMAC tokens, so the read model
-// never holds the values nor the index key, only the opaque tokens.
-// Either argument may be nil (the case has no such data, or it was
-// redacted). A Tokenizer that can never compute the tokens (the keys are
-// destroyed) returns an error wrapping ErrSkipTokens; any other error
-// aborts the batch, and the projector retries it.
+// details and identity number. The application implements it
+// (app.Tokenizer): it unseals the values, normalises them and computes
+// HMAC tokens, so the read model never holds the values nor the index
+// key, only the opaque tokens. Either argument may be nil (the case has
+// no such data, or it was redacted). A case whose tokens can never be
+// computed (its keys are destroyed) has none: the Tokenizer returns no
+// tokens and no error. An error aborts the batch, and the projector
+// retries it.
 type Tokenizer interface {
 	Tokens(ctx context.Context, caseID string, contact, identity *casev1.SealedPersonalData) ([]string, error)
 }
@@ -117,18 +122,19 @@ func DefaultSLA() map[casev1.CaseType]time.Duration {
 type Options struct {
 	// Tokenizer computes blind-index tokens; nil keeps no tokens.
 	Tokenizer Tokenizer
-	// OnChange, when set, is called once per applied event, in log
-	// order, after the transaction that applied it committed and outside
-	// it, so live queue watchers can be told. It runs on the applying
+	// OnChange, when set, is called once per applied event that shows
+	// in a case's history or deletes a case, in log order, after the
+	// transaction that applied it committed and outside it, so live queue
+	// watchers and the router can be told. It runs on the applying
 	// goroutine and delays the next batch, so it must not block, and it
 	// must not call Apply (queries are fine). It is not called during
 	// Projector.Rebuild (watchers should list again after a rebuild).
-	OnChange func(Change)
+	OnChange func(app.Change)
 	// SLA is the time from registration to due date per case type; nil
 	// means DefaultSLA. A type without an entry gets no due time (it sorts
-	// last in due order). The due time is computed when a case is
-	// projected and stored: after changing the SLA, rebuild (Open reports
-	// it through NeedsRebuild).
+	// last in due order). The due-order index is written when a case is
+	// projected: after changing the SLA, rebuild (Open reports it through
+	// NeedsRebuild).
 	SLA map[casev1.CaseType]time.Duration
 	// OpenTimeout bounds how long Open waits for the file lock another
 	// process holds; zero means one second.
@@ -142,7 +148,7 @@ type Store struct {
 	db        *bolt.DB
 	tokens    *tokenindex.Index
 	tokenizer Tokenizer
-	onChange  func(Change)
+	onChange  func(app.Change)
 	sla       map[casev1.CaseType]time.Duration
 	config    string
 	// applyMu serialises batches, so OnChange sees events in log order
@@ -386,18 +392,26 @@ func writeCheckpoint(tx *bolt.Tx, pos eventstore.Position) error {
 	return tx.Bucket([]byte(bucketMeta)).Put([]byte(keyCheckpoint), binary.BigEndian.AppendUint64(nil, uint64(pos)))
 }
 
-// wipe drops everything in one transaction: all buckets, the checkpoint
-// and the recorded configuration, which is set to the current one, with a
-// new token epoch; then it resets the token file to that epoch. Either
-// the whole file is empty afterwards or nothing changed; a crash before
-// the token file's reset is found by the epoch at the next Open.
+// wipe drops everything in one transaction: all buckets (also those of
+// another layout), the checkpoint and the recorded configuration, which is
+// set to the current one, with a new token epoch; then it resets the
+// token file to that epoch. Either the whole file is empty afterwards or
+// nothing changed; a crash before the token file's reset is found by the
+// epoch at the next Open.
 func (s *Store) wipe() error {
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
 	epoch := newEpoch()
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		for _, name := range allBuckets() {
-			if err := tx.DeleteBucket([]byte(name)); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
+		var names [][]byte
+		if err := tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
+			names = append(names, slices.Clone(name))
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, name := range names {
+			if err := tx.DeleteBucket(name); err != nil {
 				return fmt.Errorf("drop bucket %s: %w", name, err)
 			}
 		}
@@ -445,7 +459,7 @@ func (s *Store) apply(ctx context.Context, rebuild bool, evs []eventstore.Record
 		return nil
 	}
 	notify := !rebuild && s.onChange != nil
-	var changes []Change
+	var changes []app.Change
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		cp, err := readCheckpoint(tx)
 		if err != nil {

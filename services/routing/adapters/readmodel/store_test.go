@@ -18,42 +18,16 @@ import (
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
 	routingv1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/routing/v1"
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
+	"github.com/kontakt-se/kontakt/services/routing/app"
 )
-
-func TestEventTypeNamesMatchDescriptors(t *testing.T) {
-	for _, tc := range []struct {
-		constant string
-		msg      proto.Message
-	}{
-		{typeCaseRegistered, &casev1.CaseRegistered{}},
-		{typeCaseRouted, &casev1.CaseRouted{}},
-		{typeCaseMoved, &casev1.CaseMoved{}},
-		{typeCaseAssigned, &casev1.CaseAssigned{}},
-		{typeCaseReleased, &casev1.CaseReleased{}},
-		{typeNoteAdded, &casev1.NoteAdded{}},
-		{typeCaseForwarded, &casev1.CaseForwarded{}},
-		{typeCaseAnswered, &casev1.CaseAnswered{}},
-		{typeCaseClosed, &casev1.CaseClosed{}},
-		{typeCaseReopened, &casev1.CaseReopened{}},
-		{typePersonalDataRedacted, &casev1.PersonalDataRedacted{}},
-		{typePersonalDataRectified, &casev1.PersonalDataRectified{}},
-		{typeHoldPlaced, &casev1.HoldPlaced{}},
-		{typeHoldReleased, &casev1.HoldReleased{}},
-		{typeCaseDeleted, &casev1.CaseDeleted{}},
-	} {
-		t.Run(tc.constant, func(t *testing.T) {
-			require.Equal(t, typeOf(tc.msg), tc.constant)
-		})
-	}
-}
 
 // basicCase is one registered and routed case with an answer and a note.
 func basicCase(id, queue string, at time.Time) []draft {
 	return []draft{
 		ev(id, registered(id, "KC-"+id, casev1.CaseType_CASE_TYPE_FRAGA, casev1.Channel_CHANNEL_PHONE, at)),
 		ev(id, routed(id, queue, at.Add(time.Minute))),
-		ev(id, &casev1.CaseAnswered{CaseId: id, AnsweredBy: "anna", Answer: seal("k-"+id+"-answer", "ANSWERTEXT:"+id), AnsweredAt: ts(at.Add(2 * time.Minute))}),
-		ev(id, &casev1.NoteAdded{CaseId: id, NoteId: "n1", Author: "anna", Text: seal("k-"+id+"-answer", "NOTETEXT:"+id), AddedAt: ts(at.Add(3 * time.Minute))}),
+		ev(id, &casev1.CaseAnswered{CaseId: id, AnsweredBy: "anna", Answer: sealedAs("k-"+id+"-answer", "ANSWERTEXT:"+id), AnsweredAt: ts(at.Add(2 * time.Minute))}),
+		ev(id, &casev1.NoteAdded{CaseId: id, NoteId: "n1", Author: "anna", Text: sealedAs("k-"+id+"-answer", "NOTETEXT:"+id), AddedAt: ts(at.Add(3 * time.Minute))}),
 	}
 }
 
@@ -89,13 +63,13 @@ func TestApplyIsIdempotent(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var changes int
-			s, _ := openStore(t, Options{Tokenizer: &fakeTokenizer{}, OnChange: func(Change) { changes++ }})
+			s, _ := openStore(t, Options{Tokenizer: &fakeTokenizer{}, OnChange: func(app.Change) { changes++ }})
 			require.NoError(t, s.Apply(t.Context(), evs...))
 			want := dump(t, s)
 			wantChanges := changes
 			load, err := s.QueueLoad("q")
 			require.NoError(t, err)
-			require.Equal(t, Load{Queue: "q", Open: 2, Unassigned: 1, OldestOpenAt: t0()}, load)
+			require.Equal(t, app.QueueLoad{Queue: "q", Open: 2, Unassigned: 1, OldestOpenAt: t0()}, load)
 
 			for _, b := range tc.again {
 				require.NoError(t, s.Apply(t.Context(), b...))
@@ -187,8 +161,8 @@ func TestApplyIsOneTransaction(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tok := &fakeTokenizer{}
-			var changes []Change
-			s, path := openStore(t, Options{Tokenizer: tok, OnChange: func(c Change) { changes = append(changes, c) }})
+			var changes []app.Change
+			s, path := openStore(t, Options{Tokenizer: tok, OnChange: func(c app.Change) { changes = append(changes, c) }})
 			require.NoError(t, s.Apply(t.Context(), good...))
 			before := dump(t, s)
 			changes = nil
@@ -209,7 +183,7 @@ func TestApplyIsOneTransaction(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, eventstore.Position(4), cp)
 			_, err = s.Get("b")
-			require.ErrorIs(t, err, ErrNotFound)
+			require.ErrorIs(t, err, app.ErrNotFound)
 
 			// Closed and opened again, the file still says the same.
 			require.NoError(t, s.Close())
@@ -312,7 +286,7 @@ func TestCrashMidTransaction(t *testing.T) {
 				require.Equal(t, "q", r.Queue)
 			}
 			_, err = s.Get(crashCaseID(n))
-			require.ErrorIs(t, err, ErrNotFound, "nothing after the checkpoint")
+			require.ErrorIs(t, err, app.ErrNotFound, "nothing after the checkpoint")
 			// The token file commits first, so it may hold the next
 			// batch's tokens, never more; lookups leave those cases out
 			// until the batch is replayed.
@@ -320,7 +294,7 @@ func TestCrashMidTransaction(t *testing.T) {
 				require.Less(t, owner, crashCaseID(n+crashPerBatch), "the token file is more than one batch ahead")
 				return nil
 			}))
-			rows, err := s.FindByToken(tokenFor("contact", seal("k-"+crashCaseID(n)+"-contact", "CONTACT:"+crashCaseID(n))))
+			rows, err := s.FindByToken(tokenFor("contact", sealedAs("k-"+crashCaseID(n)+"-contact", "CONTACT:"+crashCaseID(n))))
 			require.NoError(t, err)
 			require.Empty(t, rows, "a case after the checkpoint is not found")
 			// The projector replays the batch after the checkpoint.
@@ -442,7 +416,7 @@ func TestListQueue(t *testing.T) {
 			token := ""
 			for pages := 0; ; pages++ {
 				require.Less(t, pages, 100)
-				rows, next, err := s.ListQueue("q", tc.order, tc.types, tc.channels, tc.pageSize, token)
+				rows, next, err := listQueue(s, "q", tc.order, tc.types, tc.channels, tc.pageSize, token)
 				require.NoError(t, err)
 				size := tc.pageSize
 				if size == 0 {
@@ -467,7 +441,7 @@ func TestListQueue(t *testing.T) {
 	}
 
 	t.Run("invalid page tokens", func(t *testing.T) {
-		_, next, err := s.ListQueue("q", routingv1.QueueOrder_QUEUE_ORDER_AGE, nil, nil, 2, "")
+		_, next, err := listQueue(s, "q", routingv1.QueueOrder_QUEUE_ORDER_AGE, nil, nil, 2, "")
 		require.NoError(t, err)
 		require.NotEmpty(t, next)
 		for _, tc := range []struct {
@@ -481,8 +455,8 @@ func TestListQueue(t *testing.T) {
 			{"truncated", "q", routingv1.QueueOrder_QUEUE_ORDER_AGE, next[:len(next)-3]},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
-				_, _, err := s.ListQueue(tc.queue, tc.order, nil, nil, 2, tc.token)
-				require.ErrorIs(t, err, ErrInvalidPageToken)
+				_, _, err := listQueue(s, tc.queue, tc.order, nil, nil, 2, tc.token)
+				require.ErrorIs(t, err, app.ErrInvalidPageToken)
 			})
 		}
 	})
@@ -495,7 +469,7 @@ func TestListQueue(t *testing.T) {
 			drafts = append(drafts, ev(id, registered(id, "KC-"+id, types[0], channels[0], t0().Add(time.Duration(i)*time.Hour))), ev(id, routed(id, "q", t0())))
 		}
 		require.NoError(t, s.Apply(t.Context(), history(0, drafts...)...))
-		page1, next, err := s.ListQueue("q", routingv1.QueueOrder_QUEUE_ORDER_AGE, nil, nil, 4, "")
+		page1, next, err := listQueue(s, "q", routingv1.QueueOrder_QUEUE_ORDER_AGE, nil, nil, 4, "")
 		require.NoError(t, err)
 		require.Equal(t, "s3", page1[3].CaseID)
 		// The last case of page 1 leaves and an older case arrives.
@@ -504,7 +478,7 @@ func TestListQueue(t *testing.T) {
 			ev("old", registered("old", "KC-old", types[0], channels[0], t0().Add(-time.Hour))),
 			ev("old", routed("old", "q", t0())),
 		)...))
-		page2, _, err := s.ListQueue("q", routingv1.QueueOrder_QUEUE_ORDER_AGE, nil, nil, 4, next)
+		page2, _, err := listQueue(s, "q", routingv1.QueueOrder_QUEUE_ORDER_AGE, nil, nil, 4, next)
 		require.NoError(t, err)
 		var got []string
 		for _, r := range page2 {
@@ -521,11 +495,11 @@ func TestListQueue(t *testing.T) {
 			drafts = append(drafts, ev(id, registered(id, "", types[0], channels[0], t0().Add(time.Duration(i)*time.Second))), ev(id, routed(id, "q", t0())))
 		}
 		require.NoError(t, s.Apply(t.Context(), history(0, drafts...)...))
-		rows, next, err := s.ListQueue("q", routingv1.QueueOrder_QUEUE_ORDER_AGE, nil, nil, 10_000, "")
+		rows, next, err := listQueue(s, "q", routingv1.QueueOrder_QUEUE_ORDER_AGE, nil, nil, 10_000, "")
 		require.NoError(t, err)
 		require.Len(t, rows, MaxPageSize)
 		require.NotEmpty(t, next)
-		rows, next, err = s.ListQueue("q", routingv1.QueueOrder_QUEUE_ORDER_AGE, nil, nil, -1, "")
+		rows, next, err = listQueue(s, "q", routingv1.QueueOrder_QUEUE_ORDER_AGE, nil, nil, -1, "")
 		require.NoError(t, err)
 		require.Len(t, rows, DefaultPageSize)
 		require.NotEmpty(t, next)
@@ -533,8 +507,8 @@ func TestListQueue(t *testing.T) {
 }
 
 func TestChangeFeed(t *testing.T) {
-	var changes []Change
-	s, _ := openStore(t, Options{OnChange: func(c Change) { changes = append(changes, c) }})
+	var changes []app.Change
+	s, _ := openStore(t, Options{OnChange: func(c app.Change) { changes = append(changes, c) }})
 	at := t0()
 	evs := history(0,
 		ev("a", registered("a", "KC-a", casev1.CaseType_CASE_TYPE_FRAGA, casev1.Channel_CHANNEL_PHONE, at)),
@@ -543,16 +517,16 @@ func TestChangeFeed(t *testing.T) {
 		ev("a", &casev1.CaseMoved{CaseId: "a", FromQueue: "q1", ToQueue: "q2", MovedAt: ts(at.Add(3 * time.Minute))}),
 		ev("a", &casev1.CaseReleased{CaseId: "a"}),
 		ev("a", &casev1.CaseMarkedForPreservation{CaseId: "a"}),
-		ev("a", &casev1.CaseForwarded{CaseId: "a", ToQueue: "q3", ToDepartment: "soc", Comment: seal("k", "x")}),
+		ev("a", &casev1.CaseForwarded{CaseId: "a", ToQueue: "q3", ToDepartment: "soc", Comment: sealedAs("k", "x")}),
 		ev("a", &casev1.CaseForwarded{CaseId: "a", ToOfficer: "handl-1"}),
-		ev("a", &casev1.CaseAnswered{CaseId: "a", Answer: seal("k", "y")}),
-		ev("a", &casev1.NoteAdded{CaseId: "a", Text: seal("k", "z")}),
+		ev("a", &casev1.CaseAnswered{CaseId: "a", Answer: sealedAs("k", "y")}),
+		ev("a", &casev1.NoteAdded{CaseId: "a", Text: sealedAs("k", "z")}),
 		ev("a", &casev1.HoldPlaced{CaseId: "a", HoldId: "h"}),
 		ev("a", &casev1.HoldReleased{CaseId: "a", HoldId: "h"}),
 		ev("a", &casev1.CaseClosed{CaseId: "a"}),
 		ev("a", &casev1.CaseReopened{CaseId: "a"}),
 		ev("a", &casev1.PersonalDataRedacted{CaseId: "a", DataClasses: []casev1.DataClass{casev1.DataClass_DATA_CLASS_FREE_TEXT}}),
-		ev("a", &casev1.PersonalDataRectified{CaseId: "a", DataClass: casev1.DataClass_DATA_CLASS_FREE_TEXT, Value: seal("k2", "new")}),
+		ev("a", &casev1.PersonalDataRectified{CaseId: "a", DataClass: casev1.DataClass_DATA_CLASS_FREE_TEXT, Value: sealedAs("k2", "new")}),
 		ev("nobody", &casev1.CaseAssigned{CaseId: "nobody", Assignee: "anna"}),
 		ev("a", &casev1.CaseDeleted{CaseId: "a"}),
 		ev("a", nil),
@@ -564,12 +538,12 @@ func TestChangeFeed(t *testing.T) {
 
 	type want struct{ kind, queue, prev string }
 	wants := []want{
-		{ChangeRegistered, "", ""}, {ChangeRouted, "q1", ""}, {ChangeAssigned, "q1", ""},
-		{ChangeMoved, "q2", "q1"}, {ChangeReleased, "q2", ""},
-		{ChangeForwarded, "q3", "q2"}, {ChangeForwarded, "q3", ""},
-		{ChangeAnswered, "q3", ""}, {ChangeNoted, "q3", ""}, {ChangeHeld, "q3", ""}, {ChangeHeld, "q3", ""},
-		{ChangeClosed, "q3", ""}, {ChangeReopened, "q3", ""}, {ChangeRedacted, "q3", ""}, {ChangeRectified, "q3", ""},
-		{ChangeDeleted, "q3", ""},
+		{app.ChangeRegistered, "", ""}, {app.ChangeRouted, "q1", ""}, {app.ChangeAssigned, "q1", ""},
+		{app.ChangeMoved, "q2", "q1"}, {app.ChangeReleased, "q2", ""},
+		{app.ChangeForwarded, "q3", "q2"}, {app.ChangeForwarded, "q3", ""},
+		{app.ChangeAnswered, "q3", ""}, {app.ChangeNoted, "q3", ""}, {app.ChangeHeld, "q3", ""}, {app.ChangeHeld, "q3", ""},
+		{app.ChangeClosed, "q3", ""}, {app.ChangeReopened, "q3", ""}, {app.ChangeRedacted, "q3", ""}, {app.ChangeRectified, "q3", ""},
+		{app.ChangeDeleted, "q3", ""},
 	}
 	var got []want
 	for i, c := range changes {
@@ -601,7 +575,7 @@ func TestRedaction(t *testing.T) {
 	reg := registered("a", "KC-a", casev1.CaseType_CASE_TYPE_FRAGA, casev1.Channel_CHANNEL_EMAIL, t0())
 	contactTok, identityTok := tokenFor("contact", reg.GetContact()), tokenFor("identity", reg.GetIdentity())
 	setup := slices.Concat(basicCase("a", "q", t0()), []draft{
-		ev("a", &casev1.CaseForwarded{CaseId: "a", ToQueue: "q2", Comment: seal("k-a-answer", "COMMENTTEXT:a")}),
+		ev("a", &casev1.CaseForwarded{CaseId: "a", ToQueue: "q2", Comment: sealedAs("k-a-answer", "COMMENTTEXT:a")}),
 	})
 	ciphertexts := map[casev1.DataClass][]string{
 		contact: {"CONTACT:a"}, identity: {"IDENTITY:a"}, free: {"FREETEXT:a"}, att: {"ATTNAMES:a"},
@@ -676,7 +650,7 @@ func TestRedaction(t *testing.T) {
 	t.Run("rectification replaces the copy and the tokens", func(t *testing.T) {
 		s, _ := openStore(t, Options{Tokenizer: &fakeTokenizer{}})
 		evs := history(0, setup...)
-		newContact := seal("k-a-contact-2", "NEWCONTACT:a")
+		newContact := sealedAs("k-a-contact-2", "NEWCONTACT:a")
 		evs = append(evs, history(eventstore.Position(len(evs)),
 			ev("a", &casev1.PersonalDataRedacted{CaseId: "a", DataClasses: []casev1.DataClass{contact}}),
 			ev("a", &casev1.PersonalDataRectified{CaseId: "a", DataClass: contact, Value: newContact}),
@@ -697,7 +671,7 @@ func TestRedaction(t *testing.T) {
 
 	t.Run("a destroyed key skips the tokens, other errors stop", func(t *testing.T) {
 		tok := &fakeTokenizer{}
-		tok.setFail("a", fmt.Errorf("key of case a: %w", ErrSkipTokens))
+		tok.setFail("a", fmt.Errorf("key of case a: %w", errNoTokens))
 		s, _ := openStore(t, Options{Tokenizer: tok})
 		require.NoError(t, s.Apply(t.Context(), history(0, setup...)...))
 		_, err := s.Get("a")
@@ -719,8 +693,8 @@ func TestDeletionDropsEverything(t *testing.T) {
 		{"CaseDeleted, then stream deleted", []draft{ev("a", &casev1.CaseDeleted{CaseId: "a"}), ev("a", nil)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var changes []Change
-			s, _ := openStore(t, Options{Tokenizer: &fakeTokenizer{}, OnChange: func(c Change) { changes = append(changes, c) }})
+			var changes []app.Change
+			s, _ := openStore(t, Options{Tokenizer: &fakeTokenizer{}, OnChange: func(c app.Change) { changes = append(changes, c) }})
 			// Case b stays and shares the queue; the empty store with b
 			// alone is what must remain.
 			onlyB, _ := openStore(t, Options{Tokenizer: &fakeTokenizer{}})
@@ -739,16 +713,16 @@ func TestDeletionDropsEverything(t *testing.T) {
 			changes = nil
 			require.NoError(t, s.Apply(t.Context(), history(evs[len(evs)-1].Position, tc.delete...)...))
 			_, err = s.Get("a")
-			require.ErrorIs(t, err, ErrNotFound)
+			require.ErrorIs(t, err, app.ErrNotFound)
 			_, err = s.FindByNumber("KC-a")
-			require.ErrorIs(t, err, ErrNotFound)
+			require.ErrorIs(t, err, app.ErrNotFound)
 			_, err = s.History("a")
-			require.ErrorIs(t, err, ErrNotFound)
+			require.ErrorIs(t, err, app.ErrNotFound)
 			load, err = s.QueueLoad("q")
 			require.NoError(t, err)
-			require.Equal(t, Load{Queue: "q", Open: 1, Unassigned: 1, OldestOpenAt: t0().Add(time.Hour)}, load)
+			require.Equal(t, app.QueueLoad{Queue: "q", Open: 1, Unassigned: 1, OldestOpenAt: t0().Add(time.Hour)}, load)
 			require.Len(t, changes, 1, "one deletion, reported once")
-			require.Equal(t, ChangeDeleted, changes[0].Kind)
+			require.Equal(t, app.ChangeDeleted, changes[0].Kind)
 			require.Equal(t, "q", changes[0].Queue)
 
 			got, want := dump(t, s), dump(t, onlyB)
@@ -766,14 +740,14 @@ func TestNothingStoredThatWasNotGiven(t *testing.T) {
 	// that the search finds what is there.
 	const control = "CONTROLMARKER-sealed"
 	reg := registered("a", "KC-a", casev1.CaseType_CASE_TYPE_FELANMALAN, casev1.Channel_CHANNEL_FORM, t0())
-	reg.FreeText = seal("k-a-free", control)
+	reg.FreeText = sealedAs("k-a-free", control)
 	reg.CoarseLocation = &casev1.CoarseLocation{Latitude: 59.33, Longitude: 18.06}
 	markers := []string{"MARKER-rule", "MARKER-rulesversion", "MARKER-noteid", "MARKER-reason", "MARKER-plan", "MARKER-redactrule", "MARKER-holdreason", "MARKER-preservation", "MARKER-metadata", "MARKER-eventid", "MARKER-fromqueue"}
 	evs := history(0,
 		ev("a", reg),
 		ev("a", &casev1.CaseRouted{CaseId: "a", Queue: "q", Rule: markers[0], RulesVersion: markers[1]}),
 		ev("a", &casev1.CaseMoved{CaseId: "a", FromQueue: markers[10], ToQueue: "q2"}),
-		ev("a", &casev1.NoteAdded{CaseId: "a", NoteId: markers[2], Author: "anna", Text: seal("k", "n")}),
+		ev("a", &casev1.NoteAdded{CaseId: "a", NoteId: markers[2], Author: "anna", Text: sealedAs("k", "n")}),
 		ev("a", &casev1.HoldPlaced{CaseId: "a", HoldId: "h", Reason: markers[6]}),
 		ev("a", &casev1.CaseMarkedForPreservation{CaseId: "a", Reason: markers[7]}),
 		ev("a", &casev1.PersonalDataRedacted{CaseId: "a", DataClasses: []casev1.DataClass{casev1.DataClass_DATA_CLASS_ATTACHMENTS}, Reason: markers[3], PlanVersion: markers[4], Rule: markers[5]}),

@@ -58,8 +58,8 @@ func TestRedactedTokensLeaveNoBytes(t *testing.T) {
 
 	tokensOf := func(id string) []string {
 		return []string{
-			tokenFor("contact", seal("k-"+id+"-contact", "CONTACT:"+id)),
-			tokenFor("identity", seal("k-"+id+"-identity", "IDENTITY:"+id)),
+			tokenFor("contact", sealedAs("k-"+id+"-contact", "CONTACT:"+id)),
+			tokenFor("identity", sealedAs("k-"+id+"-identity", "IDENTITY:"+id)),
 		}
 	}
 	var gone, kept []string
@@ -110,7 +110,7 @@ func TestRedactedTokensLeaveNoBytes(t *testing.T) {
 // of emptying it, and asks for a rebuild.
 func TestLegacyFileWithTokensIsDestroyed(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "routing.db")
-	tok := tokenFor("contact", seal("k", "legacy"))
+	tok := tokenFor("contact", sealedAs("k", "legacy"))
 	db, err := bolt.Open(path, 0o600, nil)
 	require.NoError(t, err)
 	require.NoError(t, db.Update(func(tx *bolt.Tx) error {
@@ -154,7 +154,7 @@ func TestTokenFileOfAnotherEpoch(t *testing.T) {
 
 	x, err := tokenindex.Open(tokenindex.PathFor(path))
 	require.NoError(t, err)
-	stray := tokenFor("contact", seal("k", "stray"))
+	stray := tokenFor("contact", sealedAs("k", "stray"))
 	require.NoError(t, x.Reset("someone else's"))
 	require.NoError(t, x.Update(func(tx *tokenindex.Tx) error { return tx.Set("a", "", []string{stray}) }))
 	require.NoError(t, x.Close())
@@ -181,8 +181,8 @@ func TestTokenFileAheadIsRepairedByReplay(t *testing.T) {
 
 	// The crash: the batch's token change is committed, its main
 	// transaction is not.
-	contact := tokenFor("contact", seal("k-a-contact", "CONTACT:a"))
-	identity := tokenFor("identity", seal("k-a-identity", "IDENTITY:a"))
+	contact := tokenFor("contact", sealedAs("k-a-contact", "CONTACT:a"))
+	identity := tokenFor("identity", sealedAs("k-a-identity", "IDENTITY:a"))
 	require.NoError(t, s.tokens.Update(func(tx *tokenindex.Tx) error { return tx.Set("a", "", []string{identity}) }))
 	require.Empty(t, onDisk(t, filepath.Dir(path), []string{contact}))
 	cp, err := s.Checkpoint()

@@ -42,6 +42,7 @@ import (
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
 	statisticsv1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/statistics/v1"
 	"github.com/kontakt-se/kontakt/pkg/jsread"
+	"github.com/kontakt-se/kontakt/pkg/natserr"
 	"github.com/kontakt-se/kontakt/services/statistics/domain"
 )
 
@@ -263,23 +264,12 @@ func (s *Stream) publish(ctx context.Context, m domain.Message, opts ...jetstrea
 	defer cancel()
 	ack, err := s.js.PublishMsg(pctx, msg, append(opts, jetstream.WithExpectStream(StreamName))...)
 	if err != nil {
-		if isWrongLastSequence(err) {
+		if natserr.IsWrongLastSequence(err) {
 			return nil, fmt.Errorf("publish version %d: %w", m.Version, ErrConflict)
 		}
 		return nil, fmt.Errorf("statistics stream: publish version %d: %w", m.Version, wrap(err))
 	}
 	return ack, nil
-}
-
-// isWrongLastSequence recognises JetStream's answer to a failed expected
-// last sequence: 10071, or 10164 from a replicated stream.
-func isWrongLastSequence(err error) bool {
-	var apiErr *jetstream.APIError
-	if !errors.As(err, &apiErr) {
-		return false
-	}
-	return apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
-		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant
 }
 
 // LastSeq returns the sequence of the stream's last message (0 when it
@@ -449,11 +439,7 @@ func (s *Stream) consume(ctx context.Context, after uint64, fn func(jetstream.Ms
 
 // wrap marks transport failures and time-outs as ErrUnavailable.
 func wrap(err error) error {
-	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) && apiErr.Code != 503 && apiErr.Code != 408 && apiErr.Code != 504 {
-		return err
-	}
-	if errors.Is(err, context.Canceled) {
+	if natserr.IsRefusal(err) || errors.Is(err, context.Canceled) {
 		return err
 	}
 	return fmt.Errorf("%w: %w", ErrUnavailable, err)

@@ -1,53 +1,59 @@
-package readmodel
+package app
 
 import (
 	"slices"
 	"time"
 
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
+	"github.com/kontakt-se/kontakt/pkg/caseaccess"
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
 )
 
-// CaseRow is the read model's view of one case: what the queue views,
-// FindCases and GetCase need without reading the case's stream.
+// CaseRow is the read side's view of one case: what the queue views,
+// FindCases and GetCase need without reading the case's stream. The read
+// model derives it from the domain's fold of the case's events
+// (domain.Case) and its own copies of the sealed personal data.
 //
-// Personal data appears only sealed (ciphertext and key id), exactly as the
-// events carry it: the read model is a file on disk, and a copy that holds
-// plain personal data would survive the crypto-shredding that redaction
-// relies on. The query side decrypts what it shows at read time. A nil
-// sealed field means the case never had that data class or it was
+// Personal data appears only sealed (ciphertext and key id), exactly as
+// the events carry it: the read model is a file on disk, and a copy that
+// holds plain personal data would survive the crypto-shredding that
+// redaction relies on. The queries decrypt what they show at read time. A
+// nil sealed field means the case never had that data class or it was
 // redacted (Redacted tells which).
 //
-// Rows returned by queries and passed to OnChange share nothing with the
-// store, but the sealed values and attachments they point to must be
-// treated as read-only by OnChange callbacks, which may run side by side.
+// Rows share nothing with the read model, but the sealed values and
+// attachments they point to are shared between rows and must be treated
+// as read-only.
 type CaseRow struct {
 	CaseID   string
 	Number   string
 	Type     casev1.CaseType
 	Channel  casev1.Channel
 	Category string
-	// Queue is the queue the case is in; empty until it is routed.
-	Queue    string
 	Status   casev1.CaseStatus
-	Assignee string
+	// Facts are the queue the case is in (empty until it is routed), its
+	// assignee and the targets of its latest forwarding: what decides who
+	// may read it (pkg/caseaccess).
+	caseaccess.Facts
 
 	RegisteredAt time.Time
 	// DueAt is RegisteredAt plus the SLA of the case's type; zero when the
 	// type has no SLA.
 	DueAt time.Time
-	// ClosedAt is when the case was last closed; zero while it is open.
-	ClosedAt time.Time
-	// UpdatedAt is the time carried by the last event that changed the case.
-	UpdatedAt time.Time
-	// Resolution is the resolution of the last closing.
+	// ClosedAt and Resolution describe the latest closing; zero while the
+	// case is open, also after a reopening.
+	ClosedAt   time.Time
 	Resolution casev1.Resolution
-
-	ForwardedDepartment string
-	ForwardedOfficer    string
+	// Reopenings counts CaseReopened events.
+	Reopenings int
+	// OnHold is true while at least one hold is placed.
+	OnHold bool
+	// Revision is the revision of the last event of the case's stream
+	// that the read model has seen.
+	Revision eventstore.Revision
 
 	// FreeText is CaseRegistered.free_text (or its rectification), sealed;
-	// the query side decrypts the subject line from it.
+	// the queries decrypt the subject line from it.
 	FreeText *casev1.SealedPersonalData
 	// Contact and Identity are sealed, for audited GetCase reads.
 	Contact  *casev1.SealedPersonalData
@@ -56,19 +62,9 @@ type CaseRow struct {
 	// redaction.
 	AttachmentNames *casev1.SealedPersonalData
 	Attachments     []*casev1.Attachment
-
-	// Redacted lists the data classes whose sealed copies were dropped, in
-	// ascending order.
+	// Redacted lists, in ascending order, the data classes whose sealed
+	// copies a redaction dropped and no rectification has given back.
 	Redacted []casev1.DataClass
-
-	// Revision is the revision of the last event of the case's stream that
-	// the read model has seen, so commands can tell whether the row is
-	// fresh enough to act on.
-	Revision eventstore.Revision
-	// Reopenings counts CaseReopened events.
-	Reopenings int
-	// OnHold is true while at least one hold is placed.
-	OnHold bool
 }
 
 // IsOpen reports whether the case counts as open work in its queue: it is
@@ -83,21 +79,13 @@ func (r *CaseRow) IsUnassigned() bool {
 	if !r.IsOpen() || r.Assignee != "" {
 		return false
 	}
-	return r.Status != casev1.CaseStatus_CASE_STATUS_FORWARDED || r.ForwardedOfficer == ""
+	return r.Status != casev1.CaseStatus_CASE_STATUS_FORWARDED || r.ForwardedToOfficer == ""
 }
 
 // IsRedacted reports whether the data class was redacted.
 func (r *CaseRow) IsRedacted(c casev1.DataClass) bool {
 	_, found := slices.BinarySearch(r.Redacted, c)
 	return found
-}
-
-// clone copies the row's slices, so a snapshot handed to OnChange does not
-// change when the store goes on applying events to the same case.
-func (r CaseRow) clone() CaseRow {
-	r.Attachments = slices.Clone(r.Attachments)
-	r.Redacted = slices.Clone(r.Redacted)
-	return r
 }
 
 // HistoryEntry is one step of a case's history, for GetCase. Texts
@@ -112,21 +100,17 @@ type HistoryEntry struct {
 	At    time.Time
 	// Text is the sealed AnswerText of an answer, note or forwarding
 	// comment; nil once DATA_CLASS_ANSWER was redacted.
-	Text       *casev1.SealedPersonalData
-	Queue      string
-	Assignee   string
-	Department string
-	Officer    string
+	Text *casev1.SealedPersonalData
+	// Queue is where a routing, move or forwarding put the case.
+	Queue string
+	// Resolution is a closing's.
 	Resolution casev1.Resolution
-	// Position is the event's position in the log; entries are ordered by
-	// it.
-	Position eventstore.Position
 }
 
-// Load is the load of one queue, kept as counters that every transaction
-// updates, so that listing all queues costs one read per queue whatever
-// the number of cases.
-type Load struct {
+// QueueLoad is the load of one queue, kept as counters that every
+// transaction of the read model updates, so that listing all queues
+// costs one read per queue whatever the number of cases.
+type QueueLoad struct {
 	Queue string
 	// Open counts cases in the queue that are not closed.
 	Open int64
@@ -138,10 +122,10 @@ type Load struct {
 	OldestOpenAt time.Time
 }
 
-// Change kinds, one per kind of case event the read model applies. They
-// are strings because they go out as they are in
-// WatchQueueResponse.change. HoldPlaced and HoldReleased are both "held":
-// the row's OnHold tells which.
+// Change kinds, one per kind of case event the read model shows. They are
+// strings because they go out as they are in WatchQueueResponse.change
+// and CaseEntry.kind. HoldPlaced and HoldReleased are both "held": the
+// row's OnHold tells which.
 const (
 	ChangeRegistered = "registered"
 	ChangeRouted     = "routed"
@@ -159,9 +143,9 @@ const (
 	ChangeDeleted    = "deleted"
 )
 
-// Change tells live queue watchers what one applied event did. It is
-// delivered after the transaction that applied the event committed, so a
-// watcher that reacts by querying the store sees the change.
+// Change tells live queue watchers (Broker) and the router what one event
+// did to the read model. It is delivered after the read model committed
+// the event, so a watcher that reacts by querying sees the change.
 type Change struct {
 	// Kind is one of the Change* constants.
 	Kind string
