@@ -87,9 +87,11 @@ func (s *Service) nextDue(e *index.Entry) time.Time {
 
 // effect is what follows from an applied event outside the index. It runs
 // before the batch's transaction commits, in three phases over the whole
-// batch: keys of redacted classes are destroyed (cases side by side), then
-// every receipt is recorded in log order (in one pipelined write to the
-// ledger), then deleted cases lose their remaining keys and their streams.
+// batch: keys of redacted classes are destroyed (all of the batch's with
+// one Sealer.DestroyBatch, their tombstones in atomic batches), then every
+// receipt is recorded in log order (one atomic batch to the ledger), then
+// deleted cases lose their remaining keys (again one DestroyBatch) and
+// their streams.
 // So a redaction's keys are gone before its receipt says so, and a
 // deletion's receipt exists before its stream is removed. Every step is
 // idempotent: a batch that fails is applied again from the checkpoint.
@@ -449,10 +451,13 @@ func (s *Service) runEffects(ctx context.Context, effects []effect) error {
 			return fmt.Errorf("retention: shred journal: %w", err)
 		}
 	}
+	// Phase 1: the keys of every redaction of the batch at once (their
+	// tombstones in one write), beside the removal of archive packages.
+	var destroy []seal.Destruction
 	var jobs []func(context.Context) error
 	for _, e := range effects {
 		if len(e.destroy) > 0 {
-			jobs = append(jobs, func(ctx context.Context) error { return s.sealer.Destroy(ctx, e.caseID, e.gens, e.destroy...) })
+			destroy = append(destroy, seal.Destruction{CaseID: e.caseID, Gens: e.gens, Classes: e.destroy})
 		}
 		if e.unarchive {
 			jobs = append(jobs, func(context.Context) error {
@@ -463,6 +468,9 @@ func (s *Service) runEffects(ctx context.Context, effects []effect) error {
 				return err
 			})
 		}
+	}
+	if len(destroy) > 0 {
+		jobs = append(jobs, func(ctx context.Context) error { return s.sealer.DestroyBatch(ctx, destroy) })
 	}
 	if err := s.parallel(ctx, jobs); err != nil {
 		return err
@@ -476,18 +484,23 @@ func (s *Service) runEffects(ctx context.Context, effects []effect) error {
 	if err := s.recordAll(ctx, receipts); err != nil {
 		return err
 	}
+	// Phase 3: every key of the deleted cases, then their streams.
+	var gone []seal.Destruction
 	jobs = jobs[:0]
 	for _, e := range effects {
 		if e.remove {
+			gone = append(gone, seal.Destruction{CaseID: e.caseID, Gens: e.gens})
 			jobs = append(jobs, func(ctx context.Context) error {
-				if err := s.sealer.Destroy(ctx, e.caseID, e.gens); err != nil {
-					return err
-				}
 				if err := s.store.Delete(ctx, e.caseID); err != nil && !errors.Is(err, eventstore.ErrStreamNotFound) {
 					return err
 				}
 				return nil
 			})
+		}
+	}
+	if len(gone) > 0 {
+		if err := s.sealer.DestroyBatch(ctx, gone); err != nil {
+			return err
 		}
 	}
 	return s.parallel(ctx, jobs)

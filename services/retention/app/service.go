@@ -57,12 +57,13 @@ type EventStore interface {
 }
 
 // Sealer seals, opens and destroys personal data; *seal.Sealer is one.
-// gen and gens are the generations of the classes' keys as the case's
-// events give them (seal.Generations).
+// gen and the destructions' generations are those of the classes' keys as
+// the case's events give them (seal.Generations). The projector destroys
+// the keys of a whole batch of events with one DestroyBatch.
 type Sealer interface {
 	Open(ctx context.Context, caseID string, sealed *casev1.SealedPersonalData) ([]byte, error)
 	SealMessage(ctx context.Context, caseID string, class seal.Class, gen uint32, m proto.Message) (*casev1.SealedPersonalData, error)
-	Destroy(ctx context.Context, caseID string, gens seal.Generations, classes ...seal.Class) error
+	DestroyBatch(ctx context.Context, ds []seal.Destruction) error
 }
 
 // Ledger records receipts; *ledger.Ledger is one.

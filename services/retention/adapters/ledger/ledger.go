@@ -57,6 +57,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/kontakt-se/kontakt/pkg/backoff"
+	"github.com/kontakt-se/kontakt/pkg/jsbatch"
 	"github.com/kontakt-se/kontakt/pkg/jsread"
 	"github.com/kontakt-se/kontakt/pkg/natserr"
 )
@@ -352,6 +353,8 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Ledger, erro
 		DenyPurge:            true,
 		AllowRollup:          false,
 		AllowDirect:          false,
+		// RecordBatch stores a batch of receipts with one disk sync.
+		AllowAtomicPublish: true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%w: create or update stream %s: %w", ErrUnavailable, cfg.Stream, err)
@@ -455,12 +458,14 @@ func (l *Ledger) Record(ctx context.Context, r Receipt) (Receipt, bool, error) {
 
 // RecordBatch records receipts in order, chained one to the next. While
 // this writer holds the end of the chain the whole batch costs one round
-// trip: every receipt is published at once, each expecting the one
-// before it as the stream's last message, so the server still checks the
-// chain link by link. When a publish is refused (another writer moved the end,
-// or a key already has its receipt after a crash), that receipt and the
-// rest are recorded one by one with Record, which returns an existing
-// receipt instead of writing a second one.
+// trip and one disk sync: the receipts are published as one JetStream
+// atomic batch (pkg/jsbatch), the first expecting the end of the chain as
+// read and every one carrying its hash as message id, so the server
+// stores them all right after that end, in order, or none. When the batch
+// is refused (another writer moved the end, or a key already has its
+// receipt after a crash), the receipts are recorded one by one with
+// Record, which returns an existing receipt instead of writing a second
+// one.
 func (l *Ledger) RecordBatch(ctx context.Context, rs []Receipt) error {
 	_, err := l.RecordBatchStored(ctx, rs)
 	return err
@@ -487,69 +492,50 @@ func (l *Ledger) RecordBatchStored(ctx context.Context, rs []Receipt) ([]Receipt
 	if err != nil {
 		return nil, err
 	}
-	futures := make([]jetstream.PubAckFuture, 0, len(norm))
-	for i := range norm {
-		r := &norm[i]
-		r.Prev = prev
-		r.Hash = ComputeHash(*r)
-		data, err := json.Marshal(r)
-		if err != nil {
-			return nil, fmt.Errorf("%w: encode receipt %s: %w", ErrInvalid, r.Key, err)
+	stored := make([]Receipt, 0, len(rs))
+	for len(stored) < len(norm) {
+		chunk := norm[len(stored):min(len(norm), len(stored)+jsbatch.MaxMessages)]
+		msgs := make([]*nats.Msg, len(chunk))
+		for i := range chunk {
+			r := &chunk[i]
+			r.Prev = prev
+			r.Hash = ComputeHash(*r)
+			data, err := json.Marshal(r)
+			if err != nil {
+				return nil, fmt.Errorf("%w: encode receipt %s: %w", ErrInvalid, r.Key, err)
+			}
+			m := nats.NewMsg(l.subject(r.Key))
+			m.Data = data
+			m.Header.Set(jetstream.ExpectedStreamHeader, l.cfg.Stream)
+			// The message id is the receipt's hash, which covers its
+			// link: another writer's receipt for the same key has another
+			// hash, so it never stands in for ours (the per-subject limit
+			// keeps one receipt per key). Only the first message of an
+			// atomic batch may expect the stream's last sequence; the
+			// batch's consecutive sequences chain the rest.
+			m.Header.Set(jetstream.MsgIDHeader, r.Hash)
+			if i == 0 {
+				m.Header.Set(jetstream.ExpectedLastSeqHeader, strconv.FormatUint(seq, 10))
+			}
+			msgs[i] = m
+			prev = r.Hash
 		}
-		msg := nats.NewMsg(l.subject(r.Key))
-		msg.Data = data
-		// The first link expects the end read above; each later one
-		// expects the previous receipt of this batch by its message id,
-		// not by its sequence: had that receipt been refused and another
-		// writer's landed in its place, the sequence would still match
-		// and the chain would break.
-		// The message id is the receipt's hash, which covers its link:
-		// another writer's receipt for the same key has another hash, so
-		// it never stands in for ours (the per-subject limit keeps one
-		// receipt per key).
-		expect := jetstream.WithExpectLastSequence(seq)
-		if i > 0 {
-			expect = jetstream.WithExpectLastMsgID(norm[i-1].Hash)
-		}
-		f, err := l.js.PublishMsgAsync(msg, jetstream.WithExpectStream(l.cfg.Stream), expect, jetstream.WithMsgID(r.Hash))
+		ack, err := jsbatch.Publish(ctx, l.js.Conn(), msgs)
 		if err != nil {
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("%w: record receipts: %w", ErrUnavailable, ctx.Err())
+			}
+			// Refused, or its outcome unknown: Record finds what is
+			// stored and writes what is missing.
 			break
 		}
-		futures = append(futures, f)
-		prev = r.Hash
-	}
-	stored := make([]Receipt, 0, len(rs))
-	done := 0
-	for _, f := range futures {
-		select {
-		case ack := <-f.Ok():
-			if ack.Duplicate {
-				goto rest
-			}
-			r := norm[done]
-			r.Seq = ack.Sequence
+		for i, r := range chunk {
+			r.Seq = ack.Seq(i)
 			stored = append(stored, r)
-			done++
-			continue
-		case <-f.Err():
-		case <-ctx.Done():
-			return nil, fmt.Errorf("%w: record receipts: %w", ErrUnavailable, ctx.Err())
 		}
-		break
+		seq = ack.Last
 	}
-rest:
-	// Later publishes expected the refused one to be there, so they were
-	// refused too (or, after a lost acknowledgement, landed in order);
-	// Record finds what is stored and writes what is missing.
-	for _, f := range futures[min(done+1, len(futures)):] {
-		select {
-		case <-f.Ok():
-		case <-f.Err():
-		case <-ctx.Done():
-			return nil, fmt.Errorf("%w: record receipts: %w", ErrUnavailable, ctx.Err())
-		}
-	}
-	for _, r := range rs[done:] {
+	for _, r := range rs[len(stored):] {
 		got, _, err := l.Record(ctx, r)
 		if err != nil {
 			return nil, err

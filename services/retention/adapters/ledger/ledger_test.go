@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
+	"github.com/kontakt-se/kontakt/pkg/jsbatch"
 	"github.com/kontakt-se/kontakt/pkg/natsserver"
 	"github.com/kontakt-se/kontakt/pkg/natstest"
 	"github.com/kontakt-se/kontakt/services/retention/adapters/ledger"
@@ -630,6 +632,40 @@ func TestRecordBatchKeepsOneReceiptPerKeyAndOneChain(t *testing.T) {
 	count, _, err := ledger.Verify(ctx, first)
 	require.NoError(t, err)
 	require.Equal(t, len(all), count)
+}
+
+// TestRecordBatchLargerThanOneAtomicBatch records more receipts than one
+// JetStream atomic batch may hold, half of them already there: the batch
+// is split, the chain runs on from one part to the next, and every key
+// has one receipt, returned as stored.
+func TestRecordBatchLargerThanOneAtomicBatch(t *testing.T) {
+	srv := natstest.Embedded(t, 0)
+	ctx := testCtx(t)
+	l := newLedger(t, srv)
+	n := jsbatch.MaxMessages + 200
+	rs := make([]ledger.Receipt, n)
+	for i := range rs {
+		rs[i] = receipt(fmt.Sprintf("case%05d.redaction.%d", i, i))
+	}
+	stored, err := l.RecordBatchStored(ctx, rs)
+	require.NoError(t, err)
+	require.Len(t, stored, n)
+	for i, r := range stored {
+		require.Equal(t, rs[i].Key, r.Key)
+		require.EqualValues(t, i+1, r.Seq, "consecutive, in the order given")
+		if i > 0 {
+			require.Equal(t, stored[i-1].Hash, r.Prev)
+		}
+	}
+	// The second half again, with new keys after it: the first part is
+	// refused (its keys have receipts) and recorded one by one.
+	again := append(slices.Clone(rs[n/2:]), receipt("late.redaction.1"))
+	stored2, err := l.RecordBatchStored(ctx, again)
+	require.NoError(t, err)
+	require.Equal(t, stored[n/2:], stored2[:len(stored2)-1], "existing receipts come back as stored")
+	count, _, err := ledger.Verify(ctx, l)
+	require.NoError(t, err)
+	require.Equal(t, n+1, count)
 }
 
 // TestRestoreCarriesReceiptsVerbatim: receipts recorded in one ledger,
