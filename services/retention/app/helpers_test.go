@@ -28,6 +28,7 @@ import (
 	"github.com/kontakt-se/kontakt/pkg/natsserver"
 	"github.com/kontakt-se/kontakt/pkg/natstest"
 	"github.com/kontakt-se/kontakt/pkg/projection"
+	"github.com/kontakt-se/kontakt/pkg/receipt"
 	"github.com/kontakt-se/kontakt/pkg/seal"
 	"github.com/kontakt-se/kontakt/services/retention/adapters/index"
 	"github.com/kontakt-se/kontakt/services/retention/adapters/ledger"
@@ -428,10 +429,10 @@ func (b *backends) typesOf(t testing.TB, caseID string) []string {
 }
 
 // receipts reads the whole ledger and checks its chain.
-func (b *backends) receipts(t testing.TB) []ledger.Receipt {
+func (b *backends) receipts(t testing.TB) []receipt.Receipt {
 	t.Helper()
-	var out []ledger.Receipt
-	require.NoError(t, b.ledger.Scan(t.Context(), func(r ledger.Receipt) error {
+	var out []receipt.Receipt
+	require.NoError(t, b.ledger.Scan(t.Context(), func(r receipt.Receipt) error {
 		out = append(out, r)
 		return nil
 	}))
@@ -442,8 +443,8 @@ func (b *backends) receipts(t testing.TB) []ledger.Receipt {
 }
 
 // receiptsOf filters receipts by case and kind.
-func receiptsOf(rs []ledger.Receipt, caseID, kind string) []ledger.Receipt {
-	var out []ledger.Receipt
+func receiptsOf(rs []receipt.Receipt, caseID, kind string) []receipt.Receipt {
+	var out []receipt.Receipt
 	for _, r := range rs {
 		if r.CaseID == caseID && r.Kind == kind {
 			out = append(out, r)

@@ -12,12 +12,12 @@ import (
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
 	"github.com/kontakt-se/kontakt/pkg/projection"
+	"github.com/kontakt-se/kontakt/pkg/receipt"
 	"github.com/kontakt-se/kontakt/pkg/seal"
 	"github.com/kontakt-se/kontakt/pkg/shredjournal"
 	"github.com/kontakt-se/kontakt/pkg/subject"
 	"github.com/kontakt-se/kontakt/services/retention/adapters/archive"
 	"github.com/kontakt-se/kontakt/services/retention/adapters/index"
-	"github.com/kontakt-se/kontakt/services/retention/adapters/ledger"
 	"github.com/kontakt-se/kontakt/services/retention/domain"
 	"google.golang.org/protobuf/proto"
 )
@@ -111,7 +111,7 @@ type effect struct {
 	// remove reach up to.
 	gens seal.Generations
 	// receipt, when set, is recorded in the second phase.
-	receipt *ledger.Receipt
+	receipt *receipt.Receipt
 	// remove destroys every key and deletes the stream in the third.
 	remove bool
 	// unarchive removes the case's archive packages in the first phase: a
@@ -370,8 +370,8 @@ func (s *Service) put(tx *index.Tx, e *index.Entry) error {
 }
 
 // receipt fills what every receipt says about its case.
-func (s *Service) receipt(e *index.Entry, kind, key string) ledger.Receipt {
-	r := ledger.Receipt{Kind: kind, Key: key, PlanName: s.cfg.Plan.Name, PlanVersion: s.cfg.Plan.Version}
+func (s *Service) receipt(e *index.Entry, kind, key string) receipt.Receipt {
+	r := receipt.Receipt{Kind: kind, Key: key, PlanName: s.cfg.Plan.Name, PlanVersion: s.cfg.Plan.Version}
 	if e != nil {
 		r.CaseID, r.CaseNumber = e.Case.ID, e.Case.Number
 		r.CaseType, r.Channel = typeName(e.Case.Type), channelName(e.Case.Channel)
@@ -475,7 +475,7 @@ func (s *Service) runEffects(ctx context.Context, effects []effect) error {
 	if err := s.parallel(ctx, jobs); err != nil {
 		return err
 	}
-	var receipts []ledger.Receipt
+	var receipts []receipt.Receipt
 	for _, e := range effects {
 		if e.receipt != nil {
 			receipts = append(receipts, *e.receipt)
@@ -535,7 +535,7 @@ func (s *Service) parallel(ctx context.Context, jobs []func(context.Context) err
 // process writes them one batch at a time instead of letting its own
 // workers race for the chain's head. With a shred journal, the receipts
 // as stored go to the journal once the ledger holds them.
-func (s *Service) recordAll(ctx context.Context, rs []ledger.Receipt) error {
+func (s *Service) recordAll(ctx context.Context, rs []receipt.Receipt) error {
 	if len(rs) == 0 {
 		return nil
 	}

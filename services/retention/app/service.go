@@ -26,10 +26,10 @@ import (
 	"github.com/kontakt-se/kontakt/pkg/caseevents"
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
 	"github.com/kontakt-se/kontakt/pkg/projection"
+	"github.com/kontakt-se/kontakt/pkg/receipt"
 	"github.com/kontakt-se/kontakt/pkg/seal"
 	"github.com/kontakt-se/kontakt/pkg/shredjournal"
 	"github.com/kontakt-se/kontakt/services/retention/adapters/index"
-	"github.com/kontakt-se/kontakt/services/retention/adapters/ledger"
 	"github.com/kontakt-se/kontakt/services/retention/domain"
 )
 
@@ -68,14 +68,14 @@ type Sealer interface {
 
 // Ledger records receipts; *ledger.Ledger is one.
 type Ledger interface {
-	RecordBatch(ctx context.Context, rs []ledger.Receipt) error
-	Scan(ctx context.Context, fn func(ledger.Receipt) error) error
+	RecordBatch(ctx context.Context, rs []receipt.Receipt) error
+	Scan(ctx context.Context, fn func(receipt.Receipt) error) error
 }
 
 // StoredRecorder is a Ledger that returns the receipts as it stored them;
 // *ledger.Ledger is one. The shred journal needs them.
 type StoredRecorder interface {
-	RecordBatchStored(ctx context.Context, rs []ledger.Receipt) ([]ledger.Receipt, error)
+	RecordBatchStored(ctx context.Context, rs []receipt.Receipt) ([]receipt.Receipt, error)
 }
 
 // Journal is the shred journal (pkg/shredjournal): what the projector

@@ -10,8 +10,8 @@ import (
 
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
 	"github.com/kontakt-se/kontakt/pkg/eventstore/jetstream"
+	"github.com/kontakt-se/kontakt/pkg/receipt"
 	"github.com/kontakt-se/kontakt/pkg/seal"
-	"github.com/kontakt-se/kontakt/services/retention/adapters/ledger"
 )
 
 // faultyBatchStore is the event store with a fault in front of or behind
@@ -111,7 +111,7 @@ func TestSweepAppendsDeadlinesInBatches(t *testing.T) {
 			for _, tc := range cases {
 				reds, revs := b.redactions(t, tc.ID)
 				require.Len(t, reds, 1, "case %s", tc.Number)
-				got := receiptsOf(rs, tc.ID, ledger.KindRedaction)
+				got := receiptsOf(rs, tc.ID, receipt.KindRedaction)
 				require.Len(t, got, 1, "case %s", tc.Number)
 				require.Equal(t, fmt.Sprintf("%s.redaction.%d", tc.ID, revs[0]), got[0].Key)
 				b.requireDestroyed(t, tc, seal.Classes()...)
