@@ -31,7 +31,17 @@ const (
 // plan: which country codes are assigned, which trunk prefix a country
 // drops after its country code (Sweden's "(0)"), which it keeps (Italy's
 // 0, so "+39 (0)6 1234 5678" is +390612345678), and which number ranges
-// and lengths exist. A number without a country code is read as Swedish.
+// and lengths exist. A number without a country code is read as Swedish,
+// with or without its trunk 0 ("070-123 45 67", "70 123 45 67").
+//
+// A number beginning with 46 and without "+" or "00" ("46701234567", as a
+// form that strips the "+" sends it) is read by libphonenumber's rule for
+// the default region's own country code: the digits are taken as Swedish
+// with their country code when they are not a valid Swedish national
+// number as they stand but are one after the 46. So "46701234567" is
+// +46701234567, while "468123456", a valid number in Lund's area code
+// 046, stays +46468123456. Other countries' codes need "+" or "00":
+// "4791234567" is read as Swedish and refused.
 //
 // Only valid numbers are accepted (libphonenumber's IsValidNumber): the
 // number must lie in a range its country's plan assigns, not merely have
