@@ -690,7 +690,7 @@ func TestRectifyAndSubjectAccess(t *testing.T) {
 
 	got = subjectAccess(t, in, subject.Key{Email: "new@example.se"})
 	require.Equal(t, []string{tc.ID}, caseIDs(got))
-	require.Equal(t, "new@example.se", got[0].Contact.GetEmail(), "the e-mail was normalised")
+	require.Equal(t, "New@example.se", got[0].Contact.GetEmail(), "the e-mail was normalised as intake stores it: the domain in lower case, the local part as written")
 	require.Equal(t, "Anna Ny", got[0].Contact.GetName())
 	require.Equal(t, newID, got[0].Identity.GetNumber())
 	require.Len(t, got[0].Reads, 1, "the earlier extract is listed")

@@ -327,11 +327,13 @@ func (s *Service) checkRectification(r Rectification) (seal.Class, proto.Message
 	case r.Contact != nil:
 		c := proto.Clone(r.Contact).(*casev1.ContactDetails)
 		if c.GetEmail() != "" {
-			e, err := identity.NormaliseEmail(c.GetEmail())
+			// Stored as intake stores it: the address as identity.Email
+			// shows it, found by the blind index by any spelling.
+			e, err := identity.ParseEmail(c.GetEmail())
 			if err != nil {
 				return "", nil, invalid("contact.email", "not an e-mail address")
 			}
-			c.Email = e
+			c.Email = e.Address()
 		}
 		if c.GetPhone() != "" {
 			p, err := identity.NormalisePhone(c.GetPhone())
