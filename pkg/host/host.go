@@ -409,6 +409,16 @@ func (h *Host) AddReadModel(rm ReadModel) error {
 				return fmt.Errorf("host: metrics of the %s read model: %w", rm.Name, err)
 			}
 		}
+		// Ready only while the read model keeps up: a replica whose
+		// queues or statistics are far behind the log must get no traffic.
+		bound := h.Config.Health.MaxProjectionLag
+		runner := rm.Projection
+		h.Server.AddReadinessCheck("projection "+rm.Name, func(context.Context) error {
+			if lag := runner.Lag(); lag > float64(bound) {
+				return fmt.Errorf("%.0f events behind the log (health.max_projection_lag %d)", lag, bound)
+			}
+			return nil
+		})
 	}
 	h.readModels = append(h.readModels, rm)
 	return nil

@@ -151,6 +151,7 @@ func TestHealthEndpointsAndBuildInfo(t *testing.T) {
 	code, body = getMetricsPath(t, k, "/readyz")
 	require.Equal(t, http.StatusOK, code, body)
 	require.Contains(t, body, "nats: ok\n")
+	require.Contains(t, body, "projection retention: ok\n", "each read model's lag is a readiness check")
 	code, body = getMetricsPath(t, k, "/metrics")
 	require.Equal(t, http.StatusOK, code)
 	require.Regexp(t, `kontakt_build_info\{commit="[0-9a-f]{40}",data_format="1",goversion="go1\.[^"]+",nats_server="2\.[^"]+",version="[^"]+"\} 1`, body)
