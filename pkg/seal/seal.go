@@ -40,7 +40,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sync"
 
 	"google.golang.org/protobuf/proto"
 
@@ -184,8 +183,8 @@ func (s *Sealer) OpenMessage(ctx context.Context, caseID string, sealed *casev1.
 // anything sealed with them fails with ErrKeyDestroyed in every process,
 // and Seal into them fails too. Destroying a key that was never created
 // still records it as destroyed, so a deleted case can never get new keys.
-// Destroy is idempotent (a destroyed key costs one read); it attempts every
-// key even if one fails and returns the failures joined.
+// Destroy is idempotent (destroying destroyed keys writes nothing); it
+// attempts every key even if one fails and returns the failures joined.
 //
 // Older generations were destroyed by the redactions that ended them;
 // Destroy covers them again so that a key made by an older version of
@@ -215,19 +214,12 @@ func (s *Sealer) Destroy(ctx context.Context, caseID string, gens Generations, c
 			}
 		}
 	}
-	// The keys are independent: destroy them side by side, so a case
-	// costs one round of key-store writes rather than one per key.
-	errs := make([]error, len(keyIDs))
-	var wg sync.WaitGroup
-	for i, keyID := range keyIDs {
-		wg.Go(func() {
-			if err := s.keys.Destroy(ctx, keyID); err != nil {
-				errs[i] = fmt.Errorf("seal: destroy %s: %w", keyID, err)
-			}
-		})
+	// One call for all the keys, so that the store can destroy them in
+	// one write (the NATS store keeps a case's keys in one record).
+	if err := s.keys.Destroy(ctx, keyIDs...); err != nil {
+		return fmt.Errorf("seal: destroy: %w", err)
 	}
-	wg.Wait()
-	return errors.Join(errs...)
+	return nil
 }
 
 // dataKey returns the AEAD of a data key, creating the key first if create
