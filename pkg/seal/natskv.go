@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -55,7 +56,7 @@ const maxWriteAttempts = 32
 
 // destroyParallel bounds how many cases' records one Destroy rewrites at
 // the same time.
-const destroyParallel = 16
+const destroyParallel = 64
 
 // NATSKeyStoreConfig configures NewNATSKeyStore.
 type NATSKeyStoreConfig struct {
@@ -280,10 +281,18 @@ func (s *NATSKeyStore) Get(ctx context.Context, keyID string) ([]byte, error) {
 
 // Destroy implements KeyStore with one rewrite per case: the case's
 // record without the keys, marking them destroyed, and then the secure
-// erase of every older record of the case. Cases are rewritten side by
-// side. A key already destroyed changes nothing, but the erase still runs,
-// so that a Destroy interrupted between its two steps is finished by the
-// next one.
+// erase of every older record of the case. A key already destroyed
+// changes nothing, but the erase still runs, so that a Destroy
+// interrupted between its two steps is finished by the next one.
+//
+// The keys of several cases (a sweep's batch of redactions) are destroyed
+// with the new records of all the cases published as JetStream atomic
+// batches, each record expecting the last subject sequence it was made
+// from: one disk sync for many cases instead of one each. The erases that
+// follow are one request per old record, side by side (the server has no
+// batch of those). The cases of a refused batch (another writer got in
+// first; a stream that cannot batch) and those with nothing to write are
+// settled one by one, as a single case is.
 func (s *NATSKeyStore) Destroy(ctx context.Context, keyIDs ...string) error {
 	byCase := map[string][]keyRef{}
 	var cases []string
@@ -297,28 +306,143 @@ func (s *NATSKeyStore) Destroy(ctx context.Context, keyIDs ...string) error {
 		}
 		byCase[ref.caseID] = append(byCase[ref.caseID], ref)
 	}
+	destroyAll := func(r *caseRecord, refs []keyRef) bool {
+		changed := false
+		for _, ref := range refs {
+			changed = r.destroy(ref.class, ref.gen) || changed
+		}
+		return changed
+	}
 	errs := make([]error, len(cases))
+	rest := cases
+	if len(cases) > 1 {
+		rest = s.destroyBatched(ctx, cases, byCase, destroyAll, errs)
+	}
+	index := make(map[string]int, len(cases))
+	for i, caseID := range cases {
+		index[caseID] = i
+	}
+	parallel(len(rest), func(j int) {
+		caseID := rest[j]
+		err := s.rewrite(ctx, caseID, true, func(r *caseRecord) (bool, error) {
+			return destroyAll(r, byCase[caseID]), nil
+		})
+		if err != nil {
+			errs[index[caseID]] = fmt.Errorf("seal: destroy keys of case %s: %w", caseID, err)
+		}
+	})
+	return errors.Join(errs...)
+}
+
+// recordWrite is a case's new record and the sequence of the record it
+// replaces (0: none).
+type recordWrite struct {
+	caseID string
+	prev   uint64
+	next   caseRecord
+}
+
+// destroyBatched is Destroy's batched path: it reads the cases' records
+// side by side, publishes the changed ones in atomic batches and erases
+// what they replaced. It returns the cases left for the one-by-one path
+// (unchanged, refused, or unreadable) and notes erase failures in errs,
+// by the case's index in cases.
+func (s *NATSKeyStore) destroyBatched(ctx context.Context, cases []string, byCase map[string][]keyRef,
+	destroyAll func(*caseRecord, []keyRef) bool, errs []error,
+) (rest []string) {
+	writes := make([]*recordWrite, len(cases))
+	parallel(len(cases), func(i int) {
+		r, seq, err := s.load(ctx, cases[i])
+		if err != nil {
+			return
+		}
+		next := r.clone()
+		if destroyAll(&next, byCase[cases[i]]) {
+			writes[i] = &recordWrite{caseID: cases[i], prev: seq, next: next}
+		}
+	})
+	var batch []*recordWrite
+	var index []int
+	for i, w := range writes {
+		if w == nil {
+			rest = append(rest, cases[i])
+			continue
+		}
+		batch = append(batch, w)
+		index = append(index, i)
+	}
+	newSeqs, refused := s.writeRecords(ctx, batch)
+	for j := range refused {
+		if refused[j] {
+			rest = append(rest, batch[j].caseID)
+		}
+	}
+	parallel(len(batch), func(j int) {
+		if refused[j] || batch[j].prev == 0 {
+			return
+		}
+		subject := s.subject + batch[j].caseID
+		_ = s.stream.SecureDeleteMsg(ctx, batch[j].prev)
+		if err := s.eraseOlder(ctx, subject, newSeqs[j]); err != nil {
+			errs[index[j]] = fmt.Errorf("seal: destroy keys of case %s: %w", batch[j].caseID, err)
+		}
+	})
+	return rest
+}
+
+// writeRecords publishes records in atomic batches of at most
+// jsbatch.MaxMessages, each expecting the last subject sequence of the
+// record it replaces, so a batch is stored whole only if no other writer
+// changed any of its cases. It returns each record's new sequence, and
+// which records were refused or are of unknown outcome: those of a batch
+// the server refused, or that failed on the way.
+func (s *NATSKeyStore) writeRecords(ctx context.Context, writes []*recordWrite) (seqs []uint64, refused []bool) {
+	seqs = make([]uint64, len(writes))
+	refused = make([]bool, len(writes))
+	for start := 0; start < len(writes); start += jsbatch.MaxMessages {
+		chunk := writes[start:min(start+jsbatch.MaxMessages, len(writes))]
+		msgs := make([]*nats.Msg, 0, len(chunk))
+		for _, w := range chunk {
+			data, err := w.next.encode()
+			if err != nil {
+				break
+			}
+			m := nats.NewMsg(s.subject + w.caseID)
+			m.Data = data
+			m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(w.prev, 10))
+			msgs = append(msgs, m)
+		}
+		var ack jsbatch.Ack
+		var err error
+		if len(msgs) == len(chunk) {
+			ack, err = jsbatch.Publish(ctx, s.js.Conn(), msgs)
+		} else {
+			err = errors.New("a record does not encode")
+		}
+		for i := range chunk {
+			if err != nil {
+				refused[start+i] = true
+				continue
+			}
+			seqs[start+i] = ack.Seq(i)
+		}
+	}
+	return seqs, refused
+}
+
+// parallel calls f(0) … f(n-1) side by side, at most destroyParallel at a
+// time, and returns when all have returned.
+func parallel(n int, f func(i int)) {
 	sem := make(chan struct{}, destroyParallel)
 	var wg sync.WaitGroup
-	for i, caseID := range cases {
+	for i := range n {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			refs := byCase[caseID]
-			err := s.rewrite(ctx, caseID, true, func(r *caseRecord) (bool, error) {
-				changed := false
-				for _, ref := range refs {
-					changed = r.destroy(ref.class, ref.gen) || changed
-				}
-				return changed, nil
-			})
-			if err != nil {
-				errs[i] = fmt.Errorf("seal: destroy keys of case %s: %w", caseID, err)
-			}
+			f(i)
 		})
 	}
 	wg.Wait()
-	return errors.Join(errs...)
 }
 
 // load reads the last message of a case's subject: its record and the

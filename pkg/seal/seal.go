@@ -39,7 +39,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"slices"
 
 	"google.golang.org/protobuf/proto"
 
@@ -196,26 +195,53 @@ func (s *Sealer) OpenMessage(ctx context.Context, caseID string, sealed *casev1.
 // are not keys of this package: the read models that hold them drop them
 // at redaction.
 func (s *Sealer) Destroy(ctx context.Context, caseID string, gens Generations, classes ...Class) error {
-	if err := ValidateCaseID(caseID); err != nil {
-		return fmt.Errorf("seal: destroy: %w", err)
-	}
-	if len(classes) == 0 {
-		classes = Classes()
-	}
+	return s.DestroyBatch(ctx, []Destruction{{CaseID: caseID, Gens: gens, Classes: classes}})
+}
+
+// Destruction names the keys of one case that DestroyBatch destroys, as
+// Destroy's arguments do.
+type Destruction struct {
+	CaseID string
+	// Gens are the case's generations: every generation of a class up to
+	// Gens.Of(class) is destroyed.
+	Gens Generations
+	// Classes are the classes whose keys go; none means every class.
+	Classes []Class
+}
+
+// DestroyBatch destroys the keys of several cases as Destroy destroys
+// each case's, in one go: the store gets every key at once, and the NATS
+// key store rewrites the records of many cases in atomic batches, one disk
+// sync for many cases, instead of one write each. The retention projector
+// destroys the keys of a batch of redactions this way. It attempts every
+// key even if some fail and returns the failures joined.
+func (s *Sealer) DestroyBatch(ctx context.Context, ds []Destruction) error {
 	var keyIDs []string
-	for _, c := range classes {
-		for g := uint32(0); g <= gens.Of(c); g++ {
-			keyID, err := KeyID(caseID, c, g)
-			if err != nil {
-				return fmt.Errorf("seal: destroy: %w", err)
-			}
-			if !slices.Contains(keyIDs, keyID) {
-				keyIDs = append(keyIDs, keyID)
+	seen := map[string]bool{}
+	for _, d := range ds {
+		if err := ValidateCaseID(d.CaseID); err != nil {
+			return fmt.Errorf("seal: destroy: %w", err)
+		}
+		classes := d.Classes
+		if len(classes) == 0 {
+			classes = Classes()
+		}
+		for _, c := range classes {
+			for g := uint32(0); g <= d.Gens.Of(c); g++ {
+				keyID, err := KeyID(d.CaseID, c, g)
+				if err != nil {
+					return fmt.Errorf("seal: destroy: %w", err)
+				}
+				if !seen[keyID] {
+					seen[keyID] = true
+					keyIDs = append(keyIDs, keyID)
+				}
 			}
 		}
 	}
 	// One call for all the keys, so that the store can destroy them in
-	// one write (the NATS store keeps a case's keys in one record).
+	// few writes (the NATS store rewrites each case's record once, and
+	// the records of many cases in atomic batches).
 	if err := s.keys.Destroy(ctx, keyIDs...); err != nil {
 		return fmt.Errorf("seal: destroy: %w", err)
 	}

@@ -27,6 +27,8 @@ import (
 	"github.com/kontakt-se/kontakt/pkg/eventstore/jetstream"
 	"github.com/kontakt-se/kontakt/pkg/natsserver"
 	"github.com/kontakt-se/kontakt/pkg/natstest"
+	"github.com/kontakt-se/kontakt/pkg/projection"
+	"github.com/kontakt-se/kontakt/pkg/receipt"
 	"github.com/kontakt-se/kontakt/pkg/seal"
 	"github.com/kontakt-se/kontakt/services/retention/adapters/index"
 	"github.com/kontakt-se/kontakt/services/retention/adapters/ledger"
@@ -238,6 +240,15 @@ func (in *instance) caughtUpWithin(t testing.TB, limit time.Duration) {
 	}, limit, 5*time.Millisecond, "index checkpoint %d never reached the log's head %d", cp, head)
 }
 
+// applyBatch hands the index one batch of events, as the projection
+// runner does.
+func applyBatch(t testing.TB, in *instance, recs []eventstore.RecordedEvent) {
+	t.Helper()
+	batch, err := projection.Decode(recs)
+	require.NoError(t, err)
+	require.NoError(t, in.svc.Model().Apply(t.Context(), batch))
+}
+
 // sweep runs one pass at the clock's time once the index has caught up.
 func (in *instance) sweep(t testing.TB) int {
 	t.Helper()
@@ -418,10 +429,10 @@ func (b *backends) typesOf(t testing.TB, caseID string) []string {
 }
 
 // receipts reads the whole ledger and checks its chain.
-func (b *backends) receipts(t testing.TB) []ledger.Receipt {
+func (b *backends) receipts(t testing.TB) []receipt.Receipt {
 	t.Helper()
-	var out []ledger.Receipt
-	require.NoError(t, b.ledger.Scan(t.Context(), func(r ledger.Receipt) error {
+	var out []receipt.Receipt
+	require.NoError(t, b.ledger.Scan(t.Context(), func(r receipt.Receipt) error {
 		out = append(out, r)
 		return nil
 	}))
@@ -432,8 +443,8 @@ func (b *backends) receipts(t testing.TB) []ledger.Receipt {
 }
 
 // receiptsOf filters receipts by case and kind.
-func receiptsOf(rs []ledger.Receipt, caseID, kind string) []ledger.Receipt {
-	var out []ledger.Receipt
+func receiptsOf(rs []receipt.Receipt, caseID, kind string) []receipt.Receipt {
+	var out []receipt.Receipt
 	for _, r := range rs {
 		if r.CaseID == caseID && r.Kind == kind {
 			out = append(out, r)

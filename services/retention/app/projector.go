@@ -5,74 +5,65 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"sync"
 	"time"
 
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
-	"github.com/kontakt-se/kontakt/pkg/caseevents"
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
+	"github.com/kontakt-se/kontakt/pkg/projection"
+	"github.com/kontakt-se/kontakt/pkg/receipt"
 	"github.com/kontakt-se/kontakt/pkg/seal"
 	"github.com/kontakt-se/kontakt/pkg/shredjournal"
 	"github.com/kontakt-se/kontakt/pkg/subject"
 	"github.com/kontakt-se/kontakt/services/retention/adapters/archive"
 	"github.com/kontakt-se/kontakt/services/retention/adapters/index"
-	"github.com/kontakt-se/kontakt/services/retention/adapters/ledger"
 	"github.com/kontakt-se/kontakt/services/retention/domain"
 	"google.golang.org/protobuf/proto"
 )
 
-// Projection defaults.
+// Receipt kinds, the middle part of a receipt's key.
 const (
-	projectBatch   = 256
-	projectIdle    = 5 * time.Millisecond
-	minBackoff     = 100 * time.Millisecond
-	maxBackoff     = 15 * time.Second
 	receiptRedact  = "redaction"
 	receiptDelete  = "deletion"
 	receiptArchive = "archive"
 )
 
-// RunProjector follows the log of case events from the index's checkpoint
-// and keeps the index up to date until ctx ends. A failing batch is
-// retried from the checkpoint after a back-off: the index must not stop
-// for good because the event store or the key store was briefly away.
+// RunProjector recomputes the due times when the plan changed, then keeps
+// the index up to date with the log until ctx ends, on the one projection
+// runner (pkg/projection): batches from the checkpoint, each applied with
+// its effects and committed with the checkpoint, a failing batch retried
+// from the checkpoint after a back-off, the lag reported as a metric.
 func (s *Service) RunProjector(ctx context.Context) error {
 	if err := s.reschedule(); err != nil {
 		return err
 	}
-	backoff := minBackoff
-	for {
-		from, err := s.idx.Checkpoint()
-		if err == nil {
-			var progressed bool
-			progressed, err = eventstore.SubscribeBatches(ctx, s.store, from,
-				eventstore.BatchOptions{Size: projectBatch, Idle: projectIdle},
-				func(ctx context.Context, batch []eventstore.RecordedEvent) error {
-					return s.ApplyBatch(ctx, from, batch)
-				})
-			if progressed {
-				backoff = minBackoff
-			}
-		}
-		if ctx.Err() != nil {
-			return nil
-		}
-		s.log.Warn("retention index: projection failed, retrying", "from", from, "retry_in", backoff, "error", err)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, maxBackoff)
-	}
+	return s.runner.Run(ctx)
 }
+
+// Rebuild empties the index and applies the log from its start up to its
+// head, for `kontakt rebuild retention` (the server stopped). The effects
+// run again and find themselves done: keys destroyed, receipts recorded,
+// streams gone. progress, if not nil, gets the position reached and the
+// head after each batch.
+func (s *Service) Rebuild(ctx context.Context, progress func(done, total uint64)) error {
+	return s.runner.Rebuild(ctx, progress)
+}
+
+// Projection is the runner that keeps the index, for its metrics.
+func (s *Service) Projection() *projection.Runner { return s.runner }
+
+// Model is the index as the runner applies it, for tests that hand it
+// batches themselves.
+func (s *Service) Model() projection.Resetter { return s.model }
+
+// planFingerprint names the plan in force, as the index records it.
+func (s *Service) planFingerprint() string { return s.cfg.Plan.Name + "@" + s.cfg.Plan.Version }
 
 // reschedule recomputes every due time when the plan differs from the one
 // the index was built with.
 func (s *Service) reschedule() error {
-	fp := s.cfg.Plan.Name + "@" + s.cfg.Plan.Version
+	fp := s.planFingerprint()
 	got, err := s.idx.Plan()
 	if err != nil || got == fp {
 		return err
@@ -96,9 +87,11 @@ func (s *Service) nextDue(e *index.Entry) time.Time {
 
 // effect is what follows from an applied event outside the index. It runs
 // before the batch's transaction commits, in three phases over the whole
-// batch: keys of redacted classes are destroyed (cases side by side), then
-// every receipt is recorded in log order (in one pipelined write to the
-// ledger), then deleted cases lose their remaining keys and their streams.
+// batch: keys of redacted classes are destroyed (all of the batch's with
+// one Sealer.DestroyBatch, their tombstones in atomic batches), then every
+// receipt is recorded in log order (one atomic batch to the ledger), then
+// deleted cases lose their remaining keys (again one DestroyBatch) and
+// their streams.
 // So a redaction's keys are gone before its receipt says so, and a
 // deletion's receipt exists before its stream is removed. Every step is
 // idempotent: a batch that fails is applied again from the checkpoint.
@@ -118,7 +111,7 @@ type effect struct {
 	// remove reach up to.
 	gens seal.Generations
 	// receipt, when set, is recorded in the second phase.
-	receipt *ledger.Receipt
+	receipt *receipt.Receipt
 	// remove destroys every key and deletes the stream in the third.
 	remove bool
 	// unarchive removes the case's archive packages in the first phase: a
@@ -133,45 +126,19 @@ type effect struct {
 	journal *shredjournal.Event
 }
 
-// ApplyBatch applies a batch of events to the index in one transaction
-// with its checkpoint. Events at or before the checkpoint from were
-// applied before and are skipped. Tokens are computed (which opens
+// applyBatch applies a batch of events to the index inside the batch's
+// transaction (index.Model commits it with the checkpoint) and runs the
+// batch's effects before that commit. Tokens are computed (which opens
 // sealed contact details) and effects run with several workers at once,
 // since each costs a round trip to the key store or the event store.
-func (s *Service) ApplyBatch(ctx context.Context, from eventstore.Position, batch []eventstore.RecordedEvent) error {
-	if len(batch) == 0 {
-		return nil
-	}
-	type decoded struct {
-		rec eventstore.RecordedEvent
-		msg proto.Message
-	}
-	evs := make([]decoded, 0, len(batch))
-	for _, r := range batch {
-		if from > 0 && r.Position <= from {
-			continue
-		}
-		if r.Type == eventstore.TypeStreamDeleted {
-			evs = append(evs, decoded{rec: r})
-			continue
-		}
-		msg, err := caseevents.Decode(r.Type, r.Data)
-		if errors.Is(err, caseevents.ErrUnknown) {
-			evs = append(evs, decoded{rec: r})
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("retention index: %s at %d: %w", r.Type, r.Position, err)
-		}
-		evs = append(evs, decoded{rec: r, msg: msg})
-	}
+func (s *Service) applyBatch(ctx context.Context, tx *index.Tx, evs []projection.Event) error {
 	// Tokens first, concurrently: they need the key store. Contact and
 	// identity tokens are kept apart so that each class's redaction or
 	// rectification replaces only its own.
 	toks := make([]tokenPair, len(evs))
 	var jobs []func(context.Context) error
 	for i, d := range evs {
-		switch m := d.msg.(type) {
+		switch m := d.Message.(type) {
 		case *casev1.CaseRegistered:
 			jobs = append(jobs, func(ctx context.Context) error {
 				var err error
@@ -198,36 +165,28 @@ func (s *Service) ApplyBatch(ctx context.Context, from eventstore.Position, batc
 	if err := s.parallel(ctx, jobs); err != nil {
 		return err
 	}
-	last := batch[len(batch)-1].Position
-	// A released hold may leave a deadline that has passed: wake the
-	// sweeper once the index lists the case as due again, that is after
-	// the transaction below has committed.
-	released := slices.ContainsFunc(evs, func(d decoded) bool {
-		switch d.msg.(type) {
+	var effects []effect
+	released := false
+	for i, d := range evs {
+		eff, err := s.apply(tx, d.Recorded, d.Message, toks[i])
+		if err != nil {
+			return err
+		}
+		if eff != nil {
+			effects = append(effects, *eff)
+		}
+		switch d.Message.(type) {
 		case *casev1.HoldReleased, *casev1.CasePreservationWithdrawn:
-			// A withdrawn mark, too: a deadline that passed while the case
-			// was marked applies at once.
-			return true
+			// A released hold may leave a deadline that has passed, and so
+			// may a withdrawn mark: wake the sweeper once the index lists
+			// the case as due again, that is once the batch has committed.
+			released = true
 		}
-		return false
-	})
-	err := s.idx.Update(last, func(tx *index.Tx) error {
-		var effects []effect
-		for i, d := range evs {
-			eff, err := s.apply(tx, d.rec, d.msg, toks[i])
-			if err != nil {
-				return err
-			}
-			if eff != nil {
-				effects = append(effects, *eff)
-			}
-		}
-		return s.runEffects(ctx, effects)
-	})
-	if err == nil && released {
-		s.Wake()
 	}
-	return err
+	if released {
+		tx.OnCommit(s.Wake)
+	}
+	return s.runEffects(ctx, effects)
 }
 
 // tokenPair is a case's contact and identity tokens.
@@ -411,8 +370,8 @@ func (s *Service) put(tx *index.Tx, e *index.Entry) error {
 }
 
 // receipt fills what every receipt says about its case.
-func (s *Service) receipt(e *index.Entry, kind, key string) ledger.Receipt {
-	r := ledger.Receipt{Kind: kind, Key: key, PlanName: s.cfg.Plan.Name, PlanVersion: s.cfg.Plan.Version}
+func (s *Service) receipt(e *index.Entry, kind, key string) receipt.Receipt {
+	r := receipt.Receipt{Kind: kind, Key: key, PlanName: s.cfg.Plan.Name, PlanVersion: s.cfg.Plan.Version}
 	if e != nil {
 		r.CaseID, r.CaseNumber = e.Case.ID, e.Case.Number
 		r.CaseType, r.Channel = typeName(e.Case.Type), channelName(e.Case.Channel)
@@ -492,10 +451,13 @@ func (s *Service) runEffects(ctx context.Context, effects []effect) error {
 			return fmt.Errorf("retention: shred journal: %w", err)
 		}
 	}
+	// Phase 1: the keys of every redaction of the batch at once (their
+	// tombstones in one write), beside the removal of archive packages.
+	var destroy []seal.Destruction
 	var jobs []func(context.Context) error
 	for _, e := range effects {
 		if len(e.destroy) > 0 {
-			jobs = append(jobs, func(ctx context.Context) error { return s.sealer.Destroy(ctx, e.caseID, e.gens, e.destroy...) })
+			destroy = append(destroy, seal.Destruction{CaseID: e.caseID, Gens: e.gens, Classes: e.destroy})
 		}
 		if e.unarchive {
 			jobs = append(jobs, func(context.Context) error {
@@ -507,10 +469,13 @@ func (s *Service) runEffects(ctx context.Context, effects []effect) error {
 			})
 		}
 	}
+	if len(destroy) > 0 {
+		jobs = append(jobs, func(ctx context.Context) error { return s.sealer.DestroyBatch(ctx, destroy) })
+	}
 	if err := s.parallel(ctx, jobs); err != nil {
 		return err
 	}
-	var receipts []ledger.Receipt
+	var receipts []receipt.Receipt
 	for _, e := range effects {
 		if e.receipt != nil {
 			receipts = append(receipts, *e.receipt)
@@ -519,18 +484,23 @@ func (s *Service) runEffects(ctx context.Context, effects []effect) error {
 	if err := s.recordAll(ctx, receipts); err != nil {
 		return err
 	}
+	// Phase 3: every key of the deleted cases, then their streams.
+	var gone []seal.Destruction
 	jobs = jobs[:0]
 	for _, e := range effects {
 		if e.remove {
+			gone = append(gone, seal.Destruction{CaseID: e.caseID, Gens: e.gens})
 			jobs = append(jobs, func(ctx context.Context) error {
-				if err := s.sealer.Destroy(ctx, e.caseID, e.gens); err != nil {
-					return err
-				}
 				if err := s.store.Delete(ctx, e.caseID); err != nil && !errors.Is(err, eventstore.ErrStreamNotFound) {
 					return err
 				}
 				return nil
 			})
+		}
+	}
+	if len(gone) > 0 {
+		if err := s.sealer.DestroyBatch(ctx, gone); err != nil {
+			return err
 		}
 	}
 	return s.parallel(ctx, jobs)
@@ -565,7 +535,7 @@ func (s *Service) parallel(ctx context.Context, jobs []func(context.Context) err
 // process writes them one batch at a time instead of letting its own
 // workers race for the chain's head. With a shred journal, the receipts
 // as stored go to the journal once the ledger holds them.
-func (s *Service) recordAll(ctx context.Context, rs []ledger.Receipt) error {
+func (s *Service) recordAll(ctx context.Context, rs []receipt.Receipt) error {
 	if len(rs) == 0 {
 		return nil
 	}

@@ -11,9 +11,9 @@ import (
 
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
 	routingv1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/routing/v1"
+	"github.com/kontakt-se/kontakt/pkg/receipt"
 	"github.com/kontakt-se/kontakt/pkg/subject"
 	"github.com/kontakt-se/kontakt/services/retention/adapters/index"
-	"github.com/kontakt-se/kontakt/services/retention/adapters/ledger"
 	"github.com/kontakt-se/kontakt/services/retention/domain"
 )
 
@@ -155,6 +155,6 @@ func (s *Service) SubjectAccess(ctx context.Context, actor, role string, key sub
 }
 
 // Receipts streams the ledger's receipts in order.
-func (s *Service) Receipts(ctx context.Context, fn func(ledger.Receipt) error) error {
+func (s *Service) Receipts(ctx context.Context, fn func(receipt.Receipt) error) error {
 	return s.ledger.Scan(ctx, fn)
 }

@@ -25,10 +25,11 @@ import (
 	"github.com/kontakt-se/kontakt/pkg/blindindex"
 	"github.com/kontakt-se/kontakt/pkg/caseevents"
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
+	"github.com/kontakt-se/kontakt/pkg/projection"
+	"github.com/kontakt-se/kontakt/pkg/receipt"
 	"github.com/kontakt-se/kontakt/pkg/seal"
 	"github.com/kontakt-se/kontakt/pkg/shredjournal"
 	"github.com/kontakt-se/kontakt/services/retention/adapters/index"
-	"github.com/kontakt-se/kontakt/services/retention/adapters/ledger"
 	"github.com/kontakt-se/kontakt/services/retention/domain"
 )
 
@@ -56,24 +57,25 @@ type EventStore interface {
 }
 
 // Sealer seals, opens and destroys personal data; *seal.Sealer is one.
-// gen and gens are the generations of the classes' keys as the case's
-// events give them (seal.Generations).
+// gen and the destructions' generations are those of the classes' keys as
+// the case's events give them (seal.Generations). The projector destroys
+// the keys of a whole batch of events with one DestroyBatch.
 type Sealer interface {
 	Open(ctx context.Context, caseID string, sealed *casev1.SealedPersonalData) ([]byte, error)
 	SealMessage(ctx context.Context, caseID string, class seal.Class, gen uint32, m proto.Message) (*casev1.SealedPersonalData, error)
-	Destroy(ctx context.Context, caseID string, gens seal.Generations, classes ...seal.Class) error
+	DestroyBatch(ctx context.Context, ds []seal.Destruction) error
 }
 
 // Ledger records receipts; *ledger.Ledger is one.
 type Ledger interface {
-	RecordBatch(ctx context.Context, rs []ledger.Receipt) error
-	Scan(ctx context.Context, fn func(ledger.Receipt) error) error
+	RecordBatch(ctx context.Context, rs []receipt.Receipt) error
+	Scan(ctx context.Context, fn func(receipt.Receipt) error) error
 }
 
 // StoredRecorder is a Ledger that returns the receipts as it stored them;
 // *ledger.Ledger is one. The shred journal needs them.
 type StoredRecorder interface {
-	RecordBatchStored(ctx context.Context, rs []ledger.Receipt) ([]ledger.Receipt, error)
+	RecordBatchStored(ctx context.Context, rs []receipt.Receipt) ([]receipt.Receipt, error)
 }
 
 // Journal is the shred journal (pkg/shredjournal): what the projector
@@ -121,6 +123,10 @@ type Service struct {
 	log    *slog.Logger
 	cfg    Config
 	wake   chan struct{}
+	// model is the index as the runner applies it, and runner keeps it
+	// up to date with the log.
+	model  projection.Resetter
+	runner *projection.Runner
 
 	ledgerMu sync.Mutex
 	// swept maps a case to the revision the sweeper last appended.
@@ -151,10 +157,22 @@ func New(store EventStore, sealer Sealer, l Ledger, idx *index.Store, a Audit, b
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Service{
+	s := &Service{
 		store: store, sealer: sealer, ledger: l, idx: idx, audit: a, blind: blind,
 		clock: clock, log: logger, cfg: cfg, wake: make(chan struct{}, 1), swept: map[string]uint64{},
-	}, nil
+	}
+	s.model = idx.Model(s.planFingerprint(), s.applyBatch)
+	rc := projection.Config{Name: "retention", Store: store, Model: s.model, Logger: logger}
+	if h, ok := store.(interface {
+		Head(context.Context) (eventstore.Position, error)
+	}); ok {
+		rc.Head = h.Head
+	}
+	var err error
+	if s.runner, err = projection.New(rc); err != nil {
+		return nil, err
+	}
+	return s, nil
 }
 
 // Plan returns the plan in force.
