@@ -10,8 +10,9 @@
 // because a destroyed key is never made again. Values are sealed with AES-256-GCM
 // under a fresh random nonce; the associated data binds the key id and the
 // case id, so a sealed value copied into another case or class does not
-// open. The data keys live in a KeyStore (by default a NATS JetStream KV
-// bucket, NATSKeyStore), wrapped with a key derived from the master key.
+// open. The data keys live in a KeyStore (by default NATSKeyStore, one
+// record per case in a JetStream stream), wrapped with a key derived from
+// the master key.
 //
 // Destroy removes the wrapped keys from the store, leaving tombstones: from
 // then on every copy of the sealed data, in the event log, its replicas and
