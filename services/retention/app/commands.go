@@ -20,7 +20,6 @@ import (
 	"github.com/kontakt-se/kontakt/pkg/identity"
 	"github.com/kontakt-se/kontakt/pkg/seal"
 	"github.com/kontakt-se/kontakt/pkg/subject"
-	"github.com/kontakt-se/kontakt/services/retention/adapters/index"
 	"github.com/kontakt-se/kontakt/services/retention/domain"
 )
 
@@ -183,7 +182,7 @@ type Mark struct {
 // to find every mark without knowing case ids.
 func (s *Service) PreservationMarks() ([]Mark, error) {
 	var out []Mark
-	err := s.idx.Each(func(e *index.Entry) error {
+	err := s.idx.Each(func(e *Entry) error {
 		if !e.Case.Marked || e.Case.Deleted {
 			return nil
 		}

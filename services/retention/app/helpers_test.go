@@ -30,6 +30,7 @@ import (
 	"github.com/kontakt-se/kontakt/pkg/projection"
 	"github.com/kontakt-se/kontakt/pkg/receipt"
 	"github.com/kontakt-se/kontakt/pkg/seal"
+	"github.com/kontakt-se/kontakt/services/retention/adapters/archive"
 	"github.com/kontakt-se/kontakt/services/retention/adapters/index"
 	"github.com/kontakt-se/kontakt/services/retention/adapters/ledger"
 	"github.com/kontakt-se/kontakt/services/retention/app"
@@ -178,8 +179,10 @@ func (w *world) newInstance(t testing.TB, b *backends, o instanceOpts) *instance
 	}
 	idx, err := index.Open(o.idxPath)
 	require.NoError(t, err)
-	svc, err := app.New(store, sealer, l, idx, b.audit, w.blind, w.clock.Now, nil, app.Config{
-		Plan: o.plan, ArchiveDir: o.archiveDir, Workers: o.workers, SweepInterval: o.interval, Journal: o.journal,
+	svc, err := app.New(app.Options{
+		Store: store, Sealer: sealer, Ledger: l, Index: idx, Archive: archive.Dir(o.archiveDir), Audit: b.audit,
+		Blind: w.blind, Clock: w.clock.Now,
+		Config: app.Config{Plan: o.plan, Workers: o.workers, SweepInterval: o.interval, Journal: o.journal},
 	})
 	require.NoError(t, err)
 	in := &instance{backends: b, w: w, svc: svc, idx: idx, idxPath: o.idxPath, archiveDir: o.archiveDir}

@@ -16,8 +16,6 @@ import (
 	"github.com/kontakt-se/kontakt/pkg/seal"
 	"github.com/kontakt-se/kontakt/pkg/shredjournal"
 	"github.com/kontakt-se/kontakt/pkg/subject"
-	"github.com/kontakt-se/kontakt/services/retention/adapters/archive"
-	"github.com/kontakt-se/kontakt/services/retention/adapters/index"
 	"github.com/kontakt-se/kontakt/services/retention/domain"
 	"google.golang.org/protobuf/proto"
 )
@@ -74,7 +72,7 @@ func (s *Service) reschedule() error {
 
 // nextDue is when the sweeper must next look at a case: its earliest
 // deadline, or never while a hold is in force.
-func (s *Service) nextDue(e *index.Entry) time.Time {
+func (s *Service) nextDue(e *Entry) time.Time {
 	if e.Case.OnHold() || e.Case.Deleted {
 		return time.Time{}
 	}
@@ -131,7 +129,7 @@ type effect struct {
 // batch's effects before that commit. Tokens are computed (which opens
 // sealed contact details) and effects run with several workers at once,
 // since each costs a round trip to the key store or the event store.
-func (s *Service) applyBatch(ctx context.Context, tx *index.Tx, evs []projection.Event) error {
+func (s *Service) applyBatch(ctx context.Context, tx IndexTx, evs []projection.Event) error {
 	// Tokens first, concurrently: they need the key store. Contact and
 	// identity tokens are kept apart so that each class's redaction or
 	// rectification replaces only its own.
@@ -218,7 +216,7 @@ func (s *Service) tokens(ctx context.Context, caseID string, contact, id *casev1
 
 // apply applies one event to the index and returns what must follow from
 // it outside the index, as one sequential effect.
-func (s *Service) apply(tx *index.Tx, rec eventstore.RecordedEvent, msg proto.Message, toks tokenPair) (*effect, error) {
+func (s *Service) apply(tx IndexTx, rec eventstore.RecordedEvent, msg proto.Message, toks tokenPair) (*effect, error) {
 	caseID := rec.Stream
 	if rec.Type == eventstore.TypeStreamDeleted {
 		return nil, tx.Delete(caseID)
@@ -238,7 +236,7 @@ func (s *Service) apply(tx *index.Tx, rec eventstore.RecordedEvent, msg proto.Me
 		if _, ok := msg.(*casev1.CaseRegistered); !ok {
 			return nil, nil
 		}
-		e = &index.Entry{}
+		e = &Entry{}
 	}
 	if msg == nil {
 		e.Case.Revision = uint64(rec.Revision)
@@ -256,22 +254,22 @@ func (s *Service) apply(tx *index.Tx, rec eventstore.RecordedEvent, msg proto.Me
 	var eff *effect
 	switch m := msg.(type) {
 	case *casev1.CaseRegistered:
-		tx.SetTokens(caseID, index.SlotContact, toks.contact)
-		tx.SetTokens(caseID, index.SlotIdentity, toks.identity)
+		tx.SetTokens(caseID, SlotContact, toks.contact)
+		tx.SetTokens(caseID, SlotIdentity, toks.identity)
 	case *casev1.PersonalDataRectified:
 		switch m.GetDataClass() {
 		case casev1.DataClass_DATA_CLASS_CONTACT_DETAILS:
-			tx.SetTokens(caseID, index.SlotContact, toks.contact)
+			tx.SetTokens(caseID, SlotContact, toks.contact)
 		case casev1.DataClass_DATA_CLASS_IDENTITY_NUMBER:
-			tx.SetTokens(caseID, index.SlotIdentity, toks.identity)
+			tx.SetTokens(caseID, SlotIdentity, toks.identity)
 		}
 	case *casev1.PersonalDataRedacted:
 		for _, dc := range m.GetDataClasses() {
 			switch dc {
 			case casev1.DataClass_DATA_CLASS_CONTACT_DETAILS:
-				tx.SetTokens(caseID, index.SlotContact, nil)
+				tx.SetTokens(caseID, SlotContact, nil)
 			case casev1.DataClass_DATA_CLASS_IDENTITY_NUMBER:
-				tx.SetTokens(caseID, index.SlotIdentity, nil)
+				tx.SetTokens(caseID, SlotIdentity, nil)
 			}
 		}
 		eff = s.redactionEffect(e, gens, m, rec)
@@ -364,13 +362,13 @@ func receiptRevision(rec eventstore.RecordedEvent) uint64 {
 	return uint64(rec.Revision)
 }
 
-func (s *Service) put(tx *index.Tx, e *index.Entry) error {
+func (s *Service) put(tx IndexTx, e *Entry) error {
 	e.NextDue = s.nextDue(e)
 	return tx.Put(e)
 }
 
 // receipt fills what every receipt says about its case.
-func (s *Service) receipt(e *index.Entry, kind, key string) receipt.Receipt {
+func (s *Service) receipt(e *Entry, kind, key string) receipt.Receipt {
 	r := receipt.Receipt{Kind: kind, Key: key, PlanName: s.cfg.Plan.Name, PlanVersion: s.cfg.Plan.Version}
 	if e != nil {
 		r.CaseID, r.CaseNumber = e.Case.ID, e.Case.Number
@@ -385,7 +383,7 @@ func (s *Service) receipt(e *index.Entry, kind, key string) receipt.Receipt {
 // data was written into it after the first; each receipt names the
 // classes it covered, and its key (the event's revision, the first one
 // for an event a restore appended again) tells them apart.
-func (s *Service) redactionEffect(e *index.Entry, gens seal.Generations, m *casev1.PersonalDataRedacted, rec eventstore.RecordedEvent) *effect {
+func (s *Service) redactionEffect(e *Entry, gens seal.Generations, m *casev1.PersonalDataRedacted, rec eventstore.RecordedEvent) *effect {
 	r := s.receipt(e, receiptRedact, fmt.Sprintf("%s.%s.%d", m.GetCaseId(), receiptRedact, receiptRevision(rec)))
 	// The reason is the event's code ("retention" or "erasure"); an
 	// erasure's free-text note stays in the case's own stream, which is
@@ -409,7 +407,7 @@ func (s *Service) redactionEffect(e *index.Entry, gens seal.Generations, m *case
 	return eff
 }
 
-func (s *Service) archiveEffect(e *index.Entry, m *casev1.CaseArchived, rec eventstore.RecordedEvent) *effect {
+func (s *Service) archiveEffect(e *Entry, m *casev1.CaseArchived, rec eventstore.RecordedEvent) *effect {
 	r := s.receipt(e, receiptArchive, fmt.Sprintf("%s.%s.%d", m.GetCaseId(), receiptArchive, rec.Revision))
 	r.CaseID = m.GetCaseId()
 	r.At = m.GetArchivedAt().AsTime()
@@ -425,7 +423,7 @@ func (s *Service) archiveEffect(e *index.Entry, m *casev1.CaseArchived, rec even
 // it. A case the index never saw (e nil: rebuilt after its stream went)
 // had its keys destroyed when it was deleted; generation 0 is destroyed
 // again all the same.
-func (s *Service) deletionEffect(e *index.Entry, m *casev1.CaseDeleted) *effect {
+func (s *Service) deletionEffect(e *Entry, m *casev1.CaseDeleted) *effect {
 	r := s.receipt(e, receiptDelete, m.GetCaseId()+"."+receiptDelete)
 	r.CaseID, r.CaseNumber = m.GetCaseId(), m.GetCaseNumber()
 	r.PlanVersion, r.Rule = m.GetPlanVersion(), m.GetRule()
@@ -461,7 +459,7 @@ func (s *Service) runEffects(ctx context.Context, effects []effect) error {
 		}
 		if e.unarchive {
 			jobs = append(jobs, func(context.Context) error {
-				removed, err := archive.RemoveCase(s.cfg.ArchiveDir, e.caseID, e.unarchiveBefore)
+				removed, err := s.archive.RemoveCase(e.caseID, e.unarchiveBefore)
 				if len(removed) > 0 {
 					s.log.Info("retention: mark for preservation withdrawn; archive packages removed", "case_id", e.caseID, "packages", len(removed))
 				}

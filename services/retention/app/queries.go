@@ -13,7 +13,6 @@ import (
 	routingv1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/routing/v1"
 	"github.com/kontakt-se/kontakt/pkg/receipt"
 	"github.com/kontakt-se/kontakt/pkg/subject"
-	"github.com/kontakt-se/kontakt/services/retention/adapters/index"
 	"github.com/kontakt-se/kontakt/services/retention/domain"
 )
 
@@ -32,7 +31,7 @@ type DueItem struct {
 func (s *Service) Preview(days int) ([]DueItem, error) {
 	until := s.clock().AddDate(0, 0, days)
 	var out []DueItem
-	err := s.idx.Each(func(e *index.Entry) error {
+	err := s.idx.Each(func(e *Entry) error {
 		dues := s.cfg.Plan.Schedule(&e.Case)
 		if d, ok := s.cfg.Plan.ArchiveDue(&e.Case); ok {
 			// The package of a marked case is written just before its

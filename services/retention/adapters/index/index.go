@@ -32,7 +32,7 @@ import (
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
 	"github.com/kontakt-se/kontakt/pkg/projection"
 	"github.com/kontakt-se/kontakt/pkg/tokenindex"
-	"github.com/kontakt-se/kontakt/services/retention/domain"
+	"github.com/kontakt-se/kontakt/services/retention/app"
 )
 
 // ErrCorrupt means a stored record could not be decoded.
@@ -59,26 +59,17 @@ var (
 // later redaction would destroy too few keys, so it is rebuilt.
 const schema = "retention-index/4"
 
-// Token slots: a case's contact and identity tokens are kept apart so
-// that redacting or rectifying one class replaces only its own tokens.
-const (
-	SlotContact  = "contact"
-	SlotIdentity = "identity"
-)
-
-// Entry is one case in the index.
-type Entry struct {
-	Case domain.Case `json:"case"`
-	// NextDue is when the next retention action falls due; zero when
-	// nothing is scheduled or a hold stops it.
-	NextDue time.Time `json:"next_due,omitzero"`
-}
-
-// Store is the index file and its token file.
+// Store is the index file and its token file; it is the retention
+// app's Index, and its Tx the app's IndexTx.
 type Store struct {
 	db     *bolt.DB
 	tokens *tokenindex.Index
 }
+
+var (
+	_ app.Index   = (*Store)(nil)
+	_ app.IndexTx = (*Tx)(nil)
+)
 
 // Open opens (or creates) the index at path and its token file next to
 // it. A file of another layout is destroyed and a new one started, and so
@@ -122,25 +113,20 @@ func Open(path string) (*Store, error) {
 	return s, nil
 }
 
-// Applier applies a batch of events to the index inside the batch's
-// transaction, and runs what must follow from them outside the index
-// before that transaction commits (the retention projector's effects).
-type Applier func(ctx context.Context, tx *Tx, batch []projection.Event) error
-
 // Model returns the index as a read model of pkg/projection: apply
 // folds each batch, and the batch's token changes, its entries and its
 // checkpoint are committed as Update commits them (token file first, then
 // one bbolt transaction). plan is the fingerprint of the plan apply
 // computes due times with; Reset records it in the emptied file, so a
 // rebuilt index is not rescheduled again at the next start.
-func (s *Store) Model(plan string, apply Applier) projection.Resetter {
+func (s *Store) Model(plan string, apply app.Applier) projection.Resetter {
 	return &model{s: s, plan: plan, apply: apply}
 }
 
 type model struct {
 	s     *Store
 	plan  string
-	apply Applier
+	apply app.Applier
 }
 
 func (m *model) Checkpoint() (eventstore.Position, error) { return m.s.Checkpoint() }
@@ -313,10 +299,10 @@ func (s *Store) Update(pos eventstore.Position, fn func(*Tx) error) error {
 
 // Reschedule recomputes every entry's due time with next (after a change
 // of plan) and records the plan's fingerprint, in one transaction.
-func (s *Store) Reschedule(plan string, next func(*Entry) time.Time) error {
+func (s *Store) Reschedule(plan string, next func(*app.Entry) time.Time) error {
 	return s.db.Update(func(btx *bolt.Tx) error {
 		tx := &Tx{tx: btx}
-		var all []*Entry
+		var all []*app.Entry
 		if err := btx.Bucket(bucketCases).ForEach(func(_, v []byte) error {
 			e, err := decode(v)
 			if err != nil {
@@ -371,8 +357,8 @@ type tokenChange struct {
 	drop         bool
 }
 
-// SetTokens replaces a case's tokens in one slot (SlotContact or
-// SlotIdentity); none removes them.
+// SetTokens replaces a case's tokens in one slot (app.SlotContact or
+// app.SlotIdentity); none removes them.
 func (t *Tx) SetTokens(caseID, slot string, tokens []string) {
 	t.tokens = append(t.tokens, tokenChange{caseID: caseID, slot: slot, tokens: tokens})
 }
@@ -387,12 +373,12 @@ func (t *Tx) DropTokens(caseID string) {
 }
 
 // Get returns the entry of a case.
-func (t *Tx) Get(caseID string) (*Entry, bool, error) {
+func (t *Tx) Get(caseID string) (*app.Entry, bool, error) {
 	return get(t.tx, caseID)
 }
 
 // Put stores e and moves its due-time entry to match.
-func (t *Tx) Put(e *Entry) error {
+func (t *Tx) Put(e *app.Entry) error {
 	old, found, err := get(t.tx, e.Case.ID)
 	if err != nil {
 		return err
@@ -431,7 +417,7 @@ func (t *Tx) Delete(caseID string) error {
 	return t.tx.Bucket(bucketCases).Delete([]byte(caseID))
 }
 
-func (t *Tx) unindex(e *Entry) error {
+func (t *Tx) unindex(e *app.Entry) error {
 	if !e.NextDue.IsZero() {
 		if err := t.tx.Bucket(bucketDue).Delete(dueKey(e.NextDue, e.Case.ID)); err != nil {
 			return err
@@ -441,7 +427,7 @@ func (t *Tx) unindex(e *Entry) error {
 }
 
 // Get returns the entry of a case.
-func (s *Store) Get(caseID string) (e *Entry, found bool, err error) {
+func (s *Store) Get(caseID string) (e *app.Entry, found bool, err error) {
 	err = s.db.View(func(tx *bolt.Tx) error {
 		e, found, err = get(tx, caseID)
 		return err
@@ -481,7 +467,7 @@ func (s *Store) Tokens(fn func(caseID, slot string, tokens []string) error) erro
 }
 
 // Each calls fn for every case, in case id order.
-func (s *Store) Each(fn func(*Entry) error) error {
+func (s *Store) Each(fn func(*app.Entry) error) error {
 	return s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketCases).ForEach(func(_, v []byte) error {
 			e, err := decode(v)
@@ -503,7 +489,7 @@ func (s *Store) Count() (int, error) {
 	return n, err
 }
 
-func get(tx *bolt.Tx, caseID string) (*Entry, bool, error) {
+func get(tx *bolt.Tx, caseID string) (*app.Entry, bool, error) {
 	v := tx.Bucket(bucketCases).Get([]byte(caseID))
 	if v == nil {
 		return nil, false, nil
@@ -512,8 +498,8 @@ func get(tx *bolt.Tx, caseID string) (*Entry, bool, error) {
 	return e, err == nil, err
 }
 
-func decode(v []byte) (*Entry, error) {
-	var e Entry
+func decode(v []byte) (*app.Entry, error) {
+	var e app.Entry
 	if err := json.Unmarshal(v, &e); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
