@@ -27,6 +27,7 @@ import (
 	"github.com/kontakt-se/kontakt/pkg/eventstore/jetstream"
 	"github.com/kontakt-se/kontakt/pkg/natsserver"
 	"github.com/kontakt-se/kontakt/pkg/natstest"
+	"github.com/kontakt-se/kontakt/pkg/projection"
 	"github.com/kontakt-se/kontakt/pkg/seal"
 	"github.com/kontakt-se/kontakt/services/retention/adapters/index"
 	"github.com/kontakt-se/kontakt/services/retention/adapters/ledger"
@@ -236,6 +237,15 @@ func (in *instance) caughtUpWithin(t testing.TB, limit time.Duration) {
 		require.NoError(t, err)
 		return cp >= head
 	}, limit, 5*time.Millisecond, "index checkpoint %d never reached the log's head %d", cp, head)
+}
+
+// applyBatch hands the index one batch of events, as the projection
+// runner does.
+func applyBatch(t testing.TB, in *instance, recs []eventstore.RecordedEvent) {
+	t.Helper()
+	batch, err := projection.Decode(recs)
+	require.NoError(t, err)
+	require.NoError(t, in.svc.Model().Apply(t.Context(), batch))
 }
 
 // sweep runs one pass at the clock's time once the index has caught up.

@@ -5,14 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"sync"
 	"time"
 
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
-	"github.com/kontakt-se/kontakt/pkg/caseevents"
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
+	"github.com/kontakt-se/kontakt/pkg/projection"
 	"github.com/kontakt-se/kontakt/pkg/seal"
 	"github.com/kontakt-se/kontakt/pkg/shredjournal"
 	"github.com/kontakt-se/kontakt/pkg/subject"
@@ -23,56 +22,48 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// Projection defaults.
+// Receipt kinds, the middle part of a receipt's key.
 const (
-	projectBatch   = 256
-	projectIdle    = 5 * time.Millisecond
-	minBackoff     = 100 * time.Millisecond
-	maxBackoff     = 15 * time.Second
 	receiptRedact  = "redaction"
 	receiptDelete  = "deletion"
 	receiptArchive = "archive"
 )
 
-// RunProjector follows the log of case events from the index's checkpoint
-// and keeps the index up to date until ctx ends. A failing batch is
-// retried from the checkpoint after a back-off: the index must not stop
-// for good because the event store or the key store was briefly away.
+// RunProjector recomputes the due times when the plan changed, then keeps
+// the index up to date with the log until ctx ends, on the one projection
+// runner (pkg/projection): batches from the checkpoint, each applied with
+// its effects and committed with the checkpoint, a failing batch retried
+// from the checkpoint after a back-off, the lag reported as a metric.
 func (s *Service) RunProjector(ctx context.Context) error {
 	if err := s.reschedule(); err != nil {
 		return err
 	}
-	backoff := minBackoff
-	for {
-		from, err := s.idx.Checkpoint()
-		if err == nil {
-			var progressed bool
-			progressed, err = eventstore.SubscribeBatches(ctx, s.store, from,
-				eventstore.BatchOptions{Size: projectBatch, Idle: projectIdle},
-				func(ctx context.Context, batch []eventstore.RecordedEvent) error {
-					return s.ApplyBatch(ctx, from, batch)
-				})
-			if progressed {
-				backoff = minBackoff
-			}
-		}
-		if ctx.Err() != nil {
-			return nil
-		}
-		s.log.Warn("retention index: projection failed, retrying", "from", from, "retry_in", backoff, "error", err)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, maxBackoff)
-	}
+	return s.runner.Run(ctx)
 }
+
+// Rebuild empties the index and applies the log from its start up to its
+// head, for `kontakt rebuild retention` (the server stopped). The effects
+// run again and find themselves done: keys destroyed, receipts recorded,
+// streams gone. progress, if not nil, gets the position reached and the
+// head after each batch.
+func (s *Service) Rebuild(ctx context.Context, progress func(done, total uint64)) error {
+	return s.runner.Rebuild(ctx, progress)
+}
+
+// Projection is the runner that keeps the index, for its metrics.
+func (s *Service) Projection() *projection.Runner { return s.runner }
+
+// Model is the index as the runner applies it, for tests that hand it
+// batches themselves.
+func (s *Service) Model() projection.Resetter { return s.model }
+
+// planFingerprint names the plan in force, as the index records it.
+func (s *Service) planFingerprint() string { return s.cfg.Plan.Name + "@" + s.cfg.Plan.Version }
 
 // reschedule recomputes every due time when the plan differs from the one
 // the index was built with.
 func (s *Service) reschedule() error {
-	fp := s.cfg.Plan.Name + "@" + s.cfg.Plan.Version
+	fp := s.planFingerprint()
 	got, err := s.idx.Plan()
 	if err != nil || got == fp {
 		return err
@@ -133,45 +124,19 @@ type effect struct {
 	journal *shredjournal.Event
 }
 
-// ApplyBatch applies a batch of events to the index in one transaction
-// with its checkpoint. Events at or before the checkpoint from were
-// applied before and are skipped. Tokens are computed (which opens
+// applyBatch applies a batch of events to the index inside the batch's
+// transaction (index.Model commits it with the checkpoint) and runs the
+// batch's effects before that commit. Tokens are computed (which opens
 // sealed contact details) and effects run with several workers at once,
 // since each costs a round trip to the key store or the event store.
-func (s *Service) ApplyBatch(ctx context.Context, from eventstore.Position, batch []eventstore.RecordedEvent) error {
-	if len(batch) == 0 {
-		return nil
-	}
-	type decoded struct {
-		rec eventstore.RecordedEvent
-		msg proto.Message
-	}
-	evs := make([]decoded, 0, len(batch))
-	for _, r := range batch {
-		if from > 0 && r.Position <= from {
-			continue
-		}
-		if r.Type == eventstore.TypeStreamDeleted {
-			evs = append(evs, decoded{rec: r})
-			continue
-		}
-		msg, err := caseevents.Decode(r.Type, r.Data)
-		if errors.Is(err, caseevents.ErrUnknown) {
-			evs = append(evs, decoded{rec: r})
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("retention index: %s at %d: %w", r.Type, r.Position, err)
-		}
-		evs = append(evs, decoded{rec: r, msg: msg})
-	}
+func (s *Service) applyBatch(ctx context.Context, tx *index.Tx, evs []projection.Event) error {
 	// Tokens first, concurrently: they need the key store. Contact and
 	// identity tokens are kept apart so that each class's redaction or
 	// rectification replaces only its own.
 	toks := make([]tokenPair, len(evs))
 	var jobs []func(context.Context) error
 	for i, d := range evs {
-		switch m := d.msg.(type) {
+		switch m := d.Message.(type) {
 		case *casev1.CaseRegistered:
 			jobs = append(jobs, func(ctx context.Context) error {
 				var err error
@@ -198,36 +163,28 @@ func (s *Service) ApplyBatch(ctx context.Context, from eventstore.Position, batc
 	if err := s.parallel(ctx, jobs); err != nil {
 		return err
 	}
-	last := batch[len(batch)-1].Position
-	// A released hold may leave a deadline that has passed: wake the
-	// sweeper once the index lists the case as due again, that is after
-	// the transaction below has committed.
-	released := slices.ContainsFunc(evs, func(d decoded) bool {
-		switch d.msg.(type) {
+	var effects []effect
+	released := false
+	for i, d := range evs {
+		eff, err := s.apply(tx, d.Recorded, d.Message, toks[i])
+		if err != nil {
+			return err
+		}
+		if eff != nil {
+			effects = append(effects, *eff)
+		}
+		switch d.Message.(type) {
 		case *casev1.HoldReleased, *casev1.CasePreservationWithdrawn:
-			// A withdrawn mark, too: a deadline that passed while the case
-			// was marked applies at once.
-			return true
+			// A released hold may leave a deadline that has passed, and so
+			// may a withdrawn mark: wake the sweeper once the index lists
+			// the case as due again, that is once the batch has committed.
+			released = true
 		}
-		return false
-	})
-	err := s.idx.Update(last, func(tx *index.Tx) error {
-		var effects []effect
-		for i, d := range evs {
-			eff, err := s.apply(tx, d.rec, d.msg, toks[i])
-			if err != nil {
-				return err
-			}
-			if eff != nil {
-				effects = append(effects, *eff)
-			}
-		}
-		return s.runEffects(ctx, effects)
-	})
-	if err == nil && released {
-		s.Wake()
 	}
-	return err
+	if released {
+		tx.OnCommit(s.Wake)
+	}
+	return s.runEffects(ctx, effects)
 }
 
 // tokenPair is a case's contact and identity tokens.

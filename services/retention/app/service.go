@@ -25,6 +25,7 @@ import (
 	"github.com/kontakt-se/kontakt/pkg/blindindex"
 	"github.com/kontakt-se/kontakt/pkg/caseevents"
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
+	"github.com/kontakt-se/kontakt/pkg/projection"
 	"github.com/kontakt-se/kontakt/pkg/seal"
 	"github.com/kontakt-se/kontakt/pkg/shredjournal"
 	"github.com/kontakt-se/kontakt/services/retention/adapters/index"
@@ -121,6 +122,10 @@ type Service struct {
 	log    *slog.Logger
 	cfg    Config
 	wake   chan struct{}
+	// model is the index as the runner applies it, and runner keeps it
+	// up to date with the log.
+	model  projection.Resetter
+	runner *projection.Runner
 
 	ledgerMu sync.Mutex
 	// swept maps a case to the revision the sweeper last appended.
@@ -151,10 +156,22 @@ func New(store EventStore, sealer Sealer, l Ledger, idx *index.Store, a Audit, b
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Service{
+	s := &Service{
 		store: store, sealer: sealer, ledger: l, idx: idx, audit: a, blind: blind,
 		clock: clock, log: logger, cfg: cfg, wake: make(chan struct{}, 1), swept: map[string]uint64{},
-	}, nil
+	}
+	s.model = idx.Model(s.planFingerprint(), s.applyBatch)
+	rc := projection.Config{Name: "retention", Store: store, Model: s.model, Logger: logger}
+	if h, ok := store.(interface {
+		Head(context.Context) (eventstore.Position, error)
+	}); ok {
+		rc.Head = h.Head
+	}
+	var err error
+	if s.runner, err = projection.New(rc); err != nil {
+		return nil, err
+	}
+	return s, nil
 }
 
 // Plan returns the plan in force.

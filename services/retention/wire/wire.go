@@ -163,14 +163,17 @@ func Mount(ctx context.Context, h *host.Host) error {
 	if err := svc.CheckJournal(ctx, journal.Tail()); err != nil {
 		return fmt.Errorf("%w; it was restored from a copy without `kontakt restore`, and serving it would make data erased since that copy readable again: restore the backup with `kontakt restore` (it replays the journal in %s), or, if that journal belongs to another installation, set retention.journal_dir to this one's", err, journal.Dir())
 	}
-	h.AddReadModel(host.ReadModel{
+	if err := h.AddReadModel(host.ReadModel{
 		Name:       "retention",
 		Checkpoint: idx.Checkpoint,
 		Files: []host.ReadModelFile{
 			{Path: filepath.Join("retention", "index.db"), WriteTo: idx.WriteTo},
 			{Path: filepath.Join("retention", tokenindex.PathFor("index.db")), WriteTo: idx.WriteTokensTo},
 		},
-	})
+		Projection: svc.Projection(),
+	}); err != nil {
+		return err
+	}
 	h.Go(svc.RunProjector)
 	h.Go(svc.RunSweeper)
 	ports.Register(h.Server, ports.NewServer(svc))

@@ -18,6 +18,7 @@ package index
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/json"
@@ -29,6 +30,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
+	"github.com/kontakt-se/kontakt/pkg/projection"
 	"github.com/kontakt-se/kontakt/pkg/tokenindex"
 	"github.com/kontakt-se/kontakt/services/retention/domain"
 )
@@ -110,7 +112,7 @@ func Open(path string) (*Store, error) {
 	if err == nil {
 		var got string
 		if got, err = s.tokens.Epoch(); err == nil && (got != epoch || epoch == "") {
-			err = s.startOver()
+			err = s.startOver("")
 		}
 	}
 	if err != nil {
@@ -119,6 +121,42 @@ func Open(path string) (*Store, error) {
 	}
 	return s, nil
 }
+
+// Applier applies a batch of events to the index inside the batch's
+// transaction, and runs what must follow from them outside the index
+// before that transaction commits (the retention projector's effects).
+type Applier func(ctx context.Context, tx *Tx, batch []projection.Event) error
+
+// Model returns the index as a read model of pkg/projection: apply
+// folds each batch, and the batch's token changes, its entries and its
+// checkpoint are committed as Update commits them (token file first, then
+// one bbolt transaction). plan is the fingerprint of the plan apply
+// computes due times with; Reset records it in the emptied file, so a
+// rebuilt index is not rescheduled again at the next start.
+func (s *Store) Model(plan string, apply Applier) projection.Resetter {
+	return &model{s: s, plan: plan, apply: apply}
+}
+
+type model struct {
+	s     *Store
+	plan  string
+	apply Applier
+}
+
+func (m *model) Checkpoint() (eventstore.Position, error) { return m.s.Checkpoint() }
+
+func (m *model) Apply(ctx context.Context, batch []projection.Event) error {
+	if len(batch) == 0 {
+		return nil
+	}
+	return m.s.Update(batch[len(batch)-1].Recorded.Position, func(tx *Tx) error {
+		return m.apply(ctx, tx, batch)
+	})
+}
+
+// Reset empties the index, checkpoint and tokens included, under a new
+// epoch (see startOver).
+func (m *model) Reset(context.Context) error { return m.s.startOver(m.plan) }
 
 // openMain opens the main file, destroying it first when it has another
 // layout.
@@ -156,8 +194,9 @@ func openMain(path string) (*bolt.DB, error) {
 
 // startOver empties the index (checkpoint included) under a new epoch and
 // resets the token file to it, in that order: a crash in between leaves
-// two epochs, which the next Open finds and starts over again.
-func (s *Store) startOver() error {
+// two epochs, which the next Open finds and starts over again. plan, when
+// set, is recorded as the plan the entries to come are computed with.
+func (s *Store) startOver(plan string) error {
 	epoch := rand.Text()
 	if err := s.db.Update(func(tx *bolt.Tx) error {
 		if err := wipe(tx); err != nil {
@@ -174,6 +213,11 @@ func (s *Store) startOver() error {
 		}
 		if err := meta.Put(keySchema, []byte(schema)); err != nil {
 			return err
+		}
+		if plan != "" {
+			if err := meta.Put(keyPlan, []byte(plan)); err != nil {
+				return err
+			}
 		}
 		return meta.Put(keyTokenEpoch, []byte(epoch))
 	}); err != nil {
@@ -332,6 +376,10 @@ type tokenChange struct {
 func (t *Tx) SetTokens(caseID, slot string, tokens []string) {
 	t.tokens = append(t.tokens, tokenChange{caseID: caseID, slot: slot, tokens: tokens})
 }
+
+// OnCommit runs fn once the transaction has committed (not at all if it
+// fails), for what may only happen once the index shows the batch.
+func (t *Tx) OnCommit(fn func()) { t.tx.OnCommit(fn) }
 
 // DropTokens removes every token of a case.
 func (t *Tx) DropTokens(caseID string) {

@@ -2,6 +2,7 @@ package index_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -16,6 +17,7 @@ import (
 
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
+	"github.com/kontakt-se/kontakt/pkg/projection"
 	"github.com/kontakt-se/kontakt/pkg/tokenindex"
 	"github.com/kontakt-se/kontakt/services/retention/adapters/index"
 	"github.com/kontakt-se/kontakt/services/retention/domain"
@@ -458,4 +460,62 @@ func TestTokenFileOfAnotherEpochStartsOver(t *testing.T) {
 	n, err := s.Count()
 	require.NoError(t, err)
 	require.Zero(t, n)
+}
+
+// TestModelCommitsABatchWithItsCheckpoint checks the index as a read model
+// of pkg/projection: a batch's entries, tokens and checkpoint commit
+// together, what waits for the commit runs only after a commit, a failed
+// batch leaves nothing, and Reset empties the index under the plan given.
+func TestModelCommitsABatchWithItsCheckpoint(t *testing.T) {
+	s, _ := newStore(t)
+	it := entry("c1", base, []string{"tok-c1"}, nil)
+	var committed int
+	fail := errors.New("the key service is away")
+	var failNext bool
+	m := s.Model("molndal@2.11", func(_ context.Context, tx *index.Tx, batch []projection.Event) error {
+		tx.OnCommit(func() { committed++ })
+		if failNext {
+			return fail
+		}
+		require.Len(t, batch, 2)
+		return it.putIn(tx)
+	})
+	batch := []projection.Event{
+		{Recorded: eventstore.RecordedEvent{Position: 6}},
+		{Recorded: eventstore.RecordedEvent{Position: 7}},
+	}
+
+	failNext = true
+	require.ErrorIs(t, m.Apply(t.Context(), batch), fail)
+	cp, err := m.Checkpoint()
+	require.NoError(t, err)
+	require.Zero(t, cp, "a failed batch moves nothing")
+	require.Zero(t, committed, "nothing waiting for the commit ran")
+
+	failNext = false
+	require.NoError(t, m.Apply(t.Context(), batch))
+	cp, err = m.Checkpoint()
+	require.NoError(t, err)
+	require.Equal(t, eventstore.Position(7), cp, "the checkpoint is the batch's last position")
+	require.Equal(t, 1, committed)
+	_, found, err := s.Get("c1")
+	require.NoError(t, err)
+	require.True(t, found)
+	ids, err := s.FindByToken("tok-c1")
+	require.NoError(t, err)
+	require.Equal(t, []string{"c1"}, ids)
+
+	require.NoError(t, m.Reset(t.Context()))
+	cp, err = m.Checkpoint()
+	require.NoError(t, err)
+	require.Zero(t, cp)
+	n, err := s.Count()
+	require.NoError(t, err)
+	require.Zero(t, n)
+	ids, err = s.FindByToken("tok-c1")
+	require.NoError(t, err)
+	require.Empty(t, ids, "Reset empties the token file too")
+	plan, err := s.Plan()
+	require.NoError(t, err)
+	require.Equal(t, "molndal@2.11", plan, "a rebuilt index is computed with the plan in force")
 }
