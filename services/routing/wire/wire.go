@@ -58,7 +58,11 @@ func OpenReadModel(h *host.Host, logger *slog.Logger, onChange func(app.Change))
 	if err != nil {
 		return nil, err
 	}
-	proj := readmodel.NewProjector(h.Store, rm, logger.With("component", "routing-projector"), readmodel.WithHead(h.Store.Head))
+	proj, err := readmodel.NewProjector(h.Store, rm, logger.With("component", "routing-projector"), readmodel.WithHead(h.Store.Head))
+	if err != nil {
+		_ = rm.Close()
+		return nil, err
+	}
 	return &ReadModel{Store: rm, Projector: proj}, nil
 }
 
@@ -103,6 +107,7 @@ func Mount(ctx context.Context, h *host.Host) error {
 	if err := h.AddReadModel(host.ReadModel{
 		Name:       "routing",
 		Checkpoint: rm.Store.Checkpoint,
+		Projection: rm.Projector.Runner(),
 		Files: []host.ReadModelFile{
 			{Path: filepath.Join("routing", readModelFile), WriteTo: rm.Store.WriteTo},
 			{Path: filepath.Join("routing", tokenindex.PathFor(readModelFile)), WriteTo: rm.Store.WriteTokensTo},
