@@ -141,7 +141,7 @@ func BenchmarkQuery(b *testing.B) {
 	}
 	loc, err := time.LoadLocation(TimeZone)
 	require.NoError(b, err)
-	q := app.NewQueries(st, nil, loc, 0)
+	q := app.NewQueries(app.QueriesConfig{ReadModel: st, Location: loc})
 	from := time.Date(2026, 1, 1, 0, 0, 0, 0, loc)
 	req := &statisticsv1.QueryRequest{
 		From: ts(from), To: ts(from.AddDate(1, 0, 0)),

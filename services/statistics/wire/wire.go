@@ -41,6 +41,7 @@ func Mount(ctx context.Context, h *host.Host) error {
 	if err := h.AddReadModel(host.ReadModel{
 		Name:       "statistics",
 		Checkpoint: stats.Checkpoint,
+		Projection: stats.Projection(),
 		Files:      []host.ReadModelFile{{Path: filepath.Join("statistics", statistics.FileName), WriteTo: stats.WriteTo}},
 	}); err != nil {
 		return err
