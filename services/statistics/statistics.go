@@ -107,8 +107,7 @@ func WithHooks(h app.Hooks) Option {
 }
 
 // WithBatchSize sets how many events the projector applies per
-// transaction while following the log; 0 keeps the projection runner's
-// default.
+// transaction while following the log; 0 keeps app.DefaultBatchSize.
 func WithBatchSize(n int) Option {
 	return func(o *options) { o.batchSize = n }
 }

@@ -19,6 +19,15 @@ import (
 // per transaction.
 const recoverChunk = 4096
 
+// DefaultBatchSize bounds the events applied in one transaction while
+// following the log. An event makes at most one record version, so a
+// full batch is published as one atomic batch (the server's limit is
+// jsbatch.MaxMessages); a backlog then costs one bbolt commit and one
+// stream sync per thousand events. Live traffic fills much smaller
+// batches (the runner applies a partial batch when the log goes quiet),
+// so the bound matters only when the projector is behind.
+const DefaultBatchSize = jsbatch.MaxMessages
+
 // Hooks let tests stop the projector at the points where a crash is
 // interesting, and watch what it does. A hook that returns an error stops
 // Run at once with that error, leaving everything as a kill -9 at that
@@ -175,9 +184,9 @@ type ProjectorConfig struct {
 	// IDs derives statistics ids; every projector writing one stream
 	// must use the same key.
 	IDs domain.IDs
-	// BatchSize and CatchUpBatchSize bound the events applied in one
-	// transaction while following the log and while rebuilding; zero
-	// means the runner's defaults.
+	// BatchSize bounds the events applied in one transaction while
+	// following the log; zero means DefaultBatchSize. CatchUpBatchSize
+	// bounds them while rebuilding; zero means the runner's default.
 	BatchSize, CatchUpBatchSize int
 	// IdleFlush is how long the projector waits for more events before
 	// it applies a partial batch; zero means the runner's default.
@@ -207,6 +216,9 @@ func NewProjector(cfg ProjectorConfig) (*Projector, error) {
 	}
 	if cfg.Backoff.Initial <= 0 {
 		cfg.Backoff = projection.DefaultBackoff
+	}
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = DefaultBatchSize
 	}
 	p := &Projector{rm: cfg.ReadModel, out: cfg.Stream, cfg: cfg, log: cfg.Logger, view: newView(0, 0)}
 	r, err := projection.New(projection.Config{
