@@ -189,3 +189,12 @@ func loadRules(cfg config.Config, queues []string) (*domain.Rules, error) {
 	}
 	return rules, nil
 }
+
+// Check reads the routing queues and the rule file as Mount does, and
+// creates nothing: the single binary and kontakt-routing call it before
+// they open anything, so a bad rule file stops start-up with no key,
+// store or port left behind.
+func Check(cfg config.Config) error {
+	_, _, err := settings(cfg)
+	return err
+}
