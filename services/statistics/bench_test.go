@@ -24,7 +24,7 @@ import (
 
 // BenchmarkProjection projects a log of case events from the start into
 // a fresh read model and a fresh statistics stream (bbolt fsync per
-// batch, one sync-always publish per record version), and reads the same
+// batch, one atomic batch of record versions per projector batch), and reads the same
 // log with a raw JetStream ordered consumer in the same run on the same
 // embedded server. It reports both rates and their ratio.
 func BenchmarkProjection(b *testing.B) {
