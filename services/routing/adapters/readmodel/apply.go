@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -58,10 +57,6 @@ type pending struct {
 	// tokensStale is set when the sealed contact or identity changed, so
 	// the tokens must be computed again.
 	tokensStale bool
-	// tokens are the case's new tokens when tokensStale, computed ahead
-	// by computeStaleTokens (tokensReady).
-	tokens      []string
-	tokensReady bool
 	// wipeHistory drops the stored history (deletion).
 	wipeHistory bool
 	// scrubAnswers drops the texts of stored history entries (redaction
@@ -239,9 +234,6 @@ type loadDelta struct{ open, unassigned int64 }
 // flush writes every touched case, its index entries and history, and the
 // queue counters, and collects its token changes (written by writeTokens).
 func (b *batch) flush(ctx context.Context) error {
-	if err := b.computeStaleTokens(ctx); err != nil {
-		return err
-	}
 	cases := b.tx.Bucket([]byte(bucketCases))
 	deltas := map[string]loadDelta{}
 	for _, p := range b.order {
@@ -292,52 +284,6 @@ func (b *batch) flush(ctx context.Context) error {
 		}
 	}
 	return b.writeLoads(deltas)
-}
-
-// tokenWorkers bounds how many cases' tokens a batch computes at once.
-const tokenWorkers = 16
-
-// computeStaleTokens computes the tokens of every case of the batch whose
-// contact details or identity number changed, several cases at a time:
-// each needs that case's keys from the key store, a round trip that,
-// paid case after case, was most of the time of a rebuild (every case is
-// registered in it). The results wait in the cases for collectTokens, in
-// the batch's order, so the outcome is the same as one at a time.
-func (b *batch) computeStaleTokens(ctx context.Context) error {
-	var stale []*pending
-	for _, p := range b.order {
-		if p.cur != nil && p.tokensStale {
-			stale = append(stale, p)
-		}
-	}
-	if len(stale) < 2 {
-		return nil // collectTokens computes a single one itself.
-	}
-	errs := make([]error, len(stale))
-	sem := make(chan struct{}, tokenWorkers)
-	var wg sync.WaitGroup
-	for i, p := range stale {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			p.tokens, errs[i] = b.computeTokens(ctx, p.id, p.cur)
-			if errs[i] != nil {
-				errs[i] = fmt.Errorf("blind-index tokens of case %s: %w", p.id, errs[i])
-			}
-		})
-	}
-	wg.Wait()
-	// The first failure, in the batch's order, as one at a time would
-	// have reported it (the batch is retried whole).
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	for _, p := range stale {
-		p.tokensReady = true
-	}
-	return nil
 }
 
 // computeTokens asks the Tokenizer for a case's tokens.
@@ -455,8 +401,6 @@ func (b *batch) collectTokens(ctx context.Context, p *pending) error {
 	switch {
 	case p.cur == nil:
 		b.tokens = append(b.tokens, tokenChange{caseID: p.id, drop: true})
-	case p.tokensStale && p.tokensReady:
-		b.tokens = append(b.tokens, tokenChange{caseID: p.id, tokens: p.tokens})
 	case p.tokensStale:
 		tokens, err := b.computeTokens(ctx, p.id, p.cur)
 		if err != nil {

@@ -101,8 +101,7 @@ const (
 // no such data, or it was redacted). A case whose tokens can never be
 // computed (its keys are destroyed) has none: the Tokenizer returns no
 // tokens and no error. An error aborts the batch, and the projector
-// retries it. A batch asks for several cases' tokens at once, so a
-// Tokenizer must be safe for concurrent use.
+// retries it.
 type Tokenizer interface {
 	Tokens(ctx context.Context, caseID string, contact, identity *casev1.SealedPersonalData) ([]string, error)
 }
