@@ -305,6 +305,11 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger, lookupEnv
 		return nil, err
 	}
 	h.Server.AddReadinessCheck("nats", h.natsReady)
+	if js, err := natsjs.New(h.conn); err == nil {
+		if err := h.Server.Metrics().Register(newStreamCollector(js)); err != nil {
+			return nil, fmt.Errorf("NATS storage metrics: %w", err)
+		}
+	}
 	if h.Validator, err = protovalidate.New(); err != nil {
 		return nil, fmt.Errorf("protovalidate: %w", err)
 	}

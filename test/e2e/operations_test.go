@@ -12,11 +12,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	intakev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/intake/v1"
 )
 
 // runKontaktIn runs the binary to completion in dir with extra
@@ -151,6 +154,23 @@ func TestHealthEndpointsAndBuildInfo(t *testing.T) {
 	code, body = getMetricsPath(t, k, "/metrics")
 	require.Equal(t, http.StatusOK, code)
 	require.Regexp(t, `kontakt_build_info\{commit="[0-9a-f]{40}",data_format="1",goversion="go1\.[^"]+",nats_server="2\.[^"]+",version="[^"]+"\} 1`, body)
+	require.Contains(t, body, `kontakt_nats_stream_messages{stream="KONTAKT_CASES"} 0`)
+
+	// A registered case shows in the storage figures.
+	ctx, cancel := withToken(k.Token(t, "anna", "agent"))
+	defer cancel()
+	_, err := intakev1.NewIntakeServiceClient(k.Dial(t)).RegisterCase(ctx, &intakev1.RegisterCaseRequest{Case: crashCaseInput(0)})
+	require.NoError(t, err)
+	_, body = getMetricsPath(t, k, "/metrics")
+	require.Regexp(t, `kontakt_nats_stream_messages\{stream="KONTAKT_CASES"\} [1-9]`, body)
+	require.Regexp(t, `kontakt_nats_storage_bytes [1-9]`, body)
+	// The case is routed to a queue: the queue's load shows it.
+	require.Eventually(t, func() bool {
+		_, body = getMetricsPath(t, k, "/metrics")
+		return regexp.MustCompile(`kontakt_queue_open_cases\{queue="[a-z]+"\} 1`).MatchString(body)
+	}, 20*time.Second, 100*time.Millisecond, "a queue with one open case")
+	require.Regexp(t, `kontakt_queue_unassigned_cases\{queue="[a-z]+"\} 1`, body)
+	require.Regexp(t, `kontakt_queue_oldest_open_age_seconds\{queue="[a-z]+"\} `, body)
 }
 
 func TestConfigErrorsInTheFilesOwnWords(t *testing.T) {

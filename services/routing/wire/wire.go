@@ -150,6 +150,9 @@ func Mount(ctx context.Context, h *host.Host) error {
 	queries := app.NewQueries(app.QueriesConfig{
 		ReadModel: rm.Store, Sealer: h.Sealer, Audit: auditLog, Blind: blind, Queues: queues, Clock: h.Clock,
 	})
+	if err := h.Server.Metrics().Register(ports.NewQueueMetrics(queries)); err != nil {
+		return fmt.Errorf("routing: queue metrics: %w", err)
+	}
 	ports.Register(h.Server, ports.NewServer(ports.Config{
 		Queues: queues, Commands: cmds, Queries: queries, Broker: broker,
 		Stopping: h.Server.ShuttingDown(), Logger: logger,
