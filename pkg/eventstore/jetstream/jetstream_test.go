@@ -133,9 +133,9 @@ func newStore(t *testing.T, nc *nats.Conn, cfg Config) *Store {
 
 func TestStreamConfiguration(t *testing.T) {
 	_, nc := startEmbedded(t)
-	s := newStore(t, nc, Config{})
+	newStore(t, nc, Config{})
 	// A second New on the existing stream (a restart) must succeed.
-	s = newStore(t, nc, Config{})
+	s := newStore(t, nc, Config{})
 
 	info, err := s.stream.Info(t.Context())
 	require.NoError(t, err)
