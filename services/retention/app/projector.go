@@ -12,6 +12,7 @@ import (
 
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
 	"github.com/kontakt-se/kontakt/pkg/caseevents"
+	"github.com/kontakt-se/kontakt/pkg/casenames"
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
 	"github.com/kontakt-se/kontakt/pkg/seal"
 	"github.com/kontakt-se/kontakt/pkg/shredjournal"
@@ -415,7 +416,7 @@ func (s *Service) receipt(e *index.Entry, kind, key string) ledger.Receipt {
 	r := ledger.Receipt{Kind: kind, Key: key, PlanName: s.cfg.Plan.Name, PlanVersion: s.cfg.Plan.Version}
 	if e != nil {
 		r.CaseID, r.CaseNumber = e.Case.ID, e.Case.Number
-		r.CaseType, r.Channel = typeName(e.Case.Type), channelName(e.Case.Channel)
+		r.CaseType, r.Channel = casenames.Type(e.Case.Type), casenames.Channel(e.Case.Channel)
 	}
 	return r
 }

@@ -8,6 +8,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
+	"github.com/kontakt-se/kontakt/pkg/casenames"
 	"github.com/kontakt-se/kontakt/pkg/yamldoc"
 )
 
@@ -282,9 +283,9 @@ func (p *ruleParser) rules(n *yaml.Node) []rule {
 				if name == "" {
 					continue
 				}
-				t, known := caseTypeByName(name)
+				t, known := casenames.ParseType(name)
 				if !known {
-					p.errorf(e.Line, "%sunknown type %q (known: fraga, felanmalan, synpunkt, brev)", where, name)
+					p.errorf(e.Line, "%sunknown type %q (known: %s)", where, name, strings.Join(casenames.TypeNames(), ", "))
 					continue
 				}
 				ru.types = append(ru.types, t)
@@ -296,9 +297,9 @@ func (p *ruleParser) rules(n *yaml.Node) []rule {
 				if name == "" {
 					continue
 				}
-				ch, known := channelByName(name)
+				ch, known := casenames.ParseChannel(name)
 				if !known {
-					p.errorf(e.Line, "%sunknown channel %q (known: phone, email, form, letter, visit, chat)", where, name)
+					p.errorf(e.Line, "%sunknown channel %q (known: %s)", where, name, strings.Join(casenames.ChannelNames(), ", "))
 					continue
 				}
 				ru.channels = append(ru.channels, ch)
@@ -358,40 +359,4 @@ func hasCriterion(fields map[string]yamldoc.Field) bool {
 		}
 	}
 	return false
-}
-
-// caseTypeByName maps the file's type names to case types. The ASCII
-// names are canonical; the Swedish spellings are accepted because that is
-// how the people who edit the file write them.
-func caseTypeByName(name string) (casev1.CaseType, bool) {
-	switch name {
-	case "fraga", "fråga":
-		return casev1.CaseType_CASE_TYPE_FRAGA, true
-	case "felanmalan", "felanmälan":
-		return casev1.CaseType_CASE_TYPE_FELANMALAN, true
-	case "synpunkt":
-		return casev1.CaseType_CASE_TYPE_SYNPUNKT, true
-	case "brev":
-		return casev1.CaseType_CASE_TYPE_BREV, true
-	}
-	return casev1.CaseType_CASE_TYPE_UNSPECIFIED, false
-}
-
-// channelByName maps the file's channel names to channels.
-func channelByName(name string) (casev1.Channel, bool) {
-	switch name {
-	case "phone":
-		return casev1.Channel_CHANNEL_PHONE, true
-	case "email":
-		return casev1.Channel_CHANNEL_EMAIL, true
-	case "form":
-		return casev1.Channel_CHANNEL_FORM, true
-	case "letter":
-		return casev1.Channel_CHANNEL_LETTER, true
-	case "visit":
-		return casev1.Channel_CHANNEL_VISIT, true
-	case "chat":
-		return casev1.Channel_CHANNEL_CHAT, true
-	}
-	return casev1.Channel_CHANNEL_UNSPECIFIED, false
 }

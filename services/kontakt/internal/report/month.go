@@ -10,7 +10,6 @@ import (
 	"math"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"gonum.org/v1/plot"
@@ -18,7 +17,9 @@ import (
 	"gonum.org/v1/plot/plotutil"
 	"gonum.org/v1/plot/vg"
 
+	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
 	statisticsv1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/statistics/v1"
+	"github.com/kontakt-se/kontakt/pkg/casenames"
 )
 
 // Month is the data of a monthly report: the rows of publishable queries
@@ -360,20 +361,20 @@ func firstKey(r *statisticsv1.Row) string {
 	return r.GetKeys()[0]
 }
 
-// label makes an API enum name readable: CHANNEL_PHONE → phone,
-// CASE_TYPE_FELANMALAN → felanmalan; "" → (none).
+// label makes an API enum name readable with the names the files use:
+// CHANNEL_PHONE → phone, CASE_TYPE_FELANMALAN → felanmalan; "" → (none).
+// Any other key (a queue, a category) is shown as it is.
 func label(key string) string {
-	switch {
-	case key == "":
+	if key == "" {
 		return "(none)"
-	case strings.HasPrefix(key, "CHANNEL_"):
-		key = strings.TrimPrefix(key, "CHANNEL_")
-	case strings.HasPrefix(key, "CASE_TYPE_"):
-		key = strings.TrimPrefix(key, "CASE_TYPE_")
-	default:
-		return key
 	}
-	return strings.ToLower(key)
+	if v, ok := casev1.Channel_value[key]; ok {
+		return casenames.Channel(casev1.Channel(v))
+	}
+	if v, ok := casev1.CaseType_value[key]; ok {
+		return casenames.Type(casev1.CaseType(v))
+	}
+	return key
 }
 
 // totalRow is one line of the totals table, already formatted.
