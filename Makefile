@@ -117,9 +117,15 @@ lint: tools ## buf lint, gofmt, go vet and staticcheck on every module.
 breaking: tools ## Check the API for breaking changes against the previous commit on main.
 	$(BUF) breaking proto --against '.git#branch=main,ref=HEAD~1,subdir=proto'
 
+# make test runs the race detector over pkg and the services' own
+# packages; test/ drives the real binary (built without it) and stays
+# without.
+RACE_MODULES := $(filter-out test,$(MODULES))
+
 .PHONY: test
 test: verify-workspace verify-generate lint build $(BIN)/nats-server $(BIN)/grpcurl $(BIN)/nats ## Run every check and test (what CI runs).
-	for m in $(MODULES); do (cd $$m && $(GO) test -count=1 -timeout 10m ./...); done
+	for m in $(RACE_MODULES); do (cd $$m && $(GO) test -race -count=1 -timeout 15m ./...) || exit 1; done
+	cd test && $(GO) test -count=1 -timeout 10m ./...
 	$(MAKE) --no-print-directory fuzz-short
 
 # Fuzz targets as module-dir:package:target.
