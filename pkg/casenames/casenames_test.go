@@ -33,48 +33,36 @@ func TestEveryValueRoundTrips(t *testing.T) {
 	}
 }
 
-func TestParseType(t *testing.T) {
+func TestParse(t *testing.T) {
+	parseType := func(n string) (int32, bool) { v, ok := ParseType(n); return int32(v), ok }
+	parseChannel := func(n string) (int32, bool) { v, ok := ParseChannel(n); return int32(v), ok }
 	tests := []struct {
-		name string
-		want casev1.CaseType
-		ok   bool
+		name  string
+		parse func(string) (int32, bool)
+		want  int32
+		ok    bool
 	}{
-		{name: "fraga", want: casev1.CaseType_CASE_TYPE_FRAGA, ok: true},
-		{name: "fråga", want: casev1.CaseType_CASE_TYPE_FRAGA, ok: true},
-		{name: "felanmälan", want: casev1.CaseType_CASE_TYPE_FELANMALAN, ok: true},
-		{name: "brev", want: casev1.CaseType_CASE_TYPE_BREV, ok: true},
-		{name: "unspecified"},
-		{name: "Fraga"},
-		{name: " fraga"},
-		{name: "CASE_TYPE_FRAGA"},
-		{name: "phone"},
-		{name: ""},
+		{name: "fraga", parse: parseType, want: int32(casev1.CaseType_CASE_TYPE_FRAGA), ok: true},
+		{name: "fråga", parse: parseType, want: int32(casev1.CaseType_CASE_TYPE_FRAGA), ok: true},
+		{name: "felanmälan", parse: parseType, want: int32(casev1.CaseType_CASE_TYPE_FELANMALAN), ok: true},
+		{name: "brev", parse: parseType, want: int32(casev1.CaseType_CASE_TYPE_BREV), ok: true},
+		{name: "unspecified", parse: parseType},
+		{name: "Fraga", parse: parseType},
+		{name: " fraga", parse: parseType},
+		{name: "CASE_TYPE_FRAGA", parse: parseType},
+		{name: "phone", parse: parseType},
+		{name: "", parse: parseType},
+		{name: "visit", parse: parseChannel, want: int32(casev1.Channel_CHANNEL_VISIT), ok: true},
+		{name: "chat", parse: parseChannel, want: int32(casev1.Channel_CHANNEL_CHAT), ok: true},
+		{name: "unspecified", parse: parseChannel},
+		{name: "Phone", parse: parseChannel},
+		{name: "telefon", parse: parseChannel},
+		{name: "fraga", parse: parseChannel},
+		{name: "", parse: parseChannel},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, ok := ParseType(tt.name)
-			require.Equal(t, tt.ok, ok)
-			require.Equal(t, tt.want, got)
-		})
-	}
-}
-
-func TestParseChannel(t *testing.T) {
-	tests := []struct {
-		name string
-		want casev1.Channel
-		ok   bool
-	}{
-		{name: "visit", want: casev1.Channel_CHANNEL_VISIT, ok: true},
-		{name: "chat", want: casev1.Channel_CHANNEL_CHAT, ok: true},
-		{name: "unspecified"},
-		{name: "Phone"},
-		{name: "telefon"},
-		{name: ""},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, ok := ParseChannel(tt.name)
+			got, ok := tt.parse(tt.name)
 			require.Equal(t, tt.ok, ok)
 			require.Equal(t, tt.want, got)
 		})

@@ -204,6 +204,25 @@ func (p *ruleParser) errorf(line int, format string, args ...any) {
 	p.errs = append(p.errs, &ParseError{File: p.file, Line: line, Reason: fmt.Sprintf(format, args...)})
 }
 
+// parseNames reads the list at n with parse (a type or channel name),
+// reporting each name parse does not know together with the ones it does.
+func parseNames[E any](p *ruleParser, n *yaml.Node, where, key, what string, parse func(string) (E, bool), known []string) []E {
+	var out []E
+	for _, e := range p.List(n, where, key) {
+		name := p.Scalar(e, where, "a "+what)
+		if name == "" {
+			continue
+		}
+		v, ok := parse(name)
+		if !ok {
+			p.errorf(e.Line, "%sunknown %s %q (known: %s)", where, what, name, strings.Join(known, ", "))
+			continue
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
 func (p *ruleParser) parse(data []byte) *Rules {
 	root, empty := p.Document(data, "rule file", "version, default_queue and rules")
 	if empty {
@@ -278,32 +297,10 @@ func (p *ruleParser) rules(n *yaml.Node) []rule {
 			p.errorf(item.Line, "%sno queue", where)
 		}
 		if f, ok := fields["types"]; ok {
-			for _, e := range p.List(f.Value, where, "types") {
-				name := p.Scalar(e, where, "a type")
-				if name == "" {
-					continue
-				}
-				t, known := casenames.ParseType(name)
-				if !known {
-					p.errorf(e.Line, "%sunknown type %q (known: %s)", where, name, strings.Join(casenames.TypeNames(), ", "))
-					continue
-				}
-				ru.types = append(ru.types, t)
-			}
+			ru.types = parseNames(p, f.Value, where, "types", "type", casenames.ParseType, casenames.TypeNames())
 		}
 		if f, ok := fields["channels"]; ok {
-			for _, e := range p.List(f.Value, where, "channels") {
-				name := p.Scalar(e, where, "a channel")
-				if name == "" {
-					continue
-				}
-				ch, known := casenames.ParseChannel(name)
-				if !known {
-					p.errorf(e.Line, "%sunknown channel %q (known: %s)", where, name, strings.Join(casenames.ChannelNames(), ", "))
-					continue
-				}
-				ru.channels = append(ru.channels, ch)
-			}
+			ru.channels = parseNames(p, f.Value, where, "channels", "channel", casenames.ParseChannel, casenames.ChannelNames())
 		}
 		if f, ok := fields["categories"]; ok {
 			for _, e := range p.List(f.Value, where, "categories") {
