@@ -72,6 +72,9 @@ func TestValidateRefusesWithTheFieldNamed(t *testing.T) {
 		{"e-mail case without address", with(base(casev1.Channel_CHANNEL_EMAIL), func(c *intakev1.CaseInput) { c.Contact.Email = "" }), FromAgent, []string{"case.contact.email"}},
 		{"bad e-mail", with(base(casev1.Channel_CHANNEL_LETTER), func(c *intakev1.CaseInput) { c.Contact.Email = "anna@" }), FromAgent, []string{"case.contact.email"}},
 		{"bad phone", with(base(casev1.Channel_CHANNEL_LETTER), func(c *intakev1.CaseInput) { c.Contact.Phone = "12" }), FromAgent, []string{"case.contact.phone"}},
+		{"mobile number missing a digit", with(base(casev1.Channel_CHANNEL_LETTER), func(c *intakev1.CaseInput) { c.Contact.Phone = "070-123 45 6" }), FromAgent, []string{"case.contact.phone"}},
+		{"unassigned country code", with(base(casev1.Channel_CHANNEL_LETTER), func(c *intakev1.CaseInput) { c.Contact.Phone = "+999 123 456 789" }), FromAgent, []string{"case.contact.phone"}},
+		{"two e-mail addresses", with(base(casev1.Channel_CHANNEL_LETTER), func(c *intakev1.CaseInput) { c.Contact.Email = "anna@example.se, bo@example.se" }), FromAgent, []string{"case.contact.email"}},
 		{"bad check digit", with(base(casev1.Channel_CHANNEL_LETTER), func(c *intakev1.CaseInput) { c.Contact.IdentityNumber = "19121212-1213" }), FromAgent, []string{"case.contact.identity_number"}},
 		{"future date", with(base(casev1.Channel_CHANNEL_LETTER), func(c *intakev1.CaseInput) { c.Contact.IdentityNumber = "20991212-1212" }), FromAgent, []string{"case.contact.identity_number"}},
 		{"birth number 000", with(base(casev1.Channel_CHANNEL_LETTER), func(c *intakev1.CaseInput) { c.Contact.IdentityNumber = "20150916-0006" }), FromAgent, []string{"case.contact.identity_number"}},
@@ -89,6 +92,7 @@ func TestValidateRefusesWithTheFieldNamed(t *testing.T) {
 		{"category of another case type", with(base(casev1.Channel_CHANNEL_LETTER), func(c *intakev1.CaseInput) { c.Category = "gatubelysning" }), FromAgent, []string{"case.category"}},
 		{"no text", with(base(casev1.Channel_CHANNEL_LETTER), func(c *intakev1.CaseInput) { c.Subject, c.Description = "", " " }), FromAgent, []string{"case.description"}},
 		{"chat without transcript", base(casev1.Channel_CHANNEL_CHAT), FromAgent, []string{"case.chat_transcript"}},
+		{"media link that is not a web address", with(base(casev1.Channel_CHANNEL_FORM), func(c *intakev1.CaseInput) { c.MediaUrl = "javascript:alert(1)" }), FromForm, []string{"case.media_url"}},
 		{"fault report without place", with(base(casev1.Channel_CHANNEL_LETTER), func(c *intakev1.CaseInput) { c.Type = casev1.CaseType_CASE_TYPE_FELANMALAN }), FromAgent, []string{"case.location"}},
 		{"attachment of a refused type", with(base(casev1.Channel_CHANNEL_LETTER), func(c *intakev1.CaseInput) {
 			c.Attachments = []*intakev1.AttachmentInput{{Name: "a.exe", ContentType: "application/x-msdownload", SizeBytes: 10, AttachmentId: "a1"}}
@@ -138,6 +142,18 @@ func TestValidateNormalises(t *testing.T) {
 			require.Equal(t, "191212121212", r.Identity.GetNumber())
 			require.False(t, r.Identity.GetCoordinationNumber())
 		}},
+		{"pasted e-mail keeps the address alone, phone as typed", with(base(casev1.Channel_CHANNEL_EMAIL), func(c *intakev1.CaseInput) {
+			c.Contact.Email, c.Contact.Phone = " Anna Svensson <Anna@Example.SE> ", "(+46) 70 123 45 67"
+		}), FromAgent, func(t *testing.T, r Registration) {
+			require.Equal(t, "Anna@example.se", r.Contact.GetEmail())
+			require.Equal(t, "+46701234567", r.Contact.GetPhone())
+		}},
+		{"internationalised domain in lower-case Unicode, Italian 0 kept", with(base(casev1.Channel_CHANNEL_EMAIL), func(c *intakev1.CaseInput) {
+			c.Contact.Email, c.Contact.Phone = "anna@RÄKSMÖRGÅS.SE", "+39 (0)6 1234 5678"
+		}), FromAgent, func(t *testing.T, r Registration) {
+			require.Equal(t, "anna@räksmörgås.se", r.Contact.GetEmail())
+			require.Equal(t, "+390612345678", r.Contact.GetPhone())
+		}},
 		{"withheld phone", with(base(casev1.Channel_CHANNEL_PHONE), func(c *intakev1.CaseInput) { c.Contact.Phone, c.Contact.CallerNumberWithheld = "", true }), FromAgent, func(t *testing.T, r Registration) {
 			require.True(t, r.CallerNumberWithheld)
 			require.Empty(t, r.Contact.GetPhone())
@@ -163,6 +179,15 @@ func TestValidateNormalises(t *testing.T) {
 		}), FromForm, func(t *testing.T, r Registration) {
 			require.Nil(t, r.Coarse)
 			require.Equal(t, "Storgatan 1", r.FreeText.GetLocation().GetAddress())
+		}},
+		{"fault report with only an address id, and a media link", with(base(casev1.Channel_CHANNEL_FORM), func(c *intakev1.CaseInput) {
+			c.Type = casev1.CaseType_CASE_TYPE_FELANMALAN
+			c.Location = &intakev1.LocationInput{AddressId: " 12345 "}
+			c.MediaUrl = "https://example.se/bild.jpg"
+		}), FromForm, func(t *testing.T, r Registration) {
+			require.Nil(t, r.Coarse)
+			require.Equal(t, "12345", r.FreeText.GetLocation().GetAddressId())
+			require.Equal(t, "https://example.se/bild.jpg", r.FreeText.GetMediaUrl(), "sealed with the free text")
 		}},
 		{"letter with only a scan", with(base(casev1.Channel_CHANNEL_LETTER), func(c *intakev1.CaseInput) {
 			c.Type, c.Subject, c.Description = casev1.CaseType_CASE_TYPE_BREV, "", ""
