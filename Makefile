@@ -17,6 +17,7 @@ CONFIG    ?=
 
 PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
+STATICCHECK_VERSION        := v0.8.2
 
 export KONTAKT_NATS_SERVER_BIN := $(BIN)/nats-server
 export KONTAKT_BIN             := $(BIN)/kontakt
@@ -42,7 +43,7 @@ help: ## List the targets.
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: tools
-tools: $(BUF) $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc ## Install the pinned build tools (buf, protoc plugins).
+tools: $(BUF) $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc $(BIN)/staticcheck ## Install the pinned build tools (buf, protoc plugins, staticcheck).
 
 $(BUF): tools/package.json tools/package-lock.json
 	cd tools && npm ci --no-audit --no-fund --loglevel=error
@@ -53,6 +54,9 @@ $(BIN)/protoc-gen-go:
 
 $(BIN)/protoc-gen-go-grpc:
 	GOBIN=$(BIN) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+
+$(BIN)/staticcheck:
+	GOBIN=$(BIN) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
 $(BIN)/nats-server: pkg/go.mod pkg/go.sum
 	cd pkg && $(GO) build -o $(BIN)/nats-server github.com/nats-io/nats-server/v2
@@ -127,19 +131,25 @@ verify-workspace: ## Fail when go.work does not list exactly the modules in the 
 	./scripts/gen-workspace.sh --check
 
 .PHONY: lint
-lint: tools ## buf lint, gofmt and go vet on every module.
+lint: tools ## buf lint, gofmt, go vet and staticcheck on every module.
 	$(BUF) lint
 	@unformatted=$$(gofmt -l $(MODULES)); if [ -n "$$unformatted" ]; then echo "gofmt would change:" >&2; echo "$$unformatted" >&2; exit 1; fi
-	for m in $(MODULES); do (cd $$m && $(GO) vet ./...); done
+	for m in $(MODULES); do (cd $$m && $(GO) vet ./... && $(BIN)/staticcheck ./...) || exit 1; done
 
 .PHONY: breaking
 breaking: tools ## Check the API for breaking changes against the previous commit on main.
 	$(BUF) breaking proto --against '.git#branch=main,ref=HEAD~1,subdir=proto'
 
+# make test runs the race detector over pkg and the services' own
+# packages; test/ drives the real binary (built without it) and stays
+# without.
+RACE_MODULES := $(filter-out test,$(MODULES))
+
 .PHONY: test
 test: BUILD_QUIET := 1
 test: verify-workspace verify-generate lint build $(BIN)/nats-server $(BIN)/grpcurl $(BIN)/nats $(BIN)/jq ## Run every check and test (what CI runs).
-	for m in $(MODULES); do (cd $$m && $(GO) test -count=1 -timeout 10m ./...); done
+	for m in $(RACE_MODULES); do (cd $$m && $(GO) test -race -count=1 -timeout 15m ./...) || exit 1; done
+	cd test && $(GO) test -count=1 -timeout 10m ./...
 	$(MAKE) --no-print-directory fuzz-short
 
 # Fuzz targets as module-dir:package:target.

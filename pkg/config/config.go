@@ -22,6 +22,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
+	"github.com/kontakt-se/kontakt/pkg/casenames"
 )
 
 // Mode says whether kontakt runs for development or production. The
@@ -151,28 +152,11 @@ type Category struct {
 func (c Category) CaseTypes() []casev1.CaseType {
 	var out []casev1.CaseType
 	for _, n := range c.Types {
-		if t, ok := caseTypeByName(n); ok {
+		if t, ok := casenames.ParseType(n); ok {
 			out = append(out, t)
 		}
 	}
 	return out
-}
-
-// caseTypeByName maps a configured case type name to the case type. The
-// ASCII names are canonical; the Swedish spellings are accepted because
-// that is how the people who edit the file write them.
-func caseTypeByName(name string) (casev1.CaseType, bool) {
-	switch name {
-	case "fraga", "fråga":
-		return casev1.CaseType_CASE_TYPE_FRAGA, true
-	case "felanmalan", "felanmälan":
-		return casev1.CaseType_CASE_TYPE_FELANMALAN, true
-	case "synpunkt":
-		return casev1.CaseType_CASE_TYPE_SYNPUNKT, true
-	case "brev":
-		return casev1.CaseType_CASE_TYPE_BREV, true
-	}
-	return casev1.CaseType_CASE_TYPE_UNSPECIFIED, false
 }
 
 // Category returns the category with a code.
@@ -610,8 +594,8 @@ func (c Config) Validate() error {
 			bad(fmt.Sprintf("categories[%d].title", i), "must not be empty")
 		}
 		for j, n := range cat.Types {
-			if _, ok := caseTypeByName(n); !ok {
-				bad(fmt.Sprintf("categories[%d].types[%d]", i, j), "%q is not a case type (fraga, felanmalan, synpunkt, brev)", n)
+			if _, ok := casenames.ParseType(n); !ok {
+				bad(fmt.Sprintf("categories[%d].types[%d]", i, j), "%q is not a case type (%s)", n, strings.Join(casenames.TypeNames(), ", "))
 			}
 		}
 	}

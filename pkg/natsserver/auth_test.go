@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/kontakt-se/kontakt/pkg/natsserver"
@@ -318,11 +319,15 @@ func TestClientFaultsAreWarnings(t *testing.T) {
 	_, err = an.SubscribeSync(">")
 	require.NoError(t, err)
 	require.NoError(t, an.Flush())
-	require.Eventually(t, func() bool {
-		return len(rec.matching("Subscription Violation")) == 1 && len(rec.matching("Publish Violation")) == 1 &&
-			len(rec.matching("authentication error")) == 1
-	}, 10*time.Second, 20*time.Millisecond, "%v", rec.records)
-	for _, m := range []string{"Subscription Violation", "Publish Violation", "authentication error"} {
+	faults := []string{"Subscription Violation", "Publish Violation", "authentication error"}
+	// The server logs from its own goroutines: read the records only
+	// through the recorder's lock, also for the failure message.
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		for _, m := range faults {
+			assert.Len(c, rec.matching(m), 1, "%q in %v", m, rec.matching(""))
+		}
+	}, 10*time.Second, 20*time.Millisecond)
+	for _, m := range faults {
 		require.True(t, strings.HasPrefix(rec.matching(m)[0], "WARN "), rec.matching(m)[0])
 	}
 	require.Empty(t, rec.matching("ERROR"))

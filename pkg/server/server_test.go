@@ -115,6 +115,7 @@ func TestReflectionListsServices(t *testing.T) {
 			if err != nil {
 				return nil, err
 			}
+			//lint:ignore SA1019 v1alpha is deprecated, but grpcurl and other older clients still ask it, so the test must call it.
 			if err := stream.Send(&reflectionv1alpha.ServerReflectionRequest{
 				MessageRequest: &reflectionv1alpha.ServerReflectionRequest_ListServices{},
 			}); err != nil {
@@ -125,7 +126,9 @@ func TestReflectionListsServices(t *testing.T) {
 				return nil, err
 			}
 			var names []string
+			//lint:ignore SA1019 the deprecated v1alpha on purpose, as above.
 			for _, s := range resp.GetListServicesResponse().GetService() {
+				//lint:ignore SA1019 the deprecated v1alpha on purpose, as above.
 				names = append(names, s.GetName())
 			}
 			return names, stream.CloseSend()

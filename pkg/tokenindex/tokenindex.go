@@ -127,7 +127,7 @@ type Index struct {
 // compacted before Open returns, so a crash never leaves a removed token
 // on disk for longer than the next start.
 func Open(path string) (*Index, error) {
-	if err := shredIfExists(path + compactSuffix); err != nil {
+	if err := ShredFile(path + compactSuffix); err != nil {
 		return nil, fmt.Errorf("tokenindex: remove the leftover of a compaction: %w", err)
 	}
 	x := &Index{path: path}
@@ -459,7 +459,7 @@ func (t *Tx) Removed() int { return t.removed }
 // The caller holds wmu (or is Open).
 func (x *Index) compactLocked() error {
 	tmp := x.path + compactSuffix
-	if err := shredIfExists(tmp); err != nil {
+	if err := ShredFile(tmp); err != nil {
 		return fmt.Errorf("tokenindex: compact: %w", err)
 	}
 	x.mu.RLock()
@@ -479,7 +479,7 @@ func (x *Index) compactLocked() error {
 	}
 	fail := func(err error) error {
 		_ = dst.Close()
-		_ = shredIfExists(tmp)
+		_ = ShredFile(tmp)
 		return fmt.Errorf("tokenindex: compact %s: %w", x.path, err)
 	}
 	if err := bolt.Compact(dst, src, 0); err != nil {
@@ -498,12 +498,12 @@ func (x *Index) compactLocked() error {
 	// taken its name.
 	old, err := os.OpenFile(x.path, os.O_RDWR, 0)
 	if err != nil {
-		_ = shredIfExists(tmp)
+		_ = ShredFile(tmp)
 		return fmt.Errorf("tokenindex: compact %s: %w", x.path, err)
 	}
 	defer old.Close()
 	if err := os.Rename(tmp, x.path); err != nil {
-		_ = shredIfExists(tmp)
+		_ = ShredFile(tmp)
 		return fmt.Errorf("tokenindex: compact %s: %w", x.path, err)
 	}
 	// From here the new file is the index, whatever happens next.
@@ -561,8 +561,6 @@ func ShredFile(path string) error {
 	}
 	return syncDir(filepath.Dir(path))
 }
-
-func shredIfExists(path string) error { return ShredFile(path) }
 
 // overwrite writes zeros over the first n bytes of the file (all of it
 // when n is negative or beyond its end) and syncs it.

@@ -82,7 +82,6 @@ func TestEdgeDecompressionBomb(t *testing.T) {
 
 	type attempt struct {
 		name  string
-		token string
 		call  edgeCall
 		check func(t *testing.T, a edgeAnswer)
 	}

@@ -46,12 +46,11 @@ type fuzzReq struct {
 
 // fuzzGen generates requests from a seeded source.
 type fuzzGen struct {
-	r       *rand.Rand
-	marker  string
-	tokens  map[string]string // role -> token
-	n       int
-	ids     []string
-	numbers []string
+	r      *rand.Rand
+	marker string
+	tokens map[string]string // role -> token
+	n      int
+	ids    []string
 }
 
 func (g *fuzzGen) pick(xs ...string) string { return xs[g.r.IntN(len(xs))] }

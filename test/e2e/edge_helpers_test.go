@@ -6,7 +6,6 @@ package e2e
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	binpkg "encoding/binary"
 	"fmt"
@@ -141,17 +140,6 @@ func edgeEnvelope(compressed bool, msg []byte) []byte {
 	}
 	binpkg.BigEndian.PutUint32(out[1:], uint32(len(msg)))
 	return append(out, msg...)
-}
-
-// edgeGzip compresses b.
-func edgeGzip(t testing.TB, b []byte) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	_, err := zw.Write(b)
-	require.NoError(t, err)
-	require.NoError(t, zw.Close())
-	return buf.Bytes()
 }
 
 // edgeHeader builds an http.Header from pairs.

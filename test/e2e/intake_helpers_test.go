@@ -383,16 +383,6 @@ func (e *intakeEnv) subjectCount(t *testing.T, caseID string) uint64 {
 	return n
 }
 
-// kv opens a key-value bucket.
-func (e *intakeEnv) kv(t *testing.T, bucket string) jetstream.KeyValue {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	kv, err := e.js.KeyValue(ctx, bucket)
-	require.NoError(t, err)
-	return kv
-}
-
 // numberBlock is a message of the case-number stream: the first number
 // of a block and the cases its numbers went to, in order.
 type numberBlock struct {

@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"net/http"
 	"os/exec"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -461,16 +460,6 @@ func (k *Kontakt) kill9(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("kontakt did not die within 10 s of SIGKILL")
 	}
-}
-
-// percentile returns the p-quantile of durations (sorted copy).
-func percentile(ds []time.Duration, p float64) time.Duration {
-	if len(ds) == 0 {
-		return 0
-	}
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	return s[min(len(s)-1, int(p*float64(len(s))))]
 }
 
 // routing returns a RoutingService client on one of the env's connections.

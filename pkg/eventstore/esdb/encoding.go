@@ -139,38 +139,14 @@ func isOurs(e *esdbclient.RecordedEvent, ev eventstore.Event) bool {
 }
 
 // validateEvent checks what EventStoreDB and the JSON metadata can hold
-// unchanged. Metadata keys follow the JetStream backend's rule (printable
-// ASCII without blanks or ':'), so events can move between the backends.
+// unchanged: UTF-8.
 func validateEvent(ev eventstore.Event) error {
-	switch {
-	case ev.ID == "":
-		return fmt.Errorf("%w: event without id", eventstore.ErrInvalid)
-	case ev.Type == "":
-		return fmt.Errorf("%w: event %q without type", eventstore.ErrInvalid, ev.ID)
-	case !utf8.ValidString(ev.ID):
-		return fmt.Errorf("%w: event id is not valid UTF-8", eventstore.ErrInvalid)
-	case !utf8.ValidString(ev.Type):
-		return fmt.Errorf("%w: event type is not valid UTF-8", eventstore.ErrInvalid)
-	case strings.HasPrefix(ev.Type, "$"):
-		// "$" types are EventStoreDB's system events ($streamDeleted is
-		// the tombstone) and eventstore.TypeStreamDeleted is reserved.
-		return fmt.Errorf("%w: event type %q: types starting with '$' are reserved", eventstore.ErrInvalid, ev.Type)
-	}
-	for k, v := range ev.Metadata {
-		if k == "" {
-			return fmt.Errorf("%w: empty metadata key", eventstore.ErrInvalid)
-		}
-		for i := 0; i < len(k); i++ {
-			if c := k[i]; c <= ' ' || c >= 0x7f || c == ':' {
-				return fmt.Errorf("%w: metadata key %q must be printable ASCII without ':' or blanks", eventstore.ErrInvalid, k)
-			}
-		}
+	return eventstore.Validate(ev, func(v string) error {
 		if !utf8.ValidString(v) {
-			// The value is not echoed: errors end up in logs.
-			return fmt.Errorf("%w: metadata %q is not valid UTF-8", eventstore.ErrInvalid, k)
+			return errors.New("not valid UTF-8")
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // validatePrefix checks Config.StreamPrefix.

@@ -405,24 +405,14 @@ func (s *Store) Read(ctx context.Context, stream string) ([]eventstore.RecordedE
 		if err != nil {
 			return err
 		}
-		defer rs.Close()
-		for {
-			e, err := rs.Recv()
-			if errors.Is(err, io.EOF) {
-				return nil
-			}
-			if err != nil {
-				return err
-			}
-			if e.Event == nil {
-				continue
-			}
-			if e.Event.EventType == typeStreamDeleted {
+		return each(rs, func(e *esdbclient.RecordedEvent) bool {
+			if e.EventType == typeStreamDeleted {
 				deleted = true
-				return nil
+				return true
 			}
-			out = append(out, recorded(stream, e.Event))
-		}
+			out = append(out, recorded(stream, e))
+			return false
+		})
 	})
 	// out and deleted are only read when the call returned: after a
 	// time-out its goroutine may still be running.
@@ -633,28 +623,37 @@ func (s *Store) Head(ctx context.Context) (eventstore.Position, error) {
 		if err != nil {
 			return err
 		}
-		defer rs.Close()
-		for {
-			e, err := rs.Recv()
-			if errors.Is(err, io.EOF) {
-				return nil
+		return each(rs, func(e *esdbclient.RecordedEvent) bool {
+			if _, ok := s.subscribed(e); ok {
+				head = eventstore.Position(e.Position.Commit)
+				return true
 			}
-			if err != nil {
-				return err
-			}
-			if e.Event == nil {
-				continue
-			}
-			if _, ok := s.subscribed(e.Event); ok {
-				head = eventstore.Position(e.Event.Position.Commit)
-				return nil
-			}
-		}
+			return false
+		})
 	})
 	if err != nil {
 		return 0, fmt.Errorf("eventstore/esdb: head: %w", wrapErr(err))
 	}
 	return head, nil
+}
+
+// each hands fn the events of a read in order, skipping entries without
+// an event (a link whose event is gone), until the read ends or fn returns
+// true; then it closes the read.
+func each(rs *esdbclient.ReadStream, fn func(e *esdbclient.RecordedEvent) (stop bool)) error {
+	defer rs.Close()
+	for {
+		re, err := rs.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if re.Event != nil && fn(re.Event) {
+			return nil
+		}
+	}
 }
 
 // opErr wraps an error that readOne already mapped.

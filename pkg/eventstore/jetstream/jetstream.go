@@ -714,39 +714,7 @@ func deletedErr(op, stream string) error {
 // validateEvent checks that ev fits into message headers unchanged: header
 // values cannot hold control characters, and the NATS client trims blanks
 // at both ends of a value.
-func validateEvent(ev eventstore.Event) error {
-	if ev.ID == "" {
-		return fmt.Errorf("%w: event without id", eventstore.ErrInvalid)
-	}
-	if ev.Type == "" {
-		return fmt.Errorf("%w: event %q without type", eventstore.ErrInvalid, ev.ID)
-	}
-	if ev.Type == eventstore.TypeStreamDeleted {
-		return fmt.Errorf("%w: event type %q is reserved for deletions", eventstore.ErrInvalid, ev.Type)
-	}
-	if err := checkHeaderValue(ev.ID); err != nil {
-		return fmt.Errorf("%w: event id: %w", eventstore.ErrInvalid, err)
-	}
-	if err := checkHeaderValue(ev.Type); err != nil {
-		return fmt.Errorf("%w: event type: %w", eventstore.ErrInvalid, err)
-	}
-	for k, v := range ev.Metadata {
-		if k == "" {
-			return fmt.Errorf("%w: empty metadata key", eventstore.ErrInvalid)
-		}
-		for i := 0; i < len(k); i++ {
-			if c := k[i]; c <= ' ' || c >= 0x7f || c == ':' {
-				return fmt.Errorf("%w: metadata key %q must be printable ASCII without ':' or blanks", eventstore.ErrInvalid, k)
-			}
-		}
-		if err := checkHeaderValue(v); err != nil {
-			// The value is not echoed: metadata should hold no personal
-			// data, but errors end up in logs.
-			return fmt.Errorf("%w: metadata %q: %w", eventstore.ErrInvalid, k, err)
-		}
-	}
-	return nil
-}
+func validateEvent(ev eventstore.Event) error { return eventstore.Validate(ev, checkHeaderValue) }
 
 func checkHeaderValue(v string) error {
 	if v != "" && (isBlank(v[0]) || isBlank(v[len(v)-1])) {

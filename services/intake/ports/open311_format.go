@@ -121,7 +121,7 @@ func (o *Open311) write(w http.ResponseWriter, f string, code int, asJSON, asXML
 func (o *Open311) writeErrors(w http.ResponseWriter, f string, code int, problems ...problem) {
 	list := make([]open311Error, len(problems))
 	for i, p := range problems {
-		list[i] = open311Error{Code: p.Code, Description: p.Description}
+		list[i] = open311Error(p)
 	}
 	o.write(w, f, code, list, errorsXML{Errors: list})
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
@@ -15,6 +14,7 @@ import (
 
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
 	"github.com/kontakt-se/kontakt/pkg/caseevents"
+	"github.com/kontakt-se/kontakt/pkg/casenames"
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
 	"github.com/kontakt-se/kontakt/pkg/seal"
 	"github.com/kontakt-se/kontakt/services/retention/domain"
@@ -27,16 +27,6 @@ func classToProto(c domain.Class) casev1.DataClass {
 		return casev1.DataClass_DATA_CLASS_UNSPECIFIED
 	}
 	return sc.ToProto()
-}
-
-// typeName and channelName give the short lowercase names used in
-// receipts and plans ("fraga", "phone").
-func typeName(t casev1.CaseType) string {
-	return strings.ToLower(strings.TrimPrefix(t.String(), "CASE_TYPE_"))
-}
-
-func channelName(c casev1.Channel) string {
-	return strings.ToLower(strings.TrimPrefix(c.String(), "CHANNEL_"))
 }
 
 // plainFor returns an empty message of the type a data class seals.
@@ -159,7 +149,7 @@ func (s *Service) exportArchive(ctx context.Context, c *domain.Case, recs []even
 		Channel     string        `json:"channel"`
 		Events      []recordEvent `json:"events"`
 		Attachments []any         `json:"-"`
-	}{Format: "kontakt-case/1", CaseID: c.ID, CaseNumber: c.Number, Type: typeName(c.Type), Channel: channelName(c.Channel)}
+	}{Format: "kontakt-case/1", CaseID: c.ID, CaseNumber: c.Number, Type: casenames.Type(c.Type), Channel: casenames.Channel(c.Channel)}
 	var attachments []map[string]any
 	for _, oe := range opened {
 		b, err := mo.Marshal(oe.msg)

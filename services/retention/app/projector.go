@@ -10,6 +10,7 @@ import (
 	"time"
 
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
+	"github.com/kontakt-se/kontakt/pkg/casenames"
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
 	"github.com/kontakt-se/kontakt/pkg/projection"
 	"github.com/kontakt-se/kontakt/pkg/receipt"
@@ -372,7 +373,7 @@ func (s *Service) receipt(e *Entry, kind, key string) receipt.Receipt {
 	r := receipt.Receipt{Kind: kind, Key: key, PlanName: s.cfg.Plan.Name, PlanVersion: s.cfg.Plan.Version}
 	if e != nil {
 		r.CaseID, r.CaseNumber = e.Case.ID, e.Case.Number
-		r.CaseType, r.Channel = typeName(e.Case.Type), channelName(e.Case.Channel)
+		r.CaseType, r.Channel = casenames.Type(e.Case.Type), casenames.Channel(e.Case.Channel)
 	}
 	return r
 }

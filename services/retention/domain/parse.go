@@ -9,6 +9,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
+	"github.com/kontakt-se/kontakt/pkg/casenames"
 	"github.com/kontakt-se/kontakt/pkg/yamldoc"
 )
 
@@ -165,10 +166,10 @@ func (p *planParser) rule(i int, item *yaml.Node, firstName map[string]int) Rule
 			if name == "" {
 				continue
 			}
-			t, known := caseTypeByName(name)
+			t, known := casenames.ParseType(name)
 			switch {
 			case !known:
-				p.errorf(e.Line, "%sunknown type %q (known: %s)", where, name, strings.Join(typeNames(), ", "))
+				p.errorf(e.Line, "%sunknown type %q (known: %s)", where, name, strings.Join(casenames.TypeNames(), ", "))
 			case slices.Contains(r.Types, t):
 				p.errorf(e.Line, "%stype %s is listed twice", where, name)
 			default:
@@ -182,10 +183,10 @@ func (p *planParser) rule(i int, item *yaml.Node, firstName map[string]int) Rule
 			if name == "" {
 				continue
 			}
-			ch, known := channelByName(name)
+			ch, known := casenames.ParseChannel(name)
 			switch {
 			case !known:
-				p.errorf(e.Line, "%sunknown channel %q (known: %s)", where, name, strings.Join(channelNames(), ", "))
+				p.errorf(e.Line, "%sunknown channel %q (known: %s)", where, name, strings.Join(casenames.ChannelNames(), ", "))
 			case slices.Contains(r.Channels, ch):
 				p.errorf(e.Line, "%schannel %s is listed twice", where, name)
 			default:
@@ -324,8 +325,8 @@ func (p *planParser) checkConflicts(rules []Rule) {
 			if a.Specificity() != b.Specificity() {
 				continue
 			}
-			t, okT := firstShared(a.Types, b.Types, allTypes())
-			ch, okC := firstShared(a.Channels, b.Channels, allChannels())
+			t, okT := firstShared(a.Types, b.Types, casenames.Types())
+			ch, okC := firstShared(a.Channels, b.Channels, casenames.Channels())
 			c, okCl := firstShared(a.Classes, b.Classes, nil)
 			if !okT || !okC || !okCl {
 				continue
@@ -368,8 +369,8 @@ func (p *planParser) checkOrder(plan *Plan) {
 	var order []pair
 	found := make(map[pair]*finding)
 	for _, marked := range []bool{false, true} {
-		for _, t := range allTypes() {
-			for _, ch := range allChannels() {
+		for _, t := range casenames.Types() {
+			for _, ch := range casenames.Channels() {
 				d, ok := plan.Resolve(t, ch, marked, ClassCase)
 				if !ok || (d.Action != ActionDelete && d.Action != ActionPreserve) {
 					continue
@@ -422,16 +423,16 @@ func redactsAfter(r, d Rule) bool {
 // ever by omission. Marked cases fall back to the unmarked rules, so they
 // are covered whenever the unmarked ones are.
 func (p *planParser) checkCoverage(plan *Plan, line int) {
-	for _, t := range allTypes() {
+	for _, t := range casenames.Types() {
 		var missing []string
-		for _, ch := range allChannels() {
+		for _, ch := range casenames.Channels() {
 			if _, ok := plan.Resolve(t, ch, false, ClassCase); !ok {
-				missing = append(missing, channelName(ch))
+				missing = append(missing, casenames.Channel(ch))
 			}
 		}
 		if len(missing) > 0 {
 			p.errorf(line, "no rule for class case covers unmarked %s cases from %s; add one (with action keep if nothing removes them)",
-				typeName(t), strings.Join(missing, ", "))
+				casenames.Type(t), strings.Join(missing, ", "))
 		}
 	}
 }
@@ -439,7 +440,7 @@ func (p *planParser) checkCoverage(plan *Plan, line int) {
 // describe names a combination in messages: "fraga/phone" or "marked
 // fraga/phone".
 func describe(t casev1.CaseType, ch casev1.Channel, marked bool) string {
-	s := typeName(t) + "/" + channelName(ch)
+	s := casenames.Type(t) + "/" + casenames.Channel(ch)
 	if marked {
 		s = "marked " + s
 	}
@@ -487,107 +488,6 @@ func peekName(n *yaml.Node) string {
 		}
 	}
 	return ""
-}
-
-// allTypes lists the case types a plan decides about, in the order
-// messages name them.
-func allTypes() []casev1.CaseType {
-	return []casev1.CaseType{
-		casev1.CaseType_CASE_TYPE_FRAGA,
-		casev1.CaseType_CASE_TYPE_FELANMALAN,
-		casev1.CaseType_CASE_TYPE_SYNPUNKT,
-		casev1.CaseType_CASE_TYPE_BREV,
-	}
-}
-
-// allChannels lists the channels a plan decides about, in the order
-// messages name them.
-func allChannels() []casev1.Channel {
-	return []casev1.Channel{
-		casev1.Channel_CHANNEL_PHONE,
-		casev1.Channel_CHANNEL_EMAIL,
-		casev1.Channel_CHANNEL_FORM,
-		casev1.Channel_CHANNEL_LETTER,
-		casev1.Channel_CHANNEL_VISIT,
-		casev1.Channel_CHANNEL_CHAT,
-	}
-}
-
-func typeNames() []string {
-	out := make([]string, 0, 4)
-	for _, t := range allTypes() {
-		out = append(out, typeName(t))
-	}
-	return out
-}
-
-func channelNames() []string {
-	out := make([]string, 0, 6)
-	for _, ch := range allChannels() {
-		out = append(out, channelName(ch))
-	}
-	return out
-}
-
-// caseTypeByName maps the file's type names to case types. The ASCII
-// names are canonical; the Swedish spellings are accepted because that is
-// how the archivists who edit the file write them.
-func caseTypeByName(name string) (casev1.CaseType, bool) {
-	switch name {
-	case "fraga", "fråga":
-		return casev1.CaseType_CASE_TYPE_FRAGA, true
-	case "felanmalan", "felanmälan":
-		return casev1.CaseType_CASE_TYPE_FELANMALAN, true
-	case "synpunkt":
-		return casev1.CaseType_CASE_TYPE_SYNPUNKT, true
-	case "brev":
-		return casev1.CaseType_CASE_TYPE_BREV, true
-	}
-	return casev1.CaseType_CASE_TYPE_UNSPECIFIED, false
-}
-
-// typeName is the canonical file name of a case type, for messages.
-func typeName(t casev1.CaseType) string {
-	switch t {
-	case casev1.CaseType_CASE_TYPE_FRAGA:
-		return "fraga"
-	case casev1.CaseType_CASE_TYPE_FELANMALAN:
-		return "felanmalan"
-	case casev1.CaseType_CASE_TYPE_SYNPUNKT:
-		return "synpunkt"
-	case casev1.CaseType_CASE_TYPE_BREV:
-		return "brev"
-	}
-	return t.String()
-}
-
-// channelByName maps the file's channel names to channels.
-func channelByName(name string) (casev1.Channel, bool) {
-	for _, ch := range allChannels() {
-		if channelName(ch) == name {
-			return ch, true
-		}
-	}
-	return casev1.Channel_CHANNEL_UNSPECIFIED, false
-}
-
-// channelName is the file name of a channel, for messages.
-func channelName(ch casev1.Channel) string {
-	switch ch {
-	case casev1.Channel_CHANNEL_PHONE:
-		return "phone"
-	case casev1.Channel_CHANNEL_EMAIL:
-		return "email"
-	case casev1.Channel_CHANNEL_FORM:
-		return "form"
-	case casev1.Channel_CHANNEL_LETTER:
-		return "letter"
-	case casev1.Channel_CHANNEL_VISIT:
-		return "visit"
-	case casev1.Channel_CHANNEL_CHAT:
-		return "chat"
-	}
-	return ch.String()
 }
 
 // anchorByName maps the file's from values to anchors.

@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
+	"github.com/kontakt-se/kontakt/pkg/casenames"
 	"github.com/kontakt-se/kontakt/pkg/seal"
 )
 
@@ -80,8 +81,8 @@ func TestBuiltinPlansLoad(t *testing.T) {
 			}
 			// Every case is decided, marked or not.
 			for _, marked := range []bool{false, true} {
-				for _, ty := range allTypes() {
-					for _, ch := range allChannels() {
+				for _, ty := range casenames.Types() {
+					for _, ch := range casenames.Channels() {
 						_, ok := p.Resolve(ty, ch, marked, ClassCase)
 						require.True(t, ok, "%s", describe(ty, ch, marked))
 					}

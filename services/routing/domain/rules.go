@@ -8,6 +8,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
+	"github.com/kontakt-se/kontakt/pkg/casenames"
 	"github.com/kontakt-se/kontakt/pkg/yamldoc"
 )
 
@@ -203,6 +204,25 @@ func (p *ruleParser) errorf(line int, format string, args ...any) {
 	p.errs = append(p.errs, &ParseError{File: p.file, Line: line, Reason: fmt.Sprintf(format, args...)})
 }
 
+// parseNames reads the list at n with parse (a type or channel name),
+// reporting each name parse does not know together with the ones it does.
+func parseNames[E any](p *ruleParser, n *yaml.Node, where, key, what string, parse func(string) (E, bool), known []string) []E {
+	var out []E
+	for _, e := range p.List(n, where, key) {
+		name := p.Scalar(e, where, "a "+what)
+		if name == "" {
+			continue
+		}
+		v, ok := parse(name)
+		if !ok {
+			p.errorf(e.Line, "%sunknown %s %q (known: %s)", where, what, name, strings.Join(known, ", "))
+			continue
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
 func (p *ruleParser) parse(data []byte) *Rules {
 	root, empty := p.Document(data, "rule file", "version, default_queue and rules")
 	if empty {
@@ -277,32 +297,10 @@ func (p *ruleParser) rules(n *yaml.Node) []rule {
 			p.errorf(item.Line, "%sno queue", where)
 		}
 		if f, ok := fields["types"]; ok {
-			for _, e := range p.List(f.Value, where, "types") {
-				name := p.Scalar(e, where, "a type")
-				if name == "" {
-					continue
-				}
-				t, known := caseTypeByName(name)
-				if !known {
-					p.errorf(e.Line, "%sunknown type %q (known: fraga, felanmalan, synpunkt, brev)", where, name)
-					continue
-				}
-				ru.types = append(ru.types, t)
-			}
+			ru.types = parseNames(p, f.Value, where, "types", "type", casenames.ParseType, casenames.TypeNames())
 		}
 		if f, ok := fields["channels"]; ok {
-			for _, e := range p.List(f.Value, where, "channels") {
-				name := p.Scalar(e, where, "a channel")
-				if name == "" {
-					continue
-				}
-				ch, known := channelByName(name)
-				if !known {
-					p.errorf(e.Line, "%sunknown channel %q (known: phone, email, form, letter, visit, chat)", where, name)
-					continue
-				}
-				ru.channels = append(ru.channels, ch)
-			}
+			ru.channels = parseNames(p, f.Value, where, "channels", "channel", casenames.ParseChannel, casenames.ChannelNames())
 		}
 		if f, ok := fields["categories"]; ok {
 			for _, e := range p.List(f.Value, where, "categories") {
@@ -358,40 +356,4 @@ func hasCriterion(fields map[string]yamldoc.Field) bool {
 		}
 	}
 	return false
-}
-
-// caseTypeByName maps the file's type names to case types. The ASCII
-// names are canonical; the Swedish spellings are accepted because that is
-// how the people who edit the file write them.
-func caseTypeByName(name string) (casev1.CaseType, bool) {
-	switch name {
-	case "fraga", "fråga":
-		return casev1.CaseType_CASE_TYPE_FRAGA, true
-	case "felanmalan", "felanmälan":
-		return casev1.CaseType_CASE_TYPE_FELANMALAN, true
-	case "synpunkt":
-		return casev1.CaseType_CASE_TYPE_SYNPUNKT, true
-	case "brev":
-		return casev1.CaseType_CASE_TYPE_BREV, true
-	}
-	return casev1.CaseType_CASE_TYPE_UNSPECIFIED, false
-}
-
-// channelByName maps the file's channel names to channels.
-func channelByName(name string) (casev1.Channel, bool) {
-	switch name {
-	case "phone":
-		return casev1.Channel_CHANNEL_PHONE, true
-	case "email":
-		return casev1.Channel_CHANNEL_EMAIL, true
-	case "form":
-		return casev1.Channel_CHANNEL_FORM, true
-	case "letter":
-		return casev1.Channel_CHANNEL_LETTER, true
-	case "visit":
-		return casev1.Channel_CHANNEL_VISIT, true
-	case "chat":
-		return casev1.Channel_CHANNEL_CHAT, true
-	}
-	return casev1.Channel_CHANNEL_UNSPECIFIED, false
 }

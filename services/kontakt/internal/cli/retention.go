@@ -15,6 +15,7 @@ import (
 
 	retentionv1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/retention/v1"
 	"github.com/kontakt-se/kontakt/pkg/auth"
+	"github.com/kontakt-se/kontakt/pkg/casenames"
 	"github.com/kontakt-se/kontakt/pkg/receipt"
 	"github.com/kontakt-se/kontakt/services/retention/domain"
 	retentionports "github.com/kontakt-se/kontakt/services/retention/ports"
@@ -77,7 +78,7 @@ func printPlan(w io.Writer, p *domain.Plan) error {
 		if r.Action == domain.ActionKeep {
 			period, from = "for ever", "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, listOr(enumNames(r.Types, "CASE_TYPE_")), listOr(enumNames(r.Channels, "CHANNEL_")),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, listOr(shortNames(r.Types, casenames.Type)), listOr(shortNames(r.Channels, casenames.Channel)),
 			cases, strings.Join(classes, ","), period, from, r.Action.String())
 	}
 	if err := tw.Flush(); err != nil {
@@ -99,10 +100,12 @@ func printPlan(w io.Writer, p *domain.Plan) error {
 	return nil
 }
 
-func enumNames[E interface{ String() string }](xs []E, prefix string) []string {
+// shortNames names each value the way the plan file does
+// (casenames.Type, casenames.Channel).
+func shortNames[E any](xs []E, name func(E) string) []string {
 	out := make([]string, 0, len(xs))
 	for _, x := range xs {
-		out = append(out, strings.ToLower(strings.TrimPrefix(x.String(), prefix)))
+		out = append(out, name(x))
 	}
 	return out
 }
@@ -156,7 +159,7 @@ func printPreview(w io.Writer, days int, items []*retentionv1.DueItem, withCases
 	counts := map[key]int{}
 	held := 0
 	for _, it := range items {
-		counts[key{shortType(it.GetCaseType()), shortAction(it.GetAction())}]++
+		counts[key{casenames.Type(it.GetCaseType()), shortAction(it.GetAction())}]++
 		if it.GetOnHold() {
 			held++
 		}
@@ -203,7 +206,7 @@ func printPreview(w io.Writer, days int, items []*retentionv1.DueItem, withCases
 		if it.GetWrittenAfterRedaction() {
 			from += " (written after redaction)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", it.GetDueAt().AsTime().Format(time.DateOnly), it.GetCaseNumber(), shortType(it.GetCaseType()),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", it.GetDueAt().AsTime().Format(time.DateOnly), it.GetCaseNumber(), casenames.Type(it.GetCaseType()),
 			shortAction(it.GetAction()), strings.Join(classes, ","), it.GetRule(), from, hold)
 	}
 	return tw.Flush()
@@ -219,10 +222,6 @@ func rewrittenCount(items []*retentionv1.DueItem) int {
 		}
 	}
 	return n
-}
-
-func shortType(t interface{ String() string }) string {
-	return strings.ToLower(strings.TrimPrefix(t.String(), "CASE_TYPE_"))
 }
 
 func shortAction(a retentionv1.Action) string {

@@ -51,12 +51,9 @@ var (
 )
 
 // schema names the file's layout; a file with another one is destroyed
-// and rebuilt from the log by the projector. Layouts before 3 kept
-// blind-index tokens in this file, so such a file is overwritten before
-// it is removed rather than emptied (which would leave them in freed
-// pages). Layout 4 folds the generations of the cases' keys and when a
-// redacted class was written again; a case of layout 3 lacks them, and a
-// later redaction would destroy too few keys, so it is rebuilt.
+// (overwritten, then removed) and rebuilt from the log by the projector.
+// Layout 4 folds the generations of the cases' keys and when a redacted
+// class was written again.
 const schema = "retention-index/4"
 
 // Store is the index file and its token file; it is the retention

@@ -413,37 +413,6 @@ func TestRemovedTokensLeaveNoBytes(t *testing.T) {
 	}
 }
 
-// TestLayoutWithTokensIsDestroyed: layout 2 kept tokens in the index
-// file; such a file is overwritten and removed, not emptied in place.
-func TestLayoutWithTokensIsDestroyed(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "index.db")
-	secret := "legacy-token-" + strings.Repeat("y", 50)
-	db, err := bolt.Open(path, 0o600, nil)
-	require.NoError(t, err)
-	require.NoError(t, db.Update(func(tx *bolt.Tx) error {
-		meta, err := tx.CreateBucket([]byte("meta"))
-		if err != nil {
-			return err
-		}
-		if err := meta.Put([]byte("schema"), []byte("retention-index/2")); err != nil {
-			return err
-		}
-		b, err := tx.CreateBucket([]byte("tokens"))
-		if err != nil {
-			return err
-		}
-		return b.Put([]byte(secret+"\x00case-1"), nil)
-	}))
-	require.NoError(t, db.Close())
-	require.NotEmpty(t, onDisk(t, filepath.Dir(path), []string{secret}))
-
-	s := open(t, path)
-	require.Empty(t, onDisk(t, filepath.Dir(path), []string{secret}))
-	cp, err := s.Checkpoint()
-	require.NoError(t, err)
-	require.Zero(t, cp)
-}
-
 // TestTokenFileOfAnotherEpochStartsOver: a token file that does not
 // belong to the index (a lost one, or one copied in) is reset, and the
 // index starts over from the log, since neither file alone knows which

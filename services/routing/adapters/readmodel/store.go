@@ -75,16 +75,11 @@ var (
 
 // schemaVersion names the layout of the file. A file written with another
 // version is not read: it needs a rebuild from the log (see NeedsRebuild),
-// which the service does before it serves. Version 2 and earlier kept
-// blind-index tokens in this file; such a file is destroyed at Open
-// (overwritten, then removed) rather than emptied, since emptying it
-// would leave the tokens in freed pages. Version 4 stores the private
+// which the service does before it serves. Version 4 stores the private
 // proto's messages (codec.go), the domain fold's state and the unrouted
-// index.
+// index; blind-index tokens live in the token file (pkg/tokenindex), never
+// here.
 const schemaVersion = 4
-
-// firstTokenFreeSchema is the first layout that keeps no tokens.
-const firstTokenFreeSchema = 3
 
 // Page sizes of ListQueue, the same bounds as ListQueueCasesRequest's
 // validation, so a page never costs more than the API promises.
@@ -175,12 +170,11 @@ func Open(path string, opts Options) (*Store, error) {
 		s.sla = maps.Clone(s.sla)
 	}
 	s.config = configString(s.sla)
-	db, legacy, err := openMain(path, timeout)
+	db, err := openMain(path, timeout)
 	if err != nil {
 		return nil, err
 	}
 	s.db = db
-	s.needsRebuild = legacy
 	if s.tokens, err = tokenindex.Open(tokenindex.PathFor(path)); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("readmodel: %w", err)
@@ -216,53 +210,18 @@ func Open(path string, opts Options) (*Store, error) {
 	return s, nil
 }
 
-// openMain opens the main file. A file of a layout that kept tokens in
-// it is destroyed first (legacy reports it): its rows will be rebuilt
-// from the log, and only a fresh file is sure to hold none of its bytes.
-func openMain(path string, timeout time.Duration) (db *bolt.DB, legacy bool, err error) {
-	open := func() (*bolt.DB, error) {
-		db, err := bolt.Open(path, 0o600, &bolt.Options{
-			Timeout: timeout,
-			// The hashmap freelist stays fast when a large file is
-			// fragmented by redactions and deletions.
-			FreelistType: bolt.FreelistMapType,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("readmodel: open %s: %w", path, err)
-		}
-		return db, nil
-	}
-	if db, err = open(); err != nil {
-		return nil, false, err
-	}
-	_ = db.View(func(tx *bolt.Tx) error {
-		if meta := tx.Bucket([]byte(bucketMeta)); meta != nil {
-			legacy = storedSchema(string(meta.Get([]byte(keyConfig)))) < firstTokenFreeSchema
-		}
-		return nil
+// openMain opens the main file.
+func openMain(path string, timeout time.Duration) (*bolt.DB, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout: timeout,
+		// The hashmap freelist stays fast when a large file is
+		// fragmented by redactions and deletions.
+		FreelistType: bolt.FreelistMapType,
 	})
-	if !legacy {
-		return db, false, nil
+	if err != nil {
+		return nil, fmt.Errorf("readmodel: open %s: %w", path, err)
 	}
-	if err := db.Close(); err != nil {
-		return nil, false, fmt.Errorf("readmodel: close %s: %w", path, err)
-	}
-	if err := tokenindex.ShredFile(path); err != nil {
-		return nil, false, fmt.Errorf("readmodel: destroy %s, which holds blind-index tokens: %w", path, err)
-	}
-	db, err = open()
-	return db, true, err
-}
-
-// storedSchema reads the schema version from a stored configuration
-// string ("schema=2;sla.1=..."); 0 when there is none.
-func storedSchema(config string) int {
-	v, _, _ := strings.Cut(strings.TrimPrefix(config, "schema="), ";")
-	n, err := strconv.Atoi(v)
-	if !strings.HasPrefix(config, "schema=") || err != nil {
-		return 0
-	}
-	return n
+	return db, nil
 }
 
 // checkTokenEpoch makes sure the token file belongs to this file. One

@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
-	bolt "go.etcd.io/bbolt"
 
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
 	"github.com/kontakt-se/kontakt/pkg/tokenindex"
@@ -103,44 +102,6 @@ func TestRedactedTokensLeaveNoBytes(t *testing.T) {
 	for _, f := range onDisk(t, dir, kept) {
 		require.Contains(t, f, "routing.tokens.db", "a token outside the token file")
 	}
-}
-
-// TestLegacyFileWithTokensIsDestroyed: a file of layout 2 kept tokens in
-// its own buckets; Open destroys it (overwritten, then removed) instead
-// of emptying it, and asks for a rebuild.
-func TestLegacyFileWithTokensIsDestroyed(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "routing.db")
-	tok := tokenFor("contact", sealedAs("k", "legacy"))
-	db, err := bolt.Open(path, 0o600, nil)
-	require.NoError(t, err)
-	require.NoError(t, db.Update(func(tx *bolt.Tx) error {
-		meta, err := tx.CreateBucket([]byte(bucketMeta))
-		if err != nil {
-			return err
-		}
-		if err := meta.Put([]byte(keyConfig), []byte("schema=2;sla.1=1")); err != nil {
-			return err
-		}
-		if err := meta.Put([]byte(keyCheckpoint), []byte{0, 0, 0, 0, 0, 0, 0, 9}); err != nil {
-			return err
-		}
-		b, err := tx.CreateBucket([]byte("tokens"))
-		if err != nil {
-			return err
-		}
-		return b.Put([]byte("\x00\x20"+tok+"case-1"), nil)
-	}))
-	require.NoError(t, db.Close())
-	require.NotEmpty(t, onDisk(t, filepath.Dir(path), []string{tok}))
-
-	s, err := Open(path, Options{Tokenizer: &fakeTokenizer{}})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = s.Close() })
-	require.True(t, s.NeedsRebuild())
-	cp, err := s.Checkpoint()
-	require.NoError(t, err)
-	require.Zero(t, cp, "the rows start again from the log")
-	require.Empty(t, onDisk(t, filepath.Dir(path), []string{tok}), "the legacy file's token is still on disk")
 }
 
 // TestTokenFileOfAnotherEpoch: a token file that does not belong to the

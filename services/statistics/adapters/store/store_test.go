@@ -1,6 +1,7 @@
 package store
 
 import (
+	"errors"
 	"path/filepath"
 	"testing"
 	"time"
@@ -183,10 +184,11 @@ func TestFinishAndState(t *testing.T) {
 	require.Nil(t, c)
 
 	// A failed transaction changes nothing.
-	require.Error(t, s.Update(func(tx app.Tx) error {
+	errAbort := errors.New("abort the transaction")
+	require.ErrorIs(t, s.Update(func(tx app.Tx) error {
 		require.NoError(t, tx.Finish(99, 99, nil))
-		return bolt.ErrTxClosed
-	}))
+		return errAbort
+	}), errAbort)
 	cp, err := s.Checkpoint()
 	require.NoError(t, err)
 	require.Equal(t, eventstore.Position(9), cp)
