@@ -22,6 +22,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
+	"github.com/kontakt-se/kontakt/pkg/server"
 )
 
 // Mode says whether kontakt runs for development or production. The
@@ -474,8 +475,8 @@ func (c Config) Validate() error {
 	for i, o := range c.CORS.AllowedOrigins {
 		if o == "*" {
 			bad(fmt.Sprintf("cors.allowed_origins[%d]", i), "a wildcard is not allowed: name each origin")
-		} else if !strings.HasPrefix(o, "http://") && !strings.HasPrefix(o, "https://") {
-			bad(fmt.Sprintf("cors.allowed_origins[%d]", i), "must start with http:// or https://, not %q", o)
+		} else if err := server.CheckOrigin(o); err != nil {
+			bad(fmt.Sprintf("cors.allowed_origins[%d]", i), "%s", err)
 		}
 	}
 	if c.Limits.MaxRequestBytes < 1024 || c.Limits.MaxRequestBytes > 64<<20 {

@@ -88,6 +88,8 @@ func TestLoadErrorsNameTheKey(t *testing.T) {
 		{"bad mode", "mode: testing\n", nil, "config key mode"},
 		{"bad listen", "listen: 8080\n", nil, "config key listen"},
 		{"wildcard origin", "cors:\n  allowed_origins: ['*']\n", nil, "config key cors.allowed_origins[0]: a wildcard is not allowed"},
+		{"origin with a trailing slash", "cors:\n  allowed_origins: ['https://a.example.se', 'http://localhost:5173/']\n", nil, `config key cors.allowed_origins[1]: "http://localhost:5173/" never matches: a browser sends its origin as "http://localhost:5173"`},
+		{"origin without a scheme", "cors:\n  allowed_origins: ['localhost:5173']\n", nil, "config key cors.allowed_origins[0]: \"localhost:5173\" is not an origin"},
 		{"production without oidc", "mode: production\n", nil, "config key auth.oidc.issuer"},
 		{"replicas without cluster", "nats:\n  replicas: 3\n", nil, "config key nats.replicas"},
 		{"unknown event store", "event_store:\n  backend: postgres\n", nil, "config key event_store.backend"},

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"net"
-	"strings"
 	"time"
 )
 
@@ -119,11 +118,8 @@ func (c Config) withDefaults() (Config, error) {
 		errs = append(errs, fmt.Errorf("shutdown timeout %s: must not be negative", c.ShutdownTimeout))
 	}
 	for _, o := range c.AllowedOrigins {
-		switch {
-		case strings.TrimSpace(o) == "*":
-			errs = append(errs, errors.New(`allowed origins: "*" would let every web page call the API; list the origins instead`))
-		case strings.TrimSpace(o) == "":
-			errs = append(errs, errors.New("allowed origins: empty origin"))
+		if err := CheckOrigin(o); err != nil {
+			errs = append(errs, fmt.Errorf("allowed origins: %w", err))
 		}
 	}
 	if len(errs) > 0 {

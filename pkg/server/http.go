@@ -60,14 +60,46 @@ func (s *Server) newHTTPHandler(routes []httpRoute) (h http.Handler, err error) 
 	return s.corsHandler().Handler(root), nil
 }
 
+// corsRequestHeaders are the request headers a page may send besides
+// Connect's own list (connectrpc.com/cors, which has what connect-web
+// sends: Content-Type, Connect-Protocol-Version, Connect-Timeout-Ms,
+// Grpc-Timeout, X-Grpc-Web, X-User-Agent). A header missing here fails
+// the preflight, and the browser then sends nothing at all.
+var corsRequestHeaders = []string{
+	"Authorization",
+	// An e-service form or Open311 post that chooses its own
+	// idempotency key (docs/api.md).
+	"Idempotency-Key",
+	// Compression a client may negotiate in either RPC protocol.
+	"Connect-Content-Encoding",
+	"Connect-Accept-Encoding",
+	"Grpc-Encoding",
+	"Grpc-Accept-Encoding",
+}
+
+// corsResponseHeaders are the response headers a page may read besides
+// Connect's list (the gRPC-web status headers). A browser hides every
+// other header from the page, so what docs/api.md promises a client
+// (Idempotent-Replayed, Retry-After) and what the Connect protocol
+// answers with must be listed here.
+var corsResponseHeaders = []string{
+	"Idempotent-Replayed",
+	"Retry-After",
+	"Connect-Content-Encoding",
+	"Connect-Accept-Encoding",
+	"Grpc-Encoding",
+	"Grpc-Accept-Encoding",
+	"Content-Encoding",
+}
+
 // corsHandler answers preflights and adds CORS headers for allow-listed
 // origins only. rs/cors treats an empty list as "allow all", so an empty
 // allow-list is expressed as a function that refuses every origin.
 func (s *Server) corsHandler() *cors.Cors {
 	opts := cors.Options{
 		AllowedMethods: connectcors.AllowedMethods(),
-		AllowedHeaders: append(connectcors.AllowedHeaders(), "Authorization"),
-		ExposedHeaders: connectcors.ExposedHeaders(),
+		AllowedHeaders: append(connectcors.AllowedHeaders(), corsRequestHeaders...),
+		ExposedHeaders: append(connectcors.ExposedHeaders(), corsResponseHeaders...),
 		MaxAge:         int(corsMaxAge / time.Second),
 	}
 	if len(s.cfg.AllowedOrigins) == 0 {
