@@ -171,10 +171,15 @@ func isNativeGRPCContentType(ct string) bool {
 // refuses a declared length over the limit with 413 before reading.
 func limitBody(h http.Handler, limit int64) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		raw := r.Body
 		if r.ContentLength > limit {
+			discardUnread(r, raw, limit)
 			http.Error(w, "request body too large", http.StatusRequestEntityTooLarge)
 			return
 		}
+		// The handler's answer is still buffered when it returns; what
+		// it left unread of the body is read first (discardUnread).
+		defer discardUnread(r, raw, limit)
 		body, status := decodedBody(r, limit)
 		if status != 0 {
 			http.Error(w, "unsupported Content-Encoding; send gzip or none", status)
