@@ -89,6 +89,8 @@ func TestLoadErrorsNameTheKey(t *testing.T) {
 		{"bad listen", "listen: 8080\n", nil, "config key listen"},
 		{"wildcard origin", "cors:\n  allowed_origins: ['*']\n", nil, "config key cors.allowed_origins[0]: a wildcard is not allowed"},
 		{"origin with a trailing slash", "cors:\n  allowed_origins: ['https://a.example.se', 'http://localhost:5173/']\n", nil, `config key cors.allowed_origins[1]: "http://localhost:5173/" never matches: a browser sends its origin as "http://localhost:5173"`},
+		{"TLS certificate without key", "tls:\n  cert_file: /etc/kontakt/cert.pem\n", nil, "config key tls.key_file: must be set with tls.cert_file"},
+		{"TLS certificate that is not there", "tls:\n  cert_file: /nonexistent/cert.pem\n  key_file: /nonexistent/key.pem\n", nil, "config key tls.cert_file: certificate /nonexistent/cert.pem"},
 		{"origin without a scheme", "cors:\n  allowed_origins: ['localhost:5173']\n", nil, "config key cors.allowed_origins[0]: \"localhost:5173\" is not an origin"},
 		{"production without oidc", "mode: production\n", nil, "config key auth.oidc.issuer"},
 		{"replicas without cluster", "nats:\n  replicas: 3\n", nil, "config key nats.replicas"},

@@ -200,8 +200,10 @@ func limitBody(h http.Handler, limit int64) http.Handler {
 const headerTimeout = 10 * time.Second
 
 // newHTTPServer returns the http.Server for one listener. HTTP/1.1 serves
-// browsers and forms; cleartext HTTP/2 (prior knowledge) serves gRPC clients
-// and grpcurl. TLS is terminated in front of the service.
+// browsers and forms; HTTP/2 with prior knowledge serves gRPC clients and
+// grpcurl on a cleartext port, and browsers too when the port serves TLS:
+// the listener has decrypted the connection already (tls.go), so the
+// server meets the same bytes either way.
 func newHTTPServer(h http.Handler, logger *slog.Logger) *http.Server {
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)
