@@ -53,13 +53,13 @@ type Config struct {
 	Log             Log           `yaml:"log"`
 	CORS            CORS          `yaml:"cors"`
 	// TLS serves the API port over TLS with this certificate.
-	TLS    TLS    `yaml:"tls"`
-	Limits          Limits        `yaml:"limits"`
-	NATS            NATS          `yaml:"nats"`
-	Auth            Auth          `yaml:"auth"`
-	Tracing         Tracing       `yaml:"tracing"`
-	Routing         Routing       `yaml:"routing"`
-	Intake          Intake        `yaml:"intake"`
+	TLS     TLS     `yaml:"tls"`
+	Limits  Limits  `yaml:"limits"`
+	NATS    NATS    `yaml:"nats"`
+	Auth    Auth    `yaml:"auth"`
+	Tracing Tracing `yaml:"tracing"`
+	Routing Routing `yaml:"routing"`
+	Intake  Intake  `yaml:"intake"`
 	// Categories is the one list of case categories: a case's category
 	// must be one of these codes (intake refuses others), Open311
 	// service codes are categories from it, and routing rules may name
