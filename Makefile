@@ -113,8 +113,20 @@ lint: tools ## buf lint, gofmt and go vet on every module.
 breaking: tools ## Check the API for breaking changes against the previous commit on main.
 	$(BUF) breaking proto --against '.git#branch=main,ref=HEAD~1,subdir=proto'
 
+# The real-browser tests' page is built with these (test/browser,
+# pinned by its lock file).
+BROWSER_NPM := test/browser/node_modules/.bin/esbuild
+
+$(BROWSER_NPM): test/browser/package.json test/browser/package-lock.json
+	cd test/browser && npm ci --no-audit --no-fund --loglevel=error
+	@touch $(BROWSER_NPM)
+
+.PHONY: browser-deps
+browser-deps: $(BROWSER_NPM) ## Install what the real-browser tests need: test/browser's npm packages and Debian's chromium (pinned; root only, else the tests skip saying why).
+	./scripts/install-chromium.sh
+
 .PHONY: test
-test: verify-workspace verify-generate lint build $(BIN)/nats-server $(BIN)/grpcurl $(BIN)/nats ## Run every check and test (what CI runs).
+test: verify-workspace verify-generate lint build $(BIN)/nats-server $(BIN)/grpcurl $(BIN)/nats browser-deps ## Run every check and test (what CI runs).
 	for m in $(MODULES); do (cd $$m && $(GO) test -count=1 -timeout 10m ./...); done
 	$(MAKE) --no-print-directory fuzz-short
 
