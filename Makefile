@@ -62,12 +62,28 @@ $(BIN)/grpcurl: test/go.mod test/go.sum
 $(BIN)/nats: test/go.mod test/go.sum
 	cd test && $(GO) build -o $(BIN)/nats github.com/nats-io/natscli/nats
 
-.PHONY: build
-SERVICES := intake routing retention statistics
+.PHONY: grpcurl nats-cli
+grpcurl: $(BIN)/grpcurl ## Build grpcurl (pinned in test/go.mod) into bin/grpcurl, for the README's examples.
+nats-cli: $(BIN)/nats ## Build the nats CLI (pinned in test/go.mod) into bin/nats.
 
-build: ## Build the single binary into bin/kontakt and each service's own binary into bin/kontakt-<service>.
-	cd services/kontakt && CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/kontakt .
-	for s in $(SERVICES); do (cd services/$$s && CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/kontakt-$$s ./cmd/kontakt-$$s) || exit 1; done
+.PHONY: build build-kontakt
+SERVICES := intake routing retention statistics
+# What `kontakt version` reports: written in at link time, because the
+# toolchain's own stamp is off wherever GOFLAGS holds -buildvcs=false.
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT   ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS  := -X github.com/kontakt-se/kontakt/pkg/buildinfo.Version=$(VERSION) -X github.com/kontakt-se/kontakt/pkg/buildinfo.Commit=$(COMMIT)
+GOBUILD  := CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)'
+
+build: build-kontakt ## Build the single binary into bin/kontakt and each service's own binary into bin/kontakt-<service>.
+	for s in $(SERVICES); do echo "building bin/kontakt-$$s"; (cd services/$$s && $(GOBUILD) -o $(BIN)/kontakt-$$s ./cmd/kontakt-$$s) || exit 1; done
+
+# -v lists each package as it is compiled: the first build from an empty
+# cache takes minutes on a small machine, and a silent terminal for that
+# long reads as a hang.
+build-kontakt: ## Build only the single binary bin/kontakt (what `make run` needs).
+	@echo "building bin/kontakt (the first build from an empty Go cache takes several minutes; packages are listed as they compile)"
+	cd services/kontakt && $(GOBUILD) $(if $(BUILD_QUIET),,-v) -o $(BIN)/kontakt .
 
 IMAGE_TAG ?= dev
 
@@ -77,7 +93,7 @@ images: ## Build the container images kontakt:TAG and kontakt-<service>:TAG (doc
 	for s in $(SERVICES); do docker build -f deploy/docker/Dockerfile --build-arg SERVICE=$$s -t kontakt-$$s:$(IMAGE_TAG) . || exit 1; done
 
 .PHONY: run
-run: build ## Run the single binary: embedded NATS under ./data, every service on 127.0.0.1:8080.
+run: build-kontakt ## Run the single binary: embedded NATS under ./data, every service on 127.0.0.1:8080.
 	$(BIN)/kontakt serve $(if $(CONFIG),--config $(CONFIG))
 
 .PHONY: generate
@@ -126,6 +142,7 @@ browser-deps: $(BROWSER_NPM) ## Install what the real-browser tests need: test/b
 	./scripts/install-chromium.sh
 
 .PHONY: test
+test: BUILD_QUIET := 1
 test: verify-workspace verify-generate lint build $(BIN)/nats-server $(BIN)/grpcurl $(BIN)/nats browser-deps ## Run every check and test (what CI runs).
 	for m in $(MODULES); do (cd $$m && $(GO) test -count=1 -timeout 10m ./...); done
 	$(MAKE) --no-print-directory fuzz-short

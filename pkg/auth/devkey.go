@@ -56,6 +56,23 @@ func DevKeyPath(dataDir string) string {
 	return filepath.Join(dataDir, DevKeyFile)
 }
 
+// ErrNoDevKey means there is no development signing key where one was
+// looked for: the server creates it, so a command that mints tokens runs
+// after the server has started on the same data directory.
+var ErrNoDevKey = errors.New("no development signing key")
+
+// LoadDevKey reads the development signing key at path and never creates
+// one. The CLI mints tokens with it: a key it created itself would sign
+// tokens that the server, holding another key, refuses, so a command run
+// from the wrong folder must fail and say so instead.
+func LoadDevKey(path string) (*DevKey, error) {
+	k, err := loadDevKey(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w at %s", ErrNoDevKey, path)
+	}
+	return k, err
+}
+
 // LoadOrCreateDevKey reads the development signing key at path, creating it
 // (mode 0600, parent directories 0700) when it does not exist. Creation is
 // atomic: the key is written to a temporary file and hard-linked into place,

@@ -340,7 +340,7 @@ func Default() Config {
 		Mode:            Development,
 		DataDir:         "./data",
 		Listen:          "127.0.0.1:8080",
-		MetricsListen:   "127.0.0.1:9090",
+		MetricsListen:   "127.0.0.1:8081",
 		ShutdownTimeout: 15 * time.Second,
 		Log:             Log{Level: "info", Format: "text"},
 		Limits: Limits{
@@ -414,6 +414,15 @@ func Load(path string, env func(string) (string, bool)) (Config, error) {
 		raw, err := os.ReadFile(path)
 		if err != nil {
 			return Config{}, fmt.Errorf("config %s: %w", path, unwrapPathError(err))
+		}
+		var doc yaml.Node
+		if err := yaml.Unmarshal(raw, &doc); err != nil {
+			return Config{}, fmt.Errorf("config %s: %s", path, strings.TrimPrefix(err.Error(), "yaml: "))
+		}
+		if problems := checkKeys(&doc); len(problems) > 0 {
+			// One line for all problems: a start-up failure scattered over
+			// several log lines is easy to read only in part.
+			return Config{}, fmt.Errorf("config %s: %s", path, strings.Join(problems, "; "))
 		}
 		dec := yaml.NewDecoder(bytes.NewReader(raw))
 		dec.KnownFields(true)

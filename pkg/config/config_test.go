@@ -83,8 +83,14 @@ func TestLoadErrorsNameTheKey(t *testing.T) {
 		env  map[string]string
 		want string
 	}{
-		{"unknown key", "listne: 1.2.3.4:5\n", nil, "field listne not found"},
-		{"wrong type", "limits:\n  max_request_bytes: lots\n", nil, "line 2"},
+		{"unknown key", "listne: 1.2.3.4:5\n", nil, "line 1: unknown key listne (did you mean listen?)"},
+		{"unknown nested key", "limits:\n  max_request_byte: 5\n", nil, "line 2: unknown key limits.max_request_byte (did you mean max_request_bytes?)"},
+		{"not a duration", "shutdown_timeout: soon\n", nil, `line 1: key shutdown_timeout: "soon" is not a duration (for example 15s, 5m or 2h)`},
+		{"every problem at once", "listne: x\nshutdown_timeout: soon\n", nil, `line 1: unknown key listne (did you mean listen?); line 2: key shutdown_timeout: "soon"`},
+		{"keys where a value belongs", "listen: {a: 1}\n", nil, "line 1: key listen: must be a single value"},
+		{"a value where keys belong", "limits: 5\n", nil, "line 1: key limits: must hold keys (max_request_bytes"},
+		{"list item key", "routing:\n  queues:\n    - name: a\n      membres: [x]\n", nil, "line 4: unknown key routing.queues[0].membres (did you mean members?)"},
+		{"wrong type", "limits:\n  max_request_bytes: lots\n", nil, `line 2: key limits.max_request_bytes: "lots" is not a whole number`},
 		{"bad mode", "mode: testing\n", nil, "config key mode"},
 		{"bad listen", "listen: 8080\n", nil, "config key listen"},
 		{"wildcard origin", "cors:\n  allowed_origins: ['*']\n", nil, "config key cors.allowed_origins[0]: a wildcard is not allowed"},

@@ -34,6 +34,7 @@ import (
 	"github.com/kontakt-se/kontakt/pkg/accesspolicy"
 	"github.com/kontakt-se/kontakt/pkg/auth"
 	"github.com/kontakt-se/kontakt/pkg/blindindex"
+	"github.com/kontakt-se/kontakt/pkg/buildinfo"
 	"github.com/kontakt-se/kontakt/pkg/config"
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
 	"github.com/kontakt-se/kontakt/pkg/eventstore/esdb"
@@ -162,6 +163,8 @@ type Host struct {
 	reloads    []ReloadFunc
 	reloadMu   sync.Mutex
 	nats       *natsserver.Server
+	// lock holds the data directory against a second process (lock.go).
+	lock       *os.File
 	conn       *natsgo.Conn
 	http       map[string]*deferredHandler
 	background []func(context.Context) error
@@ -176,6 +179,15 @@ func NewLogger(cfg config.Log, w io.Writer) (*slog.Logger, error) {
 	}
 	opts := &slog.HandlerOptions{Level: level}
 	if cfg.Format == "json" {
+		// A log pipeline reads numbers, and slog writes a duration as
+		// integer nanoseconds: every duration goes out in seconds instead,
+		// the unit Prometheus and most log stores use.
+		opts.ReplaceAttr = func(_ []string, a slog.Attr) slog.Attr {
+			if a.Value.Kind() == slog.KindDuration {
+				return slog.Float64(a.Key, a.Value.Duration().Seconds())
+			}
+			return a
+		}
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
 	return slog.New(slog.NewTextHandler(w, opts)), nil
@@ -199,6 +211,9 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger, lookupEnv
 		return nil, fmt.Errorf("config key nats.url: %s runs as its own process and shares the event store with the other services, so it needs the NATS cluster's URL", opts.Name)
 	}
 	if err := checkWritableDir(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	if h.lock, err = lockDataDir(cfg.DataDir); err != nil {
 		return nil, err
 	}
 	h.Clock = time.Now
@@ -256,6 +271,9 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger, lookupEnv
 	if err != nil {
 		return nil, err
 	}
+	if err := h.Server.Metrics().Register(buildinfo.Read().Collector()); err != nil {
+		return nil, fmt.Errorf("build info metric: %w", err)
+	}
 	if m, ok := verifier.(interface{ Collectors() []prometheus.Collector }); ok {
 		for _, c := range m.Collectors() {
 			if err := h.Server.Metrics().Register(c); err != nil {
@@ -282,6 +300,12 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger, lookupEnv
 	if err := h.openBackends(ctx); err != nil {
 		return nil, err
 	}
+	h.Server.AddReadinessCheck("nats", h.natsReady)
+	if js, err := natsjs.New(h.conn); err == nil {
+		if err := h.Server.Metrics().Register(newStreamCollector(js)); err != nil {
+			return nil, fmt.Errorf("NATS storage metrics: %w", err)
+		}
+	}
 	if h.Validator, err = protovalidate.New(); err != nil {
 		return nil, fmt.Errorf("protovalidate: %w", err)
 	}
@@ -299,6 +323,9 @@ func OpenBackends(ctx context.Context, cfg config.Config, logger *slog.Logger, l
 		}
 	}()
 	if err := checkWritableDir(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	if h.lock, err = lockDataDir(cfg.DataDir); err != nil {
 		return nil, err
 	}
 	if h.Master, err = seal.LoadMasterKey(cfg.MasterKeyPath(), lookupEnv, false); err != nil {
@@ -595,6 +622,27 @@ func (h *Host) Close() {
 		// that is retried); after Run it has nothing left to do.
 		_ = h.Server.Close()
 	}
+	// Last: the directory is free only once everything in it is closed.
+	if h.lock != nil {
+		_ = h.lock.Close()
+		h.lock = nil
+	}
+}
+
+// natsReady is the readiness check of the NATS connection: connected, and
+// JetStream answering, since every service writes or reads through it.
+func (h *Host) natsReady(ctx context.Context) error {
+	if st := h.conn.Status(); st != natsgo.CONNECTED {
+		return fmt.Errorf("the NATS connection is %s", strings.ToLower(st.String()))
+	}
+	js, err := natsjs.New(h.conn)
+	if err != nil {
+		return fmt.Errorf("JetStream: %w", err)
+	}
+	if _, err := js.AccountInfo(ctx); err != nil {
+		return fmt.Errorf("JetStream does not answer: %w", err)
+	}
+	return nil
 }
 
 func (h *Host) connectNATS(ctx context.Context) error {
@@ -617,7 +665,7 @@ func (h *Host) connectNATS(ctx context.Context) error {
 	ncfg := natsserver.Config{
 		StoreDir:   filepath.Join(h.Config.DataDir, "nats"),
 		ServerName: "kontakt",
-		Logger:     h.Logger.With("component", "nats"),
+		Logger:     h.Logger.With("component", "nats-server"),
 		// Every client authenticates, this process included: the same
 		// users whether or not the port is open, so the streams stay in
 		// the same account either way.

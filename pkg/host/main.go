@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"os/signal"
 	"syscall"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/kontakt-se/kontakt/pkg/backoff"
+	"github.com/kontakt-se/kontakt/pkg/buildinfo"
 	"github.com/kontakt-se/kontakt/pkg/config"
 	"github.com/kontakt-se/kontakt/pkg/natserr"
 )
@@ -25,6 +27,11 @@ type Service struct {
 	Descriptor   protoreflect.ServiceDescriptor
 	HTTPPrefixes []string
 	Mount        func(context.Context, *Host) error
+	// Check reads and checks what the service needs beyond the
+	// configuration (the routing rules, the retention plan) without
+	// creating or opening anything; it runs before the host is opened, so
+	// a bad file leaves no key, store or port behind. Nil: nothing to check.
+	Check func(config.Config) error
 }
 
 // Main runs one service as its own process and returns the exit code:
@@ -36,6 +43,7 @@ func Main(args []string, stderr io.Writer, lookupEnv func(string) (string, bool)
 	fs := flag.NewFlagSet(svc.Name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", "", "configuration file (YAML); also KONTAKT_CONFIG")
+	version := fs.Bool("version", false, "print the version, commit, Go and NATS server versions and data format, and exit")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -45,6 +53,10 @@ func Main(args []string, stderr io.Writer, lookupEnv func(string) (string, bool)
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "%s: unexpected arguments %q\n", svc.Name, fs.Args())
 		return 2
+	}
+	if *version {
+		fmt.Fprintln(os.Stdout, buildinfo.Read())
+		return 0
 	}
 	if *configPath == "" {
 		*configPath, _ = lookupEnv("KONTAKT_CONFIG")
@@ -57,6 +69,9 @@ func Main(args []string, stderr io.Writer, lookupEnv func(string) (string, bool)
 }
 
 func run(configPath string, stderr io.Writer, lookupEnv func(string) (string, bool), svc Service) error {
+	if err := config.CheckEnviron(os.Environ()); err != nil {
+		return err
+	}
 	cfg, err := config.Load(configPath, lookupEnv)
 	if err != nil {
 		return err
@@ -64,6 +79,11 @@ func run(configPath string, stderr io.Writer, lookupEnv func(string) (string, bo
 	logger, err := NewLogger(cfg.Log, stderr)
 	if err != nil {
 		return err
+	}
+	if svc.Check != nil {
+		if err := svc.Check(cfg); err != nil {
+			return err
+		}
 	}
 	logger = logger.With("process", svc.Name)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)

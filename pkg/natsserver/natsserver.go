@@ -311,12 +311,12 @@ func (l *logAdapter) fatal() string {
 
 // Noticef implements server.Logger.
 func (l *logAdapter) Noticef(format string, v ...any) {
-	l.log.Info(fmt.Sprintf(format, v...), "component", "nats-server")
+	l.log.Info(fmt.Sprintf(format, v...))
 }
 
 // Warnf implements server.Logger.
 func (l *logAdapter) Warnf(format string, v ...any) {
-	l.log.Warn(fmt.Sprintf(format, v...), "component", "nats-server")
+	l.log.Warn(fmt.Sprintf(format, v...))
 }
 
 // Fatalf implements server.Logger. It records the message for Start instead
@@ -328,7 +328,7 @@ func (l *logAdapter) Fatalf(format string, v ...any) {
 		l.fatalMsg = msg
 	}
 	l.mu.Unlock()
-	l.log.Error(msg, "component", "nats-server", "fatal", true)
+	l.log.Error(msg, "fatal", true)
 }
 
 // clientConnection starts the server's log lines about one client
@@ -343,10 +343,10 @@ var clientConnection = regexp.MustCompile(`^\S+ - cid:\d+ - `)
 func (l *logAdapter) Errorf(format string, v ...any) {
 	msg := fmt.Sprintf(format, v...)
 	if clientConnection.MatchString(msg) {
-		l.log.Warn(msg, "component", "nats-server", "client", true)
+		l.log.Warn(msg, "client", true)
 		return
 	}
-	l.log.Error(msg, "component", "nats-server")
+	l.log.Error(msg)
 }
 
 // Debugf implements server.Logger; debug output is dropped.

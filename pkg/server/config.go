@@ -13,7 +13,7 @@ import (
 // reachable from the network by accident.
 const (
 	DefaultListenAddr      = "127.0.0.1:8080"
-	DefaultMetricsAddr     = "127.0.0.1:9090"
+	DefaultMetricsAddr     = "127.0.0.1:8081"
 	DefaultMaxRequestBytes = 4 << 20
 	DefaultShutdownTimeout = 15 * time.Second
 	defaultServiceName     = "kontakt"

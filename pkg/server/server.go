@@ -86,6 +86,8 @@ type Server struct {
 	// before Run (MapErrors) and only read after.
 	errorTables map[string][]ErrorMapping
 
+	probes probes // /healthz and /readyz on the metrics port
+
 	mu        sync.Mutex
 	state     state
 	ln        net.Listener
@@ -426,6 +428,8 @@ func (s *Server) Run(ctx context.Context) error {
 	if metricsLn != nil {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{Registry: s.registry}))
+		mux.HandleFunc("GET /healthz", s.handleHealthz)
+		mux.HandleFunc("GET /readyz", s.handleReadyz)
 		metrics = &http.Server{
 			Handler:           mux,
 			ReadHeaderTimeout: 10 * time.Second,

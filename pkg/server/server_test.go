@@ -729,7 +729,7 @@ func TestDefaults(t *testing.T) {
 		ShutdownTimeout: 15 * time.Second,
 		Tracing:         TracingConfig{ServiceName: "kontakt"},
 	}, srv.cfg)
-	require.Equal(t, "127.0.0.1:9090", DefaultConfig().MetricsAddr)
+	require.Equal(t, "127.0.0.1:8081", DefaultConfig().MetricsAddr)
 }
 
 func TestRunFailsForServiceWithoutDescriptor(t *testing.T) {

@@ -44,7 +44,7 @@ var services = map[string]string{
 
 const (
 	apiPort     = 8080
-	metricsPort = 9090
+	metricsPort = 8081
 	dataDir     = "/var/lib/kontakt"
 	archiveDir  = "/var/lib/kontakt-archive"
 )
@@ -303,18 +303,18 @@ func checkPodSpec(t *testing.T, spec *corev1.PodSpec, grpcService string, produc
 			if c.Resources.Limits.Memory().IsZero() {
 				t.Error("resources.limits.memory is not set")
 			}
-			for name, p := range map[string]*corev1.Probe{"startupProbe": c.StartupProbe, "readinessProbe": c.ReadinessProbe, "livenessProbe": c.LivenessProbe} {
+			// The HTTP probes on the metrics port: /readyz checks NATS and
+			// the read models, /healthz only the process.
+			for name, want := range map[string]string{"startupProbe": "/healthz", "readinessProbe": "/readyz", "livenessProbe": "/healthz"} {
+				p := map[string]*corev1.Probe{"startupProbe": c.StartupProbe, "readinessProbe": c.ReadinessProbe, "livenessProbe": c.LivenessProbe}[name]
 				switch {
 				case p == nil:
 					t.Errorf("%s is missing", name)
-				case p.GRPC == nil:
-					t.Errorf("%s must be a gRPC probe (grpc.health.v1 is the health endpoint)", name)
-				case p.GRPC.Port != apiPort:
-					t.Errorf("%s probes port %d, want %d", name, p.GRPC.Port, apiPort)
+				case p.HTTPGet == nil:
+					t.Errorf("%s must be an HTTP probe of %s on the metrics port", name, want)
+				case p.HTTPGet.Port.IntValue() != metricsPort || p.HTTPGet.Path != want:
+					t.Errorf("%s probes %s on port %s, want %s on %d", name, p.HTTPGet.Path, p.HTTPGet.Port.String(), want, metricsPort)
 				}
-			}
-			if p := c.ReadinessProbe; p != nil && p.GRPC != nil && (p.GRPC.Service == nil || *p.GRPC.Service != grpcService) {
-				t.Errorf("readinessProbe should ask for %s", grpcService)
 			}
 			sc := c.SecurityContext
 			if sc == nil {
@@ -560,28 +560,12 @@ func envNames(c corev1.Container) []string {
 // knownEnv is every KONTAKT_* variable kontakt reads: one per settable
 // configuration key (the rule of pkg/config), the master key, and the
 // configuration file.
+// knownEnv is every KONTAKT_* variable kontakt reads (pkg/config's list).
 func knownEnv() map[string]bool {
-	known := map[string]bool{seal.EnvMasterKey: true, "KONTAKT_CONFIG": true}
-	var walk func(reflect.Type, string)
-	walk = func(t reflect.Type, prefix string) {
-		for i := range t.NumField() {
-			f := t.Field(i)
-			tag, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
-			if tag == "" || tag == "-" {
-				continue
-			}
-			name := prefix + "_" + strings.ToUpper(tag)
-			switch {
-			case f.Type.Kind() == reflect.Struct:
-				walk(f.Type, name)
-			case f.Type.Kind() == reflect.Slice && f.Type.Elem().Kind() != reflect.String:
-				// Lists of objects are set in the file only.
-			default:
-				known[name] = true
-			}
-		}
+	known := map[string]bool{}
+	for _, n := range config.EnvNames() {
+		known[n] = true
 	}
-	walk(reflect.TypeFor[config.Config](), "KONTAKT")
 	return known
 }
 

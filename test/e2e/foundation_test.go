@@ -241,7 +241,7 @@ func TestStartupFailuresAreOneClearLine(t *testing.T) {
 	}{
 		{"unknown flag", []string{"serve", "--no-such-flag"}, 2, "unknown flag: --no-such-flag"},
 		{"unreadable config", []string{"serve", "--config", notAFile}, 1, "missing.yaml: no such file or directory"},
-		{"unknown config key", []string{"serve", "--config", badKey}, 1, "field listen_adress not found"},
+		{"unknown config key", []string{"serve", "--config", badKey}, 1, "line 2: unknown key listen_adress"},
 		{"port in use", []string{"serve", "--data-dir", filepath.Join(dir, "d1"), "--listen", busy.Addr().String()}, 1, busy.Addr().String()},
 		{"data dir not a directory", []string{"serve", "--data-dir", filepath.Join(fileInTheWay, "data"), "--listen", freeAddr(t)}, 1, "data directory"},
 	}

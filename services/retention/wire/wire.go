@@ -176,3 +176,11 @@ func Mount(ctx context.Context, h *host.Host) error {
 	ports.Register(h.Server, ports.NewServer(svc))
 	return nil
 }
+
+// Check reads the retention plan as Mount does, and creates nothing: the
+// single binary and kontakt-retention call it before they open anything,
+// so a bad plan stops start-up with no key, store or port left behind.
+func Check(cfg config.Config) error {
+	_, err := LoadPlan(cfg)
+	return err
+}

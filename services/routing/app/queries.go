@@ -127,6 +127,27 @@ func (q *Queries) ListQueues(r Reader) ([]*routingv1.Queue, error) {
 	return out, nil
 }
 
+// Loads returns the load of every configured queue, for the operator's
+// metrics: no caller, so no filtering by membership, and nothing personal
+// (queue names are configuration).
+func (q *Queries) Loads() ([]QueueLoad, error) {
+	names := q.queues.Names()
+	out := make([]QueueLoad, 0, len(names))
+	for _, name := range names {
+		load, err := q.rm.QueueLoad(name)
+		if err != nil {
+			return nil, err
+		}
+		load.Queue = name
+		out = append(out, load)
+	}
+	return out, nil
+}
+
+// Now is the queries' clock (the host's, which development mode may run
+// ahead), so ages in the metrics agree with the answers.
+func (q *Queries) Now() time.Time { return q.clock() }
+
 func callerOf(r Reader) Caller {
 	return Caller{Subject: r.Subject, Supervisor: r.Supervisor, Queues: r.Queues, Department: r.Department}
 }

@@ -126,6 +126,9 @@ func Mount(ctx context.Context, h *host.Host) error {
 	queries := app.NewQueries(app.QueriesConfig{
 		ReadModel: rm.Store, Sealer: h.Sealer, Audit: auditLog, Blind: blind, Queues: queues, Clock: h.Clock,
 	})
+	if err := h.Server.Metrics().Register(ports.NewQueueMetrics(queries)); err != nil {
+		return fmt.Errorf("routing: queue metrics: %w", err)
+	}
 	ports.Register(h.Server, ports.NewServer(ports.Config{
 		Queues: queues, Commands: cmds, Queries: queries, Broker: broker,
 		Stopping: h.Server.ShuttingDown(), Logger: logger,
@@ -164,4 +167,13 @@ func loadRules(cfg config.Config, queues []string) (*domain.Rules, error) {
 		return nil, errors.New(strings.ReplaceAll(err.Error(), "\n", "; "))
 	}
 	return rules, nil
+}
+
+// Check reads the routing queues and the rule file as Mount does, and
+// creates nothing: the single binary and kontakt-routing call it before
+// they open anything, so a bad rule file stops start-up with no key,
+// store or port left behind.
+func Check(cfg config.Config) error {
+	_, _, err := settings(cfg)
+	return err
 }

@@ -8,9 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/spf13/cobra"
 
+	"github.com/kontakt-se/kontakt/pkg/buildinfo"
 	"github.com/kontakt-se/kontakt/pkg/config"
 )
 
@@ -60,25 +62,52 @@ func newRoot(stdout, stderr io.Writer, lookupEnv env) *cobra.Command {
 		Short:         "Case handling for municipal contact centres: intake, routing, retention, statistics.",
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		Args:          cobra.NoArgs,
+		Version:       buildinfo.Read().String(),
 	}
+	root.SetVersionTemplate("{{.Version}}\n")
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.PersistentFlags().StringVar(&g.configPath, "config", "", "configuration file (YAML); also KONTAKT_CONFIG")
 	root.PersistentFlags().StringVar(&g.dataDir, "data-dir", "", "data directory (overrides data_dir)")
 	root.AddCommand(newServeCmd(g, lookupEnv), newTokenCmd(g, stdout, lookupEnv), newRebuildCmd(g, stdout, lookupEnv), newStatsCmd(g, stdout, lookupEnv), newRetentionCmd(g, stdout, lookupEnv), newSubjectAccessCmd(g, stdout, lookupEnv), newNATSCmd(g, stdout, lookupEnv),
-		newBackupCmd(g, stdout, stderr, lookupEnv), newRestoreCmd(g, stdout, stderr, lookupEnv))
+		newBackupCmd(g, stdout, stderr, lookupEnv), newRestoreCmd(g, stdout, stderr, lookupEnv), newVersionCmd(stdout))
 	for _, c := range root.Commands() {
 		c.Flags().SetInterspersed(true)
 		c.SilenceUsage = true
 	}
+	strictArgs(root)
 	return root
+}
+
+// strictArgs makes every wrong argument a usage error (exit 2): a command
+// given arguments it does not take, and a group of commands (`kontakt
+// retention`) given one it does not have, which cobra would otherwise
+// answer with its help and exit 0.
+func strictArgs(c *cobra.Command) {
+	if c.HasSubCommands() && c.Run == nil && c.RunE == nil {
+		c.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+		c.Args = cobra.NoArgs
+	}
+	if check := c.Args; check != nil {
+		c.Args = func(cmd *cobra.Command, args []string) error {
+			if err := check(cmd, args); err != nil {
+				return usageError{fmt.Errorf("%w (see %s --help)", err, cmd.CommandPath())}
+			}
+			return nil
+		}
+	}
+	for _, sub := range c.Commands() {
+		strictArgs(sub)
+	}
 }
 
 // loadConfig reads the configuration named by --config or KONTAKT_CONFIG,
 // applies the environment, then the flags that override it.
 func (g *globalFlags) loadConfig(lookupEnv env) (config.Config, error) {
+	if err := config.CheckEnviron(os.Environ()); err != nil {
+		return config.Config{}, err
+	}
 	path := g.configPath
 	if path == "" {
 		path, _ = lookupEnv("KONTAKT_CONFIG")

@@ -294,7 +294,7 @@ func dialServer(_ context.Context, g *globalFlags, lookupEnv env, f connFlags, r
 		if cfg.Mode != config.Development {
 			return nil, nil, usageError{errors.New("no token: pass --token or set KONTAKT_TOKEN (only development mode mints one)")}
 		}
-		key, err := auth.LoadOrCreateDevKey(cfg.DevKeyPath())
+		key, err := loadDevKey(cfg)
 		if err != nil {
 			return nil, nil, err
 		}

@@ -51,7 +51,7 @@ func newTokenCmd(g *globalFlags, stdout io.Writer, lookupEnv env) *cobra.Command
 			if ttl <= 0 || ttl > 30*24*time.Hour {
 				return usageError{errors.New("token: --ttl must be between 1s and 720h")}
 			}
-			key, err := auth.LoadOrCreateDevKey(cfg.DevKeyPath())
+			key, err := loadDevKey(cfg)
 			if err != nil {
 				return err
 			}
@@ -69,4 +69,14 @@ func newTokenCmd(g *globalFlags, stdout io.Writer, lookupEnv env) *cobra.Command
 	cmd.Flags().StringVar(&department, "department", "", "the caller's department")
 	cmd.Flags().DurationVar(&ttl, "ttl", 8*time.Hour, "how long the token is valid")
 	return cmd
+}
+
+// loadDevKey reads the server's development signing key from the
+// configured data directory, and explains what to do when it is not there.
+func loadDevKey(cfg config.Config) (*auth.DevKey, error) {
+	key, err := auth.LoadDevKey(cfg.DevKeyPath())
+	if errors.Is(err, auth.ErrNoDevKey) {
+		return nil, fmt.Errorf("%w: the data directory is %s; start `kontakt serve` on it first, or name the server's with --data-dir or --config", err, cfg.DataDir)
+	}
+	return key, err
 }

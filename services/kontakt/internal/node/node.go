@@ -53,6 +53,9 @@ type Setup struct {
 // Open is Build with a Setup: the same services, mounted the same way,
 // for every command that runs them.
 func Open(ctx context.Context, cfg config.Config, logger *slog.Logger, lookupEnv func(string) (string, bool), s Setup) (*host.Host, error) {
+	if err := Check(cfg); err != nil {
+		return nil, err
+	}
 	h, err := host.Open(ctx, cfg, logger, lookupEnv, host.Options{
 		Name: "kontakt", Services: Services(), HTTPPrefixes: []string{intakewire.Open311Prefix},
 		Reload: s.Reload, Offline: s.Offline, AfterConnect: s.AfterConnect,
@@ -75,4 +78,17 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger, lookupEnv
 		}
 	}
 	return h, nil
+}
+
+// Check reads every file the services need beyond the configuration (the
+// routing rules, the retention plan) and creates nothing. Open runs it
+// first, so a bad file stops start-up before a master key, a signing key,
+// the NATS store or a port exists.
+func Check(cfg config.Config) error {
+	for _, check := range []func(config.Config) error{routingwire.Check, retentionwire.Check} {
+		if err := check(cfg); err != nil {
+			return err
+		}
+	}
+	return nil
 }

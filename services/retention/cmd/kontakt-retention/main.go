@@ -12,6 +12,6 @@ import (
 
 func main() {
 	os.Exit(host.Main(os.Args[1:], os.Stderr, os.LookupEnv, host.Service{
-		Name: "kontakt-retention", Descriptor: wire.Descriptor(), Mount: wire.Mount,
+		Name: "kontakt-retention", Descriptor: wire.Descriptor(), Mount: wire.Mount, Check: wire.Check,
 	}))
 }

@@ -1,0 +1,63 @@
+package ports
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kontakt-se/kontakt/services/routing/app"
+)
+
+// QueueMetrics exports the load of every configured queue, read from the
+// read model's per-queue counters at scrape time (no scan of the cases):
+// what a supervisor's wallboard shows, for the operator's alerts. Labels
+// are queue names, which are configuration and never personal.
+type QueueMetrics struct {
+	queries                  *app.Queries
+	open, unassigned, oldest *prometheus.Desc
+	errs                     prometheus.Counter
+}
+
+// NewQueueMetrics returns the collector; register it on the metrics
+// registry.
+func NewQueueMetrics(q *app.Queries) *QueueMetrics {
+	return &QueueMetrics{
+		queries: q,
+		open: prometheus.NewDesc("kontakt_queue_open_cases",
+			"Cases in the queue that are not closed.", []string{"queue"}, nil),
+		unassigned: prometheus.NewDesc("kontakt_queue_unassigned_cases",
+			"Open cases in the queue that nobody has taken.", []string{"queue"}, nil),
+		oldest: prometheus.NewDesc("kontakt_queue_oldest_open_age_seconds",
+			"Age of the queue's oldest open case (0 when it has none).", []string{"queue"}, nil),
+		errs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kontakt_queue_metrics_errors_total",
+			Help: "Scrapes that could not read the queues' load from the read model.",
+		}),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (m *QueueMetrics) Describe(ch chan<- *prometheus.Desc) {
+	ch <- m.open
+	ch <- m.unassigned
+	ch <- m.oldest
+	m.errs.Describe(ch)
+}
+
+// Collect implements prometheus.Collector.
+func (m *QueueMetrics) Collect(ch chan<- prometheus.Metric) {
+	defer m.errs.Collect(ch)
+	loads, err := m.queries.Loads()
+	if err != nil {
+		m.errs.Inc()
+		return
+	}
+	now := m.queries.Now()
+	for _, l := range loads {
+		ch <- prometheus.MustNewConstMetric(m.open, prometheus.GaugeValue, float64(l.Open), l.Queue)
+		ch <- prometheus.MustNewConstMetric(m.unassigned, prometheus.GaugeValue, float64(l.Unassigned), l.Queue)
+		age := 0.0
+		if !l.OldestOpenAt.IsZero() {
+			age = max(now.Sub(l.OldestOpenAt).Seconds(), 0)
+		}
+		ch <- prometheus.MustNewConstMetric(m.oldest, prometheus.GaugeValue, age, l.Queue)
+	}
+}
