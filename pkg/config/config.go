@@ -200,6 +200,14 @@ func (c Config) CategoryCodes() []string {
 type Intake struct {
 	// Open311Services are the fault types a GeoReport v2 app may report.
 	Open311Services []Open311Service `yaml:"open311_services"`
+	// Open311PublishFreeText lets the public Open311 answers (GET
+	// requests, which need no api_key) show what the reporter wrote:
+	// description, address_string, address_id, media_url and the exact
+	// lat/long. Off by default: a citizen may write their name, phone
+	// number or home into a fault report, and the text is sealed as
+	// personal data. Off, the answers give the location rounded to the
+	// statistics cell.
+	Open311PublishFreeText bool `yaml:"open311_publish_free_text"`
 }
 
 // Open311Service is one GeoReport v2 service: its code is a category from

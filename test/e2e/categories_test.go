@@ -69,7 +69,7 @@ func TestCategoryMustComeFromTheConfiguredList(t *testing.T) {
 	code, body := e.open311Post(t, url.Values{
 		"api_key": {form}, "service_code": {unknown}, "description": {"Lampan är släckt."}, "address_string": {"Storgatan 1"},
 	})
-	require.Equal(t, http.StatusBadRequest, code, string(body))
+	require.Equal(t, http.StatusNotFound, code, "GeoReport: an unknown service_code is 404: %s", body)
 	require.Contains(t, string(body), "service_code")
 	require.NotContains(t, string(body), "Mrkkategori")
 	require.Equal(t, before, e.snapshot(t), "a refused category appended or stored something")
@@ -138,7 +138,8 @@ func TestFormFieldsNeverPlainOnDisk(t *testing.T) {
 				IdentityNumber: pnr,
 				PostalAddress:  &casev1.PostalAddress{Street: m("street" + suffix), PostalCode: "431 82", City: m("city" + suffix), Country: "SE"},
 			},
-			Location: &intakev1.LocationInput{Latitude: 57.655312, Longitude: 12.013987, Address: m("address" + suffix)},
+			Location: &intakev1.LocationInput{Latitude: 57.655312, Longitude: 12.013987, Address: m("address" + suffix), AddressId: m("addressid" + suffix)},
+			MediaUrl: "https://example.se/" + m("media"+suffix) + ".jpg",
 			Attachments: []*intakev1.AttachmentInput{{
 				Name: m("attname"+suffix) + ".pdf", ContentType: "application/pdf", SizeBytes: 1024, AttachmentId: m("attid" + suffix),
 			}},
@@ -152,7 +153,7 @@ func TestFormFieldsNeverPlainOnDisk(t *testing.T) {
 	markers["o311phone"] = o311Phone
 	numbers = append(numbers, e.open311Submit(t, url.Values{
 		"api_key": {form}, "service_code": {"park-och-lek"},
-		"lat": {"57.70887"}, "long": {"11.97456"}, "address_string": {m("o311address")},
+		"lat": {"57.70887"}, "long": {"11.97456"}, "address_string": {m("o311address")}, "address_id": {m("o311addressid")},
 		"description": {m("o311description")}, "email": {m("o311email") + "@example.se"}, "phone": {"+46" + o311Phone},
 		"first_name": {m("o311first")}, "last_name": {m("o311last")}, "media_url": {"https://example.se/" + m("o311media") + ".jpg"},
 		"attribute[lampnummer]": {m("o311attribute")},

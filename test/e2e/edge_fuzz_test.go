@@ -309,8 +309,26 @@ func (g *fuzzGen) auth(h http.Header, role string) {
 
 // open311 generates an Open311 request.
 func (g *fuzzGen) open311() fuzzReq {
-	if g.r.IntN(5) == 0 {
-		path := "/open311/v2/requests/" + g.pick(g.badID(), "KC-2026-"+g.mark(), "KC-2026-000001", "KC-9999999999999999999-1") + ".json?api_key=" + g.tokens["form-client"]
+	format := g.pick("json", "xml")
+	switch g.r.IntN(8) {
+	case 0, 1:
+		path := "/open311/v2/requests/" + g.pick(g.badID(), "KC-2026-"+g.mark(), "KC-2026-000001", "KC-9999999999999999999-1") + "." + format + g.pick("", "?api_key="+g.tokens["form-client"])
+		return fuzzReq{class: "Open311 GET", call: edgeCall{method: http.MethodGet, path: path}}
+	case 2:
+		// The public list, with every filter in good and bad forms.
+		q := []string{
+			"service_request_id=" + g.pick("KC-2026-000001,KC-2026-000002", g.mark(), ",,,", strings.Repeat("KC-2026-000001,", 1001), "%FF"),
+			"service_code=" + g.pick("gatubelysning,klotter", g.mark(), "%00"),
+			"status=" + g.pick("open", "closed,open", g.mark()),
+			"start_date=" + g.pick("2026-12-01T00:00:00Z", "2026-12-01", "0000-00-00", g.mark(), "9999-12-31T23:59:59Z"),
+			"end_date=" + g.pick("2026-12-07T00:00:00+01:00", "1900-01-01T00:00:00Z", g.mark()),
+			"jurisdiction_id=" + g.mark(),
+		}
+		g.r.Shuffle(len(q), func(i, j int) { q[i], q[j] = q[j], q[i] })
+		path := "/open311/v2/requests." + format + "?" + strings.Join(q[:g.r.IntN(len(q)+1)], "&")
+		return fuzzReq{class: "Open311 list", call: edgeCall{method: http.MethodGet, path: path}}
+	case 3:
+		path := "/open311/v2/" + g.pick("services."+format, "services/"+g.pick("gatubelysning", g.mark(), "%FF")+"."+format, "discovery."+format, "requests."+g.mark())
 		return fuzzReq{class: "Open311 GET", call: edgeCall{method: http.MethodGet, path: path}}
 	}
 	vals := []string{
@@ -322,6 +340,9 @@ func (g *fuzzGen) open311() fuzzReq {
 		"email=" + g.pick("a%40example.se", g.mark(), "%FF%FE"),
 		"first_name=" + g.mark(),
 		"address_string=" + g.pick("Storgatan+1", g.mark(), "%00"),
+		"address_id=" + g.pick("LM-123", g.mark(), "%FF"),
+		"media_url=" + g.pick("https%3A%2F%2Fexample.se%2Fa.jpg", "javascript%3Aalert(1)", g.mark()),
+		"attribute%5B" + g.mark() + "%5D=" + g.mark(),
 	}
 	g.r.Shuffle(len(vals), func(i, j int) { vals[i], vals[j] = vals[j], vals[i] })
 	body := []byte(strings.Join(vals[:3+g.r.IntN(len(vals)-2)], g.pick("&", "&", ";", "&&")))
@@ -340,7 +361,7 @@ func (g *fuzzGen) open311() fuzzReq {
 		h.Set("Idempotency-Key", g.pick(g.mark(), "short", strings.Repeat("k", 300), "ok-key-"+g.mark()+"\xff"))
 	}
 	class, body = g.encode(class, body, h)
-	return fuzzReq{class: class, call: edgeCall{method: http.MethodPost, path: "/open311/v2/requests.json", header: h, body: body}}
+	return fuzzReq{class: class, call: edgeCall{method: http.MethodPost, path: "/open311/v2/requests." + format, header: h, body: body}}
 }
 
 func (g *fuzzGen) open311JSON() []byte {

@@ -20,9 +20,9 @@ import (
 // what a form that reuses its idempotencyKey gets over REST: HTTP 400
 // (FailedPrecondition: the key is taken, sending it again cannot succeed)
 // with the same words, and the key still stands for the first report.
-// Open311 used to keep a table of its own and answered 409. A report that
-// is not the caller's and a number never given out get one and the same
-// answer.
+// Open311 used to keep a table of its own and answered 409. A case that
+// is no public service request and a number never given out get one and
+// the same answer.
 func TestOpen311AnswersAsRESTDoes(t *testing.T) {
 	k := Start(t, Options{})
 	e := &intakeEnv{k: k, conns: []*grpc.ClientConn{k.Dial(t)}}
@@ -56,7 +56,8 @@ func TestOpen311AnswersAsRESTDoes(t *testing.T) {
 			Type: casev1.CaseType_CASE_TYPE_SYNPUNKT, Category: "park-och-lek", Description: description,
 		}}
 	}
-	require.Equal(t, codes.OK, e.submit(t, overREST, 0, form, payload("Gungan är trasig.")).Code)
+	feedback := e.submit(t, overREST, 0, form, payload("Gungan är trasig."))
+	require.Equal(t, codes.OK, feedback.Code)
 	rest := e.submit(t, overREST, 0, form, payload("Rutschkanan är också trasig."))
 	require.Equal(t, codes.FailedPrecondition, rest.Code, rest.Message)
 	require.Equal(t, http.StatusBadRequest, rest.HTTPStatus, string(rest.Body))
@@ -75,11 +76,15 @@ func TestOpen311AnswersAsRESTDoes(t *testing.T) {
 	require.Equal(t, http.StatusCreated, code, "the first report again: %s", body)
 	require.Equal(t, first, number(body), "the refusal left the key with the first report")
 
-	// Somebody else's report and a number never given out: one answer,
-	// so nobody can tell which numbers exist.
-	notYours, notYoursBody := e.open311Get(t, other, first)
+	// Reading needs no api_key (GeoReport's rule): any fault report of a
+	// service may be read. A case that is no fault report (this feedback)
+	// and a number never given out get one answer, so nobody can tell
+	// which other numbers exist.
+	code, body = e.open311Get(t, other, first)
+	require.Equal(t, http.StatusOK, code, string(body))
+	notPublic, notPublicBody := e.open311Get(t, other, feedback.CaseNumber)
 	never, neverBody := e.open311Get(t, other, first[:len(first)-6]+"999999")
-	require.Equal(t, http.StatusNotFound, notYours, string(notYoursBody))
-	require.Equal(t, notYours, never)
-	require.Equal(t, string(notYoursBody), string(neverBody))
+	require.Equal(t, http.StatusNotFound, notPublic, string(notPublicBody))
+	require.Equal(t, notPublic, never)
+	require.Equal(t, string(notPublicBody), string(neverBody))
 }

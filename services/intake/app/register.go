@@ -61,6 +61,7 @@ type Service struct {
 	store   EventStore
 	sealer  Sealer
 	drafts  DraftSealer // nil: no group commit
+	opener  Opener      // nil: free text cannot be published
 	groups  groups
 	numbers CaseNumbers
 	idem    Idempotency
@@ -86,6 +87,7 @@ func NewService(store EventStore, sealer Sealer, numbers CaseNumbers, idem Idemp
 	s := &Service{store: store, sealer: sealer, numbers: numbers, idem: idem, clock: clock, logger: logger, cfg: cfg}
 	// A sealer that makes drafts allows group commit.
 	s.drafts, _ = sealer.(DraftSealer)
+	s.opener, _ = sealer.(Opener)
 	s.groups = groups{queue: make(chan *pending, 2*cfg.Group.MaxSize), cfg: cfg.Group}
 	return s, nil
 }

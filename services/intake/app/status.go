@@ -16,14 +16,23 @@ import (
 // whether it is open, and when it changed. It holds no personal data.
 type CaseState struct {
 	CaseNumber string
-	Type       casev1.CaseType
-	Category   string
-	Closed     bool
+	// CaseID is the case's stream, for opening its sealed free text.
+	CaseID   string
+	Type     casev1.CaseType
+	Category string
+	Closed   bool
 	// RegisteredBy is who registered the case (an agent's subject, or
 	// "form:<client>" for forms), so a public client sees only its own.
 	RegisteredBy string
 	RequestedAt  time.Time
 	UpdatedAt    time.Time
+	// Coarse is the location rounded for statistics (plain by design:
+	// where a fault is, in a cell that holds many homes); nil when the
+	// case has no coordinates.
+	Coarse *casev1.CoarseLocation
+	// FreeText is the case's sealed free text (description, exact
+	// location, media link); only OpenFreeText makes it readable.
+	FreeText *casev1.SealedPersonalData
 }
 
 // Status looks a case up by its number and folds its events into the
@@ -40,7 +49,7 @@ func (s *Service) Status(ctx context.Context, caseNumber string) (CaseState, err
 	if err != nil {
 		return CaseState{}, fmt.Errorf("read case: %w", err)
 	}
-	st := CaseState{CaseNumber: caseNumber}
+	st := CaseState{CaseNumber: caseNumber, CaseID: caseID}
 	for _, ev := range evs {
 		switch ev.Type {
 		case EventTypeCaseRegistered():
@@ -57,6 +66,7 @@ func (s *Service) Status(ctx context.Context, caseNumber string) (CaseState, err
 			st.Type, st.Category = cr.GetType(), cr.GetCategory()
 			st.RequestedAt = cr.GetRegisteredAt().AsTime()
 			st.RegisteredBy = cr.GetRegisteredBy()
+			st.Coarse, st.FreeText = cr.GetCoarseLocation(), cr.GetFreeText()
 		case typeName(&casev1.CaseClosed{}):
 			st.Closed = true
 		case typeName(&casev1.CaseReopened{}):

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/url"
 	"strings"
 	"time"
 
@@ -162,10 +163,15 @@ func Validate(in *intakev1.CaseInput, src Source, now time.Time, cats Categories
 	} else if loc != nil && hasCoordinates(loc) {
 		r.Coarse = &casev1.CoarseLocation{Latitude: round(loc.GetLatitude()), Longitude: round(loc.GetLongitude())}
 	}
+	if u := strings.TrimSpace(in.GetMediaUrl()); u != "" && !webURL(u) {
+		// A link a public answer may show and an app may open: only the
+		// web's schemes, never javascript: or data:.
+		v.add("case.media_url", "must be an http or https URL")
+	}
 	if r.Type == casev1.CaseType_CASE_TYPE_FELANMALAN {
 		loc := in.GetLocation()
-		if loc == nil || (!hasCoordinates(loc) && strings.TrimSpace(loc.GetAddress()) == "") {
-			v.add("case.location", "a fault report needs coordinates or an address")
+		if !hasPlace(loc) {
+			v.add("case.location", "a fault report needs coordinates, an address or an address id")
 		}
 	}
 	if err := v.err(); err != nil {
@@ -278,10 +284,14 @@ func freeText(in *intakev1.CaseInput) *casev1.FreeText {
 	if strings.TrimSpace(ft.ChatTranscript) == "" {
 		ft.ChatTranscript = ""
 	}
-	if loc := in.GetLocation(); loc != nil && (hasCoordinates(loc) || strings.TrimSpace(loc.GetAddress()) != "") {
-		ft.Location = &casev1.ExactLocation{Latitude: loc.GetLatitude(), Longitude: loc.GetLongitude(), Address: strings.TrimSpace(loc.GetAddress())}
+	if loc := in.GetLocation(); hasPlace(loc) {
+		ft.Location = &casev1.ExactLocation{
+			Latitude: loc.GetLatitude(), Longitude: loc.GetLongitude(),
+			Address: strings.TrimSpace(loc.GetAddress()), AddressId: strings.TrimSpace(loc.GetAddressId()),
+		}
 	}
-	if ft.Subject == "" && ft.Description == "" && ft.ChatTranscript == "" && ft.Location == nil {
+	ft.MediaUrl = strings.TrimSpace(in.GetMediaUrl())
+	if ft.Subject == "" && ft.Description == "" && ft.ChatTranscript == "" && ft.Location == nil && ft.MediaUrl == "" {
 		return nil
 	}
 	return ft
@@ -319,6 +329,19 @@ func validateAttachments(v *violations, in []*intakev1.AttachmentInput) (names, 
 		v.add("case.attachments", fmt.Sprintf("together exceed %d MiB", MaxAttachmentsBytes>>20))
 	}
 	return names, ids, out
+}
+
+// hasPlace says whether a location names a place: coordinates, an
+// address as a person wrote it, or an id from the municipality's address
+// register (Open311 allows any one of the three).
+func hasPlace(l *intakev1.LocationInput) bool {
+	return l != nil && (hasCoordinates(l) || strings.TrimSpace(l.GetAddress()) != "" || strings.TrimSpace(l.GetAddressId()) != "")
+}
+
+// webURL says whether s is an absolute http or https URL with a host.
+func webURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
 }
 
 func hasCoordinates(l *intakev1.LocationInput) bool {

@@ -89,6 +89,7 @@ func TestValidateRefusesWithTheFieldNamed(t *testing.T) {
 		{"category of another case type", with(base(casev1.Channel_CHANNEL_LETTER), func(c *intakev1.CaseInput) { c.Category = "gatubelysning" }), FromAgent, []string{"case.category"}},
 		{"no text", with(base(casev1.Channel_CHANNEL_LETTER), func(c *intakev1.CaseInput) { c.Subject, c.Description = "", " " }), FromAgent, []string{"case.description"}},
 		{"chat without transcript", base(casev1.Channel_CHANNEL_CHAT), FromAgent, []string{"case.chat_transcript"}},
+		{"media link that is not a web address", with(base(casev1.Channel_CHANNEL_FORM), func(c *intakev1.CaseInput) { c.MediaUrl = "javascript:alert(1)" }), FromForm, []string{"case.media_url"}},
 		{"fault report without place", with(base(casev1.Channel_CHANNEL_LETTER), func(c *intakev1.CaseInput) { c.Type = casev1.CaseType_CASE_TYPE_FELANMALAN }), FromAgent, []string{"case.location"}},
 		{"attachment of a refused type", with(base(casev1.Channel_CHANNEL_LETTER), func(c *intakev1.CaseInput) {
 			c.Attachments = []*intakev1.AttachmentInput{{Name: "a.exe", ContentType: "application/x-msdownload", SizeBytes: 10, AttachmentId: "a1"}}
@@ -163,6 +164,15 @@ func TestValidateNormalises(t *testing.T) {
 		}), FromForm, func(t *testing.T, r Registration) {
 			require.Nil(t, r.Coarse)
 			require.Equal(t, "Storgatan 1", r.FreeText.GetLocation().GetAddress())
+		}},
+		{"fault report with only an address id, and a media link", with(base(casev1.Channel_CHANNEL_FORM), func(c *intakev1.CaseInput) {
+			c.Type = casev1.CaseType_CASE_TYPE_FELANMALAN
+			c.Location = &intakev1.LocationInput{AddressId: " 12345 "}
+			c.MediaUrl = "https://example.se/bild.jpg"
+		}), FromForm, func(t *testing.T, r Registration) {
+			require.Nil(t, r.Coarse)
+			require.Equal(t, "12345", r.FreeText.GetLocation().GetAddressId())
+			require.Equal(t, "https://example.se/bild.jpg", r.FreeText.GetMediaUrl(), "sealed with the free text")
 		}},
 		{"letter with only a scan", with(base(casev1.Channel_CHANNEL_LETTER), func(c *intakev1.CaseInput) {
 			c.Type, c.Subject, c.Description = casev1.CaseType_CASE_TYPE_BREV, "", ""

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -38,7 +39,7 @@ func TestOneAnswerPerFailure(t *testing.T) {
 		says string
 	}{
 		{"a case the domain refuses", fmt.Errorf("register for %s: %w", secret, invalid), codes.InvalidArgument, http.StatusBadRequest,
-			"email: is not an e-mail address; lat: must be between -90 and 90"},
+			"email: is not an e-mail address|lat: must be between -90 and 90"}, // one entry each
 		{"an idempotency key reused for another payload", fmt.Errorf("key %s: %w", secret, app.ErrPayloadMismatch), codes.FailedPrecondition, http.StatusBadRequest,
 			app.ErrPayloadMismatch.Error()},
 		{"a submission still in progress", fmt.Errorf("key %s: %w", secret, app.ErrInProgress), codes.Aborted, http.StatusConflict,
@@ -50,7 +51,7 @@ func TestOneAnswerPerFailure(t *testing.T) {
 			"temporarily unavailable; retry"},
 		{"our own fault", fmt.Errorf("disk full at /var/lib/kontakt/%s", secret), codes.Internal, http.StatusInternalServerError, "internal error"},
 	}
-	o311 := NewOpen311("/open311/v2", nil, nil, nil, nil, nil, time.Now, slog.New(slog.DiscardHandler))
+	o311 := NewOpen311("/open311/v2", nil, nil, nil, nil, nil, time.Now, slog.New(slog.DiscardHandler), Open311Options{})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			st := status.Convert(server.ToStatus(tt.err, ErrorMappings(), slog.New(slog.DiscardHandler)))
@@ -58,11 +59,15 @@ func TestOneAnswerPerFailure(t *testing.T) {
 			require.Equal(t, tt.http, server.HTTPStatus(st.Code()), "REST")
 
 			rec := httptest.NewRecorder()
-			o311.writeAppError(rec, tt.err)
+			o311.writeAppError(rec, formatJSON, tt.err)
 			require.Equal(t, tt.http, rec.Code, "Open311: %s", rec.Body)
 			var body []open311Error
 			require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &body))
-			require.Equal(t, []open311Error{{Code: tt.http, Description: tt.says}}, body)
+			want := []open311Error{}
+			for _, says := range strings.Split(tt.says, "|") {
+				want = append(want, open311Error{Code: tt.http, Description: says})
+			}
+			require.Equal(t, want, body, "one entry per problem")
 			require.NotContains(t, rec.Body.String(), secret)
 			require.NotContains(t, st.Message(), secret)
 		})

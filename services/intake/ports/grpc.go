@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
 	intakev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/intake/v1"
 	"github.com/kontakt-se/kontakt/pkg/auth"
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
@@ -33,6 +34,9 @@ type Registrar interface {
 	Register(ctx context.Context, in *intakev1.CaseInput, actor string) (app.Registered, error)
 	SubmitForm(ctx context.Context, client, key string, in *intakev1.CaseInput) (app.Registered, error)
 	Status(ctx context.Context, caseNumber string) (app.CaseState, error)
+	// OpenFreeText opens a case's sealed free text, for public answers
+	// that may show it; redacted text is (nil, nil).
+	OpenFreeText(ctx context.Context, caseID string, sealed *casev1.SealedPersonalData) (*casev1.FreeText, error)
 	// Validate runs the domain rules alone, so an answer to a request
 	// that breaks field rules names the domain's wrong fields too.
 	Validate(in *intakev1.CaseInput, src domain.Source) error

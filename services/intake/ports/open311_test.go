@@ -21,7 +21,9 @@ func TestOpen311FormCharsets(t *testing.T) {
 		{name: "Latin-1 declared", vals: latin1, charset: "iso-8859-1", want: "Låmpan"},
 		{name: "windows-1252 declared", vals: url.Values{"description": {"\x80 5"}}, charset: "windows-1252", want: "€ 5"},
 		{name: "UTF-8 declared but not", vals: latin1, charset: "utf-8", wantErr: "description: not valid UTF-8"},
-		{name: "unknown charset", vals: latin1, charset: "x-klingon", wantErr: errUnsupportedType.Error()},
+		{name: "every parameter that is not UTF-8 is named", vals: url.Values{"description": {"L\xe5mpan"}, "address_string": {"G\xe5ngv\xe4gen"}, "lat": {"57.1"}},
+			wantErr: "address_string: not valid UTF-8; send UTF-8 or name the charset in Content-Type\ndescription: not valid UTF-8"},
+		{name: "unknown charset", vals: latin1, charset: "x-klingon", wantErr: errUnknownCharset.Error()},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 
 	intakev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/intake/v1"
 	"github.com/kontakt-se/kontakt/pkg/host"
+	"github.com/kontakt-se/kontakt/pkg/projection"
 	"github.com/kontakt-se/kontakt/services/intake/adapters/casenumber"
 	"github.com/kontakt-se/kontakt/services/intake/adapters/idempotency"
 	"github.com/kontakt-se/kontakt/services/intake/app"
@@ -67,5 +68,20 @@ func Mount(ctx context.Context, h *host.Host) error {
 		}
 		services = append(services, ports.Open311Service{Code: s.Code, Name: name, Description: s.Description, Group: s.Group})
 	}
-	return h.Mount(Open311Prefix, ports.NewOpen311(Open311Prefix, svc, h.Validator, h.Verifier, h.Submissions, services, h.Clock, logger))
+	// The public list of service requests is a read model in memory,
+	// rebuilt from the log at each start: fault reports only, a few
+	// hundred bytes each.
+	public := app.NewPublicRequests()
+	runner, err := projection.New(projection.Config{Name: "open311", Store: h.Store, Model: public, Head: h.Store.Head, Logger: logger})
+	if err != nil {
+		return err
+	}
+	for _, c := range runner.Collectors() {
+		if err := h.Server.Metrics().Register(c); err != nil {
+			return fmt.Errorf("open311 metrics: %w", err)
+		}
+	}
+	h.Go(runner.Run)
+	return h.Mount(Open311Prefix, ports.NewOpen311(Open311Prefix, svc, h.Validator, h.Verifier, h.Submissions, services, h.Clock, logger,
+		ports.Open311Options{Public: public, PublishFreeText: cfg.Intake.Open311PublishFreeText}))
 }

@@ -596,7 +596,10 @@ type FreeText struct {
 	// A chat transcript is personal data as a whole.
 	ChatTranscript string `protobuf:"bytes,3,opt,name=chat_transcript,json=chatTranscript,proto3" json:"chat_transcript,omitempty"`
 	// The exact place of a fault report.
-	Location      *ExactLocation `protobuf:"bytes,4,opt,name=location,proto3" json:"location,omitempty"`
+	Location *ExactLocation `protobuf:"bytes,4,opt,name=location,proto3" json:"location,omitempty"`
+	// A link to media of the fault (Open311 media_url), as the citizen's
+	// app sent it.
+	MediaUrl      string `protobuf:"bytes,5,opt,name=media_url,json=mediaUrl,proto3" json:"media_url,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -659,12 +662,21 @@ func (x *FreeText) GetLocation() *ExactLocation {
 	return nil
 }
 
+func (x *FreeText) GetMediaUrl() string {
+	if x != nil {
+		return x.MediaUrl
+	}
+	return ""
+}
+
 // ExactLocation is where a fault is, as the citizen gave it.
 type ExactLocation struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Latitude      float64                `protobuf:"fixed64,1,opt,name=latitude,proto3" json:"latitude,omitempty"`
-	Longitude     float64                `protobuf:"fixed64,2,opt,name=longitude,proto3" json:"longitude,omitempty"`
-	Address       string                 `protobuf:"bytes,3,opt,name=address,proto3" json:"address,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Latitude  float64                `protobuf:"fixed64,1,opt,name=latitude,proto3" json:"latitude,omitempty"`
+	Longitude float64                `protobuf:"fixed64,2,opt,name=longitude,proto3" json:"longitude,omitempty"`
+	Address   string                 `protobuf:"bytes,3,opt,name=address,proto3" json:"address,omitempty"`
+	// The place's id in the municipality's address register.
+	AddressId     string `protobuf:"bytes,4,opt,name=address_id,json=addressId,proto3" json:"address_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -716,6 +728,13 @@ func (x *ExactLocation) GetLongitude() float64 {
 func (x *ExactLocation) GetAddress() string {
 	if x != nil {
 		return x.Address
+	}
+	return ""
+}
+
+func (x *ExactLocation) GetAddressId() string {
+	if x != nil {
+		return x.AddressId
 	}
 	return ""
 }
@@ -967,16 +986,19 @@ const file_kontakt_case_v1_case_proto_rawDesc = "" +
 	"\x0epostal_address\x18\x04 \x01(\v2\x1e.kontakt.case.v1.PostalAddressR\rpostalAddress\"Y\n" +
 	"\x0eIdentityNumber\x12\x16\n" +
 	"\x06number\x18\x01 \x01(\tR\x06number\x12/\n" +
-	"\x13coordination_number\x18\x02 \x01(\bR\x12coordinationNumber\"\xab\x01\n" +
+	"\x13coordination_number\x18\x02 \x01(\bR\x12coordinationNumber\"\xc8\x01\n" +
 	"\bFreeText\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x12'\n" +
 	"\x0fchat_transcript\x18\x03 \x01(\tR\x0echatTranscript\x12:\n" +
-	"\blocation\x18\x04 \x01(\v2\x1e.kontakt.case.v1.ExactLocationR\blocation\"c\n" +
+	"\blocation\x18\x04 \x01(\v2\x1e.kontakt.case.v1.ExactLocationR\blocation\x12\x1b\n" +
+	"\tmedia_url\x18\x05 \x01(\tR\bmediaUrl\"\x82\x01\n" +
 	"\rExactLocation\x12\x1a\n" +
 	"\blatitude\x18\x01 \x01(\x01R\blatitude\x12\x1c\n" +
 	"\tlongitude\x18\x02 \x01(\x01R\tlongitude\x12\x18\n" +
-	"\aaddress\x18\x03 \x01(\tR\aaddress\"N\n" +
+	"\aaddress\x18\x03 \x01(\tR\aaddress\x12\x1d\n" +
+	"\n" +
+	"address_id\x18\x04 \x01(\tR\taddressId\"N\n" +
 	"\x0fAttachmentNames\x12\x14\n" +
 	"\x05names\x18\x01 \x03(\tR\x05names\x12%\n" +
 	"\x0eattachment_ids\x18\x02 \x03(\tR\rattachmentIds\" \n" +

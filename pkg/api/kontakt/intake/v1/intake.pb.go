@@ -191,10 +191,14 @@ func (x *AttachmentInput) GetAttachmentId() string {
 
 // LocationInput is where a reported fault is.
 type LocationInput struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Latitude      float64                `protobuf:"fixed64,1,opt,name=latitude,proto3" json:"latitude,omitempty"`
-	Longitude     float64                `protobuf:"fixed64,2,opt,name=longitude,proto3" json:"longitude,omitempty"`
-	Address       string                 `protobuf:"bytes,3,opt,name=address,proto3" json:"address,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Latitude  float64                `protobuf:"fixed64,1,opt,name=latitude,proto3" json:"latitude,omitempty"`
+	Longitude float64                `protobuf:"fixed64,2,opt,name=longitude,proto3" json:"longitude,omitempty"`
+	Address   string                 `protobuf:"bytes,3,opt,name=address,proto3" json:"address,omitempty"`
+	// The place's id in the municipality's address register (GeoReport
+	// v2 address_id). It may name a home, so it is sealed with the
+	// address.
+	AddressId     string `protobuf:"bytes,4,opt,name=address_id,json=addressId,proto3" json:"address_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -250,6 +254,13 @@ func (x *LocationInput) GetAddress() string {
 	return ""
 }
 
+func (x *LocationInput) GetAddressId() string {
+	if x != nil {
+		return x.AddressId
+	}
+	return ""
+}
+
 // CaseInput is a case as it arrives.
 type CaseInput struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -263,8 +274,13 @@ type CaseInput struct {
 	Contact        *Contact           `protobuf:"bytes,7,opt,name=contact,proto3" json:"contact,omitempty"`
 	Attachments    []*AttachmentInput `protobuf:"bytes,8,rep,name=attachments,proto3" json:"attachments,omitempty"`
 	Location       *LocationInput     `protobuf:"bytes,9,opt,name=location,proto3" json:"location,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// A link to a photo or other media of a fault, stored elsewhere
+	// (GeoReport v2 media_url). It is sealed with the free text: the media
+	// may show people or number plates and the link may name the
+	// reporter's account.
+	MediaUrl      string `protobuf:"bytes,10,opt,name=media_url,json=mediaUrl,proto3" json:"media_url,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CaseInput) Reset() {
@@ -358,6 +374,13 @@ func (x *CaseInput) GetLocation() *LocationInput {
 		return x.Location
 	}
 	return nil
+}
+
+func (x *CaseInput) GetMediaUrl() string {
+	if x != nil {
+		return x.MediaUrl
+	}
+	return ""
 }
 
 // RegisterCaseRequest registers one case.
@@ -597,11 +620,13 @@ const file_kontakt_intake_v1_intake_proto_rawDesc = "" +
 	"\n" +
 	"size_bytes\x18\x03 \x01(\x03B\f\xbaH\t\"\a\x18\x80\x80\xc0\f \x00R\tsizeBytes\x12/\n" +
 	"\rattachment_id\x18\x04 \x01(\tB\n" +
-	"\xbaH\ar\x05\x10\x01\x18\x80\x01R\fattachmentId\"\x9f\x01\n" +
+	"\xbaH\ar\x05\x10\x01\x18\x80\x01R\fattachmentId\"\xc7\x01\n" +
 	"\rLocationInput\x123\n" +
 	"\blatitude\x18\x01 \x01(\x01B\x17\xbaH\x14\x12\x12\x19\x00\x00\x00\x00\x00\x80V@)\x00\x00\x00\x00\x00\x80V\xc0R\blatitude\x125\n" +
 	"\tlongitude\x18\x02 \x01(\x01B\x17\xbaH\x14\x12\x12\x19\x00\x00\x00\x00\x00\x80f@)\x00\x00\x00\x00\x00\x80f\xc0R\tlongitude\x12\"\n" +
-	"\aaddress\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\xac\x02R\aaddress\"\xf3\x03\n" +
+	"\aaddress\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\xac\x02R\aaddress\x12&\n" +
+	"\n" +
+	"address_id\x18\x04 \x01(\tB\a\xbaH\x04r\x02\x18dR\taddressId\"\xa0\x04\n" +
 	"\tCaseInput\x129\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x19.kontakt.case.v1.CaseTypeB\n" +
 	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\x04type\x12<\n" +
@@ -612,7 +637,9 @@ const file_kontakt_intake_v1_intake_proto_rawDesc = "" +
 	"\x0fchat_transcript\x18\x06 \x01(\tB\t\xbaH\x06r\x04\x18\xa0\x8d\x06R\x0echatTranscript\x124\n" +
 	"\acontact\x18\a \x01(\v2\x1a.kontakt.intake.v1.ContactR\acontact\x12N\n" +
 	"\vattachments\x18\b \x03(\v2\".kontakt.intake.v1.AttachmentInputB\b\xbaH\x05\x92\x01\x02\x10\x14R\vattachments\x12<\n" +
-	"\blocation\x18\t \x01(\v2 .kontakt.intake.v1.LocationInputR\blocation\"O\n" +
+	"\blocation\x18\t \x01(\v2 .kontakt.intake.v1.LocationInputR\blocation\x12+\n" +
+	"\tmedia_url\x18\n" +
+	" \x01(\tB\x0e\xbaH\v\xd8\x01\x01r\x06\x18\x80\x10\x88\x01\x01R\bmediaUrl\"O\n" +
 	"\x13RegisterCaseRequest\x128\n" +
 	"\x04case\x18\x01 \x01(\v2\x1c.kontakt.intake.v1.CaseInputB\x06\xbaH\x03\xc8\x01\x01R\x04case\"\x91\x01\n" +
 	"\x14RegisterCaseResponse\x12\x17\n" +
