@@ -22,6 +22,7 @@ export KONTAKT_NATS_SERVER_BIN := $(BIN)/nats-server
 export KONTAKT_BIN             := $(BIN)/kontakt
 export KONTAKT_GRPCURL_BIN     := $(BIN)/grpcurl
 export KONTAKT_NATSCLI_BIN     := $(BIN)/nats
+export KONTAKT_JQ_BIN          := $(BIN)/jq
 # The kill -9 retention test registers this many due cases. The issue's
 # figure is 10,000 (about four minutes here, most of it disk syncs); CI
 # runs 3,000 to keep `make test` well inside its budget:
@@ -62,9 +63,15 @@ $(BIN)/grpcurl: test/go.mod test/go.sum
 $(BIN)/nats: test/go.mod test/go.sum
 	cd test && $(GO) build -o $(BIN)/nats github.com/nats-io/natscli/nats
 
-.PHONY: grpcurl nats-cli
+# jq (gojq, pinned in test/go.mod) runs the documented examples, which
+# read ids from earlier answers with it.
+$(BIN)/jq: test/go.mod test/go.sum
+	cd test && $(GO) build -o $(BIN)/jq github.com/itchyny/gojq/cmd/gojq
+
+.PHONY: grpcurl nats-cli jq
 grpcurl: $(BIN)/grpcurl ## Build grpcurl (pinned in test/go.mod) into bin/grpcurl, for the README's examples.
 nats-cli: $(BIN)/nats ## Build the nats CLI (pinned in test/go.mod) into bin/nats.
+jq: $(BIN)/jq ## Build jq (gojq, pinned in test/go.mod) into bin/jq, for the README's examples.
 
 .PHONY: build build-kontakt
 SERVICES := intake routing retention statistics
@@ -143,7 +150,7 @@ browser-deps: $(BROWSER_NPM) ## Install what the real-browser tests need: test/b
 
 .PHONY: test
 test: BUILD_QUIET := 1
-test: verify-workspace verify-generate lint build $(BIN)/nats-server $(BIN)/grpcurl $(BIN)/nats browser-deps ## Run every check and test (what CI runs).
+test: verify-workspace verify-generate lint build $(BIN)/nats-server $(BIN)/grpcurl $(BIN)/nats $(BIN)/jq browser-deps ## Run every check and test (what CI runs).
 	for m in $(MODULES); do (cd $$m && $(GO) test -count=1 -timeout 10m ./...); done
 	$(MAKE) --no-print-directory fuzz-short
 

@@ -88,6 +88,9 @@ require (
 	github.com/gosuri/uilive v0.0.4 // indirect
 	github.com/gosuri/uiprogress v0.0.1 // indirect
 	github.com/huandu/xstrings v1.6.0 // indirect
+	github.com/itchyny/go-yaml v0.0.0-20251001235044-fca9a0999f15 // indirect
+	github.com/itchyny/gojq v0.12.19 // indirect
+	github.com/itchyny/timefmt-go v0.1.8 // indirect
 	github.com/jedib0t/go-pretty/v6 v6.8.3 // indirect
 	github.com/jhump/protoreflect v1.17.0 // indirect
 	github.com/json-iterator/go v1.1.12 // indirect
@@ -164,5 +167,6 @@ replace github.com/kontakt-se/kontakt/pkg => ../pkg
 
 tool (
 	github.com/fullstorydev/grpcurl/cmd/grpcurl
+	github.com/itchyny/gojq/cmd/gojq
 	github.com/nats-io/natscli/nats
 )

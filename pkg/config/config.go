@@ -58,6 +58,7 @@ type Config struct {
 	NATS    NATS    `yaml:"nats"`
 	Auth    Auth    `yaml:"auth"`
 	Tracing Tracing `yaml:"tracing"`
+	Health  Health  `yaml:"health"`
 	Routing Routing `yaml:"routing"`
 	Intake  Intake  `yaml:"intake"`
 	// Categories is the one list of case categories: a case's category
@@ -332,6 +333,15 @@ type Routing struct {
 	RulesFile string `yaml:"rules_file"`
 }
 
+// Health configures what /readyz checks.
+type Health struct {
+	// MaxProjectionLag is how many events a read model may be behind the
+	// log and the process still count as ready: a replica whose read
+	// models are far behind answers with stale queues and statistics, so
+	// the orchestrator sends it no traffic until it has caught up.
+	MaxProjectionLag int `yaml:"max_projection_lag"`
+}
+
 // Queue is a work queue. Members are subject ids of agents who belong to
 // it (token claims may add more).
 type Queue struct {
@@ -351,6 +361,10 @@ func Default() Config {
 		MetricsListen:   "127.0.0.1:8081",
 		ShutdownTimeout: 15 * time.Second,
 		Log:             Log{Level: "info", Format: "text"},
+		// About a second of a busy contact centre's registrations for a
+		// projector that has fallen behind, far above what a projector
+		// keeping up ever shows between two scrapes.
+		Health: Health{MaxProjectionLag: 10000},
 		Limits: Limits{
 			MaxRequestBytes: 4 << 20,
 			// Five a second (18,000 an hour) is far above an
@@ -484,6 +498,9 @@ func (c Config) Validate() error {
 		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
 			bad("metrics_listen", "must be host:port or empty, not %q", c.MetricsListen)
 		}
+	}
+	if c.Health.MaxProjectionLag < 1 {
+		bad("health.max_projection_lag", "must be at least 1, not %d", c.Health.MaxProjectionLag)
 	}
 	if c.NATS.EmbeddedListen != "" {
 		if _, _, err := net.SplitHostPort(c.NATS.EmbeddedListen); err != nil {

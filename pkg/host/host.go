@@ -40,6 +40,7 @@ import (
 	"github.com/kontakt-se/kontakt/pkg/eventstore/esdb"
 	"github.com/kontakt-se/kontakt/pkg/eventstore/jetstream"
 	"github.com/kontakt-se/kontakt/pkg/natsserver"
+	"github.com/kontakt-se/kontakt/pkg/projection"
 	"github.com/kontakt-se/kontakt/pkg/ratelimit"
 	"github.com/kontakt-se/kontakt/pkg/seal"
 	"github.com/kontakt-se/kontakt/pkg/server"
@@ -110,6 +111,10 @@ type ReadModel struct {
 	Checkpoint func() (eventstore.Position, error)
 	// Files are its files, in the order they must be copied.
 	Files []ReadModelFile
+	// Projection is the runner that keeps it up to date with the log
+	// (pkg/projection): its metrics go to the process's registry, and
+	// `kontakt rebuild` rebuilds the model through it.
+	Projection *projection.Runner
 }
 
 // ReadModelFile is one file of a read model.
@@ -395,8 +400,30 @@ func (h *Host) Mount(prefix string, handler http.Handler) error {
 }
 
 // AddReadModel declares a read model the process keeps under the data
-// directory, for `kontakt backup` and `kontakt restore`.
-func (h *Host) AddReadModel(rm ReadModel) { h.readModels = append(h.readModels, rm) }
+// directory, for `kontakt backup`, `kontakt restore` and `kontakt
+// rebuild`, and registers its projection's metrics
+// (kontakt_projection_lag_events and the others, labelled with its name).
+func (h *Host) AddReadModel(rm ReadModel) error {
+	if rm.Projection != nil && h.Server != nil {
+		for _, c := range rm.Projection.Collectors() {
+			if err := h.Server.Metrics().Register(c); err != nil {
+				return fmt.Errorf("host: metrics of the %s read model: %w", rm.Name, err)
+			}
+		}
+		// Ready only while the read model keeps up: a replica whose
+		// queues or statistics are far behind the log must get no traffic.
+		bound := h.Config.Health.MaxProjectionLag
+		runner := rm.Projection
+		h.Server.AddReadinessCheck("projection "+rm.Name, func(context.Context) error {
+			if lag := runner.Lag(); lag > float64(bound) {
+				return fmt.Errorf("%.0f events behind the log (health.max_projection_lag %d)", lag, bound)
+			}
+			return nil
+		})
+	}
+	h.readModels = append(h.readModels, rm)
+	return nil
+}
 
 // ReadModels returns the read models the services declared, in the order
 // they were mounted.

@@ -82,6 +82,9 @@ func FuzzNormalisePhone(f *testing.F) {
 		"", "+", "00", "()", "((08))", "+46 (0)(70)", "112", "70 123 45 67",
 		"+0 123", "+4670 (0)123 45 67", "070-ABC 45 67", "++46", "+46 () 70",
 		"+123 456 789 012 345 6", "000 46 70 123 45 67",
+		"070/123 45 67", "(+46) 70 123 45 67", "46701234567", "070-123 45 6",
+		"+999 123 456 789", "+47 1234", "+39 (0)6 1234 5678", "08-123 456 78#12",
+		"tel:+46701234567", "0701234567;ext=1",
 	} {
 		f.Add(s)
 	}
@@ -99,7 +102,8 @@ func FuzzNormalisePhone(f *testing.F) {
 			return
 		}
 
-		if len(got) < 2 || len(got) > 1+maxE164Digits || got[0] != '+' ||
+		// E.164: a '+' and at most 15 digits, the first not 0.
+		if len(got) < 2 || len(got) > 16 || got[0] != '+' ||
 			strings.Trim(got[1:], "0123456789") != "" || got[1] == '0' {
 			t.Fatalf("NormalisePhone() = %q, not E.164", got)
 		}
@@ -122,6 +126,8 @@ func FuzzNormaliseEmail(f *testing.F) {
 		"anna@192.168.0.1", "anna@localhost", "anna..svensson@example.se", "anna@example.se.",
 		"åsa@example.se", "anna@-example.se", "", "@", "a@b", "a@b.c", "=?utf-8?q?x?=@example.se",
 		"anna@example.se,bo@example.se", "group: anna@example.se;",
+		"anna@räksmörgås.se", "info@brf-åkern.se", "anna@ÖREBRO.SE", "Anna Svensson <anna@example.se>",
+		"anna@o\u0308rebro.se", "anna@xn--abc.se", "anna@ab--cd.se", "anna@ｅｘａｍｐｌｅ.se",
 	} {
 		f.Add(s)
 	}
@@ -150,6 +156,18 @@ func FuzzNormaliseEmail(f *testing.F) {
 		}
 		if again != got {
 			t.Fatalf("not idempotent: %q, then %q", got, again)
+		}
+		// The stored form must find the same blind-index token.
+		e, err := ParseEmail(s)
+		if err != nil {
+			t.Fatalf("ParseEmail refuses what NormaliseEmail took: %v", err)
+		}
+		stored, err := ParseEmail(e.Address())
+		if err != nil {
+			t.Fatalf("stored form %q does not parse: %v", e.Address(), err)
+		}
+		if stored.Normalised() != got || stored.Address() != e.Address() {
+			t.Fatalf("stored form %q reads as %q, %q; want %q", e.Address(), stored.Address(), stored.Normalised(), got)
 		}
 	})
 }

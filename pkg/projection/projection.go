@@ -343,6 +343,12 @@ func (r *Runner) noteApplied(pos eventstore.Position) {
 	r.metrics.position.Set(float64(pos))
 }
 
+// Lag is how many positions the log's head is ahead of the model, as the
+// kontakt_projection_lag_events metric reports it; readiness compares it
+// with a bound. It is 0 before the runner has applied anything and when
+// the runner has no Head.
+func (r *Runner) Lag() float64 { return r.lag() }
+
 // lag is how many positions the log's head is ahead of the model, read
 // for the metric. The head is asked for at most once a second, so a
 // scrape costs the store little.

@@ -28,3 +28,13 @@ type KeyStore interface {
 	// (so a deleted case can never get a new key).
 	Destroy(ctx context.Context, keyID string) error
 }
+
+// BatchDestroyer is implemented by key stores that can destroy many keys
+// with fewer writes than one each. Sealer.DestroyBatch uses it, so that a
+// batch of redactions costs a few disk syncs instead of one per key.
+type BatchDestroyer interface {
+	// DestroyBatch destroys every key as Destroy destroys each: erased and
+	// tombstoned, idempotent. It attempts every key even if some fail and
+	// returns the failures joined.
+	DestroyBatch(ctx context.Context, keyIDs []string) error
+}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -70,7 +72,10 @@ type NATSKeyStore struct {
 	subject string // subject prefix, "$KV.<bucket>."
 }
 
-var _ BatchKeyStore = (*NATSKeyStore)(nil)
+var (
+	_ BatchKeyStore  = (*NATSKeyStore)(nil)
+	_ BatchDestroyer = (*NATSKeyStore)(nil)
+)
 
 // NewNATSKeyStore opens the key bucket, creating its stream if needed or
 // updating it to cfg (for instance a new replica count). It refuses a
@@ -257,10 +262,7 @@ func (s *NATSKeyStore) Destroy(ctx context.Context, keyID string) error {
 				continue
 			}
 		}
-		marker := nats.NewMsg(subject)
-		marker.Header.Set(kvOperationHeader, kvPurge)
-		marker.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
-		_, err = s.js.PublishMsg(ctx, marker, jetstream.WithExpectLastSequencePerSubject(0))
+		_, err = s.js.PublishMsg(ctx, s.tombstone(keyID), jetstream.WithExpectLastSequencePerSubject(0))
 		if err == nil {
 			return nil
 		}
@@ -270,6 +272,99 @@ func (s *NATSKeyStore) Destroy(ctx context.Context, keyID string) error {
 		lastErr = fmt.Errorf("write tombstone: %w", err)
 	}
 	return fmt.Errorf("seal: destroy key %s: no progress after %d attempts: %w", keyID, maxDestroyAttempts, lastErr)
+}
+
+// DestroyBatch implements BatchDestroyer. It erases the stored keys side
+// by side, as Destroy erases one (stream secure delete: nats-server has no
+// batch of those), then writes the tombstones of every key that lacks one
+// in atomic batches (tombstones), each marker expecting "last subject
+// sequence 0" as in Destroy: one disk sync per batch instead of one per
+// key. The keys of a refused batch (a concurrent Create slipped a key in
+// after the erase; a server that cannot batch) and those whose erase
+// failed are left to Destroy, one by one, which loops until each key is
+// erased and tombstoned.
+func (s *NATSKeyStore) DestroyBatch(ctx context.Context, keyIDs []string) error {
+	seen := make(map[string]bool, len(keyIDs))
+	var ids []string
+	for _, keyID := range keyIDs {
+		if _, _, _, err := ParseKeyID(keyID); err != nil {
+			return err
+		}
+		if !seen[keyID] {
+			seen[keyID] = true
+			ids = append(ids, keyID)
+		}
+	}
+	// Erase first, noting the key ids that need a tombstone.
+	mark := make([]bool, len(ids))
+	retry := make([]bool, len(ids))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, maxDestroyers)
+	for i, keyID := range ids {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			m, err := s.stream.GetLastMsgForSubject(ctx, s.subject+keyID)
+			switch {
+			case natserr.IsMessageNotFound(err):
+				mark[i] = true
+			case err != nil:
+				retry[i] = true
+			case isTombstone(m.Header):
+			default:
+				if err := s.stream.SecureDeleteMsg(ctx, m.Sequence); err != nil {
+					retry[i] = true
+					return
+				}
+				mark[i] = true
+			}
+		})
+	}
+	wg.Wait()
+	var marked, rest []string
+	for i, keyID := range ids {
+		switch {
+		case mark[i]:
+			marked = append(marked, keyID)
+		case retry[i]:
+			rest = append(rest, keyID)
+		}
+	}
+	refused, err := s.tombstones(ctx, marked)
+	if err != nil {
+		return fmt.Errorf("seal: destroy %d keys: %w", len(ids), err)
+	}
+	return destroyEach(ctx, s, append(rest, refused...))
+}
+
+// tombstones writes the tombstones of keyIDs in atomic batches of at most
+// jsbatch.MaxMessages, each marker expecting "last subject sequence 0", so
+// a batch is stored whole only if none of its key ids holds a message; it
+// returns the key ids of the batches that were refused or whose outcome is
+// unknown, for Destroy to settle one by one. It fails only when ctx ends.
+func (s *NATSKeyStore) tombstones(ctx context.Context, keyIDs []string) (refused []string, err error) {
+	for chunk := range slices.Chunk(keyIDs, jsbatch.MaxMessages) {
+		msgs := make([]*nats.Msg, len(chunk))
+		for i, keyID := range chunk {
+			msgs[i] = s.tombstone(keyID)
+			msgs[i].Header.Set(jetstream.ExpectedLastSubjSeqHeader, "0")
+		}
+		if _, err := jsbatch.Publish(ctx, s.js.Conn(), msgs); err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			refused = append(refused, chunk...)
+		}
+	}
+	return refused, nil
+}
+
+// tombstone is the KV purge marker that records keyID as destroyed.
+func (s *NATSKeyStore) tombstone(keyID string) *nats.Msg {
+	marker := nats.NewMsg(s.subject + keyID)
+	marker.Header.Set(kvOperationHeader, kvPurge)
+	marker.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
+	return marker
 }
 
 // isTombstone reports whether a message of the key bucket marks its key id

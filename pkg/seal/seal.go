@@ -39,7 +39,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"slices"
 	"sync"
 
 	"google.golang.org/protobuf/proto"
@@ -197,31 +196,74 @@ func (s *Sealer) OpenMessage(ctx context.Context, caseID string, sealed *casev1.
 // are not keys of this package: the read models that hold them drop them
 // at redaction.
 func (s *Sealer) Destroy(ctx context.Context, caseID string, gens Generations, classes ...Class) error {
-	if err := ValidateCaseID(caseID); err != nil {
-		return fmt.Errorf("seal: destroy: %w", err)
-	}
-	if len(classes) == 0 {
-		classes = Classes()
-	}
+	return s.DestroyBatch(ctx, []Destruction{{CaseID: caseID, Gens: gens, Classes: classes}})
+}
+
+// Destruction names the keys of one case that DestroyBatch destroys, as
+// Destroy's arguments do.
+type Destruction struct {
+	CaseID string
+	// Gens are the case's generations: every generation of a class up to
+	// Gens.Of(class) is destroyed.
+	Gens Generations
+	// Classes are the classes whose keys go; none means every class.
+	Classes []Class
+}
+
+// maxDestroyers bounds how many keys are destroyed side by side.
+const maxDestroyers = 64
+
+// DestroyBatch destroys the keys of several cases as Destroy destroys
+// each case's, in one go: with a BatchDestroyer (the NATS key store) the
+// tombstones of all the keys are written in atomic batches, one disk sync
+// for many keys, instead of one write each. The retention projector
+// destroys the keys of a batch of redactions this way. It attempts every
+// key even if some fail and returns the failures joined.
+func (s *Sealer) DestroyBatch(ctx context.Context, ds []Destruction) error {
 	var keyIDs []string
-	for _, c := range classes {
-		for g := uint32(0); g <= gens.Of(c); g++ {
-			keyID, err := KeyID(caseID, c, g)
-			if err != nil {
-				return fmt.Errorf("seal: destroy: %w", err)
-			}
-			if !slices.Contains(keyIDs, keyID) {
-				keyIDs = append(keyIDs, keyID)
+	seen := map[string]bool{}
+	for _, d := range ds {
+		if err := ValidateCaseID(d.CaseID); err != nil {
+			return fmt.Errorf("seal: destroy: %w", err)
+		}
+		classes := d.Classes
+		if len(classes) == 0 {
+			classes = Classes()
+		}
+		for _, c := range classes {
+			for g := uint32(0); g <= d.Gens.Of(c); g++ {
+				keyID, err := KeyID(d.CaseID, c, g)
+				if err != nil {
+					return fmt.Errorf("seal: destroy: %w", err)
+				}
+				if !seen[keyID] {
+					seen[keyID] = true
+					keyIDs = append(keyIDs, keyID)
+				}
 			}
 		}
 	}
-	// The keys are independent: destroy them side by side, so a case
-	// costs one round of key-store writes rather than one per key.
+	if b, ok := s.keys.(BatchDestroyer); ok && len(keyIDs) > 1 {
+		if err := b.DestroyBatch(ctx, keyIDs); err != nil {
+			return fmt.Errorf("seal: destroy: %w", err)
+		}
+		return nil
+	}
+	return destroyEach(ctx, s.keys, keyIDs)
+}
+
+// destroyEach destroys keys one by one, side by side (they are
+// independent), so a batch costs rounds of key-store writes rather than
+// one per key; it returns the failures joined.
+func destroyEach(ctx context.Context, keys KeyStore, keyIDs []string) error {
 	errs := make([]error, len(keyIDs))
 	var wg sync.WaitGroup
+	sem := make(chan struct{}, maxDestroyers)
 	for i, keyID := range keyIDs {
+		sem <- struct{}{}
 		wg.Go(func() {
-			if err := s.keys.Destroy(ctx, keyID); err != nil {
+			defer func() { <-sem }()
+			if err := keys.Destroy(ctx, keyID); err != nil {
 				errs[i] = fmt.Errorf("seal: destroy %s: %w", keyID, err)
 			}
 		})

@@ -348,6 +348,61 @@ func TestDestroy(t *testing.T) {
 		}
 	})
 
+	t.Run("a batch of cases, racing new keys", func(t *testing.T) {
+		// DestroyBatch writes the tombstones of many keys at once; a key
+		// created between its erase and the tombstones (the seals below
+		// race it) makes the batch fail, and those keys are destroyed one
+		// by one. Whatever the interleaving, every key is destroyed and
+		// nothing sealed opens.
+		for range 5 {
+			var ds []seal.Destruction
+			var sealed []*casev1.SealedPersonalData
+			var cases []string
+			for i := range 8 {
+				caseID, all := sealAll(t)
+				cases = append(cases, caseID)
+				ds = append(ds, seal.Destruction{CaseID: caseID})
+				if i%2 == 0 {
+					ds[i].Classes = []seal.Class{seal.ClassContact, seal.ClassAnswer}
+				}
+				sealed = append(sealed, all[seal.ClassContact])
+			}
+			var racing []*casev1.SealedPersonalData
+			var mu sync.Mutex
+			var wg sync.WaitGroup
+			for _, caseID := range cases {
+				wg.Go(func() {
+					v, err := s1.Seal(t.Context(), caseID, seal.ClassContact, 1, []byte("x"))
+					if err == nil {
+						mu.Lock()
+						racing = append(racing, v)
+						mu.Unlock()
+					}
+				})
+			}
+			// The racing keys are of generation 1: destroy those too.
+			for _, caseID := range cases {
+				ds = append(ds, seal.Destruction{CaseID: caseID, Gens: seal.Generations{seal.ClassContact: 1}, Classes: []seal.Class{seal.ClassContact}})
+			}
+			var destroyErr error
+			wg.Go(func() { destroyErr = s2.DestroyBatch(t.Context(), ds) })
+			wg.Wait()
+			require.NoError(t, destroyErr)
+			for _, v := range append(sealed, racing...) {
+				caseID, _, _, err := seal.ParseKeyID(v.GetKeyId())
+				require.NoError(t, err)
+				_, err = s1.Open(t.Context(), caseID, v)
+				require.ErrorIs(t, err, seal.ErrKeyDestroyed)
+			}
+			for i, caseID := range cases {
+				if i%2 == 1 {
+					_, err := s2.Seal(t.Context(), caseID, seal.ClassFreeText, 0, []byte("x"))
+					require.ErrorIs(t, err, seal.ErrKeyDestroyed, "every class of a case destroyed whole")
+				}
+			}
+		}
+	})
+
 	t.Run("bad input", func(t *testing.T) {
 		require.ErrorIs(t, s1.Destroy(t.Context(), "not-a-case-id", nil), seal.ErrInvalidCaseID)
 		require.ErrorIs(t, s1.Destroy(t.Context(), newCaseID(), nil, "bogus"), seal.ErrInvalidClass)

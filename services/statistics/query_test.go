@@ -73,7 +73,7 @@ func TestQueryHandComputed(t *testing.T) {
 	jan, feb, mar := utcHour(2025, 12, 31, 23), utcHour(2026, 1, 31, 23), utcHour(2026, 2, 28, 23)
 	byType := []statisticsv1.Dimension{statisticsv1.Dimension_DIMENSION_TYPE}
 	janFraga := &statisticsv1.Row{
-		BucketStart: ts(jan), Keys: []string{"CASE_TYPE_FRAGA"}, Count: 5, FirstContactResolved: 1,
+		BucketStart: ts(jan), Keys: []string{"CASE_TYPE_FRAGA"}, Count: 5, FirstContactResolved: 1, Closed: 3,
 		MedianTimeToFirstResponse: dur(40 * m), P90TimeToFirstResponse: dur(56 * m),
 		MedianTimeToClose: dur(2 * time.Hour), P90TimeToClose: dur(3*time.Hour + 36*m),
 	}
@@ -108,12 +108,12 @@ func TestQueryHandComputed(t *testing.T) {
 			want: []*statisticsv1.Row{
 				{BucketStart: ts(jan), Keys: []string{"CASE_TYPE_BREV", "CHANNEL_EMAIL"}, Count: 1},
 				{
-					BucketStart: ts(jan), Keys: []string{"CASE_TYPE_FRAGA", "CHANNEL_EMAIL"}, Count: 2,
+					BucketStart: ts(jan), Keys: []string{"CASE_TYPE_FRAGA", "CHANNEL_EMAIL"}, Count: 2, Closed: 1,
 					MedianTimeToFirstResponse: dur(45 * m), P90TimeToFirstResponse: dur(49 * m),
 					MedianTimeToClose: dur(4 * time.Hour), P90TimeToClose: dur(4 * time.Hour),
 				},
 				{
-					BucketStart: ts(jan), Keys: []string{"CASE_TYPE_FRAGA", "CHANNEL_PHONE"}, Count: 3, FirstContactResolved: 1,
+					BucketStart: ts(jan), Keys: []string{"CASE_TYPE_FRAGA", "CHANNEL_PHONE"}, Count: 3, FirstContactResolved: 1, Closed: 2,
 					MedianTimeToFirstResponse: dur(20 * m), P90TimeToFirstResponse: dur(52 * m),
 					MedianTimeToClose: dur(90 * m), P90TimeToClose: dur(114 * m),
 				},
@@ -126,8 +126,8 @@ func TestQueryHandComputed(t *testing.T) {
 				GroupBy: []statisticsv1.Dimension{statisticsv1.Dimension_DIMENSION_CATEGORY}, Granularity: statisticsv1.Granularity_GRANULARITY_WEEK,
 			},
 			want: []*statisticsv1.Row{
-				{BucketStart: ts(utcHour(2026, 1, 11, 23)), Keys: []string{"cat-1"}, Count: 1, MedianTimeToFirstResponse: dur(50 * m), P90TimeToFirstResponse: dur(50 * m), MedianTimeToClose: dur(4 * time.Hour), P90TimeToClose: dur(4 * time.Hour)},
-				{BucketStart: ts(utcHour(2026, 1, 18, 23)), Keys: []string{"cat-1"}, Count: 1, MedianTimeToFirstResponse: dur(20 * m), P90TimeToFirstResponse: dur(20 * m), MedianTimeToClose: dur(2 * time.Hour), P90TimeToClose: dur(2 * time.Hour)},
+				{BucketStart: ts(utcHour(2026, 1, 11, 23)), Keys: []string{"cat-1"}, Count: 1, Closed: 1, MedianTimeToFirstResponse: dur(50 * m), P90TimeToFirstResponse: dur(50 * m), MedianTimeToClose: dur(4 * time.Hour), P90TimeToClose: dur(4 * time.Hour)},
+				{BucketStart: ts(utcHour(2026, 1, 18, 23)), Keys: []string{"cat-1"}, Count: 1, Closed: 1, MedianTimeToFirstResponse: dur(20 * m), P90TimeToFirstResponse: dur(20 * m), MedianTimeToClose: dur(2 * time.Hour), P90TimeToClose: dur(2 * time.Hour)},
 			},
 		},
 		{

@@ -42,16 +42,16 @@ func repoRoot(t testing.TB) string {
 	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
 }
 
-var buildOnce = map[string]*sync.Once{"kontakt": {}, "grpcurl": {}}
+var buildOnce = map[string]*sync.Once{"kontakt": {}, "grpcurl": {}, "jq": {}}
 var builtPath = map[string]string{}
 var buildErr = map[string]error{}
 
 // binary returns the path of a tool the tests run: $KONTAKT_BIN (or
-// $KONTAKT_GRPCURL_BIN) when set, as `make test` does, otherwise it is
-// built once into the repository's bin/ directory.
+// $KONTAKT_GRPCURL_BIN, $KONTAKT_JQ_BIN) when set, as `make test` does,
+// otherwise it is built once into the repository's bin/ directory.
 func binary(t testing.TB, name string) string {
 	t.Helper()
-	envName := map[string]string{"kontakt": "KONTAKT_BIN", "grpcurl": "KONTAKT_GRPCURL_BIN"}[name]
+	envName := map[string]string{"kontakt": "KONTAKT_BIN", "grpcurl": "KONTAKT_GRPCURL_BIN", "jq": "KONTAKT_JQ_BIN"}[name]
 	if p := os.Getenv(envName); p != "" {
 		if _, err := os.Stat(p); err == nil {
 			return p
@@ -67,6 +67,10 @@ func binary(t testing.TB, name string) string {
 			cmd.Dir = filepath.Join(root, "services", "kontakt")
 		case "grpcurl":
 			cmd = exec.Command("go", "build", "-o", out, "github.com/fullstorydev/grpcurl/cmd/grpcurl")
+			cmd.Dir = filepath.Join(root, "test")
+		case "jq":
+			// gojq, the pure-Go jq the documented examples are run with.
+			cmd = exec.Command("go", "build", "-o", out, "github.com/itchyny/gojq/cmd/gojq")
 			cmd.Dir = filepath.Join(root, "test")
 		}
 		if b, err := cmd.CombinedOutput(); err != nil {

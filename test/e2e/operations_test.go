@@ -151,6 +151,7 @@ func TestHealthEndpointsAndBuildInfo(t *testing.T) {
 	code, body = getMetricsPath(t, k, "/readyz")
 	require.Equal(t, http.StatusOK, code, body)
 	require.Contains(t, body, "nats: ok\n")
+	require.Contains(t, body, "projection retention: ok\n", "each read model's lag is a readiness check")
 	code, body = getMetricsPath(t, k, "/metrics")
 	require.Equal(t, http.StatusOK, code)
 	require.Regexp(t, `kontakt_build_info\{commit="[0-9a-f]{40}",data_format="1",goversion="go1\.[^"]+",nats_server="2\.[^"]+",version="[^"]+"\} 1`, body)
@@ -266,4 +267,38 @@ func TestJSONLogsHaveOneValuePerKeyAndDurationsInSeconds(t *testing.T) {
 		}
 	}
 	require.Positive(t, durations, "the call was logged with its duration")
+}
+
+// TestGrafanaDashboardUsesMetricsTheBinaryExports reads the dashboard
+// shipped in deploy/grafana and checks that every metric its queries name
+// is one the running binary exports, so a renamed metric cannot leave a
+// panel silently empty.
+func TestGrafanaDashboardUsesMetricsTheBinaryExports(t *testing.T) {
+	raw, err := os.ReadFile("../../deploy/grafana/kontakt.json")
+	require.NoError(t, err)
+	var dash struct {
+		Panels []struct {
+			Title   string
+			Targets []struct{ Expr string }
+		}
+	}
+	require.NoError(t, json.Unmarshal(raw, &dash))
+	require.NotEmpty(t, dash.Panels)
+
+	k := Start(t, Options{})
+	// Exported only where the process verifies OIDC tokens (production).
+	productionOnly := map[string]bool{"kontakt_auth_jwks_fetches_total": true}
+	_, body := getMetricsPath(t, k, "/metrics")
+	names := regexp.MustCompile(`\b(kontakt_[a-z_]+|grpc_server_[a-z_]+)\b`)
+	for _, p := range dash.Panels {
+		require.NotEmpty(t, p.Targets, p.Title)
+		for _, target := range p.Targets {
+			for _, name := range names.FindAllString(target.Expr, -1) {
+				if productionOnly[name] {
+					continue
+				}
+				require.Regexp(t, `(?m)^`+name+`[{ ]`, body, "panel %q queries %s, which the binary does not export", p.Title, name)
+			}
+		}
+	}
 }

@@ -37,8 +37,8 @@ import (
 	intakev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/intake/v1"
 )
 
-// Names of the retention ledger, as services/retention/adapters/ledger
-// documents them, and of the event the sweeper appends.
+// Names of the retention ledger, as services/retention/adapters/ledger and
+// pkg/receipt document them, and of the event the sweeper appends.
 const (
 	crashLedgerStream       = "KONTAKT_RETENTION_LEDGER"
 	crashLedgerPrefix       = "kontakt.retention.ledger."
@@ -245,7 +245,7 @@ type crashReceipt struct {
 }
 
 // crashReceiptHash recomputes a receipt's hash from the canonical encoding
-// documented in services/retention/adapters/ledger (package comment): the
+// documented in pkg/receipt (package comment; ARCHITECTURE.md works an example): the
 // SHA-256 of length-prefixed lines, so an auditor can check it without
 // the service's code.
 func crashReceiptHash(r crashReceipt) string {

@@ -251,6 +251,13 @@ func TestStatisticsAreAnonymousAndComplete(t *testing.T) {
 		csvTotal += n
 	}
 	require.Equal(t, len(cases), csvTotal, "the CSV counts every case:\n%s", csvData)
+	page, err := os.ReadFile(report)
+	require.NoError(t, err)
+	// A manager's report reads in Swedish, with the type names as they
+	// are spelt, and rates first-contact resolution on the closed cases.
+	require.Contains(t, string(page), `<html lang="sv">`)
+	require.Contains(t, string(page), "Felanmälan")
+	require.Contains(t, string(page), "Lösta vid första kontakt räknas på avslutade ärenden")
 	files, err := filepath.Glob(filepath.Join(dir, "report", "*"))
 	require.NoError(t, err)
 	require.GreaterOrEqual(t, len(files), 5, "the report and its charts")

@@ -217,15 +217,19 @@ func validateContact(v *violations, c *intakev1.Contact, ch casev1.Channel, now 
 
 	out := &casev1.ContactDetails{Name: name}
 	if email != "" {
-		if _, err := identity.NormaliseEmail(email); err != nil {
-			v.add("case.contact.email", "is not a valid e-mail address")
+		// The address is stored as identity.Email.Address gives it (a
+		// pasted display name dropped, the domain in lower-case Unicode),
+		// so that every reader of the case sees the address alone and
+		// the blind index finds it by any spelling.
+		if e, err := identity.ParseEmail(email); err != nil {
+			v.add("case.contact.email", "is not a valid e-mail address: "+reason(err))
 		} else {
-			out.Email = email
+			out.Email = e.Address()
 		}
 	}
 	if phone != "" {
 		if e164, err := identity.NormalisePhone(phone); err != nil {
-			v.add("case.contact.phone", "is not a valid Swedish or international phone number")
+			v.add("case.contact.phone", "is not a valid Swedish or international phone number: "+reason(err))
 		} else {
 			out.Phone = e164
 		}

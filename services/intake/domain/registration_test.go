@@ -72,6 +72,9 @@ func TestValidateRefusesWithTheFieldNamed(t *testing.T) {
 		{"e-mail case without address", with(base(casev1.Channel_CHANNEL_EMAIL), func(c *intakev1.CaseInput) { c.Contact.Email = "" }), FromAgent, []string{"case.contact.email"}},
 		{"bad e-mail", with(base(casev1.Channel_CHANNEL_LETTER), func(c *intakev1.CaseInput) { c.Contact.Email = "anna@" }), FromAgent, []string{"case.contact.email"}},
 		{"bad phone", with(base(casev1.Channel_CHANNEL_LETTER), func(c *intakev1.CaseInput) { c.Contact.Phone = "12" }), FromAgent, []string{"case.contact.phone"}},
+		{"mobile number missing a digit", with(base(casev1.Channel_CHANNEL_LETTER), func(c *intakev1.CaseInput) { c.Contact.Phone = "070-123 45 6" }), FromAgent, []string{"case.contact.phone"}},
+		{"unassigned country code", with(base(casev1.Channel_CHANNEL_LETTER), func(c *intakev1.CaseInput) { c.Contact.Phone = "+999 123 456 789" }), FromAgent, []string{"case.contact.phone"}},
+		{"two e-mail addresses", with(base(casev1.Channel_CHANNEL_LETTER), func(c *intakev1.CaseInput) { c.Contact.Email = "anna@example.se, bo@example.se" }), FromAgent, []string{"case.contact.email"}},
 		{"bad check digit", with(base(casev1.Channel_CHANNEL_LETTER), func(c *intakev1.CaseInput) { c.Contact.IdentityNumber = "19121212-1213" }), FromAgent, []string{"case.contact.identity_number"}},
 		{"future date", with(base(casev1.Channel_CHANNEL_LETTER), func(c *intakev1.CaseInput) { c.Contact.IdentityNumber = "20991212-1212" }), FromAgent, []string{"case.contact.identity_number"}},
 		{"birth number 000", with(base(casev1.Channel_CHANNEL_LETTER), func(c *intakev1.CaseInput) { c.Contact.IdentityNumber = "20150916-0006" }), FromAgent, []string{"case.contact.identity_number"}},
@@ -138,6 +141,18 @@ func TestValidateNormalises(t *testing.T) {
 			require.Equal(t, "+46701234567", r.Contact.GetPhone())
 			require.Equal(t, "191212121212", r.Identity.GetNumber())
 			require.False(t, r.Identity.GetCoordinationNumber())
+		}},
+		{"pasted e-mail keeps the address alone, phone as typed", with(base(casev1.Channel_CHANNEL_EMAIL), func(c *intakev1.CaseInput) {
+			c.Contact.Email, c.Contact.Phone = " Anna Svensson <Anna@Example.SE> ", "(+46) 70 123 45 67"
+		}), FromAgent, func(t *testing.T, r Registration) {
+			require.Equal(t, "Anna@example.se", r.Contact.GetEmail())
+			require.Equal(t, "+46701234567", r.Contact.GetPhone())
+		}},
+		{"internationalised domain in lower-case Unicode, Italian 0 kept", with(base(casev1.Channel_CHANNEL_EMAIL), func(c *intakev1.CaseInput) {
+			c.Contact.Email, c.Contact.Phone = "anna@RÄKSMÖRGÅS.SE", "+39 (0)6 1234 5678"
+		}), FromAgent, func(t *testing.T, r Registration) {
+			require.Equal(t, "anna@räksmörgås.se", r.Contact.GetEmail())
+			require.Equal(t, "+390612345678", r.Contact.GetPhone())
 		}},
 		{"withheld phone", with(base(casev1.Channel_CHANNEL_PHONE), func(c *intakev1.CaseInput) { c.Contact.Phone, c.Contact.CallerNumberWithheld = "", true }), FromAgent, func(t *testing.T, r Registration) {
 			require.True(t, r.CallerNumberWithheld)

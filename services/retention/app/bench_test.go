@@ -20,6 +20,7 @@ import (
 	"github.com/kontakt-se/kontakt/pkg/caseevents"
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
 	"github.com/kontakt-se/kontakt/pkg/natstest"
+	"github.com/kontakt-se/kontakt/pkg/receipt"
 	"github.com/kontakt-se/kontakt/pkg/seal"
 	"github.com/kontakt-se/kontakt/services/retention/adapters/ledger"
 )
@@ -50,7 +51,7 @@ type timedLedger struct {
 	at map[string]time.Time
 }
 
-func (l *timedLedger) RecordBatch(ctx context.Context, rs []ledger.Receipt) error {
+func (l *timedLedger) RecordBatch(ctx context.Context, rs []receipt.Receipt) error {
 	err := l.Ledger.RecordBatch(ctx, rs)
 	if err == nil {
 		now := time.Now()

@@ -20,7 +20,6 @@ import (
 	"github.com/kontakt-se/kontakt/pkg/identity"
 	"github.com/kontakt-se/kontakt/pkg/seal"
 	"github.com/kontakt-se/kontakt/pkg/subject"
-	"github.com/kontakt-se/kontakt/services/retention/adapters/index"
 	"github.com/kontakt-se/kontakt/services/retention/domain"
 )
 
@@ -183,7 +182,7 @@ type Mark struct {
 // to find every mark without knowing case ids.
 func (s *Service) PreservationMarks() ([]Mark, error) {
 	var out []Mark
-	err := s.idx.Each(func(e *index.Entry) error {
+	err := s.idx.Each(func(e *Entry) error {
 		if !e.Case.Marked || e.Case.Deleted {
 			return nil
 		}
@@ -328,11 +327,13 @@ func (s *Service) checkRectification(r Rectification) (seal.Class, proto.Message
 	case r.Contact != nil:
 		c := proto.Clone(r.Contact).(*casev1.ContactDetails)
 		if c.GetEmail() != "" {
-			e, err := identity.NormaliseEmail(c.GetEmail())
+			// Stored as intake stores it: the address as identity.Email
+			// shows it, found by the blind index by any spelling.
+			e, err := identity.ParseEmail(c.GetEmail())
 			if err != nil {
 				return "", nil, invalid("contact.email", "not an e-mail address")
 			}
-			c.Email = e
+			c.Email = e.Address()
 		}
 		if c.GetPhone() != "" {
 			p, err := identity.NormalisePhone(c.GetPhone())

@@ -27,7 +27,10 @@ import (
 	"github.com/kontakt-se/kontakt/pkg/eventstore/jetstream"
 	"github.com/kontakt-se/kontakt/pkg/natsserver"
 	"github.com/kontakt-se/kontakt/pkg/natstest"
+	"github.com/kontakt-se/kontakt/pkg/projection"
+	"github.com/kontakt-se/kontakt/pkg/receipt"
 	"github.com/kontakt-se/kontakt/pkg/seal"
+	"github.com/kontakt-se/kontakt/services/retention/adapters/archive"
 	"github.com/kontakt-se/kontakt/services/retention/adapters/index"
 	"github.com/kontakt-se/kontakt/services/retention/adapters/ledger"
 	"github.com/kontakt-se/kontakt/services/retention/app"
@@ -176,8 +179,10 @@ func (w *world) newInstance(t testing.TB, b *backends, o instanceOpts) *instance
 	}
 	idx, err := index.Open(o.idxPath)
 	require.NoError(t, err)
-	svc, err := app.New(store, sealer, l, idx, b.audit, w.blind, w.clock.Now, nil, app.Config{
-		Plan: o.plan, ArchiveDir: o.archiveDir, Workers: o.workers, SweepInterval: o.interval, Journal: o.journal,
+	svc, err := app.New(app.Options{
+		Store: store, Sealer: sealer, Ledger: l, Index: idx, Archive: archive.Dir(o.archiveDir), Audit: b.audit,
+		Blind: w.blind, Clock: w.clock.Now,
+		Config: app.Config{Plan: o.plan, Workers: o.workers, SweepInterval: o.interval, Journal: o.journal},
 	})
 	require.NoError(t, err)
 	in := &instance{backends: b, w: w, svc: svc, idx: idx, idxPath: o.idxPath, archiveDir: o.archiveDir}
@@ -236,6 +241,15 @@ func (in *instance) caughtUpWithin(t testing.TB, limit time.Duration) {
 		require.NoError(t, err)
 		return cp >= head
 	}, limit, 5*time.Millisecond, "index checkpoint %d never reached the log's head %d", cp, head)
+}
+
+// applyBatch hands the index one batch of events, as the projection
+// runner does.
+func applyBatch(t testing.TB, in *instance, recs []eventstore.RecordedEvent) {
+	t.Helper()
+	batch, err := projection.Decode(recs)
+	require.NoError(t, err)
+	require.NoError(t, in.svc.Model().Apply(t.Context(), batch))
 }
 
 // sweep runs one pass at the clock's time once the index has caught up.
@@ -418,10 +432,10 @@ func (b *backends) typesOf(t testing.TB, caseID string) []string {
 }
 
 // receipts reads the whole ledger and checks its chain.
-func (b *backends) receipts(t testing.TB) []ledger.Receipt {
+func (b *backends) receipts(t testing.TB) []receipt.Receipt {
 	t.Helper()
-	var out []ledger.Receipt
-	require.NoError(t, b.ledger.Scan(t.Context(), func(r ledger.Receipt) error {
+	var out []receipt.Receipt
+	require.NoError(t, b.ledger.Scan(t.Context(), func(r receipt.Receipt) error {
 		out = append(out, r)
 		return nil
 	}))
@@ -432,8 +446,8 @@ func (b *backends) receipts(t testing.TB) []ledger.Receipt {
 }
 
 // receiptsOf filters receipts by case and kind.
-func receiptsOf(rs []ledger.Receipt, caseID, kind string) []ledger.Receipt {
-	var out []ledger.Receipt
+func receiptsOf(rs []receipt.Receipt, caseID, kind string) []receipt.Receipt {
+	var out []receipt.Receipt
 	for _, r := range rs {
 		if r.CaseID == caseID && r.Kind == kind {
 			out = append(out, r)

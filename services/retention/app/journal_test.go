@@ -35,28 +35,30 @@ type orderSealer struct {
 	destroyed int
 }
 
-func (s *orderSealer) Destroy(ctx context.Context, caseID string, gens seal.Generations, classes ...seal.Class) error {
+func (s *orderSealer) DestroyBatch(ctx context.Context, ds []seal.Destruction) error {
 	entries, err := shredjournal.Read(s.dir)
 	require.NoError(s.t, err)
-	covered := false
-	for _, e := range entries {
-		if e.Kind != shredjournal.KindEvent || e.Event.Stream != caseID {
-			continue
+	for _, d := range ds {
+		covered := false
+		for _, e := range entries {
+			if e.Kind != shredjournal.KindEvent || e.Event.Stream != d.CaseID {
+				continue
+			}
+			if e.Event.DestroyAll {
+				covered = true
+				break
+			}
+			if len(d.Classes) > 0 && !slices.ContainsFunc(d.Classes, func(c seal.Class) bool { return !slices.Contains(e.Event.Destroy, string(c)) }) {
+				covered = true
+				break
+			}
 		}
-		if e.Event.DestroyAll {
-			covered = true
-			break
-		}
-		if len(classes) > 0 && !slices.ContainsFunc(classes, func(c seal.Class) bool { return !slices.Contains(e.Event.Destroy, string(c)) }) {
-			covered = true
-			break
-		}
+		require.True(s.t, covered, "Destroy(%s, %v) before the journal named it", d.CaseID, d.Classes)
 	}
-	require.True(s.t, covered, "Destroy(%s, %v) before the journal named it", caseID, classes)
 	s.mu.Lock()
-	s.destroyed++
+	s.destroyed += len(ds)
 	s.mu.Unlock()
-	return s.Sealer.Destroy(ctx, caseID, gens, classes...)
+	return s.Sealer.DestroyBatch(ctx, ds)
 }
 
 // TestJournalBeforeKeysAndReceiptsAfter: the plan's redaction, an erasure

@@ -17,7 +17,6 @@ import (
 	"github.com/kontakt-se/kontakt/pkg/caseevents"
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
 	"github.com/kontakt-se/kontakt/pkg/seal"
-	"github.com/kontakt-se/kontakt/services/retention/adapters/archive"
 	"github.com/kontakt-se/kontakt/services/retention/domain"
 )
 
@@ -210,22 +209,12 @@ func (s *Service) exportArchive(ctx context.Context, c *domain.Case, recs []even
 	if err != nil {
 		return nil, err
 	}
-	path, sum, err := archive.Write(s.cfg.ArchiveDir, archive.Package{
+	name, sum, err := s.archive.Export(ArchivePackage{
 		CaseID: c.ID, CaseNumber: c.Number, CreatedAt: now, Revision: c.Revision,
-		Files: []archive.File{{Path: "case.json", Data: caseJSON}, {Path: "attachments.json", Data: attJSON}},
+		Files: []ArchiveFile{{Path: "case.json", Data: caseJSON}, {Path: "attachments.json", Data: attJSON}},
 	})
 	if err != nil {
 		return nil, err
 	}
-	if _, err := archive.Verify(path); err != nil {
-		return nil, fmt.Errorf("the written package does not verify: %w", err)
-	}
-	return &casev1.CaseArchived{CaseId: c.ID, Package: baseName(path), Sha256: sum, ArchivedAt: timestamppb.New(now)}, nil
-}
-
-func baseName(p string) string {
-	if i := strings.LastIndexAny(p, `/\`); i >= 0 {
-		return p[i+1:]
-	}
-	return p
+	return &casev1.CaseArchived{CaseId: c.ID, Package: name, Sha256: sum, ArchivedAt: timestamppb.New(now)}, nil
 }

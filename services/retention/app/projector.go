@@ -5,74 +5,63 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"sync"
 	"time"
 
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
-	"github.com/kontakt-se/kontakt/pkg/caseevents"
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
+	"github.com/kontakt-se/kontakt/pkg/projection"
+	"github.com/kontakt-se/kontakt/pkg/receipt"
 	"github.com/kontakt-se/kontakt/pkg/seal"
 	"github.com/kontakt-se/kontakt/pkg/shredjournal"
 	"github.com/kontakt-se/kontakt/pkg/subject"
-	"github.com/kontakt-se/kontakt/services/retention/adapters/archive"
-	"github.com/kontakt-se/kontakt/services/retention/adapters/index"
-	"github.com/kontakt-se/kontakt/services/retention/adapters/ledger"
 	"github.com/kontakt-se/kontakt/services/retention/domain"
 	"google.golang.org/protobuf/proto"
 )
 
-// Projection defaults.
+// Receipt kinds, the middle part of a receipt's key.
 const (
-	projectBatch   = 256
-	projectIdle    = 5 * time.Millisecond
-	minBackoff     = 100 * time.Millisecond
-	maxBackoff     = 15 * time.Second
 	receiptRedact  = "redaction"
 	receiptDelete  = "deletion"
 	receiptArchive = "archive"
 )
 
-// RunProjector follows the log of case events from the index's checkpoint
-// and keeps the index up to date until ctx ends. A failing batch is
-// retried from the checkpoint after a back-off: the index must not stop
-// for good because the event store or the key store was briefly away.
+// RunProjector recomputes the due times when the plan changed, then keeps
+// the index up to date with the log until ctx ends, on the one projection
+// runner (pkg/projection): batches from the checkpoint, each applied with
+// its effects and committed with the checkpoint, a failing batch retried
+// from the checkpoint after a back-off, the lag reported as a metric.
 func (s *Service) RunProjector(ctx context.Context) error {
 	if err := s.reschedule(); err != nil {
 		return err
 	}
-	backoff := minBackoff
-	for {
-		from, err := s.idx.Checkpoint()
-		if err == nil {
-			var progressed bool
-			progressed, err = eventstore.SubscribeBatches(ctx, s.store, from,
-				eventstore.BatchOptions{Size: projectBatch, Idle: projectIdle},
-				func(ctx context.Context, batch []eventstore.RecordedEvent) error {
-					return s.ApplyBatch(ctx, from, batch)
-				})
-			if progressed {
-				backoff = minBackoff
-			}
-		}
-		if ctx.Err() != nil {
-			return nil
-		}
-		s.log.Warn("retention index: projection failed, retrying", "from", from, "retry_in", backoff, "error", err)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, maxBackoff)
-	}
+	return s.runner.Run(ctx)
 }
+
+// Rebuild empties the index and applies the log from its start up to its
+// head, for `kontakt rebuild retention` (the server stopped). The effects
+// run again and find themselves done: keys destroyed, receipts recorded,
+// streams gone. progress, if not nil, gets the position reached and the
+// head after each batch.
+func (s *Service) Rebuild(ctx context.Context, progress func(done, total uint64)) error {
+	return s.runner.Rebuild(ctx, progress)
+}
+
+// Projection is the runner that keeps the index, for its metrics.
+func (s *Service) Projection() *projection.Runner { return s.runner }
+
+// Model is the index as the runner applies it, for tests that hand it
+// batches themselves.
+func (s *Service) Model() projection.Resetter { return s.model }
+
+// planFingerprint names the plan in force, as the index records it.
+func (s *Service) planFingerprint() string { return s.cfg.Plan.Name + "@" + s.cfg.Plan.Version }
 
 // reschedule recomputes every due time when the plan differs from the one
 // the index was built with.
 func (s *Service) reschedule() error {
-	fp := s.cfg.Plan.Name + "@" + s.cfg.Plan.Version
+	fp := s.planFingerprint()
 	got, err := s.idx.Plan()
 	if err != nil || got == fp {
 		return err
@@ -83,7 +72,7 @@ func (s *Service) reschedule() error {
 
 // nextDue is when the sweeper must next look at a case: its earliest
 // deadline, or never while a hold is in force.
-func (s *Service) nextDue(e *index.Entry) time.Time {
+func (s *Service) nextDue(e *Entry) time.Time {
 	if e.Case.OnHold() || e.Case.Deleted {
 		return time.Time{}
 	}
@@ -96,9 +85,11 @@ func (s *Service) nextDue(e *index.Entry) time.Time {
 
 // effect is what follows from an applied event outside the index. It runs
 // before the batch's transaction commits, in three phases over the whole
-// batch: keys of redacted classes are destroyed (cases side by side), then
-// every receipt is recorded in log order (in one pipelined write to the
-// ledger), then deleted cases lose their remaining keys and their streams.
+// batch: keys of redacted classes are destroyed (all of the batch's with
+// one Sealer.DestroyBatch, their tombstones in atomic batches), then every
+// receipt is recorded in log order (one atomic batch to the ledger), then
+// deleted cases lose their remaining keys (again one DestroyBatch) and
+// their streams.
 // So a redaction's keys are gone before its receipt says so, and a
 // deletion's receipt exists before its stream is removed. Every step is
 // idempotent: a batch that fails is applied again from the checkpoint.
@@ -118,7 +109,7 @@ type effect struct {
 	// remove reach up to.
 	gens seal.Generations
 	// receipt, when set, is recorded in the second phase.
-	receipt *ledger.Receipt
+	receipt *receipt.Receipt
 	// remove destroys every key and deletes the stream in the third.
 	remove bool
 	// unarchive removes the case's archive packages in the first phase: a
@@ -133,45 +124,19 @@ type effect struct {
 	journal *shredjournal.Event
 }
 
-// ApplyBatch applies a batch of events to the index in one transaction
-// with its checkpoint. Events at or before the checkpoint from were
-// applied before and are skipped. Tokens are computed (which opens
+// applyBatch applies a batch of events to the index inside the batch's
+// transaction (index.Model commits it with the checkpoint) and runs the
+// batch's effects before that commit. Tokens are computed (which opens
 // sealed contact details) and effects run with several workers at once,
 // since each costs a round trip to the key store or the event store.
-func (s *Service) ApplyBatch(ctx context.Context, from eventstore.Position, batch []eventstore.RecordedEvent) error {
-	if len(batch) == 0 {
-		return nil
-	}
-	type decoded struct {
-		rec eventstore.RecordedEvent
-		msg proto.Message
-	}
-	evs := make([]decoded, 0, len(batch))
-	for _, r := range batch {
-		if from > 0 && r.Position <= from {
-			continue
-		}
-		if r.Type == eventstore.TypeStreamDeleted {
-			evs = append(evs, decoded{rec: r})
-			continue
-		}
-		msg, err := caseevents.Decode(r.Type, r.Data)
-		if errors.Is(err, caseevents.ErrUnknown) {
-			evs = append(evs, decoded{rec: r})
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("retention index: %s at %d: %w", r.Type, r.Position, err)
-		}
-		evs = append(evs, decoded{rec: r, msg: msg})
-	}
+func (s *Service) applyBatch(ctx context.Context, tx IndexTx, evs []projection.Event) error {
 	// Tokens first, concurrently: they need the key store. Contact and
 	// identity tokens are kept apart so that each class's redaction or
 	// rectification replaces only its own.
 	toks := make([]tokenPair, len(evs))
 	var jobs []func(context.Context) error
 	for i, d := range evs {
-		switch m := d.msg.(type) {
+		switch m := d.Message.(type) {
 		case *casev1.CaseRegistered:
 			jobs = append(jobs, func(ctx context.Context) error {
 				var err error
@@ -198,36 +163,28 @@ func (s *Service) ApplyBatch(ctx context.Context, from eventstore.Position, batc
 	if err := s.parallel(ctx, jobs); err != nil {
 		return err
 	}
-	last := batch[len(batch)-1].Position
-	// A released hold may leave a deadline that has passed: wake the
-	// sweeper once the index lists the case as due again, that is after
-	// the transaction below has committed.
-	released := slices.ContainsFunc(evs, func(d decoded) bool {
-		switch d.msg.(type) {
+	var effects []effect
+	released := false
+	for i, d := range evs {
+		eff, err := s.apply(tx, d.Recorded, d.Message, toks[i])
+		if err != nil {
+			return err
+		}
+		if eff != nil {
+			effects = append(effects, *eff)
+		}
+		switch d.Message.(type) {
 		case *casev1.HoldReleased, *casev1.CasePreservationWithdrawn:
-			// A withdrawn mark, too: a deadline that passed while the case
-			// was marked applies at once.
-			return true
+			// A released hold may leave a deadline that has passed, and so
+			// may a withdrawn mark: wake the sweeper once the index lists
+			// the case as due again, that is once the batch has committed.
+			released = true
 		}
-		return false
-	})
-	err := s.idx.Update(last, func(tx *index.Tx) error {
-		var effects []effect
-		for i, d := range evs {
-			eff, err := s.apply(tx, d.rec, d.msg, toks[i])
-			if err != nil {
-				return err
-			}
-			if eff != nil {
-				effects = append(effects, *eff)
-			}
-		}
-		return s.runEffects(ctx, effects)
-	})
-	if err == nil && released {
-		s.Wake()
 	}
-	return err
+	if released {
+		tx.OnCommit(s.Wake)
+	}
+	return s.runEffects(ctx, effects)
 }
 
 // tokenPair is a case's contact and identity tokens.
@@ -259,7 +216,7 @@ func (s *Service) tokens(ctx context.Context, caseID string, contact, id *casev1
 
 // apply applies one event to the index and returns what must follow from
 // it outside the index, as one sequential effect.
-func (s *Service) apply(tx *index.Tx, rec eventstore.RecordedEvent, msg proto.Message, toks tokenPair) (*effect, error) {
+func (s *Service) apply(tx IndexTx, rec eventstore.RecordedEvent, msg proto.Message, toks tokenPair) (*effect, error) {
 	caseID := rec.Stream
 	if rec.Type == eventstore.TypeStreamDeleted {
 		return nil, tx.Delete(caseID)
@@ -279,7 +236,7 @@ func (s *Service) apply(tx *index.Tx, rec eventstore.RecordedEvent, msg proto.Me
 		if _, ok := msg.(*casev1.CaseRegistered); !ok {
 			return nil, nil
 		}
-		e = &index.Entry{}
+		e = &Entry{}
 	}
 	if msg == nil {
 		e.Case.Revision = uint64(rec.Revision)
@@ -297,22 +254,22 @@ func (s *Service) apply(tx *index.Tx, rec eventstore.RecordedEvent, msg proto.Me
 	var eff *effect
 	switch m := msg.(type) {
 	case *casev1.CaseRegistered:
-		tx.SetTokens(caseID, index.SlotContact, toks.contact)
-		tx.SetTokens(caseID, index.SlotIdentity, toks.identity)
+		tx.SetTokens(caseID, SlotContact, toks.contact)
+		tx.SetTokens(caseID, SlotIdentity, toks.identity)
 	case *casev1.PersonalDataRectified:
 		switch m.GetDataClass() {
 		case casev1.DataClass_DATA_CLASS_CONTACT_DETAILS:
-			tx.SetTokens(caseID, index.SlotContact, toks.contact)
+			tx.SetTokens(caseID, SlotContact, toks.contact)
 		case casev1.DataClass_DATA_CLASS_IDENTITY_NUMBER:
-			tx.SetTokens(caseID, index.SlotIdentity, toks.identity)
+			tx.SetTokens(caseID, SlotIdentity, toks.identity)
 		}
 	case *casev1.PersonalDataRedacted:
 		for _, dc := range m.GetDataClasses() {
 			switch dc {
 			case casev1.DataClass_DATA_CLASS_CONTACT_DETAILS:
-				tx.SetTokens(caseID, index.SlotContact, nil)
+				tx.SetTokens(caseID, SlotContact, nil)
 			case casev1.DataClass_DATA_CLASS_IDENTITY_NUMBER:
-				tx.SetTokens(caseID, index.SlotIdentity, nil)
+				tx.SetTokens(caseID, SlotIdentity, nil)
 			}
 		}
 		eff = s.redactionEffect(e, gens, m, rec)
@@ -405,14 +362,14 @@ func receiptRevision(rec eventstore.RecordedEvent) uint64 {
 	return uint64(rec.Revision)
 }
 
-func (s *Service) put(tx *index.Tx, e *index.Entry) error {
+func (s *Service) put(tx IndexTx, e *Entry) error {
 	e.NextDue = s.nextDue(e)
 	return tx.Put(e)
 }
 
 // receipt fills what every receipt says about its case.
-func (s *Service) receipt(e *index.Entry, kind, key string) ledger.Receipt {
-	r := ledger.Receipt{Kind: kind, Key: key, PlanName: s.cfg.Plan.Name, PlanVersion: s.cfg.Plan.Version}
+func (s *Service) receipt(e *Entry, kind, key string) receipt.Receipt {
+	r := receipt.Receipt{Kind: kind, Key: key, PlanName: s.cfg.Plan.Name, PlanVersion: s.cfg.Plan.Version}
 	if e != nil {
 		r.CaseID, r.CaseNumber = e.Case.ID, e.Case.Number
 		r.CaseType, r.Channel = typeName(e.Case.Type), channelName(e.Case.Channel)
@@ -426,7 +383,7 @@ func (s *Service) receipt(e *index.Entry, kind, key string) ledger.Receipt {
 // data was written into it after the first; each receipt names the
 // classes it covered, and its key (the event's revision, the first one
 // for an event a restore appended again) tells them apart.
-func (s *Service) redactionEffect(e *index.Entry, gens seal.Generations, m *casev1.PersonalDataRedacted, rec eventstore.RecordedEvent) *effect {
+func (s *Service) redactionEffect(e *Entry, gens seal.Generations, m *casev1.PersonalDataRedacted, rec eventstore.RecordedEvent) *effect {
 	r := s.receipt(e, receiptRedact, fmt.Sprintf("%s.%s.%d", m.GetCaseId(), receiptRedact, receiptRevision(rec)))
 	// The reason is the event's code ("retention" or "erasure"); an
 	// erasure's free-text note stays in the case's own stream, which is
@@ -450,7 +407,7 @@ func (s *Service) redactionEffect(e *index.Entry, gens seal.Generations, m *case
 	return eff
 }
 
-func (s *Service) archiveEffect(e *index.Entry, m *casev1.CaseArchived, rec eventstore.RecordedEvent) *effect {
+func (s *Service) archiveEffect(e *Entry, m *casev1.CaseArchived, rec eventstore.RecordedEvent) *effect {
 	r := s.receipt(e, receiptArchive, fmt.Sprintf("%s.%s.%d", m.GetCaseId(), receiptArchive, rec.Revision))
 	r.CaseID = m.GetCaseId()
 	r.At = m.GetArchivedAt().AsTime()
@@ -466,7 +423,7 @@ func (s *Service) archiveEffect(e *index.Entry, m *casev1.CaseArchived, rec even
 // it. A case the index never saw (e nil: rebuilt after its stream went)
 // had its keys destroyed when it was deleted; generation 0 is destroyed
 // again all the same.
-func (s *Service) deletionEffect(e *index.Entry, m *casev1.CaseDeleted) *effect {
+func (s *Service) deletionEffect(e *Entry, m *casev1.CaseDeleted) *effect {
 	r := s.receipt(e, receiptDelete, m.GetCaseId()+"."+receiptDelete)
 	r.CaseID, r.CaseNumber = m.GetCaseId(), m.GetCaseNumber()
 	r.PlanVersion, r.Rule = m.GetPlanVersion(), m.GetRule()
@@ -492,14 +449,17 @@ func (s *Service) runEffects(ctx context.Context, effects []effect) error {
 			return fmt.Errorf("retention: shred journal: %w", err)
 		}
 	}
+	// Phase 1: the keys of every redaction of the batch at once (their
+	// tombstones in one write), beside the removal of archive packages.
+	var destroy []seal.Destruction
 	var jobs []func(context.Context) error
 	for _, e := range effects {
 		if len(e.destroy) > 0 {
-			jobs = append(jobs, func(ctx context.Context) error { return s.sealer.Destroy(ctx, e.caseID, e.gens, e.destroy...) })
+			destroy = append(destroy, seal.Destruction{CaseID: e.caseID, Gens: e.gens, Classes: e.destroy})
 		}
 		if e.unarchive {
 			jobs = append(jobs, func(context.Context) error {
-				removed, err := archive.RemoveCase(s.cfg.ArchiveDir, e.caseID, e.unarchiveBefore)
+				removed, err := s.archive.RemoveCase(e.caseID, e.unarchiveBefore)
 				if len(removed) > 0 {
 					s.log.Info("retention: mark for preservation withdrawn; archive packages removed", "case_id", e.caseID, "packages", len(removed))
 				}
@@ -507,10 +467,13 @@ func (s *Service) runEffects(ctx context.Context, effects []effect) error {
 			})
 		}
 	}
+	if len(destroy) > 0 {
+		jobs = append(jobs, func(ctx context.Context) error { return s.sealer.DestroyBatch(ctx, destroy) })
+	}
 	if err := s.parallel(ctx, jobs); err != nil {
 		return err
 	}
-	var receipts []ledger.Receipt
+	var receipts []receipt.Receipt
 	for _, e := range effects {
 		if e.receipt != nil {
 			receipts = append(receipts, *e.receipt)
@@ -519,18 +482,23 @@ func (s *Service) runEffects(ctx context.Context, effects []effect) error {
 	if err := s.recordAll(ctx, receipts); err != nil {
 		return err
 	}
+	// Phase 3: every key of the deleted cases, then their streams.
+	var gone []seal.Destruction
 	jobs = jobs[:0]
 	for _, e := range effects {
 		if e.remove {
+			gone = append(gone, seal.Destruction{CaseID: e.caseID, Gens: e.gens})
 			jobs = append(jobs, func(ctx context.Context) error {
-				if err := s.sealer.Destroy(ctx, e.caseID, e.gens); err != nil {
-					return err
-				}
 				if err := s.store.Delete(ctx, e.caseID); err != nil && !errors.Is(err, eventstore.ErrStreamNotFound) {
 					return err
 				}
 				return nil
 			})
+		}
+	}
+	if len(gone) > 0 {
+		if err := s.sealer.DestroyBatch(ctx, gone); err != nil {
+			return err
 		}
 	}
 	return s.parallel(ctx, jobs)
@@ -565,7 +533,7 @@ func (s *Service) parallel(ctx context.Context, jobs []func(context.Context) err
 // process writes them one batch at a time instead of letting its own
 // workers race for the chain's head. With a shred journal, the receipts
 // as stored go to the journal once the ledger holds them.
-func (s *Service) recordAll(ctx context.Context, rs []ledger.Receipt) error {
+func (s *Service) recordAll(ctx context.Context, rs []receipt.Receipt) error {
 	if len(rs) == 0 {
 		return nil
 	}

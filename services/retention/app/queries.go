@@ -11,9 +11,8 @@ import (
 
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
 	routingv1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/routing/v1"
+	"github.com/kontakt-se/kontakt/pkg/receipt"
 	"github.com/kontakt-se/kontakt/pkg/subject"
-	"github.com/kontakt-se/kontakt/services/retention/adapters/index"
-	"github.com/kontakt-se/kontakt/services/retention/adapters/ledger"
 	"github.com/kontakt-se/kontakt/services/retention/domain"
 )
 
@@ -32,7 +31,7 @@ type DueItem struct {
 func (s *Service) Preview(days int) ([]DueItem, error) {
 	until := s.clock().AddDate(0, 0, days)
 	var out []DueItem
-	err := s.idx.Each(func(e *index.Entry) error {
+	err := s.idx.Each(func(e *Entry) error {
 		dues := s.cfg.Plan.Schedule(&e.Case)
 		if d, ok := s.cfg.Plan.ArchiveDue(&e.Case); ok {
 			// The package of a marked case is written just before its
@@ -155,6 +154,6 @@ func (s *Service) SubjectAccess(ctx context.Context, actor, role string, key sub
 }
 
 // Receipts streams the ledger's receipts in order.
-func (s *Service) Receipts(ctx context.Context, fn func(ledger.Receipt) error) error {
+func (s *Service) Receipts(ctx context.Context, fn func(receipt.Receipt) error) error {
 	return s.ledger.Scan(ctx, fn)
 }

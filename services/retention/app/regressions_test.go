@@ -28,18 +28,21 @@ import (
 	"github.com/kontakt-se/kontakt/services/retention/domain"
 )
 
-// flakySealer fails the first Destroy of all of a case's keys (the one the
-// deletion effect makes), as a key store that is briefly away would.
+// flakySealer fails the first destruction of all of a case's keys (the
+// one the deletion effect makes), as a key store that is briefly away
+// would.
 type flakySealer struct {
 	app.Sealer
 	failures atomic.Int32
 }
 
-func (f *flakySealer) Destroy(ctx context.Context, caseID string, gens seal.Generations, classes ...seal.Class) error {
-	if len(classes) == 0 && f.failures.Add(-1) >= 0 {
-		return errors.New("key store briefly unavailable")
+func (f *flakySealer) DestroyBatch(ctx context.Context, ds []seal.Destruction) error {
+	for _, d := range ds {
+		if len(d.Classes) == 0 && f.failures.Add(-1) >= 0 {
+			return errors.New("key store briefly unavailable")
+		}
 	}
-	return f.Sealer.Destroy(ctx, caseID, gens, classes...)
+	return f.Sealer.DestroyBatch(ctx, ds)
 }
 
 // Before the fix, the deletion effect wrote the receipt, deleted the

@@ -20,15 +20,11 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
-	routingv1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/routing/v1"
 	"github.com/kontakt-se/kontakt/pkg/blindindex"
 	"github.com/kontakt-se/kontakt/pkg/caseevents"
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
+	"github.com/kontakt-se/kontakt/pkg/projection"
 	"github.com/kontakt-se/kontakt/pkg/seal"
-	"github.com/kontakt-se/kontakt/pkg/shredjournal"
-	"github.com/kontakt-se/kontakt/services/retention/adapters/index"
-	"github.com/kontakt-se/kontakt/services/retention/adapters/ledger"
 	"github.com/kontakt-se/kontakt/services/retention/domain"
 )
 
@@ -47,55 +43,10 @@ var (
 	ErrConflict = errors.New("the case changed concurrently")
 )
 
-// EventStore is what the service needs of the event store.
-type EventStore interface {
-	Append(ctx context.Context, stream string, expected eventstore.ExpectedRevision, ev eventstore.Event) (eventstore.Revision, error)
-	Read(ctx context.Context, stream string) ([]eventstore.RecordedEvent, error)
-	Subscribe(ctx context.Context, from eventstore.Position, h eventstore.Handler) error
-	Delete(ctx context.Context, stream string) error
-}
-
-// Sealer seals, opens and destroys personal data; *seal.Sealer is one.
-// gen and gens are the generations of the classes' keys as the case's
-// events give them (seal.Generations).
-type Sealer interface {
-	Open(ctx context.Context, caseID string, sealed *casev1.SealedPersonalData) ([]byte, error)
-	SealMessage(ctx context.Context, caseID string, class seal.Class, gen uint32, m proto.Message) (*casev1.SealedPersonalData, error)
-	Destroy(ctx context.Context, caseID string, gens seal.Generations, classes ...seal.Class) error
-}
-
-// Ledger records receipts; *ledger.Ledger is one.
-type Ledger interface {
-	RecordBatch(ctx context.Context, rs []ledger.Receipt) error
-	Scan(ctx context.Context, fn func(ledger.Receipt) error) error
-}
-
-// StoredRecorder is a Ledger that returns the receipts as it stored them;
-// *ledger.Ledger is one. The shred journal needs them.
-type StoredRecorder interface {
-	RecordBatchStored(ctx context.Context, rs []ledger.Receipt) ([]ledger.Receipt, error)
-}
-
-// Journal is the shred journal (pkg/shredjournal): what the projector
-// destroyed, kept outside the data directory, so that `kontakt restore`
-// can destroy it again in a restored store. *shredjournal.Journal is one.
-// Append must have synced the entries to disk when it returns.
-type Journal interface {
-	Append(entries ...shredjournal.Entry) error
-}
-
-// Audit is the log of reads of personal data; *audit.Log is one.
-type Audit interface {
-	Record(ctx context.Context, rec *routingv1.AuditRecord) error
-	ForCase(ctx context.Context, caseID string) ([]*routingv1.AuditRecord, error)
-}
-
 // Config shapes the service.
 type Config struct {
 	// Plan is the retention plan in force.
 	Plan *domain.Plan
-	// ArchiveDir receives the archive packages of preserved cases.
-	ArchiveDir string
 	// SweepInterval is how often the sweeper looks for due cases; it
 	// also runs at once after a hold is released. Zero: one minute.
 	SweepInterval time.Duration
@@ -109,18 +60,41 @@ type Config struct {
 	Journal Journal
 }
 
+// Options are what New builds the service from: the adapters it uses
+// (the interfaces of ports.go) and its configuration.
+type Options struct {
+	Store   EventStore
+	Sealer  Sealer
+	Ledger  Ledger
+	Index   Index
+	Archive Archive
+	Audit   Audit
+	// Blind computes the blind-index tokens that find a person's cases.
+	Blind *blindindex.Index
+	// Clock is the time the plan is applied at; nil means time.Now.
+	Clock func() time.Time
+	// Logger nil discards.
+	Logger *slog.Logger
+	Config
+}
+
 // Service is the retention service.
 type Service struct {
-	store  EventStore
-	sealer Sealer
-	ledger Ledger
-	idx    *index.Store
-	audit  Audit
-	blind  *blindindex.Index
-	clock  func() time.Time
-	log    *slog.Logger
-	cfg    Config
-	wake   chan struct{}
+	store   EventStore
+	sealer  Sealer
+	ledger  Ledger
+	idx     Index
+	archive Archive
+	audit   Audit
+	blind   *blindindex.Index
+	clock   func() time.Time
+	log     *slog.Logger
+	cfg     Config
+	wake    chan struct{}
+	// model is the index as the runner applies it, and runner keeps it
+	// up to date with the log.
+	model  projection.Resetter
+	runner *projection.Runner
 
 	ledgerMu sync.Mutex
 	// swept maps a case to the revision the sweeper last appended.
@@ -132,12 +106,13 @@ type Service struct {
 }
 
 // New builds the service.
-func New(store EventStore, sealer Sealer, l Ledger, idx *index.Store, a Audit, blind *blindindex.Index, clock func() time.Time, logger *slog.Logger, cfg Config) (*Service, error) {
-	if cfg.Plan == nil {
+func New(o Options) (*Service, error) {
+	cfg := o.Config
+	switch {
+	case o.Store == nil || o.Sealer == nil || o.Ledger == nil || o.Index == nil || o.Archive == nil || o.Audit == nil || o.Blind == nil:
+		return nil, errors.New("retention: an adapter is missing (store, sealer, ledger, index, archive, audit, blind index)")
+	case cfg.Plan == nil:
 		return nil, errors.New("retention: no plan")
-	}
-	if cfg.ArchiveDir == "" {
-		return nil, errors.New("retention: no archive directory")
 	}
 	if cfg.SweepInterval <= 0 {
 		cfg.SweepInterval = time.Minute
@@ -145,16 +120,31 @@ func New(store EventStore, sealer Sealer, l Ledger, idx *index.Store, a Audit, b
 	if cfg.Workers <= 0 {
 		cfg.Workers = 64
 	}
-	if _, ok := l.(StoredRecorder); cfg.Journal != nil && !ok {
+	if _, ok := o.Ledger.(StoredRecorder); cfg.Journal != nil && !ok {
 		return nil, errors.New("retention: a shred journal needs a ledger that returns the receipts it stored")
 	}
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
+	if o.Clock == nil {
+		o.Clock = time.Now
 	}
-	return &Service{
-		store: store, sealer: sealer, ledger: l, idx: idx, audit: a, blind: blind,
-		clock: clock, log: logger, cfg: cfg, wake: make(chan struct{}, 1), swept: map[string]uint64{},
-	}, nil
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Service{
+		store: o.Store, sealer: o.Sealer, ledger: o.Ledger, idx: o.Index, archive: o.Archive, audit: o.Audit, blind: o.Blind,
+		clock: o.Clock, log: o.Logger, cfg: cfg, wake: make(chan struct{}, 1), swept: map[string]uint64{},
+	}
+	s.model = o.Index.Model(s.planFingerprint(), s.applyBatch)
+	rc := projection.Config{Name: "retention", Store: o.Store, Model: s.model, Logger: o.Logger}
+	if h, ok := o.Store.(interface {
+		Head(context.Context) (eventstore.Position, error)
+	}); ok {
+		rc.Head = h.Head
+	}
+	var err error
+	if s.runner, err = projection.New(rc); err != nil {
+		return nil, err
+	}
+	return s, nil
 }
 
 // Plan returns the plan in force.

@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"sync"
 	"time"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
+	"github.com/kontakt-se/kontakt/pkg/caseevents"
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
 	"github.com/kontakt-se/kontakt/services/retention/domain"
 )
@@ -17,6 +20,11 @@ import (
 // sweepPage is how many due cases the sweeper takes from the index at a
 // time.
 const sweepPage = 1024
+
+// appendBatch bounds the deadline events the sweeper appends in one
+// atomic batch: one disk sync for them all on a sync-always server, and a
+// batch the projector applies in one go (projection.DefaultBatchSize).
+const appendBatch = 256
 
 // RunSweeper applies the plan to due cases: at start, every
 // SweepInterval, and when woken (a hold released). It returns when ctx
@@ -64,9 +72,12 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 	seen := map[string]bool{}
 	total := 0
 	for len(ids) > 0 {
-		var jobs []func(context.Context) error
-		counts := make([]int, len(ids))
-		for i, id := range ids {
+		var (
+			jobs []func(context.Context) error
+			mu   sync.Mutex
+			due  []*pending
+		)
+		for _, id := range ids {
 			if seen[id] {
 				continue
 			}
@@ -77,8 +88,13 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 				continue
 			}
 			jobs = append(jobs, func(ctx context.Context) error {
-				n, err := s.enforce(ctx, id, now)
-				counts[i] = n
+				p, n, err := s.prepare(ctx, id, now)
+				mu.Lock()
+				defer mu.Unlock()
+				total += n
+				if p != nil {
+					due = append(due, p)
+				}
 				return err
 			})
 		}
@@ -86,10 +102,9 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 			break
 		}
 		err := s.parallel(ctx, jobs)
-		for _, n := range counts {
-			total += n
-		}
-		if err != nil {
+		n, aerr := s.appendDeadlines(ctx, due, now)
+		total += n
+		if err = errors.Join(err, aerr); err != nil {
 			return total, err
 		}
 		// The index moves as the projector applies what was appended; ask
@@ -159,63 +174,130 @@ func (s *Service) indexBehind(caseID string) bool {
 	return false
 }
 
-// enforce applies every deadline of one case that has passed at now.
-func (s *Service) enforce(ctx context.Context, caseID string, now time.Time) (int, error) {
+// pending is a case with deadlines that have passed: its state as read
+// from its stream (and moved on by what the sweeper appended since), and
+// its deadline events still to append, in order.
+type pending struct {
+	c    *domain.Case
+	dues []domain.Due
+}
+
+// prepare reads a case and returns what the sweeper must append to it at
+// now, or nil. A case that must be preserved is exported to the archive
+// first, and its CaseArchived appended here (n counts it), so that its
+// deadline events follow the package.
+func (s *Service) prepare(ctx context.Context, caseID string, now time.Time) (p *pending, n int, err error) {
 	c, recs, err := s.readCase(ctx, caseID)
 	if errors.Is(err, ErrNotFound) {
-		return 0, nil
+		return nil, 0, nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("case %s: %w", caseID, err)
+		return nil, 0, fmt.Errorf("case %s: %w", caseID, err)
 	}
 	if c.OnHold() {
-		return 0, nil
+		return nil, 0, nil
 	}
 	plan := s.cfg.Plan
 	dues := plan.DueBy(c, now)
 	if len(dues) == 0 {
-		return 0, nil
+		return nil, 0, nil
 	}
-	appended := 0
 	// Preserved cases are exported before anything is removed, and again
 	// when they received content since the last package.
 	if plan.MustArchive(c) && (!c.Archived || c.ChangedSinceArchive) {
 		ev, err := s.exportArchive(ctx, c, recs, now)
 		if err != nil {
-			return 0, fmt.Errorf("case %s: archive: %w", caseID, err)
+			return nil, 0, fmt.Errorf("case %s: archive: %w", caseID, err)
 		}
 		rev, err := s.appendEvent(ctx, caseID, c.Revision, fmt.Sprintf("retention-archive-%s-%d", caseID, c.Revision), ev)
 		if errors.Is(err, eventstore.ErrConflict) {
-			return 0, nil
+			return nil, 0, nil
 		}
 		if err != nil {
-			return 0, fmt.Errorf("case %s: %w", caseID, err)
+			return nil, 0, fmt.Errorf("case %s: %w", caseID, err)
 		}
-		appended++
 		s.appended(caseID, rev)
 		if err := c.Apply(ev, rev, now); err != nil {
-			return appended, err
+			return nil, 1, err
 		}
+		n = 1
 	}
-	for _, d := range dues {
-		ev, id := s.deadlineEvent(c, d, now)
-		rev, err := s.appendEvent(ctx, caseID, c.Revision, id, ev)
-		if errors.Is(err, eventstore.ErrConflict) {
-			return appended, nil
-		}
-		if err != nil {
-			return appended, fmt.Errorf("case %s: %w", caseID, err)
-		}
+	return &pending{c: c, dues: dues}, n, nil
+}
+
+// appendDeadlines appends the deadline events of the cases, each with its
+// case's expected revision: every case's first event in atomic batches of
+// up to appendBatch, then every second one, and so on (a stream may
+// appear only once in a batch). A refused batch does not say which event
+// failed, so its events are then appended one by one, which sorts out
+// the cases another sweeper acted on first (their append is refused and
+// they are looked at again in the next pass) and recognises an event of
+// an earlier attempt that landed (its id is derived from the case and
+// revision). It returns how many events it appended.
+func (s *Service) appendDeadlines(ctx context.Context, cases []*pending, now time.Time) (int, error) {
+	batcher, _ := s.store.(eventstore.BatchAppender)
+	appended := 0
+	var errs []error
+	// done notes a case's event as appended at rev and moves the case on
+	// to its next deadline, if it has one left.
+	done := func(p *pending, ev proto.Message, rev uint64) error {
 		appended++
-		s.appended(caseID, rev)
-		if err := c.Apply(ev, rev, now); err != nil {
-			return appended, err
+		s.appended(p.c.ID, rev)
+		p.dues = p.dues[1:]
+		if err := p.c.Apply(ev, rev, now); err != nil {
+			p.dues = nil
+			return fmt.Errorf("case %s: %w", p.c.ID, err)
 		}
-		if c.Deleted {
-			break
+		if p.c.Deleted {
+			p.dues = nil
 		}
+		return nil
 	}
-	return appended, nil
+	for len(cases) > 0 {
+		for chunk := range slices.Chunk(cases, appendBatch) {
+			type next struct {
+				p  *pending
+				ev proto.Message
+				id string
+			}
+			nexts := make([]next, len(chunk))
+			appends := make([]eventstore.BatchAppend, len(chunk))
+			for i, p := range chunk {
+				ev, id := s.deadlineEvent(p.c, p.dues[0], now)
+				data, err := proto.Marshal(ev)
+				if err != nil {
+					return appended, err
+				}
+				nexts[i] = next{p: p, ev: ev, id: id}
+				appends[i] = eventstore.BatchAppend{
+					Stream: p.c.ID, Expected: eventstore.Exact(eventstore.Revision(p.c.Revision)),
+					Event: eventstore.Event{ID: id, Type: caseevents.TypeOf(ev), Data: data},
+				}
+			}
+			if batcher != nil && len(chunk) > 1 {
+				if revs, err := batcher.AppendBatch(ctx, appends); err == nil {
+					for i, n := range nexts {
+						errs = append(errs, done(n.p, n.ev, uint64(revs[i])))
+					}
+					continue
+				}
+			}
+			for _, n := range nexts {
+				rev, err := s.appendEvent(ctx, n.p.c.ID, n.p.c.Revision, n.id, n.ev)
+				switch {
+				case errors.Is(err, eventstore.ErrConflict):
+					n.p.dues = nil
+				case err != nil:
+					n.p.dues = nil
+					errs = append(errs, fmt.Errorf("case %s: %w", n.p.c.ID, err))
+				default:
+					errs = append(errs, done(n.p, n.ev, rev))
+				}
+			}
+		}
+		cases = slices.DeleteFunc(cases, func(p *pending) bool { return len(p.dues) == 0 })
+	}
+	return appended, errors.Join(errs...)
 }
 
 // deadlineEvent is the event that carries out one deadline, and its event

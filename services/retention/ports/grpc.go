@@ -20,10 +20,10 @@ import (
 	"github.com/kontakt-se/kontakt/pkg/auth"
 	"github.com/kontakt-se/kontakt/pkg/caseaccess"
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
+	"github.com/kontakt-se/kontakt/pkg/receipt"
 	"github.com/kontakt-se/kontakt/pkg/seal"
 	"github.com/kontakt-se/kontakt/pkg/server"
 	"github.com/kontakt-se/kontakt/pkg/subject"
-	"github.com/kontakt-se/kontakt/services/retention/adapters/ledger"
 	"github.com/kontakt-se/kontakt/services/retention/app"
 	"github.com/kontakt-se/kontakt/services/retention/domain"
 )
@@ -406,7 +406,7 @@ func (s *Server) Rectify(ctx context.Context, req *retentionv1.RectifyRequest) (
 
 // ListReceipts streams the ledger.
 func (s *Server) ListReceipts(_ *retentionv1.ListReceiptsRequest, stream grpc.ServerStreamingServer[retentionv1.ListReceiptsResponse]) error {
-	err := s.svc.Receipts(stream.Context(), func(r ledger.Receipt) error {
+	err := s.svc.Receipts(stream.Context(), func(r receipt.Receipt) error {
 		return stream.Send(&retentionv1.ListReceiptsResponse{Receipt: ReceiptToProto(r)})
 	})
 	if err != nil {
@@ -416,7 +416,7 @@ func (s *Server) ListReceipts(_ *retentionv1.ListReceiptsRequest, stream grpc.Se
 }
 
 // ReceiptToProto converts a receipt for the API.
-func ReceiptToProto(r ledger.Receipt) *retentionv1.Receipt {
+func ReceiptToProto(r receipt.Receipt) *retentionv1.Receipt {
 	raw, _ := json.Marshal(r) // a struct of strings and a time: cannot fail
 	return &retentionv1.Receipt{
 		Raw: raw,
@@ -427,8 +427,8 @@ func ReceiptToProto(r ledger.Receipt) *retentionv1.Receipt {
 }
 
 // ReceiptFromProto converts back, for a verifier on the client side.
-func ReceiptFromProto(p *retentionv1.Receipt) ledger.Receipt {
-	r := ledger.Receipt{
+func ReceiptFromProto(p *retentionv1.Receipt) receipt.Receipt {
+	r := receipt.Receipt{
 		Seq: p.GetSeq(), Kind: p.GetKind(), Key: p.GetKey(), CaseID: p.GetCaseId(), CaseNumber: p.GetCaseNumber(),
 		CaseType: p.GetCaseType(), Channel: p.GetChannel(), PlanName: p.GetPlanName(), PlanVersion: p.GetPlanVersion(),
 		Rule: p.GetRule(), Reason: p.GetReason(), Classes: p.GetClasses(), ArchiveSHA256: p.GetArchiveSha256(),

@@ -19,6 +19,7 @@ import (
 	"github.com/kontakt-se/kontakt/pkg/host"
 	"github.com/kontakt-se/kontakt/pkg/shredjournal"
 	"github.com/kontakt-se/kontakt/pkg/tokenindex"
+	"github.com/kontakt-se/kontakt/services/retention/adapters/archive"
 	"github.com/kontakt-se/kontakt/services/retention/adapters/index"
 	"github.com/kontakt-se/kontakt/services/retention/adapters/ledger"
 	"github.com/kontakt-se/kontakt/services/retention/app"
@@ -152,8 +153,10 @@ func Mount(ctx context.Context, h *host.Host) error {
 	}
 	h.OnClose(journal.Close)
 	h.SetJournal(journal)
-	svc, err := app.New(h.Store, h.Sealer, led, idx, auditLog, blind, h.Clock, logger, app.Config{
-		Plan: plan, ArchiveDir: archiveDir, SweepInterval: cfg.Retention.SweepInterval, Journal: journal,
+	svc, err := app.New(app.Options{
+		Store: h.Store, Sealer: h.Sealer, Ledger: led, Index: idx, Archive: archive.Dir(archiveDir), Audit: auditLog,
+		Blind: blind, Clock: h.Clock, Logger: logger,
+		Config: app.Config{Plan: plan, SweepInterval: cfg.Retention.SweepInterval, Journal: journal},
 	})
 	if err != nil {
 		return err
@@ -163,14 +166,17 @@ func Mount(ctx context.Context, h *host.Host) error {
 	if err := svc.CheckJournal(ctx, journal.Tail()); err != nil {
 		return fmt.Errorf("%w; it was restored from a copy without `kontakt restore`, and serving it would make data erased since that copy readable again: restore the backup with `kontakt restore` (it replays the journal in %s), or, if that journal belongs to another installation, set retention.journal_dir to this one's", err, journal.Dir())
 	}
-	h.AddReadModel(host.ReadModel{
+	if err := h.AddReadModel(host.ReadModel{
 		Name:       "retention",
 		Checkpoint: idx.Checkpoint,
 		Files: []host.ReadModelFile{
 			{Path: filepath.Join("retention", "index.db"), WriteTo: idx.WriteTo},
 			{Path: filepath.Join("retention", tokenindex.PathFor("index.db")), WriteTo: idx.WriteTokensTo},
 		},
-	})
+		Projection: svc.Projection(),
+	}); err != nil {
+		return err
+	}
 	h.Go(svc.RunProjector)
 	h.Go(svc.RunSweeper)
 	ports.Register(h.Server, ports.NewServer(svc))

@@ -100,14 +100,16 @@ func Mount(ctx context.Context, h *host.Host) error {
 		return err
 	}
 	h.OnClose(rm.Store.Close)
-	h.AddReadModel(host.ReadModel{
+	if err := h.AddReadModel(host.ReadModel{
 		Name:       "routing",
 		Checkpoint: rm.Store.Checkpoint,
 		Files: []host.ReadModelFile{
 			{Path: filepath.Join("routing", readModelFile), WriteTo: rm.Store.WriteTo},
 			{Path: filepath.Join("routing", tokenindex.PathFor(readModelFile)), WriteTo: rm.Store.WriteTokensTo},
 		},
-	})
+	}); err != nil {
+		return err
+	}
 	if rm.Store.NeedsRebuild() {
 		// The file was written with another layout or SLA; its due times
 		// and indexes cannot be trusted, so replay the log before serving.

@@ -95,6 +95,7 @@ func RowsToProto(rows []domain.Row) []*statisticsv1.Row {
 			Count:                r.Count,
 			Suppressed:           r.Suppressed,
 			FirstContactResolved: r.FirstContactResolved,
+			Closed:               r.Closed,
 		}
 		if r.HasTTFR {
 			p.MedianTimeToFirstResponse = durationpb.New(r.MedianTTFR)

@@ -99,6 +99,8 @@ type Row struct {
 	MedianTTC, P90TTC    time.Duration
 	HasTTC               bool
 	FirstContactResolved int64
+	// Closed counts the row's closed cases (those with a time to close).
+	Closed int64
 }
 
 // Aggregator counts records into rows. Add every record (or its facts);
@@ -272,6 +274,7 @@ func (a *Aggregator) Rows() []Row {
 			continue
 		}
 		r.FirstContactResolved = g.fcr
+		r.Closed = int64(len(g.ttc))
 		if len(g.ttfr) > 0 {
 			r.MedianTTFR = time.Duration(Quantile(g.ttfr, 1, 2))
 			r.P90TTFR = time.Duration(Quantile(g.ttfr, 9, 10))

@@ -144,7 +144,7 @@ func TestAggregateHandComputed(t *testing.T) {
 		Granularity: statisticsv1.Granularity_GRANULARITY_MONTH, Location: loc,
 	}
 	janFraga := Row{
-		Keys: []string{"CASE_TYPE_FRAGA"}, Count: 5, FirstContactResolved: 1,
+		Keys: []string{"CASE_TYPE_FRAGA"}, Count: 5, FirstContactResolved: 1, Closed: 3,
 		// First responses 10, 20, 40, 50, 60 min; closes 1, 2, 4 h.
 		MedianTTFR: 40 * m, P90TTFR: 56 * m, HasTTFR: true,
 		MedianTTC: 2 * time.Hour, P90TTC: 3*time.Hour + 36*m, HasTTC: true,
@@ -184,7 +184,7 @@ func TestAggregateHandComputed(t *testing.T) {
 			name:  "one bucket for the whole range, starting at from",
 			query: func(q *Query) { q.Granularity, q.GroupBy = statisticsv1.Granularity_GRANULARITY_UNSPECIFIED, nil },
 			want: []Row{{
-				BucketStart: jan, Keys: []string{}, Count: 7, FirstContactResolved: 1,
+				BucketStart: jan, Keys: []string{}, Count: 7, FirstContactResolved: 1, Closed: 3,
 				// 10, 20, 30, 40, 50, 60 min: median 35, p90 at rank 4.5 = 55.
 				MedianTTFR: 35 * m, P90TTFR: 55 * m, HasTTFR: true,
 				MedianTTC: 2 * time.Hour, P90TTC: 3*time.Hour + 36*m, HasTTC: true,
@@ -194,7 +194,7 @@ func TestAggregateHandComputed(t *testing.T) {
 			name:  "a narrower range",
 			query: func(q *Query) { q.From, q.To = utc(2026, 1, 10, 10), utc(2026, 1, 20, 10) },
 			want: []Row{{
-				BucketStart: jan, Keys: []string{"CASE_TYPE_FRAGA"}, Count: 2,
+				BucketStart: jan, Keys: []string{"CASE_TYPE_FRAGA"}, Count: 2, Closed: 1,
 				MedianTTFR: 45 * m, P90TTFR: 49 * m, HasTTFR: true,
 				MedianTTC: 4 * time.Hour, P90TTC: 4 * time.Hour, HasTTC: true,
 			}},

@@ -38,11 +38,13 @@ func Mount(ctx context.Context, h *host.Host) error {
 		return fmt.Errorf("statistics: %w", err)
 	}
 	h.OnClose(stats.Close)
-	h.AddReadModel(host.ReadModel{
+	if err := h.AddReadModel(host.ReadModel{
 		Name:       "statistics",
 		Checkpoint: stats.Checkpoint,
 		Files:      []host.ReadModelFile{{Path: filepath.Join("statistics", statistics.FileName), WriteTo: stats.WriteTo}},
-	})
+	}); err != nil {
+		return err
+	}
 	h.Go(stats.Run)
 	stats.Register(h.Server)
 	return nil

@@ -19,6 +19,7 @@ import (
 	"github.com/kontakt-se/kontakt/pkg/config"
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
 	"github.com/kontakt-se/kontakt/pkg/host"
+	"github.com/kontakt-se/kontakt/pkg/receipt"
 	"github.com/kontakt-se/kontakt/pkg/seal"
 	"github.com/kontakt-se/kontakt/pkg/shredjournal"
 	"github.com/kontakt-se/kontakt/services/retention/adapters/ledger"
@@ -395,7 +396,7 @@ func replay(ctx context.Context, h *host.Host, entries []shredjournal.Entry, res
 			return fmt.Errorf("restore: receipt %s: %w", r.Key, err)
 		}
 		if !has {
-			var rec ledger.Receipt
+			var rec receipt.Receipt
 			if err := json.Unmarshal(r.Data, &rec); err != nil {
 				return fmt.Errorf("restore: receipt %s: %w", r.Key, err)
 			}

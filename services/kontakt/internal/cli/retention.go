@@ -15,7 +15,7 @@ import (
 
 	retentionv1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/retention/v1"
 	"github.com/kontakt-se/kontakt/pkg/auth"
-	"github.com/kontakt-se/kontakt/services/retention/adapters/ledger"
+	"github.com/kontakt-se/kontakt/pkg/receipt"
 	"github.com/kontakt-se/kontakt/services/retention/domain"
 	retentionports "github.com/kontakt-se/kontakt/services/retention/ports"
 	retentionwire "github.com/kontakt-se/kontakt/services/retention/wire"
@@ -251,7 +251,7 @@ func newRetentionVerifyCmd(g *globalFlags, stdout io.Writer, lookupEnv env) *cob
 				st := status.Convert(err)
 				return fmt.Errorf("receipts from %s: %s: %s", sc.addr, st.Code(), oneLine(st.Message()))
 			}
-			v := ledger.NewVerifier()
+			v := receipt.NewVerifier()
 			kinds := map[string]int{}
 			for {
 				resp, err := stream.Recv()
@@ -269,7 +269,7 @@ func newRetentionVerifyCmd(g *globalFlags, stdout io.Writer, lookupEnv env) *cob
 				kinds[r.Kind]++
 			}
 			fmt.Fprintf(stdout, "ledger verified: %d receipts (%d redaction, %d deletion, %d archive), chain head %s\n",
-				v.Count(), kinds[ledger.KindRedaction], kinds[ledger.KindDeletion], kinds[ledger.KindArchive], v.Head())
+				v.Count(), kinds[receipt.KindRedaction], kinds[receipt.KindDeletion], kinds[receipt.KindArchive], v.Head())
 			return nil
 		},
 	}

@@ -153,7 +153,8 @@ func newStatsReportCmd(g *globalFlags, stdout io.Writer, lookupEnv env) *cobra.C
 				return fmt.Errorf("stats report: %w", err)
 			}
 			defer closeConn()
-			m := &report.Month{Start: start, End: start.AddDate(0, 1, 0), Loc: loc}
+			now := time.Now()
+			m := &report.Month{Start: start, End: start.AddDate(0, 1, 0), Loc: loc, Now: now}
 			for _, q := range m.Queries() {
 				rows, err := client.query(ctx, q.Request)
 				if err != nil {
@@ -172,7 +173,7 @@ func newStatsReportCmd(g *globalFlags, stdout io.Writer, lookupEnv env) *cobra.C
 					return fmt.Errorf("stats report: %w", err)
 				}
 			}
-			if err := writeFileAtomic(out, func(w io.Writer) error { return report.WriteHTML(w, m, charts, time.Now()) }); err != nil {
+			if err := writeFileAtomic(out, func(w io.Writer) error { return report.WriteHTML(w, m, charts, now) }); err != nil {
 				return fmt.Errorf("stats report: %w", err)
 			}
 			_, err = fmt.Fprintf(stdout, "wrote %s and %d charts (report-*.png) in %s\n", out, len(charts), dir)

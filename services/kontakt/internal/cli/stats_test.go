@@ -125,10 +125,13 @@ func TestStatsExportCSV(t *testing.T) {
 
 	got, err := os.ReadFile(out)
 	require.NoError(t, err)
-	want := "bucket_start,type,channel,count,suppressed,median_time_to_first_response_s,p90_time_to_first_response_s,median_time_to_close_s,p90_time_to_close_s,first_contact_resolved\n" +
-		"2026-10-01T00:00:00+02:00,CASE_TYPE_FRAGA,CHANNEL_PHONE,12,false,90,1.5,7200,93600,7\n" +
-		"2026-10-01T00:00:00+02:00,CASE_TYPE_SYNPUNKT,CHANNEL_FORM,,true,,,,,\n" +
-		"2026-10-02T00:00:00+02:00,CASE_TYPE_FRAGA,\"CHANNEL_EMAIL, \"\"web\"\"\",5,false,,,,,0\n"
+	// Type and channel by their Swedish names, durations in whole seconds
+	// (1.5 s rounds to 2), and the closed cases that first-contact
+	// resolution is a share of.
+	want := "bucket_start,type,channel,count,suppressed,median_time_to_first_response_s,p90_time_to_first_response_s,median_time_to_close_s,p90_time_to_close_s,first_contact_resolved,closed\n" +
+		"2026-10-01T00:00:00+02:00,Fråga,Telefon,12,false,90,2,7200,93600,7,0\n" +
+		"2026-10-01T00:00:00+02:00,Synpunkt eller klagomål,E-tjänst på webben,,true,,,,,,\n" +
+		"2026-10-02T00:00:00+02:00,Fråga,\"CHANNEL_EMAIL, \"\"web\"\"\",5,false,,,,,0,0\n"
 	require.Equal(t, want, string(got))
 
 	reqs := f.requests()
@@ -156,7 +159,7 @@ func TestStatsExportStdoutEnvToken(t *testing.T) {
 	code, stdout, stderr := run(t, lookup, "stats", "export", "--data-dir", t.TempDir(),
 		"--from", "2026-10-01", "--to", "2026-10-02", "--addr", addr)
 	require.Equal(t, exitOK, code, stderr)
-	require.Equal(t, "bucket_start,count,suppressed,median_time_to_first_response_s,p90_time_to_first_response_s,median_time_to_close_s,p90_time_to_close_s,first_contact_resolved\n", stdout)
+	require.Equal(t, "bucket_start,count,suppressed,median_time_to_first_response_s,p90_time_to_first_response_s,median_time_to_close_s,p90_time_to_close_s,first_contact_resolved,closed\n", stdout)
 	require.Equal(t, statisticsv1.Granularity_GRANULARITY_UNSPECIFIED, f.requests()[0].GetGranularity())
 }
 
@@ -307,12 +310,13 @@ func TestStatsReport(t *testing.T) {
 	html, err := os.ReadFile(out)
 	require.NoError(t, err)
 	page := string(html)
-	require.Equal(t, 4, strings.Count(page, `<img src="data:image/png;base64,`), "one embedded image per chart")
+	require.Equal(t, 5, strings.Count(page, `<img src="data:image/png;base64,`), "one embedded image per chart")
 	require.Contains(t, page, "&lt;5", "suppressed cells are shown as <5")
-	require.Contains(t, page, "October 2026")
-	require.Contains(t, page, "<td>phone</td>")
+	require.Contains(t, page, `<html lang="sv">`)
+	require.Contains(t, page, "oktober 2026")
+	require.Contains(t, page, "<td>Telefon</td>")
 
-	for _, name := range []string{"channels", "types", "first-response", "first-contact-resolution"} {
+	for _, name := range []string{"channels", "types", "first-response", "time-to-close", "first-contact-resolution"} {
 		raw, err := os.ReadFile(filepath.Join(dir, "report-"+name+".png"))
 		require.NoError(t, err, name)
 		img, err := png.Decode(bytes.NewReader(raw))
@@ -334,5 +338,5 @@ func TestStatsReportEmptyMonth(t *testing.T) {
 	require.Equal(t, exitOK, code, stderr)
 	html, err := os.ReadFile(out)
 	require.NoError(t, err)
-	require.Contains(t, string(html), "No cases.")
+	require.Contains(t, string(html), "Inga ärenden.")
 }

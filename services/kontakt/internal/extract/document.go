@@ -14,6 +14,7 @@ import (
 
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
 	retentionv1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/retention/v1"
+	"github.com/kontakt-se/kontakt/services/kontakt/internal/sv"
 )
 
 // DefaultController names the controller when the configuration does not.
@@ -157,9 +158,9 @@ func caseSection(c *retentionv1.SubjectCase, info Info) Section {
 		closed = "Avslutat " + dateSv(c.GetClosedAt().AsTime(), info.Loc)
 	}
 	s.Fields = []Field{
-		{"Typ av ärende", typeSv(c.GetType())},
+		{"Typ av ärende", sv.Type(c.GetType())},
 		{"Kategori", category},
-		{"Kom in via", channelSv(c.GetChannel())},
+		{"Kom in via", sv.Channel(c.GetChannel())},
 		{"Registrerat", timeSv(c.GetRegisteredAt().AsTime(), info.Loc)},
 		{"Status", closed},
 	}
@@ -475,7 +476,7 @@ func about(resp *retentionv1.SubjectAccessResponse, info Info, controller string
 	seen := map[string]bool{}
 	var channels []string
 	for _, c := range resp.GetCases() {
-		if ch := channelSv(c.GetChannel()); !slices.Contains(channels, ch) {
+		if ch := sv.Channel(c.GetChannel()); !slices.Contains(channels, ch) {
 			channels = append(channels, ch)
 		}
 		for _, r := range c.GetRetention() {

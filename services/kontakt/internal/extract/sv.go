@@ -13,38 +13,6 @@ import (
 // The Swedish words the document uses for the API's values. A value the
 // tables do not know is shown as the API names it, never left out.
 
-func typeSv(t casev1.CaseType) string {
-	switch t {
-	case casev1.CaseType_CASE_TYPE_FRAGA:
-		return "Fråga"
-	case casev1.CaseType_CASE_TYPE_FELANMALAN:
-		return "Felanmälan"
-	case casev1.CaseType_CASE_TYPE_SYNPUNKT:
-		return "Synpunkt eller klagomål"
-	case casev1.CaseType_CASE_TYPE_BREV:
-		return "Brev"
-	}
-	return t.String()
-}
-
-func channelSv(c casev1.Channel) string {
-	switch c {
-	case casev1.Channel_CHANNEL_PHONE:
-		return "telefon"
-	case casev1.Channel_CHANNEL_EMAIL:
-		return "e-post"
-	case casev1.Channel_CHANNEL_FORM:
-		return "e-tjänst på webben"
-	case casev1.Channel_CHANNEL_LETTER:
-		return "brev"
-	case casev1.Channel_CHANNEL_VISIT:
-		return "besök"
-	case casev1.Channel_CHANNEL_CHAT:
-		return "chatt"
-	}
-	return c.String()
-}
-
 // planClassSv names a class of the plan ("contact", …, "case", "audit").
 func planClassSv(c string) string {
 	switch c {

@@ -8,6 +8,7 @@ import (
 	"encoding/csv"
 	"fmt"
 	"io"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	statisticsv1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/statistics/v1"
+	"github.com/kontakt-se/kontakt/services/kontakt/internal/sv"
 )
 
 // TimeZone is where statistics days, weeks and months begin; the server
@@ -80,12 +82,13 @@ func CSVHeader(dims []string) []string {
 	return append(h, "count", "suppressed",
 		"median_time_to_first_response_s", "p90_time_to_first_response_s",
 		"median_time_to_close_s", "p90_time_to_close_s",
-		"first_contact_resolved")
+		"first_contact_resolved", "closed")
 }
 
 // WriteCSV writes rows as CSV (RFC 4180, "\n" line ends). bucket_start is
-// RFC 3339 in loc; durations are seconds; a duration the row lacks is an
-// empty cell. A suppressed row leaves count and first_contact_resolved
+// RFC 3339 in loc; a case type or channel is its Swedish name
+// ("Felanmälan", "Telefon"), as the report shows it; durations are whole
+// seconds; a duration the row lacks is an empty cell. A suppressed row leaves count and first_contact_resolved
 // empty rather than 0, so a sum over the column does not silently treat
 // "fewer than k" as none.
 func WriteCSV(w io.Writer, dims []string, rows []*statisticsv1.Row, loc *time.Location) error {
@@ -104,15 +107,20 @@ func WriteCSV(w io.Writer, dims []string, rows []*statisticsv1.Row, loc *time.Lo
 			bucket = r.GetBucketStart().AsTime().In(loc).Format(time.RFC3339)
 		}
 		rec = append(rec, bucket)
-		rec = append(rec, r.GetKeys()...)
-		count, fcr := strconv.FormatInt(r.GetCount(), 10), strconv.FormatInt(r.GetFirstContactResolved(), 10)
+		for _, k := range r.GetKeys() {
+			if k != "" {
+				k = sv.APIKey(k)
+			}
+			rec = append(rec, k)
+		}
+		count, fcr, closed := strconv.FormatInt(r.GetCount(), 10), strconv.FormatInt(r.GetFirstContactResolved(), 10), strconv.FormatInt(r.GetClosed(), 10)
 		if r.GetSuppressed() {
-			count, fcr = "", ""
+			count, fcr, closed = "", "", ""
 		}
 		rec = append(rec, count, strconv.FormatBool(r.GetSuppressed()),
 			seconds(r.GetMedianTimeToFirstResponse()), seconds(r.GetP90TimeToFirstResponse()),
 			seconds(r.GetMedianTimeToClose()), seconds(r.GetP90TimeToClose()),
-			fcr)
+			fcr, closed)
 		if err := cw.Write(rec); err != nil {
 			return err
 		}
@@ -121,11 +129,11 @@ func WriteCSV(w io.Writer, dims []string, rows []*statisticsv1.Row, loc *time.Lo
 	return cw.Error()
 }
 
-// seconds formats a duration as seconds with no more digits than needed;
-// "" when unset.
+// seconds formats a duration as whole seconds (a median of a few cases
+// has no meaningful fraction); "" when unset.
 func seconds(d *durationpb.Duration) string {
 	if d == nil {
 		return ""
 	}
-	return strconv.FormatFloat(d.AsDuration().Seconds(), 'f', -1, 64)
+	return strconv.FormatFloat(math.Round(d.AsDuration().Seconds()), 'f', 0, 64)
 }

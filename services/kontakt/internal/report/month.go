@@ -18,7 +18,10 @@ import (
 	"gonum.org/v1/plot/plotutil"
 	"gonum.org/v1/plot/vg"
 
+	"google.golang.org/protobuf/types/known/durationpb"
+
 	statisticsv1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/statistics/v1"
+	"github.com/kontakt-se/kontakt/services/kontakt/internal/sv"
 )
 
 // Month is the data of a monthly report: the rows of publishable queries
@@ -30,9 +33,14 @@ type Month struct {
 	ChannelDaily, TypeDaily []*statisticsv1.Row
 	// Daily and Weekly are ungrouped, by day and by week.
 	Daily, Weekly []*statisticsv1.Row
-	// ChannelTotal and TypeTotal are grouped by channel or type over the
-	// whole month; Total is ungrouped over the whole month.
-	ChannelTotal, TypeTotal, Total []*statisticsv1.Row
+	// ChannelTotal, TypeTotal and QueueTotal are grouped by channel, type
+	// or queue over the whole month; Total is ungrouped over the whole
+	// month.
+	ChannelTotal, TypeTotal, QueueTotal, Total []*statisticsv1.Row
+	// Now is when the report is made: days after it have not come yet
+	// and are left out of the charts instead of drawn as days without
+	// cases. The zero time means the whole month has passed.
+	Now time.Time
 }
 
 // Queries are the requests that fill a Month, with a setter for each.
@@ -48,7 +56,7 @@ func (m *Month) Queries() []Query {
 		week  = statisticsv1.Granularity_GRANULARITY_WEEK
 		whole = statisticsv1.Granularity_GRANULARITY_UNSPECIFIED
 	)
-	ch, ty := statisticsv1.Dimension_DIMENSION_CHANNEL, statisticsv1.Dimension_DIMENSION_TYPE
+	ch, ty, qu := statisticsv1.Dimension_DIMENSION_CHANNEL, statisticsv1.Dimension_DIMENSION_TYPE, statisticsv1.Dimension_DIMENSION_QUEUE
 	return []Query{
 		q(day, &m.ChannelDaily, ch),
 		q(day, &m.TypeDaily, ty),
@@ -56,6 +64,7 @@ func (m *Month) Queries() []Query {
 		q(week, &m.Weekly),
 		q(whole, &m.ChannelTotal, ch),
 		q(whole, &m.TypeTotal, ty),
+		q(whole, &m.QueueTotal, qu),
 		q(whole, &m.Total),
 	}
 }
@@ -81,15 +90,21 @@ func (m *Month) Charts() ([]Chart, error) {
 		name, title, caption string
 		draw                 func() (*plot.Plot, error)
 	}
-	gap := fmt.Sprintf(" Days where a group had fewer than %d cases are suppressed and left as gaps.", SuppressBelow)
+	gap := fmt.Sprintf(" Dagar då en grupp hade färre än %d ärenden visas inte och lämnas som luckor; dagar som inte har kommit än ritas inte.", SuppressBelow)
 	ds := []drawer{
-		{"channels", "Cases per channel and day", "New cases registered per day, by contact channel." + gap,
-			func() (*plot.Plot, error) { return m.dailyCounts("Cases per channel and day", m.ChannelDaily) }},
-		{"types", "Cases per type and day", "New cases registered per day, by case type." + gap,
-			func() (*plot.Plot, error) { return m.dailyCounts("Cases per type and day", m.TypeDaily) }},
-		{"first-response", "Time to first response", "Median and 90th percentile of the time to first response of the cases registered each day." + gap,
-			m.firstResponse},
-		{"first-contact-resolution", "First-contact resolution per week", "Share of the week's cases resolved at first contact. Weeks start on Monday; the first and last week may reach outside the month." + gap,
+		{"channels", "Ärenden per kanal och dag", "Nya ärenden per dag, efter kontaktväg." + gap,
+			func() (*plot.Plot, error) { return m.dailyCounts("Ärenden per kanal och dag", m.ChannelDaily) }},
+		{"types", "Ärenden per ärendetyp och dag", "Nya ärenden per dag, efter ärendetyp." + gap,
+			func() (*plot.Plot, error) { return m.dailyCounts("Ärenden per ärendetyp och dag", m.TypeDaily) }},
+		{"first-response", "Tid till första svar", "Median och 90:e percentil av tiden till första svar för ärenden registrerade varje dag." + gap,
+			func() (*plot.Plot, error) {
+				return m.durations("Tid till första svar per dag", (*statisticsv1.Row).GetMedianTimeToFirstResponse, (*statisticsv1.Row).GetP90TimeToFirstResponse)
+			}},
+		{"time-to-close", "Tid till avslut", "Median och 90:e percentil av tiden från registrering till avslut för ärenden registrerade varje dag och avslutade när rapporten gjordes." + gap,
+			func() (*plot.Plot, error) {
+				return m.durations("Tid till avslut per dag", (*statisticsv1.Row).GetMedianTimeToClose, (*statisticsv1.Row).GetP90TimeToClose)
+			}},
+		{"first-contact-resolution", "Lösta vid första kontakt per vecka", "Andel av veckans avslutade ärenden som löstes vid första kontakten. Veckan börjar på måndag; första och sista veckan kan nå utanför månaden." + gap,
 			m.fcrWeekly},
 	}
 	out := make([]Chart, 0, len(ds))
@@ -126,6 +141,9 @@ type point struct {
 	ok   bool
 }
 
+// passed reports whether day d has begun by the time the report is made.
+func (m *Month) passed(d time.Time) bool { return m.Now.IsZero() || !d.After(m.Now) }
+
 func newTimePlot(m *Month, title, ylabel string) *plot.Plot {
 	p := plot.New()
 	p.Title.Text = title
@@ -139,7 +157,7 @@ func newTimePlot(m *Month, title, ylabel string) *plot.Plot {
 	return p
 }
 
-// dayTicks labels every Monday ("Mon 5 Oct") and marks every day.
+// dayTicks labels every Monday ("mån 5 okt") and marks every day.
 type dayTicks struct{ days []time.Time }
 
 func (d dayTicks) Ticks(_, _ float64) []plot.Tick {
@@ -147,7 +165,7 @@ func (d dayTicks) Ticks(_, _ float64) []plot.Tick {
 	for _, t := range d.days {
 		tk := plot.Tick{Value: float64(t.Unix())}
 		if t.Weekday() == time.Monday {
-			tk.Label = t.Format("Mon 2 Jan")
+			tk.Label = sv.ShortDay(t)
 		}
 		out = append(out, tk)
 	}
@@ -177,7 +195,10 @@ func addSeries(p *plot.Plot, name string, i int, pts []point) error {
 		if err != nil {
 			return err
 		}
+		// Colour, dashes and marker all differ per series, so two series
+		// with the same values stay apart instead of one hiding the other.
 		l.Color, s.Color = c, c
+		l.Dashes = plotutil.Dashes(i)
 		s.Shape = plotutil.Shape(i)
 		s.Radius = vg.Points(2)
 		p.Add(l, s)
@@ -213,17 +234,22 @@ func addSeries(p *plot.Plot, name string, i int, pts []point) error {
 	return nil
 }
 
-// dailyCounts plots the count of each key per day: a missing row is 0
-// cases, a suppressed row is a gap.
-func (m *Month) dailyCounts(title string, rows []*statisticsv1.Row) (*plot.Plot, error) {
-	p := newTimePlot(m, title, "cases")
+// series is one named line of a chart.
+type series struct {
+	name string
+	pts  []point
+}
+
+// dailySeries is the count of each key per day: a missing row is 0
+// cases, a suppressed row and a day that has not come yet are gaps.
+func (m *Month) dailySeries(rows []*statisticsv1.Row) []series {
 	type cell struct {
 		n          float64
 		suppressed bool
 	}
 	byKey := map[string]map[int64]cell{}
 	for _, r := range rows {
-		k := label(firstKey(r))
+		k := sv.APIKey(firstKey(r))
 		if byKey[k] == nil {
 			byKey[k] = map[int64]cell{}
 		}
@@ -235,35 +261,48 @@ func (m *Month) dailyCounts(title string, rows []*statisticsv1.Row) (*plot.Plot,
 	}
 	slices.Sort(keys)
 	days := m.days()
+	out := make([]series, 0, len(keys))
+	for _, k := range keys {
+		pts := make([]point, len(days))
+		for j, d := range days {
+			c := byKey[k][d.Unix()]
+			pts[j] = point{x: float64(d.Unix()), y: c.n, ok: !c.suppressed && m.passed(d)}
+		}
+		out = append(out, series{k, pts})
+	}
+	return out
+}
+
+// dailyCounts plots dailySeries.
+func (m *Month) dailyCounts(title string, rows []*statisticsv1.Row) (*plot.Plot, error) {
+	p := newTimePlot(m, title, "ärenden")
 	var max float64
 	for _, r := range rows {
 		max = math.Max(max, float64(r.GetCount()))
 	}
 	headroom(p, max)
-	for i, k := range keys {
-		pts := make([]point, len(days))
-		for j, d := range days {
-			c := byKey[k][d.Unix()]
-			pts[j] = point{x: float64(d.Unix()), y: c.n, ok: !c.suppressed}
-		}
-		if err := addSeries(p, k, i, pts); err != nil {
+	all := m.dailySeries(rows)
+	for i, s := range all {
+		if err := addSeries(p, s.name, i, s.pts); err != nil {
 			return nil, err
 		}
 	}
-	if len(keys) == 0 {
-		p.Title.Text += " (no cases)"
+	if len(all) == 0 {
+		p.Title.Text += " (inga ärenden)"
 	}
 	return p, nil
 }
 
-// firstResponse plots the daily median and p90 time to first response.
-func (m *Month) firstResponse() (*plot.Plot, error) {
+// durations plots a daily median and 90th percentile (time to first
+// response, time to close); a day without the duration, suppressed or not
+// yet come is a gap.
+func (m *Month) durations(title string, median, p90 func(*statisticsv1.Row) *durationpb.Duration) (*plot.Plot, error) {
 	var max time.Duration
 	for _, r := range m.Daily {
-		max = maxDur(max, r.GetP90TimeToFirstResponse().AsDuration())
+		max = maxDur(max, p90(r).AsDuration())
 	}
 	unit, uname := durationUnit(max)
-	p := newTimePlot(m, "Time to first response per day", uname)
+	p := newTimePlot(m, title, uname)
 	headroom(p, float64(max)/float64(unit))
 	byDay := map[int64]*statisticsv1.Row{}
 	for _, r := range m.Daily {
@@ -272,18 +311,15 @@ func (m *Month) firstResponse() (*plot.Plot, error) {
 	days := m.days()
 	for i, s := range []struct {
 		name string
-		get  func(*statisticsv1.Row) time.Duration
-	}{
-		{"median", func(r *statisticsv1.Row) time.Duration { return r.GetMedianTimeToFirstResponse().AsDuration() }},
-		{"90th percentile", func(r *statisticsv1.Row) time.Duration { return r.GetP90TimeToFirstResponse().AsDuration() }},
-	} {
+		get  func(*statisticsv1.Row) *durationpb.Duration
+	}{{"median", median}, {"90:e percentil", p90}} {
 		pts := make([]point, len(days))
 		for j, d := range days {
 			r := byDay[d.Unix()]
-			ok := r != nil && !r.GetSuppressed() && r.GetMedianTimeToFirstResponse() != nil
+			ok := r != nil && !r.GetSuppressed() && s.get(r) != nil && m.passed(d)
 			pts[j] = point{x: float64(d.Unix()), ok: ok}
 			if ok {
-				pts[j].y = float64(s.get(r)) / float64(unit)
+				pts[j].y = float64(s.get(r).AsDuration()) / float64(unit)
 			}
 		}
 		if err := addSeries(p, s.name, i, pts); err != nil {
@@ -293,12 +329,15 @@ func (m *Month) firstResponse() (*plot.Plot, error) {
 	return p, nil
 }
 
-// fcrWeekly plots the first-contact resolution rate per week as bars;
-// a suppressed or empty week is a zero-height bar labelled as such.
+// fcrWeekly plots the first-contact resolution rate per week as bars: the
+// share of the week's closed cases that were resolved at first contact
+// (cases still open have not been resolved either way, so they are not
+// counted against it); a suppressed week or one without closed cases is a
+// zero-height bar labelled as such.
 func (m *Month) fcrWeekly() (*plot.Plot, error) {
 	p := plot.New()
-	p.Title.Text = "First-contact resolution per week"
-	p.Y.Label.Text = "% of cases"
+	p.Title.Text = "Lösta vid första kontakt per vecka"
+	p.Y.Label.Text = "% av avslutade ärenden"
 	p.Y.Min, p.Y.Max = 0, 100
 	p.Add(plotter.NewGrid())
 	vals := make(plotter.Values, 0, len(m.Weekly))
@@ -306,19 +345,21 @@ func (m *Month) fcrWeekly() (*plot.Plot, error) {
 	for _, r := range m.Weekly {
 		start := r.GetBucketStart().AsTime().In(m.Loc)
 		_, wk := start.ISOWeek()
-		name := fmt.Sprintf("week %d", wk)
+		name := fmt.Sprintf("vecka %d", wk)
 		v := 0.0
 		switch {
 		case r.GetSuppressed():
 			name += fmt.Sprintf(" (<%d)", SuppressBelow)
-		case r.GetCount() > 0:
-			v = 100 * float64(r.GetFirstContactResolved()) / float64(r.GetCount())
+		case r.GetClosed() > 0:
+			v = FirstContactShare(r)
+		default:
+			name += " (inga avslutade)"
 		}
 		vals = append(vals, v)
 		names = append(names, name)
 	}
 	if len(vals) == 0 {
-		p.Title.Text += " (no cases)"
+		p.Title.Text += " (inga ärenden)"
 		p.HideX()
 		return p, nil
 	}
@@ -338,11 +379,11 @@ func (m *Month) fcrWeekly() (*plot.Plot, error) {
 func durationUnit(max time.Duration) (time.Duration, string) {
 	switch {
 	case max <= 2*time.Hour:
-		return time.Minute, "minutes"
+		return time.Minute, "minuter"
 	case max <= 72*time.Hour:
-		return time.Hour, "hours"
+		return time.Hour, "timmar"
 	default:
-		return 24 * time.Hour, "days"
+		return 24 * time.Hour, "dagar"
 	}
 }
 
@@ -360,54 +401,51 @@ func firstKey(r *statisticsv1.Row) string {
 	return r.GetKeys()[0]
 }
 
-// label makes an API enum name readable: CHANNEL_PHONE → phone,
-// CASE_TYPE_FELANMALAN → felanmalan; "" → (none).
-func label(key string) string {
-	switch {
-	case key == "":
-		return "(none)"
-	case strings.HasPrefix(key, "CHANNEL_"):
-		key = strings.TrimPrefix(key, "CHANNEL_")
-	case strings.HasPrefix(key, "CASE_TYPE_"):
-		key = strings.TrimPrefix(key, "CASE_TYPE_")
-	default:
-		return key
+// FirstContactShare is the percentage of a row's closed cases that were
+// resolved at first contact. Dividing by every registered case instead
+// read 7 resolved of 36 registered as 19 % where 7 of the 11 that had
+// ended is 64 %: the open ones have not been resolved at all yet.
+func FirstContactShare(r *statisticsv1.Row) float64 {
+	if r.GetClosed() == 0 {
+		return 0
 	}
-	return strings.ToLower(key)
+	return 100 * float64(r.GetFirstContactResolved()) / float64(r.GetClosed())
 }
 
 // totalRow is one line of the totals table, already formatted.
 type totalRow struct {
-	Group, Cases, MedianTTFR, P90TTFR, MedianTTC, FCR string
+	Group, Cases, Closed, MedianTTFR, P90TTFR, MedianTTC, FCR string
 }
 
 func totalsOf(rows []*statisticsv1.Row) []totalRow {
 	out := make([]totalRow, 0, len(rows))
 	for _, r := range rows {
-		t := totalRow{Group: label(firstKey(r))}
+		t := totalRow{Group: sv.APIKey(firstKey(r))}
 		if len(r.GetKeys()) == 0 {
-			t.Group = "All cases"
+			t.Group = "Alla ärenden"
 		}
 		if r.GetSuppressed() {
 			t.Cases = "<" + strconv.Itoa(SuppressBelow)
-			t.MedianTTFR, t.P90TTFR, t.MedianTTC, t.FCR = "–", "–", "–", "–"
+			t.Closed, t.MedianTTFR, t.P90TTFR, t.MedianTTC, t.FCR = "–", "–", "–", "–", "–"
 			out = append(out, t)
 			continue
 		}
 		t.Cases = strconv.FormatInt(r.GetCount(), 10)
+		t.Closed = strconv.FormatInt(r.GetClosed(), 10)
 		t.MedianTTFR = human(r.GetMedianTimeToFirstResponse().AsDuration(), r.GetMedianTimeToFirstResponse() != nil)
 		t.P90TTFR = human(r.GetP90TimeToFirstResponse().AsDuration(), r.GetP90TimeToFirstResponse() != nil)
 		t.MedianTTC = human(r.GetMedianTimeToClose().AsDuration(), r.GetMedianTimeToClose() != nil)
 		t.FCR = "–"
-		if r.GetCount() > 0 {
-			t.FCR = strconv.FormatFloat(math.Round(1000*float64(r.GetFirstContactResolved())/float64(r.GetCount()))/10, 'f', 1, 64) + " %"
+		if r.GetClosed() > 0 {
+			t.FCR = strconv.FormatFloat(math.Round(FirstContactShare(r)), 'f', 0, 64) + " %"
 		}
 		out = append(out, t)
 	}
 	return out
 }
 
-// human formats a duration for a manager: "42 min", "5.5 h", "3.2 days".
+// human formats a duration for a manager, with a decimal comma: "42 min",
+// "5,5 tim", "3,2 dagar".
 func human(d time.Duration, ok bool) string {
 	if !ok {
 		return "–"
@@ -418,14 +456,14 @@ func human(d time.Duration, ok bool) string {
 	case d < 2*time.Hour:
 		return strconv.FormatFloat(math.Round(d.Minutes()), 'f', 0, 64) + " min"
 	case d < 72*time.Hour:
-		return strconv.FormatFloat(d.Hours(), 'f', 1, 64) + " h"
+		return decimalComma(d.Hours()) + " tim"
 	default:
-		return strconv.FormatFloat(d.Hours()/24, 'f', 1, 64) + " days"
+		return decimalComma(d.Hours()/24) + " dagar"
 	}
 }
 
 var page = template.Must(template.New("report").Parse(`<!DOCTYPE html>
-<html lang="en">
+<html lang="sv">
 <head>
 <meta charset="utf-8">
 <title>{{.Title}}</title>
@@ -442,13 +480,13 @@ figcaption, .note { color: #555; font-size: .9rem; }
 </head>
 <body>
 <h1>{{.Title}}</h1>
-<p class="note">{{.Period}} (Europe/Stockholm). Publishable figures: groups with fewer than {{.K}} cases are shown as "&lt;{{.K}}". Generated {{.Generated}}.</p>
-<h2>Totals</h2>
+<p class="note">{{.Period}} (svensk tid). Publicerbara siffror: grupper med färre än {{.K}} ärenden visas som "&lt;{{.K}}". Lösta vid första kontakt räknas på avslutade ärenden. Gjord {{.Generated}}.</p>
+<h2>Summering</h2>
 {{range .Tables}}<table>
-<thead><tr><th>{{.Heading}}</th><th>Cases</th><th>Median first response</th><th>90th pct first response</th><th>Median time to close</th><th>First-contact resolution</th></tr></thead>
+<thead><tr><th>{{.Heading}}</th><th>Ärenden</th><th>Avslutade</th><th>Första svar, median</th><th>Första svar, 90:e percentil</th><th>Tid till avslut, median</th><th>Lösta vid första kontakt</th></tr></thead>
 <tbody>{{range .Rows}}
-<tr><td>{{.Group}}</td><td>{{.Cases}}</td><td>{{.MedianTTFR}}</td><td>{{.P90TTFR}}</td><td>{{.MedianTTC}}</td><td>{{.FCR}}</td></tr>{{else}}
-<tr><td colspan="6">No cases.</td></tr>{{end}}
+<tr><td>{{.Group}}</td><td>{{.Cases}}</td><td>{{.Closed}}</td><td>{{.MedianTTFR}}</td><td>{{.P90TTFR}}</td><td>{{.MedianTTC}}</td><td>{{.FCR}}</td></tr>{{else}}
+<tr><td colspan="7">Inga ärenden.</td></tr>{{end}}
 </tbody>
 </table>
 {{end}}{{range .Charts}}<figure>
@@ -478,15 +516,16 @@ func WriteHTML(w io.Writer, m *Month, charts []Chart, generated time.Time) error
 		Tables                   []table
 		Charts                   []chartView
 	}{
-		Title:     "Contact centre statistics, " + m.Start.Format("January 2006"),
-		Period:    m.Start.Format("2 January 2006") + " – " + m.End.AddDate(0, 0, -1).Format("2 January 2006"),
+		Title:     "Kontaktcentrets statistik, " + sv.Month(m.Start) + " " + strconv.Itoa(m.Start.Year()),
+		Period:    sv.Date(m.Start) + " – " + sv.Date(m.End.AddDate(0, 0, -1)),
 		Generated: generated.In(m.Loc).Format("2006-01-02 15:04"),
 		K:         SuppressBelow,
 		W:         int(math.Round(chartW.Points())),
 		Tables: []table{
-			{"Whole month", totalsOf(m.Total)},
-			{"Channel", totalsOf(m.ChannelTotal)},
-			{"Case type", totalsOf(m.TypeTotal)},
+			{"Hela månaden", totalsOf(m.Total)},
+			{"Kanal", totalsOf(m.ChannelTotal)},
+			{"Ärendetyp", totalsOf(m.TypeTotal)},
+			{"Kö", totalsOf(m.QueueTotal)},
 		},
 	}
 	for _, c := range charts {
@@ -497,4 +536,9 @@ func WriteHTML(w io.Writer, m *Month, charts []Chart, generated time.Time) error
 		})
 	}
 	return page.Execute(w, v)
+}
+
+// decimalComma writes a number with one decimal the Swedish way ("5,5").
+func decimalComma(f float64) string {
+	return strings.Replace(strconv.FormatFloat(f, 'f', 1, 64), ".", ",", 1)
 }

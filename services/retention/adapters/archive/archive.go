@@ -34,6 +34,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/kontakt-se/kontakt/services/retention/app"
 )
 
 // Errors callers can test for with errors.Is.
@@ -72,28 +74,36 @@ const (
 	fileMode = 0o640
 )
 
-// File is one file of a package.
-type File struct {
-	// Path is the path inside the package, such as "case.json": relative,
-	// clean, with '/' separators and no "..".
-	Path string
-	// Data is the file's content.
-	Data []byte
+// File is one file of a package (the retention app's ArchiveFile).
+type File = app.ArchiveFile
+
+// Package is what Write puts in one archive file (the retention app's
+// ArchivePackage).
+type Package = app.ArchivePackage
+
+// Dir is the archive directory as the retention app uses it: it
+// implements app.Archive with Write, Verify and RemoveCase on one
+// directory.
+type Dir string
+
+var _ app.Archive = Dir("")
+
+// Export implements app.Archive: Write, then Verify of what was written,
+// so a package that does not read back is never recorded as exported.
+func (d Dir) Export(p Package) (name, sum string, err error) {
+	path, sum, err := Write(string(d), p)
+	if err != nil {
+		return "", "", err
+	}
+	if _, err := Verify(path); err != nil {
+		return "", "", fmt.Errorf("the written package does not verify: %w", err)
+	}
+	return filepath.Base(path), sum, nil
 }
 
-// Package is what Write puts in one archive file.
-type Package struct {
-	// CaseID and CaseNumber name the case; both go into the file name, so
-	// they are limited to [A-Za-z0-9_-].
-	CaseID, CaseNumber string
-	// CreatedAt is when the package was made; it is stored in the manifest
-	// and as every entry's modification time.
-	CreatedAt time.Time
-	// Files are the package's files, in the order they are written.
-	Files []File
-	// Revision, when positive, is the revision of the case's stream the
-	// package was taken at; it goes into the file name (FileNameAt).
-	Revision uint64
+// RemoveCase implements app.Archive with RemoveCase on the directory.
+func (d Dir) RemoveCase(caseID string, before uint64) ([]string, error) {
+	return RemoveCase(string(d), caseID, before)
 }
 
 // Entry describes one file of a package in the manifest.

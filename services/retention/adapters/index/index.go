@@ -18,6 +18,7 @@ package index
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/json"
@@ -29,8 +30,9 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
+	"github.com/kontakt-se/kontakt/pkg/projection"
 	"github.com/kontakt-se/kontakt/pkg/tokenindex"
-	"github.com/kontakt-se/kontakt/services/retention/domain"
+	"github.com/kontakt-se/kontakt/services/retention/app"
 )
 
 // ErrCorrupt means a stored record could not be decoded.
@@ -57,26 +59,17 @@ var (
 // later redaction would destroy too few keys, so it is rebuilt.
 const schema = "retention-index/4"
 
-// Token slots: a case's contact and identity tokens are kept apart so
-// that redacting or rectifying one class replaces only its own tokens.
-const (
-	SlotContact  = "contact"
-	SlotIdentity = "identity"
-)
-
-// Entry is one case in the index.
-type Entry struct {
-	Case domain.Case `json:"case"`
-	// NextDue is when the next retention action falls due; zero when
-	// nothing is scheduled or a hold stops it.
-	NextDue time.Time `json:"next_due,omitzero"`
-}
-
-// Store is the index file and its token file.
+// Store is the index file and its token file; it is the retention
+// app's Index, and its Tx the app's IndexTx.
 type Store struct {
 	db     *bolt.DB
 	tokens *tokenindex.Index
 }
+
+var (
+	_ app.Index   = (*Store)(nil)
+	_ app.IndexTx = (*Tx)(nil)
+)
 
 // Open opens (or creates) the index at path and its token file next to
 // it. A file of another layout is destroyed and a new one started, and so
@@ -110,7 +103,7 @@ func Open(path string) (*Store, error) {
 	if err == nil {
 		var got string
 		if got, err = s.tokens.Epoch(); err == nil && (got != epoch || epoch == "") {
-			err = s.startOver()
+			err = s.startOver("")
 		}
 	}
 	if err != nil {
@@ -119,6 +112,37 @@ func Open(path string) (*Store, error) {
 	}
 	return s, nil
 }
+
+// Model returns the index as a read model of pkg/projection: apply
+// folds each batch, and the batch's token changes, its entries and its
+// checkpoint are committed as Update commits them (token file first, then
+// one bbolt transaction). plan is the fingerprint of the plan apply
+// computes due times with; Reset records it in the emptied file, so a
+// rebuilt index is not rescheduled again at the next start.
+func (s *Store) Model(plan string, apply app.Applier) projection.Resetter {
+	return &model{s: s, plan: plan, apply: apply}
+}
+
+type model struct {
+	s     *Store
+	plan  string
+	apply app.Applier
+}
+
+func (m *model) Checkpoint() (eventstore.Position, error) { return m.s.Checkpoint() }
+
+func (m *model) Apply(ctx context.Context, batch []projection.Event) error {
+	if len(batch) == 0 {
+		return nil
+	}
+	return m.s.Update(batch[len(batch)-1].Recorded.Position, func(tx *Tx) error {
+		return m.apply(ctx, tx, batch)
+	})
+}
+
+// Reset empties the index, checkpoint and tokens included, under a new
+// epoch (see startOver).
+func (m *model) Reset(context.Context) error { return m.s.startOver(m.plan) }
 
 // openMain opens the main file, destroying it first when it has another
 // layout.
@@ -156,8 +180,9 @@ func openMain(path string) (*bolt.DB, error) {
 
 // startOver empties the index (checkpoint included) under a new epoch and
 // resets the token file to it, in that order: a crash in between leaves
-// two epochs, which the next Open finds and starts over again.
-func (s *Store) startOver() error {
+// two epochs, which the next Open finds and starts over again. plan, when
+// set, is recorded as the plan the entries to come are computed with.
+func (s *Store) startOver(plan string) error {
 	epoch := rand.Text()
 	if err := s.db.Update(func(tx *bolt.Tx) error {
 		if err := wipe(tx); err != nil {
@@ -174,6 +199,11 @@ func (s *Store) startOver() error {
 		}
 		if err := meta.Put(keySchema, []byte(schema)); err != nil {
 			return err
+		}
+		if plan != "" {
+			if err := meta.Put(keyPlan, []byte(plan)); err != nil {
+				return err
+			}
 		}
 		return meta.Put(keyTokenEpoch, []byte(epoch))
 	}); err != nil {
@@ -269,10 +299,10 @@ func (s *Store) Update(pos eventstore.Position, fn func(*Tx) error) error {
 
 // Reschedule recomputes every entry's due time with next (after a change
 // of plan) and records the plan's fingerprint, in one transaction.
-func (s *Store) Reschedule(plan string, next func(*Entry) time.Time) error {
+func (s *Store) Reschedule(plan string, next func(*app.Entry) time.Time) error {
 	return s.db.Update(func(btx *bolt.Tx) error {
 		tx := &Tx{tx: btx}
-		var all []*Entry
+		var all []*app.Entry
 		if err := btx.Bucket(bucketCases).ForEach(func(_, v []byte) error {
 			e, err := decode(v)
 			if err != nil {
@@ -327,11 +357,15 @@ type tokenChange struct {
 	drop         bool
 }
 
-// SetTokens replaces a case's tokens in one slot (SlotContact or
-// SlotIdentity); none removes them.
+// SetTokens replaces a case's tokens in one slot (app.SlotContact or
+// app.SlotIdentity); none removes them.
 func (t *Tx) SetTokens(caseID, slot string, tokens []string) {
 	t.tokens = append(t.tokens, tokenChange{caseID: caseID, slot: slot, tokens: tokens})
 }
+
+// OnCommit runs fn once the transaction has committed (not at all if it
+// fails), for what may only happen once the index shows the batch.
+func (t *Tx) OnCommit(fn func()) { t.tx.OnCommit(fn) }
 
 // DropTokens removes every token of a case.
 func (t *Tx) DropTokens(caseID string) {
@@ -339,12 +373,12 @@ func (t *Tx) DropTokens(caseID string) {
 }
 
 // Get returns the entry of a case.
-func (t *Tx) Get(caseID string) (*Entry, bool, error) {
+func (t *Tx) Get(caseID string) (*app.Entry, bool, error) {
 	return get(t.tx, caseID)
 }
 
 // Put stores e and moves its due-time entry to match.
-func (t *Tx) Put(e *Entry) error {
+func (t *Tx) Put(e *app.Entry) error {
 	old, found, err := get(t.tx, e.Case.ID)
 	if err != nil {
 		return err
@@ -383,7 +417,7 @@ func (t *Tx) Delete(caseID string) error {
 	return t.tx.Bucket(bucketCases).Delete([]byte(caseID))
 }
 
-func (t *Tx) unindex(e *Entry) error {
+func (t *Tx) unindex(e *app.Entry) error {
 	if !e.NextDue.IsZero() {
 		if err := t.tx.Bucket(bucketDue).Delete(dueKey(e.NextDue, e.Case.ID)); err != nil {
 			return err
@@ -393,7 +427,7 @@ func (t *Tx) unindex(e *Entry) error {
 }
 
 // Get returns the entry of a case.
-func (s *Store) Get(caseID string) (e *Entry, found bool, err error) {
+func (s *Store) Get(caseID string) (e *app.Entry, found bool, err error) {
 	err = s.db.View(func(tx *bolt.Tx) error {
 		e, found, err = get(tx, caseID)
 		return err
@@ -433,7 +467,7 @@ func (s *Store) Tokens(fn func(caseID, slot string, tokens []string) error) erro
 }
 
 // Each calls fn for every case, in case id order.
-func (s *Store) Each(fn func(*Entry) error) error {
+func (s *Store) Each(fn func(*app.Entry) error) error {
 	return s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketCases).ForEach(func(_, v []byte) error {
 			e, err := decode(v)
@@ -455,7 +489,7 @@ func (s *Store) Count() (int, error) {
 	return n, err
 }
 
-func get(tx *bolt.Tx, caseID string) (*Entry, bool, error) {
+func get(tx *bolt.Tx, caseID string) (*app.Entry, bool, error) {
 	v := tx.Bucket(bucketCases).Get([]byte(caseID))
 	if v == nil {
 		return nil, false, nil
@@ -464,8 +498,8 @@ func get(tx *bolt.Tx, caseID string) (*Entry, bool, error) {
 	return e, err == nil, err
 }
 
-func decode(v []byte) (*Entry, error) {
-	var e Entry
+func decode(v []byte) (*app.Entry, error) {
+	var e app.Entry
 	if err := json.Unmarshal(v, &e); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}

@@ -2,6 +2,7 @@ package index_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -16,8 +17,10 @@ import (
 
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
+	"github.com/kontakt-se/kontakt/pkg/projection"
 	"github.com/kontakt-se/kontakt/pkg/tokenindex"
 	"github.com/kontakt-se/kontakt/services/retention/adapters/index"
+	"github.com/kontakt-se/kontakt/services/retention/app"
 	"github.com/kontakt-se/kontakt/services/retention/domain"
 )
 
@@ -39,12 +42,12 @@ func newStore(t *testing.T) (*index.Store, string) {
 
 // item is an entry with the tokens the projector would set with it.
 type item struct {
-	*index.Entry
+	*app.Entry
 	contact, identity []string
 }
 
 func entry(id string, due time.Time, contact, identity []string) item {
-	return item{Entry: &index.Entry{
+	return item{Entry: &app.Entry{
 		Case: domain.Case{
 			ID: id, Number: "KC-" + id, Type: casev1.CaseType_CASE_TYPE_FRAGA, Channel: casev1.Channel_CHANNEL_EMAIL,
 			RegisteredAt: base, Holds: map[string]string{}, Redacted: map[domain.Class]bool{},
@@ -54,9 +57,9 @@ func entry(id string, due time.Time, contact, identity []string) item {
 }
 
 // putIn stores the entry and replaces its tokens in both slots.
-func (it item) putIn(tx *index.Tx) error {
-	tx.SetTokens(it.Case.ID, index.SlotContact, it.contact)
-	tx.SetTokens(it.Case.ID, index.SlotIdentity, it.identity)
+func (it item) putIn(tx app.IndexTx) error {
+	tx.SetTokens(it.Case.ID, app.SlotContact, it.contact)
+	tx.SetTokens(it.Case.ID, app.SlotIdentity, it.identity)
 	return tx.Put(it.Entry)
 }
 
@@ -206,7 +209,7 @@ func TestCheckpointPersistsAcrossReopen(t *testing.T) {
 	require.Empty(t, plan)
 
 	put(t, s, 41, entry("a", base, []string{"tok"}, nil))
-	require.NoError(t, s.Reschedule("Plan@1", func(e *index.Entry) time.Time { return e.NextDue }))
+	require.NoError(t, s.Reschedule("Plan@1", func(e *app.Entry) time.Time { return e.NextDue }))
 	// Update with position 0 keeps the checkpoint.
 	put(t, s, 0, entry("b", base, nil, nil))
 	// A failing batch leaves neither its entries nor its checkpoint.
@@ -242,7 +245,7 @@ func TestRescheduleRecomputesDueTimes(t *testing.T) {
 		entry("c", time.Time{}, nil, nil),
 	)
 	next := map[string]time.Time{"a": base.AddDate(0, 6, 0), "b": time.Time{}, "c": base.Add(time.Minute)}
-	require.NoError(t, s.Reschedule("Växjö@2020.1", func(e *index.Entry) time.Time { return next[e.Case.ID] }))
+	require.NoError(t, s.Reschedule("Växjö@2020.1", func(e *app.Entry) time.Time { return next[e.Case.ID] }))
 	require.Equal(t, []string{"c"}, due(t, s, base.AddDate(0, 1, 0), 10))
 	require.Equal(t, []string{"c", "a"}, due(t, s, base.AddDate(1, 0, 0), 10))
 	require.Equal(t, []string{"a"}, find(t, s, "tok-a"), "tokens survive a reschedule")
@@ -258,7 +261,7 @@ func TestEachVisitsEveryCase(t *testing.T) {
 	s, _ := newStore(t)
 	put(t, s, 1, entry("b", base, nil, nil), entry("a", time.Time{}, nil, nil), entry("c", base, nil, nil))
 	var ids []string
-	require.NoError(t, s.Each(func(e *index.Entry) error {
+	require.NoError(t, s.Each(func(e *app.Entry) error {
 		ids = append(ids, e.Case.ID)
 		require.Equal(t, "KC-"+e.Case.ID, e.Case.Number)
 		return nil
@@ -266,7 +269,7 @@ func TestEachVisitsEveryCase(t *testing.T) {
 	require.Equal(t, []string{"a", "b", "c"}, ids)
 	stop := errors.New("stop")
 	n := 0
-	err := s.Each(func(*index.Entry) error { n++; return stop })
+	err := s.Each(func(*app.Entry) error { n++; return stop })
 	require.ErrorIs(t, err, stop)
 	require.Equal(t, 1, n)
 }
@@ -276,7 +279,7 @@ func TestOtherSchemaIsWiped(t *testing.T) {
 	s, err := index.Open(path)
 	require.NoError(t, err)
 	put(t, s, 12, entry("a", base, []string{"tok"}, nil))
-	require.NoError(t, s.Reschedule("Plan@1", func(e *index.Entry) time.Time { return e.NextDue }))
+	require.NoError(t, s.Reschedule("Plan@1", func(e *app.Entry) time.Time { return e.NextDue }))
 	require.NoError(t, s.Close())
 
 	// The same file, but written by another layout.
@@ -333,7 +336,7 @@ func TestCorruptRecord(t *testing.T) {
 	s = open(t, path)
 	_, _, err = s.Get("a")
 	require.ErrorIs(t, err, index.ErrCorrupt)
-	require.ErrorIs(t, s.Each(func(*index.Entry) error { return nil }), index.ErrCorrupt)
+	require.ErrorIs(t, s.Each(func(*app.Entry) error { return nil }), index.ErrCorrupt)
 }
 
 // onDisk returns the needles found in any file under dir.
@@ -381,11 +384,11 @@ func TestRemovedTokensLeaveNoBytes(t *testing.T) {
 			id := it.Case.ID
 			switch i % 4 {
 			case 0: // contact redacted
-				tx.SetTokens(id, index.SlotContact, nil)
+				tx.SetTokens(id, app.SlotContact, nil)
 				gone = append(gone, tok("mail", i), tok("phone", i))
 				kept = append(kept, tok("pnr", i))
 			case 1: // identity rectified
-				tx.SetTokens(id, index.SlotIdentity, []string{tok("pnr2", i)})
+				tx.SetTokens(id, app.SlotIdentity, []string{tok("pnr2", i)})
 				gone = append(gone, tok("pnr", i))
 				kept = append(kept, tok("mail", i), tok("phone", i), tok("pnr2", i))
 			case 2: // deleted
@@ -458,4 +461,62 @@ func TestTokenFileOfAnotherEpochStartsOver(t *testing.T) {
 	n, err := s.Count()
 	require.NoError(t, err)
 	require.Zero(t, n)
+}
+
+// TestModelCommitsABatchWithItsCheckpoint checks the index as a read model
+// of pkg/projection: a batch's entries, tokens and checkpoint commit
+// together, what waits for the commit runs only after a commit, a failed
+// batch leaves nothing, and Reset empties the index under the plan given.
+func TestModelCommitsABatchWithItsCheckpoint(t *testing.T) {
+	s, _ := newStore(t)
+	it := entry("c1", base, []string{"tok-c1"}, nil)
+	var committed int
+	fail := errors.New("the key service is away")
+	var failNext bool
+	m := s.Model("molndal@2.11", func(_ context.Context, tx app.IndexTx, batch []projection.Event) error {
+		tx.OnCommit(func() { committed++ })
+		if failNext {
+			return fail
+		}
+		require.Len(t, batch, 2)
+		return it.putIn(tx)
+	})
+	batch := []projection.Event{
+		{Recorded: eventstore.RecordedEvent{Position: 6}},
+		{Recorded: eventstore.RecordedEvent{Position: 7}},
+	}
+
+	failNext = true
+	require.ErrorIs(t, m.Apply(t.Context(), batch), fail)
+	cp, err := m.Checkpoint()
+	require.NoError(t, err)
+	require.Zero(t, cp, "a failed batch moves nothing")
+	require.Zero(t, committed, "nothing waiting for the commit ran")
+
+	failNext = false
+	require.NoError(t, m.Apply(t.Context(), batch))
+	cp, err = m.Checkpoint()
+	require.NoError(t, err)
+	require.Equal(t, eventstore.Position(7), cp, "the checkpoint is the batch's last position")
+	require.Equal(t, 1, committed)
+	_, found, err := s.Get("c1")
+	require.NoError(t, err)
+	require.True(t, found)
+	ids, err := s.FindByToken("tok-c1")
+	require.NoError(t, err)
+	require.Equal(t, []string{"c1"}, ids)
+
+	require.NoError(t, m.Reset(t.Context()))
+	cp, err = m.Checkpoint()
+	require.NoError(t, err)
+	require.Zero(t, cp)
+	n, err := s.Count()
+	require.NoError(t, err)
+	require.Zero(t, n)
+	ids, err = s.FindByToken("tok-c1")
+	require.NoError(t, err)
+	require.Empty(t, ids, "Reset empties the token file too")
+	plan, err := s.Plan()
+	require.NoError(t, err)
+	require.Equal(t, "molndal@2.11", plan, "a rebuilt index is computed with the plan in force")
 }

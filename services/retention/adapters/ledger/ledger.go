@@ -1,49 +1,17 @@
-// Package ledger is the retention ledger: a JetStream stream of receipts,
-// one for every redaction, deletion and archive export the retention
-// service performs. The receipts are what the municipality shows an auditor
-// (or the archive authority) to prove that the retention plan was carried
-// out, so the stream is kept for ever, refuses deletes and purges, and the
-// receipts are hash-chained so that an alteration, a removal or a
-// reordering is detected by recomputing the chain (Verifier).
-//
-// A receipt carries no personal data: case ids and numbers, the plan and
-// rule applied, coded reasons, data-class names and hashes only. Callers
-// must keep it that way, because the ledger can never be redacted.
-//
-// # Canonical encoding
-//
-// Receipt.Hash is the lowercase hex SHA-256 of the following bytes, which
-// any auditor can reproduce without Go:
-//
-//	kontakt-retention-ledger/1\n
-//	prev <len>:<Prev>\n
-//	kind <len>:<Kind>\n
-//	key <len>:<Key>\n
-//	case_id <len>:<CaseID>\n
-//	case_number <len>:<CaseNumber>\n
-//	case_type <len>:<CaseType>\n
-//	channel <len>:<Channel>\n
-//	plan_name <len>:<PlanName>\n
-//	plan_version <len>:<PlanVersion>\n
-//	rule <len>:<Rule>\n
-//	reason <len>:<Reason>\n
-//	classes <n>\n
-//	class <len>:<Classes[0]>\n    (one line per class, in order)
-//	at <len>:<At in UTC, RFC 3339 with nanoseconds, trailing zeros trimmed>\n
-//	archive_sha256 <len>:<ArchiveSHA256>\n
-//
-// where <len> is the value's length in bytes in decimal and <n> the number
-// of classes. The length prefixes make the encoding unambiguous whatever the
-// values contain. Every field except Seq and Hash is covered. Seq is left
-// out because it is where the store put the receipt, not what the receipt
-// says; the order is protected by Prev instead, which names the previous
-// receipt's Hash (GenesisPrev, 64 zeros, for the first receipt).
+// Package ledger is the retention ledger's store: a JetStream stream of
+// receipts (pkg/receipt), one for every redaction, deletion and archive
+// export the retention service performs. The receipts are what the
+// municipality shows an auditor (or the archive authority) to prove that
+// the retention plan was carried out, so the stream is kept for ever,
+// refuses deletes and purges, and keeps one receipt per key. What a
+// receipt says, the bytes its hash covers and the check of the chain are
+// pkg/receipt's, which does no I/O; this package chains each new receipt
+// to the stream's last one, atomically against other writers, and reads
+// them back.
 package ledger
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -51,25 +19,27 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/kontakt-se/kontakt/pkg/backoff"
+	"github.com/kontakt-se/kontakt/pkg/jsbatch"
 	"github.com/kontakt-se/kontakt/pkg/jsread"
 	"github.com/kontakt-se/kontakt/pkg/natserr"
+	"github.com/kontakt-se/kontakt/pkg/receipt"
 )
 
 // Errors callers can test for with errors.Is.
 var (
 	// ErrInvalid means a receipt, key or configuration was refused before
-	// anything was written; retrying it unchanged cannot succeed.
-	ErrInvalid = errors.New("ledger: invalid")
+	// anything was written; retrying it unchanged cannot succeed. It is
+	// receipt.ErrInvalid.
+	ErrInvalid = receipt.ErrInvalid
 	// ErrChainBroken means the hash chain does not verify: a receipt was
 	// altered, removed, inserted or reordered. It calls for an
-	// investigation, not a retry.
-	ErrChainBroken = errors.New("ledger: hash chain broken")
+	// investigation, not a retry. It is receipt.ErrChainBroken.
+	ErrChainBroken = receipt.ErrChainBroken
 	// ErrUnavailable means the stream could not be read or written (or
 	// concurrent writers kept winning the race for the end of the chain);
 	// the caller may retry, because Record is idempotent by key.
@@ -80,193 +50,12 @@ var (
 	ErrIncompatibleStream = errors.New("ledger: incompatible existing stream")
 )
 
-// Receipt kinds.
-const (
-	KindRedaction = "redaction"
-	KindDeletion  = "deletion"
-	KindArchive   = "archive"
-)
-
-// GenesisPrev is the Prev of the first receipt in the ledger: 64 zeros, the
-// hex form of an all-zero SHA-256.
-const GenesisPrev = "0000000000000000000000000000000000000000000000000000000000000000"
-
 // Defaults for Config.
 const (
 	DefaultStream      = "KONTAKT_RETENTION_LEDGER"
 	DefaultPrefix      = "kontakt.retention.ledger"
 	DefaultMaxAttempts = 100
 )
-
-// maxKeyLen bounds a key so that the subject stays well inside what NATS
-// accepts and the key cannot be used to carry free text.
-const maxKeyLen = 255
-
-// canonicalHeader starts the canonical encoding; its version changes if the
-// encoding ever does.
-const canonicalHeader = "kontakt-retention-ledger/1\n"
-
-// Receipt is one entry of the ledger. It records that a retention action was
-// taken on a case, by which plan and rule, and is chained to the receipt
-// before it. It must carry no personal data.
-type Receipt struct {
-	// Seq is the stream sequence, filled in when a receipt is read or
-	// recorded. It is not part of the hash (see the package comment).
-	Seq uint64 `json:"-"`
-	// Kind is KindRedaction, KindDeletion or KindArchive.
-	Kind string `json:"kind"`
-	// Key is the caller's idempotency key, such as
-	// "<caseid>.redaction.<revision>", "<caseid>.deletion" or
-	// "<caseid>.archive": tokens of [A-Za-z0-9_-] separated by '.'. There
-	// is at most one receipt per key.
-	Key string `json:"key"`
-	// CaseID is the case the action was taken on.
-	CaseID string `json:"case_id"`
-	// CaseNumber is the case's public number, which is no personal data.
-	CaseNumber string `json:"case_number"`
-	// CaseType is the case type the plan matched on.
-	CaseType string `json:"case_type"`
-	// Channel is the channel the case came in by.
-	Channel string `json:"channel"`
-	// PlanName names the retention plan (dokumenthanteringsplan) applied.
-	PlanName string `json:"plan_name"`
-	// PlanVersion is the version of that plan.
-	PlanVersion string `json:"plan_version"`
-	// Rule names the rule of the plan that applied.
-	Rule string `json:"rule"`
-	// Reason is a coded reason, never free text written about a person.
-	Reason string `json:"reason"`
-	// Classes are the data classes the action covered.
-	Classes []string `json:"classes"`
-	// At is when the action was taken, by the caller's clock, in UTC.
-	At time.Time `json:"at"`
-	// ArchiveSHA256 is the hex SHA-256 of the archive package; it is set
-	// for archive receipts only.
-	ArchiveSHA256 string `json:"archive_sha256,omitempty"`
-	// Prev is the Hash of the receipt before this one, or GenesisPrev.
-	Prev string `json:"prev"`
-	// Hash is the hex SHA-256 of the canonical encoding.
-	Hash string `json:"hash"`
-}
-
-// ComputeHash returns the hash the receipt should carry: the hex SHA-256 of
-// its canonical encoding (see the package comment), which covers Prev and
-// every other field except Seq and Hash. It is exported so that tools that
-// received receipts over the API can show what a broken receipt should have
-// said.
-func ComputeHash(r Receipt) string {
-	var b strings.Builder
-	b.WriteString(canonicalHeader)
-	field := func(name, value string) {
-		b.WriteString(name)
-		b.WriteByte(' ')
-		b.WriteString(strconv.Itoa(len(value)))
-		b.WriteByte(':')
-		b.WriteString(value)
-		b.WriteByte('\n')
-	}
-	field("prev", r.Prev)
-	field("kind", r.Kind)
-	field("key", r.Key)
-	field("case_id", r.CaseID)
-	field("case_number", r.CaseNumber)
-	field("case_type", r.CaseType)
-	field("channel", r.Channel)
-	field("plan_name", r.PlanName)
-	field("plan_version", r.PlanVersion)
-	field("rule", r.Rule)
-	field("reason", r.Reason)
-	b.WriteString("classes ")
-	b.WriteString(strconv.Itoa(len(r.Classes)))
-	b.WriteByte('\n')
-	for _, c := range r.Classes {
-		field("class", c)
-	}
-	field("at", r.At.UTC().Format(time.RFC3339Nano))
-	field("archive_sha256", r.ArchiveSHA256)
-	sum := sha256.Sum256([]byte(b.String()))
-	return hex.EncodeToString(sum[:])
-}
-
-// ValidKey reports whether key is a usable idempotency key: one or more
-// tokens of [A-Za-z0-9_-] separated by single dots, at most 255 bytes. Such
-// a key is safe to use as the tail of a NATS subject.
-func ValidKey(key string) bool {
-	return len(key) <= maxKeyLen && validTokens(key)
-}
-
-// validTokens reports whether s is non-empty dot-separated tokens of
-// [A-Za-z0-9_-].
-func validTokens(s string) bool {
-	if s == "" {
-		return false
-	}
-	for tok := range strings.SplitSeq(s, ".") {
-		if tok == "" {
-			return false
-		}
-		for _, c := range []byte(tok) {
-			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-') {
-				return false
-			}
-		}
-	}
-	return true
-}
-
-// normalise validates a receipt given to Record and returns it in the form
-// it is stored: At in UTC, chain fields cleared.
-func normalise(r Receipt) (Receipt, error) {
-	switch r.Kind {
-	case KindRedaction, KindDeletion, KindArchive:
-	default:
-		return Receipt{}, fmt.Errorf("%w: receipt kind %q is not %q, %q or %q", ErrInvalid, r.Kind, KindRedaction, KindDeletion, KindArchive)
-	}
-	if !ValidKey(r.Key) {
-		return Receipt{}, fmt.Errorf("%w: receipt key %q is not dot-separated tokens of [A-Za-z0-9_-] of at most %d bytes", ErrInvalid, r.Key, maxKeyLen)
-	}
-	if r.CaseID == "" {
-		return Receipt{}, fmt.Errorf("%w: receipt %s has no case id", ErrInvalid, r.Key)
-	}
-	if r.At.IsZero() {
-		return Receipt{}, fmt.Errorf("%w: receipt %s has no time", ErrInvalid, r.Key)
-	}
-	if y := r.At.UTC().Year(); y < 1 || y > 9999 {
-		return Receipt{}, fmt.Errorf("%w: receipt %s: time %s is outside years 1..9999", ErrInvalid, r.Key, r.At)
-	}
-	if r.Kind == KindArchive && r.ArchiveSHA256 == "" {
-		return Receipt{}, fmt.Errorf("%w: archive receipt %s has no archive SHA-256", ErrInvalid, r.Key)
-	}
-	if r.ArchiveSHA256 != "" && !isHexSHA256(r.ArchiveSHA256) {
-		return Receipt{}, fmt.Errorf("%w: receipt %s: archive SHA-256 %q is not 64 lowercase hex digits", ErrInvalid, r.Key, r.ArchiveSHA256)
-	}
-	// JSON would replace invalid UTF-8 with U+FFFD, so the stored receipt
-	// would no longer match the hash computed here.
-	texts := []string{r.CaseID, r.CaseNumber, r.CaseType, r.Channel, r.PlanName, r.PlanVersion, r.Rule, r.Reason}
-	texts = append(texts, r.Classes...)
-	for _, s := range texts {
-		if !utf8.ValidString(s) {
-			return Receipt{}, fmt.Errorf("%w: receipt %s has a field that is not valid UTF-8", ErrInvalid, r.Key)
-		}
-	}
-	r.Seq, r.Prev, r.Hash = 0, "", ""
-	r.At = r.At.UTC()
-	r.Classes = slices.Clone(r.Classes)
-	return r, nil
-}
-
-// isHexSHA256 reports whether s is a SHA-256 in lowercase hex.
-func isHexSHA256(s string) bool {
-	if len(s) != 64 {
-		return false
-	}
-	for _, c := range []byte(s) {
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
-		}
-	}
-	return true
-}
 
 // Config configures the ledger stream.
 type Config struct {
@@ -318,7 +107,7 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Ledger, erro
 	switch {
 	case strings.ContainsAny(cfg.Stream, " \t\r\n.*>/\\"):
 		return nil, fmt.Errorf("%w: stream name %q", ErrInvalid, cfg.Stream)
-	case !validTokens(cfg.Prefix):
+	case !receipt.ValidTokens(cfg.Prefix):
 		return nil, fmt.Errorf("%w: subject prefix %q is not dot-separated tokens of [A-Za-z0-9_-]", ErrInvalid, cfg.Prefix)
 	case cfg.Replicas < 0:
 		return nil, fmt.Errorf("%w: negative replica count %d", ErrInvalid, cfg.Replicas)
@@ -352,6 +141,8 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Ledger, erro
 		DenyPurge:            true,
 		AllowRollup:          false,
 		AllowDirect:          false,
+		// RecordBatch stores a batch of receipts with one disk sync.
+		AllowAtomicPublish: true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%w: create or update stream %s: %w", ErrUnavailable, cfg.Stream, err)
@@ -392,17 +183,17 @@ func (l *Ledger) subject(key string) string { return l.cfg.Prefix + "." + key }
 // sequence" set to it, which the server checks atomically; if another
 // writer got in first, Record looks for the key again and retries on the new
 // end, up to Config.MaxAttempts times.
-func (l *Ledger) Record(ctx context.Context, r Receipt) (Receipt, bool, error) {
-	r, err := normalise(r)
+func (l *Ledger) Record(ctx context.Context, r receipt.Receipt) (receipt.Receipt, bool, error) {
+	r, err := receipt.Normalise(r)
 	if err != nil {
-		return Receipt{}, false, err
+		return receipt.Receipt{}, false, err
 	}
 	var lastErr error
 	pause := backoff.New(chainRace)
 	for attempt := range l.cfg.MaxAttempts {
 		if attempt > 0 {
 			if err := pause.Wait(ctx); err != nil {
-				return Receipt{}, false, fmt.Errorf("%w: record %s: %w (after %v)", ErrUnavailable, r.Key, err, lastErr)
+				return receipt.Receipt{}, false, fmt.Errorf("%w: record %s: %w (after %v)", ErrUnavailable, r.Key, err, lastErr)
 			}
 		}
 		// Read the end before looking for the key: a receipt for the key
@@ -410,20 +201,20 @@ func (l *Ledger) Record(ctx context.Context, r Receipt) (Receipt, bool, error) {
 		// is then refused.
 		prev, lastSeq, err := l.last(ctx)
 		if err != nil {
-			return Receipt{}, false, err
+			return receipt.Receipt{}, false, err
 		}
 		existing, found, err := l.get(ctx, r.Key)
 		if err != nil {
-			return Receipt{}, false, err
+			return receipt.Receipt{}, false, err
 		}
 		if found {
 			return existing, true, nil
 		}
 		r.Prev = prev
-		r.Hash = ComputeHash(r)
+		r.Hash = receipt.ComputeHash(r)
 		data, err := json.Marshal(r)
 		if err != nil {
-			return Receipt{}, false, fmt.Errorf("%w: encode receipt %s: %w", ErrInvalid, r.Key, err)
+			return receipt.Receipt{}, false, fmt.Errorf("%w: encode receipt %s: %w", ErrInvalid, r.Key, err)
 		}
 		msg := nats.NewMsg(l.subject(r.Key))
 		msg.Data = data
@@ -437,9 +228,9 @@ func (l *Ledger) Record(ctx context.Context, r Receipt) (Receipt, bool, error) {
 			lastErr = fmt.Errorf("duplicate of sequence %d", ack.Sequence)
 			continue
 		case err == nil:
-			var stored Receipt
+			var stored receipt.Receipt
 			if err := json.Unmarshal(data, &stored); err != nil {
-				return Receipt{}, false, fmt.Errorf("%w: decode receipt %s: %w", ErrInvalid, r.Key, err)
+				return receipt.Receipt{}, false, fmt.Errorf("%w: decode receipt %s: %w", ErrInvalid, r.Key, err)
 			}
 			stored.Seq = ack.Sequence
 			return stored, false, nil
@@ -447,21 +238,23 @@ func (l *Ledger) Record(ctx context.Context, r Receipt) (Receipt, bool, error) {
 			lastErr = err
 			continue
 		default:
-			return Receipt{}, false, fmt.Errorf("%w: publish receipt %s: %w", ErrUnavailable, r.Key, err)
+			return receipt.Receipt{}, false, fmt.Errorf("%w: publish receipt %s: %w", ErrUnavailable, r.Key, err)
 		}
 	}
-	return Receipt{}, false, fmt.Errorf("%w: record %s: other writers kept extending the chain, gave up after %d attempts: %v", ErrUnavailable, r.Key, l.cfg.MaxAttempts, lastErr)
+	return receipt.Receipt{}, false, fmt.Errorf("%w: record %s: other writers kept extending the chain, gave up after %d attempts: %v", ErrUnavailable, r.Key, l.cfg.MaxAttempts, lastErr)
 }
 
 // RecordBatch records receipts in order, chained one to the next. While
 // this writer holds the end of the chain the whole batch costs one round
-// trip: every receipt is published at once, each expecting the one
-// before it as the stream's last message, so the server still checks the
-// chain link by link. When a publish is refused (another writer moved the end,
-// or a key already has its receipt after a crash), that receipt and the
-// rest are recorded one by one with Record, which returns an existing
-// receipt instead of writing a second one.
-func (l *Ledger) RecordBatch(ctx context.Context, rs []Receipt) error {
+// trip and one disk sync: the receipts are published as one JetStream
+// atomic batch (pkg/jsbatch), the first expecting the end of the chain as
+// read and every one carrying its hash as message id, so the server
+// stores them all right after that end, in order, or none. When the batch
+// is refused (another writer moved the end, or a key already has its
+// receipt after a crash), the receipts are recorded one by one with
+// Record, which returns an existing receipt instead of writing a second
+// one.
+func (l *Ledger) RecordBatch(ctx context.Context, rs []receipt.Receipt) error {
 	_, err := l.RecordBatchStored(ctx, rs)
 	return err
 }
@@ -471,13 +264,13 @@ func (l *Ledger) RecordBatch(ctx context.Context, rs []Receipt) error {
 // receipt, that receipt), in the order of rs. The shred journal keeps
 // them, so that a restore can put them back byte for byte: Marshal of a
 // returned receipt is the stored message.
-func (l *Ledger) RecordBatchStored(ctx context.Context, rs []Receipt) ([]Receipt, error) {
+func (l *Ledger) RecordBatchStored(ctx context.Context, rs []receipt.Receipt) ([]receipt.Receipt, error) {
 	if len(rs) == 0 {
 		return nil, nil
 	}
-	norm := make([]Receipt, len(rs))
+	norm := make([]receipt.Receipt, len(rs))
 	for i, r := range rs {
-		n, err := normalise(r)
+		n, err := receipt.Normalise(r)
 		if err != nil {
 			return nil, err
 		}
@@ -487,69 +280,50 @@ func (l *Ledger) RecordBatchStored(ctx context.Context, rs []Receipt) ([]Receipt
 	if err != nil {
 		return nil, err
 	}
-	futures := make([]jetstream.PubAckFuture, 0, len(norm))
-	for i := range norm {
-		r := &norm[i]
-		r.Prev = prev
-		r.Hash = ComputeHash(*r)
-		data, err := json.Marshal(r)
-		if err != nil {
-			return nil, fmt.Errorf("%w: encode receipt %s: %w", ErrInvalid, r.Key, err)
+	stored := make([]receipt.Receipt, 0, len(rs))
+	for len(stored) < len(norm) {
+		chunk := norm[len(stored):min(len(norm), len(stored)+jsbatch.MaxMessages)]
+		msgs := make([]*nats.Msg, len(chunk))
+		for i := range chunk {
+			r := &chunk[i]
+			r.Prev = prev
+			r.Hash = receipt.ComputeHash(*r)
+			data, err := json.Marshal(r)
+			if err != nil {
+				return nil, fmt.Errorf("%w: encode receipt %s: %w", ErrInvalid, r.Key, err)
+			}
+			m := nats.NewMsg(l.subject(r.Key))
+			m.Data = data
+			m.Header.Set(jetstream.ExpectedStreamHeader, l.cfg.Stream)
+			// The message id is the receipt's hash, which covers its
+			// link: another writer's receipt for the same key has another
+			// hash, so it never stands in for ours (the per-subject limit
+			// keeps one receipt per key). Only the first message of an
+			// atomic batch may expect the stream's last sequence; the
+			// batch's consecutive sequences chain the rest.
+			m.Header.Set(jetstream.MsgIDHeader, r.Hash)
+			if i == 0 {
+				m.Header.Set(jetstream.ExpectedLastSeqHeader, strconv.FormatUint(seq, 10))
+			}
+			msgs[i] = m
+			prev = r.Hash
 		}
-		msg := nats.NewMsg(l.subject(r.Key))
-		msg.Data = data
-		// The first link expects the end read above; each later one
-		// expects the previous receipt of this batch by its message id,
-		// not by its sequence: had that receipt been refused and another
-		// writer's landed in its place, the sequence would still match
-		// and the chain would break.
-		// The message id is the receipt's hash, which covers its link:
-		// another writer's receipt for the same key has another hash, so
-		// it never stands in for ours (the per-subject limit keeps one
-		// receipt per key).
-		expect := jetstream.WithExpectLastSequence(seq)
-		if i > 0 {
-			expect = jetstream.WithExpectLastMsgID(norm[i-1].Hash)
-		}
-		f, err := l.js.PublishMsgAsync(msg, jetstream.WithExpectStream(l.cfg.Stream), expect, jetstream.WithMsgID(r.Hash))
+		ack, err := jsbatch.Publish(ctx, l.js.Conn(), msgs)
 		if err != nil {
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("%w: record receipts: %w", ErrUnavailable, ctx.Err())
+			}
+			// Refused, or its outcome unknown: Record finds what is
+			// stored and writes what is missing.
 			break
 		}
-		futures = append(futures, f)
-		prev = r.Hash
-	}
-	stored := make([]Receipt, 0, len(rs))
-	done := 0
-	for _, f := range futures {
-		select {
-		case ack := <-f.Ok():
-			if ack.Duplicate {
-				goto rest
-			}
-			r := norm[done]
-			r.Seq = ack.Sequence
+		for i, r := range chunk {
+			r.Seq = ack.Seq(i)
 			stored = append(stored, r)
-			done++
-			continue
-		case <-f.Err():
-		case <-ctx.Done():
-			return nil, fmt.Errorf("%w: record receipts: %w", ErrUnavailable, ctx.Err())
 		}
-		break
+		seq = ack.Last
 	}
-rest:
-	// Later publishes expected the refused one to be there, so they were
-	// refused too (or, after a lost acknowledgement, landed in order);
-	// Record finds what is stored and writes what is missing.
-	for _, f := range futures[min(done+1, len(futures)):] {
-		select {
-		case <-f.Ok():
-		case <-f.Err():
-		case <-ctx.Done():
-			return nil, fmt.Errorf("%w: record receipts: %w", ErrUnavailable, ctx.Err())
-		}
-	}
-	for _, r := range rs[done:] {
+	for _, r := range rs[len(stored):] {
 		got, _, err := l.Record(ctx, r)
 		if err != nil {
 			return nil, err
@@ -571,33 +345,33 @@ var ErrNotNext = errors.New("ledger: receipt does not continue the chain")
 // must be the hash of the ledger's last receipt (else ErrNotNext). A key
 // that already has this very receipt returns it and false; a key that has
 // another receipt is ErrChainBroken, because one key has one receipt.
-func (l *Ledger) Restore(ctx context.Context, data []byte) (Receipt, bool, error) {
-	var r Receipt
+func (l *Ledger) Restore(ctx context.Context, data []byte) (receipt.Receipt, bool, error) {
+	var r receipt.Receipt
 	if err := json.Unmarshal(data, &r); err != nil {
-		return Receipt{}, false, fmt.Errorf("%w: receipt to restore cannot be decoded: %w", ErrInvalid, err)
+		return receipt.Receipt{}, false, fmt.Errorf("%w: receipt to restore cannot be decoded: %w", ErrInvalid, err)
 	}
-	if !ValidKey(r.Key) {
-		return Receipt{}, false, fmt.Errorf("%w: receipt key %q", ErrInvalid, r.Key)
+	if !receipt.ValidKey(r.Key) {
+		return receipt.Receipt{}, false, fmt.Errorf("%w: receipt key %q", ErrInvalid, r.Key)
 	}
-	if want := ComputeHash(r); r.Hash != want {
-		return Receipt{}, false, fmt.Errorf("%w: receipt %s to restore: hash %s does not match its contents (%s)", ErrChainBroken, r.Key, r.Hash, want)
+	if want := receipt.ComputeHash(r); r.Hash != want {
+		return receipt.Receipt{}, false, fmt.Errorf("%w: receipt %s to restore: hash %s does not match its contents (%s)", ErrChainBroken, r.Key, r.Hash, want)
 	}
 	prev, lastSeq, err := l.last(ctx)
 	if err != nil {
-		return Receipt{}, false, err
+		return receipt.Receipt{}, false, err
 	}
 	existing, found, err := l.get(ctx, r.Key)
 	if err != nil {
-		return Receipt{}, false, err
+		return receipt.Receipt{}, false, err
 	}
 	if found {
 		if existing.Hash == r.Hash {
 			return existing, false, nil
 		}
-		return Receipt{}, false, fmt.Errorf("%w: key %s has receipt %s, not %s", ErrChainBroken, r.Key, existing.Hash, r.Hash)
+		return receipt.Receipt{}, false, fmt.Errorf("%w: key %s has receipt %s, not %s", ErrChainBroken, r.Key, existing.Hash, r.Hash)
 	}
 	if r.Prev != prev {
-		return Receipt{}, false, fmt.Errorf("%w: receipt %s follows %s, the ledger ends at %s", ErrNotNext, r.Key, r.Prev, prev)
+		return receipt.Receipt{}, false, fmt.Errorf("%w: receipt %s follows %s, the ledger ends at %s", ErrNotNext, r.Key, r.Prev, prev)
 	}
 	msg := nats.NewMsg(l.subject(r.Key))
 	msg.Data = data
@@ -606,13 +380,13 @@ func (l *Ledger) Restore(ctx context.Context, data []byte) (Receipt, bool, error
 		jetstream.WithExpectLastSequence(lastSeq),
 		jetstream.WithMsgID(r.Hash))
 	if err != nil {
-		return Receipt{}, false, fmt.Errorf("%w: restore receipt %s: %w", ErrUnavailable, r.Key, err)
+		return receipt.Receipt{}, false, fmt.Errorf("%w: restore receipt %s: %w", ErrUnavailable, r.Key, err)
 	}
 	r.Seq = ack.Sequence
 	return r, true, nil
 }
 
-// Head returns the hash of the ledger's last receipt (GenesisPrev for an
+// Head returns the hash of the ledger's last receipt (receipt.GenesisPrev for an
 // empty ledger), after checking that receipt's own hash.
 func (l *Ledger) Head(ctx context.Context) (string, error) {
 	h, _, err := l.last(ctx)
@@ -630,7 +404,7 @@ func isConflict(err error) bool {
 	return natserr.IsWrongLastSequence(err) || natserr.IsSubjectFull(err)
 }
 
-// last returns the Hash and sequence of the last receipt, or GenesisPrev
+// last returns the Hash and sequence of the last receipt, or receipt.GenesisPrev
 // and 0 for an empty ledger. It checks the last receipt's own hash, so that
 // a new receipt is never chained onto an altered one.
 //
@@ -645,7 +419,7 @@ func (l *Ledger) last(ctx context.Context) (string, uint64, error) {
 	}
 	seq := info.State.LastSeq
 	if seq == 0 {
-		return GenesisPrev, 0, nil
+		return receipt.GenesisPrev, 0, nil
 	}
 	m, err := l.stream.GetMsg(ctx, seq)
 	if natserr.IsMessageNotFound(err) {
@@ -658,45 +432,45 @@ func (l *Ledger) last(ctx context.Context) (string, uint64, error) {
 	if err != nil {
 		return "", 0, err
 	}
-	if want := ComputeHash(r); r.Hash != want {
+	if want := receipt.ComputeHash(r); r.Hash != want {
 		return "", 0, fmt.Errorf("%w: last receipt seq %d key %q: hash %s does not match its contents (%s)", ErrChainBroken, r.Seq, r.Key, r.Hash, want)
 	}
 	return r.Hash, seq, nil
 }
 
 // get returns the receipt with key, if there is one.
-func (l *Ledger) get(ctx context.Context, key string) (Receipt, bool, error) {
+func (l *Ledger) get(ctx context.Context, key string) (receipt.Receipt, bool, error) {
 	m, err := l.stream.GetLastMsgForSubject(ctx, l.subject(key))
 	if natserr.IsMessageNotFound(err) {
-		return Receipt{}, false, nil
+		return receipt.Receipt{}, false, nil
 	}
 	if err != nil {
-		return Receipt{}, false, fmt.Errorf("%w: look up receipt %s: %w", ErrUnavailable, key, err)
+		return receipt.Receipt{}, false, fmt.Errorf("%w: look up receipt %s: %w", ErrUnavailable, key, err)
 	}
 	r, err := l.decode(m.Subject, m.Sequence, m.Data)
 	if err != nil {
-		return Receipt{}, false, err
+		return receipt.Receipt{}, false, err
 	}
 	return r, true, nil
 }
 
 // decode parses a stored receipt and checks that it is stored under its own
 // key, which the idempotency of Record relies on.
-func (l *Ledger) decode(subject string, seq uint64, data []byte) (Receipt, error) {
-	var r Receipt
+func (l *Ledger) decode(subject string, seq uint64, data []byte) (receipt.Receipt, error) {
+	var r receipt.Receipt
 	if err := json.Unmarshal(data, &r); err != nil {
-		return Receipt{}, fmt.Errorf("%w: receipt seq %d on %s cannot be decoded: %w", ErrChainBroken, seq, subject, err)
+		return receipt.Receipt{}, fmt.Errorf("%w: receipt seq %d on %s cannot be decoded: %w", ErrChainBroken, seq, subject, err)
 	}
 	r.Seq = seq
 	if subject != l.subject(r.Key) {
-		return Receipt{}, fmt.Errorf("%w: receipt seq %d key %q is stored on subject %s", ErrChainBroken, seq, r.Key, subject)
+		return receipt.Receipt{}, fmt.Errorf("%w: receipt seq %d key %q is stored on subject %s", ErrChainBroken, seq, r.Key, subject)
 	}
 	return r, nil
 }
 
 // Has reports whether a receipt with key exists.
 func (l *Ledger) Has(ctx context.Context, key string) (bool, error) {
-	if !ValidKey(key) {
+	if !receipt.ValidKey(key) {
 		return false, fmt.Errorf("%w: receipt key %q", ErrInvalid, key)
 	}
 	_, found, err := l.get(ctx, key)
@@ -704,9 +478,9 @@ func (l *Ledger) Has(ctx context.Context, key string) (bool, error) {
 }
 
 // Get returns the receipt with key and true, or false if there is none.
-func (l *Ledger) Get(ctx context.Context, key string) (Receipt, bool, error) {
-	if !ValidKey(key) {
-		return Receipt{}, false, fmt.Errorf("%w: receipt key %q", ErrInvalid, key)
+func (l *Ledger) Get(ctx context.Context, key string) (receipt.Receipt, bool, error) {
+	if !receipt.ValidKey(key) {
+		return receipt.Receipt{}, false, fmt.Errorf("%w: receipt key %q", ErrInvalid, key)
 	}
 	return l.get(ctx, key)
 }
@@ -728,7 +502,7 @@ const scanBatch = 1000
 // removes its consumer when done) rather than one request per receipt,
 // because the ledger grows without limit. It stops at the first error fn
 // returns and returns it wrapped.
-func (l *Ledger) Scan(ctx context.Context, fn func(Receipt) error) error {
+func (l *Ledger) Scan(ctx context.Context, fn func(receipt.Receipt) error) error {
 	info, err := l.stream.Info(ctx)
 	if err != nil {
 		return fmt.Errorf("%w: stream info: %w", ErrUnavailable, err)
@@ -754,65 +528,10 @@ func (l *Ledger) Scan(ctx context.Context, fn func(Receipt) error) error {
 	return err
 }
 
-// Verifier checks a sequence of receipts, in ledger order, against the hash
-// chain. It touches no store, so a tool can check receipts it received over
-// the API as well as the ledger's own. The zero value is not ready; use
-// NewVerifier. After the first failure every later Add returns that
-// failure, because nothing after a broken link can be trusted.
-type Verifier struct {
-	head    string
-	count   int
-	lastSeq uint64
-	err     error
-}
-
-// NewVerifier returns a Verifier expecting the first receipt of a ledger.
-func NewVerifier() *Verifier {
-	return &Verifier{head: GenesisPrev}
-}
-
-// Add checks the next receipt: that its Prev is the Hash of the receipt
-// before it (GenesisPrev for the first), that its Hash matches its
-// contents, and, where both carry a Seq, that it comes after the one
-// before. The error wraps ErrChainBroken and names the receipt's Seq and
-// Key.
-func (v *Verifier) Add(r Receipt) error {
-	if v.err != nil {
-		return v.err
-	}
-	var problem string
-	switch want := ComputeHash(r); {
-	case r.Prev != v.head:
-		problem = fmt.Sprintf("prev %s is not the hash %s of the receipt before it (receipt %d of the chain): a receipt was removed, inserted or reordered", r.Prev, v.head, v.count+1)
-	case r.Hash != want:
-		problem = fmt.Sprintf("hash %s does not match its contents, which hash to %s: the receipt was altered", r.Hash, want)
-	case r.Seq != 0 && v.lastSeq != 0 && r.Seq <= v.lastSeq:
-		problem = fmt.Sprintf("it comes after seq %d: the receipts are out of order", v.lastSeq)
-	}
-	if problem != "" {
-		v.err = fmt.Errorf("%w: receipt seq %d key %q: %s", ErrChainBroken, r.Seq, r.Key, problem)
-		return v.err
-	}
-	v.head = r.Hash
-	v.count++
-	if r.Seq != 0 {
-		v.lastSeq = r.Seq
-	}
-	return nil
-}
-
-// Count returns how many receipts verified so far.
-func (v *Verifier) Count() int { return v.count }
-
-// Head returns the Hash of the last receipt that verified, or GenesisPrev
-// if none did. An auditor can note it down and later check that the
-// ledger still leads to it.
-func (v *Verifier) Head() string { return v.head }
-
-// Verify reads the whole ledger and checks its chain, returning the number
-// of receipts and the head hash.
+// Verify reads the whole ledger and checks its chain (receipt.Verifier),
+// returning the number of receipts and the head hash.
 func Verify(ctx context.Context, l *Ledger) (int, string, error) {
-	v := NewVerifier()
+	v := receipt.NewVerifier()
 	if err := l.Scan(ctx, v.Add); err != nil {
 		return v.Count(), v.Head(), err
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -14,8 +15,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
+	"github.com/kontakt-se/kontakt/pkg/jsbatch"
 	"github.com/kontakt-se/kontakt/pkg/natsserver"
 	"github.com/kontakt-se/kontakt/pkg/natstest"
+	"github.com/kontakt-se/kontakt/pkg/receipt"
 	"github.com/kontakt-se/kontakt/services/retention/adapters/ledger"
 )
 
@@ -36,11 +39,11 @@ func newLedger(t *testing.T, srv *natsserver.Server) *ledger.Ledger {
 	return l
 }
 
-// receipt returns a plausible receipt with key.
-func receipt(key string) ledger.Receipt {
+// sample returns a plausible receipt with key.
+func sample(key string) receipt.Receipt {
 	caseID, _, _ := strings.Cut(key, ".")
-	return ledger.Receipt{
-		Kind:        ledger.KindRedaction,
+	return receipt.Receipt{
+		Kind:        receipt.KindRedaction,
 		Key:         key,
 		CaseID:      caseID,
 		CaseNumber:  "KC-2026-000042",
@@ -56,10 +59,10 @@ func receipt(key string) ledger.Receipt {
 }
 
 // scanAll returns every receipt in the ledger.
-func scanAll(t *testing.T, l *ledger.Ledger) []ledger.Receipt {
+func scanAll(t *testing.T, l *ledger.Ledger) []receipt.Receipt {
 	t.Helper()
-	var out []ledger.Receipt
-	require.NoError(t, l.Scan(testCtx(t), func(r ledger.Receipt) error {
+	var out []receipt.Receipt
+	require.NoError(t, l.Scan(testCtx(t), func(r receipt.Receipt) error {
 		out = append(out, r)
 		return nil
 	}))
@@ -74,14 +77,14 @@ func TestChainOfReceiptsVerifies(t *testing.T) {
 	count, head, err := ledger.Verify(ctx, l)
 	require.NoError(t, err)
 	require.Zero(t, count)
-	require.Equal(t, ledger.GenesisPrev, head)
+	require.Equal(t, receipt.GenesisPrev, head)
 
 	const n = 25
-	var recorded []ledger.Receipt
+	var recorded []receipt.Receipt
 	for i := range n {
-		r := receipt(fmt.Sprintf("case-%03d.redaction.%d", i, i%3))
+		r := sample(fmt.Sprintf("case-%03d.redaction.%d", i, i%3))
 		if i%5 == 0 {
-			r.Kind, r.Key, r.ArchiveSHA256 = ledger.KindArchive, fmt.Sprintf("case-%03d.archive", i), strings.Repeat("ab", 32)
+			r.Kind, r.Key, r.ArchiveSHA256 = receipt.KindArchive, fmt.Sprintf("case-%03d.archive", i), strings.Repeat("ab", 32)
 		}
 		got, existing, err := l.Record(ctx, r)
 		require.NoError(t, err)
@@ -90,7 +93,7 @@ func TestChainOfReceiptsVerifies(t *testing.T) {
 		require.True(t, got.At.Equal(r.At))
 		require.Equal(t, time.UTC, got.At.Location())
 		if i == 0 {
-			require.Equal(t, ledger.GenesisPrev, got.Prev)
+			require.Equal(t, receipt.GenesisPrev, got.Prev)
 		} else {
 			require.Equal(t, recorded[i-1].Hash, got.Prev)
 		}
@@ -117,11 +120,11 @@ func TestRecordIsIdempotentByKey(t *testing.T) {
 	require.NoError(t, err)
 	require.False(t, has)
 
-	first, existing, err := l.Record(ctx, receipt("c1.deletion"))
+	first, existing, err := l.Record(ctx, sample("c1.deletion"))
 	require.NoError(t, err)
 	require.False(t, existing)
 
-	again := receipt("c1.deletion")
+	again := sample("c1.deletion")
 	again.Reason = "something else" // The first receipt for a key wins.
 	again.At = again.At.Add(time.Hour)
 	second, existing, err := l.Record(ctx, again)
@@ -143,25 +146,25 @@ func TestRecordRefusesInvalidReceipts(t *testing.T) {
 
 	tests := []struct {
 		name   string
-		mutate func(*ledger.Receipt)
+		mutate func(*receipt.Receipt)
 	}{
-		{"unknown kind", func(r *ledger.Receipt) { r.Kind = "shred" }},
-		{"empty key", func(r *ledger.Receipt) { r.Key = "" }},
-		{"wildcard key", func(r *ledger.Receipt) { r.Key = "c1.>" }},
-		{"star key", func(r *ledger.Receipt) { r.Key = "c1.*" }},
-		{"empty token", func(r *ledger.Receipt) { r.Key = "c1..deletion" }},
-		{"trailing dot", func(r *ledger.Receipt) { r.Key = "c1.deletion." }},
-		{"space in key", func(r *ledger.Receipt) { r.Key = "c1 deletion" }},
-		{"long key", func(r *ledger.Receipt) { r.Key = strings.Repeat("k", 256) }},
-		{"no case id", func(r *ledger.Receipt) { r.CaseID = "" }},
-		{"no time", func(r *ledger.Receipt) { r.At = time.Time{} }},
-		{"archive without hash", func(r *ledger.Receipt) { r.Kind = ledger.KindArchive }},
-		{"bad archive hash", func(r *ledger.Receipt) { r.ArchiveSHA256 = strings.Repeat("AB", 32) }},
-		{"invalid UTF-8", func(r *ledger.Receipt) { r.Rule = "\xff" }},
+		{"unknown kind", func(r *receipt.Receipt) { r.Kind = "shred" }},
+		{"empty key", func(r *receipt.Receipt) { r.Key = "" }},
+		{"wildcard key", func(r *receipt.Receipt) { r.Key = "c1.>" }},
+		{"star key", func(r *receipt.Receipt) { r.Key = "c1.*" }},
+		{"empty token", func(r *receipt.Receipt) { r.Key = "c1..deletion" }},
+		{"trailing dot", func(r *receipt.Receipt) { r.Key = "c1.deletion." }},
+		{"space in key", func(r *receipt.Receipt) { r.Key = "c1 deletion" }},
+		{"long key", func(r *receipt.Receipt) { r.Key = strings.Repeat("k", 256) }},
+		{"no case id", func(r *receipt.Receipt) { r.CaseID = "" }},
+		{"no time", func(r *receipt.Receipt) { r.At = time.Time{} }},
+		{"archive without hash", func(r *receipt.Receipt) { r.Kind = receipt.KindArchive }},
+		{"bad archive hash", func(r *receipt.Receipt) { r.ArchiveSHA256 = strings.Repeat("AB", 32) }},
+		{"invalid UTF-8", func(r *receipt.Receipt) { r.Rule = "\xff" }},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			r := receipt("c1.deletion")
+			r := sample("c1.deletion")
 			tc.mutate(&r)
 			_, _, err := l.Record(testCtx(t), r)
 			require.ErrorIs(t, err, ledger.ErrInvalid)
@@ -189,7 +192,7 @@ func TestConcurrentWritersKeepOneLinearChain(t *testing.T) {
 	ctx := testCtx(t)
 
 	type result struct {
-		r        ledger.Receipt
+		r        receipt.Receipt
 		existing bool
 	}
 	results := make([]map[string]result, writers)
@@ -208,7 +211,7 @@ func TestConcurrentWritersKeepOneLinearChain(t *testing.T) {
 		rand.New(rand.NewPCG(uint64(w), 1)).Shuffle(len(keys), func(i, j int) { keys[i], keys[j] = keys[j], keys[i] })
 		wg.Go(func() {
 			for _, key := range keys {
-				r, existing, err := ledgers[w].Record(ctx, receipt(key))
+				r, existing, err := ledgers[w].Record(ctx, sample(key))
 				if err != nil {
 					errs[w] = err
 					return
@@ -233,7 +236,7 @@ func TestConcurrentWritersKeepOneLinearChain(t *testing.T) {
 
 	all := scanAll(t, l)
 	require.Equal(t, head, all[len(all)-1].Hash)
-	bySeq := map[string]ledger.Receipt{}
+	bySeq := map[string]receipt.Receipt{}
 	for _, r := range all {
 		_, dup := bySeq[r.Key]
 		require.False(t, dup, "key %s recorded twice", r.Key)
@@ -254,164 +257,6 @@ func TestConcurrentWritersKeepOneLinearChain(t *testing.T) {
 	}
 }
 
-func TestVerifierDetectsTampering(t *testing.T) {
-	srv := natstest.Embedded(t, 0)
-	l := newLedger(t, srv)
-	ctx := testCtx(t)
-	for i := range 6 {
-		_, _, err := l.Record(ctx, receipt(fmt.Sprintf("c%d.deletion", i)))
-		require.NoError(t, err)
-	}
-	good := scanAll(t, l)
-	require.Len(t, good, 6)
-
-	tests := []struct {
-		name    string
-		tamper  func([]ledger.Receipt) []ledger.Receipt
-		wantSeq uint64
-		wantKey string
-		want    string
-	}{
-		{
-			name: "changed reason",
-			tamper: func(rs []ledger.Receipt) []ledger.Receipt {
-				rs[2].Reason = "on request"
-				return rs
-			},
-			wantSeq: 3, wantKey: "c2.deletion", want: "altered",
-		},
-		{
-			name: "changed time",
-			tamper: func(rs []ledger.Receipt) []ledger.Receipt {
-				rs[3].At = rs[3].At.Add(time.Nanosecond)
-				return rs
-			},
-			wantSeq: 4, wantKey: "c3.deletion", want: "altered",
-		},
-		{
-			name: "class removed",
-			tamper: func(rs []ledger.Receipt) []ledger.Receipt {
-				rs[0].Classes = rs[0].Classes[:1]
-				return rs
-			},
-			wantSeq: 1, wantKey: "c0.deletion", want: "altered",
-		},
-		{
-			name: "changed and rehashed",
-			tamper: func(rs []ledger.Receipt) []ledger.Receipt {
-				rs[1].CaseNumber = "KC-2026-999999"
-				rs[1].Hash = ledger.ComputeHash(rs[1])
-				return rs
-			},
-			wantSeq: 3, wantKey: "c2.deletion", want: "removed, inserted or reordered",
-		},
-		{
-			name: "receipt removed",
-			tamper: func(rs []ledger.Receipt) []ledger.Receipt {
-				return append(rs[:3], rs[4:]...)
-			},
-			wantSeq: 5, wantKey: "c4.deletion", want: "removed, inserted or reordered",
-		},
-		{
-			name: "first receipt removed",
-			tamper: func(rs []ledger.Receipt) []ledger.Receipt {
-				return rs[1:]
-			},
-			wantSeq: 2, wantKey: "c1.deletion", want: "removed, inserted or reordered",
-		},
-		{
-			name: "receipts reordered",
-			tamper: func(rs []ledger.Receipt) []ledger.Receipt {
-				rs[2], rs[3] = rs[3], rs[2]
-				return rs
-			},
-			wantSeq: 4, wantKey: "c3.deletion", want: "removed, inserted or reordered",
-		},
-		{
-			name: "sequence numbers reordered",
-			tamper: func(rs []ledger.Receipt) []ledger.Receipt {
-				rs[4].Seq = 2
-				return rs
-			},
-			wantSeq: 2, wantKey: "c4.deletion", want: "out of order",
-		},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			rs := tc.tamper(clone(good))
-			v := ledger.NewVerifier()
-			var err error
-			for _, r := range rs {
-				if err = v.Add(r); err != nil {
-					break
-				}
-			}
-			require.ErrorIs(t, err, ledger.ErrChainBroken)
-			require.ErrorContains(t, err, fmt.Sprintf("seq %d key %q", tc.wantSeq, tc.wantKey))
-			require.ErrorContains(t, err, tc.want)
-			require.ErrorIs(t, v.Add(rs[len(rs)-1]), ledger.ErrChainBroken, "a broken verifier stays broken")
-		})
-	}
-
-	v := ledger.NewVerifier()
-	for _, r := range good {
-		require.NoError(t, v.Add(r))
-	}
-	require.Equal(t, len(good), v.Count())
-	require.Equal(t, good[len(good)-1].Hash, v.Head())
-}
-
-// clone deep-copies receipts so that a test case cannot change another's.
-func clone(rs []ledger.Receipt) []ledger.Receipt {
-	out := make([]ledger.Receipt, len(rs))
-	for i, r := range rs {
-		r.Classes = append([]string(nil), r.Classes...)
-		out[i] = r
-	}
-	return out
-}
-
-func TestComputeHashCoversEveryField(t *testing.T) {
-	base := receipt("c1.archive")
-	base.Kind, base.ArchiveSHA256, base.Prev = ledger.KindArchive, strings.Repeat("0f", 32), ledger.GenesisPrev
-	tests := []struct {
-		name   string
-		mutate func(*ledger.Receipt)
-	}{
-		{"prev", func(r *ledger.Receipt) { r.Prev = strings.Repeat("1", 64) }},
-		{"kind", func(r *ledger.Receipt) { r.Kind = ledger.KindDeletion }},
-		{"key", func(r *ledger.Receipt) { r.Key = "c1.archive2" }},
-		{"case id", func(r *ledger.Receipt) { r.CaseID = "c2" }},
-		{"case number", func(r *ledger.Receipt) { r.CaseNumber = "x" }},
-		{"case type", func(r *ledger.Receipt) { r.CaseType = "x" }},
-		{"channel", func(r *ledger.Receipt) { r.Channel = "x" }},
-		{"plan name", func(r *ledger.Receipt) { r.PlanName = "x" }},
-		{"plan version", func(r *ledger.Receipt) { r.PlanVersion = "x" }},
-		{"rule", func(r *ledger.Receipt) { r.Rule = "x" }},
-		{"reason", func(r *ledger.Receipt) { r.Reason = "x" }},
-		{"classes order", func(r *ledger.Receipt) { r.Classes = []string{"description", "contact"} }},
-		{"classes joined", func(r *ledger.Receipt) { r.Classes = []string{"contact\nclass 11:description"} }},
-		{"at", func(r *ledger.Receipt) { r.At = r.At.Add(time.Nanosecond) }},
-		{"archive sha256", func(r *ledger.Receipt) { r.ArchiveSHA256 = strings.Repeat("f0", 32) }},
-		{"value moved between fields", func(r *ledger.Receipt) { r.CaseType, r.Channel = r.CaseType+r.Channel, "" }},
-	}
-	want := ledger.ComputeHash(base)
-	require.Len(t, want, 64)
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			r := base
-			r.Classes = append([]string(nil), base.Classes...)
-			tc.mutate(&r)
-			require.NotEqual(t, want, ledger.ComputeHash(r))
-		})
-	}
-
-	same := base
-	same.Seq, same.Hash = 99, "whatever"
-	same.At = base.At.UTC()
-	require.Equal(t, want, ledger.ComputeHash(same), "Seq, Hash and the time zone are not covered")
-}
-
 func TestStreamRefusesDeleteAndPurge(t *testing.T) {
 	srv := natstest.Embedded(t, 0)
 	js := natstest.JetStream(t, srv)
@@ -419,7 +264,7 @@ func TestStreamRefusesDeleteAndPurge(t *testing.T) {
 	l, err := ledger.New(ctx, js, ledger.Config{})
 	require.NoError(t, err)
 	for i := range 3 {
-		_, _, err := l.Record(ctx, receipt(fmt.Sprintf("c%d.deletion", i)))
+		_, _, err := l.Record(ctx, sample(fmt.Sprintf("c%d.deletion", i)))
 		require.NoError(t, err)
 	}
 	st, err := js.Stream(ctx, ledger.DefaultStream)
@@ -505,12 +350,12 @@ func TestScanStopsAtCallbackError(t *testing.T) {
 	l := newLedger(t, srv)
 	ctx := testCtx(t)
 	for i := range 5 {
-		_, _, err := l.Record(ctx, receipt(fmt.Sprintf("c%d.deletion", i)))
+		_, _, err := l.Record(ctx, sample(fmt.Sprintf("c%d.deletion", i)))
 		require.NoError(t, err)
 	}
 	errStop := fmt.Errorf("stop")
 	seen := 0
-	err := l.Scan(ctx, func(r ledger.Receipt) error {
+	err := l.Scan(ctx, func(r receipt.Receipt) error {
 		seen++
 		if r.Seq == 3 {
 			return errStop
@@ -536,7 +381,7 @@ func TestLedgerSurvivesServerRestart(t *testing.T) {
 	l := newLedger(t, srv)
 	ctx := testCtx(t)
 	for i := range 10 {
-		_, _, err := l.Record(ctx, receipt(fmt.Sprintf("c%d.deletion", i)))
+		_, _, err := l.Record(ctx, sample(fmt.Sprintf("c%d.deletion", i)))
 		require.NoError(t, err)
 	}
 	_, headBefore, err := ledger.Verify(ctx, l)
@@ -550,12 +395,12 @@ func TestLedgerSurvivesServerRestart(t *testing.T) {
 	require.Equal(t, 10, n)
 	require.Equal(t, headBefore, head)
 
-	again, existing, err := l.Record(ctx, receipt("c3.deletion"))
+	again, existing, err := l.Record(ctx, sample("c3.deletion"))
 	require.NoError(t, err)
 	require.True(t, existing, "keys are still known after the restart")
 	require.EqualValues(t, 4, again.Seq)
 
-	next, existing, err := l.Record(ctx, receipt("c10.deletion"))
+	next, existing, err := l.Record(ctx, sample("c10.deletion"))
 	require.NoError(t, err)
 	require.False(t, existing)
 	require.Equal(t, headBefore, next.Prev, "the chain continues where it stopped")
@@ -573,10 +418,10 @@ func TestLedgerSurvivesServerRestart(t *testing.T) {
 func TestRecordBatchKeepsOneReceiptPerKeyAndOneChain(t *testing.T) {
 	srv := natstest.Embedded(t, 0)
 	ctx := testCtx(t)
-	batch := func(from, n int) []ledger.Receipt {
-		rs := make([]ledger.Receipt, n)
+	batch := func(from, n int) []receipt.Receipt {
+		rs := make([]receipt.Receipt, n)
 		for i := range rs {
-			rs[i] = receipt(fmt.Sprintf("case%04d.redaction.%d", from+i, from+i))
+			rs[i] = sample(fmt.Sprintf("case%04d.redaction.%d", from+i, from+i))
 		}
 		return rs
 	}
@@ -632,6 +477,40 @@ func TestRecordBatchKeepsOneReceiptPerKeyAndOneChain(t *testing.T) {
 	require.Equal(t, len(all), count)
 }
 
+// TestRecordBatchLargerThanOneAtomicBatch records more receipts than one
+// JetStream atomic batch may hold, half of them already there: the batch
+// is split, the chain runs on from one part to the next, and every key
+// has one receipt, returned as stored.
+func TestRecordBatchLargerThanOneAtomicBatch(t *testing.T) {
+	srv := natstest.Embedded(t, 0)
+	ctx := testCtx(t)
+	l := newLedger(t, srv)
+	n := jsbatch.MaxMessages + 200
+	rs := make([]receipt.Receipt, n)
+	for i := range rs {
+		rs[i] = sample(fmt.Sprintf("case%05d.redaction.%d", i, i))
+	}
+	stored, err := l.RecordBatchStored(ctx, rs)
+	require.NoError(t, err)
+	require.Len(t, stored, n)
+	for i, r := range stored {
+		require.Equal(t, rs[i].Key, r.Key)
+		require.EqualValues(t, i+1, r.Seq, "consecutive, in the order given")
+		if i > 0 {
+			require.Equal(t, stored[i-1].Hash, r.Prev)
+		}
+	}
+	// The second half again, with new keys after it: the first part is
+	// refused (its keys have receipts) and recorded one by one.
+	again := append(slices.Clone(rs[n/2:]), sample("late.redaction.1"))
+	stored2, err := l.RecordBatchStored(ctx, again)
+	require.NoError(t, err)
+	require.Equal(t, stored[n/2:], stored2[:len(stored2)-1], "existing receipts come back as stored")
+	count, _, err := ledger.Verify(ctx, l)
+	require.NoError(t, err)
+	require.Equal(t, n+1, count)
+}
+
 // TestRestoreCarriesReceiptsVerbatim: receipts recorded in one ledger,
 // kept as RecordBatchStored returned them (what the shred journal
 // keeps), are put back into another ledger that holds only the first few
@@ -640,11 +519,11 @@ func TestRecordBatchKeepsOneReceiptPerKeyAndOneChain(t *testing.T) {
 func TestRestoreCarriesReceiptsVerbatim(t *testing.T) {
 	ctx := testCtx(t)
 	live := newLedger(t, natstest.Embedded(t, 0))
-	var stored []ledger.Receipt
+	var stored []receipt.Receipt
 	for i := range 3 {
-		var batch []ledger.Receipt
+		var batch []receipt.Receipt
 		for j := range 4 {
-			batch = append(batch, receipt(fmt.Sprintf("c%d.redaction.%d", i, j)))
+			batch = append(batch, sample(fmt.Sprintf("c%d.redaction.%d", i, j)))
 		}
 		got, err := live.RecordBatchStored(ctx, batch)
 		require.NoError(t, err)
@@ -652,7 +531,7 @@ func TestRestoreCarriesReceiptsVerbatim(t *testing.T) {
 		stored = append(stored, got...)
 	}
 	// A key that already has its receipt returns that one.
-	again, err := live.RecordBatchStored(ctx, []ledger.Receipt{receipt("c0.redaction.0")})
+	again, err := live.RecordBatchStored(ctx, []receipt.Receipt{sample("c0.redaction.0")})
 	require.NoError(t, err)
 	require.Equal(t, stored[0], again[0])
 	inLedger := scanAll(t, live)
@@ -663,7 +542,7 @@ func TestRestoreCarriesReceiptsVerbatim(t *testing.T) {
 	srv := natstest.Embedded(t, 0)
 	restored := newLedger(t, srv)
 	js := natstest.JetStream(t, srv)
-	data := func(r ledger.Receipt) []byte {
+	data := func(r receipt.Receipt) []byte {
 		b, err := json.Marshal(r)
 		require.NoError(t, err)
 		return b
@@ -708,7 +587,7 @@ func TestRestoreCarriesReceiptsVerbatim(t *testing.T) {
 	}
 	// A receipt for a key that holds another one is refused.
 	other := newLedger(t, natstest.Embedded(t, 0))
-	foreign, err := other.RecordBatchStored(ctx, []ledger.Receipt{receipt("x.redaction.1"), receipt("c0.redaction.0")})
+	foreign, err := other.RecordBatchStored(ctx, []receipt.Receipt{sample("x.redaction.1"), sample("c0.redaction.0")})
 	require.NoError(t, err)
 	_, _, err = restored.Restore(ctx, data(foreign[1]))
 	require.ErrorIs(t, err, ledger.ErrChainBroken)

@@ -31,8 +31,19 @@ const (
 type Contact struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Email string                 `protobuf:"bytes,2,opt,name=email,proto3" json:"email,omitempty"`
-	// Swedish (07x-xxx xx xx) or international (+xx...) number.
+	// E-mail address as the citizen typed or pasted it: blanks around it
+	// are trimmed, a display name ("Anna Svensson <anna@example.se>") is
+	// dropped, and the domain may be internationalised ("anna@räksmörgås.se",
+	// IDNA). The service checks it (protovalidate's email rule would refuse
+	// all three) and stores the address alone, its domain in lower-case
+	// Unicode; an invalid one is refused with InvalidArgument naming
+	// case.contact.email.
+	Email string `protobuf:"bytes,2,opt,name=email,proto3" json:"email,omitempty"`
+	// Phone number as people write it: Swedish national ("070-123 45 67",
+	// "070/123 45 67", "08-123 456 78") or international ("+46 70 123 45
+	// 67", "(+46) 70 123 45 67", "0046...", "+39 06 1234 5678"). It must be
+	// a valid number of its country's numbering plan (libphonenumber) and
+	// is stored in E.164 ("+46701234567").
 	Phone         string            `protobuf:"bytes,3,opt,name=phone,proto3" json:"phone,omitempty"`
 	PostalAddress *v1.PostalAddress `protobuf:"bytes,4,opt,name=postal_address,json=postalAddress,proto3" json:"postal_address,omitempty"`
 	// Personnummer or samordningsnummer as Skatteverket writes it: 10 or 12
@@ -604,11 +615,10 @@ var File_kontakt_intake_v1_intake_proto protoreflect.FileDescriptor
 
 const file_kontakt_intake_v1_intake_proto_rawDesc = "" +
 	"\n" +
-	"\x1ekontakt/intake/v1/intake.proto\x12\x11kontakt.intake.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1akontakt/auth/v1/auth.proto\x1a\x1akontakt/case/v1/case.proto\"\x9a\x02\n" +
+	"\x1ekontakt/intake/v1/intake.proto\x12\x11kontakt.intake.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1akontakt/auth/v1/auth.proto\x1a\x1akontakt/case/v1/case.proto\"\x95\x02\n" +
 	"\aContact\x12\x1c\n" +
-	"\x04name\x18\x01 \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\x04name\x12#\n" +
-	"\x05email\x18\x02 \x01(\tB\r\xbaH\n" +
-	"\xd8\x01\x01r\x05\x18\xfe\x01`\x01R\x05email\x12\x1d\n" +
+	"\x04name\x18\x01 \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\x04name\x12\x1e\n" +
+	"\x05email\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\xfe\x01R\x05email\x12\x1d\n" +
 	"\x05phone\x18\x03 \x01(\tB\a\xbaH\x04r\x02\x18 R\x05phone\x12E\n" +
 	"\x0epostal_address\x18\x04 \x01(\v2\x1e.kontakt.case.v1.PostalAddressR\rpostalAddress\x120\n" +
 	"\x0fidentity_number\x18\x05 \x01(\tB\a\xbaH\x04r\x02\x18 R\x0eidentityNumber\x124\n" +

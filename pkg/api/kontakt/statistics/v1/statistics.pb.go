@@ -399,8 +399,12 @@ type Row struct {
 	MedianTimeToClose         *durationpb.Duration `protobuf:"bytes,7,opt,name=median_time_to_close,json=medianTimeToClose,proto3" json:"median_time_to_close,omitempty"`
 	P90TimeToClose            *durationpb.Duration `protobuf:"bytes,8,opt,name=p90_time_to_close,json=p90TimeToClose,proto3" json:"p90_time_to_close,omitempty"`
 	FirstContactResolved      int64                `protobuf:"varint,9,opt,name=first_contact_resolved,json=firstContactResolved,proto3" json:"first_contact_resolved,omitempty"`
-	unknownFields             protoimpl.UnknownFields
-	sizeCache                 protoimpl.SizeCache
+	// Cases of the row that were closed (those with a time to close): the
+	// base of the first-contact resolution rate, which is a share of the
+	// cases that ended, not of all the cases registered.
+	Closed        int64 `protobuf:"varint,10,opt,name=closed,proto3" json:"closed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Row) Reset() {
@@ -492,6 +496,13 @@ func (x *Row) GetP90TimeToClose() *durationpb.Duration {
 func (x *Row) GetFirstContactResolved() int64 {
 	if x != nil {
 		return x.FirstContactResolved
+	}
+	return 0
+}
+
+func (x *Row) GetClosed() int64 {
+	if x != nil {
+		return x.Closed
 	}
 	return 0
 }
@@ -672,7 +683,7 @@ const file_kontakt_statistics_v1_statistics_proto_rawDesc = "" +
 	"\x02to\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampB\x06\xbaH\x03\xc8\x01\x01R\x02to\x12L\n" +
 	"\bgroup_by\x18\x03 \x03(\x0e2 .kontakt.statistics.v1.DimensionB\x0f\xbaH\f\x92\x01\t\"\a\x82\x01\x04\x10\x01 \x00R\agroupBy\x12N\n" +
 	"\vgranularity\x18\x04 \x01(\x0e2\".kontakt.statistics.v1.GranularityB\b\xbaH\x05\x82\x01\x02\x10\x01R\vgranularity\x12 \n" +
-	"\vpublishable\x18\x05 \x01(\bR\vpublishable\"\x8a\x04\n" +
+	"\vpublishable\x18\x05 \x01(\bR\vpublishable\"\xa2\x04\n" +
 	"\x03Row\x12=\n" +
 	"\fbucket_start\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\vbucketStart\x12\x12\n" +
 	"\x04keys\x18\x02 \x03(\tR\x04keys\x12\x14\n" +
@@ -684,7 +695,9 @@ const file_kontakt_statistics_v1_statistics_proto_rawDesc = "" +
 	"\x1ap90_time_to_first_response\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x16p90TimeToFirstResponse\x12J\n" +
 	"\x14median_time_to_close\x18\a \x01(\v2\x19.google.protobuf.DurationR\x11medianTimeToClose\x12D\n" +
 	"\x11p90_time_to_close\x18\b \x01(\v2\x19.google.protobuf.DurationR\x0ep90TimeToClose\x124\n" +
-	"\x16first_contact_resolved\x18\t \x01(\x03R\x14firstContactResolved\"?\n" +
+	"\x16first_contact_resolved\x18\t \x01(\x03R\x14firstContactResolved\x12\x16\n" +
+	"\x06closed\x18\n" +
+	" \x01(\x03R\x06closed\"?\n" +
 	"\rQueryResponse\x12.\n" +
 	"\x04rows\x18\x01 \x03(\v2\x1a.kontakt.statistics.v1.RowR\x04rows\"=\n" +
 	"\x14StreamRecordsRequest\x12%\n" +
