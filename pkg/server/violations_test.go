@@ -56,11 +56,6 @@ func TestViolationsReadWell(t *testing.T) {
 			c.Location = &intakev1.LocationInput{Latitude: 91}
 			return c
 		}()}, field: "case.location.latitude", want: "must be from -90 to 90"},
-		{name: "e-mail", msg: &intakev1.RegisterCaseRequest{Case: func() *intakev1.CaseInput {
-			c := validCase()
-			c.Contact = &intakev1.Contact{Email: "not an address"}
-			return c
-		}()}, field: "case.contact.email", want: "must be an e-mail address"},
 		{name: "pattern", msg: &routingv1.GetCaseRequest{CaseId: "KC-1"}, field: "case_id", want: "is not in the expected format"},
 		{name: "oneof required", msg: &routingv1.FindCasesRequest{}, field: "key", want: "is required"},
 		{name: "repeated items not in [0]", msg: &statisticsv1.QueryRequest{GroupBy: []statisticsv1.Dimension{0}}, field: "group_by[0]", want: "is required"},
