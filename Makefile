@@ -104,13 +104,13 @@ run: build-kontakt ## Run the single binary: embedded NATS under ./data, every s
 	$(BIN)/kontakt serve $(if $(CONFIG),--config $(CONFIG))
 
 .PHONY: generate
-generate: tools ## Regenerate the Go code from proto/ and the services' private protos (committed; must reproduce byte for byte).
+generate: tools ## Regenerate the Go code from proto/ and the private protos (services, pkg/seal) (committed; must reproduce byte for byte).
 	$(BUF) generate
 	$(BUF) generate --template buf.gen.private.yaml
 
 # Where `make generate` writes: the API's package tree and the private
 # protos' packages (their go_package).
-GENERATED := pkg/api services/routing/adapters/readmodel/internal/rowpb
+GENERATED := pkg/api services/routing/adapters/readmodel/internal/rowpb pkg/seal/internal/keyspb
 
 .PHONY: verify-generate
 verify-generate: generate ## Fail when the committed generated code differs from a fresh `make generate`.

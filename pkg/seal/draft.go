@@ -15,9 +15,11 @@ import (
 // one atomic write. CommitDrafts uses it so that a group of new cases
 // costs one write to the key store instead of one per key.
 type BatchKeyStore interface {
-	// CreateBatch stores every key or none. It fails with ErrKeyExists
-	// when any key id already has a key or a tombstone, and with
-	// errors.ErrUnsupported when the store, as configured, cannot batch.
+	// CreateBatch stores every key or none, for at most MaxBatchCases
+	// cases. It fails with ErrKeyExists when any key id already has a key
+	// or a tombstone (the NATS store: when any of the cases has keys or
+	// tombstones at all), and with errors.ErrUnsupported when the store,
+	// as configured, cannot batch.
 	CreateBatch(ctx context.Context, keys []WrappedKey) error
 }
 
@@ -98,42 +100,62 @@ func (d *Draft) key(class Class) (draftKey, error) {
 
 // CommitDrafts stores the keys of the drafts, which must all come from
 // this Sealer. With a BatchKeyStore (the NATS key store) it is one atomic
-// write per MaxBatchKeys keys; otherwise the keys are created one by one.
-// It fails with ErrKeyExists when a key id was used before; then none of
-// the drafts may be used (see Draft), although with a store that cannot
-// batch, or beyond MaxBatchKeys, some of their keys may have been stored:
-// that is harmless, because sealing again with Sealer.Seal uses them.
+// write per MaxBatchCases drafts; otherwise the keys are created one by
+// one. It fails with ErrKeyExists when a draft's case has keys already;
+// then none of the drafts may be used (see Draft), although with a store
+// that cannot batch, or beyond MaxBatchCases, some of their keys may have
+// been stored: that is harmless, because sealing again with Sealer.Seal
+// uses them.
 func (s *Sealer) CommitDrafts(ctx context.Context, drafts []*Draft) error {
-	var keys []WrappedKey
 	for _, d := range drafts {
 		if d.sealer != s {
 			return errors.New("seal: commit drafts: a draft of another Sealer")
 		}
+	}
+	b, batched := s.keys.(BatchKeyStore)
+	// A draft's keys never go to two writes: the NATS store keeps a case's
+	// keys in one record, which only the first write could create.
+	for chunk := range slices.Chunk(drafts, MaxBatchCases) {
+		keys := draftKeys(chunk)
+		if len(keys) == 0 {
+			continue
+		}
+		if !batched {
+			if err := s.createEach(ctx, keys); err != nil {
+				return err
+			}
+			continue
+		}
+		err := b.CreateBatch(ctx, keys)
+		if errors.Is(err, errors.ErrUnsupported) {
+			batched = false
+			if err := s.createEach(ctx, keys); err != nil {
+				return err
+			}
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("seal: commit drafts: %w", err)
+		}
+	}
+	return nil
+}
+
+// draftKeys lists the wrapped keys of drafts.
+func draftKeys(drafts []*Draft) []WrappedKey {
+	var keys []WrappedKey
+	for _, d := range drafts {
 		for _, k := range d.keys {
 			keys = append(keys, WrappedKey{KeyID: k.keyID, Wrapped: k.wrapped})
 		}
 	}
-	if len(keys) == 0 {
-		return nil
-	}
-	if b, ok := s.keys.(BatchKeyStore); ok {
-		for chunk := range slices.Chunk(keys, MaxBatchKeys) {
-			err := b.CreateBatch(ctx, chunk)
-			if errors.Is(err, errors.ErrUnsupported) {
-				return s.createEach(ctx, keys)
-			}
-			if err != nil {
-				return fmt.Errorf("seal: commit drafts: %w", err)
-			}
-		}
-		return nil
-	}
-	return s.createEach(ctx, keys)
+	return keys
 }
 
-// MaxBatchKeys is the most keys CommitDrafts stores in one write: the
-// largest atomic batch a default nats-server accepts.
-const MaxBatchKeys = 1000
+// MaxBatchCases is the most drafts CommitDrafts stores in one write: the
+// NATS key store writes one record per case, and this is the largest
+// atomic batch a default nats-server accepts.
+const MaxBatchCases = 1000
 
 func (s *Sealer) createEach(ctx context.Context, keys []WrappedKey) error {
 	for _, k := range keys {

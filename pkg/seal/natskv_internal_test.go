@@ -19,6 +19,7 @@ func newTestKeyStore(t *testing.T) *NATSKeyStore {
 	return s
 }
 
+// newKeyIDs returns the contact key ids of n new cases.
 func newKeyIDs(t *testing.T, n int) []string {
 	t.Helper()
 	ids := make([]string, n)
@@ -43,35 +44,82 @@ func requireGet(t *testing.T, s *NATSKeyStore, want error, keyIDs ...string) {
 	}
 }
 
-// TestTombstoneBatches: DestroyBatch's batched tombstones are written
-// whole or not at all, and what is refused is handed back for Destroy to
-// settle; DestroyBatch ends with every key destroyed either way.
-func TestTombstoneBatches(t *testing.T) {
+// streamBatches returns how many messages the key stream holds and how
+// many distinct atomic batches wrote them.
+func streamBatches(t *testing.T, s *NATSKeyStore) (msgs, batches int) {
+	t.Helper()
+	info, err := s.stream.Info(t.Context())
+	require.NoError(t, err)
+	ids := map[string]bool{}
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		m, err := s.stream.GetMsg(t.Context(), seq)
+		if err != nil {
+			continue
+		}
+		msgs++
+		if id := m.Header.Get("Nats-Batch-Id"); id != "" {
+			ids[id] = true
+		}
+	}
+	require.EqualValues(t, info.State.Msgs, msgs)
+	return msgs, len(ids)
+}
+
+// TestDestroyBatches: Destroy of many cases writes their new records as
+// atomic batches, whole or not at all; what is refused is settled one by
+// one, and every key ends destroyed either way.
+func TestDestroyBatches(t *testing.T) {
 	ctx := t.Context()
 
 	t.Run("more than one atomic batch, all written", func(t *testing.T) {
 		s := newTestKeyStore(t)
 		ids := newKeyIDs(t, jsbatch.MaxMessages+3)
-		refused, err := s.tombstones(ctx, ids)
-		require.NoError(t, err)
-		require.Empty(t, refused)
+		require.NoError(t, s.Destroy(ctx, ids...))
 		requireGet(t, s, ErrKeyDestroyed, ids...)
-		info, err := s.stream.Info(ctx)
-		require.NoError(t, err)
-		require.EqualValues(t, len(ids), info.State.Msgs, "one tombstone per key id")
+		msgs, batches := streamBatches(t, s)
+		require.Equal(t, len(ids), msgs, "one tombstone record per case")
+		require.Equal(t, 2, batches, "written as two atomic batches")
 	})
 
-	t.Run("a key id that holds a key refuses its whole batch", func(t *testing.T) {
+	t.Run("records with keys: rewritten in a batch, the old ones erased", func(t *testing.T) {
+		s := newTestKeyStore(t)
+		ids := newKeyIDs(t, 20)
+		kept := make([]string, len(ids))
+		for i, id := range ids {
+			require.NoError(t, s.Create(ctx, id, []byte("wrapped")))
+			ref, err := refOf(id)
+			require.NoError(t, err)
+			kept[i] = keyRef{ref.caseID, ClassAnswer, 0}.keyID()
+			require.NoError(t, s.Create(ctx, kept[i], []byte("kept")))
+		}
+		require.NoError(t, s.Destroy(ctx, ids...))
+		requireGet(t, s, ErrKeyDestroyed, ids...)
+		requireGet(t, s, nil, kept...)
+		msgs, batches := streamBatches(t, s)
+		require.Equal(t, len(ids), msgs, "one record per case: the replaced ones erased")
+		require.Equal(t, 1, batches)
+	})
+
+	t.Run("a record changed by another writer refuses its whole batch", func(t *testing.T) {
 		s := newTestKeyStore(t)
 		ids := newKeyIDs(t, 3)
+		var writes []*recordWrite
+		for _, id := range ids {
+			ref, err := refOf(id)
+			require.NoError(t, err)
+			var r caseRecord
+			require.True(t, r.destroy(ref.class, ref.gen))
+			writes = append(writes, &recordWrite{caseID: ref.caseID, next: r})
+		}
+		// Another writer gives the second case a record after the batch's
+		// records were made from "no record".
 		require.NoError(t, s.Create(ctx, ids[1], []byte("wrapped")))
-		refused, err := s.tombstones(ctx, ids)
-		require.NoError(t, err)
-		require.Equal(t, ids, refused)
+		_, refused := s.writeRecords(ctx, writes)
+		require.Equal(t, []bool{true, true, true}, refused)
 		requireGet(t, s, ErrKeyNotFound, ids[0], ids[2])
 		requireGet(t, s, nil, ids[1])
 
-		require.NoError(t, s.DestroyBatch(ctx, ids))
+		require.NoError(t, s.Destroy(ctx, ids...))
 		requireGet(t, s, ErrKeyDestroyed, ids...)
 	})
 
@@ -83,12 +131,11 @@ func TestTombstoneBatches(t *testing.T) {
 		require.NoError(t, err)
 		ids := newKeyIDs(t, 4)
 		require.NoError(t, s.Create(ctx, ids[0], []byte("wrapped")))
-		refused, err := s.tombstones(ctx, ids[1:])
-		require.NoError(t, err)
-		require.Equal(t, ids[1:], refused)
-
-		require.NoError(t, s.DestroyBatch(ctx, ids))
+		require.NoError(t, s.Destroy(ctx, ids...))
 		requireGet(t, s, ErrKeyDestroyed, ids...)
+		msgs, batches := streamBatches(t, s)
+		require.Equal(t, len(ids), msgs)
+		require.Zero(t, batches)
 	})
 
 	t.Run("keys, tombstones, nothing and repeats", func(t *testing.T) {
@@ -99,19 +146,23 @@ func TestTombstoneBatches(t *testing.T) {
 		}
 		require.NoError(t, s.Destroy(ctx, ids[2]))
 		require.NoError(t, s.Destroy(ctx, ids[3]))
-		require.NoError(t, s.DestroyBatch(ctx, append(ids, ids[0], ids[4])))
+		require.NoError(t, s.Destroy(ctx, append(ids, ids[0], ids[4])...))
 		requireGet(t, s, ErrKeyDestroyed, ids...)
 		for _, id := range ids {
-			m, err := s.stream.GetLastMsgForSubject(ctx, s.subject+id)
+			ref, err := refOf(id)
 			require.NoError(t, err)
-			require.True(t, isTombstone(m.Header), id)
-			require.Empty(t, m.Data, id)
+			m, err := s.stream.GetLastMsgForSubject(ctx, s.subject+ref.caseID)
+			require.NoError(t, err)
+			r, err := decodeRecord(m.Data)
+			require.NoError(t, err)
+			st, w := r.lookup(ref.class, ref.gen)
+			require.Equal(t, keyDestroyed, st, id)
+			require.Nil(t, w)
 		}
-		info, err := s.stream.Info(ctx)
-		require.NoError(t, err)
-		require.EqualValues(t, len(ids), info.State.Msgs, "one message per key id: its tombstone")
-		require.NoError(t, s.DestroyBatch(ctx, ids), "idempotent")
-		require.ErrorIs(t, s.DestroyBatch(ctx, []string{ids[0], "not-a-key-id"}), ErrInvalidKeyID)
+		msgs, _ := streamBatches(t, s)
+		require.Equal(t, len(ids), msgs, "one message per case: its tombstone record")
+		require.NoError(t, s.Destroy(ctx, ids...), "idempotent")
+		require.ErrorIs(t, s.Destroy(ctx, ids[0], "not-a-key-id"), ErrInvalidKeyID)
 		require.ErrorIs(t, s.Create(ctx, ids[5], []byte("again")), ErrKeyDestroyed)
 	})
 }

@@ -10,8 +10,9 @@
 // because a destroyed key is never made again. Values are sealed with AES-256-GCM
 // under a fresh random nonce; the associated data binds the key id and the
 // case id, so a sealed value copied into another case or class does not
-// open. The data keys live in a KeyStore (by default a NATS JetStream KV
-// bucket, NATSKeyStore), wrapped with a key derived from the master key.
+// open. The data keys live in a KeyStore (by default NATSKeyStore, one
+// record per case in a JetStream stream), wrapped with a key derived from
+// the master key.
 //
 // Destroy removes the wrapped keys from the store, leaving tombstones: from
 // then on every copy of the sealed data, in the event log, its replicas and
@@ -39,7 +40,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"sync"
 
 	"google.golang.org/protobuf/proto"
 
@@ -183,8 +183,8 @@ func (s *Sealer) OpenMessage(ctx context.Context, caseID string, sealed *casev1.
 // anything sealed with them fails with ErrKeyDestroyed in every process,
 // and Seal into them fails too. Destroying a key that was never created
 // still records it as destroyed, so a deleted case can never get new keys.
-// Destroy is idempotent (a destroyed key costs one read); it attempts every
-// key even if one fails and returns the failures joined.
+// Destroy is idempotent (destroying destroyed keys writes nothing); it
+// attempts every key even if one fails and returns the failures joined.
 //
 // Older generations were destroyed by the redactions that ended them;
 // Destroy covers them again so that a key made by an older version of
@@ -210,13 +210,10 @@ type Destruction struct {
 	Classes []Class
 }
 
-// maxDestroyers bounds how many keys are destroyed side by side.
-const maxDestroyers = 64
-
 // DestroyBatch destroys the keys of several cases as Destroy destroys
-// each case's, in one go: with a BatchDestroyer (the NATS key store) the
-// tombstones of all the keys are written in atomic batches, one disk sync
-// for many keys, instead of one write each. The retention projector
+// each case's, in one go: the store gets every key at once, and the NATS
+// key store rewrites the records of many cases in atomic batches, one disk
+// sync for many cases, instead of one write each. The retention projector
 // destroys the keys of a batch of redactions this way. It attempts every
 // key even if some fail and returns the failures joined.
 func (s *Sealer) DestroyBatch(ctx context.Context, ds []Destruction) error {
@@ -243,33 +240,13 @@ func (s *Sealer) DestroyBatch(ctx context.Context, ds []Destruction) error {
 			}
 		}
 	}
-	if b, ok := s.keys.(BatchDestroyer); ok && len(keyIDs) > 1 {
-		if err := b.DestroyBatch(ctx, keyIDs); err != nil {
-			return fmt.Errorf("seal: destroy: %w", err)
-		}
-		return nil
+	// One call for all the keys, so that the store can destroy them in
+	// few writes (the NATS store rewrites each case's record once, and
+	// the records of many cases in atomic batches).
+	if err := s.keys.Destroy(ctx, keyIDs...); err != nil {
+		return fmt.Errorf("seal: destroy: %w", err)
 	}
-	return destroyEach(ctx, s.keys, keyIDs)
-}
-
-// destroyEach destroys keys one by one, side by side (they are
-// independent), so a batch costs rounds of key-store writes rather than
-// one per key; it returns the failures joined.
-func destroyEach(ctx context.Context, keys KeyStore, keyIDs []string) error {
-	errs := make([]error, len(keyIDs))
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, maxDestroyers)
-	for i, keyID := range keyIDs {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			if err := keys.Destroy(ctx, keyID); err != nil {
-				errs[i] = fmt.Errorf("seal: destroy %s: %w", keyID, err)
-			}
-		})
-	}
-	wg.Wait()
-	return errors.Join(errs...)
+	return nil
 }
 
 // dataKey returns the AEAD of a data key, creating the key first if create

@@ -24,7 +24,7 @@ import (
 
 // BenchmarkProjection projects a log of case events from the start into
 // a fresh read model and a fresh statistics stream (bbolt fsync per
-// batch, one sync-always publish per record version), and reads the same
+// batch, one atomic batch of record versions per projector batch), and reads the same
 // log with a raw JetStream ordered consumer in the same run on the same
 // embedded server. It reports both rates and their ratio.
 func BenchmarkProjection(b *testing.B) {
@@ -141,7 +141,7 @@ func BenchmarkQuery(b *testing.B) {
 	}
 	loc, err := time.LoadLocation(TimeZone)
 	require.NoError(b, err)
-	q := app.NewQueries(st, nil, loc, 0)
+	q := app.NewQueries(app.QueriesConfig{ReadModel: st, Location: loc})
 	from := time.Date(2026, 1, 1, 0, 0, 0, 0, loc)
 	req := &statisticsv1.QueryRequest{
 		From: ts(from), To: ts(from.AddDate(1, 0, 0)),

@@ -33,6 +33,7 @@ import (
 	"github.com/kontakt-se/kontakt/pkg/natstest"
 	"github.com/kontakt-se/kontakt/pkg/server"
 	"github.com/kontakt-se/kontakt/services/statistics/adapters/stream"
+	"github.com/kontakt-se/kontakt/services/statistics/app"
 	"github.com/kontakt-se/kontakt/services/statistics/domain"
 )
 
@@ -196,8 +197,10 @@ func (h *harness) settled(t testing.TB, svc *Service) {
 			return false
 		}
 		present := map[int64]bool{}
-		if err := svc.stream.Read(context.Background(), st.ScanFrom, last, func(m stream.Received) error {
-			present[m.Version] = true
+		if err := svc.stream.Read(context.Background(), st.ScanFrom, last, func(m app.StoredMessage) error {
+			if m.Record != nil {
+				present[m.Record.Version] = true
+			}
 			return nil
 		}); err != nil {
 			return false

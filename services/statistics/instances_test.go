@@ -96,8 +96,8 @@ func (h *harness) published(version int64, timeout time.Duration) error {
 		last, err := out.LastSeq(ctx)
 		found := false
 		if err == nil {
-			err = out.Read(ctx, after, last, func(m stream.Received) error {
-				found = found || m.Version == version
+			err = out.Read(ctx, after, last, func(m app.StoredMessage) error {
+				found = found || m.Record != nil && m.Record.Version == version
 				after = m.Seq
 				return nil
 			})

@@ -94,6 +94,16 @@ func TestReprojectionFromOlderFile(t *testing.T) {
 	}{
 		{"restored from an older copy", func(t *testing.T, h *harness, old string) { fileCopy(t, old, dbPath(h)) }},
 		{"deleted and rebuilt", func(t *testing.T, h *harness, _ string) { require.NoError(t, os.Remove(dbPath(h))) }},
+		{"rebuilt in place by Rebuild", func(t *testing.T, h *harness, _ string) {
+			svc := h.service(t, Config{}, withDuplicateWindow(100*time.Millisecond))
+			var calls int
+			var last [2]uint64
+			require.NoError(t, svc.Rebuild(t.Context(), func(done, total uint64) { calls++; last = [2]uint64{done, total} }))
+			require.Positive(t, calls, "progress is reported")
+			require.Equal(t, uint64(h.head(t)), last[1], "the rebuild goes to the log's head")
+			require.Equal(t, last[1], last[0])
+			require.NoError(t, svc.Close())
+		}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -172,10 +182,10 @@ func TestReprojectionFromOlderFile(t *testing.T) {
 var errCrash = errors.New("simulated crash")
 
 // TestCrashBetweenCommitAndPublish stops the projector, through its test
-// hooks, right after a batch was committed and in the middle of
-// publishing it (also while re-publishing after a first crash), with a
-// de-duplication window too short to help, and checks that the restarted
-// projector publishes exactly what is missing.
+// hooks, right after a batch was committed and between two atomic batches
+// of its record versions (also while re-publishing after a first crash),
+// with a de-duplication window too short to help, and checks that the
+// restarted projector publishes exactly what is missing.
 func TestCrashBetweenCommitAndPublish(t *testing.T) {
 	crashAfterCommit := app.Hooks{AfterCommit: func(eventstore.Position) error { return errCrash }}
 	crashBefore := func(n int) app.Hooks {
@@ -190,18 +200,18 @@ func TestCrashBetweenCommitAndPublish(t *testing.T) {
 		name    string
 		crashes []app.Hooks
 		// wantAfterCrash is how many of the batch's versions are in the
-		// stream after the first crash.
+		// stream after the first crash: whole atomic batches of four.
 		wantAfterCrash int
 	}{
 		{"after commit, before publishing", []app.Hooks{crashAfterCommit}, 0},
-		{"after publishing three", []app.Hooks{crashBefore(3)}, 3},
-		{"before the last", []app.Hooks{crashBefore(19)}, 19},
-		{"again while re-publishing", []app.Hooks{crashBefore(5), crashBefore(2)}, 5},
+		{"after the first atomic batch", []app.Hooks{crashBefore(4)}, 4},
+		{"before the last", []app.Hooks{crashBefore(16)}, 16},
+		{"again while re-publishing", []app.Hooks{crashBefore(8), crashBefore(4)}, 8},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			h := startHarness(t)
-			opts := []Option{WithBatchSize(1000), withIdleFlush(300 * time.Millisecond), withDuplicateWindow(100 * time.Millisecond)}
+			opts := []Option{WithBatchSize(1000), withIdleFlush(300 * time.Millisecond), withDuplicateWindow(100 * time.Millisecond), withPublishBatch(4)}
 			// Twenty registrations make one batch of twenty versions.
 			var ids []string
 			for i := range 20 {

@@ -25,6 +25,7 @@ import (
 
 	statisticsv1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/statistics/v1"
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
+	"github.com/kontakt-se/kontakt/pkg/projection"
 	"github.com/kontakt-se/kontakt/pkg/server"
 	"github.com/kontakt-se/kontakt/services/statistics/adapters/store"
 	"github.com/kontakt-se/kontakt/services/statistics/adapters/stream"
@@ -89,6 +90,9 @@ type options struct {
 	duplicateWindow time.Duration
 	// idleFlush is how long the projector waits to fill a batch.
 	idleFlush time.Duration
+	// publishBatch bounds an atomic batch of record versions, so tests
+	// can crash between two of them.
+	publishBatch int
 }
 
 // WithShutdown gives the channel that closes when the gRPC server shuts
@@ -103,7 +107,7 @@ func WithHooks(h app.Hooks) Option {
 }
 
 // WithBatchSize sets how many events the projector applies per
-// transaction; 0 keeps app.DefaultBatchSize.
+// transaction while following the log; 0 keeps app.DefaultBatchSize.
 func WithBatchSize(n int) Option {
 	return func(o *options) { o.batchSize = n }
 }
@@ -162,20 +166,36 @@ func New(ctx context.Context, cfg Config, es eventstore.Store, js jetstream.JetS
 		return nil, err
 	}
 	logger = logger.With("service", "statistics")
-	proj := app.NewProjector(es, st, out, app.ProjectorConfig{
-		Policy:    policy,
-		BatchSize: o.batchSize,
-		IdleFlush: o.idleFlush,
-		Hooks:     o.hooks,
-		IDs:       ids,
-	}, logger.With("component", "statistics-projector"))
-	queries := app.NewQueries(st, out, loc, cfg.SuppressBelow)
+	var head func(context.Context) (eventstore.Position, error)
+	if h, ok := es.(interface {
+		Head(context.Context) (eventstore.Position, error)
+	}); ok {
+		head = h.Head
+	}
+	proj, err := app.NewProjector(app.ProjectorConfig{
+		Events:       es,
+		Head:         head,
+		ReadModel:    st,
+		Stream:       out,
+		Policy:       policy,
+		IDs:          ids,
+		BatchSize:    o.batchSize,
+		IdleFlush:    o.idleFlush,
+		PublishBatch: o.publishBatch,
+		Hooks:        o.hooks,
+		Logger:       logger.With("component", "statistics-projector"),
+	})
+	if err != nil {
+		_ = st.Close()
+		return nil, err
+	}
+	queries := app.NewQueries(app.QueriesConfig{ReadModel: st, Stream: out, Location: loc, SuppressBelow: cfg.SuppressBelow})
 	return &Service{
 		store:     st,
 		stream:    out,
 		projector: proj,
 		queries:   queries,
-		server:    ports.NewServer(queries, o.stopping),
+		server:    ports.NewServer(ports.Config{Queries: queries, Stopping: o.stopping}),
 	}, nil
 }
 
@@ -200,6 +220,21 @@ func (s *Service) Register(reg server.Registrar) { ports.Register(reg, s.server)
 // Run runs the projector until ctx ends, then returns nil. Run it once,
 // beside the server; queries are answered whether or not it runs.
 func (s *Service) Run(ctx context.Context) error { return s.projector.Run(ctx) }
+
+// Rebuild empties the read model and projects the case log into it from
+// the start up to the log's head, for `kontakt rebuild statistics` with
+// the server stopped. The statistics stream is kept (it is the only copy
+// of the records of deleted cases): its records are read back first, so
+// the rebuilt file answers as before and no version is published twice.
+// progress, if not nil, gets the position reached and the head after
+// each batch.
+func (s *Service) Rebuild(ctx context.Context, progress func(done, total uint64)) error {
+	return s.projector.Rebuild(ctx, progress)
+}
+
+// Projection is the projector's runner, whose metrics the process
+// registers.
+func (s *Service) Projection() *projection.Runner { return s.projector.Runner() }
 
 // Close closes the read model. Call it after Run has returned.
 func (s *Service) Close() error { return s.store.Close() }

@@ -11,3 +11,8 @@ func withDuplicateWindow(d time.Duration) Option {
 func withIdleFlush(d time.Duration) Option {
 	return func(o *options) { o.idleFlush = d }
 }
+
+// withPublishBatch bounds an atomic batch of record versions.
+func withPublishBatch(n int) Option {
+	return func(o *options) { o.publishBatch = n }
+}

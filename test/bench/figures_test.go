@@ -35,6 +35,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	esjs "github.com/kontakt-se/kontakt/pkg/eventstore/jetstream"
 	"github.com/kontakt-se/kontakt/pkg/natstest"
 )
@@ -372,7 +374,9 @@ func BenchmarkFigureMemoryAndRestart(b *testing.B) {
 	// The substrate: nats-server on the same store, and on an empty one.
 	proc, rawStart := rawServerOn(b, filepath.Join(data, "nats"))
 	raw := mem(proc.Pid())
+	subjects, perStream := streamSubjects(ctx, b, rawJetStream(b, proc.URL()))
 	_ = proc.Kill9()
+	b.Logf("JetStream subjects in the store: %d (%.2f per case): %s", subjects, float64(subjects)/float64(n), perStream)
 	proc0 := natstest.StartProcess(b, natstest.Options{})
 	raw0 := mem(proc0.Pid())
 	_ = proc0.Kill9()
@@ -410,6 +414,11 @@ func BenchmarkFigureMemoryAndRestart(b *testing.B) {
 			aim: "no work that reads every stored case", decimals: 1,
 		})
 	}
+	report(b, figure{
+		name:  fmt.Sprintf("JetStream subjects per stored case, %d cases", n),
+		value: float64(subjects) / float64(n), unit: "subjects/case", metric: "subjects/case",
+		aim: "fewer (restart and memory grow with them)", decimals: 2,
+	})
 	report(b, figure{
 		name:  fmt.Sprintf("restart to serving, %d cases", n),
 		value: restartServing.Sub(restartExec).Seconds(), unit: "s", metric: "restart_serving_s",
@@ -488,4 +497,27 @@ func BenchmarkFigureRedactions(b *testing.B) {
 		value: float64(n) / redactions.Seconds(), unit: "redactions/s", metric: "redactions/s",
 		raw: rawRate, rawUnit: "appends/s", rawMetric: "raw_appends/s", aim: "≥ 0.25",
 	})
+}
+
+// streamSubjects returns how many subjects the streams on js hold in all
+// (JetStream keeps an in-memory index entry per subject and rebuilds it at
+// every start), and a line with each stream's count.
+func streamSubjects(ctx context.Context, b *testing.B, js jetstream.JetStream) (uint64, string) {
+	b.Helper()
+	var total uint64
+	var parts []string
+	names := js.StreamNames(ctx)
+	for name := range names.Name() {
+		s, err := js.Stream(ctx, name)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n := s.CachedInfo().State.NumSubjects
+		total += n
+		parts = append(parts, fmt.Sprintf("%s %d", name, n))
+	}
+	if err := names.Err(); err != nil {
+		b.Fatal(err)
+	}
+	return total, strings.Join(parts, ", ")
 }

@@ -9,6 +9,8 @@ package e2e
 // see.
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -153,16 +155,37 @@ func bkTokens(t *testing.T, blind *blindindex.Index, p *bkPerson) []string {
 	return out
 }
 
-// bkWrappedKeys returns the wrapped data keys the key bucket holds for
-// the cases (as bytes on disk would hold them).
+// bkWrappedKeys returns the wrapped data keys the key store holds (as
+// bytes on disk would hold them) for ids: key ids, or case ids, which
+// stand for every class's keys of the first generations. The store keeps
+// one record per case, so the keys are read through the store rather than
+// taken whole from the stream's messages.
 func (e *routingEnv) bkWrappedKeys(t *testing.T, ids []string) []string {
 	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	store, err := seal.NewNATSKeyStore(ctx, e.js, seal.NATSKeyStoreConfig{})
+	require.NoError(t, err)
 	var out []string
-	for _, m := range streamMessages(t, e.js, bkKeyStream) {
-		for _, id := range ids {
-			if strings.Contains(m.Subject, id) && len(m.Data) > 0 {
-				out = append(out, string(m.Data))
+	for _, id := range ids {
+		keyIDs := []string{id}
+		if _, _, _, err := seal.ParseKeyID(id); err != nil {
+			keyIDs = nil
+			for _, c := range seal.Classes() {
+				for gen := range uint32(4) {
+					keyID, err := seal.KeyID(id, c, gen)
+					require.NoError(t, err)
+					keyIDs = append(keyIDs, keyID)
+				}
 			}
+		}
+		for _, keyID := range keyIDs {
+			w, err := store.Get(ctx, keyID)
+			if errors.Is(err, seal.ErrKeyNotFound) || errors.Is(err, seal.ErrKeyDestroyed) {
+				continue
+			}
+			require.NoError(t, err, keyID)
+			out = append(out, string(w))
 		}
 	}
 	return out

@@ -57,8 +57,9 @@ type natsAuthEnv struct {
 	super  string
 	svc    jetstream.JetStream
 	caseID string
-	// dataKeys are KV keys of the cases' data keys; each attack on a key
-	// has its own, so that one attack's damage is not counted for another.
+	// dataKeys are KV keys of the key store, one per case (its record of
+	// wrapped data keys); each attack on a key has its own, so that one
+	// attack's damage is not counted for another.
 	dataKeys []string
 }
 
@@ -444,7 +445,10 @@ func TestEmbeddedNATSPortNeedsCredentials(t *testing.T) {
 	e.caseID = e.register(t, "Sophämtning")
 	got := e.readCase(t, e.caseID)
 	require.Equal(t, "Sven Svensson", got.GetCase().GetPersonalData().GetContact().GetName())
-	e.readCase(t, e.register(t, "Gatubelysning")) // more data keys to attack
+	// More cases, and so more key records, to attack: one each.
+	for _, subject := range []string{"Gatubelysning", "Parkering", "Snöröjning"} {
+		e.readCase(t, e.register(t, subject))
+	}
 	require.True(t, eventually(30*time.Second, func() bool {
 		info := e.streamInfo(t, statisticsStreamName)
 		return info != nil && info.State.Msgs > 0

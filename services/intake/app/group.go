@@ -44,8 +44,8 @@ type DraftSealer interface {
 // GroupConfig tunes group commit.
 type GroupConfig struct {
 	// MaxSize bounds a group; zero means DefaultGroupSize. A group's key
-	// batch holds up to four keys per case and must stay below the
-	// server's 1,000-message limit on atomic batches.
+	// batch holds one record per case and must stay below the server's
+	// 1,000-message limit on atomic batches (seal.MaxBatchCases).
 	MaxSize int
 	// Timeout bounds one group's commit; zero means DefaultGroupTimeout.
 	Timeout time.Duration
@@ -367,8 +367,8 @@ func (c *GroupConfig) setDefaults() error {
 		c.Linger = DefaultGroupLinger
 	}
 	switch {
-	case c.MaxSize < 1 || c.MaxSize > seal.MaxBatchKeys/len(seal.Classes()):
-		return fmt.Errorf("intake: group size %d out of range 1..%d", c.MaxSize, seal.MaxBatchKeys/len(seal.Classes()))
+	case c.MaxSize < 1 || c.MaxSize > seal.MaxBatchCases:
+		return fmt.Errorf("intake: group size %d out of range 1..%d", c.MaxSize, seal.MaxBatchCases)
 	case c.Timeout < 0:
 		return fmt.Errorf("intake: negative group commit timeout %s", c.Timeout)
 	case c.Linger < 0 || c.Linger > time.Second:

@@ -107,13 +107,14 @@ func openJournal(cfg config.Config, logger *slog.Logger) (*shredjournal.Journal,
 	return j, nil
 }
 
-// Mount builds retention on h: the plan, the ledger, the deadline index,
-// the projector and the sweeper, and the gRPC handlers.
-func Mount(ctx context.Context, h *host.Host) error {
+// open builds the retention service on h: the plan, the ledger, the
+// deadline index and the shred journal, to be closed with h. It refuses a
+// data directory older than the journal.
+func open(ctx context.Context, h *host.Host) (*app.Service, host.ReadModel, error) {
 	cfg := h.Config
 	plan, err := LoadPlan(cfg)
 	if err != nil {
-		return err
+		return nil, host.ReadModel{}, err
 	}
 	logger := h.Logger.With("service", "retention")
 	// The audit stream's age limit is one setting shared by every
@@ -124,32 +125,32 @@ func Mount(ctx context.Context, h *host.Host) error {
 	}
 	auditLog, err := audit.New(ctx, h.JS, audit.Config{Replicas: cfg.NATS.Replicas})
 	if err != nil {
-		return err
+		return nil, host.ReadModel{}, err
 	}
 	led, err := ledger.New(ctx, h.JS, ledger.Config{Replicas: cfg.NATS.Replicas})
 	if err != nil {
-		return fmt.Errorf("retention ledger: %w", err)
+		return nil, host.ReadModel{}, fmt.Errorf("retention ledger: %w", err)
 	}
 	dir, err := h.DataPath("retention")
 	if err != nil {
-		return err
+		return nil, host.ReadModel{}, err
 	}
 	archiveDir := cfg.ArchivePath()
 	if err := os.MkdirAll(archiveDir, 0o750); err != nil {
-		return fmt.Errorf("config key retention.archive_dir: %w", err)
+		return nil, host.ReadModel{}, fmt.Errorf("config key retention.archive_dir: %w", err)
 	}
 	idx, err := index.Open(filepath.Join(dir, "index.db"))
 	if err != nil {
-		return err
+		return nil, host.ReadModel{}, err
 	}
 	h.OnClose(idx.Close)
 	blind, err := h.BlindIndex()
 	if err != nil {
-		return err
+		return nil, host.ReadModel{}, err
 	}
 	journal, err := openJournal(cfg, logger)
 	if err != nil {
-		return err
+		return nil, host.ReadModel{}, err
 	}
 	h.OnClose(journal.Close)
 	h.SetJournal(journal)
@@ -159,14 +160,14 @@ func Mount(ctx context.Context, h *host.Host) error {
 		Config: app.Config{Plan: plan, SweepInterval: cfg.Retention.SweepInterval, Journal: journal},
 	})
 	if err != nil {
-		return err
+		return nil, host.ReadModel{}, err
 	}
 	// A data directory older than the journal (copied back by hand from
 	// a backup) holds keys destroyed since: refuse to serve it.
 	if err := svc.CheckJournal(ctx, journal.Tail()); err != nil {
-		return fmt.Errorf("%w; it was restored from a copy without `kontakt restore`, and serving it would make data erased since that copy readable again: restore the backup with `kontakt restore` (it replays the journal in %s), or, if that journal belongs to another installation, set retention.journal_dir to this one's", err, journal.Dir())
+		return nil, host.ReadModel{}, fmt.Errorf("%w; it was restored from a copy without `kontakt restore`, and serving it would make data erased since that copy readable again: restore the backup with `kontakt restore` (it replays the journal in %s), or, if that journal belongs to another installation, set retention.journal_dir to this one's", err, journal.Dir())
 	}
-	if err := h.AddReadModel(host.ReadModel{
+	return svc, host.ReadModel{
 		Name:       "retention",
 		Checkpoint: idx.Checkpoint,
 		Files: []host.ReadModelFile{
@@ -174,7 +175,28 @@ func Mount(ctx context.Context, h *host.Host) error {
 			{Path: filepath.Join("retention", tokenindex.PathFor("index.db")), WriteTo: idx.WriteTokensTo},
 		},
 		Projection: svc.Projection(),
-	}); err != nil {
+	}, nil
+}
+
+// OpenOffline opens the retention deadline index on a host without a
+// server, for `kontakt rebuild`; closing h closes it. A rebuild runs the
+// projector's effects again, which find themselves done.
+func OpenOffline(ctx context.Context, h *host.Host) (host.ReadModel, error) {
+	_, rm, err := open(ctx, h)
+	if err != nil {
+		return host.ReadModel{}, fmt.Errorf("open the retention index (stop kontakt serve first): %w", err)
+	}
+	return rm, nil
+}
+
+// Mount builds retention on h: the plan, the ledger, the deadline index,
+// the projector and the sweeper, and the gRPC handlers.
+func Mount(ctx context.Context, h *host.Host) error {
+	svc, rm, err := open(ctx, h)
+	if err != nil {
+		return err
+	}
+	if err := h.AddReadModel(rm); err != nil {
 		return err
 	}
 	h.Go(svc.RunProjector)

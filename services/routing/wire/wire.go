@@ -58,8 +58,37 @@ func OpenReadModel(h *host.Host, logger *slog.Logger, onChange func(app.Change))
 	if err != nil {
 		return nil, err
 	}
-	proj := readmodel.NewProjector(h.Store, rm, logger.With("component", "routing-projector"), readmodel.WithHead(h.Store.Head))
+	proj, err := readmodel.NewProjector(h.Store, rm, logger.With("component", "routing-projector"), readmodel.WithHead(h.Store.Head))
+	if err != nil {
+		_ = rm.Close()
+		return nil, err
+	}
 	return &ReadModel{Store: rm, Projector: proj}, nil
+}
+
+// declare describes the read model for pkg/host: its files for backup
+// and restore, its runner for metrics and `kontakt rebuild`.
+func (rm *ReadModel) declare() host.ReadModel {
+	return host.ReadModel{
+		Name:       "routing",
+		Checkpoint: rm.Store.Checkpoint,
+		Projection: rm.Projector.Runner(),
+		Files: []host.ReadModelFile{
+			{Path: filepath.Join("routing", readModelFile), WriteTo: rm.Store.WriteTo},
+			{Path: filepath.Join("routing", tokenindex.PathFor(readModelFile)), WriteTo: rm.Store.WriteTokensTo},
+		},
+	}
+}
+
+// OpenOffline opens routing's read model on a host without a server, for
+// `kontakt rebuild`; closing h closes it. Nobody watches its changes.
+func OpenOffline(_ context.Context, h *host.Host) (host.ReadModel, error) {
+	rm, err := OpenReadModel(h, h.Logger.With("service", "routing"), nil)
+	if err != nil {
+		return host.ReadModel{}, fmt.Errorf("open the routing read model (stop kontakt serve first): %w", err)
+	}
+	h.OnClose(rm.Store.Close)
+	return rm.declare(), nil
 }
 
 // Mount builds routing on h: queues, rules, commands, the read model and
@@ -100,14 +129,7 @@ func Mount(ctx context.Context, h *host.Host) error {
 		return err
 	}
 	h.OnClose(rm.Store.Close)
-	if err := h.AddReadModel(host.ReadModel{
-		Name:       "routing",
-		Checkpoint: rm.Store.Checkpoint,
-		Files: []host.ReadModelFile{
-			{Path: filepath.Join("routing", readModelFile), WriteTo: rm.Store.WriteTo},
-			{Path: filepath.Join("routing", tokenindex.PathFor(readModelFile)), WriteTo: rm.Store.WriteTokensTo},
-		},
-	}); err != nil {
+	if err := h.AddReadModel(rm.declare()); err != nil {
 		return err
 	}
 	if rm.Store.NeedsRebuild() {

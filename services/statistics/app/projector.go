@@ -10,28 +10,23 @@ import (
 
 	"github.com/kontakt-se/kontakt/pkg/backoff"
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
-	"github.com/kontakt-se/kontakt/services/statistics/adapters/store"
-	"github.com/kontakt-se/kontakt/services/statistics/adapters/stream"
+	"github.com/kontakt-se/kontakt/pkg/jsbatch"
+	"github.com/kontakt-se/kontakt/pkg/projection"
 	"github.com/kontakt-se/kontakt/services/statistics/domain"
 )
 
-// Projector defaults.
-const (
-	// DefaultBatchSize bounds the events applied in one transaction.
-	DefaultBatchSize = 256
-	// DefaultIdleFlush is how long the projector waits for more events
-	// before it applies a partial batch.
-	DefaultIdleFlush = 5 * time.Millisecond
-	// recoverChunk is how many records recovered from the stream are
-	// written per transaction.
-	recoverChunk = 4096
-)
+// recoverChunk is how many records recovered from the stream are written
+// per transaction.
+const recoverChunk = 4096
 
-// Back-off after a failure.
-const (
-	minBackoff = 100 * time.Millisecond
-	maxBackoff = 15 * time.Second
-)
+// DefaultBatchSize bounds the events applied in one transaction while
+// following the log. An event makes at most one record version, so a
+// full batch is published as one atomic batch (the server's limit is
+// jsbatch.MaxMessages); a backlog then costs one bbolt commit and one
+// stream sync per thousand events. Live traffic fills much smaller
+// batches (the runner applies a partial batch when the log goes quiet),
+// so the bound matters only when the projector is behind.
+const DefaultBatchSize = jsbatch.MaxMessages
 
 // Hooks let tests stop the projector at the points where a crash is
 // interesting, and watch what it does. A hook that returns an error stops
@@ -44,8 +39,8 @@ type Hooks struct {
 	// AfterCommit runs after a batch's transaction committed and before
 	// any of its record versions is published.
 	AfterCommit func(checkpoint eventstore.Position) error
-	// BeforePublish runs before the i-th message of a batch (counting
-	// from zero) is published.
+	// BeforePublish runs before the atomic batch that begins with the
+	// i-th message to publish (counting from zero) is sent.
 	BeforePublish func(i int) error
 	// Published runs when a message is in the stream: appended by this
 	// projector (appended), or found there, put by another.
@@ -90,16 +85,30 @@ func (e hookError) Unwrap() error { return e.err }
 // the read finds the message). A dead projector loses nothing either:
 // the others offer the same versions.
 //
-// # Crash safety
+// # One runner, one transaction and one atomic batch per batch
 //
-// A batch of events is applied in one bbolt transaction that also stores
-// the checkpoint and the batch's record versions as the exact messages
-// to publish (the outbox). Only after the commit are the messages
-// published, one at a time, each waiting for its acknowledgement (or
-// found in the stream), so the stream never has a gap: if version v is
-// in the stream, so is every version the projectors made before it. The
-// next batch is applied only when all messages of this one are in the
-// stream, so the outbox holds the only messages that can be missing.
+// The projector runs on the one projection runner (pkg/projection),
+// which hands it the case log in batches (each event decoded once) and
+// retries a failed batch from the checkpoint with its back-off. A batch
+// of events is applied in one bbolt transaction that also stores the
+// checkpoint and the batch's record versions as the exact messages to
+// publish (the outbox). Only after the commit are the messages published:
+// as JetStream atomic batches of up to PublishBatch messages (one batch
+// for a projector batch of up to 1000 versions), each stored all or none
+// with consecutive sequences and one disk sync, where a version used to
+// cost a sync-always publish of its own. The first message of an atomic
+// batch carries the expected last sequence described above; that, not
+// Nats-Msg-Id, is what keeps a re-published version out: a version is
+// re-offered only after a crash or a lost acknowledgement, possibly long
+// after JetStream's duplicate window, and its subject is shared by every
+// record of a case type, so neither the window nor an expected last
+// subject sequence could say whether this version is in; the stream-wide
+// sequence after a read of the stream can. Publishing waits for each
+// atomic batch's acknowledgement (or finds its versions in the stream),
+// in order, so the stream never has a gap: if version v is in the stream,
+// so is every version the projectors made before it. The next batch is
+// applied only when all messages of this one are in the stream, so the
+// outbox holds the only messages that can be missing.
 //
 // The transaction also stores ScanFrom, a stream sequence before every
 // message this projector may still need to know about: every message of
@@ -112,7 +121,8 @@ func (e hookError) Unwrap() error { return e.err }
 //     the stream has (from another projector) is read on start; it is
 //     applied again from the checkpoint;
 //   - after the commit, before or during publishing: the file has the
-//     batch, and the messages not yet in the stream are appended on
+//     batch, and the messages not yet in the stream (whole atomic
+//     batches: the stream never holds part of one) are appended on
 //     start, conditionally as always;
 //   - after publishing: nothing is missing.
 //
@@ -143,88 +153,181 @@ func (e hookError) Unwrap() error { return e.err }
 // new messages, and then forgets the case without deriving anything from
 // the stale state.
 type Projector struct {
-	es  eventstore.Store
-	st  *store.Store
-	out *stream.Stream
-	cfg ProjectorConfig
-	log *slog.Logger
-	ids domain.IDs
+	rm     ReadModel
+	out    RecordStream
+	cfg    ProjectorConfig
+	log    *slog.Logger
+	runner *projection.Runner
 
-	// view is what the projector knows of the stream.
-	view *view
+	// The fields below belong to the goroutine that runs the projector
+	// (Run, Rebuild): the runner calls the model from it.
+
+	// view is what the projector knows of the stream; valid only when
+	// recovered is set.
+	view      *view
+	recovered bool
+	// crash ends the run when a hook fails.
+	crash context.CancelCauseFunc
 }
 
 // ProjectorConfig configures a Projector.
 type ProjectorConfig struct {
-	Policy    domain.Policy
-	BatchSize int
-	IdleFlush time.Duration
-	Hooks     Hooks
+	// Events is the case log, and Head returns its last position (for
+	// Rebuild and the lag metric).
+	Events eventstore.Store
+	Head   func(ctx context.Context) (eventstore.Position, error)
+	// ReadModel and Stream are where the records go.
+	ReadModel ReadModel
+	Stream    RecordStream
+	// Policy is the retention policy records are measured against.
+	Policy domain.Policy
 	// IDs derives statistics ids; every projector writing one stream
 	// must use the same key.
 	IDs domain.IDs
+	// BatchSize bounds the events applied in one transaction while
+	// following the log; zero means DefaultBatchSize. CatchUpBatchSize
+	// bounds them while rebuilding; zero means the runner's default.
+	BatchSize, CatchUpBatchSize int
+	// IdleFlush is how long the projector waits for more events before
+	// it applies a partial batch; zero means the runner's default.
+	IdleFlush time.Duration
+	// PublishBatch bounds the messages of one atomic batch; zero means
+	// jsbatch.MaxMessages, the server's limit.
+	PublishBatch int
+	// Backoff is the pause after a failure; zero means
+	// projection.DefaultBackoff.
+	Backoff backoff.Policy
+	Hooks   Hooks
+	// Logger receives failures; nil discards them.
+	Logger *slog.Logger
 }
 
-// NewProjector returns a projector from es into st and out. A nil logger
-// discards log output.
-func NewProjector(es eventstore.Store, st *store.Store, out *stream.Stream, cfg ProjectorConfig, logger *slog.Logger) *Projector {
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
+// NewProjector returns a projector from cfg.Events into cfg.ReadModel
+// and cfg.Stream.
+func NewProjector(cfg ProjectorConfig) (*Projector, error) {
+	if cfg.Events == nil || cfg.ReadModel == nil || cfg.Stream == nil {
+		return nil, errors.New("statistics projector: the case log, the read model and the stream are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.PublishBatch <= 0 || cfg.PublishBatch > jsbatch.MaxMessages {
+		cfg.PublishBatch = jsbatch.MaxMessages
+	}
+	if cfg.Backoff.Initial <= 0 {
+		cfg.Backoff = projection.DefaultBackoff
 	}
 	if cfg.BatchSize <= 0 {
 		cfg.BatchSize = DefaultBatchSize
 	}
-	if cfg.IdleFlush <= 0 {
-		cfg.IdleFlush = DefaultIdleFlush
+	p := &Projector{rm: cfg.ReadModel, out: cfg.Stream, cfg: cfg, log: cfg.Logger, view: newView(0, 0)}
+	r, err := projection.New(projection.Config{
+		Name: "statistics", Store: cfg.Events, Model: model{p}, Head: cfg.Head,
+		BatchSize: cfg.BatchSize, CatchUpBatchSize: cfg.CatchUpBatchSize, Idle: cfg.IdleFlush,
+		Backoff: cfg.Backoff, Logger: cfg.Logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("statistics projector: %w", err)
 	}
-	return &Projector{es: es, st: st, out: out, cfg: cfg, log: logger, ids: cfg.IDs, view: newView(0, 0)}
+	p.runner = r
+	return p, nil
 }
+
+// Runner is the projection runner, whose metrics the process registers.
+func (p *Projector) Runner() *projection.Runner { return p.runner }
 
 // Run recovers (see Projector) and then follows the log from the
 // checkpoint until ctx ends, when it returns nil. Failures (the event
 // store or NATS away, a malformed event) are logged and retried after a
-// back-off, because statistics must not stop for good on a passing
-// outage; a malformed event is retried too, as skipping it would publish
-// wrong statistics for ever. Only a test hook's error ends Run early.
+// back-off by the runner, because statistics must not stop for good on a
+// passing outage; a malformed event is retried too, as skipping it would
+// publish wrong statistics for ever. Only a test hook's error ends Run
+// early. Run the projector from one goroutine at a time.
 func (p *Projector) Run(ctx context.Context) error {
-	backoff := minBackoff
-	for {
-		progressed, err := p.runOnce(ctx)
-		if ctx.Err() != nil {
-			return nil
-		}
-		var he hookError
-		if errors.As(err, &he) {
-			return he.err
-		}
-		if progressed {
-			backoff = minBackoff
-		}
-		// Errors name positions and versions, never cases or people.
-		p.log.Warn("statistics projector failed, retrying", "retry_in", backoff, "error", err)
-		if !sleep(ctx, backoff) {
-			return nil
-		}
-		backoff = min(2*backoff, maxBackoff)
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	p.crash = cancel
+	// Recovering first publishes what a crash left in the outbox even
+	// when no new event comes to make the runner call the model.
+	policy := p.cfg.Backoff
+	policy.OnRetry = func(err error, wait time.Duration) {
+		p.log.Warn("statistics projector: recovery failed, retrying", "retry_in", wait, "error", err)
 	}
+	if err := backoff.Retry(ctx, policy, func() error { return p.ensureRecovered(ctx) }); err == nil {
+		_ = p.runner.Run(ctx)
+	}
+	return p.stopped(ctx)
 }
 
-func (p *Projector) runOnce(ctx context.Context) (bool, error) {
+// Rebuild empties the read model and projects the log from its start up
+// to its head, for `kontakt rebuild statistics` (the server stopped).
+// The stream is kept: the records it holds are read back first, so the
+// rebuilt file gives every record the id it has there and nothing is
+// published twice. progress, if not nil, gets the position reached and
+// the head after each batch.
+func (p *Projector) Rebuild(ctx context.Context, progress func(done, total uint64)) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	p.crash = cancel
+	err := p.runner.Rebuild(ctx, progress)
+	if herr := p.stopped(ctx); herr != nil {
+		return herr
+	}
+	return err
+}
+
+// stopped returns the error of the hook that ended the run, if one did.
+func (p *Projector) stopped(ctx context.Context) error {
+	var he hookError
+	if errors.As(context.Cause(ctx), &he) {
+		return he.err
+	}
+	return nil
+}
+
+// hook runs a test hook; its error ends the run as a kill -9 would.
+func (p *Projector) hook(err error) error {
+	if err == nil {
+		return nil
+	}
+	he := hookError{err}
+	if p.crash != nil {
+		p.crash(he)
+	}
+	return he
+}
+
+// model is the projector as a read model of the runner.
+type model struct{ p *Projector }
+
+func (m model) Checkpoint() (eventstore.Position, error) { return m.p.rm.Checkpoint() }
+
+func (m model) Apply(ctx context.Context, batch []projection.Event) error {
+	return m.p.apply(ctx, batch)
+}
+
+func (m model) Reset(context.Context) error {
+	m.p.recovered = false
+	return m.p.rm.Reset()
+}
+
+// ensureRecovered recovers unless the view is valid.
+func (p *Projector) ensureRecovered(ctx context.Context) error {
+	if p.recovered {
+		return nil
+	}
 	if err := p.recover(ctx); err != nil {
-		return false, err
+		return err
 	}
-	cp, err := p.st.Checkpoint()
-	if err != nil {
-		return false, err
-	}
-	return p.follow(ctx, cp)
+	p.recovered = true
+	return nil
 }
 
 // recover reads the stream after the stored ScanFrom (storing the records
 // it finds), publishes what the outbox holds that the stream lacks, and
 // remembers the versions the stream has beyond the checkpoint.
 func (p *Projector) recover(ctx context.Context) error {
-	st, err := p.st.State()
+	st, err := p.rm.State()
 	if err != nil {
 		return err
 	}
@@ -292,22 +395,18 @@ func (p *Projector) catchUp(ctx context.Context, upTo uint64) error {
 		if len(chunk) == 0 {
 			return nil
 		}
-		if _, err := p.st.UpsertRecords(chunk); err != nil {
+		if _, err := p.rm.UpsertRecords(chunk); err != nil {
 			return err
 		}
 		chunk = chunk[:0]
 		return nil
 	}
-	err := p.out.Read(ctx, from, upTo, func(m stream.Received) error {
-		if m.Version == 0 {
-			return nil // Not written by a projector.
-		}
-		pr, err := stream.Decode(m.Data)
-		if err != nil || pr.GetStatisticsId() == "" || pr.GetVersion() != m.Version {
+	err := p.out.Read(ctx, from, upTo, func(m StoredMessage) error {
+		if m.Record == nil {
 			p.log.Warn("statistics stream: skipping a message that is not a record version", "stream_seq", m.Seq)
 			return nil
 		}
-		r := domain.RecordFromProto(pr)
+		r := *m.Record
 		p.view.add(m.Seq, r.Version, checksum(m.Data))
 		if v, ok := first[r.StatisticsID]; !ok || r.Version < v {
 			first[r.StatisticsID] = r.Version
@@ -331,21 +430,30 @@ func (p *Projector) catchUp(ctx context.Context, upTo uint64) error {
 	return nil
 }
 
-// follow subscribes after from and applies events in batches.
-func (p *Projector) follow(ctx context.Context, from eventstore.Position) (progressed bool, err error) {
-	return eventstore.SubscribeBatches(ctx, p.es, from, eventstore.BatchOptions{Size: p.cfg.BatchSize, Idle: p.cfg.IdleFlush}, p.apply)
-}
-
 // apply applies one batch in one transaction, then publishes the record
-// versions it produced.
-func (p *Projector) apply(ctx context.Context, evs []eventstore.RecordedEvent) error {
+// versions it produced. Any failure leaves the view to be rebuilt from the
+// file and the stream (recover) before the next batch, as after a
+// restart.
+func (p *Projector) apply(ctx context.Context, evs []projection.Event) (err error) {
+	defer func() {
+		if err != nil {
+			p.recovered = false
+		}
+	}()
+	if err := p.ensureRecovered(ctx); err != nil {
+		return err
+	}
 	if h := p.cfg.Hooks.BeforeApply; h != nil {
-		if err := h(evs); err != nil {
-			return hookError{err}
+		recs := make([]eventstore.RecordedEvent, len(evs))
+		for i := range evs {
+			recs[i] = evs[i].Recorded
+		}
+		if err := p.hook(h(recs)); err != nil {
+			return err
 		}
 	}
 	for _, ev := range evs {
-		if ev.Type == eventstore.TypeStreamDeleted {
+		if ev.Deleted() {
 			// A tombstone of a case whose deletion this projector did not
 			// see: the version another projector made of it must be known
 			// (see Projector).
@@ -358,15 +466,16 @@ func (p *Projector) apply(ctx context.Context, evs []eventstore.RecordedEvent) e
 	var outbox []domain.Message
 	var checkpoint eventstore.Position
 	committed := false
-	err := p.st.Update(func(tx *store.Tx) error {
+	err = p.rm.Update(func(tx Tx) error {
 		outbox = outbox[:0]
 		cp, err := tx.Checkpoint()
 		if err != nil {
 			return err
 		}
 		last := cp
-		for _, ev := range evs {
-			if ev.Position <= last {
+		for i := range evs {
+			ev := &evs[i]
+			if ev.Recorded.Position <= last {
 				continue // Applied already: never twice.
 			}
 			msg, err := p.applyEvent(tx, ev)
@@ -376,7 +485,7 @@ func (p *Projector) apply(ctx context.Context, evs []eventstore.RecordedEvent) e
 			if msg != nil {
 				outbox = append(outbox, *msg)
 			}
-			last = ev.Position
+			last = ev.Recorded.Position
 		}
 		if last == cp {
 			return nil
@@ -391,8 +500,8 @@ func (p *Projector) apply(ctx context.Context, evs []eventstore.RecordedEvent) e
 		return nil
 	}
 	if h := p.cfg.Hooks.AfterCommit; h != nil {
-		if err := h(checkpoint); err != nil {
-			return hookError{err}
+		if err := p.hook(h(checkpoint)); err != nil {
+			return err
 		}
 	}
 	if err := p.publish(ctx, outbox); err != nil {
@@ -404,13 +513,13 @@ func (p *Projector) apply(ctx context.Context, evs []eventstore.RecordedEvent) e
 
 // applyEvent applies one event and returns the message to publish, if
 // the event made a record version the stream lacks.
-func (p *Projector) applyEvent(tx *store.Tx, ev eventstore.RecordedEvent) (*domain.Message, error) {
-	caseID := ev.Stream
+func (p *Projector) applyEvent(tx Tx, ev *projection.Event) (*domain.Message, error) {
+	caseID := ev.Recorded.Stream
 	c, err := tx.Case(caseID)
 	if err != nil {
 		return nil, err
 	}
-	if c != nil && ev.Type == eventstore.TypeStreamDeleted {
+	if c != nil && ev.Deleted() {
 		// When the file is older than the stream, a case deleted since
 		// shows up with only its tombstone (the rest was purged), while
 		// the stream already has the versions its lost events made,
@@ -424,7 +533,7 @@ func (p *Projector) applyEvent(tx *store.Tx, ev eventstore.RecordedEvent) (*doma
 			return nil, tx.DeleteCase(caseID)
 		}
 	}
-	step, err := domain.Project(c, ev, p.cfg.Policy, func(seed string) string { return p.statisticsID(ev, seed) })
+	step, err := domain.ProjectDecoded(c, ev.Recorded, ev.Message, p.cfg.Policy, func(seed string) string { return p.statisticsID(ev.Recorded, seed) })
 	if err != nil {
 		return nil, err
 	}
@@ -450,7 +559,7 @@ func (p *Projector) applyEvent(tx *store.Tx, ev eventstore.RecordedEvent) (*doma
 	if _, ok := p.view.has(r.Version); ok {
 		return nil, nil // In the stream already; the stream's record stands.
 	}
-	m, err := stream.Encode(r)
+	m, err := p.out.Encode(r)
 	if err != nil {
 		return nil, err
 	}
@@ -464,59 +573,70 @@ func (p *Projector) statisticsID(ev eventstore.RecordedEvent, seed string) strin
 	if id, ok := p.view.createdID(int64(ev.Position)); ok {
 		return id
 	}
-	return p.ids.For(seed, int64(ev.Position))
+	return p.cfg.IDs.For(seed, int64(ev.Position))
 }
 
-// publish appends messages one at a time, in order, each only when the
-// stream lacks its version (see Projector), retrying each until it is in
-// the stream or ctx ends: the stream must never get a gap.
+// publish appends messages in order, as atomic batches of up to
+// PublishBatch messages each appended only when the stream lacks all of
+// its versions (see Projector), retrying until every message is in the
+// stream or ctx ends: the stream must never get a gap.
 func (p *Projector) publish(ctx context.Context, msgs []domain.Message) error {
-	for i, m := range msgs {
-		if h := p.cfg.Hooks.BeforePublish; h != nil {
-			if err := h(i); err != nil {
-				return hookError{err}
+	pause := backoff.New(p.cfg.Backoff)
+	for i := 0; i < len(msgs); {
+		if s, ok := p.view.has(msgs[i].Version); ok {
+			if s.sum != checksum(msgs[i].Data) {
+				// Another projector made this version differently:
+				// different configurations (retention periods, the id
+				// key) or a different lag behind deletion. The stream's
+				// version stands, and the read model took it.
+				p.log.Warn("statistics stream holds a different record of a version this projector made; keeping the stream's (do all instances share their configuration?)",
+					"version", msgs[i].Version, "stream_seq", s.seq)
 			}
+			p.published(msgs[i].Version, false)
+			i++
+			continue
 		}
-		pause := backoff.New(backoff.Policy{Initial: minBackoff, Max: maxBackoff})
-		for {
-			if s, ok := p.view.has(m.Version); ok {
-				if s.sum != checksum(m.Data) {
-					// Another projector made this version differently:
-					// different configurations (retention periods, the
-					// id key) or a different lag behind deletion. The
-					// stream's version stands, and the read model took it.
-					p.log.Warn("statistics stream holds a different record of a version this projector made; keeping the stream's (do all instances share their configuration?)",
-						"version", m.Version, "stream_seq", s.seq)
-				}
-				p.published(m.Version, false)
+		// The longest run of versions from i the stream lacks.
+		j := i + 1
+		for j < len(msgs) && j-i < p.cfg.PublishBatch {
+			if _, ok := p.view.has(msgs[j].Version); ok {
 				break
 			}
-			a, err := p.out.Append(ctx, m, p.view.tail)
-			if err == nil {
-				if !a.Duplicate {
-					p.view.tail = a.Seq
-				}
-				p.published(m.Version, !a.Duplicate)
-				break
-			}
-			if errors.Is(err, stream.ErrConflict) {
-				// Somebody appended first: read it, and look again.
-				tail := p.view.tail
-				if err = p.catchUpToLast(ctx); err == nil {
-					if p.view.tail > tail {
-						continue
-					}
-					err = errors.New("the stream refused an append but showed nothing new")
-				}
-			}
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			wait := pause.Next()
-			p.log.Warn("statistics projector: publish failed, retrying", "version", m.Version, "retry_in", wait, "error", err)
-			if err := backoff.Sleep(ctx, wait); err != nil {
+			j++
+		}
+		if h := p.cfg.Hooks.BeforePublish; h != nil {
+			if err := p.hook(h(i)); err != nil {
 				return err
 			}
+		}
+		batch := msgs[i:j]
+		first, err := p.out.AppendBatch(ctx, batch, p.view.tail)
+		if err == nil {
+			p.view.tail = first + uint64(len(batch)) - 1
+			for _, m := range batch {
+				p.published(m.Version, true)
+			}
+			pause.Reset()
+			i = j
+			continue
+		}
+		if errors.Is(err, ErrConflict) {
+			// Somebody appended first: read it, and look again.
+			tail := p.view.tail
+			if err = p.catchUpToLast(ctx); err == nil {
+				if p.view.tail > tail {
+					continue
+				}
+				err = errors.New("the stream refused an append but showed nothing new")
+			}
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		wait := pause.Next()
+		p.log.Warn("statistics projector: publish failed, retrying", "versions", len(batch), "first_version", batch[0].Version, "retry_in", wait, "error", err)
+		if err := backoff.Sleep(ctx, wait); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -534,16 +654,4 @@ func checksum(data []byte) uint64 {
 	h := fnv.New64a()
 	_, _ = h.Write(data)
 	return h.Sum64()
-}
-
-// sleep waits for d and reports whether ctx is still alive.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

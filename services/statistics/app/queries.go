@@ -13,31 +13,39 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	statisticsv1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/statistics/v1"
-	"github.com/kontakt-se/kontakt/services/statistics/adapters/store"
-	"github.com/kontakt-se/kontakt/services/statistics/adapters/stream"
 	"github.com/kontakt-se/kontakt/services/statistics/domain"
 )
 
 // ErrUnavailable means the statistics stream could not be read; the
-// caller may retry.
+// caller may retry. The stream adapter's failures to reach NATS wrap it.
 var ErrUnavailable = errors.New("statistics temporarily unavailable")
 
 // Queries answers the statistics API.
 type Queries struct {
-	st            *store.Store
-	out           *stream.Stream
+	st            ReadModel
+	out           RecordStream
 	loc           *time.Location
 	suppressBelow int
 }
 
-// NewQueries returns the queries over st and out. Buckets are calendar
-// days, weeks and months in loc; publishable queries suppress cells
-// below suppressBelow cases (zero means domain.DefaultSuppressBelow).
-func NewQueries(st *store.Store, out *stream.Stream, loc *time.Location, suppressBelow int) *Queries {
-	if suppressBelow <= 0 {
-		suppressBelow = domain.DefaultSuppressBelow
+// QueriesConfig configures Queries.
+type QueriesConfig struct {
+	// ReadModel answers aggregate queries; Stream streams records.
+	ReadModel ReadModel
+	Stream    RecordStream
+	// Location is where buckets (calendar days, weeks and months) begin.
+	Location *time.Location
+	// SuppressBelow is k of small-cell suppression in publishable
+	// queries; zero means domain.DefaultSuppressBelow.
+	SuppressBelow int
+}
+
+// NewQueries returns the queries over cfg's read model and stream.
+func NewQueries(cfg QueriesConfig) *Queries {
+	if cfg.SuppressBelow <= 0 {
+		cfg.SuppressBelow = domain.DefaultSuppressBelow
 	}
-	return &Queries{st: st, out: out, loc: loc, suppressBelow: suppressBelow}
+	return &Queries{st: cfg.ReadModel, out: cfg.Stream, loc: cfg.Location, suppressBelow: cfg.SuppressBelow}
 }
 
 // Query aggregates the records registered in [from, to). It reads the
@@ -114,11 +122,7 @@ func RowsToProto(rows []domain.Row) []*statisticsv1.Row {
 // after, then follows new ones until ctx ends (the client went away or
 // the server stops), when it returns ctx.Err().
 func (q *Queries) StreamRecords(ctx context.Context, after uint64, send func(*statisticsv1.StreamRecordsResponse) error) error {
-	err := q.out.Follow(ctx, after, func(seq uint64, r *statisticsv1.StatisticsRecord) error {
+	return q.out.Follow(ctx, after, func(seq uint64, r *statisticsv1.StatisticsRecord) error {
 		return send(&statisticsv1.StreamRecordsResponse{Sequence: seq, Record: r})
 	})
-	if err != nil && ctx.Err() == nil && errors.Is(err, stream.ErrUnavailable) {
-		return fmt.Errorf("%w: %w", ErrUnavailable, err)
-	}
-	return err
 }

@@ -1,6 +1,7 @@
 package domain
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
+	"github.com/kontakt-se/kontakt/pkg/caseevents"
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
 )
 
@@ -76,24 +78,6 @@ type Step struct {
 	Forget bool
 }
 
-// Event type names: the full proto names the writers use (a test checks
-// them against the generated descriptors).
-const (
-	typeRegistered = "kontakt.case.v1.CaseRegistered"
-	typeRouted     = "kontakt.case.v1.CaseRouted"
-	typeMoved      = "kontakt.case.v1.CaseMoved"
-	typeForwarded  = "kontakt.case.v1.CaseForwarded"
-	typeAnswered   = "kontakt.case.v1.CaseAnswered"
-	typeClosed     = "kontakt.case.v1.CaseClosed"
-	typeReopened   = "kontakt.case.v1.CaseReopened"
-	typeRedacted   = "kontakt.case.v1.PersonalDataRedacted"
-	typeDeleted    = "kontakt.case.v1.CaseDeleted"
-)
-
-// IsRegistration reports whether an event type is CaseRegistered, the one
-// event that creates a record (and so needs a statistics id).
-func IsRegistration(eventType string) bool { return eventType == typeRegistered }
-
 // Project applies one case event to the case's state c (nil when the
 // projector knows no such case) and says what changed. newID is called
 // only when the event registers a new case, with the event's
@@ -106,6 +90,26 @@ func IsRegistration(eventType string) bool { return eventType == typeRegistered 
 // nothing. Events the statistics do not use (assignments, notes, holds,
 // rectifications, unknown types) change nothing either.
 func Project(c *Case, ev eventstore.RecordedEvent, p Policy, newID func(seed string) string) (Step, error) {
+	var msg proto.Message
+	if ev.Type != eventstore.TypeStreamDeleted {
+		m, err := caseevents.Decode(ev.Type, ev.Data)
+		switch {
+		case errors.Is(err, caseevents.ErrUnknown):
+		case err != nil:
+			// The position names the event; the payload is never repeated.
+			return Step{}, fmt.Errorf("%w: %s at position %d: %w", ErrMalformedEvent, ev.Type, ev.Position, err)
+		default:
+			msg = m
+		}
+	}
+	return ProjectDecoded(c, ev, msg, p, newID)
+}
+
+// ProjectDecoded is Project for an event decoded already (by the
+// projection runner, which decodes each event once for every read
+// model): msg is the event's message, nil for the deleted-stream event
+// and for a type this build does not know.
+func ProjectDecoded(c *Case, ev eventstore.RecordedEvent, msg proto.Message, p Policy, newID func(seed string) string) (Step, error) {
 	pos := int64(ev.Position)
 	if ev.Type == eventstore.TypeStreamDeleted {
 		if c == nil {
@@ -119,13 +123,9 @@ func Project(c *Case, ev eventstore.RecordedEvent, p Policy, newID func(seed str
 		next.Record.DeletedOnTime = !ev.Recorded.After(c.RegisteredAt.Add(p.DeleteAfter + Grace))
 		return finish(c, &next, pos, true), nil
 	}
-	if ev.Type == typeRegistered {
+	if m, ok := msg.(*casev1.CaseRegistered); ok {
 		if c != nil {
 			return Step{Case: c}, nil // Registered twice: the first one counts.
-		}
-		m := &casev1.CaseRegistered{}
-		if err := decode(ev, m); err != nil {
-			return Step{}, err
 		}
 		at := eventTime(m.GetRegisteredAt(), ev.Recorded)
 		r := Record{
@@ -150,28 +150,16 @@ func Project(c *Case, ev eventstore.RecordedEvent, p Policy, newID func(seed str
 	}
 	next := *c
 	r := &next.Record
-	switch ev.Type {
-	case typeRouted:
-		m := &casev1.CaseRouted{}
-		if err := decode(ev, m); err != nil {
-			return Step{}, err
-		}
+	switch m := msg.(type) {
+	case *casev1.CaseRouted:
 		if m.GetQueue() != "" {
 			r.Queue = m.GetQueue()
 		}
-	case typeMoved:
-		m := &casev1.CaseMoved{}
-		if err := decode(ev, m); err != nil {
-			return Step{}, err
-		}
+	case *casev1.CaseMoved:
 		if m.GetToQueue() != "" {
 			r.Queue = m.GetToQueue()
 		}
-	case typeForwarded:
-		m := &casev1.CaseForwarded{}
-		if err := decode(ev, m); err != nil {
-			return Step{}, err
-		}
+	case *casev1.CaseForwarded:
 		if m.GetToQueue() != "" {
 			r.Queue = m.GetToQueue()
 		}
@@ -179,47 +167,27 @@ func Project(c *Case, ev eventstore.RecordedEvent, p Policy, newID func(seed str
 		if m.GetToDepartment() != "" {
 			r.Department = m.GetToDepartment()
 		}
-	case typeAnswered:
-		m := &casev1.CaseAnswered{}
-		if err := decode(ev, m); err != nil {
-			return Step{}, err
-		}
+	case *casev1.CaseAnswered:
 		if !r.HasFirstResponse {
 			r.TimeToFirstResponse = since(c.RegisteredAt, eventTime(m.GetAnsweredAt(), ev.Recorded))
 			r.HasFirstResponse = true
 		}
-	case typeClosed:
-		m := &casev1.CaseClosed{}
-		if err := decode(ev, m); err != nil {
-			return Step{}, err
-		}
+	case *casev1.CaseClosed:
 		r.Closed = true
 		r.TimeToClose = since(c.RegisteredAt, eventTime(m.GetClosedAt(), ev.Recorded))
 		r.HasClose = true
 		r.FirstContactResolution = m.GetFirstContactResolution() && r.Reopenings == 0
-	case typeReopened:
-		m := &casev1.CaseReopened{}
-		if err := decode(ev, m); err != nil {
-			return Step{}, err
-		}
+	case *casev1.CaseReopened:
 		r.Closed = false
 		r.Reopenings++
 		r.FirstContactResolution = false
-	case typeRedacted:
-		m := &casev1.PersonalDataRedacted{}
-		if err := decode(ev, m); err != nil {
-			return Step{}, err
-		}
+	case *casev1.PersonalDataRedacted:
 		// The latest redaction decides: personal data that stayed past
 		// the deadline was not redacted on time, however much of it went
 		// earlier (an erasure request, say).
 		at := eventTime(m.GetRedactedAt(), ev.Recorded)
 		r.PersonalDataRedactedOnTime = !at.After(deadline(m.GetDueAt(), c.RegisteredAt.Add(p.RedactAfter)).Add(Grace))
-	case typeDeleted:
-		m := &casev1.CaseDeleted{}
-		if err := decode(ev, m); err != nil {
-			return Step{}, err
-		}
+	case *casev1.CaseDeleted:
 		at := eventTime(m.GetDeletedAt(), ev.Recorded)
 		r.DeletedOnTime = !at.After(deadline(m.GetDueAt(), c.RegisteredAt.Add(p.DeleteAfter)).Add(Grace))
 		// The deletion always makes a version, even when no field
@@ -242,14 +210,6 @@ func finish(before, after *Case, pos int64, forget bool) Step {
 	}
 	after.Record.Version = pos
 	return Step{Case: after, Changed: true, Forget: forget}
-}
-
-func decode(ev eventstore.RecordedEvent, m proto.Message) error {
-	if err := proto.Unmarshal(ev.Data, m); err != nil {
-		// The position names the event; the payload is never repeated.
-		return fmt.Errorf("%w: %s at position %d: %w", ErrMalformedEvent, ev.Type, ev.Position, err)
-	}
-	return nil
 }
 
 // eventTime is the time the event states, or when the store accepted it

@@ -72,16 +72,6 @@ func run(t *testing.T, p Policy, evs []eventstore.RecordedEvent) (*Case, Step, [
 	return c, step, versions
 }
 
-func TestEventTypeNamesMatchDescriptors(t *testing.T) {
-	for name, m := range map[string]proto.Message{
-		typeRegistered: &casev1.CaseRegistered{}, typeRouted: &casev1.CaseRouted{}, typeMoved: &casev1.CaseMoved{},
-		typeForwarded: &casev1.CaseForwarded{}, typeAnswered: &casev1.CaseAnswered{}, typeClosed: &casev1.CaseClosed{},
-		typeReopened: &casev1.CaseReopened{}, typeRedacted: &casev1.PersonalDataRedacted{}, typeDeleted: &casev1.CaseDeleted{},
-	} {
-		require.Equal(t, string(m.ProtoReflect().Descriptor().FullName()), name)
-	}
-}
-
 func TestProjectBuildsRecord(t *testing.T) {
 	p := DefaultPolicy()
 	day := 24 * time.Hour

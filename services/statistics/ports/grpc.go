@@ -12,7 +12,6 @@ import (
 
 	statisticsv1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/statistics/v1"
 	"github.com/kontakt-se/kontakt/pkg/server"
-	"github.com/kontakt-se/kontakt/services/statistics/adapters/stream"
 	"github.com/kontakt-se/kontakt/services/statistics/app"
 	"github.com/kontakt-se/kontakt/services/statistics/domain"
 )
@@ -26,7 +25,6 @@ func ErrorMappings() []server.ErrorMapping {
 	return []server.ErrorMapping{
 		{Target: domain.ErrInvalidQuery, Code: codes.InvalidArgument, Explain: true},
 		{Target: app.ErrUnavailable, Code: codes.Unavailable},
-		{Target: stream.ErrUnavailable, Code: codes.Unavailable},
 	}
 }
 
@@ -39,10 +37,18 @@ type Server struct {
 	stopping <-chan struct{}
 }
 
-// NewServer builds the handlers. stopping, if not nil, closes when the
-// server shuts down, so record streams end and do not hold up the drain.
-func NewServer(queries *app.Queries, stopping <-chan struct{}) *Server {
-	return &Server{queries: queries, stopping: stopping}
+// Config configures a Server.
+type Config struct {
+	// Queries answers the calls.
+	Queries *app.Queries
+	// Stopping, if not nil, closes when the server shuts down, so record
+	// streams end and do not hold up the drain.
+	Stopping <-chan struct{}
+}
+
+// NewServer builds the handlers.
+func NewServer(cfg Config) *Server {
+	return &Server{queries: cfg.Queries, stopping: cfg.Stopping}
 }
 
 // Register adds the statistics service, with its error table, to a

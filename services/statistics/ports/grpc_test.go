@@ -13,7 +13,6 @@ import (
 
 	statisticsv1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/statistics/v1"
 	"github.com/kontakt-se/kontakt/pkg/server"
-	"github.com/kontakt-se/kontakt/services/statistics/adapters/stream"
 	"github.com/kontakt-se/kontakt/services/statistics/app"
 	"github.com/kontakt-se/kontakt/services/statistics/domain"
 )
@@ -32,7 +31,6 @@ func TestErrorMappings(t *testing.T) {
 		msg  string
 	}{
 		{fmt.Errorf("%w: from must be before to", domain.ErrInvalidQuery), codes.InvalidArgument, "invalid query: from must be before to"},
-		{fmt.Errorf("read: %w", stream.ErrUnavailable), codes.Unavailable, stream.ErrUnavailable.Error()},
 		{fmt.Errorf("x: %w", app.ErrUnavailable), codes.Unavailable, app.ErrUnavailable.Error()},
 		{errors.New("disk on fire at /var/lib/kontakt"), codes.Internal, "internal error"},
 	}

@@ -19,30 +19,61 @@ func Descriptor() protoreflect.ServiceDescriptor {
 	return statisticsv1.File_kontakt_statistics_v1_statistics_proto.Services().Get(0)
 }
 
-// Mount builds statistics on h: its projector, the records stream and the
-// query handlers.
-func Mount(ctx context.Context, h *host.Host) error {
+// open builds the statistics service on h (its read model, the records
+// stream, the projector and the handlers), to be closed with h.
+func open(ctx context.Context, h *host.Host) (*statistics.Service, error) {
 	dir, err := h.DataPath("statistics")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	// Every instance derives the same key, so all of them derive the
 	// same statistics ids.
 	idKey, err := h.Master.DeriveKey(statistics.IDKeyPurpose)
 	if err != nil {
-		return fmt.Errorf("statistics: %w", err)
+		return nil, fmt.Errorf("statistics: %w", err)
+	}
+	var opts []statistics.Option
+	if h.Server != nil {
+		opts = append(opts, statistics.WithShutdown(h.Server.ShuttingDown()))
 	}
 	stats, err := statistics.New(ctx, statistics.Config{DataDir: dir, Replicas: h.Config.NATS.Replicas, IDKey: idKey, Categories: h.Config.CategoryCodes()},
-		h.Store, h.JS, h.Logger.With("service", "statistics"), statistics.WithShutdown(h.Server.ShuttingDown()))
+		h.Store, h.JS, h.Logger.With("service", "statistics"), opts...)
 	if err != nil {
-		return fmt.Errorf("statistics: %w", err)
+		return nil, fmt.Errorf("statistics: %w", err)
 	}
 	h.OnClose(stats.Close)
-	if err := h.AddReadModel(host.ReadModel{
+	return stats, nil
+}
+
+// declare describes the read model for pkg/host: its file for backup and
+// restore, its runner for metrics and `kontakt rebuild`.
+func declare(stats *statistics.Service) host.ReadModel {
+	return host.ReadModel{
 		Name:       "statistics",
 		Checkpoint: stats.Checkpoint,
+		Projection: stats.Projection(),
 		Files:      []host.ReadModelFile{{Path: filepath.Join("statistics", statistics.FileName), WriteTo: stats.WriteTo}},
-	}); err != nil {
+	}
+}
+
+// OpenOffline opens the statistics read model on a host without a
+// server, for `kontakt rebuild`; closing h closes it.
+func OpenOffline(ctx context.Context, h *host.Host) (host.ReadModel, error) {
+	stats, err := open(ctx, h)
+	if err != nil {
+		return host.ReadModel{}, fmt.Errorf("open the statistics read model (stop kontakt serve first): %w", err)
+	}
+	return declare(stats), nil
+}
+
+// Mount builds statistics on h: its projector, the records stream and the
+// query handlers.
+func Mount(ctx context.Context, h *host.Host) error {
+	stats, err := open(ctx, h)
+	if err != nil {
+		return err
+	}
+	if err := h.AddReadModel(declare(stats)); err != nil {
 		return err
 	}
 	h.Go(stats.Run)

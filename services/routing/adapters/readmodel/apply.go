@@ -3,7 +3,6 @@ package readmodel
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -13,16 +12,12 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
-	"github.com/kontakt-se/kontakt/pkg/caseevents"
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
+	"github.com/kontakt-se/kontakt/pkg/projection"
 	"github.com/kontakt-se/kontakt/pkg/tokenindex"
 	"github.com/kontakt-se/kontakt/services/routing/app"
 	"github.com/kontakt-se/kontakt/services/routing/domain"
 )
-
-// typeCaseRegistered is the one event that creates a case: every other
-// event of a case the read model does not hold is skipped undecoded.
-var typeCaseRegistered = caseevents.TypeOf(&casev1.CaseRegistered{})
 
 // batch applies events to cases in memory and writes each touched case
 // once, at flush. The indexes, tokens and queue counters are then derived
@@ -105,8 +100,10 @@ func (b *batch) rowOf(r *record) *app.CaseRow {
 // apply applies one event to its case in memory: the domain's fold
 // (domain.Case.Apply) decides what the event does to the case, the
 // record's copies take the sealed data it carries, and the event's
-// history entry and change are noted.
-func (b *batch) apply(ev *eventstore.RecordedEvent) error {
+// history entry and change are noted. The event comes decoded once by
+// the projection runner (pkg/projection); an unknown type has no message.
+func (b *batch) apply(e *projection.Event) error {
+	ev := &e.Recorded
 	if ev.Stream == "" {
 		return fmt.Errorf("%w: event without stream", ErrMalformedEvent)
 	}
@@ -114,23 +111,19 @@ func (b *batch) apply(ev *eventstore.RecordedEvent) error {
 	if err != nil {
 		return err
 	}
-	if ev.Type == eventstore.TypeStreamDeleted {
+	if e.Deleted() {
 		b.drop(p, ev.Recorded.UTC(), ev.Position)
 		return nil
 	}
-	if p.cur == nil && ev.Type != typeCaseRegistered {
-		// No such case (never registered here, or deleted): nothing to
-		// update.
-		return nil
-	}
-	msg, err := caseevents.Decode(ev.Type, ev.Data)
-	switch {
-	case errors.Is(err, caseevents.ErrUnknown):
-		// A newer writer's event: the fold skips it, but its revision
-		// is the case's revision now.
-		msg = nil
-	case err != nil:
-		return fmt.Errorf("%w: %w", ErrMalformedEvent, err)
+	// A newer writer's event (no message): the fold skips it, but its
+	// revision is the case's revision now.
+	msg := e.Message
+	if p.cur == nil {
+		if _, ok := msg.(*casev1.CaseRegistered); !ok {
+			// No such case (never registered here, or deleted): nothing
+			// to update.
+			return nil
+		}
 	}
 	if del, ok := msg.(*casev1.CaseDeleted); ok {
 		b.drop(p, domain.TimeOf(del.GetDeletedAt(), ev.Recorded), ev.Position)

@@ -58,7 +58,7 @@ func BenchmarkRebuild(b *testing.B) {
 	require.EqualValues(b, n, head)
 
 	rm, _ := openStore(b, Options{Tokenizer: &fakeTokenizer{}})
-	p := NewProjector(h.es, rm, nil, WithHead(h.head))
+	p := mustProjector(b, h.es, rm, nil, WithHead(h.head))
 
 	rawRead := func() {
 		cons, err := h.js.OrderedConsumer(ctx, h.stream, natsjs.OrderedConsumerConfig{})

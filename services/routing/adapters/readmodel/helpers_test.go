@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -523,4 +524,12 @@ func (b *batcher) flush(t testing.TB) {
 	}
 	b.pos = evs[len(evs)-1].Position
 	b.pending = b.pending[:0]
+}
+
+// mustProjector is NewProjector for tests.
+func mustProjector(t testing.TB, store eventstore.Store, rm *Store, logger *slog.Logger, opts ...ProjectorOption) *Projector {
+	t.Helper()
+	p, err := NewProjector(store, rm, logger, opts...)
+	require.NoError(t, err)
+	return p
 }

@@ -48,7 +48,7 @@ func TestProjectVariedHistory(t *testing.T) {
 	tok := &fakeTokenizer{}
 	var log changeLog
 	rm, _ := openStore(t, Options{Tokenizer: tok, OnChange: log.add})
-	runProjector(t, NewProjector(h.es, rm, nil))
+	runProjector(t, mustProjector(t, h.es, rm, nil))
 
 	const (
 		fraga      = casev1.CaseType_CASE_TYPE_FRAGA
@@ -203,7 +203,7 @@ func TestProjectorResumesFromCheckpoint(t *testing.T) {
 	rm, path := openStore(t, Options{Tokenizer: tok})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- NewProjector(h.es, rm, nil).Run(ctx) }()
+	go func() { done <- mustProjector(t, h.es, rm, nil).Run(ctx) }()
 	h.append(t, slices.Concat(basicCase("a", "q", t0()), basicCase("b", "q", t0().Add(time.Hour)))...)
 	waitCaughtUp(t, h, rm)
 	cancel()
@@ -221,7 +221,7 @@ func TestProjectorResumesFromCheckpoint(t *testing.T) {
 	before, err := rm.Checkpoint()
 	require.NoError(t, err)
 	require.EqualValues(t, 8, before)
-	runProjector(t, NewProjector(h.es, rm, nil))
+	runProjector(t, mustProjector(t, h.es, rm, nil))
 	waitCaughtUp(t, h, rm)
 
 	require.Len(t, log.settled(t, 6), 6, "only the events after the checkpoint are applied")
@@ -242,7 +242,7 @@ func TestProjectorRetriesFailedBatches(t *testing.T) {
 	tok.setFail("b", errDown)
 	tok.setFail("gone", errNoTokens)
 	rm, _ := openStore(t, Options{Tokenizer: tok})
-	runProjector(t, NewProjector(h.es, rm, nil, WithBatchSize(1, 0)))
+	runProjector(t, mustProjector(t, h.es, rm, nil, WithBatchSize(1, 0)))
 
 	h.append(t, basicCase("gone", "q", t0())...)
 	h.append(t, basicCase("a", "q", t0())...)
@@ -285,7 +285,7 @@ func TestDeletionThroughTheEventStore(t *testing.T) {
 			h := startNATS(t, 0)
 			var log changeLog
 			rm, _ := openStore(t, Options{Tokenizer: &fakeTokenizer{}, OnChange: log.add})
-			p := NewProjector(h.es, rm, nil, WithHead(h.head))
+			p := mustProjector(t, h.es, rm, nil, WithHead(h.head))
 			runProjector(t, p)
 			h.append(t, basicCase("a", "q", t0())...)
 			h.append(t, basicCase("b", "q", t0().Add(time.Hour))...)
@@ -317,7 +317,7 @@ func TestDeletionThroughTheEventStore(t *testing.T) {
 			// same state.
 			want := dump(t, rm)
 			rebuilt, _ := openStore(t, Options{Tokenizer: &fakeTokenizer{}})
-			require.NoError(t, NewProjector(h.es, rebuilt, nil, WithHead(h.head)).Rebuild(t.Context(), nil))
+			require.NoError(t, mustProjector(t, h.es, rebuilt, nil, WithHead(h.head)).Rebuild(t.Context(), nil))
 			require.Equal(t, want, dump(t, rebuilt))
 		})
 	}
@@ -383,7 +383,7 @@ func TestRebuildEqualsIncrementalProjection(t *testing.T) {
 	rm, _ := openStore(t, Options{Tokenizer: tok, OnChange: changes.add})
 	// Small batches and appends while the projector runs give many batch
 	// boundaries in odd places.
-	p := NewProjector(h.es, rm, nil, WithHead(h.head), WithBatchSize(5, 64))
+	p := mustProjector(t, h.es, rm, nil, WithHead(h.head), WithBatchSize(5, 64))
 	runProjector(t, p)
 	drafts := genHistory(rand.New(rand.NewPCG(42, 42)), 500)
 	h.append(t, drafts...)
@@ -411,7 +411,7 @@ func TestRebuildEqualsIncrementalProjection(t *testing.T) {
 	for _, target := range []*Store{rebuildStore} {
 		nChanges := len(changes.all())
 		var calls [][2]uint64
-		require.NoError(t, NewProjector(h.es, target, nil, WithHead(h.head), WithBatchSize(0, 64)).Rebuild(t.Context(), func(done, total uint64) {
+		require.NoError(t, mustProjector(t, h.es, target, nil, WithHead(h.head), WithBatchSize(0, 64)).Rebuild(t.Context(), func(done, total uint64) {
 			calls = append(calls, [2]uint64{done, total})
 		}))
 		require.Equal(t, wantDump, dump(t, target))
@@ -433,7 +433,7 @@ func TestRebuildOfTheLiveStore(t *testing.T) {
 	h.append(t, genHistory(rand.New(rand.NewPCG(3, 4)), 200)...)
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
-	go func() { done <- NewProjector(h.es, rm, nil).Run(ctx) }()
+	go func() { done <- mustProjector(t, h.es, rm, nil).Run(ctx) }()
 	waitCaughtUp(t, h, rm)
 	cancel()
 	require.NoError(t, <-done)
@@ -442,17 +442,17 @@ func TestRebuildOfTheLiveStore(t *testing.T) {
 	// Damage the read model: a rebuild must repair it from the log.
 	require.NoError(t, rm.Apply(t.Context(), history(1<<40, ev("case-0001", &casev1.CaseReopened{}))...))
 	require.NotEqual(t, want, dump(t, rm))
-	require.NoError(t, NewProjector(h.es, rm, nil, WithHead(h.head)).Rebuild(t.Context(), nil))
+	require.NoError(t, mustProjector(t, h.es, rm, nil, WithHead(h.head)).Rebuild(t.Context(), nil))
 	require.Equal(t, want, dump(t, rm))
 
 	t.Run("needs the head", func(t *testing.T) {
-		require.Error(t, NewProjector(h.es, rm, nil).Rebuild(t.Context(), nil))
+		require.Error(t, mustProjector(t, h.es, rm, nil).Rebuild(t.Context(), nil))
 	})
 	t.Run("an empty log", func(t *testing.T) {
 		empty := newHarness(t, h.nc)
 		fresh, _ := openStore(t, Options{})
 		var last [2]uint64
-		require.NoError(t, NewProjector(empty.es, fresh, nil, WithHead(empty.head)).Rebuild(t.Context(), func(d, total uint64) { last = [2]uint64{d, total} }))
+		require.NoError(t, mustProjector(t, empty.es, fresh, nil, WithHead(empty.head)).Rebuild(t.Context(), func(d, total uint64) { last = [2]uint64{d, total} }))
 		require.Equal(t, [2]uint64{0, 0}, last)
 		cp, err := fresh.Checkpoint()
 		require.NoError(t, err)
@@ -464,7 +464,7 @@ func TestRebuildWhileRunning(t *testing.T) {
 	h := startNATS(t, 0)
 	tok := &fakeTokenizer{}
 	rm, _ := openStore(t, Options{Tokenizer: tok})
-	runProjector(t, NewProjector(h.es, rm, nil, WithBatchSize(3, 0)))
+	runProjector(t, mustProjector(t, h.es, rm, nil, WithBatchSize(3, 0)))
 	drafts := genHistory(rand.New(rand.NewPCG(8, 8)), 400)
 	h.append(t, drafts[:200]...)
 	waitCaughtUp(t, h, rm)
@@ -476,7 +476,7 @@ func TestRebuildWhileRunning(t *testing.T) {
 		defer close(appended)
 		h.append(t, drafts[200:]...)
 	}()
-	p := NewProjector(h.es, rm, nil, WithHead(h.head), WithBatchSize(0, 16))
+	p := mustProjector(t, h.es, rm, nil, WithHead(h.head), WithBatchSize(0, 16))
 	rebuildErr := make(chan error, 1)
 	require.NoError(t, p.Rebuild(t.Context(), func(uint64, uint64) {
 		// A second rebuild of the same store is refused meanwhile.
@@ -491,6 +491,6 @@ func TestRebuildWhileRunning(t *testing.T) {
 	checkConsistent(t, rm)
 
 	fresh, _ := openStore(t, Options{Tokenizer: tok})
-	require.NoError(t, NewProjector(h.es, fresh, nil, WithHead(h.head)).Rebuild(t.Context(), nil))
+	require.NoError(t, mustProjector(t, h.es, fresh, nil, WithHead(h.head)).Rebuild(t.Context(), nil))
 	require.Equal(t, dump(t, fresh), dump(t, rm))
 }

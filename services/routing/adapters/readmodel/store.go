@@ -54,6 +54,7 @@ import (
 
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
+	"github.com/kontakt-se/kontakt/pkg/projection"
 	"github.com/kontakt-se/kontakt/pkg/tokenindex"
 	"github.com/kontakt-se/kontakt/services/routing/app"
 )
@@ -428,23 +429,53 @@ func (s *Store) wipe() error {
 }
 
 // Apply applies a batch of events, in log order, in one transaction that
-// also stores the position of the last one as the checkpoint. Events at
-// or before the stored checkpoint are skipped, so applying a batch again
-// changes nothing. Event types the read model does not know are skipped
-// too, but the checkpoint moves past them. If anything fails (a malformed
-// event, a Tokenizer error, the file) nothing of the batch is applied and
-// the checkpoint stays. OnChange is called for each applied event after
-// the commit. While a Projector rebuilds the store, Apply refuses with
-// ErrRebuilding.
+// also stores the position of the last one as the checkpoint: what the
+// projection runner does with Model, for callers that hold stored events
+// (tests, tools). Events at or before the stored checkpoint are skipped,
+// so applying a batch again changes nothing. Event types the read model
+// does not know are skipped too, but the checkpoint moves past them. If
+// anything fails (a malformed event, a Tokenizer error, the file) nothing
+// of the batch is applied and the checkpoint stays. OnChange is called for
+// each applied event after the commit. While a Projector rebuilds the
+// store, Apply refuses with ErrRebuilding.
 func (s *Store) Apply(ctx context.Context, evs ...eventstore.RecordedEvent) error {
-	return s.apply(ctx, false, evs)
+	batch, err := projection.Decode(evs)
+	if err != nil {
+		return fmt.Errorf("readmodel: apply %d events: %w: %w", len(evs), ErrMalformedEvent, err)
+	}
+	return s.apply(ctx, false, batch)
 }
 
-func byPosition(a, b eventstore.RecordedEvent) int { return cmp.Compare(a.Position, b.Position) }
+// Model returns the store as a read model of pkg/projection, the one
+// runner that keeps it up to date: each batch the runner hands it is
+// applied and committed with its checkpoint in one bbolt transaction (and
+// the token file just before), and Reset empties it for a rebuild.
+func (s *Store) Model() projection.Resetter { return model{s} }
+
+type model struct{ s *Store }
+
+func (m model) Checkpoint() (eventstore.Position, error) { return m.s.Checkpoint() }
+
+func (m model) Apply(ctx context.Context, batch []projection.Event) error {
+	return m.s.apply(ctx, rebuildingIn(ctx), batch)
+}
+
+func (m model) Reset(context.Context) error { return m.s.wipe() }
+
+// rebuildKey marks the context of a Projector's Rebuild, so the batches
+// it hands the model through the runner tell no watcher and pass while
+// live batches are refused.
+type rebuildKey struct{}
+
+func rebuildingIn(ctx context.Context) bool { v, _ := ctx.Value(rebuildKey{}).(bool); return v }
+
+func byPosition(a, b projection.Event) int {
+	return cmp.Compare(a.Recorded.Position, b.Recorded.Position)
+}
 
 // apply applies a batch, for a rebuild or live. Rebuild batches tell no
 // watcher, and live ones are refused while a rebuild runs.
-func (s *Store) apply(ctx context.Context, rebuild bool, evs []eventstore.RecordedEvent) error {
+func (s *Store) apply(ctx context.Context, rebuild bool, evs []projection.Event) error {
 	if len(evs) == 0 {
 		return nil
 	}
@@ -455,7 +486,7 @@ func (s *Store) apply(ctx context.Context, rebuild bool, evs []eventstore.Record
 	}
 	// A batch that was applied already needs no write transaction (which
 	// would cost an fsync).
-	if cp, err := s.Checkpoint(); err == nil && evs[len(evs)-1].Position <= cp && slices.IsSortedFunc(evs, byPosition) {
+	if cp, err := s.Checkpoint(); err == nil && evs[len(evs)-1].Recorded.Position <= cp && slices.IsSortedFunc(evs, byPosition) {
 		return nil
 	}
 	notify := !rebuild && s.onChange != nil
@@ -469,13 +500,13 @@ func (s *Store) apply(ctx context.Context, rebuild bool, evs []eventstore.Record
 		last := cp
 		for i := range evs {
 			ev := &evs[i]
-			if ev.Position <= last {
+			if ev.Recorded.Position <= last {
 				continue // Applied already (or out of order): never twice.
 			}
 			if err := b.apply(ev); err != nil {
-				return fmt.Errorf("event at position %d (%s): %w", ev.Position, ev.Type, err)
+				return fmt.Errorf("event at position %d (%s): %w", ev.Recorded.Position, ev.Recorded.Type, err)
 			}
-			last = ev.Position
+			last = ev.Recorded.Position
 		}
 		if last == cp {
 			return nil

@@ -30,6 +30,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
+	"github.com/kontakt-se/kontakt/services/statistics/app"
 	"github.com/kontakt-se/kontakt/services/statistics/domain"
 )
 
@@ -137,22 +138,9 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// State is what a starting projector needs to know.
-type State struct {
-	// Checkpoint is the position of the last applied event.
-	Checkpoint eventstore.Position
-	// ScanFrom is the statistics stream sequence after which a restart
-	// must read the stream: every message of the outbox, and any message
-	// of a version newer than the checkpoint, lies after it.
-	ScanFrom uint64
-	// Outbox holds the messages of the last applied batch, in order. Some
-	// or all of them may be published already.
-	Outbox []domain.Message
-}
-
 // State reads the checkpoint, the scan position and the outbox.
-func (s *Store) State() (State, error) {
-	var st State
+func (s *Store) State() (app.ReadModelState, error) {
+	var st app.ReadModelState
 	err := s.db.View(func(tx *bolt.Tx) error {
 		meta := tx.Bucket([]byte(bucketMeta))
 		cp, err := getUint(meta, keyCheckpoint)
@@ -173,7 +161,7 @@ func (s *Store) State() (State, error) {
 		})
 	})
 	if err != nil {
-		return State{}, fmt.Errorf("statistics store: read state: %w", err)
+		return app.ReadModelState{}, fmt.Errorf("statistics store: read state: %w", err)
 	}
 	return st, nil
 }
@@ -200,16 +188,37 @@ func putUint(b *bolt.Bucket, key string, v uint64) error {
 	return b.Put([]byte(key), binary.BigEndian.AppendUint64(nil, v))
 }
 
-// Tx is one write transaction of the projector.
+// Tx is one write transaction of the projector (app.Tx).
 type Tx struct {
 	tx *bolt.Tx
 }
 
 // Update runs fn in one write transaction, committed when fn returns nil
 // and rolled back otherwise.
-func (s *Store) Update(fn func(*Tx) error) error {
+func (s *Store) Update(fn func(app.Tx) error) error {
 	if err := s.db.Update(func(tx *bolt.Tx) error { return fn(&Tx{tx: tx}) }); err != nil {
 		return fmt.Errorf("statistics store: update: %w", err)
+	}
+	return nil
+}
+
+// Reset empties every bucket, the checkpoint, the scan position and the
+// outbox included, in one transaction: a rebuild then reads the stream
+// from its start and projects the log from its start (see app.Projector).
+func (s *Store) Reset() error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		for _, name := range allBuckets() {
+			if err := tx.DeleteBucket([]byte(name)); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
+				return fmt.Errorf("drop bucket %s: %w", name, err)
+			}
+			if _, err := tx.CreateBucket([]byte(name)); err != nil {
+				return fmt.Errorf("create bucket %s: %w", name, err)
+			}
+		}
+		return tx.Bucket([]byte(bucketMeta)).Put([]byte(keySchema), []byte(strconv.Itoa(schemaVersion)))
+	})
+	if err != nil {
+		return fmt.Errorf("statistics store: reset: %w", err)
 	}
 	return nil
 }

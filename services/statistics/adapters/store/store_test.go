@@ -10,6 +10,7 @@ import (
 
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
+	"github.com/kontakt-se/kontakt/services/statistics/app"
 	"github.com/kontakt-se/kontakt/services/statistics/domain"
 )
 
@@ -95,7 +96,7 @@ func TestPutRecordKeepsNewest(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			var wrote bool
-			require.NoError(t, s.Update(func(tx *Tx) error {
+			require.NoError(t, s.Update(func(tx app.Tx) error {
 				var err error
 				wrote, err = tx.PutRecord(tc.r)
 				return err
@@ -158,31 +159,31 @@ func TestFinishAndState(t *testing.T) {
 	s, path := openStore(t)
 	st, err := s.State()
 	require.NoError(t, err)
-	require.Equal(t, State{}, st)
+	require.Equal(t, app.ReadModelState{}, st)
 
 	one := []domain.Message{{Subject: "a", MsgID: "x-1", Version: 1, Data: []byte("1")}, {Subject: "a", MsgID: "y-2", Version: 2, Data: []byte("2")}}
-	require.NoError(t, s.Update(func(tx *Tx) error {
+	require.NoError(t, s.Update(func(tx app.Tx) error {
 		require.NoError(t, tx.PutCase("case-1", &domain.Case{RegisteredAt: time.Unix(5, 0).UTC(), Record: record("x", 1, time.Unix(3600, 0).UTC())}))
 		return tx.Finish(7, 3, one)
 	}))
 	st, err = s.State()
 	require.NoError(t, err)
-	require.Equal(t, State{Checkpoint: 7, ScanFrom: 3, Outbox: one}, st)
+	require.Equal(t, app.ReadModelState{Checkpoint: 7, ScanFrom: 3, Outbox: one}, st)
 
 	two := []domain.Message{{Subject: "b", MsgID: "z-9", Version: 9, Data: []byte("9")}}
-	require.NoError(t, s.Update(func(tx *Tx) error {
+	require.NoError(t, s.Update(func(tx app.Tx) error {
 		require.NoError(t, tx.DeleteCase("case-1"))
 		return tx.Finish(9, 5, two)
 	}))
 	st, err = s.State()
 	require.NoError(t, err)
-	require.Equal(t, State{Checkpoint: 9, ScanFrom: 5, Outbox: two}, st, "the outbox is replaced, not extended")
+	require.Equal(t, app.ReadModelState{Checkpoint: 9, ScanFrom: 5, Outbox: two}, st, "the outbox is replaced, not extended")
 	c, err := s.Case("case-1")
 	require.NoError(t, err)
 	require.Nil(t, c)
 
 	// A failed transaction changes nothing.
-	require.Error(t, s.Update(func(tx *Tx) error {
+	require.Error(t, s.Update(func(tx app.Tx) error {
 		require.NoError(t, tx.Finish(99, 99, nil))
 		return bolt.ErrTxClosed
 	}))
@@ -197,7 +198,7 @@ func TestFinishAndState(t *testing.T) {
 	t.Cleanup(func() { _ = s2.Close() })
 	st, err = s2.State()
 	require.NoError(t, err)
-	require.Equal(t, State{Checkpoint: 9, ScanFrom: 5, Outbox: two}, st)
+	require.Equal(t, app.ReadModelState{Checkpoint: 9, ScanFrom: 5, Outbox: two}, st)
 }
 
 func TestOpenRefusesOtherSchema(t *testing.T) {
@@ -208,4 +209,32 @@ func TestOpenRefusesOtherSchema(t *testing.T) {
 	require.NoError(t, s.Close())
 	_, err := Open(path, Options{})
 	require.ErrorIs(t, err, ErrSchema)
+}
+
+// TestReset checks that Reset empties the read model, checkpoint, scan
+// position, outbox, cases and records, and leaves a file that opens
+// again.
+func TestReset(t *testing.T) {
+	s, path := openStore(t)
+	one := []domain.Message{{Subject: "a", MsgID: "x-1", Version: 1, Data: []byte("1")}}
+	require.NoError(t, s.Update(func(tx app.Tx) error {
+		require.NoError(t, tx.PutCase("case-1", &domain.Case{RegisteredAt: time.Unix(5, 0).UTC(), Record: record("x", 1, time.Unix(3600, 0).UTC())}))
+		_, err := tx.PutRecord(record("x", 1, time.Unix(3600, 0).UTC()))
+		require.NoError(t, err)
+		return tx.Finish(7, 3, one)
+	}))
+	require.NoError(t, s.Reset())
+	st, err := s.State()
+	require.NoError(t, err)
+	require.Equal(t, app.ReadModelState{}, st)
+	n, err := s.CaseCount()
+	require.NoError(t, err)
+	require.Zero(t, n)
+	recs, err := s.Records()
+	require.NoError(t, err)
+	require.Empty(t, recs)
+	require.NoError(t, s.Close())
+	s2, err := Open(path, Options{})
+	require.NoError(t, err)
+	require.NoError(t, s2.Close())
 }

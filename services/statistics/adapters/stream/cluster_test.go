@@ -10,6 +10,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/kontakt-se/kontakt/pkg/natstest"
+	"github.com/kontakt-se/kontakt/services/statistics/app"
+	"github.com/kontakt-se/kontakt/services/statistics/domain"
 )
 
 // TestAppendReplicated checks the conditional append on a replicated
@@ -36,18 +38,18 @@ func TestAppendReplicated(t *testing.T) {
 	require.NoError(t, err)
 	m2, err := Encode(rec("A", 2, 1))
 	require.NoError(t, err)
-	got, err := a.Append(ctx, m1, 0)
+	got, err := a.AppendBatch(ctx, []domain.Message{m1}, 0)
 	require.NoError(t, err)
-	require.Equal(t, Appended{Seq: 1}, got)
+	require.EqualValues(t, 1, got)
 	time.Sleep(150 * time.Millisecond) // Outlive the window.
-	_, err = b.Append(ctx, m1, 0)
-	require.ErrorIs(t, err, ErrConflict, "b has not read a's message")
-	got, err = b.Append(ctx, m2, 1)
+	_, err = b.AppendBatch(ctx, []domain.Message{m1}, 0)
+	require.ErrorIs(t, err, app.ErrConflict, "b has not read a's message")
+	got, err = b.AppendBatch(ctx, []domain.Message{m2}, 1)
 	require.NoError(t, err)
-	require.Equal(t, Appended{Seq: 2}, got)
+	require.EqualValues(t, 2, got)
 	time.Sleep(150 * time.Millisecond)
-	_, err = a.Append(ctx, m2, 1)
-	require.ErrorIs(t, err, ErrConflict)
+	_, err = a.AppendBatch(ctx, []domain.Message{m2}, 1)
+	require.ErrorIs(t, err, app.ErrConflict)
 	last, err := a.LastSeq(ctx)
 	require.NoError(t, err)
 	require.EqualValues(t, 2, last)

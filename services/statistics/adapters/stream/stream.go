@@ -14,10 +14,13 @@
 // version within its duplicate window. A consumer keeps the newest version
 // per statistics_id.
 //
-// Projectors (one per statistics instance) write with Append, which sets
-// JetStream's expected last sequence: a projector stores a version only
-// after reading everything before it, so several instances store each
-// version once, independent of the duplicate window.
+// Projectors (one per statistics instance) write with AppendBatch: the
+// record versions of a projector's batch as one JetStream atomic batch
+// (pkg/jsbatch; one disk sync for the batch instead of one per version),
+// its first message carrying JetStream's expected last sequence: a
+// projector stores versions only after reading everything before them,
+// so several instances store each version once, independent of the
+// duplicate window.
 //
 // The stream has no age or size limit and denies deleting and purging
 // messages: statistics are kept for ever, and nothing but the projectors
@@ -41,14 +44,17 @@ import (
 
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
 	statisticsv1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/statistics/v1"
+	"github.com/kontakt-se/kontakt/pkg/jsbatch"
 	"github.com/kontakt-se/kontakt/pkg/jsread"
 	"github.com/kontakt-se/kontakt/pkg/natserr"
+	"github.com/kontakt-se/kontakt/services/statistics/app"
 	"github.com/kontakt-se/kontakt/services/statistics/domain"
 )
 
 // ErrUnavailable means the stream could not be reached or did not answer
-// in time; the caller may retry.
-var ErrUnavailable = errors.New("statistics stream unavailable")
+// in time; the caller may retry. It is the app's ErrUnavailable, so the
+// service's one error table answers it without knowing this package.
+var ErrUnavailable = fmt.Errorf("statistics stream unavailable: %w", app.ErrUnavailable)
 
 // Names and defaults.
 const (
@@ -97,7 +103,8 @@ func (c *Config) setDefaults() {
 //     statistics are kept for ever, and DiscardNew makes a full account
 //     refuse new versions rather than drop old ones;
 //   - DenyDelete and DenyPurge: no message is ever removed;
-//   - a duplicate window, so a re-published version is stored once.
+//   - a duplicate window, so a re-published version is stored once;
+//   - AllowAtomicPublish, for AppendBatch.
 func (c Config) StreamConfig() jetstream.StreamConfig {
 	c.setDefaults()
 	return jetstream.StreamConfig{
@@ -116,6 +123,8 @@ func (c Config) StreamConfig() jetstream.StreamConfig {
 		Duplicates:        c.DuplicateWindow,
 		DenyDelete:        true,
 		DenyPurge:         true,
+		// The projectors publish a batch's versions as one atomic batch.
+		AllowAtomicPublish: true,
 	}
 }
 
@@ -202,6 +211,9 @@ func Encode(r domain.Record) (domain.Message, error) {
 	}, nil
 }
 
+// Encode is the package's Encode, for app.RecordStream.
+func (s *Stream) Encode(r domain.Record) (domain.Message, error) { return Encode(r) }
+
 // MsgID is the de-duplication id of a record version.
 func MsgID(statisticsID string, version int64) string {
 	return statisticsID + "-" + strconv.FormatInt(version, 10)
@@ -219,57 +231,59 @@ func Decode(data []byte) (*statisticsv1.StatisticsRecord, error) {
 
 // Publish stores one message unconditionally and returns its stream
 // sequence. When JetStream recognises the message id as stored already,
-// it returns the first copy's sequence. The projector uses Append.
+// it returns the first copy's sequence. The projectors use AppendBatch.
 func (s *Stream) Publish(ctx context.Context, m domain.Message) (uint64, error) {
-	ack, err := s.publish(ctx, m)
+	msg := s.natsMsg(m)
+	pctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	defer cancel()
+	ack, err := s.js.PublishMsg(pctx, msg, jetstream.WithExpectStream(StreamName))
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("statistics stream: publish version %d: %w", m.Version, wrap(err))
 	}
 	return ack.Sequence, nil
 }
 
-// ErrConflict means the stream's last message was not the one Append
-// expected: somebody else appended first.
-var ErrConflict = errors.New("statistics stream: the stream has messages the publisher has not read")
-
-// Appended is the outcome of an Append.
-type Appended struct {
-	// Seq is the message's stream sequence.
-	Seq uint64
-	// Duplicate says JetStream recognised the message id within its
-	// duplicate window: the message was stored before, at Seq, and the
-	// stream did not change.
-	Duplicate bool
-}
-
-// Append stores one message only if the stream's last sequence is still
-// after (JetStream's expected last sequence, checked by the stream leader
-// with the store, so of several publishers exactly one wins), and
-// returns ErrConflict (wrapped) otherwise. A publisher that has read the
-// whole stream up to after and found no message of this version so
+// AppendBatch stores msgs (at most jsbatch.MaxMessages) as one atomic
+// batch, all or none and with consecutive sequences, only if the stream's
+// last sequence is still after, and returns the first message's
+// sequence. The expected last sequence rides on the batch's first
+// message (the only one JetStream checks it on), and is checked by the
+// stream leader with the store, so of several publishers exactly one
+// wins; the others get app.ErrConflict (wrapped). A publisher that has
+// read the whole stream up to after and found none of the versions so
 // stores every version at most once, whatever the duplicate window.
-func (s *Stream) Append(ctx context.Context, m domain.Message, after uint64) (Appended, error) {
-	ack, err := s.publish(ctx, m, jetstream.WithExpectLastSequence(after))
-	if err != nil {
-		return Appended{}, err
+//
+// Every message also carries its Nats-Msg-Id, a second guard: a batch
+// holding a version the stream stored within the window is refused as a
+// whole, and reported as app.ErrConflict too, since reading the stream
+// is what resolves it.
+func (s *Stream) AppendBatch(ctx context.Context, msgs []domain.Message, after uint64) (uint64, error) {
+	if len(msgs) == 0 {
+		return 0, errors.New("statistics stream: append an empty batch")
 	}
-	return Appended{Seq: ack.Sequence, Duplicate: ack.Duplicate}, nil
+	batch := make([]*nats.Msg, len(msgs))
+	for i, m := range msgs {
+		batch[i] = s.natsMsg(m)
+		batch[i].Header.Set(jetstream.ExpectedStreamHeader, StreamName)
+	}
+	batch[0].Header.Set(jetstream.ExpectedLastSeqHeader, strconv.FormatUint(after, 10))
+	pctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	defer cancel()
+	ack, err := jsbatch.Publish(pctx, s.js.Conn(), batch)
+	if err != nil {
+		if natserr.IsWrongLastSequence(err) || natserr.Is(err, natserr.AtomicPublishDuplicate) {
+			return 0, fmt.Errorf("publish versions %d to %d: %w", msgs[0].Version, msgs[len(msgs)-1].Version, app.ErrConflict)
+		}
+		return 0, fmt.Errorf("statistics stream: publish versions %d to %d: %w", msgs[0].Version, msgs[len(msgs)-1].Version, wrap(err))
+	}
+	return ack.First, nil
 }
 
-func (s *Stream) publish(ctx context.Context, m domain.Message, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+func (s *Stream) natsMsg(m domain.Message) *nats.Msg {
 	msg := &nats.Msg{Subject: m.Subject, Header: nats.Header{}, Data: m.Data}
 	msg.Header.Set(jetstream.MsgIDHeader, m.MsgID)
 	msg.Header.Set(HeaderRecordVersion, strconv.FormatInt(m.Version, 10))
-	pctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
-	defer cancel()
-	ack, err := s.js.PublishMsg(pctx, msg, append(opts, jetstream.WithExpectStream(StreamName))...)
-	if err != nil {
-		if natserr.IsWrongLastSequence(err) {
-			return nil, fmt.Errorf("publish version %d: %w", m.Version, ErrConflict)
-		}
-		return nil, fmt.Errorf("statistics stream: publish version %d: %w", m.Version, wrap(err))
-	}
-	return ack, nil
+	return msg
 }
 
 // LastSeq returns the sequence of the stream's last message (0 when it
@@ -284,14 +298,6 @@ func (s *Stream) LastSeq(ctx context.Context) (uint64, error) {
 	return info.State.LastSeq, nil
 }
 
-// Received is one message read back from the stream.
-type Received struct {
-	Seq     uint64
-	MsgID   string
-	Version int64
-	Data    []byte
-}
-
 // directReadMax is the longest range Read fetches message by message;
 // longer ones are read in batches (jsread). A projector that lost a
 // race to another instance usually reads one or a few messages.
@@ -299,9 +305,9 @@ const directReadMax = 16
 
 // Read calls fn for every message with a sequence in (after, upTo], in
 // order: a few by direct gets, more in batches through jsread. Messages
-// that carry no record version (not written by the projector) are passed
-// with Version 0.
-func (s *Stream) Read(ctx context.Context, after, upTo uint64, fn func(Received) error) error {
+// that carry no record version (not written by a projector) are passed
+// without a Record.
+func (s *Stream) Read(ctx context.Context, after, upTo uint64, fn func(app.StoredMessage) error) error {
 	if upTo <= after {
 		return nil
 	}
@@ -328,14 +334,22 @@ func (s *Stream) Read(ctx context.Context, after, upTo uint64, fn func(Received)
 	return err
 }
 
-func received(seq uint64, h nats.Header, data []byte) Received {
-	// A message without a version was not written by the projector
-	// (somebody published by hand): Version 0 tells the caller.
+func received(seq uint64, h nats.Header, data []byte) app.StoredMessage {
+	m := app.StoredMessage{Seq: seq, Data: data}
+	// A message without a version was not written by a projector
+	// (somebody published by hand); neither is one whose payload is not
+	// that version's record.
 	v, err := strconv.ParseInt(h.Get(HeaderRecordVersion), 10, 64)
-	if err != nil || v < 0 {
-		v = 0
+	if err != nil || v <= 0 {
+		return m
 	}
-	return Received{Seq: seq, MsgID: h.Get(jetstream.MsgIDHeader), Version: v, Data: data}
+	p, err := Decode(data)
+	if err != nil || !isRecord(p) || p.GetVersion() != v {
+		return m
+	}
+	r := domain.RecordFromProto(p)
+	m.Record = &r
+	return m
 }
 
 // Follow delivers every record version after stream sequence after, then
@@ -363,7 +377,7 @@ func (s *Stream) Recount(ctx context.Context) ([]domain.Record, error) {
 		return nil, err
 	}
 	newest := map[string]domain.Record{}
-	err = s.Read(ctx, 0, last, func(m Received) error {
+	err = s.Read(ctx, 0, last, func(m app.StoredMessage) error {
 		p, err := Decode(m.Data)
 		if err != nil || !isRecord(p) {
 			return nil // Not a record: see Follow.

@@ -12,6 +12,7 @@ import (
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
 	statisticsv1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/statistics/v1"
 	"github.com/kontakt-se/kontakt/pkg/natsserver"
+	"github.com/kontakt-se/kontakt/services/statistics/app"
 	"github.com/kontakt-se/kontakt/services/statistics/domain"
 )
 
@@ -109,8 +110,12 @@ func TestPublishReadRecount(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			var got []int64
-			require.NoError(t, s.Read(ctx, tc.after, tc.upTo, func(m Received) error {
-				got = append(got, m.Version)
+			require.NoError(t, s.Read(ctx, tc.after, tc.upTo, func(m app.StoredMessage) error {
+				var v int64
+				if m.Record != nil {
+					v = m.Record.Version
+				}
+				got = append(got, v)
 				return nil
 			}))
 			require.Equal(t, tc.want, got)
@@ -152,49 +157,52 @@ func TestPublishReadRecount(t *testing.T) {
 	require.Equal(t, []uint64{6}, followed)
 }
 
-// TestAppend checks the conditional append every projector publishes
-// with: it stores only after the expected last sequence, refuses with
-// ErrConflict otherwise, and reports a duplicate within the window.
-func TestAppend(t *testing.T) {
+// TestAppendBatch checks the conditional atomic append every projector
+// publishes with: it stores a whole batch, with consecutive sequences,
+// only after the expected last sequence, refuses with app.ErrConflict
+// otherwise (also a batch holding a copy the duplicate window knows), and
+// stores nothing of a refused batch.
+func TestAppendBatch(t *testing.T) {
 	s, _ := startStream(t)
 	ctx := context.Background()
-	m1, err := Encode(rec("A", 1, 1))
-	require.NoError(t, err)
-	m2, err := Encode(rec("A", 2, 1))
-	require.NoError(t, err)
+	enc := func(id string, v int64) domain.Message {
+		m, err := Encode(rec(id, v, 1))
+		require.NoError(t, err)
+		return m
+	}
+	m1, m2, m3 := enc("A", 1), enc("A", 2), enc("B", 3)
 
-	a, err := s.Append(ctx, m1, 0)
+	first, err := s.AppendBatch(ctx, []domain.Message{m1, m2}, 0)
 	require.NoError(t, err)
-	require.Equal(t, Appended{Seq: 1}, a, "the first message of an empty stream")
-	_, err = s.Append(ctx, m2, 0)
-	require.ErrorIs(t, err, ErrConflict, "somebody appended after 0")
-	_, err = s.Append(ctx, m1, 0)
-	require.ErrorIs(t, err, ErrConflict, "a stale publisher is refused even for a copy")
-	a, err = s.Append(ctx, m2, 1)
-	require.NoError(t, err)
-	require.Equal(t, Appended{Seq: 2}, a)
-	a, err = s.Append(ctx, m2, 2)
-	require.NoError(t, err)
-	require.Equal(t, Appended{Seq: 2, Duplicate: true}, a, "within the window, a copy is recognised and not stored")
+	require.EqualValues(t, 1, first, "the first message of an empty stream")
+	_, err = s.AppendBatch(ctx, []domain.Message{m3}, 0)
+	require.ErrorIs(t, err, app.ErrConflict, "somebody appended after 0")
+	_, err = s.AppendBatch(ctx, []domain.Message{m1}, 0)
+	require.ErrorIs(t, err, app.ErrConflict, "a stale publisher is refused even for a copy")
+	_, err = s.AppendBatch(ctx, []domain.Message{m2, m3}, 2)
+	require.ErrorIs(t, err, app.ErrConflict, "within the window, a batch holding a copy is refused whole")
 	last, err := s.LastSeq(ctx)
 	require.NoError(t, err)
-	require.EqualValues(t, 2, last)
+	require.EqualValues(t, 2, last, "nothing of a refused batch is stored")
 
 	// A hand-published message is a conflict too, and is read as no
 	// record.
 	_, err = s.js.Publish(ctx, "kontakt.stats.fraga", []byte(`{}`))
 	require.NoError(t, err)
-	m3, err := Encode(rec("B", 3, 1))
-	require.NoError(t, err)
-	_, err = s.Append(ctx, m3, 2)
-	require.ErrorIs(t, err, ErrConflict)
-	var got []int64
-	require.NoError(t, s.Read(ctx, 2, 3, func(m Received) error {
-		got = append(got, m.Version)
+	_, err = s.AppendBatch(ctx, []domain.Message{m3}, 2)
+	require.ErrorIs(t, err, app.ErrConflict)
+	var got []*domain.Record
+	require.NoError(t, s.Read(ctx, 2, 3, func(m app.StoredMessage) error {
+		got = append(got, m.Record)
 		return nil
 	}))
-	require.Equal(t, []int64{0}, got)
-	a, err = s.Append(ctx, m3, 3)
+	require.Equal(t, []*domain.Record{nil}, got)
+	first, err = s.AppendBatch(ctx, []domain.Message{m3}, 3)
 	require.NoError(t, err)
-	require.Equal(t, Appended{Seq: 4}, a)
+	require.EqualValues(t, 4, first)
+	require.NoError(t, s.Read(ctx, 3, 4, func(m app.StoredMessage) error {
+		require.NotNil(t, m.Record)
+		require.Equal(t, int64(3), m.Record.Version)
+		return nil
+	}))
 }
