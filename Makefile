@@ -140,16 +140,29 @@ lint: tools ## buf lint, gofmt, go vet and staticcheck on every module.
 breaking: tools ## Check the API for breaking changes against the previous commit on main.
 	$(BUF) breaking proto --against '.git#branch=main,ref=HEAD~1,subdir=proto'
 
+# The real-browser tests' page is built with these (test/browser,
+# pinned by its lock file).
+BROWSER_NPM := test/browser/node_modules/.bin/esbuild
+
+$(BROWSER_NPM): test/browser/package.json test/browser/package-lock.json
+	cd test/browser && npm ci --no-audit --no-fund --loglevel=error
+	@touch $(BROWSER_NPM)
+
+.PHONY: browser-deps
+browser-deps: $(BROWSER_NPM) ## Install what the real-browser tests need: test/browser's npm packages and Debian's chromium (pinned; root only, else the tests skip saying why).
+	./scripts/install-chromium.sh
+
 # make test runs the race detector over pkg and the services' own
 # packages; test/ drives the real binary (built without it) and stays
-# without.
+# without. Its timeout holds the e2e package, the real-browser tests
+# included, on a loaded 2-core machine.
 RACE_MODULES := $(filter-out test,$(MODULES))
 
 .PHONY: test
 test: BUILD_QUIET := 1
-test: verify-workspace verify-generate lint build $(BIN)/nats-server $(BIN)/grpcurl $(BIN)/nats $(BIN)/jq ## Run every check and test (what CI runs).
+test: verify-workspace verify-generate lint build $(BIN)/nats-server $(BIN)/grpcurl $(BIN)/nats $(BIN)/jq browser-deps ## Run every check and test (what CI runs).
 	for m in $(RACE_MODULES); do (cd $$m && $(GO) test -race -count=1 -timeout 15m ./...) || exit 1; done
-	cd test && $(GO) test -count=1 -timeout 10m ./...
+	cd test && $(GO) test -count=1 -timeout 25m ./...
 	$(MAKE) --no-print-directory fuzz-short
 
 # Fuzz targets as module-dir:package:target.

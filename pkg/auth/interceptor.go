@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -116,10 +117,31 @@ func (i *Interceptor) Stream() grpc.StreamServerInterceptor {
 		if errors.Is(context.Cause(ctx), errStreamTokenExpired) && ss.Context().Err() == nil {
 			i.logger.InfoContext(ctx, "auth: stream ended at its token's expiry",
 				slog.String("method", info.FullMethod), slog.String("subject", p.Subject))
-			return status.Error(codes.Unauthenticated, msgTokenExpired)
+			return tokenExpired()
 		}
 		return err
 	}
+}
+
+// ReasonTokenExpired is the google.rpc.ErrorInfo reason of an answer to a
+// call whose token has expired, so that a UI can renew the token and call
+// again without reading the message; any other Unauthenticated means the
+// token is missing or not kontakt's, and renewing will not help.
+const ReasonTokenExpired = "TOKEN_EXPIRED"
+
+// errorDomain is the ErrorInfo domain of kontakt's reasons.
+const errorDomain = "kontakt"
+
+// tokenExpired is the one answer to a call whose token has expired, when
+// it comes and while a stream runs: the expiry named as expiry, in words
+// and as an ErrorInfo reason. Whether a token has expired is no secret
+// from its holder, who can read its exp claim.
+func tokenExpired() error {
+	st := status.New(codes.Unauthenticated, msgTokenExpired)
+	if withInfo, err := st.WithDetails(&errdetails.ErrorInfo{Reason: ReasonTokenExpired, Domain: errorDomain}); err == nil {
+		return withInfo.Err()
+	}
+	return st.Err()
 }
 
 // errStreamTokenExpired is the cause of a stream context that ended at its
@@ -140,7 +162,7 @@ func (s *principalStream) Context() context.Context { return s.ctx }
 // that does not watch its context still delivers nothing after expiry.
 func (s *principalStream) SendMsg(m any) error {
 	if errors.Is(context.Cause(s.ctx), errStreamTokenExpired) {
-		return status.Error(codes.Unauthenticated, msgTokenExpired)
+		return tokenExpired()
 	}
 	return s.ServerStream.SendMsg(m)
 }
@@ -175,6 +197,9 @@ func (i *Interceptor) authorize(ctx context.Context, method string) (context.Con
 			slog.String("method", method),
 			slog.Bool("expired", errors.Is(err, ErrTokenExpired)),
 			slog.String("reason", truncate(err.Error(), 512)))
+		if errors.Is(err, ErrTokenExpired) {
+			return nil, tokenExpired()
+		}
 		return nil, status.Error(codes.Unauthenticated, msgInvalidToken)
 	}
 	if !p.HasAnyRole(rule.Roles...) {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -145,7 +146,7 @@ func TestInterceptorUnary(t *testing.T) {
 		{name: "token without scheme", policy: agentOrSupervisor, auth: []string{agentTok}, wantCode: codes.Unauthenticated, wantMsg: "missing bearer token"},
 		{name: "two authorization values", policy: agentOrSupervisor, auth: []string{"Bearer " + agentTok, "Bearer " + analystTok}, wantCode: codes.Unauthenticated, wantMsg: "missing bearer token"},
 		{name: "garbage token", policy: agentOrSupervisor, auth: []string{"Bearer garbage"}, wantCode: codes.Unauthenticated, wantMsg: "invalid bearer token", wantLog: "token rejected"},
-		{name: "expired token", policy: agentOrSupervisor, auth: []string{"Bearer " + expiredTok}, wantCode: codes.Unauthenticated, wantMsg: "invalid bearer token", wantLog: "expired=true"},
+		{name: "expired token", policy: agentOrSupervisor, auth: []string{"Bearer " + expiredTok}, wantCode: codes.Unauthenticated, wantMsg: msgTokenExpired, wantLog: "expired=true"},
 		{name: "token from another key", policy: agentOrSupervisor, auth: []string{"Bearer " + foreignTok}, wantCode: codes.Unauthenticated, wantMsg: "invalid bearer token", wantLog: "token rejected"},
 		{name: "wrong role", policy: agentOrSupervisor, auth: []string{"Bearer " + analystTok}, wantCode: codes.PermissionDenied, wantMsg: "requires one of: agent, supervisor", wantLog: "subject=analyst-1"},
 		{name: "no role", policy: agentOrSupervisor, auth: []string{"Bearer " + noRoleTok}, wantCode: codes.PermissionDenied, wantMsg: "requires one of: agent, supervisor"},
@@ -169,6 +170,11 @@ func TestInterceptorUnary(t *testing.T) {
 				require.Nil(t, resp)
 				require.Equal(t, tt.wantMsg, st.Message())
 				require.Zero(t, calls, "a refused call must not reach the handler")
+				if tt.wantMsg == msgTokenExpired {
+					requireReason(t, st, ReasonTokenExpired)
+				} else {
+					require.Empty(t, st.Details(), "only an expired token names a reason")
+				}
 			} else {
 				require.Equal(t, healthpb.HealthCheckResponse_SERVING, resp.GetStatus())
 				require.Equal(t, 1, calls)
@@ -299,6 +305,7 @@ func TestInterceptorStreamEndsAtExpiry(t *testing.T) {
 			st := status.Convert(err)
 			require.Equal(t, codes.Unauthenticated, st.Code(), "status: %v", st)
 			require.Equal(t, msgTokenExpired, st.Message())
+			requireReason(t, st, ReasonTokenExpired)
 			require.False(t, ended.Before(expires), "ended %s before the expiry", expires.Sub(ended))
 			require.Less(t, ended.Sub(later(opened, expires)), 5*time.Second, "ended long after the expiry")
 			require.Contains(t, ts.logs.String(), "stream ended at its token's expiry")
@@ -363,4 +370,17 @@ func TestNewInterceptorPanicsOnMissingParts(t *testing.T) {
 	require.Panics(t, func() { NewInterceptor(nil, StaticPolicy{}, nil) })
 	require.Panics(t, func() { NewInterceptor(k.Verifier(nil), nil, nil) })
 	require.NotPanics(t, func() { NewInterceptor(k.Verifier(nil), StaticPolicy{}, nil) })
+}
+
+// requireReason checks that st carries a google.rpc.ErrorInfo with reason.
+func requireReason(t *testing.T, st *status.Status, reason string) {
+	t.Helper()
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok {
+			require.Equal(t, reason, info.GetReason())
+			require.Equal(t, "kontakt", info.GetDomain())
+			return
+		}
+	}
+	t.Fatalf("no ErrorInfo in %v", st.Details())
 }

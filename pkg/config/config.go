@@ -23,6 +23,7 @@ import (
 
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
 	"github.com/kontakt-se/kontakt/pkg/casenames"
+	"github.com/kontakt-se/kontakt/pkg/server"
 )
 
 // Mode says whether kontakt runs for development or production. The
@@ -52,13 +53,15 @@ type Config struct {
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 	Log             Log           `yaml:"log"`
 	CORS            CORS          `yaml:"cors"`
-	Limits          Limits        `yaml:"limits"`
-	NATS            NATS          `yaml:"nats"`
-	Auth            Auth          `yaml:"auth"`
-	Tracing         Tracing       `yaml:"tracing"`
-	Health          Health        `yaml:"health"`
-	Routing         Routing       `yaml:"routing"`
-	Intake          Intake        `yaml:"intake"`
+	// TLS serves the API port over TLS with this certificate.
+	TLS     TLS     `yaml:"tls"`
+	Limits  Limits  `yaml:"limits"`
+	NATS    NATS    `yaml:"nats"`
+	Auth    Auth    `yaml:"auth"`
+	Tracing Tracing `yaml:"tracing"`
+	Health  Health  `yaml:"health"`
+	Routing Routing `yaml:"routing"`
+	Intake  Intake  `yaml:"intake"`
 	// Categories is the one list of case categories: a case's category
 	// must be one of these codes (intake refuses others), Open311
 	// service codes are categories from it, and routing rules may name
@@ -216,6 +219,18 @@ type Log struct {
 // wildcard default: an agent UI's origin must be named.
 type CORS struct {
 	AllowedOrigins []string `yaml:"allowed_origins"`
+}
+
+// TLS names the certificate the API port is served with. Both empty (the
+// default) serve cleartext, for a TLS proxy in front or a loopback
+// address. Browsers speak HTTP/2 only over TLS, and over HTTP/1.1 they
+// open at most six connections to a host, so a UI that keeps several
+// WatchQueue streams open needs one or the other.
+type TLS struct {
+	// CertFile is the PEM certificate chain, leaf first.
+	CertFile string `yaml:"cert_file"`
+	// KeyFile is the PEM private key of the leaf certificate.
+	KeyFile string `yaml:"key_file"`
 }
 
 // Limits bounds what one request may cost.
@@ -492,8 +507,18 @@ func (c Config) Validate() error {
 	for i, o := range c.CORS.AllowedOrigins {
 		if o == "*" {
 			bad(fmt.Sprintf("cors.allowed_origins[%d]", i), "a wildcard is not allowed: name each origin")
-		} else if !strings.HasPrefix(o, "http://") && !strings.HasPrefix(o, "https://") {
-			bad(fmt.Sprintf("cors.allowed_origins[%d]", i), "must start with http:// or https://, not %q", o)
+		} else if err := server.CheckOrigin(o); err != nil {
+			bad(fmt.Sprintf("cors.allowed_origins[%d]", i), "%s", err)
+		}
+	}
+	switch {
+	case c.TLS.CertFile != "" && c.TLS.KeyFile == "":
+		bad("tls.key_file", "must be set with tls.cert_file")
+	case c.TLS.CertFile == "" && c.TLS.KeyFile != "":
+		bad("tls.cert_file", "must be set with tls.key_file")
+	case c.TLS.CertFile != "":
+		if err := server.CheckCertificate(c.TLS.CertFile, c.TLS.KeyFile); err != nil {
+			bad("tls.cert_file", "%s", err)
 		}
 	}
 	if c.Limits.MaxRequestBytes < 1024 || c.Limits.MaxRequestBytes > 64<<20 {

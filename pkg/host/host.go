@@ -264,6 +264,7 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger, lookupEnv
 		ListenAddr:      cfg.Listen,
 		MetricsAddr:     cfg.MetricsListen,
 		AllowedOrigins:  cfg.CORS.AllowedOrigins,
+		TLS:             server.TLSConfig{CertFile: cfg.TLS.CertFile, KeyFile: cfg.TLS.KeyFile},
 		MaxRequestBytes: cfg.Limits.MaxRequestBytes,
 		ShutdownTimeout: cfg.ShutdownTimeout,
 		Tracing: server.TracingConfig{

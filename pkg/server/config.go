@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"net"
-	"strings"
 	"time"
 )
 
@@ -53,9 +52,21 @@ type Config struct {
 	// DefaultShutdownTimeout.
 	ShutdownTimeout time.Duration
 
+	// TLS serves the API port over TLS (HTTP/2 and HTTP/1.1 by ALPN)
+	// when its files are set; else the port speaks cleartext.
+	TLS TLSConfig
+
 	// Tracing configures OpenTelemetry export. Tracing is off unless
 	// Tracing.OTLPEndpoint is set.
 	Tracing TracingConfig
+}
+
+// TLSConfig names the API port's certificate. Both empty: cleartext.
+type TLSConfig struct {
+	// CertFile is the PEM certificate chain, leaf first.
+	CertFile string
+	// KeyFile is the PEM private key of the leaf.
+	KeyFile string
 }
 
 // TracingConfig says where spans go. It is separate from Config so that an
@@ -119,11 +130,15 @@ func (c Config) withDefaults() (Config, error) {
 		errs = append(errs, fmt.Errorf("shutdown timeout %s: must not be negative", c.ShutdownTimeout))
 	}
 	for _, o := range c.AllowedOrigins {
-		switch {
-		case strings.TrimSpace(o) == "*":
-			errs = append(errs, errors.New(`allowed origins: "*" would let every web page call the API; list the origins instead`))
-		case strings.TrimSpace(o) == "":
-			errs = append(errs, errors.New("allowed origins: empty origin"))
+		if err := CheckOrigin(o); err != nil {
+			errs = append(errs, fmt.Errorf("allowed origins: %w", err))
+		}
+	}
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		errs = append(errs, errors.New("TLS: give both the certificate and the key file, or neither"))
+	} else if c.TLS.CertFile != "" {
+		if err := CheckCertificate(c.TLS.CertFile, c.TLS.KeyFile); err != nil {
+			errs = append(errs, fmt.Errorf("TLS: %w", err))
 		}
 	}
 	if len(errs) > 0 {

@@ -3,6 +3,8 @@ package server
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,6 +21,7 @@ import (
 	"google.golang.org/genproto/googleapis/api/annotations"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	testpb "google.golang.org/grpc/interop/grpc_testing"
@@ -244,6 +247,9 @@ type testServer struct {
 	baseURL string
 	logs    *syncBuffer
 	svc     *testService
+	// roots trust the server's certificate when it serves TLS; nil for
+	// cleartext.
+	roots *x509.CertPool
 
 	cancel   context.CancelFunc
 	done     chan error
@@ -276,10 +282,20 @@ func startServerWithTables(t *testing.T, cfg Config, tables map[string][]ErrorMa
 	require.NoError(t, srv.Listen())
 
 	ctx, cancel := context.WithCancel(context.Background())
+	scheme := "http://"
+	var roots *x509.CertPool
+	if cfg.TLS.CertFile != "" {
+		scheme = "https://"
+		pem, err := os.ReadFile(cfg.TLS.CertFile)
+		require.NoError(t, err)
+		roots = x509.NewCertPool()
+		require.True(t, roots.AppendCertsFromPEM(pem))
+	}
 	ts := &testServer{
 		srv:     srv,
 		addr:    srv.Addr().String(),
-		baseURL: "http://" + srv.Addr().String(),
+		baseURL: scheme + srv.Addr().String(),
+		roots:   roots,
 		logs:    logs,
 		svc:     svc,
 		cancel:  cancel,
@@ -291,7 +307,7 @@ func startServerWithTables(t *testing.T, cfg Config, tables map[string][]ErrorMa
 	})
 
 	// Run marks the server SERVING once it is serving.
-	health := healthpb.NewHealthClient(grpcConn(t, ts.addr))
+	health := healthpb.NewHealthClient(ts.grpcConn(t))
 	require.Eventually(t, func() bool {
 		resp, err := health.Check(context.Background(), &healthpb.HealthCheckRequest{})
 		return err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING
@@ -316,6 +332,18 @@ func (ts *testServer) stop() error {
 func grpcConn(t *testing.T, addr string) *grpc.ClientConn {
 	t.Helper()
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn
+}
+
+// grpcConn is a native gRPC connection to ts, over TLS when it serves it.
+func (ts *testServer) grpcConn(t *testing.T) *grpc.ClientConn {
+	t.Helper()
+	if ts.roots == nil {
+		return grpcConn(t, ts.addr)
+	}
+	conn, err := grpc.NewClient(ts.addr, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: ts.roots})))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = conn.Close() })
 	return conn

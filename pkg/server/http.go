@@ -60,14 +60,46 @@ func (s *Server) newHTTPHandler(routes []httpRoute) (h http.Handler, err error) 
 	return s.corsHandler().Handler(root), nil
 }
 
+// corsRequestHeaders are the request headers a page may send besides
+// Connect's own list (connectrpc.com/cors, which has what connect-web
+// sends: Content-Type, Connect-Protocol-Version, Connect-Timeout-Ms,
+// Grpc-Timeout, X-Grpc-Web, X-User-Agent). A header missing here fails
+// the preflight, and the browser then sends nothing at all.
+var corsRequestHeaders = []string{
+	"Authorization",
+	// An e-service form or Open311 post that chooses its own
+	// idempotency key (docs/api.md).
+	"Idempotency-Key",
+	// Compression a client may negotiate in either RPC protocol.
+	"Connect-Content-Encoding",
+	"Connect-Accept-Encoding",
+	"Grpc-Encoding",
+	"Grpc-Accept-Encoding",
+}
+
+// corsResponseHeaders are the response headers a page may read besides
+// Connect's list (the gRPC-web status headers). A browser hides every
+// other header from the page, so what docs/api.md promises a client
+// (Idempotent-Replayed, Retry-After) and what the Connect protocol
+// answers with must be listed here.
+var corsResponseHeaders = []string{
+	"Idempotent-Replayed",
+	"Retry-After",
+	"Connect-Content-Encoding",
+	"Connect-Accept-Encoding",
+	"Grpc-Encoding",
+	"Grpc-Accept-Encoding",
+	"Content-Encoding",
+}
+
 // corsHandler answers preflights and adds CORS headers for allow-listed
 // origins only. rs/cors treats an empty list as "allow all", so an empty
 // allow-list is expressed as a function that refuses every origin.
 func (s *Server) corsHandler() *cors.Cors {
 	opts := cors.Options{
 		AllowedMethods: connectcors.AllowedMethods(),
-		AllowedHeaders: append(connectcors.AllowedHeaders(), "Authorization"),
-		ExposedHeaders: connectcors.ExposedHeaders(),
+		AllowedHeaders: append(connectcors.AllowedHeaders(), corsRequestHeaders...),
+		ExposedHeaders: append(connectcors.ExposedHeaders(), corsResponseHeaders...),
 		MaxAge:         int(corsMaxAge / time.Second),
 	}
 	if len(s.cfg.AllowedOrigins) == 0 {
@@ -139,10 +171,15 @@ func isNativeGRPCContentType(ct string) bool {
 // refuses a declared length over the limit with 413 before reading.
 func limitBody(h http.Handler, limit int64) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		raw := r.Body
 		if r.ContentLength > limit {
+			discardUnread(r, raw, limit)
 			http.Error(w, "request body too large", http.StatusRequestEntityTooLarge)
 			return
 		}
+		// The handler's answer is still buffered when it returns; what
+		// it left unread of the body is read first (discardUnread).
+		defer discardUnread(r, raw, limit)
 		body, status := decodedBody(r, limit)
 		if status != 0 {
 			http.Error(w, "unsupported Content-Encoding; send gzip or none", status)
@@ -163,8 +200,10 @@ func limitBody(h http.Handler, limit int64) http.Handler {
 const headerTimeout = 10 * time.Second
 
 // newHTTPServer returns the http.Server for one listener. HTTP/1.1 serves
-// browsers and forms; cleartext HTTP/2 (prior knowledge) serves gRPC clients
-// and grpcurl. TLS is terminated in front of the service.
+// browsers and forms; HTTP/2 with prior knowledge serves gRPC clients and
+// grpcurl on a cleartext port, and browsers too when the port serves TLS:
+// the listener has decrypted the connection already (tls.go), so the
+// server meets the same bytes either way.
 func newHTTPServer(h http.Handler, logger *slog.Logger) *http.Server {
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)

@@ -119,7 +119,7 @@ func unaryErrorMapping(tables func(method string) []ErrorMapping, logger *slog.L
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		resp, err := handler(ctx, req)
 		if err != nil {
-			return nil, ToStatus(err, tables(info.FullMethod), logger.With(slog.String("grpc.method", info.FullMethod)))
+			return nil, withJSONFieldPaths(ctx, info.FullMethod, ToStatus(err, tables(info.FullMethod), logger.With(slog.String("grpc.method", info.FullMethod))))
 		}
 		return resp, nil
 	}
@@ -129,7 +129,7 @@ func unaryErrorMapping(tables func(method string) []ErrorMapping, logger *slog.L
 func streamErrorMapping(tables func(method string) []ErrorMapping, logger *slog.Logger) grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		if err := handler(srv, ss); err != nil {
-			return ToStatus(err, tables(info.FullMethod), logger.With(slog.String("grpc.method", info.FullMethod)))
+			return withJSONFieldPaths(ss.Context(), info.FullMethod, ToStatus(err, tables(info.FullMethod), logger.With(slog.String("grpc.method", info.FullMethod))))
 		}
 		return nil
 	}

@@ -23,6 +23,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -75,6 +76,7 @@ type Server struct {
 	grpcMetrics *grpcprom.ServerMetrics
 	tracer      *sdktrace.TracerProvider // nil when tracing is off
 	stopping    chan struct{}            // closed when shutdown begins
+	tls         *tls.Config              // nil: the API port speaks cleartext
 	handler     http.Handler             // everything served on the API port
 	rpc         http.Handler             // the transcoder; set by Run before serving
 	// services are the registered gRPC services; set by Run before
@@ -136,6 +138,12 @@ func New(cfg Config, logger *slog.Logger, opts ...Option) (*Server, error) {
 	} {
 		if err := s.registry.Register(c); err != nil {
 			return nil, fmt.Errorf("server: register metrics: %w", err)
+		}
+	}
+
+	if cfg.TLS.CertFile != "" {
+		if s.tls, err = newTLSConfig(cfg.TLS, logger); err != nil {
+			return nil, err
 		}
 	}
 
@@ -398,7 +406,13 @@ func (s *Server) Run(ctx context.Context) error {
 	// The port is split by connection (see split.go): native gRPC goes to
 	// grpc-go's own transport, everything else to the HTTP server.
 	errc := make(chan error, 4)
-	split := newSplitter(ln, headerTimeout, s.logger)
+	apiLn := ln
+	if s.tls != nil {
+		// Decrypted here, the connections look to the splitter and
+		// both servers as they do on a cleartext port (tls.go).
+		apiLn = tls.NewListener(ln, s.tls)
+	}
+	split := newSplitter(apiLn, headerTimeout, s.logger)
 	split.counted = func(native bool) {
 		transport := "http"
 		if native {
@@ -425,7 +439,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	attrs := []any{slog.String("addr", ln.Addr().String())}
+	attrs := []any{slog.String("addr", ln.Addr().String()), slog.Bool("tls", s.tls != nil)}
 	if metricsLn != nil {
 		attrs = append(attrs, slog.String("metrics_addr", metricsLn.Addr().String()))
 	}

@@ -181,7 +181,7 @@ func TestCORS(t *testing.T) {
 			req.Header.Set("Access-Control-Request-Method", "POST")
 			// Browsers send the names lower-cased and sorted (Fetch standard);
 			// rs/cors refuses any other form.
-			req.Header.Set("Access-Control-Request-Headers", "authorization,content-type,x-grpc-web")
+			req.Header.Set("Access-Control-Request-Headers", "authorization,connect-protocol-version,connect-timeout-ms,content-type,grpc-timeout,idempotency-key,x-grpc-web,x-user-agent")
 			resp, err := httpClient(t, false).Do(req)
 			require.NoError(t, err)
 			_ = resp.Body.Close()
@@ -196,7 +196,7 @@ func TestCORS(t *testing.T) {
 			require.Equal(t, tt.origin, resp.Header.Get("Access-Control-Allow-Origin"))
 			require.Contains(t, resp.Header.Get("Access-Control-Allow-Methods"), "POST")
 			allowHeaders := strings.ToLower(resp.Header.Get("Access-Control-Allow-Headers"))
-			for _, h := range []string{"content-type", "x-grpc-web", "authorization"} {
+			for _, h := range []string{"content-type", "x-grpc-web", "authorization", "idempotency-key", "connect-protocol-version", "connect-timeout-ms", "grpc-timeout", "x-user-agent"} {
 				require.Contains(t, allowHeaders, h)
 			}
 			require.Equal(t, "7200", resp.Header.Get("Access-Control-Max-Age"))
@@ -213,7 +213,10 @@ func TestCORS(t *testing.T) {
 				return
 			}
 			require.Equal(t, tt.origin, resp.Header().Get("Access-Control-Allow-Origin"))
-			require.Contains(t, resp.Header().Get("Access-Control-Expose-Headers"), "Grpc-Status")
+			exposed := resp.Header().Get("Access-Control-Expose-Headers")
+			for _, h := range []string{"Grpc-Status", "Grpc-Message", "Grpc-Status-Details-Bin", "Idempotent-Replayed", "Retry-After", "Connect-Content-Encoding"} {
+				require.Contains(t, exposed, h)
+			}
 		})
 	}
 }
@@ -704,6 +707,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		want string
 	}{
 		{name: "wildcard origin", cfg: Config{AllowedOrigins: []string{"*"}}, want: `"*" would let every web page`},
+		{name: "origin with a trailing slash", cfg: Config{AllowedOrigins: []string{"http://localhost:5173/"}}, want: `a browser sends its origin as "http://localhost:5173"`},
 		{name: "bad listen address", cfg: Config{ListenAddr: "8080"}, want: `listen address "8080"`},
 		{name: "negative size", cfg: Config{MaxRequestBytes: -1}, want: "max request bytes -1"},
 		{name: "route on /", opts: []Option{WithHTTPHandler("/", h)}, want: "HTTP route"},

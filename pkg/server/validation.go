@@ -19,8 +19,9 @@ type SelfValidating interface {
 }
 
 // Violations runs the protovalidate rules of msg and returns the broken
-// ones as field violations (nil when msg is valid). A rule that cannot be
-// evaluated is returned as an error.
+// ones as field violations (nil when msg is valid), each described in
+// words fit for a UI (plainMessage). A rule that cannot be evaluated is
+// returned as an error.
 func Violations(v protovalidate.Validator, msg proto.Message) ([]FieldViolation, error) {
 	err := v.Validate(msg)
 	if err == nil {
@@ -34,7 +35,7 @@ func Violations(v protovalidate.Validator, msg proto.Message) ([]FieldViolation,
 	for _, viol := range ve.Violations {
 		out = append(out, FieldViolation{
 			Field:       protovalidate.FieldPathString(viol.Proto.GetField()),
-			Description: viol.Proto.GetMessage(),
+			Description: plainMessage(viol),
 		})
 	}
 	return out, nil

@@ -68,7 +68,7 @@ func TestEdgeClientMistakesAre4xx(t *testing.T) {
 			get := k.edgeDo(t, client, edgeCall{method: http.MethodGet, path: "/v1/cases/" + url.PathEscape(id) + "?purpose=test",
 				header: edgeHeader("Authorization", "Bearer "+sup)})
 			require.Equal(t, http.StatusBadRequest, get.status, "GET %q: %s", id, get.body)
-			require.Contains(t, string(get.body), "case_id", "the answer names the field")
+			require.Contains(t, string(get.body), `"caseId"`, "the answer names the field, in JSON by its JSON name")
 			claim := k.edgeDo(t, client, edgeCall{method: http.MethodPost, path: "/v1/cases/" + url.PathEscape(id) + ":claim",
 				header: edgeHeader("Authorization", "Bearer "+sup, "Content-Type", "application/json"), body: []byte(`{}`)})
 			require.Equal(t, http.StatusBadRequest, claim.status, "claim %q: %s", id, claim.body)

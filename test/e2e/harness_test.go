@@ -6,7 +6,15 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -21,6 +29,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
@@ -92,9 +101,11 @@ type Kontakt struct {
 	NATSAddr string
 	DataDir  string
 	Config   string
-	cmd      *exec.Cmd
-	stderr   *syncBuffer
-	done     chan error
+	// Roots trust the API port's certificate when Options.TLS is set.
+	Roots  *x509.CertPool
+	cmd    *exec.Cmd
+	stderr *syncBuffer
+	done   chan error
 }
 
 type syncBuffer struct {
@@ -124,6 +135,9 @@ type Options struct {
 	// EmbeddedNATS makes the embedded NATS server listen for clients on
 	// a free port (Kontakt.NATSAddr), for tests that inspect the store.
 	EmbeddedNATS bool
+	// TLS serves the API port over TLS with a certificate made for the
+	// test (Kontakt.Roots trusts it; Dial uses it).
+	TLS bool
 }
 
 // startAttempts is how often a binary is started on fresh ports. A port
@@ -174,6 +188,11 @@ func start(t *testing.T, dataDir string, opts Options) (*Kontakt, error) {
 	if opts.EmbeddedNATS {
 		k.NATSAddr = freeAddr(t)
 		extra += "nats:\n  embedded_listen: " + k.NATSAddr + "\n"
+	}
+	if opts.TLS {
+		certFile, keyFile, roots := writeTestCert(t, t.TempDir())
+		k.Roots = roots
+		extra += fmt.Sprintf("tls:\n  cert_file: %s\n  key_file: %s\n", certFile, keyFile)
 	}
 	k.Config = filepath.Join(t.TempDir(), "kontakt.yaml")
 	cfg := fmt.Sprintf("data_dir: %s\nlisten: %s\nmetrics_listen: %s\nshutdown_timeout: 5s\n%s", dataDir, k.Addr, k.Metrics, extra)
@@ -228,10 +247,44 @@ func (k *Kontakt) waitServing(t *testing.T) error {
 // Dial opens a grpc-go client connection to the server.
 func (k *Kontakt) Dial(t *testing.T) *grpc.ClientConn {
 	t.Helper()
-	conn, err := grpc.NewClient(k.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds := insecure.NewCredentials()
+	if k.Roots != nil {
+		creds = credentials.NewTLS(&tls.Config{RootCAs: k.Roots})
+	}
+	conn, err := grpc.NewClient(k.Addr, grpc.WithTransportCredentials(creds))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = conn.Close() })
 	return conn
+}
+
+// writeTestCert writes a self-signed certificate for 127.0.0.1 and its
+// key into dir, and returns a pool that trusts it.
+func writeTestCert(t *testing.T, dir string) (certFile, keyFile string, roots *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(time.Now().UnixNano()),
+		Subject:               pkix.Name{CommonName: "kontakt e2e"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	require.NoError(t, err)
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	require.NoError(t, err)
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	require.NoError(t, os.WriteFile(certFile, certPEM, 0o600))
+	require.NoError(t, os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600))
+	roots = x509.NewCertPool()
+	require.True(t, roots.AppendCertsFromPEM(certPEM))
+	return certFile, keyFile, roots
 }
 
 // NATSCredentialsDir is where the binary keeps the keys of its embedded

@@ -287,7 +287,7 @@ func TestIdentityNumbersAsSkatteverketWritesThem(t *testing.T) {
 
 		a := ie.register(t, overREST, agent, &intakev1.RegisterCaseRequest{Case: fragaInput("Noll", &intakev1.Contact{Phone: "0701234567", IdentityNumber: zero})})
 		require.Equal(t, http.StatusBadRequest, a.HTTPStatus, "%s", a.Body)
-		require.Equal(t, []string{"case.contact.identity_number"}, a.fields())
+		require.Equal(t, []string{"case.contact.identityNumber"}, a.fields(), "REST names the field in JSON")
 		require.NotContains(t, string(a.Body), "0916")
 
 		dctx, dcancel := withToken(dpo)

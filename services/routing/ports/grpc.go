@@ -158,7 +158,7 @@ func (s *Server) WatchQueue(req *routingv1.WatchQueueRequest, stream grpc.Server
 	// Tell the client the stream is open, so it knows that every change
 	// from now on will arrive. A message, not only headers: gRPC-web
 	// proxies and transcoders may hold headers back until the first one.
-	if err := stream.Send(&routingv1.WatchQueueResponse{Change: "watching", At: timestamppb.Now()}); err != nil {
+	if err := stream.Send(&routingv1.WatchQueueResponse{Change: changeWatching, Kind: routingv1.QueueChange_QUEUE_CHANGE_WATCHING, At: timestamppb.Now()}); err != nil {
 		return err
 	}
 	for {
@@ -181,10 +181,11 @@ func (s *Server) WatchQueue(req *routingv1.WatchQueueRequest, stream grpc.Server
 			}
 			kind := c.Kind
 			if c.PreviousQueue == req.GetQueue() && c.Queue != req.GetQueue() {
-				kind = "left"
+				kind = changeLeft
 			}
 			msg := &routingv1.WatchQueueResponse{
 				Change: kind,
+				Kind:   queueChanges[kind],
 				Case:   s.queries.Summary(ctx, c.Row, true),
 				At:     timestamppb.New(c.At),
 			}
@@ -193,6 +194,34 @@ func (s *Server) WatchQueue(req *routingv1.WatchQueueRequest, stream grpc.Server
 			}
 		}
 	}
+}
+
+// The two change texts WatchQueue sends that are no event's.
+const (
+	changeWatching = "watching"
+	changeLeft     = "left"
+)
+
+// queueChanges gives each change text its WatchQueueResponse.kind; a
+// text missing here goes out as QUEUE_CHANGE_UNSPECIFIED, which clients
+// take as "the case changed" (TestQueueChangesAreAllNamed keeps it whole).
+var queueChanges = map[string]routingv1.QueueChange{
+	changeWatching:       routingv1.QueueChange_QUEUE_CHANGE_WATCHING,
+	app.ChangeRegistered: routingv1.QueueChange_QUEUE_CHANGE_REGISTERED,
+	app.ChangeRouted:     routingv1.QueueChange_QUEUE_CHANGE_ROUTED,
+	app.ChangeAssigned:   routingv1.QueueChange_QUEUE_CHANGE_ASSIGNED,
+	app.ChangeReleased:   routingv1.QueueChange_QUEUE_CHANGE_RELEASED,
+	app.ChangeMoved:      routingv1.QueueChange_QUEUE_CHANGE_MOVED,
+	app.ChangeForwarded:  routingv1.QueueChange_QUEUE_CHANGE_FORWARDED,
+	app.ChangeAnswered:   routingv1.QueueChange_QUEUE_CHANGE_ANSWERED,
+	app.ChangeNoted:      routingv1.QueueChange_QUEUE_CHANGE_NOTED,
+	app.ChangeClosed:     routingv1.QueueChange_QUEUE_CHANGE_CLOSED,
+	app.ChangeReopened:   routingv1.QueueChange_QUEUE_CHANGE_REOPENED,
+	app.ChangeRedacted:   routingv1.QueueChange_QUEUE_CHANGE_REDACTED,
+	app.ChangeRectified:  routingv1.QueueChange_QUEUE_CHANGE_RECTIFIED,
+	app.ChangeHeld:       routingv1.QueueChange_QUEUE_CHANGE_HELD,
+	app.ChangeDeleted:    routingv1.QueueChange_QUEUE_CHANGE_DELETED,
+	changeLeft:           routingv1.QueueChange_QUEUE_CHANGE_LEFT,
 }
 
 // mayWatch refuses a caller who may not see queue, by the queues as they

@@ -78,6 +78,102 @@ func (QueueOrder) EnumDescriptor() ([]byte, []int) {
 	return file_kontakt_routing_v1_routing_proto_rawDescGZIP(), []int{0}
 }
 
+// QueueChange is what happened to a case in a watched queue
+// (WatchQueueResponse.kind); each value is one `change` text.
+type QueueChange int32
+
+const (
+	QueueChange_QUEUE_CHANGE_UNSPECIFIED QueueChange = 0
+	// The stream is open: every change from now on will arrive.
+	QueueChange_QUEUE_CHANGE_WATCHING   QueueChange = 1
+	QueueChange_QUEUE_CHANGE_REGISTERED QueueChange = 2
+	QueueChange_QUEUE_CHANGE_ROUTED     QueueChange = 3
+	QueueChange_QUEUE_CHANGE_ASSIGNED   QueueChange = 4
+	QueueChange_QUEUE_CHANGE_RELEASED   QueueChange = 5
+	QueueChange_QUEUE_CHANGE_MOVED      QueueChange = 6
+	QueueChange_QUEUE_CHANGE_FORWARDED  QueueChange = 7
+	QueueChange_QUEUE_CHANGE_ANSWERED   QueueChange = 8
+	QueueChange_QUEUE_CHANGE_NOTED      QueueChange = 9
+	QueueChange_QUEUE_CHANGE_CLOSED     QueueChange = 10
+	QueueChange_QUEUE_CHANGE_REOPENED   QueueChange = 11
+	QueueChange_QUEUE_CHANGE_REDACTED   QueueChange = 12
+	QueueChange_QUEUE_CHANGE_RECTIFIED  QueueChange = 13
+	// A hold was placed or released (GetCase tells which: CaseView.on_hold).
+	QueueChange_QUEUE_CHANGE_HELD    QueueChange = 14
+	QueueChange_QUEUE_CHANGE_DELETED QueueChange = 15
+	// The case moved to another queue and is no longer in this one.
+	QueueChange_QUEUE_CHANGE_LEFT QueueChange = 16
+)
+
+// Enum value maps for QueueChange.
+var (
+	QueueChange_name = map[int32]string{
+		0:  "QUEUE_CHANGE_UNSPECIFIED",
+		1:  "QUEUE_CHANGE_WATCHING",
+		2:  "QUEUE_CHANGE_REGISTERED",
+		3:  "QUEUE_CHANGE_ROUTED",
+		4:  "QUEUE_CHANGE_ASSIGNED",
+		5:  "QUEUE_CHANGE_RELEASED",
+		6:  "QUEUE_CHANGE_MOVED",
+		7:  "QUEUE_CHANGE_FORWARDED",
+		8:  "QUEUE_CHANGE_ANSWERED",
+		9:  "QUEUE_CHANGE_NOTED",
+		10: "QUEUE_CHANGE_CLOSED",
+		11: "QUEUE_CHANGE_REOPENED",
+		12: "QUEUE_CHANGE_REDACTED",
+		13: "QUEUE_CHANGE_RECTIFIED",
+		14: "QUEUE_CHANGE_HELD",
+		15: "QUEUE_CHANGE_DELETED",
+		16: "QUEUE_CHANGE_LEFT",
+	}
+	QueueChange_value = map[string]int32{
+		"QUEUE_CHANGE_UNSPECIFIED": 0,
+		"QUEUE_CHANGE_WATCHING":    1,
+		"QUEUE_CHANGE_REGISTERED":  2,
+		"QUEUE_CHANGE_ROUTED":      3,
+		"QUEUE_CHANGE_ASSIGNED":    4,
+		"QUEUE_CHANGE_RELEASED":    5,
+		"QUEUE_CHANGE_MOVED":       6,
+		"QUEUE_CHANGE_FORWARDED":   7,
+		"QUEUE_CHANGE_ANSWERED":    8,
+		"QUEUE_CHANGE_NOTED":       9,
+		"QUEUE_CHANGE_CLOSED":      10,
+		"QUEUE_CHANGE_REOPENED":    11,
+		"QUEUE_CHANGE_REDACTED":    12,
+		"QUEUE_CHANGE_RECTIFIED":   13,
+		"QUEUE_CHANGE_HELD":        14,
+		"QUEUE_CHANGE_DELETED":     15,
+		"QUEUE_CHANGE_LEFT":        16,
+	}
+)
+
+func (x QueueChange) Enum() *QueueChange {
+	p := new(QueueChange)
+	*p = x
+	return p
+}
+
+func (x QueueChange) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (QueueChange) Descriptor() protoreflect.EnumDescriptor {
+	return file_kontakt_routing_v1_routing_proto_enumTypes[1].Descriptor()
+}
+
+func (QueueChange) Type() protoreflect.EnumType {
+	return &file_kontakt_routing_v1_routing_proto_enumTypes[1]
+}
+
+func (x QueueChange) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use QueueChange.Descriptor instead.
+func (QueueChange) EnumDescriptor() ([]byte, []int) {
+	return file_kontakt_routing_v1_routing_proto_rawDescGZIP(), []int{1}
+}
+
 // Queue is a work queue with its load.
 type Queue struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -595,13 +691,18 @@ func (x *WatchQueueRequest) GetQueue() string {
 // WatchQueueResponse is one change in the queue.
 type WatchQueueResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// What happened: "watching" (the first message), "registered",
+	// What happened, as text: "watching" (the first message), "registered",
 	// "routed", "assigned", "released", "moved", "forwarded", "answered",
 	// "noted", "closed", "reopened", "redacted", "rectified", "held",
-	// "deleted", or "left" when the case moved to another queue.
-	Change        string                 `protobuf:"bytes,1,opt,name=change,proto3" json:"change,omitempty"`
-	Case          *CaseSummary           `protobuf:"bytes,2,opt,name=case,proto3" json:"case,omitempty"`
-	At            *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=at,proto3" json:"at,omitempty"`
+	// "deleted", or "left" when the case moved to another queue. Kept for
+	// existing clients; new clients read `kind`, which says the same.
+	Change string                 `protobuf:"bytes,1,opt,name=change,proto3" json:"change,omitempty"`
+	Case   *CaseSummary           `protobuf:"bytes,2,opt,name=case,proto3" json:"case,omitempty"`
+	At     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=at,proto3" json:"at,omitempty"`
+	// What happened, as an enum a client can switch over. A value a client
+	// does not know yet (a later version may add kinds) is best treated as
+	// "the case changed": show `case` as it now is.
+	Kind          QueueChange `protobuf:"varint,4,opt,name=kind,proto3,enum=kontakt.routing.v1.QueueChange" json:"kind,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -655,6 +756,13 @@ func (x *WatchQueueResponse) GetAt() *timestamppb.Timestamp {
 		return x.At
 	}
 	return nil
+}
+
+func (x *WatchQueueResponse) GetKind() QueueChange {
+	if x != nil {
+		return x.Kind
+	}
+	return QueueChange_QUEUE_CHANGE_UNSPECIFIED
 }
 
 // GetCaseRequest reads one case.
@@ -2397,11 +2505,12 @@ const file_kontakt_routing_v1_routing_proto_rawDesc = "" +
 	"\x05cases\x18\x01 \x03(\v2\x1f.kontakt.routing.v1.CaseSummaryR\x05cases\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"4\n" +
 	"\x11WatchQueueRequest\x12\x1f\n" +
-	"\x05queue\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x05queue\"\x8d\x01\n" +
+	"\x05queue\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x05queue\"\xc2\x01\n" +
 	"\x12WatchQueueResponse\x12\x16\n" +
 	"\x06change\x18\x01 \x01(\tR\x06change\x123\n" +
 	"\x04case\x18\x02 \x01(\v2\x1f.kontakt.routing.v1.CaseSummaryR\x04case\x12*\n" +
-	"\x02at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"\x94\x01\n" +
+	"\x02at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x123\n" +
+	"\x04kind\x18\x04 \x01(\x0e2\x1f.kontakt.routing.v1.QueueChangeR\x04kind\"\x94\x01\n" +
 	"\x0eGetCaseRequest\x12^\n" +
 	"\acase_id\x18\x01 \x01(\tBE\xbaHBr@2>^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$R\x06caseId\x12\"\n" +
 	"\apurpose\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\apurpose\"\xcc\x02\n" +
@@ -2513,7 +2622,26 @@ const file_kontakt_routing_v1_routing_proto_rawDesc = "" +
 	"QueueOrder\x12\x1b\n" +
 	"\x17QUEUE_ORDER_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fQUEUE_ORDER_AGE\x10\x01\x12\x13\n" +
-	"\x0fQUEUE_ORDER_DUE\x10\x022\xf6\x0f\n" +
+	"\x0fQUEUE_ORDER_DUE\x10\x02*\xcc\x03\n" +
+	"\vQueueChange\x12\x1c\n" +
+	"\x18QUEUE_CHANGE_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15QUEUE_CHANGE_WATCHING\x10\x01\x12\x1b\n" +
+	"\x17QUEUE_CHANGE_REGISTERED\x10\x02\x12\x17\n" +
+	"\x13QUEUE_CHANGE_ROUTED\x10\x03\x12\x19\n" +
+	"\x15QUEUE_CHANGE_ASSIGNED\x10\x04\x12\x19\n" +
+	"\x15QUEUE_CHANGE_RELEASED\x10\x05\x12\x16\n" +
+	"\x12QUEUE_CHANGE_MOVED\x10\x06\x12\x1a\n" +
+	"\x16QUEUE_CHANGE_FORWARDED\x10\a\x12\x19\n" +
+	"\x15QUEUE_CHANGE_ANSWERED\x10\b\x12\x16\n" +
+	"\x12QUEUE_CHANGE_NOTED\x10\t\x12\x17\n" +
+	"\x13QUEUE_CHANGE_CLOSED\x10\n" +
+	"\x12\x19\n" +
+	"\x15QUEUE_CHANGE_REOPENED\x10\v\x12\x19\n" +
+	"\x15QUEUE_CHANGE_REDACTED\x10\f\x12\x1a\n" +
+	"\x16QUEUE_CHANGE_RECTIFIED\x10\r\x12\x15\n" +
+	"\x11QUEUE_CHANGE_HELD\x10\x0e\x12\x18\n" +
+	"\x14QUEUE_CHANGE_DELETED\x10\x0f\x12\x15\n" +
+	"\x11QUEUE_CHANGE_LEFT\x10\x102\xf6\x0f\n" +
 	"\x0eRoutingService\x12x\n" +
 	"\n" +
 	"ListQueues\x12%.kontakt.routing.v1.ListQueuesRequest\x1a&.kontakt.routing.v1.ListQueuesResponse\"\x1b\xc2\xf3\x18\x05\n" +
@@ -2564,130 +2692,132 @@ func file_kontakt_routing_v1_routing_proto_rawDescGZIP() []byte {
 	return file_kontakt_routing_v1_routing_proto_rawDescData
 }
 
-var file_kontakt_routing_v1_routing_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_kontakt_routing_v1_routing_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
 var file_kontakt_routing_v1_routing_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_kontakt_routing_v1_routing_proto_goTypes = []any{
 	(QueueOrder)(0),                // 0: kontakt.routing.v1.QueueOrder
-	(*Queue)(nil),                  // 1: kontakt.routing.v1.Queue
-	(*ListQueuesRequest)(nil),      // 2: kontakt.routing.v1.ListQueuesRequest
-	(*ListQueuesResponse)(nil),     // 3: kontakt.routing.v1.ListQueuesResponse
-	(*CaseSummary)(nil),            // 4: kontakt.routing.v1.CaseSummary
-	(*ListQueueCasesRequest)(nil),  // 5: kontakt.routing.v1.ListQueueCasesRequest
-	(*ListQueueCasesResponse)(nil), // 6: kontakt.routing.v1.ListQueueCasesResponse
-	(*WatchQueueRequest)(nil),      // 7: kontakt.routing.v1.WatchQueueRequest
-	(*WatchQueueResponse)(nil),     // 8: kontakt.routing.v1.WatchQueueResponse
-	(*GetCaseRequest)(nil),         // 9: kontakt.routing.v1.GetCaseRequest
-	(*PersonalDataView)(nil),       // 10: kontakt.routing.v1.PersonalDataView
-	(*CaseEntry)(nil),              // 11: kontakt.routing.v1.CaseEntry
-	(*CaseView)(nil),               // 12: kontakt.routing.v1.CaseView
-	(*GetCaseResponse)(nil),        // 13: kontakt.routing.v1.GetCaseResponse
-	(*FindCasesRequest)(nil),       // 14: kontakt.routing.v1.FindCasesRequest
-	(*FindCasesResponse)(nil),      // 15: kontakt.routing.v1.FindCasesResponse
-	(*ClaimCaseRequest)(nil),       // 16: kontakt.routing.v1.ClaimCaseRequest
-	(*ClaimCaseResponse)(nil),      // 17: kontakt.routing.v1.ClaimCaseResponse
-	(*ReleaseCaseRequest)(nil),     // 18: kontakt.routing.v1.ReleaseCaseRequest
-	(*ReleaseCaseResponse)(nil),    // 19: kontakt.routing.v1.ReleaseCaseResponse
-	(*AssignCaseRequest)(nil),      // 20: kontakt.routing.v1.AssignCaseRequest
-	(*AssignCaseResponse)(nil),     // 21: kontakt.routing.v1.AssignCaseResponse
-	(*MoveCaseRequest)(nil),        // 22: kontakt.routing.v1.MoveCaseRequest
-	(*MoveCaseResponse)(nil),       // 23: kontakt.routing.v1.MoveCaseResponse
-	(*AddNoteRequest)(nil),         // 24: kontakt.routing.v1.AddNoteRequest
-	(*AddNoteResponse)(nil),        // 25: kontakt.routing.v1.AddNoteResponse
-	(*ForwardCaseRequest)(nil),     // 26: kontakt.routing.v1.ForwardCaseRequest
-	(*ForwardCaseResponse)(nil),    // 27: kontakt.routing.v1.ForwardCaseResponse
-	(*AnswerCaseRequest)(nil),      // 28: kontakt.routing.v1.AnswerCaseRequest
-	(*AnswerCaseResponse)(nil),     // 29: kontakt.routing.v1.AnswerCaseResponse
-	(*CloseCaseRequest)(nil),       // 30: kontakt.routing.v1.CloseCaseRequest
-	(*CloseCaseResponse)(nil),      // 31: kontakt.routing.v1.CloseCaseResponse
-	(*ReopenCaseRequest)(nil),      // 32: kontakt.routing.v1.ReopenCaseRequest
-	(*ReopenCaseResponse)(nil),     // 33: kontakt.routing.v1.ReopenCaseResponse
-	(*AuditRecord)(nil),            // 34: kontakt.routing.v1.AuditRecord
-	(*ListAuditTrailRequest)(nil),  // 35: kontakt.routing.v1.ListAuditTrailRequest
-	(*ListAuditTrailResponse)(nil), // 36: kontakt.routing.v1.ListAuditTrailResponse
-	(*timestamppb.Timestamp)(nil),  // 37: google.protobuf.Timestamp
-	(v1.CaseType)(0),               // 38: kontakt.case.v1.CaseType
-	(v1.Channel)(0),                // 39: kontakt.case.v1.Channel
-	(v1.CaseStatus)(0),             // 40: kontakt.case.v1.CaseStatus
-	(*v1.ContactDetails)(nil),      // 41: kontakt.case.v1.ContactDetails
-	(*v1.IdentityNumber)(nil),      // 42: kontakt.case.v1.IdentityNumber
-	(*v1.FreeText)(nil),            // 43: kontakt.case.v1.FreeText
-	(v1.DataClass)(0),              // 44: kontakt.case.v1.DataClass
-	(v1.Resolution)(0),             // 45: kontakt.case.v1.Resolution
-	(*v1.Attachment)(nil),          // 46: kontakt.case.v1.Attachment
+	(QueueChange)(0),               // 1: kontakt.routing.v1.QueueChange
+	(*Queue)(nil),                  // 2: kontakt.routing.v1.Queue
+	(*ListQueuesRequest)(nil),      // 3: kontakt.routing.v1.ListQueuesRequest
+	(*ListQueuesResponse)(nil),     // 4: kontakt.routing.v1.ListQueuesResponse
+	(*CaseSummary)(nil),            // 5: kontakt.routing.v1.CaseSummary
+	(*ListQueueCasesRequest)(nil),  // 6: kontakt.routing.v1.ListQueueCasesRequest
+	(*ListQueueCasesResponse)(nil), // 7: kontakt.routing.v1.ListQueueCasesResponse
+	(*WatchQueueRequest)(nil),      // 8: kontakt.routing.v1.WatchQueueRequest
+	(*WatchQueueResponse)(nil),     // 9: kontakt.routing.v1.WatchQueueResponse
+	(*GetCaseRequest)(nil),         // 10: kontakt.routing.v1.GetCaseRequest
+	(*PersonalDataView)(nil),       // 11: kontakt.routing.v1.PersonalDataView
+	(*CaseEntry)(nil),              // 12: kontakt.routing.v1.CaseEntry
+	(*CaseView)(nil),               // 13: kontakt.routing.v1.CaseView
+	(*GetCaseResponse)(nil),        // 14: kontakt.routing.v1.GetCaseResponse
+	(*FindCasesRequest)(nil),       // 15: kontakt.routing.v1.FindCasesRequest
+	(*FindCasesResponse)(nil),      // 16: kontakt.routing.v1.FindCasesResponse
+	(*ClaimCaseRequest)(nil),       // 17: kontakt.routing.v1.ClaimCaseRequest
+	(*ClaimCaseResponse)(nil),      // 18: kontakt.routing.v1.ClaimCaseResponse
+	(*ReleaseCaseRequest)(nil),     // 19: kontakt.routing.v1.ReleaseCaseRequest
+	(*ReleaseCaseResponse)(nil),    // 20: kontakt.routing.v1.ReleaseCaseResponse
+	(*AssignCaseRequest)(nil),      // 21: kontakt.routing.v1.AssignCaseRequest
+	(*AssignCaseResponse)(nil),     // 22: kontakt.routing.v1.AssignCaseResponse
+	(*MoveCaseRequest)(nil),        // 23: kontakt.routing.v1.MoveCaseRequest
+	(*MoveCaseResponse)(nil),       // 24: kontakt.routing.v1.MoveCaseResponse
+	(*AddNoteRequest)(nil),         // 25: kontakt.routing.v1.AddNoteRequest
+	(*AddNoteResponse)(nil),        // 26: kontakt.routing.v1.AddNoteResponse
+	(*ForwardCaseRequest)(nil),     // 27: kontakt.routing.v1.ForwardCaseRequest
+	(*ForwardCaseResponse)(nil),    // 28: kontakt.routing.v1.ForwardCaseResponse
+	(*AnswerCaseRequest)(nil),      // 29: kontakt.routing.v1.AnswerCaseRequest
+	(*AnswerCaseResponse)(nil),     // 30: kontakt.routing.v1.AnswerCaseResponse
+	(*CloseCaseRequest)(nil),       // 31: kontakt.routing.v1.CloseCaseRequest
+	(*CloseCaseResponse)(nil),      // 32: kontakt.routing.v1.CloseCaseResponse
+	(*ReopenCaseRequest)(nil),      // 33: kontakt.routing.v1.ReopenCaseRequest
+	(*ReopenCaseResponse)(nil),     // 34: kontakt.routing.v1.ReopenCaseResponse
+	(*AuditRecord)(nil),            // 35: kontakt.routing.v1.AuditRecord
+	(*ListAuditTrailRequest)(nil),  // 36: kontakt.routing.v1.ListAuditTrailRequest
+	(*ListAuditTrailResponse)(nil), // 37: kontakt.routing.v1.ListAuditTrailResponse
+	(*timestamppb.Timestamp)(nil),  // 38: google.protobuf.Timestamp
+	(v1.CaseType)(0),               // 39: kontakt.case.v1.CaseType
+	(v1.Channel)(0),                // 40: kontakt.case.v1.Channel
+	(v1.CaseStatus)(0),             // 41: kontakt.case.v1.CaseStatus
+	(*v1.ContactDetails)(nil),      // 42: kontakt.case.v1.ContactDetails
+	(*v1.IdentityNumber)(nil),      // 43: kontakt.case.v1.IdentityNumber
+	(*v1.FreeText)(nil),            // 44: kontakt.case.v1.FreeText
+	(v1.DataClass)(0),              // 45: kontakt.case.v1.DataClass
+	(v1.Resolution)(0),             // 46: kontakt.case.v1.Resolution
+	(*v1.Attachment)(nil),          // 47: kontakt.case.v1.Attachment
 }
 var file_kontakt_routing_v1_routing_proto_depIdxs = []int32{
-	37, // 0: kontakt.routing.v1.Queue.oldest_open_at:type_name -> google.protobuf.Timestamp
-	1,  // 1: kontakt.routing.v1.ListQueuesResponse.queues:type_name -> kontakt.routing.v1.Queue
-	38, // 2: kontakt.routing.v1.CaseSummary.type:type_name -> kontakt.case.v1.CaseType
-	39, // 3: kontakt.routing.v1.CaseSummary.channel:type_name -> kontakt.case.v1.Channel
-	40, // 4: kontakt.routing.v1.CaseSummary.status:type_name -> kontakt.case.v1.CaseStatus
-	37, // 5: kontakt.routing.v1.CaseSummary.registered_at:type_name -> google.protobuf.Timestamp
-	37, // 6: kontakt.routing.v1.CaseSummary.due_at:type_name -> google.protobuf.Timestamp
+	38, // 0: kontakt.routing.v1.Queue.oldest_open_at:type_name -> google.protobuf.Timestamp
+	2,  // 1: kontakt.routing.v1.ListQueuesResponse.queues:type_name -> kontakt.routing.v1.Queue
+	39, // 2: kontakt.routing.v1.CaseSummary.type:type_name -> kontakt.case.v1.CaseType
+	40, // 3: kontakt.routing.v1.CaseSummary.channel:type_name -> kontakt.case.v1.Channel
+	41, // 4: kontakt.routing.v1.CaseSummary.status:type_name -> kontakt.case.v1.CaseStatus
+	38, // 5: kontakt.routing.v1.CaseSummary.registered_at:type_name -> google.protobuf.Timestamp
+	38, // 6: kontakt.routing.v1.CaseSummary.due_at:type_name -> google.protobuf.Timestamp
 	0,  // 7: kontakt.routing.v1.ListQueueCasesRequest.order:type_name -> kontakt.routing.v1.QueueOrder
-	38, // 8: kontakt.routing.v1.ListQueueCasesRequest.types:type_name -> kontakt.case.v1.CaseType
-	39, // 9: kontakt.routing.v1.ListQueueCasesRequest.channels:type_name -> kontakt.case.v1.Channel
-	4,  // 10: kontakt.routing.v1.ListQueueCasesResponse.cases:type_name -> kontakt.routing.v1.CaseSummary
-	4,  // 11: kontakt.routing.v1.WatchQueueResponse.case:type_name -> kontakt.routing.v1.CaseSummary
-	37, // 12: kontakt.routing.v1.WatchQueueResponse.at:type_name -> google.protobuf.Timestamp
-	41, // 13: kontakt.routing.v1.PersonalDataView.contact:type_name -> kontakt.case.v1.ContactDetails
-	42, // 14: kontakt.routing.v1.PersonalDataView.identity:type_name -> kontakt.case.v1.IdentityNumber
-	43, // 15: kontakt.routing.v1.PersonalDataView.free_text:type_name -> kontakt.case.v1.FreeText
-	44, // 16: kontakt.routing.v1.PersonalDataView.redacted:type_name -> kontakt.case.v1.DataClass
-	37, // 17: kontakt.routing.v1.CaseEntry.at:type_name -> google.protobuf.Timestamp
-	45, // 18: kontakt.routing.v1.CaseEntry.resolution:type_name -> kontakt.case.v1.Resolution
-	4,  // 19: kontakt.routing.v1.CaseView.summary:type_name -> kontakt.routing.v1.CaseSummary
-	10, // 20: kontakt.routing.v1.CaseView.personal_data:type_name -> kontakt.routing.v1.PersonalDataView
-	46, // 21: kontakt.routing.v1.CaseView.attachments:type_name -> kontakt.case.v1.Attachment
-	11, // 22: kontakt.routing.v1.CaseView.history:type_name -> kontakt.routing.v1.CaseEntry
-	12, // 23: kontakt.routing.v1.GetCaseResponse.case:type_name -> kontakt.routing.v1.CaseView
-	4,  // 24: kontakt.routing.v1.FindCasesResponse.cases:type_name -> kontakt.routing.v1.CaseSummary
-	4,  // 25: kontakt.routing.v1.ClaimCaseResponse.case:type_name -> kontakt.routing.v1.CaseSummary
-	4,  // 26: kontakt.routing.v1.ReleaseCaseResponse.case:type_name -> kontakt.routing.v1.CaseSummary
-	4,  // 27: kontakt.routing.v1.AssignCaseResponse.case:type_name -> kontakt.routing.v1.CaseSummary
-	4,  // 28: kontakt.routing.v1.MoveCaseResponse.case:type_name -> kontakt.routing.v1.CaseSummary
-	4,  // 29: kontakt.routing.v1.ForwardCaseResponse.case:type_name -> kontakt.routing.v1.CaseSummary
-	4,  // 30: kontakt.routing.v1.AnswerCaseResponse.case:type_name -> kontakt.routing.v1.CaseSummary
-	45, // 31: kontakt.routing.v1.CloseCaseRequest.resolution:type_name -> kontakt.case.v1.Resolution
-	4,  // 32: kontakt.routing.v1.CloseCaseResponse.case:type_name -> kontakt.routing.v1.CaseSummary
-	4,  // 33: kontakt.routing.v1.ReopenCaseResponse.case:type_name -> kontakt.routing.v1.CaseSummary
-	44, // 34: kontakt.routing.v1.AuditRecord.data_classes:type_name -> kontakt.case.v1.DataClass
-	37, // 35: kontakt.routing.v1.AuditRecord.read_at:type_name -> google.protobuf.Timestamp
-	34, // 36: kontakt.routing.v1.ListAuditTrailResponse.records:type_name -> kontakt.routing.v1.AuditRecord
-	2,  // 37: kontakt.routing.v1.RoutingService.ListQueues:input_type -> kontakt.routing.v1.ListQueuesRequest
-	5,  // 38: kontakt.routing.v1.RoutingService.ListQueueCases:input_type -> kontakt.routing.v1.ListQueueCasesRequest
-	7,  // 39: kontakt.routing.v1.RoutingService.WatchQueue:input_type -> kontakt.routing.v1.WatchQueueRequest
-	9,  // 40: kontakt.routing.v1.RoutingService.GetCase:input_type -> kontakt.routing.v1.GetCaseRequest
-	14, // 41: kontakt.routing.v1.RoutingService.FindCases:input_type -> kontakt.routing.v1.FindCasesRequest
-	16, // 42: kontakt.routing.v1.RoutingService.ClaimCase:input_type -> kontakt.routing.v1.ClaimCaseRequest
-	18, // 43: kontakt.routing.v1.RoutingService.ReleaseCase:input_type -> kontakt.routing.v1.ReleaseCaseRequest
-	20, // 44: kontakt.routing.v1.RoutingService.AssignCase:input_type -> kontakt.routing.v1.AssignCaseRequest
-	22, // 45: kontakt.routing.v1.RoutingService.MoveCase:input_type -> kontakt.routing.v1.MoveCaseRequest
-	24, // 46: kontakt.routing.v1.RoutingService.AddNote:input_type -> kontakt.routing.v1.AddNoteRequest
-	26, // 47: kontakt.routing.v1.RoutingService.ForwardCase:input_type -> kontakt.routing.v1.ForwardCaseRequest
-	28, // 48: kontakt.routing.v1.RoutingService.AnswerCase:input_type -> kontakt.routing.v1.AnswerCaseRequest
-	30, // 49: kontakt.routing.v1.RoutingService.CloseCase:input_type -> kontakt.routing.v1.CloseCaseRequest
-	32, // 50: kontakt.routing.v1.RoutingService.ReopenCase:input_type -> kontakt.routing.v1.ReopenCaseRequest
-	35, // 51: kontakt.routing.v1.RoutingService.ListAuditTrail:input_type -> kontakt.routing.v1.ListAuditTrailRequest
-	3,  // 52: kontakt.routing.v1.RoutingService.ListQueues:output_type -> kontakt.routing.v1.ListQueuesResponse
-	6,  // 53: kontakt.routing.v1.RoutingService.ListQueueCases:output_type -> kontakt.routing.v1.ListQueueCasesResponse
-	8,  // 54: kontakt.routing.v1.RoutingService.WatchQueue:output_type -> kontakt.routing.v1.WatchQueueResponse
-	13, // 55: kontakt.routing.v1.RoutingService.GetCase:output_type -> kontakt.routing.v1.GetCaseResponse
-	15, // 56: kontakt.routing.v1.RoutingService.FindCases:output_type -> kontakt.routing.v1.FindCasesResponse
-	17, // 57: kontakt.routing.v1.RoutingService.ClaimCase:output_type -> kontakt.routing.v1.ClaimCaseResponse
-	19, // 58: kontakt.routing.v1.RoutingService.ReleaseCase:output_type -> kontakt.routing.v1.ReleaseCaseResponse
-	21, // 59: kontakt.routing.v1.RoutingService.AssignCase:output_type -> kontakt.routing.v1.AssignCaseResponse
-	23, // 60: kontakt.routing.v1.RoutingService.MoveCase:output_type -> kontakt.routing.v1.MoveCaseResponse
-	25, // 61: kontakt.routing.v1.RoutingService.AddNote:output_type -> kontakt.routing.v1.AddNoteResponse
-	27, // 62: kontakt.routing.v1.RoutingService.ForwardCase:output_type -> kontakt.routing.v1.ForwardCaseResponse
-	29, // 63: kontakt.routing.v1.RoutingService.AnswerCase:output_type -> kontakt.routing.v1.AnswerCaseResponse
-	31, // 64: kontakt.routing.v1.RoutingService.CloseCase:output_type -> kontakt.routing.v1.CloseCaseResponse
-	33, // 65: kontakt.routing.v1.RoutingService.ReopenCase:output_type -> kontakt.routing.v1.ReopenCaseResponse
-	36, // 66: kontakt.routing.v1.RoutingService.ListAuditTrail:output_type -> kontakt.routing.v1.ListAuditTrailResponse
-	52, // [52:67] is the sub-list for method output_type
-	37, // [37:52] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	39, // 8: kontakt.routing.v1.ListQueueCasesRequest.types:type_name -> kontakt.case.v1.CaseType
+	40, // 9: kontakt.routing.v1.ListQueueCasesRequest.channels:type_name -> kontakt.case.v1.Channel
+	5,  // 10: kontakt.routing.v1.ListQueueCasesResponse.cases:type_name -> kontakt.routing.v1.CaseSummary
+	5,  // 11: kontakt.routing.v1.WatchQueueResponse.case:type_name -> kontakt.routing.v1.CaseSummary
+	38, // 12: kontakt.routing.v1.WatchQueueResponse.at:type_name -> google.protobuf.Timestamp
+	1,  // 13: kontakt.routing.v1.WatchQueueResponse.kind:type_name -> kontakt.routing.v1.QueueChange
+	42, // 14: kontakt.routing.v1.PersonalDataView.contact:type_name -> kontakt.case.v1.ContactDetails
+	43, // 15: kontakt.routing.v1.PersonalDataView.identity:type_name -> kontakt.case.v1.IdentityNumber
+	44, // 16: kontakt.routing.v1.PersonalDataView.free_text:type_name -> kontakt.case.v1.FreeText
+	45, // 17: kontakt.routing.v1.PersonalDataView.redacted:type_name -> kontakt.case.v1.DataClass
+	38, // 18: kontakt.routing.v1.CaseEntry.at:type_name -> google.protobuf.Timestamp
+	46, // 19: kontakt.routing.v1.CaseEntry.resolution:type_name -> kontakt.case.v1.Resolution
+	5,  // 20: kontakt.routing.v1.CaseView.summary:type_name -> kontakt.routing.v1.CaseSummary
+	11, // 21: kontakt.routing.v1.CaseView.personal_data:type_name -> kontakt.routing.v1.PersonalDataView
+	47, // 22: kontakt.routing.v1.CaseView.attachments:type_name -> kontakt.case.v1.Attachment
+	12, // 23: kontakt.routing.v1.CaseView.history:type_name -> kontakt.routing.v1.CaseEntry
+	13, // 24: kontakt.routing.v1.GetCaseResponse.case:type_name -> kontakt.routing.v1.CaseView
+	5,  // 25: kontakt.routing.v1.FindCasesResponse.cases:type_name -> kontakt.routing.v1.CaseSummary
+	5,  // 26: kontakt.routing.v1.ClaimCaseResponse.case:type_name -> kontakt.routing.v1.CaseSummary
+	5,  // 27: kontakt.routing.v1.ReleaseCaseResponse.case:type_name -> kontakt.routing.v1.CaseSummary
+	5,  // 28: kontakt.routing.v1.AssignCaseResponse.case:type_name -> kontakt.routing.v1.CaseSummary
+	5,  // 29: kontakt.routing.v1.MoveCaseResponse.case:type_name -> kontakt.routing.v1.CaseSummary
+	5,  // 30: kontakt.routing.v1.ForwardCaseResponse.case:type_name -> kontakt.routing.v1.CaseSummary
+	5,  // 31: kontakt.routing.v1.AnswerCaseResponse.case:type_name -> kontakt.routing.v1.CaseSummary
+	46, // 32: kontakt.routing.v1.CloseCaseRequest.resolution:type_name -> kontakt.case.v1.Resolution
+	5,  // 33: kontakt.routing.v1.CloseCaseResponse.case:type_name -> kontakt.routing.v1.CaseSummary
+	5,  // 34: kontakt.routing.v1.ReopenCaseResponse.case:type_name -> kontakt.routing.v1.CaseSummary
+	45, // 35: kontakt.routing.v1.AuditRecord.data_classes:type_name -> kontakt.case.v1.DataClass
+	38, // 36: kontakt.routing.v1.AuditRecord.read_at:type_name -> google.protobuf.Timestamp
+	35, // 37: kontakt.routing.v1.ListAuditTrailResponse.records:type_name -> kontakt.routing.v1.AuditRecord
+	3,  // 38: kontakt.routing.v1.RoutingService.ListQueues:input_type -> kontakt.routing.v1.ListQueuesRequest
+	6,  // 39: kontakt.routing.v1.RoutingService.ListQueueCases:input_type -> kontakt.routing.v1.ListQueueCasesRequest
+	8,  // 40: kontakt.routing.v1.RoutingService.WatchQueue:input_type -> kontakt.routing.v1.WatchQueueRequest
+	10, // 41: kontakt.routing.v1.RoutingService.GetCase:input_type -> kontakt.routing.v1.GetCaseRequest
+	15, // 42: kontakt.routing.v1.RoutingService.FindCases:input_type -> kontakt.routing.v1.FindCasesRequest
+	17, // 43: kontakt.routing.v1.RoutingService.ClaimCase:input_type -> kontakt.routing.v1.ClaimCaseRequest
+	19, // 44: kontakt.routing.v1.RoutingService.ReleaseCase:input_type -> kontakt.routing.v1.ReleaseCaseRequest
+	21, // 45: kontakt.routing.v1.RoutingService.AssignCase:input_type -> kontakt.routing.v1.AssignCaseRequest
+	23, // 46: kontakt.routing.v1.RoutingService.MoveCase:input_type -> kontakt.routing.v1.MoveCaseRequest
+	25, // 47: kontakt.routing.v1.RoutingService.AddNote:input_type -> kontakt.routing.v1.AddNoteRequest
+	27, // 48: kontakt.routing.v1.RoutingService.ForwardCase:input_type -> kontakt.routing.v1.ForwardCaseRequest
+	29, // 49: kontakt.routing.v1.RoutingService.AnswerCase:input_type -> kontakt.routing.v1.AnswerCaseRequest
+	31, // 50: kontakt.routing.v1.RoutingService.CloseCase:input_type -> kontakt.routing.v1.CloseCaseRequest
+	33, // 51: kontakt.routing.v1.RoutingService.ReopenCase:input_type -> kontakt.routing.v1.ReopenCaseRequest
+	36, // 52: kontakt.routing.v1.RoutingService.ListAuditTrail:input_type -> kontakt.routing.v1.ListAuditTrailRequest
+	4,  // 53: kontakt.routing.v1.RoutingService.ListQueues:output_type -> kontakt.routing.v1.ListQueuesResponse
+	7,  // 54: kontakt.routing.v1.RoutingService.ListQueueCases:output_type -> kontakt.routing.v1.ListQueueCasesResponse
+	9,  // 55: kontakt.routing.v1.RoutingService.WatchQueue:output_type -> kontakt.routing.v1.WatchQueueResponse
+	14, // 56: kontakt.routing.v1.RoutingService.GetCase:output_type -> kontakt.routing.v1.GetCaseResponse
+	16, // 57: kontakt.routing.v1.RoutingService.FindCases:output_type -> kontakt.routing.v1.FindCasesResponse
+	18, // 58: kontakt.routing.v1.RoutingService.ClaimCase:output_type -> kontakt.routing.v1.ClaimCaseResponse
+	20, // 59: kontakt.routing.v1.RoutingService.ReleaseCase:output_type -> kontakt.routing.v1.ReleaseCaseResponse
+	22, // 60: kontakt.routing.v1.RoutingService.AssignCase:output_type -> kontakt.routing.v1.AssignCaseResponse
+	24, // 61: kontakt.routing.v1.RoutingService.MoveCase:output_type -> kontakt.routing.v1.MoveCaseResponse
+	26, // 62: kontakt.routing.v1.RoutingService.AddNote:output_type -> kontakt.routing.v1.AddNoteResponse
+	28, // 63: kontakt.routing.v1.RoutingService.ForwardCase:output_type -> kontakt.routing.v1.ForwardCaseResponse
+	30, // 64: kontakt.routing.v1.RoutingService.AnswerCase:output_type -> kontakt.routing.v1.AnswerCaseResponse
+	32, // 65: kontakt.routing.v1.RoutingService.CloseCase:output_type -> kontakt.routing.v1.CloseCaseResponse
+	34, // 66: kontakt.routing.v1.RoutingService.ReopenCase:output_type -> kontakt.routing.v1.ReopenCaseResponse
+	37, // 67: kontakt.routing.v1.RoutingService.ListAuditTrail:output_type -> kontakt.routing.v1.ListAuditTrailResponse
+	53, // [53:68] is the sub-list for method output_type
+	38, // [38:53] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_kontakt_routing_v1_routing_proto_init() }
@@ -2712,7 +2842,7 @@ func file_kontakt_routing_v1_routing_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kontakt_routing_v1_routing_proto_rawDesc), len(file_kontakt_routing_v1_routing_proto_rawDesc)),
-			NumEnums:      1,
+			NumEnums:      2,
 			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   1,
