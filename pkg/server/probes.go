@@ -45,16 +45,26 @@ func (s *Server) AddReadinessCheck(name string, check ReadinessCheck) {
 	s.probes.checks[name] = check
 }
 
-// handleHealthz answers 200 while the process serves and 503 once it has
-// begun to shut down.
-func (s *Server) handleHealthz(w http.ResponseWriter, _ *http.Request) {
+// stoppingAnswer starts a probe's plain-text answer and, once shutdown
+// has begun, answers 503 "shutting down" and reports true: a process that
+// is draining is neither live nor ready for new traffic.
+func (s *Server) stoppingAnswer(w http.ResponseWriter) bool {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	select {
 	case <-s.stopping:
 		w.WriteHeader(http.StatusServiceUnavailable)
 		fmt.Fprintln(w, "shutting down")
+		return true
 	default:
+		return false
+	}
+}
+
+// handleHealthz answers 200 while the process serves and 503 once it has
+// begun to shut down.
+func (s *Server) handleHealthz(w http.ResponseWriter, _ *http.Request) {
+	if !s.stoppingAnswer(w) {
 		fmt.Fprintln(w, "ok")
 	}
 }
@@ -62,14 +72,8 @@ func (s *Server) handleHealthz(w http.ResponseWriter, _ *http.Request) {
 // handleReadyz runs every readiness check side by side and answers 200
 // with one "name: ok" line each, or 503 naming each check that failed.
 func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	select {
-	case <-s.stopping:
-		w.WriteHeader(http.StatusServiceUnavailable)
-		fmt.Fprintln(w, "shutting down")
+	if s.stoppingAnswer(w) {
 		return
-	default:
 	}
 	s.probes.mu.Lock()
 	names := slices.Clone(s.probes.names)

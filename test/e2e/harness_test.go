@@ -356,9 +356,18 @@ func (k *Kontakt) Stop(t *testing.T) error {
 // combined output.
 func runKontakt(t *testing.T, args ...string) (int, string) {
 	t.Helper()
+	return runKontaktIn(t, "", nil, args...)
+}
+
+// runKontaktIn is runKontakt in folder dir ("" is the test's own) with
+// extra environment variables.
+func runKontaktIn(t *testing.T, dir string, env []string, args ...string) (int, string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, binary(t, "kontakt"), args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
 	out, err := cmd.CombinedOutput()
 	if err == nil {
 		return 0, string(out)

@@ -5,12 +5,10 @@ package e2e
 // opened, and the health endpoints an orchestrator probes.
 
 import (
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -21,24 +19,6 @@ import (
 
 	intakev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/intake/v1"
 )
-
-// runKontaktIn runs the binary to completion in dir with extra
-// environment variables, and returns its exit code and output.
-func runKontaktIn(t *testing.T, dir string, env []string, args ...string) (int, string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, binary(t, "kontakt"), args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), env...)
-	out, err := cmd.CombinedOutput()
-	if err == nil {
-		return 0, string(out)
-	}
-	ee, ok := err.(*exec.ExitError)
-	require.True(t, ok, "run kontakt: %v", err)
-	return ee.ExitCode(), string(out)
-}
 
 func TestCommandLineExitCodesAndVersion(t *testing.T) {
 	tests := []struct {
