@@ -28,6 +28,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
 	"github.com/kontakt-se/kontakt/services/statistics/app"
@@ -208,7 +209,7 @@ func (s *Store) Update(fn func(app.Tx) error) error {
 func (s *Store) Reset() error {
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		for _, name := range allBuckets() {
-			if err := tx.DeleteBucket([]byte(name)); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
+			if err := tx.DeleteBucket([]byte(name)); err != nil && !errors.Is(err, bolterrors.ErrBucketNotFound) {
 				return fmt.Errorf("drop bucket %s: %w", name, err)
 			}
 			if _, err := tx.CreateBucket([]byte(name)); err != nil {
