@@ -20,9 +20,6 @@ import (
 // The token lives one second; the server tolerates 30 s of clock skew, so
 // the test polls for about that long once.
 func TestExpiredTokenIsNamedExpired(t *testing.T) {
-	if testing.Short() {
-		t.Skip("waits 32 s for a token to expire past the clock-skew leeway (-short)")
-	}
 	k := Start(t, Options{})
 	token := cliToken(t, k, "anna", "agent", "1s")
 	client := routingv1.NewRoutingServiceClient(k.Dial(t))
