@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/mail"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -72,6 +73,9 @@ type Config struct {
 	// RegisterExtract is the fixed text of the register extracts that
 	// `kontakt subject-access` writes for citizens.
 	RegisterExtract RegisterExtract `yaml:"register_extract"`
+	// Mail is the e-mail channel: the SMTP/LMTP receiver that turns mail
+	// to the contact centre's addresses into cases.
+	Mail Mail `yaml:"mail"`
 	// MasterKeyFile holds the master key that wraps every case's data key;
 	// empty means <data_dir>/master.key. KONTAKT_MASTER_KEY (base64) takes
 	// precedence. Development mode creates the file when it is missing;
@@ -205,6 +209,78 @@ type Open311Service struct {
 	Name        string `yaml:"name"`
 	Description string `yaml:"description"`
 	Group       string `yaml:"group"`
+}
+
+// Mail configures the e-mail channel.
+type Mail struct {
+	Inbound MailInbound `yaml:"inbound"`
+}
+
+// MailInbound is the receiver the municipality's mail relay delivers to.
+// Each mail to one of Addresses becomes a case (channel e-mail); mail to
+// any other address is refused at RCPT, so kontakt never relays.
+type MailInbound struct {
+	// Listen is where the receiver accepts SMTP (or LMTP) connections,
+	// for example 127.0.0.1:2525; empty turns the receiver off.
+	Listen string `yaml:"listen"`
+	// LMTP speaks LMTP (RFC 2033) instead of SMTP, for a relay that
+	// delivers by LMTP (Postfix's lmtp transport).
+	LMTP bool `yaml:"lmtp"`
+	// Hostname is the name the receiver greets with; empty means
+	// "kontakt".
+	Hostname string `yaml:"hostname"`
+	// MaxMessageBytes bounds one message as received; a larger one is
+	// refused with 552 (the relay returns it to the sender). Messages are
+	// held in memory only, never spooled to disk, so this also bounds the
+	// memory one delivery costs.
+	MaxMessageBytes int `yaml:"max_message_bytes"`
+	// PerSender limits how many messages one sender address may deliver;
+	// over the limit the receiver answers 450 (try again later), which
+	// relays obey. per_minute 0 turns it off.
+	PerSender RateLimit `yaml:"per_sender"`
+	// StartTLS offers STARTTLS with the API port's certificate (tls.cert_file
+	// and tls.key_file, which must be set).
+	StartTLS bool `yaml:"starttls"`
+	// Addresses are the contact centre's own addresses: what a mail to
+	// each becomes. Routing rules match them (recipients).
+	Addresses []MailAddress `yaml:"addresses"`
+}
+
+// MailAddress is one of the contact centre's addresses and the case a
+// mail to it becomes: its type and category, which the intake rules
+// require of every case; the queue is the routing rules' to choose.
+type MailAddress struct {
+	// Address is the function address, for example kontakt@kommun.se.
+	Address string `yaml:"address"`
+	// Type is the case type (fraga, felanmalan, synpunkt, brev); empty
+	// means fraga.
+	Type string `yaml:"type"`
+	// Category is a code from categories, allowed for Type.
+	Category string `yaml:"category"`
+}
+
+// Normalised is the form an address is compared and stored in: the
+// address alone, in lower case.
+func (a MailAddress) Normalised() string {
+	return strings.ToLower(strings.TrimSpace(a.Address))
+}
+
+// CaseType is the address's case type (fråga when none is given).
+func (a MailAddress) CaseType() casev1.CaseType {
+	if strings.TrimSpace(a.Type) == "" {
+		return casev1.CaseType_CASE_TYPE_FRAGA
+	}
+	t, _ := casenames.ParseType(a.Type)
+	return t
+}
+
+// MailAddresses lists the normalised inbound addresses, in file order.
+func (c Config) MailAddresses() []string {
+	out := make([]string, 0, len(c.Mail.Inbound.Addresses))
+	for _, a := range c.Mail.Inbound.Addresses {
+		out = append(out, a.Normalised())
+	}
+	return out
 }
 
 // Log configures structured logging.
@@ -372,6 +448,14 @@ func Default() Config {
 			{Name: "synpunkter", Title: "Synpunkter och klagomål"},
 		}},
 		Categories: DefaultCategories(),
+		// 25 MiB is what the large mail providers accept; a message is
+		// held in memory while it is read, so this bounds that too. Ten
+		// mails a minute from one address is far above what a citizen
+		// writes and cuts a loop with another robot short.
+		Mail: Mail{Inbound: MailInbound{
+			MaxMessageBytes: 25 << 20,
+			PerSender:       RateLimit{PerMinute: 10, Burst: 20},
+		}},
 		Intake: Intake{Open311Services: []Open311Service{
 			{Code: "gatubelysning", Name: "Gatubelysning", Description: "Trasig eller släckt gatubelysning", Group: "Gata och trafik"},
 			{Code: "vag-och-gata", Name: "Väg och gata", Description: "Hål i vägen, skador på gata eller gångbana", Group: "Gata och trafik"},
@@ -640,7 +724,66 @@ func (c Config) Validate() error {
 		}
 		codes[svc.Code] = true
 	}
+	c.validateMail(bad)
 	return errors.Join(errs...)
+}
+
+// validateMail checks mail.inbound: a receiver that is on needs
+// addresses, each a plain address once, with a case type and a category
+// the intake rules accept for it.
+func (c Config) validateMail(bad func(key, format string, args ...any)) {
+	in := c.Mail.Inbound
+	if in.Listen == "" {
+		return
+	}
+	if _, _, err := net.SplitHostPort(in.Listen); err != nil {
+		bad("mail.inbound.listen", "must be host:port or empty, not %q", in.Listen)
+	}
+	if in.MaxMessageBytes < 1024 || in.MaxMessageBytes > 64<<20 {
+		bad("mail.inbound.max_message_bytes", "must be between 1024 and 67108864, not %d", in.MaxMessageBytes)
+	}
+	if rl := in.PerSender; rl.PerMinute < 0 || rl.PerMinute > 6_000_000 {
+		bad("mail.inbound.per_sender.per_minute", "must be between 0 (off) and 6000000, not %d", rl.PerMinute)
+	} else if rl.PerMinute > 0 && (rl.Burst < 1 || rl.Burst > 1_000_000) {
+		bad("mail.inbound.per_sender.burst", "must be between 1 and 1000000 when per_minute is set, not %d", rl.Burst)
+	}
+	if in.StartTLS && c.TLS.CertFile == "" {
+		bad("mail.inbound.starttls", "needs the certificate of tls.cert_file and tls.key_file")
+	}
+	if len(in.Addresses) == 0 {
+		bad("mail.inbound.addresses", "at least one address is needed when mail.inbound.listen is set")
+	}
+	seen := map[string]bool{}
+	for i, a := range in.Addresses {
+		key := fmt.Sprintf("mail.inbound.addresses[%d]", i)
+		addr, err := mail.ParseAddress(a.Address)
+		switch {
+		case err != nil || addr.Name != "" || addr.Address != strings.TrimSpace(a.Address):
+			bad(key+".address", "must be a plain e-mail address such as kontakt@kommun.se")
+		case seen[a.Normalised()]:
+			bad(key+".address", "%q is listed twice", a.Normalised())
+		}
+		seen[a.Normalised()] = true
+		t, ok := casenames.ParseType(a.Type)
+		if strings.TrimSpace(a.Type) == "" {
+			t, ok = casev1.CaseType_CASE_TYPE_FRAGA, true
+		}
+		if !ok {
+			bad(key+".type", "%q is not a case type (%s)", a.Type, strings.Join(casenames.TypeNames(), ", "))
+		}
+		if t == casev1.CaseType_CASE_TYPE_FELANMALAN {
+			// A fault report needs a place, which a mail does not carry
+			// in a form intake can read.
+			bad(key+".type", "a mail cannot be a fault report (felanmalan): it carries no place intake can read")
+		}
+		cat, known := c.Category(a.Category)
+		switch {
+		case !known:
+			bad(key+".category", "%q is not one of the categories", a.Category)
+		case ok && len(cat.Types) > 0 && !slices.Contains(cat.CaseTypes(), t):
+			bad(key+".category", "category %q is not for case type %s", a.Category, casenames.Type(t))
+		}
+	}
 }
 
 func validAddressOrPrefix(s string) bool {

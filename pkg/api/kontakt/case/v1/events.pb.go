@@ -54,8 +54,15 @@ type CaseRegistered struct {
 	// does not name the record. The seed goes with the case's events when
 	// the case is deleted. Empty in events written before it existed.
 	StatisticsSeed string `protobuf:"bytes,15,opt,name=statistics_seed,json=statisticsSeed,proto3" json:"statistics_seed,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// For a case that came by e-mail: the contact centre's own address the
+	// mail was sent to, one of the configured mail.inbound.addresses (a
+	// function address such as kontakt@kommun.se, never the citizen's), in
+	// lower case. Kept in plain text, like the category, because it comes
+	// from a closed list and routing rules match it. Empty for other
+	// channels and in events written before it existed.
+	Mailbox       string `protobuf:"bytes,16,opt,name=mailbox,proto3" json:"mailbox,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CaseRegistered) Reset() {
@@ -189,6 +196,13 @@ func (x *CaseRegistered) GetCallerNumberWithheld() bool {
 func (x *CaseRegistered) GetStatisticsSeed() string {
 	if x != nil {
 		return x.StatisticsSeed
+	}
+	return ""
+}
+
+func (x *CaseRegistered) GetMailbox() string {
+	if x != nil {
+		return x.Mailbox
 	}
 	return ""
 }
@@ -1513,7 +1527,7 @@ var File_kontakt_case_v1_events_proto protoreflect.FileDescriptor
 
 const file_kontakt_case_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"\x1ckontakt/case/v1/events.proto\x12\x0fkontakt.case.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1akontakt/case/v1/case.proto\"\xa9\x06\n" +
+	"\x1ckontakt/case/v1/events.proto\x12\x0fkontakt.case.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1akontakt/case/v1/case.proto\"\xc3\x06\n" +
 	"\x0eCaseRegistered\x12\x17\n" +
 	"\acase_id\x18\x01 \x01(\tR\x06caseId\x12\x1f\n" +
 	"\vcase_number\x18\x02 \x01(\tR\n" +
@@ -1531,7 +1545,8 @@ const file_kontakt_case_v1_events_proto_rawDesc = "" +
 	"\vattachments\x18\f \x03(\v2\x1b.kontakt.case.v1.AttachmentR\vattachments\x12H\n" +
 	"\x0fcoarse_location\x18\r \x01(\v2\x1f.kontakt.case.v1.CoarseLocationR\x0ecoarseLocation\x124\n" +
 	"\x16caller_number_withheld\x18\x0e \x01(\bR\x14callerNumberWithheld\x12'\n" +
-	"\x0fstatistics_seed\x18\x0f \x01(\tR\x0estatisticsSeed\"\xad\x01\n" +
+	"\x0fstatistics_seed\x18\x0f \x01(\tR\x0estatisticsSeed\x12\x18\n" +
+	"\amailbox\x18\x10 \x01(\tR\amailbox\"\xad\x01\n" +
 	"\n" +
 	"CaseRouted\x12\x17\n" +
 	"\acase_id\x18\x01 \x01(\tR\x06caseId\x12\x14\n" +
