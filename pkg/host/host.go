@@ -437,6 +437,11 @@ func (h *Host) SetJournal(j *shredjournal.Journal) { h.journal = j }
 // Journal is the shred journal the process writes, or nil.
 func (h *Host) Journal() *shredjournal.Journal { return h.journal }
 
+// Offline says the process was built without serving (backup, restore):
+// a service then starts no listener of its own (the mail receiver), as
+// CatchUp runs every background worker.
+func (h *Host) Offline() bool { return h.opts.Offline }
+
 // Go adds a background worker (a projector, a router, a sweeper). It runs
 // beside the server from Run until shutdown.
 func (h *Host) Go(run func(context.Context) error) { h.background = append(h.background, run) }

@@ -54,6 +54,9 @@ type Config struct {
 	// Categories is the closed list of categories a case may have; a
 	// case with another is refused.
 	Categories domain.Categories
+	// Mailboxes are the contact centre's e-mail addresses, in lower case,
+	// and what a mail to each becomes (RegisterMail).
+	Mailboxes map[string]Mailbox
 }
 
 // Service registers cases.
@@ -276,6 +279,7 @@ func (s *Service) register(ctx context.Context, reg domain.Registration, caseID,
 		Attachments:          reg.Attachments,
 		CoarseLocation:       reg.Coarse,
 		CallerNumberWithheld: reg.CallerNumberWithheld,
+		Mailbox:              reg.Mailbox,
 		// Drawn here, once, so every statistics instance derives the same
 		// anonymous statistics id from the log; never derived from the
 		// case.

@@ -11,11 +11,13 @@ import (
 	intakev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/intake/v1"
 	"github.com/kontakt-se/kontakt/pkg/host"
 	"github.com/kontakt-se/kontakt/pkg/projection"
+	"github.com/kontakt-se/kontakt/pkg/ratelimit"
 	"github.com/kontakt-se/kontakt/services/intake/adapters/casenumber"
 	"github.com/kontakt-se/kontakt/services/intake/adapters/idempotency"
 	"github.com/kontakt-se/kontakt/services/intake/app"
 	"github.com/kontakt-se/kontakt/services/intake/domain"
 	"github.com/kontakt-se/kontakt/services/intake/ports"
+	"github.com/kontakt-se/kontakt/services/intake/ports/mailin"
 )
 
 // Open311Prefix is where the GeoReport v2 endpoints live; a host that
@@ -48,12 +50,32 @@ func Mount(ctx context.Context, h *host.Host) error {
 	for _, c := range cfg.Categories {
 		categories = append(categories, domain.Category{Code: c.Code, Types: c.CaseTypes()})
 	}
+	mailboxes := make(map[string]app.Mailbox, len(cfg.Mail.Inbound.Addresses))
+	for _, a := range cfg.Mail.Inbound.Addresses {
+		mailboxes[a.Normalised()] = app.Mailbox{Type: a.CaseType(), Category: a.Category}
+	}
 	svc, err := app.NewService(h.Store, h.Sealer, numbers, idem, h.Clock, logger, app.Config{
 		PayloadKey: payloadKey,
 		Categories: domain.NewCategories(categories),
+		Mailboxes:  mailboxes,
 	})
 	if err != nil {
 		return err
+	}
+	if in := cfg.Mail.Inbound; in.Listen != "" && !h.Offline() {
+		mcfg := mailin.Config{
+			Listen: in.Listen, LMTP: in.LMTP, Hostname: in.Hostname,
+			MaxMessageBytes: int64(in.MaxMessageBytes),
+			PerSender:       ratelimit.Limit{PerMinute: in.PerSender.PerMinute, Burst: in.PerSender.Burst},
+		}
+		if in.StartTLS {
+			mcfg.TLS = h.Server.TLSConfig()
+		}
+		receiver, err := mailin.New(mcfg, svc, logger.With("edge", "mail"))
+		if err != nil {
+			return err
+		}
+		h.Go(receiver.Run)
 	}
 	// Registrations that arrive together share their disk syncs.
 	h.Go(svc.RunGroupCommit)

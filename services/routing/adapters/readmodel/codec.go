@@ -63,7 +63,7 @@ func encodeRecord(r *record) ([]byte, error) {
 	c := &r.c
 	caseID := c.ID
 	p := &rowpb.CaseRecord{
-		Number: c.Number, Type: c.Type, Channel: c.Channel, Category: c.Category,
+		Number: c.Number, Type: c.Type, Channel: c.Channel, Category: c.Category, Mailbox: c.Mailbox,
 		RegisteredAtUnixNanos: nanos(c.RegisteredAt), Status: c.Status, Routed: c.Routed,
 		Queue: c.Queue, Assignee: c.Assignee,
 		ForwardedToDepartment: c.ForwardedToDepartment, ForwardedToOfficer: c.ForwardedToOfficer,
@@ -85,7 +85,7 @@ func decodeRecord(caseID string, b []byte) (*record, error) {
 		return nil, err
 	}
 	r := &record{c: domain.Case{
-		ID: caseID, Number: p.GetNumber(), Type: p.GetType(), Channel: p.GetChannel(), Category: p.GetCategory(),
+		ID: caseID, Number: p.GetNumber(), Type: p.GetType(), Channel: p.GetChannel(), Category: p.GetCategory(), Mailbox: p.GetMailbox(),
 		RegisteredAt: fromNanos(p.RegisteredAtUnixNanos), Status: p.GetStatus(), Routed: p.GetRouted(),
 		Facts: caseaccess.Facts{
 			Queue: p.GetQueue(), Assignee: p.GetAssignee(),

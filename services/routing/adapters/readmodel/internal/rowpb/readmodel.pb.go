@@ -155,8 +155,10 @@ type CaseRecord struct {
 	Identity        *Sealed          `protobuf:"bytes,21,opt,name=identity,proto3" json:"identity,omitempty"`
 	AttachmentNames *Sealed          `protobuf:"bytes,22,opt,name=attachment_names,json=attachmentNames,proto3" json:"attachment_names,omitempty"`
 	Attachments     []*v1.Attachment `protobuf:"bytes,23,rep,name=attachments,proto3" json:"attachments,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The contact centre's address a mail case came to (domain.Case.Mailbox).
+	Mailbox       string `protobuf:"bytes,24,opt,name=mailbox,proto3" json:"mailbox,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CaseRecord) Reset() {
@@ -348,6 +350,13 @@ func (x *CaseRecord) GetAttachments() []*v1.Attachment {
 		return x.Attachments
 	}
 	return nil
+}
+
+func (x *CaseRecord) GetMailbox() string {
+	if x != nil {
+		return x.Mailbox
+	}
+	return ""
 }
 
 // Sealed is a kontakt.case.v1.SealedPersonalData as the read model keeps
@@ -667,7 +676,7 @@ var File_kontakt_routing_readmodel_v1_readmodel_proto protoreflect.FileDescripto
 
 const file_kontakt_routing_readmodel_v1_readmodel_proto_rawDesc = "" +
 	"\n" +
-	",kontakt/routing/readmodel/v1/readmodel.proto\x12\x1ckontakt.routing.readmodel.v1\x1a\x1akontakt/case/v1/case.proto\"\xf0\b\n" +
+	",kontakt/routing/readmodel/v1/readmodel.proto\x12\x1ckontakt.routing.readmodel.v1\x1a\x1akontakt/case/v1/case.proto\"\x8a\t\n" +
 	"\n" +
 	"CaseRecord\x12\x16\n" +
 	"\x06number\x18\x01 \x01(\tR\x06number\x12-\n" +
@@ -697,7 +706,8 @@ const file_kontakt_routing_readmodel_v1_readmodel_proto_rawDesc = "" +
 	"\acontact\x18\x14 \x01(\v2$.kontakt.routing.readmodel.v1.SealedR\acontact\x12@\n" +
 	"\bidentity\x18\x15 \x01(\v2$.kontakt.routing.readmodel.v1.SealedR\bidentity\x12O\n" +
 	"\x10attachment_names\x18\x16 \x01(\v2$.kontakt.routing.readmodel.v1.SealedR\x0fattachmentNames\x12=\n" +
-	"\vattachments\x18\x17 \x03(\v2\x1b.kontakt.case.v1.AttachmentR\vattachmentsB\x1b\n" +
+	"\vattachments\x18\x17 \x03(\v2\x1b.kontakt.case.v1.AttachmentR\vattachments\x12\x18\n" +
+	"\amailbox\x18\x18 \x01(\tR\amailboxB\x1b\n" +
 	"\x19_registered_at_unix_nanosB\x17\n" +
 	"\x15_closed_at_unix_nanos\"o\n" +
 	"\x06Sealed\x12\x1a\n" +

@@ -1,0 +1,102 @@
+package mailin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/smtp"
+	"net/textproto"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/kontakt-se/kontakt/pkg/eventstore"
+	"github.com/kontakt-se/kontakt/pkg/ratelimit"
+	"github.com/kontakt-se/kontakt/services/intake/app"
+	"github.com/kontakt-se/kontakt/services/intake/domain"
+)
+
+// fakeIntake records the mails it is given and answers with err.
+type fakeIntake struct {
+	mu    sync.Mutex
+	mails []domain.Mail
+	err   error
+}
+
+func (f *fakeIntake) KnowsMailbox(a string) bool { return strings.EqualFold(a, "kontakt@kommun.se") }
+
+func (f *fakeIntake) RegisterMail(_ context.Context, m domain.Mail) (app.Registered, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.mails = append(f.mails, m)
+	if _, auto := m.Automated(); auto {
+		return app.Registered{}, fmt.Errorf("%w: x", app.ErrAutomatedMail)
+	}
+	return app.Registered{CaseID: "c"}, f.err
+}
+
+func startReceiver(t *testing.T, f *fakeIntake, limit ratelimit.Limit) string {
+	t.Helper()
+	r, err := New(Config{Listen: "127.0.0.1:0", MaxMessageBytes: 4096, PerSender: limit}, f, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	t.Cleanup(func() { cancel(); require.NoError(t, <-done) })
+	actx, acancel := context.WithTimeout(ctx, 10*time.Second)
+	defer acancel()
+	addr, err := r.Addr(actx)
+	require.NoError(t, err)
+	return addr.String()
+}
+
+// code is the SMTP reply code of a client error (0 for none).
+func code(err error) int {
+	var te *textproto.Error
+	if errors.As(err, &te) {
+		return te.Code
+	}
+	if err != nil {
+		return -1
+	}
+	return 0
+}
+
+func TestReceiverReplies(t *testing.T) {
+	f := &fakeIntake{}
+	addr := startReceiver(t, f, ratelimit.Limit{PerMinute: 1, Burst: 3})
+	msg := crlf("From: anna@example.se\nSubject: Hej\n\nText\n")
+
+	require.NoError(t, smtp.SendMail(addr, nil, "anna@example.se", []string{"Kontakt@Kommun.se"}, msg))
+	require.Len(t, f.mails, 1)
+	require.Equal(t, "kontakt@kommun.se", f.mails[0].Mailbox)
+	require.Equal(t, "anna@example.se", f.mails[0].EnvelopeSender)
+
+	err := smtp.SendMail(addr, nil, "anna@example.se", []string{"someone@elsewhere.se"}, msg)
+	require.Equal(t, 550, code(err), "another recipient is refused: %v", err)
+
+	big := crlf("From: anna@example.se\nSubject: Stor\n\n" + strings.Repeat(strings.Repeat("x", 70)+"\n", 80))
+	err = smtp.SendMail(addr, nil, "anna@example.se", []string{"kontakt@kommun.se"}, big)
+	require.Equal(t, 552, code(err), "an oversized message is refused: %v", err)
+
+	// The null sender's bounce is accepted and dropped.
+	require.NoError(t, smtp.SendMail(addr, nil, "", []string{"kontakt@kommun.se"}, msg))
+
+	// anna has used three of her burst of three: the next is 450.
+	err = smtp.SendMail(addr, nil, "ANNA@example.se", []string{"kontakt@kommun.se"}, msg)
+	require.Equal(t, 450, code(err), "a sender over its rate is told to try later: %v", err)
+	// Another sender is not affected.
+	require.NoError(t, smtp.SendMail(addr, nil, "bo@example.se", []string{"kontakt@kommun.se"}, msg))
+}
+
+func TestReceiverFailuresAreTemporary(t *testing.T) {
+	f := &fakeIntake{err: eventstore.ErrUnavailable}
+	addr := startReceiver(t, f, ratelimit.Limit{})
+	err := smtp.SendMail(addr, nil, "anna@example.se", []string{"kontakt@kommun.se"}, crlf("From: anna@example.se\nSubject: Hej\n\nText\n"))
+	require.Equal(t, 451, code(err), "our failure makes the relay try again: %v", err)
+}
