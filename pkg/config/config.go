@@ -18,6 +18,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"text/template"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -214,6 +215,85 @@ type Open311Service struct {
 // Mail configures the e-mail channel.
 type Mail struct {
 	Inbound MailInbound `yaml:"inbound"`
+	// Outbound is the relay kontakt sends its mail through: the
+	// acknowledgement of a case that came by mail.
+	Outbound MailOutbound `yaml:"outbound"`
+}
+
+// MailOutbound is the municipality's mail relay (submission) and what
+// kontakt sends through it. Sending goes through an outbox: a kill -9
+// loses no mail (one may be sent twice, see ARCHITECTURE.md).
+type MailOutbound struct {
+	// Host of the relay; empty turns sending off.
+	Host string `yaml:"host"`
+	// Port of the relay; 0 means 587 (465 with security tls).
+	Port int `yaml:"port"`
+	// Security is starttls (the default: refuse a relay that does not
+	// offer it), tls (implicit TLS, port 465) or none (a relay on
+	// loopback or a trusted network only).
+	Security string `yaml:"security"`
+	// Username and PasswordFile authenticate with AUTH PLAIN (only over
+	// TLS); both empty: no authentication. KONTAKT_MAIL_OUTBOUND_PASSWORD
+	// (the password itself) takes precedence over the file.
+	Username     string `yaml:"username"`
+	PasswordFile string `yaml:"password_file"`
+	// CAFile holds PEM certificates to verify the relay's certificate
+	// with; empty means the system's roots.
+	CAFile string `yaml:"ca_file"`
+	// From is the sender of every mail, for example
+	// "Kontaktcenter <kontakt@kommun.se>".
+	From string `yaml:"from"`
+	// MaxAttempts bounds how often one mail is tried before it is
+	// recorded as failed on its case.
+	MaxAttempts int `yaml:"max_attempts"`
+	// RetryInitial is the pause after the first failed attempt; each
+	// further failure doubles it, up to RetryMax.
+	RetryInitial time.Duration `yaml:"retry_initial"`
+	RetryMax     time.Duration `yaml:"retry_max"`
+	// Acknowledgements are the Swedish texts of the acknowledgement per
+	// case type (Go text/template; {{.CaseNumber}} is the case number).
+	// An empty subject or body keeps the built-in text.
+	Acknowledgements MailTemplates `yaml:"acknowledgements"`
+}
+
+// MailTemplates holds one template per case type.
+type MailTemplates struct {
+	Fraga      MailTemplate `yaml:"fraga"`
+	Felanmalan MailTemplate `yaml:"felanmalan"`
+	Synpunkt   MailTemplate `yaml:"synpunkt"`
+	Brev       MailTemplate `yaml:"brev"`
+}
+
+// MailTemplate is a mail's subject and plain-text body.
+type MailTemplate struct {
+	Subject string `yaml:"subject"`
+	Body    string `yaml:"body"`
+}
+
+// ForType returns the template of a case type.
+func (m MailTemplates) ForType(t casev1.CaseType) MailTemplate {
+	switch t {
+	case casev1.CaseType_CASE_TYPE_FELANMALAN:
+		return m.Felanmalan
+	case casev1.CaseType_CASE_TYPE_SYNPUNKT:
+		return m.Synpunkt
+	case casev1.CaseType_CASE_TYPE_BREV:
+		return m.Brev
+	default:
+		return m.Fraga
+	}
+}
+
+// RelayPort is the relay's port, with the default of its security.
+func (o MailOutbound) RelayPort() int {
+	switch {
+	case o.Port != 0:
+		return o.Port
+	case o.Security == "tls":
+		return 465
+	default:
+		return 587
+	}
 }
 
 // MailInbound is the receiver the municipality's mail relay delivers to.
@@ -452,10 +532,16 @@ func Default() Config {
 		// held in memory while it is read, so this bounds that too. Ten
 		// mails a minute from one address is far above what a citizen
 		// writes and cuts a loop with another robot short.
-		Mail: Mail{Inbound: MailInbound{
-			MaxMessageBytes: 25 << 20,
-			PerSender:       RateLimit{PerMinute: 10, Burst: 20},
-		}},
+		Mail: Mail{
+			Inbound: MailInbound{
+				MaxMessageBytes: 25 << 20,
+				PerSender:       RateLimit{PerMinute: 10, Burst: 20},
+			},
+			// Eight attempts from a minute doubling to an hour span
+			// about four hours: a relay's maintenance window, not a
+			// day's outage (the case then shows the failure).
+			Outbound: MailOutbound{Security: "starttls", MaxAttempts: 8, RetryInitial: time.Minute, RetryMax: time.Hour},
+		},
 		Intake: Intake{Open311Services: []Open311Service{
 			{Code: "gatubelysning", Name: "Gatubelysning", Description: "Trasig eller släckt gatubelysning", Group: "Gata och trafik"},
 			{Code: "vag-och-gata", Name: "Väg och gata", Description: "Hål i vägen, skador på gata eller gångbana", Group: "Gata och trafik"},
@@ -733,6 +819,7 @@ func (c Config) Validate() error {
 // the intake rules accept for it.
 func (c Config) validateMail(bad func(key, format string, args ...any)) {
 	in := c.Mail.Inbound
+	c.validateOutbound(bad)
 	if in.Listen == "" {
 		return
 	}
@@ -784,6 +871,63 @@ func (c Config) validateMail(bad func(key, format string, args ...any)) {
 			bad(key+".category", "category %q is not for case type %s", a.Category, casenames.Type(t))
 		}
 	}
+}
+
+// validateOutbound checks mail.outbound when sending is on.
+func (c Config) validateOutbound(bad func(key, format string, args ...any)) {
+	out := c.Mail.Outbound
+	if out.Host == "" {
+		return
+	}
+	if out.Port < 0 || out.Port > 65535 {
+		bad("mail.outbound.port", "must be a port number, not %d", out.Port)
+	}
+	switch out.Security {
+	case "starttls", "tls", "none":
+	default:
+		bad("mail.outbound.security", "must be starttls, tls or none, not %q", out.Security)
+	}
+	if out.Username != "" && out.Security == "none" {
+		bad("mail.outbound.username", "authentication needs security starttls or tls: the password would cross the network in clear")
+	}
+	if a, err := mail.ParseAddress(out.From); err != nil || a.Address == "" {
+		bad("mail.outbound.from", "must be an address such as \"Kontaktcenter <kontakt@kommun.se>\"")
+	}
+	if out.MaxAttempts < 1 || out.MaxAttempts > 100 {
+		bad("mail.outbound.max_attempts", "must be between 1 and 100, not %d", out.MaxAttempts)
+	}
+	if out.RetryInitial <= 0 || out.RetryMax < out.RetryInitial {
+		bad("mail.outbound.retry_initial", "must be positive and at most mail.outbound.retry_max")
+	}
+	for _, tt := range []struct {
+		name string
+		tmpl MailTemplate
+	}{
+		{"fraga", out.Acknowledgements.Fraga}, {"felanmalan", out.Acknowledgements.Felanmalan},
+		{"synpunkt", out.Acknowledgements.Synpunkt}, {"brev", out.Acknowledgements.Brev},
+	} {
+		for part, text := range map[string]string{"subject": tt.tmpl.Subject, "body": tt.tmpl.Body} {
+			if err := CheckMailTemplate(text); err != nil {
+				bad("mail.outbound.acknowledgements."+tt.name+"."+part, "%s", err)
+			}
+		}
+	}
+}
+
+// MailTemplateData is what a mail template may use.
+type MailTemplateData struct {
+	// CaseNumber is the case's number, for example KC-2026-000123.
+	CaseNumber string
+}
+
+// CheckMailTemplate parses a mail template and runs it on an example
+// case, so a mistake stops start-up rather than the first mail.
+func CheckMailTemplate(text string) error {
+	t, err := template.New("mail").Option("missingkey=error").Parse(text)
+	if err != nil {
+		return err
+	}
+	return t.Execute(io.Discard, MailTemplateData{CaseNumber: "KC-2026-000123"})
 }
 
 func validAddressOrPrefix(s string) bool {

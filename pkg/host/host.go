@@ -161,6 +161,10 @@ type Host struct {
 	// the server applies it to the RPCs the API marks public_submission;
 	// plain HTTP routes that take submissions (Open311) ask it themselves.
 	Submissions *ratelimit.Limiter
+	// LookupEnv reads the process's environment, for secrets a service
+	// takes from a variable rather than the file (the mail relay's
+	// password).
+	LookupEnv func(string) (string, bool)
 
 	opts       Options
 	readModels []ReadModel
@@ -206,7 +210,7 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger, lookupEnv
 	if opts.Name == "" {
 		opts.Name = "kontakt"
 	}
-	h := &Host{Config: cfg, Logger: logger, opts: opts, http: map[string]*deferredHandler{}}
+	h := &Host{Config: cfg, Logger: logger, LookupEnv: lookupEnv, opts: opts, http: map[string]*deferredHandler{}}
 	defer func() {
 		if err != nil {
 			h.Close()

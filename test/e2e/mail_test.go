@@ -35,6 +35,14 @@ type mailEnv struct {
 // limit of maxBytes.
 func startMail(t *testing.T, maxBytes int) *mailEnv {
 	t.Helper()
+	return startMailWith(t, "", maxBytes, "")
+}
+
+// startMailWith is startMail on a data directory (empty: a fresh one),
+// with more mail configuration (mail.outbound's keys, indented under
+// mail:).
+func startMailWith(t *testing.T, dataDir string, maxBytes int, outbound string) *mailEnv {
+	t.Helper()
 	rules := filepath.Join(t.TempDir(), "rules.yaml")
 	require.NoError(t, os.WriteFile(rules, []byte(`version: "mail-1"
 default_queue: kontaktcenter
@@ -56,8 +64,9 @@ rules:
     addresses:
       - {address: kontakt@kommun.se, category: ovrigt}
       - {address: Bygglov@kommun.se, type: fraga, category: bygglov}
-`, addr, maxBytes)
-		e := startRouting(t, "", "  rules_file: "+rules+"\n", cfg)
+      - {address: synpunkter@kommun.se, type: synpunkt, category: bemotande}
+%s`, addr, maxBytes, outbound)
+		e := startRouting(t, dataDir, "  rules_file: "+rules+"\n", cfg)
 		if waitListening(addr, 30*time.Second) {
 			return &mailEnv{routingEnv: e, smtpAddr: addr}
 		}

@@ -244,6 +244,9 @@ func (c *Case) apply(ev Event) bool {
 		// Retention's business: the archive copy changes nothing here.
 	case *casev1.CaseDeleted:
 		c.Deleted = true
+	case *casev1.MailSent, *casev1.MailFailed:
+		// The e-mail channel's record of a mail: it shows in the history
+		// and decides nothing here.
 	default:
 		return false
 	}

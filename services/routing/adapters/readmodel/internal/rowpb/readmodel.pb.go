@@ -53,6 +53,8 @@ const (
 	HistoryKind_HISTORY_KIND_REDACTED    HistoryKind = 11
 	HistoryKind_HISTORY_KIND_RECTIFIED   HistoryKind = 12
 	HistoryKind_HISTORY_KIND_HELD        HistoryKind = 13
+	HistoryKind_HISTORY_KIND_MAIL_SENT   HistoryKind = 14
+	HistoryKind_HISTORY_KIND_MAIL_FAILED HistoryKind = 15
 )
 
 // Enum value maps for HistoryKind.
@@ -72,6 +74,8 @@ var (
 		11: "HISTORY_KIND_REDACTED",
 		12: "HISTORY_KIND_RECTIFIED",
 		13: "HISTORY_KIND_HELD",
+		14: "HISTORY_KIND_MAIL_SENT",
+		15: "HISTORY_KIND_MAIL_FAILED",
 	}
 	HistoryKind_value = map[string]int32{
 		"HISTORY_KIND_UNSPECIFIED": 0,
@@ -88,6 +92,8 @@ var (
 		"HISTORY_KIND_REDACTED":    11,
 		"HISTORY_KIND_RECTIFIED":   12,
 		"HISTORY_KIND_HELD":        13,
+		"HISTORY_KIND_MAIL_SENT":   14,
+		"HISTORY_KIND_MAIL_FAILED": 15,
 	}
 )
 
@@ -478,9 +484,11 @@ type HistoryEntry struct {
 	Actor       string `protobuf:"bytes,2,opt,name=actor,proto3" json:"actor,omitempty"`
 	AtUnixNanos *int64 `protobuf:"zigzag64,3,opt,name=at_unix_nanos,json=atUnixNanos,proto3,oneof" json:"at_unix_nanos,omitempty"`
 	// text is the sealed answer, note or forwarding comment.
-	Text          *Sealed       `protobuf:"bytes,4,opt,name=text,proto3" json:"text,omitempty"`
-	Queue         string        `protobuf:"bytes,5,opt,name=queue,proto3" json:"queue,omitempty"`
-	Resolution    v1.Resolution `protobuf:"varint,6,opt,name=resolution,proto3,enum=kontakt.case.v1.Resolution" json:"resolution,omitempty"`
+	Text       *Sealed       `protobuf:"bytes,4,opt,name=text,proto3" json:"text,omitempty"`
+	Queue      string        `protobuf:"bytes,5,opt,name=queue,proto3" json:"queue,omitempty"`
+	Resolution v1.Resolution `protobuf:"varint,6,opt,name=resolution,proto3,enum=kontakt.case.v1.Resolution" json:"resolution,omitempty"`
+	// detail is a mail entry's (routingv1.CaseEntry.detail).
+	Detail        string `protobuf:"bytes,7,opt,name=detail,proto3" json:"detail,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -555,6 +563,13 @@ func (x *HistoryEntry) GetResolution() v1.Resolution {
 		return x.Resolution
 	}
 	return v1.Resolution(0)
+}
+
+func (x *HistoryEntry) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
 }
 
 // OpenEntry is the value of an open-case index entry: what ListQueue
@@ -720,7 +735,7 @@ const file_kontakt_routing_readmodel_v1_readmodel_proto_rawDesc = "" +
 	"ciphertextB\t\n" +
 	"\a_key_id\"O\n" +
 	"\aHistory\x12D\n" +
-	"\aentries\x18\x01 \x03(\v2*.kontakt.routing.readmodel.v1.HistoryEntryR\aentries\"\xab\x02\n" +
+	"\aentries\x18\x01 \x03(\v2*.kontakt.routing.readmodel.v1.HistoryEntryR\aentries\"\xc3\x02\n" +
 	"\fHistoryEntry\x12=\n" +
 	"\x04kind\x18\x01 \x01(\x0e2).kontakt.routing.readmodel.v1.HistoryKindR\x04kind\x12\x14\n" +
 	"\x05actor\x18\x02 \x01(\tR\x05actor\x12'\n" +
@@ -729,7 +744,8 @@ const file_kontakt_routing_readmodel_v1_readmodel_proto_rawDesc = "" +
 	"\x05queue\x18\x05 \x01(\tR\x05queue\x12;\n" +
 	"\n" +
 	"resolution\x18\x06 \x01(\x0e2\x1b.kontakt.case.v1.ResolutionR\n" +
-	"resolutionB\x10\n" +
+	"resolution\x12\x16\n" +
+	"\x06detail\x18\a \x01(\tR\x06detailB\x10\n" +
 	"\x0e_at_unix_nanos\"n\n" +
 	"\tOpenEntry\x12-\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x19.kontakt.case.v1.CaseTypeR\x04type\x122\n" +
@@ -740,7 +756,7 @@ const file_kontakt_routing_readmodel_v1_readmodel_proto_rawDesc = "" +
 	"unassigned\x18\x02 \x01(\x03R\n" +
 	"unassigned\x12=\n" +
 	"\x19oldest_open_at_unix_nanos\x18\x03 \x01(\x12H\x00R\x15oldestOpenAtUnixNanos\x88\x01\x01B\x1c\n" +
-	"\x1a_oldest_open_at_unix_nanos*\x80\x03\n" +
+	"\x1a_oldest_open_at_unix_nanos*\xba\x03\n" +
 	"\vHistoryKind\x12\x1c\n" +
 	"\x18HISTORY_KIND_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17HISTORY_KIND_REGISTERED\x10\x01\x12\x17\n" +
@@ -756,7 +772,9 @@ const file_kontakt_routing_readmodel_v1_readmodel_proto_rawDesc = "" +
 	"\x12\x19\n" +
 	"\x15HISTORY_KIND_REDACTED\x10\v\x12\x1a\n" +
 	"\x16HISTORY_KIND_RECTIFIED\x10\f\x12\x15\n" +
-	"\x11HISTORY_KIND_HELD\x10\rBXZVgithub.com/kontakt-se/kontakt/services/routing/adapters/readmodel/internal/rowpb;rowpbb\x06proto3"
+	"\x11HISTORY_KIND_HELD\x10\r\x12\x1a\n" +
+	"\x16HISTORY_KIND_MAIL_SENT\x10\x0e\x12\x1c\n" +
+	"\x18HISTORY_KIND_MAIL_FAILED\x10\x0fBXZVgithub.com/kontakt-se/kontakt/services/routing/adapters/readmodel/internal/rowpb;rowpbb\x06proto3"
 
 var (
 	file_kontakt_routing_readmodel_v1_readmodel_proto_rawDescOnce sync.Once

@@ -1,0 +1,318 @@
+package e2e
+
+// The e-mail channel's acknowledgements (issue 18, outbound): a real SMTP
+// server, mailpit (pinned in the Makefile, `make mailpit`), receives what
+// kontakt sends through it over STARTTLS with authentication, and the
+// test reads each message back through mailpit's HTTP API.
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/proto"
+
+	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
+)
+
+// mailpit is a running mailpit.
+type mailpit struct {
+	SMTP, HTTP string
+	CAFile     string
+	cmd        *exec.Cmd
+	done       chan error
+	out        *syncBuffer
+}
+
+func mailpitBinary(t *testing.T) string {
+	t.Helper()
+	p := os.Getenv("KONTAKT_MAILPIT_BIN")
+	if p == "" {
+		p = filepath.Join(repoRoot(t), "bin", "mailpit")
+	}
+	if _, err := os.Stat(p); err != nil {
+		t.Skipf("mailpit is not built (%s): `make mailpit` builds the pinned version", p)
+	}
+	return p
+}
+
+// startMailpit runs mailpit with STARTTLS required (a certificate made for
+// the test, whose file kontakt is given as mail.outbound.ca_file) and any
+// credentials accepted, on smtpAddr (empty: a free port).
+func startMailpit(t *testing.T, smtpAddr string) *mailpit {
+	t.Helper()
+	bin := mailpitBinary(t)
+	dir := t.TempDir()
+	cert, key, _ := writeTestCert(t, dir)
+	if smtpAddr == "" {
+		smtpAddr = freeAddr(t)
+	}
+	m := &mailpit{SMTP: smtpAddr, HTTP: freeAddr(t), CAFile: cert, done: make(chan error, 1), out: &syncBuffer{}}
+	m.cmd = exec.Command(bin, "--smtp", m.SMTP, "--listen", m.HTTP, "--database", filepath.Join(dir, "mailpit.db"),
+		"--smtp-tls-cert", cert, "--smtp-tls-key", key, "--smtp-require-starttls", "--smtp-auth-accept-any", "--smtp-disable-rdns")
+	m.cmd.Stdout, m.cmd.Stderr = m.out, m.out
+	require.NoError(t, m.cmd.Start())
+	go func() { m.done <- m.cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = m.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-m.done:
+		case <-time.After(10 * time.Second):
+			_ = m.cmd.Process.Kill()
+		}
+		if t.Failed() {
+			t.Logf("mailpit output:\n%s", m.out.String())
+		}
+	})
+	require.True(t, eventually(30*time.Second, func() bool {
+		resp, err := http.Get("http://" + m.HTTP + "/api/v1/messages")
+		if err != nil {
+			return false
+		}
+		_ = resp.Body.Close()
+		c, err := net.Dial("tcp", m.SMTP)
+		if err != nil {
+			return false
+		}
+		_ = c.Close()
+		return resp.StatusCode == http.StatusOK
+	}), "mailpit did not start:\n%s", m.out.String())
+	return m
+}
+
+// mailpitAddress is an address as mailpit's API gives it.
+type mailpitAddress struct{ Name, Address string }
+
+// mailpitMessage is a message as mailpit's API gives it.
+type mailpitMessage struct {
+	ID, MessageID, Subject, Text, Username string
+	From                                   mailpitAddress
+	To                                     []mailpitAddress
+}
+
+// to lists the messages mailpit holds for one recipient, newest first.
+func (m *mailpit) to(t *testing.T, recipient string) []mailpitMessage {
+	t.Helper()
+	resp, err := http.Get("http://" + m.HTTP + "/api/v1/search?query=" + url.QueryEscape("to:"+recipient))
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	var list struct{ Messages []mailpitMessage }
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&list))
+	var out []mailpitMessage
+	for _, s := range list.Messages {
+		for _, a := range s.To {
+			if strings.EqualFold(a.Address, recipient) {
+				out = append(out, m.message(t, s.ID))
+			}
+		}
+	}
+	return out
+}
+
+func (m *mailpit) message(t *testing.T, id string) mailpitMessage {
+	t.Helper()
+	resp, err := http.Get("http://" + m.HTTP + "/api/v1/message/" + id)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	var msg mailpitMessage
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&msg))
+	return msg
+}
+
+func (m *mailpit) headers(t *testing.T, id string) map[string][]string {
+	t.Helper()
+	resp, err := http.Get("http://" + m.HTTP + "/api/v1/message/" + id + "/headers")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	h := map[string][]string{}
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&h))
+	return h
+}
+
+// waitFor waits until mailpit holds at least n messages for recipient.
+func (m *mailpit) waitFor(t *testing.T, recipient string, n int, timeout time.Duration) []mailpitMessage {
+	t.Helper()
+	var got []mailpitMessage
+	ok := eventually(timeout, func() bool {
+		got = m.to(t, recipient)
+		return len(got) >= n
+	})
+	require.True(t, ok, "%d message(s) for a recipient after %s, want %d", len(got), timeout, n)
+	return got
+}
+
+// outboundConfig is mail.outbound for a relay at addr over STARTTLS.
+func outboundConfig(addr, caFile string, retryInitial time.Duration) string {
+	host, port, _ := net.SplitHostPort(addr)
+	return fmt.Sprintf(`  outbound:
+    host: %s
+    port: %s
+    security: starttls
+    username: kontaktcenter
+    password_file: %s
+    ca_file: %s
+    from: "Kontaktcenter <kontakt@kommun.se>"
+    max_attempts: 100
+    retry_initial: %s
+    retry_max: 1s
+    acknowledgements:
+      synpunkt: {subject: "Tack för dina synpunkter, ärende {{.CaseNumber}}"}
+`, host, port, passwordFile, caFile, retryInitial)
+}
+
+// passwordFile is written once per test binary: the relay's password.
+var passwordFile = func() string {
+	f, err := os.CreateTemp("", "kontakt-relay-password-*")
+	if err != nil {
+		panic(err)
+	}
+	_, _ = f.WriteString("hemligt\n")
+	_ = f.Close()
+	return f.Name()
+}()
+
+// mailEvents returns the MailSent and MailFailed events of a case.
+func (e *mailEnv) mailEvents(t *testing.T, caseID string) (sent []*casev1.MailSent, failed []*casev1.MailFailed) {
+	t.Helper()
+	for _, ev := range e.events(t) {
+		if ev.caseID() != caseID {
+			continue
+		}
+		switch ev.Type {
+		case "kontakt.case.v1.MailSent":
+			var m casev1.MailSent
+			require.NoError(t, proto.Unmarshal(ev.Data, &m))
+			sent = append(sent, &m)
+		case "kontakt.case.v1.MailFailed":
+			var m casev1.MailFailed
+			require.NoError(t, proto.Unmarshal(ev.Data, &m))
+			failed = append(failed, &m)
+		}
+	}
+	return sent, failed
+}
+
+func TestMailAcknowledgement(t *testing.T) {
+	mp := startMailpit(t, "")
+	e := startMailWith(t, "", 64<<10, outboundConfig(mp.SMTP, mp.CAFile, 200*time.Millisecond))
+	marker := strings.ToLower(randHex(t, 6))
+
+	type sent struct{ from, to, msg, subjectHas string }
+	cases := []sent{
+		{"fraga-" + marker + "@example.se", "kontakt@kommun.se",
+			"From: fraga-" + marker + "@example.se\nTo: kontakt@kommun.se\nSubject: Fråga om bygglov\n\nBehöver jag bygglov för en altan?\n",
+			"Vi har tagit emot din fråga – ärende "},
+	}
+	for _, c := range cases {
+		require.NoError(t, e.send(c.from, []string{c.to}, c.msg))
+		found := e.casesOf(t, c.from, 1)
+		number, caseID := found[0].GetCaseNumber(), found[0].GetCaseId()
+
+		got := mp.waitFor(t, c.from, 1, 60*time.Second)
+		require.Len(t, got, 1)
+		msg := got[0]
+		require.Equal(t, c.from, msg.To[0].Address, "to the sender")
+		require.Equal(t, "kontakt@kommun.se", msg.From.Address)
+		require.Equal(t, "Kontaktcenter", msg.From.Name)
+		require.Equal(t, c.subjectHas+number, msg.Subject, "the Swedish subject with the case number")
+		require.Contains(t, msg.Text, "Tack för din fråga. Vi har registrerat det som ärende "+number+".")
+		require.Contains(t, msg.Text, "Det här är en automatisk bekräftelse")
+		require.Equal(t, "kontaktcenter", msg.Username, "kontakt authenticated")
+
+		h := mp.headers(t, msg.ID)
+		require.Equal(t, []string{"auto-replied"}, h["Auto-Submitted"], "robots must not answer it (RFC 3834)")
+
+		// The Message-ID is recorded on the case, once.
+		var sentEvs []*casev1.MailSent
+		require.True(t, eventually(30*time.Second, func() bool {
+			sentEvs, _ = e.mailEvents(t, caseID)
+			return len(sentEvs) > 0
+		}), "MailSent on the case")
+		require.Len(t, sentEvs, 1)
+		require.Equal(t, casev1.MailKind_MAIL_KIND_ACKNOWLEDGEMENT, sentEvs[0].GetKind())
+		require.Equal(t, "<"+msg.MessageID+">", sentEvs[0].GetMessageId())
+		require.NotContains(t, sentEvs[0].GetMessageId(), marker)
+
+		// GetCase shows the acknowledgement in the case's history.
+		require.True(t, eventually(30*time.Second, func() bool {
+			for _, h := range e.getCase(t, caseID).GetHistory() {
+				if h.GetKind() == "mail_sent" && h.GetDetail() == "acknowledgement" && h.GetActor() == "mail" {
+					return true
+				}
+			}
+			return false
+		}), "a mail_sent entry in GetCase's history")
+	}
+
+	t.Run("the configured template of another case type", func(t *testing.T) {
+		from := "synpunkt-" + marker + "@example.se"
+		require.NoError(t, e.send(from, []string{"synpunkter@kommun.se"}, "From: "+from+"\nSubject: Bemötandet\n\nJag blev väl bemött.\n"))
+		number := e.casesOf(t, from, 1)[0].GetCaseNumber()
+		got := mp.waitFor(t, from, 1, 60*time.Second)
+		require.Equal(t, "Tack för dina synpunkter, ärende "+number, got[0].Subject, "mail.outbound.acknowledgements.synpunkt.subject")
+		require.Contains(t, got[0].Text, "Tack för dina synpunkter. Vi har registrerat det som ärende "+number, "the built-in body of synpunkt")
+	})
+
+	t.Run("no acknowledgement of an auto-reply or a bounce", func(t *testing.T) {
+		from := "ooo-" + marker + "@example.se"
+		require.NoError(t, e.send(from, []string{"kontakt@kommun.se"}, "From: "+from+"\nSubject: Autosvar\nAuto-Submitted: auto-replied\n\nBorta.\n"))
+		require.NoError(t, e.send("", []string{"kontakt@kommun.se"}, "From: "+from+"\nSubject: Undeliverable\nContent-Type: multipart/report; report-type=delivery-status; boundary=b\n\n--b\nContent-Type: text/plain\n\nx\n--b--\n"))
+		require.NoError(t, e.send(from, []string{"kontakt@kommun.se"}, "From: "+from+"\nSubject: En människa\n\nHej\n"))
+		found := e.casesOf(t, from, 1)
+		require.Len(t, found, 1, "only the person's mail is a case")
+		number := found[0].GetCaseNumber()
+		mp.waitFor(t, from, 1, 60*time.Second)
+		require.True(t, eventually(30*time.Second, func() bool {
+			sent, _ := e.mailEvents(t, found[0].GetCaseId())
+			return len(sent) == 1
+		}), "the acknowledgement is recorded")
+		got := mp.to(t, from)
+		require.Len(t, got, 1, "one acknowledgement: the person's mail's")
+		require.Contains(t, got[0].Subject, number)
+	})
+}
+
+// TestMailAcknowledgementSurvivesKill9: the relay is down when the mail
+// arrives, kontakt is killed with SIGKILL while the acknowledgement
+// waits for its next attempt, the relay comes up, and the restarted
+// binary sends it: once.
+func TestMailAcknowledgementSurvivesKill9(t *testing.T) {
+	mailpitBinary(t)
+	relayAddr := freeAddr(t)
+	cert, _, _ := writeTestCert(t, t.TempDir())
+	dataDir := filepath.Join(t.TempDir(), "data")
+	// The certificate mailpit will serve is made by startMailpit, so
+	// the first binary trusts a placeholder; nothing listens anyway.
+	e := startMailWith(t, dataDir, 64<<10, outboundConfig(relayAddr, cert, 200*time.Millisecond))
+	from := "kill-" + strings.ToLower(randHex(t, 6)) + "@example.se"
+	require.NoError(t, e.send(from, []string{"kontakt@kommun.se"}, "From: "+from+"\nSubject: Före kraschen\n\nHej\n"))
+	caseID := e.casesOf(t, from, 1)[0].GetCaseId()
+	require.True(t, eventually(30*time.Second, func() bool {
+		return strings.Count(e.k.stderr.String(), "mail not sent; trying again") >= 2
+	}), "the acknowledgement is being retried")
+	e.k.kill9(t)
+
+	mp := startMailpit(t, relayAddr)
+	e2 := startMailWith(t, dataDir, 64<<10, outboundConfig(relayAddr, mp.CAFile, 200*time.Millisecond))
+	got := mp.waitFor(t, from, 1, 60*time.Second)
+	var sentEvs []*casev1.MailSent
+	require.True(t, eventually(30*time.Second, func() bool {
+		sentEvs, _ = e2.mailEvents(t, caseID)
+		return len(sentEvs) > 0
+	}), "MailSent on the case")
+	require.Len(t, sentEvs, 1)
+	require.Len(t, mp.to(t, from), 1, "sent once")
+	require.Greater(t, sentEvs[0].GetAttempts(), uint32(1), "it took more than one attempt")
+	require.Equal(t, "<"+got[0].MessageID+">", sentEvs[0].GetMessageId())
+}
