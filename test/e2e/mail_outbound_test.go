@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
+	routingv1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/routing/v1"
 )
 
 // mailpit is a running mailpit.
@@ -49,7 +50,7 @@ func mailpitBinary(t *testing.T) string {
 // startMailpit runs mailpit with STARTTLS required (a certificate made for
 // the test, whose file kontakt is given as mail.outbound.ca_file) and any
 // credentials accepted, on smtpAddr (empty: a free port).
-func startMailpit(t *testing.T, smtpAddr string) *mailpit {
+func startMailpit(t *testing.T, smtpAddr string, extraArgs ...string) *mailpit {
 	t.Helper()
 	bin := mailpitBinary(t)
 	dir := t.TempDir()
@@ -60,6 +61,7 @@ func startMailpit(t *testing.T, smtpAddr string) *mailpit {
 	m := &mailpit{SMTP: smtpAddr, HTTP: freeAddr(t), CAFile: cert, done: make(chan error, 1), out: &syncBuffer{}}
 	m.cmd = exec.Command(bin, "--smtp", m.SMTP, "--listen", m.HTTP, "--database", filepath.Join(dir, "mailpit.db"),
 		"--smtp-tls-cert", cert, "--smtp-tls-key", key, "--smtp-require-starttls", "--smtp-auth-accept-any", "--smtp-disable-rdns")
+	m.cmd.Args = append(m.cmd.Args, extraArgs...)
 	m.cmd.Stdout, m.cmd.Stderr = m.out, m.out
 	require.NoError(t, m.cmd.Start())
 	go func() { m.done <- m.cmd.Wait() }()
@@ -315,4 +317,88 @@ func TestMailAcknowledgementSurvivesKill9(t *testing.T) {
 	require.Len(t, mp.to(t, from), 1, "sent once")
 	require.Greater(t, sentEvs[0].GetAttempts(), uint32(1), "it took more than one attempt")
 	require.Equal(t, "<"+got[0].MessageID+">", sentEvs[0].GetMessageId())
+}
+
+// historyHas waits until GetCase's history holds an entry of kind with
+// detail.
+func (e *mailEnv) historyHas(t *testing.T, caseID, kind, detail string) {
+	t.Helper()
+	require.True(t, eventually(30*time.Second, func() bool {
+		for _, h := range e.getCase(t, caseID).GetHistory() {
+			if h.GetKind() == kind && h.GetDetail() == detail && h.GetActor() == "mail" {
+				return true
+			}
+		}
+		return false
+	}), "no %s entry %q in GetCase's history", kind, detail)
+}
+
+// TestMailAnswers: AnswerCase on a case with an e-mail contact sends the
+// answer through the relay, in the acknowledgement's thread, and the
+// outcome (sent, or refused by the relay) is on the case in GetCase.
+func TestMailAnswers(t *testing.T) {
+	// The relay accepts mail to example.se only: example.org is refused
+	// with a 5xx, as a relay refuses an address it will not deliver to.
+	mp := startMailpit(t, "", "--smtp-allowed-recipients", `@example\.se$`)
+	e := startMailWith(t, "", 64<<10, outboundConfig(mp.SMTP, mp.CAFile, 200*time.Millisecond))
+	marker := strings.ToLower(randHex(t, 6))
+	answer := "Hej!\nEn altan lägre än 1,8 meter kräver inget bygglov. SVAR" + marker
+
+	t.Run("sent, in the thread of the acknowledgement", func(t *testing.T) {
+		from := "svar-" + marker + "@example.se"
+		require.NoError(t, e.send(from, []string{"kontakt@kommun.se"}, "From: "+from+"\nSubject: Altan\n\nBehövs bygglov?\n"))
+		c := e.casesOf(t, from, 1)[0]
+		ack := mp.waitFor(t, from, 1, 60*time.Second)[0]
+
+		ctx, cancel := e.as(t, sara)
+		defer cancel()
+		_, err := e.rc.AnswerCase(ctx, &routingv1.AnswerCaseRequest{CaseId: c.GetCaseId(), Answer: answer})
+		require.NoError(t, err)
+
+		got := mp.waitFor(t, from, 2, 60*time.Second)
+		var msg mailpitMessage
+		for _, m := range got {
+			if m.ID != ack.ID {
+				msg = m
+			}
+		}
+		require.Equal(t, "Svar på ditt ärende "+c.GetCaseNumber(), msg.Subject)
+		require.Contains(t, msg.Text, "En altan lägre än 1,8 meter kräver inget bygglov. SVAR"+marker)
+		require.Contains(t, msg.Text, "Ärendenummer "+c.GetCaseNumber())
+		h := mp.headers(t, msg.ID)
+		require.Equal(t, []string{"<" + ack.MessageID + ">"}, h["In-Reply-To"], "threaded under the acknowledgement")
+		require.Equal(t, []string{"<" + ack.MessageID + ">"}, h["References"])
+		require.Empty(t, h["Auto-Submitted"], "an official wrote it")
+
+		e.historyHas(t, c.GetCaseId(), "mail_sent", "answer")
+		sent, failed := e.mailEvents(t, c.GetCaseId())
+		require.Len(t, sent, 2)
+		require.Empty(t, failed)
+		require.Equal(t, "<"+msg.MessageID+">", sent[1].GetMessageId())
+	})
+
+	t.Run("refused by the relay: failed on the case", func(t *testing.T) {
+		from := "nej-" + marker + "@example.org"
+		require.NoError(t, e.send(from, []string{"kontakt@kommun.se"}, "From: "+from+"\nSubject: Altan\n\nBehövs bygglov?\n"))
+		c := e.casesOf(t, from, 1)[0]
+		e.historyHas(t, c.GetCaseId(), "mail_failed", "acknowledgement: refused")
+
+		ctx, cancel := e.as(t, sara)
+		defer cancel()
+		_, err := e.rc.AnswerCase(ctx, &routingv1.AnswerCaseRequest{CaseId: c.GetCaseId(), Answer: answer})
+		require.NoError(t, err)
+		e.historyHas(t, c.GetCaseId(), "mail_failed", "answer: refused")
+		sent, failed := e.mailEvents(t, c.GetCaseId())
+		require.Empty(t, sent)
+		require.Len(t, failed, 2)
+		require.Equal(t, uint32(1), failed[1].GetAttempts(), "a refusal is not retried")
+		require.Empty(t, mp.to(t, from))
+	})
+
+	t.Run("nothing of the answer in clear on disk or in the log", func(t *testing.T) {
+		for n, files := range scanDir(t, e.k.DataDir, []string{"SVAR" + marker, "svar-" + marker, "nej-" + marker}) {
+			t.Errorf("%q in clear in %v", n, files)
+		}
+		require.NotContains(t, e.k.stderr.String(), marker)
+	})
 }

@@ -24,7 +24,10 @@ import (
 // The mail outbox.
 //
 // The decision to send is an event already in the log: a CaseRegistered
-// that came by mail (its mailbox is set) is to be acknowledged. The outbox
+// that came by mail (its mailbox is set) is to be acknowledged, and a
+// CaseAnswered is to be mailed to the case's contact when the contact has
+// an e-mail address (a case without one is skipped, recording nothing).
+// The outbox
 // is a read model on the one projection runner: each batch of events adds
 // the mails it decides and removes those its MailSent or MailFailed
 // events record, together with the checkpoint, in one transaction of its
@@ -45,9 +48,11 @@ import (
 // as temporary.
 var ErrRelayRefused = errors.New("the mail relay refused the mail")
 
-// AcknowledgementMaxAge is how old a case may be when the outbox first
-// sees it and still acknowledges it.
-const AcknowledgementMaxAge = 24 * time.Hour
+// MailMaxAge is how old a registration or an answer may be when the
+// outbox first sees it and still mails it: an outbox switched on later,
+// or rebuilt from an empty file, meets old cases, and a receipt or an
+// answer days late is noise (the answer was given some other way).
+const MailMaxAge = 24 * time.Hour
 
 // Relay sends one mail through the municipality's relay.
 type Relay interface {
@@ -146,10 +151,12 @@ func (o *Outbox) Apply(_ context.Context, batch []projection.Event) error {
 			// Only a case that came in by mail is acknowledged by mail:
 			// its mailbox says so. Mail a program sent never became a
 			// case, so it is never acknowledged.
-			// An outbox switched on later, or rebuilt from an empty
-			// file, meets old cases: a receipt days late is noise.
-			if m.GetMailbox() != "" && now.Sub(m.GetRegisteredAt().AsTime()) < AcknowledgementMaxAge {
+			if m.GetMailbox() != "" && now.Sub(m.GetRegisteredAt().AsTime()) < MailMaxAge {
 				add = append(add, OutboxItem{CaseID: ev.Recorded.Stream, Kind: casev1.MailKind_MAIL_KIND_ACKNOWLEDGEMENT, NextAt: now})
+			}
+		case *casev1.CaseAnswered:
+			if now.Sub(m.GetAnsweredAt().AsTime()) < MailMaxAge {
+				add = append(add, OutboxItem{CaseID: ev.Recorded.Stream, Kind: casev1.MailKind_MAIL_KIND_ANSWER, AnswerEventID: ev.Recorded.ID, NextAt: now})
 			}
 		case *casev1.MailSent:
 			done = append(done, OutboxItem{CaseID: ev.Recorded.Stream, Kind: m.GetKind(), AnswerEventID: m.GetAnswerEventId()}.Key())
@@ -211,8 +218,13 @@ type mailCase struct {
 	number   string
 	caseType casev1.CaseType
 	contact  *casev1.SealedPersonalData
-	revision eventstore.Revision
-	recorded bool
+	// answer is the sealed text of the item's CaseAnswered.
+	answer *casev1.SealedPersonalData
+	// acknowledged says an acknowledgement was sent, which an answer
+	// then refers to, so mail clients thread the two.
+	acknowledged bool
+	revision     eventstore.Revision
+	recorded     bool
 }
 
 func foldMailCase(evs []eventstore.RecordedEvent, it OutboxItem) mailCase {
@@ -230,7 +242,14 @@ func foldMailCase(evs []eventstore.RecordedEvent, it OutboxItem) mailCase {
 			if e.GetDataClass() == casev1.DataClass_DATA_CLASS_CONTACT_DETAILS {
 				c.contact = e.GetValue()
 			}
+		case *casev1.CaseAnswered:
+			if rec.ID == it.AnswerEventID {
+				c.answer = e.GetAnswer()
+			}
 		case *casev1.MailSent:
+			if e.GetKind() == casev1.MailKind_MAIL_KIND_ACKNOWLEDGEMENT {
+				c.acknowledged = true
+			}
 			if e.GetKind() == it.Kind && e.GetAnswerEventId() == it.AnswerEventID {
 				c.recorded = true
 			}
@@ -267,6 +286,12 @@ func (o *Outbox) process(ctx context.Context, it OutboxItem) bool {
 		o.logger.Warn("outbox: cannot compose a mail; trying again", "case_id", it.CaseID, "error", err)
 		return false
 	}
+	if reason == reasonNoAddress && it.Kind == casev1.MailKind_MAIL_KIND_ANSWER {
+		// An answer to a case without an e-mail address (a phone call
+		// answered by phone) is no mail: nothing to record.
+		o.remove(it)
+		return true
+	}
 	if reason != "" {
 		o.record(ctx, it, c, &casev1.MailFailed{CaseId: it.CaseID, Kind: it.Kind, AnswerEventId: it.AnswerEventID, FailedAt: timestamppb.New(o.clock()), Attempts: uint32(it.Attempts), Reason: reason, MessageId: messageID})
 		return true
@@ -298,16 +323,16 @@ func (o *Outbox) process(ctx context.Context, it OutboxItem) bool {
 // compose builds the mail, or says why there is none to send.
 func (o *Outbox) compose(ctx context.Context, it OutboxItem, c mailCase) (domain.OutgoingMail, string, error) {
 	if c.contact == nil {
-		return domain.OutgoingMail{}, "no-address", nil
+		return domain.OutgoingMail{}, reasonNoAddress, nil
 	}
 	var contact casev1.ContactDetails
 	if err := o.opener.OpenMessage(ctx, it.CaseID, c.contact, &contact); errors.Is(err, seal.ErrKeyDestroyed) {
-		return domain.OutgoingMail{}, "redacted", nil
+		return domain.OutgoingMail{}, reasonRedacted, nil
 	} else if err != nil {
 		return domain.OutgoingMail{}, "", err
 	}
 	if contact.GetEmail() == "" {
-		return domain.OutgoingMail{}, "no-address", nil
+		return domain.OutgoingMail{}, reasonNoAddress, nil
 	}
 	switch it.Kind {
 	case casev1.MailKind_MAIL_KIND_ACKNOWLEDGEMENT:
@@ -316,10 +341,34 @@ func (o *Outbox) compose(ctx context.Context, it OutboxItem, c mailCase) (domain
 			return domain.OutgoingMail{}, "", err
 		}
 		return domain.OutgoingMail{To: contact.GetEmail(), Subject: subject, Body: body, Automatic: true}, "", nil
+	case casev1.MailKind_MAIL_KIND_ANSWER:
+		if c.answer == nil {
+			// The answer event is gone from the stream (never, short
+			// of a store rewritten by hand): nothing to send.
+			return domain.OutgoingMail{}, reasonRedacted, nil
+		}
+		var answer casev1.AnswerText
+		if err := o.opener.OpenMessage(ctx, it.CaseID, c.answer, &answer); errors.Is(err, seal.ErrKeyDestroyed) {
+			return domain.OutgoingMail{}, reasonRedacted, nil
+		} else if err != nil {
+			return domain.OutgoingMail{}, "", err
+		}
+		m := domain.AnswerMail(c.number, answer.GetText())
+		m.To = contact.GetEmail()
+		if c.acknowledged {
+			m.InReplyTo = domain.MessageID(it.CaseID, casev1.MailKind_MAIL_KIND_ACKNOWLEDGEMENT, "", o.cfg.Host)
+		}
+		return m, "", nil
 	default:
 		return domain.OutgoingMail{}, "", fmt.Errorf("outbox: unknown mail kind %s", it.Kind)
 	}
 }
+
+// Reasons of MailFailed, as codes.
+const (
+	reasonNoAddress = "no-address"
+	reasonRedacted  = "redacted"
+)
 
 // record appends the outcome to the case, with the revision it read; a
 // conflict reads the case again. A case deleted meanwhile needs no

@@ -249,7 +249,65 @@ func TestOutboxSendsNothingTheCaseRecordsAlready(t *testing.T) {
 	require.Empty(t, items.items)
 
 	// An old case met by an outbox switched on later is not acknowledged.
-	old := log.add(t, "old", &casev1.CaseRegistered{CaseId: "old", Mailbox: "kontakt@kommun.se", RegisteredAt: timestamppb.New(now.Add(-AcknowledgementMaxAge - time.Minute))})
+	old := log.add(t, "old", &casev1.CaseRegistered{CaseId: "old", Mailbox: "kontakt@kommun.se", RegisteredAt: timestamppb.New(now.Add(-MailMaxAge - time.Minute))})
 	require.NoError(t, o.Apply(context.Background(), []projection.Event{old}))
 	require.Empty(t, items.items)
+}
+
+func TestOutboxMailsAnswers(t *testing.T) {
+	tests := []struct {
+		name      string
+		email     string
+		mailbox   string
+		wantMails int
+		threaded  bool
+	}{
+		{"a mail case: acknowledgement, then the answer in its thread", "anna@example.se", "kontakt@kommun.se", 2, true},
+		{"a phone case with an e-mail address: the answer alone", "anna@example.se", "", 1, false},
+		{"a case without an e-mail address: nothing, and nothing recorded", "", "", 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			log := &memLog{streams: map[string][]eventstore.RecordedEvent{}}
+			now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+			acks, err := domain.NewAcknowledgements(nil)
+			require.NoError(t, err)
+			relay := &scriptedRelay{}
+			items := &memItems{items: map[string]OutboxItem{}}
+			o, err := NewOutbox(log, plainOpener{}, items, relay, func() time.Time { return now }, slog.New(slog.NewTextHandler(io.Discard, nil)), OutboxConfig{
+				Host: "kommun.se", MaxAttempts: 3, Retry: backoff.Policy{Initial: time.Minute}, Acknowledgements: acks,
+			})
+			require.NoError(t, err)
+			reg := log.add(t, testCase, &casev1.CaseRegistered{CaseId: testCase, CaseNumber: "KC-2026-000042", Contact: plainContact(t, tt.email), Mailbox: tt.mailbox, RegisteredAt: timestamppb.New(now)})
+			require.NoError(t, o.Apply(context.Background(), []projection.Event{reg}))
+			o.sendDue(context.Background())
+			text, err := proto.Marshal(&casev1.AnswerText{Text: "Ett attefallshus kräver en anmälan, inte bygglov."})
+			require.NoError(t, err)
+			ans := log.add(t, testCase, &casev1.CaseAnswered{CaseId: testCase, AnsweredBy: "anna", Answer: &casev1.SealedPersonalData{KeyId: "k", Ciphertext: text}, AnsweredAt: timestamppb.New(now)})
+			require.NoError(t, o.Apply(context.Background(), []projection.Event{ans}))
+			o.sendDue(context.Background())
+
+			require.Len(t, relay.sent, tt.wantMails)
+			require.Empty(t, items.items)
+			sent, failed := log.outcomes(t, testCase)
+			require.Len(t, sent, tt.wantMails)
+			require.Empty(t, failed)
+			if tt.wantMails == 0 {
+				return
+			}
+			m := relay.sent[len(relay.sent)-1]
+			require.Equal(t, "Svar på ditt ärende KC-2026-000042", m.Subject)
+			require.Contains(t, m.Body, "Ett attefallshus kräver en anmälan, inte bygglov.")
+			require.False(t, m.Automatic, "an official wrote it")
+			last := sent[len(sent)-1]
+			require.Equal(t, casev1.MailKind_MAIL_KIND_ANSWER, last.GetKind())
+			require.Equal(t, ans.Recorded.ID, last.GetAnswerEventId())
+			require.Equal(t, last.GetMessageId(), m.MessageID)
+			if tt.threaded {
+				require.Equal(t, sent[0].GetMessageId(), m.InReplyTo, "the answer follows the acknowledgement")
+			} else {
+				require.Empty(t, m.InReplyTo)
+			}
+		})
+	}
 }

@@ -23,6 +23,21 @@ type OutgoingMail struct {
 	// it is sent with Auto-Submitted: auto-replied, so the citizen's own
 	// auto-responder does not answer it (RFC 3834).
 	Automatic bool
+	// InReplyTo is the Message-ID this mail follows (an answer follows
+	// the case's acknowledgement), for In-Reply-To and References, so
+	// the citizen's mail client shows one conversation.
+	InReplyTo string
+}
+
+// AnswerMail is the mail that carries an official's answer: the subject
+// names the case number (a reply quoting it finds the case), the body is
+// the answer as written, and a closing line says how to write back.
+func AnswerMail(caseNumber, answer string) OutgoingMail {
+	return OutgoingMail{
+		Subject: "Svar på ditt ärende " + caseNumber,
+		Body: strings.TrimRight(answer, "\n") + "\n\n-- \n" +
+			"Ärendenummer " + caseNumber + ". Svara på det här meddelandet om du vill skriva till oss i samma ärende.\n",
+	}
 }
 
 // mailNamespace makes Message-IDs differ from every other name-based

@@ -137,6 +137,10 @@ func (r *Relay) write(w io.Writer, m domain.OutgoingMail) error {
 	h.SetSubject(m.Subject)
 	h.Set("Message-Id", m.MessageID)
 	h.Set("MIME-Version", "1.0")
+	if m.InReplyTo != "" {
+		h.Set("In-Reply-To", m.InReplyTo)
+		h.Set("References", m.InReplyTo)
+	}
 	if m.Automatic {
 		// RFC 3834: an automatic reply that other robots must not answer.
 		h.Set("Auto-Submitted", "auto-replied")
