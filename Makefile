@@ -151,6 +151,10 @@ lint: tools ## buf lint, gofmt, go vet and staticcheck on every module.
 breaking: tools ## Check the API for breaking changes against the previous commit on main.
 	$(BUF) breaking proto --against '.git#branch=main,ref=HEAD~1,subdir=proto'
 
+.PHONY: postfix
+postfix: ## Install Debian's postfix (pinned; root only, else TestMailThroughPostfix skips saying why) for the real-MTA mail test.
+	./scripts/install-postfix.sh
+
 # The real-browser tests' page is built with these (test/browser,
 # pinned by its lock file).
 BROWSER_NPM := test/browser/node_modules/.bin/esbuild
@@ -171,7 +175,7 @@ RACE_MODULES := $(filter-out test,$(MODULES))
 
 .PHONY: test
 test: BUILD_QUIET := 1
-test: verify-workspace verify-generate lint build $(BIN)/nats-server $(BIN)/grpcurl $(BIN)/nats $(BIN)/jq $(BIN)/mailpit browser-deps ## Run every check and test (what CI runs).
+test: verify-workspace verify-generate lint build $(BIN)/nats-server $(BIN)/grpcurl $(BIN)/nats $(BIN)/jq $(BIN)/mailpit browser-deps postfix ## Run every check and test (what CI runs).
 	for m in $(RACE_MODULES); do (cd $$m && $(GO) test -race -count=1 -timeout 15m ./...) || exit 1; done
 	cd test && $(GO) test -count=1 -timeout 25m ./...
 	$(MAKE) --no-print-directory fuzz-short

@@ -99,6 +99,11 @@ func (r *Receiver) Run(ctx context.Context) error {
 	srv.Domain = r.cfg.Hostname
 	srv.MaxMessageBytes = r.cfg.MaxMessageBytes
 	srv.MaxRecipients = 50
+	// Mail with UTF-8 in its headers (a subject typed with å, ä and ö and
+	// not encoded by RFC 2047) is SMTPUTF8 mail, which a relay such as
+	// Postfix refuses to pass on to a server that does not offer it:
+	// the parser reads such headers as they are.
+	srv.EnableSMTPUTF8 = true
 	srv.ReadTimeout = 5 * time.Minute
 	srv.WriteTimeout = time.Minute
 	srv.TLSConfig = r.cfg.TLS
