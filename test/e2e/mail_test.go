@@ -215,6 +215,20 @@ func TestMailBecomesCases(t *testing.T) {
 		})
 	}
 
+	t.Run("a mail delivered twice is one case", func(t *testing.T) {
+		// A relay that lost the reply to DATA sends the mail again,
+		// with the same Message-ID.
+		from := "twice-" + marker + "@example.se"
+		msg := "From: " + from + "\nTo: kontakt@kommun.se\nMessage-ID: <twice-" + marker + "@mx.example.se>\nSubject: Två gånger\n\nSamma brev.\n"
+		require.NoError(t, e.send(from, []string{"kontakt@kommun.se"}, msg))
+		require.NoError(t, e.send(from, []string{"kontakt@kommun.se"}, msg))
+		// Another mail from the same sender, without an id, after both.
+		require.NoError(t, e.send(from, []string{"kontakt@kommun.se"}, "From: "+from+"\nTo: kontakt@kommun.se\nSubject: Ett till\n\nAnnat brev.\n"))
+		cases := e.casesOf(t, from, 2)
+		require.Len(t, cases, 2, "the mail delivered twice and the other one")
+		require.Contains(t, e.k.stderr.String(), "mail delivered again")
+	})
+
 	t.Run("oversized", func(t *testing.T) {
 		from := "big-" + marker + "@example.se"
 		big := "From: " + from + "\nTo: kontakt@kommun.se\nSubject: Stor\n\n" + strings.Repeat(strings.Repeat("x", 76)+"\n", 1000)

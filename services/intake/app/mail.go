@@ -53,7 +53,23 @@ func (s *Service) RegisterMail(ctx context.Context, m domain.Mail) (Registered, 
 	if err != nil {
 		return Registered{}, err
 	}
-	return s.register(ctx, reg, uuid.NewString(), uuid.NewString(), MailActor, now, true)
+	if m.MessageID == "" {
+		return s.register(ctx, reg, uuid.NewString(), uuid.NewString(), MailActor, now, true)
+	}
+	// A relay that lost kontakt's reply to DATA (a restart, a dropped
+	// connection) sends the mail again, with the same Message-ID: the
+	// second delivery answers with the first case instead of a second
+	// case and a second acknowledgement. The key holds the mailbox and the
+	// sender too, so another sender reusing a Message-ID only gets a case
+	// of its own.
+	key := idempotencyKey("mail:"+m.Mailbox, m.MessageID+"\x00"+strings.ToLower(m.From))
+	r, err := s.registerOnce(ctx, reg, domain.MailCase(m, box.Type, box.Category), key, MailActor, now)
+	if errors.Is(err, ErrPayloadMismatch) {
+		// The same Message-ID with another text: a new mail, whatever
+		// its id says.
+		return s.register(ctx, reg, uuid.NewString(), uuid.NewString(), MailActor, now, true)
+	}
+	return r, err
 }
 
 // MailActor is who registered a case that came by mail: the receiver,

@@ -19,6 +19,10 @@ type Mail struct {
 	EnvelopeSender string
 	// From is the address of the From header: the person to answer.
 	From string
+	// MessageID is the Message-ID header without its angle brackets;
+	// empty when the mail has none. A relay that sends a mail again
+	// sends the same id.
+	MessageID string
 	// Mailbox is the contact centre's address the mail was sent to (one
 	// of the configured ones, in lower case), which the case records.
 	Mailbox string

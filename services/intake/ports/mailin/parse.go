@@ -42,6 +42,9 @@ func parse(raw []byte) (domain.Mail, error) {
 	} else {
 		m.Subject = h.Get("Subject")
 	}
+	if id, err := h.MessageID(); err == nil {
+		m.MessageID = id
+	}
 	m.AutoSubmitted = strings.ToLower(strings.TrimSpace(firstToken(h.Get("Auto-Submitted"))))
 	m.Precedence = strings.ToLower(strings.TrimSpace(h.Get("Precedence")))
 	m.AutoReplyHeader = h.Has("X-Autoreply") || h.Has("X-Autorespond")

@@ -141,3 +141,12 @@ func TestParseRefusesWhatIsNotAMessage(t *testing.T) {
 	_, err := parse([]byte("this is not a header\x00\r\n"))
 	require.ErrorIs(t, err, errUnreadable)
 }
+
+func TestParseMessageID(t *testing.T) {
+	m, err := parse(crlf("From: a@example.se\nMessage-ID: <abc.123@mx.example.se>\nSubject: x\n\ny\n"))
+	require.NoError(t, err)
+	require.Equal(t, "abc.123@mx.example.se", m.MessageID)
+	m, err = parse(crlf("From: a@example.se\nSubject: x\n\ny\n"))
+	require.NoError(t, err)
+	require.Empty(t, m.MessageID)
+}

@@ -221,6 +221,9 @@ func (s *session) Data(r io.Reader) error {
 func (r *Receiver) reply(reg app.Registered, err error) error {
 	var ve *domain.ValidationError
 	switch {
+	case err == nil && reg.Replayed:
+		r.logger.Info("mail delivered again: it is the case it made before", "case_id", reg.CaseID)
+		return nil
 	case err == nil:
 		r.logger.Info("mail registered as a case", "case_id", reg.CaseID)
 		return nil
