@@ -8,6 +8,7 @@ package e2e
 // disk or in the log in clear.
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/smtp"
@@ -251,4 +252,47 @@ func TestMailBecomesCases(t *testing.T) {
 			require.NotContains(t, log, n)
 		}
 	})
+}
+
+// TestMailStartTLS: with mail.inbound.starttls the receiver offers
+// STARTTLS with the API port's certificate, and a mail sent over it
+// becomes a case.
+func TestMailStartTLS(t *testing.T) {
+	addr := freeAddr(t)
+	e := startInspected(t, Options{TLS: true, ExtraConfig: fmt.Sprintf(`mail:
+  inbound:
+    listen: %s
+    starttls: true
+    addresses:
+      - {address: kontakt@kommun.se, category: ovrigt}
+`, addr)})
+	require.True(t, waitListening(addr, 30*time.Second), "the mail receiver listens")
+
+	c, err := smtp.Dial(addr)
+	require.NoError(t, err)
+	defer func() { _ = c.Close() }()
+	ok, _ := c.Extension("STARTTLS")
+	require.True(t, ok, "STARTTLS is offered")
+	require.NoError(t, c.StartTLS(&tls.Config{RootCAs: e.k.Roots, ServerName: "127.0.0.1"}), "with the API port's certificate")
+	state, ok := c.TLSConnectionState()
+	require.True(t, ok)
+	require.GreaterOrEqual(t, state.Version, uint16(tls.VersionTLS12))
+	require.NoError(t, c.Mail("tls@example.se"))
+	require.NoError(t, c.Rcpt("kontakt@kommun.se"))
+	w, err := c.Data()
+	require.NoError(t, err)
+	_, err = w.Write([]byte("From: tls@example.se\r\nSubject: Krypterat\r\n\r\nHej.\r\n"))
+	require.NoError(t, err)
+	require.NoError(t, w.Close())
+	require.NoError(t, c.Quit())
+
+	var mailCases int
+	for _, ev := range e.events(t) {
+		if ev.Type == caseRegisteredType {
+			if cr := decodeRegistered(t, ev); cr.GetChannel() == casev1.Channel_CHANNEL_EMAIL && cr.GetMailbox() == "kontakt@kommun.se" {
+				mailCases++
+			}
+		}
+	}
+	require.Equal(t, 1, mailCases, "the mail is a case of channel e-mail, from the mailbox it was sent to")
 }
