@@ -227,6 +227,16 @@ func (m *Month) WriteBacklogCSV(w io.Writer) error {
 	return cw.Error()
 }
 
+// queuesAt says when the per-queue figures were taken, in the report's
+// words: at the end of the month, or when the report was made.
+func (m *Month) queuesAt() string {
+	at := m.until(m.End)
+	if at.Equal(m.End) {
+		return "månadens slut, " + sv.Date(m.End.AddDate(0, 0, -1))
+	}
+	return at.In(m.Loc).Format("2006-01-02 15:04")
+}
+
 // answerTimeNote says the answer times the past-due figures use, for the
 // report's text ("fråga 2 dagar, felanmälan 1 dag, …").
 func (m *Month) answerTimeNote() string {
@@ -235,6 +245,9 @@ func (m *Month) answerTimeNote() string {
 		types = append(types, t)
 	}
 	slices.Sort(types)
+	if len(types) == 0 {
+		return "ingen svarstid satt"
+	}
 	s := ""
 	for i, t := range types {
 		if i > 0 {

@@ -139,4 +139,7 @@ func TestOpenAndPastDuePerQueue(t *testing.T) {
 	// its due date.
 	m.Now = time.Time{}
 	require.Equal(t, []QueueBacklog{{"bygg", 2, 2}, {"kundtjanst", 10, 10}}, m.QueueBacklogs())
+	buf.Reset()
+	require.NoError(t, WriteHTML(&buf, m, nil, m.Start.AddDate(0, 2, 0)))
+	require.Contains(t, buf.String(), "Vid månadens slut, 31 oktober 2026.")
 }

@@ -540,7 +540,7 @@ func WriteHTML(w io.Writer, m *Month, charts []Chart, generated time.Time) error
 		Charts                   []chartView
 	}{
 		Queues:      m.queueBacklogRows(),
-		QueuesAt:    m.until(m.End).In(m.Loc).Format("2006-01-02 15:04"),
+		QueuesAt:    m.queuesAt(),
 		AnswerTimes: m.answerTimeNote(),
 		Title:       "Kontaktcentrets statistik, " + sv.Month(m.Start) + " " + strconv.Itoa(m.Start.Year()),
 		Period:      sv.Date(m.Start) + " – " + sv.Date(m.End.AddDate(0, 0, -1)),
