@@ -11,6 +11,8 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"net/smtp"
 	"net/textproto"
 	"os"
@@ -239,6 +241,21 @@ func TestMailBecomesCases(t *testing.T) {
 	t.Run("another recipient", func(t *testing.T) {
 		err := e.send("x-"+marker+"@example.se", []string{"someone@elsewhere.se"}, "Subject: x\n\ny\n")
 		require.Equal(t, 550, smtpCode(err), "kontakt relays nothing: %v", err)
+	})
+
+	t.Run("metrics count the outcomes", func(t *testing.T) {
+		resp, err := http.Get("http://" + e.k.Metrics + "/metrics")
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		for _, line := range []string{
+			`kontakt_mail_received_total{outcome="dropped_automated"} 4`,
+			`kontakt_mail_received_total{outcome="refused_recipient"} 1`,
+			`kontakt_mail_received_total{outcome="replayed"} 1`,
+		} {
+			require.Contains(t, string(b), line)
+		}
 	})
 
 	t.Run("nothing in clear on disk or in the log", func(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -86,6 +87,8 @@ type OutboxStore interface {
 	Put(item OutboxItem) error
 	// Remove drops an item.
 	Remove(key string) error
+	// Len counts the items.
+	Len() (int, error)
 }
 
 // OutboxConfig tunes the outbox.
@@ -119,6 +122,25 @@ type Outbox struct {
 	logger *slog.Logger
 	cfg    OutboxConfig
 	wake   chan struct{}
+	// attempts counts attempts by kind and outcome (sent, retry,
+	// failed): codes only.
+	attempts *prometheus.CounterVec
+}
+
+// Collectors are the outbox's metrics: attempts by outcome, and the
+// mails waiting (a number that grows while the relay is away).
+func (o *Outbox) Collectors() []prometheus.Collector {
+	pending := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "kontakt_mail_outbox_pending",
+		Help: "Mails the outbox holds: decided by the log, not yet recorded as sent or failed on their case.",
+	}, func() float64 {
+		n, err := o.items.Len()
+		if err != nil {
+			return -1
+		}
+		return float64(n)
+	})
+	return []prometheus.Collector{o.attempts, pending}
 }
 
 // NewOutbox builds the outbox; run it as a projection Model (Checkpoint,
@@ -130,7 +152,11 @@ func NewOutbox(store CaseReader, opener Opener, items OutboxStore, relay Relay, 
 	if cfg.Poll <= 0 {
 		cfg.Poll = time.Second
 	}
-	return &Outbox{store: store, opener: opener, items: items, relay: relay, clock: clock, logger: logger, cfg: cfg, wake: make(chan struct{}, 1)}, nil
+	attempts := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "kontakt_mail_outbox_attempts_total",
+		Help: "Attempts to send a mail through the relay, by kind (acknowledgement, answer) and outcome (sent, retry, failed).",
+	}, []string{"kind", "outcome"})
+	return &Outbox{store: store, opener: opener, items: items, relay: relay, clock: clock, logger: logger, cfg: cfg, wake: make(chan struct{}, 1), attempts: attempts}, nil
 }
 
 // Checkpoint is the position of the last event the outbox has applied.
@@ -299,8 +325,10 @@ func (o *Outbox) process(ctx context.Context, it OutboxItem) bool {
 	mail.MessageID = messageID
 	err = o.relay.Send(ctx, mail)
 	it.Attempts++
+	kind := kindLabel(it.Kind)
 	switch {
 	case err == nil:
+		o.attempts.WithLabelValues(kind, "sent").Inc()
 		o.logger.Info("mail sent", "case_id", it.CaseID, "kind", it.Kind.String(), "attempts", it.Attempts)
 		o.record(ctx, it, c, &casev1.MailSent{CaseId: it.CaseID, Kind: it.Kind, MessageId: messageID, AnswerEventId: it.AnswerEventID, SentAt: timestamppb.New(o.clock()), Attempts: uint32(it.Attempts)})
 	case errors.Is(err, ErrRelayRefused) || it.Attempts >= o.cfg.MaxAttempts:
@@ -308,9 +336,11 @@ func (o *Outbox) process(ctx context.Context, it OutboxItem) bool {
 		if errors.Is(err, ErrRelayRefused) {
 			reason = "refused"
 		}
+		o.attempts.WithLabelValues(kind, "failed").Inc()
 		o.logger.Warn("mail given up", "case_id", it.CaseID, "kind", it.Kind.String(), "attempts", it.Attempts, "reason", reason)
 		o.record(ctx, it, c, &casev1.MailFailed{CaseId: it.CaseID, Kind: it.Kind, AnswerEventId: it.AnswerEventID, FailedAt: timestamppb.New(o.clock()), Attempts: uint32(it.Attempts), Reason: reason, MessageId: messageID})
 	default:
+		o.attempts.WithLabelValues(kind, "retry").Inc()
 		it.NextAt = o.clock().Add(o.cfg.Retry.Delay(it.Attempts))
 		o.logger.Info("mail not sent; trying again", "case_id", it.CaseID, "kind", it.Kind.String(), "attempts", it.Attempts, "next_in", it.NextAt.Sub(o.clock()).String())
 		if err := o.items.Put(it); err != nil {
@@ -362,6 +392,14 @@ func (o *Outbox) compose(ctx context.Context, it OutboxItem, c mailCase) (domain
 	default:
 		return domain.OutgoingMail{}, "", fmt.Errorf("outbox: unknown mail kind %s", it.Kind)
 	}
+}
+
+// kindLabel is a mail kind as a metric label.
+func kindLabel(k casev1.MailKind) string {
+	if k == casev1.MailKind_MAIL_KIND_ANSWER {
+		return "answer"
+	}
+	return "acknowledgement"
 }
 
 // Reasons of MailFailed, as codes.

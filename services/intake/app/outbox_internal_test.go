@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -134,6 +135,7 @@ func (m *memItems) Put(it OutboxItem) error {
 	return nil
 }
 func (m *memItems) Remove(k string) error { delete(m.items, k); return nil }
+func (m *memItems) Len() (int, error)     { return len(m.items), nil }
 
 // scriptedRelay answers each Send with the next error of its script
 // (nil once the script is done) and keeps what it was asked to send.
@@ -205,6 +207,7 @@ func TestOutbox(t *testing.T) {
 			sent, failed := log.outcomes(t, testCase)
 			require.Len(t, sent, tt.wantSent)
 			require.Len(t, relay.sent, tt.wantMails)
+			require.Equal(t, float64(tt.wantMails), testutil.ToFloat64(o.attempts.WithLabelValues("acknowledgement", "sent")))
 			if tt.wantSent > 0 {
 				require.Equal(t, tt.wantAttempt, sent[0].GetAttempts())
 				require.Equal(t, domain.MessageID(testCase, casev1.MailKind_MAIL_KIND_ACKNOWLEDGEMENT, "", "kommun.se"), sent[0].GetMessageId())

@@ -88,6 +88,11 @@ func Mount(ctx context.Context, h *host.Host) error {
 		if err != nil {
 			return err
 		}
+		for _, c := range receiver.Collectors() {
+			if err := h.Server.Metrics().Register(c); err != nil {
+				return fmt.Errorf("mail receiver metrics: %w", err)
+			}
+		}
 		h.Go(receiver.Run)
 	}
 	if cfg.Mail.Outbound.Host != "" && !h.Offline() {
@@ -196,7 +201,7 @@ func mountOutbox(h *host.Host, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	for _, c := range runner.Collectors() {
+	for _, c := range append(runner.Collectors(), ob.Collectors()...) {
 		if err := h.Server.Metrics().Register(c); err != nil {
 			return fmt.Errorf("mail outbox metrics: %w", err)
 		}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
@@ -42,6 +43,12 @@ func (f *fakeIntake) RegisterMail(_ context.Context, m domain.Mail) (app.Registe
 
 func startReceiver(t *testing.T, f *fakeIntake, limit ratelimit.Limit) string {
 	t.Helper()
+	_, addr := startReceiverWith(t, f, limit)
+	return addr
+}
+
+func startReceiverWith(t *testing.T, f *fakeIntake, limit ratelimit.Limit) (*Receiver, string) {
+	t.Helper()
 	r, err := New(Config{Listen: "127.0.0.1:0", MaxMessageBytes: 4096, PerSender: limit}, f, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -52,7 +59,7 @@ func startReceiver(t *testing.T, f *fakeIntake, limit ratelimit.Limit) string {
 	defer acancel()
 	addr, err := r.Addr(actx)
 	require.NoError(t, err)
-	return addr.String()
+	return r, addr.String()
 }
 
 // code is the SMTP reply code of a client error (0 for none).
@@ -69,7 +76,7 @@ func code(err error) int {
 
 func TestReceiverReplies(t *testing.T) {
 	f := &fakeIntake{}
-	addr := startReceiver(t, f, ratelimit.Limit{PerMinute: 1, Burst: 3})
+	r, addr := startReceiverWith(t, f, ratelimit.Limit{PerMinute: 1, Burst: 3})
 	msg := crlf("From: anna@example.se\nSubject: Hej\n\nText\n")
 
 	require.NoError(t, smtp.SendMail(addr, nil, "anna@example.se", []string{"Kontakt@Kommun.se"}, msg))
@@ -92,6 +99,12 @@ func TestReceiverReplies(t *testing.T) {
 	require.Equal(t, 450, code(err), "a sender over its rate is told to try later: %v", err)
 	// Another sender is not affected.
 	require.NoError(t, smtp.SendMail(addr, nil, "bo@example.se", []string{"kontakt@kommun.se"}, msg))
+
+	for outcome, want := range map[string]float64{
+		outcomeRegistered: 2, outcomeAutomated: 1, outcomeRefusedRecipient: 1, outcomeRefusedSize: 1, outcomeRefusedRate: 1, outcomeTemporary: 0,
+	} {
+		require.Equal(t, want, testutil.ToFloat64(r.received.WithLabelValues(outcome)), outcome)
+	}
 }
 
 func TestReceiverFailuresAreTemporary(t *testing.T) {
