@@ -204,7 +204,7 @@ bench: build $(BIN)/nats-server ## Run the benchmarks; each reports against raw 
 	cd pkg && $(GO) test -run '^$$' -bench . -benchtime 20x ./tokenindex/
 	cd services/routing && $(GO) test -run '^$$' -bench . ./adapters/readmodel/
 	cd services/statistics && $(GO) test -run '^$$' -bench . .
-	cd test && $(GO) test -run '^$$' -bench '^Benchmark(Register|Submit|Routing)' -benchtime 60x ./bench/
+	cd test && $(GO) test -run '^$$' -bench '^Benchmark(Register|Submit|Routing|Mail)' -benchtime 60x ./bench/
 	cd test && $(GO) test -run '^$$' -bench '^BenchmarkBackupRestore$$' -benchtime 1x -timeout 30m ./bench/
 
 .PHONY: bench-figures
