@@ -887,6 +887,9 @@ func (c Config) validateOutbound(bad func(key, format string, args ...any)) {
 	default:
 		bad("mail.outbound.security", "must be starttls, tls or none, not %q", out.Security)
 	}
+	if out.Security == "none" && c.Mode == Production && !loopbackHost(out.Host) {
+		bad("mail.outbound.security", "none sends citizens' mail in clear: production allows it only to a relay on loopback, not %q", out.Host)
+	}
 	if out.Username != "" && out.Security == "none" {
 		bad("mail.outbound.username", "authentication needs security starttls or tls: the password would cross the network in clear")
 	}
@@ -912,6 +915,15 @@ func (c Config) validateOutbound(bad func(key, format string, args ...any)) {
 			}
 		}
 	}
+}
+
+// loopbackHost says whether host names this machine's loopback.
+func loopbackHost(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.IsLoopback()
 }
 
 // MailTemplateData is what a mail template may use.

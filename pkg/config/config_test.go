@@ -132,6 +132,7 @@ func TestLoadErrorsNameTheKey(t *testing.T) {
 		{"mail message size too small", "mail:\n  inbound:\n    listen: '127.0.0.1:2525'\n    max_message_bytes: 10\n    addresses: [{address: kontakt@kommun.se, category: ovrigt}]\n", nil, "config key mail.inbound.max_message_bytes"},
 		{"outbound without a sender", "mail:\n  outbound: {host: smtp.kommun.se}\n", nil, "config key mail.outbound.from"},
 		{"outbound of unknown security", "mail:\n  outbound: {host: smtp.kommun.se, from: kontakt@kommun.se, security: ssl}\n", nil, "config key mail.outbound.security"},
+		{"outbound in clear in production", "mode: production\nauth:\n  oidc: {issuer: https://id.example.se, audience: kontakt}\nmail:\n  outbound: {host: smtp.kommun.se, from: kontakt@kommun.se, security: none}\n", nil, "config key mail.outbound.security: none sends citizens' mail in clear"},
 		{"outbound password in clear", "mail:\n  outbound: {host: smtp.kommun.se, from: kontakt@kommun.se, security: none, username: kc}\n", nil, "config key mail.outbound.username"},
 		{"outbound template that does not parse", "mail:\n  outbound:\n    host: smtp.kommun.se\n    from: kontakt@kommun.se\n    acknowledgements:\n      synpunkt: {subject: 'Ärende {{.CaseNumber'}\n", nil, "config key mail.outbound.acknowledgements.synpunkt.subject"},
 		{"outbound template naming what is not there", "mail:\n  outbound:\n    host: smtp.kommun.se\n    from: kontakt@kommun.se\n    acknowledgements:\n      brev: {body: 'Hej {{.Name}}'}\n", nil, "config key mail.outbound.acknowledgements.brev.body"},

@@ -136,12 +136,7 @@ func (r *Receiver) Run(ctx context.Context) error {
 	srv.TLSConfig = r.cfg.TLS
 	// The library's own log names the peer and the error, never the mail.
 	srv.ErrorLog = slogPrinter{r.logger}
-	network := "tcp"
-	if r.cfg.LMTP && strings.HasPrefix(r.cfg.Listen, "/") {
-		network = "unix"
-	}
-	srv.Network = network
-	ln, err := net.Listen(network, r.cfg.Listen)
+	ln, err := net.Listen("tcp", r.cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("mail receiver: %w", err)
 	}

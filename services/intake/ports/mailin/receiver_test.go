@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/smtp"
 	"net/textproto"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	gosmtp "github.com/emersion/go-smtp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
@@ -49,7 +51,12 @@ func startReceiver(t *testing.T, f *fakeIntake, limit ratelimit.Limit) string {
 
 func startReceiverWith(t *testing.T, f *fakeIntake, limit ratelimit.Limit) (*Receiver, string) {
 	t.Helper()
-	r, err := New(Config{Listen: "127.0.0.1:0", MaxMessageBytes: 4096, PerSender: limit}, f, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	return startReceiverConfig(t, f, Config{Listen: "127.0.0.1:0", MaxMessageBytes: 4096, PerSender: limit})
+}
+
+func startReceiverConfig(t *testing.T, f *fakeIntake, cfg Config) (*Receiver, string) {
+	t.Helper()
+	r, err := New(cfg, f, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -112,4 +119,25 @@ func TestReceiverFailuresAreTemporary(t *testing.T) {
 	addr := startReceiver(t, f, ratelimit.Limit{})
 	err := smtp.SendMail(addr, nil, "anna@example.se", []string{"kontakt@kommun.se"}, crlf("From: anna@example.se\nSubject: Hej\n\nText\n"))
 	require.Equal(t, 451, code(err), "our failure makes the relay try again: %v", err)
+}
+
+func TestReceiverSpeaksLMTP(t *testing.T) {
+	f := &fakeIntake{}
+	_, addr := startReceiverConfig(t, f, Config{Listen: "127.0.0.1:0", LMTP: true, MaxMessageBytes: 4096})
+	conn, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	c := gosmtp.NewClientLMTP(conn)
+	defer func() { _ = c.Close() }()
+	require.NoError(t, c.Hello("relay.kommun.se"))
+	require.NoError(t, c.Mail("anna@example.se", nil))
+	require.NoError(t, c.Rcpt("kontakt@kommun.se", nil))
+	w, err := c.Data()
+	require.NoError(t, err)
+	_, err = w.Write(crlf("From: anna@example.se\nSubject: Via LMTP\n\nText\n"))
+	require.NoError(t, err)
+	statuses, err := w.CloseWithLMTPResponse()
+	require.NoError(t, err)
+	require.Len(t, statuses, 1, "one status per recipient")
+	require.Len(t, f.mails, 1)
+	require.Equal(t, "Via LMTP", f.mails[0].Subject)
 }
