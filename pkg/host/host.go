@@ -162,6 +162,9 @@ type Host struct {
 	// plain HTTP routes that take submissions (Open311) ask it themselves.
 	Submissions *ratelimit.Limiter
 
+	// keys is the key store behind Sealer.
+	keys *seal.NATSKeyStore
+
 	opts       Options
 	readModels []ReadModel
 	journal    *shredjournal.Journal
@@ -374,8 +377,26 @@ func (h *Host) openBackends(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("key store: %w", err)
 	}
+	h.keys = keys
 	h.Sealer, err = seal.NewSealer(keys, h.Master)
 	return err
+}
+
+// SnapshotSealer returns a Sealer that opens personal data with the keys
+// as the key store holds them now, read in one pass (seal.NATSKeyStore's
+// Snapshot), and that can neither make nor destroy a key. It is for a
+// replay of the whole log on a stopped data directory (`kontakt rebuild`
+// of a read model whose projection only opens data); the live Sealer asks
+// the store once per case.
+func (h *Host) SnapshotSealer(ctx context.Context) (*seal.Sealer, error) {
+	if h.keys == nil {
+		return nil, errors.New("host: no key store open")
+	}
+	snap, err := h.keys.Snapshot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return seal.NewSealer(snap, h.Master)
 }
 
 // BlindIndex returns the blind index keyed from the master key: every
