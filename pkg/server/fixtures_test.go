@@ -32,6 +32,8 @@ import (
 	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/descriptorpb"
 	"google.golang.org/protobuf/types/dynamicpb"
+
+	"github.com/kontakt-se/kontakt/pkg/reqlog"
 )
 
 // Test services.
@@ -269,7 +271,8 @@ func startServerWithTables(t *testing.T, cfg Config, tables map[string][]ErrorMa
 		cfg.ListenAddr = "127.0.0.1:0"
 	}
 	logs := &syncBuffer{}
-	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	// As the binary builds it (host.NewLogger): lines carry the request.
+	logger := slog.New(reqlog.Handler(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	srv, err := New(cfg, logger, opts...)
 	require.NoError(t, err)
 

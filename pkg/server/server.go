@@ -148,11 +148,14 @@ func New(cfg Config, logger *slog.Logger, opts ...Option) (*Server, error) {
 	}
 
 	recoverOpt := recovery.WithRecoveryHandlerContext(recoveryHandler(logger))
-	// Recovery is outermost so that a panic anywhere in the chain, including
-	// in the caller's interceptors, becomes codes.Internal. It is repeated
+	// The request id comes first, so that every line the call logs
+	// carries it (requests.go). Recovery is next, so that a panic anywhere
+	// in the chain, including in the caller's interceptors, becomes
+	// codes.Internal. It is repeated
 	// innermost so that a panic in a handler is turned into an error that
 	// logging and metrics see, rather than unwinding past them.
 	unary := []grpc.UnaryServerInterceptor{
+		unaryRequestID(),
 		recovery.UnaryServerInterceptor(recoverOpt),
 		unaryLogging(logger),
 		s.grpcMetrics.UnaryServerInterceptor(),
@@ -164,6 +167,7 @@ func New(cfg Config, logger *slog.Logger, opts ...Option) (*Server, error) {
 		recovery.UnaryServerInterceptor(recoverOpt),
 	)
 	stream := []grpc.StreamServerInterceptor{
+		streamRequestID(),
 		recovery.StreamServerInterceptor(recoverOpt),
 		endWatchesOnShutdown(s.stopping),
 		streamLogging(logger),

@@ -28,6 +28,7 @@ import (
 	intakev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/intake/v1"
 	"github.com/kontakt-se/kontakt/pkg/auth"
 	"github.com/kontakt-se/kontakt/pkg/ratelimit"
+	"github.com/kontakt-se/kontakt/pkg/reqlog"
 	"github.com/kontakt-se/kontakt/pkg/server"
 	"github.com/kontakt-se/kontakt/services/intake/app"
 	"github.com/kontakt-se/kontakt/services/intake/domain"
@@ -235,6 +236,9 @@ func (o *Open311) authenticate(ctx context.Context, r *http.Request, apiKey stri
 	if err != nil {
 		return auth.Principal{}, &problem{http.StatusForbidden, "api_key is invalid"}
 	}
+	// Every line the request logs from here names its caller, as the
+	// RPCs' authentication does.
+	reqlog.SetSubject(ctx, p.Subject)
 	if !p.HasRole(auth.RoleFormClient) || p.Client == "" {
 		return auth.Principal{}, &problem{http.StatusForbidden, "api_key is not a form-client credential"}
 	}
@@ -464,7 +468,7 @@ func (o *Open311) postRequest(w http.ResponseWriter, r *http.Request, f string) 
 		o.writeErrors(w, f, http.StatusTooManyRequests, problem{http.StatusTooManyRequests, fmt.Sprintf("too many submissions; retry in %d s", secs)})
 		return
 	}
-	in, problems := o.caseInput(req, f)
+	in, problems := o.caseInput(r.Context(), req, f)
 	key := r.Header.Get("Idempotency-Key")
 	if key != "" && !validIdempotencyKey(key) {
 		problems = append(problems, problem{http.StatusBadRequest, "Idempotency-Key: 8 to 128 of A-Z a-z 0-9 . _ : -"})
@@ -482,7 +486,7 @@ func (o *Open311) postRequest(w http.ResponseWriter, r *http.Request, f string) 
 	}
 	res, err := o.app.SubmitForm(r.Context(), p.Client+"/open311", key, in)
 	if err != nil {
-		o.writeAppError(w, f, err)
+		o.writeAppError(w, r, f, err)
 		return
 	}
 	created := createdDoc{
@@ -495,7 +499,7 @@ func (o *Open311) postRequest(w http.ResponseWriter, r *http.Request, f string) 
 // caseInput turns a post into a case and names every problem with it at
 // once: its own (the service, the coordinates), the field rules of the
 // proto and the domain's rules, each by its GeoReport parameter.
-func (o *Open311) caseInput(req open311Request, f string) (*intakev1.CaseInput, []problem) {
+func (o *Open311) caseInput(ctx context.Context, req open311Request, f string) (*intakev1.CaseInput, []problem) {
 	var problems []problem
 	switch _, known := o.service(req.ServiceCode); {
 	case strings.TrimSpace(req.ServiceCode) == "":
@@ -538,7 +542,7 @@ func (o *Open311) caseInput(req open311Request, f string) (*intakev1.CaseInput, 
 	viols, err := server.Violations(o.validator, &intakev1.SubmitFormRequest{IdempotencyKey: "open311-request", Case: in})
 	if err != nil {
 		problems = append(problems, problem{http.StatusInternalServerError, "internal error"})
-		o.logger.Error("open311: field rules failed to run", "error", err)
+		o.logger.ErrorContext(ctx, "open311: field rules failed to run", "error", err)
 		return nil, problems
 	}
 	var ve *domain.ValidationError
@@ -592,7 +596,7 @@ func open311Fingerprint(r open311Request) string {
 func (o *Open311) getRequest(w http.ResponseWriter, r *http.Request, f, id string) {
 	st, ok, err := o.publicStatus(r.Context(), id)
 	if err != nil {
-		o.writeAppError(w, f, err)
+		o.writeAppError(w, r, f, err)
 		return
 	}
 	if !ok {
@@ -601,7 +605,7 @@ func (o *Open311) getRequest(w http.ResponseWriter, r *http.Request, f, id strin
 	}
 	doc, err := o.requestDoc(r.Context(), st)
 	if err != nil {
-		o.writeAppError(w, f, err)
+		o.writeAppError(w, r, f, err)
 		return
 	}
 	o.write(w, f, http.StatusOK, []requestDoc{doc}, requestsXML{Requests: []requestDoc{doc}})
@@ -649,7 +653,7 @@ func (o *Open311) listRequests(w http.ResponseWriter, r *http.Request, f string)
 			}
 			doc, err := o.requestDoc(r.Context(), st)
 			if err != nil {
-				o.writeAppError(w, f, err)
+				o.writeAppError(w, r, f, err)
 				return
 			}
 			docs = append(docs, doc)
@@ -719,7 +723,7 @@ func (o *Open311) listRequests(w http.ResponseWriter, r *http.Request, f string)
 	for _, st := range states {
 		doc, err := o.requestDoc(r.Context(), st)
 		if err != nil {
-			o.writeAppError(w, f, err)
+			o.writeAppError(w, r, f, err)
 			return
 		}
 		docs = append(docs, doc)
@@ -803,8 +807,8 @@ func ptr[T any](v T) *T { return &v }
 // (server.HTTPStatus), so a failure gets here the status and the words it
 // gets over REST; a refused case gets one entry per wrong field, named by
 // its GeoReport parameter.
-func (o *Open311) writeAppError(w http.ResponseWriter, f string, err error) {
-	st := status.Convert(server.ToStatus(err, ErrorMappings(), o.logger.With("http.route", o.prefix)))
+func (o *Open311) writeAppError(w http.ResponseWriter, r *http.Request, f string, err error) {
+	st := status.Convert(server.ToStatus(r.Context(), err, ErrorMappings(), o.logger.With("http.route", o.prefix)))
 	code := server.HTTPStatus(st.Code())
 	var problems []problem
 	for _, d := range st.Details() {
