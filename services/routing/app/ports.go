@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"time"
 
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
 	routingv1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/routing/v1"
@@ -40,6 +41,10 @@ type ReadModel interface {
 	// History returns a case's history in log order.
 	History(caseID string) ([]HistoryEntry, error)
 	QueueLoad(queue string) (QueueLoad, error)
+	// PastDue counts the queue's open cases whose due time is before
+	// now, from an index ordered by due time (a scrape must not read
+	// every case).
+	PastDue(queue string, now time.Time) (int, error)
 	// ListQueue returns a page of a queue's open cases and the token of
 	// the next page (empty on the last).
 	ListQueue(q QueueQuery) ([]CaseRow, string, error)

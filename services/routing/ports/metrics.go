@@ -7,12 +7,13 @@ import (
 )
 
 // QueueMetrics exports the load of every configured queue, read from the
-// read model's per-queue counters at scrape time (no scan of the cases):
+// read model's per-queue counters and its due-order index at scrape time
+// (no scan of the cases):
 // what a supervisor's wallboard shows, for the operator's alerts. Labels
 // are queue names, which are configuration and never personal.
 type QueueMetrics struct {
-	queries                  *app.Queries
-	open, unassigned, oldest *prometheus.Desc
+	queries                           *app.Queries
+	open, unassigned, oldest, pastDue *prometheus.Desc
 	errs                     prometheus.Counter
 }
 
@@ -27,6 +28,8 @@ func NewQueueMetrics(q *app.Queries) *QueueMetrics {
 			"Open cases in the queue that nobody has taken.", []string{"queue"}, nil),
 		oldest: prometheus.NewDesc("kontakt_queue_oldest_open_age_seconds",
 			"Age of the queue's oldest open case (0 when it has none).", []string{"queue"}, nil),
+		pastDue: prometheus.NewDesc("kontakt_queue_past_due_cases",
+			"Open cases in the queue whose due time (registration plus the case type's SLA) has passed.", []string{"queue"}, nil),
 		errs: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "kontakt_queue_metrics_errors_total",
 			Help: "Scrapes that could not read the queues' load from the read model.",
@@ -39,6 +42,7 @@ func (m *QueueMetrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.open
 	ch <- m.unassigned
 	ch <- m.oldest
+	ch <- m.pastDue
 	m.errs.Describe(ch)
 }
 
@@ -59,5 +63,6 @@ func (m *QueueMetrics) Collect(ch chan<- prometheus.Metric) {
 			age = max(now.Sub(l.OldestOpenAt).Seconds(), 0)
 		}
 		ch <- prometheus.MustNewConstMetric(m.oldest, prometheus.GaugeValue, age, l.Queue)
+		ch <- prometheus.MustNewConstMetric(m.pastDue, prometheus.GaugeValue, float64(l.PastDue), l.Queue)
 	}
 }
