@@ -14,7 +14,7 @@ import (
 type QueueMetrics struct {
 	queries                           *app.Queries
 	open, unassigned, oldest, pastDue *prometheus.Desc
-	errs                     prometheus.Counter
+	errs                              prometheus.Counter
 }
 
 // NewQueueMetrics returns the collector; register it on the metrics
