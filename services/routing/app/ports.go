@@ -28,6 +28,14 @@ type Sealer interface {
 	Open(ctx context.Context, caseID string, sealed *casev1.SealedPersonalData) ([]byte, error)
 }
 
+// Metrics is what the commands report for the operator's metrics.
+type Metrics interface {
+	// FirstResponse observes, once per case, the time from its
+	// registration to its first answer (the domain's first response:
+	// the first CaseAnswered), by the queue the case is in.
+	FirstResponse(queue string, d time.Duration)
+}
+
 // ReadModel is what the queries read: the cases as the read model
 // projected them from the log. A case that does not exist (or was
 // deleted) gives an error wrapping ErrNotFound; a page token ListQueue

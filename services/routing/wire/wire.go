@@ -118,7 +118,15 @@ func Mount(ctx context.Context, h *host.Host) error {
 			logger.Info("routing queues and rules reloaded", "queues", len(queueCfg), "rules_version", rules.Version())
 		}, nil
 	})
-	cmds := app.NewCommands(app.CommandsConfig{Store: h.Store, Sealer: h.Sealer, Clock: h.Clock, Logger: logger})
+	names := make([]string, 0, len(queueCfg))
+	for _, q := range queueCfg {
+		names = append(names, q.Name)
+	}
+	firstResponse, err := ports.NewFirstResponseMetrics(h.Server.Metrics(), names)
+	if err != nil {
+		return fmt.Errorf("routing: first-response metrics: %w", err)
+	}
+	cmds := app.NewCommands(app.CommandsConfig{Store: h.Store, Sealer: h.Sealer, Clock: h.Clock, Logger: logger, Metrics: firstResponse})
 	broker := app.NewBroker()
 	var router *app.Router
 	rm, err := OpenReadModel(h, logger, func(c app.Change) {
