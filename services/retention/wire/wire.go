@@ -201,6 +201,9 @@ func Mount(ctx context.Context, h *host.Host) error {
 	}
 	h.Go(svc.RunProjector)
 	h.Go(svc.RunSweeper)
+	if err := h.Server.Metrics().Register(ports.NewSweepMetrics(svc)); err != nil {
+		return fmt.Errorf("retention: sweep metrics: %w", err)
+	}
 	ports.Register(h.Server, ports.NewServer(svc))
 	return nil
 }
