@@ -123,7 +123,7 @@ func open(ctx context.Context, h *host.Host) (*app.Service, host.ReadModel, erro
 	if p := auditPeriod(plan); p != 0 && p != audit.DefaultRetention {
 		logger.Warn("the plan's audit-trail period differs from the audit stream's; the stream's applies", "plan", p.String(), "stream", audit.DefaultRetention.String())
 	}
-	auditLog, err := audit.New(ctx, h.JS, audit.Config{Replicas: cfg.NATS.Replicas})
+	auditLog, err := audit.New(ctx, h.JS, audit.Config{Replicas: cfg.NATS.Replicas, Metrics: h.Server.Metrics()})
 	if err != nil {
 		return nil, host.ReadModel{}, err
 	}

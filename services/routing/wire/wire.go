@@ -100,7 +100,7 @@ func Mount(ctx context.Context, h *host.Host) error {
 		return err
 	}
 	queues := app.NewQueues(queueCfg, rules)
-	auditLog, err := audit.New(ctx, h.JS, audit.Config{Replicas: cfg.NATS.Replicas})
+	auditLog, err := audit.New(ctx, h.JS, audit.Config{Replicas: cfg.NATS.Replicas, Metrics: h.Server.Metrics()})
 	if err != nil {
 		return err
 	}
