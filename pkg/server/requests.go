@@ -4,10 +4,12 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"sync"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
 	"github.com/kontakt-se/kontakt/pkg/reqlog"
 )
@@ -118,4 +120,59 @@ func startRPCRequest(ctx context.Context) (context.Context, string) {
 	}
 	id := reqlog.FromHeader(v)
 	return reqlog.Start(ctx, id), id
+}
+
+// CallObserver is told how one call ended: the status code the client
+// got and the header metadata the handler set (see Server.ObserveCalls).
+type CallObserver func(code codes.Code, header metadata.MD)
+
+// unaryObserve tells a method's observers how its calls ended. It runs
+// outside the error mapping, so it sees the code the client gets, and it
+// stands in for the call's transport stream to see the headers the
+// handler sets (grpc.SetHeader), which is how a handler says more than
+// the code does (intake's Idempotent-Replayed).
+func unaryObserve(observers func(method string) []CallObserver) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		obs := observers(info.FullMethod)
+		if len(obs) == 0 {
+			return handler(ctx, req)
+		}
+		hs := &headerStream{ServerTransportStream: grpc.ServerTransportStreamFromContext(ctx)}
+		if hs.ServerTransportStream != nil {
+			ctx = grpc.NewContextWithServerTransportStream(ctx, hs)
+		}
+		resp, err := handler(ctx, req)
+		code := status.Code(err)
+		hs.mu.Lock()
+		header := hs.header.Copy()
+		hs.mu.Unlock()
+		for _, o := range obs {
+			o(code, header)
+		}
+		return resp, err
+	}
+}
+
+// headerStream passes everything to the call's transport stream and
+// keeps a copy of the headers set through it.
+type headerStream struct {
+	grpc.ServerTransportStream
+	mu     sync.Mutex
+	header metadata.MD
+}
+
+func (s *headerStream) SetHeader(md metadata.MD) error {
+	s.keep(md)
+	return s.ServerTransportStream.SetHeader(md)
+}
+
+func (s *headerStream) SendHeader(md metadata.MD) error {
+	s.keep(md)
+	return s.ServerTransportStream.SendHeader(md)
+}
+
+func (s *headerStream) keep(md metadata.MD) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.header = metadata.Join(s.header, md)
 }

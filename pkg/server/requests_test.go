@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -110,4 +111,40 @@ func TestRequestIDOnEveryProtocol(t *testing.T) {
 		require.True(t, reqlog.ValidID(id), id)
 		require.NotEmpty(t, logsOf(t, ts.logs.String(), id))
 	})
+}
+
+// An observer sees every call of its method as the client saw it: the
+// code after the error table, refusals included, and the headers the
+// handler set; calls of other methods pass it by.
+func TestObserveCallsSeesCodesAndHeaders(t *testing.T) {
+	type seen struct {
+		code   codes.Code
+		header string
+	}
+	var mu sync.Mutex
+	var got []seen
+	method := "/" + echoService + "/Echo"
+	ts := startServerWith(t, Config{}, func(srv *Server) {
+		srv.MapErrors(echoService, ErrorMapping{Target: errCaseNotFound, Code: codes.NotFound})
+		srv.ObserveCalls(method, func(code codes.Code, header metadata.MD) {
+			mu.Lock()
+			defer mu.Unlock()
+			got = append(got, seen{code, strings.Join(header.Get("x-echo"), ",")})
+		})
+	})
+	conn := ts.grpcConn(t)
+	for _, text := range []string{"hello", modeHeader, modeNotFound, "code:8", ""} {
+		_ = conn.Invoke(t.Context(), method, newEchoRequest(t, text), newEchoResponse(t))
+	}
+	_, err := testpb.NewTestServiceClient(conn).UnaryCall(t.Context(), &testpb.SimpleRequest{})
+	require.NoError(t, err)
+	mu.Lock()
+	defer mu.Unlock()
+	require.Equal(t, []seen{
+		{codes.OK, ""},
+		{codes.OK, "set"},
+		{codes.NotFound, ""},          // a plain error, through the table
+		{codes.ResourceExhausted, ""}, // a status
+		{codes.InvalidArgument, ""},   // refused by validation, before the handler
+	}, got)
 }

@@ -85,6 +85,9 @@ type Server struct {
 	// errorTables are the services' error tables by service name; set
 	// before Run (MapErrors) and only read after.
 	errorTables map[string][]ErrorMapping
+	// observers are told how calls of a method ended (ObserveCalls); set
+	// before Run and only read after.
+	observers map[string][]CallObserver
 
 	probes probes // /healthz and /readyz on the metrics port
 
@@ -119,6 +122,7 @@ func New(cfg Config, logger *slog.Logger, opts ...Option) (*Server, error) {
 		cfg:         cfg,
 		logger:      logger,
 		errorTables: map[string][]ErrorMapping{},
+		observers:   map[string][]CallObserver{},
 		health:      health.NewServer(),
 		stopping:    make(chan struct{}),
 		registry:    prometheus.NewRegistry(),
@@ -158,6 +162,7 @@ func New(cfg Config, logger *slog.Logger, opts ...Option) (*Server, error) {
 		unaryRequestID(),
 		recovery.UnaryServerInterceptor(recoverOpt),
 		unaryLogging(logger),
+		unaryObserve(s.observersOf),
 		s.grpcMetrics.UnaryServerInterceptor(),
 		unaryErrorMapping(s.errorTable, logger),
 	}
@@ -225,10 +230,12 @@ func (s *Server) RegisterService(desc *grpc.ServiceDesc, impl any) {
 }
 
 // Registrar is what a service registers itself on: its gRPC
-// implementation and the error table for its calls. *Server is one.
+// implementation, the error table for its calls, and what wants to know
+// how its calls ended. *Server is one.
 type Registrar interface {
 	grpc.ServiceRegistrar
 	MapErrors(service string, table ...ErrorMapping)
+	ObserveCalls(method string, fn CallObserver)
 }
 
 var _ Registrar = (*Server)(nil)
@@ -250,6 +257,25 @@ func (s *Server) MapErrors(service string, table ...ErrorMapping) {
 	}
 	s.errorTables[service] = append(s.errorTables[service], table...)
 }
+
+// ObserveCalls has fn told how every unary call of method
+// ("/package.Service/Method") ended, for a service's own metrics: the
+// status code the client got (after the service's error table) and the
+// header metadata the handler set. It sees the calls the interceptors
+// refuse (authentication, rate limits, validation) as well as the
+// handler's answers; a request refused before it became a call (a body
+// over the size limit, a REST body that is not JSON) is not one. It must
+// be called before Run, like MapErrors.
+func (s *Server) ObserveCalls(method string, fn CallObserver) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state != stateNew {
+		panic(fmt.Sprintf("server: ObserveCalls(%s) called after Run or Close", method))
+	}
+	s.observers[method] = append(s.observers[method], fn)
+}
+
+func (s *Server) observersOf(method string) []CallObserver { return s.observers[method] }
 
 // errorTable is the error table of the service that method
 // ("/package.Service/Method") belongs to.

@@ -22,6 +22,7 @@ import (
 	"buf.build/go/protovalidate"
 	"golang.org/x/text/encoding/htmlindex"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
@@ -59,6 +60,8 @@ type Open311Options struct {
 	// lat/long); off, they show the location rounded to the statistics
 	// cell and no text.
 	PublishFreeText bool
+	// Submissions counts the posts by outcome; nil counts nothing.
+	Submissions *SubmissionMetrics
 }
 
 // Open311 serves GeoReport v2 under a prefix (for example /open311/v2),
@@ -442,23 +445,30 @@ func decodeProblems(err error) []problem {
 	return out
 }
 
+// postRequest answers a post and counts it by outcome
+// (kontakt_intake_submissions_total{channel="open311"}).
 func (o *Open311) postRequest(w http.ResponseWriter, r *http.Request, f string) {
+	o.opts.Submissions.observe(ChannelOpen311, o.post(w, r, f))
+}
+
+// post answers a post and returns its outcome.
+func (o *Open311) post(w http.ResponseWriter, r *http.Request, f string) (outcome string) {
 	req, err := o.decode(r)
 	switch {
 	case errors.Is(err, errTooLarge):
 		o.writeErrors(w, f, http.StatusRequestEntityTooLarge, problem{http.StatusRequestEntityTooLarge, err.Error()})
-		return
+		return OutcomeTooLarge
 	case errors.Is(err, errUnsupportedType):
 		o.writeErrors(w, f, http.StatusUnsupportedMediaType, problem{http.StatusUnsupportedMediaType, err.Error()})
-		return
+		return OutcomeInvalid
 	case err != nil:
 		o.writeErrors(w, f, http.StatusBadRequest, decodeProblems(err)...)
-		return
+		return OutcomeInvalid
 	}
 	p, denied := o.authenticate(r.Context(), r, req.APIKey)
 	if denied != nil {
 		o.writeErrors(w, f, denied.Code, *denied)
-		return
+		return OutcomeDenied
 	}
 	// A post is a public submission, limited like SubmitForm and in the
 	// same buckets: one credential, one address.
@@ -466,7 +476,7 @@ func (o *Open311) postRequest(w http.ResponseWriter, r *http.Request, f string) 
 		secs := ratelimit.RetryAfterSeconds(wait)
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
 		o.writeErrors(w, f, http.StatusTooManyRequests, problem{http.StatusTooManyRequests, fmt.Sprintf("too many submissions; retry in %d s", secs)})
-		return
+		return OutcomeRateLimited
 	}
 	in, problems := o.caseInput(r.Context(), req, f)
 	key := r.Header.Get("Idempotency-Key")
@@ -475,7 +485,7 @@ func (o *Open311) postRequest(w http.ResponseWriter, r *http.Request, f string) 
 	}
 	if len(problems) > 0 {
 		o.writeErrors(w, f, answerStatus(problems), problems...)
-		return
+		return outcomeOfHTTP(answerStatus(problems), false)
 	}
 	if key == "" {
 		// GeoReport has no idempotency key; an identical report from the
@@ -486,14 +496,14 @@ func (o *Open311) postRequest(w http.ResponseWriter, r *http.Request, f string) 
 	}
 	res, err := o.app.SubmitForm(r.Context(), p.Client+"/open311", key, in)
 	if err != nil {
-		o.writeAppError(w, r, f, err)
-		return
+		return outcomeOf(o.writeAppError(w, r, f, err), false)
 	}
 	created := createdDoc{
 		ServiceRequestID: res.CaseNumber,
 		ServiceNotice:    "Tack! Din felanmälan är registrerad med ärendenummer " + res.CaseNumber + ".",
 	}
 	o.write(w, f, http.StatusCreated, []createdDoc{created}, createdXML{Requests: []createdDoc{created}})
+	return outcomeOf(codes.OK, res.Replayed)
 }
 
 // caseInput turns a post into a case and names every problem with it at
@@ -806,8 +816,8 @@ func ptr[T any](v T) *T { return &v }
 // error table (ErrorMappings) and the one code-to-HTTP mapping
 // (server.HTTPStatus), so a failure gets here the status and the words it
 // gets over REST; a refused case gets one entry per wrong field, named by
-// its GeoReport parameter.
-func (o *Open311) writeAppError(w http.ResponseWriter, r *http.Request, f string, err error) {
+// its GeoReport parameter. It returns the code the failure maps to.
+func (o *Open311) writeAppError(w http.ResponseWriter, r *http.Request, f string, err error) codes.Code {
 	st := status.Convert(server.ToStatus(r.Context(), err, ErrorMappings(), o.logger.With("http.route", o.prefix)))
 	code := server.HTTPStatus(st.Code())
 	var problems []problem
@@ -822,6 +832,7 @@ func (o *Open311) writeAppError(w http.ResponseWriter, r *http.Request, f string
 		problems = []problem{{code, st.Message()}}
 	}
 	o.writeErrors(w, f, code, problems...)
+	return st.Code()
 }
 
 // validIdempotencyKey is SubmitFormRequest.idempotency_key's rule, for
