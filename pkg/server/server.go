@@ -4,10 +4,11 @@
 // grpcurl), gRPC-web and Connect (for the browser UI) and REST/JSON from
 // google.api.http annotations (for public e-service forms), plus any plain
 // HTTP routes a service mounts. Every call passes the same interceptor chain:
-// recovery, logging, metrics, edge error mapping (ToStatus with the called
-// service's error table, see MapErrors), the caller's own
-// interceptors (authentication), validation (protovalidate), and recovery
-// again around the handler. Keeping this in one place means every service,
+// the request id (every log line of the call carries it, see requests.go),
+// recovery, logging, the method's observers (ObserveCalls), metrics, edge
+// error mapping (ToStatus with the called service's error table, see
+// MapErrors), the caller's own interceptors (authentication), validation
+// (protovalidate), and recovery again around the handler. Keeping this in one place means every service,
 // and the single binary that runs them all, gets the same edge behaviour:
 // the same limits, the same CORS policy, the same error hygiene.
 //
@@ -155,9 +156,9 @@ func New(cfg Config, logger *slog.Logger, opts ...Option) (*Server, error) {
 	// The request id comes first, so that every line the call logs
 	// carries it (requests.go). Recovery is next, so that a panic anywhere
 	// in the chain, including in the caller's interceptors, becomes
-	// codes.Internal. It is repeated
-	// innermost so that a panic in a handler is turned into an error that
-	// logging and metrics see, rather than unwinding past them.
+	// codes.Internal. It is repeated innermost so that a panic in a
+	// handler is turned into an error that logging, observers and metrics
+	// see, rather than unwinding past them.
 	unary := []grpc.UnaryServerInterceptor{
 		unaryRequestID(),
 		recovery.UnaryServerInterceptor(recoverOpt),
