@@ -127,6 +127,23 @@ func TestEveryLogLineOfARequestNamesTheRequestAndItsCaller(t *testing.T) {
 	require.Equal(t, connectID, got)
 	want[connectID] = request{subject: "agent-4711"}
 
+	// gRPC-web (JSON messages in gRPC-web frames), accepted.
+	const grpcWebID = "0f8b2c1e-5a4d-4c3b-9e2f-7a6b5c4d3e07"
+	code, got = httpWithID(t, http.MethodPost, "http://"+k.Addr+"/kontakt.routing.v1.RoutingService/ListQueues",
+		"application/grpc-web+json", "\x00\x00\x00\x00\x02{}", agent, grpcWebID, "X-Grpc-Web", "1")
+	require.Equal(t, http.StatusOK, code)
+	require.Equal(t, grpcWebID, got)
+	want[grpcWebID] = request{subject: "agent-4711"}
+
+	// An e-service form over REST, accepted.
+	const formID = "0f8b2c1e-5a4d-4c3b-9e2f-7a6b5c4d3e08"
+	formBody := `{"idempotencyKey":"logs-e2e-0001","case":{"type":"CASE_TYPE_FRAGA","channel":"CHANNEL_FORM","category":"avfall",` +
+		`"description":"Invånaren undrar när sophämtningen kommer.","contact":{"email":"invanare@example.se"}}}`
+	code, got = httpWithID(t, http.MethodPost, "http://"+k.Addr+"/v1/forms/cases", "application/json", formBody, form, formID)
+	require.Equal(t, http.StatusOK, code)
+	require.Equal(t, formID, got)
+	want[formID] = request{subject: "eservice-42"}
+
 	// Open311, refused: no service_code.
 	const o311ID = "0f8b2c1e-5a4d-4c3b-9e2f-7a6b5c4d3e06"
 	post := url.Values{"api_key": {form}, "description": {marker}, "lat": {"57.65"}, "long": {"12.01"}}
