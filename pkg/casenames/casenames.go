@@ -21,6 +21,7 @@ import (
 const (
 	typePrefix    = "CASE_TYPE_"
 	channelPrefix = "CHANNEL_"
+	statusPrefix  = "CASE_STATUS_"
 )
 
 // swedishTypes are the Swedish spellings accepted for the ASCII names,
@@ -71,6 +72,10 @@ func Type(t casev1.CaseType) string { return short(t.String(), typePrefix) }
 
 // Channel returns the short name of a channel ("phone"), like Type.
 func Channel(c casev1.Channel) string { return short(c.String(), channelPrefix) }
+
+// Status returns the short name of a case status ("assigned"), like Type:
+// how `kontakt check` names a status.
+func Status(s casev1.CaseStatus) string { return short(s.String(), statusPrefix) }
 
 // ParseType returns the case type a name stands for: a short name or one
 // of its Swedish spellings ("fråga"). Names are exact: no case folding, no

@@ -40,7 +40,7 @@ func lockDataDir(dir string) (*os.File, error) {
 		}
 		_ = f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("%w: %s is used by %s; stop it first, or run this against the running server", ErrDataDirInUse, dir, holder)
+			return nil, fmt.Errorf("%w: %s is used by %s; stop it first", ErrDataDirInUse, dir, holder)
 		}
 		return nil, fmt.Errorf("data directory %s: lock: %w", dir, err)
 	}

@@ -30,6 +30,7 @@ import (
 	"github.com/nats-io/nuid"
 
 	"github.com/kontakt-se/kontakt/pkg/backoff"
+	"github.com/kontakt-se/kontakt/pkg/natserr"
 )
 
 // MaxMessages is the largest batch a default nats-server accepts
@@ -88,15 +89,63 @@ func Publish(ctx context.Context, nc *nats.Conn, msgs []*nats.Msg) (Ack, error) 
 	case len(msgs) > MaxMessages:
 		return Ack{}, fmt.Errorf("%w: %d messages, at most %d", ErrTooLarge, len(msgs), MaxMessages)
 	}
+	send := publishOnce
+	if len(msgs) == 1 {
+		send = publishSingle
+	}
 	var ack Ack
 	err := backoff.Retry(ctx, noResponders, func() (err error) {
-		ack, err = publishOnce(ctx, nc, msgs)
+		ack, err = send(ctx, nc, msgs)
 		if err != nil && !errors.Is(err, nats.ErrNoResponders) {
 			return backoff.Permanent(err)
 		}
 		return err
 	})
 	return ack, err
+}
+
+// publishSingle sends a batch of one message as a plain JetStream
+// publish. A single message is stored whole or not at all anyway, with the
+// same checks of its expectations, but as an atomic batch the server
+// stages it in a file store of its own first (a directory, a metadata
+// file written and synced, then removed): in a profile of 64 clients
+// registering cases, staging was a quarter of the process's CPU, and
+// under light load every group is a group of one. The answers are kept
+// as a batch would give them: a message the server recognises by its
+// Nats-Msg-Id is refused as a duplicate in a batch
+// (natserr.AtomicPublishDuplicate), where a plain publish acknowledges it
+// with the first copy's sequence, so that answer becomes that error.
+func publishSingle(ctx context.Context, nc *nats.Conn, msgs []*nats.Msg) (Ack, error) {
+	m := msgs[0]
+	if m.Header != nil {
+		m.Header.Del(headerBatchID)
+		m.Header.Del(headerBatchSeq)
+		m.Header.Del(headerBatchCommit)
+	}
+	m.Reply = ""
+	resp, err := nc.RequestMsgWithContext(ctx, m)
+	if err != nil {
+		return Ack{}, fmt.Errorf("jsbatch: publish a batch of 1: %w", err)
+	}
+	var ack struct {
+		Stream    string              `json:"stream"`
+		Seq       uint64              `json:"seq"`
+		Duplicate bool                `json:"duplicate"`
+		Error     *jetstream.APIError `json:"error"`
+	}
+	if err := json.Unmarshal(resp.Data, &ack); err != nil {
+		return Ack{}, fmt.Errorf("jsbatch: publish a batch of 1: unreadable acknowledgement: %w", err)
+	}
+	switch {
+	case ack.Error != nil:
+		return Ack{}, fmt.Errorf("jsbatch: publish a batch of 1: %w", ack.Error)
+	case ack.Duplicate:
+		return Ack{}, fmt.Errorf("jsbatch: publish a batch of 1: %w", &jetstream.APIError{
+			Code: 400, ErrorCode: jetstream.ErrorCode(natserr.AtomicPublishDuplicate), Description: "atomic publish batch contains duplicate message id"})
+	case ack.Seq == 0:
+		return Ack{}, errors.New("jsbatch: publish a batch of 1: acknowledgement without a sequence")
+	}
+	return Ack{Stream: ack.Stream, First: ack.Seq, Last: ack.Seq}, nil
 }
 
 // publishOnce sends msgs as one batch with a fresh batch id.

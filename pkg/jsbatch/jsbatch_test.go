@@ -102,6 +102,54 @@ func TestPublishRefusals(t *testing.T) {
 	})
 }
 
+// A batch of one is sent as a plain publish (no staging on the server)
+// and answers as a batch of one would: stored with its sequence, refused
+// for a failed expectation or a known message id, with nothing stored.
+func TestBatchOfOneAnswersAsABatch(t *testing.T) {
+	ctx := context.Background()
+	tests := []struct {
+		name   string
+		prep   func(t *testing.T, js jetstream.JetStream)
+		msg    func() *nats.Msg
+		refuse func(error) bool
+	}{
+		{"stored", func(*testing.T, jetstream.JetStream) {}, func() *nats.Msg { return msgs(1, "x", true)[0] }, nil},
+		{"wrong last sequence", func(t *testing.T, js jetstream.JetStream) {
+			_, err := js.Publish(ctx, "b.x.0", []byte("already there"))
+			require.NoError(t, err)
+		}, func() *nats.Msg { return msgs(1, "x", true)[0] }, natserr.IsWrongLastSequence},
+		{"duplicate id", func(t *testing.T, js jetstream.JetStream) {
+			_, err := js.Publish(ctx, "b.y", nil, jetstream.WithMsgID("dup"))
+			require.NoError(t, err)
+		}, func() *nats.Msg {
+			m := msgs(1, "x", false)[0]
+			m.Header.Set(jetstream.MsgIDHeader, "dup")
+			return m
+		}, func(err error) bool { return natserr.Is(err, natserr.AtomicPublishDuplicate) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			js, st := setup(t, true)
+			tt.prep(t, js)
+			before, err := st.Info(ctx)
+			require.NoError(t, err)
+			ack, err := jsbatch.Publish(ctx, js.Conn(), []*nats.Msg{tt.msg()})
+			after, ierr := st.Info(ctx)
+			require.NoError(t, ierr)
+			if tt.refuse != nil {
+				require.True(t, tt.refuse(err), "got %v", err)
+				require.Equal(t, before.State.Msgs, after.State.Msgs, "nothing stored")
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, jsbatch.Ack{Stream: "B", First: after.State.LastSeq, Last: after.State.LastSeq}, ack)
+			m, err := st.GetMsg(ctx, ack.First)
+			require.NoError(t, err)
+			require.Empty(t, m.Header.Get("Nats-Batch-Id"), "sent as a plain publish")
+		})
+	}
+}
+
 // Batches from many goroutines and plain publishes interleave without
 // mixing: every batch occupies consecutive sequences.
 func TestConcurrentBatchesStayContiguous(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
 	"github.com/kontakt-se/kontakt/pkg/blindindex"
+	"github.com/kontakt-se/kontakt/pkg/identity"
 	"github.com/kontakt-se/kontakt/pkg/seal"
 	"github.com/kontakt-se/kontakt/pkg/subject"
 )
@@ -36,7 +37,10 @@ func TestSearchKeyAndCaseGiveTheSameTokens(t *testing.T) {
 	blind, err := blindindex.New(make([]byte, 32))
 	require.NoError(t, err)
 	now := time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC)
-	contact := sealed(t, "c", &casev1.ContactDetails{Email: "Anna.Svensson@Example.se", Phone: "070-123 45 67"})
+	// Stored as intake stores it: the number in E.164.
+	phone, err := identity.NormalisePhone("070-123 45 67")
+	require.NoError(t, err)
+	contact := sealed(t, "c", &casev1.ContactDetails{Email: "Anna.Svensson@Example.se", Phone: phone})
 	id := sealed(t, "i", &casev1.IdentityNumber{Number: "198112189876"})
 	toks, err := subject.CaseTokens(context.Background(), plainOpener{}, blind, "case", contact, id)
 	require.NoError(t, err)
@@ -45,6 +49,8 @@ func TestSearchKeyAndCaseGiveTheSameTokens(t *testing.T) {
 	for _, key := range []subject.Key{
 		{Email: "anna.svensson@example.se"},
 		{Phone: "+46701234567"},
+		{Phone: "0701234567"},
+		{Phone: "(+46) 70 123 45 67"},
 		{IdentityNumber: "811218-9876"},
 	} {
 		tok, err := subject.Token(blind, key, now)

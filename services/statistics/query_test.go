@@ -2,6 +2,7 @@ package statistics
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -272,6 +273,34 @@ func TestStreamRecordsFromPosition(t *testing.T) {
 			_, err = st.Recv()
 			require.Error(t, err)
 			require.NotErrorIs(t, err, io.EOF)
+		})
+	}
+	// With stop_at_end the call ends once it has sent what the stream
+	// held when it began, so a report knows it has every record.
+	for _, after := range []uint64{0, 2, uint64(len(h.rawMessages(t)))} {
+		t.Run(fmt.Sprintf("up to the end after %d", after), func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			msgs := h.rawMessages(t)
+			st, err := client.StreamRecords(ctx, &statisticsv1.StreamRecordsRequest{AfterSequence: after, StopAtEnd: true})
+			require.NoError(t, err)
+			var got []*statisticsv1.StreamRecordsResponse
+			for {
+				r, err := st.Recv()
+				if errors.Is(err, io.EOF) {
+					break
+				}
+				require.NoError(t, err)
+				got = append(got, r)
+			}
+			require.Len(t, got, len(msgs)-int(after))
+			for i, r := range got {
+				want := msgs[int(after)+i]
+				require.Equal(t, want.Seq, r.GetSequence())
+				wantRec, err := decodeRaw(want.Data)
+				require.NoError(t, err)
+				require.True(t, proto.Equal(wantRec, r.GetRecord()), "sequence %d", want.Seq)
+			}
 		})
 	}
 }

@@ -255,6 +255,73 @@ func TestCrashBetweenCommitAndPublish(t *testing.T) {
 	}
 }
 
+// TestCrashWhileTheNextBatchCommits stops the projector while a batch's
+// versions are being published beside the next batch (see Projector):
+// the first atomic batch of the first projector batch is in the stream,
+// the second projector batch has committed, and the rest of the first
+// was never sent. The restarted projector must publish exactly the
+// missing versions of both batches, with a de-duplication window too
+// short to help: the second batch's outbox has to carry the first
+// batch's messages, and its scan position has to lie before the part of
+// the first batch that reached the stream.
+func TestCrashWhileTheNextBatchCommits(t *testing.T) {
+	h := startHarness(t)
+	opts := []Option{WithBatchSize(10), withIdleFlush(300 * time.Millisecond), withDuplicateWindow(100 * time.Millisecond), withPublishBatch(4)}
+	// Twenty registrations make two batches of ten versions each.
+	for i := range 20 {
+		id := newCaseID()
+		h.appendEvents(t, id, registered(id, casev1.CaseType(1+i%4), casev1.Channel_CHANNEL_PHONE, "cat", t0()))
+	}
+	head := h.head(t)
+
+	firstSent := make(chan struct{})     // the first atomic batch is in the stream
+	nextCommitted := make(chan struct{}) // the second projector batch committed
+	var applies atomic.Int32
+	hooks := app.Hooks{
+		BeforeApply: func([]eventstore.RecordedEvent) error {
+			if applies.Add(1) == 2 {
+				<-firstSent
+			}
+			return nil
+		},
+		AfterCommit: func(cp eventstore.Position) error {
+			if cp == head {
+				close(nextCommitted)
+			}
+			return nil
+		},
+		BeforePublish: func(i int) error {
+			if i == 4 {
+				close(firstSent)
+				<-nextCommitted
+				return errCrash
+			}
+			return nil
+		},
+	}
+	svc := h.service(t, Config{}, append(slices.Clone(opts), WithHooks(hooks))...)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	err := svc.Run(ctx)
+	cancel()
+	require.ErrorIs(t, err, errCrash)
+	cp, err := svc.Checkpoint()
+	require.NoError(t, err)
+	require.Equal(t, head, cp, "both batches are committed")
+	require.Len(t, h.rawMessagesOrNone(t), 4, "only the first atomic batch reached the stream")
+	require.NoError(t, svc.Close())
+	time.Sleep(150 * time.Millisecond) // Outlive the duplicate window.
+
+	svc = h.service(t, Config{}, opts...)
+	running(t, svc)
+	h.settled(t, svc)
+	msgs := h.rawMessages(t)
+	require.Len(t, msgs, 20)
+	requireUniqueMsgIDs(t, msgs)
+	recs := h.recount(t)
+	require.Len(t, recs, 20)
+	require.Equal(t, recs, storeRecords(t, svc))
+}
+
 func mapValues(m map[string]string) func(func(string) bool) {
 	return func(yield func(string) bool) {
 		for _, v := range m {

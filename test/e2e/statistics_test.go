@@ -258,6 +258,14 @@ func TestStatisticsAreAnonymousAndComplete(t *testing.T) {
 	require.Contains(t, string(page), `<html lang="sv">`)
 	require.Contains(t, string(page), "Felanmälan")
 	require.Contains(t, string(page), "Lösta vid första kontakt räknas på avslutade ärenden")
+	// The backlog per day, from the records read to the end of the
+	// stream: today 3 cases are open (fewer than 5: an empty cell) and
+	// none is past its answer time.
+	backlog, err := os.ReadFile(filepath.Join(dir, "report", "report-backlog.csv"))
+	require.NoError(t, err)
+	stockholm, err := time.LoadLocation("Europe/Stockholm")
+	require.NoError(t, err)
+	require.Contains(t, string(backlog), "\n"+time.Now().In(stockholm).Format(time.DateOnly)+",,0\n")
 	files, err := filepath.Glob(filepath.Join(dir, "report", "*"))
 	require.NoError(t, err)
 	require.GreaterOrEqual(t, len(files), 5, "the report and its charts")

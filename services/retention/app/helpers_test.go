@@ -25,6 +25,7 @@ import (
 	"github.com/kontakt-se/kontakt/pkg/caseevents"
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
 	"github.com/kontakt-se/kontakt/pkg/eventstore/jetstream"
+	"github.com/kontakt-se/kontakt/pkg/identity"
 	"github.com/kontakt-se/kontakt/pkg/natsserver"
 	"github.com/kontakt-se/kontakt/pkg/natstest"
 	"github.com/kontakt-se/kontakt/pkg/projection"
@@ -319,7 +320,14 @@ func (b *backends) register(t testing.TB, s caseSpec) *testCase {
 		RegisteredAt: timestamppb.New(s.at), RegisteredBy: "agent-1",
 	}
 	if s.name != "" || s.email != "" || s.phone != "" {
-		reg.Contact = sealIt(seal.ClassContact, &casev1.ContactDetails{Name: s.name, Email: s.email, Phone: s.phone})
+		// The number as intake stores it: in E.164 (identity.NormalisePhone).
+		phone := s.phone
+		if phone != "" {
+			var err error
+			phone, err = identity.NormalisePhone(phone)
+			require.NoError(t, err)
+		}
+		reg.Contact = sealIt(seal.ClassContact, &casev1.ContactDetails{Name: s.name, Email: s.email, Phone: phone})
 	}
 	if s.identity != "" {
 		reg.Identity = sealIt(seal.ClassIdentity, &casev1.IdentityNumber{Number: s.identity})

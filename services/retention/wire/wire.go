@@ -4,7 +4,9 @@ package wire
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -16,7 +18,10 @@ import (
 	retentionv1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/retention/v1"
 	"github.com/kontakt-se/kontakt/pkg/audit"
 	"github.com/kontakt-se/kontakt/pkg/config"
+	"github.com/kontakt-se/kontakt/pkg/eventstore"
 	"github.com/kontakt-se/kontakt/pkg/host"
+	"github.com/kontakt-se/kontakt/pkg/projection"
+	"github.com/kontakt-se/kontakt/pkg/readcheck"
 	"github.com/kontakt-se/kontakt/pkg/shredjournal"
 	"github.com/kontakt-se/kontakt/pkg/tokenindex"
 	"github.com/kontakt-se/kontakt/services/retention/adapters/archive"
@@ -192,6 +197,70 @@ func OpenOffline(ctx context.Context, h *host.Host) (host.ReadModel, error) {
 		return host.ReadModel{}, fmt.Errorf("open the retention index (stop kontakt serve first): %w", err)
 	}
 	return rm, nil
+}
+
+// CheckOffline compares retention's deadline index with the log, for
+// `kontakt check` on a stopped data directory: the index file is opened
+// read-only, and the log up to its checkpoint is folded in memory by the
+// projector's own apply with the configured plan (app.Replay), without
+// tokens and without effects, so nothing is destroyed, written or
+// deleted. Opening nothing else of retention (not the ledger, the
+// journal or the archive) keeps the check from writing. A data directory
+// without the file compares as an empty index.
+func CheckOffline(ctx context.Context, h *host.Host) ([]readcheck.Result, error) {
+	plan, err := LoadPlan(h.Config)
+	if err != nil {
+		return nil, err
+	}
+	got := app.IndexView{Entries: map[string]*app.Entry{}, Due: map[string]time.Time{}}
+	var cp eventstore.Position
+	idx, err := index.OpenReadOnly(filepath.Join(h.Config.DataDir, "retention", "index.db"))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return nil, fmt.Errorf("retention index (stop kontakt serve first): %w", err)
+	default:
+		defer func() { _ = idx.Close() }()
+		if cp, err = idx.Checkpoint(); err != nil {
+			return nil, err
+		}
+		if got.Plan, err = idx.Plan(); err != nil {
+			return nil, err
+		}
+		if err := idx.Each(func(e *app.Entry) error { got.Entries[e.Case.ID] = e; return nil }); err != nil {
+			return nil, err
+		}
+		if err := idx.DueIndex(func(id string, at time.Time) error { got.Due[id] = at; return nil }); err != nil {
+			return nil, err
+		}
+	}
+	head, err := h.Store.Head(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("retention: head of the log: %w", err)
+	}
+	mem := app.NewReplayIndex()
+	err = readcheck.Replay(ctx, h.Store, cp, func(_ context.Context, batch []projection.Event) error {
+		return app.Replay(plan, mem, batch)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("retention: %w", err)
+	}
+	want, err := mem.View(plan)
+	if err != nil {
+		return nil, err
+	}
+	if cp == 0 && got.Plan == "" {
+		got.Plan = want.Plan // An empty index has computed nothing yet.
+	}
+	cases := readcheck.New("retention", "cases", cp, head)
+	deadlines := readcheck.New("retention", "deadlines", cp, head)
+	// "Due now" by the clock the server's sweeper uses (development runs
+	// it ahead with retention.dev_clock_offset).
+	now := h.Clock().Add(h.Config.Retention.DevClockOffset)
+	if err := app.CompareIndex(got, want, now, &cases, &deadlines); err != nil {
+		return nil, err
+	}
+	return []readcheck.Result{cases, deadlines}, nil
 }
 
 // Mount builds retention on h: the plan, the ledger, the deadline index,

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/kontakt-se/kontakt/pkg/backoff"
@@ -152,6 +154,20 @@ func (e hookError) Unwrap() error { return e.err }
 // state: before a batch with a tombstone the projector reads the stream's
 // new messages, and then forgets the case without deriving anything from
 // the stale state.
+//
+// # Publishing beside the next batch
+//
+// A batch's versions are published while the next batch is applied: the
+// bbolt transaction of batch N+1 and the atomic batches of N are written
+// at the same time, which nearly halves a backlog's time (the two cost
+// about the same), and batch N+1's versions are published only after
+// N's, so the stream keeps the log's order. Nothing of the rules above
+// changes. Until N is in the stream, the outbox that N+1's transaction
+// stores holds N's messages as well as its own, and the scan position
+// it stores is at most the stream's tail from before N's first append,
+// so that a restart finds whatever part of N reached the stream and
+// publishes only the rest. A failed publish fails the next batch, which
+// then recovers as after a restart.
 type Projector struct {
 	rm     ReadModel
 	out    RecordStream
@@ -162,12 +178,44 @@ type Projector struct {
 	// The fields below belong to the goroutine that runs the projector
 	// (Run, Rebuild): the runner calls the model from it.
 
-	// view is what the projector knows of the stream; valid only when
-	// recovered is set.
-	view      *view
+	// recovered says view is valid.
 	recovered bool
 	// crash ends the run when a hook fails.
 	crash context.CancelCauseFunc
+	// inflight is the last batch's publish, nil before the first.
+	inflight *publishing
+
+	// mu guards view, which the publishing goroutine updates while the
+	// next batch is applied. It is never held across I/O.
+	mu sync.Mutex
+	// view is what the projector knows of the stream; valid only when
+	// recovered is set.
+	view *view
+}
+
+// publishing is one batch's publish, running beside the next batch.
+type publishing struct {
+	msgs       []domain.Message
+	checkpoint eventstore.Position
+	// startTail is the stream's tail when the publish began: every
+	// message it appends comes after it.
+	startTail uint64
+	// finished and err are set under the projector's mu before done is
+	// closed.
+	finished bool
+	err      error
+	done     chan struct{}
+}
+
+// settle waits for the last batch's publish and returns its error.
+func (p *Projector) settle() error {
+	if p.inflight == nil {
+		return nil
+	}
+	<-p.inflight.done
+	err := p.inflight.err
+	p.inflight = nil
+	return err
 }
 
 // ProjectorConfig configures a Projector.
@@ -256,6 +304,7 @@ func (p *Projector) Run(ctx context.Context) error {
 	if err := backoff.Retry(ctx, policy, func() error { return p.ensureRecovered(ctx) }); err == nil {
 		_ = p.runner.Run(ctx)
 	}
+	_ = p.settle() // Ends with ctx; what it left is in the outbox.
 	return p.stopped(ctx)
 }
 
@@ -270,6 +319,9 @@ func (p *Projector) Rebuild(ctx context.Context, progress func(done, total uint6
 	defer cancel(nil)
 	p.crash = cancel
 	err := p.runner.Rebuild(ctx, progress)
+	if serr := p.settle(); err == nil {
+		err = serr
+	}
 	if herr := p.stopped(ctx); herr != nil {
 		return herr
 	}
@@ -307,6 +359,7 @@ func (m model) Apply(ctx context.Context, batch []projection.Event) error {
 }
 
 func (m model) Reset(context.Context) error {
+	_ = m.p.settle() // The outbox and the view are being dropped.
 	m.p.recovered = false
 	return m.p.rm.Reset()
 }
@@ -316,6 +369,8 @@ func (p *Projector) ensureRecovered(ctx context.Context) error {
 	if p.recovered {
 		return nil
 	}
+	// A publish still running would move the stream under the recovery.
+	_ = p.settle()
 	if err := p.recover(ctx); err != nil {
 		return err
 	}
@@ -348,13 +403,15 @@ func (p *Projector) recover(ctx context.Context) error {
 	for _, m := range st.Outbox {
 		floor = min(floor, m.Version-1)
 	}
+	p.mu.Lock()
 	p.view = newView(scanFrom, floor)
+	p.mu.Unlock()
 	if err := p.catchUp(ctx, last); err != nil {
 		return err
 	}
 	var missing []domain.Message
 	for _, m := range st.Outbox {
-		if _, ok := p.view.has(m.Version); !ok {
+		if _, ok := p.viewHas(m.Version); !ok {
 			missing = append(missing, m)
 		}
 	}
@@ -364,6 +421,8 @@ func (p *Projector) recover(ctx context.Context) error {
 	if err := p.publish(ctx, missing); err != nil {
 		return err
 	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	p.view.advance(int64(st.Checkpoint))
 	if n := len(p.view.present); n > 0 {
 		p.log.Info("statistics stream is ahead of this read model (another instance, or an older file): stored its records and will not publish them again",
@@ -385,7 +444,9 @@ func (p *Projector) catchUpToLast(ctx context.Context) error {
 // it stores their records in the read model and notes their versions
 // (and the ids of records first seen) in the view.
 func (p *Projector) catchUp(ctx context.Context, upTo uint64) error {
+	p.mu.Lock()
 	from := p.view.tail
+	p.mu.Unlock()
 	if upTo <= from {
 		return nil
 	}
@@ -407,7 +468,9 @@ func (p *Projector) catchUp(ctx context.Context, upTo uint64) error {
 			return nil
 		}
 		r := *m.Record
+		p.mu.Lock()
 		p.view.add(m.Seq, r.Version, checksum(m.Data))
+		p.mu.Unlock()
 		if v, ok := first[r.StatisticsID]; !ok || r.Version < v {
 			first[r.StatisticsID] = r.Version
 		}
@@ -423,10 +486,12 @@ func (p *Projector) catchUp(ctx context.Context, upTo uint64) error {
 	if err := flush(); err != nil {
 		return err
 	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	for id, v := range first {
 		p.view.addCreated(v, id)
 	}
-	p.view.tail = upTo
+	p.view.tail = max(p.view.tail, upTo)
 	return nil
 }
 
@@ -456,7 +521,11 @@ func (p *Projector) apply(ctx context.Context, evs []projection.Event) (err erro
 		if ev.Deleted() {
 			// A tombstone of a case whose deletion this projector did not
 			// see: the version another projector made of it must be known
-			// (see Projector).
+			// (see Projector). The last batch's publish is waited for
+			// first, so that the read is of a stream nobody here moves.
+			if err := p.settle(); err != nil {
+				return err
+			}
 			if err := p.catchUpToLast(ctx); err != nil {
 				return err
 			}
@@ -491,7 +560,18 @@ func (p *Projector) apply(ctx context.Context, evs []projection.Event) (err erro
 			return nil
 		}
 		checkpoint, committed = last, true
-		return tx.Finish(last, p.view.scanFrom(), outbox)
+		// The last batch's messages stay in the outbox until they are in
+		// the stream, and the scan position stays before them (see
+		// Projector).
+		stored := outbox
+		p.mu.Lock()
+		scanFrom := p.view.scanFrom()
+		if in := p.inflight; in != nil && !in.finished {
+			stored = append(slices.Clip(in.msgs), outbox...)
+			scanFrom = min(scanFrom, in.startTail)
+		}
+		p.mu.Unlock()
+		return tx.Finish(last, scanFrom, stored)
 	})
 	if err != nil {
 		return err
@@ -504,11 +584,32 @@ func (p *Projector) apply(ctx context.Context, evs []projection.Event) (err erro
 			return err
 		}
 	}
-	if err := p.publish(ctx, outbox); err != nil {
+	// The versions of this batch follow those of the last one.
+	if err := p.settle(); err != nil {
 		return err
 	}
-	p.view.advance(int64(checkpoint))
+	p.mu.Lock()
+	in := &publishing{msgs: outbox, checkpoint: checkpoint, startTail: p.view.tail, done: make(chan struct{})}
+	p.mu.Unlock()
+	p.inflight = in
+	go func() {
+		err := p.publish(ctx, in.msgs)
+		p.mu.Lock()
+		if err == nil {
+			p.view.advance(int64(in.checkpoint))
+		}
+		in.err, in.finished = err, true
+		p.mu.Unlock()
+		close(in.done)
+	}()
 	return nil
+}
+
+// viewHas is view.has under the lock.
+func (p *Projector) viewHas(version int64) (seen, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.view.has(version)
 }
 
 // applyEvent applies one event and returns the message to publish, if
@@ -556,7 +657,7 @@ func (p *Projector) applyEvent(tx Tx, ev *projection.Event) (*domain.Message, er
 	if _, err := tx.PutRecord(r); err != nil {
 		return nil, err
 	}
-	if _, ok := p.view.has(r.Version); ok {
+	if _, ok := p.viewHas(r.Version); ok {
 		return nil, nil // In the stream already; the stream's record stands.
 	}
 	m, err := p.out.Encode(r)
@@ -570,7 +671,10 @@ func (p *Projector) applyEvent(tx Tx, ev *projection.Event) (*domain.Message, er
 // record has in the stream when the stream holds it already, else the
 // one derived from the event's seed (or, without one, its position).
 func (p *Projector) statisticsID(ev eventstore.RecordedEvent, seed string) string {
-	if id, ok := p.view.createdID(int64(ev.Position)); ok {
+	p.mu.Lock()
+	id, ok := p.view.createdID(int64(ev.Position))
+	p.mu.Unlock()
+	if ok {
 		return id
 	}
 	return p.cfg.IDs.For(seed, int64(ev.Position))
@@ -583,7 +687,7 @@ func (p *Projector) statisticsID(ev eventstore.RecordedEvent, seed string) strin
 func (p *Projector) publish(ctx context.Context, msgs []domain.Message) error {
 	pause := backoff.New(p.cfg.Backoff)
 	for i := 0; i < len(msgs); {
-		if s, ok := p.view.has(msgs[i].Version); ok {
+		if s, ok := p.viewHas(msgs[i].Version); ok {
 			if s.sum != checksum(msgs[i].Data) {
 				// Another projector made this version differently:
 				// different configurations (retention periods, the id
@@ -599,7 +703,7 @@ func (p *Projector) publish(ctx context.Context, msgs []domain.Message) error {
 		// The longest run of versions from i the stream lacks.
 		j := i + 1
 		for j < len(msgs) && j-i < p.cfg.PublishBatch {
-			if _, ok := p.view.has(msgs[j].Version); ok {
+			if _, ok := p.viewHas(msgs[j].Version); ok {
 				break
 			}
 			j++
@@ -610,9 +714,14 @@ func (p *Projector) publish(ctx context.Context, msgs []domain.Message) error {
 			}
 		}
 		batch := msgs[i:j]
-		first, err := p.out.AppendBatch(ctx, batch, p.view.tail)
+		p.mu.Lock()
+		tail := p.view.tail
+		p.mu.Unlock()
+		first, err := p.out.AppendBatch(ctx, batch, tail)
 		if err == nil {
+			p.mu.Lock()
 			p.view.tail = first + uint64(len(batch)) - 1
+			p.mu.Unlock()
 			for _, m := range batch {
 				p.published(m.Version, true)
 			}
@@ -622,9 +731,11 @@ func (p *Projector) publish(ctx context.Context, msgs []domain.Message) error {
 		}
 		if errors.Is(err, ErrConflict) {
 			// Somebody appended first: read it, and look again.
-			tail := p.view.tail
 			if err = p.catchUpToLast(ctx); err == nil {
-				if p.view.tail > tail {
+				p.mu.Lock()
+				moved := p.view.tail > tail
+				p.mu.Unlock()
+				if moved {
 					continue
 				}
 				err = errors.New("the stream refused an append but showed nothing new")

@@ -120,8 +120,23 @@ func RowsToProto(rows []domain.Row) []*statisticsv1.Row {
 
 // StreamRecords sends every record version after the stream sequence
 // after, then follows new ones until ctx ends (the client went away or
-// the server stops), when it returns ctx.Err().
-func (q *Queries) StreamRecords(ctx context.Context, after uint64, send func(*statisticsv1.StreamRecordsResponse) error) error {
+// the server stops), when it returns ctx.Err(). With stopAtEnd it
+// returns nil instead once it has sent every version the stream held
+// when it began: a client that wants the records as they are now cannot
+// tell the end of the stream from a quiet moment.
+func (q *Queries) StreamRecords(ctx context.Context, after uint64, stopAtEnd bool, send func(*statisticsv1.StreamRecordsResponse) error) error {
+	if stopAtEnd {
+		last, err := q.out.LastSeq(ctx)
+		if err != nil {
+			return err
+		}
+		return q.out.Read(ctx, after, last, func(m StoredMessage) error {
+			if m.Record == nil {
+				return nil // Not a record version (see StoredMessage).
+			}
+			return send(&statisticsv1.StreamRecordsResponse{Sequence: m.Seq, Record: m.Record.ToProto()})
+		})
+	}
 	return q.out.Follow(ctx, after, func(seq uint64, r *statisticsv1.StatisticsRecord) error {
 		return send(&statisticsv1.StreamRecordsResponse{Sequence: seq, Record: r})
 	})

@@ -72,7 +72,8 @@ func (s *Server) Query(ctx context.Context, req *statisticsv1.QueryRequest) (*st
 
 // StreamRecords streams record versions after the requested stream
 // sequence, then follows new ones until the client goes away or the
-// server shuts down.
+// server shuts down (or, with stop_at_end, ends once it has sent what
+// the stream held when the call began).
 func (s *Server) StreamRecords(req *statisticsv1.StreamRecordsRequest, st grpc.ServerStreamingServer[statisticsv1.StreamRecordsResponse]) error {
 	if s.queries == nil {
 		return s.UnimplementedStatisticsServiceServer.StreamRecords(req, st)
@@ -88,7 +89,7 @@ func (s *Server) StreamRecords(req *statisticsv1.StreamRecordsRequest, st grpc.S
 			}
 		}()
 	}
-	err := s.queries.StreamRecords(ctx, req.GetAfterSequence(), st.Send)
+	err := s.queries.StreamRecords(ctx, req.GetAfterSequence(), req.GetStopAtEnd(), st.Send)
 	switch {
 	case err == nil:
 		return nil

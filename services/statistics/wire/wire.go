@@ -11,6 +11,7 @@ import (
 
 	statisticsv1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/statistics/v1"
 	"github.com/kontakt-se/kontakt/pkg/host"
+	"github.com/kontakt-se/kontakt/pkg/readcheck"
 	"github.com/kontakt-se/kontakt/services/statistics"
 )
 
@@ -26,23 +27,47 @@ func open(ctx context.Context, h *host.Host) (*statistics.Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Every instance derives the same key, so all of them derive the
-	// same statistics ids.
-	idKey, err := h.Master.DeriveKey(statistics.IDKeyPurpose)
+	cfg, err := config(h, dir)
 	if err != nil {
-		return nil, fmt.Errorf("statistics: %w", err)
+		return nil, err
 	}
 	var opts []statistics.Option
 	if h.Server != nil {
 		opts = append(opts, statistics.WithShutdown(h.Server.ShuttingDown()))
 	}
-	stats, err := statistics.New(ctx, statistics.Config{DataDir: dir, Replicas: h.Config.NATS.Replicas, IDKey: idKey, Categories: h.Config.CategoryCodes()},
-		h.Store, h.JS, h.Logger.With("service", "statistics"), opts...)
+	stats, err := statistics.New(ctx, cfg, h.Store, h.JS, h.Logger.With("service", "statistics"), opts...)
 	if err != nil {
 		return nil, fmt.Errorf("statistics: %w", err)
 	}
 	h.OnClose(stats.Close)
 	return stats, nil
+}
+
+// config is the service's configuration on h, with its files in dir: the
+// one place the service and its check take it from.
+func config(h *host.Host, dir string) (statistics.Config, error) {
+	// Every instance derives the same key, so all of them derive the
+	// same statistics ids.
+	idKey, err := h.Master.DeriveKey(statistics.IDKeyPurpose)
+	if err != nil {
+		return statistics.Config{}, fmt.Errorf("statistics: %w", err)
+	}
+	return statistics.Config{DataDir: dir, Replicas: h.Config.NATS.Replicas, IDKey: idKey, Categories: h.Config.CategoryCodes()}, nil
+}
+
+// CheckOffline compares the statistics read model with the log and the
+// statistics stream (statistics.Check), for `kontakt check` on a stopped
+// data directory; it creates no directory and writes nothing.
+func CheckOffline(ctx context.Context, h *host.Host) ([]readcheck.Result, error) {
+	cfg, err := config(h, filepath.Join(h.Config.DataDir, "statistics"))
+	if err != nil {
+		return nil, err
+	}
+	head, err := h.Store.Head(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("statistics: head of the log: %w", err)
+	}
+	return statistics.Check(ctx, cfg, h.Store, head, h.JS)
 }
 
 // declare describes the read model for pkg/host: its file for backup and

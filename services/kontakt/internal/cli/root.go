@@ -71,7 +71,7 @@ func newRoot(stdout, stderr io.Writer, lookupEnv env) *cobra.Command {
 	root.PersistentFlags().StringVar(&g.configPath, "config", "", "configuration file (YAML); also KONTAKT_CONFIG")
 	root.PersistentFlags().StringVar(&g.dataDir, "data-dir", "", "data directory (overrides data_dir)")
 	root.AddCommand(newServeCmd(g, lookupEnv), newTokenCmd(g, stdout, lookupEnv), newRebuildCmd(g, stdout, lookupEnv), newStatsCmd(g, stdout, lookupEnv), newRetentionCmd(g, stdout, lookupEnv), newSubjectAccessCmd(g, stdout, lookupEnv), newNATSCmd(g, stdout, lookupEnv),
-		newBackupCmd(g, stdout, stderr, lookupEnv), newRestoreCmd(g, stdout, stderr, lookupEnv), newVersionCmd(stdout))
+		newBackupCmd(g, stdout, stderr, lookupEnv), newRestoreCmd(g, stdout, stderr, lookupEnv), newCheckCmd(g, stdout, lookupEnv), newVersionCmd(stdout))
 	for _, c := range root.Commands() {
 		c.Flags().SetInterspersed(true)
 		c.SilenceUsage = true

@@ -27,6 +27,7 @@ import (
 	"github.com/kontakt-se/kontakt/pkg/auth"
 	"github.com/kontakt-se/kontakt/pkg/config"
 	"github.com/kontakt-se/kontakt/services/kontakt/internal/report"
+	"github.com/kontakt-se/kontakt/services/routing/adapters/readmodel"
 )
 
 // statsTimeout bounds every call to the server, so a hung server does not
@@ -154,13 +155,17 @@ func newStatsReportCmd(g *globalFlags, stdout io.Writer, lookupEnv env) *cobra.C
 			}
 			defer closeConn()
 			now := time.Now()
-			m := &report.Month{Start: start, End: start.AddDate(0, 1, 0), Loc: loc, Now: now}
+			// The answer times are routing's, the due times agents see.
+			m := &report.Month{Start: start, End: start.AddDate(0, 1, 0), Loc: loc, Now: now, AnswerTime: readmodel.DefaultSLA()}
 			for _, q := range m.Queries() {
 				rows, err := client.query(ctx, q.Request)
 				if err != nil {
 					return fmt.Errorf("stats report: %w", err)
 				}
 				*q.Into = rows
+			}
+			if m.Records, err = client.records(ctx); err != nil {
+				return fmt.Errorf("stats report: %w", err)
 			}
 			charts, err := m.Charts()
 			if err != nil {
@@ -173,10 +178,13 @@ func newStatsReportCmd(g *globalFlags, stdout io.Writer, lookupEnv env) *cobra.C
 					return fmt.Errorf("stats report: %w", err)
 				}
 			}
+			if err := writeFileAtomic(filepath.Join(dir, "report-backlog.csv"), m.WriteBacklogCSV); err != nil {
+				return fmt.Errorf("stats report: %w", err)
+			}
 			if err := writeFileAtomic(out, func(w io.Writer) error { return report.WriteHTML(w, m, charts, now) }); err != nil {
 				return fmt.Errorf("stats report: %w", err)
 			}
-			_, err = fmt.Fprintf(stdout, "wrote %s and %d charts (report-*.png) in %s\n", out, len(charts), dir)
+			_, err = fmt.Fprintf(stdout, "wrote %s, %d charts (report-*.png) and the backlog per day (report-backlog.csv) in %s\n", out, len(charts), dir)
 			return err
 		},
 	}
@@ -250,6 +258,34 @@ func (s *statsClient) query(ctx context.Context, req *statisticsv1.QueryRequest)
 		return nil, fmt.Errorf("query %s: %s: %s", s.addr, st.Code(), oneLine(st.Message()))
 	}
 	return resp.GetRows(), nil
+}
+
+// records reads every statistics record as it is now, the newest
+// version of each (StreamRecords up to the end of the stream).
+func (s *statsClient) records(ctx context.Context) ([]*statisticsv1.StatisticsRecord, error) {
+	ctx, cancel := context.WithTimeout(ctx, statsTimeout)
+	defer cancel()
+	ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+s.token)
+	st, err := s.c.StreamRecords(ctx, &statisticsv1.StreamRecordsRequest{StopAtEnd: true})
+	newest := map[string]*statisticsv1.StatisticsRecord{}
+	for err == nil {
+		var resp *statisticsv1.StreamRecordsResponse
+		if resp, err = st.Recv(); err == nil {
+			r := resp.GetRecord()
+			if old := newest[r.GetStatisticsId()]; old == nil || old.GetVersion() < r.GetVersion() {
+				newest[r.GetStatisticsId()] = r
+			}
+		}
+	}
+	if !errors.Is(err, io.EOF) {
+		st := status.Convert(err)
+		return nil, fmt.Errorf("records %s: %s: %s", s.addr, st.Code(), oneLine(st.Message()))
+	}
+	out := make([]*statisticsv1.StatisticsRecord, 0, len(newest))
+	for _, r := range newest {
+		out = append(out, r)
+	}
+	return out, nil
 }
 
 // dialStats connects to a running server's statistics service.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"image/png"
 	"net"
 	"os"
@@ -22,6 +23,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
 	statisticsv1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/statistics/v1"
 	"github.com/kontakt-se/kontakt/pkg/auth"
 )
@@ -33,8 +35,25 @@ type fakeStats struct {
 	verify func(ctx context.Context, token string) error
 	answer func(*statisticsv1.QueryRequest) []*statisticsv1.Row
 
+	// records are the record versions StreamRecords sends, in order.
+	records []*statisticsv1.StatisticsRecord
+
 	mu   sync.Mutex
 	reqs []*statisticsv1.QueryRequest
+}
+
+// StreamRecords sends the canned record versions. The report must ask to
+// stop at the end of the stream; a following call would never end.
+func (f *fakeStats) StreamRecords(req *statisticsv1.StreamRecordsRequest, st grpc.ServerStreamingServer[statisticsv1.StreamRecordsResponse]) error {
+	if !req.GetStopAtEnd() {
+		return status.Error(codes.InvalidArgument, "the fake only stops at the end")
+	}
+	for i, r := range f.records {
+		if err := st.Send(&statisticsv1.StreamRecordsResponse{Sequence: uint64(i + 1), Record: r}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (f *fakeStats) Query(ctx context.Context, req *statisticsv1.QueryRequest) (*statisticsv1.QueryResponse, error) {
@@ -292,7 +311,18 @@ func monthRows(loc *time.Location) func(*statisticsv1.QueryRequest) []*statistic
 
 func TestStatsReport(t *testing.T) {
 	loc := stockholm(t)
-	f := &fakeStats{verify: staticToken("tok"), answer: monthRows(loc)}
+	// Five questions registered on 1 October at 10:00 and open, due two
+	// days later; one more closed after an hour, whose open first version
+	// comes first in the stream: only its newest version counts.
+	registered := timestamppb.New(time.Date(2026, 10, 1, 10, 0, 0, 0, loc))
+	var records []*statisticsv1.StatisticsRecord
+	for i := range 5 {
+		records = append(records, &statisticsv1.StatisticsRecord{StatisticsId: fmt.Sprint("open-", i), Version: 1, Type: casev1.CaseType_CASE_TYPE_FRAGA, Queue: "kontaktcenter", RegisteredHour: registered})
+	}
+	records = append(records,
+		&statisticsv1.StatisticsRecord{StatisticsId: "closed", Version: 1, Type: casev1.CaseType_CASE_TYPE_FRAGA, Queue: "kontaktcenter", RegisteredHour: registered},
+		&statisticsv1.StatisticsRecord{StatisticsId: "closed", Version: 2, Type: casev1.CaseType_CASE_TYPE_FRAGA, Queue: "kontaktcenter", RegisteredHour: registered, Closed: true, TimeToClose: durationpb.New(time.Hour)})
+	f := &fakeStats{verify: staticToken("tok"), answer: monthRows(loc), records: records}
 	addr := startStats(t, f)
 	dir := t.TempDir()
 	out := filepath.Join(dir, "report.html")
@@ -310,13 +340,20 @@ func TestStatsReport(t *testing.T) {
 	html, err := os.ReadFile(out)
 	require.NoError(t, err)
 	page := string(html)
-	require.Equal(t, 5, strings.Count(page, `<img src="data:image/png;base64,`), "one embedded image per chart")
+	require.Equal(t, 7, strings.Count(page, `<img src="data:image/png;base64,`), "one embedded image per chart")
+	// The backlog from the records: routing's answer time for a
+	// question is two days.
+	require.Contains(t, page, "<tr><td>kontaktcenter</td><td>5</td><td>5</td></tr>")
+	backlog, err := os.ReadFile(filepath.Join(dir, "report-backlog.csv"))
+	require.NoError(t, err)
+	require.Contains(t, string(backlog), "2026-10-01,5,0\n2026-10-02,5,0\n2026-10-03,5,5\n")
+	require.Contains(t, string(backlog), "2026-10-31,5,5\n")
 	require.Contains(t, page, "&lt;5", "suppressed cells are shown as <5")
 	require.Contains(t, page, `<html lang="sv">`)
 	require.Contains(t, page, "oktober 2026")
 	require.Contains(t, page, "<td>Telefon</td>")
 
-	for _, name := range []string{"channels", "types", "first-response", "time-to-close", "first-contact-resolution"} {
+	for _, name := range []string{"channels", "types", "first-response", "time-to-close", "first-contact-resolution", "backlog", "past-due"} {
 		raw, err := os.ReadFile(filepath.Join(dir, "report-"+name+".png"))
 		require.NoError(t, err, name)
 		img, err := png.Decode(bytes.NewReader(raw))

@@ -20,6 +20,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
 	statisticsv1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/statistics/v1"
 	"github.com/kontakt-se/kontakt/services/kontakt/internal/sv"
 )
@@ -41,6 +42,12 @@ type Month struct {
 	// and are left out of the charts instead of drawn as days without
 	// cases. The zero time means the whole month has passed.
 	Now time.Time
+	// Records are the statistics records as they are now (the newest
+	// version of each), for the backlog views (backlog.go).
+	Records []*statisticsv1.StatisticsRecord
+	// AnswerTime is the time from registration to a case's due date per
+	// case type, for the past-due figures (see backlog.go).
+	AnswerTime map[casev1.CaseType]time.Duration
 }
 
 // Queries are the requests that fill a Month, with a setter for each.
@@ -90,6 +97,7 @@ func (m *Month) Charts() ([]Chart, error) {
 		name, title, caption string
 		draw                 func() (*plot.Plot, error)
 	}
+	backlogGap := fmt.Sprintf(" Dagar med färre än %d ärenden visas inte och lämnas som luckor; dagar som inte har kommit än ritas inte.", SuppressBelow)
 	gap := fmt.Sprintf(" Dagar då en grupp hade färre än %d ärenden visas inte och lämnas som luckor; dagar som inte har kommit än ritas inte.", SuppressBelow)
 	ds := []drawer{
 		{"channels", "Ärenden per kanal och dag", "Nya ärenden per dag, efter kontaktväg." + gap,
@@ -106,6 +114,10 @@ func (m *Month) Charts() ([]Chart, error) {
 			}},
 		{"first-contact-resolution", "Lösta vid första kontakt per vecka", "Andel av veckans avslutade ärenden som löstes vid första kontakten. Veckan börjar på måndag; första och sista veckan kan nå utanför månaden." + gap,
 			m.fcrWeekly},
+		{"backlog", "Öppna ärenden vid dagens slut", "Ärenden som var registrerade men inte avslutade vid dagens slut, oavsett när de kom in." + backlogGap,
+			func() (*plot.Plot, error) { return m.backlogChart("Öppna ärenden vid dagens slut", false) }},
+		{"past-due", "Försenade ärenden vid dagens slut", "Öppna ärenden vars svarstid hade gått ut vid dagens slut (svarstid: " + m.answerTimeNote() + ", räknat från registreringen)." + backlogGap,
+			func() (*plot.Plot, error) { return m.backlogChart("Försenade ärenden vid dagens slut", true) }},
 	}
 	out := make([]Chart, 0, len(ds))
 	for _, d := range ds {
@@ -489,7 +501,16 @@ figcaption, .note { color: #555; font-size: .9rem; }
 <tr><td colspan="7">Inga ärenden.</td></tr>{{end}}
 </tbody>
 </table>
-{{end}}{{range .Charts}}<figure>
+{{end}}<h2>Öppna och försenade ärenden per kö</h2>
+<table>
+<thead><tr><th>Kö</th><th>Öppna</th><th>Försenade</th></tr></thead>
+<tbody>{{range .Queues}}
+<tr><td>{{.Queue}}</td><td>{{.Open}}</td><td>{{.PastDue}}</td></tr>{{else}}
+<tr><td colspan="3">Inga öppna ärenden.</td></tr>{{end}}
+</tbody>
+</table>
+<p class="note">Vid {{.QueuesAt}}. Försenade: öppna ärenden vars svarstid har gått ut ({{.AnswerTimes}}, räknat från registreringen).</p>
+{{range .Charts}}<figure>
 <h2>{{.Title}}</h2>
 <img src="{{.Src}}" alt="{{.Title}}" width="{{$.W}}">
 <figcaption>{{.Caption}}</figcaption>
@@ -514,13 +535,18 @@ func WriteHTML(w io.Writer, m *Month, charts []Chart, generated time.Time) error
 		K                        int
 		W                        int
 		Tables                   []table
+		Queues                   []queueBacklogRow
+		QueuesAt, AnswerTimes    string
 		Charts                   []chartView
 	}{
-		Title:     "Kontaktcentrets statistik, " + sv.Month(m.Start) + " " + strconv.Itoa(m.Start.Year()),
-		Period:    sv.Date(m.Start) + " – " + sv.Date(m.End.AddDate(0, 0, -1)),
-		Generated: generated.In(m.Loc).Format("2006-01-02 15:04"),
-		K:         SuppressBelow,
-		W:         int(math.Round(chartW.Points())),
+		Queues:      m.queueBacklogRows(),
+		QueuesAt:    m.queuesAt(),
+		AnswerTimes: m.answerTimeNote(),
+		Title:       "Kontaktcentrets statistik, " + sv.Month(m.Start) + " " + strconv.Itoa(m.Start.Year()),
+		Period:      sv.Date(m.Start) + " – " + sv.Date(m.End.AddDate(0, 0, -1)),
+		Generated:   generated.In(m.Loc).Format("2006-01-02 15:04"),
+		K:           SuppressBelow,
+		W:           int(math.Round(chartW.Points())),
 		Tables: []table{
 			{"Hela månaden", totalsOf(m.Total)},
 			{"Kanal", totalsOf(m.ChannelTotal)},

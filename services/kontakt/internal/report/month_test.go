@@ -90,6 +90,6 @@ func TestChartsAreInSwedish(t *testing.T) {
 		titles = append(titles, c.Title)
 		require.NotEmpty(t, c.PNG)
 	}
-	require.Equal(t, []string{"Ärenden per kanal och dag", "Ärenden per ärendetyp och dag", "Tid till första svar", "Tid till avslut", "Lösta vid första kontakt per vecka"}, titles)
+	require.Equal(t, []string{"Ärenden per kanal och dag", "Ärenden per ärendetyp och dag", "Tid till första svar", "Tid till avslut", "Lösta vid första kontakt per vecka", "Öppna ärenden vid dagens slut", "Försenade ärenden vid dagens slut"}, titles)
 	require.Equal(t, "mån 5 okt", strings.TrimSpace(dayTicks{m.days()}.Ticks(0, 0)[4].Label))
 }

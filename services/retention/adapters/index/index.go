@@ -25,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -531,4 +532,46 @@ func dueKey(at time.Time, caseID string) []byte {
 	k := make([]byte, 8, 8+len(caseID))
 	binary.BigEndian.PutUint64(k, uint64(max(at.UnixNano(), 0)))
 	return append(k, caseID...)
+}
+
+// OpenReadOnly opens the index file for reading only, for `kontakt
+// check`: bbolt's shared lock and no write of any kind (no buckets
+// created, no file of another layout destroyed, no token file opened), so
+// a check changes nothing it looks at. Each, Checkpoint, Plan and
+// DueIndex answer; nothing that writes or reads tokens may be called. A
+// file that does not exist is fs.ErrNotExist, and one of another layout
+// ErrCorrupt.
+func OpenReadOnly(path string) (*Store, error) {
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("retention index: %w", err)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second, ReadOnly: true})
+	if err != nil {
+		return nil, fmt.Errorf("retention index %s: %w", path, err)
+	}
+	err = db.View(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		if meta == nil || tx.Bucket(bucketCases) == nil || tx.Bucket(bucketDue) == nil || string(meta.Get(keySchema)) != schema {
+			return fmt.Errorf("%w: not an index of layout %s (kontakt serve rebuilds it at start)", ErrCorrupt, schema)
+		}
+		return nil
+	})
+	if err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("retention index %s: %w", path, err)
+	}
+	return &Store{db: db}, nil
+}
+
+// DueIndex calls fn for every entry of the due-time index, which the
+// sweeper reads (Due), earliest first: the case and the time it is due.
+func (s *Store) DueIndex(fn func(caseID string, at time.Time) error) error {
+	return s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketDue).ForEach(func(k, _ []byte) error {
+			if len(k) < 8 {
+				return ErrCorrupt
+			}
+			return fn(string(k[8:]), time.Unix(0, int64(binary.BigEndian.Uint64(k[:8]))).UTC())
+		})
+	})
 }

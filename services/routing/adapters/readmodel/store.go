@@ -284,7 +284,11 @@ func createBuckets(tx *bolt.Tx, config, epoch string) error {
 
 // Close closes the files. Queries and Apply fail afterwards.
 func (s *Store) Close() error {
-	if err := errors.Join(s.db.Close(), s.tokens.Close()); err != nil {
+	var tokensErr error
+	if s.tokens != nil { // OpenReadOnly opens no token file.
+		tokensErr = s.tokens.Close()
+	}
+	if err := errors.Join(s.db.Close(), tokensErr); err != nil {
 		return fmt.Errorf("readmodel: close: %w", err)
 	}
 	return nil

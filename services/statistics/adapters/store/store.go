@@ -444,3 +444,42 @@ func (s *Store) CaseCount() (int, error) {
 	}
 	return n, nil
 }
+
+// OpenReadOnly opens the file for reading only, for `kontakt check`:
+// bbolt's shared lock and no write of any kind (no buckets created, no
+// schema recorded). A file of another layout is ErrSchema.
+func OpenReadOnly(path string) (*Store, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, ReadOnly: true})
+	if err != nil {
+		return nil, fmt.Errorf("statistics store: open %s read-only: %w", path, err)
+	}
+	err = db.View(func(tx *bolt.Tx) error {
+		for _, name := range allBuckets() {
+			if tx.Bucket([]byte(name)) == nil {
+				return fmt.Errorf("%w: no bucket %s", ErrSchema, name)
+			}
+		}
+		if got := string(tx.Bucket([]byte(bucketMeta)).Get([]byte(keySchema))); got != strconv.Itoa(schemaVersion) {
+			return fmt.Errorf("%w: schema %q, this binary reads %d", ErrSchema, got, schemaVersion)
+		}
+		return nil
+	})
+	if err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("statistics store: %s: %w", path, err)
+	}
+	return &Store{db: db}, nil
+}
+
+// EachCase calls fn with every live case's state, in case id order.
+func (s *Store) EachCase(fn func(caseID string, c *domain.Case) error) error {
+	return s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte(bucketCases)).ForEach(func(k, v []byte) error {
+			c, err := decodeCase(v)
+			if err != nil {
+				return err
+			}
+			return fn(string(k), c)
+		})
+	})
+}

@@ -557,6 +557,11 @@ type StreamRecordsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Stream sequence to start after; 0 is the beginning.
 	AfterSequence uint64 `protobuf:"varint,1,opt,name=after_sequence,json=afterSequence,proto3" json:"after_sequence,omitempty"`
+	// End the call once every record version the stream held when the call
+	// began has been sent, instead of following new ones: for a client
+	// that wants the records as they are now (the monthly report), and
+	// cannot otherwise tell the end of the stream from a quiet moment.
+	StopAtEnd     bool `protobuf:"varint,2,opt,name=stop_at_end,json=stopAtEnd,proto3" json:"stop_at_end,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -596,6 +601,13 @@ func (x *StreamRecordsRequest) GetAfterSequence() uint64 {
 		return x.AfterSequence
 	}
 	return 0
+}
+
+func (x *StreamRecordsRequest) GetStopAtEnd() bool {
+	if x != nil {
+		return x.StopAtEnd
+	}
+	return false
 }
 
 // StreamRecordsResponse is one record version.
@@ -699,9 +711,10 @@ const file_kontakt_statistics_v1_statistics_proto_rawDesc = "" +
 	"\x06closed\x18\n" +
 	" \x01(\x03R\x06closed\"?\n" +
 	"\rQueryResponse\x12.\n" +
-	"\x04rows\x18\x01 \x03(\v2\x1a.kontakt.statistics.v1.RowR\x04rows\"=\n" +
+	"\x04rows\x18\x01 \x03(\v2\x1a.kontakt.statistics.v1.RowR\x04rows\"]\n" +
 	"\x14StreamRecordsRequest\x12%\n" +
-	"\x0eafter_sequence\x18\x01 \x01(\x04R\rafterSequence\"t\n" +
+	"\x0eafter_sequence\x18\x01 \x01(\x04R\rafterSequence\x12\x1e\n" +
+	"\vstop_at_end\x18\x02 \x01(\bR\tstopAtEnd\"t\n" +
 	"\x15StreamRecordsResponse\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12?\n" +
 	"\x06record\x18\x02 \x01(\v2'.kontakt.statistics.v1.StatisticsRecordR\x06record*\x98\x01\n" +
