@@ -42,6 +42,7 @@ import (
 	"github.com/kontakt-se/kontakt/pkg/natsserver"
 	"github.com/kontakt-se/kontakt/pkg/projection"
 	"github.com/kontakt-se/kontakt/pkg/ratelimit"
+	"github.com/kontakt-se/kontakt/pkg/reqlog"
 	"github.com/kontakt-se/kontakt/pkg/seal"
 	"github.com/kontakt-se/kontakt/pkg/server"
 	"github.com/kontakt-se/kontakt/pkg/shredjournal"
@@ -179,7 +180,9 @@ type Host struct {
 	closers    []func() error
 }
 
-// NewLogger builds the structured logger from the configuration.
+// NewLogger builds the structured logger from the configuration. Every
+// line logged with a request's context carries the request's id and the
+// caller's subject (pkg/reqlog), whoever logs it.
 func NewLogger(cfg config.Log, w io.Writer) (*slog.Logger, error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(cfg.Level)); err != nil {
@@ -196,9 +199,9 @@ func NewLogger(cfg config.Log, w io.Writer) (*slog.Logger, error) {
 			}
 			return a
 		}
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
+		return slog.New(reqlog.Handler(slog.NewJSONHandler(w, opts))), nil
 	}
-	return slog.New(slog.NewTextHandler(w, opts)), nil
+	return slog.New(reqlog.Handler(slog.NewTextHandler(w, opts))), nil
 }
 
 // Open checks the environment and builds the process: it fails fast, with

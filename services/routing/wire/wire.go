@@ -175,7 +175,7 @@ func Mount(ctx context.Context, h *host.Host) error {
 		return err
 	}
 	queues := app.NewQueues(queueCfg, rules)
-	auditLog, err := audit.New(ctx, h.JS, audit.Config{Replicas: cfg.NATS.Replicas})
+	auditLog, err := audit.New(ctx, h.JS, audit.Config{Replicas: cfg.NATS.Replicas, Metrics: h.Server.Metrics()})
 	if err != nil {
 		return err
 	}
@@ -193,7 +193,15 @@ func Mount(ctx context.Context, h *host.Host) error {
 			logger.Info("routing queues and rules reloaded", "queues", len(queueCfg), "rules_version", rules.Version())
 		}, nil
 	})
-	cmds := app.NewCommands(app.CommandsConfig{Store: h.Store, Sealer: h.Sealer, Clock: h.Clock, Logger: logger})
+	names := make([]string, 0, len(queueCfg))
+	for _, q := range queueCfg {
+		names = append(names, q.Name)
+	}
+	firstResponse, err := ports.NewFirstResponseMetrics(h.Server.Metrics(), names)
+	if err != nil {
+		return fmt.Errorf("routing: first-response metrics: %w", err)
+	}
+	cmds := app.NewCommands(app.CommandsConfig{Store: h.Store, Sealer: h.Sealer, Clock: h.Clock, Logger: logger, Metrics: firstResponse})
 	broker := app.NewBroker()
 	var router *app.Router
 	rm, err := OpenReadModel(h, logger, func(c app.Change) {
