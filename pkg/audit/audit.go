@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 
 	routingv1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/routing/v1"
@@ -38,12 +39,36 @@ type Config struct {
 	Replicas  int
 	// Timeout bounds one write; zero means five seconds.
 	Timeout time.Duration
+	// Metrics, when set, gets kontakt_audit_write_failures_total. Every
+	// Log given the same registry shares the one counter (routing and
+	// retention each open the trail in the single binary).
+	Metrics prometheus.Registerer
 }
 
 // Log writes and reads audit records.
 type Log struct {
-	js  jetstream.JetStream
-	cfg Config
+	js       jetstream.JetStream
+	cfg      Config
+	failures prometheus.Counter // nil without Config.Metrics
+}
+
+// writeFailures returns the failure counter on reg, registering it or
+// taking the one registered before.
+func writeFailures(reg prometheus.Registerer) (prometheus.Counter, error) {
+	c := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "kontakt_audit_write_failures_total",
+		Help: "Audit records that could not be written; each failure refused the read of personal data it was to record.",
+	})
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(prometheus.Counter); ok {
+				return existing, nil
+			}
+		}
+		return nil, fmt.Errorf("audit: register metrics: %w", err)
+	}
+	return c, nil
 }
 
 // validCaseID accepts what the event store accepts as a stream id, which
@@ -97,13 +122,31 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Log, error) 
 	if err != nil {
 		return nil, fmt.Errorf("audit: create stream %s: %w", cfg.Stream, err)
 	}
-	return &Log{js: js, cfg: cfg}, nil
+	l := &Log{js: js, cfg: cfg}
+	if cfg.Metrics != nil {
+		if l.failures, err = writeFailures(cfg.Metrics); err != nil {
+			return nil, err
+		}
+	}
+	return l, nil
 }
 
 // Record writes one audit record and waits until the server has stored
 // it. The record's audit id is its de-duplication id, so a retried write
 // is stored once.
+//
+// Every failure is counted (kontakt_audit_write_failures_total), except
+// one where the caller's context ended first: a client that went away is
+// no fault of the trail's.
 func (l *Log) Record(ctx context.Context, rec *routingv1.AuditRecord) error {
+	err := l.record(ctx, rec)
+	if err != nil && l.failures != nil && ctx.Err() == nil {
+		l.failures.Inc()
+	}
+	return err
+}
+
+func (l *Log) record(ctx context.Context, rec *routingv1.AuditRecord) error {
 	if rec.GetAuditId() == "" || !validCaseID(rec.GetCaseId()) || rec.GetActor() == "" {
 		return fmt.Errorf("audit: record needs an audit id, a case id and an actor")
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -67,13 +68,44 @@ func TestStreamKeepsFiveYearsAndRefusesDeletes(t *testing.T) {
 
 func TestRecordFailsWhenTheStreamIsGone(t *testing.T) {
 	js := start(t)
-	l, err := audit.New(t.Context(), js, audit.Config{Timeout: time.Second})
+	reg := prometheus.NewRegistry()
+	l, err := audit.New(t.Context(), js, audit.Config{Timeout: time.Second, Metrics: reg})
 	require.NoError(t, err)
+	// A second trail on the same registry (routing and retention in one
+	// process) shares the counter.
+	other, err := audit.New(t.Context(), js, audit.Config{Timeout: time.Second, Metrics: reg})
+	require.NoError(t, err)
+	require.NoError(t, l.Record(t.Context(), rec("ok", "case-1")))
+	require.Zero(t, failures(t, reg))
+
 	require.NoError(t, js.DeleteStream(t.Context(), audit.DefaultStream))
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
 	err = l.Record(ctx, rec("x", "case-1"))
 	require.ErrorIs(t, err, audit.ErrUnavailable)
+	require.ErrorIs(t, other.Record(ctx, rec("y", "case-1")), audit.ErrUnavailable)
+	require.Equal(t, 2.0, failures(t, reg), "each failed write is counted")
+
+	// A caller that went away is not the trail's failure.
+	gone, cancelGone := context.WithCancel(t.Context())
+	cancelGone()
+	require.Error(t, l.Record(gone, rec("z", "case-1")))
+	require.Equal(t, 2.0, failures(t, reg))
+}
+
+// failures is the registry's kontakt_audit_write_failures_total.
+func failures(t *testing.T, reg *prometheus.Registry) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	for _, mf := range mfs {
+		if mf.GetName() == "kontakt_audit_write_failures_total" {
+			require.Len(t, mf.GetMetric(), 1, "one counter, shared")
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatal("kontakt_audit_write_failures_total is not registered")
+	return 0
 }
 
 func TestRecordRefusesIncompleteRecords(t *testing.T) {

@@ -12,6 +12,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+
+	"github.com/kontakt-se/kontakt/pkg/reqlog"
 )
 
 // Verifier turns a raw bearer token into the caller's Principal. Both
@@ -116,7 +118,7 @@ func (i *Interceptor) Stream() grpc.StreamServerInterceptor {
 		err = handler(srv, &principalStream{ServerStream: ss, ctx: ctx})
 		if errors.Is(context.Cause(ctx), errStreamTokenExpired) && ss.Context().Err() == nil {
 			i.logger.InfoContext(ctx, "auth: stream ended at its token's expiry",
-				slog.String("method", info.FullMethod), slog.String("subject", p.Subject))
+				slog.String("method", info.FullMethod))
 			return tokenExpired()
 		}
 		return err
@@ -202,11 +204,15 @@ func (i *Interceptor) authorize(ctx context.Context, method string) (context.Con
 		}
 		return nil, status.Error(codes.Unauthenticated, msgInvalidToken)
 	}
+	// From here every line the request logs names its caller, also the
+	// refusal below.
+	reqlog.SetSubject(ctx, p.Subject)
 	if !p.HasAnyRole(rule.Roles...) {
 		required := joinRoles(rule.Roles)
-		i.logger.InfoContext(ctx, "auth: permission denied",
+		// The call's own line (pkg/server) logs the refusal at the
+		// level of every refusal; this one adds the roles it lacked.
+		i.logger.DebugContext(ctx, "auth: permission denied",
 			slog.String("method", method),
-			slog.String("subject", p.Subject),
 			slog.String("required", required))
 		return nil, status.Error(codes.PermissionDenied, "requires one of: "+required)
 	}

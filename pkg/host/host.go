@@ -42,6 +42,7 @@ import (
 	"github.com/kontakt-se/kontakt/pkg/natsserver"
 	"github.com/kontakt-se/kontakt/pkg/projection"
 	"github.com/kontakt-se/kontakt/pkg/ratelimit"
+	"github.com/kontakt-se/kontakt/pkg/reqlog"
 	"github.com/kontakt-se/kontakt/pkg/seal"
 	"github.com/kontakt-se/kontakt/pkg/server"
 	"github.com/kontakt-se/kontakt/pkg/shredjournal"
@@ -166,6 +167,9 @@ type Host struct {
 	// password).
 	LookupEnv func(string) (string, bool)
 
+	// keys is the key store behind Sealer.
+	keys *seal.NATSKeyStore
+
 	opts       Options
 	readModels []ReadModel
 	journal    *shredjournal.Journal
@@ -180,7 +184,9 @@ type Host struct {
 	closers    []func() error
 }
 
-// NewLogger builds the structured logger from the configuration.
+// NewLogger builds the structured logger from the configuration. Every
+// line logged with a request's context carries the request's id and the
+// caller's subject (pkg/reqlog), whoever logs it.
 func NewLogger(cfg config.Log, w io.Writer) (*slog.Logger, error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(cfg.Level)); err != nil {
@@ -197,9 +203,9 @@ func NewLogger(cfg config.Log, w io.Writer) (*slog.Logger, error) {
 			}
 			return a
 		}
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
+		return slog.New(reqlog.Handler(slog.NewJSONHandler(w, opts))), nil
 	}
-	return slog.New(slog.NewTextHandler(w, opts)), nil
+	return slog.New(reqlog.Handler(slog.NewTextHandler(w, opts))), nil
 }
 
 // Open checks the environment and builds the process: it fails fast, with
@@ -378,8 +384,26 @@ func (h *Host) openBackends(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("key store: %w", err)
 	}
+	h.keys = keys
 	h.Sealer, err = seal.NewSealer(keys, h.Master)
 	return err
+}
+
+// SnapshotSealer returns a Sealer that opens personal data with the keys
+// as the key store holds them now, read in one pass (seal.NATSKeyStore's
+// Snapshot), and that can neither make nor destroy a key. It is for a
+// replay of the whole log on a stopped data directory (`kontakt rebuild`
+// of a read model whose projection only opens data); the live Sealer asks
+// the store once per case.
+func (h *Host) SnapshotSealer(ctx context.Context) (*seal.Sealer, error) {
+	if h.keys == nil {
+		return nil, errors.New("host: no key store open")
+	}
+	snap, err := h.keys.Snapshot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return seal.NewSealer(snap, h.Master)
 }
 
 // BlindIndex returns the blind index keyed from the master key: every

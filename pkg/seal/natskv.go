@@ -270,6 +270,12 @@ func (s *NATSKeyStore) Get(ctx context.Context, keyID string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("seal: get key %s: %w", keyID, err)
 	}
+	return wrappedKey(r, ref, keyID)
+}
+
+// wrappedKey answers Get from a case's record (the zero record when the
+// case has none).
+func wrappedKey(r caseRecord, ref keyRef, keyID string) ([]byte, error) {
 	switch st, wrapped := r.lookup(ref.class, ref.gen); st {
 	case keyLive:
 		return wrapped, nil

@@ -585,3 +585,60 @@ func TestNATSKeyStoreRefusesOldLayout(t *testing.T) {
 	_, err = seal.NewNATSKeyStore(ctx, js, seal.NATSKeyStoreConfig{})
 	require.ErrorContains(t, err, "another layout")
 }
+
+// TestNATSKeyStoreSnapshotAnswersAsTheStore: a snapshot answers Get as the
+// store does for every kind of case the stream can hold (a live key, a
+// destroyed one, a case deleted by a KV tool, a garbled record, a case
+// without keys), refuses writes, and knows nothing made after it.
+func TestNATSKeyStoreSnapshotAnswersAsTheStore(t *testing.T) {
+	srv := startServer(t)
+	js := connect(t, srv)
+	store, err := seal.NewNATSKeyStore(t.Context(), js, seal.NATSKeyStoreConfig{})
+	require.NoError(t, err)
+	ctx := t.Context()
+	kv, err := js.KeyValue(ctx, seal.DefaultBucket)
+	require.NoError(t, err)
+
+	key := func(caseID string, c seal.Class) string {
+		id, err := seal.KeyID(caseID, c, 0)
+		require.NoError(t, err)
+		return id
+	}
+	live, partly, deleted, garbled, none := newCaseID(), newCaseID(), newCaseID(), newCaseID(), newCaseID()
+	require.NoError(t, store.Create(ctx, key(live, seal.ClassContact), []byte("live contact")))
+	require.NoError(t, store.Create(ctx, key(partly, seal.ClassContact), []byte("partly contact")))
+	require.NoError(t, store.Create(ctx, key(partly, seal.ClassFreeText), []byte("partly text")))
+	require.NoError(t, store.Destroy(ctx, key(partly, seal.ClassFreeText)))
+	require.NoError(t, store.Create(ctx, key(deleted, seal.ClassContact), []byte("deleted")))
+	require.NoError(t, kv.Delete(ctx, deleted))
+	_, err = js.Publish(ctx, store.Subject(garbled), []byte{0xff, 0xff, 0xff})
+	require.NoError(t, err)
+
+	snap, err := store.Snapshot(ctx)
+	require.NoError(t, err)
+	var checked int
+	for _, caseID := range []string{live, partly, deleted, garbled, none} {
+		for _, c := range []seal.Class{seal.ClassContact, seal.ClassFreeText, seal.ClassIdentity} {
+			id := key(caseID, c)
+			want, wantErr := store.Get(ctx, id)
+			got, gotErr := snap.Get(ctx, id)
+			require.Equal(t, want, got, id)
+			for _, sentinel := range []error{seal.ErrKeyDestroyed, seal.ErrKeyNotFound, seal.ErrTampered} {
+				require.Equal(t, errors.Is(wantErr, sentinel), errors.Is(gotErr, sentinel), "%s: store %v, snapshot %v", id, wantErr, gotErr)
+			}
+			if wantErr == nil {
+				checked++
+			}
+		}
+	}
+	require.Equal(t, 2, checked, "two live keys compared")
+
+	require.ErrorIs(t, snap.Create(ctx, key(none, seal.ClassContact), []byte("x")), seal.ErrReadOnly)
+	require.ErrorIs(t, snap.Destroy(ctx, key(live, seal.ClassContact)), seal.ErrReadOnly)
+	later := newCaseID()
+	require.NoError(t, store.Create(ctx, key(later, seal.ClassContact), []byte("later")))
+	_, err = snap.Get(ctx, key(later, seal.ClassContact))
+	require.ErrorIs(t, err, seal.ErrKeyNotFound, "made after the snapshot")
+	_, err = snap.Get(ctx, "not a key id")
+	require.ErrorIs(t, err, seal.ErrInvalidKeyID)
+}

@@ -460,14 +460,12 @@ func (s *Server) logRefusal(ctx context.Context, peer, protocol, method string, 
 	if status < 400 && grpcCode <= 0 {
 		return
 	}
-	level := slog.LevelInfo
-	switch {
-	case status >= 500 && status != http.StatusNotImplemented,
-		grpcCode == int(codes.Internal), grpcCode == int(codes.Unknown), grpcCode == int(codes.DataLoss):
-		level = slog.LevelError
-	case status == http.StatusRequestEntityTooLarge, status == http.StatusTooManyRequests,
-		grpcCode == int(codes.ResourceExhausted):
-		level = slog.LevelWarn
+	level := httpLevel(status)
+	if grpcCode > 0 {
+		// An RPC protocol's refusal says more in its code than in
+		// the HTTP status (Connect and gRPC-web answer errors with
+		// 200 and a status header, or a status the code maps to).
+		level = Level(codes.Code(grpcCode))
 	}
 	attrs := []slog.Attr{
 		slog.String("protocol", protocol),
@@ -487,8 +485,8 @@ func (s *Server) logRefusal(ctx context.Context, peer, protocol, method string, 
 // logRoute logs one line per request to a plain HTTP route, as the
 // logging interceptor does per RPC: the route's pattern (never the raw
 // path, which may hold identifiers), the status, the duration and the
-// peer. A client mistake is INFO (WARN for 413 and 429), a server fault
-// ERROR; handlers log the cause of their own faults.
+// peer, at the level Level's policy gives its status (httpLevel);
+// handlers log the cause of their own faults.
 func (s *Server) logRoute(pattern string, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -498,13 +496,7 @@ func (s *Server) logRoute(pattern string, h http.Handler) http.Handler {
 		if status == 0 {
 			status = http.StatusOK
 		}
-		level := slog.LevelInfo
-		switch {
-		case status >= 500:
-			level = slog.LevelError
-		case status == http.StatusRequestEntityTooLarge, status == http.StatusTooManyRequests:
-			level = slog.LevelWarn
-		}
+		level := httpLevel(status)
 		s.logger.LogAttrs(r.Context(), level, "HTTP request",
 			slog.String("http.route", pattern),
 			slog.String("http.method", methodName(r.Method)),

@@ -284,6 +284,7 @@ func TestClientMistakesAreInvalidArgument(t *testing.T) {
 	logs := ts.logs.String()
 	require.NotContains(t, logs, marker)
 	require.Empty(t, logLines(logs, `"level":"ERROR"`))
-	require.NotEmpty(t, logLines(logs, "request refused before reaching a handler", `"level":"INFO"`, `"http.status":400`))
+	// A refusal is logged at WARN, by the one level policy (Level).
+	require.NotEmpty(t, logLines(logs, "request refused before reaching a handler", `"level":"WARN"`, `"http.status":400`))
 	require.False(t, errors.Is(nil, errBadGzip))
 }

@@ -71,9 +71,10 @@ func MapAs[E error](to func(E) error) ErrorMapping {
 //     "internal error", because an internal error message can contain file
 //     paths, SQL, or personal data.
 //
-// Mappings are checked in order, before status pass-through. A nil logger
+// Mappings are checked in order, before status pass-through. ctx is the
+// call's, so the lines logged here carry its request id. A nil logger
 // means slog.Default().
-func ToStatus(err error, mappings []ErrorMapping, logger *slog.Logger) error {
+func ToStatus(ctx context.Context, err error, mappings []ErrorMapping, logger *slog.Logger) error {
 	if err == nil {
 		return nil
 	}
@@ -83,7 +84,7 @@ func ToStatus(err error, mappings []ErrorMapping, logger *slog.Logger) error {
 				if st, isStatus := status.FromError(mapped); isStatus && st.Code() != codes.OK {
 					return mapped
 				}
-				return ToStatus(errors.New("error mapping returned no status"), nil, logger)
+				return ToStatus(ctx, errors.New("error mapping returned no status"), nil, logger)
 			}
 			continue
 		}
@@ -113,10 +114,10 @@ func ToStatus(err error, mappings []ErrorMapping, logger *slog.Logger) error {
 		logger = slog.Default()
 	}
 	if natserr.IsTransient(err) {
-		logger.Warn("NATS briefly unavailable; the client may retry", slog.String("error", err.Error()))
+		logger.WarnContext(ctx, "NATS briefly unavailable; the client may retry", slog.String("error", err.Error()))
 		return status.Error(codes.Unavailable, unavailableMessage)
 	}
-	logger.Error("unmapped error returned to client as internal error", slog.String("error", err.Error()))
+	logger.ErrorContext(ctx, "unmapped error returned to client as internal error", slog.String("error", err.Error()))
 	return status.Error(codes.Internal, internalMessage)
 }
 

@@ -59,7 +59,7 @@ func TestToStatus(t *testing.T) {
 			logs := &syncBuffer{}
 			logger := slog.New(slog.NewJSONHandler(logs, nil))
 
-			got := ToStatus(tt.err, mappings, logger)
+			got := ToStatus(context.Background(), tt.err, mappings, logger)
 			if tt.wantNil {
 				require.NoError(t, got)
 				return
@@ -126,7 +126,7 @@ func TestToStatusTransientNATS(t *testing.T) {
 		{"other", errors.New("boom"), codes.Internal},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := ToStatus(tc.err, nil, slog.New(slog.DiscardHandler))
+			err := ToStatus(context.Background(), tc.err, nil, slog.New(slog.DiscardHandler))
 			require.Equal(t, tc.want, status.Code(err))
 			require.NotContains(t, status.Convert(err).Message(), "casenumber")
 		})
@@ -149,7 +149,7 @@ func TestMapAs(t *testing.T) {
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, nil))
 
-	err := ToStatus(fmt.Errorf("rectify case for 19121212-1212: %w", &fieldError{field: "contact.email", reason: "is not an e-mail address"}), table, logger)
+	err := ToStatus(context.Background(), fmt.Errorf("rectify case for 19121212-1212: %w", &fieldError{field: "contact.email", reason: "is not an e-mail address"}), table, logger)
 	st := status.Convert(err)
 	require.Equal(t, codes.InvalidArgument, st.Code())
 	require.Equal(t, "invalid request", st.Message(), "the wrapping stays on the server")
@@ -157,9 +157,9 @@ func TestMapAs(t *testing.T) {
 	br := st.Details()[0].(*errdetails.BadRequest)
 	require.Equal(t, "contact.email", br.GetFieldViolations()[0].GetField())
 
-	require.Equal(t, codes.NotFound, status.Code(ToStatus(errCaseNotFound, table, logger)), "the other mappings still apply")
+	require.Equal(t, codes.NotFound, status.Code(ToStatus(context.Background(), errCaseNotFound, table, logger)), "the other mappings still apply")
 
-	err = ToStatus(&lyingError{}, table, logger)
+	err = ToStatus(context.Background(), &lyingError{}, table, logger)
 	require.Equal(t, codes.Internal, status.Code(err), "a mapping that builds no status is our fault")
 	require.NotContains(t, status.Convert(err).Message(), "hunter2")
 	require.Len(t, logLines(logs.String(), "unmapped error"), 1)

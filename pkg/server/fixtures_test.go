@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	testpb "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protodesc"
@@ -32,6 +33,8 @@ import (
 	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/descriptorpb"
 	"google.golang.org/protobuf/types/dynamicpb"
+
+	"github.com/kontakt-se/kontakt/pkg/reqlog"
 )
 
 // Test services.
@@ -50,6 +53,7 @@ const (
 	modeSlow     = "slow"
 	modeFail     = "fail"
 	modeNotFound = "notfound"
+	modeHeader   = "header" // the echo sets header x-echo
 
 	panicValue   = "secret-panic-value 19121212-1212"
 	internalText = "dial tcp db:5432: password=hunter2"
@@ -168,9 +172,12 @@ func echoServiceDesc(t *testing.T) *grpc.ServiceDesc {
 				if err := dec(req); err != nil {
 					return nil, err
 				}
-				handler := func(_ context.Context, r any) (any, error) {
+				handler := func(ctx context.Context, r any) (any, error) {
 					resp := dynamicpb.NewMessage(out)
 					text := r.(*dynamicpb.Message).Get(in.Fields().ByName("text"))
+					if text.String() == modeHeader {
+						_ = grpc.SetHeader(ctx, metadata.Pairs("x-echo", "set"))
+					}
 					if err := echoFailure(text.String()); err != nil {
 						return nil, err
 					}
@@ -265,19 +272,31 @@ func startServer(t *testing.T, cfg Config, opts ...Option) *testServer {
 // startServerWithTables is startServer with error tables by service name.
 func startServerWithTables(t *testing.T, cfg Config, tables map[string][]ErrorMapping, opts ...Option) *testServer {
 	t.Helper()
+	return startServerWith(t, cfg, func(srv *Server) {
+		for service, table := range tables {
+			srv.MapErrors(service, table...)
+		}
+	}, opts...)
+}
+
+// startServerWith is startServer with setup run on the server after the
+// test services are registered and before it runs.
+func startServerWith(t *testing.T, cfg Config, setup func(*Server), opts ...Option) *testServer {
+	t.Helper()
 	if cfg.ListenAddr == "" {
 		cfg.ListenAddr = "127.0.0.1:0"
 	}
 	logs := &syncBuffer{}
-	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	// As the binary builds it (host.NewLogger): lines carry the request.
+	logger := slog.New(reqlog.Handler(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	srv, err := New(cfg, logger, opts...)
 	require.NoError(t, err)
 
 	svc := &testService{started: make(chan struct{}, 1)}
 	testpb.RegisterTestServiceServer(srv, svc)
 	srv.RegisterService(echoServiceDesc(t), struct{}{})
-	for service, table := range tables {
-		srv.MapErrors(service, table...)
+	if setup != nil {
+		setup(srv)
 	}
 	require.NoError(t, srv.Listen())
 

@@ -24,9 +24,9 @@ const corsMaxAge = 2 * time.Hour
 // newHTTPHandler assembles everything served on the API port except the
 // transcoder, which can only be built once all services are registered:
 //
-//	CORS -> native gRPC?  -> grpc.Server.ServeHTTP
-//	     -> extra routes  -> body limit (inflated) -> handler
-//	     -> "/"           -> edge guard -> rpc (vanguard transcoder, set by Run)
+//	request id -> CORS -> native gRPC?  -> grpc.Server.ServeHTTP
+//	                   -> extra routes  -> body limit (inflated) -> handler
+//	                   -> "/"           -> edge guard -> rpc (vanguard transcoder, set by Run)
 //
 // Native gRPC goes straight to grpc-go, bypassing the transcoder: it needs no
 // translation, it keeps working for services the transcoder cannot describe,
@@ -57,7 +57,7 @@ func (s *Server) newHTTPHandler(routes []httpRoute) (h http.Handler, err error) 
 		}
 		mux.ServeHTTP(w, r)
 	})
-	return s.corsHandler().Handler(root), nil
+	return withRequestID(s.corsHandler().Handler(root)), nil
 }
 
 // corsRequestHeaders are the request headers a page may send besides
@@ -75,6 +75,8 @@ var corsRequestHeaders = []string{
 	"Connect-Accept-Encoding",
 	"Grpc-Encoding",
 	"Grpc-Accept-Encoding",
+	// A UI that names its requests, to find them in the server's log.
+	"X-Request-Id",
 }
 
 // corsResponseHeaders are the response headers a page may read besides
@@ -90,6 +92,9 @@ var corsResponseHeaders = []string{
 	"Grpc-Encoding",
 	"Grpc-Accept-Encoding",
 	"Content-Encoding",
+	// The request's id, for a UI to show with an error (see
+	// requests.go).
+	"X-Request-Id",
 }
 
 // corsHandler answers preflights and adds CORS headers for allow-listed

@@ -92,23 +92,14 @@ func messageLogged(code codes.Code) bool {
 	return false
 }
 
-// callLevel keeps health probes and reflection out of the info log (a probe
-// every few seconds would drown everything else) and raises server-side
-// failures so that they can be alerted on.
+// callLevel is Level, except that successful health probes and
+// reflection go to DEBUG: a probe every few seconds would drown everything
+// else.
 func callLevel(method string, code codes.Code) slog.Level {
-	switch code {
-	case codes.OK:
-		if strings.HasPrefix(method, "/grpc.health.v1.Health/") || strings.HasPrefix(method, "/grpc.reflection.") {
-			return slog.LevelDebug
-		}
-		return slog.LevelInfo
-	case codes.Internal, codes.Unknown, codes.DataLoss, codes.Unimplemented:
-		return slog.LevelError
-	case codes.DeadlineExceeded, codes.Unavailable, codes.ResourceExhausted, codes.PermissionDenied, codes.Aborted:
-		return slog.LevelWarn
-	default:
-		return slog.LevelInfo
+	if code == codes.OK && (strings.HasPrefix(method, "/grpc.health.v1.Health/") || strings.HasPrefix(method, "/grpc.reflection.")) {
+		return slog.LevelDebug
 	}
+	return Level(code)
 }
 
 // unaryErrorMapping applies ToStatus, with the error table of the called
@@ -119,7 +110,7 @@ func unaryErrorMapping(tables func(method string) []ErrorMapping, logger *slog.L
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		resp, err := handler(ctx, req)
 		if err != nil {
-			return nil, withJSONFieldPaths(ctx, info.FullMethod, ToStatus(err, tables(info.FullMethod), logger.With(slog.String("grpc.method", info.FullMethod))))
+			return nil, withJSONFieldPaths(ctx, info.FullMethod, ToStatus(ctx, err, tables(info.FullMethod), logger.With(slog.String("grpc.method", info.FullMethod))))
 		}
 		return resp, nil
 	}
@@ -129,7 +120,7 @@ func unaryErrorMapping(tables func(method string) []ErrorMapping, logger *slog.L
 func streamErrorMapping(tables func(method string) []ErrorMapping, logger *slog.Logger) grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		if err := handler(srv, ss); err != nil {
-			return withJSONFieldPaths(ss.Context(), info.FullMethod, ToStatus(err, tables(info.FullMethod), logger.With(slog.String("grpc.method", info.FullMethod))))
+			return withJSONFieldPaths(ss.Context(), info.FullMethod, ToStatus(ss.Context(), err, tables(info.FullMethod), logger.With(slog.String("grpc.method", info.FullMethod))))
 		}
 		return nil
 	}

@@ -4,10 +4,11 @@
 // grpcurl), gRPC-web and Connect (for the browser UI) and REST/JSON from
 // google.api.http annotations (for public e-service forms), plus any plain
 // HTTP routes a service mounts. Every call passes the same interceptor chain:
-// recovery, logging, metrics, edge error mapping (ToStatus with the called
-// service's error table, see MapErrors), the caller's own
-// interceptors (authentication), validation (protovalidate), and recovery
-// again around the handler. Keeping this in one place means every service,
+// the request id (every log line of the call carries it, see requests.go),
+// recovery, logging, the method's observers (ObserveCalls), metrics, edge
+// error mapping (ToStatus with the called service's error table, see
+// MapErrors), the caller's own interceptors (authentication), validation
+// (protovalidate), and recovery again around the handler. Keeping this in one place means every service,
 // and the single binary that runs them all, gets the same edge behaviour:
 // the same limits, the same CORS policy, the same error hygiene.
 //
@@ -85,6 +86,9 @@ type Server struct {
 	// errorTables are the services' error tables by service name; set
 	// before Run (MapErrors) and only read after.
 	errorTables map[string][]ErrorMapping
+	// observers are told how calls of a method ended (ObserveCalls); set
+	// before Run and only read after.
+	observers map[string][]CallObserver
 
 	probes probes // /healthz and /readyz on the metrics port
 
@@ -119,6 +123,7 @@ func New(cfg Config, logger *slog.Logger, opts ...Option) (*Server, error) {
 		cfg:         cfg,
 		logger:      logger,
 		errorTables: map[string][]ErrorMapping{},
+		observers:   map[string][]CallObserver{},
 		health:      health.NewServer(),
 		stopping:    make(chan struct{}),
 		registry:    prometheus.NewRegistry(),
@@ -148,13 +153,17 @@ func New(cfg Config, logger *slog.Logger, opts ...Option) (*Server, error) {
 	}
 
 	recoverOpt := recovery.WithRecoveryHandlerContext(recoveryHandler(logger))
-	// Recovery is outermost so that a panic anywhere in the chain, including
-	// in the caller's interceptors, becomes codes.Internal. It is repeated
-	// innermost so that a panic in a handler is turned into an error that
-	// logging and metrics see, rather than unwinding past them.
+	// The request id comes first, so that every line the call logs
+	// carries it (requests.go). Recovery is next, so that a panic anywhere
+	// in the chain, including in the caller's interceptors, becomes
+	// codes.Internal. It is repeated innermost so that a panic in a
+	// handler is turned into an error that logging, observers and metrics
+	// see, rather than unwinding past them.
 	unary := []grpc.UnaryServerInterceptor{
+		unaryRequestID(),
 		recovery.UnaryServerInterceptor(recoverOpt),
 		unaryLogging(logger),
+		unaryObserve(s.observersOf),
 		s.grpcMetrics.UnaryServerInterceptor(),
 		unaryErrorMapping(s.errorTable, logger),
 	}
@@ -164,6 +173,7 @@ func New(cfg Config, logger *slog.Logger, opts ...Option) (*Server, error) {
 		recovery.UnaryServerInterceptor(recoverOpt),
 	)
 	stream := []grpc.StreamServerInterceptor{
+		streamRequestID(),
 		recovery.StreamServerInterceptor(recoverOpt),
 		endWatchesOnShutdown(s.stopping),
 		streamLogging(logger),
@@ -221,10 +231,12 @@ func (s *Server) RegisterService(desc *grpc.ServiceDesc, impl any) {
 }
 
 // Registrar is what a service registers itself on: its gRPC
-// implementation and the error table for its calls. *Server is one.
+// implementation, the error table for its calls, and what wants to know
+// how its calls ended. *Server is one.
 type Registrar interface {
 	grpc.ServiceRegistrar
 	MapErrors(service string, table ...ErrorMapping)
+	ObserveCalls(method string, fn CallObserver)
 }
 
 var _ Registrar = (*Server)(nil)
@@ -246,6 +258,25 @@ func (s *Server) MapErrors(service string, table ...ErrorMapping) {
 	}
 	s.errorTables[service] = append(s.errorTables[service], table...)
 }
+
+// ObserveCalls has fn told how every unary call of method
+// ("/package.Service/Method") ended, for a service's own metrics: the
+// status code the client got (after the service's error table) and the
+// header metadata the handler set. It sees the calls the interceptors
+// refuse (authentication, rate limits, validation) as well as the
+// handler's answers; a request refused before it became a call (a body
+// over the size limit, a REST body that is not JSON) is not one. It must
+// be called before Run, like MapErrors.
+func (s *Server) ObserveCalls(method string, fn CallObserver) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state != stateNew {
+		panic(fmt.Sprintf("server: ObserveCalls(%s) called after Run or Close", method))
+	}
+	s.observers[method] = append(s.observers[method], fn)
+}
+
+func (s *Server) observersOf(method string) []CallObserver { return s.observers[method] }
 
 // errorTable is the error table of the service that method
 // ("/package.Service/Method") belongs to.

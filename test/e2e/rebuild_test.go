@@ -68,6 +68,9 @@ type rebuildAnswers struct {
 	stats     *statisticsv1.QueryResponse
 	preview   []string
 	statsMsgs int
+	// byPhone are the cases FindCases finds by the phone number every
+	// case of the test has: routing's blind-index tokens.
+	byPhone []string
 }
 
 func (e *retEnv) rebuildAnswers(t *testing.T, numbers []string) rebuildAnswers {
@@ -89,6 +92,12 @@ func (e *retEnv) rebuildAnswers(t *testing.T, numbers []string) rebuildAnswers {
 	}
 	slices.Sort(a.preview)
 	a.statsMsgs = len(e.statsRecords(t))
+	found, err := e.rc.FindCases(ctx, &routingv1.FindCasesRequest{Key: &routingv1.FindCasesRequest_Phone{Phone: "0701234567"}})
+	require.NoError(t, err)
+	for _, c := range found.GetCases() {
+		a.byPhone = append(a.byPhone, c.GetCaseId())
+	}
+	slices.Sort(a.byPhone)
 	return a
 }
 
@@ -98,6 +107,7 @@ func requireSameAnswers(t *testing.T, want, got rebuildAnswers, after string) {
 	require.True(t, proto.Equal(want.stats, got.stats), "statistics after %s:\nwant %v\ngot  %v", after, want.stats, got.stats)
 	require.Equal(t, want.preview, got.preview, "retention preview after %s", after)
 	require.Equal(t, want.statsMsgs, got.statsMsgs, "the statistics stream after %s: nothing published twice", after)
+	require.Equal(t, want.byPhone, got.byPhone, "cases found by phone after %s", after)
 }
 
 // TestRebuildEachReadModelServesTheSameAnswers rebuilds routing's read
@@ -140,6 +150,7 @@ func TestRebuildEachReadModelServesTheSameAnswers(t *testing.T) {
 		}
 		return count == int64(len(numbers)) && fcr == int64(len(numbers)/2) && deletions >= len(numbers)
 	}), "the read models did not catch up: %+v", want)
+	require.Len(t, want.byPhone, len(numbers), "every case is found by its phone number")
 	head := e.casesLastSeq(t)
 	require.NoError(t, e.k.Stop(t))
 	dataDir, config := e.k.DataDir, e.k.Config

@@ -200,7 +200,7 @@ func (s *Service) release(ctx context.Context, key string, rec IdempotencyRecord
 	defer cancel()
 	err := backoff.Retry(rctx, releaseBackoff, func() error { return s.idem.Release(rctx, key, rec) })
 	if err != nil {
-		s.logger.Warn("could not release the claim of a failed form submission; a retry waits until it is stale", "error", err)
+		s.logger.WarnContext(ctx, "could not release the claim of a failed form submission; a retry waits until it is stale", "error", err)
 	}
 }
 
@@ -244,7 +244,7 @@ var claimPoll = backoff.Policy{Initial: 20 * time.Millisecond, Max: 500 * time.M
 func (s *Service) complete(ctx context.Context, key string, rec IdempotencyRecord, r Registered) {
 	rec.Done, rec.CaseNumber, rec.RegisteredAt = true, r.CaseNumber, r.RegisteredAt
 	if err := s.idem.Complete(ctx, key, rec); err != nil {
-		s.logger.Warn("could not record the answer to a form submission", "case_id", r.CaseID, "error", err)
+		s.logger.WarnContext(ctx, "could not record the answer to a form submission", "case_id", r.CaseID, "error", err)
 	}
 }
 

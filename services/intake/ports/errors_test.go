@@ -1,6 +1,7 @@
 package ports
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -54,12 +55,12 @@ func TestOneAnswerPerFailure(t *testing.T) {
 	o311 := NewOpen311("/open311/v2", nil, nil, nil, nil, nil, time.Now, slog.New(slog.DiscardHandler), Open311Options{})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			st := status.Convert(server.ToStatus(tt.err, ErrorMappings(), slog.New(slog.DiscardHandler)))
+			st := status.Convert(server.ToStatus(context.Background(), tt.err, ErrorMappings(), slog.New(slog.DiscardHandler)))
 			require.Equal(t, tt.code, st.Code(), "gRPC")
 			require.Equal(t, tt.http, server.HTTPStatus(st.Code()), "REST")
 
 			rec := httptest.NewRecorder()
-			o311.writeAppError(rec, formatJSON, tt.err)
+			o311.writeAppError(rec, httptest.NewRequest(http.MethodPost, "/open311/v2/requests.json", nil), formatJSON, tt.err)
 			require.Equal(t, tt.http, rec.Code, "Open311: %s", rec.Body)
 			var body []open311Error
 			require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &body))
@@ -74,6 +75,6 @@ func TestOneAnswerPerFailure(t *testing.T) {
 	}
 	// A client mistake is never a 5xx.
 	for _, err := range []error{invalid, app.ErrPayloadMismatch, app.ErrInProgress, app.ErrNotFound} {
-		require.Less(t, server.HTTPStatus(status.Code(server.ToStatus(err, ErrorMappings(), nil))), 500, "%v", err)
+		require.Less(t, server.HTTPStatus(status.Code(server.ToStatus(context.Background(), err, ErrorMappings(), nil))), 500, "%v", err)
 	}
 }

@@ -78,10 +78,15 @@ func NewServer(a Registrar, v protovalidate.Validator, clock func() time.Time, l
 	return &Server{app: a, validator: v, clock: clock, logger: logger}
 }
 
-// Register adds the intake service, with its error table, to a server.
-func Register(reg server.Registrar, s *Server) {
+// Register adds the intake service, with its error table, to a server,
+// and has the server tell m how every SubmitForm call ended (m may be
+// nil).
+func Register(reg server.Registrar, s *Server, m *SubmissionMetrics) {
 	intakev1.RegisterIntakeServiceServer(reg, s)
 	reg.MapErrors(intakev1.IntakeService_ServiceDesc.ServiceName, ErrorMappings()...)
+	if m != nil {
+		reg.ObserveCalls(submitFormMethod, m.observeForm)
+	}
 }
 
 // ValidatesOwnRequests tells the server's validation interceptor that

@@ -22,12 +22,14 @@ import (
 	"buf.build/go/protovalidate"
 	"golang.org/x/text/encoding/htmlindex"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
 	intakev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/intake/v1"
 	"github.com/kontakt-se/kontakt/pkg/auth"
 	"github.com/kontakt-se/kontakt/pkg/ratelimit"
+	"github.com/kontakt-se/kontakt/pkg/reqlog"
 	"github.com/kontakt-se/kontakt/pkg/server"
 	"github.com/kontakt-se/kontakt/services/intake/app"
 	"github.com/kontakt-se/kontakt/services/intake/domain"
@@ -58,6 +60,8 @@ type Open311Options struct {
 	// lat/long); off, they show the location rounded to the statistics
 	// cell and no text.
 	PublishFreeText bool
+	// Submissions counts the posts by outcome; nil counts nothing.
+	Submissions *SubmissionMetrics
 }
 
 // Open311 serves GeoReport v2 under a prefix (for example /open311/v2),
@@ -235,6 +239,9 @@ func (o *Open311) authenticate(ctx context.Context, r *http.Request, apiKey stri
 	if err != nil {
 		return auth.Principal{}, &problem{http.StatusForbidden, "api_key is invalid"}
 	}
+	// Every line the request logs from here names its caller, as the
+	// RPCs' authentication does.
+	reqlog.SetSubject(ctx, p.Subject)
 	if !p.HasRole(auth.RoleFormClient) || p.Client == "" {
 		return auth.Principal{}, &problem{http.StatusForbidden, "api_key is not a form-client credential"}
 	}
@@ -438,23 +445,30 @@ func decodeProblems(err error) []problem {
 	return out
 }
 
+// postRequest answers a post and counts it by outcome
+// (kontakt_intake_submissions_total{channel="open311"}).
 func (o *Open311) postRequest(w http.ResponseWriter, r *http.Request, f string) {
+	o.opts.Submissions.observe(ChannelOpen311, o.post(w, r, f))
+}
+
+// post answers a post and returns its outcome.
+func (o *Open311) post(w http.ResponseWriter, r *http.Request, f string) (outcome string) {
 	req, err := o.decode(r)
 	switch {
 	case errors.Is(err, errTooLarge):
 		o.writeErrors(w, f, http.StatusRequestEntityTooLarge, problem{http.StatusRequestEntityTooLarge, err.Error()})
-		return
+		return OutcomeTooLarge
 	case errors.Is(err, errUnsupportedType):
 		o.writeErrors(w, f, http.StatusUnsupportedMediaType, problem{http.StatusUnsupportedMediaType, err.Error()})
-		return
+		return OutcomeInvalid
 	case err != nil:
 		o.writeErrors(w, f, http.StatusBadRequest, decodeProblems(err)...)
-		return
+		return OutcomeInvalid
 	}
 	p, denied := o.authenticate(r.Context(), r, req.APIKey)
 	if denied != nil {
 		o.writeErrors(w, f, denied.Code, *denied)
-		return
+		return OutcomeDenied
 	}
 	// A post is a public submission, limited like SubmitForm and in the
 	// same buckets: one credential, one address.
@@ -462,16 +476,16 @@ func (o *Open311) postRequest(w http.ResponseWriter, r *http.Request, f string) 
 		secs := ratelimit.RetryAfterSeconds(wait)
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
 		o.writeErrors(w, f, http.StatusTooManyRequests, problem{http.StatusTooManyRequests, fmt.Sprintf("too many submissions; retry in %d s", secs)})
-		return
+		return OutcomeRateLimited
 	}
-	in, problems := o.caseInput(req, f)
+	in, problems := o.caseInput(r.Context(), req, f)
 	key := r.Header.Get("Idempotency-Key")
 	if key != "" && !validIdempotencyKey(key) {
 		problems = append(problems, problem{http.StatusBadRequest, "Idempotency-Key: 8 to 128 of A-Z a-z 0-9 . _ : -"})
 	}
 	if len(problems) > 0 {
 		o.writeErrors(w, f, answerStatus(problems), problems...)
-		return
+		return outcomeOfHTTP(answerStatus(problems), false)
 	}
 	if key == "" {
 		// GeoReport has no idempotency key; an identical report from the
@@ -482,20 +496,20 @@ func (o *Open311) postRequest(w http.ResponseWriter, r *http.Request, f string) 
 	}
 	res, err := o.app.SubmitForm(r.Context(), p.Client+"/open311", key, in)
 	if err != nil {
-		o.writeAppError(w, f, err)
-		return
+		return outcomeOf(o.writeAppError(w, r, f, err), false)
 	}
 	created := createdDoc{
 		ServiceRequestID: res.CaseNumber,
 		ServiceNotice:    "Tack! Din felanmälan är registrerad med ärendenummer " + res.CaseNumber + ".",
 	}
 	o.write(w, f, http.StatusCreated, []createdDoc{created}, createdXML{Requests: []createdDoc{created}})
+	return outcomeOf(codes.OK, res.Replayed)
 }
 
 // caseInput turns a post into a case and names every problem with it at
 // once: its own (the service, the coordinates), the field rules of the
 // proto and the domain's rules, each by its GeoReport parameter.
-func (o *Open311) caseInput(req open311Request, f string) (*intakev1.CaseInput, []problem) {
+func (o *Open311) caseInput(ctx context.Context, req open311Request, f string) (*intakev1.CaseInput, []problem) {
 	var problems []problem
 	switch _, known := o.service(req.ServiceCode); {
 	case strings.TrimSpace(req.ServiceCode) == "":
@@ -538,7 +552,7 @@ func (o *Open311) caseInput(req open311Request, f string) (*intakev1.CaseInput, 
 	viols, err := server.Violations(o.validator, &intakev1.SubmitFormRequest{IdempotencyKey: "open311-request", Case: in})
 	if err != nil {
 		problems = append(problems, problem{http.StatusInternalServerError, "internal error"})
-		o.logger.Error("open311: field rules failed to run", "error", err)
+		o.logger.ErrorContext(ctx, "open311: field rules failed to run", "error", err)
 		return nil, problems
 	}
 	var ve *domain.ValidationError
@@ -592,7 +606,7 @@ func open311Fingerprint(r open311Request) string {
 func (o *Open311) getRequest(w http.ResponseWriter, r *http.Request, f, id string) {
 	st, ok, err := o.publicStatus(r.Context(), id)
 	if err != nil {
-		o.writeAppError(w, f, err)
+		o.writeAppError(w, r, f, err)
 		return
 	}
 	if !ok {
@@ -601,7 +615,7 @@ func (o *Open311) getRequest(w http.ResponseWriter, r *http.Request, f, id strin
 	}
 	doc, err := o.requestDoc(r.Context(), st)
 	if err != nil {
-		o.writeAppError(w, f, err)
+		o.writeAppError(w, r, f, err)
 		return
 	}
 	o.write(w, f, http.StatusOK, []requestDoc{doc}, requestsXML{Requests: []requestDoc{doc}})
@@ -649,7 +663,7 @@ func (o *Open311) listRequests(w http.ResponseWriter, r *http.Request, f string)
 			}
 			doc, err := o.requestDoc(r.Context(), st)
 			if err != nil {
-				o.writeAppError(w, f, err)
+				o.writeAppError(w, r, f, err)
 				return
 			}
 			docs = append(docs, doc)
@@ -719,7 +733,7 @@ func (o *Open311) listRequests(w http.ResponseWriter, r *http.Request, f string)
 	for _, st := range states {
 		doc, err := o.requestDoc(r.Context(), st)
 		if err != nil {
-			o.writeAppError(w, f, err)
+			o.writeAppError(w, r, f, err)
 			return
 		}
 		docs = append(docs, doc)
@@ -802,9 +816,9 @@ func ptr[T any](v T) *T { return &v }
 // error table (ErrorMappings) and the one code-to-HTTP mapping
 // (server.HTTPStatus), so a failure gets here the status and the words it
 // gets over REST; a refused case gets one entry per wrong field, named by
-// its GeoReport parameter.
-func (o *Open311) writeAppError(w http.ResponseWriter, f string, err error) {
-	st := status.Convert(server.ToStatus(err, ErrorMappings(), o.logger.With("http.route", o.prefix)))
+// its GeoReport parameter. It returns the code the failure maps to.
+func (o *Open311) writeAppError(w http.ResponseWriter, r *http.Request, f string, err error) codes.Code {
+	st := status.Convert(server.ToStatus(r.Context(), err, ErrorMappings(), o.logger.With("http.route", o.prefix)))
 	code := server.HTTPStatus(st.Code())
 	var problems []problem
 	for _, d := range st.Details() {
@@ -818,6 +832,7 @@ func (o *Open311) writeAppError(w http.ResponseWriter, f string, err error) {
 		problems = []problem{{code, st.Message()}}
 	}
 	o.writeErrors(w, f, code, problems...)
+	return st.Code()
 }
 
 // validIdempotencyKey is SubmitFormRequest.idempotency_key's rule, for

@@ -102,7 +102,11 @@ func Mount(ctx context.Context, h *host.Host) error {
 	}
 	// Registrations that arrive together share their disk syncs.
 	h.Go(svc.RunGroupCommit)
-	ports.Register(h.Server, ports.NewServer(svc, h.Validator, h.Clock, logger))
+	submissions, err := ports.NewSubmissionMetrics(h.Server.Metrics())
+	if err != nil {
+		return fmt.Errorf("intake: submission metrics: %w", err)
+	}
+	ports.Register(h.Server, ports.NewServer(svc, h.Validator, h.Clock, logger), submissions)
 	services := make([]ports.Open311Service, 0, len(cfg.Intake.Open311Services))
 	for _, s := range cfg.Intake.Open311Services {
 		// Every service is a category (checked at start-up); its title
@@ -128,7 +132,7 @@ func Mount(ctx context.Context, h *host.Host) error {
 	}
 	h.Go(runner.Run)
 	return h.Mount(Open311Prefix, ports.NewOpen311(Open311Prefix, svc, h.Validator, h.Verifier, h.Submissions, services, h.Clock, logger,
-		ports.Open311Options{Public: public, PublishFreeText: cfg.Intake.Open311PublishFreeText}))
+		ports.Open311Options{Public: public, PublishFreeText: cfg.Intake.Open311PublishFreeText, Submissions: submissions}))
 }
 
 // mountOutbox starts the mail outbox (mail.outbound): a projection of

@@ -76,6 +76,10 @@ type Index interface {
 	// Due returns up to limit cases whose next deadline is at or before
 	// now, earliest first.
 	Due(now time.Time, limit int) ([]string, error)
+	// Overdue counts the cases whose next deadline is at or before now
+	// and returns the earliest such deadline (zero when none), walking
+	// only those cases.
+	Overdue(now time.Time) (n int, earliest time.Time, err error)
 	// Each calls fn with every entry.
 	Each(fn func(*Entry) error) error
 	// FindByToken returns the cases a blind-index token stands for.

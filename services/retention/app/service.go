@@ -16,6 +16,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -103,6 +104,9 @@ type Service struct {
 	// lastSweep is when the last pass ran (Sweep is called from one
 	// goroutine at a time).
 	lastSweep time.Time
+	// sweptOK is when the last pass that ended without an error began,
+	// in Unix nanoseconds of real time (0: none yet), for the metrics.
+	sweptOK atomic.Int64
 }
 
 // New builds the service.

@@ -64,6 +64,7 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 		return 0, nil
 	}
 	s.lastSweep = time.Now()
+	began := s.lastSweep
 	now := s.clock()
 	ids, err := s.idx.Due(now, sweepPage)
 	if err != nil {
@@ -114,8 +115,26 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 			return total, err
 		}
 	}
+	s.sweptOK.Store(began.UnixNano())
 	return total, nil
 }
+
+// Backlog is what the operator watches of the sweeper: how many cases
+// are past a deadline the plan has not yet carried out (held cases have
+// none), the earliest such deadline (zero when none), by the service's
+// clock, and when the last pass that ended without an error began (zero
+// before the first).
+func (s *Service) Backlog() (overdue int, earliest, lastSweep time.Time, err error) {
+	overdue, earliest, err = s.idx.Overdue(s.clock())
+	if ok := s.sweptOK.Load(); ok != 0 {
+		lastSweep = time.Unix(0, ok)
+	}
+	return overdue, earliest, lastSweep, err
+}
+
+// Now is the service's clock (development mode may run it ahead), by
+// which deadlines fall due.
+func (s *Service) Now() time.Time { return s.clock() }
 
 // indexCaughtUp waits, at most one sweep interval, until the index has
 // applied every event that was in the log when it was called. A store

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -88,6 +89,14 @@ func TestSweepAppendsDeadlinesInBatches(t *testing.T) {
 			in.caughtUp(t)
 
 			w.clock.Set(day(91))
+			in.caughtUp(t)
+			// The operator's view: every case a day past its deadline.
+			overdue, earliest, _, err := in.svc.Backlog()
+			require.NoError(t, err)
+			require.Equal(t, n, overdue)
+			require.False(t, earliest.IsZero())
+			require.Less(t, w.clock.Now().Sub(earliest), 2*24*time.Hour)
+			require.Greater(t, w.clock.Now().Sub(earliest), 12*time.Hour)
 			first := in.sweep(t)
 			require.Positive(t, store.batches.Load(), "the deadline events went as batches")
 			switch {
@@ -105,6 +114,11 @@ func TestSweepAppendsDeadlinesInBatches(t *testing.T) {
 			}
 			in.sweep(t)
 			require.Zero(t, in.sweep(t), "nothing left to do")
+			overdue, earliest, last, err := in.svc.Backlog()
+			require.NoError(t, err)
+			require.Zero(t, overdue, "nothing overdue once swept")
+			require.True(t, earliest.IsZero())
+			require.WithinDuration(t, time.Now(), last, time.Minute, "the last pass ended without an error")
 
 			rs := b.receipts(t)
 			require.Len(t, rs, n)

@@ -128,7 +128,12 @@ func open(ctx context.Context, h *host.Host) (*app.Service, host.ReadModel, erro
 	if p := auditPeriod(plan); p != 0 && p != audit.DefaultRetention {
 		logger.Warn("the plan's audit-trail period differs from the audit stream's; the stream's applies", "plan", p.String(), "stream", audit.DefaultRetention.String())
 	}
-	auditLog, err := audit.New(ctx, h.JS, audit.Config{Replicas: cfg.NATS.Replicas})
+	auditCfg := audit.Config{Replicas: cfg.NATS.Replicas}
+	if h.Server != nil {
+		// A host without a server (`kontakt rebuild`) exports nothing.
+		auditCfg.Metrics = h.Server.Metrics()
+	}
+	auditLog, err := audit.New(ctx, h.JS, auditCfg)
 	if err != nil {
 		return nil, host.ReadModel{}, err
 	}
@@ -270,6 +275,9 @@ func Mount(ctx context.Context, h *host.Host) error {
 	}
 	h.Go(svc.RunProjector)
 	h.Go(svc.RunSweeper)
+	if err := h.Server.Metrics().Register(ports.NewSweepMetrics(svc)); err != nil {
+		return fmt.Errorf("retention: sweep metrics: %w", err)
+	}
 	ports.Register(h.Server, ports.NewServer(svc))
 	return nil
 }

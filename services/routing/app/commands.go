@@ -24,10 +24,11 @@ var ErrNotFound = errors.New("case not found")
 // stream, lets the domain decide, and appends with the expected revision;
 // a conflict (somebody else acted first) reloads and decides again.
 type Commands struct {
-	store  EventStore
-	sealer Sealer
-	clock  func() time.Time
-	logger *slog.Logger
+	store   EventStore
+	sealer  Sealer
+	clock   func() time.Time
+	logger  *slog.Logger
+	metrics Metrics
 }
 
 // CommandsConfig is what the command side is built from.
@@ -36,11 +37,13 @@ type CommandsConfig struct {
 	Sealer Sealer
 	Clock  func() time.Time
 	Logger *slog.Logger
+	// Metrics receives what the commands observe; nil observes nothing.
+	Metrics Metrics
 }
 
 // NewCommands builds the command side.
 func NewCommands(cfg CommandsConfig) *Commands {
-	return &Commands{store: cfg.Store, sealer: cfg.Sealer, clock: cfg.Clock, logger: cfg.Logger}
+	return &Commands{store: cfg.Store, sealer: cfg.Sealer, clock: cfg.Clock, logger: cfg.Logger, metrics: cfg.Metrics}
 }
 
 // maxAttempts bounds the reload-and-retry loop on conflicts.
@@ -215,11 +218,21 @@ func (c *Commands) Forward(ctx context.Context, a domain.Actor, caseID, toQueue,
 	})
 }
 
-// Answer records the answer given to the citizen (sealed).
+// Answer records the answer given to the citizen (sealed). The case's
+// first answer is its first response: its time since registration is
+// observed here, where it is appended, once, by the process that
+// appended it (a projector would observe it again at every rebuild, and
+// in every instance).
 func (c *Commands) Answer(ctx context.Context, a domain.Actor, caseID, answer string) (*domain.Case, error) {
-	return c.executeText(ctx, caseID, answer, func(cs *domain.Case, sealed *casev1.SealedPersonalData, now time.Time) (proto.Message, error) {
+	first := false
+	cs, err := c.executeText(ctx, caseID, answer, func(cs *domain.Case, sealed *casev1.SealedPersonalData, now time.Time) (proto.Message, error) {
+		first = cs.FirstResponseAt.IsZero()
 		return cs.Answer(a, sealed, now)
 	})
+	if err == nil && first && c.metrics != nil {
+		c.metrics.FirstResponse(cs.Queue, max(cs.FirstResponseAt.Sub(cs.RegisteredAt), 0))
+	}
+	return cs, err
 }
 
 // Close closes the case with a resolution.

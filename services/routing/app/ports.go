@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"time"
 
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
 	routingv1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/routing/v1"
@@ -27,6 +28,14 @@ type Sealer interface {
 	Open(ctx context.Context, caseID string, sealed *casev1.SealedPersonalData) ([]byte, error)
 }
 
+// Metrics is what the commands report for the operator's metrics.
+type Metrics interface {
+	// FirstResponse observes, once per case, the time from its
+	// registration to its first answer (the domain's first response:
+	// the first CaseAnswered), by the queue the case is in.
+	FirstResponse(queue string, d time.Duration)
+}
+
 // ReadModel is what the queries read: the cases as the read model
 // projected them from the log. A case that does not exist (or was
 // deleted) gives an error wrapping ErrNotFound; a page token ListQueue
@@ -40,6 +49,10 @@ type ReadModel interface {
 	// History returns a case's history in log order.
 	History(caseID string) ([]HistoryEntry, error)
 	QueueLoad(queue string) (QueueLoad, error)
+	// PastDue counts the queue's open cases whose due time is before
+	// now, from an index ordered by due time (a scrape must not read
+	// every case).
+	PastDue(queue string, now time.Time) (int, error)
 	// ListQueue returns a page of a queue's open cases and the token of
 	// the next page (empty on the last).
 	ListQueue(q QueueQuery) ([]CaseRow, string, error)

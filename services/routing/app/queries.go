@@ -127,18 +127,24 @@ func (q *Queries) ListQueues(r Reader) ([]*routingv1.Queue, error) {
 	return out, nil
 }
 
-// Loads returns the load of every configured queue, for the operator's
-// metrics: no caller, so no filtering by membership, and nothing personal
-// (queue names are configuration).
+// Loads returns the load of every configured queue, with the cases past
+// due by the queries' clock, for the operator's metrics: no caller, so no
+// filtering by membership, and nothing personal (queue names are
+// configuration).
 func (q *Queries) Loads() ([]QueueLoad, error) {
 	names := q.queues.Names()
 	out := make([]QueueLoad, 0, len(names))
+	now := q.clock()
 	for _, name := range names {
 		load, err := q.rm.QueueLoad(name)
 		if err != nil {
 			return nil, err
 		}
-		load.Queue = name
+		pastDue, err := q.rm.PastDue(name, now)
+		if err != nil {
+			return nil, err
+		}
+		load.Queue, load.PastDue = name, int64(pastDue)
 		out = append(out, load)
 	}
 	return out, nil

@@ -123,6 +123,9 @@ type QueueLoad struct {
 	// OldestOpenAt is the registration time of the oldest open case; zero
 	// when the queue has none.
 	OldestOpenAt time.Time
+	// PastDue counts open cases whose due time has passed; only Loads
+	// fills it.
+	PastDue int64
 }
 
 // Change kinds, one per kind of case event the read model shows. They are

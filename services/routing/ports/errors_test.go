@@ -1,6 +1,7 @@
 package ports_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"testing"
@@ -30,7 +31,7 @@ func TestErrorTable(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			st := status.Convert(server.ToStatus(tt.err, ports.ErrorMappings(), nil))
+			st := status.Convert(server.ToStatus(context.Background(), tt.err, ports.ErrorMappings(), nil))
 			require.Equal(t, tt.code, st.Code(), st.Message())
 			require.NotContains(t, st.Message(), keyID)
 		})

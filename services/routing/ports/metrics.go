@@ -1,19 +1,22 @@
 package ports
 
 import (
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kontakt-se/kontakt/services/routing/app"
 )
 
 // QueueMetrics exports the load of every configured queue, read from the
-// read model's per-queue counters at scrape time (no scan of the cases):
+// read model's per-queue counters and its due-order index at scrape time
+// (no scan of the cases):
 // what a supervisor's wallboard shows, for the operator's alerts. Labels
 // are queue names, which are configuration and never personal.
 type QueueMetrics struct {
-	queries                  *app.Queries
-	open, unassigned, oldest *prometheus.Desc
-	errs                     prometheus.Counter
+	queries                           *app.Queries
+	open, unassigned, oldest, pastDue *prometheus.Desc
+	errs                              prometheus.Counter
 }
 
 // NewQueueMetrics returns the collector; register it on the metrics
@@ -27,6 +30,8 @@ func NewQueueMetrics(q *app.Queries) *QueueMetrics {
 			"Open cases in the queue that nobody has taken.", []string{"queue"}, nil),
 		oldest: prometheus.NewDesc("kontakt_queue_oldest_open_age_seconds",
 			"Age of the queue's oldest open case (0 when it has none).", []string{"queue"}, nil),
+		pastDue: prometheus.NewDesc("kontakt_queue_past_due_cases",
+			"Open cases in the queue whose due time (registration plus the case type's SLA) has passed.", []string{"queue"}, nil),
 		errs: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "kontakt_queue_metrics_errors_total",
 			Help: "Scrapes that could not read the queues' load from the read model.",
@@ -39,6 +44,7 @@ func (m *QueueMetrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.open
 	ch <- m.unassigned
 	ch <- m.oldest
+	ch <- m.pastDue
 	m.errs.Describe(ch)
 }
 
@@ -59,5 +65,38 @@ func (m *QueueMetrics) Collect(ch chan<- prometheus.Metric) {
 			age = max(now.Sub(l.OldestOpenAt).Seconds(), 0)
 		}
 		ch <- prometheus.MustNewConstMetric(m.oldest, prometheus.GaugeValue, age, l.Queue)
+		ch <- prometheus.MustNewConstMetric(m.pastDue, prometheus.GaugeValue, float64(l.PastDue), l.Queue)
 	}
+}
+
+// FirstResponseMetrics is the histogram of the time from a case's
+// registration to its first answer, by queue (app.Metrics). Its buckets
+// span what a contact centre promises: minutes on the phone, a day for a
+// fault report, ten days for a letter.
+type FirstResponseMetrics struct {
+	seconds *prometheus.HistogramVec
+}
+
+// NewFirstResponseMetrics registers the histogram on reg, with a series
+// for each of queues, so that a dashboard shows every queue from the start.
+func NewFirstResponseMetrics(reg prometheus.Registerer, queues []string) (*FirstResponseMetrics, error) {
+	const minute, hour, day = 60, 3600, 86400
+	m := &FirstResponseMetrics{seconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "kontakt_first_response_seconds",
+		Help: "Time from a case's registration to its first answer, observed when the answer is given, by the queue the case is in.",
+		Buckets: []float64{5 * minute, 15 * minute, 30 * minute, hour, 2 * hour, 4 * hour, 8 * hour,
+			day, 2 * day, 3 * day, 5 * day, 10 * day, 20 * day, 30 * day},
+	}, []string{"queue"})}
+	if err := reg.Register(m.seconds); err != nil {
+		return nil, err
+	}
+	for _, q := range queues {
+		m.seconds.WithLabelValues(q)
+	}
+	return m, nil
+}
+
+// FirstResponse implements app.Metrics.
+func (m *FirstResponseMetrics) FirstResponse(queue string, d time.Duration) {
+	m.seconds.WithLabelValues(queue).Observe(d.Seconds())
 }

@@ -45,6 +45,12 @@ const readModelFile = "readmodel.db"
 // OpenReadModel opens routing's read model under the data directory and
 // its projector. onChange receives every applied change (nil: none).
 func OpenReadModel(h *host.Host, logger *slog.Logger, onChange func(app.Change)) (*ReadModel, error) {
+	return openReadModel(h, h.Sealer, logger, onChange)
+}
+
+// openReadModel is OpenReadModel with the Sealer that opens the data the
+// blind-index tokens are made of.
+func openReadModel(h *host.Host, sealer app.Sealer, logger *slog.Logger, onChange func(app.Change)) (*ReadModel, error) {
 	blind, err := h.BlindIndex()
 	if err != nil {
 		return nil, err
@@ -54,7 +60,7 @@ func OpenReadModel(h *host.Host, logger *slog.Logger, onChange func(app.Change))
 		return nil, err
 	}
 	rm, err := readmodel.Open(filepath.Join(dir, readModelFile), readmodel.Options{
-		Tokenizer: app.NewTokenizer(h.Sealer, blind, h.Clock),
+		Tokenizer: app.NewTokenizer(sealer, blind, h.Clock),
 		OnChange:  onChange,
 	})
 	if err != nil {
@@ -83,9 +89,16 @@ func (rm *ReadModel) declare() host.ReadModel {
 }
 
 // OpenOffline opens routing's read model on a host without a server, for
-// `kontakt rebuild`; closing h closes it. Nobody watches its changes.
-func OpenOffline(_ context.Context, h *host.Host) (host.ReadModel, error) {
-	rm, err := OpenReadModel(h, h.Logger.With("service", "routing"), nil)
+// `kontakt rebuild`; closing h closes it. Nobody watches its changes. Its
+// tokens are made with the keys read in one pass (host's SnapshotSealer):
+// the data directory is locked, and the projection only opens data, so
+// the replay need not ask the key store once per case.
+func OpenOffline(ctx context.Context, h *host.Host) (host.ReadModel, error) {
+	sealer, err := h.SnapshotSealer(ctx)
+	if err != nil {
+		return host.ReadModel{}, fmt.Errorf("read the keys for the routing read model: %w", err)
+	}
+	rm, err := openReadModel(h, sealer, h.Logger.With("service", "routing"), nil)
 	if err != nil {
 		return host.ReadModel{}, fmt.Errorf("open the routing read model (stop kontakt serve first): %w", err)
 	}
@@ -162,7 +175,7 @@ func Mount(ctx context.Context, h *host.Host) error {
 		return err
 	}
 	queues := app.NewQueues(queueCfg, rules)
-	auditLog, err := audit.New(ctx, h.JS, audit.Config{Replicas: cfg.NATS.Replicas})
+	auditLog, err := audit.New(ctx, h.JS, audit.Config{Replicas: cfg.NATS.Replicas, Metrics: h.Server.Metrics()})
 	if err != nil {
 		return err
 	}
@@ -180,7 +193,15 @@ func Mount(ctx context.Context, h *host.Host) error {
 			logger.Info("routing queues and rules reloaded", "queues", len(queueCfg), "rules_version", rules.Version())
 		}, nil
 	})
-	cmds := app.NewCommands(app.CommandsConfig{Store: h.Store, Sealer: h.Sealer, Clock: h.Clock, Logger: logger})
+	names := make([]string, 0, len(queueCfg))
+	for _, q := range queueCfg {
+		names = append(names, q.Name)
+	}
+	firstResponse, err := ports.NewFirstResponseMetrics(h.Server.Metrics(), names)
+	if err != nil {
+		return fmt.Errorf("routing: first-response metrics: %w", err)
+	}
+	cmds := app.NewCommands(app.CommandsConfig{Store: h.Store, Sealer: h.Sealer, Clock: h.Clock, Logger: logger, Metrics: firstResponse})
 	broker := app.NewBroker()
 	var router *app.Router
 	rm, err := OpenReadModel(h, logger, func(c app.Change) {

@@ -36,7 +36,7 @@ func TestErrorMappings(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.code.String(), func(t *testing.T) {
-			st := status.Convert(server.ToStatus(tc.err, ErrorMappings(), slog.New(slog.DiscardHandler)))
+			st := status.Convert(server.ToStatus(context.Background(), tc.err, ErrorMappings(), slog.New(slog.DiscardHandler)))
 			require.Equal(t, tc.code, st.Code())
 			require.Equal(t, tc.msg, st.Message())
 		})

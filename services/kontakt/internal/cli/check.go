@@ -6,13 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os/signal"
 	"strings"
-	"syscall"
 
 	"github.com/spf13/cobra"
 
-	"github.com/kontakt-se/kontakt/pkg/config"
 	"github.com/kontakt-se/kontakt/pkg/host"
 	"github.com/kontakt-se/kontakt/pkg/readcheck"
 	retentionwire "github.com/kontakt-se/kontakt/services/retention/wire"
@@ -87,21 +84,11 @@ func newCheckCmd(g *globalFlags, stdout io.Writer, lookupEnv env) *cobra.Command
 			if len(chosen) == 0 {
 				return usageError{fmt.Errorf("check: unknown read model %q (known: %s)", which, strings.Join(names, ", "))}
 			}
-			cfg, err := g.loadConfig(lookupEnv)
-			if err != nil {
-				return err
-			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
-			defer stop()
-			logger, err := host.NewLogger(config.Log{Level: "warn", Format: cfg.Log.Format}, cmd.ErrOrStderr())
-			if err != nil {
-				return err
-			}
-			b, err := host.OpenBackends(ctx, cfg, logger, lookupEnv)
+			ctx, b, done, err := openStopped(cmd, g, lookupEnv)
 			if err != nil {
 				return fmt.Errorf("check: %w", err)
 			}
-			defer b.Close()
+			defer done()
 			var results []readcheck.Result
 			for _, i := range chosen {
 				rs, err := checkable[i].check(ctx, b)

@@ -61,21 +61,11 @@ func newRebuildCmd(g *globalFlags, stdout io.Writer, lookupEnv env) *cobra.Comma
 			if len(chosen) == 0 {
 				return usageError{fmt.Errorf("rebuild: unknown read model %q (known: %s)", args[0], strings.Join(names, ", "))}
 			}
-			cfg, err := g.loadConfig(lookupEnv)
+			ctx, b, done, err := openStopped(cmd, g, lookupEnv)
 			if err != nil {
 				return err
 			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
-			defer stop()
-			logger, err := host.NewLogger(config.Log{Level: "warn", Format: cfg.Log.Format}, cmd.ErrOrStderr())
-			if err != nil {
-				return err
-			}
-			b, err := host.OpenBackends(ctx, cfg, logger, lookupEnv)
-			if err != nil {
-				return err
-			}
-			defer b.Close()
+			defer done()
 			// Open every chosen model before rebuilding any, so one that
 			// cannot be opened leaves all of them as they were.
 			models := make([]host.ReadModel, 0, len(chosen))
@@ -127,4 +117,29 @@ func rebuild(ctx context.Context, stdout io.Writer, rm host.ReadModel) error {
 	}
 	_, err = fmt.Fprintf(stdout, "\nrebuilt %s up to log position %d in %s\n", rm.Name, head, time.Since(start).Round(time.Millisecond))
 	return err
+}
+
+// openStopped opens the backends of a stopped data directory for a
+// maintenance command (rebuild, check): the configuration, a logger that
+// shows warnings only, and the event store, key store and NATS behind the
+// data directory's lock, with the command cancelled by SIGINT or SIGTERM.
+// done closes what it opened. A configuration error is returned as it
+// is; the caller words a failure to open the backends.
+func openStopped(cmd *cobra.Command, g *globalFlags, lookupEnv env) (context.Context, *host.Host, func(), error) {
+	cfg, err := g.loadConfig(lookupEnv)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+	logger, err := host.NewLogger(config.Log{Level: "warn", Format: cfg.Log.Format}, cmd.ErrOrStderr())
+	if err != nil {
+		stop()
+		return nil, nil, nil, err
+	}
+	b, err := host.OpenBackends(ctx, cfg, logger, lookupEnv)
+	if err != nil {
+		stop()
+		return nil, nil, nil, err
+	}
+	return ctx, b, func() { b.Close(); stop() }, nil
 }

@@ -451,6 +451,28 @@ func (s *Store) Due(now time.Time, limit int) ([]string, error) {
 	return out, err
 }
 
+// Overdue counts the cases whose next action is due at or before now, and
+// returns the earliest of their due times. It walks the due bucket from
+// its start and stops at the first case not yet due, so it costs what is
+// overdue, not what the index holds.
+func (s *Store) Overdue(now time.Time) (n int, earliest time.Time, err error) {
+	end := dueKey(now, "")
+	err = s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketDue).Cursor()
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			if bytes.Compare(k[:8], end[:8]) > 0 {
+				break
+			}
+			if n == 0 {
+				earliest = time.Unix(0, int64(binary.BigEndian.Uint64(k[:8])))
+			}
+			n++
+		}
+		return nil
+	})
+	return n, earliest, err
+}
+
 // FindByToken returns the ids of the cases holding a blind-index token.
 // After a crash the token file may name a case of the batch the index
 // has not applied yet; callers read the case's stream, which is the

@@ -128,6 +128,19 @@ func TestDueListsOnlyDueCasesInTimeOrder(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			require.Equal(t, tt.want, due(t, s, tt.now, tt.limit))
+			if tt.limit < 10 {
+				return
+			}
+			// Overdue counts what Due lists without a limit, and
+			// names the earliest deadline among them.
+			n, earliest, err := s.Overdue(tt.now)
+			require.NoError(t, err)
+			require.Equal(t, len(tt.want), n)
+			if n == 0 {
+				require.True(t, earliest.IsZero())
+			} else {
+				require.True(t, base.Add(-time.Hour).Equal(earliest), "earliest %s", earliest)
+			}
 		})
 	}
 }

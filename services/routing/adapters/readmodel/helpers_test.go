@@ -211,6 +211,7 @@ func checkConsistent(t tb, s *Store) {
 	wantAge, wantDue := map[string]string{}, map[string]string{}
 	wantNumbers, wantUnrouted := map[string]string{}, map[string]string{}
 	possible := map[string][]string{} // case id -> tokens its values give
+	var openDue []app.CaseRow         // the open cases, for PastDue
 	require.NoError(t, s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket([]byte(bucketCases)).ForEach(func(k, v []byte) error {
 			rec, err := decodeRecord(string(k), v)
@@ -243,6 +244,7 @@ func checkConsistent(t tb, s *Store) {
 				l.OldestOpenAt = r.RegisteredAt
 			}
 			wantLoads[r.Queue] = l
+			openDue = append(openDue, r)
 			age, due, _, err := openEntries(&r)
 			require.NoError(t, err)
 			wantAge[hex.EncodeToString(age.key)] = hex.EncodeToString(age.value)
@@ -280,6 +282,25 @@ func checkConsistent(t tb, s *Store) {
 		require.Equal(t, l, one)
 	}
 	require.Equal(t, wantLoads, got, "queue loads")
+
+	// PastDue, at each due time and just after it, against a count of
+	// the open rows.
+	for _, at := range openDue {
+		if at.DueAt.IsZero() {
+			continue
+		}
+		for _, now := range []time.Time{at.DueAt, at.DueAt.Add(time.Nanosecond)} {
+			want := 0
+			for _, r := range openDue {
+				if r.Queue == at.Queue && !r.DueAt.IsZero() && r.DueAt.Before(now) {
+					want++
+				}
+			}
+			n, err := s.PastDue(at.Queue, now)
+			require.NoError(t, err)
+			require.Equal(t, want, n, "cases past due in %s at %s", at.Queue, now)
+		}
+	}
 }
 
 // natsHarness is an embedded JetStream server with one event store.

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"cmp"
 	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
@@ -134,6 +136,34 @@ func (s *Store) QueueLoad(queue string) (app.QueueLoad, error) {
 		return app.QueueLoad{}, fmt.Errorf("readmodel: load of queue %q: %w", queue, err)
 	}
 	return l, nil
+}
+
+// PastDue counts the queue's open cases whose due time is before now.
+// It walks the due-order index from the queue's earliest due time and
+// stops at the first case not yet due, so a scrape costs the cases past
+// due, never every case stored.
+func (s *Store) PastDue(queue string, now time.Time) (int, error) {
+	prefix, err := queuePrefix(queue)
+	if err != nil {
+		return 0, err
+	}
+	var end [8]byte
+	binary.BigEndian.PutUint64(end[:], sortableTime(now))
+	n := 0
+	err = s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket([]byte(bucketByDue)).Cursor()
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			if len(k) < len(prefix)+8 || bytes.Compare(k[len(prefix):len(prefix)+8], end[:]) >= 0 {
+				break
+			}
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("readmodel: cases past due in queue %q: %w", queue, err)
+	}
+	return n, nil
 }
 
 // AllQueueLoads returns the counters of every queue that has open cases,
