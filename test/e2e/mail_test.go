@@ -250,9 +250,10 @@ func TestMailBecomesCases(t *testing.T) {
 		b, err := io.ReadAll(resp.Body)
 		require.NoError(t, err)
 		for _, line := range []string{
-			`kontakt_mail_received_total{outcome="dropped_automated"} 4`,
-			`kontakt_mail_received_total{outcome="refused_recipient"} 1`,
-			`kontakt_mail_received_total{outcome="replayed"} 1`,
+			`kontakt_intake_submissions_total{channel="mail",outcome="dropped"} 4`,
+			`kontakt_intake_submissions_total{channel="mail",outcome="invalid"} 1`,
+			`kontakt_intake_submissions_total{channel="mail",outcome="too_large"} 1`,
+			`kontakt_intake_submissions_total{channel="mail",outcome="replayed"} 1`,
 		} {
 			require.Contains(t, string(b), line)
 		}

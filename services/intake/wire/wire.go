@@ -75,11 +75,16 @@ func Mount(ctx context.Context, h *host.Host) error {
 	if err != nil {
 		return err
 	}
+	submissions, err := ports.NewSubmissionMetrics(h.Server.Metrics())
+	if err != nil {
+		return fmt.Errorf("intake: submission metrics: %w", err)
+	}
 	if in := cfg.Mail.Inbound; in.Listen != "" && !h.Offline() {
 		mcfg := mailin.Config{
 			Listen: in.Listen, LMTP: in.LMTP, Hostname: in.Hostname,
 			MaxMessageBytes: int64(in.MaxMessageBytes),
 			PerSender:       ratelimit.Limit{PerMinute: in.PerSender.PerMinute, Burst: in.PerSender.Burst},
+			Observe:         submissions.ObserveMail,
 		}
 		if in.StartTLS {
 			mcfg.TLS = h.Server.TLSConfig()
@@ -87,11 +92,6 @@ func Mount(ctx context.Context, h *host.Host) error {
 		receiver, err := mailin.New(mcfg, svc, logger.With("edge", "mail"))
 		if err != nil {
 			return err
-		}
-		for _, c := range receiver.Collectors() {
-			if err := h.Server.Metrics().Register(c); err != nil {
-				return fmt.Errorf("mail receiver metrics: %w", err)
-			}
 		}
 		h.Go(receiver.Run)
 	}
@@ -102,10 +102,6 @@ func Mount(ctx context.Context, h *host.Host) error {
 	}
 	// Registrations that arrive together share their disk syncs.
 	h.Go(svc.RunGroupCommit)
-	submissions, err := ports.NewSubmissionMetrics(h.Server.Metrics())
-	if err != nil {
-		return fmt.Errorf("intake: submission metrics: %w", err)
-	}
 	ports.Register(h.Server, ports.NewServer(svc, h.Validator, h.Clock, logger), submissions)
 	services := make([]ports.Open311Service, 0, len(cfg.Intake.Open311Services))
 	for _, s := range cfg.Intake.Open311Services {

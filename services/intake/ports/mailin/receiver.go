@@ -24,11 +24,11 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kontakt-se/kontakt/pkg/ratelimit"
 	"github.com/kontakt-se/kontakt/services/intake/app"
 	"github.com/kontakt-se/kontakt/services/intake/domain"
+	"github.com/kontakt-se/kontakt/services/intake/ports"
 )
 
 // Registrar is what the receiver needs from intake's application layer.
@@ -51,6 +51,9 @@ type Config struct {
 	PerSender ratelimit.Limit
 	// TLS, when set, is offered with STARTTLS.
 	TLS *tls.Config
+	// Observe, when set, counts each delivery's outcome (one of the
+	// ports.Outcome* codes).
+	Observe func(outcome string)
 }
 
 // registerTimeout bounds one registration: the relay waits for the
@@ -64,26 +67,10 @@ type Receiver struct {
 	limiter *ratelimit.Limiter
 	logger  *slog.Logger
 	addr    chan net.Addr
-	// received counts deliveries by outcome, a fixed code (never an
-	// address), so an operator sees robots dropped and refusals.
-	received *prometheus.CounterVec
+	// observe counts a delivery's outcome in intake's public-submission
+	// metric (channel mail): a fixed code, never an address.
+	observe func(outcome string)
 }
-
-// Outcomes of a delivery, the received metric's label values.
-const (
-	outcomeRegistered       = "registered"
-	outcomeReplayed         = "replayed"
-	outcomeAutomated        = "dropped_automated"
-	outcomeRefusedRecipient = "refused_recipient"
-	outcomeRefusedSize      = "refused_size"
-	outcomeRefusedRate      = "refused_rate"
-	outcomeRefusedInvalid   = "refused_invalid"
-	outcomeRefusedMIME      = "refused_unreadable"
-	outcomeTemporary        = "failed_temporary"
-)
-
-// Collectors are the receiver's metrics, for the host's registry.
-func (r *Receiver) Collectors() []prometheus.Collector { return []prometheus.Collector{r.received} }
 
 // New builds a receiver; Run serves it.
 func New(cfg Config, a Registrar, logger *slog.Logger) (*Receiver, error) {
@@ -94,14 +81,11 @@ func New(cfg Config, a Registrar, logger *slog.Logger) (*Receiver, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mail receiver rate limit: %w", err)
 	}
-	received := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "kontakt_mail_received_total",
-		Help: "Mail deliveries to the receiver by outcome: registered, replayed (a relay sent it again), dropped_automated, refused_recipient, refused_size, refused_rate, refused_invalid, refused_unreadable, failed_temporary.",
-	}, []string{"outcome"})
-	for _, o := range []string{outcomeRegistered, outcomeReplayed, outcomeAutomated, outcomeRefusedRecipient, outcomeRefusedSize, outcomeRefusedRate, outcomeRefusedInvalid, outcomeRefusedMIME, outcomeTemporary} {
-		received.WithLabelValues(o)
+	observe := cfg.Observe
+	if observe == nil {
+		observe = func(string) {}
 	}
-	return &Receiver{cfg: cfg, app: a, limiter: lim, logger: logger, addr: make(chan net.Addr, 1), received: received}, nil
+	return &Receiver{cfg: cfg, app: a, limiter: lim, logger: logger, addr: make(chan net.Addr, 1), observe: observe}, nil
 }
 
 // Addr returns the address the receiver listens on, once it does.
@@ -191,7 +175,7 @@ func (s *session) Mail(from string, _ *smtp.MailOptions) error {
 	sum := sha256.Sum256([]byte(strings.ToLower(from)))
 	if wait := s.r.limiter.Allow("sender:"+hex.EncodeToString(sum[:]), netip.Addr{}); wait > 0 {
 		s.r.logger.Info("mail refused: sender over its rate", "retry_after_s", ratelimit.RetryAfterSeconds(wait))
-		s.r.received.WithLabelValues(outcomeRefusedRate).Inc()
+		s.r.observe(ports.OutcomeRateLimited)
 		return replyRateLimited
 	}
 	s.sender = from
@@ -203,7 +187,7 @@ func (s *session) Mail(from string, _ *smtp.MailOptions) error {
 func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	if !s.r.app.KnowsMailbox(to) {
 		s.r.logger.Info("mail refused: recipient is not one of the contact centre's addresses")
-		s.r.received.WithLabelValues(outcomeRefusedRecipient).Inc()
+		s.r.observe(ports.OutcomeInvalid)
 		return replyNoMailbox
 	}
 	if s.mailbox == "" {
@@ -221,7 +205,7 @@ func (s *session) Data(r io.Reader) error {
 		var se *smtp.SMTPError
 		if errors.As(err, &se) && se.Code == smtp.ErrDataTooLarge.Code {
 			s.r.logger.Info("mail refused: larger than mail.inbound.max_message_bytes", "limit", s.r.cfg.MaxMessageBytes)
-			s.r.received.WithLabelValues(outcomeRefusedSize).Inc()
+			s.r.observe(ports.OutcomeTooLarge)
 		}
 		return err
 	}
@@ -231,7 +215,7 @@ func (s *session) Data(r io.Reader) error {
 	m, err := parse(raw)
 	if err != nil {
 		s.r.logger.Info("mail refused: not readable MIME")
-		s.r.received.WithLabelValues(outcomeRefusedMIME).Inc()
+		s.r.observe(ports.OutcomeInvalid)
 		return replyUnreadable
 	}
 	m.EnvelopeSender, m.Mailbox = s.sender, s.mailbox
@@ -248,19 +232,19 @@ func (r *Receiver) reply(reg app.Registered, err error) error {
 	var ve *domain.ValidationError
 	switch {
 	case err == nil && reg.Replayed:
-		r.received.WithLabelValues(outcomeReplayed).Inc()
+		r.observe(ports.OutcomeReplayed)
 		r.logger.Info("mail delivered again: it is the case it made before", "case_id", reg.CaseID)
 		return nil
 	case err == nil:
-		r.received.WithLabelValues(outcomeRegistered).Inc()
+		r.observe(ports.OutcomeAccepted)
 		r.logger.Info("mail registered as a case", "case_id", reg.CaseID)
 		return nil
 	case errors.Is(err, app.ErrAutomatedMail):
-		r.received.WithLabelValues(outcomeAutomated).Inc()
+		r.observe(ports.OutcomeDropped)
 		r.logger.Info("mail dropped: sent by a program", "rule", strings.TrimPrefix(err.Error(), app.ErrAutomatedMail.Error()+": "))
 		return nil
 	case errors.Is(err, app.ErrUnknownMailbox):
-		r.received.WithLabelValues(outcomeRefusedRecipient).Inc()
+		r.observe(ports.OutcomeInvalid)
 		return replyNoMailbox
 	case errors.As(err, &ve):
 		fields := make([]string, len(ve.Violations))
@@ -268,11 +252,11 @@ func (r *Receiver) reply(reg app.Registered, err error) error {
 			fields[i] = v.Field
 		}
 		r.logger.Info("mail refused: breaks the intake rules", "fields", strings.Join(fields, ","))
-		r.received.WithLabelValues(outcomeRefusedInvalid).Inc()
+		r.observe(ports.OutcomeInvalid)
 		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Message not accepted: " + refusal(fields)}
 	default:
 		r.logger.Error("mail not registered; the relay will try again", "error", err)
-		r.received.WithLabelValues(outcomeTemporary).Inc()
+		r.observe(ports.OutcomeUnavailable)
 		return replyTemporary
 	}
 }

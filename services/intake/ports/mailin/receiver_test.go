@@ -15,6 +15,7 @@ import (
 	"time"
 
 	gosmtp "github.com/emersion/go-smtp"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
@@ -22,6 +23,7 @@ import (
 	"github.com/kontakt-se/kontakt/pkg/ratelimit"
 	"github.com/kontakt-se/kontakt/services/intake/app"
 	"github.com/kontakt-se/kontakt/services/intake/domain"
+	"github.com/kontakt-se/kontakt/services/intake/ports"
 )
 
 // fakeIntake records the mails it is given and answers with err.
@@ -83,7 +85,11 @@ func code(err error) int {
 
 func TestReceiverReplies(t *testing.T) {
 	f := &fakeIntake{}
-	r, addr := startReceiverWith(t, f, ratelimit.Limit{PerMinute: 1, Burst: 3})
+	reg := prometheus.NewRegistry()
+	sm, err := ports.NewSubmissionMetrics(reg)
+	require.NoError(t, err)
+	_, addr := startReceiverConfig(t, f, Config{Listen: "127.0.0.1:0", MaxMessageBytes: 4096, PerSender: ratelimit.Limit{PerMinute: 1, Burst: 3}, Observe: sm.ObserveMail})
+	metrics := submissionsOf(t, reg)
 	msg := crlf("From: anna@example.se\nSubject: Hej\n\nText\n")
 
 	require.NoError(t, smtp.SendMail(addr, nil, "anna@example.se", []string{"Kontakt@Kommun.se"}, msg))
@@ -91,7 +97,7 @@ func TestReceiverReplies(t *testing.T) {
 	require.Equal(t, "kontakt@kommun.se", f.mails[0].Mailbox)
 	require.Equal(t, "anna@example.se", f.mails[0].EnvelopeSender)
 
-	err := smtp.SendMail(addr, nil, "anna@example.se", []string{"someone@elsewhere.se"}, msg)
+	err = smtp.SendMail(addr, nil, "anna@example.se", []string{"someone@elsewhere.se"}, msg)
 	require.Equal(t, 550, code(err), "another recipient is refused: %v", err)
 
 	big := crlf("From: anna@example.se\nSubject: Stor\n\n" + strings.Repeat(strings.Repeat("x", 70)+"\n", 80))
@@ -108,9 +114,9 @@ func TestReceiverReplies(t *testing.T) {
 	require.NoError(t, smtp.SendMail(addr, nil, "bo@example.se", []string{"kontakt@kommun.se"}, msg))
 
 	for outcome, want := range map[string]float64{
-		outcomeRegistered: 2, outcomeAutomated: 1, outcomeRefusedRecipient: 1, outcomeRefusedSize: 1, outcomeRefusedRate: 1, outcomeTemporary: 0,
+		ports.OutcomeAccepted: 2, ports.OutcomeDropped: 1, ports.OutcomeInvalid: 1, ports.OutcomeTooLarge: 1, ports.OutcomeRateLimited: 1, ports.OutcomeUnavailable: 0,
 	} {
-		require.Equal(t, want, testutil.ToFloat64(r.received.WithLabelValues(outcome)), outcome)
+		require.Equal(t, want, testutil.ToFloat64(metrics.WithLabelValues(ports.ChannelMail, outcome)), outcome)
 	}
 }
 
@@ -140,4 +146,15 @@ func TestReceiverSpeaksLMTP(t *testing.T) {
 	require.Len(t, statuses, 1, "one status per recipient")
 	require.Len(t, f.mails, 1)
 	require.Equal(t, "Via LMTP", f.mails[0].Subject)
+}
+
+// submissionsOf finds the public-submission counter in a registry, to
+// read it by label.
+func submissionsOf(t *testing.T, reg *prometheus.Registry) *prometheus.CounterVec {
+	t.Helper()
+	v := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kontakt_intake_submissions_total", Help: "Public submissions (e-service forms, Open311 posts, mail) by channel and outcome."}, []string{"channel", "outcome"})
+	err := reg.Register(v)
+	var are prometheus.AlreadyRegisteredError
+	require.ErrorAs(t, err, &are)
+	return are.ExistingCollector.(*prometheus.CounterVec)
 }
