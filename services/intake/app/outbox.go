@@ -342,7 +342,7 @@ func (o *Outbox) process(ctx context.Context, it OutboxItem) bool {
 	default:
 		o.attempts.WithLabelValues(kind, "retry").Inc()
 		it.NextAt = o.clock().Add(o.cfg.Retry.Delay(it.Attempts))
-		o.logger.Info("mail not sent; trying again", "case_id", it.CaseID, "kind", it.Kind.String(), "attempts", it.Attempts, "next_in", it.NextAt.Sub(o.clock()).String())
+		o.logger.Warn("mail not sent; trying again", "case_id", it.CaseID, "kind", it.Kind.String(), "attempts", it.Attempts, "next_in", it.NextAt.Sub(o.clock()).String())
 		if err := o.items.Put(it); err != nil {
 			o.logger.Error("outbox: cannot reschedule a mail", "case_id", it.CaseID, "error", err)
 		}

@@ -24,8 +24,11 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"google.golang.org/grpc/codes"
 
+	"github.com/kontakt-se/kontakt/pkg/eventstore"
 	"github.com/kontakt-se/kontakt/pkg/ratelimit"
+	"github.com/kontakt-se/kontakt/pkg/server"
 	"github.com/kontakt-se/kontakt/services/intake/app"
 	"github.com/kontakt-se/kontakt/services/intake/domain"
 	"github.com/kontakt-se/kontakt/services/intake/ports"
@@ -157,6 +160,10 @@ type session struct {
 	mailbox string
 }
 
+// Log levels follow the one level policy (server.Level): a mail
+// registered or dropped is INFO, a refusal WARN (the sender's mistake,
+// worth seeing when it repeats), kontakt's own fault ERROR.
+
 // Replies the receiver gives, besides the library's own.
 var (
 	replyRateLimited = &smtp.SMTPError{Code: 450, EnhancedCode: smtp.EnhancedCode{4, 7, 1}, Message: "Too many messages from this sender, try again later"}
@@ -174,7 +181,7 @@ func (s *session) Logout() error { return nil }
 func (s *session) Mail(from string, _ *smtp.MailOptions) error {
 	sum := sha256.Sum256([]byte(strings.ToLower(from)))
 	if wait := s.r.limiter.Allow("sender:"+hex.EncodeToString(sum[:]), netip.Addr{}); wait > 0 {
-		s.r.logger.Info("mail refused: sender over its rate", "retry_after_s", ratelimit.RetryAfterSeconds(wait))
+		s.r.logger.Log(s.ctx, server.Level(codes.ResourceExhausted), "mail refused: sender over its rate", "retry_after_s", ratelimit.RetryAfterSeconds(wait))
 		s.r.observe(ports.OutcomeRateLimited)
 		return replyRateLimited
 	}
@@ -186,7 +193,7 @@ func (s *session) Mail(from string, _ *smtp.MailOptions) error {
 // them is one case, recorded under the first.
 func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	if !s.r.app.KnowsMailbox(to) {
-		s.r.logger.Info("mail refused: recipient is not one of the contact centre's addresses")
+		s.r.logger.Log(s.ctx, server.Level(codes.NotFound), "mail refused: recipient is not one of the contact centre's addresses")
 		s.r.observe(ports.OutcomeInvalid)
 		return replyNoMailbox
 	}
@@ -204,7 +211,7 @@ func (s *session) Data(r io.Reader) error {
 	if err != nil {
 		var se *smtp.SMTPError
 		if errors.As(err, &se) && se.Code == smtp.ErrDataTooLarge.Code {
-			s.r.logger.Info("mail refused: larger than mail.inbound.max_message_bytes", "limit", s.r.cfg.MaxMessageBytes)
+			s.r.logger.Log(s.ctx, server.Level(codes.ResourceExhausted), "mail refused: larger than mail.inbound.max_message_bytes", "limit", s.r.cfg.MaxMessageBytes)
 			s.r.observe(ports.OutcomeTooLarge)
 		}
 		return err
@@ -214,7 +221,7 @@ func (s *session) Data(r io.Reader) error {
 	}
 	m, err := parse(raw)
 	if err != nil {
-		s.r.logger.Info("mail refused: not readable MIME")
+		s.r.logger.Log(s.ctx, server.Level(codes.InvalidArgument), "mail refused: not readable MIME")
 		s.r.observe(ports.OutcomeInvalid)
 		return replyUnreadable
 	}
@@ -251,12 +258,18 @@ func (r *Receiver) reply(reg app.Registered, err error) error {
 		for i, v := range ve.Violations {
 			fields[i] = v.Field
 		}
-		r.logger.Info("mail refused: breaks the intake rules", "fields", strings.Join(fields, ","))
+		r.logger.Log(context.Background(), server.Level(codes.InvalidArgument), "mail refused: breaks the intake rules", "fields", strings.Join(fields, ","))
 		r.observe(ports.OutcomeInvalid)
 		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Message not accepted: " + refusal(fields)}
 	default:
-		r.logger.Error("mail not registered; the relay will try again", "error", err)
-		r.observe(ports.OutcomeUnavailable)
+		// The one level policy (server.Level): NATS briefly away is a
+		// passing condition (WARN), anything else kontakt's fault (ERROR).
+		code, outcome := codes.Internal, ports.OutcomeError
+		if errors.Is(err, eventstore.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
+			code, outcome = codes.Unavailable, ports.OutcomeUnavailable
+		}
+		r.logger.Log(context.Background(), server.Level(code), "mail not registered; the relay will try again", "error", err)
+		r.observe(outcome)
 		return replyTemporary
 	}
 }
