@@ -18,12 +18,15 @@ CONFIG    ?=
 PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 STATICCHECK_VERSION        := v0.8.2
+# The SMTP server the mail tests send to and read back through its API.
+MAILPIT_VERSION            := v1.33.1
 
 export KONTAKT_NATS_SERVER_BIN := $(BIN)/nats-server
 export KONTAKT_BIN             := $(BIN)/kontakt
 export KONTAKT_GRPCURL_BIN     := $(BIN)/grpcurl
 export KONTAKT_NATSCLI_BIN     := $(BIN)/nats
 export KONTAKT_JQ_BIN          := $(BIN)/jq
+export KONTAKT_MAILPIT_BIN     := $(BIN)/mailpit
 # The kill -9 retention test registers this many due cases. The issue's
 # figure is 10,000 (about four minutes here, most of it disk syncs); CI
 # runs 3,000 to keep `make test` well inside its budget:
@@ -71,6 +74,14 @@ $(BIN)/nats: test/go.mod test/go.sum
 # read ids from earlier answers with it.
 $(BIN)/jq: test/go.mod test/go.sum
 	cd test && $(GO) build -o $(BIN)/jq github.com/itchyny/gojq/cmd/gojq
+
+# mailpit (pinned above) is a module of its own with a large tree, so it
+# is installed at its version rather than pinned in test/go.mod.
+$(BIN)/mailpit:
+	GOBIN=$(BIN) $(GO) install github.com/axllent/mailpit@$(MAILPIT_VERSION)
+
+.PHONY: mailpit
+mailpit: $(BIN)/mailpit ## Build mailpit (pinned) into bin/mailpit, the SMTP server the mail tests read back.
 
 .PHONY: grpcurl nats-cli jq
 grpcurl: $(BIN)/grpcurl ## Build grpcurl (pinned in test/go.mod) into bin/grpcurl, for the README's examples.
@@ -140,6 +151,10 @@ lint: tools ## buf lint, gofmt, go vet and staticcheck on every module.
 breaking: tools ## Check the API for breaking changes against the previous commit on main.
 	$(BUF) breaking proto --against '.git#branch=main,ref=HEAD~1,subdir=proto'
 
+.PHONY: postfix
+postfix: ## Install Debian's postfix (pinned; root only, else TestMailThroughPostfix skips saying why) for the real-MTA mail test.
+	./scripts/install-postfix.sh
+
 # The real-browser tests' page is built with these (test/browser,
 # pinned by its lock file).
 BROWSER_NPM := test/browser/node_modules/.bin/esbuild
@@ -160,7 +175,7 @@ RACE_MODULES := $(filter-out test,$(MODULES))
 
 .PHONY: test
 test: BUILD_QUIET := 1
-test: verify-workspace verify-generate lint build $(BIN)/nats-server $(BIN)/grpcurl $(BIN)/nats $(BIN)/jq browser-deps ## Run every check and test (what CI runs).
+test: verify-workspace verify-generate lint build $(BIN)/nats-server $(BIN)/grpcurl $(BIN)/nats $(BIN)/jq $(BIN)/mailpit browser-deps postfix ## Run every check and test (what CI runs).
 	for m in $(RACE_MODULES); do (cd $$m && $(GO) test -race -count=1 -timeout 15m ./...) || exit 1; done
 	cd test && $(GO) test -count=1 -timeout 25m ./...
 	$(MAKE) --no-print-directory fuzz-short
@@ -189,7 +204,7 @@ bench: build $(BIN)/nats-server ## Run the benchmarks; each reports against raw 
 	cd pkg && $(GO) test -run '^$$' -bench . -benchtime 20x ./tokenindex/
 	cd services/routing && $(GO) test -run '^$$' -bench . ./adapters/readmodel/
 	cd services/statistics && $(GO) test -run '^$$' -bench . .
-	cd test && $(GO) test -run '^$$' -bench '^Benchmark(Register|Submit|Routing)' -benchtime 60x ./bench/
+	cd test && $(GO) test -run '^$$' -bench '^Benchmark(Register|Submit|Routing|Mail)' -benchtime 60x ./bench/
 	cd test && $(GO) test -run '^$$' -bench '^BenchmarkBackupRestore$$' -benchtime 1x -timeout 30m ./bench/
 
 .PHONY: bench-figures

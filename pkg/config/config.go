@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/mail"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"text/template"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -72,6 +74,9 @@ type Config struct {
 	// RegisterExtract is the fixed text of the register extracts that
 	// `kontakt subject-access` writes for citizens.
 	RegisterExtract RegisterExtract `yaml:"register_extract"`
+	// Mail is the e-mail channel: the SMTP/LMTP receiver that turns mail
+	// to the contact centre's addresses into cases.
+	Mail Mail `yaml:"mail"`
 	// MasterKeyFile holds the master key that wraps every case's data key;
 	// empty means <data_dir>/master.key. KONTAKT_MASTER_KEY (base64) takes
 	// precedence. Development mode creates the file when it is missing;
@@ -205,6 +210,157 @@ type Open311Service struct {
 	Name        string `yaml:"name"`
 	Description string `yaml:"description"`
 	Group       string `yaml:"group"`
+}
+
+// Mail configures the e-mail channel.
+type Mail struct {
+	Inbound MailInbound `yaml:"inbound"`
+	// Outbound is the relay kontakt sends its mail through: the
+	// acknowledgement of a case that came by mail.
+	Outbound MailOutbound `yaml:"outbound"`
+}
+
+// MailOutbound is the municipality's mail relay (submission) and what
+// kontakt sends through it. Sending goes through an outbox: a kill -9
+// loses no mail (one may be sent twice, see ARCHITECTURE.md).
+type MailOutbound struct {
+	// Host of the relay; empty turns sending off.
+	Host string `yaml:"host"`
+	// Port of the relay; 0 means 587 (465 with security tls).
+	Port int `yaml:"port"`
+	// Security is starttls (the default: refuse a relay that does not
+	// offer it), tls (implicit TLS, port 465) or none (a relay on
+	// loopback or a trusted network only).
+	Security string `yaml:"security"`
+	// Username and PasswordFile authenticate with AUTH PLAIN (only over
+	// TLS); both empty: no authentication. KONTAKT_MAIL_OUTBOUND_PASSWORD
+	// (the password itself) takes precedence over the file.
+	Username     string `yaml:"username"`
+	PasswordFile string `yaml:"password_file"`
+	// CAFile holds PEM certificates to verify the relay's certificate
+	// with; empty means the system's roots.
+	CAFile string `yaml:"ca_file"`
+	// From is the sender of every mail, for example
+	// "Kontaktcenter <kontakt@kommun.se>".
+	From string `yaml:"from"`
+	// MaxAttempts bounds how often one mail is tried before it is
+	// recorded as failed on its case.
+	MaxAttempts int `yaml:"max_attempts"`
+	// RetryInitial is the pause after the first failed attempt; each
+	// further failure doubles it, up to RetryMax.
+	RetryInitial time.Duration `yaml:"retry_initial"`
+	RetryMax     time.Duration `yaml:"retry_max"`
+	// Acknowledgements are the Swedish texts of the acknowledgement per
+	// case type (Go text/template; {{.CaseNumber}} is the case number).
+	// An empty subject or body keeps the built-in text.
+	Acknowledgements MailTemplates `yaml:"acknowledgements"`
+}
+
+// MailTemplates holds one template per case type.
+type MailTemplates struct {
+	Fraga      MailTemplate `yaml:"fraga"`
+	Felanmalan MailTemplate `yaml:"felanmalan"`
+	Synpunkt   MailTemplate `yaml:"synpunkt"`
+	Brev       MailTemplate `yaml:"brev"`
+}
+
+// MailTemplate is a mail's subject and plain-text body.
+type MailTemplate struct {
+	Subject string `yaml:"subject"`
+	Body    string `yaml:"body"`
+}
+
+// ForType returns the template of a case type.
+func (m MailTemplates) ForType(t casev1.CaseType) MailTemplate {
+	switch t {
+	case casev1.CaseType_CASE_TYPE_FELANMALAN:
+		return m.Felanmalan
+	case casev1.CaseType_CASE_TYPE_SYNPUNKT:
+		return m.Synpunkt
+	case casev1.CaseType_CASE_TYPE_BREV:
+		return m.Brev
+	default:
+		return m.Fraga
+	}
+}
+
+// RelayPort is the relay's port, with the default of its security.
+func (o MailOutbound) RelayPort() int {
+	switch {
+	case o.Port != 0:
+		return o.Port
+	case o.Security == "tls":
+		return 465
+	default:
+		return 587
+	}
+}
+
+// MailInbound is the receiver the municipality's mail relay delivers to.
+// Each mail to one of Addresses becomes a case (channel e-mail); mail to
+// any other address is refused at RCPT, so kontakt never relays.
+type MailInbound struct {
+	// Listen is where the receiver accepts SMTP (or LMTP) connections,
+	// for example 127.0.0.1:2525; empty turns the receiver off.
+	Listen string `yaml:"listen"`
+	// LMTP speaks LMTP (RFC 2033) instead of SMTP, for a relay that
+	// delivers by LMTP (Postfix's lmtp transport).
+	LMTP bool `yaml:"lmtp"`
+	// Hostname is the name the receiver greets with; empty means
+	// "kontakt".
+	Hostname string `yaml:"hostname"`
+	// MaxMessageBytes bounds one message as received; a larger one is
+	// refused with 552 (the relay returns it to the sender). Messages are
+	// held in memory only, never spooled to disk, so this also bounds the
+	// memory one delivery costs.
+	MaxMessageBytes int `yaml:"max_message_bytes"`
+	// PerSender limits how many messages one sender address may deliver;
+	// over the limit the receiver answers 450 (try again later), which
+	// relays obey. per_minute 0 turns it off.
+	PerSender RateLimit `yaml:"per_sender"`
+	// StartTLS offers STARTTLS with the API port's certificate (tls.cert_file
+	// and tls.key_file, which must be set).
+	StartTLS bool `yaml:"starttls"`
+	// Addresses are the contact centre's own addresses: what a mail to
+	// each becomes. Routing rules match them (recipients).
+	Addresses []MailAddress `yaml:"addresses"`
+}
+
+// MailAddress is one of the contact centre's addresses and the case a
+// mail to it becomes: its type and category, which the intake rules
+// require of every case; the queue is the routing rules' to choose.
+type MailAddress struct {
+	// Address is the function address, for example kontakt@kommun.se.
+	Address string `yaml:"address"`
+	// Type is the case type (fraga, felanmalan, synpunkt, brev); empty
+	// means fraga.
+	Type string `yaml:"type"`
+	// Category is a code from categories, allowed for Type.
+	Category string `yaml:"category"`
+}
+
+// Normalised is the form an address is compared and stored in: the
+// address alone, in lower case.
+func (a MailAddress) Normalised() string {
+	return strings.ToLower(strings.TrimSpace(a.Address))
+}
+
+// CaseType is the address's case type (fråga when none is given).
+func (a MailAddress) CaseType() casev1.CaseType {
+	if strings.TrimSpace(a.Type) == "" {
+		return casev1.CaseType_CASE_TYPE_FRAGA
+	}
+	t, _ := casenames.ParseType(a.Type)
+	return t
+}
+
+// MailAddresses lists the normalised inbound addresses, in file order.
+func (c Config) MailAddresses() []string {
+	out := make([]string, 0, len(c.Mail.Inbound.Addresses))
+	for _, a := range c.Mail.Inbound.Addresses {
+		out = append(out, a.Normalised())
+	}
+	return out
 }
 
 // Log configures structured logging.
@@ -372,6 +528,20 @@ func Default() Config {
 			{Name: "synpunkter", Title: "Synpunkter och klagomål"},
 		}},
 		Categories: DefaultCategories(),
+		// 25 MiB is what the large mail providers accept; a message is
+		// held in memory while it is read, so this bounds that too. Ten
+		// mails a minute from one address is far above what a citizen
+		// writes and cuts a loop with another robot short.
+		Mail: Mail{
+			Inbound: MailInbound{
+				MaxMessageBytes: 25 << 20,
+				PerSender:       RateLimit{PerMinute: 10, Burst: 20},
+			},
+			// Eight attempts from a minute doubling to an hour span
+			// about four hours: a relay's maintenance window, not a
+			// day's outage (the case then shows the failure).
+			Outbound: MailOutbound{Security: "starttls", MaxAttempts: 8, RetryInitial: time.Minute, RetryMax: time.Hour},
+		},
 		Intake: Intake{Open311Services: []Open311Service{
 			{Code: "gatubelysning", Name: "Gatubelysning", Description: "Trasig eller släckt gatubelysning", Group: "Gata och trafik"},
 			{Code: "vag-och-gata", Name: "Väg och gata", Description: "Hål i vägen, skador på gata eller gångbana", Group: "Gata och trafik"},
@@ -640,7 +810,136 @@ func (c Config) Validate() error {
 		}
 		codes[svc.Code] = true
 	}
+	c.validateMail(bad)
 	return errors.Join(errs...)
+}
+
+// validateMail checks mail.inbound: a receiver that is on needs
+// addresses, each a plain address once, with a case type and a category
+// the intake rules accept for it.
+func (c Config) validateMail(bad func(key, format string, args ...any)) {
+	in := c.Mail.Inbound
+	c.validateOutbound(bad)
+	if in.Listen == "" {
+		return
+	}
+	if _, _, err := net.SplitHostPort(in.Listen); err != nil {
+		bad("mail.inbound.listen", "must be host:port or empty, not %q", in.Listen)
+	}
+	if in.MaxMessageBytes < 1024 || in.MaxMessageBytes > 64<<20 {
+		bad("mail.inbound.max_message_bytes", "must be between 1024 and 67108864, not %d", in.MaxMessageBytes)
+	}
+	if rl := in.PerSender; rl.PerMinute < 0 || rl.PerMinute > 6_000_000 {
+		bad("mail.inbound.per_sender.per_minute", "must be between 0 (off) and 6000000, not %d", rl.PerMinute)
+	} else if rl.PerMinute > 0 && (rl.Burst < 1 || rl.Burst > 1_000_000) {
+		bad("mail.inbound.per_sender.burst", "must be between 1 and 1000000 when per_minute is set, not %d", rl.Burst)
+	}
+	if in.StartTLS && c.TLS.CertFile == "" {
+		bad("mail.inbound.starttls", "needs the certificate of tls.cert_file and tls.key_file")
+	}
+	if len(in.Addresses) == 0 {
+		bad("mail.inbound.addresses", "at least one address is needed when mail.inbound.listen is set")
+	}
+	seen := map[string]bool{}
+	for i, a := range in.Addresses {
+		key := fmt.Sprintf("mail.inbound.addresses[%d]", i)
+		addr, err := mail.ParseAddress(a.Address)
+		switch {
+		case err != nil || addr.Name != "" || addr.Address != strings.TrimSpace(a.Address):
+			bad(key+".address", "must be a plain e-mail address such as kontakt@kommun.se")
+		case seen[a.Normalised()]:
+			bad(key+".address", "%q is listed twice", a.Normalised())
+		}
+		seen[a.Normalised()] = true
+		t, ok := casenames.ParseType(a.Type)
+		if strings.TrimSpace(a.Type) == "" {
+			t, ok = casev1.CaseType_CASE_TYPE_FRAGA, true
+		}
+		if !ok {
+			bad(key+".type", "%q is not a case type (%s)", a.Type, strings.Join(casenames.TypeNames(), ", "))
+		}
+		if t == casev1.CaseType_CASE_TYPE_FELANMALAN {
+			// A fault report needs a place, which a mail does not carry
+			// in a form intake can read.
+			bad(key+".type", "a mail cannot be a fault report (felanmalan): it carries no place intake can read")
+		}
+		cat, known := c.Category(a.Category)
+		switch {
+		case !known:
+			bad(key+".category", "%q is not one of the categories", a.Category)
+		case ok && len(cat.Types) > 0 && !slices.Contains(cat.CaseTypes(), t):
+			bad(key+".category", "category %q is not for case type %s", a.Category, casenames.Type(t))
+		}
+	}
+}
+
+// validateOutbound checks mail.outbound when sending is on.
+func (c Config) validateOutbound(bad func(key, format string, args ...any)) {
+	out := c.Mail.Outbound
+	if out.Host == "" {
+		return
+	}
+	if out.Port < 0 || out.Port > 65535 {
+		bad("mail.outbound.port", "must be a port number, not %d", out.Port)
+	}
+	switch out.Security {
+	case "starttls", "tls", "none":
+	default:
+		bad("mail.outbound.security", "must be starttls, tls or none, not %q", out.Security)
+	}
+	if out.Security == "none" && c.Mode == Production && !loopbackHost(out.Host) {
+		bad("mail.outbound.security", "none sends citizens' mail in clear: production allows it only to a relay on loopback, not %q", out.Host)
+	}
+	if out.Username != "" && out.Security == "none" {
+		bad("mail.outbound.username", "authentication needs security starttls or tls: the password would cross the network in clear")
+	}
+	if a, err := mail.ParseAddress(out.From); err != nil || a.Address == "" {
+		bad("mail.outbound.from", "must be an address such as \"Kontaktcenter <kontakt@kommun.se>\"")
+	}
+	if out.MaxAttempts < 1 || out.MaxAttempts > 100 {
+		bad("mail.outbound.max_attempts", "must be between 1 and 100, not %d", out.MaxAttempts)
+	}
+	if out.RetryInitial <= 0 || out.RetryMax < out.RetryInitial {
+		bad("mail.outbound.retry_initial", "must be positive and at most mail.outbound.retry_max")
+	}
+	for _, tt := range []struct {
+		name string
+		tmpl MailTemplate
+	}{
+		{"fraga", out.Acknowledgements.Fraga}, {"felanmalan", out.Acknowledgements.Felanmalan},
+		{"synpunkt", out.Acknowledgements.Synpunkt}, {"brev", out.Acknowledgements.Brev},
+	} {
+		for part, text := range map[string]string{"subject": tt.tmpl.Subject, "body": tt.tmpl.Body} {
+			if err := CheckMailTemplate(text); err != nil {
+				bad("mail.outbound.acknowledgements."+tt.name+"."+part, "%s", err)
+			}
+		}
+	}
+}
+
+// loopbackHost says whether host names this machine's loopback.
+func loopbackHost(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.IsLoopback()
+}
+
+// MailTemplateData is what a mail template may use.
+type MailTemplateData struct {
+	// CaseNumber is the case's number, for example KC-2026-000123.
+	CaseNumber string
+}
+
+// CheckMailTemplate parses a mail template and runs it on an example
+// case, so a mistake stops start-up rather than the first mail.
+func CheckMailTemplate(text string) error {
+	t, err := template.New("mail").Option("missingkey=error").Parse(text)
+	if err != nil {
+		return err
+	}
+	return t.Execute(io.Discard, MailTemplateData{CaseNumber: "KC-2026-000123"})
 }
 
 func validAddressOrPrefix(s string) bool {

@@ -122,6 +122,20 @@ func TestLoadErrorsNameTheKey(t *testing.T) {
 		{"default open311 services need their categories", "categories: [{code: skola, title: Skola}]\n", nil, "config key intake.open311_services[0].code"},
 		{"negative rate", "limits:\n  public_submissions:\n    per_address: {per_minute: -1, burst: 5}\n", nil, "config key limits.public_submissions.per_address.per_minute"},
 		{"rate without burst", "limits:\n  public_submissions:\n    per_credential: {per_minute: 60, burst: 0}\n", nil, "config key limits.public_submissions.per_credential.burst"},
+		{"mail receiver without addresses", "mail:\n  inbound: {listen: '127.0.0.1:2525'}\n", nil, "config key mail.inbound.addresses: at least one address"},
+		{"mail address with a display name", "mail:\n  inbound:\n    listen: '127.0.0.1:2525'\n    addresses: [{address: 'Kontakt <kontakt@kommun.se>', category: ovrigt}]\n", nil, "config key mail.inbound.addresses[0].address: must be a plain e-mail address"},
+		{"mail address twice", "mail:\n  inbound:\n    listen: '127.0.0.1:2525'\n    addresses: [{address: kontakt@kommun.se, category: ovrigt}, {address: KONTAKT@kommun.se, category: ovrigt}]\n", nil, "config key mail.inbound.addresses[1].address"},
+		{"mail address of an unknown category", "mail:\n  inbound:\n    listen: '127.0.0.1:2525'\n    addresses: [{address: kontakt@kommun.se, category: lampor}]\n", nil, "config key mail.inbound.addresses[0].category"},
+		{"mail address of a category not for its type", "mail:\n  inbound:\n    listen: '127.0.0.1:2525'\n    addresses: [{address: kontakt@kommun.se, category: bemotande}]\n", nil, "config key mail.inbound.addresses[0].category: category \"bemotande\" is not for case type fraga"},
+		{"mail address for fault reports", "mail:\n  inbound:\n    listen: '127.0.0.1:2525'\n    addresses: [{address: fel@kommun.se, type: felanmalan, category: gatubelysning}]\n", nil, "config key mail.inbound.addresses[0].type"},
+		{"mail STARTTLS without a certificate", "mail:\n  inbound:\n    listen: '127.0.0.1:2525'\n    starttls: true\n    addresses: [{address: kontakt@kommun.se, category: ovrigt}]\n", nil, "config key mail.inbound.starttls"},
+		{"mail message size too small", "mail:\n  inbound:\n    listen: '127.0.0.1:2525'\n    max_message_bytes: 10\n    addresses: [{address: kontakt@kommun.se, category: ovrigt}]\n", nil, "config key mail.inbound.max_message_bytes"},
+		{"outbound without a sender", "mail:\n  outbound: {host: smtp.kommun.se}\n", nil, "config key mail.outbound.from"},
+		{"outbound of unknown security", "mail:\n  outbound: {host: smtp.kommun.se, from: kontakt@kommun.se, security: ssl}\n", nil, "config key mail.outbound.security"},
+		{"outbound in clear in production", "mode: production\nauth:\n  oidc: {issuer: https://id.example.se, audience: kontakt}\nmail:\n  outbound: {host: smtp.kommun.se, from: kontakt@kommun.se, security: none}\n", nil, "config key mail.outbound.security: none sends citizens' mail in clear"},
+		{"outbound password in clear", "mail:\n  outbound: {host: smtp.kommun.se, from: kontakt@kommun.se, security: none, username: kc}\n", nil, "config key mail.outbound.username"},
+		{"outbound template that does not parse", "mail:\n  outbound:\n    host: smtp.kommun.se\n    from: kontakt@kommun.se\n    acknowledgements:\n      synpunkt: {subject: 'Ärende {{.CaseNumber'}\n", nil, "config key mail.outbound.acknowledgements.synpunkt.subject"},
+		{"outbound template naming what is not there", "mail:\n  outbound:\n    host: smtp.kommun.se\n    from: kontakt@kommun.se\n    acknowledgements:\n      brev: {body: 'Hej {{.Name}}'}\n", nil, "config key mail.outbound.acknowledgements.brev.body"},
 		{"bad proxy", "limits:\n  public_submissions:\n    trusted_proxies: [gateway]\n", nil, "config key limits.public_submissions.trusted_proxies[0]"},
 	}
 	for _, tt := range tests {
@@ -194,4 +208,13 @@ func TestJournalPath(t *testing.T) {
 	}
 	require.NoError(t, prod("/srv/kontakt/data-journal").Validate(), "a sibling whose name starts like data_dir is outside it")
 	require.ErrorContains(t, prod("/srv/kontakt/data/j").Validate(), "config key retention.journal_dir")
+}
+
+func TestMailInboundAddresses(t *testing.T) {
+	cfg, err := Load(writeFile(t, "mail:\n  inbound:\n    listen: '127.0.0.1:2525'\n    addresses:\n      - {address: Kontakt@Kommun.se, category: ovrigt}\n      - {address: synpunkter@kommun.se, type: synpunkt, category: bemotande}\n"), envOf(nil))
+	require.NoError(t, err)
+	require.Equal(t, []string{"kontakt@kommun.se", "synpunkter@kommun.se"}, cfg.MailAddresses())
+	require.Equal(t, casev1.CaseType_CASE_TYPE_FRAGA, cfg.Mail.Inbound.Addresses[0].CaseType())
+	require.Equal(t, casev1.CaseType_CASE_TYPE_SYNPUNKT, cfg.Mail.Inbound.Addresses[1].CaseType())
+	require.Equal(t, 25<<20, cfg.Mail.Inbound.MaxMessageBytes)
 }

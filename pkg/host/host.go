@@ -162,6 +162,10 @@ type Host struct {
 	// the server applies it to the RPCs the API marks public_submission;
 	// plain HTTP routes that take submissions (Open311) ask it themselves.
 	Submissions *ratelimit.Limiter
+	// LookupEnv reads the process's environment, for secrets a service
+	// takes from a variable rather than the file (the mail relay's
+	// password).
+	LookupEnv func(string) (string, bool)
 
 	// keys is the key store behind Sealer.
 	keys *seal.NATSKeyStore
@@ -212,7 +216,7 @@ func Open(ctx context.Context, cfg config.Config, logger *slog.Logger, lookupEnv
 	if opts.Name == "" {
 		opts.Name = "kontakt"
 	}
-	h := &Host{Config: cfg, Logger: logger, opts: opts, http: map[string]*deferredHandler{}}
+	h := &Host{Config: cfg, Logger: logger, LookupEnv: lookupEnv, opts: opts, http: map[string]*deferredHandler{}}
 	defer func() {
 		if err != nil {
 			h.Close()
@@ -460,6 +464,11 @@ func (h *Host) SetJournal(j *shredjournal.Journal) { h.journal = j }
 
 // Journal is the shred journal the process writes, or nil.
 func (h *Host) Journal() *shredjournal.Journal { return h.journal }
+
+// Offline says the process was built without serving (backup, restore):
+// a service then starts no listener of its own (the mail receiver), as
+// CatchUp runs every background worker.
+func (h *Host) Offline() bool { return h.opts.Offline }
 
 // Go adds a background worker (a projector, a router, a sweeper). It runs
 // beside the server from Run until shutdown.

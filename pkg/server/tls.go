@@ -132,3 +132,16 @@ func newTLSConfig(cfg TLSConfig, logger *slog.Logger) (*tls.Config, error) {
 		GetCertificate: files.get,
 	}, nil
 }
+
+// TLSConfig is the API port's TLS configuration for another listener of
+// the process (the mail receiver's STARTTLS), so that every port serves
+// the same certificate and takes up its renewal alike; nil when the API
+// port is cleartext. It offers no ALPN protocols, which are the API's.
+func (s *Server) TLSConfig() *tls.Config {
+	if s.tls == nil {
+		return nil
+	}
+	c := s.tls.Clone()
+	c.NextProtos = nil
+	return c
+}

@@ -54,6 +54,9 @@ type Config struct {
 	// Categories is the closed list of categories a case may have; a
 	// case with another is refused.
 	Categories domain.Categories
+	// Mailboxes are the contact centre's e-mail addresses, in lower case,
+	// and what a mail to each becomes (RegisterMail).
+	Mailboxes map[string]Mailbox
 }
 
 // Service registers cases.
@@ -125,7 +128,15 @@ func (s *Service) SubmitForm(ctx context.Context, client, key string, in *intake
 	if err != nil {
 		return Registered{}, err
 	}
-	recKey := idempotencyKey(client, key)
+	return s.registerOnce(ctx, reg, in, idempotencyKey(client, key), "form:"+client, now)
+}
+
+// registerOnce registers a case at most once per idempotency record key:
+// the same key with the same payload returns the first answer, with a
+// different payload ErrPayloadMismatch, and concurrent attempts create
+// one case. Forms and mail (a relay that sends a mail again after a lost
+// reply) share it.
+func (s *Service) registerOnce(ctx context.Context, reg domain.Registration, in *intakev1.CaseInput, recKey, actor string, now time.Time) (Registered, error) {
 	payload := s.payloadHash(in)
 	// The case id and the event id come from the key, a second guard: even
 	// a submission that slipped past the idempotency record would append to
@@ -161,7 +172,7 @@ func (s *Service) SubmitForm(ctx context.Context, client, key string, in *intake
 	// A fresh claim means no earlier attempt of this submission is alive;
 	// one that released its claim after a failure may still have stored
 	// keys, which only costs its group a detour.
-	r, err := s.register(ctx, reg, caseID, eventID, "form:"+client, now, claimed)
+	r, err := s.register(ctx, reg, caseID, eventID, actor, now, claimed)
 	if errors.Is(err, eventstore.ErrConflict) {
 		// Another request registered this very case first.
 		if got, ok, rerr := s.registeredCase(ctx, caseID); rerr == nil && ok {
@@ -276,6 +287,7 @@ func (s *Service) register(ctx context.Context, reg domain.Registration, caseID,
 		Attachments:          reg.Attachments,
 		CoarseLocation:       reg.Coarse,
 		CallerNumberWithheld: reg.CallerNumberWithheld,
+		Mailbox:              reg.Mailbox,
 		// Drawn here, once, so every statistics instance derives the same
 		// anonymous statistics id from the log; never derived from the
 		// case.

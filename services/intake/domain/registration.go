@@ -94,6 +94,9 @@ type Registration struct {
 	Attachments          []*casev1.Attachment
 	Coarse               *casev1.CoarseLocation
 	CallerNumberWithheld bool
+	// Mailbox is the contact centre's address a mail came to (see
+	// ValidateMail); empty for other channels.
+	Mailbox string
 }
 
 // Source says where a case came from, because forms may only register

@@ -14,6 +14,7 @@ import (
 const (
 	ChannelForm    = "form"    // SubmitForm, over any protocol
 	ChannelOpen311 = "open311" // a GeoReport v2 POST requests
+	ChannelMail    = "mail"    // a mail delivered to the receiver (ports/mailin)
 )
 
 // Outcomes of a public submission. A refusal is named by its class,
@@ -29,10 +30,11 @@ const (
 	OutcomeUnavailable = "unavailable"  // NATS briefly away or too slow; the client retries
 	OutcomeCanceled    = "canceled"     // the client went away
 	OutcomeError       = "error"        // kontakt's fault
+	OutcomeDropped     = "dropped"      // mail a program sent (an auto-reply, a bounce): accepted, no case
 )
 
 var outcomes = []string{OutcomeAccepted, OutcomeReplayed, OutcomeInvalid, OutcomeDenied, OutcomeRateLimited,
-	OutcomeTooLarge, OutcomeConflict, OutcomeUnavailable, OutcomeCanceled, OutcomeError}
+	OutcomeTooLarge, OutcomeConflict, OutcomeUnavailable, OutcomeCanceled, OutcomeError, OutcomeDropped}
 
 // SubmissionMetrics counts public submissions (e-service forms and
 // Open311 posts) by channel and outcome, for the operator: a rise of
@@ -47,12 +49,12 @@ type SubmissionMetrics struct {
 func NewSubmissionMetrics(reg prometheus.Registerer) (*SubmissionMetrics, error) {
 	m := &SubmissionMetrics{total: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "kontakt_intake_submissions_total",
-		Help: "Public submissions (e-service forms, Open311 posts) by channel and outcome.",
+		Help: "Public submissions (e-service forms, Open311 posts, mail) by channel and outcome.",
 	}, []string{"channel", "outcome"})}
 	if err := reg.Register(m.total); err != nil {
 		return nil, err
 	}
-	for _, ch := range []string{ChannelForm, ChannelOpen311} {
+	for _, ch := range []string{ChannelForm, ChannelOpen311, ChannelMail} {
 		for _, o := range outcomes {
 			m.total.WithLabelValues(ch, o)
 		}
@@ -65,6 +67,9 @@ func (m *SubmissionMetrics) observe(channel, outcome string) {
 		m.total.WithLabelValues(channel, outcome).Inc()
 	}
 }
+
+// ObserveMail counts one mail delivery's outcome (ports/mailin).
+func (m *SubmissionMetrics) ObserveMail(outcome string) { m.observe(ChannelMail, outcome) }
 
 // observeForm is the server's CallObserver for SubmitForm: the code the
 // client got, and the replay header the handler set.

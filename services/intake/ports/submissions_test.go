@@ -51,7 +51,7 @@ func TestSubmissionMetricsStartAtZeroAndCountReplays(t *testing.T) {
 	require.NoError(t, err)
 	n, err := testutil.GatherAndCount(reg, "kontakt_intake_submissions_total")
 	require.NoError(t, err)
-	require.Equal(t, 2*len(outcomes), n, "every channel and outcome from the start")
+	require.Equal(t, 3*len(outcomes), n, "every channel (form, open311, mail) and outcome from the start")
 
 	m.observeForm(codes.OK, metadata.Pairs(ReplayedHeader, "true"))
 	m.observeForm(codes.OK, nil)

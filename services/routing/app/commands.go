@@ -290,7 +290,7 @@ func (c *Commands) RouteMany(ctx context.Context, caseIDs []string, rules *domai
 			}
 			var ev proto.Message
 			if err == nil {
-				queue, rule := rules.Route(cs.Type, cs.Channel, cs.Category)
+				queue, rule := rules.Route(cs.Type, cs.Channel, cs.Category, cs.Mailbox)
 				ev, err = cs.Route(queue, rule, rules.Version(), c.clock())
 			}
 			if errors.Is(err, domain.ErrAlreadyRouted) {
@@ -330,7 +330,7 @@ func (c *Commands) RouteMany(ctx context.Context, caseIDs []string, rules *domai
 
 func (c *Commands) Route(ctx context.Context, caseID string, rules *domain.Rules) error {
 	_, err := c.execute(ctx, caseID, func(cs *domain.Case, now time.Time) (proto.Message, error) {
-		queue, rule := rules.Route(cs.Type, cs.Channel, cs.Category)
+		queue, rule := rules.Route(cs.Type, cs.Channel, cs.Category, cs.Mailbox)
 		return cs.Route(queue, rule, rules.Version(), now)
 	})
 	if errors.Is(err, domain.ErrAlreadyRouted) {

@@ -270,7 +270,7 @@ func (q *Queries) GetCase(ctx context.Context, r Reader, role, rpc, caseID, purp
 		pd.AttachmentIds = names.GetAttachmentIds()
 	}
 	for _, h := range history {
-		e := &routingv1.CaseEntry{Kind: h.Kind, Actor: h.Actor, At: timestamppb.New(h.At), Queue: h.Queue, Resolution: h.Resolution}
+		e := &routingv1.CaseEntry{Kind: h.Kind, Actor: h.Actor, At: timestamppb.New(h.At), Queue: h.Queue, Resolution: h.Resolution, Detail: h.Detail}
 		var t casev1.AnswerText
 		if open(casev1.DataClass_DATA_CLASS_ANSWER, h.Text, &t) {
 			e.Text = t.GetText()

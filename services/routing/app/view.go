@@ -105,6 +105,9 @@ type HistoryEntry struct {
 	Queue string
 	// Resolution is a closing's.
 	Resolution casev1.Resolution
+	// Detail says which mail a mail entry is about, and for a failure
+	// why: codes, never an address or the relay's words.
+	Detail string
 }
 
 // QueueLoad is the load of one queue, kept as counters that every
@@ -144,6 +147,10 @@ const (
 	ChangeRectified  = "rectified"
 	ChangeHeld       = "held"
 	ChangeDeleted    = "deleted"
+	// ChangeMailSent and ChangeMailFailed are the outcomes of the mail
+	// the e-mail channel sends about the case (MailSent, MailFailed).
+	ChangeMailSent   = "mail_sent"
+	ChangeMailFailed = "mail_failed"
 )
 
 // Change tells live queue watchers (Broker) and the router what one event

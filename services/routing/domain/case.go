@@ -22,6 +22,9 @@ type Case struct {
 	Type     casev1.CaseType
 	Channel  casev1.Channel
 	Category string
+	// Mailbox is the contact centre's address a mail case came to
+	// (CaseRegistered.mailbox), which routing rules may match.
+	Mailbox string
 	// RegisteredAt is when intake registered the case.
 	RegisteredAt time.Time
 
@@ -168,6 +171,7 @@ func (c *Case) apply(ev Event) bool {
 		c.Type = m.GetType()
 		c.Channel = m.GetChannel()
 		c.Category = m.GetCategory()
+		c.Mailbox = m.GetMailbox()
 		c.RegisteredAt = TimeOf(m.GetRegisteredAt(), ev.Recorded)
 		c.Status = casev1.CaseStatus_CASE_STATUS_REGISTERED
 	case *casev1.CaseRouted:
@@ -240,6 +244,9 @@ func (c *Case) apply(ev Event) bool {
 		// Retention's business: the archive copy changes nothing here.
 	case *casev1.CaseDeleted:
 		c.Deleted = true
+	case *casev1.MailSent, *casev1.MailFailed:
+		// The e-mail channel's record of a mail: it shows in the history
+		// and decides nothing here.
 	default:
 		return false
 	}

@@ -316,7 +316,7 @@ func (c *Case) Route(queue, rule, rulesVersion string, now time.Time) (proto.Mes
 // RouteBy routes the case by the rules: the first matching rule's queue,
 // else the default queue. It is Route with the rules' decision filled in.
 func (c *Case) RouteBy(r *Rules, now time.Time) (proto.Message, error) {
-	queue, rule := r.Route(c.Type, c.Channel, c.Category)
+	queue, rule := r.Route(c.Type, c.Channel, c.Category, c.Mailbox)
 	return c.Route(queue, rule, r.Version(), now)
 }
 

@@ -44,6 +44,9 @@ type rule struct {
 	categories []string
 	// keywords are lower-cased once at parse time.
 	keywords []string
+	// recipients are the contact centre's mail addresses, lower-cased
+	// once at parse time.
+	recipients []string
 }
 
 // Version is the rule file's version, recorded in every CaseRouted.
@@ -53,14 +56,16 @@ func (r *Rules) Version() string { return r.version }
 func (r *Rules) DefaultQueue() string { return r.defaultQueue }
 
 // Route chooses the queue for a new case: the first rule, in file order,
-// whose every given criterion matches (type, channel, category; see
-// matches), so a file reads top-down from the most specific rule to the
-// most general. When none matches, the case goes
-// to the default queue with the rule name "default".
-func (r *Rules) Route(t casev1.CaseType, ch casev1.Channel, category string) (queue, ruleName string) {
+// whose every given criterion matches (type, channel, category, and for
+// mail the address it was sent to, mailbox; see matches), so a file reads
+// top-down from the most specific rule to the most general. When none
+// matches, the case goes to the default queue with the rule name
+// "default".
+func (r *Rules) Route(t casev1.CaseType, ch casev1.Channel, category, mailbox string) (queue, ruleName string) {
 	lower := strings.ToLower(category)
+	mailbox = strings.ToLower(mailbox)
 	for _, ru := range r.rules {
-		if ru.matches(t, ch, category, lower) {
+		if ru.matches(t, ch, category, lower, mailbox) {
 			return ru.queue, ru.name
 		}
 	}
@@ -68,13 +73,18 @@ func (r *Rules) Route(t casev1.CaseType, ch casev1.Channel, category string) (qu
 }
 
 // matches reports whether every criterion the rule gives holds. The
-// criteria are the type, the channel and the category; categories and
+// criteria are the type, the channel, the recipient address (a case that
+// did not come by mail has none, so a rule with recipients never matches
+// it) and the category; categories and
 // category_keywords are two ways of naming the category criterion, so the
 // category matches when it is one of the codes or contains one of the
 // keywords. (Requiring both would make a rule such as "categories:
 // [gatubelysning], category_keywords: [gata, vag]" match nothing.)
-func (ru rule) matches(t casev1.CaseType, ch casev1.Channel, category, lowerCategory string) bool {
+func (ru rule) matches(t casev1.CaseType, ch casev1.Channel, category, lowerCategory, mailbox string) bool {
 	if len(ru.types) > 0 && !slices.Contains(ru.types, t) {
+		return false
+	}
+	if len(ru.recipients) > 0 && !slices.Contains(ru.recipients, mailbox) {
 		return false
 	}
 	if len(ru.channels) > 0 && !slices.Contains(ru.channels, ch) {
@@ -111,13 +121,15 @@ func DefaultRules(defaultQueue string, knownQueues ...string) *Rules {
 	return r
 }
 
-// Known is what a rule file may name: the configured queues and the
-// configured category codes (config key categories), so that no rule
-// waits for a category no case can have, and no case is routed to a
-// queue nobody sees.
+// Known is what a rule file may name: the configured queues, the
+// configured category codes (config key categories) and the contact
+// centre's mail addresses (mail.inbound.addresses, lower case), so that
+// no rule waits for a category or an address no case can have, and no
+// case is routed to a queue nobody sees.
 type Known struct {
 	Queues     []string
 	Categories []string
+	Mailboxes  []string
 }
 
 // ParseError is one problem of a rule file, at the line where it is, so
@@ -154,9 +166,11 @@ func (e *ParseError) Unwrap() error { return ErrInvalidRules }
 //	    channels: [form, phone]         # phone, email, form, letter, visit, chat
 //	    categories: [gatubelysning]     # exact category codes
 //	    category_keywords: [gata, vag]  # substrings of codes, case-insensitive
+//	    recipients: [felanmalan@kommun.se]  # mail.inbound addresses a mail was sent to
 //
 // A rule matches a case when the case's type is among types, its channel
-// among channels, and its category is one of categories or contains one
+// among channels, the address a mail case was sent to among recipients
+// (ignoring case), and its category is one of categories or contains one
 // of category_keywords (ignoring case); an empty or missing list matches
 // anything. The first matching rule wins; no match routes to
 // default_queue with the rule name "default".
@@ -181,7 +195,7 @@ func ParseRules(data []byte, known Known) (*Rules, error) {
 // ParseRulesFile is ParseRules with the file's name for the error
 // messages, so an operator sees the path that was loaded.
 func ParseRulesFile(name string, data []byte, known Known) (*Rules, error) {
-	p := &ruleParser{file: name, known: known.Queues, categories: known.Categories}
+	p := &ruleParser{file: name, known: known.Queues, categories: known.Categories, mailboxes: known.Mailboxes}
 	p.Reader = yamldoc.Reader{Errorf: p.errorf}
 	r := p.parse(data)
 	if err := yamldoc.JoinByLine(p.errs, func(e *ParseError) int { return e.Line }); err != nil {
@@ -197,6 +211,7 @@ type ruleParser struct {
 	file       string
 	known      []string
 	categories []string
+	mailboxes  []string
 	errs       []*ParseError
 }
 
@@ -269,7 +284,7 @@ func (p *ruleParser) rules(n *yaml.Node) []rule {
 			where = fmt.Sprintf("rule %q: ", name)
 		}
 		fields := p.Mapping(item, where,
-			"name", "queue", "types", "channels", "categories", "category_keywords")
+			"name", "queue", "types", "channels", "categories", "category_keywords", "recipients")
 		var ru rule
 		if f, ok := fields["name"]; ok {
 			ru.name = p.Scalar(f.Value, where, "name")
@@ -326,6 +341,18 @@ func (p *ruleParser) rules(n *yaml.Node) []rule {
 				ru.keywords = append(ru.keywords, kw)
 			}
 		}
+		if f, ok := fields["recipients"]; ok {
+			for _, e := range p.List(f.Value, where, "recipients") {
+				addr := strings.ToLower(p.Scalar(e, where, "an address"))
+				if addr == "" {
+					continue
+				}
+				if !slices.Contains(p.mailboxes, addr) {
+					p.errorf(e.Line, "%sunknown recipient %q (not one of mail.inbound.addresses)", where, addr)
+				}
+				ru.recipients = append(ru.recipients, addr)
+			}
+		}
 		if !hasCriterion(fields) {
 			p.errorf(item.Line, "%sno criteria: it would match every case; use default_queue for that", where)
 		}
@@ -350,7 +377,7 @@ func peekName(n *yaml.Node) string {
 // one entry. It looks at the nodes, not the parsed values, so that a rule
 // whose only entries were refused is not reported twice.
 func hasCriterion(fields map[string]yamldoc.Field) bool {
-	for _, k := range []string{"types", "channels", "categories", "category_keywords"} {
+	for _, k := range []string{"types", "channels", "categories", "category_keywords", "recipients"} {
 		if f, ok := fields[k]; ok && (f.Value.Kind != yaml.SequenceNode || len(f.Value.Content) > 0) && f.Value.Tag != "!!null" {
 			return true
 		}

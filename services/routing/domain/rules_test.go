@@ -15,6 +15,7 @@ func known() Known {
 	return Known{
 		Queues:     []string{"kontaktcenter", "felanmalan", "synpunkter", "registratur"},
 		Categories: []string{"gatubelysning", "vag-och-gata", "klotter", "grundskola", "forskola", "parker", "bygglov"},
+		Mailboxes:  []string{"kontakt@kommun.se", "bygglov@kommun.se"},
 	}
 }
 
@@ -79,7 +80,7 @@ func TestRoutePicksTheFirstMatchingRule(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			q, rule := r.Route(tt.t, tt.ch, tt.category)
+			q, rule := r.Route(tt.t, tt.ch, tt.category, "")
 			require.Equal(t, tt.wantQueue, q)
 			require.Equal(t, tt.wantRule, rule)
 		})
@@ -152,7 +153,7 @@ func TestParseRulesNamesTheLineOfEveryProblem(t *testing.T) {
 		{"unknown key in a rule, named whatever the order", head + "  - queue: felanmalan\n    type: [fraga]\n    name: x\n",
 			[]string{
 				`rules.yaml line 4: rule "x": no criteria: it would match every case; use default_queue for that`,
-				`rules.yaml line 5: rule "x": unknown key "type" (allowed: name, queue, types, channels, categories, category_keywords)`,
+				`rules.yaml line 5: rule "x": unknown key "type" (allowed: name, queue, types, channels, categories, category_keywords, recipients)`,
 			}},
 		{"duplicate key", "version: v\ndefault_queue: kontaktcenter\nversion: w\n",
 			[]string{`rules.yaml line 3: duplicate key "version" (first at line 1)`}},
@@ -243,14 +244,40 @@ func TestDefaultRules(t *testing.T) {
 			r := DefaultRules("kontaktcenter", tt.known...)
 			require.Equal(t, BuiltinRulesVersion, r.Version())
 			require.Equal(t, "kontaktcenter", r.DefaultQueue())
-			q, rule := r.Route(tt.t, casev1.Channel_CHANNEL_PHONE, "x")
+			q, rule := r.Route(tt.t, casev1.Channel_CHANNEL_PHONE, "x", "")
 			require.Equal(t, tt.queue, q)
 			require.Equal(t, tt.ruleID, rule)
 		})
 	}
 	t.Run("the default queue named felanmalan needs no rule", func(t *testing.T) {
-		q, rule := DefaultRules("felanmalan", "felanmalan").Route(casev1.CaseType_CASE_TYPE_FELANMALAN, casev1.Channel_CHANNEL_FORM, "")
+		q, rule := DefaultRules("felanmalan", "felanmalan").Route(casev1.CaseType_CASE_TYPE_FELANMALAN, casev1.Channel_CHANNEL_FORM, "", "")
 		require.Equal(t, "felanmalan", q)
 		require.Equal(t, "default", rule)
 	})
+}
+
+func TestRouteByRecipient(t *testing.T) {
+	r, err := ParseRules([]byte(`version: "1"
+default_queue: kontaktcenter
+rules:
+  - name: bygglov-mail
+    queue: synpunkter
+    recipients: [Bygglov@Kommun.se]
+`), known())
+	require.NoError(t, err)
+	tests := []struct {
+		name, mailbox, wantRule string
+	}{
+		{"the address, in any case", "BYGGLOV@kommun.se", "bygglov-mail"},
+		{"another of the addresses", "kontakt@kommun.se", "default"},
+		{"not a mail case", "", "default"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, rule := r.Route(casev1.CaseType_CASE_TYPE_FRAGA, casev1.Channel_CHANNEL_EMAIL, "bygglov", tt.mailbox)
+			require.Equal(t, tt.wantRule, rule)
+		})
+	}
+	_, err = ParseRules([]byte("version: \"1\"\ndefault_queue: kontaktcenter\nrules:\n  - name: x\n    queue: synpunkter\n    recipients: [annan@kommun.se]\n"), known())
+	require.EqualError(t, err, `rules.yaml line 6: rule "x": unknown recipient "annan@kommun.se" (not one of mail.inbound.addresses)`)
 }

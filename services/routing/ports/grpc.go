@@ -221,6 +221,8 @@ var queueChanges = map[string]routingv1.QueueChange{
 	app.ChangeRectified:  routingv1.QueueChange_QUEUE_CHANGE_RECTIFIED,
 	app.ChangeHeld:       routingv1.QueueChange_QUEUE_CHANGE_HELD,
 	app.ChangeDeleted:    routingv1.QueueChange_QUEUE_CHANGE_DELETED,
+	app.ChangeMailSent:   routingv1.QueueChange_QUEUE_CHANGE_MAIL_SENT,
+	app.ChangeMailFailed: routingv1.QueueChange_QUEUE_CHANGE_MAIL_FAILED,
 	changeLeft:           routingv1.QueueChange_QUEUE_CHANGE_LEFT,
 }
 

@@ -268,7 +268,7 @@ func loadRules(cfg config.Config, queues []string) (*domain.Rules, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config key routing.rules_file: %w", err)
 	}
-	rules, err := domain.ParseRulesFile(cfg.Routing.RulesFile, data, domain.Known{Queues: queues, Categories: cfg.CategoryCodes()})
+	rules, err := domain.ParseRulesFile(cfg.Routing.RulesFile, data, domain.Known{Queues: queues, Categories: cfg.CategoryCodes(), Mailboxes: cfg.MailAddresses()})
 	if err != nil {
 		// One line: the rule file's problems, joined.
 		return nil, errors.New(strings.ReplaceAll(err.Error(), "\n", "; "))

@@ -222,10 +222,29 @@ func historyEntry(msg proto.Message, recorded time.Time) (app.HistoryEntry, bool
 		e = app.HistoryEntry{Kind: app.ChangeRedacted, At: domain.TimeOf(m.GetRedactedAt(), recorded)}
 	case *casev1.PersonalDataRectified:
 		e = app.HistoryEntry{Kind: app.ChangeRectified, Actor: m.GetRectifiedBy(), At: domain.TimeOf(m.GetRectifiedAt(), recorded)}
+	case *casev1.MailSent:
+		e = app.HistoryEntry{Kind: app.ChangeMailSent, Actor: mailActor, At: domain.TimeOf(m.GetSentAt(), recorded), Detail: mailKindName(m.GetKind())}
+	case *casev1.MailFailed:
+		e = app.HistoryEntry{Kind: app.ChangeMailFailed, Actor: mailActor, At: domain.TimeOf(m.GetFailedAt(), recorded), Detail: mailKindName(m.GetKind()) + ": " + m.GetReason()}
 	default:
 		return app.HistoryEntry{}, false
 	}
 	return e, true
+}
+
+// mailActor is who acts in a mail entry: the e-mail channel, no person.
+const mailActor = "mail"
+
+// mailKindName is a mail kind as a history entry names it.
+func mailKindName(k casev1.MailKind) string {
+	switch k {
+	case casev1.MailKind_MAIL_KIND_ACKNOWLEDGEMENT:
+		return "acknowledgement"
+	case casev1.MailKind_MAIL_KIND_ANSWER:
+		return "answer"
+	default:
+		return "mail"
+	}
 }
 
 // loadDelta is a change of one queue's counters.

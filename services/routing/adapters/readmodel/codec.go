@@ -63,7 +63,7 @@ func encodeRecord(r *record) ([]byte, error) {
 	c := &r.c
 	caseID := c.ID
 	p := &rowpb.CaseRecord{
-		Number: c.Number, Type: c.Type, Channel: c.Channel, Category: c.Category,
+		Number: c.Number, Type: c.Type, Channel: c.Channel, Category: c.Category, Mailbox: c.Mailbox,
 		RegisteredAtUnixNanos: nanos(c.RegisteredAt), Status: c.Status, Routed: c.Routed,
 		Queue: c.Queue, Assignee: c.Assignee,
 		ForwardedToDepartment: c.ForwardedToDepartment, ForwardedToOfficer: c.ForwardedToOfficer,
@@ -85,7 +85,7 @@ func decodeRecord(caseID string, b []byte) (*record, error) {
 		return nil, err
 	}
 	r := &record{c: domain.Case{
-		ID: caseID, Number: p.GetNumber(), Type: p.GetType(), Channel: p.GetChannel(), Category: p.GetCategory(),
+		ID: caseID, Number: p.GetNumber(), Type: p.GetType(), Channel: p.GetChannel(), Category: p.GetCategory(), Mailbox: p.GetMailbox(),
 		RegisteredAt: fromNanos(p.RegisteredAtUnixNanos), Status: p.GetStatus(), Routed: p.GetRouted(),
 		Facts: caseaccess.Facts{
 			Queue: p.GetQueue(), Assignee: p.GetAssignee(),
@@ -171,6 +171,8 @@ var historyKinds = map[string]rowpb.HistoryKind{
 	app.ChangeRedacted:   rowpb.HistoryKind_HISTORY_KIND_REDACTED,
 	app.ChangeRectified:  rowpb.HistoryKind_HISTORY_KIND_RECTIFIED,
 	app.ChangeHeld:       rowpb.HistoryKind_HISTORY_KIND_HELD,
+	app.ChangeMailSent:   rowpb.HistoryKind_HISTORY_KIND_MAIL_SENT,
+	app.ChangeMailFailed: rowpb.HistoryKind_HISTORY_KIND_MAIL_FAILED,
 }
 
 var historyKindNames = func() map[rowpb.HistoryKind]string {
@@ -190,7 +192,7 @@ func encodeHistory(caseID string, entries []app.HistoryEntry) ([]byte, error) {
 		}
 		p.Entries = append(p.Entries, &rowpb.HistoryEntry{
 			Kind: kind, Actor: h.Actor, AtUnixNanos: nanos(h.At),
-			Text: encodeSealed(caseID, seal.ClassAnswer, h.Text), Queue: h.Queue, Resolution: h.Resolution,
+			Text: encodeSealed(caseID, seal.ClassAnswer, h.Text), Queue: h.Queue, Resolution: h.Resolution, Detail: h.Detail,
 		})
 	}
 	return marshal(p)
@@ -213,7 +215,7 @@ func decodeHistory(caseID string, b []byte) ([]app.HistoryEntry, error) {
 		}
 		out = append(out, app.HistoryEntry{
 			Kind: kind, Actor: e.GetActor(), At: fromNanos(e.AtUnixNanos),
-			Text: text, Queue: e.GetQueue(), Resolution: e.GetResolution(),
+			Text: text, Queue: e.GetQueue(), Resolution: e.GetResolution(), Detail: e.GetDetail(),
 		})
 	}
 	return out, nil

@@ -22,6 +22,58 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// MailKind says what a mail kontakt sends about a case is.
+type MailKind int32
+
+const (
+	MailKind_MAIL_KIND_UNSPECIFIED MailKind = 0
+	// The acknowledgement of a case that came by e-mail, with its number.
+	MailKind_MAIL_KIND_ACKNOWLEDGEMENT MailKind = 1
+	// An answer (CaseAnswered) sent to the citizen by e-mail.
+	MailKind_MAIL_KIND_ANSWER MailKind = 2
+)
+
+// Enum value maps for MailKind.
+var (
+	MailKind_name = map[int32]string{
+		0: "MAIL_KIND_UNSPECIFIED",
+		1: "MAIL_KIND_ACKNOWLEDGEMENT",
+		2: "MAIL_KIND_ANSWER",
+	}
+	MailKind_value = map[string]int32{
+		"MAIL_KIND_UNSPECIFIED":     0,
+		"MAIL_KIND_ACKNOWLEDGEMENT": 1,
+		"MAIL_KIND_ANSWER":          2,
+	}
+)
+
+func (x MailKind) Enum() *MailKind {
+	p := new(MailKind)
+	*p = x
+	return p
+}
+
+func (x MailKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (MailKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_kontakt_case_v1_events_proto_enumTypes[0].Descriptor()
+}
+
+func (MailKind) Type() protoreflect.EnumType {
+	return &file_kontakt_case_v1_events_proto_enumTypes[0]
+}
+
+func (x MailKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use MailKind.Descriptor instead.
+func (MailKind) EnumDescriptor() ([]byte, []int) {
+	return file_kontakt_case_v1_events_proto_rawDescGZIP(), []int{0}
+}
+
 // CaseRegistered is the first event of every case.
 type CaseRegistered struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
@@ -54,8 +106,15 @@ type CaseRegistered struct {
 	// does not name the record. The seed goes with the case's events when
 	// the case is deleted. Empty in events written before it existed.
 	StatisticsSeed string `protobuf:"bytes,15,opt,name=statistics_seed,json=statisticsSeed,proto3" json:"statistics_seed,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// For a case that came by e-mail: the contact centre's own address the
+	// mail was sent to, one of the configured mail.inbound.addresses (a
+	// function address such as kontakt@kommun.se, never the citizen's), in
+	// lower case. Kept in plain text, like the category, because it comes
+	// from a closed list and routing rules match it. Empty for other
+	// channels and in events written before it existed.
+	Mailbox       string `protobuf:"bytes,16,opt,name=mailbox,proto3" json:"mailbox,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CaseRegistered) Reset() {
@@ -189,6 +248,13 @@ func (x *CaseRegistered) GetCallerNumberWithheld() bool {
 func (x *CaseRegistered) GetStatisticsSeed() string {
 	if x != nil {
 		return x.StatisticsSeed
+	}
+	return ""
+}
+
+func (x *CaseRegistered) GetMailbox() string {
+	if x != nil {
+		return x.Mailbox
 	}
 	return ""
 }
@@ -1509,11 +1575,202 @@ func (x *CaseArchived) GetArchivedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// MailSent records that the mail relay accepted a mail about the case.
+// It holds no personal data: the recipient is the case's contact, and the
+// text is the template's or the answer's.
+type MailSent struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	CaseId string                 `protobuf:"bytes,1,opt,name=case_id,json=caseId,proto3" json:"case_id,omitempty"`
+	Kind   MailKind               `protobuf:"varint,2,opt,name=kind,proto3,enum=kontakt.case.v1.MailKind" json:"kind,omitempty"`
+	// The Message-ID kontakt gave the mail (<random@host>, the same for
+	// every attempt of one mail), which a reply's In-Reply-To names.
+	MessageId string `protobuf:"bytes,3,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
+	// For an answer: the id of the CaseAnswered event it carries.
+	AnswerEventId string                 `protobuf:"bytes,4,opt,name=answer_event_id,json=answerEventId,proto3" json:"answer_event_id,omitempty"`
+	SentAt        *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=sent_at,json=sentAt,proto3" json:"sent_at,omitempty"`
+	// How many attempts it took (1: the first).
+	Attempts      uint32 `protobuf:"varint,6,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MailSent) Reset() {
+	*x = MailSent{}
+	mi := &file_kontakt_case_v1_events_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MailSent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MailSent) ProtoMessage() {}
+
+func (x *MailSent) ProtoReflect() protoreflect.Message {
+	mi := &file_kontakt_case_v1_events_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MailSent.ProtoReflect.Descriptor instead.
+func (*MailSent) Descriptor() ([]byte, []int) {
+	return file_kontakt_case_v1_events_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *MailSent) GetCaseId() string {
+	if x != nil {
+		return x.CaseId
+	}
+	return ""
+}
+
+func (x *MailSent) GetKind() MailKind {
+	if x != nil {
+		return x.Kind
+	}
+	return MailKind_MAIL_KIND_UNSPECIFIED
+}
+
+func (x *MailSent) GetMessageId() string {
+	if x != nil {
+		return x.MessageId
+	}
+	return ""
+}
+
+func (x *MailSent) GetAnswerEventId() string {
+	if x != nil {
+		return x.AnswerEventId
+	}
+	return ""
+}
+
+func (x *MailSent) GetSentAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SentAt
+	}
+	return nil
+}
+
+func (x *MailSent) GetAttempts() uint32 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+// MailFailed records that a mail about the case was given up: the relay
+// refused it, or could not be reached in any of the attempts.
+type MailFailed struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	CaseId string                 `protobuf:"bytes,1,opt,name=case_id,json=caseId,proto3" json:"case_id,omitempty"`
+	Kind   MailKind               `protobuf:"varint,2,opt,name=kind,proto3,enum=kontakt.case.v1.MailKind" json:"kind,omitempty"`
+	// For an answer: the id of the CaseAnswered event it carries.
+	AnswerEventId string                 `protobuf:"bytes,3,opt,name=answer_event_id,json=answerEventId,proto3" json:"answer_event_id,omitempty"`
+	FailedAt      *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=failed_at,json=failedAt,proto3" json:"failed_at,omitempty"`
+	Attempts      uint32                 `protobuf:"varint,5,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	// Why, as a code, never the relay's words (they may quote the address):
+	// "refused" (the relay answered 5xx), "unavailable" (no answer or 4xx
+	// in every attempt), "no-address" (the case has no e-mail contact),
+	// "redacted" (its personal data was redacted first).
+	Reason string `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The message id the mail had.
+	MessageId     string `protobuf:"bytes,7,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MailFailed) Reset() {
+	*x = MailFailed{}
+	mi := &file_kontakt_case_v1_events_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MailFailed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MailFailed) ProtoMessage() {}
+
+func (x *MailFailed) ProtoReflect() protoreflect.Message {
+	mi := &file_kontakt_case_v1_events_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MailFailed.ProtoReflect.Descriptor instead.
+func (*MailFailed) Descriptor() ([]byte, []int) {
+	return file_kontakt_case_v1_events_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *MailFailed) GetCaseId() string {
+	if x != nil {
+		return x.CaseId
+	}
+	return ""
+}
+
+func (x *MailFailed) GetKind() MailKind {
+	if x != nil {
+		return x.Kind
+	}
+	return MailKind_MAIL_KIND_UNSPECIFIED
+}
+
+func (x *MailFailed) GetAnswerEventId() string {
+	if x != nil {
+		return x.AnswerEventId
+	}
+	return ""
+}
+
+func (x *MailFailed) GetFailedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FailedAt
+	}
+	return nil
+}
+
+func (x *MailFailed) GetAttempts() uint32 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+func (x *MailFailed) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *MailFailed) GetMessageId() string {
+	if x != nil {
+		return x.MessageId
+	}
+	return ""
+}
+
 var File_kontakt_case_v1_events_proto protoreflect.FileDescriptor
 
 const file_kontakt_case_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"\x1ckontakt/case/v1/events.proto\x12\x0fkontakt.case.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1akontakt/case/v1/case.proto\"\xa9\x06\n" +
+	"\x1ckontakt/case/v1/events.proto\x12\x0fkontakt.case.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1akontakt/case/v1/case.proto\"\xc3\x06\n" +
 	"\x0eCaseRegistered\x12\x17\n" +
 	"\acase_id\x18\x01 \x01(\tR\x06caseId\x12\x1f\n" +
 	"\vcase_number\x18\x02 \x01(\tR\n" +
@@ -1531,7 +1788,8 @@ const file_kontakt_case_v1_events_proto_rawDesc = "" +
 	"\vattachments\x18\f \x03(\v2\x1b.kontakt.case.v1.AttachmentR\vattachments\x12H\n" +
 	"\x0fcoarse_location\x18\r \x01(\v2\x1f.kontakt.case.v1.CoarseLocationR\x0ecoarseLocation\x124\n" +
 	"\x16caller_number_withheld\x18\x0e \x01(\bR\x14callerNumberWithheld\x12'\n" +
-	"\x0fstatistics_seed\x18\x0f \x01(\tR\x0estatisticsSeed\"\xad\x01\n" +
+	"\x0fstatistics_seed\x18\x0f \x01(\tR\x0estatisticsSeed\x12\x18\n" +
+	"\amailbox\x18\x10 \x01(\tR\amailbox\"\xad\x01\n" +
 	"\n" +
 	"CaseRouted\x12\x17\n" +
 	"\acase_id\x18\x01 \x01(\tR\x06caseId\x12\x14\n" +
@@ -1653,7 +1911,29 @@ const file_kontakt_case_v1_events_proto_rawDesc = "" +
 	"\apackage\x18\x02 \x01(\tR\apackage\x12\x16\n" +
 	"\x06sha256\x18\x03 \x01(\tR\x06sha256\x12;\n" +
 	"\varchived_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"archivedAtB>Z<github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1;casev1b\x06proto3"
+	"archivedAt\"\xea\x01\n" +
+	"\bMailSent\x12\x17\n" +
+	"\acase_id\x18\x01 \x01(\tR\x06caseId\x12-\n" +
+	"\x04kind\x18\x02 \x01(\x0e2\x19.kontakt.case.v1.MailKindR\x04kind\x12\x1d\n" +
+	"\n" +
+	"message_id\x18\x03 \x01(\tR\tmessageId\x12&\n" +
+	"\x0fanswer_event_id\x18\x04 \x01(\tR\ranswerEventId\x123\n" +
+	"\asent_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x06sentAt\x12\x1a\n" +
+	"\battempts\x18\x06 \x01(\rR\battempts\"\x88\x02\n" +
+	"\n" +
+	"MailFailed\x12\x17\n" +
+	"\acase_id\x18\x01 \x01(\tR\x06caseId\x12-\n" +
+	"\x04kind\x18\x02 \x01(\x0e2\x19.kontakt.case.v1.MailKindR\x04kind\x12&\n" +
+	"\x0fanswer_event_id\x18\x03 \x01(\tR\ranswerEventId\x127\n" +
+	"\tfailed_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\bfailedAt\x12\x1a\n" +
+	"\battempts\x18\x05 \x01(\rR\battempts\x12\x16\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\x12\x1d\n" +
+	"\n" +
+	"message_id\x18\a \x01(\tR\tmessageId*Z\n" +
+	"\bMailKind\x12\x19\n" +
+	"\x15MAIL_KIND_UNSPECIFIED\x10\x00\x12\x1d\n" +
+	"\x19MAIL_KIND_ACKNOWLEDGEMENT\x10\x01\x12\x14\n" +
+	"\x10MAIL_KIND_ANSWER\x10\x02B>Z<github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1;casev1b\x06proto3"
 
 var (
 	file_kontakt_case_v1_events_proto_rawDescOnce sync.Once
@@ -1667,76 +1947,84 @@ func file_kontakt_case_v1_events_proto_rawDescGZIP() []byte {
 	return file_kontakt_case_v1_events_proto_rawDescData
 }
 
-var file_kontakt_case_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_kontakt_case_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_kontakt_case_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_kontakt_case_v1_events_proto_goTypes = []any{
-	(*CaseRegistered)(nil),            // 0: kontakt.case.v1.CaseRegistered
-	(*CaseRouted)(nil),                // 1: kontakt.case.v1.CaseRouted
-	(*CaseMoved)(nil),                 // 2: kontakt.case.v1.CaseMoved
-	(*CaseAssigned)(nil),              // 3: kontakt.case.v1.CaseAssigned
-	(*CaseReleased)(nil),              // 4: kontakt.case.v1.CaseReleased
-	(*NoteAdded)(nil),                 // 5: kontakt.case.v1.NoteAdded
-	(*CaseForwarded)(nil),             // 6: kontakt.case.v1.CaseForwarded
-	(*CaseAnswered)(nil),              // 7: kontakt.case.v1.CaseAnswered
-	(*CaseClosed)(nil),                // 8: kontakt.case.v1.CaseClosed
-	(*CaseReopened)(nil),              // 9: kontakt.case.v1.CaseReopened
-	(*PersonalDataRedacted)(nil),      // 10: kontakt.case.v1.PersonalDataRedacted
-	(*PersonalDataRectified)(nil),     // 11: kontakt.case.v1.PersonalDataRectified
-	(*HoldPlaced)(nil),                // 12: kontakt.case.v1.HoldPlaced
-	(*HoldReleased)(nil),              // 13: kontakt.case.v1.HoldReleased
-	(*CaseMarkedForPreservation)(nil), // 14: kontakt.case.v1.CaseMarkedForPreservation
-	(*CasePreservationWithdrawn)(nil), // 15: kontakt.case.v1.CasePreservationWithdrawn
-	(*CaseDeleted)(nil),               // 16: kontakt.case.v1.CaseDeleted
-	(*CaseArchived)(nil),              // 17: kontakt.case.v1.CaseArchived
-	(CaseType)(0),                     // 18: kontakt.case.v1.CaseType
-	(Channel)(0),                      // 19: kontakt.case.v1.Channel
-	(*timestamppb.Timestamp)(nil),     // 20: google.protobuf.Timestamp
-	(*SealedPersonalData)(nil),        // 21: kontakt.case.v1.SealedPersonalData
-	(*Attachment)(nil),                // 22: kontakt.case.v1.Attachment
-	(*CoarseLocation)(nil),            // 23: kontakt.case.v1.CoarseLocation
-	(Resolution)(0),                   // 24: kontakt.case.v1.Resolution
-	(DataClass)(0),                    // 25: kontakt.case.v1.DataClass
+	(MailKind)(0),                     // 0: kontakt.case.v1.MailKind
+	(*CaseRegistered)(nil),            // 1: kontakt.case.v1.CaseRegistered
+	(*CaseRouted)(nil),                // 2: kontakt.case.v1.CaseRouted
+	(*CaseMoved)(nil),                 // 3: kontakt.case.v1.CaseMoved
+	(*CaseAssigned)(nil),              // 4: kontakt.case.v1.CaseAssigned
+	(*CaseReleased)(nil),              // 5: kontakt.case.v1.CaseReleased
+	(*NoteAdded)(nil),                 // 6: kontakt.case.v1.NoteAdded
+	(*CaseForwarded)(nil),             // 7: kontakt.case.v1.CaseForwarded
+	(*CaseAnswered)(nil),              // 8: kontakt.case.v1.CaseAnswered
+	(*CaseClosed)(nil),                // 9: kontakt.case.v1.CaseClosed
+	(*CaseReopened)(nil),              // 10: kontakt.case.v1.CaseReopened
+	(*PersonalDataRedacted)(nil),      // 11: kontakt.case.v1.PersonalDataRedacted
+	(*PersonalDataRectified)(nil),     // 12: kontakt.case.v1.PersonalDataRectified
+	(*HoldPlaced)(nil),                // 13: kontakt.case.v1.HoldPlaced
+	(*HoldReleased)(nil),              // 14: kontakt.case.v1.HoldReleased
+	(*CaseMarkedForPreservation)(nil), // 15: kontakt.case.v1.CaseMarkedForPreservation
+	(*CasePreservationWithdrawn)(nil), // 16: kontakt.case.v1.CasePreservationWithdrawn
+	(*CaseDeleted)(nil),               // 17: kontakt.case.v1.CaseDeleted
+	(*CaseArchived)(nil),              // 18: kontakt.case.v1.CaseArchived
+	(*MailSent)(nil),                  // 19: kontakt.case.v1.MailSent
+	(*MailFailed)(nil),                // 20: kontakt.case.v1.MailFailed
+	(CaseType)(0),                     // 21: kontakt.case.v1.CaseType
+	(Channel)(0),                      // 22: kontakt.case.v1.Channel
+	(*timestamppb.Timestamp)(nil),     // 23: google.protobuf.Timestamp
+	(*SealedPersonalData)(nil),        // 24: kontakt.case.v1.SealedPersonalData
+	(*Attachment)(nil),                // 25: kontakt.case.v1.Attachment
+	(*CoarseLocation)(nil),            // 26: kontakt.case.v1.CoarseLocation
+	(Resolution)(0),                   // 27: kontakt.case.v1.Resolution
+	(DataClass)(0),                    // 28: kontakt.case.v1.DataClass
 }
 var file_kontakt_case_v1_events_proto_depIdxs = []int32{
-	18, // 0: kontakt.case.v1.CaseRegistered.type:type_name -> kontakt.case.v1.CaseType
-	19, // 1: kontakt.case.v1.CaseRegistered.channel:type_name -> kontakt.case.v1.Channel
-	20, // 2: kontakt.case.v1.CaseRegistered.registered_at:type_name -> google.protobuf.Timestamp
-	21, // 3: kontakt.case.v1.CaseRegistered.contact:type_name -> kontakt.case.v1.SealedPersonalData
-	21, // 4: kontakt.case.v1.CaseRegistered.identity:type_name -> kontakt.case.v1.SealedPersonalData
-	21, // 5: kontakt.case.v1.CaseRegistered.free_text:type_name -> kontakt.case.v1.SealedPersonalData
-	21, // 6: kontakt.case.v1.CaseRegistered.attachment_names:type_name -> kontakt.case.v1.SealedPersonalData
-	22, // 7: kontakt.case.v1.CaseRegistered.attachments:type_name -> kontakt.case.v1.Attachment
-	23, // 8: kontakt.case.v1.CaseRegistered.coarse_location:type_name -> kontakt.case.v1.CoarseLocation
-	20, // 9: kontakt.case.v1.CaseRouted.routed_at:type_name -> google.protobuf.Timestamp
-	20, // 10: kontakt.case.v1.CaseMoved.moved_at:type_name -> google.protobuf.Timestamp
-	20, // 11: kontakt.case.v1.CaseAssigned.assigned_at:type_name -> google.protobuf.Timestamp
-	20, // 12: kontakt.case.v1.CaseReleased.released_at:type_name -> google.protobuf.Timestamp
-	21, // 13: kontakt.case.v1.NoteAdded.text:type_name -> kontakt.case.v1.SealedPersonalData
-	20, // 14: kontakt.case.v1.NoteAdded.added_at:type_name -> google.protobuf.Timestamp
-	21, // 15: kontakt.case.v1.CaseForwarded.comment:type_name -> kontakt.case.v1.SealedPersonalData
-	20, // 16: kontakt.case.v1.CaseForwarded.forwarded_at:type_name -> google.protobuf.Timestamp
-	21, // 17: kontakt.case.v1.CaseAnswered.answer:type_name -> kontakt.case.v1.SealedPersonalData
-	20, // 18: kontakt.case.v1.CaseAnswered.answered_at:type_name -> google.protobuf.Timestamp
-	24, // 19: kontakt.case.v1.CaseClosed.resolution:type_name -> kontakt.case.v1.Resolution
-	20, // 20: kontakt.case.v1.CaseClosed.closed_at:type_name -> google.protobuf.Timestamp
-	20, // 21: kontakt.case.v1.CaseReopened.reopened_at:type_name -> google.protobuf.Timestamp
-	25, // 22: kontakt.case.v1.PersonalDataRedacted.data_classes:type_name -> kontakt.case.v1.DataClass
-	20, // 23: kontakt.case.v1.PersonalDataRedacted.redacted_at:type_name -> google.protobuf.Timestamp
-	20, // 24: kontakt.case.v1.PersonalDataRedacted.due_at:type_name -> google.protobuf.Timestamp
-	25, // 25: kontakt.case.v1.PersonalDataRectified.data_class:type_name -> kontakt.case.v1.DataClass
-	21, // 26: kontakt.case.v1.PersonalDataRectified.value:type_name -> kontakt.case.v1.SealedPersonalData
-	20, // 27: kontakt.case.v1.PersonalDataRectified.rectified_at:type_name -> google.protobuf.Timestamp
-	20, // 28: kontakt.case.v1.HoldPlaced.placed_at:type_name -> google.protobuf.Timestamp
-	20, // 29: kontakt.case.v1.HoldReleased.released_at:type_name -> google.protobuf.Timestamp
-	20, // 30: kontakt.case.v1.CaseMarkedForPreservation.marked_at:type_name -> google.protobuf.Timestamp
-	20, // 31: kontakt.case.v1.CasePreservationWithdrawn.withdrawn_at:type_name -> google.protobuf.Timestamp
-	20, // 32: kontakt.case.v1.CaseDeleted.deleted_at:type_name -> google.protobuf.Timestamp
-	20, // 33: kontakt.case.v1.CaseDeleted.due_at:type_name -> google.protobuf.Timestamp
-	20, // 34: kontakt.case.v1.CaseArchived.archived_at:type_name -> google.protobuf.Timestamp
-	35, // [35:35] is the sub-list for method output_type
-	35, // [35:35] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	21, // 0: kontakt.case.v1.CaseRegistered.type:type_name -> kontakt.case.v1.CaseType
+	22, // 1: kontakt.case.v1.CaseRegistered.channel:type_name -> kontakt.case.v1.Channel
+	23, // 2: kontakt.case.v1.CaseRegistered.registered_at:type_name -> google.protobuf.Timestamp
+	24, // 3: kontakt.case.v1.CaseRegistered.contact:type_name -> kontakt.case.v1.SealedPersonalData
+	24, // 4: kontakt.case.v1.CaseRegistered.identity:type_name -> kontakt.case.v1.SealedPersonalData
+	24, // 5: kontakt.case.v1.CaseRegistered.free_text:type_name -> kontakt.case.v1.SealedPersonalData
+	24, // 6: kontakt.case.v1.CaseRegistered.attachment_names:type_name -> kontakt.case.v1.SealedPersonalData
+	25, // 7: kontakt.case.v1.CaseRegistered.attachments:type_name -> kontakt.case.v1.Attachment
+	26, // 8: kontakt.case.v1.CaseRegistered.coarse_location:type_name -> kontakt.case.v1.CoarseLocation
+	23, // 9: kontakt.case.v1.CaseRouted.routed_at:type_name -> google.protobuf.Timestamp
+	23, // 10: kontakt.case.v1.CaseMoved.moved_at:type_name -> google.protobuf.Timestamp
+	23, // 11: kontakt.case.v1.CaseAssigned.assigned_at:type_name -> google.protobuf.Timestamp
+	23, // 12: kontakt.case.v1.CaseReleased.released_at:type_name -> google.protobuf.Timestamp
+	24, // 13: kontakt.case.v1.NoteAdded.text:type_name -> kontakt.case.v1.SealedPersonalData
+	23, // 14: kontakt.case.v1.NoteAdded.added_at:type_name -> google.protobuf.Timestamp
+	24, // 15: kontakt.case.v1.CaseForwarded.comment:type_name -> kontakt.case.v1.SealedPersonalData
+	23, // 16: kontakt.case.v1.CaseForwarded.forwarded_at:type_name -> google.protobuf.Timestamp
+	24, // 17: kontakt.case.v1.CaseAnswered.answer:type_name -> kontakt.case.v1.SealedPersonalData
+	23, // 18: kontakt.case.v1.CaseAnswered.answered_at:type_name -> google.protobuf.Timestamp
+	27, // 19: kontakt.case.v1.CaseClosed.resolution:type_name -> kontakt.case.v1.Resolution
+	23, // 20: kontakt.case.v1.CaseClosed.closed_at:type_name -> google.protobuf.Timestamp
+	23, // 21: kontakt.case.v1.CaseReopened.reopened_at:type_name -> google.protobuf.Timestamp
+	28, // 22: kontakt.case.v1.PersonalDataRedacted.data_classes:type_name -> kontakt.case.v1.DataClass
+	23, // 23: kontakt.case.v1.PersonalDataRedacted.redacted_at:type_name -> google.protobuf.Timestamp
+	23, // 24: kontakt.case.v1.PersonalDataRedacted.due_at:type_name -> google.protobuf.Timestamp
+	28, // 25: kontakt.case.v1.PersonalDataRectified.data_class:type_name -> kontakt.case.v1.DataClass
+	24, // 26: kontakt.case.v1.PersonalDataRectified.value:type_name -> kontakt.case.v1.SealedPersonalData
+	23, // 27: kontakt.case.v1.PersonalDataRectified.rectified_at:type_name -> google.protobuf.Timestamp
+	23, // 28: kontakt.case.v1.HoldPlaced.placed_at:type_name -> google.protobuf.Timestamp
+	23, // 29: kontakt.case.v1.HoldReleased.released_at:type_name -> google.protobuf.Timestamp
+	23, // 30: kontakt.case.v1.CaseMarkedForPreservation.marked_at:type_name -> google.protobuf.Timestamp
+	23, // 31: kontakt.case.v1.CasePreservationWithdrawn.withdrawn_at:type_name -> google.protobuf.Timestamp
+	23, // 32: kontakt.case.v1.CaseDeleted.deleted_at:type_name -> google.protobuf.Timestamp
+	23, // 33: kontakt.case.v1.CaseDeleted.due_at:type_name -> google.protobuf.Timestamp
+	23, // 34: kontakt.case.v1.CaseArchived.archived_at:type_name -> google.protobuf.Timestamp
+	0,  // 35: kontakt.case.v1.MailSent.kind:type_name -> kontakt.case.v1.MailKind
+	23, // 36: kontakt.case.v1.MailSent.sent_at:type_name -> google.protobuf.Timestamp
+	0,  // 37: kontakt.case.v1.MailFailed.kind:type_name -> kontakt.case.v1.MailKind
+	23, // 38: kontakt.case.v1.MailFailed.failed_at:type_name -> google.protobuf.Timestamp
+	39, // [39:39] is the sub-list for method output_type
+	39, // [39:39] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_kontakt_case_v1_events_proto_init() }
@@ -1750,13 +2038,14 @@ func file_kontakt_case_v1_events_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kontakt_case_v1_events_proto_rawDesc), len(file_kontakt_case_v1_events_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   18,
+			NumEnums:      1,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
 		GoTypes:           file_kontakt_case_v1_events_proto_goTypes,
 		DependencyIndexes: file_kontakt_case_v1_events_proto_depIdxs,
+		EnumInfos:         file_kontakt_case_v1_events_proto_enumTypes,
 		MessageInfos:      file_kontakt_case_v1_events_proto_msgTypes,
 	}.Build()
 	File_kontakt_case_v1_events_proto = out.File

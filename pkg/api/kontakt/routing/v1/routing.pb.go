@@ -103,6 +103,10 @@ const (
 	QueueChange_QUEUE_CHANGE_DELETED QueueChange = 15
 	// The case moved to another queue and is no longer in this one.
 	QueueChange_QUEUE_CHANGE_LEFT QueueChange = 16
+	// The mail relay accepted a mail about the case (an acknowledgement).
+	QueueChange_QUEUE_CHANGE_MAIL_SENT QueueChange = 17
+	// A mail about the case was given up after its attempts.
+	QueueChange_QUEUE_CHANGE_MAIL_FAILED QueueChange = 18
 )
 
 // Enum value maps for QueueChange.
@@ -125,6 +129,8 @@ var (
 		14: "QUEUE_CHANGE_HELD",
 		15: "QUEUE_CHANGE_DELETED",
 		16: "QUEUE_CHANGE_LEFT",
+		17: "QUEUE_CHANGE_MAIL_SENT",
+		18: "QUEUE_CHANGE_MAIL_FAILED",
 	}
 	QueueChange_value = map[string]int32{
 		"QUEUE_CHANGE_UNSPECIFIED": 0,
@@ -144,6 +150,8 @@ var (
 		"QUEUE_CHANGE_HELD":        14,
 		"QUEUE_CHANGE_DELETED":     15,
 		"QUEUE_CHANGE_LEFT":        16,
+		"QUEUE_CHANGE_MAIL_SENT":   17,
+		"QUEUE_CHANGE_MAIL_FAILED": 18,
 	}
 )
 
@@ -918,9 +926,13 @@ type CaseEntry struct {
 	Actor string                 `protobuf:"bytes,2,opt,name=actor,proto3" json:"actor,omitempty"`
 	At    *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=at,proto3" json:"at,omitempty"`
 	// The note, answer or comment text, when the caller may see it.
-	Text          string        `protobuf:"bytes,4,opt,name=text,proto3" json:"text,omitempty"`
-	Queue         string        `protobuf:"bytes,5,opt,name=queue,proto3" json:"queue,omitempty"`
-	Resolution    v1.Resolution `protobuf:"varint,6,opt,name=resolution,proto3,enum=kontakt.case.v1.Resolution" json:"resolution,omitempty"`
+	Text       string        `protobuf:"bytes,4,opt,name=text,proto3" json:"text,omitempty"`
+	Queue      string        `protobuf:"bytes,5,opt,name=queue,proto3" json:"queue,omitempty"`
+	Resolution v1.Resolution `protobuf:"varint,6,opt,name=resolution,proto3,enum=kontakt.case.v1.Resolution" json:"resolution,omitempty"`
+	// For "mail_sent" and "mail_failed": which mail ("acknowledgement"),
+	// and for a failure why ("acknowledgement: unavailable"; the reasons
+	// are those of kontakt.case.v1.MailFailed).
+	Detail        string `protobuf:"bytes,7,opt,name=detail,proto3" json:"detail,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -995,6 +1007,13 @@ func (x *CaseEntry) GetResolution() v1.Resolution {
 		return x.Resolution
 	}
 	return v1.Resolution(0)
+}
+
+func (x *CaseEntry) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
 }
 
 // CaseView is one case in full.
@@ -2520,7 +2539,7 @@ const file_kontakt_routing_v1_routing_proto_rawDesc = "" +
 	"\tfree_text\x18\x03 \x01(\v2\x19.kontakt.case.v1.FreeTextR\bfreeText\x12)\n" +
 	"\x10attachment_names\x18\x04 \x03(\tR\x0fattachmentNames\x126\n" +
 	"\bredacted\x18\x05 \x03(\x0e2\x1a.kontakt.case.v1.DataClassR\bredacted\x12%\n" +
-	"\x0eattachment_ids\x18\x06 \x03(\tR\rattachmentIds\"\xc8\x01\n" +
+	"\x0eattachment_ids\x18\x06 \x03(\tR\rattachmentIds\"\xe0\x01\n" +
 	"\tCaseEntry\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x14\n" +
 	"\x05actor\x18\x02 \x01(\tR\x05actor\x12*\n" +
@@ -2529,7 +2548,8 @@ const file_kontakt_routing_v1_routing_proto_rawDesc = "" +
 	"\x05queue\x18\x05 \x01(\tR\x05queue\x12;\n" +
 	"\n" +
 	"resolution\x18\x06 \x01(\x0e2\x1b.kontakt.case.v1.ResolutionR\n" +
-	"resolution\"\x8b\x03\n" +
+	"resolution\x12\x16\n" +
+	"\x06detail\x18\a \x01(\tR\x06detail\"\x8b\x03\n" +
 	"\bCaseView\x129\n" +
 	"\asummary\x18\x01 \x01(\v2\x1f.kontakt.routing.v1.CaseSummaryR\asummary\x12I\n" +
 	"\rpersonal_data\x18\x02 \x01(\v2$.kontakt.routing.v1.PersonalDataViewR\fpersonalData\x12=\n" +
@@ -2622,7 +2642,7 @@ const file_kontakt_routing_v1_routing_proto_rawDesc = "" +
 	"QueueOrder\x12\x1b\n" +
 	"\x17QUEUE_ORDER_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fQUEUE_ORDER_AGE\x10\x01\x12\x13\n" +
-	"\x0fQUEUE_ORDER_DUE\x10\x02*\xcc\x03\n" +
+	"\x0fQUEUE_ORDER_DUE\x10\x02*\x86\x04\n" +
 	"\vQueueChange\x12\x1c\n" +
 	"\x18QUEUE_CHANGE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15QUEUE_CHANGE_WATCHING\x10\x01\x12\x1b\n" +
@@ -2641,7 +2661,9 @@ const file_kontakt_routing_v1_routing_proto_rawDesc = "" +
 	"\x16QUEUE_CHANGE_RECTIFIED\x10\r\x12\x15\n" +
 	"\x11QUEUE_CHANGE_HELD\x10\x0e\x12\x18\n" +
 	"\x14QUEUE_CHANGE_DELETED\x10\x0f\x12\x15\n" +
-	"\x11QUEUE_CHANGE_LEFT\x10\x102\xf6\x0f\n" +
+	"\x11QUEUE_CHANGE_LEFT\x10\x10\x12\x1a\n" +
+	"\x16QUEUE_CHANGE_MAIL_SENT\x10\x11\x12\x1c\n" +
+	"\x18QUEUE_CHANGE_MAIL_FAILED\x10\x122\xf6\x0f\n" +
 	"\x0eRoutingService\x12x\n" +
 	"\n" +
 	"ListQueues\x12%.kontakt.routing.v1.ListQueuesRequest\x1a&.kontakt.routing.v1.ListQueuesResponse\"\x1b\xc2\xf3\x18\x05\n" +

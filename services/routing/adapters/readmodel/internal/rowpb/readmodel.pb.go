@@ -53,6 +53,8 @@ const (
 	HistoryKind_HISTORY_KIND_REDACTED    HistoryKind = 11
 	HistoryKind_HISTORY_KIND_RECTIFIED   HistoryKind = 12
 	HistoryKind_HISTORY_KIND_HELD        HistoryKind = 13
+	HistoryKind_HISTORY_KIND_MAIL_SENT   HistoryKind = 14
+	HistoryKind_HISTORY_KIND_MAIL_FAILED HistoryKind = 15
 )
 
 // Enum value maps for HistoryKind.
@@ -72,6 +74,8 @@ var (
 		11: "HISTORY_KIND_REDACTED",
 		12: "HISTORY_KIND_RECTIFIED",
 		13: "HISTORY_KIND_HELD",
+		14: "HISTORY_KIND_MAIL_SENT",
+		15: "HISTORY_KIND_MAIL_FAILED",
 	}
 	HistoryKind_value = map[string]int32{
 		"HISTORY_KIND_UNSPECIFIED": 0,
@@ -88,6 +92,8 @@ var (
 		"HISTORY_KIND_REDACTED":    11,
 		"HISTORY_KIND_RECTIFIED":   12,
 		"HISTORY_KIND_HELD":        13,
+		"HISTORY_KIND_MAIL_SENT":   14,
+		"HISTORY_KIND_MAIL_FAILED": 15,
 	}
 )
 
@@ -155,8 +161,10 @@ type CaseRecord struct {
 	Identity        *Sealed          `protobuf:"bytes,21,opt,name=identity,proto3" json:"identity,omitempty"`
 	AttachmentNames *Sealed          `protobuf:"bytes,22,opt,name=attachment_names,json=attachmentNames,proto3" json:"attachment_names,omitempty"`
 	Attachments     []*v1.Attachment `protobuf:"bytes,23,rep,name=attachments,proto3" json:"attachments,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The contact centre's address a mail case came to (domain.Case.Mailbox).
+	Mailbox       string `protobuf:"bytes,24,opt,name=mailbox,proto3" json:"mailbox,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CaseRecord) Reset() {
@@ -350,6 +358,13 @@ func (x *CaseRecord) GetAttachments() []*v1.Attachment {
 	return nil
 }
 
+func (x *CaseRecord) GetMailbox() string {
+	if x != nil {
+		return x.Mailbox
+	}
+	return ""
+}
+
 // Sealed is a kontakt.case.v1.SealedPersonalData as the read model keeps
 // it. Its key id is nearly always the one pkg/seal's KeyID gives for the
 // case, the value's class and a generation, about fifty bytes that are
@@ -469,9 +484,11 @@ type HistoryEntry struct {
 	Actor       string `protobuf:"bytes,2,opt,name=actor,proto3" json:"actor,omitempty"`
 	AtUnixNanos *int64 `protobuf:"zigzag64,3,opt,name=at_unix_nanos,json=atUnixNanos,proto3,oneof" json:"at_unix_nanos,omitempty"`
 	// text is the sealed answer, note or forwarding comment.
-	Text          *Sealed       `protobuf:"bytes,4,opt,name=text,proto3" json:"text,omitempty"`
-	Queue         string        `protobuf:"bytes,5,opt,name=queue,proto3" json:"queue,omitempty"`
-	Resolution    v1.Resolution `protobuf:"varint,6,opt,name=resolution,proto3,enum=kontakt.case.v1.Resolution" json:"resolution,omitempty"`
+	Text       *Sealed       `protobuf:"bytes,4,opt,name=text,proto3" json:"text,omitempty"`
+	Queue      string        `protobuf:"bytes,5,opt,name=queue,proto3" json:"queue,omitempty"`
+	Resolution v1.Resolution `protobuf:"varint,6,opt,name=resolution,proto3,enum=kontakt.case.v1.Resolution" json:"resolution,omitempty"`
+	// detail is a mail entry's (routingv1.CaseEntry.detail).
+	Detail        string `protobuf:"bytes,7,opt,name=detail,proto3" json:"detail,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -546,6 +563,13 @@ func (x *HistoryEntry) GetResolution() v1.Resolution {
 		return x.Resolution
 	}
 	return v1.Resolution(0)
+}
+
+func (x *HistoryEntry) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
 }
 
 // OpenEntry is the value of an open-case index entry: what ListQueue
@@ -667,7 +691,7 @@ var File_kontakt_routing_readmodel_v1_readmodel_proto protoreflect.FileDescripto
 
 const file_kontakt_routing_readmodel_v1_readmodel_proto_rawDesc = "" +
 	"\n" +
-	",kontakt/routing/readmodel/v1/readmodel.proto\x12\x1ckontakt.routing.readmodel.v1\x1a\x1akontakt/case/v1/case.proto\"\xf0\b\n" +
+	",kontakt/routing/readmodel/v1/readmodel.proto\x12\x1ckontakt.routing.readmodel.v1\x1a\x1akontakt/case/v1/case.proto\"\x8a\t\n" +
 	"\n" +
 	"CaseRecord\x12\x16\n" +
 	"\x06number\x18\x01 \x01(\tR\x06number\x12-\n" +
@@ -697,7 +721,8 @@ const file_kontakt_routing_readmodel_v1_readmodel_proto_rawDesc = "" +
 	"\acontact\x18\x14 \x01(\v2$.kontakt.routing.readmodel.v1.SealedR\acontact\x12@\n" +
 	"\bidentity\x18\x15 \x01(\v2$.kontakt.routing.readmodel.v1.SealedR\bidentity\x12O\n" +
 	"\x10attachment_names\x18\x16 \x01(\v2$.kontakt.routing.readmodel.v1.SealedR\x0fattachmentNames\x12=\n" +
-	"\vattachments\x18\x17 \x03(\v2\x1b.kontakt.case.v1.AttachmentR\vattachmentsB\x1b\n" +
+	"\vattachments\x18\x17 \x03(\v2\x1b.kontakt.case.v1.AttachmentR\vattachments\x12\x18\n" +
+	"\amailbox\x18\x18 \x01(\tR\amailboxB\x1b\n" +
 	"\x19_registered_at_unix_nanosB\x17\n" +
 	"\x15_closed_at_unix_nanos\"o\n" +
 	"\x06Sealed\x12\x1a\n" +
@@ -710,7 +735,7 @@ const file_kontakt_routing_readmodel_v1_readmodel_proto_rawDesc = "" +
 	"ciphertextB\t\n" +
 	"\a_key_id\"O\n" +
 	"\aHistory\x12D\n" +
-	"\aentries\x18\x01 \x03(\v2*.kontakt.routing.readmodel.v1.HistoryEntryR\aentries\"\xab\x02\n" +
+	"\aentries\x18\x01 \x03(\v2*.kontakt.routing.readmodel.v1.HistoryEntryR\aentries\"\xc3\x02\n" +
 	"\fHistoryEntry\x12=\n" +
 	"\x04kind\x18\x01 \x01(\x0e2).kontakt.routing.readmodel.v1.HistoryKindR\x04kind\x12\x14\n" +
 	"\x05actor\x18\x02 \x01(\tR\x05actor\x12'\n" +
@@ -719,7 +744,8 @@ const file_kontakt_routing_readmodel_v1_readmodel_proto_rawDesc = "" +
 	"\x05queue\x18\x05 \x01(\tR\x05queue\x12;\n" +
 	"\n" +
 	"resolution\x18\x06 \x01(\x0e2\x1b.kontakt.case.v1.ResolutionR\n" +
-	"resolutionB\x10\n" +
+	"resolution\x12\x16\n" +
+	"\x06detail\x18\a \x01(\tR\x06detailB\x10\n" +
 	"\x0e_at_unix_nanos\"n\n" +
 	"\tOpenEntry\x12-\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x19.kontakt.case.v1.CaseTypeR\x04type\x122\n" +
@@ -730,7 +756,7 @@ const file_kontakt_routing_readmodel_v1_readmodel_proto_rawDesc = "" +
 	"unassigned\x18\x02 \x01(\x03R\n" +
 	"unassigned\x12=\n" +
 	"\x19oldest_open_at_unix_nanos\x18\x03 \x01(\x12H\x00R\x15oldestOpenAtUnixNanos\x88\x01\x01B\x1c\n" +
-	"\x1a_oldest_open_at_unix_nanos*\x80\x03\n" +
+	"\x1a_oldest_open_at_unix_nanos*\xba\x03\n" +
 	"\vHistoryKind\x12\x1c\n" +
 	"\x18HISTORY_KIND_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17HISTORY_KIND_REGISTERED\x10\x01\x12\x17\n" +
@@ -746,7 +772,9 @@ const file_kontakt_routing_readmodel_v1_readmodel_proto_rawDesc = "" +
 	"\x12\x19\n" +
 	"\x15HISTORY_KIND_REDACTED\x10\v\x12\x1a\n" +
 	"\x16HISTORY_KIND_RECTIFIED\x10\f\x12\x15\n" +
-	"\x11HISTORY_KIND_HELD\x10\rBXZVgithub.com/kontakt-se/kontakt/services/routing/adapters/readmodel/internal/rowpb;rowpbb\x06proto3"
+	"\x11HISTORY_KIND_HELD\x10\r\x12\x1a\n" +
+	"\x16HISTORY_KIND_MAIL_SENT\x10\x0e\x12\x1c\n" +
+	"\x18HISTORY_KIND_MAIL_FAILED\x10\x0fBXZVgithub.com/kontakt-se/kontakt/services/routing/adapters/readmodel/internal/rowpb;rowpbb\x06proto3"
 
 var (
 	file_kontakt_routing_readmodel_v1_readmodel_proto_rawDescOnce sync.Once

@@ -1,0 +1,170 @@
+package mailin
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/emersion/go-message"
+	// Registers the character sets beyond UTF-8 and US-ASCII that mail
+	// from Swedish citizens arrives in (ISO-8859-1, Windows-1252, …), for
+	// bodies and RFC 2047 subjects alike.
+	_ "github.com/emersion/go-message/charset"
+	"github.com/emersion/go-message/mail"
+	"golang.org/x/net/html"
+
+	"github.com/kontakt-se/kontakt/services/intake/domain"
+)
+
+// errUnreadable means the message is not MIME that can be read at all.
+var errUnreadable = errors.New("message cannot be read")
+
+// parse reads a whole message into what intake needs: the headers that
+// tell a person's mail from a program's, the From address, the decoded
+// subject and the text. A text/plain part is preferred; an HTML-only
+// mail is converted to text. Attachments are skipped. A part in a
+// character set the library does not know is read as it stands rather
+// than losing the mail.
+func parse(raw []byte) (domain.Mail, error) {
+	ent, err := message.Read(bytes.NewReader(raw))
+	if err != nil && !message.IsUnknownCharset(err) && !message.IsUnknownEncoding(err) {
+		return domain.Mail{}, fmt.Errorf("%w: %w", errUnreadable, err)
+	}
+	h := mail.Header{Header: ent.Header}
+	var m domain.Mail
+	if from, err := h.AddressList("From"); err == nil && len(from) > 0 {
+		m.From = from[0].Address
+	}
+	if subject, err := h.Subject(); err == nil {
+		m.Subject = subject
+	} else {
+		m.Subject = h.Get("Subject")
+	}
+	if id, err := h.MessageID(); err == nil {
+		m.MessageID = id
+	}
+	m.AutoSubmitted = strings.ToLower(strings.TrimSpace(firstToken(h.Get("Auto-Submitted"))))
+	m.Precedence = strings.ToLower(strings.TrimSpace(h.Get("Precedence")))
+	m.AutoReplyHeader = h.Has("X-Autoreply") || h.Has("X-Autorespond")
+	m.MailingList = h.Has("List-Id") || h.Has("List-Unsubscribe")
+
+	var plain, htmlText []string
+	walkErr := ent.Walk(func(_ []int, part *message.Entity, err error) error {
+		if err != nil && !message.IsUnknownCharset(err) && !message.IsUnknownEncoding(err) {
+			return err
+		}
+		mediaType, _, _ := part.Header.ContentType()
+		switch mediaType {
+		case "multipart/report", "message/delivery-status", "message/disposition-notification":
+			m.Report = true
+			return nil
+		case "text/plain", "text/html":
+		default:
+			return nil
+		}
+		if disp, _, _ := part.Header.ContentDisposition(); disp == "attachment" {
+			return nil
+		}
+		body, err := io.ReadAll(part.Body)
+		if err != nil {
+			return err
+		}
+		if mediaType == "text/plain" {
+			plain = append(plain, string(body))
+		} else {
+			htmlText = append(htmlText, htmlToText(body))
+		}
+		return nil
+	})
+	if walkErr != nil {
+		return domain.Mail{}, fmt.Errorf("%w: %w", errUnreadable, walkErr)
+	}
+	if len(plain) > 0 {
+		m.Text = strings.Join(plain, "\n\n")
+	} else {
+		m.Text = strings.Join(htmlText, "\n\n")
+	}
+	m.Text = strings.ReplaceAll(m.Text, "\r\n", "\n")
+	return m, nil
+}
+
+// firstToken is a structured header's value before its parameters
+// ("auto-replied; owner-email=…" is "auto-replied").
+func firstToken(v string) string {
+	if i := strings.IndexByte(v, ';'); i >= 0 {
+		return v[:i]
+	}
+	return v
+}
+
+// htmlToText extracts the text a person reads from an HTML body: the
+// text of the document with a line break for every block element and
+// <br>, without scripts, styles and the head. Written on
+// golang.org/x/net/html's tokenizer (a maintained HTML5 parser) rather
+// than with another dependency, because a case needs the words, not a
+// rendering: tables, links and emphasis become plain text.
+func htmlToText(b []byte) string {
+	z := html.NewTokenizer(bytes.NewReader(b))
+	var out strings.Builder
+	skip := 0
+	newline := func() {
+		if s := out.String(); s != "" && !strings.HasSuffix(s, "\n") {
+			out.WriteByte('\n')
+		}
+	}
+	for {
+		switch z.Next() {
+		case html.ErrorToken:
+			return tidyLines(out.String())
+		case html.StartTagToken, html.SelfClosingTagToken:
+			name, _ := z.TagName()
+			switch string(name) {
+			case "script", "style", "head", "title":
+				skip++
+			case "br":
+				out.WriteByte('\n')
+			case "p", "div", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "table", "ul", "ol", "pre", "hr":
+				newline()
+			case "td", "th":
+				out.WriteByte(' ')
+			}
+		case html.EndTagToken:
+			name, _ := z.TagName()
+			switch string(name) {
+			case "script", "style", "head", "title":
+				if skip > 0 {
+					skip--
+				}
+			case "p", "div", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "table", "ul", "ol", "pre":
+				newline()
+			}
+		case html.TextToken:
+			if skip == 0 {
+				out.Write(z.Text())
+			}
+		}
+	}
+}
+
+// tidyLines collapses the blanks within each line and runs of empty
+// lines, which HTML's own whitespace leaves.
+func tidyLines(s string) string {
+	lines := strings.Split(s, "\n")
+	out := make([]string, 0, len(lines))
+	empty := false
+	for _, l := range lines {
+		l = strings.Join(strings.Fields(l), " ")
+		if l == "" {
+			if !empty && len(out) > 0 {
+				out = append(out, "")
+			}
+			empty = true
+			continue
+		}
+		empty = false
+		out = append(out, l)
+	}
+	return strings.TrimSpace(strings.Join(out, "\n"))
+}
