@@ -60,6 +60,10 @@ const (
 	// applies a partial batch, so a live change reaches the model within
 	// a few milliseconds.
 	DefaultIdle = 5 * time.Millisecond
+	// DefaultMaxWait bounds how long an event waits in a partial batch
+	// while more keep coming faster than Idle: a read model is then at
+	// most this far behind a steady stream, whatever its batch size.
+	DefaultMaxWait = 200 * time.Millisecond
 )
 
 // DefaultBackoff is the pause between attempts after a failure: from a
@@ -127,6 +131,9 @@ type Config struct {
 	// Idle is how long to wait for more events before applying a partial
 	// batch; zero means DefaultIdle.
 	Idle time.Duration
+	// MaxWait is the longest the first event of a partial batch waits
+	// while more keep coming; zero means DefaultMaxWait.
+	MaxWait time.Duration
 	// Backoff is the pause after a failure; a Policy without an Initial
 	// pause means DefaultBackoff.
 	Backoff backoff.Policy
@@ -165,6 +172,9 @@ func New(cfg Config) (*Runner, error) {
 	}
 	if cfg.Idle <= 0 {
 		cfg.Idle = DefaultIdle
+	}
+	if cfg.MaxWait <= 0 {
+		cfg.MaxWait = DefaultMaxWait
 	}
 	if cfg.Backoff.Initial <= 0 {
 		cfg.Backoff = DefaultBackoff
@@ -292,7 +302,7 @@ func (r *Runner) catchUp(ctx context.Context, progress func(done, total uint64))
 // holding the event at until.
 func (r *Runner) follow(ctx context.Context, from, until eventstore.Position, size int, applied func(eventstore.Position)) (bool, error) {
 	return eventstore.SubscribeBatches(ctx, r.cfg.Store, from,
-		eventstore.BatchOptions{Size: size, Idle: r.cfg.Idle, Until: until},
+		eventstore.BatchOptions{Size: size, Idle: r.cfg.Idle, MaxWait: r.cfg.MaxWait, Until: until},
 		func(ctx context.Context, recorded []eventstore.RecordedEvent) error {
 			batch, err := Decode(recorded)
 			if err != nil {

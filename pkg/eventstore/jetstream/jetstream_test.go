@@ -444,3 +444,42 @@ func TestSubscribeBatches(t *testing.T) {
 	cancel()
 	require.ErrorIs(t, <-done, context.Canceled)
 }
+
+// TestSubscribeBatchesBoundsTheWaitUnderATrickle: events that keep coming
+// faster than the idle time must not be held until the batch is full;
+// MaxWait applies a partial batch anyway.
+func TestSubscribeBatchesBoundsTheWaitUnderATrickle(t *testing.T) {
+	_, nc := startEmbedded(t)
+	s := newStore(t, nc, Config{})
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	go func() {
+		// A steady trickle until the test ends: never a pause as long as
+		// Idle (an hour), never the batch's size.
+		for ctx.Err() == nil {
+			_, _ = s.Append(ctx, "trickle", eventstore.Any(), eventstore.Event{ID: uuid.NewString(), Type: "T"})
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	got := make(chan int, 1)
+	done := make(chan error, 1)
+	go func() {
+		_, err := eventstore.SubscribeBatches(ctx, s, 0, eventstore.BatchOptions{Size: 1_000_000, Idle: time.Hour, MaxWait: 100 * time.Millisecond},
+			func(_ context.Context, batch []eventstore.RecordedEvent) error {
+				select {
+				case got <- len(batch):
+				default:
+				}
+				return nil
+			})
+		done <- err
+	}()
+	select {
+	case n := <-got:
+		require.Positive(t, n)
+	case <-time.After(20 * time.Second):
+		t.Fatal("no batch was applied while events kept coming")
+	}
+	cancel()
+	require.ErrorIs(t, <-done, context.Canceled)
+}
