@@ -19,7 +19,7 @@ installed() { dpkg-query -W -f='${Version}' "$pkg" 2>/dev/null; }
 [ "$(installed)" = "$version" ] && exit 0
 
 skip() { echo "$label: $pkg $version not installed: $*; the tests that need it will skip" >&2; exit 0; }
-[ "$(id -u)" = 0 ] || skip "not root (run: sudo $0 $label $pkg $version $*)"
+[ "$(id -u)" = 0 ] || skip "not root (run the install script with sudo)"
 command -v apt-get >/dev/null 2>&1 || skip "no apt-get (not Debian)"
 export DEBIAN_FRONTEND=noninteractive
 if ! apt-cache show "$pkg=$version" >/dev/null 2>&1; then
