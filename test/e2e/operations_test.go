@@ -151,6 +151,9 @@ func TestHealthEndpointsAndBuildInfo(t *testing.T) {
 		return regexp.MustCompile(`kontakt_queue_open_cases\{queue="[a-z]+"\} 1`).MatchString(body)
 	}, 20*time.Second, 100*time.Millisecond, "a queue with one open case")
 	require.Regexp(t, `kontakt_queue_unassigned_cases\{queue="[a-z]+"\} 1`, body)
+	require.Regexp(t, `kontakt_queue_open_cases_by_status\{queue="[a-z]+",status="queued"\} 1`, body)
+	require.Regexp(t, `kontakt_queue_open_cases_by_status\{queue="[a-z]+",status="assigned"\} 0`, body)
+	require.Regexp(t, `kontakt_queue_open_cases_by_status\{queue="[a-z]+",status="forwarded"\} 0`, body)
 	require.Regexp(t, `kontakt_queue_oldest_open_age_seconds\{queue="[a-z]+"\} `, body)
 }
 

@@ -120,6 +120,9 @@ type QueueLoad struct {
 	// Unassigned counts open cases nobody has taken (see
 	// CaseRow.IsUnassigned).
 	Unassigned int64
+	// OpenByStatus counts the open cases by status (queued, assigned,
+	// forwarded); the counts add up to Open.
+	OpenByStatus map[casev1.CaseStatus]int64
 	// OldestOpenAt is the registration time of the oldest open case; zero
 	// when the queue has none.
 	OldestOpenAt time.Time

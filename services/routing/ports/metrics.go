@@ -5,8 +5,19 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
+	"github.com/kontakt-se/kontakt/pkg/casenames"
 	"github.com/kontakt-se/kontakt/services/routing/app"
 )
+
+// openStatuses are the statuses of a case in a queue, each exported for
+// every queue (a status without cases as 0, so that a panel's series do
+// not come and go).
+var openStatuses = []casev1.CaseStatus{
+	casev1.CaseStatus_CASE_STATUS_QUEUED,
+	casev1.CaseStatus_CASE_STATUS_ASSIGNED,
+	casev1.CaseStatus_CASE_STATUS_FORWARDED,
+}
 
 // QueueMetrics exports the load of every configured queue, read from the
 // read model's per-queue counters and its due-order index at scrape time
@@ -14,9 +25,9 @@ import (
 // what a supervisor's wallboard shows, for the operator's alerts. Labels
 // are queue names, which are configuration and never personal.
 type QueueMetrics struct {
-	queries                           *app.Queries
-	open, unassigned, oldest, pastDue *prometheus.Desc
-	errs                              prometheus.Counter
+	queries                                     *app.Queries
+	open, byStatus, unassigned, oldest, pastDue *prometheus.Desc
+	errs                                        prometheus.Counter
 }
 
 // NewQueueMetrics returns the collector; register it on the metrics
@@ -26,6 +37,8 @@ func NewQueueMetrics(q *app.Queries) *QueueMetrics {
 		queries: q,
 		open: prometheus.NewDesc("kontakt_queue_open_cases",
 			"Cases in the queue that are not closed.", []string{"queue"}, nil),
+		byStatus: prometheus.NewDesc("kontakt_queue_open_cases_by_status",
+			"Open cases in the queue by status (queued, assigned, forwarded); they add up to kontakt_queue_open_cases.", []string{"queue", "status"}, nil),
 		unassigned: prometheus.NewDesc("kontakt_queue_unassigned_cases",
 			"Open cases in the queue that nobody has taken.", []string{"queue"}, nil),
 		oldest: prometheus.NewDesc("kontakt_queue_oldest_open_age_seconds",
@@ -42,6 +55,7 @@ func NewQueueMetrics(q *app.Queries) *QueueMetrics {
 // Describe implements prometheus.Collector.
 func (m *QueueMetrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.open
+	ch <- m.byStatus
 	ch <- m.unassigned
 	ch <- m.oldest
 	ch <- m.pastDue
@@ -59,6 +73,9 @@ func (m *QueueMetrics) Collect(ch chan<- prometheus.Metric) {
 	now := m.queries.Now()
 	for _, l := range loads {
 		ch <- prometheus.MustNewConstMetric(m.open, prometheus.GaugeValue, float64(l.Open), l.Queue)
+		for _, st := range openStatuses {
+			ch <- prometheus.MustNewConstMetric(m.byStatus, prometheus.GaugeValue, float64(l.OpenByStatus[st]), l.Queue, casenames.Status(st))
+		}
 		ch <- prometheus.MustNewConstMetric(m.unassigned, prometheus.GaugeValue, float64(l.Unassigned), l.Queue)
 		age := 0.0
 		if !l.OldestOpenAt.IsZero() {

@@ -248,7 +248,10 @@ func mailKindName(k casev1.MailKind) string {
 }
 
 // loadDelta is a change of one queue's counters.
-type loadDelta struct{ open, unassigned int64 }
+type loadDelta struct {
+	open, unassigned int64
+	byStatus         map[casev1.CaseStatus]int64
+}
 
 // flush writes every touched case, its index entries and history, and the
 // queue counters, and collects its token changes (written by writeTokens).
@@ -299,6 +302,10 @@ func (b *batch) flush(ctx context.Context) error {
 			if c.row.IsUnassigned() {
 				d.unassigned += c.sign
 			}
+			if d.byStatus == nil {
+				d.byStatus = map[casev1.CaseStatus]int64{}
+			}
+			d.byStatus[c.row.Status] += c.sign
 			deltas[c.row.Queue] = d
 		}
 	}
@@ -514,6 +521,18 @@ func (b *batch) writeLoads(deltas map[string]loadDelta) error {
 		l.Unassigned += d.unassigned
 		if l.Open < 0 || l.Unassigned < 0 || l.Unassigned > l.Open {
 			return fmt.Errorf("load of queue %q: counters went out of range (%d open, %d unassigned): %w", q, l.Open, l.Unassigned, errCorrupt)
+		}
+		if l.OpenByStatus == nil {
+			l.OpenByStatus = map[casev1.CaseStatus]int64{}
+		}
+		for st, n := range d.byStatus {
+			l.OpenByStatus[st] += n
+			switch {
+			case l.OpenByStatus[st] < 0:
+				return fmt.Errorf("load of queue %q: %d open cases of status %s: %w", q, l.OpenByStatus[st], st, errCorrupt)
+			case l.OpenByStatus[st] == 0:
+				delete(l.OpenByStatus, st)
+			}
 		}
 		if l.Open == 0 {
 			if err := loads.Delete([]byte(q)); err != nil {

@@ -223,6 +223,18 @@ func Compare(got, want Census, cases, queues *readcheck.Result) {
 	queueKey := func(q string) string { return "queue " + q + " counter" }
 	queues.CompareCounts("open", counters(got, false), counters(want, false), queueKey)
 	queues.CompareCounts("unassigned", counters(got, true), counters(want, true), queueKey)
+	// The counters by status (the metrics' source) against the statuses
+	// of the open cases the log gives.
+	statusCounters := func(c Census) map[string]int {
+		out := map[string]int{}
+		for q, l := range c.Loads {
+			for st, n := range l.OpenByStatus {
+				out[q+"\x00"+casenames.Status(st)] = int(n)
+			}
+		}
+		return out
+	}
+	queues.CompareCounts("open counter", statusCounters(got), wantStatus, statusKey)
 	if len(got.Unrouted) != len(want.Unrouted) {
 		queues.Differ("waiting for the router: %d in the read model, %d by the log", len(got.Unrouted), len(want.Unrouted))
 	}

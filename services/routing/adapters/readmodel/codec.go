@@ -222,7 +222,14 @@ func decodeHistory(caseID string, b []byte) ([]app.HistoryEntry, error) {
 }
 
 func encodeLoad(l app.QueueLoad) ([]byte, error) {
-	return marshal(&rowpb.QueueLoad{Open: l.Open, Unassigned: l.Unassigned, OldestOpenAtUnixNanos: nanos(l.OldestOpenAt)})
+	p := &rowpb.QueueLoad{Open: l.Open, Unassigned: l.Unassigned, OldestOpenAtUnixNanos: nanos(l.OldestOpenAt)}
+	if len(l.OpenByStatus) > 0 {
+		p.OpenByStatus = make(map[int32]int64, len(l.OpenByStatus))
+		for st, n := range l.OpenByStatus {
+			p.OpenByStatus[int32(st)] = n
+		}
+	}
+	return marshal(p)
 }
 
 // decodeLoad decodes a queue's counters; no value is a queue without
@@ -232,7 +239,14 @@ func decodeLoad(queue string, b []byte) (app.QueueLoad, error) {
 	if err := unmarshal(b, p); err != nil {
 		return app.QueueLoad{}, err
 	}
-	return app.QueueLoad{Queue: queue, Open: p.GetOpen(), Unassigned: p.GetUnassigned(), OldestOpenAt: fromNanos(p.OldestOpenAtUnixNanos)}, nil
+	l := app.QueueLoad{Queue: queue, Open: p.GetOpen(), Unassigned: p.GetUnassigned(), OldestOpenAt: fromNanos(p.OldestOpenAtUnixNanos)}
+	if len(p.GetOpenByStatus()) > 0 {
+		l.OpenByStatus = make(map[casev1.CaseStatus]int64, len(p.GetOpenByStatus()))
+		for st, n := range p.GetOpenByStatus() {
+			l.OpenByStatus[casev1.CaseStatus(st)] = n
+		}
+	}
+	return l, nil
 }
 
 // encodeOpenEntry is an open-case index entry's value: what ListQueue

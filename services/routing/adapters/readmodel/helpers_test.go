@@ -240,6 +240,10 @@ func checkConsistent(t tb, s *Store) {
 			if r.IsUnassigned() {
 				l.Unassigned++
 			}
+			if l.OpenByStatus == nil {
+				l.OpenByStatus = map[casev1.CaseStatus]int64{}
+			}
+			l.OpenByStatus[r.Status]++
 			if l.OldestOpenAt.IsZero() || r.RegisteredAt.Before(l.OldestOpenAt) {
 				l.OldestOpenAt = r.RegisteredAt
 			}

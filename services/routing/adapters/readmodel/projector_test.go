@@ -172,9 +172,9 @@ func TestProjectVariedHistory(t *testing.T) {
 	loads, err := rm.AllQueueLoads()
 	require.NoError(t, err)
 	require.Equal(t, []app.QueueLoad{
-		{Queue: "gata", Open: 1, Unassigned: 1, OldestOpenAt: at(1)},
-		{Queue: "kundtjanst", Open: 2, Unassigned: 1, OldestOpenAt: at(3)},
-		{Queue: "socialtjanst", Open: 1, Unassigned: 1, OldestOpenAt: at(2)},
+		{Queue: "gata", Open: 1, Unassigned: 1, OpenByStatus: map[casev1.CaseStatus]int64{casev1.CaseStatus_CASE_STATUS_QUEUED: 1}, OldestOpenAt: at(1)},
+		{Queue: "kundtjanst", Open: 2, Unassigned: 1, OpenByStatus: map[casev1.CaseStatus]int64{casev1.CaseStatus_CASE_STATUS_QUEUED: 1, casev1.CaseStatus_CASE_STATUS_FORWARDED: 1}, OldestOpenAt: at(3)},
+		{Queue: "socialtjanst", Open: 1, Unassigned: 1, OpenByStatus: map[casev1.CaseStatus]int64{casev1.CaseStatus_CASE_STATUS_FORWARDED: 1}, OldestOpenAt: at(2)},
 	}, loads)
 	rows, next, err := listQueue(rm, "kundtjanst", routingv1.QueueOrder_QUEUE_ORDER_AGE, nil, nil, 0, "")
 	require.NoError(t, err)
@@ -304,7 +304,7 @@ func TestDeletionThroughTheEventStore(t *testing.T) {
 			require.Empty(t, rows)
 			load, err := rm.QueueLoad("q")
 			require.NoError(t, err)
-			require.Equal(t, app.QueueLoad{Queue: "q", Open: 1, Unassigned: 1, OldestOpenAt: t0().Add(time.Hour)}, load)
+			require.Equal(t, app.QueueLoad{Queue: "q", Open: 1, Unassigned: 1, OpenByStatus: map[casev1.CaseStatus]int64{casev1.CaseStatus_CASE_STATUS_QUEUED: 1}, OldestOpenAt: t0().Add(time.Hour)}, load)
 			require.Eventually(t, func() bool {
 				return slices.ContainsFunc(log.all(), func(c app.Change) bool { return c.Kind == app.ChangeDeleted })
 			}, 5*time.Second, time.Millisecond)

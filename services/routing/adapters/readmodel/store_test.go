@@ -69,7 +69,7 @@ func TestApplyIsIdempotent(t *testing.T) {
 			wantChanges := changes
 			load, err := s.QueueLoad("q")
 			require.NoError(t, err)
-			require.Equal(t, app.QueueLoad{Queue: "q", Open: 2, Unassigned: 1, OldestOpenAt: t0()}, load)
+			require.Equal(t, app.QueueLoad{Queue: "q", Open: 2, Unassigned: 1, OpenByStatus: map[casev1.CaseStatus]int64{casev1.CaseStatus_CASE_STATUS_QUEUED: 1, casev1.CaseStatus_CASE_STATUS_ASSIGNED: 1}, OldestOpenAt: t0()}, load)
 
 			for _, b := range tc.again {
 				require.NoError(t, s.Apply(t.Context(), b...))
@@ -720,7 +720,7 @@ func TestDeletionDropsEverything(t *testing.T) {
 			require.ErrorIs(t, err, app.ErrNotFound)
 			load, err = s.QueueLoad("q")
 			require.NoError(t, err)
-			require.Equal(t, app.QueueLoad{Queue: "q", Open: 1, Unassigned: 1, OldestOpenAt: t0().Add(time.Hour)}, load)
+			require.Equal(t, app.QueueLoad{Queue: "q", Open: 1, Unassigned: 1, OpenByStatus: map[casev1.CaseStatus]int64{casev1.CaseStatus_CASE_STATUS_QUEUED: 1}, OldestOpenAt: t0().Add(time.Hour)}, load)
 			require.Len(t, changes, 1, "one deletion, reported once")
 			require.Equal(t, app.ChangeDeleted, changes[0].Kind)
 			require.Equal(t, "q", changes[0].Queue)

@@ -632,8 +632,11 @@ type QueueLoad struct {
 	Open                  int64                  `protobuf:"varint,1,opt,name=open,proto3" json:"open,omitempty"`
 	Unassigned            int64                  `protobuf:"varint,2,opt,name=unassigned,proto3" json:"unassigned,omitempty"`
 	OldestOpenAtUnixNanos *int64                 `protobuf:"zigzag64,3,opt,name=oldest_open_at_unix_nanos,json=oldestOpenAtUnixNanos,proto3,oneof" json:"oldest_open_at_unix_nanos,omitempty"`
-	unknownFields         protoimpl.UnknownFields
-	sizeCache             protoimpl.SizeCache
+	// open_by_status counts the open cases by their status (the
+	// kontakt.case.v1.CaseStatus number); its values add up to open.
+	OpenByStatus  map[int32]int64 `protobuf:"bytes,4,rep,name=open_by_status,json=openByStatus,proto3" json:"open_by_status,omitempty" protobuf_key:"varint,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *QueueLoad) Reset() {
@@ -685,6 +688,13 @@ func (x *QueueLoad) GetOldestOpenAtUnixNanos() int64 {
 		return *x.OldestOpenAtUnixNanos
 	}
 	return 0
+}
+
+func (x *QueueLoad) GetOpenByStatus() map[int32]int64 {
+	if x != nil {
+		return x.OpenByStatus
+	}
+	return nil
 }
 
 var File_kontakt_routing_readmodel_v1_readmodel_proto protoreflect.FileDescriptor
@@ -749,13 +759,17 @@ const file_kontakt_routing_readmodel_v1_readmodel_proto_rawDesc = "" +
 	"\x0e_at_unix_nanos\"n\n" +
 	"\tOpenEntry\x12-\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x19.kontakt.case.v1.CaseTypeR\x04type\x122\n" +
-	"\achannel\x18\x02 \x01(\x0e2\x18.kontakt.case.v1.ChannelR\achannel\"\x9c\x01\n" +
+	"\achannel\x18\x02 \x01(\x0e2\x18.kontakt.case.v1.ChannelR\achannel\"\xbe\x02\n" +
 	"\tQueueLoad\x12\x12\n" +
 	"\x04open\x18\x01 \x01(\x03R\x04open\x12\x1e\n" +
 	"\n" +
 	"unassigned\x18\x02 \x01(\x03R\n" +
 	"unassigned\x12=\n" +
-	"\x19oldest_open_at_unix_nanos\x18\x03 \x01(\x12H\x00R\x15oldestOpenAtUnixNanos\x88\x01\x01B\x1c\n" +
+	"\x19oldest_open_at_unix_nanos\x18\x03 \x01(\x12H\x00R\x15oldestOpenAtUnixNanos\x88\x01\x01\x12_\n" +
+	"\x0eopen_by_status\x18\x04 \x03(\v29.kontakt.routing.readmodel.v1.QueueLoad.OpenByStatusEntryR\fopenByStatus\x1a?\n" +
+	"\x11OpenByStatusEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\x05R\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01B\x1c\n" +
 	"\x1a_oldest_open_at_unix_nanos*\xba\x03\n" +
 	"\vHistoryKind\x12\x1c\n" +
 	"\x18HISTORY_KIND_UNSPECIFIED\x10\x00\x12\x1b\n" +
@@ -789,7 +803,7 @@ func file_kontakt_routing_readmodel_v1_readmodel_proto_rawDescGZIP() []byte {
 }
 
 var file_kontakt_routing_readmodel_v1_readmodel_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_kontakt_routing_readmodel_v1_readmodel_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_kontakt_routing_readmodel_v1_readmodel_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_kontakt_routing_readmodel_v1_readmodel_proto_goTypes = []any{
 	(HistoryKind)(0),      // 0: kontakt.routing.readmodel.v1.HistoryKind
 	(*CaseRecord)(nil),    // 1: kontakt.routing.readmodel.v1.CaseRecord
@@ -798,35 +812,37 @@ var file_kontakt_routing_readmodel_v1_readmodel_proto_goTypes = []any{
 	(*HistoryEntry)(nil),  // 4: kontakt.routing.readmodel.v1.HistoryEntry
 	(*OpenEntry)(nil),     // 5: kontakt.routing.readmodel.v1.OpenEntry
 	(*QueueLoad)(nil),     // 6: kontakt.routing.readmodel.v1.QueueLoad
-	(v1.CaseType)(0),      // 7: kontakt.case.v1.CaseType
-	(v1.Channel)(0),       // 8: kontakt.case.v1.Channel
-	(v1.CaseStatus)(0),    // 9: kontakt.case.v1.CaseStatus
-	(v1.Resolution)(0),    // 10: kontakt.case.v1.Resolution
-	(v1.DataClass)(0),     // 11: kontakt.case.v1.DataClass
-	(*v1.Attachment)(nil), // 12: kontakt.case.v1.Attachment
+	nil,                   // 7: kontakt.routing.readmodel.v1.QueueLoad.OpenByStatusEntry
+	(v1.CaseType)(0),      // 8: kontakt.case.v1.CaseType
+	(v1.Channel)(0),       // 9: kontakt.case.v1.Channel
+	(v1.CaseStatus)(0),    // 10: kontakt.case.v1.CaseStatus
+	(v1.Resolution)(0),    // 11: kontakt.case.v1.Resolution
+	(v1.DataClass)(0),     // 12: kontakt.case.v1.DataClass
+	(*v1.Attachment)(nil), // 13: kontakt.case.v1.Attachment
 }
 var file_kontakt_routing_readmodel_v1_readmodel_proto_depIdxs = []int32{
-	7,  // 0: kontakt.routing.readmodel.v1.CaseRecord.type:type_name -> kontakt.case.v1.CaseType
-	8,  // 1: kontakt.routing.readmodel.v1.CaseRecord.channel:type_name -> kontakt.case.v1.Channel
-	9,  // 2: kontakt.routing.readmodel.v1.CaseRecord.status:type_name -> kontakt.case.v1.CaseStatus
-	10, // 3: kontakt.routing.readmodel.v1.CaseRecord.resolution:type_name -> kontakt.case.v1.Resolution
-	11, // 4: kontakt.routing.readmodel.v1.CaseRecord.redacted:type_name -> kontakt.case.v1.DataClass
+	8,  // 0: kontakt.routing.readmodel.v1.CaseRecord.type:type_name -> kontakt.case.v1.CaseType
+	9,  // 1: kontakt.routing.readmodel.v1.CaseRecord.channel:type_name -> kontakt.case.v1.Channel
+	10, // 2: kontakt.routing.readmodel.v1.CaseRecord.status:type_name -> kontakt.case.v1.CaseStatus
+	11, // 3: kontakt.routing.readmodel.v1.CaseRecord.resolution:type_name -> kontakt.case.v1.Resolution
+	12, // 4: kontakt.routing.readmodel.v1.CaseRecord.redacted:type_name -> kontakt.case.v1.DataClass
 	2,  // 5: kontakt.routing.readmodel.v1.CaseRecord.free_text:type_name -> kontakt.routing.readmodel.v1.Sealed
 	2,  // 6: kontakt.routing.readmodel.v1.CaseRecord.contact:type_name -> kontakt.routing.readmodel.v1.Sealed
 	2,  // 7: kontakt.routing.readmodel.v1.CaseRecord.identity:type_name -> kontakt.routing.readmodel.v1.Sealed
 	2,  // 8: kontakt.routing.readmodel.v1.CaseRecord.attachment_names:type_name -> kontakt.routing.readmodel.v1.Sealed
-	12, // 9: kontakt.routing.readmodel.v1.CaseRecord.attachments:type_name -> kontakt.case.v1.Attachment
+	13, // 9: kontakt.routing.readmodel.v1.CaseRecord.attachments:type_name -> kontakt.case.v1.Attachment
 	4,  // 10: kontakt.routing.readmodel.v1.History.entries:type_name -> kontakt.routing.readmodel.v1.HistoryEntry
 	0,  // 11: kontakt.routing.readmodel.v1.HistoryEntry.kind:type_name -> kontakt.routing.readmodel.v1.HistoryKind
 	2,  // 12: kontakt.routing.readmodel.v1.HistoryEntry.text:type_name -> kontakt.routing.readmodel.v1.Sealed
-	10, // 13: kontakt.routing.readmodel.v1.HistoryEntry.resolution:type_name -> kontakt.case.v1.Resolution
-	7,  // 14: kontakt.routing.readmodel.v1.OpenEntry.type:type_name -> kontakt.case.v1.CaseType
-	8,  // 15: kontakt.routing.readmodel.v1.OpenEntry.channel:type_name -> kontakt.case.v1.Channel
-	16, // [16:16] is the sub-list for method output_type
-	16, // [16:16] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	11, // 13: kontakt.routing.readmodel.v1.HistoryEntry.resolution:type_name -> kontakt.case.v1.Resolution
+	8,  // 14: kontakt.routing.readmodel.v1.OpenEntry.type:type_name -> kontakt.case.v1.CaseType
+	9,  // 15: kontakt.routing.readmodel.v1.OpenEntry.channel:type_name -> kontakt.case.v1.Channel
+	7,  // 16: kontakt.routing.readmodel.v1.QueueLoad.open_by_status:type_name -> kontakt.routing.readmodel.v1.QueueLoad.OpenByStatusEntry
+	17, // [17:17] is the sub-list for method output_type
+	17, // [17:17] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_kontakt_routing_readmodel_v1_readmodel_proto_init() }
@@ -844,7 +860,7 @@ func file_kontakt_routing_readmodel_v1_readmodel_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kontakt_routing_readmodel_v1_readmodel_proto_rawDesc), len(file_kontakt_routing_readmodel_v1_readmodel_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   6,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
