@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/smtp"
 	"os"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -133,19 +132,10 @@ mail:
 		b.Fatal("delivery: ", err)
 	}
 
-	all := slices.Concat(latencies...)
-	slices.Sort(all)
-	pct := func(p float64) float64 {
-		return float64(all[min(len(all)-1, int(p*float64(len(all))))].Microseconds()) / 1000
-	}
+	pct := percentiles(latencies)
 	rawRate := float64(ops) / min(rawBefore, rawAfter).Seconds()
 	mailRate := float64(ops) / elapsed.Seconds()
-	b.ReportMetric(0, "ns/op")
-	b.ReportMetric(rawRate, "raw_appends/s")
-	b.ReportMetric(mailRate, "mails/s")
-	b.ReportMetric(mailRate/rawRate, "ratio")
-	b.ReportMetric(pct(0.50), "p50_ms")
-	b.ReportMetric(pct(0.99), "p99_ms")
+	reportAgainstRaw(b, rawRate, mailRate, "mails/s", pct)
 	b.Logf("N=%d mails, %d SMTP clients: raw JetStream %.0f appends/s (%.0f before, %.0f after); mail %.0f cases/s (ratio %.3f), p50 %.1f ms, p99 %.1f ms",
 		ops, writers, rawRate, float64(ops)/rawBefore.Seconds(), float64(ops)/rawAfter.Seconds(), mailRate, mailRate/rawRate, pct(0.50), pct(0.99))
 }
