@@ -24,7 +24,9 @@ var errUnreadable = errors.New("message cannot be read")
 // parse reads a whole message into what intake needs: the headers that
 // tell a person's mail from a program's, the From address, the decoded
 // subject and the text. A text/plain part is preferred; an HTML-only
-// mail is converted to text. Attachments are skipped. A part in a
+// mail is converted to text. Every other part is a file (an
+// attachment, or an inline image), read into memory with its name and
+// media type; the content is sealed before it leaves the process. A part in a
 // character set the library does not know is read as it stands rather
 // than losing the mail.
 func parse(raw []byte) (domain.Mail, error) {
@@ -56,15 +58,22 @@ func parse(raw []byte) (domain.Mail, error) {
 			return err
 		}
 		mediaType, _, _ := part.Header.ContentType()
-		switch mediaType {
-		case "multipart/report", "message/delivery-status", "message/disposition-notification":
+		disp, _, _ := part.Header.ContentDisposition()
+		switch {
+		case mediaType == "multipart/report" || mediaType == "message/delivery-status" || mediaType == "message/disposition-notification":
 			m.Report = true
 			return nil
-		case "text/plain", "text/html":
-		default:
+		case strings.HasPrefix(mediaType, "multipart/"):
 			return nil
-		}
-		if disp, _, _ := part.Header.ContentDisposition(); disp == "attachment" {
+		case disp == "attachment" || (mediaType != "text/plain" && mediaType != "text/html"):
+			// A file: named or not, inline (a pasted image) or not.
+			body, err := io.ReadAll(part.Body)
+			if err != nil {
+				return err
+			}
+			ah := mail.AttachmentHeader{Header: part.Header}
+			name, _ := ah.Filename()
+			m.Attachments = append(m.Attachments, domain.MailAttachment{Name: name, ContentType: mediaType, Content: body})
 			return nil
 		}
 		body, err := io.ReadAll(part.Body)
