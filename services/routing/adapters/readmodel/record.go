@@ -83,7 +83,7 @@ func (cp *copies) apply(m any) (tokensStale, scrubAnswers bool) {
 		}
 		for _, a := range m.GetAttachments() {
 			cp.attachments = append(cp.attachments, &casev1.Attachment{
-				AttachmentId: a.GetAttachmentId(), ContentType: a.GetContentType(), SizeBytes: a.GetSizeBytes(),
+				AttachmentId: a.GetAttachmentId(), ContentType: a.GetContentType(), SizeBytes: a.GetSizeBytes(), Stored: a.GetStored(),
 			})
 		}
 		return true, false
