@@ -181,23 +181,23 @@ browser-deps: $(BROWSER_NPM) ## Install what the real-browser tests need: test/b
 # included, on a loaded 2-core machine.
 RACE_MODULES := $(filter-out test,$(MODULES))
 
-# The kill -9 retention test spends most of its minutes waiting for disk
-# syncs, so make test runs it beside the race detector's CPU-bound
-# compiling and tests instead of after everything else; its output is
-# printed when it ends.
-E2E_BESIDE := TestRetentionSurvivesKill9
-
+# make test runs the end-to-end tests (test/) beside lint, the race
+# detector and the fuzz targets instead of after them. The end-to-end
+# tests spend most of their minutes waiting (for servers to start, disk
+# syncs, deadlines polled), the others compiling: run one after the other
+# they left a core idle for a third of `make test`. Their output is
+# printed when they end, and a failure of either fails make test.
 .PHONY: test
 test: BUILD_QUIET := 1
-test: verify-workspace verify-generate lint build $(BIN)/nats-server $(BIN)/grpcurl $(BIN)/nats $(BIN)/jq $(BIN)/mailpit browser-deps postfix ## Run every check and test (what CI runs).
-	beside_log=$$(mktemp); failed=0; \
-	(cd test && $(GO) test -count=1 -timeout 25m -run '^($(E2E_BESIDE))$$' ./e2e/) > "$$beside_log" 2>&1 & beside=$$!; \
-	for m in $(RACE_MODULES); do (cd $$m && CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 15m ./...) || { failed=1; break; }; done; \
-	if [ $$failed = 0 ]; then (cd test && $(GO) test -count=1 -timeout 25m -skip '^($(E2E_BESIDE))$$' ./...) || failed=1; fi; \
-	wait $$beside || failed=1; \
-	echo "--- $(E2E_BESIDE), run beside the rest:"; cat "$$beside_log"; rm -f "$$beside_log"; \
+test: verify-workspace verify-generate build $(BIN)/nats-server $(BIN)/grpcurl $(BIN)/nats $(BIN)/jq $(BIN)/mailpit browser-deps postfix ## Run every check and test (what CI runs).
+	e2e_log=$$(mktemp); failed=0; \
+	(cd test && $(GO) test -count=1 -timeout 25m ./...) > "$$e2e_log" 2>&1 & e2e=$$!; \
+	$(MAKE) --no-print-directory lint || failed=1; \
+	if [ $$failed = 0 ]; then for m in $(RACE_MODULES); do (cd $$m && CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 15m ./...) || { failed=1; break; }; done; fi; \
+	if [ $$failed = 0 ]; then $(MAKE) --no-print-directory fuzz-short || failed=1; fi; \
+	wait $$e2e || failed=1; \
+	echo "--- the end-to-end tests (test/), run beside the rest:"; cat "$$e2e_log"; rm -f "$$e2e_log"; \
 	exit $$failed
-	$(MAKE) --no-print-directory fuzz-short
 
 # Fuzz targets as module-dir:package:target.
 FUZZ_TARGETS := \
