@@ -16,6 +16,7 @@ import (
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
 	"github.com/kontakt-se/kontakt/pkg/backoff"
 	"github.com/kontakt-se/kontakt/pkg/caseevents"
+	"github.com/kontakt-se/kontakt/pkg/casemail"
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
 	"github.com/kontakt-se/kontakt/pkg/projection"
 	"github.com/kontakt-se/kontakt/pkg/seal"
@@ -239,21 +240,16 @@ func (o *Outbox) sendDue(ctx context.Context) {
 	}
 }
 
-// mailCase is what the outbox reads of a case's events.
+// mailCase is what the outbox reads of a case's events: the one fold of
+// a case's mail facts (pkg/casemail), which routing's domain folds too,
+// and the revision to append after.
 type mailCase struct {
-	number   string
-	caseType casev1.CaseType
-	contact  *casev1.SealedPersonalData
-	// answer is the sealed text of the item's CaseAnswered.
-	answer *casev1.SealedPersonalData
-	// acknowledged says an acknowledgement was sent, which an answer
-	// then refers to, so mail clients thread the two.
-	acknowledged bool
-	revision     eventstore.Revision
-	recorded     bool
+	casemail.Facts
+	revision eventstore.Revision
 }
 
-func foldMailCase(evs []eventstore.RecordedEvent, it OutboxItem) mailCase {
+// foldMailCase folds a case's stored events into its mail facts.
+func foldMailCase(evs []eventstore.RecordedEvent) mailCase {
 	var c mailCase
 	for _, rec := range evs {
 		c.revision = rec.Revision
@@ -261,29 +257,7 @@ func foldMailCase(evs []eventstore.RecordedEvent, it OutboxItem) mailCase {
 		if err != nil {
 			continue
 		}
-		switch e := m.(type) {
-		case *casev1.CaseRegistered:
-			c.number, c.caseType, c.contact = e.GetCaseNumber(), e.GetType(), e.GetContact()
-		case *casev1.PersonalDataRectified:
-			if e.GetDataClass() == casev1.DataClass_DATA_CLASS_CONTACT_DETAILS {
-				c.contact = e.GetValue()
-			}
-		case *casev1.CaseAnswered:
-			if rec.ID == it.AnswerEventID {
-				c.answer = e.GetAnswer()
-			}
-		case *casev1.MailSent:
-			if e.GetKind() == casev1.MailKind_MAIL_KIND_ACKNOWLEDGEMENT {
-				c.acknowledged = true
-			}
-			if e.GetKind() == it.Kind && e.GetAnswerEventId() == it.AnswerEventID {
-				c.recorded = true
-			}
-		case *casev1.MailFailed:
-			if e.GetKind() == it.Kind && e.GetAnswerEventId() == it.AnswerEventID {
-				c.recorded = true
-			}
-		}
+		c.Apply(m, rec.ID, rec.Recorded)
 	}
 	return c
 }
@@ -301,8 +275,8 @@ func (o *Outbox) process(ctx context.Context, it OutboxItem) bool {
 		o.logger.Warn("outbox: cannot read a case; trying again", "case_id", it.CaseID, "error", err)
 		return false
 	}
-	c := foldMailCase(evs, it)
-	if c.recorded {
+	c := foldMailCase(evs)
+	if c.Recorded(it.Kind, it.AnswerEventID) {
 		o.remove(it)
 		return true
 	}
@@ -352,11 +326,11 @@ func (o *Outbox) process(ctx context.Context, it OutboxItem) bool {
 
 // compose builds the mail, or says why there is none to send.
 func (o *Outbox) compose(ctx context.Context, it OutboxItem, c mailCase) (domain.OutgoingMail, string, error) {
-	if c.contact == nil {
+	if c.Contact == nil {
 		return domain.OutgoingMail{}, reasonNoAddress, nil
 	}
 	var contact casev1.ContactDetails
-	if err := o.opener.OpenMessage(ctx, it.CaseID, c.contact, &contact); errors.Is(err, seal.ErrKeyDestroyed) {
+	if err := o.opener.OpenMessage(ctx, it.CaseID, c.Contact, &contact); errors.Is(err, seal.ErrKeyDestroyed) {
 		return domain.OutgoingMail{}, reasonRedacted, nil
 	} else if err != nil {
 		return domain.OutgoingMail{}, "", err
@@ -366,26 +340,27 @@ func (o *Outbox) compose(ctx context.Context, it OutboxItem, c mailCase) (domain
 	}
 	switch it.Kind {
 	case casev1.MailKind_MAIL_KIND_ACKNOWLEDGEMENT:
-		subject, body, err := o.cfg.Acknowledgements.Render(c.caseType, c.number)
+		subject, body, err := o.cfg.Acknowledgements.Render(c.Type, c.Number)
 		if err != nil {
 			return domain.OutgoingMail{}, "", err
 		}
 		return domain.OutgoingMail{To: contact.GetEmail(), Subject: subject, Body: body, Automatic: true}, "", nil
 	case casev1.MailKind_MAIL_KIND_ANSWER:
-		if c.answer == nil {
+		text := c.Answer(it.AnswerEventID)
+		if text == nil {
 			// The answer event is gone from the stream (never, short
 			// of a store rewritten by hand): nothing to send.
 			return domain.OutgoingMail{}, reasonRedacted, nil
 		}
 		var answer casev1.AnswerText
-		if err := o.opener.OpenMessage(ctx, it.CaseID, c.answer, &answer); errors.Is(err, seal.ErrKeyDestroyed) {
+		if err := o.opener.OpenMessage(ctx, it.CaseID, text, &answer); errors.Is(err, seal.ErrKeyDestroyed) {
 			return domain.OutgoingMail{}, reasonRedacted, nil
 		} else if err != nil {
 			return domain.OutgoingMail{}, "", err
 		}
-		m := domain.AnswerMail(c.number, answer.GetText())
+		m := domain.AnswerMail(c.Number, answer.GetText())
 		m.To = contact.GetEmail()
-		if c.acknowledged {
+		if c.Acknowledged() {
 			m.InReplyTo = domain.MessageID(it.CaseID, casev1.MailKind_MAIL_KIND_ACKNOWLEDGEMENT, "", o.cfg.Host)
 		}
 		return m, "", nil
@@ -431,8 +406,8 @@ func (o *Outbox) record(ctx context.Context, it OutboxItem, c mailCase, outcome 
 			if rerr != nil {
 				return rerr
 			}
-			again := foldMailCase(evs, it)
-			if again.recorded {
+			again := foldMailCase(evs)
+			if again.Recorded(it.Kind, it.AnswerEventID) {
 				return nil
 			}
 			revision = again.revision
