@@ -76,12 +76,26 @@ func (i OutboxItem) Key() string {
 	return i.CaseID + "/" + i.Kind.String() + "/" + i.AnswerEventID
 }
 
-// OutboxStore keeps the items and the outbox's checkpoint durably.
+// SentMail names a mail kontakt sent: its Message-ID (with angle
+// brackets, as MailSent records it) and its case. The outbox keeps an
+// index of them, so a reply or a bounce that names a Message-ID finds
+// its case without reading every case.
+type SentMail struct {
+	MessageID string
+	CaseID    string
+}
+
+// OutboxStore keeps the items, the index of sent mails and the outbox's
+// checkpoint durably.
 type OutboxStore interface {
 	Checkpoint() (eventstore.Position, error)
 	// Apply adds items (an existing one is kept as it is), removes the
-	// keys in done and sets the checkpoint, in one transaction.
-	Apply(add []OutboxItem, done []string, checkpoint eventstore.Position) error
+	// keys in done, indexes the sent mails, drops the index entries of
+	// the deleted cases and sets the checkpoint, in one transaction.
+	Apply(add []OutboxItem, done []string, sent []SentMail, deleted []string, checkpoint eventstore.Position) error
+	// CaseOfMessage returns the case a mail with the Message-ID (with
+	// angle brackets) was sent about.
+	CaseOfMessage(messageID string) (caseID string, found bool, err error)
 	// Due returns up to limit items whose NextAt is not after now.
 	Due(now time.Time, limit int) ([]OutboxItem, error)
 	// Put replaces an item (its attempts and next time).
@@ -170,9 +184,14 @@ func (o *Outbox) Apply(_ context.Context, batch []projection.Event) error {
 		return nil
 	}
 	var add []OutboxItem
-	var done []string
+	var done, deleted []string
+	var sent []SentMail
 	now := o.clock()
 	for _, ev := range batch {
+		if ev.Deleted() {
+			deleted = append(deleted, ev.Recorded.Stream)
+			continue
+		}
 		switch m := ev.Message.(type) {
 		case *casev1.CaseRegistered:
 			// Only a case that came in by mail is acknowledged by mail:
@@ -187,11 +206,16 @@ func (o *Outbox) Apply(_ context.Context, batch []projection.Event) error {
 			}
 		case *casev1.MailSent:
 			done = append(done, OutboxItem{CaseID: ev.Recorded.Stream, Kind: m.GetKind(), AnswerEventID: m.GetAnswerEventId()}.Key())
+			if id := m.GetMessageId(); id != "" {
+				sent = append(sent, SentMail{MessageID: id, CaseID: ev.Recorded.Stream})
+			}
+		case *casev1.CaseDeleted:
+			deleted = append(deleted, ev.Recorded.Stream)
 		case *casev1.MailFailed:
 			done = append(done, OutboxItem{CaseID: ev.Recorded.Stream, Kind: m.GetKind(), AnswerEventID: m.GetAnswerEventId()}.Key())
 		}
 	}
-	if err := o.items.Apply(add, done, batch[len(batch)-1].Recorded.Position); err != nil {
+	if err := o.items.Apply(add, done, sent, deleted, batch[len(batch)-1].Recorded.Position); err != nil {
 		return fmt.Errorf("outbox: %w", err)
 	}
 	if len(add) > 0 {

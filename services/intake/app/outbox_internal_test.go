@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sort"
 	"sync"
 	"testing"
@@ -102,11 +103,27 @@ func plainContact(t *testing.T, email string) *casev1.SealedPersonalData {
 // memItems is OutboxStore in memory.
 type memItems struct {
 	items map[string]OutboxItem
+	sent  map[string]string
 	cp    eventstore.Position
 }
 
 func (m *memItems) Checkpoint() (eventstore.Position, error) { return m.cp, nil }
-func (m *memItems) Apply(add []OutboxItem, done []string, cp eventstore.Position) error {
+func (m *memItems) CaseOfMessage(id string) (string, bool, error) {
+	c, ok := m.sent[id]
+	return c, ok, nil
+}
+func (m *memItems) Apply(add []OutboxItem, done []string, sent []SentMail, deleted []string, cp eventstore.Position) error {
+	if m.sent == nil {
+		m.sent = map[string]string{}
+	}
+	for _, s := range sent {
+		m.sent[s.MessageID] = s.CaseID
+	}
+	for id, c := range m.sent {
+		if slices.Contains(deleted, c) {
+			delete(m.sent, id)
+		}
+	}
 	for _, it := range add {
 		if _, ok := m.items[it.Key()]; !ok {
 			m.items[it.Key()] = it

@@ -34,8 +34,13 @@ type Registered struct {
 	CaseID       string
 	CaseNumber   string
 	RegisteredAt time.Time
-	// Replayed is true when a form submission repeated an earlier one.
+	// Replayed is true when a form submission repeated an earlier one
+	// (or a relay delivered a mail again).
 	Replayed bool
+	// Joined is true when a citizen's reply joined the existing case
+	// CaseID (CaseMessageReceived) instead of registering one; Reopened
+	// when it reopened the case too.
+	Joined, Reopened bool
 }
 
 // Config holds intake's tunables.
@@ -57,6 +62,13 @@ type Config struct {
 	// Mailboxes are the contact centre's e-mail addresses, in lower case,
 	// and what a mail to each becomes (RegisterMail).
 	Mailboxes map[string]Mailbox
+	// SentMail finds the case of a Message-ID kontakt sent (the outbox's
+	// index); nil when nothing is sent, and then a reply is matched by
+	// the case number in its subject only, and a bounce by nothing.
+	SentMail SentMailIndex
+	// ReplyReopenWithin is how long after closing a reply still joins
+	// and reopens a case (mail.inbound.reply_reopen_within).
+	ReplyReopenWithin time.Duration
 }
 
 // Service registers cases.
@@ -288,6 +300,7 @@ func (s *Service) register(ctx context.Context, reg domain.Registration, caseID,
 		CoarseLocation:       reg.Coarse,
 		CallerNumberWithheld: reg.CallerNumberWithheld,
 		Mailbox:              reg.Mailbox,
+		RefersToCaseNumber:   reg.RefersTo,
 		// Drawn here, once, so every statistics instance derives the same
 		// anonymous statistics id from the log; never derived from the
 		// case.
