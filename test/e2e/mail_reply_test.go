@@ -11,13 +11,16 @@ package e2e
 
 import (
 	"fmt"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc/codes"
 
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
+	intakev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/intake/v1"
 	routingv1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/routing/v1"
 )
 
@@ -305,4 +308,70 @@ func TestMailBounces(t *testing.T) {
 		require.Empty(t, mp.to(t, addr), "a bounce is never acknowledged")
 	}
 	require.Equal(t, 1, len(countType(e.events(t), "kontakt.case.v1.CaseRegistered")), "one case in all: the citizen's")
+}
+
+// TestMailAcknowledgesFormsAndOpen311: an e-service form and an Open311
+// report that carry an e-mail address get the acknowledgement with the
+// case number by mail, as a mail case does; a form without an address
+// records nothing; a phone call an agent registers (with an address)
+// gets none.
+func TestMailAcknowledgesFormsAndOpen311(t *testing.T) {
+	mp := startMailpit(t, "")
+	e := startMailWith(t, "", 64<<10, outboundConfig(mp.SMTP, mp.CAFile, 200*time.Millisecond))
+	marker := strings.ToLower(randHex(t, 6))
+	form := e.k.Token(t, "e-tjanst-kvitto", "form-client")
+	agent := e.k.Token(t, "anna", "agent")
+
+	// The phone call first: its registration is in the log before the
+	// others, so once theirs are acknowledged its outcome is decided.
+	phone := "telefon-" + marker + "@example.se"
+	called := e.intakeEnv.register(t, overGRPC, agent, &intakev1.RegisterCaseRequest{Case: &intakev1.CaseInput{
+		Type: casev1.CaseType_CASE_TYPE_FRAGA, Channel: casev1.Channel_CHANNEL_PHONE, Category: "ovrigt",
+		Subject: "Fråga i telefon", Description: "Ringde om sophämtningen.", Contact: &intakev1.Contact{Email: phone, Phone: "070-123 45 67"},
+	}})
+	require.Equal(t, codes.OK.String(), called.Code.String(), called.Message)
+
+	noAddress := e.submit(t, overGRPC, 0, form, &intakev1.SubmitFormRequest{IdempotencyKey: "kvitto-utan-" + marker, Case: &intakev1.CaseInput{
+		Type: casev1.CaseType_CASE_TYPE_SYNPUNKT, Category: "bemotande", Subject: "Utan adress", Description: "Inget svar önskas.",
+	}})
+	require.Equal(t, codes.OK.String(), noAddress.Code.String(), noAddress.Message)
+
+	formFrom := "formular-" + marker + "@example.se"
+	submitted := e.submit(t, overGRPC, 0, form, &intakev1.SubmitFormRequest{IdempotencyKey: "kvitto-" + marker, Case: &intakev1.CaseInput{
+		Type: casev1.CaseType_CASE_TYPE_SYNPUNKT, Category: "bemotande", Subject: "Bemötande", Description: "Jag blev väl bemött i receptionen.",
+		Contact: &intakev1.Contact{Email: formFrom},
+	}})
+	require.Equal(t, codes.OK.String(), submitted.Code.String(), submitted.Message)
+
+	reporter := "fixa-" + marker + "@example.se"
+	number311 := e.open311Submit(t, url.Values{
+		"api_key": {form}, "service_code": {"gatubelysning"}, "description": {"Lampan vid busshållplatsen är släckt."},
+		"address_string": {"Storgatan 1"}, "email": {reporter}, "lat": {"57.655312"}, "long": {"12.013623"},
+	})
+
+	for _, c := range []struct{ to, number, subject string }{
+		{formFrom, submitted.CaseNumber, "Tack för dina synpunkter, ärende " + submitted.CaseNumber},
+		{reporter, number311, "Vi har tagit emot din felanmälan – ärende " + number311},
+	} {
+		got := mp.waitFor(t, c.to, 1, 60*time.Second)
+		require.Len(t, got, 1, "one acknowledgement")
+		require.Equal(t, c.subject, got[0].Subject, "the Swedish template with the case number")
+		require.Contains(t, got[0].Text, "Vi har registrerat det som ärende "+c.number)
+		require.Equal(t, []string{"auto-replied"}, mp.headers(t, got[0].ID)["Auto-Submitted"])
+	}
+	// Both are recorded as sent on their cases.
+	require.True(t, eventually(30*time.Second, func() bool {
+		return len(countType(e.events(t), "kontakt.case.v1.MailSent")) == 2
+	}), "MailSent on the form's case and the report's case")
+
+	// The outbox holds nothing more: the phone call and the form without
+	// an address were never mail to send.
+	requireMetric(t, e.k, "kontakt_mail_outbox_pending", func(v float64) bool { return v == 0 }, "an empty outbox")
+	evs := e.events(t)
+	for _, typ := range []string{"kontakt.case.v1.MailSent", "kontakt.case.v1.MailFailed"} {
+		n := countType(evs, typ)
+		require.Zero(t, n[called.CaseID], "%s on the phone call", typ)
+		require.Zero(t, n[noAddress.CaseID], "%s on the form without an address", typ)
+	}
+	require.Empty(t, mp.to(t, phone), "a phone call gets no acknowledgement")
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -194,10 +195,13 @@ func (o *Outbox) Apply(_ context.Context, batch []projection.Event) error {
 		}
 		switch m := ev.Message.(type) {
 		case *casev1.CaseRegistered:
-			// Only a case that came in by mail is acknowledged by mail:
-			// its mailbox says so. Mail a program sent never became a
-			// case, so it is never acknowledged.
-			if m.GetMailbox() != "" && now.Sub(m.GetRegisteredAt().AsTime()) < MailMaxAge {
+			// A case that came in by mail, or from an e-service form or
+			// an Open311 client, is acknowledged by mail (when its
+			// contact has an address: decided at sending, where the
+			// contact is opened). A case an agent registered (a phone
+			// call, a letter) is not: the agent told the citizen.
+			// Mail a program sent never became a case.
+			if Acknowledged(m) && now.Sub(m.GetRegisteredAt().AsTime()) < MailMaxAge {
 				add = append(add, OutboxItem{CaseID: ev.Recorded.Stream, Kind: casev1.MailKind_MAIL_KIND_ACKNOWLEDGEMENT, NextAt: now})
 			}
 		case *casev1.CaseAnswered:
@@ -225,6 +229,13 @@ func (o *Outbox) Apply(_ context.Context, batch []projection.Event) error {
 		}
 	}
 	return nil
+}
+
+// Acknowledged says whether a registration is acknowledged by mail: it
+// came by mail (its mailbox is set), or a form client submitted it (an
+// e-service form or an Open311 report: registered by "form:<client>").
+func Acknowledged(reg *casev1.CaseRegistered) bool {
+	return reg.GetMailbox() != "" || strings.HasPrefix(reg.GetRegisteredBy(), FormActorPrefix)
 }
 
 // Run sends due mails until ctx ends.
@@ -310,9 +321,10 @@ func (o *Outbox) process(ctx context.Context, it OutboxItem) bool {
 		o.logger.Warn("outbox: cannot compose a mail; trying again", "case_id", it.CaseID, "error", err)
 		return false
 	}
-	if reason == reasonNoAddress && it.Kind == casev1.MailKind_MAIL_KIND_ANSWER {
+	if reason == reasonNoAddress && (it.Kind == casev1.MailKind_MAIL_KIND_ANSWER || c.Channel != casev1.Channel_CHANNEL_EMAIL) {
 		// An answer to a case without an e-mail address (a phone call
-		// answered by phone) is no mail: nothing to record.
+		// answered by phone), or a form submitted without one, is no
+		// mail: nothing to record.
 		o.remove(it)
 		return true
 	}

@@ -140,8 +140,12 @@ func (s *Service) SubmitForm(ctx context.Context, client, key string, in *intake
 	if err != nil {
 		return Registered{}, err
 	}
-	return s.registerOnce(ctx, reg, in, idempotencyKey(client, key), "form:"+client, now)
+	return s.registerOnce(ctx, reg, in, idempotencyKey(client, key), FormActorPrefix+client, now)
 }
+
+// FormActorPrefix starts the actor of a case a form client submitted
+// (CaseRegistered.registered_by "form:<client>").
+const FormActorPrefix = "form:"
 
 // registerOnce registers a case at most once per idempotency record key:
 // the same key with the same payload returns the first answer, with a
