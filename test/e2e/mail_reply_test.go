@@ -18,10 +18,12 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/encoding/protojson"
 
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
 	intakev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/intake/v1"
 	routingv1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/routing/v1"
+	statisticsv1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/statistics/v1"
 )
 
 // answered is a case that came by mail, was acknowledged and answered
@@ -374,4 +376,68 @@ func TestMailAcknowledgesFormsAndOpen311(t *testing.T) {
 		require.Zero(t, n[noAddress.CaseID], "%s on the form without an address", typ)
 	}
 	require.Empty(t, mp.to(t, phone), "a phone call gets no acknowledgement")
+}
+
+// TestMailFirstResponseIsTheAnswerSent: the relay is away when an
+// official answers a mail case; the answer goes out when it is back. The
+// statistics record's time to first response is measured to the answer
+// the relay accepted (MailSent), not to the AnswerCase call, and holds
+// channel e-mail and nothing personal.
+func TestMailFirstResponseIsTheAnswerSent(t *testing.T) {
+	cert, key, _ := writeTestCert(t, t.TempDir())
+	relayAddr := freeAddr(t)
+	first := startMailpitCert(t, relayAddr, cert, key)
+	e := startMailWith(t, "", 64<<10, outboundConfig(relayAddr, cert, 200*time.Millisecond))
+	marker := strings.ToLower(randHex(t, 6))
+	from := "ttfr-" + marker + "@example.se"
+	require.NoError(t, e.send(from, []string{"kontakt@kommun.se"}, "From: "+from+"\nSubject: Soptunnan\n\nNär töms soptunnan? TTFR"+marker+"\n"))
+	c := e.casesOf(t, from, 1)[0]
+	registered := c.GetRegisteredAt().AsTime()
+	first.waitFor(t, from, 1, 60*time.Second) // the acknowledgement
+	first.stop(t)
+
+	ctx, cancel := e.as(t, sara)
+	defer cancel()
+	_, err := e.rc.AnswerCase(ctx, &routingv1.AnswerCaseRequest{CaseId: c.GetCaseId(), Answer: "På tisdag."})
+	require.NoError(t, err)
+	answered := time.Now()
+	require.True(t, eventually(30*time.Second, func() bool {
+		return strings.Count(e.k.stderr.String(), "mail not sent; trying again") >= 2
+	}), "the answer waits for the relay")
+	// The relay stays away a measurable while: the difference between
+	// answering and sending is what the statistics must show.
+	time.Sleep(time.Until(answered.Add(3 * time.Second)))
+	back := time.Now()
+	second := startMailpitCert(t, relayAddr, cert, key)
+	second.waitFor(t, from, 1, 60*time.Second)
+	e.historyHas(t, c.GetCaseId(), "mail_sent", "answer")
+
+	actx, acancel := e.as(t, alva)
+	defer acancel()
+	stats := statisticsv1.NewStatisticsServiceClient(e.conns[0])
+	var rec *statisticsv1.StatisticsRecord
+	require.True(t, eventually(30*time.Second, func() bool {
+		s, err := stats.StreamRecords(actx, &statisticsv1.StreamRecordsRequest{StopAtEnd: true})
+		if err != nil {
+			return false
+		}
+		rec = nil
+		for {
+			resp, err := s.Recv()
+			if err != nil {
+				break
+			}
+			if r := resp.GetRecord(); rec == nil || r.GetVersion() > rec.GetVersion() {
+				rec = r
+			}
+		}
+		return rec != nil && rec.GetTimeToFirstResponse() != nil && rec.GetTimeToFirstResponse().AsDuration() >= back.Sub(registered)
+	}), "the newest statistics record's time to first response %v is not measured to the answer sent (relay back %v after registration, answered %v after)",
+		rec.GetTimeToFirstResponse().AsDuration(), back.Sub(registered), answered.Sub(registered))
+	require.Equal(t, casev1.Channel_CHANNEL_EMAIL, rec.GetChannel())
+	raw, err := protojson.Marshal(rec)
+	require.NoError(t, err)
+	for _, personal := range []string{marker, c.GetCaseId(), c.GetCaseNumber()} {
+		require.NotContains(t, string(raw), personal, "nothing personal in the statistics record")
+	}
 }
