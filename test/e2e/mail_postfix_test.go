@@ -260,3 +260,36 @@ func TestMailThroughPostfix(t *testing.T) {
 		}
 	})
 }
+
+// TestMailReplyAndBounceThroughPostfix: the reply to an answer and the
+// bounce of an answer, as Postfix delivers them to kontakt, land on the
+// case: the reply joins it as the citizen's message, the bounce marks
+// the answer undelivered; neither is a case.
+func TestMailReplyAndBounceThroughPostfix(t *testing.T) {
+	mp := startMailpit(t, "")
+	e := startMailWith(t, "", 64<<10, outboundConfig(mp.SMTP, mp.CAFile, 200*time.Millisecond))
+	pf := startPostfix(t, e.smtpAddr)
+	marker := strings.ToLower(randHex(t, 6))
+	send := func(t *testing.T, envelope, id, msg string) {
+		t.Helper()
+		msg = "Message-ID: <" + id + ">\nDate: Mon, 07 Dec 2026 10:00:00 +0100\n" + msg
+		require.NoError(t, smtp.SendMail(pf.smtpd, nil, envelope, []string{"kontakt@kommun.se"}, []byte(strings.ReplaceAll(msg, "\n", "\r\n"))))
+		status, reason := pf.outcome(t, id)
+		require.Equal(t, "sent", status, "postfix delivered it to kontakt: %s", reason)
+	}
+
+	from := "pfsvar-" + marker + "@example.se"
+	c := e.mailAndAnswer(t, mp, from)
+
+	send(t, from, "reply-"+marker+"@example.se", "From: "+from+"\nTo: kontakt@kommun.se\nIn-Reply-To: <"+c.answerID+">\nReferences: <"+c.answerID+">\n"+
+		"Subject: =?UTF-8?Q?Re:_Svar_p=C3=A5_ditt_=C3=A4rende?=\nContent-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\nTack för svaret! POSTFIX"+marker+"\n")
+	h := e.waitMessage(t, c.caseID, "POSTFIX"+marker)
+	require.Equal(t, "message-id", h.GetDetail())
+	require.Contains(t, h.GetText(), "Tack för svaret!")
+
+	// Postfix's own bounce format: a DSN from the null sender.
+	send(t, "", "dsn-"+marker+"@mx.kommun.test", dsn("kontakt@kommun.se", c.answerID, "failed"))
+	e.historyHas(t, c.caseID, "mail_failed", "answer: bounced")
+	require.Len(t, e.casesOf(t, from, 1), 1, "the reply and the bounce made no case")
+	require.Equal(t, 1, len(countType(e.events(t), "kontakt.case.v1.CaseRegistered")), "one case in all")
+}
