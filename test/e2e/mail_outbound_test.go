@@ -52,9 +52,16 @@ func mailpitBinary(t *testing.T) string {
 // credentials accepted, on smtpAddr (empty: a free port).
 func startMailpit(t *testing.T, smtpAddr string, extraArgs ...string) *mailpit {
 	t.Helper()
+	cert, key, _ := writeTestCert(t, t.TempDir())
+	return startMailpitCert(t, smtpAddr, cert, key, extraArgs...)
+}
+
+// startMailpitCert is startMailpit with a given certificate, so a relay
+// stopped and started again is one that kontakt trusts.
+func startMailpitCert(t *testing.T, smtpAddr, cert, key string, extraArgs ...string) *mailpit {
+	t.Helper()
 	bin := mailpitBinary(t)
 	dir := t.TempDir()
-	cert, key, _ := writeTestCert(t, dir)
 	if smtpAddr == "" {
 		smtpAddr = freeAddr(t)
 	}
@@ -90,6 +97,18 @@ func startMailpit(t *testing.T, smtpAddr string, extraArgs ...string) *mailpit {
 		return resp.StatusCode == http.StatusOK
 	}), "mailpit did not start:\n%s", m.out.String())
 	return m
+}
+
+// stop ends mailpit (the relay goes away) and waits until it has.
+func (m *mailpit) stop(t *testing.T) {
+	t.Helper()
+	_ = m.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-m.done:
+		m.done <- err // for the cleanup, which waits for it too
+	case <-time.After(10 * time.Second):
+		t.Fatal("mailpit did not stop")
+	}
 }
 
 // mailpitAddress is an address as mailpit's API gives it.

@@ -1,6 +1,7 @@
 package domain
 
 import (
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -43,6 +44,37 @@ type Mail struct {
 	// Report is set for a multipart/report message (a delivery status
 	// notification, RFC 3464, or a read receipt).
 	Report bool
+	// ReportType is a multipart/report's report-type parameter
+	// ("delivery-status" for a DSN), in lower case.
+	ReportType string
+	// DeliveryActions are the Action fields of a DSN's delivery-status
+	// part ("failed", "delayed", ...), in lower case.
+	DeliveryActions []string
+	// OriginalMessageIDs are the Message-IDs (without angle brackets) of
+	// the mails a report returns (its message/rfc822 or header part),
+	// or, in a bounce that is no report, quoted in its text.
+	OriginalMessageIDs []string
+	// References are the Message-IDs of In-Reply-To and References
+	// (without angle brackets): the mails this one follows.
+	References []string
+}
+
+// Bounced returns the Message-IDs of the mails a bounce says were not
+// delivered: the returned mails of a delivery report whose action is
+// "failed" (a "delayed" warning is no bounce), or those a mail from the
+// null sender that is no report quotes. Any other mail bounces nothing.
+func (m Mail) Bounced() []string {
+	switch {
+	case m.Report && m.ReportType == "delivery-status":
+		if !slices.Contains(m.DeliveryActions, "failed") {
+			return nil
+		}
+	case m.Report:
+		return nil // a read receipt
+	case strings.TrimSpace(m.EnvelopeSender) != "":
+		return nil
+	}
+	return m.OriginalMessageIDs
 }
 
 // Why a mail is not a citizen's: the reasons a receiver logs and counts.
