@@ -184,7 +184,7 @@ func TestMailThroughPostfix(t *testing.T) {
 // the answer undelivered; neither is a case.
 func TestMailReplyAndBounceThroughPostfix(t *testing.T) {
 	mp := startMailpit(t, "")
-	e := startMailWith(t, "", 64<<10, outboundConfig(mp.SMTP, mp.CAFile, 200*time.Millisecond))
+	e := startMailWith(t, "", 64<<10, outboundConfig(t, mp.SMTP, mp.CAFile, 200*time.Millisecond))
 	pf := startPostfix(t, e.smtpAddr)
 	marker := strings.ToLower(randHex(t, 6))
 	send := func(t *testing.T, envelope, id, msg string) {

@@ -89,7 +89,7 @@ func (e *mailEnv) waitMessage(t *testing.T, caseID, marker string) *routingv1.Ca
 
 func TestMailReplies(t *testing.T) {
 	mp := startMailpit(t, "")
-	e := startMailWith(t, "", 64<<10, "    reply_reopen_within: 8s\n"+outboundConfig(mp.SMTP, mp.CAFile, 200*time.Millisecond))
+	e := startMailWith(t, "", 64<<10, "    reply_reopen_within: 8s\n"+outboundConfig(t, mp.SMTP, mp.CAFile, 200*time.Millisecond))
 	marker := strings.ToLower(randHex(t, 6))
 	from := "svar-" + marker + "@example.se"
 	c := e.mailAndAnswer(t, mp, from)
@@ -266,7 +266,7 @@ Message-ID: <%s>
 
 func TestMailBounces(t *testing.T) {
 	mp := startMailpit(t, "")
-	e := startMailWith(t, "", 64<<10, outboundConfig(mp.SMTP, mp.CAFile, 200*time.Millisecond))
+	e := startMailWith(t, "", 64<<10, outboundConfig(t, mp.SMTP, mp.CAFile, 200*time.Millisecond))
 	marker := strings.ToLower(randHex(t, 6))
 	c := e.mailAndAnswer(t, mp, "studs-"+marker+"@example.se")
 
@@ -319,7 +319,7 @@ func TestMailBounces(t *testing.T) {
 // gets none.
 func TestMailAcknowledgesFormsAndOpen311(t *testing.T) {
 	mp := startMailpit(t, "")
-	e := startMailWith(t, "", 64<<10, outboundConfig(mp.SMTP, mp.CAFile, 200*time.Millisecond))
+	e := startMailWith(t, "", 64<<10, outboundConfig(t, mp.SMTP, mp.CAFile, 200*time.Millisecond))
 	marker := strings.ToLower(randHex(t, 6))
 	form := e.k.Token(t, "e-tjanst-kvitto", "form-client")
 	agent := e.k.Token(t, "anna", "agent")
@@ -387,7 +387,7 @@ func TestMailFirstResponseIsTheAnswerSent(t *testing.T) {
 	cert, key, _ := writeTestCert(t, t.TempDir())
 	relayAddr := freeAddr(t)
 	first := startMailpitCert(t, relayAddr, cert, key)
-	e := startMailWith(t, "", 64<<10, outboundConfig(relayAddr, cert, 200*time.Millisecond))
+	e := startMailWith(t, "", 64<<10, outboundConfig(t, relayAddr, cert, 200*time.Millisecond))
 	marker := strings.ToLower(randHex(t, 6))
 	from := "ttfr-" + marker + "@example.se"
 	require.NoError(t, e.send(from, []string{"kontakt@kommun.se"}, "From: "+from+"\nSubject: Soptunnan\n\nNär töms soptunnan? TTFR"+marker+"\n"))
