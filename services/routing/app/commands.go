@@ -67,7 +67,7 @@ func (c *Commands) Load(ctx context.Context, caseID string) (*domain.Case, error
 		if err != nil {
 			return nil, fmt.Errorf("decode %s: %w", r.Type, err)
 		}
-		evs = append(evs, domain.Event{Type: r.Type, Message: msg, ID: r.ID, Revision: uint64(r.Revision), Recorded: r.Recorded})
+		evs = append(evs, domain.Event{Type: r.Type, Message: msg, Revision: uint64(r.Revision), Recorded: r.Recorded})
 	}
 	cs, err := domain.Fold(evs)
 	if err != nil {
@@ -106,8 +106,7 @@ func (c *Commands) execute(ctx context.Context, caseID string, d decide) (*domai
 			return nil, fmt.Errorf("encode event: %w", err)
 		}
 		name := string(ev.ProtoReflect().Descriptor().FullName())
-		eventID := uuid.NewString()
-		rev, err := c.appendOnce(ctx, caseID, eventstore.Exact(eventstore.Revision(cs.Version)), eventstore.Event{ID: eventID, Type: name, Data: data})
+		rev, err := c.appendOnce(ctx, caseID, eventstore.Exact(eventstore.Revision(cs.Version)), eventstore.Event{ID: uuid.NewString(), Type: name, Data: data})
 		if errors.Is(err, eventstore.ErrConflict) && attempt < maxAttempts {
 			continue
 		}
@@ -117,7 +116,7 @@ func (c *Commands) execute(ctx context.Context, caseID string, d decide) (*domai
 		if err != nil {
 			return nil, err
 		}
-		if err := cs.Apply(domain.Event{Type: name, Message: ev, ID: eventID, Revision: uint64(rev), Recorded: now}); err != nil {
+		if err := cs.Apply(domain.Event{Type: name, Message: ev, Revision: uint64(rev), Recorded: now}); err != nil {
 			return nil, err
 		}
 		return cs, nil

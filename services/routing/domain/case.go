@@ -9,7 +9,6 @@ import (
 
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
 	"github.com/kontakt-se/kontakt/pkg/caseaccess"
-	"github.com/kontakt-se/kontakt/pkg/casemail"
 	"github.com/kontakt-se/kontakt/pkg/seal"
 )
 
@@ -67,12 +66,6 @@ type Case struct {
 	FirstContactResolution bool
 	// Reopenings counts CaseReopened events.
 	Reopenings int
-
-	// Mail are the case's e-mail facts (what was mailed, bounced or
-	// joined), folded by the one fold of them that intake's outbox and
-	// reply handling use too (pkg/casemail). Its sealed values are
-	// ciphertext; nothing in it is readable personal data.
-	Mail casemail.Facts
 
 	// Redacted holds the data classes whose keys were destroyed. A
 	// redacted case can still be worked; only its sealed data is gone.
@@ -171,7 +164,6 @@ func describe(ev Event) string {
 // apply changes the case as the event says and reports whether it knew
 // the event.
 func (c *Case) apply(ev Event) bool {
-	c.Mail.Apply(ev.Message, ev.ID, ev.Recorded)
 	switch m := ev.Message.(type) {
 	case *casev1.CaseRegistered:
 		c.ID = m.GetCaseId()
@@ -254,8 +246,9 @@ func (c *Case) apply(ev Event) bool {
 		c.Deleted = true
 	case *casev1.MailSent, *casev1.MailFailed, *casev1.CaseMessageReceived:
 		// The e-mail channel's record of a mail, and a citizen's message
-		// that joined the case: they show in the history, are in Mail,
-		// and decide nothing else here.
+		// that joined the case: they show in the history and decide
+		// nothing here (intake's outbox and reply handling fold them, in
+		// pkg/casemail).
 	default:
 		return false
 	}

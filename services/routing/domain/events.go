@@ -20,9 +20,6 @@ type Event struct {
 	// Message is the decoded event. It is nil when the reader did not
 	// know the type (Decode returned ErrUnknownEvent); Fold skips it.
 	Message proto.Message
-	// ID is the store's id of the event; the mail facts name an answer
-	// by it (MailSent.answer_event_id).
-	ID string
 	// Revision is the event's revision in the case's stream. It is opaque:
 	// Fold only hands the last one back as Case.Version.
 	Revision uint64

@@ -139,7 +139,7 @@ func (b *batch) apply(e *projection.Event) error {
 		r = &record{}
 	}
 	queueBefore := r.c.Queue
-	if err := r.c.Apply(domain.Event{Type: ev.Type, Message: msg, ID: ev.ID, Revision: uint64(ev.Revision), Recorded: ev.Recorded}); err != nil {
+	if err := r.c.Apply(domain.Event{Type: ev.Type, Message: msg, Revision: uint64(ev.Revision), Recorded: ev.Recorded}); err != nil {
 		// The fold refuses only what cannot be one case (a second
 		// registration, an event of another case), which the event store
 		// never holds. A projection cannot refuse the log (retrying would

@@ -48,7 +48,6 @@ func (r *record) clone() *record {
 	c.c.Holds = maps.Clone(r.c.Holds)
 	c.c.Redacted = maps.Clone(r.c.Redacted)
 	c.c.Generations = r.c.Generations.Clone()
-	c.c.Mail = r.c.Mail.Clone()
 	c.attachments = slices.Clone(r.attachments)
 	c.redacted = slices.Clone(r.redacted)
 	return c
