@@ -15,6 +15,14 @@ FUZZLONG  ?= 5m
 BENCHTIME ?= 2000x
 CONFIG    ?=
 
+# One set of build flags for every build, vet, lint and test (the race
+# detector's aside, which needs cgo): the shipped binary's static,
+# reproducible flags. The Go build cache keys each compiled package by its
+# flags, so a second set would compile the whole dependency graph twice,
+# minutes of `make test` on an empty cache.
+export CGO_ENABLED := 0
+export GOFLAGS     := $(strip $(GOFLAGS) -trimpath)
+
 PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 STATICCHECK_VERSION        := v0.8.2
@@ -95,7 +103,7 @@ SERVICES := intake routing retention statistics
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT   ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS  := -X github.com/kontakt-se/kontakt/pkg/buildinfo.Version=$(VERSION) -X github.com/kontakt-se/kontakt/pkg/buildinfo.Commit=$(COMMIT)
-GOBUILD  := CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)'
+GOBUILD  := $(GO) build -ldflags '$(LDFLAGS)'
 
 build: build-kontakt ## Build the single binary into bin/kontakt and each service's own binary into bin/kontakt-<service>.
 	for s in $(SERVICES); do echo "building bin/kontakt-$$s"; (cd services/$$s && $(GOBUILD) -o $(BIN)/kontakt-$$s ./cmd/kontakt-$$s) || exit 1; done
@@ -173,12 +181,23 @@ browser-deps: $(BROWSER_NPM) ## Install what the real-browser tests need: test/b
 # included, on a loaded 2-core machine.
 RACE_MODULES := $(filter-out test,$(MODULES))
 
+# make test runs the end-to-end tests (test/) beside lint, the race
+# detector and the fuzz targets instead of after them. The end-to-end
+# tests spend most of their minutes waiting (for servers to start, disk
+# syncs, deadlines polled), the others compiling: run one after the other
+# they left a core idle for a third of `make test`. Their output is
+# printed when they end, and a failure of either fails make test.
 .PHONY: test
 test: BUILD_QUIET := 1
-test: verify-workspace verify-generate lint build $(BIN)/nats-server $(BIN)/grpcurl $(BIN)/nats $(BIN)/jq $(BIN)/mailpit browser-deps postfix ## Run every check and test (what CI runs).
-	for m in $(RACE_MODULES); do (cd $$m && $(GO) test -race -count=1 -timeout 15m ./...) || exit 1; done
-	cd test && $(GO) test -count=1 -timeout 25m ./...
-	$(MAKE) --no-print-directory fuzz-short
+test: verify-workspace verify-generate build $(BIN)/nats-server $(BIN)/grpcurl $(BIN)/nats $(BIN)/jq $(BIN)/mailpit browser-deps postfix ## Run every check and test (what CI runs).
+	e2e_log=$$(mktemp); failed=0; \
+	(cd test && $(GO) test -count=1 -timeout 25m ./...) > "$$e2e_log" 2>&1 & e2e=$$!; \
+	$(MAKE) --no-print-directory lint || failed=1; \
+	if [ $$failed = 0 ]; then for m in $(RACE_MODULES); do (cd $$m && CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 15m ./...) || { failed=1; break; }; done; fi; \
+	if [ $$failed = 0 ]; then $(MAKE) --no-print-directory fuzz-short || failed=1; fi; \
+	wait $$e2e || failed=1; \
+	echo "--- the end-to-end tests (test/), run beside the rest:"; cat "$$e2e_log"; rm -f "$$e2e_log"; \
+	exit $$failed
 
 # Fuzz targets as module-dir:package:target.
 FUZZ_TARGETS := \

@@ -324,6 +324,12 @@ type MailInbound struct {
 	// Addresses are the contact centre's own addresses: what a mail to
 	// each becomes. Routing rules match them (recipients).
 	Addresses []MailAddress `yaml:"addresses"`
+	// ReplyReopenWithin is how long after a case was closed a citizen's
+	// reply (naming the case by a Message-ID kontakt sent or by its
+	// number in the subject) still joins it and reopens it; a reply
+	// later than that becomes a new case that refers to the old one's
+	// number. 0: a reply to a closed case always becomes a new case.
+	ReplyReopenWithin time.Duration `yaml:"reply_reopen_within"`
 }
 
 // MailAddress is one of the contact centre's addresses and the case a
@@ -536,6 +542,9 @@ func Default() Config {
 			Inbound: MailInbound{
 				MaxMessageBytes: 25 << 20,
 				PerSender:       RateLimit{PerMinute: 10, Burst: 20},
+				// A month: a citizen who writes back about an answer
+				// within it means the same matter.
+				ReplyReopenWithin: 30 * 24 * time.Hour,
 			},
 			// Eight attempts from a minute doubling to an hour span
 			// about four hours: a relay's maintenance window, not a
@@ -833,6 +842,9 @@ func (c Config) validateMail(bad func(key, format string, args ...any)) {
 		bad("mail.inbound.per_sender.per_minute", "must be between 0 (off) and 6000000, not %d", rl.PerMinute)
 	} else if rl.PerMinute > 0 && (rl.Burst < 1 || rl.Burst > 1_000_000) {
 		bad("mail.inbound.per_sender.burst", "must be between 1 and 1000000 when per_minute is set, not %d", rl.Burst)
+	}
+	if in.ReplyReopenWithin < 0 {
+		bad("mail.inbound.reply_reopen_within", "must be 0 (never reopen) or a positive duration, not %s", in.ReplyReopenWithin)
 	}
 	if in.StartTLS && c.TLS.CertFile == "" {
 		bad("mail.inbound.starttls", "needs the certificate of tls.cert_file and tls.key_file")

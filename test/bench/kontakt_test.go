@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -79,8 +78,10 @@ func binary() (string, error) {
 			return p, nil
 		}
 	}
-	_, file, _, _ := runtime.Caller(0)
-	root := filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+	root, err := repoRoot()
+	if err != nil {
+		return "", err
+	}
 	out := filepath.Join(root, "bin", "kontakt")
 	cmd := exec.Command("go", "build", "-o", out, ".")
 	cmd.Dir = filepath.Join(root, "services", "kontakt")
@@ -260,9 +261,12 @@ func intakeOnly(b *testing.B) (natsURL, addr string, mint func(subject string, r
 	}
 	intakeBin := filepath.Join(filepath.Dir(bin), "kontakt-intake")
 	if _, err := os.Stat(intakeBin); err != nil {
-		_, file, _, _ := runtime.Caller(0)
+		root, err := repoRoot()
+		if err != nil {
+			b.Fatal(err)
+		}
 		cmd := exec.Command("go", "build", "-o", intakeBin, "./cmd/kontakt-intake")
-		cmd.Dir = filepath.Join(filepath.Dir(file), "..", "..", "services", "intake")
+		cmd.Dir = filepath.Join(root, "services", "intake")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			b.Fatalf("build kontakt-intake: %v\n%s", err, out)
 		}
@@ -309,4 +313,19 @@ func intakeOnly(b *testing.B) (natsURL, addr string, mint func(subject string, r
 		return token
 	}
 	return nats.URL(), addr, mint
+}
+
+// repoRoot is the repository, from the working directory `go test` sets
+// to this package's (test/bench); the source file's own path is an
+// import path in the -trimpath builds of `make`.
+func repoRoot() (string, error) {
+	wd, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	root := filepath.Clean(filepath.Join(wd, "..", ".."))
+	if _, err := os.Stat(filepath.Join(root, "go.work")); err != nil {
+		return "", fmt.Errorf("the benchmarks run from test/bench in the repository: %w", err)
+	}
+	return root, nil
 }

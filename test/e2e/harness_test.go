@@ -19,7 +19,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -34,12 +33,18 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
-// repoRoot finds the repository from this file's location.
+// repoRoot finds the repository from the working directory, which `go
+// test` sets to this package's directory (test/e2e). The source file's
+// own path would not do: `make test` builds with -trimpath, which turns
+// it into an import path.
 func repoRoot(t testing.TB) string {
 	t.Helper()
-	_, file, _, ok := runtime.Caller(0)
-	require.True(t, ok)
-	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+	wd, err := os.Getwd()
+	require.NoError(t, err)
+	root := filepath.Clean(filepath.Join(wd, "..", ".."))
+	_, err = os.Stat(filepath.Join(root, "go.work"))
+	require.NoError(t, err, "the e2e tests run from test/e2e in the repository")
+	return root
 }
 
 var buildOnce = map[string]*sync.Once{"kontakt": {}, "grpcurl": {}, "jq": {}}

@@ -52,9 +52,16 @@ func mailpitBinary(t *testing.T) string {
 // credentials accepted, on smtpAddr (empty: a free port).
 func startMailpit(t *testing.T, smtpAddr string, extraArgs ...string) *mailpit {
 	t.Helper()
+	cert, key, _ := writeTestCert(t, t.TempDir())
+	return startMailpitCert(t, smtpAddr, cert, key, extraArgs...)
+}
+
+// startMailpitCert is startMailpit with a given certificate, so a relay
+// stopped and started again is one that kontakt trusts.
+func startMailpitCert(t *testing.T, smtpAddr, cert, key string, extraArgs ...string) *mailpit {
+	t.Helper()
 	bin := mailpitBinary(t)
 	dir := t.TempDir()
-	cert, key, _ := writeTestCert(t, dir)
 	if smtpAddr == "" {
 		smtpAddr = freeAddr(t)
 	}
@@ -90,6 +97,18 @@ func startMailpit(t *testing.T, smtpAddr string, extraArgs ...string) *mailpit {
 		return resp.StatusCode == http.StatusOK
 	}), "mailpit did not start:\n%s", m.out.String())
 	return m
+}
+
+// stop ends mailpit (the relay goes away) and waits until it has.
+func (m *mailpit) stop(t *testing.T) {
+	t.Helper()
+	_ = m.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-m.done:
+		m.done <- err // for the cleanup, which waits for it too
+	case <-time.After(10 * time.Second):
+		t.Fatal("mailpit did not stop")
+	}
 }
 
 // mailpitAddress is an address as mailpit's API gives it.
@@ -166,9 +185,13 @@ func (m *mailpit) waitFor(t *testing.T, recipient string, n int, timeout time.Du
 	return got
 }
 
-// outboundConfig is mail.outbound for a relay at addr over STARTTLS.
-func outboundConfig(addr, caFile string, retryInitial time.Duration) string {
+// outboundConfig is mail.outbound for a relay at addr over STARTTLS,
+// with the relay's password in a file of the test's own, removed with it.
+func outboundConfig(t *testing.T, addr, caFile string, retryInitial time.Duration) string {
+	t.Helper()
 	host, port, _ := net.SplitHostPort(addr)
+	passwordFile := filepath.Join(t.TempDir(), "relay-password")
+	require.NoError(t, os.WriteFile(passwordFile, []byte("hemligt\n"), 0o600))
 	return fmt.Sprintf(`  outbound:
     host: %s
     port: %s
@@ -184,17 +207,6 @@ func outboundConfig(addr, caFile string, retryInitial time.Duration) string {
       synpunkt: {subject: "Tack för dina synpunkter, ärende {{.CaseNumber}}"}
 `, host, port, passwordFile, caFile, retryInitial)
 }
-
-// passwordFile is written once per test binary: the relay's password.
-var passwordFile = func() string {
-	f, err := os.CreateTemp("", "kontakt-relay-password-*")
-	if err != nil {
-		panic(err)
-	}
-	_, _ = f.WriteString("hemligt\n")
-	_ = f.Close()
-	return f.Name()
-}()
 
 // mailEvents returns the MailSent and MailFailed events of a case.
 func (e *mailEnv) mailEvents(t *testing.T, caseID string) (sent []*casev1.MailSent, failed []*casev1.MailFailed) {
@@ -219,7 +231,7 @@ func (e *mailEnv) mailEvents(t *testing.T, caseID string) (sent []*casev1.MailSe
 
 func TestMailAcknowledgement(t *testing.T) {
 	mp := startMailpit(t, "")
-	e := startMailWith(t, "", 64<<10, outboundConfig(mp.SMTP, mp.CAFile, 200*time.Millisecond))
+	e := startMailWith(t, "", 64<<10, outboundConfig(t, mp.SMTP, mp.CAFile, 200*time.Millisecond))
 	marker := strings.ToLower(randHex(t, 6))
 
 	type sent struct{ from, to, msg, subjectHas string }
@@ -308,7 +320,7 @@ func TestMailAcknowledgementSurvivesKill9(t *testing.T) {
 	dataDir := filepath.Join(t.TempDir(), "data")
 	// The certificate mailpit will serve is made by startMailpit, so
 	// the first binary trusts a placeholder; nothing listens anyway.
-	e := startMailWith(t, dataDir, 64<<10, outboundConfig(relayAddr, cert, 200*time.Millisecond))
+	e := startMailWith(t, dataDir, 64<<10, outboundConfig(t, relayAddr, cert, 200*time.Millisecond))
 	from := "kill-" + strings.ToLower(randHex(t, 6)) + "@example.se"
 	require.NoError(t, e.send(from, []string{"kontakt@kommun.se"}, "From: "+from+"\nSubject: Före kraschen\n\nHej\n"))
 	caseID := e.casesOf(t, from, 1)[0].GetCaseId()
@@ -318,7 +330,7 @@ func TestMailAcknowledgementSurvivesKill9(t *testing.T) {
 	e.k.kill9(t)
 
 	mp := startMailpit(t, relayAddr)
-	e2 := startMailWith(t, dataDir, 64<<10, outboundConfig(relayAddr, mp.CAFile, 200*time.Millisecond))
+	e2 := startMailWith(t, dataDir, 64<<10, outboundConfig(t, relayAddr, mp.CAFile, 200*time.Millisecond))
 	got := mp.waitFor(t, from, 1, 60*time.Second)
 	var sentEvs []*casev1.MailSent
 	require.True(t, eventually(30*time.Second, func() bool {
@@ -352,7 +364,7 @@ func TestMailAnswers(t *testing.T) {
 	// The relay accepts mail to example.se only: example.org is refused
 	// with a 5xx, as a relay refuses an address it will not deliver to.
 	mp := startMailpit(t, "", "--smtp-allowed-recipients", `@example\.se$`)
-	e := startMailWith(t, "", 64<<10, outboundConfig(mp.SMTP, mp.CAFile, 200*time.Millisecond))
+	e := startMailWith(t, "", 64<<10, outboundConfig(t, mp.SMTP, mp.CAFile, 200*time.Millisecond))
 	marker := strings.ToLower(randHex(t, 6))
 	answer := "Hej!\nEn altan lägre än 1,8 meter kräver inget bygglov. SVAR" + marker
 
@@ -424,7 +436,7 @@ func TestMailAnswersSurviveKill9(t *testing.T) {
 	const n = 100
 	mp := startMailpit(t, "")
 	dataDir := filepath.Join(t.TempDir(), "data")
-	e := startMailWith(t, dataDir, 64<<10, outboundConfig(mp.SMTP, mp.CAFile, 200*time.Millisecond))
+	e := startMailWith(t, dataDir, 64<<10, outboundConfig(t, mp.SMTP, mp.CAFile, 200*time.Millisecond))
 	from := "burst-" + strings.ToLower(randHex(t, 6)) + "@example.se"
 	for i := range n {
 		require.NoError(t, e.send(from, []string{"kontakt@kommun.se"}, fmt.Sprintf("From: %s\nSubject: Fråga %d\n\nText %d\n", from, i, i)))
@@ -454,7 +466,7 @@ func TestMailAnswersSurviveKill9(t *testing.T) {
 	before := len(answers())
 	require.Less(t, before, n, "killed while answers were still waiting (raise n if the outbox outran the test)")
 
-	e2 := startMailWith(t, dataDir, 64<<10, outboundConfig(mp.SMTP, mp.CAFile, 200*time.Millisecond))
+	e2 := startMailWith(t, dataDir, 64<<10, outboundConfig(t, mp.SMTP, mp.CAFile, 200*time.Millisecond))
 	// Every answer recorded as sent on its case...
 	require.True(t, eventually(120*time.Second, func() bool {
 		done := 0

@@ -10,12 +10,7 @@ package e2e
 
 import (
 	"bufio"
-	"fmt"
-	"net"
 	"net/smtp"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -24,111 +19,33 @@ import (
 	"github.com/stretchr/testify/require"
 
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
+	mta "github.com/kontakt-se/kontakt/test/internal/postfix"
 )
 
-// postfix is one running Postfix instance.
-type postfix struct {
-	dir, config, smtpd string
-}
+// postfix is one running Postfix instance (test/internal/postfix).
+type postfix struct{ *mta.Instance }
 
-// startPostfix configures and starts a Postfix instance that relays
-// mail for kommun.se to relayTo. It skips the test, with one line, where
-// Postfix is not installed or the test does not run as root (Postfix's
-// master must start as root; it drops to the postfix user itself).
+// startPostfix starts a Postfix instance that relays mail for kommun.se
+// to relayTo, stopped when the test ends. It skips the test, with one
+// line, where Postfix is not installed or the test does not run as root.
 func startPostfix(t *testing.T, relayTo string) *postfix {
 	t.Helper()
-	if _, err := os.Stat("/usr/sbin/postfix"); err != nil {
-		t.Skip("postfix is not installed: `make postfix` (scripts/install-postfix.sh) installs the pinned Debian package")
+	if err := mta.Available(); err != nil {
+		t.Skip(err.Error())
 	}
-	if os.Geteuid() != 0 {
-		t.Skip("postfix's master must be started as root; this test runs as another user")
-	}
-	// Not t.TempDir: the postfix user must reach its directories, and a
-	// test's temporary directory is private to root.
-	dir, err := os.MkdirTemp("", "kontakt-postfix-")
+	inst, err := mta.Start(relayTo, freeAddr(t))
 	require.NoError(t, err)
-	require.NoError(t, os.Chmod(dir, 0o755))
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	p := &postfix{dir: dir, config: filepath.Join(dir, "config"), smtpd: freeAddr(t)}
-	for _, d := range []string{"config", "queue", "data"} {
-		require.NoError(t, os.Mkdir(filepath.Join(dir, d), 0o755))
-	}
-	out, err := exec.Command("chown", "postfix", filepath.Join(dir, "data")).CombinedOutput()
-	require.NoError(t, err, "%s", out)
-	host, port, _ := net.SplitHostPort(relayTo)
-	mainCF := fmt.Sprintf(`compatibility_level = 3.6
-queue_directory = %[1]s/queue
-data_directory = %[1]s/data
-mail_owner = postfix
-setgid_group = postdrop
-inet_protocols = ipv4
-inet_interfaces = 127.0.0.1
-myhostname = mx.kommun.test
-mydestination =
-mynetworks = 127.0.0.0/8
-relay_domains = kommun.se
-transport_maps = inline:{ kommun.se=smtp:[%[2]s]:%[3]s }
-default_transport = error:outside delivery is off in this test
-smtpd_recipient_restrictions = permit_mynetworks, reject_unauth_destination
-maillog_file = %[1]s/maillog
-maillog_file_prefixes = %[1]s
-alias_maps =
-alias_database =
-local_recipient_maps =
-biff = no
-smtp_tls_security_level = none
-smtpd_tls_security_level = none
-message_size_limit = 10240000
-queue_run_delay = 1s
-minimal_backoff_time = 1s
-maximal_backoff_time = 2s
-`, dir, host, port)
-	masterCF := p.smtpd + ` inet n - n - - smtpd
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-smtp      unix  -       -       n       -       -       smtp
-relay     unix  -       -       n       -       -       smtp
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
-`
-	require.NoError(t, os.WriteFile(filepath.Join(p.config, "main.cf"), []byte(mainCF), 0o644))
-	require.NoError(t, os.WriteFile(filepath.Join(p.config, "master.cf"), []byte(masterCF), 0o644))
-	out, err = exec.Command("/usr/sbin/postfix", "-c", p.config, "start").CombinedOutput()
-	require.NoError(t, err, "postfix start: %s\n%s", out, p.log())
+	p := &postfix{inst}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("postfix log:\n%s", p.log())
 		}
-		_ = exec.Command("/usr/sbin/postfix", "-c", p.config, "stop").Run()
+		p.Stop()
 	})
-	require.True(t, eventually(30*time.Second, func() bool {
-		c, err := smtp.Dial(p.smtpd)
-		if err != nil {
-			return false
-		}
-		_ = c.Quit()
-		return true
-	}), "postfix's smtpd never answered:\n%s", p.log())
 	return p
 }
 
-func (p *postfix) log() string {
-	b, _ := os.ReadFile(filepath.Join(p.dir, "maillog"))
-	return string(b)
-}
+func (p *postfix) log() string { return p.Log() }
 
 var (
 	postfixQueueID = regexp.MustCompile(`postfix/cleanup\[\d+\]: ([0-9A-F]+): message-id=<([^>]+)>`)
@@ -166,7 +83,7 @@ func TestMailThroughPostfix(t *testing.T) {
 	send := func(t *testing.T, envelope, id, msg string) {
 		t.Helper()
 		msg = "Message-ID: <" + id + ">\nDate: Mon, 07 Dec 2026 10:00:00 +0100\n" + msg
-		require.NoError(t, smtp.SendMail(pf.smtpd, nil, envelope, []string{"kontakt@kommun.se"}, []byte(strings.ReplaceAll(msg, "\n", "\r\n"))))
+		require.NoError(t, smtp.SendMail(pf.SMTPD, nil, envelope, []string{"kontakt@kommun.se"}, []byte(strings.ReplaceAll(msg, "\n", "\r\n"))))
 	}
 	pdf := "JVBERi0xLjQKJcfsj6IKMSAwIG9iago8PC9UeXBlL0NhdGFsb2c+PgplbmRvYmoKdHJhaWxlcgo8PC9Sb290IDEgMCBSPj4KJSVFT0YK"
 	png := "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
@@ -259,4 +176,37 @@ func TestMailThroughPostfix(t *testing.T) {
 			require.NotContains(t, e.k.stderr.String(), n)
 		}
 	})
+}
+
+// TestMailReplyAndBounceThroughPostfix: the reply to an answer and the
+// bounce of an answer, as Postfix delivers them to kontakt, land on the
+// case: the reply joins it as the citizen's message, the bounce marks
+// the answer undelivered; neither is a case.
+func TestMailReplyAndBounceThroughPostfix(t *testing.T) {
+	mp := startMailpit(t, "")
+	e := startMailWith(t, "", 64<<10, outboundConfig(t, mp.SMTP, mp.CAFile, 200*time.Millisecond))
+	pf := startPostfix(t, e.smtpAddr)
+	marker := strings.ToLower(randHex(t, 6))
+	send := func(t *testing.T, envelope, id, msg string) {
+		t.Helper()
+		msg = "Message-ID: <" + id + ">\nDate: Mon, 07 Dec 2026 10:00:00 +0100\n" + msg
+		require.NoError(t, smtp.SendMail(pf.SMTPD, nil, envelope, []string{"kontakt@kommun.se"}, []byte(strings.ReplaceAll(msg, "\n", "\r\n"))))
+		status, reason := pf.outcome(t, id)
+		require.Equal(t, "sent", status, "postfix delivered it to kontakt: %s", reason)
+	}
+
+	from := "pfsvar-" + marker + "@example.se"
+	c := e.mailAndAnswer(t, mp, from)
+
+	send(t, from, "reply-"+marker+"@example.se", "From: "+from+"\nTo: kontakt@kommun.se\nIn-Reply-To: <"+c.answerID+">\nReferences: <"+c.answerID+">\n"+
+		"Subject: =?UTF-8?Q?Re:_Svar_p=C3=A5_ditt_=C3=A4rende?=\nContent-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\nTack för svaret! POSTFIX"+marker+"\n")
+	h := e.waitMessage(t, c.caseID, "POSTFIX"+marker)
+	require.Equal(t, "message-id", h.GetDetail())
+	require.Contains(t, h.GetText(), "Tack för svaret!")
+
+	// Postfix's own bounce format: a DSN from the null sender.
+	send(t, "", "dsn-"+marker+"@mx.kommun.test", dsn("kontakt@kommun.se", c.answerID, "failed"))
+	e.historyHas(t, c.caseID, "mail_failed", "answer: bounced")
+	require.Len(t, e.casesOf(t, from, 1), 1, "the reply and the bounce made no case")
+	require.Equal(t, 1, len(countType(e.events(t), "kontakt.case.v1.CaseRegistered")), "one case in all")
 }

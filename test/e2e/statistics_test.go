@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -39,8 +38,7 @@ func natscli(t *testing.T) string {
 		}
 	}
 	natscliOnce.Do(func() {
-		_, file, _, _ := runtime.Caller(0)
-		testDir := filepath.Join(filepath.Dir(file), "..")
+		testDir := filepath.Join(repoRoot(t), "test")
 		natscliPath = filepath.Join(testDir, "..", "bin", "nats")
 		cmd := exec.Command("go", "build", "-o", natscliPath, "github.com/nats-io/natscli/nats")
 		cmd.Dir = testDir

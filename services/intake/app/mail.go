@@ -36,12 +36,17 @@ func (s *Service) KnowsMailbox(address string) bool {
 	return ok
 }
 
-// RegisterMail registers the case a person's mail becomes. Mail a
-// program sent fails with ErrAutomatedMail (wrapping the rule that
-// caught it) and changes nothing; a mail that breaks intake's rules
-// fails with the ValidationError every channel gets.
+// RegisterMail registers the case a person's mail becomes, or joins a
+// reply to the case it names (see reply.go). Mail a program sent fails
+// with ErrAutomatedMail (wrapping the rule that caught it) and is never
+// a case; a bounce of a mail kontakt sent is first recorded on that
+// mail's case. A mail that breaks intake's rules fails with the
+// ValidationError every channel gets.
 func (s *Service) RegisterMail(ctx context.Context, m domain.Mail) (Registered, error) {
 	if reason, automated := m.Automated(); automated {
+		if err := s.recordBounces(ctx, m.Bounced()); err != nil {
+			return Registered{}, err
+		}
 		return Registered{}, fmt.Errorf("%w: %s", ErrAutomatedMail, reason)
 	}
 	box, ok := s.cfg.Mailboxes[strings.ToLower(m.Mailbox)]
@@ -49,10 +54,23 @@ func (s *Service) RegisterMail(ctx context.Context, m domain.Mail) (Registered, 
 		return Registered{}, ErrUnknownMailbox
 	}
 	now := s.clock()
+	caseID, number, matchedBy, err := s.replyTarget(ctx, m)
+	if err != nil {
+		return Registered{}, err
+	}
+	refersTo := ""
+	if caseID != "" {
+		r, refer, err := s.joinReply(ctx, m, caseID, number, matchedBy, now)
+		if err != nil || refer == "" {
+			return r, err
+		}
+		refersTo = refer
+	}
 	reg, err := domain.ValidateMail(m, box.Type, box.Category, now, s.cfg.Categories)
 	if err != nil {
 		return Registered{}, err
 	}
+	reg.RefersTo = refersTo
 	if m.MessageID == "" {
 		return s.register(ctx, reg, uuid.NewString(), uuid.NewString(), MailActor, now, true)
 	}

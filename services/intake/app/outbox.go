@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -16,6 +17,7 @@ import (
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
 	"github.com/kontakt-se/kontakt/pkg/backoff"
 	"github.com/kontakt-se/kontakt/pkg/caseevents"
+	"github.com/kontakt-se/kontakt/pkg/casemail"
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
 	"github.com/kontakt-se/kontakt/pkg/projection"
 	"github.com/kontakt-se/kontakt/pkg/seal"
@@ -75,12 +77,26 @@ func (i OutboxItem) Key() string {
 	return i.CaseID + "/" + i.Kind.String() + "/" + i.AnswerEventID
 }
 
-// OutboxStore keeps the items and the outbox's checkpoint durably.
+// SentMail names a mail kontakt sent: its Message-ID (with angle
+// brackets, as MailSent records it) and its case. The outbox keeps an
+// index of them, so a reply or a bounce that names a Message-ID finds
+// its case without reading every case.
+type SentMail struct {
+	MessageID string
+	CaseID    string
+}
+
+// OutboxStore keeps the items, the index of sent mails and the outbox's
+// checkpoint durably.
 type OutboxStore interface {
 	Checkpoint() (eventstore.Position, error)
 	// Apply adds items (an existing one is kept as it is), removes the
-	// keys in done and sets the checkpoint, in one transaction.
-	Apply(add []OutboxItem, done []string, checkpoint eventstore.Position) error
+	// keys in done, indexes the sent mails, drops the index entries of
+	// the deleted cases and sets the checkpoint, in one transaction.
+	Apply(add []OutboxItem, done []string, sent []SentMail, deleted []string, checkpoint eventstore.Position) error
+	// CaseOfMessage returns the case a mail with the Message-ID (with
+	// angle brackets) was sent about.
+	CaseOfMessage(messageID string) (caseID string, found bool, err error)
 	// Due returns up to limit items whose NextAt is not after now.
 	Due(now time.Time, limit int) ([]OutboxItem, error)
 	// Put replaces an item (its attempts and next time).
@@ -169,15 +185,23 @@ func (o *Outbox) Apply(_ context.Context, batch []projection.Event) error {
 		return nil
 	}
 	var add []OutboxItem
-	var done []string
+	var done, deleted []string
+	var sent []SentMail
 	now := o.clock()
 	for _, ev := range batch {
+		if ev.Deleted() {
+			deleted = append(deleted, ev.Recorded.Stream)
+			continue
+		}
 		switch m := ev.Message.(type) {
 		case *casev1.CaseRegistered:
-			// Only a case that came in by mail is acknowledged by mail:
-			// its mailbox says so. Mail a program sent never became a
-			// case, so it is never acknowledged.
-			if m.GetMailbox() != "" && now.Sub(m.GetRegisteredAt().AsTime()) < MailMaxAge {
+			// A case that came in by mail, or from an e-service form or
+			// an Open311 client, is acknowledged by mail (when its
+			// contact has an address: decided at sending, where the
+			// contact is opened). A case an agent registered (a phone
+			// call, a letter) is not: the agent told the citizen.
+			// Mail a program sent never became a case.
+			if Acknowledged(m) && now.Sub(m.GetRegisteredAt().AsTime()) < MailMaxAge {
 				add = append(add, OutboxItem{CaseID: ev.Recorded.Stream, Kind: casev1.MailKind_MAIL_KIND_ACKNOWLEDGEMENT, NextAt: now})
 			}
 		case *casev1.CaseAnswered:
@@ -186,11 +210,16 @@ func (o *Outbox) Apply(_ context.Context, batch []projection.Event) error {
 			}
 		case *casev1.MailSent:
 			done = append(done, OutboxItem{CaseID: ev.Recorded.Stream, Kind: m.GetKind(), AnswerEventID: m.GetAnswerEventId()}.Key())
+			if id := m.GetMessageId(); id != "" {
+				sent = append(sent, SentMail{MessageID: id, CaseID: ev.Recorded.Stream})
+			}
+		case *casev1.CaseDeleted:
+			deleted = append(deleted, ev.Recorded.Stream)
 		case *casev1.MailFailed:
 			done = append(done, OutboxItem{CaseID: ev.Recorded.Stream, Kind: m.GetKind(), AnswerEventID: m.GetAnswerEventId()}.Key())
 		}
 	}
-	if err := o.items.Apply(add, done, batch[len(batch)-1].Recorded.Position); err != nil {
+	if err := o.items.Apply(add, done, sent, deleted, batch[len(batch)-1].Recorded.Position); err != nil {
 		return fmt.Errorf("outbox: %w", err)
 	}
 	if len(add) > 0 {
@@ -200,6 +229,13 @@ func (o *Outbox) Apply(_ context.Context, batch []projection.Event) error {
 		}
 	}
 	return nil
+}
+
+// Acknowledged says whether a registration is acknowledged by mail: it
+// came by mail (its mailbox is set), or a form client submitted it (an
+// e-service form or an Open311 report: registered by "form:<client>").
+func Acknowledged(reg *casev1.CaseRegistered) bool {
+	return reg.GetMailbox() != "" || strings.HasPrefix(reg.GetRegisteredBy(), FormActorPrefix)
 }
 
 // Run sends due mails until ctx ends.
@@ -239,21 +275,16 @@ func (o *Outbox) sendDue(ctx context.Context) {
 	}
 }
 
-// mailCase is what the outbox reads of a case's events.
+// mailCase is what the outbox reads of a case's events: the one fold of
+// a case's mail facts (pkg/casemail), which routing's domain folds too,
+// and the revision to append after.
 type mailCase struct {
-	number   string
-	caseType casev1.CaseType
-	contact  *casev1.SealedPersonalData
-	// answer is the sealed text of the item's CaseAnswered.
-	answer *casev1.SealedPersonalData
-	// acknowledged says an acknowledgement was sent, which an answer
-	// then refers to, so mail clients thread the two.
-	acknowledged bool
-	revision     eventstore.Revision
-	recorded     bool
+	casemail.Facts
+	revision eventstore.Revision
 }
 
-func foldMailCase(evs []eventstore.RecordedEvent, it OutboxItem) mailCase {
+// foldMailCase folds a case's stored events into its mail facts.
+func foldMailCase(evs []eventstore.RecordedEvent) mailCase {
 	var c mailCase
 	for _, rec := range evs {
 		c.revision = rec.Revision
@@ -261,29 +292,7 @@ func foldMailCase(evs []eventstore.RecordedEvent, it OutboxItem) mailCase {
 		if err != nil {
 			continue
 		}
-		switch e := m.(type) {
-		case *casev1.CaseRegistered:
-			c.number, c.caseType, c.contact = e.GetCaseNumber(), e.GetType(), e.GetContact()
-		case *casev1.PersonalDataRectified:
-			if e.GetDataClass() == casev1.DataClass_DATA_CLASS_CONTACT_DETAILS {
-				c.contact = e.GetValue()
-			}
-		case *casev1.CaseAnswered:
-			if rec.ID == it.AnswerEventID {
-				c.answer = e.GetAnswer()
-			}
-		case *casev1.MailSent:
-			if e.GetKind() == casev1.MailKind_MAIL_KIND_ACKNOWLEDGEMENT {
-				c.acknowledged = true
-			}
-			if e.GetKind() == it.Kind && e.GetAnswerEventId() == it.AnswerEventID {
-				c.recorded = true
-			}
-		case *casev1.MailFailed:
-			if e.GetKind() == it.Kind && e.GetAnswerEventId() == it.AnswerEventID {
-				c.recorded = true
-			}
-		}
+		c.Apply(m, rec.ID, rec.Recorded)
 	}
 	return c
 }
@@ -301,8 +310,8 @@ func (o *Outbox) process(ctx context.Context, it OutboxItem) bool {
 		o.logger.Warn("outbox: cannot read a case; trying again", "case_id", it.CaseID, "error", err)
 		return false
 	}
-	c := foldMailCase(evs, it)
-	if c.recorded {
+	c := foldMailCase(evs)
+	if c.Recorded(it.Kind, it.AnswerEventID) {
 		o.remove(it)
 		return true
 	}
@@ -312,9 +321,10 @@ func (o *Outbox) process(ctx context.Context, it OutboxItem) bool {
 		o.logger.Warn("outbox: cannot compose a mail; trying again", "case_id", it.CaseID, "error", err)
 		return false
 	}
-	if reason == reasonNoAddress && it.Kind == casev1.MailKind_MAIL_KIND_ANSWER {
+	if reason == reasonNoAddress && (it.Kind == casev1.MailKind_MAIL_KIND_ANSWER || c.Channel != casev1.Channel_CHANNEL_EMAIL) {
 		// An answer to a case without an e-mail address (a phone call
-		// answered by phone) is no mail: nothing to record.
+		// answered by phone), or a form submitted without one, is no
+		// mail: nothing to record.
 		o.remove(it)
 		return true
 	}
@@ -352,11 +362,11 @@ func (o *Outbox) process(ctx context.Context, it OutboxItem) bool {
 
 // compose builds the mail, or says why there is none to send.
 func (o *Outbox) compose(ctx context.Context, it OutboxItem, c mailCase) (domain.OutgoingMail, string, error) {
-	if c.contact == nil {
+	if c.Contact == nil {
 		return domain.OutgoingMail{}, reasonNoAddress, nil
 	}
 	var contact casev1.ContactDetails
-	if err := o.opener.OpenMessage(ctx, it.CaseID, c.contact, &contact); errors.Is(err, seal.ErrKeyDestroyed) {
+	if err := o.opener.OpenMessage(ctx, it.CaseID, c.Contact, &contact); errors.Is(err, seal.ErrKeyDestroyed) {
 		return domain.OutgoingMail{}, reasonRedacted, nil
 	} else if err != nil {
 		return domain.OutgoingMail{}, "", err
@@ -366,26 +376,27 @@ func (o *Outbox) compose(ctx context.Context, it OutboxItem, c mailCase) (domain
 	}
 	switch it.Kind {
 	case casev1.MailKind_MAIL_KIND_ACKNOWLEDGEMENT:
-		subject, body, err := o.cfg.Acknowledgements.Render(c.caseType, c.number)
+		subject, body, err := o.cfg.Acknowledgements.Render(c.Type, c.Number)
 		if err != nil {
 			return domain.OutgoingMail{}, "", err
 		}
 		return domain.OutgoingMail{To: contact.GetEmail(), Subject: subject, Body: body, Automatic: true}, "", nil
 	case casev1.MailKind_MAIL_KIND_ANSWER:
-		if c.answer == nil {
+		text := c.Answer(it.AnswerEventID)
+		if text == nil {
 			// The answer event is gone from the stream (never, short
 			// of a store rewritten by hand): nothing to send.
 			return domain.OutgoingMail{}, reasonRedacted, nil
 		}
 		var answer casev1.AnswerText
-		if err := o.opener.OpenMessage(ctx, it.CaseID, c.answer, &answer); errors.Is(err, seal.ErrKeyDestroyed) {
+		if err := o.opener.OpenMessage(ctx, it.CaseID, text, &answer); errors.Is(err, seal.ErrKeyDestroyed) {
 			return domain.OutgoingMail{}, reasonRedacted, nil
 		} else if err != nil {
 			return domain.OutgoingMail{}, "", err
 		}
-		m := domain.AnswerMail(c.number, answer.GetText())
+		m := domain.AnswerMail(c.Number, answer.GetText())
 		m.To = contact.GetEmail()
-		if c.acknowledged {
+		if c.Acknowledged() {
 			m.InReplyTo = domain.MessageID(it.CaseID, casev1.MailKind_MAIL_KIND_ACKNOWLEDGEMENT, "", o.cfg.Host)
 		}
 		return m, "", nil
@@ -431,8 +442,8 @@ func (o *Outbox) record(ctx context.Context, it OutboxItem, c mailCase, outcome 
 			if rerr != nil {
 				return rerr
 			}
-			again := foldMailCase(evs, it)
-			if again.recorded {
+			again := foldMailCase(evs)
+			if again.Recorded(it.Kind, it.AnswerEventID) {
 				return nil
 			}
 			revision = again.revision

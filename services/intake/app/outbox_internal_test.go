@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sort"
 	"sync"
 	"testing"
@@ -102,11 +103,27 @@ func plainContact(t *testing.T, email string) *casev1.SealedPersonalData {
 // memItems is OutboxStore in memory.
 type memItems struct {
 	items map[string]OutboxItem
+	sent  map[string]string
 	cp    eventstore.Position
 }
 
 func (m *memItems) Checkpoint() (eventstore.Position, error) { return m.cp, nil }
-func (m *memItems) Apply(add []OutboxItem, done []string, cp eventstore.Position) error {
+func (m *memItems) CaseOfMessage(id string) (string, bool, error) {
+	c, ok := m.sent[id]
+	return c, ok, nil
+}
+func (m *memItems) Apply(add []OutboxItem, done []string, sent []SentMail, deleted []string, cp eventstore.Position) error {
+	if m.sent == nil {
+		m.sent = map[string]string{}
+	}
+	for _, s := range sent {
+		m.sent[s.MessageID] = s.CaseID
+	}
+	for id, c := range m.sent {
+		if slices.Contains(deleted, c) {
+			delete(m.sent, id)
+		}
+	}
 	for _, it := range add {
 		if _, ok := m.items[it.Key()]; !ok {
 			m.items[it.Key()] = it
@@ -163,6 +180,8 @@ func TestOutbox(t *testing.T) {
 		name        string
 		contact     *casev1.SealedPersonalData
 		mailbox     string
+		by          string // registered_by; empty: the mail receiver
+		channel     casev1.Channel
 		script      []error
 		sends       int // passes of the sender
 		wantSent    int
@@ -177,6 +196,9 @@ func TestOutbox(t *testing.T) {
 		{name: "the last attempt gives up", mailbox: "kontakt@kommun.se", script: []error{errTemp, errTemp, errTemp, errTemp}, sends: 4, wantFailed: "unavailable", wantAttempt: 3},
 		{name: "no e-mail address", mailbox: "kontakt@kommun.se", contact: &casev1.SealedPersonalData{}, sends: 1, wantFailed: "no-address"},
 		{name: "redacted before it was sent", mailbox: "kontakt@kommun.se", contact: &casev1.SealedPersonalData{KeyId: "destroyed"}, sends: 1, wantFailed: "redacted"},
+		{name: "a form with an e-mail address is acknowledged", by: "form:eservice", channel: casev1.Channel_CHANNEL_FORM, sends: 1, wantSent: 1, wantAttempt: 1, wantMails: 1},
+		{name: "a form without one: nothing recorded", by: "form:eservice", channel: casev1.Channel_CHANNEL_FORM, contact: &casev1.SealedPersonalData{}, sends: 1},
+		{name: "a phone call an agent registered is not acknowledged", by: "anna", channel: casev1.Channel_CHANNEL_PHONE, sends: 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -197,8 +219,12 @@ func TestOutbox(t *testing.T) {
 			} else if contact.GetKeyId() == "" && contact.GetCiphertext() == nil {
 				contact = plainContact(t, "")
 			}
+			channel, by := tt.channel, tt.by
+			if channel == casev1.Channel_CHANNEL_UNSPECIFIED {
+				channel, by = casev1.Channel_CHANNEL_EMAIL, MailActor
+			}
 			reg := log.add(t, testCase, &casev1.CaseRegistered{CaseId: testCase, CaseNumber: "KC-2026-000042", Type: casev1.CaseType_CASE_TYPE_FRAGA,
-				Channel: casev1.Channel_CHANNEL_EMAIL, Contact: contact, Mailbox: tt.mailbox, RegisteredAt: timestamppb.New(now)})
+				Channel: channel, RegisteredBy: by, Contact: contact, Mailbox: tt.mailbox, RegisteredAt: timestamppb.New(now)})
 			require.NoError(t, o.Apply(context.Background(), []projection.Event{reg}))
 			for range tt.sends {
 				o.sendDue(context.Background())
@@ -224,7 +250,7 @@ func TestOutbox(t *testing.T) {
 			} else {
 				require.Empty(t, failed)
 			}
-			if tt.wantSent+len(failed) > 0 || tt.mailbox == "" {
+			if tt.wantSent+len(failed) > 0 || tt.mailbox == "" || tt.by != "" {
 				require.Empty(t, items.items, "nothing left to send")
 			}
 		})

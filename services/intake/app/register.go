@@ -34,8 +34,13 @@ type Registered struct {
 	CaseID       string
 	CaseNumber   string
 	RegisteredAt time.Time
-	// Replayed is true when a form submission repeated an earlier one.
+	// Replayed is true when a form submission repeated an earlier one
+	// (or a relay delivered a mail again).
 	Replayed bool
+	// Joined is true when a citizen's reply joined the existing case
+	// CaseID (CaseMessageReceived) instead of registering one; Reopened
+	// when it reopened the case too.
+	Joined, Reopened bool
 }
 
 // Config holds intake's tunables.
@@ -60,6 +65,13 @@ type Config struct {
 	// Attachments stores the content of uploaded attachments; nil refuses
 	// cases that carry content (ErrNoAttachmentStore).
 	Attachments AttachmentStore
+	// SentMail finds the case of a Message-ID kontakt sent (the outbox's
+	// index); nil when nothing is sent, and then a reply is matched by
+	// the case number in its subject only, and a bounce by nothing.
+	SentMail SentMailIndex
+	// ReplyReopenWithin is how long after closing a reply still joins
+	// and reopens a case (mail.inbound.reply_reopen_within).
+	ReplyReopenWithin time.Duration
 }
 
 // Service registers cases.
@@ -131,8 +143,12 @@ func (s *Service) SubmitForm(ctx context.Context, client, key string, in *intake
 	if err != nil {
 		return Registered{}, err
 	}
-	return s.registerOnce(ctx, reg, in, idempotencyKey(client, key), "form:"+client, now)
+	return s.registerOnce(ctx, reg, in, idempotencyKey(client, key), FormActorPrefix+client, now)
 }
+
+// FormActorPrefix starts the actor of a case a form client submitted
+// (CaseRegistered.registered_by "form:<client>").
+const FormActorPrefix = "form:"
 
 // registerOnce registers a case at most once per idempotency record key:
 // the same key with the same payload returns the first answer, with a
@@ -291,6 +307,7 @@ func (s *Service) register(ctx context.Context, reg domain.Registration, caseID,
 		CoarseLocation:       reg.Coarse,
 		CallerNumberWithheld: reg.CallerNumberWithheld,
 		Mailbox:              reg.Mailbox,
+		RefersToCaseNumber:   reg.RefersTo,
 		// Drawn here, once, so every statistics instance derives the same
 		// anonymous statistics id from the log; never derived from the
 		// case.

@@ -2,6 +2,7 @@ package domain
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -47,6 +48,37 @@ type Mail struct {
 	// Attachments are the mail's files, in the order they appear: they
 	// become the case's attachments, content and all.
 	Attachments []MailAttachment
+	// ReportType is a multipart/report's report-type parameter
+	// ("delivery-status" for a DSN), in lower case.
+	ReportType string
+	// DeliveryActions are the Action fields of a DSN's delivery-status
+	// part ("failed", "delayed", ...), in lower case.
+	DeliveryActions []string
+	// OriginalMessageIDs are the Message-IDs (without angle brackets) of
+	// the mails a report returns (its message/rfc822 or header part),
+	// or, in a bounce that is no report, quoted in its text.
+	OriginalMessageIDs []string
+	// References are the Message-IDs of In-Reply-To and References
+	// (without angle brackets): the mails this one follows.
+	References []string
+}
+
+// Bounced returns the Message-IDs of the mails a bounce says were not
+// delivered: the returned mails of a delivery report whose action is
+// "failed" (a "delayed" warning is no bounce), or those a mail from the
+// null sender that is no report quotes. Any other mail bounces nothing.
+func (m Mail) Bounced() []string {
+	switch {
+	case m.Report && m.ReportType == "delivery-status":
+		if !slices.Contains(m.DeliveryActions, "failed") {
+			return nil
+		}
+	case m.Report:
+		return nil // a read receipt
+	case strings.TrimSpace(m.EnvelopeSender) != "":
+		return nil
+	}
+	return m.OriginalMessageIDs
 }
 
 // MailAttachment is one file of a mail: its name (from the

@@ -74,3 +74,23 @@ func TestValidateMail(t *testing.T) {
 		require.Equal(t, "case.contact.email", ve.Violations[0].Field)
 	})
 }
+
+func TestMailBounced(t *testing.T) {
+	ids := []string{"ans@kommun.se"}
+	tests := []struct {
+		name string
+		m    Mail
+		want []string
+	}{
+		{"a failed delivery report", Mail{EnvelopeSender: "", Report: true, ReportType: "delivery-status", DeliveryActions: []string{"failed"}, OriginalMessageIDs: ids}, ids},
+		{"a delayed warning is no bounce", Mail{Report: true, ReportType: "delivery-status", DeliveryActions: []string{"delayed"}, OriginalMessageIDs: ids}, nil},
+		{"a read receipt is no bounce", Mail{Report: true, ReportType: "disposition-notification", OriginalMessageIDs: ids}, nil},
+		{"a null-sender bounce without a report", Mail{EnvelopeSender: "", OriginalMessageIDs: ids}, ids},
+		{"a person's mail quoting a Message-ID", Mail{EnvelopeSender: "anna@example.se", OriginalMessageIDs: ids}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			require.Equal(t, tt.want, tt.m.Bounced())
+		})
+	}
+}

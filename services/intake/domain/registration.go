@@ -107,6 +107,9 @@ type Registration struct {
 	// Mailbox is the contact centre's address a mail came to (see
 	// ValidateMail); empty for other channels.
 	Mailbox string
+	// RefersTo is the number of the case a citizen's reply named but
+	// could not join (CaseRegistered.refers_to_case_number).
+	RefersTo string
 }
 
 // Source says where a case came from, because forms may only register

@@ -72,12 +72,30 @@ func Mount(ctx context.Context, h *host.Host) error {
 	if err != nil {
 		return fmt.Errorf("attachment store: %w", err)
 	}
-	svc, err := app.NewService(h.Store, h.Sealer, numbers, idem, h.Clock, logger, app.Config{
-		PayloadKey:  payloadKey,
-		Categories:  domain.NewCategories(categories),
-		Mailboxes:   mailboxes,
-		Attachments: blobs,
-	})
+	// The outbox's file also indexes the Message-IDs kontakt sent, which
+	// replies and bounces name; without sending there is none.
+	var sentMail *outbox.Store
+	if cfg.Mail.Outbound.Host != "" && !h.Offline() {
+		dir, err := h.DataPath("mail")
+		if err != nil {
+			return err
+		}
+		if sentMail, err = outbox.Open(filepath.Join(dir, "outbox.db")); err != nil {
+			return err
+		}
+		h.OnClose(sentMail.Close)
+	}
+	appCfg := app.Config{
+		PayloadKey:        payloadKey,
+		Categories:        domain.NewCategories(categories),
+		Mailboxes:         mailboxes,
+		ReplyReopenWithin: cfg.Mail.Inbound.ReplyReopenWithin,
+		Attachments:       blobs,
+	}
+	if sentMail != nil {
+		appCfg.SentMail = sentMail
+	}
+	svc, err := app.NewService(h.Store, h.Sealer, numbers, idem, h.Clock, logger, appCfg)
 	if err != nil {
 		return err
 	}
@@ -106,8 +124,8 @@ func Mount(ctx context.Context, h *host.Host) error {
 		}
 		h.Go(receiver.Run)
 	}
-	if cfg.Mail.Outbound.Host != "" && !h.Offline() {
-		if err := mountOutbox(h, logger); err != nil {
+	if sentMail != nil {
+		if err := mountOutbox(h, logger, sentMail); err != nil {
 			return err
 		}
 	}
@@ -146,7 +164,7 @@ func Mount(ctx context.Context, h *host.Host) error {
 // the log into a bbolt file of pending mails, and the sender that
 // delivers them through the relay. Never in an offline process (backup,
 // restore), which runs the background workers too.
-func mountOutbox(h *host.Host, logger *slog.Logger) error {
+func mountOutbox(h *host.Host, logger *slog.Logger, items *outbox.Store) error {
 	out := h.Config.Mail.Outbound
 	from, err := mail.ParseAddress(out.From)
 	if err != nil {
@@ -189,15 +207,6 @@ func mountOutbox(h *host.Host, logger *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("mail.outbound.acknowledgements: %w", err)
 	}
-	dir, err := h.DataPath("mail")
-	if err != nil {
-		return err
-	}
-	items, err := outbox.Open(filepath.Join(dir, "outbox.db"))
-	if err != nil {
-		return err
-	}
-	h.OnClose(items.Close)
 	olog := logger.With("edge", "mail-outbox")
 	ob, err := app.NewOutbox(h.Store, h.Sealer, items, relay, h.Clock, olog, app.OutboxConfig{
 		Host:             from.Address[strings.LastIndexByte(from.Address, '@')+1:],

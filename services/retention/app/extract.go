@@ -1,6 +1,7 @@
 package app
 
 import (
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -65,11 +66,14 @@ type SubjectAttachment struct {
 // TextKind says what staff wrote.
 type TextKind int
 
-// The kinds of text staff write on a case, all sealed in the answer class.
+// The kinds of text on a case: staff write answers, notes and comments
+// (sealed in the answer class); the citizen's messages that joined the
+// case by e-mail are sealed in the free-text class.
 const (
 	TextAnswer TextKind = iota + 1
 	TextNote
 	TextForwardComment
+	TextCitizenMessage
 )
 
 // SubjectText is one answer, note or forwarding comment.
@@ -126,6 +130,7 @@ var extractedFields = map[string][]string{
 	"CaseAnswered":          {"answer"},
 	"CaseForwarded":         {"comment"},
 	"PersonalDataRectified": {"value"},
+	"CaseMessageReceived":   {"text"},
 }
 
 // buildSubjectCase compiles one case of a register extract from its
@@ -174,6 +179,8 @@ func buildSubjectCase(plan *domain.Plan, c *domain.Case, opened []openedEvent) S
 			setAttachmentNames(&sc, names)
 		case *casev1.NoteAdded:
 			sc.addText(TextNote, e.GetAuthor(), at(e.GetAddedAt(), recorded), e.GetText(), oe.opened["text"])
+		case *casev1.CaseMessageReceived:
+			sc.addText(TextCitizenMessage, "", at(e.GetReceivedAt(), recorded), e.GetText(), oe.opened["text"])
 		case *casev1.CaseAnswered:
 			sc.addText(TextAnswer, e.GetAnsweredBy(), at(e.GetAnsweredAt(), recorded), e.GetAnswer(), oe.opened["answer"])
 		case *casev1.CaseForwarded:
@@ -286,10 +293,13 @@ func (sc *SubjectCase) addText(kind TextKind, author string, when time.Time, sea
 		return
 	}
 	t := SubjectText{Kind: kind, Author: author, At: when}
-	if a, ok := opened.(*casev1.AnswerText); ok {
-		t.Text = a.GetText()
+	switch o := opened.(type) {
+	case *casev1.AnswerText:
+		t.Text = o.GetText()
 		sc.Answers = append(sc.Answers, t.Text)
-	} else {
+	case *casev1.FreeText:
+		t.Text = strings.TrimSpace(o.GetSubject() + "\n\n" + o.GetDescription())
+	default:
 		t.Redacted = true
 	}
 	sc.Texts = append(sc.Texts, t)

@@ -354,6 +354,8 @@ func textKindToProto(k app.TextKind) retentionv1.SubjectTextKind {
 		return retentionv1.SubjectTextKind_SUBJECT_TEXT_KIND_NOTE
 	case app.TextForwardComment:
 		return retentionv1.SubjectTextKind_SUBJECT_TEXT_KIND_FORWARD_COMMENT
+	case app.TextCitizenMessage:
+		return retentionv1.SubjectTextKind_SUBJECT_TEXT_KIND_CITIZEN_MESSAGE
 	}
 	return retentionv1.SubjectTextKind_SUBJECT_TEXT_KIND_UNSPECIFIED
 }

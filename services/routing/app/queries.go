@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -218,9 +219,8 @@ func (q *Queries) GetCase(ctx context.Context, r Reader, role, rpc, caseID, purp
 		return nil, err
 	}
 	for _, h := range history {
-		if h.Text != nil {
-			classes = append(classes, casev1.DataClass_DATA_CLASS_ANSWER)
-			break
+		if h.Text != nil && !slices.Contains(classes, TextClass(h.Kind)) {
+			classes = append(classes, TextClass(h.Kind))
 		}
 	}
 	slices.Sort(classes)
@@ -276,9 +276,16 @@ func (q *Queries) GetCase(ctx context.Context, r Reader, role, rpc, caseID, purp
 	}
 	for _, h := range history {
 		e := &routingv1.CaseEntry{Kind: h.Kind, Actor: h.Actor, At: timestamppb.New(h.At), Queue: h.Queue, Resolution: h.Resolution, Detail: h.Detail}
-		var t casev1.AnswerText
-		if open(casev1.DataClass_DATA_CLASS_ANSWER, h.Text, &t) {
-			e.Text = t.GetText()
+		if TextClass(h.Kind) == casev1.DataClass_DATA_CLASS_FREE_TEXT {
+			var t casev1.FreeText
+			if open(casev1.DataClass_DATA_CLASS_FREE_TEXT, h.Text, &t) {
+				e.Text = strings.TrimSpace(t.GetSubject() + "\n\n" + t.GetDescription())
+			}
+		} else {
+			var t casev1.AnswerText
+			if open(casev1.DataClass_DATA_CLASS_ANSWER, h.Text, &t) {
+				e.Text = t.GetText()
+			}
 		}
 		view.History = append(view.History, e)
 	}

@@ -99,7 +99,8 @@ type HistoryEntry struct {
 	Actor string
 	At    time.Time
 	// Text is the sealed AnswerText of an answer, note or forwarding
-	// comment; nil once DATA_CLASS_ANSWER was redacted.
+	// comment, or the sealed FreeText of a citizen's message; nil once
+	// its class (TextClass) was redacted.
 	Text *casev1.SealedPersonalData
 	// Queue is where a routing, move or forwarding put the case.
 	Queue string
@@ -154,7 +155,20 @@ const (
 	// the e-mail channel sends about the case (MailSent, MailFailed).
 	ChangeMailSent   = "mail_sent"
 	ChangeMailFailed = "mail_failed"
+	// ChangeMessageReceived is a citizen's reply that joined the case
+	// (CaseMessageReceived).
+	ChangeMessageReceived = "message_received"
 )
+
+// TextClass is the data class a history entry's sealed text belongs to:
+// a citizen's message is free text (FreeText), every other text an
+// official wrote (AnswerText). A redaction of the class takes the text.
+func TextClass(kind string) casev1.DataClass {
+	if kind == ChangeMessageReceived {
+		return casev1.DataClass_DATA_CLASS_FREE_TEXT
+	}
+	return casev1.DataClass_DATA_CLASS_ANSWER
+}
 
 // Change tells live queue watchers (Broker) and the router what one event
 // did to the read model. It is delivered after the read model committed

@@ -244,9 +244,11 @@ func (c *Case) apply(ev Event) bool {
 		// Retention's business: the archive copy changes nothing here.
 	case *casev1.CaseDeleted:
 		c.Deleted = true
-	case *casev1.MailSent, *casev1.MailFailed:
-		// The e-mail channel's record of a mail: it shows in the history
-		// and decides nothing here.
+	case *casev1.MailSent, *casev1.MailFailed, *casev1.CaseMessageReceived:
+		// The e-mail channel's record of a mail, and a citizen's message
+		// that joined the case: they show in the history and decide
+		// nothing here (intake's outbox and reply handling fold them, in
+		// pkg/casemail).
 	default:
 		return false
 	}

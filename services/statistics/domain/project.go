@@ -63,6 +63,10 @@ func DefaultPolicy() Policy {
 type Case struct {
 	RegisteredAt time.Time
 	Record       Record
+	// FirstResponseMailed says the record's time to first response is
+	// the first answer the relay accepted by e-mail (MailSent), which a
+	// later answer does not move.
+	FirstResponseMailed bool
 }
 
 // Step is the outcome of one event for one case.
@@ -171,6 +175,25 @@ func ProjectDecoded(c *Case, ev eventstore.RecordedEvent, msg proto.Message, p P
 		if !r.HasFirstResponse {
 			r.TimeToFirstResponse = since(c.RegisteredAt, eventTime(m.GetAnsweredAt(), ev.Recorded))
 			r.HasFirstResponse = true
+		}
+	case *casev1.MailSent:
+		// For a case answered by e-mail the first response is the
+		// answer the citizen got: the first answer the relay accepted,
+		// not the AnswerCase call (a relay away for an hour delays the
+		// response by that hour). A case answered otherwise keeps its
+		// CaseAnswered time.
+		if m.GetKind() != casev1.MailKind_MAIL_KIND_ANSWER || c.FirstResponseMailed {
+			return Step{Case: c}, nil
+		}
+		next.FirstResponseMailed = true
+		r.TimeToFirstResponse = since(c.RegisteredAt, eventTime(m.GetSentAt(), ev.Recorded))
+		r.HasFirstResponse = true
+		if next.Record == c.Record {
+			// Sent in the same instant as answered: the record is as it
+			// was, but the mark must be kept, so a later answer's mail
+			// does not move the time.
+			next.Record.Version = pos
+			return Step{Case: &next, Changed: true}, nil
 		}
 	case *casev1.CaseClosed:
 		r.Closed = true

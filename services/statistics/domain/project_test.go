@@ -122,6 +122,23 @@ func TestProjectBuildsRecord(t *testing.T) {
 			versions: []int64{10, 30},
 		},
 		{
+			name: "answered by e-mail: the first answer the relay accepted, not the AnswerCase call",
+			events: []proto.Message{
+				registered(),
+				&casev1.CaseAnswered{CaseId: "case-1", AnsweredBy: "agent-x", AnsweredAt: ts(reg().Add(90 * time.Minute))},
+				&casev1.MailSent{CaseId: "case-1", Kind: casev1.MailKind_MAIL_KIND_ACKNOWLEDGEMENT, SentAt: ts(reg().Add(time.Minute))},
+				&casev1.MailFailed{CaseId: "case-1", Kind: casev1.MailKind_MAIL_KIND_ANSWER, FailedAt: ts(reg().Add(2 * time.Hour))},
+				&casev1.CaseAnswered{CaseId: "case-1", AnsweredBy: "agent-x", AnsweredAt: ts(reg().Add(3 * time.Hour))},
+				&casev1.MailSent{CaseId: "case-1", Kind: casev1.MailKind_MAIL_KIND_ANSWER, SentAt: ts(reg().Add(4 * time.Hour))},
+				&casev1.CaseAnswered{CaseId: "case-1", AnsweredBy: "agent-x", AnsweredAt: ts(reg().Add(5 * time.Hour))},
+				&casev1.MailSent{CaseId: "case-1", Kind: casev1.MailKind_MAIL_KIND_ANSWER, SentAt: ts(reg().Add(6 * time.Hour))},
+			},
+			want: func(r *Record) {
+				r.Version, r.TimeToFirstResponse, r.HasFirstResponse = 60, 4*time.Hour, true
+			},
+			versions: []int64{10, 20, 60},
+		},
+		{
 			name: "close with first-contact resolution",
 			events: []proto.Message{
 				registered(),

@@ -58,8 +58,10 @@ type Record struct {
 	// RegisteredHour is the registration time rounded down to the hour,
 	// in UTC. Statistics never hold the exact time.
 	RegisteredHour time.Time
-	// TimeToFirstResponse is the first CaseAnswered minus the
-	// registration, valid when HasFirstResponse.
+	// TimeToFirstResponse is the first response minus the registration,
+	// valid when HasFirstResponse: the first answer the relay accepted
+	// for a case answered by e-mail (MailSent), else the first
+	// CaseAnswered.
 	TimeToFirstResponse time.Duration
 	HasFirstResponse    bool
 	// TimeToClose is the last CaseClosed minus the registration, valid

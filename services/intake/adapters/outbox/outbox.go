@@ -6,6 +6,7 @@
 package outbox
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -21,7 +22,13 @@ import (
 var (
 	metaBucket  = []byte("meta")
 	itemsBucket = []byte("items")
-	checkpoint  = []byte("checkpoint")
+	// sentBucket maps the Message-ID of every mail kontakt sent to its
+	// case id; sentByCaseBucket holds "<case id>\x00<Message-ID>" keys,
+	// so a deleted case's entries go without a scan. Message-IDs are
+	// derived from the case (domain.MessageID) and name nothing personal.
+	sentBucket       = []byte("sent")
+	sentByCaseBucket = []byte("sent-by-case")
+	checkpoint       = []byte("checkpoint")
 )
 
 // Store is the bbolt outbox.
@@ -35,7 +42,7 @@ func Open(path string) (*Store, error) {
 		return nil, fmt.Errorf("outbox %s: %w", path, err)
 	}
 	if err := db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{metaBucket, itemsBucket} {
+		for _, b := range [][]byte{metaBucket, itemsBucket, sentBucket, sentByCaseBucket} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -84,9 +91,35 @@ func (s *Store) Checkpoint() (eventstore.Position, error) {
 	return p, err
 }
 
-// Apply adds, removes and moves the checkpoint in one transaction.
-func (s *Store) Apply(add []app.OutboxItem, done []string, cp eventstore.Position) error {
+// Apply adds, removes, indexes and moves the checkpoint in one
+// transaction.
+func (s *Store) Apply(add []app.OutboxItem, done []string, sent []app.SentMail, deleted []string, cp eventstore.Position) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
+		byID, byCase := tx.Bucket(sentBucket), tx.Bucket(sentByCaseBucket)
+		for _, m := range sent {
+			if err := byID.Put([]byte(m.MessageID), []byte(m.CaseID)); err != nil {
+				return err
+			}
+			if err := byCase.Put([]byte(m.CaseID+"\x00"+m.MessageID), nil); err != nil {
+				return err
+			}
+		}
+		for _, caseID := range deleted {
+			prefix := []byte(caseID + "\x00")
+			c := byCase.Cursor()
+			var keys [][]byte
+			for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+				keys = append(keys, bytes.Clone(k))
+			}
+			for _, k := range keys {
+				if err := byID.Delete(k[len(prefix):]); err != nil {
+					return err
+				}
+				if err := byCase.Delete(k); err != nil {
+					return err
+				}
+			}
+		}
 		items := tx.Bucket(itemsBucket)
 		for _, it := range add {
 			if items.Get([]byte(it.Key())) != nil {
@@ -109,6 +142,18 @@ func (s *Store) Apply(add []app.OutboxItem, done []string, cp eventstore.Positio
 		binary.BigEndian.PutUint64(b[:], uint64(cp))
 		return tx.Bucket(metaBucket).Put(checkpoint, b[:])
 	})
+}
+
+// CaseOfMessage returns the case a mail with the Message-ID was sent
+// about: one read of the index.
+func (s *Store) CaseOfMessage(messageID string) (caseID string, found bool, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(sentBucket).Get([]byte(messageID)); v != nil {
+			caseID, found = string(v), true
+		}
+		return nil
+	})
+	return caseID, found, err
 }
 
 // Due returns up to limit items due at now, in key order. The outbox

@@ -1,10 +1,12 @@
 package mailin
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
 	"strings"
 
 	"github.com/emersion/go-message"
@@ -13,6 +15,7 @@ import (
 	// bodies and RFC 2047 subjects alike.
 	_ "github.com/emersion/go-message/charset"
 	"github.com/emersion/go-message/mail"
+	"github.com/emersion/go-message/textproto"
 	"golang.org/x/net/html"
 
 	"github.com/kontakt-se/kontakt/services/intake/domain"
@@ -47,6 +50,13 @@ func parse(raw []byte) (domain.Mail, error) {
 	if id, err := h.MessageID(); err == nil {
 		m.MessageID = id
 	}
+	// The mails a reply follows: kontakt's own Message-IDs among them
+	// name the case it answers.
+	for _, field := range []string{"In-Reply-To", "References"} {
+		if ids, err := h.MsgIDList(field); err == nil {
+			m.References = append(m.References, ids...)
+		}
+	}
 	m.AutoSubmitted = strings.ToLower(strings.TrimSpace(firstToken(h.Get("Auto-Submitted"))))
 	m.Precedence = strings.ToLower(strings.TrimSpace(h.Get("Precedence")))
 	m.AutoReplyHeader = h.Has("X-Autoreply") || h.Has("X-Autorespond")
@@ -57,12 +67,45 @@ func parse(raw []byte) (domain.Mail, error) {
 		if err != nil && !message.IsUnknownCharset(err) && !message.IsUnknownEncoding(err) {
 			return err
 		}
-		mediaType, _, _ := part.Header.ContentType()
+		mediaType, params, _ := part.Header.ContentType()
 		disp, _, _ := part.Header.ContentDisposition()
-		switch {
-		case mediaType == "multipart/report" || mediaType == "message/delivery-status" || mediaType == "message/disposition-notification":
+		file := func(body []byte) {
+			ah := mail.AttachmentHeader{Header: part.Header}
+			name, _ := ah.Filename()
+			m.Attachments = append(m.Attachments, domain.MailAttachment{Name: name, ContentType: mediaType, Content: body})
+		}
+		switch mediaType {
+		case "multipart/report":
+			m.Report = true
+			m.ReportType = strings.ToLower(params["report-type"])
+			return nil
+		case "message/delivery-status", "message/global-delivery-status":
+			m.Report = true
+			actions, err := deliveryActions(part.Body)
+			m.DeliveryActions = append(m.DeliveryActions, actions...)
+			return err
+		case "message/disposition-notification":
 			m.Report = true
 			return nil
+		case "message/rfc822", "message/global", "text/rfc822-headers", "message/global-headers":
+			body, err := io.ReadAll(part.Body)
+			if err != nil {
+				return err
+			}
+			// A delivery report returns the mail it is about (or its
+			// header): its Message-ID names the mail that did not
+			// arrive.
+			if id := embeddedMessageID(bytes.NewReader(body)); id != "" {
+				m.OriginalMessageIDs = append(m.OriginalMessageIDs, id)
+			}
+			// Outside a report it is a mail the citizen forwards: a file
+			// of the case (message/rfc822 is an accepted type).
+			if !m.Report {
+				file(body)
+			}
+			return nil
+		}
+		switch {
 		case strings.HasPrefix(mediaType, "multipart/"):
 			return nil
 		case disp == "attachment" || (mediaType != "text/plain" && mediaType != "text/html"):
@@ -71,9 +114,7 @@ func parse(raw []byte) (domain.Mail, error) {
 			if err != nil {
 				return err
 			}
-			ah := mail.AttachmentHeader{Header: part.Header}
-			name, _ := ah.Filename()
-			m.Attachments = append(m.Attachments, domain.MailAttachment{Name: name, ContentType: mediaType, Content: body})
+			file(body)
 			return nil
 		}
 		body, err := io.ReadAll(part.Body)
@@ -90,6 +131,16 @@ func parse(raw []byte) (domain.Mail, error) {
 	if walkErr != nil {
 		return domain.Mail{}, fmt.Errorf("%w: %w", errUnreadable, walkErr)
 	}
+	if len(m.OriginalMessageIDs) == 0 {
+		// A bounce that is not a delivery report (older MTAs write the
+		// returned header into the text) quotes the Message-ID there;
+		// the domain uses it only for mail from the null sender.
+		for _, p := range plain {
+			for _, match := range quotedMessageID.FindAllStringSubmatch(p, 4) {
+				m.OriginalMessageIDs = append(m.OriginalMessageIDs, match[1])
+			}
+		}
+	}
 	if len(plain) > 0 {
 		m.Text = strings.Join(plain, "\n\n")
 	} else {
@@ -97,6 +148,40 @@ func parse(raw []byte) (domain.Mail, error) {
 	}
 	m.Text = strings.ReplaceAll(m.Text, "\r\n", "\n")
 	return m, nil
+}
+
+// quotedMessageID finds a Message-ID header quoted in a bounce's text.
+var quotedMessageID = regexp.MustCompile(`(?im)^[ \t>]*Message-ID:[ \t]*<([^<>\s]+)>`)
+
+// embeddedMessageID reads the Message-ID of a mail (or a header block)
+// a delivery report returns, without its angle brackets; empty when it
+// has none.
+func embeddedMessageID(body io.Reader) string {
+	th, err := textproto.ReadHeader(bufio.NewReader(io.LimitReader(body, 256<<10)))
+	if err != nil && th.Len() == 0 {
+		return ""
+	}
+	h := mail.Header{Header: message.Header{Header: th}}
+	id, err := h.MessageID()
+	if err != nil {
+		return ""
+	}
+	return id
+}
+
+// deliveryActions reads the Action fields of a delivery-status part
+// (RFC 3464: "failed", "delayed", "delivered", "relayed", "expanded"),
+// in lower case.
+func deliveryActions(body io.Reader) ([]string, error) {
+	var actions []string
+	sc := bufio.NewScanner(io.LimitReader(body, 256<<10))
+	for sc.Scan() {
+		name, value, ok := strings.Cut(sc.Text(), ":")
+		if ok && strings.EqualFold(strings.TrimSpace(name), "Action") {
+			actions = append(actions, strings.ToLower(strings.TrimSpace(value)))
+		}
+	}
+	return actions, sc.Err()
 }
 
 // firstToken is a structured header's value before its parameters

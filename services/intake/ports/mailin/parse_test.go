@@ -188,3 +188,45 @@ func TestParseMessageID(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, m.MessageID)
 }
+
+func TestParseRepliesAndBounces(t *testing.T) {
+	tests := []struct {
+		name               string
+		raw                string
+		references         []string
+		reportType         string
+		actions            []string
+		originalMessageIDs []string
+	}{
+		{
+			name:       "a reply names the mails it follows",
+			raw:        "From: anna@example.se\nMessage-ID: <r1@example.se>\nIn-Reply-To: <ans@kommun.se>\nReferences: <ack@kommun.se>\n <ans@kommun.se>\nSubject: Re: Svar\n\nTack\n",
+			references: []string{"ans@kommun.se", "ack@kommun.se", "ans@kommun.se"},
+		},
+		{
+			name: "a delivery report returns the header of the mail it is about",
+			raw: "From: MAILER-DAEMON@relay.kommun.se\nSubject: Undelivered\nContent-Type: multipart/report; report-type=delivery-status; boundary=b\n\n" +
+				"--b\nContent-Type: text/plain\n\nSorry.\n" +
+				"--b\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; relay\n\nFinal-Recipient: rfc822; x@example.se\nAction: failed\nStatus: 5.1.1\n" +
+				"--b\nContent-Type: message/rfc822\n\nFrom: kontakt@kommun.se\nMessage-ID: <ans@kommun.se>\nSubject: Svar\n\nText\n--b--\n",
+			reportType:         "delivery-status",
+			actions:            []string{"failed"},
+			originalMessageIDs: []string{"ans@kommun.se"},
+		},
+		{
+			name:               "a bounce without a report quotes the Message-ID in its text",
+			raw:                "From: postmaster@example.se\nSubject: failure notice\n\nI wasn't able to deliver your message.\n\n--- copy:\n\nMessage-ID: <ack@kommun.se>\nSubject: x\n",
+			originalMessageIDs: []string{"ack@kommun.se"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, err := parse(crlf(tt.raw))
+			require.NoError(t, err)
+			require.Equal(t, tt.references, m.References)
+			require.Equal(t, tt.reportType, m.ReportType)
+			require.Equal(t, tt.actions, m.DeliveryActions)
+			require.Equal(t, tt.originalMessageIDs, m.OriginalMessageIDs)
+		})
+	}
+}

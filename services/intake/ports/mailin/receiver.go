@@ -239,6 +239,14 @@ func (s *session) Data(r io.Reader) error {
 func (r *Receiver) reply(reg app.Registered, err error) error {
 	var ve *domain.ValidationError
 	switch {
+	case err == nil && reg.Joined && reg.Replayed:
+		r.observe(ports.OutcomeReplayed)
+		r.logger.Info("reply delivered again: it joined its case before", "case_id", reg.CaseID)
+		return nil
+	case err == nil && reg.Joined:
+		r.observe(ports.OutcomeAccepted)
+		r.logger.Info("reply joined its case", "case_id", reg.CaseID, "reopened", reg.Reopened)
+		return nil
 	case err == nil && reg.Replayed:
 		r.observe(ports.OutcomeReplayed)
 		r.logger.Info("mail delivered again: it is the case it made before", "case_id", reg.CaseID)

@@ -98,6 +98,8 @@ func textKindSv(k retentionv1.SubjectTextKind) string {
 		return "Intern anteckning"
 	case retentionv1.SubjectTextKind_SUBJECT_TEXT_KIND_FORWARD_COMMENT:
 		return "Kommentar vid vidarebefordran"
+	case retentionv1.SubjectTextKind_SUBJECT_TEXT_KIND_CITIZEN_MESSAGE:
+		return "Ditt meddelande"
 	}
 	return k.String()
 }

@@ -59,10 +59,11 @@ type pending struct {
 	tokensStale bool
 	// wipeHistory drops the stored history (deletion).
 	wipeHistory bool
-	// scrubAnswers drops the texts of stored history entries (redaction
-	// of DATA_CLASS_ANSWER).
-	scrubAnswers bool
-	newHistory   []app.HistoryEntry
+	// scrub drops the texts of stored history entries of these classes
+	// (a redaction of DATA_CLASS_ANSWER or DATA_CLASS_FREE_TEXT; see
+	// app.TextClass).
+	scrub      map[casev1.DataClass]bool
+	newHistory []app.HistoryEntry
 }
 
 func newBatch(s *Store, tx *bolt.Tx, notify bool) *batch {
@@ -149,10 +150,15 @@ func (b *batch) apply(e *projection.Event) error {
 	p.cur = r
 	stale, scrub := r.copies.apply(msg)
 	p.tokensStale = p.tokensStale || stale
-	if scrub {
-		p.scrubAnswers = true
+	for _, class := range scrub {
+		if p.scrub == nil {
+			p.scrub = map[casev1.DataClass]bool{}
+		}
+		p.scrub[class] = true
 		for i := range p.newHistory {
-			p.newHistory[i].Text = nil
+			if app.TextClass(p.newHistory[i].Kind) == class {
+				p.newHistory[i].Text = nil
+			}
 		}
 	}
 	entry, shown := historyEntry(msg, ev.Recorded)
@@ -184,7 +190,7 @@ func (b *batch) drop(p *pending, at time.Time, pos eventstore.Position) {
 	p.cur = nil
 	p.tokensStale = false
 	p.wipeHistory = true
-	p.scrubAnswers = false
+	p.scrub = nil
 	p.newHistory = nil
 }
 
@@ -196,6 +202,9 @@ func historyEntry(msg proto.Message, recorded time.Time) (app.HistoryEntry, bool
 	switch m := msg.(type) {
 	case *casev1.CaseRegistered:
 		e = app.HistoryEntry{Kind: app.ChangeRegistered, Actor: m.GetRegisteredBy(), At: domain.TimeOf(m.GetRegisteredAt(), recorded)}
+		if n := m.GetRefersToCaseNumber(); n != "" {
+			e.Detail = "refers to " + n
+		}
 	case *casev1.CaseRouted:
 		e = app.HistoryEntry{Kind: app.ChangeRouted, At: domain.TimeOf(m.GetRoutedAt(), recorded), Queue: m.GetQueue()}
 	case *casev1.CaseAssigned:
@@ -224,6 +233,8 @@ func historyEntry(msg proto.Message, recorded time.Time) (app.HistoryEntry, bool
 		e = app.HistoryEntry{Kind: app.ChangeRectified, Actor: m.GetRectifiedBy(), At: domain.TimeOf(m.GetRectifiedAt(), recorded)}
 	case *casev1.MailSent:
 		e = app.HistoryEntry{Kind: app.ChangeMailSent, Actor: mailActor, At: domain.TimeOf(m.GetSentAt(), recorded), Detail: mailKindName(m.GetKind())}
+	case *casev1.CaseMessageReceived:
+		e = app.HistoryEntry{Kind: app.ChangeMessageReceived, Actor: mailActor, At: domain.TimeOf(m.GetReceivedAt(), recorded), Text: sealed(m.GetText()), Detail: m.GetMatchedBy()}
 	case *casev1.MailFailed:
 		e = app.HistoryEntry{Kind: app.ChangeMailFailed, Actor: mailActor, At: domain.TimeOf(m.GetFailedAt(), recorded), Detail: mailKindName(m.GetKind()) + ": " + m.GetReason()}
 	default:
@@ -471,7 +482,7 @@ func (b *batch) writeTokens() error {
 // whole history at once would give (and a rebuild writes the same bytes),
 // and an event costs its own entry, not a decoding of all before it.
 func (b *batch) writeHistory(p *pending) error {
-	if !p.wipeHistory && !p.scrubAnswers && len(p.newHistory) == 0 {
+	if !p.wipeHistory && len(p.scrub) == 0 && len(p.newHistory) == 0 {
 		return nil
 	}
 	bk := b.tx.Bucket([]byte(bucketHistory))
@@ -482,13 +493,15 @@ func (b *batch) writeHistory(p *pending) error {
 	var stored []byte
 	if v := bk.Get(key); v != nil && !p.wipeHistory {
 		stored = v
-		if p.scrubAnswers {
+		if len(p.scrub) > 0 {
 			entries, err := decodeHistory(p.id, v)
 			if err != nil {
 				return fmt.Errorf("history of case %s: %w", p.id, err)
 			}
 			for i := range entries {
-				entries[i].Text = nil
+				if p.scrub[app.TextClass(entries[i].Kind)] {
+					entries[i].Text = nil
+				}
 			}
 			if stored, err = encodeHistory(p.id, entries); err != nil {
 				return err

@@ -158,21 +158,22 @@ func decodeSealed(caseID string, class seal.Class, p *rowpb.Sealed) (*casev1.Sea
 // historyKinds maps the change kinds that show in a case's history to
 // their stored numbers, and back.
 var historyKinds = map[string]rowpb.HistoryKind{
-	app.ChangeRegistered: rowpb.HistoryKind_HISTORY_KIND_REGISTERED,
-	app.ChangeRouted:     rowpb.HistoryKind_HISTORY_KIND_ROUTED,
-	app.ChangeAssigned:   rowpb.HistoryKind_HISTORY_KIND_ASSIGNED,
-	app.ChangeReleased:   rowpb.HistoryKind_HISTORY_KIND_RELEASED,
-	app.ChangeMoved:      rowpb.HistoryKind_HISTORY_KIND_MOVED,
-	app.ChangeForwarded:  rowpb.HistoryKind_HISTORY_KIND_FORWARDED,
-	app.ChangeAnswered:   rowpb.HistoryKind_HISTORY_KIND_ANSWERED,
-	app.ChangeNoted:      rowpb.HistoryKind_HISTORY_KIND_NOTED,
-	app.ChangeClosed:     rowpb.HistoryKind_HISTORY_KIND_CLOSED,
-	app.ChangeReopened:   rowpb.HistoryKind_HISTORY_KIND_REOPENED,
-	app.ChangeRedacted:   rowpb.HistoryKind_HISTORY_KIND_REDACTED,
-	app.ChangeRectified:  rowpb.HistoryKind_HISTORY_KIND_RECTIFIED,
-	app.ChangeHeld:       rowpb.HistoryKind_HISTORY_KIND_HELD,
-	app.ChangeMailSent:   rowpb.HistoryKind_HISTORY_KIND_MAIL_SENT,
-	app.ChangeMailFailed: rowpb.HistoryKind_HISTORY_KIND_MAIL_FAILED,
+	app.ChangeRegistered:      rowpb.HistoryKind_HISTORY_KIND_REGISTERED,
+	app.ChangeRouted:          rowpb.HistoryKind_HISTORY_KIND_ROUTED,
+	app.ChangeAssigned:        rowpb.HistoryKind_HISTORY_KIND_ASSIGNED,
+	app.ChangeReleased:        rowpb.HistoryKind_HISTORY_KIND_RELEASED,
+	app.ChangeMoved:           rowpb.HistoryKind_HISTORY_KIND_MOVED,
+	app.ChangeForwarded:       rowpb.HistoryKind_HISTORY_KIND_FORWARDED,
+	app.ChangeAnswered:        rowpb.HistoryKind_HISTORY_KIND_ANSWERED,
+	app.ChangeNoted:           rowpb.HistoryKind_HISTORY_KIND_NOTED,
+	app.ChangeClosed:          rowpb.HistoryKind_HISTORY_KIND_CLOSED,
+	app.ChangeReopened:        rowpb.HistoryKind_HISTORY_KIND_REOPENED,
+	app.ChangeRedacted:        rowpb.HistoryKind_HISTORY_KIND_REDACTED,
+	app.ChangeRectified:       rowpb.HistoryKind_HISTORY_KIND_RECTIFIED,
+	app.ChangeHeld:            rowpb.HistoryKind_HISTORY_KIND_HELD,
+	app.ChangeMailSent:        rowpb.HistoryKind_HISTORY_KIND_MAIL_SENT,
+	app.ChangeMailFailed:      rowpb.HistoryKind_HISTORY_KIND_MAIL_FAILED,
+	app.ChangeMessageReceived: rowpb.HistoryKind_HISTORY_KIND_MESSAGE_RECEIVED,
 }
 
 var historyKindNames = func() map[rowpb.HistoryKind]string {

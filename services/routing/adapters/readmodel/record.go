@@ -72,9 +72,10 @@ func (r *record) row(sla map[casev1.CaseType]time.Duration) app.CaseRow {
 
 // apply folds one event into the copies and reports whether the tokens,
 // which stand for the contact details and identity number, must be
-// computed again, and whether the stored history loses its texts (a
-// redaction of the answer class).
-func (cp *copies) apply(m any) (tokensStale, scrubAnswers bool) {
+// computed again, and which classes of texts the stored history loses (a
+// redaction of the answer class takes answers, notes and comments; of
+// the free-text class the citizen's messages; see app.TextClass).
+func (cp *copies) apply(m any) (tokensStale bool, scrub []casev1.DataClass) {
 	switch m := m.(type) {
 	case *casev1.CaseRegistered:
 		*cp = copies{
@@ -86,7 +87,7 @@ func (cp *copies) apply(m any) (tokensStale, scrubAnswers bool) {
 				AttachmentId: a.GetAttachmentId(), ContentType: a.GetContentType(), SizeBytes: a.GetSizeBytes(), Stored: a.GetStored(),
 			})
 		}
-		return true, false
+		return true, nil
 	case *casev1.PersonalDataRedacted:
 		for _, class := range m.GetDataClasses() {
 			if !cp.set(class, nil) && class != casev1.DataClass_DATA_CLASS_ANSWER {
@@ -96,22 +97,24 @@ func (cp *copies) apply(m any) (tokensStale, scrubAnswers bool) {
 				cp.redacted = slices.Insert(cp.redacted, i, class)
 			}
 			tokensStale = tokensStale || tokenClass(class)
-			scrubAnswers = scrubAnswers || class == casev1.DataClass_DATA_CLASS_ANSWER
+			if class == casev1.DataClass_DATA_CLASS_ANSWER || class == casev1.DataClass_DATA_CLASS_FREE_TEXT {
+				scrub = append(scrub, class)
+			}
 		}
-		return tokensStale, scrubAnswers
+		return tokensStale, scrub
 	case *casev1.PersonalDataRectified:
 		// Answer texts are not rectified as a class (the event does not
 		// say which text), so that class is left as it is.
 		class, v := m.GetDataClass(), sealed(m.GetValue())
 		if !cp.set(class, v) {
-			return false, false
+			return false, nil
 		}
 		if i, found := slices.BinarySearch(cp.redacted, class); found && v != nil {
 			cp.redacted = slices.Delete(cp.redacted, i, i+1)
 		}
-		return tokenClass(class), false
+		return tokenClass(class), nil
 	}
-	return false, false
+	return false, nil
 }
 
 // set replaces the copy of a class that holds one value, and reports

@@ -69,7 +69,8 @@ func decodeRecordValue(v []byte) (domain.Record, error) {
 }
 
 // The cases bucket's value: field 1 the exact registration time (zig-zag
-// Unix nanoseconds), field 2 the current record.
+// Unix nanoseconds), field 2 the current record, field 3 (1, only when
+// set) FirstResponseMailed.
 func encodeCase(c *domain.Case) ([]byte, error) {
 	rec, err := marshalRecord(c.Record)
 	if err != nil {
@@ -79,7 +80,12 @@ func encodeCase(c *domain.Case) ([]byte, error) {
 	b = protowire.AppendTag(b, 1, protowire.VarintType)
 	b = protowire.AppendVarint(b, protowire.EncodeZigZag(c.RegisteredAt.UnixNano()))
 	b = protowire.AppendTag(b, 2, protowire.BytesType)
-	return protowire.AppendBytes(b, rec), nil
+	b = protowire.AppendBytes(b, rec)
+	if c.FirstResponseMailed {
+		b = protowire.AppendTag(b, 3, protowire.VarintType)
+		b = protowire.AppendVarint(b, 1)
+	}
+	return b, nil
 }
 
 func decodeCase(b []byte) (*domain.Case, error) {
@@ -108,6 +114,13 @@ func decodeCase(b []byte) (*domain.Case, error) {
 				return nil, err
 			}
 			c.Record = r
+			n = m
+		case num == 3 && typ == protowire.VarintType:
+			v, m := protowire.ConsumeVarint(b)
+			if m < 0 {
+				return nil, fmt.Errorf("%w: case: %w", errCorrupt, protowire.ParseError(m))
+			}
+			c.FirstResponseMailed = v != 0
 			n = m
 		default:
 			n = protowire.ConsumeFieldValue(num, typ, b)

@@ -55,12 +55,14 @@ func TestCodecsRoundTrip(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, tc.r, got)
 
-			c := &domain.Case{RegisteredAt: hour.Add(17*time.Minute + 3*time.Nanosecond), Record: tc.r}
-			cv, err := encodeCase(c)
-			require.NoError(t, err)
-			gotCase, err := decodeCase(cv)
-			require.NoError(t, err)
-			require.Equal(t, c, gotCase)
+			for _, mailed := range []bool{false, true} {
+				c := &domain.Case{RegisteredAt: hour.Add(17*time.Minute + 3*time.Nanosecond), Record: tc.r, FirstResponseMailed: mailed}
+				cv, err := encodeCase(c)
+				require.NoError(t, err)
+				gotCase, err := decodeCase(cv)
+				require.NoError(t, err)
+				require.Equal(t, c, gotCase)
+			}
 
 			var f domain.Facts
 			require.NoError(t, decodeFacts(encodeFacts(tc.r), &f, true))

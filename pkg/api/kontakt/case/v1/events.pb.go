@@ -112,9 +112,16 @@ type CaseRegistered struct {
 	// lower case. Kept in plain text, like the category, because it comes
 	// from a closed list and routing rules match it. Empty for other
 	// channels and in events written before it existed.
-	Mailbox       string `protobuf:"bytes,16,opt,name=mailbox,proto3" json:"mailbox,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Mailbox string `protobuf:"bytes,16,opt,name=mailbox,proto3" json:"mailbox,omitempty"`
+	// For a case a citizen's reply by e-mail opened because it could not
+	// join the case it names (closed longer ago than
+	// mail.inbound.reply_reopen_within, deleted, or sent from another
+	// address than the case's contact): that case's number, so an agent
+	// sees the two belong together. Plain, like the case number itself.
+	// Empty otherwise.
+	RefersToCaseNumber string `protobuf:"bytes,17,opt,name=refers_to_case_number,json=refersToCaseNumber,proto3" json:"refers_to_case_number,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *CaseRegistered) Reset() {
@@ -255,6 +262,13 @@ func (x *CaseRegistered) GetStatisticsSeed() string {
 func (x *CaseRegistered) GetMailbox() string {
 	if x != nil {
 		return x.Mailbox
+	}
+	return ""
+}
+
+func (x *CaseRegistered) GetRefersToCaseNumber() string {
+	if x != nil {
+		return x.RefersToCaseNumber
 	}
 	return ""
 }
@@ -1766,11 +1780,107 @@ func (x *MailFailed) GetMessageId() string {
 	return ""
 }
 
+// CaseMessageReceived records a message the citizen sent about an open
+// (or just reopened) case: a reply by e-mail that named the case by the
+// Message-ID of a mail kontakt sent about it or by its case number in the
+// subject, from the case's own contact address. The text is sealed like
+// the case's free text (DATA_CLASS_FREE_TEXT) and goes with it.
+type CaseMessageReceived struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	CaseId string                 `protobuf:"bytes,1,opt,name=case_id,json=caseId,proto3" json:"case_id,omitempty"`
+	// FreeText (subject and description), sealed with the case's free-text
+	// key.
+	Text       *SealedPersonalData    `protobuf:"bytes,2,opt,name=text,proto3" json:"text,omitempty"`
+	ReceivedAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=received_at,json=receivedAt,proto3" json:"received_at,omitempty"`
+	Channel    Channel                `protobuf:"varint,4,opt,name=channel,proto3,enum=kontakt.case.v1.Channel" json:"channel,omitempty"`
+	// How the message named the case, as a code: "message-id" (its
+	// In-Reply-To or References named a mail kontakt sent about the case)
+	// or "case-number" (its subject).
+	MatchedBy string `protobuf:"bytes,5,opt,name=matched_by,json=matchedBy,proto3" json:"matched_by,omitempty"`
+	// A keyed hash of the delivery (the mail's Message-ID and sender), so a
+	// relay that delivers the mail again joins it once; it reveals nothing.
+	DeliveryKey   string `protobuf:"bytes,6,opt,name=delivery_key,json=deliveryKey,proto3" json:"delivery_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CaseMessageReceived) Reset() {
+	*x = CaseMessageReceived{}
+	mi := &file_kontakt_case_v1_events_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CaseMessageReceived) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CaseMessageReceived) ProtoMessage() {}
+
+func (x *CaseMessageReceived) ProtoReflect() protoreflect.Message {
+	mi := &file_kontakt_case_v1_events_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CaseMessageReceived.ProtoReflect.Descriptor instead.
+func (*CaseMessageReceived) Descriptor() ([]byte, []int) {
+	return file_kontakt_case_v1_events_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *CaseMessageReceived) GetCaseId() string {
+	if x != nil {
+		return x.CaseId
+	}
+	return ""
+}
+
+func (x *CaseMessageReceived) GetText() *SealedPersonalData {
+	if x != nil {
+		return x.Text
+	}
+	return nil
+}
+
+func (x *CaseMessageReceived) GetReceivedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReceivedAt
+	}
+	return nil
+}
+
+func (x *CaseMessageReceived) GetChannel() Channel {
+	if x != nil {
+		return x.Channel
+	}
+	return Channel_CHANNEL_UNSPECIFIED
+}
+
+func (x *CaseMessageReceived) GetMatchedBy() string {
+	if x != nil {
+		return x.MatchedBy
+	}
+	return ""
+}
+
+func (x *CaseMessageReceived) GetDeliveryKey() string {
+	if x != nil {
+		return x.DeliveryKey
+	}
+	return ""
+}
+
 var File_kontakt_case_v1_events_proto protoreflect.FileDescriptor
 
 const file_kontakt_case_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"\x1ckontakt/case/v1/events.proto\x12\x0fkontakt.case.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1akontakt/case/v1/case.proto\"\xc3\x06\n" +
+	"\x1ckontakt/case/v1/events.proto\x12\x0fkontakt.case.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1akontakt/case/v1/case.proto\"\xf6\x06\n" +
 	"\x0eCaseRegistered\x12\x17\n" +
 	"\acase_id\x18\x01 \x01(\tR\x06caseId\x12\x1f\n" +
 	"\vcase_number\x18\x02 \x01(\tR\n" +
@@ -1789,7 +1899,8 @@ const file_kontakt_case_v1_events_proto_rawDesc = "" +
 	"\x0fcoarse_location\x18\r \x01(\v2\x1f.kontakt.case.v1.CoarseLocationR\x0ecoarseLocation\x124\n" +
 	"\x16caller_number_withheld\x18\x0e \x01(\bR\x14callerNumberWithheld\x12'\n" +
 	"\x0fstatistics_seed\x18\x0f \x01(\tR\x0estatisticsSeed\x12\x18\n" +
-	"\amailbox\x18\x10 \x01(\tR\amailbox\"\xad\x01\n" +
+	"\amailbox\x18\x10 \x01(\tR\amailbox\x121\n" +
+	"\x15refers_to_case_number\x18\x11 \x01(\tR\x12refersToCaseNumber\"\xad\x01\n" +
 	"\n" +
 	"CaseRouted\x12\x17\n" +
 	"\acase_id\x18\x01 \x01(\tR\x06caseId\x12\x14\n" +
@@ -1929,7 +2040,16 @@ const file_kontakt_case_v1_events_proto_rawDesc = "" +
 	"\battempts\x18\x05 \x01(\rR\battempts\x12\x16\n" +
 	"\x06reason\x18\x06 \x01(\tR\x06reason\x12\x1d\n" +
 	"\n" +
-	"message_id\x18\a \x01(\tR\tmessageId*Z\n" +
+	"message_id\x18\a \x01(\tR\tmessageId\"\x9a\x02\n" +
+	"\x13CaseMessageReceived\x12\x17\n" +
+	"\acase_id\x18\x01 \x01(\tR\x06caseId\x127\n" +
+	"\x04text\x18\x02 \x01(\v2#.kontakt.case.v1.SealedPersonalDataR\x04text\x12;\n" +
+	"\vreceived_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"receivedAt\x122\n" +
+	"\achannel\x18\x04 \x01(\x0e2\x18.kontakt.case.v1.ChannelR\achannel\x12\x1d\n" +
+	"\n" +
+	"matched_by\x18\x05 \x01(\tR\tmatchedBy\x12!\n" +
+	"\fdelivery_key\x18\x06 \x01(\tR\vdeliveryKey*Z\n" +
 	"\bMailKind\x12\x19\n" +
 	"\x15MAIL_KIND_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19MAIL_KIND_ACKNOWLEDGEMENT\x10\x01\x12\x14\n" +
@@ -1948,7 +2068,7 @@ func file_kontakt_case_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_kontakt_case_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_kontakt_case_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_kontakt_case_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_kontakt_case_v1_events_proto_goTypes = []any{
 	(MailKind)(0),                     // 0: kontakt.case.v1.MailKind
 	(*CaseRegistered)(nil),            // 1: kontakt.case.v1.CaseRegistered
@@ -1971,60 +2091,64 @@ var file_kontakt_case_v1_events_proto_goTypes = []any{
 	(*CaseArchived)(nil),              // 18: kontakt.case.v1.CaseArchived
 	(*MailSent)(nil),                  // 19: kontakt.case.v1.MailSent
 	(*MailFailed)(nil),                // 20: kontakt.case.v1.MailFailed
-	(CaseType)(0),                     // 21: kontakt.case.v1.CaseType
-	(Channel)(0),                      // 22: kontakt.case.v1.Channel
-	(*timestamppb.Timestamp)(nil),     // 23: google.protobuf.Timestamp
-	(*SealedPersonalData)(nil),        // 24: kontakt.case.v1.SealedPersonalData
-	(*Attachment)(nil),                // 25: kontakt.case.v1.Attachment
-	(*CoarseLocation)(nil),            // 26: kontakt.case.v1.CoarseLocation
-	(Resolution)(0),                   // 27: kontakt.case.v1.Resolution
-	(DataClass)(0),                    // 28: kontakt.case.v1.DataClass
+	(*CaseMessageReceived)(nil),       // 21: kontakt.case.v1.CaseMessageReceived
+	(CaseType)(0),                     // 22: kontakt.case.v1.CaseType
+	(Channel)(0),                      // 23: kontakt.case.v1.Channel
+	(*timestamppb.Timestamp)(nil),     // 24: google.protobuf.Timestamp
+	(*SealedPersonalData)(nil),        // 25: kontakt.case.v1.SealedPersonalData
+	(*Attachment)(nil),                // 26: kontakt.case.v1.Attachment
+	(*CoarseLocation)(nil),            // 27: kontakt.case.v1.CoarseLocation
+	(Resolution)(0),                   // 28: kontakt.case.v1.Resolution
+	(DataClass)(0),                    // 29: kontakt.case.v1.DataClass
 }
 var file_kontakt_case_v1_events_proto_depIdxs = []int32{
-	21, // 0: kontakt.case.v1.CaseRegistered.type:type_name -> kontakt.case.v1.CaseType
-	22, // 1: kontakt.case.v1.CaseRegistered.channel:type_name -> kontakt.case.v1.Channel
-	23, // 2: kontakt.case.v1.CaseRegistered.registered_at:type_name -> google.protobuf.Timestamp
-	24, // 3: kontakt.case.v1.CaseRegistered.contact:type_name -> kontakt.case.v1.SealedPersonalData
-	24, // 4: kontakt.case.v1.CaseRegistered.identity:type_name -> kontakt.case.v1.SealedPersonalData
-	24, // 5: kontakt.case.v1.CaseRegistered.free_text:type_name -> kontakt.case.v1.SealedPersonalData
-	24, // 6: kontakt.case.v1.CaseRegistered.attachment_names:type_name -> kontakt.case.v1.SealedPersonalData
-	25, // 7: kontakt.case.v1.CaseRegistered.attachments:type_name -> kontakt.case.v1.Attachment
-	26, // 8: kontakt.case.v1.CaseRegistered.coarse_location:type_name -> kontakt.case.v1.CoarseLocation
-	23, // 9: kontakt.case.v1.CaseRouted.routed_at:type_name -> google.protobuf.Timestamp
-	23, // 10: kontakt.case.v1.CaseMoved.moved_at:type_name -> google.protobuf.Timestamp
-	23, // 11: kontakt.case.v1.CaseAssigned.assigned_at:type_name -> google.protobuf.Timestamp
-	23, // 12: kontakt.case.v1.CaseReleased.released_at:type_name -> google.protobuf.Timestamp
-	24, // 13: kontakt.case.v1.NoteAdded.text:type_name -> kontakt.case.v1.SealedPersonalData
-	23, // 14: kontakt.case.v1.NoteAdded.added_at:type_name -> google.protobuf.Timestamp
-	24, // 15: kontakt.case.v1.CaseForwarded.comment:type_name -> kontakt.case.v1.SealedPersonalData
-	23, // 16: kontakt.case.v1.CaseForwarded.forwarded_at:type_name -> google.protobuf.Timestamp
-	24, // 17: kontakt.case.v1.CaseAnswered.answer:type_name -> kontakt.case.v1.SealedPersonalData
-	23, // 18: kontakt.case.v1.CaseAnswered.answered_at:type_name -> google.protobuf.Timestamp
-	27, // 19: kontakt.case.v1.CaseClosed.resolution:type_name -> kontakt.case.v1.Resolution
-	23, // 20: kontakt.case.v1.CaseClosed.closed_at:type_name -> google.protobuf.Timestamp
-	23, // 21: kontakt.case.v1.CaseReopened.reopened_at:type_name -> google.protobuf.Timestamp
-	28, // 22: kontakt.case.v1.PersonalDataRedacted.data_classes:type_name -> kontakt.case.v1.DataClass
-	23, // 23: kontakt.case.v1.PersonalDataRedacted.redacted_at:type_name -> google.protobuf.Timestamp
-	23, // 24: kontakt.case.v1.PersonalDataRedacted.due_at:type_name -> google.protobuf.Timestamp
-	28, // 25: kontakt.case.v1.PersonalDataRectified.data_class:type_name -> kontakt.case.v1.DataClass
-	24, // 26: kontakt.case.v1.PersonalDataRectified.value:type_name -> kontakt.case.v1.SealedPersonalData
-	23, // 27: kontakt.case.v1.PersonalDataRectified.rectified_at:type_name -> google.protobuf.Timestamp
-	23, // 28: kontakt.case.v1.HoldPlaced.placed_at:type_name -> google.protobuf.Timestamp
-	23, // 29: kontakt.case.v1.HoldReleased.released_at:type_name -> google.protobuf.Timestamp
-	23, // 30: kontakt.case.v1.CaseMarkedForPreservation.marked_at:type_name -> google.protobuf.Timestamp
-	23, // 31: kontakt.case.v1.CasePreservationWithdrawn.withdrawn_at:type_name -> google.protobuf.Timestamp
-	23, // 32: kontakt.case.v1.CaseDeleted.deleted_at:type_name -> google.protobuf.Timestamp
-	23, // 33: kontakt.case.v1.CaseDeleted.due_at:type_name -> google.protobuf.Timestamp
-	23, // 34: kontakt.case.v1.CaseArchived.archived_at:type_name -> google.protobuf.Timestamp
+	22, // 0: kontakt.case.v1.CaseRegistered.type:type_name -> kontakt.case.v1.CaseType
+	23, // 1: kontakt.case.v1.CaseRegistered.channel:type_name -> kontakt.case.v1.Channel
+	24, // 2: kontakt.case.v1.CaseRegistered.registered_at:type_name -> google.protobuf.Timestamp
+	25, // 3: kontakt.case.v1.CaseRegistered.contact:type_name -> kontakt.case.v1.SealedPersonalData
+	25, // 4: kontakt.case.v1.CaseRegistered.identity:type_name -> kontakt.case.v1.SealedPersonalData
+	25, // 5: kontakt.case.v1.CaseRegistered.free_text:type_name -> kontakt.case.v1.SealedPersonalData
+	25, // 6: kontakt.case.v1.CaseRegistered.attachment_names:type_name -> kontakt.case.v1.SealedPersonalData
+	26, // 7: kontakt.case.v1.CaseRegistered.attachments:type_name -> kontakt.case.v1.Attachment
+	27, // 8: kontakt.case.v1.CaseRegistered.coarse_location:type_name -> kontakt.case.v1.CoarseLocation
+	24, // 9: kontakt.case.v1.CaseRouted.routed_at:type_name -> google.protobuf.Timestamp
+	24, // 10: kontakt.case.v1.CaseMoved.moved_at:type_name -> google.protobuf.Timestamp
+	24, // 11: kontakt.case.v1.CaseAssigned.assigned_at:type_name -> google.protobuf.Timestamp
+	24, // 12: kontakt.case.v1.CaseReleased.released_at:type_name -> google.protobuf.Timestamp
+	25, // 13: kontakt.case.v1.NoteAdded.text:type_name -> kontakt.case.v1.SealedPersonalData
+	24, // 14: kontakt.case.v1.NoteAdded.added_at:type_name -> google.protobuf.Timestamp
+	25, // 15: kontakt.case.v1.CaseForwarded.comment:type_name -> kontakt.case.v1.SealedPersonalData
+	24, // 16: kontakt.case.v1.CaseForwarded.forwarded_at:type_name -> google.protobuf.Timestamp
+	25, // 17: kontakt.case.v1.CaseAnswered.answer:type_name -> kontakt.case.v1.SealedPersonalData
+	24, // 18: kontakt.case.v1.CaseAnswered.answered_at:type_name -> google.protobuf.Timestamp
+	28, // 19: kontakt.case.v1.CaseClosed.resolution:type_name -> kontakt.case.v1.Resolution
+	24, // 20: kontakt.case.v1.CaseClosed.closed_at:type_name -> google.protobuf.Timestamp
+	24, // 21: kontakt.case.v1.CaseReopened.reopened_at:type_name -> google.protobuf.Timestamp
+	29, // 22: kontakt.case.v1.PersonalDataRedacted.data_classes:type_name -> kontakt.case.v1.DataClass
+	24, // 23: kontakt.case.v1.PersonalDataRedacted.redacted_at:type_name -> google.protobuf.Timestamp
+	24, // 24: kontakt.case.v1.PersonalDataRedacted.due_at:type_name -> google.protobuf.Timestamp
+	29, // 25: kontakt.case.v1.PersonalDataRectified.data_class:type_name -> kontakt.case.v1.DataClass
+	25, // 26: kontakt.case.v1.PersonalDataRectified.value:type_name -> kontakt.case.v1.SealedPersonalData
+	24, // 27: kontakt.case.v1.PersonalDataRectified.rectified_at:type_name -> google.protobuf.Timestamp
+	24, // 28: kontakt.case.v1.HoldPlaced.placed_at:type_name -> google.protobuf.Timestamp
+	24, // 29: kontakt.case.v1.HoldReleased.released_at:type_name -> google.protobuf.Timestamp
+	24, // 30: kontakt.case.v1.CaseMarkedForPreservation.marked_at:type_name -> google.protobuf.Timestamp
+	24, // 31: kontakt.case.v1.CasePreservationWithdrawn.withdrawn_at:type_name -> google.protobuf.Timestamp
+	24, // 32: kontakt.case.v1.CaseDeleted.deleted_at:type_name -> google.protobuf.Timestamp
+	24, // 33: kontakt.case.v1.CaseDeleted.due_at:type_name -> google.protobuf.Timestamp
+	24, // 34: kontakt.case.v1.CaseArchived.archived_at:type_name -> google.protobuf.Timestamp
 	0,  // 35: kontakt.case.v1.MailSent.kind:type_name -> kontakt.case.v1.MailKind
-	23, // 36: kontakt.case.v1.MailSent.sent_at:type_name -> google.protobuf.Timestamp
+	24, // 36: kontakt.case.v1.MailSent.sent_at:type_name -> google.protobuf.Timestamp
 	0,  // 37: kontakt.case.v1.MailFailed.kind:type_name -> kontakt.case.v1.MailKind
-	23, // 38: kontakt.case.v1.MailFailed.failed_at:type_name -> google.protobuf.Timestamp
-	39, // [39:39] is the sub-list for method output_type
-	39, // [39:39] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	24, // 38: kontakt.case.v1.MailFailed.failed_at:type_name -> google.protobuf.Timestamp
+	25, // 39: kontakt.case.v1.CaseMessageReceived.text:type_name -> kontakt.case.v1.SealedPersonalData
+	24, // 40: kontakt.case.v1.CaseMessageReceived.received_at:type_name -> google.protobuf.Timestamp
+	23, // 41: kontakt.case.v1.CaseMessageReceived.channel:type_name -> kontakt.case.v1.Channel
+	42, // [42:42] is the sub-list for method output_type
+	42, // [42:42] is the sub-list for method input_type
+	42, // [42:42] is the sub-list for extension type_name
+	42, // [42:42] is the sub-list for extension extendee
+	0,  // [0:42] is the sub-list for field type_name
 }
 
 func init() { file_kontakt_case_v1_events_proto_init() }
@@ -2039,7 +2163,7 @@ func file_kontakt_case_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kontakt_case_v1_events_proto_rawDesc), len(file_kontakt_case_v1_events_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   20,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -149,6 +149,9 @@ const (
 	SubjectTextKind_SUBJECT_TEXT_KIND_NOTE SubjectTextKind = 2
 	// The comment sent with a forwarding.
 	SubjectTextKind_SUBJECT_TEXT_KIND_FORWARD_COMMENT SubjectTextKind = 3
+	// A message the citizen sent about the case (a reply by e-mail that
+	// joined it): its subject, a blank line, its text.
+	SubjectTextKind_SUBJECT_TEXT_KIND_CITIZEN_MESSAGE SubjectTextKind = 4
 )
 
 // Enum value maps for SubjectTextKind.
@@ -158,12 +161,14 @@ var (
 		1: "SUBJECT_TEXT_KIND_ANSWER",
 		2: "SUBJECT_TEXT_KIND_NOTE",
 		3: "SUBJECT_TEXT_KIND_FORWARD_COMMENT",
+		4: "SUBJECT_TEXT_KIND_CITIZEN_MESSAGE",
 	}
 	SubjectTextKind_value = map[string]int32{
 		"SUBJECT_TEXT_KIND_UNSPECIFIED":     0,
 		"SUBJECT_TEXT_KIND_ANSWER":          1,
 		"SUBJECT_TEXT_KIND_NOTE":            2,
 		"SUBJECT_TEXT_KIND_FORWARD_COMMENT": 3,
+		"SUBJECT_TEXT_KIND_CITIZEN_MESSAGE": 4,
 	}
 )
 
@@ -3212,12 +3217,13 @@ const file_kontakt_retention_v1_retention_proto_rawDesc = "" +
 	"\rACTION_DELETE\x10\x02\x12\x13\n" +
 	"\x0fACTION_PRESERVE\x10\x03\x12\x0f\n" +
 	"\vACTION_KEEP\x10\x04\x12\x12\n" +
-	"\x0eACTION_ARCHIVE\x10\x05*\x95\x01\n" +
+	"\x0eACTION_ARCHIVE\x10\x05*\xbc\x01\n" +
 	"\x0fSubjectTextKind\x12!\n" +
 	"\x1dSUBJECT_TEXT_KIND_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18SUBJECT_TEXT_KIND_ANSWER\x10\x01\x12\x1a\n" +
 	"\x16SUBJECT_TEXT_KIND_NOTE\x10\x02\x12%\n" +
-	"!SUBJECT_TEXT_KIND_FORWARD_COMMENT\x10\x032\x9a\r\n" +
+	"!SUBJECT_TEXT_KIND_FORWARD_COMMENT\x10\x03\x12%\n" +
+	"!SUBJECT_TEXT_KIND_CITIZEN_MESSAGE\x10\x042\x9a\r\n" +
 	"\x10RetentionService\x12z\n" +
 	"\aGetPlan\x12$.kontakt.retention.v1.GetPlanRequest\x1a%.kontakt.retention.v1.GetPlanResponse\"\"\xc2\xf3\x18\x04\n" +
 	"\x02\x03\x05\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/retention/plan\x12}\n" +

@@ -107,6 +107,9 @@ const (
 	QueueChange_QUEUE_CHANGE_MAIL_SENT QueueChange = 17
 	// A mail about the case was given up after its attempts.
 	QueueChange_QUEUE_CHANGE_MAIL_FAILED QueueChange = 18
+	// The citizen wrote again about the case (a reply by e-mail joined
+	// it; CaseMessageReceived).
+	QueueChange_QUEUE_CHANGE_MESSAGE_RECEIVED QueueChange = 19
 )
 
 // Enum value maps for QueueChange.
@@ -131,27 +134,29 @@ var (
 		16: "QUEUE_CHANGE_LEFT",
 		17: "QUEUE_CHANGE_MAIL_SENT",
 		18: "QUEUE_CHANGE_MAIL_FAILED",
+		19: "QUEUE_CHANGE_MESSAGE_RECEIVED",
 	}
 	QueueChange_value = map[string]int32{
-		"QUEUE_CHANGE_UNSPECIFIED": 0,
-		"QUEUE_CHANGE_WATCHING":    1,
-		"QUEUE_CHANGE_REGISTERED":  2,
-		"QUEUE_CHANGE_ROUTED":      3,
-		"QUEUE_CHANGE_ASSIGNED":    4,
-		"QUEUE_CHANGE_RELEASED":    5,
-		"QUEUE_CHANGE_MOVED":       6,
-		"QUEUE_CHANGE_FORWARDED":   7,
-		"QUEUE_CHANGE_ANSWERED":    8,
-		"QUEUE_CHANGE_NOTED":       9,
-		"QUEUE_CHANGE_CLOSED":      10,
-		"QUEUE_CHANGE_REOPENED":    11,
-		"QUEUE_CHANGE_REDACTED":    12,
-		"QUEUE_CHANGE_RECTIFIED":   13,
-		"QUEUE_CHANGE_HELD":        14,
-		"QUEUE_CHANGE_DELETED":     15,
-		"QUEUE_CHANGE_LEFT":        16,
-		"QUEUE_CHANGE_MAIL_SENT":   17,
-		"QUEUE_CHANGE_MAIL_FAILED": 18,
+		"QUEUE_CHANGE_UNSPECIFIED":      0,
+		"QUEUE_CHANGE_WATCHING":         1,
+		"QUEUE_CHANGE_REGISTERED":       2,
+		"QUEUE_CHANGE_ROUTED":           3,
+		"QUEUE_CHANGE_ASSIGNED":         4,
+		"QUEUE_CHANGE_RELEASED":         5,
+		"QUEUE_CHANGE_MOVED":            6,
+		"QUEUE_CHANGE_FORWARDED":        7,
+		"QUEUE_CHANGE_ANSWERED":         8,
+		"QUEUE_CHANGE_NOTED":            9,
+		"QUEUE_CHANGE_CLOSED":           10,
+		"QUEUE_CHANGE_REOPENED":         11,
+		"QUEUE_CHANGE_REDACTED":         12,
+		"QUEUE_CHANGE_RECTIFIED":        13,
+		"QUEUE_CHANGE_HELD":             14,
+		"QUEUE_CHANGE_DELETED":          15,
+		"QUEUE_CHANGE_LEFT":             16,
+		"QUEUE_CHANGE_MAIL_SENT":        17,
+		"QUEUE_CHANGE_MAIL_FAILED":      18,
+		"QUEUE_CHANGE_MESSAGE_RECEIVED": 19,
 	}
 )
 
@@ -925,13 +930,19 @@ type CaseEntry struct {
 	Kind  string                 `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
 	Actor string                 `protobuf:"bytes,2,opt,name=actor,proto3" json:"actor,omitempty"`
 	At    *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=at,proto3" json:"at,omitempty"`
-	// The note, answer or comment text, when the caller may see it.
+	// The note, answer or comment text, or for "message_received" the
+	// citizen's message (its subject, a blank line, its text), when the
+	// caller may see it.
 	Text       string        `protobuf:"bytes,4,opt,name=text,proto3" json:"text,omitempty"`
 	Queue      string        `protobuf:"bytes,5,opt,name=queue,proto3" json:"queue,omitempty"`
 	Resolution v1.Resolution `protobuf:"varint,6,opt,name=resolution,proto3,enum=kontakt.case.v1.Resolution" json:"resolution,omitempty"`
 	// For "mail_sent" and "mail_failed": which mail ("acknowledgement"),
 	// and for a failure why ("acknowledgement: unavailable"; the reasons
-	// are those of kontakt.case.v1.MailFailed).
+	// are those of kontakt.case.v1.MailFailed; "answer: bounced" when a
+	// delivery report came back for a mail the relay had accepted). For
+	// "message_received": how the reply named the case ("message-id" or
+	// "case-number"). For "registered": "refers to KC-…" when a reply
+	// that could not join its case became this one.
 	Detail        string `protobuf:"bytes,7,opt,name=detail,proto3" json:"detail,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2818,7 +2829,7 @@ const file_kontakt_routing_v1_routing_proto_rawDesc = "" +
 	"QueueOrder\x12\x1b\n" +
 	"\x17QUEUE_ORDER_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fQUEUE_ORDER_AGE\x10\x01\x12\x13\n" +
-	"\x0fQUEUE_ORDER_DUE\x10\x02*\x86\x04\n" +
+	"\x0fQUEUE_ORDER_DUE\x10\x02*\xa9\x04\n" +
 	"\vQueueChange\x12\x1c\n" +
 	"\x18QUEUE_CHANGE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15QUEUE_CHANGE_WATCHING\x10\x01\x12\x1b\n" +
@@ -2839,7 +2850,8 @@ const file_kontakt_routing_v1_routing_proto_rawDesc = "" +
 	"\x14QUEUE_CHANGE_DELETED\x10\x0f\x12\x15\n" +
 	"\x11QUEUE_CHANGE_LEFT\x10\x10\x12\x1a\n" +
 	"\x16QUEUE_CHANGE_MAIL_SENT\x10\x11\x12\x1c\n" +
-	"\x18QUEUE_CHANGE_MAIL_FAILED\x10\x122\x98\x11\n" +
+	"\x18QUEUE_CHANGE_MAIL_FAILED\x10\x12\x12!\n" +
+	"\x1dQUEUE_CHANGE_MESSAGE_RECEIVED\x10\x132\x98\x11\n" +
 	"\x0eRoutingService\x12x\n" +
 	"\n" +
 	"ListQueues\x12%.kontakt.routing.v1.ListQueuesRequest\x1a&.kontakt.routing.v1.ListQueuesResponse\"\x1b\xc2\xf3\x18\x05\n" +

@@ -39,22 +39,23 @@ const (
 type HistoryKind int32
 
 const (
-	HistoryKind_HISTORY_KIND_UNSPECIFIED HistoryKind = 0
-	HistoryKind_HISTORY_KIND_REGISTERED  HistoryKind = 1
-	HistoryKind_HISTORY_KIND_ROUTED      HistoryKind = 2
-	HistoryKind_HISTORY_KIND_ASSIGNED    HistoryKind = 3
-	HistoryKind_HISTORY_KIND_RELEASED    HistoryKind = 4
-	HistoryKind_HISTORY_KIND_MOVED       HistoryKind = 5
-	HistoryKind_HISTORY_KIND_FORWARDED   HistoryKind = 6
-	HistoryKind_HISTORY_KIND_ANSWERED    HistoryKind = 7
-	HistoryKind_HISTORY_KIND_NOTED       HistoryKind = 8
-	HistoryKind_HISTORY_KIND_CLOSED      HistoryKind = 9
-	HistoryKind_HISTORY_KIND_REOPENED    HistoryKind = 10
-	HistoryKind_HISTORY_KIND_REDACTED    HistoryKind = 11
-	HistoryKind_HISTORY_KIND_RECTIFIED   HistoryKind = 12
-	HistoryKind_HISTORY_KIND_HELD        HistoryKind = 13
-	HistoryKind_HISTORY_KIND_MAIL_SENT   HistoryKind = 14
-	HistoryKind_HISTORY_KIND_MAIL_FAILED HistoryKind = 15
+	HistoryKind_HISTORY_KIND_UNSPECIFIED      HistoryKind = 0
+	HistoryKind_HISTORY_KIND_REGISTERED       HistoryKind = 1
+	HistoryKind_HISTORY_KIND_ROUTED           HistoryKind = 2
+	HistoryKind_HISTORY_KIND_ASSIGNED         HistoryKind = 3
+	HistoryKind_HISTORY_KIND_RELEASED         HistoryKind = 4
+	HistoryKind_HISTORY_KIND_MOVED            HistoryKind = 5
+	HistoryKind_HISTORY_KIND_FORWARDED        HistoryKind = 6
+	HistoryKind_HISTORY_KIND_ANSWERED         HistoryKind = 7
+	HistoryKind_HISTORY_KIND_NOTED            HistoryKind = 8
+	HistoryKind_HISTORY_KIND_CLOSED           HistoryKind = 9
+	HistoryKind_HISTORY_KIND_REOPENED         HistoryKind = 10
+	HistoryKind_HISTORY_KIND_REDACTED         HistoryKind = 11
+	HistoryKind_HISTORY_KIND_RECTIFIED        HistoryKind = 12
+	HistoryKind_HISTORY_KIND_HELD             HistoryKind = 13
+	HistoryKind_HISTORY_KIND_MAIL_SENT        HistoryKind = 14
+	HistoryKind_HISTORY_KIND_MAIL_FAILED      HistoryKind = 15
+	HistoryKind_HISTORY_KIND_MESSAGE_RECEIVED HistoryKind = 16
 )
 
 // Enum value maps for HistoryKind.
@@ -76,24 +77,26 @@ var (
 		13: "HISTORY_KIND_HELD",
 		14: "HISTORY_KIND_MAIL_SENT",
 		15: "HISTORY_KIND_MAIL_FAILED",
+		16: "HISTORY_KIND_MESSAGE_RECEIVED",
 	}
 	HistoryKind_value = map[string]int32{
-		"HISTORY_KIND_UNSPECIFIED": 0,
-		"HISTORY_KIND_REGISTERED":  1,
-		"HISTORY_KIND_ROUTED":      2,
-		"HISTORY_KIND_ASSIGNED":    3,
-		"HISTORY_KIND_RELEASED":    4,
-		"HISTORY_KIND_MOVED":       5,
-		"HISTORY_KIND_FORWARDED":   6,
-		"HISTORY_KIND_ANSWERED":    7,
-		"HISTORY_KIND_NOTED":       8,
-		"HISTORY_KIND_CLOSED":      9,
-		"HISTORY_KIND_REOPENED":    10,
-		"HISTORY_KIND_REDACTED":    11,
-		"HISTORY_KIND_RECTIFIED":   12,
-		"HISTORY_KIND_HELD":        13,
-		"HISTORY_KIND_MAIL_SENT":   14,
-		"HISTORY_KIND_MAIL_FAILED": 15,
+		"HISTORY_KIND_UNSPECIFIED":      0,
+		"HISTORY_KIND_REGISTERED":       1,
+		"HISTORY_KIND_ROUTED":           2,
+		"HISTORY_KIND_ASSIGNED":         3,
+		"HISTORY_KIND_RELEASED":         4,
+		"HISTORY_KIND_MOVED":            5,
+		"HISTORY_KIND_FORWARDED":        6,
+		"HISTORY_KIND_ANSWERED":         7,
+		"HISTORY_KIND_NOTED":            8,
+		"HISTORY_KIND_CLOSED":           9,
+		"HISTORY_KIND_REOPENED":         10,
+		"HISTORY_KIND_REDACTED":         11,
+		"HISTORY_KIND_RECTIFIED":        12,
+		"HISTORY_KIND_HELD":             13,
+		"HISTORY_KIND_MAIL_SENT":        14,
+		"HISTORY_KIND_MAIL_FAILED":      15,
+		"HISTORY_KIND_MESSAGE_RECEIVED": 16,
 	}
 )
 
@@ -483,7 +486,8 @@ type HistoryEntry struct {
 	// actor is the subject id of whoever acted.
 	Actor       string `protobuf:"bytes,2,opt,name=actor,proto3" json:"actor,omitempty"`
 	AtUnixNanos *int64 `protobuf:"zigzag64,3,opt,name=at_unix_nanos,json=atUnixNanos,proto3,oneof" json:"at_unix_nanos,omitempty"`
-	// text is the sealed answer, note or forwarding comment.
+	// text is the sealed answer, note or forwarding comment (AnswerText),
+	// or a citizen's message (FreeText, for HISTORY_KIND_MESSAGE_RECEIVED).
 	Text       *Sealed       `protobuf:"bytes,4,opt,name=text,proto3" json:"text,omitempty"`
 	Queue      string        `protobuf:"bytes,5,opt,name=queue,proto3" json:"queue,omitempty"`
 	Resolution v1.Resolution `protobuf:"varint,6,opt,name=resolution,proto3,enum=kontakt.case.v1.Resolution" json:"resolution,omitempty"`
@@ -770,7 +774,7 @@ const file_kontakt_routing_readmodel_v1_readmodel_proto_rawDesc = "" +
 	"\x11OpenByStatusEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\x05R\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01B\x1c\n" +
-	"\x1a_oldest_open_at_unix_nanos*\xba\x03\n" +
+	"\x1a_oldest_open_at_unix_nanos*\xdd\x03\n" +
 	"\vHistoryKind\x12\x1c\n" +
 	"\x18HISTORY_KIND_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17HISTORY_KIND_REGISTERED\x10\x01\x12\x17\n" +
@@ -788,7 +792,8 @@ const file_kontakt_routing_readmodel_v1_readmodel_proto_rawDesc = "" +
 	"\x16HISTORY_KIND_RECTIFIED\x10\f\x12\x15\n" +
 	"\x11HISTORY_KIND_HELD\x10\r\x12\x1a\n" +
 	"\x16HISTORY_KIND_MAIL_SENT\x10\x0e\x12\x1c\n" +
-	"\x18HISTORY_KIND_MAIL_FAILED\x10\x0fBXZVgithub.com/kontakt-se/kontakt/services/routing/adapters/readmodel/internal/rowpb;rowpbb\x06proto3"
+	"\x18HISTORY_KIND_MAIL_FAILED\x10\x0f\x12!\n" +
+	"\x1dHISTORY_KIND_MESSAGE_RECEIVED\x10\x10BXZVgithub.com/kontakt-se/kontakt/services/routing/adapters/readmodel/internal/rowpb;rowpbb\x06proto3"
 
 var (
 	file_kontakt_routing_readmodel_v1_readmodel_proto_rawDescOnce sync.Once
