@@ -82,6 +82,32 @@ Bilagans innehåll
 			files:      []domain.MailAttachment{{Name: "bilaga.txt", ContentType: "text/plain", Content: []byte("Bilagans innehåll")}},
 		},
 		{
+			name: "a forwarded mail outside a report is a file",
+			raw: `From: f@example.se
+Subject: Fwd: Kallelse
+MIME-Version: 1.0
+Content-Type: multipart/mixed; boundary=b
+
+--b
+Content-Type: text/plain; charset=utf-8
+
+Se det vidarebefordrade.
+--b
+Content-Type: message/rfc822
+
+From: skola@example.se
+Message-ID: <kallelse.1@example.se>
+Subject: Kallelse
+
+Välkommen.
+--b--
+`,
+			from:    "f@example.se",
+			subject: "Fwd: Kallelse",
+			textHas: []string{"Se det vidarebefordrade."},
+			files: []domain.MailAttachment{{ContentType: "message/rfc822", Content: []byte("From: skola@example.se\r\nMessage-ID: <kallelse.1@example.se>\r\nSubject: Kallelse\r\n\r\nVälkommen.")}},
+		},
+		{
 			name: "a PDF in base64 with an RFC 2231 name and an inline image without one",
 			raw: `From: e@example.se
 Subject: Filer
