@@ -105,7 +105,7 @@ Välkommen.
 			from:    "f@example.se",
 			subject: "Fwd: Kallelse",
 			textHas: []string{"Se det vidarebefordrade."},
-			files: []domain.MailAttachment{{ContentType: "message/rfc822", Content: []byte("From: skola@example.se\r\nMessage-ID: <kallelse.1@example.se>\r\nSubject: Kallelse\r\n\r\nVälkommen.")}},
+			files:   []domain.MailAttachment{{ContentType: "message/rfc822", Content: []byte("From: skola@example.se\r\nMessage-ID: <kallelse.1@example.se>\r\nSubject: Kallelse\r\n\r\nVälkommen.")}},
 		},
 		{
 			name: "a PDF in base64 with an RFC 2231 name and an inline image without one",
