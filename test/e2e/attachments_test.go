@@ -7,7 +7,8 @@ package e2e
 // the object store holds only ciphertext; a wrong type and an oversized
 // upload or mail are refused and store nothing; at the plan's deadline
 // (the personal-data cull, day 91) downloads are refused with
-// FAILED_PRECONDITION and the objects are gone, and neither the data
+// FAILED_PRECONDITION and the objects are gone; after the case's
+// deletion (day 731) a download is NOT_FOUND; and neither the data
 // directory nor any log holds the markers placed in the subject, body,
 // sender address, file names and file contents.
 
@@ -350,9 +351,29 @@ func TestAttachmentsSealedDownloadedAndDestroyed(t *testing.T) {
 	}), "objects left after the deadline: %v", left)
 	require.NoError(t, e.k.Stop(t))
 	logs = append(logs, e.k.stderr.String())
-
 	for n, files := range scanDir(t, dataDir, needles) {
 		t.Errorf("day 91: %q in clear in %v", n, files)
+	}
+
+	// ---- Day 731: the cases are deleted; a download finds no case. ----
+	e = attStart(t, dataDir, 731)
+	r = &retEnv{routingEnv: e.routingEnv, rt: retentionv1.NewRetentionServiceClient(e.conns[0]), stats: statisticsv1.NewStatisticsServiceClient(e.conns[1])}
+	r.waitLedger(t, 60*time.Second, "the deletion of both cases", func(m map[string]retLedger) bool {
+		return len(m[mailCase][retKindDeletion]) == 1 && len(m[formCase][retKindDeletion]) == 1
+	})
+	for _, id := range []string{mailCase, formCase} {
+		var err error
+		require.True(t, eventually(30*time.Second, func() bool {
+			_, err = e.download(t, sara, id, 0)
+			return status.Code(err) == codes.NotFound
+		}), "a download of a deleted case: %v", err)
+	}
+	require.Empty(t, e.objectNames(t))
+	require.NoError(t, e.k.Stop(t))
+	logs = append(logs, e.k.stderr.String())
+
+	for n, files := range scanDir(t, dataDir, needles) {
+		t.Errorf("day 731: %q in clear in %v", n, files)
 	}
 	for i, log := range logs {
 		retNoMarkersIn(t, fmt.Sprintf("the log of start %d", i+1), log, needles)
