@@ -10,6 +10,7 @@ package e2e
 
 import (
 	"bufio"
+	"encoding/base64"
 	"net/smtp"
 	"regexp"
 	"strings"
@@ -123,6 +124,17 @@ func TestMailThroughPostfix(t *testing.T) {
 			require.Contains(t, pd.GetFreeText().GetDescription(), p.textHas)
 			if p.textHasNot != "" {
 				require.NotContains(t, pd.GetFreeText().GetDescription(), p.textHasNot)
+			}
+			if strings.HasPrefix(p.from, "multi-") {
+				// Through a real MTA the files arrive as sent.
+				require.Equal(t, []string{"ritning.pdf", "bild.png"}, pd.GetAttachmentNames())
+				for i, b64 := range []string{pdf, png} {
+					want, err := base64.StdEncoding.DecodeString(b64)
+					require.NoError(t, err)
+					parts, err := e.download(t, sara, c[0].GetCaseId(), int32(i))
+					require.NoError(t, err)
+					require.Equal(t, want, joined(parts))
+				}
 			}
 		})
 	}

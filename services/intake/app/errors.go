@@ -15,6 +15,9 @@ var (
 	// ErrInProgress means another request with the same idempotency key is
 	// being handled right now and did not finish in time.
 	ErrInProgress = errors.New("a submission with this idempotency key is still in progress")
+	// ErrNoAttachmentStore means a case carries attachment content but
+	// this process has no store for it.
+	ErrNoAttachmentStore = errors.New("attachment content cannot be stored here")
 	// ErrRevisionMismatch means a compare-and-set lost to another writer.
 	ErrRevisionMismatch = errors.New("record changed concurrently")
 )

@@ -70,3 +70,20 @@ type Idempotency interface {
 	// retry need not wait for the claim to go stale.
 	Release(ctx context.Context, key string, rec IdempotencyRecord) error
 }
+
+// AttachmentStore keeps the content of attachments uploaded with a case
+// (a form's files, a mail's attachments), sealed with the case's
+// attachments key before it leaves the process; *blobstore.Store is one.
+// Objects are named by case id and index, so retention deletes them by
+// case id and the orphan sweep (SweepOrphanAttachments) finds those of a
+// case that was never appended.
+type AttachmentStore interface {
+	// Put seals content with the case's attachments key (creating it) and
+	// stores it as the attachment at index, replacing what is there.
+	Put(ctx context.Context, caseID string, index int, content []byte) error
+	// DeleteCase deletes every attachment of the case.
+	DeleteCase(ctx context.Context, caseID string) error
+	// Stored lists the cases with stored content and when each was last
+	// written.
+	Stored(ctx context.Context) (map[string]time.Time, error)
+}

@@ -62,6 +62,9 @@ type Config struct {
 	// Mailboxes are the contact centre's e-mail addresses, in lower case,
 	// and what a mail to each becomes (RegisterMail).
 	Mailboxes map[string]Mailbox
+	// Attachments stores the content of uploaded attachments; nil refuses
+	// cases that carry content (ErrNoAttachmentStore).
+	Attachments AttachmentStore
 	// SentMail finds the case of a Message-ID kontakt sent (the outbox's
 	// index); nil when nothing is sent, and then a reply is matched by
 	// the case number in its subject only, and a bounce by nothing.
@@ -309,6 +312,15 @@ func (s *Service) register(ctx context.Context, reg domain.Registration, caseID,
 		// anonymous statistics id from the log; never derived from the
 		// case.
 		StatisticsSeed: rand.Text(),
+	}
+	if reg.Content != nil {
+		if err := s.storeAttachments(ctx, caseID, reg.Content); err != nil {
+			return Registered{}, err
+		}
+		// The content is sealed with the attachments key in the key
+		// store now, so the case's other values are sealed with stored
+		// keys too: a draft's key for the class would be another key.
+		fresh = false
 	}
 	if !fresh || s.drafts == nil || !s.groups.isRunning() {
 		return s.registerAlone(ctx, reg, ev, eventID)

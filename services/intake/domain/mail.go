@@ -1,6 +1,7 @@
 package domain
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -44,6 +45,9 @@ type Mail struct {
 	// Report is set for a multipart/report message (a delivery status
 	// notification, RFC 3464, or a read receipt).
 	Report bool
+	// Attachments are the mail's files, in the order they appear: they
+	// become the case's attachments, content and all.
+	Attachments []MailAttachment
 	// ReportType is a multipart/report's report-type parameter
 	// ("delivery-status" for a DSN), in lower case.
 	ReportType string
@@ -76,6 +80,18 @@ func (m Mail) Bounced() []string {
 	}
 	return m.OriginalMessageIDs
 }
+
+// MailAttachment is one file of a mail: its name (from the
+// Content-Disposition or Content-Type parameters; empty when it has
+// none), its media type, and its decoded content.
+type MailAttachment struct {
+	Name        string
+	ContentType string
+	Content     []byte
+}
+
+// maxAttachmentName is the API's limit on an attachment's name.
+const maxAttachmentName = 255
 
 // Why a mail is not a citizen's: the reasons a receiver logs and counts.
 // They name the rule, never the mail.
@@ -138,7 +154,32 @@ func MailCase(m Mail, t casev1.CaseType, category string) *intakev1.CaseInput {
 		Subject:     truncate(subject, MaxMailSubject, "…"),
 		Description: truncate(strings.TrimSpace(m.Text), MaxMailText, "\n\n[Texten är avkortad.]"),
 		Contact:     &intakev1.Contact{Email: m.From},
+		Attachments: mailAttachments(m.Attachments),
 	}
+}
+
+// mailAttachments are a mail's files as the case's uploaded attachments.
+// A file without a name is called "bilaga-N"; a mail has no ids for its
+// files, so each gets "mail-N" (N counted from 1).
+func mailAttachments(files []MailAttachment) []*intakev1.AttachmentInput {
+	if len(files) == 0 {
+		return nil
+	}
+	out := make([]*intakev1.AttachmentInput, len(files))
+	for i, f := range files {
+		name := strings.TrimSpace(f.Name)
+		if name == "" {
+			name = fmt.Sprintf("bilaga-%d", i+1)
+		}
+		out[i] = &intakev1.AttachmentInput{
+			Name:         truncate(name, maxAttachmentName, ""),
+			ContentType:  f.ContentType,
+			SizeBytes:    int64(len(f.Content)),
+			AttachmentId: fmt.Sprintf("mail-%d", i+1),
+			Content:      f.Content,
+		}
+	}
+	return out
 }
 
 // ValidateMail validates the case a mail becomes and records which of

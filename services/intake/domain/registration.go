@@ -50,6 +50,12 @@ func (e *ValidationError) Unwrap() error { return ErrInvalidInput }
 const (
 	// MaxAttachmentsBytes bounds the attachments of one case together.
 	MaxAttachmentsBytes = 50 << 20
+	// MaxAttachmentBytes bounds one attachment (the API's limit on
+	// size_bytes and content, which mail is held to as well).
+	MaxAttachmentBytes = 25 << 20
+	// MaxAttachments bounds how many attachments a case has (the API's
+	// max_items; the blob store keeps at most this many per case).
+	MaxAttachments = 20
 	// coarseDecimals rounds locations for statistics to about a kilometre.
 	coarseDecimals = 2
 )
@@ -91,7 +97,11 @@ type Registration struct {
 	AttachmentIDs   []string
 	// Attachments carry only what is not free: the content type (one of
 	// a closed list) and the size.
-	Attachments          []*casev1.Attachment
+	Attachments []*casev1.Attachment
+	// Content holds, in the order of Attachments, the content uploaded
+	// with the case (nil for an attachment stored elsewhere): intake
+	// seals it into the blob store before the case is appended.
+	Content              [][]byte
 	Coarse               *casev1.CoarseLocation
 	CallerNumberWithheld bool
 	// Mailbox is the contact centre's address a mail came to (see
@@ -154,7 +164,7 @@ func Validate(in *intakev1.CaseInput, src Source, now time.Time, cats Categories
 
 	r.Contact, r.Identity, r.CallerNumberWithheld = validateContact(&v, in.GetContact(), r.Channel, now)
 	r.FreeText = freeText(in)
-	r.AttachmentNames, r.AttachmentIDs, r.Attachments = validateAttachments(&v, in.GetAttachments())
+	r.AttachmentNames, r.AttachmentIDs, r.Attachments, r.Content = validateAttachments(&v, in.GetAttachments())
 
 	hasText := r.FreeText != nil && (r.FreeText.GetSubject() != "" || r.FreeText.GetDescription() != "" || r.FreeText.GetChatTranscript() != "")
 	if !hasText && !(r.Type == casev1.CaseType_CASE_TYPE_BREV && len(r.Attachments) > 0) {
@@ -307,10 +317,15 @@ func freeText(in *intakev1.CaseInput) *casev1.FreeText {
 	return ft
 }
 
-func validateAttachments(v *violations, in []*intakev1.AttachmentInput) (names, ids []string, out []*casev1.Attachment) {
+func validateAttachments(v *violations, in []*intakev1.AttachmentInput) (names, ids []string, out []*casev1.Attachment, content [][]byte) {
 	if len(in) == 0 {
-		return nil, nil, nil
+		return nil, nil, nil, nil
 	}
+	if len(in) > MaxAttachments {
+		v.add("case.attachments", fmt.Sprintf("are more than %d", MaxAttachments))
+	}
+	var uploaded bool
+	content = make([][]byte, len(in))
 	allowed := allowedContentTypes()
 	names = make([]string, 0, len(in))
 	ids = make([]string, 0, len(in))
@@ -330,15 +345,27 @@ func validateAttachments(v *violations, in []*intakev1.AttachmentInput) (names, 
 			v.add(field+".attachment_id", "appears twice")
 		}
 		seen[a.GetAttachmentId()] = true
+		if c := a.GetContent(); len(c) > 0 {
+			switch {
+			case len(c) > MaxAttachmentBytes:
+				v.add(field+".content", fmt.Sprintf("exceeds %d MiB", MaxAttachmentBytes>>20))
+			case int64(len(c)) != a.GetSizeBytes():
+				v.add(field+".size_bytes", "is not the length of the content")
+			}
+			content[i], uploaded = c, true
+		}
 		total += a.GetSizeBytes()
 		names = append(names, strings.TrimSpace(a.GetName()))
 		ids = append(ids, a.GetAttachmentId())
-		out = append(out, &casev1.Attachment{ContentType: ct, SizeBytes: a.GetSizeBytes()})
+		out = append(out, &casev1.Attachment{ContentType: ct, SizeBytes: a.GetSizeBytes(), Stored: len(a.GetContent()) > 0})
 	}
 	if total > MaxAttachmentsBytes {
 		v.add("case.attachments", fmt.Sprintf("together exceed %d MiB", MaxAttachmentsBytes>>20))
 	}
-	return names, ids, out
+	if !uploaded {
+		content = nil
+	}
+	return names, ids, out, content
 }
 
 // hasPlace says whether a location names a place: coordinates, an

@@ -22,6 +22,7 @@ import (
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
 	intakev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/intake/v1"
 	"github.com/kontakt-se/kontakt/pkg/auth"
+	"github.com/kontakt-se/kontakt/pkg/blobstore"
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
 	"github.com/kontakt-se/kontakt/pkg/seal"
 	"github.com/kontakt-se/kontakt/pkg/server"
@@ -56,6 +57,8 @@ func ErrorMappings() []server.ErrorMapping {
 		{Target: app.ErrInProgress, Code: codes.Aborted},
 		{Target: app.ErrNotFound, Code: codes.NotFound},
 		{Target: eventstore.ErrUnavailable, Code: codes.Unavailable},
+		{Target: blobstore.ErrUnavailable, Code: codes.Unavailable},
+		{Target: app.ErrNoAttachmentStore, Code: codes.FailedPrecondition},
 		{Target: seal.ErrKeyDestroyed, Code: codes.FailedPrecondition},
 	}
 }

@@ -20,6 +20,7 @@ import (
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
 	intakev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/intake/v1"
 	"github.com/kontakt-se/kontakt/pkg/backoff"
+	"github.com/kontakt-se/kontakt/pkg/blobstore"
 	"github.com/kontakt-se/kontakt/pkg/host"
 	"github.com/kontakt-se/kontakt/pkg/projection"
 	"github.com/kontakt-se/kontakt/pkg/ratelimit"
@@ -67,6 +68,10 @@ func Mount(ctx context.Context, h *host.Host) error {
 	for _, a := range cfg.Mail.Inbound.Addresses {
 		mailboxes[a.Normalised()] = app.Mailbox{Type: a.CaseType(), Category: a.Category}
 	}
+	blobs, err := blobstore.Open(ctx, h.JS, h.Sealer, blobstore.Config{Replicas: cfg.NATS.Replicas})
+	if err != nil {
+		return fmt.Errorf("attachment store: %w", err)
+	}
 	// The outbox's file also indexes the Message-IDs kontakt sent, which
 	// replies and bounces name; without sending there is none.
 	var sentMail *outbox.Store
@@ -85,6 +90,7 @@ func Mount(ctx context.Context, h *host.Host) error {
 		Categories:        domain.NewCategories(categories),
 		Mailboxes:         mailboxes,
 		ReplyReopenWithin: cfg.Mail.Inbound.ReplyReopenWithin,
+		Attachments:       blobs,
 	}
 	if sentMail != nil {
 		appCfg.SentMail = sentMail
@@ -92,6 +98,11 @@ func Mount(ctx context.Context, h *host.Host) error {
 	svc, err := app.NewService(h.Store, h.Sealer, numbers, idem, h.Clock, logger, appCfg)
 	if err != nil {
 		return err
+	}
+	if !h.Offline() {
+		// Content whose case never got appended (a crash between the
+		// two) is deleted after app.OrphanGrace.
+		h.Go(func(ctx context.Context) error { return svc.RunOrphanSweep(ctx, app.OrphanGrace/4) })
 	}
 	submissions, err := ports.NewSubmissionMetrics(h.Server.Metrics())
 	if err != nil {

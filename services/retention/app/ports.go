@@ -167,3 +167,11 @@ type ArchiveFile struct {
 	// Data is the file's content.
 	Data []byte
 }
+
+// Attachments deletes the stored content of a case's attachments
+// (pkg/blobstore, which *blobstore.Store implements): after the
+// attachments key is destroyed the content is unreadable, and this
+// removes the objects too. Deleting what is not there is no error.
+type Attachments interface {
+	DeleteCase(ctx context.Context, caseID string) error
+}

@@ -113,6 +113,10 @@ type effect struct {
 	receipt *receipt.Receipt
 	// remove destroys every key and deletes the stream in the third.
 	remove bool
+	// blobs deletes the case's stored attachment content: after its key
+	// in the first phase (a redaction of the attachments class), or
+	// before the stream in the third (a deletion).
+	blobs bool
 	// unarchive removes the case's archive packages in the first phase: a
 	// withdrawn mark for preservation leaves no package behind that the
 	// plan does not require.
@@ -403,6 +407,7 @@ func (s *Service) redactionEffect(e *Entry, gens seal.Generations, m *casev1.Per
 		// for each of the others would cost a disk write apiece.
 		if e == nil || e.Case.Sealed[domain.Class(c)] {
 			eff.destroy = append(eff.destroy, c)
+			eff.blobs = eff.blobs || c == seal.ClassAttachments
 		}
 	}
 	return eff
@@ -430,7 +435,7 @@ func (s *Service) deletionEffect(e *Entry, m *casev1.CaseDeleted) *effect {
 	r.PlanVersion, r.Rule = m.GetPlanVersion(), m.GetRule()
 	r.At = m.GetDeletedAt().AsTime()
 	r.Classes = []string{string(domain.ClassCase)}
-	eff := &effect{caseID: m.GetCaseId(), receipt: &r, remove: true}
+	eff := &effect{caseID: m.GetCaseId(), receipt: &r, remove: true, blobs: e == nil || e.Case.Sealed[domain.ClassAttachments]}
 	if e != nil {
 		eff.gens = e.Case.Generations.Clone()
 	}
@@ -474,6 +479,10 @@ func (s *Service) runEffects(ctx context.Context, effects []effect) error {
 	if err := s.parallel(ctx, jobs); err != nil {
 		return err
 	}
+	// The content of redacted attachments, once its key is gone.
+	if err := s.deleteBlobs(ctx, effects, false); err != nil {
+		return err
+	}
 	var receipts []receipt.Receipt
 	for _, e := range effects {
 		if e.receipt != nil {
@@ -500,6 +509,26 @@ func (s *Service) runEffects(ctx context.Context, effects []effect) error {
 	if len(gone) > 0 {
 		if err := s.sealer.DestroyBatch(ctx, gone); err != nil {
 			return err
+		}
+		// Before the stream goes: once it is gone this event is never
+		// delivered again, and a failed deletion must be retried from it.
+		if err := s.deleteBlobs(ctx, effects, true); err != nil {
+			return err
+		}
+	}
+	return s.parallel(ctx, jobs)
+}
+
+// deleteBlobs deletes the stored attachment content of the effects that
+// have some, of the deletions (removed) or of the redactions.
+func (s *Service) deleteBlobs(ctx context.Context, effects []effect, removed bool) error {
+	if s.blobs == nil {
+		return nil
+	}
+	var jobs []func(context.Context) error
+	for _, e := range effects {
+		if e.blobs && e.remove == removed {
+			jobs = append(jobs, func(ctx context.Context) error { return s.blobs.DeleteCase(ctx, e.caseID) })
 		}
 	}
 	return s.parallel(ctx, jobs)

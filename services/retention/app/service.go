@@ -72,6 +72,10 @@ type Options struct {
 	Audit   Audit
 	// Blind computes the blind-index tokens that find a person's cases.
 	Blind *blindindex.Index
+	// Attachments deletes stored attachment content at the redaction of
+	// the attachments class and at the deletion of the case; nil when no
+	// content is stored anywhere.
+	Attachments Attachments
 	// Clock is the time the plan is applied at; nil means time.Now.
 	Clock func() time.Time
 	// Logger nil discards.
@@ -87,6 +91,7 @@ type Service struct {
 	idx     Index
 	archive Archive
 	audit   Audit
+	blobs   Attachments
 	blind   *blindindex.Index
 	clock   func() time.Time
 	log     *slog.Logger
@@ -134,7 +139,7 @@ func New(o Options) (*Service, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Service{
-		store: o.Store, sealer: o.Sealer, ledger: o.Ledger, idx: o.Index, archive: o.Archive, audit: o.Audit, blind: o.Blind,
+		store: o.Store, sealer: o.Sealer, ledger: o.Ledger, idx: o.Index, archive: o.Archive, audit: o.Audit, blobs: o.Attachments, blind: o.Blind,
 		clock: o.Clock, log: o.Logger, cfg: cfg, wake: make(chan struct{}, 1), swept: map[string]uint64{},
 	}
 	s.model = o.Index.Model(s.planFingerprint(), s.applyBatch)

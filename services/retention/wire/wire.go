@@ -17,6 +17,7 @@ import (
 
 	retentionv1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/retention/v1"
 	"github.com/kontakt-se/kontakt/pkg/audit"
+	"github.com/kontakt-se/kontakt/pkg/blobstore"
 	"github.com/kontakt-se/kontakt/pkg/config"
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
 	"github.com/kontakt-se/kontakt/pkg/host"
@@ -164,9 +165,13 @@ func open(ctx context.Context, h *host.Host) (*app.Service, host.ReadModel, erro
 	}
 	h.OnClose(journal.Close)
 	h.SetJournal(journal)
+	blobs, err := blobstore.Open(ctx, h.JS, h.Sealer, blobstore.Config{Replicas: cfg.NATS.Replicas})
+	if err != nil {
+		return nil, host.ReadModel{}, fmt.Errorf("attachment store: %w", err)
+	}
 	svc, err := app.New(app.Options{
 		Store: h.Store, Sealer: h.Sealer, Ledger: led, Index: idx, Archive: archive.Dir(archiveDir), Audit: auditLog,
-		Blind: blind, Clock: h.Clock, Logger: logger,
+		Blind: blind, Clock: h.Clock, Logger: logger, Attachments: blobs,
 		Config: app.Config{Plan: plan, SweepInterval: cfg.Retention.SweepInterval, Journal: journal},
 	})
 	if err != nil {

@@ -44,6 +44,9 @@ type Queries struct {
 	blind  *blindindex.Index
 	queues *Queues
 	clock  func() time.Time
+	// content is nil where no blob store is configured: downloads fail
+	// with ErrNoAttachmentContent.
+	content AttachmentContent
 }
 
 // QueriesConfig is what the query side is built from.
@@ -55,11 +58,13 @@ type QueriesConfig struct {
 	Blind  *blindindex.Index
 	Queues *Queues
 	Clock  func() time.Time
+	// Attachments reads stored attachment content (GetAttachment).
+	Attachments AttachmentContent
 }
 
 // NewQueries builds the query side.
 func NewQueries(cfg QueriesConfig) *Queries {
-	return &Queries{rm: cfg.ReadModel, sealer: cfg.Sealer, audit: cfg.Audit, blind: cfg.Blind, queues: cfg.Queues, clock: cfg.Clock}
+	return &Queries{rm: cfg.ReadModel, sealer: cfg.Sealer, audit: cfg.Audit, blind: cfg.Blind, queues: cfg.Queues, clock: cfg.Clock, content: cfg.Attachments}
 }
 
 // Reader is who asks, with every role that matters to reads.

@@ -16,6 +16,7 @@ import (
 	routingv1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/routing/v1"
 	"github.com/kontakt-se/kontakt/pkg/audit"
 	"github.com/kontakt-se/kontakt/pkg/auth"
+	"github.com/kontakt-se/kontakt/pkg/blobstore"
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
 	"github.com/kontakt-se/kontakt/pkg/seal"
 	"github.com/kontakt-se/kontakt/pkg/server"
@@ -38,6 +39,10 @@ func ErrorMappings() []server.ErrorMapping {
 		{Target: app.ErrInvalidKey, Code: codes.InvalidArgument, Explain: true},
 		{Target: app.ErrInvalidPageToken, Code: codes.InvalidArgument},
 		{Target: app.ErrNotFound, Code: codes.NotFound},
+		{Target: app.ErrAttachmentDestroyed, Code: codes.FailedPrecondition},
+		{Target: app.ErrNoAttachmentContent, Code: codes.NotFound},
+		{Target: app.ErrInvalidOffset, Code: codes.InvalidArgument, Explain: true},
+		{Target: blobstore.ErrUnavailable, Code: codes.Unavailable},
 		{Target: app.ErrAuditUnavailable, Code: codes.Unavailable},
 		{Target: audit.ErrUnavailable, Code: codes.Unavailable},
 		{Target: eventstore.ErrUnavailable, Code: codes.Unavailable},
@@ -251,6 +256,16 @@ func (s *Server) GetCase(ctx context.Context, req *routingv1.GetCaseRequest) (*r
 		return nil, err
 	}
 	return &routingv1.GetCaseResponse{Case: view}, nil
+}
+
+// GetAttachment returns an attachment's content, after logging the read.
+func (s *Server) GetAttachment(ctx context.Context, req *routingv1.GetAttachmentRequest) (*routingv1.GetAttachmentResponse, error) {
+	r, role, err := s.reader(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return s.queries.GetAttachment(ctx, r, role, routingv1.RoutingService_GetAttachment_FullMethodName,
+		req.GetCaseId(), int(req.GetIndex()), req.GetPurpose(), req.GetOffset())
 }
 
 // FindCases finds cases by number or by a person's identifiers.

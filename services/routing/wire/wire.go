@@ -16,6 +16,7 @@ import (
 
 	routingv1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/routing/v1"
 	"github.com/kontakt-se/kontakt/pkg/audit"
+	"github.com/kontakt-se/kontakt/pkg/blobstore"
 	"github.com/kontakt-se/kontakt/pkg/config"
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
 	"github.com/kontakt-se/kontakt/pkg/host"
@@ -230,8 +231,13 @@ func Mount(ctx context.Context, h *host.Host) error {
 	router = app.NewRouter(app.RouterConfig{Commands: cmds, Queues: queues, Unrouted: rm.Store, Logger: logger})
 	h.Go(rm.Projector.Run)
 	h.Go(router.Run)
+	blobs, err := blobstore.Open(ctx, h.JS, h.Sealer, blobstore.Config{Replicas: h.Config.NATS.Replicas})
+	if err != nil {
+		return fmt.Errorf("attachment store: %w", err)
+	}
 	queries := app.NewQueries(app.QueriesConfig{
 		ReadModel: rm.Store, Sealer: h.Sealer, Audit: auditLog, Blind: blind, Queues: queues, Clock: h.Clock,
+		Attachments: blobs,
 	})
 	if err := h.Server.Metrics().Register(ports.NewQueueMetrics(queries)); err != nil {
 		return fmt.Errorf("routing: queue metrics: %w", err)

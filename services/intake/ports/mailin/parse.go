@@ -27,7 +27,9 @@ var errUnreadable = errors.New("message cannot be read")
 // parse reads a whole message into what intake needs: the headers that
 // tell a person's mail from a program's, the From address, the decoded
 // subject and the text. A text/plain part is preferred; an HTML-only
-// mail is converted to text. Attachments are skipped. A part in a
+// mail is converted to text. Every other part is a file (an
+// attachment, or an inline image), read into memory with its name and
+// media type; the content is sealed before it leaves the process. A part in a
 // character set the library does not know is read as it stands rather
 // than losing the mail.
 func parse(raw []byte) (domain.Mail, error) {
@@ -66,6 +68,12 @@ func parse(raw []byte) (domain.Mail, error) {
 			return err
 		}
 		mediaType, params, _ := part.Header.ContentType()
+		disp, _, _ := part.Header.ContentDisposition()
+		file := func(body []byte) {
+			ah := mail.AttachmentHeader{Header: part.Header}
+			name, _ := ah.Filename()
+			m.Attachments = append(m.Attachments, domain.MailAttachment{Name: name, ContentType: mediaType, Content: body})
+		}
 		switch mediaType {
 		case "multipart/report":
 			m.Report = true
@@ -80,18 +88,33 @@ func parse(raw []byte) (domain.Mail, error) {
 			m.Report = true
 			return nil
 		case "message/rfc822", "message/global", "text/rfc822-headers", "message/global-headers":
+			body, err := io.ReadAll(part.Body)
+			if err != nil {
+				return err
+			}
 			// A delivery report returns the mail it is about (or its
 			// header): its Message-ID names the mail that did not
 			// arrive.
-			if id := embeddedMessageID(part.Body); id != "" {
+			if id := embeddedMessageID(bytes.NewReader(body)); id != "" {
 				m.OriginalMessageIDs = append(m.OriginalMessageIDs, id)
 			}
-			return nil
-		case "text/plain", "text/html":
-		default:
+			// Outside a report it is a mail the citizen forwards: a file
+			// of the case (message/rfc822 is an accepted type).
+			if !m.Report {
+				file(body)
+			}
 			return nil
 		}
-		if disp, _, _ := part.Header.ContentDisposition(); disp == "attachment" {
+		switch {
+		case strings.HasPrefix(mediaType, "multipart/"):
+			return nil
+		case disp == "attachment" || (mediaType != "text/plain" && mediaType != "text/html"):
+			// A file: named or not, inline (a pasted image) or not.
+			body, err := io.ReadAll(part.Body)
+			if err != nil {
+				return err
+			}
+			file(body)
 			return nil
 		}
 		body, err := io.ReadAll(part.Body)

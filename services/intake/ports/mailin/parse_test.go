@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/kontakt-se/kontakt/services/intake/domain"
 )
 
 // crlf turns a message written with \n into the wire's CRLF lines.
@@ -23,6 +25,7 @@ func TestParse(t *testing.T) {
 		autoSubmit  string
 		precedence  string
 		autoReplyHd bool
+		files       []domain.MailAttachment
 	}{
 		{
 			name:    "plain",
@@ -47,7 +50,7 @@ func TestParse(t *testing.T) {
 			textHasNot: []string{"alert", "color", "<p>"},
 		},
 		{
-			name: "multipart alternative prefers the plain text; attachments are skipped",
+			name: "multipart alternative prefers the plain text; attachments are files",
 			raw: `From: c@example.se
 Subject: Multi
 MIME-Version: 1.0
@@ -76,6 +79,66 @@ Bilagans innehåll
 			subject:    "Multi",
 			textHas:    []string{"Texten i klartext."},
 			textHasNot: []string{"Texten i HTML", "Bilagans"},
+			files:      []domain.MailAttachment{{Name: "bilaga.txt", ContentType: "text/plain", Content: []byte("Bilagans innehåll")}},
+		},
+		{
+			name: "a forwarded mail outside a report is a file",
+			raw: `From: f@example.se
+Subject: Fwd: Kallelse
+MIME-Version: 1.0
+Content-Type: multipart/mixed; boundary=b
+
+--b
+Content-Type: text/plain; charset=utf-8
+
+Se det vidarebefordrade.
+--b
+Content-Type: message/rfc822
+
+From: skola@example.se
+Message-ID: <kallelse.1@example.se>
+Subject: Kallelse
+
+Välkommen.
+--b--
+`,
+			from:    "f@example.se",
+			subject: "Fwd: Kallelse",
+			textHas: []string{"Se det vidarebefordrade."},
+			files:   []domain.MailAttachment{{ContentType: "message/rfc822", Content: []byte("From: skola@example.se\r\nMessage-ID: <kallelse.1@example.se>\r\nSubject: Kallelse\r\n\r\nVälkommen.")}},
+		},
+		{
+			name: "a PDF in base64 with an RFC 2231 name and an inline image without one",
+			raw: `From: e@example.se
+Subject: Filer
+MIME-Version: 1.0
+Content-Type: multipart/mixed; boundary=b
+
+--b
+Content-Type: text/plain; charset=utf-8
+
+Se bifogat.
+--b
+Content-Type: application/pdf
+Content-Disposition: attachment; filename*=utf-8''ritning%20%C3%A5.pdf
+Content-Transfer-Encoding: base64
+
+JVBERi0xLjQK
+--b
+Content-Type: image/png
+Content-Disposition: inline
+Content-Transfer-Encoding: base64
+
+iVBORw0KGgo=
+--b--
+`,
+			from:    "e@example.se",
+			subject: "Filer",
+			textHas: []string{"Se bifogat."},
+			files: []domain.MailAttachment{
+				{Name: "ritning å.pdf", ContentType: "application/pdf", Content: []byte("%PDF-1.4\n")},
+				{Name: "", ContentType: "image/png", Content: []byte("\x89PNG\r\n\x1a\n")},
+			},
 		},
 		{
 			name: "delivery status notification",
@@ -133,6 +196,7 @@ Status: 5.1.1
 			require.Equal(t, tt.autoSubmit, m.AutoSubmitted)
 			require.Equal(t, tt.precedence, m.Precedence)
 			require.Equal(t, tt.autoReplyHd, m.AutoReplyHeader)
+			require.Equal(t, tt.files, m.Attachments)
 		})
 	}
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/emersion/go-smtp"
 	"google.golang.org/grpc/codes"
 
+	"github.com/kontakt-se/kontakt/pkg/blobstore"
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
 	"github.com/kontakt-se/kontakt/pkg/ratelimit"
 	"github.com/kontakt-se/kontakt/pkg/server"
@@ -273,7 +274,7 @@ func (r *Receiver) reply(reg app.Registered, err error) error {
 		// The one level policy (server.Level): NATS briefly away is a
 		// passing condition (WARN), anything else kontakt's fault (ERROR).
 		code, outcome := codes.Internal, ports.OutcomeError
-		if errors.Is(err, eventstore.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
+		if errors.Is(err, eventstore.ErrUnavailable) || errors.Is(err, blobstore.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
 			code, outcome = codes.Unavailable, ports.OutcomeUnavailable
 		}
 		r.logger.Log(context.Background(), server.Level(code), "mail not registered; the relay will try again", "error", err)
@@ -286,8 +287,13 @@ func (r *Receiver) reply(reg app.Registered, err error) error {
 // citizen reading the bounce understands.
 func refusal(fields []string) string {
 	for _, f := range fields {
-		if strings.HasPrefix(f, "case.contact.email") {
+		switch {
+		case strings.HasPrefix(f, "case.contact.email"):
 			return "the sender address cannot be read"
+		case strings.HasSuffix(f, ".content_type"):
+			return "an attachment is of a type not accepted (PDF, JPEG, PNG, HEIC, TIFF, plain text, e-mail, Word or ODF text)"
+		case strings.HasPrefix(f, "case.attachments"):
+			return fmt.Sprintf("at most %d attachments of at most %d MiB each are accepted", domain.MaxAttachments, domain.MaxAttachmentBytes>>20)
 		}
 	}
 	return "it holds no text"

@@ -84,7 +84,7 @@ func (cp *copies) apply(m any) (tokensStale bool, scrub []casev1.DataClass) {
 		}
 		for _, a := range m.GetAttachments() {
 			cp.attachments = append(cp.attachments, &casev1.Attachment{
-				AttachmentId: a.GetAttachmentId(), ContentType: a.GetContentType(), SizeBytes: a.GetSizeBytes(),
+				AttachmentId: a.GetAttachmentId(), ContentType: a.GetContentType(), SizeBytes: a.GetSizeBytes(), Stored: a.GetStored(),
 			})
 		}
 		return true, nil

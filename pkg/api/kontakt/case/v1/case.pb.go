@@ -849,9 +849,13 @@ type Attachment struct {
 	// Opaque reference to the stored file. Only in events registered before
 	// the ids were sealed: now it is empty and the id is in the sealed
 	// AttachmentNames.attachment_ids.
-	AttachmentId  string `protobuf:"bytes,1,opt,name=attachment_id,json=attachmentId,proto3" json:"attachment_id,omitempty"`
-	ContentType   string `protobuf:"bytes,2,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
-	SizeBytes     int64  `protobuf:"varint,3,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
+	AttachmentId string `protobuf:"bytes,1,opt,name=attachment_id,json=attachmentId,proto3" json:"attachment_id,omitempty"`
+	ContentType  string `protobuf:"bytes,2,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
+	SizeBytes    int64  `protobuf:"varint,3,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
+	// The content is in kontakt's blob store, sealed with the case's
+	// attachments key, and can be downloaded (RoutingService.GetAttachment)
+	// until the attachments class is redacted or the case deleted.
+	Stored        bool `protobuf:"varint,4,opt,name=stored,proto3" json:"stored,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -905,6 +909,13 @@ func (x *Attachment) GetSizeBytes() int64 {
 		return x.SizeBytes
 	}
 	return 0
+}
+
+func (x *Attachment) GetStored() bool {
+	if x != nil {
+		return x.Stored
+	}
+	return false
 }
 
 // CoarseLocation is a location rounded for statistics: a grid cell of about
@@ -1004,13 +1015,14 @@ const file_kontakt_case_v1_case_proto_rawDesc = "" +
 	"\x0eattachment_ids\x18\x02 \x03(\tR\rattachmentIds\" \n" +
 	"\n" +
 	"AnswerText\x12\x12\n" +
-	"\x04text\x18\x01 \x01(\tR\x04text\"s\n" +
+	"\x04text\x18\x01 \x01(\tR\x04text\"\x8b\x01\n" +
 	"\n" +
 	"Attachment\x12#\n" +
 	"\rattachment_id\x18\x01 \x01(\tR\fattachmentId\x12!\n" +
 	"\fcontent_type\x18\x02 \x01(\tR\vcontentType\x12\x1d\n" +
 	"\n" +
-	"size_bytes\x18\x03 \x01(\x03R\tsizeBytes\"J\n" +
+	"size_bytes\x18\x03 \x01(\x03R\tsizeBytes\x12\x16\n" +
+	"\x06stored\x18\x04 \x01(\bR\x06stored\"J\n" +
 	"\x0eCoarseLocation\x12\x1a\n" +
 	"\blatitude\x18\x01 \x01(\x01R\blatitude\x12\x1c\n" +
 	"\tlongitude\x18\x02 \x01(\x01R\tlongitude*\x80\x01\n" +

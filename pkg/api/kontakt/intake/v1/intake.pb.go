@@ -129,7 +129,8 @@ func (x *Contact) GetCallerNumberWithheld() bool {
 	return false
 }
 
-// AttachmentInput refers to a file already stored elsewhere.
+// AttachmentInput is a file of the case: uploaded with it (content), or
+// a reference to a file stored elsewhere.
 type AttachmentInput struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The file's name as the citizen gave it (personal data: sealed).
@@ -137,7 +138,14 @@ type AttachmentInput struct {
 	ContentType string `protobuf:"bytes,2,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
 	SizeBytes   int64  `protobuf:"varint,3,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
 	// Opaque reference to the stored file.
-	AttachmentId  string `protobuf:"bytes,4,opt,name=attachment_id,json=attachmentId,proto3" json:"attachment_id,omitempty"`
+	AttachmentId string `protobuf:"bytes,4,opt,name=attachment_id,json=attachmentId,proto3" json:"attachment_id,omitempty"`
+	// The file's content, uploaded with the case. kontakt seals it with the
+	// case's attachments key and keeps it in its blob store, from where an
+	// authorised caller downloads it (RoutingService.GetAttachment);
+	// size_bytes must then equal its length. Empty: the attachment refers to
+	// a file stored elsewhere, as before. The whole request is bounded by
+	// limits.max_request_bytes.
+	Content       []byte `protobuf:"bytes,5,opt,name=content,proto3" json:"content,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -198,6 +206,13 @@ func (x *AttachmentInput) GetAttachmentId() string {
 		return x.AttachmentId
 	}
 	return ""
+}
+
+func (x *AttachmentInput) GetContent() []byte {
+	if x != nil {
+		return x.Content
+	}
+	return nil
 }
 
 // LocationInput is where a reported fault is.
@@ -622,7 +637,7 @@ const file_kontakt_intake_v1_intake_proto_rawDesc = "" +
 	"\x05phone\x18\x03 \x01(\tB\a\xbaH\x04r\x02\x18 R\x05phone\x12E\n" +
 	"\x0epostal_address\x18\x04 \x01(\v2\x1e.kontakt.case.v1.PostalAddressR\rpostalAddress\x120\n" +
 	"\x0fidentity_number\x18\x05 \x01(\tB\a\xbaH\x04r\x02\x18 R\x0eidentityNumber\x124\n" +
-	"\x16caller_number_withheld\x18\x06 \x01(\bR\x14callerNumberWithheld\"\xbd\x01\n" +
+	"\x16caller_number_withheld\x18\x06 \x01(\bR\x14callerNumberWithheld\"\xe3\x01\n" +
 	"\x0fAttachmentInput\x12\x1e\n" +
 	"\x04name\x18\x01 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x01\x18\xff\x01R\x04name\x12,\n" +
@@ -630,7 +645,9 @@ const file_kontakt_intake_v1_intake_proto_rawDesc = "" +
 	"\n" +
 	"size_bytes\x18\x03 \x01(\x03B\f\xbaH\t\"\a\x18\x80\x80\xc0\f \x00R\tsizeBytes\x12/\n" +
 	"\rattachment_id\x18\x04 \x01(\tB\n" +
-	"\xbaH\ar\x05\x10\x01\x18\x80\x01R\fattachmentId\"\xc7\x01\n" +
+	"\xbaH\ar\x05\x10\x01\x18\x80\x01R\fattachmentId\x12$\n" +
+	"\acontent\x18\x05 \x01(\fB\n" +
+	"\xbaH\az\x05\x18\x80\x80\xc0\fR\acontent\"\xc7\x01\n" +
 	"\rLocationInput\x123\n" +
 	"\blatitude\x18\x01 \x01(\x01B\x17\xbaH\x14\x12\x12\x19\x00\x00\x00\x00\x00\x80V@)\x00\x00\x00\x00\x00\x80V\xc0R\blatitude\x125\n" +
 	"\tlongitude\x18\x02 \x01(\x01B\x17\xbaH\x14\x12\x12\x19\x00\x00\x00\x00\x00\x80f@)\x00\x00\x00\x00\x00\x80f\xc0R\tlongitude\x12\"\n" +

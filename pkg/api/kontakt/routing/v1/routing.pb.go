@@ -2485,6 +2485,168 @@ func (x *ListAuditTrailResponse) GetRecords() []*AuditRecord {
 	return nil
 }
 
+// GetAttachmentRequest names one attachment of a case.
+type GetAttachmentRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	CaseId string                 `protobuf:"bytes,1,opt,name=case_id,json=caseId,proto3" json:"case_id,omitempty"`
+	// The attachment's place in CaseView.attachments, from 0.
+	Index int32 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	// Why the caller reads the file; written to the audit log.
+	Purpose string `protobuf:"bytes,3,opt,name=purpose,proto3" json:"purpose,omitempty"`
+	// Where to start reading, in bytes (next_offset of the answer before).
+	Offset        int64 `protobuf:"varint,4,opt,name=offset,proto3" json:"offset,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetAttachmentRequest) Reset() {
+	*x = GetAttachmentRequest{}
+	mi := &file_kontakt_routing_v1_routing_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetAttachmentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetAttachmentRequest) ProtoMessage() {}
+
+func (x *GetAttachmentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kontakt_routing_v1_routing_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetAttachmentRequest.ProtoReflect.Descriptor instead.
+func (*GetAttachmentRequest) Descriptor() ([]byte, []int) {
+	return file_kontakt_routing_v1_routing_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *GetAttachmentRequest) GetCaseId() string {
+	if x != nil {
+		return x.CaseId
+	}
+	return ""
+}
+
+func (x *GetAttachmentRequest) GetIndex() int32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *GetAttachmentRequest) GetPurpose() string {
+	if x != nil {
+		return x.Purpose
+	}
+	return ""
+}
+
+func (x *GetAttachmentRequest) GetOffset() int64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+// GetAttachmentResponse is the file, or the part of it from offset.
+type GetAttachmentResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The file's name as the citizen gave it.
+	Name        string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	ContentType string `protobuf:"bytes,2,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
+	// The whole file's size.
+	SizeBytes int64 `protobuf:"varint,3,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
+	// Where content starts in the file.
+	Offset int64 `protobuf:"varint,4,opt,name=offset,proto3" json:"offset,omitempty"`
+	// At most 1 MiB of the file.
+	Content []byte `protobuf:"bytes,5,opt,name=content,proto3" json:"content,omitempty"`
+	// Where the next part starts; 0 when content ends the file.
+	NextOffset    int64 `protobuf:"varint,6,opt,name=next_offset,json=nextOffset,proto3" json:"next_offset,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetAttachmentResponse) Reset() {
+	*x = GetAttachmentResponse{}
+	mi := &file_kontakt_routing_v1_routing_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetAttachmentResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetAttachmentResponse) ProtoMessage() {}
+
+func (x *GetAttachmentResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kontakt_routing_v1_routing_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetAttachmentResponse.ProtoReflect.Descriptor instead.
+func (*GetAttachmentResponse) Descriptor() ([]byte, []int) {
+	return file_kontakt_routing_v1_routing_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *GetAttachmentResponse) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *GetAttachmentResponse) GetContentType() string {
+	if x != nil {
+		return x.ContentType
+	}
+	return ""
+}
+
+func (x *GetAttachmentResponse) GetSizeBytes() int64 {
+	if x != nil {
+		return x.SizeBytes
+	}
+	return 0
+}
+
+func (x *GetAttachmentResponse) GetOffset() int64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *GetAttachmentResponse) GetContent() []byte {
+	if x != nil {
+		return x.Content
+	}
+	return nil
+}
+
+func (x *GetAttachmentResponse) GetNextOffset() int64 {
+	if x != nil {
+		return x.NextOffset
+	}
+	return 0
+}
+
 var File_kontakt_routing_v1_routing_proto protoreflect.FileDescriptor
 
 const file_kontakt_routing_v1_routing_proto_rawDesc = "" +
@@ -2648,7 +2810,21 @@ const file_kontakt_routing_v1_routing_proto_rawDesc = "" +
 	"\x0fidentity_number\x18\x04 \x01(\tB\a\xbaH\x04r\x02\x18 H\x00R\x0eidentityNumberB\x10\n" +
 	"\asubject\x12\x05\xbaH\x02\b\x01\"S\n" +
 	"\x16ListAuditTrailResponse\x129\n" +
-	"\arecords\x18\x01 \x03(\v2\x1f.kontakt.routing.v1.AuditRecordR\arecords*S\n" +
+	"\arecords\x18\x01 \x03(\v2\x1f.kontakt.routing.v1.AuditRecordR\arecords\"\xdc\x01\n" +
+	"\x14GetAttachmentRequest\x12^\n" +
+	"\acase_id\x18\x01 \x01(\tBE\xbaHBr@2>^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$R\x06caseId\x12\x1f\n" +
+	"\x05index\x18\x02 \x01(\x05B\t\xbaH\x06\x1a\x04\x10\x14(\x00R\x05index\x12\"\n" +
+	"\apurpose\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\apurpose\x12\x1f\n" +
+	"\x06offset\x18\x04 \x01(\x03B\a\xbaH\x04\"\x02(\x00R\x06offset\"\xc0\x01\n" +
+	"\x15GetAttachmentResponse\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12!\n" +
+	"\fcontent_type\x18\x02 \x01(\tR\vcontentType\x12\x1d\n" +
+	"\n" +
+	"size_bytes\x18\x03 \x01(\x03R\tsizeBytes\x12\x16\n" +
+	"\x06offset\x18\x04 \x01(\x03R\x06offset\x12\x18\n" +
+	"\acontent\x18\x05 \x01(\fR\acontent\x12\x1f\n" +
+	"\vnext_offset\x18\x06 \x01(\x03R\n" +
+	"nextOffset*S\n" +
 	"\n" +
 	"QueueOrder\x12\x1b\n" +
 	"\x17QUEUE_ORDER_UNSPECIFIED\x10\x00\x12\x13\n" +
@@ -2675,7 +2851,7 @@ const file_kontakt_routing_v1_routing_proto_rawDesc = "" +
 	"\x11QUEUE_CHANGE_LEFT\x10\x10\x12\x1a\n" +
 	"\x16QUEUE_CHANGE_MAIL_SENT\x10\x11\x12\x1c\n" +
 	"\x18QUEUE_CHANGE_MAIL_FAILED\x10\x12\x12!\n" +
-	"\x1dQUEUE_CHANGE_MESSAGE_RECEIVED\x10\x132\xf6\x0f\n" +
+	"\x1dQUEUE_CHANGE_MESSAGE_RECEIVED\x10\x132\x98\x11\n" +
 	"\x0eRoutingService\x12x\n" +
 	"\n" +
 	"ListQueues\x12%.kontakt.routing.v1.ListQueuesRequest\x1a&.kontakt.routing.v1.ListQueuesResponse\"\x1b\xc2\xf3\x18\x05\n" +
@@ -2712,7 +2888,9 @@ const file_kontakt_routing_v1_routing_proto_rawDesc = "" +
 	"ReopenCase\x12%.kontakt.routing.v1.ReopenCaseRequest\x1a&.kontakt.routing.v1.ReopenCaseResponse\".\xc2\xf3\x18\x05\n" +
 	"\x03\x01\x02\x03\x82\xd3\xe4\x93\x02\x1f:\x01*\"\x1a/v1/cases/{case_id}:reopen\x12\x89\x01\n" +
 	"\x0eListAuditTrail\x12).kontakt.routing.v1.ListAuditTrailRequest\x1a*.kontakt.routing.v1.ListAuditTrailResponse\" \xc2\xf3\x18\x03\n" +
-	"\x01\x05\x82\xd3\xe4\x93\x02\x13:\x01*\"\x0e/v1/audit:listBDZBgithub.com/kontakt-se/kontakt/pkg/api/kontakt/routing/v1;routingv1b\x06proto3"
+	"\x01\x05\x82\xd3\xe4\x93\x02\x13:\x01*\"\x0e/v1/audit:list\x12\x9f\x01\n" +
+	"\rGetAttachment\x12(.kontakt.routing.v1.GetAttachmentRequest\x1a).kontakt.routing.v1.GetAttachmentResponse\"9\xc2\xf3\x18\x06\n" +
+	"\x04\x01\x02\x03\x05\x82\xd3\xe4\x93\x02)\x12'/v1/cases/{case_id}/attachments/{index}BDZBgithub.com/kontakt-se/kontakt/pkg/api/kontakt/routing/v1;routingv1b\x06proto3"
 
 var (
 	file_kontakt_routing_v1_routing_proto_rawDescOnce sync.Once
@@ -2727,7 +2905,7 @@ func file_kontakt_routing_v1_routing_proto_rawDescGZIP() []byte {
 }
 
 var file_kontakt_routing_v1_routing_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_kontakt_routing_v1_routing_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_kontakt_routing_v1_routing_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_kontakt_routing_v1_routing_proto_goTypes = []any{
 	(QueueOrder)(0),                // 0: kontakt.routing.v1.QueueOrder
 	(QueueChange)(0),               // 1: kontakt.routing.v1.QueueChange
@@ -2767,41 +2945,43 @@ var file_kontakt_routing_v1_routing_proto_goTypes = []any{
 	(*AuditRecord)(nil),            // 35: kontakt.routing.v1.AuditRecord
 	(*ListAuditTrailRequest)(nil),  // 36: kontakt.routing.v1.ListAuditTrailRequest
 	(*ListAuditTrailResponse)(nil), // 37: kontakt.routing.v1.ListAuditTrailResponse
-	(*timestamppb.Timestamp)(nil),  // 38: google.protobuf.Timestamp
-	(v1.CaseType)(0),               // 39: kontakt.case.v1.CaseType
-	(v1.Channel)(0),                // 40: kontakt.case.v1.Channel
-	(v1.CaseStatus)(0),             // 41: kontakt.case.v1.CaseStatus
-	(*v1.ContactDetails)(nil),      // 42: kontakt.case.v1.ContactDetails
-	(*v1.IdentityNumber)(nil),      // 43: kontakt.case.v1.IdentityNumber
-	(*v1.FreeText)(nil),            // 44: kontakt.case.v1.FreeText
-	(v1.DataClass)(0),              // 45: kontakt.case.v1.DataClass
-	(v1.Resolution)(0),             // 46: kontakt.case.v1.Resolution
-	(*v1.Attachment)(nil),          // 47: kontakt.case.v1.Attachment
+	(*GetAttachmentRequest)(nil),   // 38: kontakt.routing.v1.GetAttachmentRequest
+	(*GetAttachmentResponse)(nil),  // 39: kontakt.routing.v1.GetAttachmentResponse
+	(*timestamppb.Timestamp)(nil),  // 40: google.protobuf.Timestamp
+	(v1.CaseType)(0),               // 41: kontakt.case.v1.CaseType
+	(v1.Channel)(0),                // 42: kontakt.case.v1.Channel
+	(v1.CaseStatus)(0),             // 43: kontakt.case.v1.CaseStatus
+	(*v1.ContactDetails)(nil),      // 44: kontakt.case.v1.ContactDetails
+	(*v1.IdentityNumber)(nil),      // 45: kontakt.case.v1.IdentityNumber
+	(*v1.FreeText)(nil),            // 46: kontakt.case.v1.FreeText
+	(v1.DataClass)(0),              // 47: kontakt.case.v1.DataClass
+	(v1.Resolution)(0),             // 48: kontakt.case.v1.Resolution
+	(*v1.Attachment)(nil),          // 49: kontakt.case.v1.Attachment
 }
 var file_kontakt_routing_v1_routing_proto_depIdxs = []int32{
-	38, // 0: kontakt.routing.v1.Queue.oldest_open_at:type_name -> google.protobuf.Timestamp
+	40, // 0: kontakt.routing.v1.Queue.oldest_open_at:type_name -> google.protobuf.Timestamp
 	2,  // 1: kontakt.routing.v1.ListQueuesResponse.queues:type_name -> kontakt.routing.v1.Queue
-	39, // 2: kontakt.routing.v1.CaseSummary.type:type_name -> kontakt.case.v1.CaseType
-	40, // 3: kontakt.routing.v1.CaseSummary.channel:type_name -> kontakt.case.v1.Channel
-	41, // 4: kontakt.routing.v1.CaseSummary.status:type_name -> kontakt.case.v1.CaseStatus
-	38, // 5: kontakt.routing.v1.CaseSummary.registered_at:type_name -> google.protobuf.Timestamp
-	38, // 6: kontakt.routing.v1.CaseSummary.due_at:type_name -> google.protobuf.Timestamp
+	41, // 2: kontakt.routing.v1.CaseSummary.type:type_name -> kontakt.case.v1.CaseType
+	42, // 3: kontakt.routing.v1.CaseSummary.channel:type_name -> kontakt.case.v1.Channel
+	43, // 4: kontakt.routing.v1.CaseSummary.status:type_name -> kontakt.case.v1.CaseStatus
+	40, // 5: kontakt.routing.v1.CaseSummary.registered_at:type_name -> google.protobuf.Timestamp
+	40, // 6: kontakt.routing.v1.CaseSummary.due_at:type_name -> google.protobuf.Timestamp
 	0,  // 7: kontakt.routing.v1.ListQueueCasesRequest.order:type_name -> kontakt.routing.v1.QueueOrder
-	39, // 8: kontakt.routing.v1.ListQueueCasesRequest.types:type_name -> kontakt.case.v1.CaseType
-	40, // 9: kontakt.routing.v1.ListQueueCasesRequest.channels:type_name -> kontakt.case.v1.Channel
+	41, // 8: kontakt.routing.v1.ListQueueCasesRequest.types:type_name -> kontakt.case.v1.CaseType
+	42, // 9: kontakt.routing.v1.ListQueueCasesRequest.channels:type_name -> kontakt.case.v1.Channel
 	5,  // 10: kontakt.routing.v1.ListQueueCasesResponse.cases:type_name -> kontakt.routing.v1.CaseSummary
 	5,  // 11: kontakt.routing.v1.WatchQueueResponse.case:type_name -> kontakt.routing.v1.CaseSummary
-	38, // 12: kontakt.routing.v1.WatchQueueResponse.at:type_name -> google.protobuf.Timestamp
+	40, // 12: kontakt.routing.v1.WatchQueueResponse.at:type_name -> google.protobuf.Timestamp
 	1,  // 13: kontakt.routing.v1.WatchQueueResponse.kind:type_name -> kontakt.routing.v1.QueueChange
-	42, // 14: kontakt.routing.v1.PersonalDataView.contact:type_name -> kontakt.case.v1.ContactDetails
-	43, // 15: kontakt.routing.v1.PersonalDataView.identity:type_name -> kontakt.case.v1.IdentityNumber
-	44, // 16: kontakt.routing.v1.PersonalDataView.free_text:type_name -> kontakt.case.v1.FreeText
-	45, // 17: kontakt.routing.v1.PersonalDataView.redacted:type_name -> kontakt.case.v1.DataClass
-	38, // 18: kontakt.routing.v1.CaseEntry.at:type_name -> google.protobuf.Timestamp
-	46, // 19: kontakt.routing.v1.CaseEntry.resolution:type_name -> kontakt.case.v1.Resolution
+	44, // 14: kontakt.routing.v1.PersonalDataView.contact:type_name -> kontakt.case.v1.ContactDetails
+	45, // 15: kontakt.routing.v1.PersonalDataView.identity:type_name -> kontakt.case.v1.IdentityNumber
+	46, // 16: kontakt.routing.v1.PersonalDataView.free_text:type_name -> kontakt.case.v1.FreeText
+	47, // 17: kontakt.routing.v1.PersonalDataView.redacted:type_name -> kontakt.case.v1.DataClass
+	40, // 18: kontakt.routing.v1.CaseEntry.at:type_name -> google.protobuf.Timestamp
+	48, // 19: kontakt.routing.v1.CaseEntry.resolution:type_name -> kontakt.case.v1.Resolution
 	5,  // 20: kontakt.routing.v1.CaseView.summary:type_name -> kontakt.routing.v1.CaseSummary
 	11, // 21: kontakt.routing.v1.CaseView.personal_data:type_name -> kontakt.routing.v1.PersonalDataView
-	47, // 22: kontakt.routing.v1.CaseView.attachments:type_name -> kontakt.case.v1.Attachment
+	49, // 22: kontakt.routing.v1.CaseView.attachments:type_name -> kontakt.case.v1.Attachment
 	12, // 23: kontakt.routing.v1.CaseView.history:type_name -> kontakt.routing.v1.CaseEntry
 	13, // 24: kontakt.routing.v1.GetCaseResponse.case:type_name -> kontakt.routing.v1.CaseView
 	5,  // 25: kontakt.routing.v1.FindCasesResponse.cases:type_name -> kontakt.routing.v1.CaseSummary
@@ -2811,11 +2991,11 @@ var file_kontakt_routing_v1_routing_proto_depIdxs = []int32{
 	5,  // 29: kontakt.routing.v1.MoveCaseResponse.case:type_name -> kontakt.routing.v1.CaseSummary
 	5,  // 30: kontakt.routing.v1.ForwardCaseResponse.case:type_name -> kontakt.routing.v1.CaseSummary
 	5,  // 31: kontakt.routing.v1.AnswerCaseResponse.case:type_name -> kontakt.routing.v1.CaseSummary
-	46, // 32: kontakt.routing.v1.CloseCaseRequest.resolution:type_name -> kontakt.case.v1.Resolution
+	48, // 32: kontakt.routing.v1.CloseCaseRequest.resolution:type_name -> kontakt.case.v1.Resolution
 	5,  // 33: kontakt.routing.v1.CloseCaseResponse.case:type_name -> kontakt.routing.v1.CaseSummary
 	5,  // 34: kontakt.routing.v1.ReopenCaseResponse.case:type_name -> kontakt.routing.v1.CaseSummary
-	45, // 35: kontakt.routing.v1.AuditRecord.data_classes:type_name -> kontakt.case.v1.DataClass
-	38, // 36: kontakt.routing.v1.AuditRecord.read_at:type_name -> google.protobuf.Timestamp
+	47, // 35: kontakt.routing.v1.AuditRecord.data_classes:type_name -> kontakt.case.v1.DataClass
+	40, // 36: kontakt.routing.v1.AuditRecord.read_at:type_name -> google.protobuf.Timestamp
 	35, // 37: kontakt.routing.v1.ListAuditTrailResponse.records:type_name -> kontakt.routing.v1.AuditRecord
 	3,  // 38: kontakt.routing.v1.RoutingService.ListQueues:input_type -> kontakt.routing.v1.ListQueuesRequest
 	6,  // 39: kontakt.routing.v1.RoutingService.ListQueueCases:input_type -> kontakt.routing.v1.ListQueueCasesRequest
@@ -2832,23 +3012,25 @@ var file_kontakt_routing_v1_routing_proto_depIdxs = []int32{
 	31, // 50: kontakt.routing.v1.RoutingService.CloseCase:input_type -> kontakt.routing.v1.CloseCaseRequest
 	33, // 51: kontakt.routing.v1.RoutingService.ReopenCase:input_type -> kontakt.routing.v1.ReopenCaseRequest
 	36, // 52: kontakt.routing.v1.RoutingService.ListAuditTrail:input_type -> kontakt.routing.v1.ListAuditTrailRequest
-	4,  // 53: kontakt.routing.v1.RoutingService.ListQueues:output_type -> kontakt.routing.v1.ListQueuesResponse
-	7,  // 54: kontakt.routing.v1.RoutingService.ListQueueCases:output_type -> kontakt.routing.v1.ListQueueCasesResponse
-	9,  // 55: kontakt.routing.v1.RoutingService.WatchQueue:output_type -> kontakt.routing.v1.WatchQueueResponse
-	14, // 56: kontakt.routing.v1.RoutingService.GetCase:output_type -> kontakt.routing.v1.GetCaseResponse
-	16, // 57: kontakt.routing.v1.RoutingService.FindCases:output_type -> kontakt.routing.v1.FindCasesResponse
-	18, // 58: kontakt.routing.v1.RoutingService.ClaimCase:output_type -> kontakt.routing.v1.ClaimCaseResponse
-	20, // 59: kontakt.routing.v1.RoutingService.ReleaseCase:output_type -> kontakt.routing.v1.ReleaseCaseResponse
-	22, // 60: kontakt.routing.v1.RoutingService.AssignCase:output_type -> kontakt.routing.v1.AssignCaseResponse
-	24, // 61: kontakt.routing.v1.RoutingService.MoveCase:output_type -> kontakt.routing.v1.MoveCaseResponse
-	26, // 62: kontakt.routing.v1.RoutingService.AddNote:output_type -> kontakt.routing.v1.AddNoteResponse
-	28, // 63: kontakt.routing.v1.RoutingService.ForwardCase:output_type -> kontakt.routing.v1.ForwardCaseResponse
-	30, // 64: kontakt.routing.v1.RoutingService.AnswerCase:output_type -> kontakt.routing.v1.AnswerCaseResponse
-	32, // 65: kontakt.routing.v1.RoutingService.CloseCase:output_type -> kontakt.routing.v1.CloseCaseResponse
-	34, // 66: kontakt.routing.v1.RoutingService.ReopenCase:output_type -> kontakt.routing.v1.ReopenCaseResponse
-	37, // 67: kontakt.routing.v1.RoutingService.ListAuditTrail:output_type -> kontakt.routing.v1.ListAuditTrailResponse
-	53, // [53:68] is the sub-list for method output_type
-	38, // [38:53] is the sub-list for method input_type
+	38, // 53: kontakt.routing.v1.RoutingService.GetAttachment:input_type -> kontakt.routing.v1.GetAttachmentRequest
+	4,  // 54: kontakt.routing.v1.RoutingService.ListQueues:output_type -> kontakt.routing.v1.ListQueuesResponse
+	7,  // 55: kontakt.routing.v1.RoutingService.ListQueueCases:output_type -> kontakt.routing.v1.ListQueueCasesResponse
+	9,  // 56: kontakt.routing.v1.RoutingService.WatchQueue:output_type -> kontakt.routing.v1.WatchQueueResponse
+	14, // 57: kontakt.routing.v1.RoutingService.GetCase:output_type -> kontakt.routing.v1.GetCaseResponse
+	16, // 58: kontakt.routing.v1.RoutingService.FindCases:output_type -> kontakt.routing.v1.FindCasesResponse
+	18, // 59: kontakt.routing.v1.RoutingService.ClaimCase:output_type -> kontakt.routing.v1.ClaimCaseResponse
+	20, // 60: kontakt.routing.v1.RoutingService.ReleaseCase:output_type -> kontakt.routing.v1.ReleaseCaseResponse
+	22, // 61: kontakt.routing.v1.RoutingService.AssignCase:output_type -> kontakt.routing.v1.AssignCaseResponse
+	24, // 62: kontakt.routing.v1.RoutingService.MoveCase:output_type -> kontakt.routing.v1.MoveCaseResponse
+	26, // 63: kontakt.routing.v1.RoutingService.AddNote:output_type -> kontakt.routing.v1.AddNoteResponse
+	28, // 64: kontakt.routing.v1.RoutingService.ForwardCase:output_type -> kontakt.routing.v1.ForwardCaseResponse
+	30, // 65: kontakt.routing.v1.RoutingService.AnswerCase:output_type -> kontakt.routing.v1.AnswerCaseResponse
+	32, // 66: kontakt.routing.v1.RoutingService.CloseCase:output_type -> kontakt.routing.v1.CloseCaseResponse
+	34, // 67: kontakt.routing.v1.RoutingService.ReopenCase:output_type -> kontakt.routing.v1.ReopenCaseResponse
+	37, // 68: kontakt.routing.v1.RoutingService.ListAuditTrail:output_type -> kontakt.routing.v1.ListAuditTrailResponse
+	39, // 69: kontakt.routing.v1.RoutingService.GetAttachment:output_type -> kontakt.routing.v1.GetAttachmentResponse
+	54, // [54:70] is the sub-list for method output_type
+	38, // [38:54] is the sub-list for method input_type
 	38, // [38:38] is the sub-list for extension type_name
 	38, // [38:38] is the sub-list for extension extendee
 	0,  // [0:38] is the sub-list for field type_name
@@ -2877,7 +3059,7 @@ func file_kontakt_routing_v1_routing_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kontakt_routing_v1_routing_proto_rawDesc), len(file_kontakt_routing_v1_routing_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   36,
+			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -34,6 +34,7 @@ const (
 	RoutingService_CloseCase_FullMethodName      = "/kontakt.routing.v1.RoutingService/CloseCase"
 	RoutingService_ReopenCase_FullMethodName     = "/kontakt.routing.v1.RoutingService/ReopenCase"
 	RoutingService_ListAuditTrail_FullMethodName = "/kontakt.routing.v1.RoutingService/ListAuditTrail"
+	RoutingService_GetAttachment_FullMethodName  = "/kontakt.routing.v1.RoutingService/GetAttachment"
 )
 
 // RoutingServiceClient is the client API for RoutingService service.
@@ -84,6 +85,13 @@ type RoutingServiceClient interface {
 	ReopenCase(ctx context.Context, in *ReopenCaseRequest, opts ...grpc.CallOption) (*ReopenCaseResponse, error)
 	// ListAuditTrail lists who read a case's or a person's personal data.
 	ListAuditTrail(ctx context.Context, in *ListAuditTrailRequest, opts ...grpc.CallOption) (*ListAuditTrailResponse, error)
+	// GetAttachment returns the content of one of a case's stored
+	// attachments (Attachment.stored), to whoever may read the case, after
+	// writing the read to the audit log as GetCase does. A file larger than
+	// one answer is read in parts: ask again from next_offset. Once the
+	// attachments class is redacted or the case deleted the answer is
+	// FAILED_PRECONDITION (the content is destroyed, not missing).
+	GetAttachment(ctx context.Context, in *GetAttachmentRequest, opts ...grpc.CallOption) (*GetAttachmentResponse, error)
 }
 
 type routingServiceClient struct {
@@ -253,6 +261,16 @@ func (c *routingServiceClient) ListAuditTrail(ctx context.Context, in *ListAudit
 	return out, nil
 }
 
+func (c *routingServiceClient) GetAttachment(ctx context.Context, in *GetAttachmentRequest, opts ...grpc.CallOption) (*GetAttachmentResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetAttachmentResponse)
+	err := c.cc.Invoke(ctx, RoutingService_GetAttachment_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RoutingServiceServer is the server API for RoutingService service.
 // All implementations must embed UnimplementedRoutingServiceServer
 // for forward compatibility.
@@ -301,6 +319,13 @@ type RoutingServiceServer interface {
 	ReopenCase(context.Context, *ReopenCaseRequest) (*ReopenCaseResponse, error)
 	// ListAuditTrail lists who read a case's or a person's personal data.
 	ListAuditTrail(context.Context, *ListAuditTrailRequest) (*ListAuditTrailResponse, error)
+	// GetAttachment returns the content of one of a case's stored
+	// attachments (Attachment.stored), to whoever may read the case, after
+	// writing the read to the audit log as GetCase does. A file larger than
+	// one answer is read in parts: ask again from next_offset. Once the
+	// attachments class is redacted or the case deleted the answer is
+	// FAILED_PRECONDITION (the content is destroyed, not missing).
+	GetAttachment(context.Context, *GetAttachmentRequest) (*GetAttachmentResponse, error)
 	mustEmbedUnimplementedRoutingServiceServer()
 }
 
@@ -355,6 +380,9 @@ func (UnimplementedRoutingServiceServer) ReopenCase(context.Context, *ReopenCase
 }
 func (UnimplementedRoutingServiceServer) ListAuditTrail(context.Context, *ListAuditTrailRequest) (*ListAuditTrailResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListAuditTrail not implemented")
+}
+func (UnimplementedRoutingServiceServer) GetAttachment(context.Context, *GetAttachmentRequest) (*GetAttachmentResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetAttachment not implemented")
 }
 func (UnimplementedRoutingServiceServer) mustEmbedUnimplementedRoutingServiceServer() {}
 func (UnimplementedRoutingServiceServer) testEmbeddedByValue()                        {}
@@ -640,6 +668,24 @@ func _RoutingService_ListAuditTrail_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RoutingService_GetAttachment_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetAttachmentRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RoutingServiceServer).GetAttachment(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RoutingService_GetAttachment_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RoutingServiceServer).GetAttachment(ctx, req.(*GetAttachmentRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // RoutingService_ServiceDesc is the grpc.ServiceDesc for RoutingService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -702,6 +748,10 @@ var RoutingService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListAuditTrail",
 			Handler:    _RoutingService_ListAuditTrail_Handler,
+		},
+		{
+			MethodName: "GetAttachment",
+			Handler:    _RoutingService_GetAttachment_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
