@@ -10,6 +10,11 @@ GO        ?= go
 BIN       := $(CURDIR)/bin
 BUF       := $(CURDIR)/tools/node_modules/.bin/buf
 MODULES   := pkg services/intake services/routing services/retention services/statistics services/kontakt test
+# The modules' packages as patterns for one go command at the root (go.work
+# makes them one workspace): one command schedules the packages of every
+# module together, where one command per module left a core idle while
+# each module's last package compiled or ran.
+MODULE_PATTERNS = $(addsuffix /...,$(addprefix ./,$(1)))
 FUZZTIME  ?= 20000x
 FUZZLONG  ?= 5m
 BENCHTIME ?= 2000x
@@ -153,7 +158,8 @@ verify-workspace: ## Fail when go.work does not list exactly the modules in the 
 lint: tools ## buf lint, gofmt, go vet and staticcheck on every module.
 	$(BUF) lint
 	@unformatted=$$(gofmt -l $(MODULES)); if [ -n "$$unformatted" ]; then echo "gofmt would change:" >&2; echo "$$unformatted" >&2; exit 1; fi
-	for m in $(MODULES); do (cd $$m && $(GO) vet ./... && $(BIN)/staticcheck ./...) || exit 1; done
+	$(GO) vet $(call MODULE_PATTERNS,$(MODULES))
+	$(BIN)/staticcheck $(call MODULE_PATTERNS,$(MODULES))
 
 .PHONY: breaking
 breaking: tools ## Check the API for breaking changes against the previous commit on main.
@@ -193,7 +199,7 @@ test: verify-workspace verify-generate build $(BIN)/nats-server $(BIN)/grpcurl $
 	e2e_log=$$(mktemp); failed=0; \
 	(cd test && $(GO) test -count=1 -timeout 25m ./...) > "$$e2e_log" 2>&1 & e2e=$$!; \
 	$(MAKE) --no-print-directory lint || failed=1; \
-	if [ $$failed = 0 ]; then for m in $(RACE_MODULES); do (cd $$m && CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 15m ./...) || { failed=1; break; }; done; fi; \
+	if [ $$failed = 0 ]; then CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 15m $(call MODULE_PATTERNS,$(RACE_MODULES)) || failed=1; fi; \
 	if [ $$failed = 0 ]; then $(MAKE) --no-print-directory fuzz-short || failed=1; fi; \
 	wait $$e2e || failed=1; \
 	echo "--- the end-to-end tests (test/), run beside the rest:"; cat "$$e2e_log"; rm -f "$$e2e_log"; \
@@ -204,7 +210,7 @@ FUZZ_TARGETS := \
 	pkg:./identity:FuzzParsePersonalNumber \
 	pkg:./identity:FuzzNormalisePhone \
 	pkg:./identity:FuzzNormaliseEmail \
-	services/intake:./ports:FuzzFormJSON
+	services/intake:./domain:FuzzFormJSON
 
 .PHONY: fuzz-short
 fuzz-short: ## Run each fuzz target for FUZZTIME (default 20000 inputs each, so a slow start cannot time out).

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/kontakt-se/kontakt/pkg/fieldrules"
 	"github.com/kontakt-se/kontakt/pkg/natserr"
 )
 
@@ -125,14 +126,10 @@ func ToStatus(ctx context.Context, err error, mappings []ErrorMapping, logger *s
 // or reconnects.
 const unavailableMessage = "temporarily unavailable; retry"
 
-// FieldViolation names one invalid field of a request and says what is wrong
-// with it, so that a form can show the message next to the field.
-type FieldViolation struct {
-	// Field is the path to the field, e.g. "contact.email".
-	Field string
-	// Description says what is wrong, in words fit for the caller.
-	Description string
-}
+// FieldViolation names one invalid field of a request and says what is
+// wrong with it: the one shape for declarative rules (fieldrules.Check)
+// and hand-written checks alike.
+type FieldViolation = fieldrules.Violation
 
 // InvalidArgument returns a codes.InvalidArgument status with msg and, if any
 // violations are given, a google.rpc.BadRequest detail listing them. It gives

@@ -2,13 +2,14 @@ package server
 
 import (
 	"context"
-	"errors"
 
 	"buf.build/go/protovalidate"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/kontakt-se/kontakt/pkg/fieldrules"
 )
 
 // SelfValidating is implemented by a service that runs the protovalidate
@@ -16,29 +17,6 @@ import (
 // every wrong field. The validation interceptor leaves its requests alone.
 type SelfValidating interface {
 	ValidatesOwnRequests()
-}
-
-// Violations runs the protovalidate rules of msg and returns the broken
-// ones as field violations (nil when msg is valid), each described in
-// words fit for a UI (plainMessage). A rule that cannot be evaluated is
-// returned as an error.
-func Violations(v protovalidate.Validator, msg proto.Message) ([]FieldViolation, error) {
-	err := v.Validate(msg)
-	if err == nil {
-		return nil, nil
-	}
-	var ve *protovalidate.ValidationError
-	if !errors.As(err, &ve) {
-		return nil, err
-	}
-	out := make([]FieldViolation, 0, len(ve.Violations))
-	for _, viol := range ve.Violations {
-		out = append(out, FieldViolation{
-			Field:       protovalidate.FieldPathString(viol.Proto.GetField()),
-			Description: plainMessage(viol),
-		})
-	}
-	return out, nil
 }
 
 // validateRequest turns broken field rules into InvalidArgument with a
@@ -50,7 +28,7 @@ func validateRequest(v protovalidate.Validator, req any) error {
 	if !ok {
 		return status.Error(codes.Internal, internalMessage)
 	}
-	viols, err := Violations(v, msg)
+	viols, err := fieldrules.Check(v, msg)
 	if err != nil {
 		return status.Error(codes.Internal, internalMessage)
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/kontakt-se/kontakt/pkg/auth"
 	"github.com/kontakt-se/kontakt/pkg/blobstore"
 	"github.com/kontakt-se/kontakt/pkg/eventstore"
+	"github.com/kontakt-se/kontakt/pkg/fieldrules"
 	"github.com/kontakt-se/kontakt/pkg/seal"
 	"github.com/kontakt-se/kontakt/pkg/server"
 	"github.com/kontakt-se/kontakt/services/intake/app"
@@ -136,7 +137,7 @@ func (s *Server) SubmitForm(ctx context.Context, req *intakev1.SubmitFormRequest
 // too, so that one answer names every wrong field; when they pass, the
 // command runs the domain rules itself.
 func (s *Server) precheck(req proto.Message, in *intakev1.CaseInput, src domain.Source) error {
-	viols, err := server.Violations(s.validator, req)
+	viols, err := fieldrules.Check(s.validator, req)
 	if err != nil {
 		return err
 	}

@@ -28,6 +28,7 @@ import (
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
 	intakev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/intake/v1"
 	"github.com/kontakt-se/kontakt/pkg/auth"
+	"github.com/kontakt-se/kontakt/pkg/fieldrules"
 	"github.com/kontakt-se/kontakt/pkg/ratelimit"
 	"github.com/kontakt-se/kontakt/pkg/reqlog"
 	"github.com/kontakt-se/kontakt/pkg/server"
@@ -549,7 +550,7 @@ func (o *Open311) caseInput(ctx context.Context, req open311Request, f string) (
 	// The same field rules as the gRPC path, so no protocol is a way
 	// around them, and the domain's rules with them, so one answer names
 	// every mistake.
-	viols, err := server.Violations(o.validator, &intakev1.SubmitFormRequest{IdempotencyKey: "open311-request", Case: in})
+	viols, err := fieldrules.Check(o.validator, &intakev1.SubmitFormRequest{IdempotencyKey: "open311-request", Case: in})
 	if err != nil {
 		problems = append(problems, problem{http.StatusInternalServerError, "internal error"})
 		o.logger.ErrorContext(ctx, "open311: field rules failed to run", "error", err)

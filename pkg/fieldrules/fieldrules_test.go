@@ -1,4 +1,4 @@
-package server
+package fieldrules
 
 import (
 	"strings"
@@ -62,7 +62,7 @@ func TestViolationsReadWell(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			viols, err := Violations(v, tt.msg)
+			viols, err := Check(v, tt.msg)
 			require.NoError(t, err)
 			got := map[string]string{}
 			for _, fv := range viols {
@@ -74,26 +74,4 @@ func TestViolationsReadWell(t *testing.T) {
 			require.Equal(t, tt.want, got[tt.field], "violations: %v", got)
 		})
 	}
-}
-
-func TestJSONFieldPath(t *testing.T) {
-	md := (&intakev1.SubmitFormRequest{}).ProtoReflect().Descriptor()
-	tests := []struct{ path, want string }{
-		{"idempotency_key", "idempotencyKey"},
-		{"case.contact.postal_address.postal_code", "case.contact.postalAddress.postalCode"},
-		{"case.attachments[0].content_type", "case.attachments[0].contentType"},
-		{"case.chat_transcript", "case.chatTranscript"},
-		{"case", "case"},
-		// Names the message does not hold (a oneof, a made-up path)
-		// are converted as protoc converts a field name.
-		{"some_oneof", "someOneof"},
-		{`labels["a.b_c"].long_name`, `labels["a.b_c"].longName`},
-		{"", ""},
-	}
-	for _, tt := range tests {
-		t.Run(tt.path, func(t *testing.T) {
-			require.Equal(t, tt.want, JSONFieldPath(md, tt.path))
-		})
-	}
-	require.Equal(t, "caseId", JSONFieldPath(nil, "case_id"), "without a descriptor")
 }

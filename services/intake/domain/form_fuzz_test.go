@@ -1,4 +1,4 @@
-package ports
+package domain_test
 
 import (
 	"strings"
@@ -11,7 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	intakev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/intake/v1"
-	"github.com/kontakt-se/kontakt/pkg/server"
+	"github.com/kontakt-se/kontakt/pkg/fieldrules"
 	"github.com/kontakt-se/kontakt/services/intake/domain"
 )
 
@@ -42,7 +42,7 @@ func FuzzFormJSON(f *testing.F) {
 		if err := (protojson.UnmarshalOptions{}).Unmarshal(data, &req); err != nil {
 			return
 		}
-		viols, err := server.Violations(v, &req)
+		viols, err := fieldrules.Check(v, &req)
 		require.NoError(t, err, "every field rule must evaluate")
 		for _, viol := range viols {
 			require.NotEmpty(t, viol.Field)

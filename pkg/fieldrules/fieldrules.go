@@ -1,6 +1,13 @@
-package server
+// Package fieldrules runs a request's declarative field rules
+// (protovalidate) and words each broken rule for a person, as kontakt's
+// own checks word theirs. It is a package of its own, apart from the
+// server, so that what a form's JSON goes through before a case is
+// registered can be fuzzed without compiling (and instrumenting) the
+// whole server.
+package fieldrules
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
@@ -9,6 +16,38 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
+
+// Violation names one invalid field of a request and says what is wrong
+// with it, so that a form can show the message next to the field.
+type Violation struct {
+	// Field is the path to the field, e.g. "contact.email".
+	Field string
+	// Description says what is wrong, in words fit for the caller.
+	Description string
+}
+
+// Check runs the protovalidate rules of msg and returns the broken ones
+// as field violations (nil when msg is valid), each described in words
+// fit for a UI (plainMessage). A rule that cannot be evaluated is
+// returned as an error.
+func Check(v protovalidate.Validator, msg proto.Message) ([]Violation, error) {
+	err := v.Validate(msg)
+	if err == nil {
+		return nil, nil
+	}
+	var ve *protovalidate.ValidationError
+	if !errors.As(err, &ve) {
+		return nil, err
+	}
+	out := make([]Violation, 0, len(ve.Violations))
+	for _, viol := range ve.Violations {
+		out = append(out, Violation{
+			Field:       protovalidate.FieldPathString(viol.Proto.GetField()),
+			Description: plainMessage(viol),
+		})
+	}
+	return out, nil
+}
 
 // plainMessage words a broken protovalidate rule the way kontakt's own
 // checks word theirs ("is required", "must be at most 200 characters"),
