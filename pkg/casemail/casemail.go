@@ -60,6 +60,8 @@ type Answer struct {
 	EventID string
 	Text    *casev1.SealedPersonalData
 	At      time.Time
+	// Delivery is how the official asked for it to reach the citizen.
+	Delivery casev1.AnswerDelivery
 }
 
 // Outcome is one MailSent or MailFailed.
@@ -93,7 +95,7 @@ func (f *Facts) Apply(msg proto.Message, eventID string, recorded time.Time) boo
 		}
 		f.FreeTextRedacted = true
 	case *casev1.CaseAnswered:
-		f.Answers = append(f.Answers, Answer{EventID: eventID, Text: m.GetAnswer(), At: timeOf(m.GetAnsweredAt(), recorded)})
+		f.Answers = append(f.Answers, Answer{EventID: eventID, Text: m.GetAnswer(), At: timeOf(m.GetAnsweredAt(), recorded), Delivery: m.GetDelivery()})
 	case *casev1.MailSent:
 		f.Mails = append(f.Mails, Outcome{Kind: m.GetKind(), AnswerEventID: m.GetAnswerEventId(), MessageID: m.GetMessageId(), Sent: true, At: timeOf(m.GetSentAt(), recorded)})
 	case *casev1.MailFailed:
@@ -133,12 +135,24 @@ func (f *Facts) Acknowledged() bool {
 
 // Answer returns the sealed text of the answer with the event id, or nil.
 func (f *Facts) Answer(eventID string) *casev1.SealedPersonalData {
+	a, _ := f.answer(eventID)
+	return a.Text
+}
+
+// AnswerDelivery returns how the answer with the event id is to reach
+// the citizen (unspecified when there is no such answer).
+func (f *Facts) AnswerDelivery(eventID string) casev1.AnswerDelivery {
+	a, _ := f.answer(eventID)
+	return a.Delivery
+}
+
+func (f *Facts) answer(eventID string) (Answer, bool) {
 	for _, a := range f.Answers {
 		if a.EventID == eventID {
-			return a.Text
+			return a, true
 		}
 	}
-	return nil
+	return Answer{}, false
 }
 
 // SentMail returns the outcome of the mail kontakt sent with the

@@ -20,6 +20,9 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
@@ -419,8 +422,73 @@ func TestMailAnswers(t *testing.T) {
 		require.Empty(t, mp.to(t, from))
 	})
 
+	t.Run("answered another way: recorded, never mailed", func(t *testing.T) {
+		from := "annat-" + marker + "@example.se"
+		require.NoError(t, e.send(from, []string{"kontakt@kommun.se"}, "From: "+from+"\nSubject: Altan\n\nBehövs bygglov?\n"))
+		c := e.casesOf(t, from, 1)[0]
+		mp.waitFor(t, from, 1, 60*time.Second)
+
+		ctx, cancel := e.as(t, sara)
+		defer cancel()
+		_, err := e.rc.AnswerCase(ctx, &routingv1.AnswerCaseRequest{CaseId: c.GetCaseId(), Answer: "Besvarat per telefon. ANNAT" + marker,
+			Delivery: casev1.AnswerDelivery_ANSWER_DELIVERY_OTHER})
+		require.NoError(t, err)
+		_, err = e.rc.AnswerCase(ctx, &routingv1.AnswerCaseRequest{CaseId: c.GetCaseId(), Answer: answer})
+		require.NoError(t, err)
+
+		// The second answer is mailed; once it is recorded and the
+		// outbox holds nothing, the first had its chance to be mailed.
+		mp.waitFor(t, from, 2, 60*time.Second)
+		require.True(t, eventually(30*time.Second, func() bool {
+			sent, _ := e.mailEvents(t, c.GetCaseId())
+			return len(sent) >= 2
+		}), "the second answer recorded as sent")
+		requireMetric(t, e.k, "kontakt_mail_outbox_pending", equals(0), "an empty outbox")
+		sent, failed := e.mailEvents(t, c.GetCaseId())
+		require.Len(t, sent, 2, "the acknowledgement and the second answer, not the one given by phone")
+		require.Empty(t, failed)
+		got := mp.to(t, from)
+		require.Len(t, got, 2)
+		for _, m := range got {
+			require.NotContains(t, m.Text, "ANNAT"+marker)
+		}
+	})
+
+	t.Run("asked to mail it without an address: failed on the case", func(t *testing.T) {
+		id, number := e.register(t, fragaInput("Telefon", nil))
+		e.waitRouted(t, number)
+		ctx, cancel := e.as(t, sara)
+		defer cancel()
+		_, err := e.rc.AnswerCase(ctx, &routingv1.AnswerCaseRequest{CaseId: id, Answer: answer, Delivery: casev1.AnswerDelivery_ANSWER_DELIVERY_EMAIL})
+		require.NoError(t, err)
+		e.historyHas(t, id, "mail_failed", "answer: no-address")
+		sent, failed := e.mailEvents(t, id)
+		require.Empty(t, sent)
+		require.Len(t, failed, 1)
+	})
+
+	t.Run("a delivery the API does not know is refused", func(t *testing.T) {
+		from := "okand-" + marker + "@example.se"
+		require.NoError(t, e.send(from, []string{"kontakt@kommun.se"}, "From: "+from+"\nSubject: Altan\n\nBehövs bygglov?\n"))
+		c := e.casesOf(t, from, 1)[0]
+		ctx, cancel := e.as(t, sara)
+		defer cancel()
+		_, err := e.rc.AnswerCase(ctx, &routingv1.AnswerCaseRequest{CaseId: c.GetCaseId(), Answer: answer, Delivery: casev1.AnswerDelivery(7)})
+		requireStatus(t, err, codes.InvalidArgument)
+		var fields []string
+		for _, d := range status.Convert(err).Details() {
+			if br, ok := d.(*errdetails.BadRequest); ok {
+				for _, v := range fromBadRequest(br) {
+					fields = append(fields, v.Field)
+				}
+			}
+		}
+		require.Equal(t, []string{"delivery"}, fields, "the refusal names the field")
+		require.Zero(t, countType(e.events(t), "kontakt.case.v1.CaseAnswered")[c.GetCaseId()], "nothing answered")
+	})
+
 	t.Run("nothing of the answer in clear on disk or in the log", func(t *testing.T) {
-		for n, files := range scanDir(t, e.k.DataDir, []string{"SVAR" + marker, "svar-" + marker, "nej-" + marker}) {
+		for n, files := range scanDir(t, e.k.DataDir, []string{"SVAR" + marker, "svar-" + marker, "nej-" + marker, "ANNAT" + marker}) {
 			t.Errorf("%q in clear in %v", n, files)
 		}
 		require.NotContains(t, e.k.stderr.String(), marker)

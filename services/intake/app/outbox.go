@@ -205,7 +205,9 @@ func (o *Outbox) Apply(_ context.Context, batch []projection.Event) error {
 				add = append(add, OutboxItem{CaseID: ev.Recorded.Stream, Kind: casev1.MailKind_MAIL_KIND_ACKNOWLEDGEMENT, NextAt: now})
 			}
 		case *casev1.CaseAnswered:
-			if now.Sub(m.GetAnsweredAt().AsTime()) < MailMaxAge {
+			// An answer given another way (by phone, at the desk) is
+			// on the case already and is no mail.
+			if m.GetDelivery() != casev1.AnswerDelivery_ANSWER_DELIVERY_OTHER && now.Sub(m.GetAnsweredAt().AsTime()) < MailMaxAge {
 				add = append(add, OutboxItem{CaseID: ev.Recorded.Stream, Kind: casev1.MailKind_MAIL_KIND_ANSWER, AnswerEventID: ev.Recorded.ID, NextAt: now})
 			}
 		case *casev1.MailSent:
@@ -321,10 +323,14 @@ func (o *Outbox) process(ctx context.Context, it OutboxItem) bool {
 		o.logger.Warn("outbox: cannot compose a mail; trying again", "case_id", it.CaseID, "error", err)
 		return false
 	}
-	if reason == reasonNoAddress && (it.Kind == casev1.MailKind_MAIL_KIND_ANSWER || c.Channel != casev1.Channel_CHANNEL_EMAIL) {
+	answer := it.Kind == casev1.MailKind_MAIL_KIND_ANSWER
+	if reason == reasonNoAddress && (answer && c.AnswerDelivery(it.AnswerEventID) != casev1.AnswerDelivery_ANSWER_DELIVERY_EMAIL ||
+		!answer && c.Channel != casev1.Channel_CHANNEL_EMAIL) {
 		// An answer to a case without an e-mail address (a phone call
 		// answered by phone), or a form submitted without one, is no
-		// mail: nothing to record.
+		// mail: nothing to record. An answer the official asked to
+		// have mailed is recorded as failed (no-address), so they see
+		// that it did not go.
 		o.remove(it)
 		return true
 	}

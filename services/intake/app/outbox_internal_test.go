@@ -285,15 +285,21 @@ func TestOutboxSendsNothingTheCaseRecordsAlready(t *testing.T) {
 
 func TestOutboxMailsAnswers(t *testing.T) {
 	tests := []struct {
-		name      string
-		email     string
-		mailbox   string
-		wantMails int
-		threaded  bool
+		name       string
+		email      string
+		mailbox    string
+		delivery   casev1.AnswerDelivery
+		wantMails  int
+		threaded   bool
+		wantFailed string
 	}{
-		{"a mail case: acknowledgement, then the answer in its thread", "anna@example.se", "kontakt@kommun.se", 2, true},
-		{"a phone case with an e-mail address: the answer alone", "anna@example.se", "", 1, false},
-		{"a case without an e-mail address: nothing, and nothing recorded", "", "", 0, false},
+		{"a mail case: acknowledgement, then the answer in its thread", "anna@example.se", "kontakt@kommun.se", 0, 2, true, ""},
+		{"a phone case with an e-mail address: the answer alone", "anna@example.se", "", 0, 1, false, ""},
+		{"a case without an e-mail address: nothing, and nothing recorded", "", "", 0, 0, false, ""},
+		{"asked to mail it: the answer", "anna@example.se", "", casev1.AnswerDelivery_ANSWER_DELIVERY_EMAIL, 1, false, ""},
+		{"asked to mail it without an address: failed on the case", "", "", casev1.AnswerDelivery_ANSWER_DELIVERY_EMAIL, 0, false, "no-address"},
+		{"answered another way: the acknowledgement only", "anna@example.se", "kontakt@kommun.se", casev1.AnswerDelivery_ANSWER_DELIVERY_OTHER, 1, false, ""},
+		{"answered another way on a phone case: nothing", "anna@example.se", "", casev1.AnswerDelivery_ANSWER_DELIVERY_OTHER, 0, false, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -312,7 +318,7 @@ func TestOutboxMailsAnswers(t *testing.T) {
 			o.sendDue(context.Background())
 			text, err := proto.Marshal(&casev1.AnswerText{Text: "Ett attefallshus kräver en anmälan, inte bygglov."})
 			require.NoError(t, err)
-			ans := log.add(t, testCase, &casev1.CaseAnswered{CaseId: testCase, AnsweredBy: "anna", Answer: &casev1.SealedPersonalData{KeyId: "k", Ciphertext: text}, AnsweredAt: timestamppb.New(now)})
+			ans := log.add(t, testCase, &casev1.CaseAnswered{CaseId: testCase, AnsweredBy: "anna", Answer: &casev1.SealedPersonalData{KeyId: "k", Ciphertext: text}, AnsweredAt: timestamppb.New(now), Delivery: tt.delivery})
 			require.NoError(t, o.Apply(context.Background(), []projection.Event{ans}))
 			o.sendDue(context.Background())
 
@@ -320,7 +326,19 @@ func TestOutboxMailsAnswers(t *testing.T) {
 			require.Empty(t, items.items)
 			sent, failed := log.outcomes(t, testCase)
 			require.Len(t, sent, tt.wantMails)
+			if tt.wantFailed != "" {
+				require.Len(t, failed, 1)
+				require.Equal(t, tt.wantFailed, failed[0].GetReason())
+				require.Equal(t, ans.Recorded.ID, failed[0].GetAnswerEventId())
+				return
+			}
 			require.Empty(t, failed)
+			if tt.delivery == casev1.AnswerDelivery_ANSWER_DELIVERY_OTHER {
+				for _, m := range sent {
+					require.Equal(t, casev1.MailKind_MAIL_KIND_ACKNOWLEDGEMENT, m.GetKind(), "an answer given another way is never mailed")
+				}
+				return
+			}
 			if tt.wantMails == 0 {
 				return
 			}

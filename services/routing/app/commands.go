@@ -223,11 +223,11 @@ func (c *Commands) Forward(ctx context.Context, a domain.Actor, caseID, toQueue,
 // observed here, where it is appended, once, by the process that
 // appended it (a projector would observe it again at every rebuild, and
 // in every instance).
-func (c *Commands) Answer(ctx context.Context, a domain.Actor, caseID, answer string) (*domain.Case, error) {
+func (c *Commands) Answer(ctx context.Context, a domain.Actor, caseID, answer string, delivery casev1.AnswerDelivery) (*domain.Case, error) {
 	first := false
 	cs, err := c.executeText(ctx, caseID, answer, func(cs *domain.Case, sealed *casev1.SealedPersonalData, now time.Time) (proto.Message, error) {
 		first = cs.FirstResponseAt.IsZero()
-		return cs.Answer(a, sealed, now)
+		return cs.Answer(a, sealed, delivery, now)
 	})
 	if err == nil && first && c.metrics != nil {
 		c.metrics.FirstResponse(cs.Queue, max(cs.FirstResponseAt.Sub(cs.RegisteredAt), 0))

@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	casev1 "github.com/kontakt-se/kontakt/pkg/api/kontakt/case/v1"
 	"github.com/kontakt-se/kontakt/services/routing/app"
 )
 
@@ -35,16 +36,16 @@ func TestFirstResponseObservedOnceAtTheFirstAnswer(t *testing.T) {
 	require.NoError(t, err)
 	require.NotEmpty(t, cs.Queue)
 
-	_, err = w.cmds.Answer(t.Context(), sup, id, "Sophämtningen kommer på tisdag.")
+	_, err = w.cmds.Answer(t.Context(), sup, id, "Sophämtningen kommer på tisdag.", casev1.AnswerDelivery_ANSWER_DELIVERY_UNSPECIFIED)
 	require.NoError(t, err)
-	_, err = w.cmds.Answer(t.Context(), sup, id, "Ett tillägg.")
+	_, err = w.cmds.Answer(t.Context(), sup, id, "Ett tillägg.", casev1.AnswerDelivery_ANSWER_DELIVERY_UNSPECIFIED)
 	require.NoError(t, err)
 	require.Equal(t, []string{cs.Queue}, seen.got)
 	require.Positive(t, seen.d[0])
 	require.Less(t, seen.d[0], time.Minute)
 
 	// A refused answer observes nothing.
-	_, err = w.cmds.Answer(t.Context(), sup, "no-such-case", "x")
+	_, err = w.cmds.Answer(t.Context(), sup, "no-such-case", "x", casev1.AnswerDelivery_ANSWER_DELIVERY_UNSPECIFIED)
 	require.Error(t, err)
 	require.Len(t, seen.got, 1)
 }

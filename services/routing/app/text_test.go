@@ -118,11 +118,11 @@ func TestTextsAfterRedaction(t *testing.T) {
 	w := newTextWorld(t, nil)
 	ctx := t.Context()
 	id := w.routedCase(t)
-	_, err := w.cmds.Answer(ctx, sup, id, "första svaret")
+	_, err := w.cmds.Answer(ctx, sup, id, "första svaret", casev1.AnswerDelivery_ANSWER_DELIVERY_UNSPECIFIED)
 	require.NoError(t, err)
 	w.redact(ctx, t, id)
 
-	_, err = w.cmds.Answer(ctx, sup, id, "andra svaret")
+	_, err = w.cmds.Answer(ctx, sup, id, "andra svaret", casev1.AnswerDelivery_ANSWER_DELIVERY_UNSPECIFIED)
 	require.NoError(t, err)
 	_, err = w.cmds.AddNote(ctx, sup, id, "anteckning")
 	require.NoError(t, err)
@@ -168,7 +168,7 @@ func TestTextRacingARedaction(t *testing.T) {
 	})
 	id := w.routedCase(t)
 	rs.redact = func(ctx context.Context) { w.redact(ctx, t, id) }
-	_, err := w.cmds.Answer(t.Context(), sup, id, "svar")
+	_, err := w.cmds.Answer(t.Context(), sup, id, "svar", casev1.AnswerDelivery_ANSWER_DELIVERY_UNSPECIFIED)
 	require.NoError(t, err)
 	require.Equal(t, []uint32{0, 1}, rs.gens, "sealed under generation 0, then again under 1")
 	keyIDs, plain := w.texts(t, id)
@@ -182,7 +182,7 @@ func TestRefusedTextMakesNoKey(t *testing.T) {
 	w := newTextWorld(t, nil)
 	id := w.routedCase(t)
 	stranger := domain.Actor{Subject: "cilla", Agent: true}
-	_, err := w.cmds.Answer(t.Context(), stranger, id, "svar")
+	_, err := w.cmds.Answer(t.Context(), stranger, id, "svar", casev1.AnswerDelivery_ANSWER_DELIVERY_UNSPECIFIED)
 	require.ErrorIs(t, err, domain.ErrNotPermitted)
 	_, err = w.cmds.AddNote(t.Context(), sup, id, "")
 	require.ErrorIs(t, err, domain.ErrInvalidArgument, "a note needs a text")

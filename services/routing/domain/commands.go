@@ -205,8 +205,9 @@ func (c *Case) Forward(a Actor, toQueue, toDepartment, toOfficer string, comment
 // supervisor may answer, so that two agents do not answer one citizen
 // twice; an agent claims the case first. The case must be open. A case
 // may be answered more than once (a follow-up); the first answer is the
-// case's first response time.
-func (c *Case) Answer(a Actor, answer *casev1.SealedPersonalData, now time.Time) (proto.Message, error) {
+// case's first response time. delivery says whether the mail outbox
+// mails it (the request's choice, recorded as given).
+func (c *Case) Answer(a Actor, answer *casev1.SealedPersonalData, delivery casev1.AnswerDelivery, now time.Time) (proto.Message, error) {
 	if err := c.begin(a, "answered"); err != nil {
 		return nil, err
 	}
@@ -221,6 +222,7 @@ func (c *Case) Answer(a Actor, answer *casev1.SealedPersonalData, now time.Time)
 		AnsweredBy: a.Subject,
 		Answer:     answer,
 		AnsweredAt: timestamppb.New(now),
+		Delivery:   delivery,
 	}, nil
 }
 

@@ -111,7 +111,9 @@ func TestCommandMatrix(t *testing.T) {
 			"redacted":          "ok ok ok NP NP NP NP",
 			"deleted":           "PC PC PC NP NP NP NP",
 		}},
-		{"Answer", &casev1.CaseAnswered{}, func(c *Case, a Actor) (proto.Message, error) { return c.Answer(a, sealedText(), now()) }, map[string]string{
+		{"Answer", &casev1.CaseAnswered{}, func(c *Case, a Actor) (proto.Message, error) {
+			return c.Answer(a, sealedText(), casev1.AnswerDelivery_ANSWER_DELIVERY_UNSPECIFIED, now())
+		}, map[string]string{
 			"registered":        "PC NP NP NP NP NP NP",
 			"queued":            "ok NP NP NP NP NP NP",
 			"assigned":          "ok ok NP NP NP NP NP",
@@ -296,7 +298,7 @@ func TestAssign(t *testing.T) {
 		s := newStream(t).do(route("kontaktcenter")).
 			do(func(c *Case) (proto.Message, error) { return c.Assign(sam(), "eve", now()) })
 		c := s.fold()
-		_, err := c.Answer(eve(), sealedText(), now())
+		_, err := c.Answer(eve(), sealedText(), casev1.AnswerDelivery_ANSWER_DELIVERY_UNSPECIFIED, now())
 		require.NoError(t, err)
 		_, err = c.Close(eve(), casev1.Resolution_RESOLUTION_ANSWERED_DIRECTLY, true, now())
 		require.NoError(t, err)
@@ -449,30 +451,30 @@ func TestAnswer(t *testing.T) {
 	t.Run("the first answer is the first response", func(t *testing.T) {
 		s := newStream(t).do(route("kontaktcenter")).do(claim(anna()))
 		first := now()
-		ev, err := s.fold().Answer(anna(), sealedText(), first)
+		ev, err := s.fold().Answer(anna(), sealedText(), casev1.AnswerDelivery_ANSWER_DELIVERY_UNSPECIFIED, first)
 		require.NoError(t, err)
 		s.add(ev)
-		ev, err = s.fold().Answer(anna(), sealedText(), first.Add(time.Hour))
+		ev, err = s.fold().Answer(anna(), sealedText(), casev1.AnswerDelivery_ANSWER_DELIVERY_UNSPECIFIED, first.Add(time.Hour))
 		require.NoError(t, err)
 		c := s.add(ev).fold()
 		require.Equal(t, first, c.FirstResponseAt)
 		require.Equal(t, casev1.CaseStatus_CASE_STATUS_ASSIGNED, c.Status, "answering does not close")
 	})
 	t.Run("an unclaimed case", func(t *testing.T) {
-		_, err := newStream(t).do(route("kontaktcenter")).fold().Answer(anna(), sealedText(), now())
+		_, err := newStream(t).do(route("kontaktcenter")).fold().Answer(anna(), sealedText(), casev1.AnswerDelivery_ANSWER_DELIVERY_UNSPECIFIED, now())
 		requireRefused(t, err, ErrNotPermitted)
 		require.Contains(t, err.Error(), "only the assignee or a supervisor may answer")
 	})
 	t.Run("without an answer", func(t *testing.T) {
 		c := newStream(t).do(route("kontaktcenter")).do(claim(anna())).fold()
-		_, err := c.Answer(anna(), nil, now())
+		_, err := c.Answer(anna(), nil, casev1.AnswerDelivery_ANSWER_DELIVERY_UNSPECIFIED, now())
 		requireRefused(t, err, ErrInvalidArgument)
 	})
 	t.Run("a redacted case", func(t *testing.T) {
 		c := newStream(t).do(route("kontaktcenter")).do(claim(anna())).
 			add(&casev1.PersonalDataRedacted{CaseId: caseID, DataClasses: []casev1.DataClass{casev1.DataClass_DATA_CLASS_ANSWER}}).fold()
 		require.True(t, c.IsRedacted())
-		_, err := c.Answer(anna(), sealedText(), now())
+		_, err := c.Answer(anna(), sealedText(), casev1.AnswerDelivery_ANSWER_DELIVERY_UNSPECIFIED, now())
 		require.NoError(t, err)
 	})
 }

@@ -92,7 +92,7 @@ func TestRandomCommandSequencesKeepTheCaseValid(t *testing.T) {
 					rapid.SampledFrom(people).Draw(rt, "officer"),
 					maybeSealed(rt, "comment"), clock)
 			case "answer":
-				ev, err = pre.Answer(a, maybeSealed(rt, "answer"), clock)
+				ev, err = pre.Answer(a, maybeSealed(rt, "answer"), casev1.AnswerDelivery_ANSWER_DELIVERY_UNSPECIFIED, clock)
 			case "close":
 				ev, err = pre.Close(a, rapid.SampledFrom(resolutions).Draw(rt, "resolution"), rapid.Bool().Draw(rt, "fcr"), clock)
 			case "reopen":

@@ -399,7 +399,7 @@ func (s *Server) ForwardCase(ctx context.Context, req *routingv1.ForwardCaseRequ
 // AnswerCase records the answer to the citizen.
 func (s *Server) AnswerCase(ctx context.Context, req *routingv1.AnswerCaseRequest) (*routingv1.AnswerCaseResponse, error) {
 	c, err := s.run(ctx, func(ctx context.Context, a domain.Actor) (*domain.Case, error) {
-		return s.cmds.Answer(ctx, a, req.GetCaseId(), req.GetAnswer())
+		return s.cmds.Answer(ctx, a, req.GetCaseId(), req.GetAnswer(), req.GetDelivery())
 	})
 	if err != nil {
 		return nil, err

@@ -269,6 +269,63 @@ func (Resolution) EnumDescriptor() ([]byte, []int) {
 	return file_kontakt_case_v1_case_proto_rawDescGZIP(), []int{3}
 }
 
+// AnswerDelivery says how an answer reaches the citizen: whether kontakt
+// mails it.
+type AnswerDelivery int32
+
+const (
+	// Mailed when the case's contact has an e-mail address (the default).
+	AnswerDelivery_ANSWER_DELIVERY_UNSPECIFIED AnswerDelivery = 0
+	// Mailed; when the contact has no e-mail address the case records the
+	// mail as failed (MailFailed, reason no-address), so the official who
+	// asked for it sees that it did not go.
+	AnswerDelivery_ANSWER_DELIVERY_EMAIL AnswerDelivery = 1
+	// Given some other way (by phone, at the desk, by letter): recorded on
+	// the case and never mailed.
+	AnswerDelivery_ANSWER_DELIVERY_OTHER AnswerDelivery = 2
+)
+
+// Enum value maps for AnswerDelivery.
+var (
+	AnswerDelivery_name = map[int32]string{
+		0: "ANSWER_DELIVERY_UNSPECIFIED",
+		1: "ANSWER_DELIVERY_EMAIL",
+		2: "ANSWER_DELIVERY_OTHER",
+	}
+	AnswerDelivery_value = map[string]int32{
+		"ANSWER_DELIVERY_UNSPECIFIED": 0,
+		"ANSWER_DELIVERY_EMAIL":       1,
+		"ANSWER_DELIVERY_OTHER":       2,
+	}
+)
+
+func (x AnswerDelivery) Enum() *AnswerDelivery {
+	p := new(AnswerDelivery)
+	*p = x
+	return p
+}
+
+func (x AnswerDelivery) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (AnswerDelivery) Descriptor() protoreflect.EnumDescriptor {
+	return file_kontakt_case_v1_case_proto_enumTypes[4].Descriptor()
+}
+
+func (AnswerDelivery) Type() protoreflect.EnumType {
+	return &file_kontakt_case_v1_case_proto_enumTypes[4]
+}
+
+func (x AnswerDelivery) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use AnswerDelivery.Descriptor instead.
+func (AnswerDelivery) EnumDescriptor() ([]byte, []int) {
+	return file_kontakt_case_v1_case_proto_rawDescGZIP(), []int{4}
+}
+
 // CaseStatus is where a case is in its lifecycle.
 type CaseStatus int32
 
@@ -316,11 +373,11 @@ func (x CaseStatus) String() string {
 }
 
 func (CaseStatus) Descriptor() protoreflect.EnumDescriptor {
-	return file_kontakt_case_v1_case_proto_enumTypes[4].Descriptor()
+	return file_kontakt_case_v1_case_proto_enumTypes[5].Descriptor()
 }
 
 func (CaseStatus) Type() protoreflect.EnumType {
-	return &file_kontakt_case_v1_case_proto_enumTypes[4]
+	return &file_kontakt_case_v1_case_proto_enumTypes[5]
 }
 
 func (x CaseStatus) Number() protoreflect.EnumNumber {
@@ -329,7 +386,7 @@ func (x CaseStatus) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use CaseStatus.Descriptor instead.
 func (CaseStatus) EnumDescriptor() ([]byte, []int) {
-	return file_kontakt_case_v1_case_proto_rawDescGZIP(), []int{4}
+	return file_kontakt_case_v1_case_proto_rawDescGZIP(), []int{5}
 }
 
 // SealedPersonalData is personal data encrypted with the case's data key
@@ -1053,7 +1110,11 @@ const file_kontakt_case_v1_case_proto_rawDesc = "" +
 	"\x1cRESOLUTION_ANSWERED_DIRECTLY\x10\x01\x12\x18\n" +
 	"\x14RESOLUTION_FORWARDED\x10\x02\x12\x18\n" +
 	"\x14RESOLUTION_DUPLICATE\x10\x03\x12\x18\n" +
-	"\x14RESOLUTION_NO_ACTION\x10\x04*\xaa\x01\n" +
+	"\x14RESOLUTION_NO_ACTION\x10\x04*g\n" +
+	"\x0eAnswerDelivery\x12\x1f\n" +
+	"\x1bANSWER_DELIVERY_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15ANSWER_DELIVERY_EMAIL\x10\x01\x12\x19\n" +
+	"\x15ANSWER_DELIVERY_OTHER\x10\x02*\xaa\x01\n" +
 	"\n" +
 	"CaseStatus\x12\x1b\n" +
 	"\x17CASE_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n" +
@@ -1075,28 +1136,29 @@ func file_kontakt_case_v1_case_proto_rawDescGZIP() []byte {
 	return file_kontakt_case_v1_case_proto_rawDescData
 }
 
-var file_kontakt_case_v1_case_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
+var file_kontakt_case_v1_case_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
 var file_kontakt_case_v1_case_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_kontakt_case_v1_case_proto_goTypes = []any{
 	(CaseType)(0),              // 0: kontakt.case.v1.CaseType
 	(Channel)(0),               // 1: kontakt.case.v1.Channel
 	(DataClass)(0),             // 2: kontakt.case.v1.DataClass
 	(Resolution)(0),            // 3: kontakt.case.v1.Resolution
-	(CaseStatus)(0),            // 4: kontakt.case.v1.CaseStatus
-	(*SealedPersonalData)(nil), // 5: kontakt.case.v1.SealedPersonalData
-	(*PostalAddress)(nil),      // 6: kontakt.case.v1.PostalAddress
-	(*ContactDetails)(nil),     // 7: kontakt.case.v1.ContactDetails
-	(*IdentityNumber)(nil),     // 8: kontakt.case.v1.IdentityNumber
-	(*FreeText)(nil),           // 9: kontakt.case.v1.FreeText
-	(*ExactLocation)(nil),      // 10: kontakt.case.v1.ExactLocation
-	(*AttachmentNames)(nil),    // 11: kontakt.case.v1.AttachmentNames
-	(*AnswerText)(nil),         // 12: kontakt.case.v1.AnswerText
-	(*Attachment)(nil),         // 13: kontakt.case.v1.Attachment
-	(*CoarseLocation)(nil),     // 14: kontakt.case.v1.CoarseLocation
+	(AnswerDelivery)(0),        // 4: kontakt.case.v1.AnswerDelivery
+	(CaseStatus)(0),            // 5: kontakt.case.v1.CaseStatus
+	(*SealedPersonalData)(nil), // 6: kontakt.case.v1.SealedPersonalData
+	(*PostalAddress)(nil),      // 7: kontakt.case.v1.PostalAddress
+	(*ContactDetails)(nil),     // 8: kontakt.case.v1.ContactDetails
+	(*IdentityNumber)(nil),     // 9: kontakt.case.v1.IdentityNumber
+	(*FreeText)(nil),           // 10: kontakt.case.v1.FreeText
+	(*ExactLocation)(nil),      // 11: kontakt.case.v1.ExactLocation
+	(*AttachmentNames)(nil),    // 12: kontakt.case.v1.AttachmentNames
+	(*AnswerText)(nil),         // 13: kontakt.case.v1.AnswerText
+	(*Attachment)(nil),         // 14: kontakt.case.v1.Attachment
+	(*CoarseLocation)(nil),     // 15: kontakt.case.v1.CoarseLocation
 }
 var file_kontakt_case_v1_case_proto_depIdxs = []int32{
-	6,  // 0: kontakt.case.v1.ContactDetails.postal_address:type_name -> kontakt.case.v1.PostalAddress
-	10, // 1: kontakt.case.v1.FreeText.location:type_name -> kontakt.case.v1.ExactLocation
+	7,  // 0: kontakt.case.v1.ContactDetails.postal_address:type_name -> kontakt.case.v1.PostalAddress
+	11, // 1: kontakt.case.v1.FreeText.location:type_name -> kontakt.case.v1.ExactLocation
 	2,  // [2:2] is the sub-list for method output_type
 	2,  // [2:2] is the sub-list for method input_type
 	2,  // [2:2] is the sub-list for extension type_name
@@ -1114,7 +1176,7 @@ func file_kontakt_case_v1_case_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kontakt_case_v1_case_proto_rawDesc), len(file_kontakt_case_v1_case_proto_rawDesc)),
-			NumEnums:      5,
+			NumEnums:      6,
 			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   0,

@@ -736,8 +736,11 @@ type CaseAnswered struct {
 	CaseId     string                 `protobuf:"bytes,1,opt,name=case_id,json=caseId,proto3" json:"case_id,omitempty"`
 	AnsweredBy string                 `protobuf:"bytes,2,opt,name=answered_by,json=answeredBy,proto3" json:"answered_by,omitempty"`
 	// AnswerText, sealed.
-	Answer        *SealedPersonalData    `protobuf:"bytes,3,opt,name=answer,proto3" json:"answer,omitempty"`
-	AnsweredAt    *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=answered_at,json=answeredAt,proto3" json:"answered_at,omitempty"`
+	Answer     *SealedPersonalData    `protobuf:"bytes,3,opt,name=answer,proto3" json:"answer,omitempty"`
+	AnsweredAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=answered_at,json=answeredAt,proto3" json:"answered_at,omitempty"`
+	// How the answer reaches the citizen: the mail outbox mails it unless
+	// it was given another way.
+	Delivery      AnswerDelivery `protobuf:"varint,5,opt,name=delivery,proto3,enum=kontakt.case.v1.AnswerDelivery" json:"delivery,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -798,6 +801,13 @@ func (x *CaseAnswered) GetAnsweredAt() *timestamppb.Timestamp {
 		return x.AnsweredAt
 	}
 	return nil
+}
+
+func (x *CaseAnswered) GetDelivery() AnswerDelivery {
+	if x != nil {
+		return x.Delivery
+	}
+	return AnswerDelivery_ANSWER_DELIVERY_UNSPECIFIED
 }
 
 // CaseClosed closes a case with a resolution.
@@ -1942,14 +1952,15 @@ const file_kontakt_case_v1_events_proto_rawDesc = "" +
 	"to_officer\x18\x04 \x01(\tR\ttoOfficer\x12=\n" +
 	"\acomment\x18\x05 \x01(\v2#.kontakt.case.v1.SealedPersonalDataR\acomment\x12!\n" +
 	"\fforwarded_by\x18\x06 \x01(\tR\vforwardedBy\x12=\n" +
-	"\fforwarded_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\vforwardedAt\"\xc2\x01\n" +
+	"\fforwarded_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\vforwardedAt\"\xff\x01\n" +
 	"\fCaseAnswered\x12\x17\n" +
 	"\acase_id\x18\x01 \x01(\tR\x06caseId\x12\x1f\n" +
 	"\vanswered_by\x18\x02 \x01(\tR\n" +
 	"answeredBy\x12;\n" +
 	"\x06answer\x18\x03 \x01(\v2#.kontakt.case.v1.SealedPersonalDataR\x06answer\x12;\n" +
 	"\vanswered_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"answeredAt\"\xf2\x01\n" +
+	"answeredAt\x12;\n" +
+	"\bdelivery\x18\x05 \x01(\x0e2\x1f.kontakt.case.v1.AnswerDeliveryR\bdelivery\"\xf2\x01\n" +
 	"\n" +
 	"CaseClosed\x12\x17\n" +
 	"\acase_id\x18\x01 \x01(\tR\x06caseId\x12\x1b\n" +
@@ -2098,8 +2109,9 @@ var file_kontakt_case_v1_events_proto_goTypes = []any{
 	(*SealedPersonalData)(nil),        // 25: kontakt.case.v1.SealedPersonalData
 	(*Attachment)(nil),                // 26: kontakt.case.v1.Attachment
 	(*CoarseLocation)(nil),            // 27: kontakt.case.v1.CoarseLocation
-	(Resolution)(0),                   // 28: kontakt.case.v1.Resolution
-	(DataClass)(0),                    // 29: kontakt.case.v1.DataClass
+	(AnswerDelivery)(0),               // 28: kontakt.case.v1.AnswerDelivery
+	(Resolution)(0),                   // 29: kontakt.case.v1.Resolution
+	(DataClass)(0),                    // 30: kontakt.case.v1.DataClass
 }
 var file_kontakt_case_v1_events_proto_depIdxs = []int32{
 	22, // 0: kontakt.case.v1.CaseRegistered.type:type_name -> kontakt.case.v1.CaseType
@@ -2121,34 +2133,35 @@ var file_kontakt_case_v1_events_proto_depIdxs = []int32{
 	24, // 16: kontakt.case.v1.CaseForwarded.forwarded_at:type_name -> google.protobuf.Timestamp
 	25, // 17: kontakt.case.v1.CaseAnswered.answer:type_name -> kontakt.case.v1.SealedPersonalData
 	24, // 18: kontakt.case.v1.CaseAnswered.answered_at:type_name -> google.protobuf.Timestamp
-	28, // 19: kontakt.case.v1.CaseClosed.resolution:type_name -> kontakt.case.v1.Resolution
-	24, // 20: kontakt.case.v1.CaseClosed.closed_at:type_name -> google.protobuf.Timestamp
-	24, // 21: kontakt.case.v1.CaseReopened.reopened_at:type_name -> google.protobuf.Timestamp
-	29, // 22: kontakt.case.v1.PersonalDataRedacted.data_classes:type_name -> kontakt.case.v1.DataClass
-	24, // 23: kontakt.case.v1.PersonalDataRedacted.redacted_at:type_name -> google.protobuf.Timestamp
-	24, // 24: kontakt.case.v1.PersonalDataRedacted.due_at:type_name -> google.protobuf.Timestamp
-	29, // 25: kontakt.case.v1.PersonalDataRectified.data_class:type_name -> kontakt.case.v1.DataClass
-	25, // 26: kontakt.case.v1.PersonalDataRectified.value:type_name -> kontakt.case.v1.SealedPersonalData
-	24, // 27: kontakt.case.v1.PersonalDataRectified.rectified_at:type_name -> google.protobuf.Timestamp
-	24, // 28: kontakt.case.v1.HoldPlaced.placed_at:type_name -> google.protobuf.Timestamp
-	24, // 29: kontakt.case.v1.HoldReleased.released_at:type_name -> google.protobuf.Timestamp
-	24, // 30: kontakt.case.v1.CaseMarkedForPreservation.marked_at:type_name -> google.protobuf.Timestamp
-	24, // 31: kontakt.case.v1.CasePreservationWithdrawn.withdrawn_at:type_name -> google.protobuf.Timestamp
-	24, // 32: kontakt.case.v1.CaseDeleted.deleted_at:type_name -> google.protobuf.Timestamp
-	24, // 33: kontakt.case.v1.CaseDeleted.due_at:type_name -> google.protobuf.Timestamp
-	24, // 34: kontakt.case.v1.CaseArchived.archived_at:type_name -> google.protobuf.Timestamp
-	0,  // 35: kontakt.case.v1.MailSent.kind:type_name -> kontakt.case.v1.MailKind
-	24, // 36: kontakt.case.v1.MailSent.sent_at:type_name -> google.protobuf.Timestamp
-	0,  // 37: kontakt.case.v1.MailFailed.kind:type_name -> kontakt.case.v1.MailKind
-	24, // 38: kontakt.case.v1.MailFailed.failed_at:type_name -> google.protobuf.Timestamp
-	25, // 39: kontakt.case.v1.CaseMessageReceived.text:type_name -> kontakt.case.v1.SealedPersonalData
-	24, // 40: kontakt.case.v1.CaseMessageReceived.received_at:type_name -> google.protobuf.Timestamp
-	23, // 41: kontakt.case.v1.CaseMessageReceived.channel:type_name -> kontakt.case.v1.Channel
-	42, // [42:42] is the sub-list for method output_type
-	42, // [42:42] is the sub-list for method input_type
-	42, // [42:42] is the sub-list for extension type_name
-	42, // [42:42] is the sub-list for extension extendee
-	0,  // [0:42] is the sub-list for field type_name
+	28, // 19: kontakt.case.v1.CaseAnswered.delivery:type_name -> kontakt.case.v1.AnswerDelivery
+	29, // 20: kontakt.case.v1.CaseClosed.resolution:type_name -> kontakt.case.v1.Resolution
+	24, // 21: kontakt.case.v1.CaseClosed.closed_at:type_name -> google.protobuf.Timestamp
+	24, // 22: kontakt.case.v1.CaseReopened.reopened_at:type_name -> google.protobuf.Timestamp
+	30, // 23: kontakt.case.v1.PersonalDataRedacted.data_classes:type_name -> kontakt.case.v1.DataClass
+	24, // 24: kontakt.case.v1.PersonalDataRedacted.redacted_at:type_name -> google.protobuf.Timestamp
+	24, // 25: kontakt.case.v1.PersonalDataRedacted.due_at:type_name -> google.protobuf.Timestamp
+	30, // 26: kontakt.case.v1.PersonalDataRectified.data_class:type_name -> kontakt.case.v1.DataClass
+	25, // 27: kontakt.case.v1.PersonalDataRectified.value:type_name -> kontakt.case.v1.SealedPersonalData
+	24, // 28: kontakt.case.v1.PersonalDataRectified.rectified_at:type_name -> google.protobuf.Timestamp
+	24, // 29: kontakt.case.v1.HoldPlaced.placed_at:type_name -> google.protobuf.Timestamp
+	24, // 30: kontakt.case.v1.HoldReleased.released_at:type_name -> google.protobuf.Timestamp
+	24, // 31: kontakt.case.v1.CaseMarkedForPreservation.marked_at:type_name -> google.protobuf.Timestamp
+	24, // 32: kontakt.case.v1.CasePreservationWithdrawn.withdrawn_at:type_name -> google.protobuf.Timestamp
+	24, // 33: kontakt.case.v1.CaseDeleted.deleted_at:type_name -> google.protobuf.Timestamp
+	24, // 34: kontakt.case.v1.CaseDeleted.due_at:type_name -> google.protobuf.Timestamp
+	24, // 35: kontakt.case.v1.CaseArchived.archived_at:type_name -> google.protobuf.Timestamp
+	0,  // 36: kontakt.case.v1.MailSent.kind:type_name -> kontakt.case.v1.MailKind
+	24, // 37: kontakt.case.v1.MailSent.sent_at:type_name -> google.protobuf.Timestamp
+	0,  // 38: kontakt.case.v1.MailFailed.kind:type_name -> kontakt.case.v1.MailKind
+	24, // 39: kontakt.case.v1.MailFailed.failed_at:type_name -> google.protobuf.Timestamp
+	25, // 40: kontakt.case.v1.CaseMessageReceived.text:type_name -> kontakt.case.v1.SealedPersonalData
+	24, // 41: kontakt.case.v1.CaseMessageReceived.received_at:type_name -> google.protobuf.Timestamp
+	23, // 42: kontakt.case.v1.CaseMessageReceived.channel:type_name -> kontakt.case.v1.Channel
+	43, // [43:43] is the sub-list for method output_type
+	43, // [43:43] is the sub-list for method input_type
+	43, // [43:43] is the sub-list for extension type_name
+	43, // [43:43] is the sub-list for extension extendee
+	0,  // [0:43] is the sub-list for field type_name
 }
 
 func init() { file_kontakt_case_v1_events_proto_init() }

@@ -1930,9 +1930,14 @@ func (x *ForwardCaseResponse) GetCase() *CaseSummary {
 
 // AnswerCaseRequest records an answer.
 type AnswerCaseRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	CaseId        string                 `protobuf:"bytes,1,opt,name=case_id,json=caseId,proto3" json:"case_id,omitempty"`
-	Answer        string                 `protobuf:"bytes,2,opt,name=answer,proto3" json:"answer,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	CaseId string                 `protobuf:"bytes,1,opt,name=case_id,json=caseId,proto3" json:"case_id,omitempty"`
+	Answer string                 `protobuf:"bytes,2,opt,name=answer,proto3" json:"answer,omitempty"`
+	// How the answer reaches the citizen. Unset mails it when the case's
+	// contact has an e-mail address; EMAIL asks for a mail (recorded as
+	// failed when there is no address); OTHER records an answer given by
+	// phone, at the desk or by letter, and mails nothing.
+	Delivery      v1.AnswerDelivery `protobuf:"varint,3,opt,name=delivery,proto3,enum=kontakt.case.v1.AnswerDelivery" json:"delivery,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1979,6 +1984,13 @@ func (x *AnswerCaseRequest) GetAnswer() string {
 		return x.Answer
 	}
 	return ""
+}
+
+func (x *AnswerCaseRequest) GetDelivery() v1.AnswerDelivery {
+	if x != nil {
+		return x.Delivery
+	}
+	return v1.AnswerDelivery(0)
 }
 
 // AnswerCaseResponse confirms the answer.
@@ -2775,10 +2787,11 @@ const file_kontakt_routing_v1_routing_proto_rawDesc = "" +
 	"to_officer\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\ttoOfficer\x12\"\n" +
 	"\acomment\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\xa0\x1fR\acomment\"J\n" +
 	"\x13ForwardCaseResponse\x123\n" +
-	"\x04case\x18\x01 \x01(\v2\x1f.kontakt.routing.v1.CaseSummaryR\x04case\"\x98\x01\n" +
+	"\x04case\x18\x01 \x01(\v2\x1f.kontakt.routing.v1.CaseSummaryR\x04case\"\xdf\x01\n" +
 	"\x11AnswerCaseRequest\x12^\n" +
 	"\acase_id\x18\x01 \x01(\tBE\xbaHBr@2>^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$R\x06caseId\x12#\n" +
-	"\x06answer\x18\x02 \x01(\tB\v\xbaH\br\x06\x10\x01\x18\xa0\x9c\x01R\x06answer\"I\n" +
+	"\x06answer\x18\x02 \x01(\tB\v\xbaH\br\x06\x10\x01\x18\xa0\x9c\x01R\x06answer\x12E\n" +
+	"\bdelivery\x18\x03 \x01(\x0e2\x1f.kontakt.case.v1.AnswerDeliveryB\b\xbaH\x05\x82\x01\x02\x10\x01R\bdelivery\"I\n" +
 	"\x12AnswerCaseResponse\x123\n" +
 	"\x04case\x18\x01 \x01(\v2\x1f.kontakt.routing.v1.CaseSummaryR\x04case\"\xf5\x01\n" +
 	"\x10CloseCaseRequest\x12^\n" +
@@ -2957,6 +2970,7 @@ var file_kontakt_routing_v1_routing_proto_goTypes = []any{
 	(v1.DataClass)(0),              // 47: kontakt.case.v1.DataClass
 	(v1.Resolution)(0),             // 48: kontakt.case.v1.Resolution
 	(*v1.Attachment)(nil),          // 49: kontakt.case.v1.Attachment
+	(v1.AnswerDelivery)(0),         // 50: kontakt.case.v1.AnswerDelivery
 }
 var file_kontakt_routing_v1_routing_proto_depIdxs = []int32{
 	40, // 0: kontakt.routing.v1.Queue.oldest_open_at:type_name -> google.protobuf.Timestamp
@@ -2990,50 +3004,51 @@ var file_kontakt_routing_v1_routing_proto_depIdxs = []int32{
 	5,  // 28: kontakt.routing.v1.AssignCaseResponse.case:type_name -> kontakt.routing.v1.CaseSummary
 	5,  // 29: kontakt.routing.v1.MoveCaseResponse.case:type_name -> kontakt.routing.v1.CaseSummary
 	5,  // 30: kontakt.routing.v1.ForwardCaseResponse.case:type_name -> kontakt.routing.v1.CaseSummary
-	5,  // 31: kontakt.routing.v1.AnswerCaseResponse.case:type_name -> kontakt.routing.v1.CaseSummary
-	48, // 32: kontakt.routing.v1.CloseCaseRequest.resolution:type_name -> kontakt.case.v1.Resolution
-	5,  // 33: kontakt.routing.v1.CloseCaseResponse.case:type_name -> kontakt.routing.v1.CaseSummary
-	5,  // 34: kontakt.routing.v1.ReopenCaseResponse.case:type_name -> kontakt.routing.v1.CaseSummary
-	47, // 35: kontakt.routing.v1.AuditRecord.data_classes:type_name -> kontakt.case.v1.DataClass
-	40, // 36: kontakt.routing.v1.AuditRecord.read_at:type_name -> google.protobuf.Timestamp
-	35, // 37: kontakt.routing.v1.ListAuditTrailResponse.records:type_name -> kontakt.routing.v1.AuditRecord
-	3,  // 38: kontakt.routing.v1.RoutingService.ListQueues:input_type -> kontakt.routing.v1.ListQueuesRequest
-	6,  // 39: kontakt.routing.v1.RoutingService.ListQueueCases:input_type -> kontakt.routing.v1.ListQueueCasesRequest
-	8,  // 40: kontakt.routing.v1.RoutingService.WatchQueue:input_type -> kontakt.routing.v1.WatchQueueRequest
-	10, // 41: kontakt.routing.v1.RoutingService.GetCase:input_type -> kontakt.routing.v1.GetCaseRequest
-	15, // 42: kontakt.routing.v1.RoutingService.FindCases:input_type -> kontakt.routing.v1.FindCasesRequest
-	17, // 43: kontakt.routing.v1.RoutingService.ClaimCase:input_type -> kontakt.routing.v1.ClaimCaseRequest
-	19, // 44: kontakt.routing.v1.RoutingService.ReleaseCase:input_type -> kontakt.routing.v1.ReleaseCaseRequest
-	21, // 45: kontakt.routing.v1.RoutingService.AssignCase:input_type -> kontakt.routing.v1.AssignCaseRequest
-	23, // 46: kontakt.routing.v1.RoutingService.MoveCase:input_type -> kontakt.routing.v1.MoveCaseRequest
-	25, // 47: kontakt.routing.v1.RoutingService.AddNote:input_type -> kontakt.routing.v1.AddNoteRequest
-	27, // 48: kontakt.routing.v1.RoutingService.ForwardCase:input_type -> kontakt.routing.v1.ForwardCaseRequest
-	29, // 49: kontakt.routing.v1.RoutingService.AnswerCase:input_type -> kontakt.routing.v1.AnswerCaseRequest
-	31, // 50: kontakt.routing.v1.RoutingService.CloseCase:input_type -> kontakt.routing.v1.CloseCaseRequest
-	33, // 51: kontakt.routing.v1.RoutingService.ReopenCase:input_type -> kontakt.routing.v1.ReopenCaseRequest
-	36, // 52: kontakt.routing.v1.RoutingService.ListAuditTrail:input_type -> kontakt.routing.v1.ListAuditTrailRequest
-	38, // 53: kontakt.routing.v1.RoutingService.GetAttachment:input_type -> kontakt.routing.v1.GetAttachmentRequest
-	4,  // 54: kontakt.routing.v1.RoutingService.ListQueues:output_type -> kontakt.routing.v1.ListQueuesResponse
-	7,  // 55: kontakt.routing.v1.RoutingService.ListQueueCases:output_type -> kontakt.routing.v1.ListQueueCasesResponse
-	9,  // 56: kontakt.routing.v1.RoutingService.WatchQueue:output_type -> kontakt.routing.v1.WatchQueueResponse
-	14, // 57: kontakt.routing.v1.RoutingService.GetCase:output_type -> kontakt.routing.v1.GetCaseResponse
-	16, // 58: kontakt.routing.v1.RoutingService.FindCases:output_type -> kontakt.routing.v1.FindCasesResponse
-	18, // 59: kontakt.routing.v1.RoutingService.ClaimCase:output_type -> kontakt.routing.v1.ClaimCaseResponse
-	20, // 60: kontakt.routing.v1.RoutingService.ReleaseCase:output_type -> kontakt.routing.v1.ReleaseCaseResponse
-	22, // 61: kontakt.routing.v1.RoutingService.AssignCase:output_type -> kontakt.routing.v1.AssignCaseResponse
-	24, // 62: kontakt.routing.v1.RoutingService.MoveCase:output_type -> kontakt.routing.v1.MoveCaseResponse
-	26, // 63: kontakt.routing.v1.RoutingService.AddNote:output_type -> kontakt.routing.v1.AddNoteResponse
-	28, // 64: kontakt.routing.v1.RoutingService.ForwardCase:output_type -> kontakt.routing.v1.ForwardCaseResponse
-	30, // 65: kontakt.routing.v1.RoutingService.AnswerCase:output_type -> kontakt.routing.v1.AnswerCaseResponse
-	32, // 66: kontakt.routing.v1.RoutingService.CloseCase:output_type -> kontakt.routing.v1.CloseCaseResponse
-	34, // 67: kontakt.routing.v1.RoutingService.ReopenCase:output_type -> kontakt.routing.v1.ReopenCaseResponse
-	37, // 68: kontakt.routing.v1.RoutingService.ListAuditTrail:output_type -> kontakt.routing.v1.ListAuditTrailResponse
-	39, // 69: kontakt.routing.v1.RoutingService.GetAttachment:output_type -> kontakt.routing.v1.GetAttachmentResponse
-	54, // [54:70] is the sub-list for method output_type
-	38, // [38:54] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	50, // 31: kontakt.routing.v1.AnswerCaseRequest.delivery:type_name -> kontakt.case.v1.AnswerDelivery
+	5,  // 32: kontakt.routing.v1.AnswerCaseResponse.case:type_name -> kontakt.routing.v1.CaseSummary
+	48, // 33: kontakt.routing.v1.CloseCaseRequest.resolution:type_name -> kontakt.case.v1.Resolution
+	5,  // 34: kontakt.routing.v1.CloseCaseResponse.case:type_name -> kontakt.routing.v1.CaseSummary
+	5,  // 35: kontakt.routing.v1.ReopenCaseResponse.case:type_name -> kontakt.routing.v1.CaseSummary
+	47, // 36: kontakt.routing.v1.AuditRecord.data_classes:type_name -> kontakt.case.v1.DataClass
+	40, // 37: kontakt.routing.v1.AuditRecord.read_at:type_name -> google.protobuf.Timestamp
+	35, // 38: kontakt.routing.v1.ListAuditTrailResponse.records:type_name -> kontakt.routing.v1.AuditRecord
+	3,  // 39: kontakt.routing.v1.RoutingService.ListQueues:input_type -> kontakt.routing.v1.ListQueuesRequest
+	6,  // 40: kontakt.routing.v1.RoutingService.ListQueueCases:input_type -> kontakt.routing.v1.ListQueueCasesRequest
+	8,  // 41: kontakt.routing.v1.RoutingService.WatchQueue:input_type -> kontakt.routing.v1.WatchQueueRequest
+	10, // 42: kontakt.routing.v1.RoutingService.GetCase:input_type -> kontakt.routing.v1.GetCaseRequest
+	15, // 43: kontakt.routing.v1.RoutingService.FindCases:input_type -> kontakt.routing.v1.FindCasesRequest
+	17, // 44: kontakt.routing.v1.RoutingService.ClaimCase:input_type -> kontakt.routing.v1.ClaimCaseRequest
+	19, // 45: kontakt.routing.v1.RoutingService.ReleaseCase:input_type -> kontakt.routing.v1.ReleaseCaseRequest
+	21, // 46: kontakt.routing.v1.RoutingService.AssignCase:input_type -> kontakt.routing.v1.AssignCaseRequest
+	23, // 47: kontakt.routing.v1.RoutingService.MoveCase:input_type -> kontakt.routing.v1.MoveCaseRequest
+	25, // 48: kontakt.routing.v1.RoutingService.AddNote:input_type -> kontakt.routing.v1.AddNoteRequest
+	27, // 49: kontakt.routing.v1.RoutingService.ForwardCase:input_type -> kontakt.routing.v1.ForwardCaseRequest
+	29, // 50: kontakt.routing.v1.RoutingService.AnswerCase:input_type -> kontakt.routing.v1.AnswerCaseRequest
+	31, // 51: kontakt.routing.v1.RoutingService.CloseCase:input_type -> kontakt.routing.v1.CloseCaseRequest
+	33, // 52: kontakt.routing.v1.RoutingService.ReopenCase:input_type -> kontakt.routing.v1.ReopenCaseRequest
+	36, // 53: kontakt.routing.v1.RoutingService.ListAuditTrail:input_type -> kontakt.routing.v1.ListAuditTrailRequest
+	38, // 54: kontakt.routing.v1.RoutingService.GetAttachment:input_type -> kontakt.routing.v1.GetAttachmentRequest
+	4,  // 55: kontakt.routing.v1.RoutingService.ListQueues:output_type -> kontakt.routing.v1.ListQueuesResponse
+	7,  // 56: kontakt.routing.v1.RoutingService.ListQueueCases:output_type -> kontakt.routing.v1.ListQueueCasesResponse
+	9,  // 57: kontakt.routing.v1.RoutingService.WatchQueue:output_type -> kontakt.routing.v1.WatchQueueResponse
+	14, // 58: kontakt.routing.v1.RoutingService.GetCase:output_type -> kontakt.routing.v1.GetCaseResponse
+	16, // 59: kontakt.routing.v1.RoutingService.FindCases:output_type -> kontakt.routing.v1.FindCasesResponse
+	18, // 60: kontakt.routing.v1.RoutingService.ClaimCase:output_type -> kontakt.routing.v1.ClaimCaseResponse
+	20, // 61: kontakt.routing.v1.RoutingService.ReleaseCase:output_type -> kontakt.routing.v1.ReleaseCaseResponse
+	22, // 62: kontakt.routing.v1.RoutingService.AssignCase:output_type -> kontakt.routing.v1.AssignCaseResponse
+	24, // 63: kontakt.routing.v1.RoutingService.MoveCase:output_type -> kontakt.routing.v1.MoveCaseResponse
+	26, // 64: kontakt.routing.v1.RoutingService.AddNote:output_type -> kontakt.routing.v1.AddNoteResponse
+	28, // 65: kontakt.routing.v1.RoutingService.ForwardCase:output_type -> kontakt.routing.v1.ForwardCaseResponse
+	30, // 66: kontakt.routing.v1.RoutingService.AnswerCase:output_type -> kontakt.routing.v1.AnswerCaseResponse
+	32, // 67: kontakt.routing.v1.RoutingService.CloseCase:output_type -> kontakt.routing.v1.CloseCaseResponse
+	34, // 68: kontakt.routing.v1.RoutingService.ReopenCase:output_type -> kontakt.routing.v1.ReopenCaseResponse
+	37, // 69: kontakt.routing.v1.RoutingService.ListAuditTrail:output_type -> kontakt.routing.v1.ListAuditTrailResponse
+	39, // 70: kontakt.routing.v1.RoutingService.GetAttachment:output_type -> kontakt.routing.v1.GetAttachmentResponse
+	55, // [55:71] is the sub-list for method output_type
+	39, // [39:55] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_kontakt_routing_v1_routing_proto_init() }
