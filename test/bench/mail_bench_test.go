@@ -41,13 +41,7 @@ func BenchmarkMailVsRawJetStream(b *testing.B) {
 	ops := int64(b.N) * opsPerIteration
 
 	b.ResetTimer()
-	raw := func() time.Duration {
-		d, err := rawAppends(ctx, js, ops, payload)
-		if err != nil {
-			b.Fatal("raw publish: ", err)
-		}
-		return d
-	}
+	raw := func() time.Duration { return mustRawAppends(b, ctx, js, ops, payload) }
 	rawBefore := raw()
 
 	var next atomic.Int64
@@ -130,13 +124,7 @@ func BenchmarkMailThroughPostfixVsRawJetStream(b *testing.B) {
 	ops := int64(b.N) * opsPerIteration
 
 	b.ResetTimer()
-	raw := func() time.Duration {
-		d, err := rawAppends(ctx, js, ops, payload)
-		if err != nil {
-			b.Fatal("raw publish: ", err)
-		}
-		return d
-	}
+	raw := func() time.Duration { return mustRawAppends(b, ctx, js, ops, payload) }
 	rawBefore := raw()
 
 	var next atomic.Int64
